@@ -1,0 +1,361 @@
+//! A trained (or imported) model: the network plus the preprocessing that travels with it,
+//! and its portable JSON document.
+
+use ndarray::{Array1, Array2, ArrayView2};
+use serde::{Deserialize, Serialize};
+
+use super::activation::Activation;
+use super::loss::Loss;
+use super::network::{Dense, Layer, Network};
+use super::preprocess::{ClassLabel, OutputEncoding, Standardizer};
+use super::spec::SpecError;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Model {
+    pub network: Network<f32>,
+    pub standardizer: Option<Standardizer>,
+    pub encoding: OutputEncoding,
+    pub feature_names: Option<Vec<String>>,
+    pub loss: Option<Loss>,
+}
+
+/// Outputs for a batch of raw rows, with labels when the model is a classifier.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Prediction {
+    pub outputs: Array2<f32>,
+    pub labels: Option<Vec<ClassLabel>>,
+}
+
+impl Model {
+    pub fn input_dim(&self) -> usize {
+        self.network.input_dim
+    }
+
+    /// Predicts raw (unstandardised) rows.
+    pub fn predict(&self, x: ArrayView2<f32>) -> Prediction {
+        let outputs = match &self.standardizer {
+            Some(s) => self.network.predict(s.transform(x).view()),
+            None => self.network.predict(x),
+        };
+        let labels = self.encoding.labels(outputs.view());
+        Prediction { outputs, labels }
+    }
+
+    pub fn to_document(&self) -> ModelDocument {
+        ModelDocument {
+            format: Some(FORMAT.to_string()),
+            input_dim: self.network.input_dim,
+            layers: self
+                .network
+                .layers
+                .iter()
+                .map(|l| match l {
+                    Layer::Dense(d) => LayerDocument {
+                        units: Some(d.b.len()),
+                        activation: Some(d.activation),
+                        alpha: matches!(d.activation, Activation::LeakyRelu | Activation::Elu)
+                            .then_some(d.alpha),
+                        weights: Some(d.w.rows().into_iter().map(|r| r.to_vec()).collect()),
+                        bias: Some(d.b.to_vec()),
+                        dropout: None,
+                    },
+                    Layer::Dropout(r) => LayerDocument {
+                        dropout: Some(*r),
+                        ..Default::default()
+                    },
+                })
+                .collect(),
+            standardization: self.standardizer.clone(),
+            classes: self.encoding.classes().map(|c| c.to_vec()),
+            class_encoding: match self.encoding {
+                OutputEncoding::Categorical { .. } => Some(ClassEncoding::Categorical),
+                OutputEncoding::Binary { .. } => Some(ClassEncoding::Binary),
+                OutputEncoding::Values => None,
+            },
+            feature_names: self.feature_names.clone(),
+            loss: self.loss,
+        }
+    }
+
+    /// Builds a model from a document, checking every shape; errors carry JSON pointers.
+    pub fn from_document(doc: &ModelDocument) -> Result<Model, Vec<SpecError>> {
+        let mut errs = vec![];
+        if let Some(f) = &doc.format
+            && f != FORMAT
+        {
+            errs.push(SpecError::new(
+                "/format",
+                format!("unknown format \"{f}\"; this server reads \"{FORMAT}\""),
+            ));
+        }
+        if doc.input_dim == 0 {
+            errs.push(SpecError::new("/input_dim", "must be at least 1"));
+        }
+        if doc.layers.is_empty() {
+            errs.push(SpecError::new("/layers", "needs at least one dense layer"));
+        }
+        let mut width = doc.input_dim;
+        let mut layers = vec![];
+        for (i, l) in doc.layers.iter().enumerate() {
+            let p = |f: &str| format!("/layers/{i}/{f}");
+            if let Some(r) = l.dropout {
+                if !(r.is_finite() && (0.0..1.0).contains(&r)) {
+                    errs.push(SpecError::new(
+                        p("dropout"),
+                        format!("must be in [0, 1), got {r}"),
+                    ));
+                }
+                if l.weights.is_some() || l.units.is_some() {
+                    errs.push(SpecError::new(
+                        format!("/layers/{i}"),
+                        "a dropout layer has no units or weights",
+                    ));
+                }
+                layers.push(Layer::Dropout(r));
+                continue;
+            }
+            let Some(rows) = &l.weights else {
+                errs.push(SpecError::new(
+                    p("weights"),
+                    format!(
+                        "is required: {width} rows of {} numbers",
+                        l.units.map_or("units".into(), |u| u.to_string())
+                    ),
+                ));
+                continue;
+            };
+            let units = l.units.or(rows.first().map(|r| r.len())).unwrap_or(0);
+            if units == 0 {
+                errs.push(SpecError::new(p("units"), "must be at least 1"));
+                continue;
+            }
+            if rows.len() != width {
+                errs.push(SpecError::new(
+                    p("weights"),
+                    format!(
+                        "has {} rows, expected {width} (the layer's input width)",
+                        rows.len()
+                    ),
+                ));
+                continue;
+            }
+            if let Some((r, row)) = rows.iter().enumerate().find(|(_, r)| r.len() != units) {
+                errs.push(SpecError::new(
+                    format!("/layers/{i}/weights/{r}"),
+                    format!("has {} numbers, expected {units} (units)", row.len()),
+                ));
+                continue;
+            }
+            let bias = l.bias.clone().unwrap_or_else(|| vec![0.0; units]);
+            if bias.len() != units {
+                errs.push(SpecError::new(
+                    p("bias"),
+                    format!("has {} numbers, expected {units} (units)", bias.len()),
+                ));
+                continue;
+            }
+            if rows
+                .iter()
+                .flatten()
+                .chain(bias.iter())
+                .any(|v| !v.is_finite())
+            {
+                errs.push(SpecError::new(
+                    format!("/layers/{i}"),
+                    "weights and bias must be finite numbers",
+                ));
+                continue;
+            }
+            let activation = l.activation.unwrap_or_default();
+            let w =
+                Array2::from_shape_vec((width, units), rows.iter().flatten().copied().collect())
+                    .expect("checked shape");
+            layers.push(Layer::Dense(Dense {
+                w,
+                b: Array1::from(bias),
+                activation,
+                alpha: l.alpha.unwrap_or(activation.default_alpha()),
+            }));
+            width = units;
+        }
+        if matches!(layers.last(), Some(Layer::Dropout(_))) {
+            errs.push(SpecError::new(
+                format!("/layers/{}", layers.len() - 1),
+                "the last layer must be a dense layer",
+            ));
+        }
+        if let Some(s) = &doc.standardization {
+            if s.mean.len() != doc.input_dim || s.std.len() != doc.input_dim {
+                errs.push(SpecError::new(
+                    "/standardization",
+                    format!("mean and std need {} numbers each", doc.input_dim),
+                ));
+            } else if s.std.iter().any(|&v| !(v.is_finite() && v > 0.0))
+                || s.mean.iter().any(|v| !v.is_finite())
+            {
+                errs.push(SpecError::new(
+                    "/standardization/std",
+                    "must be finite, std positive",
+                ));
+            }
+        }
+        if let Some(names) = &doc.feature_names
+            && names.len() != doc.input_dim
+        {
+            errs.push(SpecError::new(
+                "/feature_names",
+                format!("has {} names for {} inputs", names.len(), doc.input_dim),
+            ));
+        }
+        let out = width;
+        let encoding = match (&doc.classes, doc.class_encoding) {
+            (None, _) => OutputEncoding::Values,
+            (Some(c), Some(ClassEncoding::Binary)) | (Some(c), None)
+                if out == 1 && c.len() == 2 =>
+            {
+                OutputEncoding::Binary { classes: c.clone() }
+            }
+            (Some(c), _) if c.len() == out && out >= 2 => {
+                OutputEncoding::Categorical { classes: c.clone() }
+            }
+            (Some(c), _) => {
+                errs.push(SpecError::new(
+                    "/classes",
+                    format!("{} classes do not fit an output of {out} units (one unit for two classes, else one per class)", c.len()),
+                ));
+                OutputEncoding::Values
+            }
+        };
+        if !errs.is_empty() {
+            return Err(errs);
+        }
+        Ok(Model {
+            network: Network {
+                input_dim: doc.input_dim,
+                layers,
+            },
+            standardizer: doc.standardization.clone(),
+            encoding,
+            feature_names: doc.feature_names.clone(),
+            loss: doc.loss,
+        })
+    }
+}
+
+pub const FORMAT: &str = "backprop.model/v1";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClassEncoding {
+    Categorical,
+    Binary,
+}
+
+/// The portable form of a model: what export gives and import takes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelDocument {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    pub input_dim: usize,
+    pub layers: Vec<LayerDocument>,
+    /// Applied to raw inputs before the first layer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standardization: Option<Standardizer>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classes: Option<Vec<ClassLabel>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_encoding: Option<ClassEncoding>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feature_names: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss: Option<Loss>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LayerDocument {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub units: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activation: Option<Activation>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alpha: Option<f32>,
+    /// `input_width` rows of `units` numbers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights: Option<Vec<Vec<f32>>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bias: Option<Vec<f32>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropout: Option<f32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    #[test]
+    fn the_course_perceptron_imports_and_predicts() {
+        let doc: ModelDocument = serde_json::from_str(
+            r#"{"input_dim": 2, "layers": [{"units": 1, "activation": "sigmoid", "weights": [[3], [-2]], "bias": [1]}]}"#,
+        )
+        .unwrap();
+        let m = Model::from_document(&doc).unwrap();
+        let p = m.predict(array![[-1.0, 2.0]].view());
+        assert!((p.outputs[[0, 0]] - 0.002_472_623).abs() < 1e-7);
+        assert!(p.labels.is_none());
+    }
+
+    #[test]
+    fn export_then_import_predicts_bit_for_bit() {
+        let m = Model {
+            network: Network {
+                input_dim: 2,
+                layers: vec![
+                    Layer::Dense(Dense {
+                        w: array![[0.1f32, -0.7], [1.0 / 3.0, 2.5e-8]],
+                        b: array![0.3, -0.1],
+                        activation: Activation::Elu,
+                        alpha: 0.7,
+                    }),
+                    Layer::Dropout(0.5),
+                    Layer::Dense(Dense {
+                        w: array![[1.1f32, -0.2, 0.3], [0.7, 0.6, -2.0]],
+                        b: array![0.0, 0.1, 0.2],
+                        activation: Activation::Softmax,
+                        alpha: 0.0,
+                    }),
+                ],
+            },
+            standardizer: Some(Standardizer {
+                mean: vec![1.5, -2.0],
+                std: vec![0.3, 7.0],
+            }),
+            encoding: OutputEncoding::Categorical {
+                classes: vec![
+                    ClassLabel::Text("a".into()),
+                    ClassLabel::Integer(3),
+                    ClassLabel::Text("c".into()),
+                ],
+            },
+            feature_names: Some(vec!["x".into(), "y".into()]),
+            loss: Some(Loss::CategoricalCrossentropy),
+        };
+        let json = serde_json::to_string(&m.to_document()).unwrap();
+        let back = Model::from_document(&serde_json::from_str(&json).unwrap()).unwrap();
+        assert_eq!(back, m);
+        let x = array![[0.3f32, 0.9], [-4.0, 1e3]];
+        assert_eq!(m.predict(x.view()), back.predict(x.view()));
+    }
+
+    #[test]
+    fn shape_errors_point_at_the_field() {
+        let doc: ModelDocument = serde_json::from_str(
+            r#"{"input_dim": 2, "layers": [{"units": 2, "weights": [[3, 1], [-2]], "bias": [1, 0]}]}"#,
+        )
+        .unwrap();
+        let e = Model::from_document(&doc).unwrap_err();
+        assert_eq!(e[0].pointer, "/layers/0/weights/1");
+    }
+}

@@ -1,0 +1,379 @@
+//! Optimizers: how a gradient becomes a weight update. Keras's update rules and default
+//! hyper-parameters, so a spec ported from Keras behaves the same.
+
+use std::fmt;
+
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use super::network::{Network, Params};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OptimizerKind {
+    Sgd,
+    Rmsprop,
+    Adagrad,
+    Adadelta,
+    Adam,
+    Adamw,
+}
+
+/// An optimizer as a user writes it: `"adam"` or `{"type": "adam", "learning_rate": 0.01}`.
+/// Unset fields take Keras's defaults.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OptimizerConfig {
+    #[serde(rename = "type")]
+    pub kind: OptimizerKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learning_rate: Option<f32>,
+    /// sgd, rmsprop
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub momentum: Option<f32>,
+    /// sgd
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nesterov: Option<bool>,
+    /// rmsprop, adadelta: decay of the squared-gradient average
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rho: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beta_1: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beta_2: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epsilon: Option<f32>,
+    /// adagrad
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_accumulator_value: Option<f32>,
+    /// adamw: decoupled weight decay
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight_decay: Option<f32>,
+    /// Rescale the whole gradient when its global L2 norm exceeds this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clipnorm: Option<f32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(transparent)]
+pub struct OptimizerSpec(pub OptimizerConfig);
+
+impl Default for OptimizerSpec {
+    fn default() -> Self {
+        OptimizerSpec::of(OptimizerKind::Adam)
+    }
+}
+
+impl OptimizerSpec {
+    pub fn of(kind: OptimizerKind) -> Self {
+        OptimizerSpec(OptimizerConfig {
+            kind,
+            learning_rate: None,
+            momentum: None,
+            nesterov: None,
+            rho: None,
+            beta_1: None,
+            beta_2: None,
+            epsilon: None,
+            initial_accumulator_value: None,
+            weight_decay: None,
+            clipnorm: None,
+        })
+    }
+
+    /// The learning rate in force before any schedule.
+    pub fn learning_rate(&self) -> f32 {
+        self.0.learning_rate.unwrap_or(match self.0.kind {
+            OptimizerKind::Sgd => 0.01,
+            _ => 0.001,
+        })
+    }
+
+    /// Field-level checks, as (field, message).
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        let c = &self.0;
+        let positive = |name: &'static str, v: Option<f32>| match v {
+            Some(v) if !(v.is_finite() && v > 0.0) => {
+                Err((name, format!("must be a positive number, got {v}")))
+            }
+            _ => Ok(()),
+        };
+        let unit = |name: &'static str, v: Option<f32>| match v {
+            Some(v) if !(v.is_finite() && (0.0..1.0).contains(&v)) => {
+                Err((name, format!("must be in [0, 1), got {v}")))
+            }
+            _ => Ok(()),
+        };
+        positive("learning_rate", c.learning_rate)?;
+        positive("epsilon", c.epsilon)?;
+        positive("clipnorm", c.clipnorm)?;
+        unit("momentum", c.momentum)?;
+        unit("rho", c.rho)?;
+        unit("beta_1", c.beta_1)?;
+        unit("beta_2", c.beta_2)?;
+        match c.initial_accumulator_value {
+            Some(v) if !(v.is_finite() && v >= 0.0) => {
+                return Err(("initial_accumulator_value", format!("must be ≥ 0, got {v}")));
+            }
+            _ => {}
+        }
+        match c.weight_decay {
+            Some(v) if !(v.is_finite() && v >= 0.0) => {
+                return Err(("weight_decay", format!("must be ≥ 0, got {v}")));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+impl<'de> Deserialize<'de> for OptimizerSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = OptimizerSpec;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an optimizer name such as \"adam\" or an object with a \"type\"")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                let kind = OptimizerKind::deserialize(de::value::StrDeserializer::<E>::new(v))?;
+                Ok(OptimizerSpec::of(kind))
+            }
+            fn visit_map<M: MapAccess<'de>>(self, m: M) -> Result<Self::Value, M::Error> {
+                OptimizerConfig::deserialize(de::value::MapAccessDeserializer::new(m))
+                    .map(OptimizerSpec)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// An optimizer's moving state: one or two slots per parameter tensor and the step count.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Optimizer {
+    pub spec: OptimizerConfig,
+    pub iterations: u64,
+    slots: Vec<Params<f32>>,
+}
+
+impl Optimizer {
+    pub fn new(spec: &OptimizerSpec, net: &Network<f32>) -> Self {
+        let c = &spec.0;
+        let n_slots = match c.kind {
+            OptimizerKind::Sgd => usize::from(c.momentum.unwrap_or(0.0) > 0.0),
+            OptimizerKind::Rmsprop => 1 + usize::from(c.momentum.unwrap_or(0.0) > 0.0),
+            OptimizerKind::Adagrad => 1,
+            OptimizerKind::Adadelta | OptimizerKind::Adam | OptimizerKind::Adamw => 2,
+        };
+        let mut slots: Vec<Params<f32>> = (0..n_slots).map(|_| Params::zeros_like(net)).collect();
+        if c.kind == OptimizerKind::Adagrad {
+            let init = c.initial_accumulator_value.unwrap_or(0.1);
+            for s in slots[0].slices_mut() {
+                s.fill(init);
+            }
+        }
+        Optimizer {
+            spec: c.clone(),
+            iterations: 0,
+            slots,
+        }
+    }
+
+    /// One update `w ← w − step(g)` at learning rate `lr`; `grads` may be rescaled by clipping.
+    pub fn step(&mut self, net: &mut Network<f32>, grads: &mut Params<f32>, lr: f32) {
+        let c = &self.spec;
+        if let Some(max) = c.clipnorm {
+            let norm = grads
+                .slices()
+                .iter()
+                .flat_map(|s| s.iter())
+                .map(|&g| g as f64 * g as f64)
+                .sum::<f64>()
+                .sqrt();
+            if norm > max as f64 {
+                let scale = (max as f64 / norm) as f32;
+                for s in grads.slices_mut() {
+                    s.iter_mut().for_each(|g| *g *= scale);
+                }
+            }
+        }
+        self.iterations += 1;
+        let t = self.iterations as i32;
+        let eps = c.epsilon.unwrap_or(1e-7);
+        let mut params: Vec<&mut [f32]> = Vec::new();
+        for d in net.dense_mut() {
+            params.push(d.w.as_slice_mut().expect("standard layout"));
+            params.push(d.b.as_slice_mut().expect("standard layout"));
+        }
+        let grads = grads.slices();
+        let mut slots: Vec<Vec<&mut [f32]>> =
+            self.slots.iter_mut().map(|s| s.slices_mut()).collect();
+        for (i, (w, g)) in params.into_iter().zip(grads).enumerate() {
+            match c.kind {
+                OptimizerKind::Sgd => {
+                    let momentum = c.momentum.unwrap_or(0.0);
+                    if momentum > 0.0 {
+                        // v ← μv − ηg ; w ← w + v (nesterov: w ← w + μv − ηg)
+                        let nesterov = c.nesterov.unwrap_or(false);
+                        let v = &mut slots[0][i];
+                        for ((w, &g), v) in w.iter_mut().zip(g).zip(v.iter_mut()) {
+                            *v = momentum * *v - lr * g;
+                            *w += if nesterov { momentum * *v - lr * g } else { *v };
+                        }
+                    } else {
+                        for (w, &g) in w.iter_mut().zip(g) {
+                            *w -= lr * g;
+                        }
+                    }
+                }
+                OptimizerKind::Rmsprop => {
+                    // s ← ρs + (1−ρ)g² ; w ← w − ηg/(√s + ε)
+                    let rho = c.rho.unwrap_or(0.9);
+                    let momentum = c.momentum.unwrap_or(0.0);
+                    let (first, rest) = slots.split_at_mut(1);
+                    let s = &mut first[0][i];
+                    for (j, (w, &g)) in w.iter_mut().zip(g).enumerate() {
+                        s[j] = rho * s[j] + (1.0 - rho) * g * g;
+                        let step = lr * g / (s[j].sqrt() + eps);
+                        if momentum > 0.0 {
+                            let m = &mut rest[0][i][j];
+                            *m = momentum * *m + step;
+                            *w -= *m;
+                        } else {
+                            *w -= step;
+                        }
+                    }
+                }
+                OptimizerKind::Adagrad => {
+                    // s ← s + g² ; w ← w − ηg/(√s + ε)
+                    let s = &mut slots[0][i];
+                    for ((w, &g), s) in w.iter_mut().zip(g).zip(s.iter_mut()) {
+                        *s += g * g;
+                        *w -= lr * g / (s.sqrt() + eps);
+                    }
+                }
+                OptimizerKind::Adadelta => {
+                    // s ← ρs + (1−ρ)g² ; Δ = √(u+ε)/√(s+ε)·g ; u ← ρu + (1−ρ)Δ² ; w ← w − ηΔ
+                    let rho = c.rho.unwrap_or(0.95);
+                    let (first, rest) = slots.split_at_mut(1);
+                    let (s, u) = (&mut first[0][i], &mut rest[0][i]);
+                    for (j, (w, &g)) in w.iter_mut().zip(g).enumerate() {
+                        s[j] = rho * s[j] + (1.0 - rho) * g * g;
+                        let delta = (u[j] + eps).sqrt() / (s[j] + eps).sqrt() * g;
+                        u[j] = rho * u[j] + (1.0 - rho) * delta * delta;
+                        *w -= lr * delta;
+                    }
+                }
+                OptimizerKind::Adam | OptimizerKind::Adamw => {
+                    // m ← β1m + (1−β1)g ; v ← β2v + (1−β2)g² ;
+                    // w ← w − η·√(1−β2ᵗ)/(1−β1ᵗ)·m/(√v + ε)   (adamw first: w ← w − ηλw)
+                    let b1 = c.beta_1.unwrap_or(0.9);
+                    let b2 = c.beta_2.unwrap_or(0.999);
+                    let alpha = lr * (1.0 - b2.powi(t)).sqrt() / (1.0 - b1.powi(t));
+                    let decay = if c.kind == OptimizerKind::Adamw {
+                        lr * c.weight_decay.unwrap_or(0.004)
+                    } else {
+                        0.0
+                    };
+                    let (first, rest) = slots.split_at_mut(1);
+                    let (m, v) = (&mut first[0][i], &mut rest[0][i]);
+                    for (((w, &g), m), v) in w.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut())
+                    {
+                        if decay != 0.0 {
+                            *w -= decay * *w;
+                        }
+                        *m += (1.0 - b1) * (g - *m);
+                        *v += (1.0 - b2) * (g * g - *v);
+                        *w -= alpha * *m / (v.sqrt() + eps);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::activation::Activation;
+    use crate::nn::network::{Dense, Layer};
+    use ndarray::{Array1, array};
+
+    fn one_weight(w: f32) -> Network<f32> {
+        Network {
+            input_dim: 1,
+            layers: vec![Layer::Dense(Dense {
+                w: array![[w]],
+                b: Array1::zeros(1),
+                activation: Activation::Linear,
+                alpha: 0.0,
+            })],
+        }
+    }
+
+    /// Runs three steps with gradients 1.0, 0.5, -0.25 on the weight and returns it.
+    fn run(spec: &str) -> f32 {
+        let spec: OptimizerSpec = serde_json::from_str(spec).unwrap();
+        let mut net = one_weight(1.0);
+        let mut opt = Optimizer::new(&spec, &net);
+        for g in [1.0, 0.5, -0.25] {
+            let mut grads = Params {
+                w: vec![array![[g]]],
+                b: vec![array![0.0]],
+            };
+            opt.step(&mut net, &mut grads, spec.learning_rate());
+        }
+        net.params().w[0][[0, 0]]
+    }
+
+    // Reference values from Keras 3 (TensorFlow backend):
+    //   v = keras.Variable([1.0]); opt = keras.optimizers.X(...)
+    //   for g in [1.0, 0.5, -0.25]: opt.apply_gradients([(tf.constant([g]), v)])
+    #[test]
+    fn updates_match_keras() {
+        let cases = [
+            (r#""sgd""#, 1.0 - 0.01 * 1.25),
+            // momentum 0.9: v = -.01, -.014, -.0101 → w = 1 - .0341
+            (r#"{"type":"sgd","momentum":0.9}"#, 0.9659),
+            (r#"{"type":"sgd","momentum":0.9,"nesterov":true}"#, 0.95399),
+            (r#""rmsprop""#, 0.993_685_6),
+            (r#""adagrad""#, 0.998_069_2),
+            (r#""adam""#, 0.998_994_3),
+            (r#""adamw""#, 0.998_982_3),
+            (r#""adadelta""#, 0.999_993_2),
+        ];
+        for (spec, want) in cases {
+            let got = run(spec);
+            assert!((got - want).abs() < 2e-6, "{spec}: got {got}, want {want}");
+        }
+    }
+
+    #[test]
+    fn clipnorm_bounds_the_global_norm() {
+        let spec: OptimizerSpec =
+            serde_json::from_str(r#"{"type":"sgd","learning_rate":1.0,"clipnorm":1.0}"#).unwrap();
+        let mut net = one_weight(0.0);
+        let mut opt = Optimizer::new(&spec, &net);
+        let mut grads = Params {
+            w: vec![array![[3.0]]],
+            b: vec![array![4.0]],
+        };
+        opt.step(&mut net, &mut grads, 1.0);
+        assert!((net.params().w[0][[0, 0]] + 0.6).abs() < 1e-6);
+        assert!((net.params().b[0][0] + 0.8).abs() < 1e-6);
+    }
+
+    #[test]
+    fn bad_specs_are_named() {
+        let e = serde_json::from_str::<OptimizerSpec>(r#""adamx""#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("adamx") && e.contains("adam"), "{e}");
+        let e = serde_json::from_str::<OptimizerSpec>(r#"{"type":"adam","lr":1}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("lr"), "{e}");
+        let s: OptimizerSpec = serde_json::from_str(r#"{"type":"adam","beta_1":1.5}"#).unwrap();
+        assert_eq!(s.check().unwrap_err().0, "beta_1");
+    }
+}

@@ -1,0 +1,627 @@
+//! What a user asks for: the training spec, and its validation against a dataset's shape.
+//! Every problem is reported with a JSON pointer to the offending field.
+
+use serde::{Deserialize, Serialize};
+
+use super::activation::Activation;
+use super::loss::Loss;
+use super::network::Init;
+use super::optim::OptimizerSpec;
+use super::preprocess::{ClassLabel, OutputEncoding};
+use super::schedule::{EarlyStopping, Schedule};
+
+/// One layer as written: `{"units": 64, "activation": "relu"}` or `{"dropout": 0.2}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LayerSpec {
+    /// `dense` or `dropout`; inferred from the other fields when absent.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<LayerKind>,
+    /// Width of a dense layer; may be left out (or null) on the last layer to take the
+    /// dataset's output width.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub units: Option<usize>,
+    /// Defaults to `linear`, except on the last layer, where it follows the loss
+    /// (sigmoid for binary, softmax for categorical cross-entropy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activation: Option<Activation>,
+    /// Slope of `leaky_relu` (0.2) or scale of `elu` (1.0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alpha: Option<f32>,
+    /// Drop rate of a dropout layer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropout: Option<f32>,
+    /// Synonym of `dropout` for `{"type": "dropout", "rate": 0.2}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_initializer: Option<Init>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bias_initializer: Option<Init>,
+    /// L1 penalty on this layer's weights (overrides the spec-wide `l1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub l1: Option<f32>,
+    /// L2 penalty on this layer's weights (overrides the spec-wide `l2`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub l2: Option<f32>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LayerKind {
+    Dense,
+    Dropout,
+}
+
+fn default_epochs() -> u32 {
+    10
+}
+fn default_batch() -> usize {
+    32
+}
+fn yes() -> bool {
+    true
+}
+
+/// Everything about a training run except where the data comes from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainSpec {
+    pub layers: Vec<LayerSpec>,
+    pub loss: Loss,
+    #[serde(default)]
+    pub optimizer: OptimizerSpec,
+    #[serde(default = "default_epochs")]
+    pub epochs: u32,
+    /// Rows per gradient step; larger than the training split means full-batch.
+    #[serde(default = "default_batch")]
+    pub batch_size: usize,
+    /// Fraction of rows held out for validation (seeded, stratified for classifiers).
+    #[serde(default)]
+    pub validation_split: f32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub early_stopping: Option<EarlyStopping>,
+    #[serde(default)]
+    pub lr_schedule: Schedule,
+    #[serde(default)]
+    pub seed: u64,
+    /// Spec-wide L1 / L2 penalties on dense weights.
+    #[serde(default)]
+    pub l1: f32,
+    #[serde(default)]
+    pub l2: f32,
+    /// Reshuffle the training rows every epoch.
+    #[serde(default = "yes")]
+    pub shuffle: bool,
+    /// Standardise features with the training split's mean and deviation.
+    #[serde(default = "yes")]
+    pub standardize: bool,
+}
+
+/// A field that is wrong, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SpecError {
+    /// JSON pointer into the spec, e.g. `/layers/2/units`.
+    pub pointer: String,
+    pub message: String,
+}
+
+impl SpecError {
+    pub fn new(pointer: impl Into<String>, message: impl Into<String>) -> Self {
+        SpecError {
+            pointer: pointer.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for SpecError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.pointer, self.message)
+    }
+}
+
+/// What the targets of a dataset look like, for validation.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TargetShape {
+    /// A column of class labels; `integers` when they are whole numbers only.
+    Labels { classes: Vec<ClassLabel> },
+    /// `width` numbers per row; `integer_classes` holds the distinct values when there is one
+    /// column of whole numbers (so it can also serve as class labels); `unit_interval` when all
+    /// values are in [0, 1].
+    Values {
+        width: usize,
+        integer_classes: Option<Vec<i64>>,
+        unit_interval: bool,
+    },
+}
+
+/// A validated layer, ready to build.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PlannedLayer {
+    Dense {
+        units: usize,
+        activation: Activation,
+        alpha: f32,
+        kernel: Init,
+        bias: Init,
+        l1: f32,
+        l2: f32,
+    },
+    Dropout(f32),
+}
+
+/// The outcome of validation: the concrete network and how outputs map to targets.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    pub input_dim: usize,
+    pub layers: Vec<PlannedLayer>,
+    pub encoding: OutputEncoding,
+    pub parameter_count: usize,
+}
+
+impl TrainSpec {
+    /// Checks the spec on its own and against data with `inputs` features, `rows` rows and
+    /// targets shaped `targets`. Lists every problem found, not only the first.
+    pub fn plan(
+        &self,
+        inputs: usize,
+        rows: usize,
+        targets: &TargetShape,
+    ) -> Result<Plan, Vec<SpecError>> {
+        let mut errs = vec![];
+        let (encoding, out_width) = match self.output_encoding(targets) {
+            Ok(v) => (Some(v.0), Some(v.1)),
+            Err(e) => {
+                errs.push(e);
+                (None, None)
+            }
+        };
+        if self.layers.is_empty() {
+            errs.push(SpecError::new("/layers", "needs at least one dense layer"));
+        }
+        let mut layers = vec![];
+        let last = self.layers.len().saturating_sub(1);
+        let mut width = inputs;
+        let mut params = 0usize;
+        for (i, l) in self.layers.iter().enumerate() {
+            let p = |f: &str| format!("/layers/{i}/{f}");
+            let rate = l.dropout.or(l.rate);
+            let kind = l.kind.unwrap_or(if rate.is_some() && l.units.is_none() {
+                LayerKind::Dropout
+            } else {
+                LayerKind::Dense
+            });
+            match kind {
+                LayerKind::Dropout => {
+                    let r = rate.unwrap_or(f32::NAN);
+                    if !(r.is_finite() && (0.0..1.0).contains(&r)) {
+                        errs.push(SpecError::new(
+                            p(if l.rate.is_some() { "rate" } else { "dropout" }),
+                            format!("a dropout rate must be in [0, 1), got {}", fmt_opt(rate)),
+                        ));
+                    }
+                    if l.units.is_some() || l.activation.is_some() {
+                        errs.push(SpecError::new(
+                            format!("/layers/{i}"),
+                            "a layer is either dense (units, activation) or dropout (dropout), not both",
+                        ));
+                    }
+                    if i == last {
+                        errs.push(SpecError::new(
+                            format!("/layers/{i}"),
+                            "the last layer must be a dense layer",
+                        ));
+                    }
+                    layers.push(PlannedLayer::Dropout(r));
+                }
+                LayerKind::Dense => {
+                    if rate.is_some() {
+                        errs.push(SpecError::new(p("dropout"), "a dense layer has no dropout rate; add a separate {\"dropout\": rate} layer"));
+                    }
+                    let units = match (l.units, i == last, out_width) {
+                        (Some(0), _, _) => {
+                            errs.push(SpecError::new(p("units"), "must be at least 1"));
+                            1
+                        }
+                        (Some(u), true, Some(w)) if u != w => {
+                            errs.push(SpecError::new(p("units"), format!("the output layer has {u} units but the targets need {w} for {}", self.loss.name())));
+                            u
+                        }
+                        (Some(u), _, _) => u,
+                        (None, true, Some(w)) => w,
+                        (None, true, None) => 1,
+                        (None, false, _) => {
+                            errs.push(SpecError::new(
+                                p("units"),
+                                "is required on every dense layer but the last",
+                            ));
+                            1
+                        }
+                    };
+                    let activation = l.activation.unwrap_or(if i == last {
+                        match self.loss {
+                            Loss::BinaryCrossentropy => Activation::Sigmoid,
+                            Loss::CategoricalCrossentropy | Loss::SparseCategoricalCrossentropy => {
+                                Activation::Softmax
+                            }
+                            _ => Activation::Linear,
+                        }
+                    } else {
+                        Activation::Linear
+                    });
+                    if i == last {
+                        if let Err(m) = self.loss.check_output_activation(activation) {
+                            errs.push(SpecError::new(p("activation"), m));
+                        }
+                    } else if activation == Activation::Softmax {
+                        // allowed, if unusual; nothing to check
+                    }
+                    let alpha = match l.alpha {
+                        Some(a)
+                            if !matches!(activation, Activation::LeakyRelu | Activation::Elu) =>
+                        {
+                            errs.push(SpecError::new(
+                                p("alpha"),
+                                format!(
+                                    "only leaky_relu and elu take alpha, this layer is {}",
+                                    activation.name()
+                                ),
+                            ));
+                            a
+                        }
+                        Some(a) if !a.is_finite() || a < 0.0 => {
+                            errs.push(SpecError::new(
+                                p("alpha"),
+                                format!("must be a number ≥ 0, got {a}"),
+                            ));
+                            a
+                        }
+                        Some(a) => a,
+                        None => activation.default_alpha(),
+                    };
+                    let l1 = l.l1.unwrap_or(self.l1);
+                    let l2 = l.l2.unwrap_or(self.l2);
+                    for (name, v) in [("l1", l.l1), ("l2", l.l2)] {
+                        if let Some(v) = v
+                            && !(v.is_finite() && v >= 0.0)
+                        {
+                            errs.push(SpecError::new(
+                                p(name),
+                                format!("must be a number ≥ 0, got {v}"),
+                            ));
+                        }
+                    }
+                    params =
+                        params.saturating_add(width.saturating_mul(units).saturating_add(units));
+                    width = units;
+                    layers.push(PlannedLayer::Dense {
+                        units,
+                        activation,
+                        alpha,
+                        kernel: l.kernel_initializer.unwrap_or(Init::GlorotUniform),
+                        bias: l.bias_initializer.unwrap_or(Init::Zeros),
+                        l1,
+                        l2,
+                    });
+                }
+            }
+        }
+        if self.epochs == 0 {
+            errs.push(SpecError::new("/epochs", "must be at least 1"));
+        }
+        if self.batch_size == 0 {
+            errs.push(SpecError::new("/batch_size", "must be at least 1"));
+        }
+        let vs = self.validation_split;
+        if !(vs.is_finite() && (0.0..1.0).contains(&vs)) {
+            errs.push(SpecError::new(
+                "/validation_split",
+                format!("must be in [0, 1), got {vs}"),
+            ));
+        } else if vs > 0.0 {
+            let held = ((rows as f64) * vs as f64).round() as usize;
+            if held == 0 || held >= rows {
+                errs.push(SpecError::new(
+                    "/validation_split",
+                    format!(
+                        "{vs} of {rows} rows leaves no rows for {}",
+                        if held == 0 { "validation" } else { "training" }
+                    ),
+                ));
+            }
+        }
+        if rows == 0 {
+            errs.push(SpecError::new("/dataset", "the dataset has no rows"));
+        }
+        for (name, v) in [("/l1", self.l1), ("/l2", self.l2)] {
+            if !(v.is_finite() && v >= 0.0) {
+                errs.push(SpecError::new(
+                    name,
+                    format!("must be a number ≥ 0, got {v}"),
+                ));
+            }
+        }
+        if let Err((f, m)) = self.optimizer.check() {
+            errs.push(SpecError::new(format!("/optimizer/{f}"), m));
+        }
+        if let Err((f, m)) = self.lr_schedule.check() {
+            errs.push(SpecError::new(format!("/lr_schedule/{f}"), m));
+        }
+        let has_val = vs > 0.0;
+        if let Some(es) = &self.early_stopping {
+            if let Some(m) = &es.monitor {
+                if let Err(e) = super::train::check_monitor(m) {
+                    errs.push(SpecError::new("/early_stopping/monitor", e));
+                } else if m.starts_with("val_") && !has_val {
+                    errs.push(SpecError::new(
+                        "/early_stopping/monitor",
+                        format!("{m} needs validation data: set validation_split"),
+                    ));
+                }
+            }
+            if !(es.min_delta.is_finite() && es.min_delta >= 0.0) {
+                errs.push(SpecError::new(
+                    "/early_stopping/min_delta",
+                    "must be a number ≥ 0",
+                ));
+            }
+        }
+        if let Schedule::ReduceOnPlateau {
+            monitor: Some(m), ..
+        } = &self.lr_schedule
+            && m.starts_with("val_")
+            && !has_val
+        {
+            errs.push(SpecError::new(
+                "/lr_schedule/monitor",
+                format!("{m} needs validation data: set validation_split"),
+            ));
+        }
+        for m in [
+            self.early_stopping.as_ref().and_then(|e| e.monitor.clone()),
+            match &self.lr_schedule {
+                Schedule::ReduceOnPlateau { monitor, .. } => monitor.clone(),
+                _ => None,
+            },
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let wants_acc = m.ends_with("accuracy");
+            let wants_mae = m.ends_with("mae");
+            if (wants_acc && !self.loss.is_classification())
+                || (wants_mae && self.loss.is_classification())
+            {
+                errs.push(SpecError::new(
+                    "/early_stopping/monitor",
+                    format!("{m} is not reported for {}", self.loss.name()),
+                ));
+            }
+        }
+        if errs.is_empty() {
+            Ok(Plan {
+                input_dim: inputs,
+                layers,
+                encoding: encoding.expect("no error"),
+                parameter_count: params,
+            })
+        } else {
+            Err(errs)
+        }
+    }
+
+    /// How the loss reads the targets: the output encoding and the output width it needs.
+    fn output_encoding(&self, targets: &TargetShape) -> Result<(OutputEncoding, usize), SpecError> {
+        let loss = self.loss;
+        let name = loss.name();
+        let ints = |v: &[i64]| {
+            v.iter()
+                .map(|&i| ClassLabel::Integer(i))
+                .collect::<Vec<_>>()
+        };
+        match (loss, targets) {
+            (Loss::BinaryCrossentropy, TargetShape::Labels { classes }) if classes.len() == 2 => {
+                Ok((
+                    OutputEncoding::Binary {
+                        classes: classes.clone(),
+                    },
+                    1,
+                ))
+            }
+            (
+                Loss::BinaryCrossentropy,
+                TargetShape::Values {
+                    width: 1,
+                    integer_classes: Some(c),
+                    ..
+                },
+            ) if c.len() <= 2 => {
+                let mut c = c.clone();
+                if c.len() == 1 {
+                    // a single class still needs a second label for the other side
+                    let other = if c[0] == 0 { 1 } else { 0 };
+                    c.push(other);
+                    c.sort();
+                }
+                Ok((OutputEncoding::Binary { classes: ints(&c) }, 1))
+            }
+            (Loss::BinaryCrossentropy, TargetShape::Labels { classes }) => Err(SpecError::new(
+                "/loss",
+                format!(
+                    "binary_crossentropy needs two classes, the targets have {}; use categorical_crossentropy for more",
+                    classes.len()
+                ),
+            )),
+            (
+                Loss::BinaryCrossentropy,
+                TargetShape::Values {
+                    width,
+                    unit_interval: true,
+                    ..
+                },
+            ) => Ok((OutputEncoding::Values, *width)),
+            (Loss::BinaryCrossentropy, TargetShape::Values { .. }) => Err(SpecError::new(
+                "/loss",
+                "binary_crossentropy needs targets that are two classes or numbers in [0, 1]",
+            )),
+            (l, TargetShape::Labels { classes }) if l.is_categorical() => {
+                if classes.len() < 2 {
+                    Err(SpecError::new(
+                        "/loss",
+                        format!(
+                            "{name} needs at least two classes, the targets have {}",
+                            classes.len()
+                        ),
+                    ))
+                } else {
+                    Ok((
+                        OutputEncoding::Categorical {
+                            classes: classes.clone(),
+                        },
+                        classes.len(),
+                    ))
+                }
+            }
+            (
+                l,
+                TargetShape::Values {
+                    width: 1,
+                    integer_classes: Some(c),
+                    ..
+                },
+            ) if l.is_categorical() => {
+                if c.len() < 2 {
+                    Err(SpecError::new(
+                        "/loss",
+                        format!(
+                            "{name} needs at least two classes, the targets have {}",
+                            c.len()
+                        ),
+                    ))
+                } else {
+                    Ok((OutputEncoding::Categorical { classes: ints(c) }, c.len()))
+                }
+            }
+            (
+                Loss::CategoricalCrossentropy,
+                TargetShape::Values {
+                    width,
+                    unit_interval: true,
+                    ..
+                },
+            ) if *width >= 2 => {
+                let classes = (0..*width as i64).map(ClassLabel::Integer).collect();
+                Ok((OutputEncoding::Categorical { classes }, *width))
+            }
+            (l, TargetShape::Values { .. }) if l.is_categorical() => Err(SpecError::new(
+                "/loss",
+                format!("{name} needs class labels or one-hot rows as targets"),
+            )),
+            (_, TargetShape::Labels { .. }) => Err(SpecError::new(
+                "/loss",
+                format!(
+                    "{name} is a regression loss but the targets are class labels; use a cross-entropy"
+                ),
+            )),
+            (_, TargetShape::Values { width, .. }) => Ok((OutputEncoding::Values, *width)),
+        }
+    }
+}
+
+fn fmt_opt(v: Option<f32>) -> String {
+    v.map_or("nothing".into(), |v| v.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(json: &str) -> TrainSpec {
+        serde_json::from_str(json).unwrap()
+    }
+
+    fn iris() -> TargetShape {
+        TargetShape::Labels {
+            classes: ["setosa", "versicolor", "virginica"]
+                .iter()
+                .map(|s| ClassLabel::Text(s.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn the_output_width_is_inferred_and_checked() {
+        let s = spec(
+            r#"{"layers":[{"units":8,"activation":"relu"},{"units":null}],"loss":"categorical_crossentropy"}"#,
+        );
+        let plan = s.plan(4, 120, &iris()).unwrap();
+        assert_eq!(plan.parameter_count, 4 * 8 + 8 + 8 * 3 + 3);
+        assert!(matches!(
+            plan.layers[1],
+            PlannedLayer::Dense {
+                units: 3,
+                activation: Activation::Softmax,
+                ..
+            }
+        ));
+        let s = spec(
+            r#"{"layers":[{"units":8,"activation":"relu"},{"units":2,"activation":"softmax"}],"loss":"categorical_crossentropy"}"#,
+        );
+        let e = s.plan(4, 120, &iris()).unwrap_err();
+        assert_eq!(e[0].pointer, "/layers/1/units");
+        assert!(e[0].message.contains("need 3"), "{}", e[0].message);
+    }
+
+    #[test]
+    fn every_problem_is_listed_with_its_pointer() {
+        let s = spec(
+            r#"{"layers":[{"units":0},{"dropout":1.5},{"units":3,"activation":"sigmoid","alpha":0.1}],
+                "loss":"categorical_crossentropy","epochs":0,"batch_size":0,"validation_split":1.0,
+                "optimizer":{"type":"adam","learning_rate":-1}}"#,
+        );
+        let e = s.plan(4, 120, &iris()).unwrap_err();
+        let pointers: Vec<&str> = e.iter().map(|e| e.pointer.as_str()).collect();
+        for p in [
+            "/layers/0/units",
+            "/layers/1/dropout",
+            "/layers/2/activation",
+            "/layers/2/alpha",
+            "/epochs",
+            "/batch_size",
+            "/validation_split",
+            "/optimizer/learning_rate",
+        ] {
+            assert!(pointers.contains(&p), "{p} missing from {pointers:?}");
+        }
+    }
+
+    #[test]
+    fn losses_read_targets_sensibly() {
+        let s = spec(r#"{"layers":[{"units":1}],"loss":"mse"}"#);
+        assert!(
+            s.plan(4, 10, &iris()).unwrap_err()[0]
+                .message
+                .contains("regression loss")
+        );
+        let bin = TargetShape::Values {
+            width: 1,
+            integer_classes: Some(vec![0, 1]),
+            unit_interval: true,
+        };
+        let s = spec(r#"{"layers":[{"units":1}],"loss":"binary_crossentropy"}"#);
+        let plan = s.plan(30, 10, &bin).unwrap();
+        assert_eq!(
+            plan.encoding,
+            OutputEncoding::Binary {
+                classes: vec![ClassLabel::Integer(0), ClassLabel::Integer(1)]
+            }
+        );
+        let s = spec(r#"{"layers":[{"units":3}],"loss":"binary_crossentropy"}"#);
+        assert!(
+            s.plan(4, 10, &iris()).unwrap_err()[0]
+                .message
+                .contains("two classes")
+        );
+    }
+}

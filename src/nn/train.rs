@@ -1,0 +1,834 @@
+//! The training loop: epochs of shuffled mini-batches, each batch split into fixed chunks of
+//! rows that run in parallel on the caller's rayon pool and are summed in a fixed order, so
+//! the loss history is bit-identical on 1 or N threads. Validation, metrics, schedules, early
+//! stopping, divergence detection, cancellation and checkpoints live here.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use ndarray::{Array1, Array2, ArrayView2, Axis, s};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::activation::argmax_rows;
+use super::loss::Loss;
+use super::model::Model;
+use super::network::{Dense, Layer, Network, Params, Workspace};
+use super::optim::Optimizer;
+use super::preprocess::{OutputEncoding, Samples, Standardizer, Targets};
+use super::rng::{Rng, Stream};
+use super::schedule::{Schedule, ScheduleState};
+use super::spec::{Plan, PlannedLayer, SpecError, TargetShape, TrainSpec};
+
+/// Rows per parallel chunk. Fixed (never derived from the thread count) so results do not
+/// depend on how many threads run.
+pub const CHUNK_ROWS: usize = 64;
+
+pub const MONITORS: [&str; 6] = [
+    "loss",
+    "val_loss",
+    "accuracy",
+    "val_accuracy",
+    "mae",
+    "val_mae",
+];
+
+pub fn check_monitor(m: &str) -> Result<(), String> {
+    if MONITORS.contains(&m) {
+        Ok(())
+    } else {
+        Err(format!(
+            "unknown metric \"{m}\"; expected one of {}",
+            MONITORS.join(", ")
+        ))
+    }
+}
+
+/// One finished epoch.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    /// 1-based.
+    pub epoch: u32,
+    pub loss: f64,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub val_loss: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub accuracy: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub val_accuracy: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub mae: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub val_mae: Option<f64>,
+    pub learning_rate: f32,
+    /// Wall time of this epoch, milliseconds.
+    pub elapsed_ms: f64,
+    pub samples_per_second: f64,
+}
+
+impl EpochRecord {
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        match name {
+            "loss" => Some(self.loss),
+            "val_loss" => self.val_loss,
+            "accuracy" => self.accuracy,
+            "val_accuracy" => self.val_accuracy,
+            "mae" => self.mae,
+            "val_mae" => self.val_mae,
+            _ => None,
+        }
+    }
+}
+
+/// Early stopping's memory.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+pub struct EarlyState {
+    pub best: Option<f64>,
+    pub best_epoch: u32,
+    pub wait: u32,
+    pub best_params: Option<Params<f32>>,
+}
+
+/// Everything needed to continue a run exactly: a checkpoint.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    /// Epochs completed.
+    pub epoch: u32,
+    pub network: Network<f32>,
+    pub optimizer: Optimizer,
+    pub schedule: ScheduleState,
+    pub early: EarlyState,
+    pub finished: bool,
+}
+
+impl TrainState {
+    pub fn to_bytes(&self) -> Vec<u8> {
+        postcard::to_stdvec(self).expect("serialising plain data cannot fail")
+    }
+
+    pub fn from_bytes(b: &[u8]) -> Result<Self, String> {
+        postcard::from_bytes(b).map_err(|e| format!("unreadable checkpoint: {e}"))
+    }
+}
+
+/// Flags another thread sets to end a run: `cancel` abandons it, `stop` ends it after the
+/// current batch and keeps the model.
+#[derive(Debug, Default)]
+pub struct Control {
+    pub cancel: AtomicBool,
+    pub stop: AtomicBool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    Completed,
+    EarlyStopping,
+    StoppedByUser,
+}
+
+pub struct Outcome {
+    pub model: Model,
+    pub epochs_run: u32,
+    pub reason: StopReason,
+    /// The epoch whose weights the model holds when best weights were restored.
+    pub best_epoch: Option<u32>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum TrainError {
+    #[error("invalid spec: {}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
+    Spec(Vec<SpecError>),
+    #[error("cancelled")]
+    Cancelled,
+    #[error(
+        "training diverged at epoch {epoch}: the {what} became {value} with learning rate {learning_rate}; \
+         the learning rate is too large for this problem, try {suggestion} or smaller"
+    )]
+    Diverged {
+        epoch: u32,
+        what: &'static str,
+        value: String,
+        learning_rate: f32,
+        suggestion: f32,
+    },
+    #[error("{0}")]
+    Checkpoint(String),
+}
+
+/// What the data looks like to validation.
+pub fn target_shape(t: &Targets) -> TargetShape {
+    match t {
+        Targets::Labels(_) => TargetShape::Labels {
+            classes: t.classes().unwrap_or_default(),
+        },
+        Targets::Values(v) => {
+            let unit_interval = v.iter().all(|&x| (0.0..=1.0).contains(&x));
+            let integer_classes =
+                if v.ncols() == 1 && v.iter().all(|&x| x.fract() == 0.0 && x.abs() < 1e9) {
+                    let mut c: Vec<i64> = v.iter().map(|&x| x as i64).collect();
+                    c.sort();
+                    c.dedup();
+                    // A column of many distinct whole numbers is a regression target, not classes.
+                    (c.len() <= 1000).then_some(c)
+                } else {
+                    None
+                };
+            TargetShape::Values {
+                width: v.ncols(),
+                integer_classes,
+                unit_interval,
+            }
+        }
+    }
+}
+
+/// A prepared run: validated plan, split and standardised data, initial weights.
+pub struct Session {
+    pub spec: TrainSpec,
+    pub plan: Plan,
+    pub standardizer: Option<Standardizer>,
+    x_train: Array2<f32>,
+    y_train: Array2<f32>,
+    x_val: Option<Array2<f32>>,
+    y_val: Option<Array2<f32>>,
+}
+
+impl Session {
+    /// Validates `spec` against `data` (and an optional separate validation set) and prepares
+    /// the matrices the loop trains on.
+    pub fn new(
+        spec: &TrainSpec,
+        data: &Samples,
+        validation: Option<&Samples>,
+    ) -> Result<Self, TrainError> {
+        let mut spec = spec.clone();
+        if validation.is_some() {
+            spec.validation_split = 0.0;
+        }
+        let shape = target_shape(&data.targets);
+        let mut plan = spec
+            .plan(data.x.ncols(), data.x.nrows(), &shape)
+            .map_err(TrainError::Spec)?;
+        if let Some(v) = validation {
+            if v.x.ncols() != data.x.ncols() {
+                return Err(TrainError::Spec(vec![SpecError::new(
+                    "/validation_data",
+                    format!(
+                        "has {} features, the training data {}",
+                        v.x.ncols(),
+                        data.x.ncols()
+                    ),
+                )]));
+            }
+            // Validation with an explicit set behaves like a split for the monitors.
+            spec.validation_split = f32::MIN_POSITIVE;
+        }
+        let y_all = encode(&plan.encoding, &data.targets, "/dataset/targets")?;
+        let class_of_row = match &plan.encoding {
+            OutputEncoding::Categorical { .. } => Some(argmax_rows(y_all.view())),
+            OutputEncoding::Binary { .. } => {
+                Some(y_all.column(0).iter().map(|&v| v as usize).collect())
+            }
+            OutputEncoding::Values => None,
+        };
+        let (train_idx, val_idx) = split(
+            data.x.nrows(),
+            spec.validation_split,
+            spec.seed,
+            class_of_row.as_deref(),
+        );
+        let x_train = data.x.select(Axis(0), &train_idx);
+        let y_train = y_all.select(Axis(0), &train_idx);
+        let (mut x_val, mut y_val) = if val_idx.is_empty() {
+            (None, None)
+        } else {
+            (
+                Some(data.x.select(Axis(0), &val_idx)),
+                Some(y_all.select(Axis(0), &val_idx)),
+            )
+        };
+        if let Some(v) = validation {
+            x_val = Some(v.x.clone());
+            y_val = Some(encode(
+                &plan.encoding,
+                &v.targets,
+                "/validation_data/targets",
+            )?);
+        }
+        let standardizer = spec.standardize.then(|| Standardizer::fit(x_train.view()));
+        let tf = |x: Array2<f32>| match &standardizer {
+            Some(s) => s.transform(x.view()),
+            None => x,
+        };
+        plan.input_dim = data.x.ncols();
+        Ok(Session {
+            spec,
+            plan,
+            x_train: tf(x_train),
+            y_train,
+            x_val: x_val.map(tf),
+            y_val,
+            standardizer,
+        })
+    }
+
+    pub fn train_rows(&self) -> usize {
+        self.x_train.nrows()
+    }
+
+    pub fn validation_rows(&self) -> usize {
+        self.x_val.as_ref().map_or(0, |x| x.nrows())
+    }
+
+    /// The freshly initialised network (seeded).
+    pub fn initial_network(&self) -> Network<f32> {
+        build_network(&self.plan, self.spec.seed)
+    }
+
+    pub fn initial_state(&self) -> TrainState {
+        let network = self.initial_network();
+        let optimizer = Optimizer::new(&self.spec.optimizer, &network);
+        TrainState {
+            epoch: 0,
+            network,
+            optimizer,
+            schedule: ScheduleState::new(),
+            early: EarlyState::default(),
+            finished: false,
+        }
+    }
+
+    fn model(&self, network: Network<f32>) -> Model {
+        Model {
+            network,
+            standardizer: self.standardizer.clone(),
+            encoding: self.plan.encoding.clone(),
+            feature_names: None,
+            loss: Some(self.spec.loss),
+        }
+    }
+
+    /// Runs the remaining epochs from `resume` (or from the start) on `pool`. `on_epoch` sees
+    /// every finished epoch and the state after it (serialise it to checkpoint).
+    pub fn run(
+        &self,
+        pool: &rayon::ThreadPool,
+        resume: Option<TrainState>,
+        control: &Control,
+        on_epoch: &mut dyn FnMut(&EpochRecord, &TrainState),
+    ) -> Result<Outcome, TrainError> {
+        let spec = &self.spec;
+        let mut state = resume.unwrap_or_else(|| self.initial_state());
+        if state.network.input_dim != self.plan.input_dim
+            || state.network.layers.len() != self.plan.layers.len()
+        {
+            return Err(TrainError::Checkpoint(
+                "the checkpoint does not match this spec's network".into(),
+            ));
+        }
+        let n = self.x_train.nrows();
+        let batch = spec.batch_size.clamp(1, n.max(1));
+        let chunk = CHUNK_ROWS.min(batch);
+        let n_chunks = batch.div_ceil(chunk);
+        let (d, k) = (self.x_train.ncols(), self.y_train.ncols());
+        let mut workers: Vec<Worker> = (0..n_chunks)
+            .map(|_| Worker::new(&state.network, chunk, d, k))
+            .collect();
+        let mut grads = Params::zeros_like(&state.network);
+        let mut eval_ws = Workspace::new(&state.network, 256);
+        let base_lr = spec.optimizer.learning_rate();
+        let penalties: Vec<(f32, f32)> = self
+            .plan
+            .layers
+            .iter()
+            .filter_map(|l| match l {
+                PlannedLayer::Dense { l1, l2, .. } => Some((*l1, *l2)),
+                PlannedLayer::Dropout(_) => None,
+            })
+            .collect();
+        let has_penalty = penalties.iter().any(|&(a, b)| a > 0.0 || b > 0.0);
+        let es = spec.early_stopping.as_ref();
+        let has_val = self.x_val.is_some();
+        let default_monitor = if has_val { "val_loss" } else { "loss" };
+        let es_monitor = es
+            .and_then(|e| e.monitor.as_deref())
+            .unwrap_or(default_monitor);
+        let plateau_monitor = match &spec.lr_schedule {
+            Schedule::ReduceOnPlateau { monitor, .. } => {
+                monitor.as_deref().unwrap_or(default_monitor)
+            }
+            _ => default_monitor,
+        };
+        let mut perm: Vec<usize> = (0..n).collect();
+        let mut reason = StopReason::Completed;
+        while state.epoch < spec.epochs && !state.finished {
+            let epoch = state.epoch;
+            let started = Instant::now();
+            let lr = spec
+                .lr_schedule
+                .rate(base_lr, epoch, spec.epochs, &state.schedule);
+            for (i, p) in perm.iter_mut().enumerate() {
+                *p = i;
+            }
+            if spec.shuffle {
+                Rng::derive(spec.seed, Stream::Shuffle, &[epoch as u64]).shuffle(&mut perm);
+            }
+            let (mut loss_sum, mut correct, mut abs_err, mut seen) = (0f64, 0f64, 0f64, 0usize);
+            let mut stopped = false;
+            for (bi, rows) in perm.chunks(batch).enumerate() {
+                if control.cancel.load(Ordering::Relaxed) {
+                    return Err(TrainError::Cancelled);
+                }
+                if control.stop.load(Ordering::Relaxed) {
+                    stopped = true;
+                    break;
+                }
+                let net = &state.network;
+                let used = rows.len().div_ceil(chunk);
+                let (x, y) = (&self.x_train, &self.y_train);
+                let batch_rows = rows.len();
+                let loss = spec.loss;
+                let step = |(c, w): (usize, &mut Worker)| {
+                    let mine = &rows[c * chunk..((c + 1) * chunk).min(batch_rows)];
+                    let mut rng = Rng::derive(
+                        spec.seed,
+                        Stream::Dropout,
+                        &[epoch as u64, bi as u64, c as u64],
+                    );
+                    w.run(net, x, y, mine, loss, batch_rows, &mut rng);
+                };
+                if used > 1 {
+                    pool.install(|| workers[..used].par_iter_mut().enumerate().for_each(step));
+                } else {
+                    workers[..1].iter_mut().enumerate().for_each(step);
+                }
+                // Fixed summation order: chunk 0, 1, 2, …
+                grads.fill_zero();
+                for w in &workers[..used] {
+                    grads.add_assign(&w.grads);
+                    loss_sum += w.loss;
+                    correct += w.correct;
+                    abs_err += w.abs_err;
+                }
+                seen += batch_rows;
+                if !loss_sum.is_finite() {
+                    return Err(diverged(epoch + 1, "loss", loss_sum, lr));
+                }
+                if has_penalty {
+                    add_penalty_gradient(&state.network, &penalties, &mut grads);
+                }
+                state.optimizer.step(&mut state.network, &mut grads, lr);
+            }
+            if seen == 0 {
+                // stopped before the first batch of this epoch: nothing to record
+                reason = StopReason::StoppedByUser;
+                break;
+            }
+            let penalty = if has_penalty {
+                penalty_value(&state.network, &penalties)
+            } else {
+                0.0
+            };
+            let is_class = spec.loss.is_classification();
+            let mut rec = EpochRecord {
+                epoch: epoch + 1,
+                loss: loss_sum / seen as f64 + penalty,
+                val_loss: None,
+                accuracy: is_class.then(|| correct / (seen * accuracy_width(spec.loss, k)) as f64),
+                val_accuracy: None,
+                mae: (!is_class).then(|| abs_err / (seen * k) as f64),
+                val_mae: None,
+                learning_rate: lr,
+                elapsed_ms: 0.0,
+                samples_per_second: 0.0,
+            };
+            if !rec.loss.is_finite() {
+                return Err(diverged(epoch + 1, "loss", rec.loss, lr));
+            }
+            if !state.network.is_finite() {
+                return Err(diverged(epoch + 1, "weights", f64::NAN, lr));
+            }
+            if let (Some(xv), Some(yv)) = (&self.x_val, &self.y_val) {
+                let ev = evaluate(
+                    &state.network,
+                    &mut eval_ws,
+                    xv.view(),
+                    yv.view(),
+                    spec.loss,
+                );
+                rec.val_loss = Some(ev.loss + penalty);
+                rec.val_accuracy = is_class.then_some(ev.accuracy);
+                rec.val_mae = (!is_class).then_some(ev.mae);
+                if !ev.loss.is_finite() {
+                    return Err(diverged(epoch + 1, "validation loss", ev.loss, lr));
+                }
+            }
+            let secs = started.elapsed().as_secs_f64();
+            rec.elapsed_ms = secs * 1e3;
+            rec.samples_per_second = if secs > 0.0 { seen as f64 / secs } else { 0.0 };
+
+            let maximise = |m: &str| m.ends_with("accuracy");
+            spec.lr_schedule.observe(
+                base_lr,
+                rec.metric(plateau_monitor),
+                maximise(plateau_monitor),
+                &mut state.schedule,
+            );
+            if let Some(es) = es {
+                if let Some(v) = rec.metric(es_monitor) {
+                    let v = if maximise(es_monitor) { -v } else { v };
+                    let improved = match state.early.best {
+                        None => true,
+                        Some(b) => v < b - es.min_delta as f64,
+                    };
+                    if epoch + 1 <= es.start_from_epoch {
+                        // not judged yet
+                    } else if improved {
+                        state.early.best = Some(v);
+                        state.early.best_epoch = epoch + 1;
+                        state.early.wait = 0;
+                        if es.restore_best_weights {
+                            match &mut state.early.best_params {
+                                Some(p) => {
+                                    for (dst, src) in p
+                                        .slices_mut()
+                                        .into_iter()
+                                        .zip(state.network.params().slices())
+                                    {
+                                        dst.copy_from_slice(src);
+                                    }
+                                }
+                                None => state.early.best_params = Some(state.network.params()),
+                            }
+                        }
+                    } else {
+                        state.early.wait += 1;
+                        if state.early.wait > es.patience {
+                            state.finished = true;
+                            reason = StopReason::EarlyStopping;
+                        }
+                    }
+                }
+            }
+            if stopped {
+                state.finished = true;
+                reason = StopReason::StoppedByUser;
+            }
+            state.epoch = epoch + 1;
+            on_epoch(&rec, &state);
+        }
+        if control.stop.load(Ordering::Relaxed)
+            && reason == StopReason::Completed
+            && state.epoch < spec.epochs
+        {
+            reason = StopReason::StoppedByUser;
+        }
+        let mut network = state.network;
+        let mut best_epoch = None;
+        if let (Some(es), Some(p)) = (es, state.early.best_params) {
+            if es.restore_best_weights {
+                network.set_params(&p);
+                best_epoch = Some(state.early.best_epoch);
+            }
+        }
+        Ok(Outcome {
+            model: self.model(network),
+            epochs_run: state.epoch,
+            reason,
+            best_epoch,
+        })
+    }
+}
+
+fn accuracy_width(loss: Loss, k: usize) -> usize {
+    if loss.is_categorical() { 1 } else { k }
+}
+
+fn diverged(epoch: u32, what: &'static str, value: f64, lr: f32) -> TrainError {
+    TrainError::Diverged {
+        epoch,
+        what,
+        value: format!("{value}"),
+        learning_rate: lr,
+        suggestion: lr / 10.0,
+    }
+}
+
+fn encode(enc: &OutputEncoding, t: &Targets, pointer: &str) -> Result<Array2<f32>, TrainError> {
+    let labels;
+    let list = match (enc, t) {
+        (OutputEncoding::Values, Targets::Values(v)) => return Ok(v.clone()),
+        (OutputEncoding::Categorical { classes }, Targets::Values(v))
+            if v.ncols() == classes.len() && v.ncols() > 1 =>
+        {
+            return Ok(v.clone());
+        }
+        (_, Targets::Labels(l)) => l,
+        (_, Targets::Values(v)) => {
+            labels = v
+                .iter()
+                .map(|&x| super::preprocess::ClassLabel::Integer(x as i64))
+                .collect::<Vec<_>>();
+            &labels
+        }
+    };
+    enc.encode(list)
+        .map_err(|m| TrainError::Spec(vec![SpecError::new(pointer, m)]))
+}
+
+/// Seeded split into (train, validation) row indices; stratified when `classes` is given.
+fn split(n: usize, frac: f32, seed: u64, classes: Option<&[usize]>) -> (Vec<usize>, Vec<usize>) {
+    if frac <= 0.0 || n < 2 {
+        return ((0..n).collect(), vec![]);
+    }
+    let mut rng = Rng::derive(seed, Stream::Split, &[]);
+    let mut val = vec![];
+    let groups: Vec<Vec<usize>> = match classes {
+        Some(c) => {
+            let k = c.iter().max().map_or(0, |m| m + 1);
+            let mut g = vec![vec![]; k];
+            for (i, &ci) in c.iter().enumerate() {
+                g[ci].push(i);
+            }
+            g
+        }
+        None => vec![(0..n).collect()],
+    };
+    let target = ((n as f64) * frac as f64)
+        .round()
+        .clamp(1.0, (n - 1) as f64) as usize;
+    // Largest-remainder allocation so the per-class counts add up to the target exactly.
+    let exact: Vec<f64> = groups
+        .iter()
+        .map(|g| g.len() as f64 * target as f64 / n as f64)
+        .collect();
+    let mut take: Vec<usize> = exact.iter().map(|e| e.floor() as usize).collect();
+    let mut order: Vec<usize> = (0..groups.len()).collect();
+    order.sort_by(|&a, &b| {
+        (exact[b] - exact[b].floor())
+            .total_cmp(&(exact[a] - exact[a].floor()))
+            .then(a.cmp(&b))
+    });
+    let mut left = target - take.iter().sum::<usize>();
+    for &g in &order {
+        if left == 0 {
+            break;
+        }
+        if take[g] < groups[g].len() {
+            take[g] += 1;
+            left -= 1;
+        }
+    }
+    for (g, idx) in groups.into_iter().enumerate() {
+        let mut idx = idx;
+        rng.shuffle(&mut idx);
+        val.extend_from_slice(&idx[..take[g]]);
+    }
+    val.sort_unstable();
+    let mut is_val = vec![false; n];
+    for &v in &val {
+        is_val[v] = true;
+    }
+    ((0..n).filter(|&i| !is_val[i]).collect(), val)
+}
+
+fn build_network(plan: &Plan, seed: u64) -> Network<f32> {
+    let mut width = plan.input_dim;
+    let mut layers = vec![];
+    for (i, l) in plan.layers.iter().enumerate() {
+        match *l {
+            PlannedLayer::Dense {
+                units,
+                activation,
+                alpha,
+                kernel,
+                bias,
+                ..
+            } => {
+                let mut rng = Rng::derive(seed, Stream::Init, &[i as u64]);
+                let mut w = Array2::zeros((width, units));
+                kernel.fill(
+                    w.as_slice_mut().expect("standard layout"),
+                    width,
+                    units,
+                    &mut rng,
+                );
+                let mut b = Array1::zeros(units);
+                bias.fill(
+                    b.as_slice_mut().expect("standard layout"),
+                    width,
+                    units,
+                    &mut rng,
+                );
+                layers.push(Layer::Dense(Dense {
+                    w,
+                    b,
+                    activation,
+                    alpha,
+                }));
+                width = units;
+            }
+            PlannedLayer::Dropout(r) => layers.push(Layer::Dropout(r)),
+        }
+    }
+    Network {
+        input_dim: plan.input_dim,
+        layers,
+    }
+}
+
+/// dL/dW += l1·sign(W) + 2·l2·W
+fn add_penalty_gradient(net: &Network<f32>, pen: &[(f32, f32)], grads: &mut Params<f32>) {
+    for (i, d) in net.dense().enumerate() {
+        let (l1, l2) = pen[i];
+        if l1 == 0.0 && l2 == 0.0 {
+            continue;
+        }
+        ndarray::Zip::from(&mut grads.w[i])
+            .and(&d.w)
+            .for_each(|g, &w| {
+                *g += l1 * w.signum() * f32::from(w != 0.0) + 2.0 * l2 * w;
+            });
+    }
+}
+
+fn penalty_value(net: &Network<f32>, pen: &[(f32, f32)]) -> f64 {
+    net.dense()
+        .enumerate()
+        .map(|(i, d)| {
+            let (l1, l2) = pen[i];
+            d.w.iter()
+                .map(|&w| l1 as f64 * (w as f64).abs() + l2 as f64 * (w as f64).powi(2))
+                .sum::<f64>()
+        })
+        .sum()
+}
+
+/// One chunk's buffers and results.
+struct Worker {
+    ws: Workspace<f32>,
+    x: Array2<f32>,
+    y: Array2<f32>,
+    grads: Params<f32>,
+    loss: f64,
+    correct: f64,
+    abs_err: f64,
+}
+
+impl Worker {
+    fn new(net: &Network<f32>, rows: usize, d: usize, k: usize) -> Self {
+        Worker {
+            ws: Workspace::new(net, rows),
+            x: Array2::zeros((rows, d)),
+            y: Array2::zeros((rows, k)),
+            grads: Params::zeros_like(net),
+            loss: 0.0,
+            correct: 0.0,
+            abs_err: 0.0,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        &mut self,
+        net: &Network<f32>,
+        x: &Array2<f32>,
+        y: &Array2<f32>,
+        rows: &[usize],
+        loss: Loss,
+        batch_rows: usize,
+        rng: &mut Rng,
+    ) {
+        let n = rows.len();
+        for (r, &i) in rows.iter().enumerate() {
+            self.x.row_mut(r).assign(&x.row(i));
+            self.y.row_mut(r).assign(&y.row(i));
+        }
+        let xv = self.x.slice(s![..n, ..]);
+        let yv = self.y.slice(s![..n, ..]);
+        net.forward(&mut self.ws, xv, Some(rng));
+        let (c, e) = score(self.ws.output(n), yv, loss);
+        self.correct = c;
+        self.abs_err = e;
+        self.loss = net.backward(&mut self.ws, xv, yv, loss, batch_rows, &mut self.grads) as f64;
+    }
+}
+
+/// (correct predictions, summed absolute error) of outputs `p` against targets `y`.
+fn score(p: ArrayView2<f32>, y: ArrayView2<f32>, loss: Loss) -> (f64, f64) {
+    if loss.is_categorical() {
+        let a = argmax_rows(p);
+        let b = argmax_rows(y);
+        (a.iter().zip(&b).filter(|(a, b)| a == b).count() as f64, 0.0)
+    } else if loss.is_classification() {
+        let c = p
+            .iter()
+            .zip(y.iter())
+            .filter(|&(&p, &y)| (p >= 0.5) == (y >= 0.5))
+            .count();
+        (c as f64, 0.0)
+    } else {
+        (
+            0.0,
+            p.iter()
+                .zip(y.iter())
+                .map(|(&p, &y)| (p - y).abs() as f64)
+                .sum(),
+        )
+    }
+}
+
+pub struct Evaluation {
+    pub loss: f64,
+    pub accuracy: f64,
+    pub mae: f64,
+}
+
+/// Loss and metrics of `net` (dropout off) on `x`, `y`.
+pub fn evaluate(
+    net: &Network<f32>,
+    ws: &mut Workspace<f32>,
+    x: ArrayView2<f32>,
+    y: ArrayView2<f32>,
+    loss: Loss,
+) -> Evaluation {
+    let (mut l, mut c, mut e) = (0f64, 0f64, 0f64);
+    let cap = ws.capacity();
+    for (xc, yc) in x
+        .axis_chunks_iter(Axis(0), cap)
+        .zip(y.axis_chunks_iter(Axis(0), cap))
+    {
+        let n = xc.nrows();
+        net.forward(ws, xc, None);
+        l += loss.value(ws.logits(n), ws.output(n), yc) as f64;
+        let (ci, ei) = score(ws.output(n), yc, loss);
+        c += ci;
+        e += ei;
+    }
+    let n = x.nrows().max(1) as f64;
+    let k = y.ncols().max(1);
+    Evaluation {
+        loss: l / n,
+        accuracy: c / (n * accuracy_width(loss, k) as f64),
+        mae: e / (n * k as f64),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stratified_split_keeps_class_proportions() {
+        let classes: Vec<usize> = (0..100).map(|i| usize::from(i >= 80)).collect();
+        let (tr, va) = split(100, 0.2, 1, Some(&classes));
+        assert_eq!(va.len(), 20);
+        assert_eq!(tr.len(), 80);
+        assert_eq!(va.iter().filter(|&&i| classes[i] == 1).count(), 4);
+        let (_, va2) = split(100, 0.2, 1, Some(&classes));
+        assert_eq!(va, va2);
+        let (_, va3) = split(100, 0.2, 2, Some(&classes));
+        assert_ne!(va, va3);
+    }
+}
