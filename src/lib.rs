@@ -1,1 +1,2 @@
 pub mod nn;
+pub mod store;

@@ -1,0 +1,224 @@
+//! Persistence: one `Store` trait, one implementation per database. The only place SQL
+//! lives. Records here are plain data; the HTTP layer shapes them into responses.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+pub mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("database error: {0}")]
+    Database(String),
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                StoreError::Unavailable(e.to_string())
+            }
+            other => StoreError::Database(other.to_string()),
+        }
+    }
+}
+
+impl From<serde_json::Error> for StoreError {
+    fn from(e: serde_json::Error) -> Self {
+        StoreError::Corrupt(e.to_string())
+    }
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A dataset's description (its data is a separate blob).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DatasetRecord {
+    pub id: Uuid,
+    pub name: String,
+    pub created_at: i64,
+    pub rows: i64,
+    pub inputs: i64,
+    pub outputs: i64,
+    /// Feature names, target names, classes: kept as the JSON the API shows.
+    pub meta: serde_json::Value,
+    pub size_bytes: i64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl JobStatus {
+    pub const ALL: [&'static str; 5] = ["queued", "running", "succeeded", "failed", "cancelled"];
+
+    pub fn as_str(self) -> &'static str {
+        Self::ALL[self as usize]
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "queued" => JobStatus::Queued,
+            "running" => JobStatus::Running,
+            "succeeded" => JobStatus::Succeeded,
+            "failed" => JobStatus::Failed,
+            "cancelled" => JobStatus::Cancelled,
+            _ => return None,
+        })
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            JobStatus::Succeeded | JobStatus::Failed | JobStatus::Cancelled
+        )
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    pub id: Uuid,
+    pub seq: i64,
+    pub status: JobStatus,
+    pub priority: i32,
+    pub dataset_id: Option<Uuid>,
+    /// The normalised spec: the request with every default filled in.
+    pub spec: serde_json::Value,
+    pub epochs: i64,
+    /// Epochs finished.
+    pub epoch: i64,
+    pub latest: Option<serde_json::Value>,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub model_id: Option<Uuid>,
+    pub error: Option<serde_json::Value>,
+    pub stop_reason: Option<String>,
+    pub attempt: i64,
+    pub cancel_requested: bool,
+    pub stop_requested: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelRecord {
+    pub id: Uuid,
+    pub name: Option<String>,
+    pub created_at: i64,
+    pub job_id: Option<Uuid>,
+    pub dataset_id: Option<Uuid>,
+    pub input_dim: i64,
+    pub output_dim: i64,
+    pub parameter_count: i64,
+    pub metrics: serde_json::Value,
+    /// The portable model document (what export returns).
+    pub document: serde_json::Value,
+}
+
+/// How a job ends.
+#[derive(Clone, Debug)]
+pub enum Finish {
+    Succeeded {
+        model: ModelRecord,
+        stop_reason: String,
+    },
+    Failed {
+        error: serde_json::Value,
+    },
+    Cancelled,
+}
+
+/// A page of a listing, newest first; `next` is the cursor for the following page.
+#[derive(Clone, Debug)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<i64>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn ping(&self) -> Result<()>;
+
+    async fn insert_dataset(&self, d: &DatasetRecord, data: &[u8]) -> Result<()>;
+    async fn get_dataset(&self, id: Uuid) -> Result<Option<DatasetRecord>>;
+    async fn dataset_data(&self, id: Uuid) -> Result<Option<Vec<u8>>>;
+    async fn list_datasets(&self, before: Option<i64>, limit: i64) -> Result<Page<DatasetRecord>>;
+    async fn delete_dataset(&self, id: Uuid) -> Result<bool>;
+
+    async fn insert_job(&self, j: &JobRecord) -> Result<()>;
+    async fn get_job(&self, id: Uuid) -> Result<Option<JobRecord>>;
+    async fn list_jobs(
+        &self,
+        status: Option<JobStatus>,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Page<JobRecord>>;
+    /// Deletes a job that is not running, with its history and checkpoint.
+    async fn delete_job(&self, id: Uuid) -> Result<bool>;
+    /// Queued jobs ahead of this one (0 = next to run).
+    async fn queue_position(&self, id: Uuid) -> Result<Option<i64>>;
+    async fn count_jobs(&self, status: JobStatus) -> Result<i64>;
+
+    /// Atomically takes the next queued job (highest priority, then oldest), marks it running
+    /// under a new attempt and a lease for `worker`, and returns it.
+    async fn claim_next_job(&self, worker: &str, lease_ms: i64) -> Result<Option<JobRecord>>;
+    /// Extends the lease; false when this worker's attempt no longer owns the job.
+    async fn renew_lease(&self, id: Uuid, attempt: i64, lease_ms: i64) -> Result<bool>;
+    /// Puts jobs whose lease expired (or all running jobs, at a single node's start) back in
+    /// the queue; returns how many.
+    async fn requeue_running(&self, only_expired: bool) -> Result<u64>;
+    /// Puts one job this worker holds back in the queue (graceful shutdown).
+    async fn release_job(&self, id: Uuid, attempt: i64) -> Result<bool>;
+
+    /// Records a finished epoch (replacing a record of the same epoch from an earlier
+    /// attempt); fenced: false when `attempt` no longer owns the job.
+    async fn record_epoch(
+        &self,
+        id: Uuid,
+        attempt: i64,
+        record: &serde_json::Value,
+        epoch: i64,
+    ) -> Result<bool>;
+    async fn history(&self, id: Uuid, since: i64) -> Result<Vec<serde_json::Value>>;
+    /// Saves the state after `epoch`, replacing the previous checkpoint; fenced by attempt.
+    async fn save_checkpoint(
+        &self,
+        id: Uuid,
+        attempt: i64,
+        epoch: i64,
+        state: &[u8],
+    ) -> Result<bool>;
+    async fn load_checkpoint(&self, id: Uuid) -> Result<Option<(i64, Vec<u8>)>>;
+    /// Removes history records after `epoch` (they will be recomputed identically).
+    async fn truncate_history(&self, id: Uuid, attempt: i64, epoch: i64) -> Result<bool>;
+    /// Ends a job; fenced by attempt. With `Succeeded` the model is stored in the same
+    /// transaction.
+    async fn finish_job(&self, id: Uuid, attempt: i64, finish: Finish) -> Result<bool>;
+    /// Flags a job for cancel; a queued job is cancelled at once. Returns the job after.
+    async fn request_cancel(&self, id: Uuid) -> Result<Option<JobRecord>>;
+    async fn request_stop(&self, id: Uuid) -> Result<Option<JobRecord>>;
+
+    async fn insert_model(&self, m: &ModelRecord) -> Result<()>;
+    async fn get_model(&self, id: Uuid) -> Result<Option<ModelRecord>>;
+    async fn list_models(&self, before: Option<i64>, limit: i64) -> Result<Page<ModelRecord>>;
+    async fn delete_model(&self, id: Uuid) -> Result<bool>;
+}

@@ -1,0 +1,587 @@
+//! The embedded SQLite store (WAL mode), the zero-setup default.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Row, SqlitePool};
+use uuid::Uuid;
+
+use super::*;
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `url` (`sqlite://path`) and migrates it.
+    pub async fn open(url: &str) -> Result<Self> {
+        let opts = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Unavailable(format!("bad database url: {e}")))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(opts)
+            .await?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Database(format!("migrations: {e}")))?;
+        Ok(SqliteStore { pool })
+    }
+
+    /// The URL of the database file in `dir`.
+    pub fn url_in(dir: &Path) -> String {
+        format!("sqlite://{}", dir.join("backprop.db").display())
+    }
+}
+
+fn uuid_col(r: &SqliteRow, c: &str) -> Result<Uuid> {
+    let s: String = r.try_get(c)?;
+    Uuid::parse_str(&s).map_err(|e| StoreError::Corrupt(format!("{c}: {e}")))
+}
+
+fn opt_uuid(r: &SqliteRow, c: &str) -> Result<Option<Uuid>> {
+    let s: Option<String> = r.try_get(c)?;
+    s.map(|s| Uuid::parse_str(&s).map_err(|e| StoreError::Corrupt(format!("{c}: {e}"))))
+        .transpose()
+}
+
+fn json_col(r: &SqliteRow, c: &str) -> Result<serde_json::Value> {
+    let s: String = r.try_get(c)?;
+    Ok(serde_json::from_str(&s)?)
+}
+
+fn opt_json(r: &SqliteRow, c: &str) -> Result<Option<serde_json::Value>> {
+    let s: Option<String> = r.try_get(c)?;
+    s.map(|s| serde_json::from_str(&s).map_err(StoreError::from))
+        .transpose()
+}
+
+fn dataset(r: &SqliteRow) -> Result<DatasetRecord> {
+    Ok(DatasetRecord {
+        id: uuid_col(r, "id")?,
+        name: r.try_get("name")?,
+        created_at: r.try_get("created_at")?,
+        rows: r.try_get("rows")?,
+        inputs: r.try_get("inputs")?,
+        outputs: r.try_get("outputs")?,
+        meta: json_col(r, "meta")?,
+        size_bytes: r.try_get("size_bytes")?,
+    })
+}
+
+fn job(r: &SqliteRow) -> Result<JobRecord> {
+    let status: String = r.try_get("status")?;
+    Ok(JobRecord {
+        id: uuid_col(r, "id")?,
+        seq: r.try_get("seq")?,
+        status: JobStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("status {status}")))?,
+        priority: r.try_get("priority")?,
+        dataset_id: opt_uuid(r, "dataset_id")?,
+        spec: json_col(r, "spec")?,
+        epochs: r.try_get("epochs")?,
+        epoch: r.try_get("epoch")?,
+        latest: opt_json(r, "latest")?,
+        created_at: r.try_get("created_at")?,
+        started_at: r.try_get("started_at")?,
+        finished_at: r.try_get("finished_at")?,
+        model_id: opt_uuid(r, "model_id")?,
+        error: opt_json(r, "error")?,
+        stop_reason: r.try_get("stop_reason")?,
+        attempt: r.try_get("attempt")?,
+        cancel_requested: r.try_get::<i64, _>("cancel_requested")? != 0,
+        stop_requested: r.try_get::<i64, _>("stop_requested")? != 0,
+    })
+}
+
+fn model(r: &SqliteRow) -> Result<ModelRecord> {
+    Ok(ModelRecord {
+        id: uuid_col(r, "id")?,
+        name: r.try_get("name")?,
+        created_at: r.try_get("created_at")?,
+        job_id: opt_uuid(r, "job_id")?,
+        dataset_id: opt_uuid(r, "dataset_id")?,
+        input_dim: r.try_get("input_dim")?,
+        output_dim: r.try_get("output_dim")?,
+        parameter_count: r.try_get("parameter_count")?,
+        metrics: json_col(r, "metrics")?,
+        document: json_col(r, "document")?,
+    })
+}
+
+fn page<T>(items: Vec<T>, seqs: Vec<i64>, limit: i64) -> Page<T> {
+    let next = if items.len() as i64 == limit {
+        seqs.last().copied()
+    } else {
+        None
+    };
+    Page { items, next }
+}
+
+const DATASET_COLS: &str = "seq, id, name, created_at, rows, inputs, outputs, meta, size_bytes";
+const MODEL_COLS: &str = "seq, id, name, created_at, job_id, dataset_id, input_dim, output_dim, parameter_count, metrics, document";
+
+async fn insert_model_tx<'e, E: sqlx::Executor<'e, Database = sqlx::Sqlite>>(
+    e: E,
+    m: &ModelRecord,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO models (id, name, created_at, job_id, dataset_id, input_dim, output_dim, parameter_count, metrics, document)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(m.id.to_string())
+    .bind(&m.name)
+    .bind(m.created_at)
+    .bind(m.job_id.map(|u| u.to_string()))
+    .bind(m.dataset_id.map(|u| u.to_string()))
+    .bind(m.input_dim)
+    .bind(m.output_dim)
+    .bind(m.parameter_count)
+    .bind(m.metrics.to_string())
+    .bind(m.document.to_string())
+    .execute(e)
+    .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn insert_dataset(&self, d: &DatasetRecord, data: &[u8]) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO datasets (id, name, created_at, rows, inputs, outputs, meta, size_bytes, data)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(d.id.to_string())
+        .bind(&d.name)
+        .bind(d.created_at)
+        .bind(d.rows)
+        .bind(d.inputs)
+        .bind(d.outputs)
+        .bind(d.meta.to_string())
+        .bind(d.size_bytes)
+        .bind(data)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_dataset(&self, id: Uuid) -> Result<Option<DatasetRecord>> {
+        let q = format!("SELECT {DATASET_COLS} FROM datasets WHERE id = ?");
+        sqlx::query(sqlx::AssertSqlSafe(q))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| dataset(&r))
+            .transpose()
+    }
+
+    async fn dataset_data(&self, id: Uuid) -> Result<Option<Vec<u8>>> {
+        let r = sqlx::query("SELECT data FROM datasets WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(r.map(|r| r.try_get("data")).transpose()?)
+    }
+
+    async fn list_datasets(&self, before: Option<i64>, limit: i64) -> Result<Page<DatasetRecord>> {
+        let q =
+            format!("SELECT {DATASET_COLS} FROM datasets WHERE seq < ? ORDER BY seq DESC LIMIT ?");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(q))
+            .bind(before.unwrap_or(i64::MAX))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        let seqs = rows
+            .iter()
+            .map(|r| r.try_get("seq"))
+            .collect::<std::result::Result<_, _>>()?;
+        Ok(page(
+            rows.iter().map(dataset).collect::<Result<_>>()?,
+            seqs,
+            limit,
+        ))
+    }
+
+    async fn delete_dataset(&self, id: Uuid) -> Result<bool> {
+        let r = sqlx::query("DELETE FROM datasets WHERE id = ?")
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn insert_job(&self, j: &JobRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO jobs (id, status, priority, dataset_id, spec, epochs, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(j.id.to_string())
+        .bind(j.status.as_str())
+        .bind(j.priority)
+        .bind(j.dataset_id.map(|u| u.to_string()))
+        .bind(j.spec.to_string())
+        .bind(j.epochs)
+        .bind(j.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_job(&self, id: Uuid) -> Result<Option<JobRecord>> {
+        sqlx::query("SELECT * FROM jobs WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| job(&r))
+            .transpose()
+    }
+
+    async fn list_jobs(
+        &self,
+        status: Option<JobStatus>,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Page<JobRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM jobs WHERE seq < ? AND (? IS NULL OR status = ?) ORDER BY seq DESC LIMIT ?",
+        )
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(status.map(|s| s.as_str()))
+        .bind(status.map(|s| s.as_str()))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let seqs = rows
+            .iter()
+            .map(|r| r.try_get("seq"))
+            .collect::<std::result::Result<_, _>>()?;
+        Ok(page(
+            rows.iter().map(job).collect::<Result<_>>()?,
+            seqs,
+            limit,
+        ))
+    }
+
+    async fn delete_job(&self, id: Uuid) -> Result<bool> {
+        let r = sqlx::query("DELETE FROM jobs WHERE id = ? AND status <> 'running'")
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn queue_position(&self, id: Uuid) -> Result<Option<i64>> {
+        let r = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM jobs o WHERE o.status = 'queued'
+                       AND (o.priority > j.priority OR (o.priority = j.priority AND o.seq < j.seq))) AS pos
+             FROM jobs j WHERE j.id = ? AND j.status = 'queued'",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(r.map(|r| r.try_get("pos")).transpose()?)
+    }
+
+    async fn count_jobs(&self, status: JobStatus) -> Result<i64> {
+        let r = sqlx::query("SELECT COUNT(*) AS n FROM jobs WHERE status = ?")
+            .bind(status.as_str())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(r.try_get("n")?)
+    }
+
+    async fn claim_next_job(&self, worker: &str, lease_ms: i64) -> Result<Option<JobRecord>> {
+        let now = now_ms();
+        // One statement: SQLite serialises writers, so two claimers cannot take the same row.
+        sqlx::query(
+            "UPDATE jobs SET status = 'running', attempt = attempt + 1, worker = ?, lease_expires_at = ?,
+                    started_at = COALESCE(started_at, ?)
+             WHERE id = (SELECT id FROM jobs WHERE status = 'queued' ORDER BY priority DESC, seq LIMIT 1)
+               AND status = 'queued'
+             RETURNING *",
+        )
+        .bind(worker)
+        .bind(now + lease_ms)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| job(&r))
+        .transpose()
+    }
+
+    async fn renew_lease(&self, id: Uuid, attempt: i64, lease_ms: i64) -> Result<bool> {
+        let r = sqlx::query("UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND attempt = ? AND status = 'running'")
+            .bind(now_ms() + lease_ms)
+            .bind(id.to_string())
+            .bind(attempt)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn requeue_running(&self, only_expired: bool) -> Result<u64> {
+        let r = sqlx::query(
+            "UPDATE jobs SET status = 'queued', worker = NULL, lease_expires_at = NULL
+             WHERE status = 'running' AND (? = 0 OR lease_expires_at < ?)",
+        )
+        .bind(only_expired as i64)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected())
+    }
+
+    async fn release_job(&self, id: Uuid, attempt: i64) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE jobs SET status = 'queued', worker = NULL, lease_expires_at = NULL
+             WHERE id = ? AND attempt = ? AND status = 'running'",
+        )
+        .bind(id.to_string())
+        .bind(attempt)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn record_epoch(
+        &self,
+        id: Uuid,
+        attempt: i64,
+        record: &serde_json::Value,
+        epoch: i64,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let owned = sqlx::query(
+            "UPDATE jobs SET epoch = ?, latest = ? WHERE id = ? AND attempt = ? AND status = 'running'",
+        )
+        .bind(epoch)
+        .bind(record.to_string())
+        .bind(id.to_string())
+        .bind(attempt)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            > 0;
+        if !owned {
+            return Ok(false);
+        }
+        sqlx::query("INSERT OR REPLACE INTO epochs (job_id, epoch, record) VALUES (?, ?, ?)")
+            .bind(id.to_string())
+            .bind(epoch)
+            .bind(record.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn history(&self, id: Uuid, since: i64) -> Result<Vec<serde_json::Value>> {
+        let rows =
+            sqlx::query("SELECT record FROM epochs WHERE job_id = ? AND epoch > ? ORDER BY epoch")
+                .bind(id.to_string())
+                .bind(since)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(|r| json_col(r, "record")).collect()
+    }
+
+    async fn save_checkpoint(
+        &self,
+        id: Uuid,
+        attempt: i64,
+        epoch: i64,
+        state: &[u8],
+    ) -> Result<bool> {
+        let r = sqlx::query(
+            "INSERT OR REPLACE INTO checkpoints (job_id, epoch, state, saved_at)
+             SELECT id, ?, ?, ? FROM jobs WHERE id = ? AND attempt = ? AND status = 'running'",
+        )
+        .bind(epoch)
+        .bind(state)
+        .bind(now_ms())
+        .bind(id.to_string())
+        .bind(attempt)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn load_checkpoint(&self, id: Uuid) -> Result<Option<(i64, Vec<u8>)>> {
+        let r = sqlx::query("SELECT epoch, state FROM checkpoints WHERE job_id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(
+            r.map(|r| Ok::<_, sqlx::Error>((r.try_get("epoch")?, r.try_get("state")?)))
+                .transpose()?,
+        )
+    }
+
+    async fn truncate_history(&self, id: Uuid, attempt: i64, epoch: i64) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let owned = sqlx::query(
+            "UPDATE jobs SET epoch = ? WHERE id = ? AND attempt = ? AND status = 'running'",
+        )
+        .bind(epoch)
+        .bind(id.to_string())
+        .bind(attempt)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            > 0;
+        if !owned {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM epochs WHERE job_id = ? AND epoch > ?")
+            .bind(id.to_string())
+            .bind(epoch)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE jobs SET latest = (SELECT record FROM epochs WHERE job_id = ? ORDER BY epoch DESC LIMIT 1) WHERE id = ?",
+        )
+        .bind(id.to_string())
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn finish_job(&self, id: Uuid, attempt: i64, finish: Finish) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let (status, model_id, error, reason) = match &finish {
+            Finish::Succeeded { model, stop_reason } => (
+                "succeeded",
+                Some(model.id.to_string()),
+                None,
+                Some(stop_reason.clone()),
+            ),
+            Finish::Failed { error } => ("failed", None, Some(error.to_string()), None),
+            Finish::Cancelled => ("cancelled", None, None, None),
+        };
+        let owned = sqlx::query(
+            "UPDATE jobs SET status = ?, model_id = ?, error = ?, stop_reason = ?, finished_at = ?,
+                    worker = NULL, lease_expires_at = NULL
+             WHERE id = ? AND attempt = ? AND status = 'running'",
+        )
+        .bind(status)
+        .bind(model_id)
+        .bind(error)
+        .bind(reason)
+        .bind(now_ms())
+        .bind(id.to_string())
+        .bind(attempt)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            > 0;
+        if !owned {
+            return Ok(false);
+        }
+        if let Finish::Succeeded { model, .. } = &finish {
+            insert_model_tx(&mut *tx, model).await?;
+        }
+        sqlx::query("DELETE FROM checkpoints WHERE job_id = ?")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn request_cancel(&self, id: Uuid) -> Result<Option<JobRecord>> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE jobs SET status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END,
+                    finished_at = CASE WHEN status = 'queued' THEN ? ELSE finished_at END,
+                    cancel_requested = CASE WHEN status IN ('queued', 'running') THEN 1 ELSE cancel_requested END
+             WHERE id = ?",
+        )
+        .bind(now_ms())
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        let j = sqlx::query("SELECT * FROM jobs WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        j.map(|r| job(&r)).transpose()
+    }
+
+    async fn request_stop(&self, id: Uuid) -> Result<Option<JobRecord>> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE jobs SET stop_requested = 1 WHERE id = ? AND status IN ('queued', 'running')",
+        )
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        let j = sqlx::query("SELECT * FROM jobs WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        j.map(|r| job(&r)).transpose()
+    }
+
+    async fn insert_model(&self, m: &ModelRecord) -> Result<()> {
+        insert_model_tx(&self.pool, m).await
+    }
+
+    async fn get_model(&self, id: Uuid) -> Result<Option<ModelRecord>> {
+        let q = format!("SELECT {MODEL_COLS} FROM models WHERE id = ?");
+        sqlx::query(sqlx::AssertSqlSafe(q))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| model(&r))
+            .transpose()
+    }
+
+    async fn list_models(&self, before: Option<i64>, limit: i64) -> Result<Page<ModelRecord>> {
+        let q = format!("SELECT {MODEL_COLS} FROM models WHERE seq < ? ORDER BY seq DESC LIMIT ?");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(q))
+            .bind(before.unwrap_or(i64::MAX))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        let seqs = rows
+            .iter()
+            .map(|r| r.try_get("seq"))
+            .collect::<std::result::Result<_, _>>()?;
+        Ok(page(
+            rows.iter().map(model).collect::<Result<_>>()?,
+            seqs,
+            limit,
+        ))
+    }
+
+    async fn delete_model(&self, id: Uuid) -> Result<bool> {
+        let r = sqlx::query("DELETE FROM models WHERE id = ?")
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+}
