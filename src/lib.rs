@@ -1,2 +1,12 @@
+//! Backprop: train and serve small dense neural networks over HTTP.
+//!
+//! `nn` is the engine, `data` reads datasets, `store` persists, `jobs` runs the queue,
+//! `api` is the HTTP face; `run` wires them together for `main.rs` and the tests.
+
+pub mod api;
+pub mod config;
+pub mod data;
+pub mod jobs;
 pub mod nn;
+pub mod run;
 pub mod store;

@@ -1,0 +1,139 @@
+//! `/v1/datasets`: upload (JSON or CSV), list, read, delete.
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::error::parse_json;
+use super::{ApiError, AppState, Body, PageQuery, parse_id, parse_query, rfc3339};
+use crate::data::{self, Dataset, JsonDataset};
+use crate::store::{DatasetRecord, now_ms};
+
+pub fn router() -> axum::Router<AppState> {
+    Router::new()
+        .route("/v1/datasets", get(list).post(create))
+        .route("/v1/datasets/{id}", get(read).delete(remove))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct UploadQuery {
+    name: Option<String>,
+    target: Option<String>,
+}
+
+pub fn view(d: &DatasetRecord) -> Value {
+    let mut v = json!({
+        "id": d.id,
+        "name": d.name,
+        "created_at": rfc3339(d.created_at),
+        "rows": d.rows,
+        "inputs": d.inputs,
+        "outputs": d.outputs,
+        "size_bytes": d.size_bytes,
+    });
+    if let (Some(o), Some(m)) = (v.as_object_mut(), d.meta.as_object()) {
+        for (k, val) in m {
+            o.insert(k.clone(), val.clone());
+        }
+    }
+    v
+}
+
+/// Stores a parsed dataset and returns its record.
+pub async fn store_dataset(s: &AppState, name: String, ds: &Dataset) -> Result<DatasetRecord, ApiError> {
+    let blob = ds.to_bytes();
+    let target_kind = match ds.targets {
+        crate::nn::Targets::Labels(_) => "labels",
+        crate::nn::Targets::Values(_) => "values",
+    };
+    let rec = DatasetRecord {
+        id: Uuid::new_v4(),
+        name,
+        created_at: now_ms(),
+        rows: ds.rows() as i64,
+        inputs: ds.inputs() as i64,
+        outputs: ds.outputs() as i64,
+        meta: json!({
+            "feature_names": ds.feature_names,
+            "target_names": ds.target_names,
+            "target_kind": target_kind,
+            "classes": ds.classes(),
+        }),
+        size_bytes: blob.len() as i64,
+    };
+    s.store.insert_dataset(&rec, &blob).await?;
+    Ok(rec)
+}
+
+async fn create(
+    State(s): State<AppState>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Result<impl IntoResponse, ApiError> {
+    let query: UploadQuery = parse_query(q.as_deref())?;
+    let ctype = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
+    let essence = ctype.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let limits = s.limits.data.clone();
+    let (name, ds) = match essence.as_str() {
+        "text/csv" | "application/csv" | "text/plain" => {
+            let target = query.target.clone();
+            let ds = tokio::task::spawn_blocking(move || data::from_csv(&body, target.as_deref(), &limits))
+                .await
+                .map_err(|e| ApiError::Internal(e.to_string()))??;
+            (query.name.unwrap_or_else(|| "dataset".into()), ds)
+        }
+        "application/json" | "" => {
+            if query.target.is_some() {
+                return Err(ApiError::invalid("/target", "the target query parameter is for CSV uploads"));
+            }
+            let body: JsonDataset = parse_json(&body)?;
+            let name = query.name.or(body.name.clone()).unwrap_or_else(|| "dataset".into());
+            let ds = tokio::task::spawn_blocking(move || data::from_json(&body, &limits))
+                .await
+                .map_err(|e| ApiError::Internal(e.to_string()))??;
+            (name, ds)
+        }
+        other => {
+            return Err(ApiError::bad(format!(
+                "unsupported content type \"{other}\"; send application/json or text/csv"
+            )));
+        }
+    };
+    if name.trim().is_empty() || name.len() > 200 {
+        return Err(ApiError::invalid("/name", "must be 1 to 200 characters"));
+    }
+    let rec = store_dataset(&s, name, &ds).await?;
+    let location = format!("/v1/datasets/{}", rec.id);
+    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(view(&rec))))
+}
+
+async fn list(State(s): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
+    let q: PageQuery = parse_query(q.as_deref())?;
+    let page = s.store.list_datasets(q.cursor()?, q.limit()?).await?;
+    Ok(Json(json!({
+        "items": page.items.iter().map(view).collect::<Vec<_>>(),
+        "next_cursor": page.next.map(|n| n.to_string()),
+    })))
+}
+
+async fn read(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id, "dataset")?;
+    let d = s.store.get_dataset(id).await?.ok_or_else(|| ApiError::NotFound(format!("no dataset {id}")))?;
+    Ok(Json(view(&d)))
+}
+
+async fn remove(State(s): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    let id = parse_id(&id, "dataset")?;
+    if s.store.delete_dataset(id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound(format!("no dataset {id}")))
+    }
+}

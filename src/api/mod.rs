@@ -1,0 +1,201 @@
+//! The HTTP API: the router, one file per resource, and the shared state. Talks to
+//! `store`, `jobs`, `data` and `nn`'s predict; never to SQL.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, RwLock};
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::Uri;
+use tokio::net::TcpListener;
+use uuid::Uuid;
+
+use crate::data::Limits as DataLimits;
+use crate::jobs::Jobs;
+use crate::nn::Model;
+use crate::store::Store;
+
+pub mod datasets;
+pub mod error;
+pub mod events;
+pub mod health;
+pub mod jobs;
+pub mod models;
+
+pub use error::ApiError;
+
+/// Limits the API enforces, with clear errors.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub data: DataLimits,
+    pub max_body_bytes: usize,
+    pub max_parameters: usize,
+    pub max_epochs: u32,
+    pub max_queued_jobs: i64,
+    pub max_predict_rows: usize,
+}
+
+/// Loaded models for predictions, bounded.
+pub struct ModelCache {
+    models: RwLock<HashMap<Uuid, Arc<Model>>>,
+    capacity: usize,
+}
+
+impl ModelCache {
+    pub fn new(capacity: usize) -> Self {
+        ModelCache { models: RwLock::new(HashMap::new()), capacity: capacity.max(1) }
+    }
+
+    pub fn get(&self, id: Uuid) -> Option<Arc<Model>> {
+        self.models.read().ok()?.get(&id).cloned()
+    }
+
+    pub fn put(&self, id: Uuid, m: Arc<Model>) {
+        if let Ok(mut g) = self.models.write() {
+            if g.len() >= self.capacity
+                && let Some(k) = g.keys().next().copied()
+            {
+                g.remove(&k);
+            }
+            g.insert(id, m);
+        }
+    }
+
+    pub fn evict(&self, id: Uuid) {
+        if let Ok(mut g) = self.models.write() {
+            g.remove(&id);
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub jobs: Jobs,
+    pub models: Arc<ModelCache>,
+    pub limits: Arc<Limits>,
+}
+
+/// Every route the router serves, as (method, path); `openapi.yaml` must list exactly these.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("get", "/healthz"),
+    ("get", "/readyz"),
+    ("get", "/openapi.yaml"),
+    ("post", "/v1/datasets"),
+    ("get", "/v1/datasets"),
+    ("get", "/v1/datasets/{id}"),
+    ("delete", "/v1/datasets/{id}"),
+    ("post", "/v1/jobs"),
+    ("get", "/v1/jobs"),
+    ("get", "/v1/jobs/{id}"),
+    ("delete", "/v1/jobs/{id}"),
+    ("get", "/v1/jobs/{id}/history"),
+    ("get", "/v1/jobs/{id}/events"),
+    ("post", "/v1/jobs/{id}/cancel"),
+    ("post", "/v1/jobs/{id}/stop"),
+    ("post", "/v1/models"),
+    ("get", "/v1/models"),
+    ("get", "/v1/models/{id}"),
+    ("delete", "/v1/models/{id}"),
+    ("get", "/v1/models/{id}/export"),
+    ("post", "/v1/models/{id}/predict"),
+];
+
+/// The application: all routes, limits and fallbacks.
+pub fn app(state: AppState) -> Router {
+    let body_limit = state.limits.max_body_bytes;
+    Router::new()
+        .merge(health::router())
+        .merge(datasets::router())
+        .merge(jobs::router())
+        .merge(events::router())
+        .merge(models::router())
+        .fallback(no_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+async fn no_route(uri: Uri) -> ApiError {
+    ApiError::NotFound(format!("no route {}; see /openapi.yaml", uri.path()))
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await
+}
+
+/// RFC 3339 time of Unix milliseconds.
+pub fn rfc3339(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+/// Parses an id path segment, answering 404 (not 400) for a malformed one: no such resource.
+pub fn parse_id(s: &str, what: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(s).map_err(|_| ApiError::NotFound(format!("no {what} with id \"{s}\" (ids are UUIDs)")))
+}
+
+/// `?limit=&cursor=` of listings.
+#[derive(serde::Deserialize, Debug, Default)]
+pub struct PageQuery {
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+    pub status: Option<String>,
+}
+
+impl PageQuery {
+    pub fn limit(&self) -> Result<i64, ApiError> {
+        match self.limit {
+            None => Ok(50),
+            Some(l) if (1..=500).contains(&l) => Ok(l),
+            Some(l) => Err(ApiError::invalid("/limit", format!("must be between 1 and 500, got {l}"))),
+        }
+    }
+
+    pub fn cursor(&self) -> Result<Option<i64>, ApiError> {
+        self.cursor
+            .as_deref()
+            .map(|c| c.parse::<i64>().map_err(|_| ApiError::invalid("/cursor", format!("\"{c}\" is not a cursor this server gave"))))
+            .transpose()
+    }
+}
+
+/// Query strings parsed into `T` with a problem body on error.
+pub fn parse_query<T: serde::de::DeserializeOwned>(q: Option<&str>) -> Result<T, ApiError> {
+    serde_urlencoded_like(q.unwrap_or(""))
+}
+
+fn serde_urlencoded_like<T: serde::de::DeserializeOwned>(q: &str) -> Result<T, ApiError> {
+    axum::extract::Query::<T>::try_from_uri(&format!("/?{q}").parse::<Uri>().map_err(|_| ApiError::bad("unreadable query string"))?)
+        .map(|axum::extract::Query(v)| v)
+        .map_err(|e| ApiError::BadRequest { detail: format!("query string: {}", e.body_text()), pointer: None })
+}
+
+/// The raw request body, with a problem body when it is too large or unreadable.
+pub struct Body(pub axum::body::Bytes);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        axum::body::Bytes::from_request(req, state).await.map(Body).map_err(|e| {
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::TooLarge("the request body is larger than the server's limit (--max-body-bytes)".into())
+            } else {
+                ApiError::bad(format!("unreadable request body: {}", e.body_text()))
+            }
+        })
+    }
+}

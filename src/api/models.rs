@@ -1,0 +1,191 @@
+//! `/v1/models`: import, read, export, delete, and predict (from an in-memory cache of
+//! loaded models, so a predict never waits for training).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use ndarray::Array2;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::error::parse_json;
+use super::{ApiError, AppState, Body, PageQuery, parse_id, parse_query, rfc3339};
+use crate::nn::{Model, ModelDocument};
+use crate::store::{ModelRecord, now_ms, to_json};
+
+pub fn router() -> axum::Router<AppState> {
+    Router::new()
+        .route("/v1/models", get(list).post(import))
+        .route("/v1/models/{id}", get(read).delete(remove))
+        .route("/v1/models/{id}/export", get(export))
+        .route("/v1/models/{id}/predict", post(predict))
+}
+
+fn view(m: &ModelRecord) -> Value {
+    let doc = &m.document;
+    let architecture: Vec<Value> = doc
+        .get("layers")
+        .and_then(|l| l.as_array())
+        .map(|layers| {
+            layers
+                .iter()
+                .map(|l| match l.get("dropout") {
+                    Some(r) => json!({"dropout": r}),
+                    None => json!({"units": l.get("units"), "activation": l.get("activation").cloned().unwrap_or(json!("linear"))}),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    json!({
+        "id": m.id,
+        "name": m.name,
+        "created_at": rfc3339(m.created_at),
+        "job_id": m.job_id,
+        "dataset_id": m.dataset_id,
+        "input_dim": m.input_dim,
+        "output_dim": m.output_dim,
+        "parameter_count": m.parameter_count,
+        "architecture": architecture,
+        "classes": doc.get("classes"),
+        "feature_names": doc.get("feature_names"),
+        "loss": doc.get("loss"),
+        "standardized": doc.get("standardization").is_some(),
+        "metrics": m.metrics,
+    })
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ImportQuery {
+    name: Option<String>,
+}
+
+async fn import(State(s): State<AppState>, RawQuery(q): RawQuery, Body(body): Body) -> Result<impl IntoResponse, ApiError> {
+    let q: ImportQuery = parse_query(q.as_deref())?;
+    let doc: ModelDocument = parse_json(&body)?;
+    let model = Model::from_document(&doc).map_err(ApiError::Invalid)?;
+    if model.network.parameter_count() > s.limits.max_parameters {
+        return Err(ApiError::invalid("/layers", format!("more than {} parameters (--max-parameters)", s.limits.max_parameters)));
+    }
+    let rec = ModelRecord {
+        id: Uuid::new_v4(),
+        name: q.name,
+        created_at: now_ms(),
+        job_id: None,
+        dataset_id: None,
+        input_dim: model.input_dim() as i64,
+        output_dim: model.network.output_dim() as i64,
+        parameter_count: model.network.parameter_count() as i64,
+        metrics: json!({}),
+        document: to_json(&model.to_document()),
+    };
+    s.store.insert_model(&rec).await?;
+    s.models.put(rec.id, Arc::new(model));
+    Ok((StatusCode::CREATED, [(header::LOCATION, format!("/v1/models/{}", rec.id))], Json(view(&rec))))
+}
+
+async fn load(s: &AppState, id: &str) -> Result<ModelRecord, ApiError> {
+    let id = parse_id(id, "model")?;
+    s.store.get_model(id).await?.ok_or_else(|| ApiError::NotFound(format!("no model {id}")))
+}
+
+async fn read(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(view(&load(&s, &id).await?)))
+}
+
+async fn export(State(s): State<AppState>, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    let m = load(&s, &id).await?;
+    let disposition = format!("attachment; filename=\"model-{}.json\"", m.id);
+    Ok(([(header::CONTENT_DISPOSITION, disposition)], Json(m.document)))
+}
+
+async fn list(State(s): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
+    let q: PageQuery = parse_query(q.as_deref())?;
+    if q.status.is_some() {
+        return Err(ApiError::invalid("/status", "models have no status filter"));
+    }
+    let page = s.store.list_models(q.cursor()?, q.limit()?).await?;
+    Ok(Json(json!({
+        "items": page.items.iter().map(view).collect::<Vec<_>>(),
+        "next_cursor": page.next.map(|n| n.to_string()),
+    })))
+}
+
+async fn remove(State(s): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    let id = parse_id(&id, "model")?;
+    s.models.evict(id);
+    if s.store.delete_model(id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound(format!("no model {id}")))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PredictRequest {
+    inputs: Vec<Vec<f64>>,
+}
+
+/// The loaded model for `id`, from the cache or the store.
+async fn model(s: &AppState, id: Uuid) -> Result<Arc<Model>, ApiError> {
+    if let Some(m) = s.models.get(id) {
+        return Ok(m);
+    }
+    let rec = s.store.get_model(id).await?.ok_or_else(|| ApiError::NotFound(format!("no model {id}")))?;
+    let doc: ModelDocument = serde_json::from_value(rec.document).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let m = Arc::new(Model::from_document(&doc).map_err(|e| ApiError::Internal(format!("stored model {id}: {e:?}")))?);
+    s.models.put(id, m.clone());
+    Ok(m)
+}
+
+async fn predict(State(s): State<AppState>, Path(id): Path<String>, Body(body): Body) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id, "model")?;
+    let m = model(&s, id).await?;
+    let req: PredictRequest = parse_json(&body)?;
+    let width = m.input_dim();
+    if req.inputs.is_empty() {
+        return Err(ApiError::invalid("/inputs", "needs at least one row"));
+    }
+    if req.inputs.len() > s.limits.max_predict_rows {
+        return Err(ApiError::TooLarge(format!(
+            "{} rows is more than {} per request (--max-predict-rows)",
+            req.inputs.len(),
+            s.limits.max_predict_rows
+        )));
+    }
+    let mut x = Array2::<f32>::zeros((req.inputs.len(), width));
+    for (i, row) in req.inputs.iter().enumerate() {
+        if row.len() != width {
+            return Err(ApiError::invalid(
+                format!("/inputs/{i}"),
+                format!("has {} values, the model takes {width} inputs", row.len()),
+            ));
+        }
+        for (j, &v) in row.iter().enumerate() {
+            let f = v as f32;
+            if !f.is_finite() {
+                return Err(ApiError::invalid(format!("/inputs/{i}/{j}"), format!("{v} is out of range for a 32-bit float")));
+            }
+            x[[i, j]] = f;
+        }
+    }
+    let rows = x.nrows();
+    let pred = if rows * m.network.parameter_count() > 2_000_000 {
+        let m = m.clone();
+        tokio::task::spawn_blocking(move || m.predict(x.view())).await.map_err(|e| ApiError::Internal(e.to_string()))?
+    } else {
+        m.predict(x.view())
+    };
+    let outputs: Vec<Vec<f32>> = pred.outputs.rows().into_iter().map(|r| r.to_vec()).collect();
+    let mut body = json!({"model_id": id, "outputs": outputs});
+    if let Some(labels) = pred.labels {
+        body["labels"] = json!(labels);
+    }
+    Ok(Json(body))
+}

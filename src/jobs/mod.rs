@@ -1,0 +1,385 @@
+//! The queue and the workers: claim a job from the store, train it on the rayon pool (never
+//! on the async runtime), write each epoch and periodic checkpoints back, and finish it with
+//! a model or an error. Live epochs also go to a per-job broadcast for SSE subscribers.
+//! Talks to `nn`, `data` and `store`; knows nothing about HTTP.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::sync::{Notify, broadcast, mpsc};
+use uuid::Uuid;
+
+use crate::data::Dataset;
+use crate::nn::{self, Control, EpochRecord, Session, TrainError, TrainSpec, TrainState};
+use crate::store::{Finish, JobRecord, ModelRecord, Store, now_ms, to_json};
+
+/// What SSE subscribers of a job hear.
+#[derive(Clone, Debug)]
+pub enum JobEvent {
+    /// An epoch finished: its number and record.
+    Epoch(i64, Value),
+    /// The job reached a terminal state (or went back to the queue): re-read it.
+    Status,
+}
+
+/// Fields of a job request that belong to the service, not to the engine's spec.
+pub const SERVICE_FIELDS: [&str; 5] = ["dataset_id", "dataset", "priority", "name", "validation_dataset_id"];
+
+/// The engine spec inside a stored job spec.
+pub fn train_spec(spec: &Value) -> Result<TrainSpec, String> {
+    let mut v = spec.clone();
+    if let Some(o) = v.as_object_mut() {
+        for f in SERVICE_FIELDS {
+            o.remove(f);
+        }
+    }
+    serde_json::from_value(v).map_err(|e| e.to_string())
+}
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub max_concurrent: usize,
+    pub checkpoint_every: Duration,
+    pub lease: Duration,
+    pub worker: String,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    pool: Arc<rayon::ThreadPool>,
+    settings: Settings,
+    wake: Notify,
+    running: Mutex<HashMap<Uuid, Arc<Control>>>,
+    hub: Mutex<HashMap<Uuid, broadcast::Sender<JobEvent>>>,
+    shutting_down: AtomicBool,
+    idle: Notify,
+}
+
+/// Handle to the queue and its workers; cheap to clone.
+#[derive(Clone)]
+pub struct Jobs {
+    inner: Arc<Inner>,
+}
+
+enum Msg {
+    Resumed(i64),
+    Epoch(EpochRecord, Option<(i64, Vec<u8>)>),
+    Done(Result<nn::Outcome, TrainError>),
+}
+
+impl Jobs {
+    pub fn new(store: Arc<dyn Store>, pool: Arc<rayon::ThreadPool>, settings: Settings) -> Self {
+        Jobs {
+            inner: Arc::new(Inner {
+                store,
+                pool,
+                settings,
+                wake: Notify::new(),
+                running: Mutex::new(HashMap::new()),
+                hub: Mutex::new(HashMap::new()),
+                shutting_down: AtomicBool::new(false),
+                idle: Notify::new(),
+            }),
+        }
+    }
+
+    /// Starts the dispatcher: it claims queued jobs while fewer than `max_concurrent` run.
+    pub fn start(&self) -> tokio::task::JoinHandle<()> {
+        let me = self.clone();
+        tokio::spawn(async move { me.dispatch().await })
+    }
+
+    /// A job was queued: look at the queue now rather than at the next tick.
+    pub fn notify(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    pub fn running_count(&self) -> usize {
+        self.inner.running.lock().map_or(0, |r| r.len())
+    }
+
+    /// Subscribes to a job's live events (creating the channel if the job has not started).
+    pub fn subscribe(&self, id: Uuid) -> broadcast::Receiver<JobEvent> {
+        let mut hub = self.inner.hub.lock().expect("hub lock");
+        hub.entry(id).or_insert_with(|| broadcast::channel(1024).0).subscribe()
+    }
+
+    fn publish(&self, id: Uuid, ev: JobEvent) {
+        let hub = self.inner.hub.lock().expect("hub lock");
+        if let Some(tx) = hub.get(&id) {
+            let _ = tx.send(ev);
+        }
+    }
+
+    fn close_channel(&self, id: Uuid) {
+        let tx = self.inner.hub.lock().expect("hub lock").remove(&id);
+        if let Some(tx) = tx {
+            let _ = tx.send(JobEvent::Status);
+        }
+    }
+
+    /// Drops a job's channel when nobody listens and the job does not run here.
+    pub fn release_channel(&self, id: Uuid) {
+        let running = self.inner.running.lock().expect("running lock").contains_key(&id);
+        let mut hub = self.inner.hub.lock().expect("hub lock");
+        if !running && hub.get(&id).is_some_and(|tx| tx.receiver_count() == 0) {
+            hub.remove(&id);
+        }
+    }
+
+    /// Signals a running job on this node to cancel (the store has the flag already).
+    pub fn cancel_local(&self, id: Uuid) {
+        if let Some(c) = self.inner.running.lock().expect("running lock").get(&id) {
+            c.cancel.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Signals a running job on this node to stop and keep its model.
+    pub fn stop_local(&self, id: Uuid) {
+        if let Some(c) = self.inner.running.lock().expect("running lock").get(&id) {
+            c.stop.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// A queued job was cancelled before it ran: tell its subscribers.
+    pub fn finished_elsewhere(&self, id: Uuid) {
+        self.close_channel(id);
+    }
+
+    /// Graceful shutdown: stop claiming, interrupt running jobs (they go back to the queue
+    /// and resume from their last checkpoint) and wait for them, at most `timeout`.
+    pub async fn shutdown(&self, timeout: Duration) {
+        self.inner.shutting_down.store(true, Ordering::SeqCst);
+        self.inner.wake.notify_one();
+        for c in self.inner.running.lock().expect("running lock").values() {
+            c.cancel.store(true, Ordering::Relaxed);
+        }
+        let deadline = Instant::now() + timeout;
+        while self.running_count() > 0 && Instant::now() < deadline {
+            let _ = tokio::time::timeout(Duration::from_millis(100), self.inner.idle.notified()).await;
+        }
+    }
+
+    async fn dispatch(&self) {
+        loop {
+            if self.inner.shutting_down.load(Ordering::SeqCst) {
+                return;
+            }
+            while self.running_count() < self.inner.settings.max_concurrent {
+                let lease = self.inner.settings.lease.as_millis() as i64;
+                match self.inner.store.claim_next_job(&self.inner.settings.worker, lease).await {
+                    Ok(Some(job)) => {
+                        let control = Arc::new(Control::default());
+                        self.inner.running.lock().expect("running lock").insert(job.id, control.clone());
+                        let me = self.clone();
+                        tokio::spawn(async move { me.run(job, control).await });
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "claiming a job failed");
+                        break;
+                    }
+                }
+            }
+            tokio::select! {
+                _ = self.inner.wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+
+    async fn run(&self, job: JobRecord, control: Arc<Control>) {
+        let id = job.id;
+        let span = tracing::info_span!("job", job_id = %id, attempt = job.attempt);
+        let _enter = span.enter();
+        tracing::info!("training started");
+        if job.cancel_requested {
+            control.cancel.store(true, Ordering::Relaxed);
+        }
+        if job.stop_requested {
+            control.stop.store(true, Ordering::Relaxed);
+        }
+        let finish = self.train(&job, control.clone()).await;
+        let store = &self.inner.store;
+        let result = match finish {
+            Some(f) => store.finish_job(id, job.attempt, f).await.map(|_| ()),
+            None => store.release_job(id, job.attempt).await.map(|_| ()),
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %e, "could not record the end of a job");
+        }
+        tracing::info!("training ended");
+        self.inner.running.lock().expect("running lock").remove(&id);
+        self.close_channel(id);
+        self.inner.idle.notify_waiters();
+        self.inner.wake.notify_one();
+    }
+
+    /// Trains one claimed job; `None` means it goes back to the queue (shutdown).
+    async fn train(&self, job: &JobRecord, control: Arc<Control>) -> Option<Finish> {
+        let store = self.inner.store.clone();
+        let (id, attempt) = (job.id, job.attempt);
+        let spec = match train_spec(&job.spec) {
+            Ok(s) => s,
+            Err(e) => return Some(failed(500, "Stored spec unreadable", &e)),
+        };
+        let Some(dataset_id) = job.dataset_id else {
+            return Some(failed(422, "No dataset", "the job names no dataset"));
+        };
+        let blob = match store.dataset_data(dataset_id).await {
+            Ok(Some(b)) => b,
+            Ok(None) => {
+                return Some(failed(422, "Dataset gone", &format!("dataset {dataset_id} was deleted before the job ran")));
+            }
+            Err(e) => return Some(failed(503, "Database unavailable", &e.to_string())),
+        };
+        let checkpoint = match store.load_checkpoint(id).await {
+            Ok(c) => c,
+            Err(e) => return Some(failed(503, "Database unavailable", &e.to_string())),
+        };
+        let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
+        let pool = self.inner.pool.clone();
+        let every = self.inner.settings.checkpoint_every;
+        let ctl = control.clone();
+        let epochs = spec.epochs;
+        let spawned = std::thread::Builder::new().name(format!("train-{}", &id.to_string()[..8])).spawn(move || {
+            let outcome = (|| {
+                let dataset = Dataset::from_bytes(&blob).map_err(TrainError::Checkpoint)?;
+                let session = Session::new(&spec, &dataset.samples(), None)?;
+                let resume = match checkpoint {
+                    Some((_, bytes)) => Some(TrainState::from_bytes(&bytes).map_err(TrainError::Checkpoint)?),
+                    None => None,
+                };
+                let _ = tx.send(Msg::Resumed(resume.as_ref().map_or(0, |s| s.epoch as i64)));
+                let mut last = Instant::now();
+                let mut on_epoch = |rec: &EpochRecord, state: &TrainState| {
+                    let due = last.elapsed() >= every || state.finished || state.epoch >= epochs;
+                    let ckpt = due.then(|| {
+                        last = Instant::now();
+                        (state.epoch as i64, state.to_bytes())
+                    });
+                    let _ = tx.send(Msg::Epoch(rec.clone(), ckpt));
+                };
+                let mut out = pool.install(|| session.run(&pool, resume, &ctl, &mut on_epoch))?;
+                out.model.feature_names = Some(dataset.feature_names.clone());
+                Ok(out)
+            })();
+            let _ = tx.send(Msg::Done(outcome));
+        });
+        if let Err(e) = spawned {
+            return Some(failed(500, "No training thread", &e.to_string()));
+        }
+        // Keep the lease and watch for cancel/stop flags set through any node.
+        let watcher = {
+            let store = store.clone();
+            let control = control.clone();
+            let lease_ms = self.inner.settings.lease.as_millis() as i64;
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    match store.renew_lease(id, attempt, lease_ms).await {
+                        Ok(false) => {
+                            // Lost the job (lease expired and someone else took it): stop writing.
+                            control.cancel.store(true, Ordering::Relaxed);
+                            return;
+                        }
+                        Ok(true) => {}
+                        Err(e) => tracing::warn!(error = %e, "lease renewal failed"),
+                    }
+                    if let Ok(Some(j)) = store.get_job(id).await {
+                        if j.cancel_requested {
+                            control.cancel.store(true, Ordering::Relaxed);
+                        }
+                        if j.stop_requested {
+                            control.stop.store(true, Ordering::Relaxed);
+                        }
+                    }
+                }
+            })
+        };
+        let mut result = None;
+        while let Some(msg) = rx.recv().await {
+            match msg {
+                Msg::Resumed(epoch) => {
+                    if let Err(e) = store.truncate_history(id, attempt, epoch).await {
+                        tracing::warn!(error = %e, "could not truncate history");
+                    }
+                    if epoch > 0 {
+                        tracing::info!(epoch, "resumed from checkpoint");
+                    }
+                }
+                Msg::Epoch(rec, ckpt) => {
+                    let value = to_json(&rec);
+                    match store.record_epoch(id, attempt, &value, rec.epoch as i64).await {
+                        Ok(true) => self.publish(id, JobEvent::Epoch(rec.epoch as i64, value)),
+                        Ok(false) => control.cancel.store(true, Ordering::Relaxed),
+                        Err(e) => tracing::warn!(error = %e, "could not record an epoch"),
+                    }
+                    if let Some((epoch, bytes)) = ckpt
+                        && let Err(e) = store.save_checkpoint(id, attempt, epoch, &bytes).await
+                    {
+                        tracing::warn!(error = %e, "could not save a checkpoint");
+                    }
+                }
+                Msg::Done(r) => {
+                    result = Some(r);
+                    break;
+                }
+            }
+        }
+        watcher.abort();
+        let shutting_down = self.inner.shutting_down.load(Ordering::SeqCst);
+        Some(match result {
+            None => failed(500, "Training crashed", "the training thread ended without a result"),
+            Some(Ok(out)) => {
+                let doc = to_json(&out.model.to_document());
+                let latest = store.get_job(id).await.ok().flatten().and_then(|j| j.latest);
+                let model = ModelRecord {
+                    id: Uuid::new_v4(),
+                    name: job.spec.get("name").and_then(|v| v.as_str()).map(str::to_owned),
+                    created_at: now_ms(),
+                    job_id: Some(id),
+                    dataset_id: job.dataset_id,
+                    input_dim: out.model.input_dim() as i64,
+                    output_dim: out.model.network.output_dim() as i64,
+                    parameter_count: out.model.network.parameter_count() as i64,
+                    metrics: json!({
+                        "final": latest,
+                        "epochs_run": out.epochs_run,
+                        "best_epoch": out.best_epoch,
+                        "stop_reason": out.reason,
+                    }),
+                    document: doc,
+                };
+                let reason = serde_json::to_value(out.reason).ok().and_then(|v| v.as_str().map(str::to_owned));
+                Finish::Succeeded { model, stop_reason: reason.unwrap_or_default() }
+            }
+            Some(Err(TrainError::Cancelled)) if shutting_down && !control_cancelled_by_user(job, &store).await => {
+                return None;
+            }
+            Some(Err(TrainError::Cancelled)) => Finish::Cancelled,
+            Some(Err(e @ TrainError::Diverged { .. })) => failed(422, "Training diverged", &e.to_string()),
+            Some(Err(e @ TrainError::Spec(_))) => failed(422, "Invalid spec", &e.to_string()),
+            Some(Err(TrainError::Checkpoint(m))) => failed(500, "Checkpoint unreadable", &m),
+        })
+    }
+}
+
+async fn control_cancelled_by_user(job: &JobRecord, store: &Arc<dyn Store>) -> bool {
+    matches!(store.get_job(job.id).await, Ok(Some(j)) if j.cancel_requested)
+}
+
+fn failed(status: u16, title: &str, detail: &str) -> Finish {
+    let slug = title.to_lowercase().replace(' ', "-");
+    Finish::Failed {
+        error: json!({
+            "type": format!("/problems/{slug}"),
+            "title": title,
+            "status": status,
+            "detail": detail,
+        }),
+    }
+}

@@ -1,0 +1,206 @@
+//! Starts the real `backprop` binary on an ephemeral port with its own data directory and
+//! speaks HTTP to it.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub struct Server {
+    pub base: String,
+    pub port: u16,
+    pub dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    child: Option<Child>,
+    args: Vec<String>,
+    pub client: reqwest::Client,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Server {
+    pub async fn start(args: &[&str]) -> Server {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        let mut s = Server {
+            base: String::new(),
+            port: 0,
+            dir,
+            _tmp: Some(tmp),
+            child: None,
+            args: args.iter().map(|s| s.to_string()).collect(),
+            client: reqwest::Client::new(),
+        };
+        s.launch().await;
+        s
+    }
+
+    /// Starts (again) on the same data directory.
+    pub async fn launch(&mut self) {
+        self.port = free_port();
+        self.base = format!("http://127.0.0.1:{}", self.port);
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("server.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_backprop"))
+            .arg("serve")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .args(&self.args)
+            .env("RUST_LOG", "info,sqlx=warn")
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start backprop");
+        self.child = Some(child);
+        let t0 = Instant::now();
+        loop {
+            if let Ok(r) = self.client.get(format!("{}/healthz", self.base)).send().await
+                && r.status() == 200
+            {
+                return;
+            }
+            if t0.elapsed() > Duration::from_secs(20) {
+                panic!("server did not start: {}", self.log());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("running");
+        unsafe_kill(c.id() as i32, 15);
+        let t0 = Instant::now();
+        loop {
+            if let Some(st) = c.try_wait().unwrap() {
+                return st;
+            }
+            if t0.elapsed() > Duration::from_secs(15) {
+                let _ = c.kill();
+                panic!("server did not exit within 15 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self.client.get(self.url(path)).send().await.unwrap();
+        split(r).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let r = self.client.post(self.url(path)).json(body).send().await.unwrap();
+        split(r).await
+    }
+
+    pub async fn post_raw(&self, path: &str, ctype: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.client.post(self.url(path)).header("content-type", ctype).body(body).send().await.unwrap()
+    }
+
+    pub async fn delete(&self, path: &str) -> u16 {
+        self.client.delete(self.url(path)).send().await.unwrap().status().as_u16()
+    }
+
+    /// Polls a job until it is in a terminal state.
+    pub async fn wait_job(&self, id: &str, timeout: Duration) -> Value {
+        let t0 = Instant::now();
+        loop {
+            let (st, j) = self.get(&format!("/v1/jobs/{id}")).await;
+            assert_eq!(st, 200, "{j}");
+            if ["succeeded", "failed", "cancelled"].contains(&j["status"].as_str().unwrap_or("")) {
+                return j;
+            }
+            if t0.elapsed() > timeout {
+                panic!("job {id} did not finish in {timeout:?}: {j}\n{}", self.log());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Polls a job until it has finished at least `epoch` epochs.
+    pub async fn wait_epoch(&self, id: &str, epoch: i64, timeout: Duration) -> Value {
+        let t0 = Instant::now();
+        loop {
+            let (_, j) = self.get(&format!("/v1/jobs/{id}")).await;
+            if j["epoch"].as_i64().unwrap_or(0) >= epoch {
+                return j;
+            }
+            assert!(t0.elapsed() < timeout, "job {id} did not reach epoch {epoch}: {j}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn unsafe_kill(pid: i32, sig: i32) {
+    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+}
+
+pub async fn split(r: reqwest::Response) -> (u16, Value) {
+    let st = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (st, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+/// A deterministic two-feature classification set: class 1 inside a circle.
+pub fn circle(n: usize) -> Value {
+    let mut features = vec![];
+    let mut targets = vec![];
+    let mut s: u64 = 42;
+    for _ in 0..n {
+        let mut r = || {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 33) as f64 / (1u64 << 31) as f64) * 4.0 - 2.0
+        };
+        let (x, y) = (r(), r());
+        features.push(vec![x, y]);
+        targets.push(if x * x + y * y < 1.5 { 1 } else { 0 });
+    }
+    serde_json::json!({"name": "circle", "features": features, "targets": targets})
+}
+
+/// A dataset big enough that a job runs for seconds: `rows` × `width` regression.
+pub fn wide(rows: usize, width: usize) -> Value {
+    let mut features = vec![];
+    let mut targets = vec![];
+    let mut s: u64 = 7;
+    for _ in 0..rows {
+        let mut row = vec![];
+        let mut t = 0.0;
+        for j in 0..width {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let v = (s >> 33) as f64 / (1u64 << 31) as f64;
+            t += v * (j as f64 % 3.0 - 1.0);
+            row.push(v);
+        }
+        features.push(row);
+        targets.push(t);
+    }
+    serde_json::json!({"name": "wide", "features": features, "targets": targets})
+}
