@@ -151,9 +151,70 @@ impl<'de> Deserialize<'de> for OptimizerSpec {
 /// An optimizer's moving state: one or two slots per parameter tensor and the step count.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Optimizer {
+    #[serde(with = "every_field")]
     pub spec: OptimizerConfig,
     pub iterations: u64,
     slots: Vec<Params<f32>>,
+}
+
+/// The config as a checkpoint stores it: every field written, absent or not. Checkpoints are
+/// postcard, which is not self-describing, so the `skip_serializing_if` that keeps the JSON
+/// short would shift every later field and make the checkpoint unreadable.
+mod every_field {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::{OptimizerConfig, OptimizerKind};
+
+    type Plain = (
+        OptimizerKind,
+        [Option<f32>; 2],
+        Option<bool>,
+        [Option<f32>; 7],
+    );
+
+    pub fn serialize<S: Serializer>(c: &OptimizerConfig, s: S) -> Result<S::Ok, S::Error> {
+        let plain: Plain = (
+            c.kind,
+            [c.learning_rate, c.momentum],
+            c.nesterov,
+            [
+                c.rho,
+                c.beta_1,
+                c.beta_2,
+                c.epsilon,
+                c.initial_accumulator_value,
+                c.weight_decay,
+                c.clipnorm,
+            ],
+        );
+        plain.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<OptimizerConfig, D::Error> {
+        let (kind, [learning_rate, momentum], nesterov, rest): Plain = Deserialize::deserialize(d)?;
+        let [
+            rho,
+            beta_1,
+            beta_2,
+            epsilon,
+            initial_accumulator_value,
+            weight_decay,
+            clipnorm,
+        ] = rest;
+        Ok(OptimizerConfig {
+            kind,
+            learning_rate,
+            momentum,
+            nesterov,
+            rho,
+            beta_1,
+            beta_2,
+            epsilon,
+            initial_accumulator_value,
+            weight_decay,
+            clipnorm,
+        })
+    }
 }
 
 impl Optimizer {

@@ -169,6 +169,27 @@ impl TrainSpec {
         rows: usize,
         targets: &TargetShape,
     ) -> Result<Plan, Vec<SpecError>> {
+        self.plan_inner(inputs, rows, targets, false)
+    }
+
+    /// As [`plan`](Self::plan), for a run given a separate validation set: the `val_*`
+    /// monitors are then available without a `validation_split`.
+    pub fn plan_with_validation_set(
+        &self,
+        inputs: usize,
+        rows: usize,
+        targets: &TargetShape,
+    ) -> Result<Plan, Vec<SpecError>> {
+        self.plan_inner(inputs, rows, targets, true)
+    }
+
+    fn plan_inner(
+        &self,
+        inputs: usize,
+        rows: usize,
+        targets: &TargetShape,
+        validation_set: bool,
+    ) -> Result<Plan, Vec<SpecError>> {
         let mut errs = vec![];
         let (encoding, out_width) = match self.output_encoding(targets) {
             Ok(v) => (Some(v.0), Some(v.1)),
@@ -348,7 +369,7 @@ impl TrainSpec {
         if let Err((f, m)) = self.lr_schedule.check() {
             errs.push(SpecError::new(format!("/lr_schedule/{f}"), m));
         }
-        let has_val = vs > 0.0;
+        let has_val = vs > 0.0 || validation_set;
         if let Some(es) = &self.early_stopping {
             if let Some(m) = &es.monitor {
                 if let Err(e) = super::train::check_monitor(m) {

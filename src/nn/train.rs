@@ -207,9 +207,13 @@ impl Session {
             spec.validation_split = 0.0;
         }
         let shape = target_shape(&data.targets);
-        let mut plan = spec
-            .plan(data.x.ncols(), data.x.nrows(), &shape)
-            .map_err(TrainError::Spec)?;
+        let (inputs, rows) = (data.x.ncols(), data.x.nrows());
+        let mut plan = if validation.is_some() {
+            spec.plan_with_validation_set(inputs, rows, &shape)
+        } else {
+            spec.plan(inputs, rows, &shape)
+        }
+        .map_err(TrainError::Spec)?;
         if let Some(v) = validation {
             if v.x.ncols() != data.x.ncols() {
                 return Err(TrainError::Spec(vec![SpecError::new(
@@ -475,39 +479,39 @@ impl Session {
                 maximise(plateau_monitor),
                 &mut state.schedule,
             );
-            if let Some(es) = es {
-                if let Some(v) = rec.metric(es_monitor) {
-                    let v = if maximise(es_monitor) { -v } else { v };
-                    let improved = match state.early.best {
-                        None => true,
-                        Some(b) => v < b - es.min_delta as f64,
-                    };
-                    if epoch + 1 <= es.start_from_epoch {
-                        // not judged yet
-                    } else if improved {
-                        state.early.best = Some(v);
-                        state.early.best_epoch = epoch + 1;
-                        state.early.wait = 0;
-                        if es.restore_best_weights {
-                            match &mut state.early.best_params {
-                                Some(p) => {
-                                    for (dst, src) in p
-                                        .slices_mut()
-                                        .into_iter()
-                                        .zip(state.network.params().slices())
-                                    {
-                                        dst.copy_from_slice(src);
-                                    }
+            if let Some(es) = es
+                && let Some(v) = rec.metric(es_monitor)
+            {
+                let v = if maximise(es_monitor) { -v } else { v };
+                let improved = match state.early.best {
+                    None => true,
+                    Some(b) => v < b - es.min_delta as f64,
+                };
+                if epoch < es.start_from_epoch {
+                    // not judged yet
+                } else if improved {
+                    state.early.best = Some(v);
+                    state.early.best_epoch = epoch + 1;
+                    state.early.wait = 0;
+                    if es.restore_best_weights {
+                        match &mut state.early.best_params {
+                            Some(p) => {
+                                for (dst, src) in p
+                                    .slices_mut()
+                                    .into_iter()
+                                    .zip(state.network.params().slices())
+                                {
+                                    dst.copy_from_slice(src);
                                 }
-                                None => state.early.best_params = Some(state.network.params()),
                             }
+                            None => state.early.best_params = Some(state.network.params()),
                         }
-                    } else {
-                        state.early.wait += 1;
-                        if state.early.wait > es.patience {
-                            state.finished = true;
-                            reason = StopReason::EarlyStopping;
-                        }
+                    }
+                } else {
+                    state.early.wait += 1;
+                    if state.early.wait >= es.patience.max(1) {
+                        state.finished = true;
+                        reason = StopReason::EarlyStopping;
                     }
                 }
             }
@@ -526,11 +530,11 @@ impl Session {
         }
         let mut network = state.network;
         let mut best_epoch = None;
-        if let (Some(es), Some(p)) = (es, state.early.best_params) {
-            if es.restore_best_weights {
-                network.set_params(&p);
-                best_epoch = Some(state.early.best_epoch);
-            }
+        if let (Some(es), Some(p)) = (es, state.early.best_params)
+            && es.restore_best_weights
+        {
+            network.set_params(&p);
+            best_epoch = Some(state.early.best_epoch);
         }
         Ok(Outcome {
             model: self.model(network),
