@@ -83,6 +83,8 @@ pub struct ServeArgs {
 impl DbArgs {
     /// The database URL in force: `DATABASE_URL` or the data directory's SQLite file.
     pub fn url(&self) -> String {
-        self.database_url.clone().unwrap_or_else(|| crate::store::SqliteStore::url_in(&self.data_dir))
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| crate::store::SqliteStore::url_in(&self.data_dir))
     }
 }

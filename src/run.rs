@@ -18,8 +18,12 @@ pub async fn open_store(db: &DbArgs) -> Result<Arc<dyn Store>, BoxError> {
     let url = db.url();
     if url.starts_with("sqlite:") {
         if db.database_url.is_none() {
-            std::fs::create_dir_all(&db.data_dir)
-                .map_err(|e| format!("cannot create data directory {}: {e}", db.data_dir.display()))?;
+            std::fs::create_dir_all(&db.data_dir).map_err(|e| {
+                format!(
+                    "cannot create data directory {}: {e}",
+                    db.data_dir.display()
+                )
+            })?;
         }
         return Ok(Arc::new(SqliteStore::open(&url).await?));
     }
@@ -39,9 +43,16 @@ pub async fn serve(args: ServeArgs) -> Result<(), BoxError> {
     let store = open_store(&args.db).await?;
     let requeued = store.requeue_running(false).await?;
     if requeued > 0 {
-        tracing::info!(requeued, "jobs that were running when the server stopped are queued again");
+        tracing::info!(
+            requeued,
+            "jobs that were running when the server stopped are queued again"
+        );
     }
-    let threads = if args.threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { args.threads };
+    let threads = if args.threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        args.threads
+    };
     let pool = Arc::new(
         rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
@@ -64,7 +75,11 @@ pub async fn serve(args: ServeArgs) -> Result<(), BoxError> {
         jobs: jobs.clone(),
         models: Arc::new(ModelCache::new(args.model_cache)),
         limits: Arc::new(Limits {
-            data: crate::data::Limits { max_rows: args.max_rows, max_columns: args.max_columns, max_cells: args.max_cells },
+            data: crate::data::Limits {
+                max_rows: args.max_rows,
+                max_columns: args.max_columns,
+                max_cells: args.max_cells,
+            },
             max_body_bytes: args.max_body_bytes,
             max_parameters: args.max_parameters,
             max_epochs: args.max_epochs,
@@ -72,7 +87,9 @@ pub async fn serve(args: ServeArgs) -> Result<(), BoxError> {
             max_predict_rows: args.max_predict_rows,
         }),
     };
-    let listener = TcpListener::bind(args.listen).await.map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     tracing::info!(listen = %listener.local_addr()?, threads, "backprop serving");
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -96,7 +113,9 @@ pub async fn serve(args: ServeArgs) -> Result<(), BoxError> {
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "node".into())
+    std::fs::read_to_string("/etc/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "node".into())
 }
 
 async fn shutdown_signal() {

@@ -33,7 +33,12 @@ async fn the_course_perceptron_is_imported_and_predicts_sigmoid_of_minus_six() {
         )
         .await;
     assert_eq!(st, 201, "{m}");
-    let (st, p) = srv.post(&format!("/v1/models/{}/predict", m["id"].as_str().unwrap()), &json!({"inputs": [[-1, 2]]})).await;
+    let (st, p) = srv
+        .post(
+            &format!("/v1/models/{}/predict", m["id"].as_str().unwrap()),
+            &json!({"inputs": [[-1, 2]]}),
+        )
+        .await;
     assert_eq!(st, 200, "{p}");
     let y = p["outputs"][0][0].as_f64().unwrap();
     assert!((y - 0.0024726231566347743).abs() < 1e-7, "{y}");
@@ -43,14 +48,23 @@ async fn the_course_perceptron_is_imported_and_predicts_sigmoid_of_minus_six() {
 #[tokio::test]
 async fn iris_csv_is_trained_watched_and_queried() {
     let srv = Server::start(&[]).await;
-    let r = srv.post_raw("/v1/datasets?name=iris&target=target", "text/csv", IRIS_TRAIN).await;
+    let r = srv
+        .post_raw(
+            "/v1/datasets?name=iris&target=target",
+            "text/csv",
+            IRIS_TRAIN,
+        )
+        .await;
     assert_eq!(r.status(), 201);
     assert!(r.headers().get("location").is_some());
     let (_, ds) = split(r).await;
     assert_eq!(ds["rows"], 120);
     assert_eq!(ds["inputs"], 4);
     assert_eq!(ds["classes"], json!(["setosa", "versicolor", "virginica"]));
-    assert_eq!(ds["feature_names"], json!(["sepal_length", "sepal_width", "petal_length", "petal_width"]));
+    assert_eq!(
+        ds["feature_names"],
+        json!(["sepal_length", "sepal_width", "petal_length", "petal_width"])
+    );
 
     let spec = json!({
         "dataset_id": ds["id"], "layers": [{"units": 16, "activation": "relu"}, {"units": 3, "activation": "softmax"}],
@@ -63,9 +77,19 @@ async fn iris_csv_is_trained_watched_and_queried() {
     assert_eq!(dry["parameter_count"], 4 * 16 + 16 + 16 * 3 + 3);
     assert_eq!(dry["train_rows"], 96);
     let (_, list) = srv.get("/v1/jobs").await;
-    assert_eq!(list["items"].as_array().unwrap().len(), 0, "a dry run queues nothing");
+    assert_eq!(
+        list["items"].as_array().unwrap().len(),
+        0,
+        "a dry run queues nothing"
+    );
 
-    let r = srv.client.post(srv.url("/v1/jobs")).json(&spec).send().await.unwrap();
+    let r = srv
+        .client
+        .post(srv.url("/v1/jobs"))
+        .json(&spec)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 202);
     let loc = r.headers()["location"].to_str().unwrap().to_string();
     let (_, job) = split(r).await;
@@ -82,7 +106,14 @@ async fn iris_csv_is_trained_watched_and_queried() {
     assert_eq!(epochs.len(), 150);
     for (i, rec) in epochs.iter().enumerate() {
         assert_eq!(rec["epoch"], i as i64 + 1);
-        for k in ["loss", "val_loss", "accuracy", "val_accuracy", "learning_rate", "elapsed_ms"] {
+        for k in [
+            "loss",
+            "val_loss",
+            "accuracy",
+            "val_accuracy",
+            "learning_rate",
+            "elapsed_ms",
+        ] {
             assert!(rec[k].is_number(), "epoch {} lacks {k}: {rec}", i + 1);
         }
     }
@@ -95,13 +126,30 @@ async fn iris_csv_is_trained_watched_and_queried() {
     // Predict raw features; labels come back as the CSV's class names.
     let model_id = done["model_id"].as_str().unwrap();
     let (x, y) = parse_csv(IRIS_TEST);
-    let (st, p) = srv.post(&format!("/v1/models/{model_id}/predict"), &json!({"inputs": x})).await;
+    let (st, p) = srv
+        .post(
+            &format!("/v1/models/{model_id}/predict"),
+            &json!({"inputs": x}),
+        )
+        .await;
     assert_eq!(st, 200, "{p}");
     let labels = p["labels"].as_array().unwrap();
-    let right = labels.iter().zip(&y).filter(|(a, b)| a.as_str() == Some(b.as_str())).count();
-    assert!(right as f64 / y.len() as f64 >= 0.9, "iris test accuracy {right}/30");
+    let right = labels
+        .iter()
+        .zip(&y)
+        .filter(|(a, b)| a.as_str() == Some(b.as_str()))
+        .count();
+    assert!(
+        right as f64 / y.len() as f64 >= 0.9,
+        "iris test accuracy {right}/30"
+    );
     for row in p["outputs"].as_array().unwrap() {
-        let s: f64 = row.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).sum();
+        let s: f64 = row
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .sum();
         assert!((s - 1.0).abs() < 1e-5);
     }
 
@@ -110,13 +158,24 @@ async fn iris_csv_is_trained_watched_and_queried() {
     assert_eq!(m["job_id"], job["id"]);
     assert_eq!(m["dataset_id"], ds["id"]);
     assert_eq!(m["classes"], json!(["setosa", "versicolor", "virginica"]));
-    assert_eq!(m["architecture"], json!([{"units": 16, "activation": "relu"}, {"units": 3, "activation": "softmax"}]));
+    assert_eq!(
+        m["architecture"],
+        json!([{"units": 16, "activation": "relu"}, {"units": 3, "activation": "softmax"}])
+    );
     let (st, doc) = srv.get(&format!("/v1/models/{model_id}/export")).await;
     assert_eq!(st, 200);
     let (st, m2) = srv.post("/v1/models", &doc).await;
     assert_eq!(st, 201, "{m2}");
-    let (_, p2) = srv.post(&format!("/v1/models/{}/predict", m2["id"].as_str().unwrap()), &json!({"inputs": x})).await;
-    assert_eq!(p2["outputs"], p["outputs"], "an exported model predicts bit for bit the same");
+    let (_, p2) = srv
+        .post(
+            &format!("/v1/models/{}/predict", m2["id"].as_str().unwrap()),
+            &json!({"inputs": x}),
+        )
+        .await;
+    assert_eq!(
+        p2["outputs"], p["outputs"],
+        "an exported model predicts bit for bit the same"
+    );
     assert_eq!(p2["labels"], p["labels"]);
 }
 
@@ -131,10 +190,15 @@ async fn xor_is_learnt_from_an_inline_dataset() {
     });
     let (st, job) = srv.post("/v1/jobs", &spec).await;
     assert_eq!(st, 202, "{job}");
-    let done = srv.wait_job(job["id"].as_str().unwrap(), Duration::from_secs(60)).await;
+    let done = srv
+        .wait_job(job["id"].as_str().unwrap(), Duration::from_secs(60))
+        .await;
     assert_eq!(done["status"], "succeeded", "{done}");
     let (_, p) = srv
-        .post(&format!("/v1/models/{}/predict", done["model_id"].as_str().unwrap()), &json!({"inputs": [[0, 0], [0, 1], [1, 0], [1, 1]]}))
+        .post(
+            &format!("/v1/models/{}/predict", done["model_id"].as_str().unwrap()),
+            &json!({"inputs": [[0, 0], [0, 1], [1, 0], [1, 1]]}),
+        )
         .await;
     assert_eq!(p["labels"], json!([0, 1, 1, 0]), "{p}");
 }
@@ -162,12 +226,26 @@ async fn sse_streams_epochs_then_status_and_replays_after_last_event_id() {
         "loss": "binary_crossentropy", "epochs": 30, "batch_size": 20, "seed": 1});
     let (_, job) = srv.post("/v1/jobs", &spec).await;
     let id = job["id"].as_str().unwrap().to_string();
-    let r = srv.client.get(srv.url(&format!("/v1/jobs/{id}/events"))).send().await.unwrap();
+    let r = srv
+        .client
+        .get(srv.url(&format!("/v1/jobs/{id}/events")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
-    let text = tokio::time::timeout(Duration::from_secs(60), r.text()).await.expect("stream ends after the status event").unwrap();
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let text = tokio::time::timeout(Duration::from_secs(60), r.text())
+        .await
+        .expect("stream ends after the status event")
+        .unwrap();
     let events = parse_sse(&text);
-    let epochs: Vec<&(String, Option<String>, Value)> = events.iter().filter(|e| e.0 == "epoch").collect();
+    let epochs: Vec<&(String, Option<String>, Value)> =
+        events.iter().filter(|e| e.0 == "epoch").collect();
     assert_eq!(epochs.len(), 30, "{text}");
     for (i, (_, eid, data)) in epochs.iter().enumerate() {
         assert_eq!(eid.as_deref(), Some((i + 1).to_string().as_str()));
@@ -178,9 +256,19 @@ async fn sse_streams_epochs_then_status_and_replays_after_last_event_id() {
     assert_eq!(last.2["status"], "succeeded");
 
     // Reconnecting with Last-Event-ID replays only what came after.
-    let r = srv.client.get(srv.url(&format!("/v1/jobs/{id}/events"))).header("Last-Event-ID", "25").send().await.unwrap();
+    let r = srv
+        .client
+        .get(srv.url(&format!("/v1/jobs/{id}/events")))
+        .header("Last-Event-ID", "25")
+        .send()
+        .await
+        .unwrap();
     let events = parse_sse(&r.text().await.unwrap());
-    let ids: Vec<i64> = events.iter().filter(|e| e.0 == "epoch").map(|e| e.2["epoch"].as_i64().unwrap()).collect();
+    let ids: Vec<i64> = events
+        .iter()
+        .filter(|e| e.0 == "epoch")
+        .map(|e| e.2["epoch"].as_i64().unwrap())
+        .collect();
     assert_eq!(ids, vec![26, 27, 28, 29, 30]);
     assert_eq!(events.last().unwrap().0, "status");
 }
@@ -211,7 +299,10 @@ async fn cancel_stops_a_running_job_and_stop_keeps_a_model() {
     let ds = upload(&srv, &wide(2000, 20)).await;
     let (_, a) = srv.post("/v1/jobs", &slow_spec(&ds, 100_000)).await;
     let (_, b) = srv.post("/v1/jobs", &slow_spec(&ds, 100_000)).await;
-    let (a, b) = (a["id"].as_str().unwrap().to_string(), b["id"].as_str().unwrap().to_string());
+    let (a, b) = (
+        a["id"].as_str().unwrap().to_string(),
+        b["id"].as_str().unwrap().to_string(),
+    );
     srv.wait_epoch(&a, 2, Duration::from_secs(30)).await;
     srv.wait_epoch(&b, 2, Duration::from_secs(30)).await;
 
@@ -221,15 +312,26 @@ async fn cancel_stops_a_running_job_and_stop_keeps_a_model() {
     let done = srv.wait_job(&a, Duration::from_secs(10)).await;
     assert_eq!(done["status"], "cancelled");
     assert!(done["model_id"].is_null());
-    assert!(t0.elapsed() < Duration::from_secs(3), "cancel took {:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() < Duration::from_secs(3),
+        "cancel took {:?}",
+        t0.elapsed()
+    );
 
     let (st, j) = srv.post(&format!("/v1/jobs/{b}/stop"), &json!({})).await;
     assert_eq!(st, 202, "{j}");
     let done = srv.wait_job(&b, Duration::from_secs(10)).await;
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(done["stop_reason"], "stopped_by_user");
-    let model = done["model_id"].as_str().expect("a stopped job keeps its model");
-    let (st, p) = srv.post(&format!("/v1/models/{model}/predict"), &json!({"inputs": [vec![0.5; 20]]})).await;
+    let model = done["model_id"]
+        .as_str()
+        .expect("a stopped job keeps its model");
+    let (st, p) = srv
+        .post(
+            &format!("/v1/models/{model}/predict"),
+            &json!({"inputs": [vec![0.5; 20]]}),
+        )
+        .await;
     assert_eq!(st, 200, "{p}");
 
     // Cancelling or stopping a finished job is a conflict; deleting it works.
@@ -254,14 +356,37 @@ async fn a_killed_server_resumes_its_job_after_restart() {
     assert_eq!(done["status"], "succeeded", "{done}\n{}", srv.log());
     assert!(done["attempt"].as_i64().unwrap() >= 2, "{done}");
     let (_, h) = srv.get(&format!("/v1/jobs/{id}/history")).await;
-    let epochs: Vec<i64> = h["epochs"].as_array().unwrap().iter().map(|r| r["epoch"].as_i64().unwrap()).collect();
-    assert_eq!(epochs, (1..=120).collect::<Vec<_>>(), "every epoch exactly once");
+    let epochs: Vec<i64> = h["epochs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["epoch"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        epochs,
+        (1..=120).collect::<Vec<_>>(),
+        "every epoch exactly once"
+    );
 
     // The same job trained without interruption has the same loss history, bit for bit.
     let (_, again) = srv.post("/v1/jobs", &slow_spec(&ds, 120)).await;
-    let again = srv.wait_job(again["id"].as_str().unwrap(), Duration::from_secs(120)).await;
-    let (_, h2) = srv.get(&format!("/v1/jobs/{}/history", again["id"].as_str().unwrap())).await;
-    let losses = |h: &Value| h["epochs"].as_array().unwrap().iter().map(|r| r["loss"].as_f64().unwrap()).collect::<Vec<_>>();
+    let again = srv
+        .wait_job(again["id"].as_str().unwrap(), Duration::from_secs(120))
+        .await;
+    let (_, h2) = srv
+        .get(&format!(
+            "/v1/jobs/{}/history",
+            again["id"].as_str().unwrap()
+        ))
+        .await;
+    let losses = |h: &Value| {
+        h["epochs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["loss"].as_f64().unwrap())
+            .collect::<Vec<_>>()
+    };
     assert_eq!(losses(&h), losses(&h2));
 }
 
@@ -278,7 +403,10 @@ async fn sigterm_requeues_the_running_job_and_exits_promptly() {
     assert!(t0.elapsed() < Duration::from_secs(10));
     srv.launch().await;
     let (_, j) = srv.get(&format!("/v1/jobs/{id}")).await;
-    assert!(["queued", "running"].contains(&j["status"].as_str().unwrap()), "{j}");
+    assert!(
+        ["queued", "running"].contains(&j["status"].as_str().unwrap()),
+        "{j}"
+    );
     srv.post(&format!("/v1/jobs/{id}/cancel"), &json!({})).await;
 }
 
@@ -289,14 +417,28 @@ async fn restart_keeps_datasets_jobs_and_models() {
     let (_, job) = srv
         .post("/v1/jobs", &json!({"dataset_id": ds, "layers": [{"units": 1}], "loss": "binary_crossentropy", "epochs": 3}))
         .await;
-    let done = srv.wait_job(job["id"].as_str().unwrap(), Duration::from_secs(30)).await;
+    let done = srv
+        .wait_job(job["id"].as_str().unwrap(), Duration::from_secs(30))
+        .await;
     srv.terminate();
     srv.launch().await;
-    assert_eq!(srv.get(&format!("/v1/datasets/{}", ds.as_str().unwrap())).await.0, 200);
-    let (_, j) = srv.get(&format!("/v1/jobs/{}", job["id"].as_str().unwrap())).await;
+    assert_eq!(
+        srv.get(&format!("/v1/datasets/{}", ds.as_str().unwrap()))
+            .await
+            .0,
+        200
+    );
+    let (_, j) = srv
+        .get(&format!("/v1/jobs/{}", job["id"].as_str().unwrap()))
+        .await;
     assert_eq!(j["status"], "succeeded");
     assert_eq!(j["model_id"], done["model_id"]);
-    let (st, _) = srv.get(&format!("/v1/models/{}", done["model_id"].as_str().unwrap())).await;
+    let (st, _) = srv
+        .get(&format!(
+            "/v1/models/{}",
+            done["model_id"].as_str().unwrap()
+        ))
+        .await;
     assert_eq!(st, 200);
 }
 
@@ -320,7 +462,12 @@ async fn listings_page_and_filter() {
     let cursor = p1["next_cursor"].as_str().unwrap();
     let (_, p2) = srv.get(&format!("/v1/jobs?limit=2&cursor={cursor}")).await;
     assert_eq!(p2["items"][0]["id"], ids[2].as_str());
-    let (_, p3) = srv.get(&format!("/v1/jobs?limit=2&cursor={}", p2["next_cursor"].as_str().unwrap())).await;
+    let (_, p3) = srv
+        .get(&format!(
+            "/v1/jobs?limit=2&cursor={}",
+            p2["next_cursor"].as_str().unwrap()
+        ))
+        .await;
     assert_eq!(p3["items"].as_array().unwrap().len(), 1);
     assert!(p3["next_cursor"].is_null());
     let (_, s) = srv.get("/v1/jobs?status=succeeded").await;
@@ -332,12 +479,28 @@ async fn listings_page_and_filter() {
     let (_, m) = srv.get("/v1/models").await;
     assert_eq!(m["items"].as_array().unwrap().len(), 5);
     // Deleting a dataset keeps the jobs' records and models.
-    assert_eq!(srv.delete(&format!("/v1/datasets/{}", ds.as_str().unwrap())).await, 204);
-    assert_eq!(srv.delete(&format!("/v1/datasets/{}", ds.as_str().unwrap())).await, 404);
+    assert_eq!(
+        srv.delete(&format!("/v1/datasets/{}", ds.as_str().unwrap()))
+            .await,
+        204
+    );
+    assert_eq!(
+        srv.delete(&format!("/v1/datasets/{}", ds.as_str().unwrap()))
+            .await,
+        404
+    );
     assert_eq!(srv.get(&format!("/v1/jobs/{}", ids[0])).await.0, 200);
     let mid = m["items"][0]["id"].as_str().unwrap();
     assert_eq!(srv.delete(&format!("/v1/models/{mid}")).await, 204);
-    assert_eq!(srv.post(&format!("/v1/models/{mid}/predict"), &json!({"inputs": [[0, 0]]})).await.0, 404);
+    assert_eq!(
+        srv.post(
+            &format!("/v1/models/{mid}/predict"),
+            &json!({"inputs": [[0, 0]]})
+        )
+        .await
+        .0,
+        404
+    );
 }
 
 #[tokio::test]
@@ -345,15 +508,36 @@ async fn a_full_queue_answers_429_with_retry_after() {
     let srv = Server::start(&["--max-concurrent-jobs", "1", "--max-queued-jobs", "1"]).await;
     let ds = upload(&srv, &wide(1000, 20)).await;
     let (_, running) = srv.post("/v1/jobs", &slow_spec(&ds, 100_000)).await;
-    srv.wait_epoch(running["id"].as_str().unwrap(), 1, Duration::from_secs(30)).await;
+    srv.wait_epoch(running["id"].as_str().unwrap(), 1, Duration::from_secs(30))
+        .await;
     let (st, queued) = srv.post("/v1/jobs", &slow_spec(&ds, 100_000)).await;
     assert_eq!(st, 202);
-    assert_eq!(srv.get(&format!("/v1/jobs/{}", queued["id"].as_str().unwrap())).await.1["queue_position"], 0);
-    let r = srv.client.post(srv.url("/v1/jobs")).json(&slow_spec(&ds, 10)).send().await.unwrap();
+    assert_eq!(
+        srv.get(&format!("/v1/jobs/{}", queued["id"].as_str().unwrap()))
+            .await
+            .1["queue_position"],
+        0
+    );
+    let r = srv
+        .client
+        .post(srv.url("/v1/jobs"))
+        .json(&slow_spec(&ds, 10))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 429);
     assert!(r.headers().get("retry-after").is_some());
-    assert!(r.headers()["content-type"].to_str().unwrap().contains("problem+json"));
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .contains("problem+json")
+    );
     for j in [&running, &queued] {
-        srv.post(&format!("/v1/jobs/{}/cancel", j["id"].as_str().unwrap()), &json!({})).await;
+        srv.post(
+            &format!("/v1/jobs/{}/cancel", j["id"].as_str().unwrap()),
+            &json!({}),
+        )
+        .await;
     }
 }

@@ -46,7 +46,11 @@ pub fn view(d: &DatasetRecord) -> Value {
 }
 
 /// Stores a parsed dataset and returns its record.
-pub async fn store_dataset(s: &AppState, name: String, ds: &Dataset) -> Result<DatasetRecord, ApiError> {
+pub async fn store_dataset(
+    s: &AppState,
+    name: String,
+    ds: &Dataset,
+) -> Result<DatasetRecord, ApiError> {
     let blob = ds.to_bytes();
     let target_kind = match ds.targets {
         crate::nn::Targets::Labels(_) => "labels",
@@ -78,23 +82,39 @@ async fn create(
     Body(body): Body,
 ) -> Result<impl IntoResponse, ApiError> {
     let query: UploadQuery = parse_query(q.as_deref())?;
-    let ctype = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
-    let essence = ctype.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    let limits = s.limits.data.clone();
+    let ctype = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    let essence = ctype
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let limits = s.limits.data;
     let (name, ds) = match essence.as_str() {
         "text/csv" | "application/csv" | "text/plain" => {
             let target = query.target.clone();
-            let ds = tokio::task::spawn_blocking(move || data::from_csv(&body, target.as_deref(), &limits))
-                .await
-                .map_err(|e| ApiError::Internal(e.to_string()))??;
+            let ds = tokio::task::spawn_blocking(move || {
+                data::from_csv(&body, target.as_deref(), &limits)
+            })
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))??;
             (query.name.unwrap_or_else(|| "dataset".into()), ds)
         }
         "application/json" | "" => {
             if query.target.is_some() {
-                return Err(ApiError::invalid("/target", "the target query parameter is for CSV uploads"));
+                return Err(ApiError::invalid(
+                    "/target",
+                    "the target query parameter is for CSV uploads",
+                ));
             }
             let body: JsonDataset = parse_json(&body)?;
-            let name = query.name.or(body.name.clone()).unwrap_or_else(|| "dataset".into());
+            let name = query
+                .name
+                .or(body.name.clone())
+                .unwrap_or_else(|| "dataset".into());
             let ds = tokio::task::spawn_blocking(move || data::from_json(&body, &limits))
                 .await
                 .map_err(|e| ApiError::Internal(e.to_string()))??;
@@ -111,7 +131,11 @@ async fn create(
     }
     let rec = store_dataset(&s, name, &ds).await?;
     let location = format!("/v1/datasets/{}", rec.id);
-    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(view(&rec))))
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(view(&rec)),
+    ))
 }
 
 async fn list(State(s): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
@@ -125,7 +149,11 @@ async fn list(State(s): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<V
 
 async fn read(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id, "dataset")?;
-    let d = s.store.get_dataset(id).await?.ok_or_else(|| ApiError::NotFound(format!("no dataset {id}")))?;
+    let d = s
+        .store
+        .get_dataset(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no dataset {id}")))?;
     Ok(Json(view(&d)))
 }
 

@@ -12,14 +12,20 @@ use crate::store::StoreError;
 #[derive(Debug)]
 pub enum ApiError {
     /// 400: the request could not be read (malformed JSON, bad query).
-    BadRequest { detail: String, pointer: Option<String> },
+    BadRequest {
+        detail: String,
+        pointer: Option<String>,
+    },
     /// 422: readable but invalid; one entry per problem.
     Invalid(Vec<SpecError>),
     NotFound(String),
     MethodNotAllowed,
     Conflict(String),
     TooLarge(String),
-    TooMany { detail: String, retry_after: u64 },
+    TooMany {
+        detail: String,
+        retry_after: u64,
+    },
     Unavailable(String),
     Internal(String),
 }
@@ -30,20 +36,47 @@ impl ApiError {
     }
 
     pub fn bad(detail: impl Into<String>) -> Self {
-        ApiError::BadRequest { detail: detail.into(), pointer: None }
+        ApiError::BadRequest {
+            detail: detail.into(),
+            pointer: None,
+        }
     }
 
     fn parts(&self) -> (StatusCode, &'static str, &'static str) {
         match self {
             ApiError::BadRequest { .. } => (StatusCode::BAD_REQUEST, "bad-request", "Bad request"),
-            ApiError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation", "Invalid request"),
+            ApiError::Invalid(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation",
+                "Invalid request",
+            ),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
-            ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed"),
+            ApiError::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+            ),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),
-            ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too-large", "Request too large"),
-            ApiError::TooMany { .. } => (StatusCode::TOO_MANY_REQUESTS, "queue-full", "Too many requests"),
-            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
-            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
+            ApiError::TooLarge(_) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too-large",
+                "Request too large",
+            ),
+            ApiError::TooMany { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "queue-full",
+                "Too many requests",
+            ),
+            ApiError::Unavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Service unavailable",
+            ),
+            ApiError::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal error",
+            ),
         }
     }
 }
@@ -51,7 +84,9 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Unavailable(m) => ApiError::Unavailable(format!("the database is unavailable: {m}")),
+            StoreError::Unavailable(m) => {
+                ApiError::Unavailable(format!("the database is unavailable: {m}"))
+            }
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -64,7 +99,10 @@ impl From<DataError> for ApiError {
         }
         match e.pointer {
             Some(p) => ApiError::Invalid(vec![SpecError::new(p, e.message)]),
-            None => ApiError::BadRequest { detail: e.message, pointer: None },
+            None => ApiError::BadRequest {
+                detail: e.message,
+                pointer: None,
+            },
         }
     }
 }
@@ -85,12 +123,20 @@ impl IntoResponse for ApiError {
                 }
             }
             ApiError::Invalid(errs) => {
-                let detail = errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ");
+                let detail = errs
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; ");
                 body["detail"] = json!(detail);
                 if let Some(first) = errs.first() {
                     body["pointer"] = json!(first.pointer);
                 }
-                body["errors"] = json!(errs.iter().map(|e| json!({"pointer": e.pointer, "detail": e.message})).collect::<Vec<_>>());
+                body["errors"] = json!(
+                    errs.iter()
+                        .map(|e| json!({"pointer": e.pointer, "detail": e.message}))
+                        .collect::<Vec<_>>()
+                );
             }
             ApiError::NotFound(d)
             | ApiError::Conflict(d)
@@ -102,16 +148,22 @@ impl IntoResponse for ApiError {
             }
             ApiError::Internal(cause) => {
                 tracing::error!(cause = %cause, "internal error");
-                body["detail"] = json!("the server failed to handle this request; the cause is in its log");
+                body["detail"] =
+                    json!("the server failed to handle this request; the cause is in its log");
             }
         }
         let mut resp = (status, body.to_string()).into_response();
-        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         if let ApiError::TooMany { retry_after, .. } = self {
-            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
         }
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(5u64));
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(5u64));
         }
         resp
     }
@@ -120,14 +172,19 @@ impl IntoResponse for ApiError {
 /// Parses a JSON body into `T`, pointing at the field that failed.
 pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(|b| b.is_ascii_whitespace()) {
-        return Err(ApiError::bad("the request body is empty; send a JSON document"));
+        return Err(ApiError::bad(
+            "the request body is empty; send a JSON document",
+        ));
     }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let pointer = pointer_of(e.path());
         let inner = e.into_inner();
         if inner.is_syntax() || inner.is_eof() {
-            ApiError::BadRequest { detail: format!("malformed JSON: {inner}"), pointer: None }
+            ApiError::BadRequest {
+                detail: format!("malformed JSON: {inner}"),
+                pointer: None,
+            }
         } else {
             let msg = strip_position(&inner.to_string());
             ApiError::invalid(pointer, msg)
@@ -136,10 +193,20 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Api
 }
 
 /// Parses a JSON value into `T` under `prefix`.
-pub fn from_value<T: serde::de::DeserializeOwned>(v: serde_json::Value, prefix: &str) -> Result<T, ApiError> {
+pub fn from_value<T: serde::de::DeserializeOwned>(
+    v: serde_json::Value,
+    prefix: &str,
+) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(v).map_err(|e| {
         let pointer = format!("{prefix}{}", pointer_of(e.path()));
-        ApiError::invalid(if pointer.is_empty() { "/".into() } else { pointer }, e.into_inner().to_string())
+        ApiError::invalid(
+            if pointer.is_empty() {
+                "/".into()
+            } else {
+                pointer
+            },
+            e.into_inner().to_string(),
+        )
     })
 }
 
@@ -156,7 +223,9 @@ fn pointer_of(path: &serde_path_to_error::Path) -> String {
     for seg in path.iter() {
         match seg {
             Segment::Seq { index } => p.push_str(&format!("/{index}")),
-            Segment::Map { key } => p.push_str(&format!("/{}", key.replace('~', "~0").replace('/', "~1"))),
+            Segment::Map { key } => {
+                p.push_str(&format!("/{}", key.replace('~', "~0").replace('/', "~1")))
+            }
             Segment::Enum { variant } => p.push_str(&format!("/{variant}")),
             Segment::Unknown => {}
         }

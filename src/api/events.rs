@@ -37,7 +37,10 @@ async fn events(
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let q: EventsQuery = parse_query(q.as_deref())?;
     let id = parse_id(&id, "job")?;
-    let last_event = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<i64>().ok());
+    let last_event = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<i64>().ok());
     let mut last = last_event.or(q.since).unwrap_or(0).max(0);
     // Subscribe before reading the store so nothing between the two is missed.
     let mut rx = s.jobs.subscribe(id);
@@ -60,7 +63,10 @@ async fn events(
             async move {
                 let mut last = last;
                 for rec in s.store.history(id, last).await.unwrap_or_default() {
-                    let epoch = rec.get("epoch").and_then(|e| e.as_i64()).unwrap_or(last + 1);
+                    let epoch = rec
+                        .get("epoch")
+                        .and_then(|e| e.as_i64())
+                        .unwrap_or(last + 1);
                     if epoch > last {
                         last = epoch;
                         if tx.send(epoch_event(epoch, &rec)).await.is_err() {
@@ -71,7 +77,9 @@ async fn events(
                 Some(last)
             }
         };
-        let Some(l) = send_history(last).await else { return };
+        let Some(l) = send_history(last).await else {
+            return;
+        };
         last = l;
         let mut status = job.status;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -114,12 +122,26 @@ async fn events(
         if let Ok(Some(j)) = s.store.get_job(id).await
             && let Ok(v) = super::jobs::view(&s, &j).await
         {
-            let _ = tx.send(Event::default().event("status").json_data(v).unwrap_or_default()).await;
+            let _ = tx
+                .send(
+                    Event::default()
+                        .event("status")
+                        .json_data(v)
+                        .unwrap_or_default(),
+                )
+                .await;
         }
     });
-    Ok(Sse::new(futures::StreamExt::map(ReceiverStream::new(out), Ok)).keep_alive(KeepAlive::default()))
+    Ok(
+        Sse::new(futures::StreamExt::map(ReceiverStream::new(out), Ok))
+            .keep_alive(KeepAlive::default()),
+    )
 }
 
 fn epoch_event(epoch: i64, rec: &serde_json::Value) -> Event {
-    Event::default().event("epoch").id(epoch.to_string()).json_data(rec).unwrap_or_default()
+    Event::default()
+        .event("epoch")
+        .id(epoch.to_string())
+        .json_data(rec)
+        .unwrap_or_default()
 }

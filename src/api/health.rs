@@ -24,7 +24,9 @@ async fn healthz() -> Json<serde_json::Value> {
 
 async fn readyz(State(s): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     s.store.ping().await?;
-    Ok(Json(json!({"status": "ready", "running_jobs": s.jobs.running_count()})))
+    Ok(Json(
+        json!({"status": "ready", "running_jobs": s.jobs.running_count()}),
+    ))
 }
 
 async fn openapi() -> impl IntoResponse {

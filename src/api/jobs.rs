@@ -29,10 +29,20 @@ pub fn router() -> axum::Router<AppState> {
 
 /// The job resource as the API shows it.
 pub async fn view(s: &AppState, j: &JobRecord) -> Result<Value, ApiError> {
-    let queue_position = if j.status == JobStatus::Queued { s.store.queue_position(j.id).await? } else { None };
-    let per_epoch_ms = j.latest.as_ref().and_then(|l| l.get("elapsed_ms")).and_then(|v| v.as_f64());
+    let queue_position = if j.status == JobStatus::Queued {
+        s.store.queue_position(j.id).await?
+    } else {
+        None
+    };
+    let per_epoch_ms = j
+        .latest
+        .as_ref()
+        .and_then(|l| l.get("elapsed_ms"))
+        .and_then(|v| v.as_f64());
     let eta = match (j.status, per_epoch_ms) {
-        (JobStatus::Running, Some(ms)) => Some(((j.epochs - j.epoch).max(0) as f64 * ms / 1000.0 * 10.0).round() / 10.0),
+        (JobStatus::Running, Some(ms)) => {
+            Some(((j.epochs - j.epoch).max(0) as f64 * ms / 1000.0 * 10.0).round() / 10.0)
+        }
         _ => None,
     };
     Ok(json!({
@@ -64,7 +74,11 @@ struct CreateQuery {
     dry_run: Option<bool>,
 }
 
-async fn create(State(s): State<AppState>, RawQuery(q): RawQuery, Body(body): Body) -> Result<impl IntoResponse, ApiError> {
+async fn create(
+    State(s): State<AppState>,
+    RawQuery(q): RawQuery,
+    Body(body): Body,
+) -> Result<impl IntoResponse, ApiError> {
     let query: CreateQuery = parse_query(q.as_deref())?;
     let raw: Value = parse_json(&body)?;
     let Some(obj) = raw.as_object() else {
@@ -77,64 +91,94 @@ async fn create(State(s): State<AppState>, RawQuery(q): RawQuery, Body(body): Bo
     let seed_given = engine.contains_key("seed");
     let mut spec: TrainSpec = from_value(Value::Object(engine), "")?;
     if !seed_given {
-        spec.seed = u64::from_le_bytes(Uuid::new_v4().as_bytes()[..8].try_into().unwrap_or([0; 8])) >> 11;
+        spec.seed =
+            u64::from_le_bytes(Uuid::new_v4().as_bytes()[..8].try_into().unwrap_or([0; 8])) >> 11;
     }
     let priority = match obj.get("priority") {
         None | Some(Value::Null) => 0,
         Some(v) => v
             .as_i64()
             .filter(|p| (-1000..=1000).contains(p))
-            .ok_or_else(|| ApiError::invalid("/priority", "must be a whole number from -1000 to 1000"))?
-            as i32,
+            .ok_or_else(|| {
+                ApiError::invalid("/priority", "must be a whole number from -1000 to 1000")
+            })? as i32,
     };
     let name = match obj.get("name") {
         None | Some(Value::Null) => None,
         Some(Value::String(n)) if !n.is_empty() && n.len() <= 200 => Some(n.clone()),
-        Some(_) => return Err(ApiError::invalid("/name", "must be a string of 1 to 200 characters")),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "/name",
+                "must be a string of 1 to 200 characters",
+            ));
+        }
     };
 
     // The dataset: by id, or inline (stored as a dataset of its own).
-    let (dataset, inline): (Dataset, Option<JsonDataset>) = match (obj.get("dataset_id"), obj.get("dataset")) {
-        (Some(_), Some(_)) => return Err(ApiError::invalid("/dataset", "give dataset_id or dataset, not both")),
-        (None, None) => return Err(ApiError::invalid("/dataset_id", "is required (or an inline \"dataset\")")),
-        (Some(id), None) => {
-            let id = id
-                .as_str()
-                .and_then(|i| Uuid::parse_str(i).ok())
-                .ok_or_else(|| ApiError::invalid("/dataset_id", "must be a dataset id (a UUID)"))?;
-            let blob = s
-                .store
-                .dataset_data(id)
-                .await?
-                .ok_or_else(|| ApiError::invalid("/dataset_id", format!("no dataset {id}")))?;
-            let ds = Dataset::from_bytes(&blob).map_err(ApiError::Internal)?;
-            (ds, None)
-        }
-        (None, Some(d)) => {
-            let jd: JsonDataset = from_value(d.clone(), "/dataset")?;
-            let limits = s.limits.data.clone();
-            let ds = crate::data::from_json(&jd, &limits).map_err(|mut e| {
-                e.pointer = Some(format!("/dataset{}", e.pointer.unwrap_or_default()));
-                e
-            })?;
-            (ds, Some(jd))
-        }
-    };
+    let (dataset, inline): (Dataset, Option<JsonDataset>) =
+        match (obj.get("dataset_id"), obj.get("dataset")) {
+            (Some(_), Some(_)) => {
+                return Err(ApiError::invalid(
+                    "/dataset",
+                    "give dataset_id or dataset, not both",
+                ));
+            }
+            (None, None) => {
+                return Err(ApiError::invalid(
+                    "/dataset_id",
+                    "is required (or an inline \"dataset\")",
+                ));
+            }
+            (Some(id), None) => {
+                let id = id
+                    .as_str()
+                    .and_then(|i| Uuid::parse_str(i).ok())
+                    .ok_or_else(|| {
+                        ApiError::invalid("/dataset_id", "must be a dataset id (a UUID)")
+                    })?;
+                let blob =
+                    s.store.dataset_data(id).await?.ok_or_else(|| {
+                        ApiError::invalid("/dataset_id", format!("no dataset {id}"))
+                    })?;
+                let ds = Dataset::from_bytes(&blob).map_err(ApiError::Internal)?;
+                (ds, None)
+            }
+            (None, Some(d)) => {
+                let jd: JsonDataset = from_value(d.clone(), "/dataset")?;
+                let limits = s.limits.data;
+                let ds = crate::data::from_json(&jd, &limits).map_err(|mut e| {
+                    e.pointer = Some(format!("/dataset{}", e.pointer.unwrap_or_default()));
+                    e
+                })?;
+                (ds, Some(jd))
+            }
+        };
 
     if spec.epochs > s.limits.max_epochs {
-        return Err(ApiError::invalid("/epochs", format!("at most {} epochs (--max-epochs)", s.limits.max_epochs)));
+        return Err(ApiError::invalid(
+            "/epochs",
+            format!("at most {} epochs (--max-epochs)", s.limits.max_epochs),
+        ));
     }
     let plan = spec
-        .plan(dataset.inputs(), dataset.rows(), &target_shape(&dataset.targets))
+        .plan(
+            dataset.inputs(),
+            dataset.rows(),
+            &target_shape(&dataset.targets),
+        )
         .map_err(ApiError::Invalid)?;
     if plan.parameter_count > s.limits.max_parameters {
         return Err(ApiError::invalid(
             "/layers",
-            format!("{} parameters is more than this server's limit of {} (--max-parameters)", plan.parameter_count, s.limits.max_parameters),
+            format!(
+                "{} parameters is more than this server's limit of {} (--max-parameters)",
+                plan.parameter_count, s.limits.max_parameters
+            ),
         ));
     }
 
-    let train_rows = dataset.rows() - ((dataset.rows() as f64) * spec.validation_split as f64).round() as usize;
+    let train_rows =
+        dataset.rows() - ((dataset.rows() as f64) * spec.validation_split as f64).round() as usize;
     if query.dry_run.unwrap_or(false) {
         // ~6 flops per parameter per sample (forward + backward), at a conservative 20 GFLOP/s.
         let flops = 6.0 * plan.parameter_count as f64 * train_rows as f64;
@@ -147,7 +191,10 @@ async fn create(State(s): State<AppState>, RawQuery(q): RawQuery, Body(body): Bo
                 crate::nn::spec::PlannedLayer::Dropout(_) => 0,
             })
             .sum();
-        let memory = 4 * (dataset.rows() * (dataset.inputs() + dataset.outputs()) + 4 * plan.parameter_count + 3 * batch * (widths + dataset.inputs()));
+        let memory = 4
+            * (dataset.rows() * (dataset.inputs() + dataset.outputs())
+                + 4 * plan.parameter_count
+                + 3 * batch * (widths + dataset.inputs()));
         return Ok((
             StatusCode::OK,
             [(header::CONTENT_TYPE, "application/json".to_string())],
@@ -166,7 +213,10 @@ async fn create(State(s): State<AppState>, RawQuery(q): RawQuery, Body(body): Bo
 
     if s.store.count_jobs(JobStatus::Queued).await? >= s.limits.max_queued_jobs {
         return Err(ApiError::TooMany {
-            detail: format!("the queue holds {} jobs, its limit; retry later", s.limits.max_queued_jobs),
+            detail: format!(
+                "the queue holds {} jobs, its limit; retry later",
+                s.limits.max_queued_jobs
+            ),
             retry_after: 30,
         });
     }
@@ -175,7 +225,11 @@ async fn create(State(s): State<AppState>, RawQuery(q): RawQuery, Body(body): Bo
             let name = jd.name.clone().unwrap_or_else(|| "inline".into());
             super::datasets::store_dataset(&s, name, &dataset).await?.id
         }
-        None => obj.get("dataset_id").and_then(|v| v.as_str()).and_then(|i| Uuid::parse_str(i).ok()).unwrap_or_default(),
+        None => obj
+            .get("dataset_id")
+            .and_then(|v| v.as_str())
+            .and_then(|i| Uuid::parse_str(i).ok())
+            .unwrap_or_default(),
     };
     let mut stored = to_json(&spec);
     stored["dataset_id"] = json!(dataset_id);
@@ -209,12 +263,20 @@ async fn create(State(s): State<AppState>, RawQuery(q): RawQuery, Body(body): Bo
     let mut body = view(&s, &j).await?;
     // The answer describes the job as submitted, even if a worker has claimed it already.
     body["status"] = json!("queued");
-    Ok((StatusCode::ACCEPTED, [(header::LOCATION, format!("/v1/jobs/{}", j.id))], Json(body)).into_response())
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, format!("/v1/jobs/{}", j.id))],
+        Json(body),
+    )
+        .into_response())
 }
 
 async fn load(s: &AppState, id: &str) -> Result<JobRecord, ApiError> {
     let id = parse_id(id, "job")?;
-    s.store.get_job(id).await?.ok_or_else(|| ApiError::NotFound(format!("no job {id}")))
+    s.store
+        .get_job(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no job {id}")))
 }
 
 async fn read(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
@@ -227,7 +289,13 @@ async fn list(State(s): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<V
     let status = match q.status.as_deref() {
         None => None,
         Some(st) => Some(JobStatus::parse(st).ok_or_else(|| {
-            ApiError::invalid("/status", format!("unknown status \"{st}\"; expected one of {}", JobStatus::ALL.join(", ")))
+            ApiError::invalid(
+                "/status",
+                format!(
+                    "unknown status \"{st}\"; expected one of {}",
+                    JobStatus::ALL.join(", ")
+                ),
+            )
         })?),
     };
     let page = s.store.list_jobs(status, q.cursor()?, q.limit()?).await?;
@@ -235,7 +303,9 @@ async fn list(State(s): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<V
     for j in &page.items {
         items.push(view(&s, j).await?);
     }
-    Ok(Json(json!({"items": items, "next_cursor": page.next.map(|n| n.to_string())})))
+    Ok(Json(
+        json!({"items": items, "next_cursor": page.next.map(|n| n.to_string())}),
+    ))
 }
 
 #[derive(Deserialize, Default)]
@@ -244,7 +314,11 @@ struct HistoryQuery {
     since: Option<i64>,
 }
 
-async fn history(State(s): State<AppState>, Path(id): Path<String>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
+async fn history(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
     let q: HistoryQuery = parse_query(q.as_deref())?;
     let j = load(&s, &id).await?;
     let since = q.since.unwrap_or(0);
@@ -252,13 +326,22 @@ async fn history(State(s): State<AppState>, Path(id): Path<String>, RawQuery(q):
         return Err(ApiError::invalid("/since", "must be 0 or more"));
     }
     let epochs = s.store.history(j.id, since).await?;
-    Ok(Json(json!({"job_id": j.id, "status": j.status, "epochs": epochs})))
+    Ok(Json(
+        json!({"job_id": j.id, "status": j.status, "epochs": epochs}),
+    ))
 }
 
-async fn cancel(State(s): State<AppState>, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+async fn cancel(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
     let j = load(&s, &id).await?;
     if j.status.is_terminal() {
-        return Err(ApiError::Conflict(format!("job {} is already {}", j.id, j.status.as_str())));
+        return Err(ApiError::Conflict(format!(
+            "job {} is already {}",
+            j.id,
+            j.status.as_str()
+        )));
     }
     let after = s.store.request_cancel(j.id).await?.unwrap_or(j);
     s.jobs.cancel_local(after.id);
@@ -268,14 +351,26 @@ async fn cancel(State(s): State<AppState>, Path(id): Path<String>) -> Result<imp
     Ok((StatusCode::ACCEPTED, Json(view(&s, &after).await?)))
 }
 
-async fn stop(State(s): State<AppState>, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+async fn stop(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
     let j = load(&s, &id).await?;
     match j.status {
         JobStatus::Running => {}
         JobStatus::Queued => {
-            return Err(ApiError::Conflict(format!("job {} has not started; cancel it instead", j.id)));
+            return Err(ApiError::Conflict(format!(
+                "job {} has not started; cancel it instead",
+                j.id
+            )));
         }
-        st => return Err(ApiError::Conflict(format!("job {} is already {}", j.id, st.as_str()))),
+        st => {
+            return Err(ApiError::Conflict(format!(
+                "job {} is already {}",
+                j.id,
+                st.as_str()
+            )));
+        }
     }
     let after = s.store.request_stop(j.id).await?.unwrap_or(j);
     s.jobs.stop_local(after.id);
@@ -285,11 +380,17 @@ async fn stop(State(s): State<AppState>, Path(id): Path<String>) -> Result<impl 
 async fn remove(State(s): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
     let j = load(&s, &id).await?;
     if j.status == JobStatus::Running {
-        return Err(ApiError::Conflict(format!("job {} is running; cancel it first", j.id)));
+        return Err(ApiError::Conflict(format!(
+            "job {} is running; cancel it first",
+            j.id
+        )));
     }
     if s.store.delete_job(j.id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(ApiError::Conflict(format!("job {} started running; cancel it first", j.id)))
+        Err(ApiError::Conflict(format!(
+            "job {} started running; cancel it first",
+            j.id
+        )))
     }
 }

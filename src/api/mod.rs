@@ -44,7 +44,10 @@ pub struct ModelCache {
 
 impl ModelCache {
     pub fn new(capacity: usize) -> Self {
-        ModelCache { models: RwLock::new(HashMap::new()), capacity: capacity.max(1) }
+        ModelCache {
+            models: RwLock::new(HashMap::new()),
+            capacity: capacity.max(1),
+        }
     }
 
     pub fn get(&self, id: Uuid) -> Option<Arc<Model>> {
@@ -131,20 +134,26 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 /// RFC 3339 time of Unix milliseconds.
 pub fn rfc3339(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_default()
 }
 
 /// Parses an id path segment, answering 404 (not 400) for a malformed one: no such resource.
 pub fn parse_id(s: &str, what: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(s).map_err(|_| ApiError::NotFound(format!("no {what} with id \"{s}\" (ids are UUIDs)")))
+    Uuid::parse_str(s)
+        .map_err(|_| ApiError::NotFound(format!("no {what} with id \"{s}\" (ids are UUIDs)")))
 }
 
 /// `?limit=&cursor=` of listings.
@@ -160,14 +169,24 @@ impl PageQuery {
         match self.limit {
             None => Ok(50),
             Some(l) if (1..=500).contains(&l) => Ok(l),
-            Some(l) => Err(ApiError::invalid("/limit", format!("must be between 1 and 500, got {l}"))),
+            Some(l) => Err(ApiError::invalid(
+                "/limit",
+                format!("must be between 1 and 500, got {l}"),
+            )),
         }
     }
 
     pub fn cursor(&self) -> Result<Option<i64>, ApiError> {
         self.cursor
             .as_deref()
-            .map(|c| c.parse::<i64>().map_err(|_| ApiError::invalid("/cursor", format!("\"{c}\" is not a cursor this server gave"))))
+            .map(|c| {
+                c.parse::<i64>().map_err(|_| {
+                    ApiError::invalid(
+                        "/cursor",
+                        format!("\"{c}\" is not a cursor this server gave"),
+                    )
+                })
+            })
             .transpose()
     }
 }
@@ -178,9 +197,16 @@ pub fn parse_query<T: serde::de::DeserializeOwned>(q: Option<&str>) -> Result<T,
 }
 
 fn serde_urlencoded_like<T: serde::de::DeserializeOwned>(q: &str) -> Result<T, ApiError> {
-    axum::extract::Query::<T>::try_from_uri(&format!("/?{q}").parse::<Uri>().map_err(|_| ApiError::bad("unreadable query string"))?)
-        .map(|axum::extract::Query(v)| v)
-        .map_err(|e| ApiError::BadRequest { detail: format!("query string: {}", e.body_text()), pointer: None })
+    axum::extract::Query::<T>::try_from_uri(
+        &format!("/?{q}")
+            .parse::<Uri>()
+            .map_err(|_| ApiError::bad("unreadable query string"))?,
+    )
+    .map(|axum::extract::Query(v)| v)
+    .map_err(|e| ApiError::BadRequest {
+        detail: format!("query string: {}", e.body_text()),
+        pointer: None,
+    })
 }
 
 /// The raw request body, with a problem body when it is too large or unreadable.
@@ -190,12 +216,18 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for Body {
     type Rejection = ApiError;
 
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
-        axum::body::Bytes::from_request(req, state).await.map(Body).map_err(|e| {
-            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::TooLarge("the request body is larger than the server's limit (--max-body-bytes)".into())
-            } else {
-                ApiError::bad(format!("unreadable request body: {}", e.body_text()))
-            }
-        })
+        axum::body::Bytes::from_request(req, state)
+            .await
+            .map(Body)
+            .map_err(|e| {
+                if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::TooLarge(
+                        "the request body is larger than the server's limit (--max-body-bytes)"
+                            .into(),
+                    )
+                } else {
+                    ApiError::bad(format!("unreadable request body: {}", e.body_text()))
+                }
+            })
     }
 }

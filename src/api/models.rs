@@ -65,12 +65,22 @@ struct ImportQuery {
     name: Option<String>,
 }
 
-async fn import(State(s): State<AppState>, RawQuery(q): RawQuery, Body(body): Body) -> Result<impl IntoResponse, ApiError> {
+async fn import(
+    State(s): State<AppState>,
+    RawQuery(q): RawQuery,
+    Body(body): Body,
+) -> Result<impl IntoResponse, ApiError> {
     let q: ImportQuery = parse_query(q.as_deref())?;
     let doc: ModelDocument = parse_json(&body)?;
     let model = Model::from_document(&doc).map_err(ApiError::Invalid)?;
     if model.network.parameter_count() > s.limits.max_parameters {
-        return Err(ApiError::invalid("/layers", format!("more than {} parameters (--max-parameters)", s.limits.max_parameters)));
+        return Err(ApiError::invalid(
+            "/layers",
+            format!(
+                "more than {} parameters (--max-parameters)",
+                s.limits.max_parameters
+            ),
+        ));
     }
     let rec = ModelRecord {
         id: Uuid::new_v4(),
@@ -86,22 +96,35 @@ async fn import(State(s): State<AppState>, RawQuery(q): RawQuery, Body(body): Bo
     };
     s.store.insert_model(&rec).await?;
     s.models.put(rec.id, Arc::new(model));
-    Ok((StatusCode::CREATED, [(header::LOCATION, format!("/v1/models/{}", rec.id))], Json(view(&rec))))
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, format!("/v1/models/{}", rec.id))],
+        Json(view(&rec)),
+    ))
 }
 
 async fn load(s: &AppState, id: &str) -> Result<ModelRecord, ApiError> {
     let id = parse_id(id, "model")?;
-    s.store.get_model(id).await?.ok_or_else(|| ApiError::NotFound(format!("no model {id}")))
+    s.store
+        .get_model(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no model {id}")))
 }
 
 async fn read(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     Ok(Json(view(&load(&s, &id).await?)))
 }
 
-async fn export(State(s): State<AppState>, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+async fn export(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
     let m = load(&s, &id).await?;
     let disposition = format!("attachment; filename=\"model-{}.json\"", m.id);
-    Ok(([(header::CONTENT_DISPOSITION, disposition)], Json(m.document)))
+    Ok((
+        [(header::CONTENT_DISPOSITION, disposition)],
+        Json(m.document),
+    ))
 }
 
 async fn list(State(s): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
@@ -137,14 +160,26 @@ async fn model(s: &AppState, id: Uuid) -> Result<Arc<Model>, ApiError> {
     if let Some(m) = s.models.get(id) {
         return Ok(m);
     }
-    let rec = s.store.get_model(id).await?.ok_or_else(|| ApiError::NotFound(format!("no model {id}")))?;
-    let doc: ModelDocument = serde_json::from_value(rec.document).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let m = Arc::new(Model::from_document(&doc).map_err(|e| ApiError::Internal(format!("stored model {id}: {e:?}")))?);
+    let rec = s
+        .store
+        .get_model(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no model {id}")))?;
+    let doc: ModelDocument =
+        serde_json::from_value(rec.document).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let m = Arc::new(
+        Model::from_document(&doc)
+            .map_err(|e| ApiError::Internal(format!("stored model {id}: {e:?}")))?,
+    );
     s.models.put(id, m.clone());
     Ok(m)
 }
 
-async fn predict(State(s): State<AppState>, Path(id): Path<String>, Body(body): Body) -> Result<Json<Value>, ApiError> {
+async fn predict(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Body(body): Body,
+) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id, "model")?;
     let m = model(&s, id).await?;
     let req: PredictRequest = parse_json(&body)?;
@@ -170,7 +205,10 @@ async fn predict(State(s): State<AppState>, Path(id): Path<String>, Body(body): 
         for (j, &v) in row.iter().enumerate() {
             let f = v as f32;
             if !f.is_finite() {
-                return Err(ApiError::invalid(format!("/inputs/{i}/{j}"), format!("{v} is out of range for a 32-bit float")));
+                return Err(ApiError::invalid(
+                    format!("/inputs/{i}/{j}"),
+                    format!("{v} is out of range for a 32-bit float"),
+                ));
             }
             x[[i, j]] = f;
         }
@@ -178,11 +216,18 @@ async fn predict(State(s): State<AppState>, Path(id): Path<String>, Body(body): 
     let rows = x.nrows();
     let pred = if rows * m.network.parameter_count() > 2_000_000 {
         let m = m.clone();
-        tokio::task::spawn_blocking(move || m.predict(x.view())).await.map_err(|e| ApiError::Internal(e.to_string()))?
+        tokio::task::spawn_blocking(move || m.predict(x.view()))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?
     } else {
         m.predict(x.view())
     };
-    let outputs: Vec<Vec<f32>> = pred.outputs.rows().into_iter().map(|r| r.to_vec()).collect();
+    let outputs: Vec<Vec<f32>> = pred
+        .outputs
+        .rows()
+        .into_iter()
+        .map(|r| r.to_vec())
+        .collect();
     let mut body = json!({"model_id": id, "outputs": outputs});
     if let Some(labels) = pred.labels {
         body["labels"] = json!(labels);

@@ -26,7 +26,13 @@ pub enum JobEvent {
 }
 
 /// Fields of a job request that belong to the service, not to the engine's spec.
-pub const SERVICE_FIELDS: [&str; 5] = ["dataset_id", "dataset", "priority", "name", "validation_dataset_id"];
+pub const SERVICE_FIELDS: [&str; 5] = [
+    "dataset_id",
+    "dataset",
+    "priority",
+    "name",
+    "validation_dataset_id",
+];
 
 /// The engine spec inside a stored job spec.
 pub fn train_spec(spec: &Value) -> Result<TrainSpec, String> {
@@ -104,7 +110,9 @@ impl Jobs {
     /// Subscribes to a job's live events (creating the channel if the job has not started).
     pub fn subscribe(&self, id: Uuid) -> broadcast::Receiver<JobEvent> {
         let mut hub = self.inner.hub.lock().expect("hub lock");
-        hub.entry(id).or_insert_with(|| broadcast::channel(1024).0).subscribe()
+        hub.entry(id)
+            .or_insert_with(|| broadcast::channel(1024).0)
+            .subscribe()
     }
 
     fn publish(&self, id: Uuid, ev: JobEvent) {
@@ -123,7 +131,12 @@ impl Jobs {
 
     /// Drops a job's channel when nobody listens and the job does not run here.
     pub fn release_channel(&self, id: Uuid) {
-        let running = self.inner.running.lock().expect("running lock").contains_key(&id);
+        let running = self
+            .inner
+            .running
+            .lock()
+            .expect("running lock")
+            .contains_key(&id);
         let mut hub = self.inner.hub.lock().expect("hub lock");
         if !running && hub.get(&id).is_some_and(|tx| tx.receiver_count() == 0) {
             hub.remove(&id);
@@ -159,7 +172,8 @@ impl Jobs {
         }
         let deadline = Instant::now() + timeout;
         while self.running_count() > 0 && Instant::now() < deadline {
-            let _ = tokio::time::timeout(Duration::from_millis(100), self.inner.idle.notified()).await;
+            let _ =
+                tokio::time::timeout(Duration::from_millis(100), self.inner.idle.notified()).await;
         }
     }
 
@@ -170,10 +184,19 @@ impl Jobs {
             }
             while self.running_count() < self.inner.settings.max_concurrent {
                 let lease = self.inner.settings.lease.as_millis() as i64;
-                match self.inner.store.claim_next_job(&self.inner.settings.worker, lease).await {
+                match self
+                    .inner
+                    .store
+                    .claim_next_job(&self.inner.settings.worker, lease)
+                    .await
+                {
                     Ok(Some(job)) => {
                         let control = Arc::new(Control::default());
-                        self.inner.running.lock().expect("running lock").insert(job.id, control.clone());
+                        self.inner
+                            .running
+                            .lock()
+                            .expect("running lock")
+                            .insert(job.id, control.clone());
                         let me = self.clone();
                         tokio::spawn(async move { me.run(job, control).await });
                     }
@@ -232,7 +255,11 @@ impl Jobs {
         let blob = match store.dataset_data(dataset_id).await {
             Ok(Some(b)) => b,
             Ok(None) => {
-                return Some(failed(422, "Dataset gone", &format!("dataset {dataset_id} was deleted before the job ran")));
+                return Some(failed(
+                    422,
+                    "Dataset gone",
+                    &format!("dataset {dataset_id} was deleted before the job ran"),
+                ));
             }
             Err(e) => return Some(failed(503, "Database unavailable", &e.to_string())),
         };
@@ -245,30 +272,36 @@ impl Jobs {
         let every = self.inner.settings.checkpoint_every;
         let ctl = control.clone();
         let epochs = spec.epochs;
-        let spawned = std::thread::Builder::new().name(format!("train-{}", &id.to_string()[..8])).spawn(move || {
-            let outcome = (|| {
-                let dataset = Dataset::from_bytes(&blob).map_err(TrainError::Checkpoint)?;
-                let session = Session::new(&spec, &dataset.samples(), None)?;
-                let resume = match checkpoint {
-                    Some((_, bytes)) => Some(TrainState::from_bytes(&bytes).map_err(TrainError::Checkpoint)?),
-                    None => None,
-                };
-                let _ = tx.send(Msg::Resumed(resume.as_ref().map_or(0, |s| s.epoch as i64)));
-                let mut last = Instant::now();
-                let mut on_epoch = |rec: &EpochRecord, state: &TrainState| {
-                    let due = last.elapsed() >= every || state.finished || state.epoch >= epochs;
-                    let ckpt = due.then(|| {
-                        last = Instant::now();
-                        (state.epoch as i64, state.to_bytes())
-                    });
-                    let _ = tx.send(Msg::Epoch(rec.clone(), ckpt));
-                };
-                let mut out = pool.install(|| session.run(&pool, resume, &ctl, &mut on_epoch))?;
-                out.model.feature_names = Some(dataset.feature_names.clone());
-                Ok(out)
-            })();
-            let _ = tx.send(Msg::Done(outcome));
-        });
+        let spawned = std::thread::Builder::new()
+            .name(format!("train-{}", &id.to_string()[..8]))
+            .spawn(move || {
+                let outcome = (|| {
+                    let dataset = Dataset::from_bytes(&blob).map_err(TrainError::Checkpoint)?;
+                    let session = Session::new(&spec, &dataset.samples(), None)?;
+                    let resume = match checkpoint {
+                        Some((_, bytes)) => {
+                            Some(TrainState::from_bytes(&bytes).map_err(TrainError::Checkpoint)?)
+                        }
+                        None => None,
+                    };
+                    let _ = tx.send(Msg::Resumed(resume.as_ref().map_or(0, |s| s.epoch as i64)));
+                    let mut last = Instant::now();
+                    let mut on_epoch = |rec: &EpochRecord, state: &TrainState| {
+                        let due =
+                            last.elapsed() >= every || state.finished || state.epoch >= epochs;
+                        let ckpt = due.then(|| {
+                            last = Instant::now();
+                            (state.epoch as i64, state.to_bytes())
+                        });
+                        let _ = tx.send(Msg::Epoch(rec.clone(), ckpt));
+                    };
+                    let mut out =
+                        pool.install(|| session.run(&pool, resume, &ctl, &mut on_epoch))?;
+                    out.model.feature_names = Some(dataset.feature_names.clone());
+                    Ok(out)
+                })();
+                let _ = tx.send(Msg::Done(outcome));
+            });
         if let Err(e) = spawned {
             return Some(failed(500, "No training thread", &e.to_string()));
         }
@@ -313,7 +346,10 @@ impl Jobs {
                 }
                 Msg::Epoch(rec, ckpt) => {
                     let value = to_json(&rec);
-                    match store.record_epoch(id, attempt, &value, rec.epoch as i64).await {
+                    match store
+                        .record_epoch(id, attempt, &value, rec.epoch as i64)
+                        .await
+                    {
                         Ok(true) => self.publish(id, JobEvent::Epoch(rec.epoch as i64, value)),
                         Ok(false) => control.cancel.store(true, Ordering::Relaxed),
                         Err(e) => tracing::warn!(error = %e, "could not record an epoch"),
@@ -333,13 +369,26 @@ impl Jobs {
         watcher.abort();
         let shutting_down = self.inner.shutting_down.load(Ordering::SeqCst);
         Some(match result {
-            None => failed(500, "Training crashed", "the training thread ended without a result"),
+            None => failed(
+                500,
+                "Training crashed",
+                "the training thread ended without a result",
+            ),
             Some(Ok(out)) => {
                 let doc = to_json(&out.model.to_document());
-                let latest = store.get_job(id).await.ok().flatten().and_then(|j| j.latest);
+                let latest = store
+                    .get_job(id)
+                    .await
+                    .ok()
+                    .flatten()
+                    .and_then(|j| j.latest);
                 let model = ModelRecord {
                     id: Uuid::new_v4(),
-                    name: job.spec.get("name").and_then(|v| v.as_str()).map(str::to_owned),
+                    name: job
+                        .spec
+                        .get("name")
+                        .and_then(|v| v.as_str())
+                        .map(str::to_owned),
                     created_at: now_ms(),
                     job_id: Some(id),
                     dataset_id: job.dataset_id,
@@ -354,14 +403,23 @@ impl Jobs {
                     }),
                     document: doc,
                 };
-                let reason = serde_json::to_value(out.reason).ok().and_then(|v| v.as_str().map(str::to_owned));
-                Finish::Succeeded { model, stop_reason: reason.unwrap_or_default() }
+                let reason = serde_json::to_value(out.reason)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned));
+                Finish::Succeeded {
+                    model,
+                    stop_reason: reason.unwrap_or_default(),
+                }
             }
-            Some(Err(TrainError::Cancelled)) if shutting_down && !control_cancelled_by_user(job, &store).await => {
+            Some(Err(TrainError::Cancelled))
+                if shutting_down && !control_cancelled_by_user(job, &store).await =>
+            {
                 return None;
             }
             Some(Err(TrainError::Cancelled)) => Finish::Cancelled,
-            Some(Err(e @ TrainError::Diverged { .. })) => failed(422, "Training diverged", &e.to_string()),
+            Some(Err(e @ TrainError::Diverged { .. })) => {
+                failed(422, "Training diverged", &e.to_string())
+            }
             Some(Err(e @ TrainError::Spec(_))) => failed(422, "Invalid spec", &e.to_string()),
             Some(Err(TrainError::Checkpoint(m))) => failed(500, "Checkpoint unreadable", &m),
         })

@@ -393,7 +393,7 @@ mod tests {
     //   print(float(np.asarray(v)[0]))
     #[test]
     fn updates_match_keras() {
-        let cases = [
+        let cases: [(&str, f64); 8] = [
             (r#""sgd""#, 0.987500012),
             (r#"{"type":"sgd","momentum":0.9}"#, 0.965900004),
             (
@@ -407,7 +407,7 @@ mod tests {
             (r#""adadelta""#, 0.999998152),
         ];
         for (spec, want) in cases {
-            let got = run(spec);
+            let got = run(spec) as f64;
             assert!((got - want).abs() < 2e-6, "{spec}: got {got}, want {want}");
         }
     }

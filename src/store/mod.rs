@@ -48,7 +48,10 @@ pub fn now_ms() -> i64 {
 /// `value` as JSON, with f32 fields written at their own precision (0.01, not
 /// 0.009999999776482582), which a plain `serde_json::to_value` would not do.
 pub fn to_json<T: Serialize>(value: &T) -> serde_json::Value {
-    serde_json::to_string(value).ok().and_then(|s| serde_json::from_str(&s).ok()).unwrap_or(serde_json::Value::Null)
+    serde_json::to_string(value)
+        .ok()
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or(serde_json::Value::Null)
 }
 
 /// A dataset's description (its data is a separate blob).

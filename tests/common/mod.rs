@@ -20,7 +20,11 @@ pub struct Server {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Server {
@@ -44,7 +48,11 @@ impl Server {
     pub async fn launch(&mut self) {
         self.port = free_port();
         self.base = format!("http://127.0.0.1:{}", self.port);
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("server.log")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("server.log"))
+            .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_backprop"))
             .arg("serve")
             .arg("--listen")
@@ -60,7 +68,11 @@ impl Server {
         self.child = Some(child);
         let t0 = Instant::now();
         loop {
-            if let Ok(r) = self.client.get(format!("{}/healthz", self.base)).send().await
+            if let Ok(r) = self
+                .client
+                .get(format!("{}/healthz", self.base))
+                .send()
+                .await
                 && r.status() == 200
             {
                 return;
@@ -110,16 +122,39 @@ impl Server {
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        let r = self.client.post(self.url(path)).json(body).send().await.unwrap();
+        let r = self
+            .client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
         split(r).await
     }
 
-    pub async fn post_raw(&self, path: &str, ctype: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
-        self.client.post(self.url(path)).header("content-type", ctype).body(body).send().await.unwrap()
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        ctype: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .header("content-type", ctype)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn delete(&self, path: &str) -> u16 {
-        self.client.delete(self.url(path)).send().await.unwrap().status().as_u16()
+        self.client
+            .delete(self.url(path))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
     }
 
     /// Polls a job until it is in a terminal state.
@@ -132,7 +167,10 @@ impl Server {
                 return j;
             }
             if t0.elapsed() > timeout {
-                panic!("job {id} did not finish in {timeout:?}: {j}\n{}", self.log());
+                panic!(
+                    "job {id} did not finish in {timeout:?}: {j}\n{}",
+                    self.log()
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -146,7 +184,10 @@ impl Server {
             if j["epoch"].as_i64().unwrap_or(0) >= epoch {
                 return j;
             }
-            assert!(t0.elapsed() < timeout, "job {id} did not reach epoch {epoch}: {j}");
+            assert!(
+                t0.elapsed() < timeout,
+                "job {id} did not reach epoch {epoch}: {j}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -159,13 +200,19 @@ impl Drop for Server {
 }
 
 fn unsafe_kill(pid: i32, sig: i32) {
-    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status();
 }
 
 pub async fn split(r: reqwest::Response) -> (u16, Value) {
     let st = r.status().as_u16();
     let text = r.text().await.unwrap();
-    (st, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        st,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 /// A deterministic two-feature classification set: class 1 inside a circle.
@@ -175,7 +222,9 @@ pub fn circle(n: usize) -> Value {
     let mut s: u64 = 42;
     for _ in 0..n {
         let mut r = || {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((s >> 33) as f64 / (1u64 << 31) as f64) * 4.0 - 2.0
         };
         let (x, y) = (r(), r());
@@ -194,7 +243,9 @@ pub fn wide(rows: usize, width: usize) -> Value {
         let mut row = vec![];
         let mut t = 0.0;
         for j in 0..width {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let v = (s >> 33) as f64 / (1u64 << 31) as f64;
             t += v * (j as f64 % 3.0 - 1.0);
             row.push(v);
