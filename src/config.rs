@@ -12,6 +12,9 @@ use clap::{Args, Parser, Subcommand};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// Log lines as human-readable text or as JSON objects.
+    #[arg(long, env = "BACKPROP_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"], global = true)]
+    pub log_format: String,
     /// Server settings when no subcommand is given (same as `serve`).
     #[command(flatten)]
     pub serve: ServeArgs,
@@ -75,6 +78,12 @@ pub struct ServeArgs {
     /// Seconds between checkpoints of a running job (at epoch ends).
     #[arg(long, env = "BACKPROP_CHECKPOINT_SECS", default_value_t = 2.0)]
     pub checkpoint_secs: f64,
+    /// Seconds a request may take before it is answered 503 (the event stream is exempt).
+    #[arg(long, env = "BACKPROP_REQUEST_TIMEOUT_SECS", default_value_t = 60.0)]
+    pub request_timeout_secs: f64,
+    /// Origins allowed to call the API from a browser (comma-separated); CORS is off without.
+    #[arg(long, env = "BACKPROP_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
     /// Models kept loaded for predictions.
     #[arg(long, env = "BACKPROP_MODEL_CACHE", default_value_t = 256)]
     pub model_cache: usize,

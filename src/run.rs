@@ -85,7 +85,10 @@ pub async fn serve(args: ServeArgs) -> Result<(), BoxError> {
             max_epochs: args.max_epochs,
             max_queued_jobs: args.max_queued_jobs,
             max_predict_rows: args.max_predict_rows,
+            request_timeout: Duration::from_secs_f64(args.request_timeout_secs.max(0.001)),
+            cors_origins: args.cors_origins.clone(),
         }),
+        metrics: install_metrics(),
     };
     let listener = TcpListener::bind(args.listen)
         .await
@@ -110,6 +113,50 @@ pub async fn serve(args: ServeArgs) -> Result<(), BoxError> {
     let (served, ()) = tokio::join!(server, shutdown_jobs);
     served?;
     Ok(())
+}
+
+/// Installs the process-wide Prometheus recorder (once; later calls reuse nothing).
+fn install_metrics() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    const LATENCY: &[f64] = &[
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ];
+    const LONG: &[f64] = &[
+        0.001, 0.01, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0,
+    ];
+    let builder = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full("backprop_http_request_duration_seconds".into()),
+            LATENCY,
+        )
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Full("backprop_predict_duration_seconds".into()),
+                LATENCY,
+            )
+        })
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Full("backprop_epoch_duration_seconds".into()),
+                LONG,
+            )
+        })
+        .and_then(|b| {
+            b.set_buckets_for_metric(Matcher::Full("backprop_queue_wait_seconds".into()), LONG)
+        })
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Full("backprop_predict_rows".into()),
+                &[1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0],
+            )
+        });
+    match builder.and_then(|b| b.install_recorder()) {
+        Ok(h) => Some(h),
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics disabled");
+            None
+        }
+    }
 }
 
 fn hostname() -> String {

@@ -541,3 +541,52 @@ async fn a_full_queue_answers_429_with_retry_after() {
         .await;
     }
 }
+
+#[tokio::test]
+async fn request_ids_round_trip_and_metrics_move() {
+    let srv = Server::start(&[]).await;
+    let r = srv
+        .client
+        .get(srv.url("/healthz"))
+        .header("x-request-id", "abc-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "abc-123");
+    let r = srv.client.get(srv.url("/v1/nothing")).send().await.unwrap();
+    let generated = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert_eq!(generated.len(), 36, "a UUID is made when none is given");
+
+    let (_, job) = srv
+        .post("/v1/jobs", &json!({"dataset": circle(60), "layers": [{"units": 4, "activation": "tanh"}, {"units": 1}], "loss": "binary_crossentropy", "epochs": 5}))
+        .await;
+    srv.wait_job(job["id"].as_str().unwrap(), Duration::from_secs(30))
+        .await;
+    let metrics = srv
+        .client
+        .get(srv.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from\n{metrics}"))
+    };
+    assert_eq!(value("backprop_epochs_total"), 5.0);
+    assert_eq!(value("backprop_jobs{status=\"succeeded\"}"), 1.0);
+    assert!(value("backprop_training_samples_total") >= 5.0 * 60.0 - 5.0);
+    assert!(
+        metrics.contains(
+            "backprop_http_requests_total{method=\"POST\",route=\"/v1/jobs\",status=\"202\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert!(metrics.contains("route=\"unmatched\",status=\"404\""));
+}

@@ -16,6 +16,7 @@ pub fn router() -> Router<AppState> {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/openapi.yaml", get(openapi))
+        .route("/metrics", get(metrics))
 }
 
 async fn healthz() -> Json<serde_json::Value> {
@@ -31,4 +32,25 @@ async fn readyz(State(s): State<AppState>) -> Result<Json<serde_json::Value>, Ap
 
 async fn openapi() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/yaml")], OPENAPI)
+}
+
+/// Prometheus text format. Gauges that describe stored state are read at scrape time.
+async fn metrics(State(s): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let Some(handle) = &s.metrics else {
+        return Err(ApiError::NotFound(
+            "metrics are not enabled in this process".into(),
+        ));
+    };
+    for st in crate::store::JobStatus::ALL {
+        if let Some(status) = crate::store::JobStatus::parse(st) {
+            let n = s.store.count_jobs(status).await?;
+            metrics::gauge!("backprop_jobs", "status" => st).set(n as f64);
+        }
+    }
+    metrics::gauge!("backprop_jobs_running_here").set(s.jobs.running_count() as f64);
+    handle.run_upkeep();
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        handle.render(),
+    ))
 }

@@ -22,6 +22,7 @@ pub mod events;
 pub mod health;
 pub mod jobs;
 pub mod models;
+pub mod observe;
 
 pub use error::ApiError;
 
@@ -34,6 +35,9 @@ pub struct Limits {
     pub max_epochs: u32,
     pub max_queued_jobs: i64,
     pub max_predict_rows: usize,
+    pub request_timeout: std::time::Duration,
+    /// Allowed CORS origins; empty means CORS stays off.
+    pub cors_origins: Vec<String>,
 }
 
 /// Loaded models for predictions, bounded.
@@ -78,6 +82,8 @@ pub struct AppState {
     pub jobs: Jobs,
     pub models: Arc<ModelCache>,
     pub limits: Arc<Limits>,
+    /// Renders `/metrics`; `None` when no recorder is installed.
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 /// Every route the router serves, as (method, path); `openapi.yaml` must list exactly these.
@@ -85,6 +91,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/openapi.yaml"),
+    ("get", "/metrics"),
     ("post", "/v1/datasets"),
     ("get", "/v1/datasets"),
     ("get", "/v1/datasets/{id}"),
@@ -107,17 +114,38 @@ pub const ROUTES: &[(&str, &str)] = &[
 
 /// The application: all routes, limits and fallbacks.
 pub fn app(state: AppState) -> Router {
-    let body_limit = state.limits.max_body_bytes;
-    Router::new()
+    use axum::middleware::{from_fn, from_fn_with_state};
+    let limits = state.limits.clone();
+    // Everything but the event stream gets a timeout.
+    let bounded = Router::new()
         .merge(health::router())
         .merge(datasets::router())
         .merge(jobs::router())
-        .merge(events::router())
         .merge(models::router())
+        .layer(from_fn_with_state(limits.request_timeout, observe::timeout));
+    let mut router = bounded
+        .merge(events::router())
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(body_limit))
-        .with_state(state)
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(tower_http::compression::CompressionLayer::new())
+        .route_layer(from_fn(observe::label_route))
+        .with_state(state);
+    if !limits.cors_origins.is_empty() {
+        let origins: Vec<axum::http::HeaderValue> = limits
+            .cors_origins
+            .iter()
+            .filter_map(|o| o.parse().ok())
+            .collect();
+        router = router.layer(
+            tower_http::cors::CorsLayer::new()
+                .allow_origin(origins)
+                .allow_methods(tower_http::cors::Any)
+                .allow_headers(tower_http::cors::Any)
+                .expose_headers([observe::REQUEST_ID.clone(), axum::http::header::LOCATION]),
+        );
+    }
+    router.layer(from_fn(observe::track))
 }
 
 async fn no_route(uri: Uri) -> ApiError {

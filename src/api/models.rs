@@ -158,8 +158,10 @@ struct PredictRequest {
 /// The loaded model for `id`, from the cache or the store.
 async fn model(s: &AppState, id: Uuid) -> Result<Arc<Model>, ApiError> {
     if let Some(m) = s.models.get(id) {
+        metrics::counter!("backprop_model_cache_total", "result" => "hit").increment(1);
         return Ok(m);
     }
+    metrics::counter!("backprop_model_cache_total", "result" => "miss").increment(1);
     let rec = s
         .store
         .get_model(id)
@@ -180,6 +182,7 @@ async fn predict(
     Path(id): Path<String>,
     Body(body): Body,
 ) -> Result<Json<Value>, ApiError> {
+    let started = std::time::Instant::now();
     let id = parse_id(&id, "model")?;
     let m = model(&s, id).await?;
     let req: PredictRequest = parse_json(&body)?;
@@ -232,5 +235,8 @@ async fn predict(
     if let Some(labels) = pred.labels {
         body["labels"] = json!(labels);
     }
+    metrics::histogram!("backprop_predict_duration_seconds")
+        .record(started.elapsed().as_secs_f64());
+    metrics::histogram!("backprop_predict_rows").record(rows as f64);
     Ok(Json(body))
 }

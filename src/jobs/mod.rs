@@ -219,6 +219,10 @@ impl Jobs {
         let span = tracing::info_span!("job", job_id = %id, attempt = job.attempt);
         let _enter = span.enter();
         tracing::info!("training started");
+        if job.attempt == 1 {
+            let wait = (now_ms() - job.created_at).max(0) as f64 / 1e3;
+            metrics::histogram!("backprop_queue_wait_seconds").record(wait);
+        }
         if job.cancel_requested {
             control.cancel.store(true, Ordering::Relaxed);
         }
@@ -227,6 +231,13 @@ impl Jobs {
         }
         let finish = self.train(&job, control.clone()).await;
         let store = &self.inner.store;
+        let outcome = match &finish {
+            Some(Finish::Succeeded { .. }) => "succeeded",
+            Some(Finish::Failed { .. }) => "failed",
+            Some(Finish::Cancelled) => "cancelled",
+            None => "released",
+        };
+        metrics::counter!("backprop_jobs_finished_total", "outcome" => outcome).increment(1);
         let result = match finish {
             Some(f) => store.finish_job(id, job.attempt, f).await.map(|_| ()),
             None => store.release_job(id, job.attempt).await.map(|_| ()),
@@ -345,6 +356,12 @@ impl Jobs {
                     }
                 }
                 Msg::Epoch(rec, ckpt) => {
+                    metrics::histogram!("backprop_epoch_duration_seconds")
+                        .record(rec.elapsed_ms / 1e3);
+                    // rate(backprop_training_samples_total) is the training throughput
+                    let samples = (rec.samples_per_second * rec.elapsed_ms / 1e3).round();
+                    metrics::counter!("backprop_training_samples_total").increment(samples as u64);
+                    metrics::counter!("backprop_epochs_total").increment(1);
                     let value = to_json(&rec);
                     match store
                         .record_epoch(id, attempt, &value, rec.epoch as i64)
