@@ -26,6 +26,15 @@ pub enum Command {
     Serve(ServeArgs),
     /// Apply database migrations and exit.
     Migrate(DbArgs),
+    /// Exit 0 when the server at `--listen` answers /healthz (for container health checks).
+    Healthcheck(HealthcheckArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct HealthcheckArgs {
+    /// The server's listen address (0.0.0.0 is checked on 127.0.0.1).
+    #[arg(long, env = "BACKPROP_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -37,6 +37,37 @@ pub async fn migrate(db: &DbArgs) -> Result<(), BoxError> {
     Ok(())
 }
 
+/// `backprop healthcheck`: one plain HTTP/1.1 GET of /healthz, so a container needs no curl.
+pub async fn healthcheck(mut addr: std::net::SocketAddr) -> Result<(), BoxError> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let check = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        s.write_all(
+            format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await?;
+        Ok::<_, std::io::Error>(buf)
+    };
+    let buf = tokio::time::timeout(Duration::from_secs(3), check)
+        .await
+        .map_err(|_| "health check timed out")??;
+    if buf.starts_with(b"HTTP/1.1 200") {
+        Ok(())
+    } else {
+        Err(format!(
+            "unhealthy: {}",
+            String::from_utf8_lossy(&buf[..buf.len().min(80)])
+        )
+        .into())
+    }
+}
+
 /// `backprop serve`: runs until SIGINT or SIGTERM, then stops taking jobs, checkpoints the
 /// running ones back into the queue and exits.
 pub async fn serve(args: ServeArgs) -> Result<(), BoxError> {
@@ -57,6 +88,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), BoxError> {
         rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("train-pool-{i}"))
+            .start_handler(|_| lower_thread_priority())
             .build()?,
     );
     let jobs = Jobs::new(
@@ -156,6 +188,17 @@ fn install_metrics() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
             tracing::warn!(error = %e, "metrics disabled");
             None
         }
+    }
+}
+
+/// Training threads run at a lower priority (nice 10) than the HTTP threads, so a predict
+/// request gets a core at once even when training keeps every core busy.
+fn lower_thread_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority on the calling thread's own id has no memory effects.
+    unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10);
     }
 }
 
