@@ -26,8 +26,54 @@ pub enum Command {
     Serve(ServeArgs),
     /// Apply database migrations and exit.
     Migrate(DbArgs),
+    /// Manage API keys in the keys file (only hashes are stored).
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Exit 0 when the server at `--listen` answers /healthz (for container health checks).
     Healthcheck(HealthcheckArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Create a key; prints its secret once.
+    Create {
+        #[arg(long)]
+        tenant: String,
+        /// admin, trainer or predictor
+        #[arg(long, value_parser = ["admin", "trainer", "predictor"])]
+        role: String,
+        #[command(flatten)]
+        file: KeysFileArgs,
+    },
+    /// List keys (never their secrets).
+    List {
+        #[command(flatten)]
+        file: KeysFileArgs,
+    },
+    /// Revoke a key by id.
+    Revoke {
+        id: String,
+        #[command(flatten)]
+        file: KeysFileArgs,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct KeysFileArgs {
+    /// Directory holding the default keys file (`keys.json`).
+    #[arg(long, env = "BACKPROP_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// The keys file (default: `keys.json` in the data directory).
+    #[arg(long, env = "BACKPROP_KEYS_FILE")]
+    pub keys_file: Option<PathBuf>,
+}
+
+impl KeysFileArgs {
+    pub fn path(&self) -> PathBuf {
+        self.keys_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("keys.json"))
+    }
 }
 
 #[derive(Args, Debug, Clone)]
@@ -54,6 +100,18 @@ pub struct ServeArgs {
     pub listen: SocketAddr,
     #[command(flatten)]
     pub db: DbArgs,
+    /// API keys as `tenant:role:secret,…` (role: admin, trainer or predictor).
+    #[arg(long, env = "BACKPROP_API_KEYS", hide_env_values = true)]
+    pub api_keys: Option<String>,
+    /// The keys file managed by `backprop keys` (default: `keys.json` in the data directory).
+    #[arg(long, env = "BACKPROP_KEYS_FILE")]
+    pub keys_file: Option<PathBuf>,
+    /// Serve without API keys on a non-loopback address (otherwise refused).
+    #[arg(long, env = "BACKPROP_INSECURE_NO_AUTH")]
+    pub insecure_no_auth: bool,
+    /// A bearer token `/metrics` requires (open without).
+    #[arg(long, env = "BACKPROP_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
     /// Threads of the training pool (0 = one per core).
     #[arg(long, env = "BACKPROP_THREADS", default_value_t = 0)]
     pub threads: usize,

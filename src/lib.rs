@@ -4,6 +4,7 @@
 //! `api` is the HTTP face; `run` wires them together for `main.rs` and the tests.
 
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod data;
 pub mod jobs;

@@ -37,6 +37,43 @@ pub async fn migrate(db: &DbArgs) -> Result<(), BoxError> {
     Ok(())
 }
 
+/// `backprop keys …`.
+pub fn keys(cmd: crate::config::KeysCommand) -> Result<(), BoxError> {
+    use crate::config::KeysCommand;
+    match cmd {
+        KeysCommand::Create { tenant, role, file } => {
+            let role = crate::auth::Role::parse(&role)
+                .ok_or("role must be admin, trainer or predictor")?;
+            let (entry, secret) = crate::auth::create_key(&file.path(), &tenant, role)?;
+            println!("{secret}");
+            eprintln!(
+                "key {} for tenant {} ({}); the secret above is shown only now",
+                entry.id,
+                entry.tenant,
+                role.as_str()
+            );
+        }
+        KeysCommand::List { file } => {
+            for k in crate::auth::read_keys(&file.path())?.keys {
+                let state = if k.revoked { "revoked" } else { "active" };
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    k.id,
+                    k.tenant,
+                    k.role.as_str(),
+                    k.created_at,
+                    state
+                );
+            }
+        }
+        KeysCommand::Revoke { id, file } => {
+            crate::auth::revoke_key(&file.path(), &id)?;
+            eprintln!("key {id} revoked; running servers stop accepting it within 2 s");
+        }
+    }
+    Ok(())
+}
+
 /// `backprop healthcheck`: one plain HTTP/1.1 GET of /healthz, so a container needs no curl.
 pub async fn healthcheck(mut addr: std::net::SocketAddr) -> Result<(), BoxError> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -71,6 +108,36 @@ pub async fn healthcheck(mut addr: std::net::SocketAddr) -> Result<(), BoxError>
 /// `backprop serve`: runs until SIGINT or SIGTERM, then stops taking jobs, checkpoints the
 /// running ones back into the queue and exits.
 pub async fn serve(args: ServeArgs) -> Result<(), BoxError> {
+    let keys_file = args
+        .keys_file
+        .clone()
+        .unwrap_or_else(|| args.db.data_dir.join("keys.json"));
+    let keys = Arc::new(crate::auth::Keyring::new(
+        args.api_keys.as_deref(),
+        Some(keys_file),
+    )?);
+    if keys.is_open() && !args.listen.ip().is_loopback() && !args.insecure_no_auth {
+        return Err(format!(
+            "refusing to serve {} without API keys: set BACKPROP_API_KEYS or create keys with \
+             `backprop keys create`, or pass --insecure-no-auth",
+            args.listen
+        )
+        .into());
+    }
+    if keys.is_open() {
+        tracing::warn!("no API keys configured: the API is open (local use)");
+    }
+    {
+        let keys = keys.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                if let Err(e) = keys.reload() {
+                    tracing::warn!(error = %e, "keys file unreadable; keeping the keys loaded before");
+                }
+            }
+        });
+    }
     let store = open_store(&args.db).await?;
     let requeued = store.requeue_running(false).await?;
     if requeued > 0 {
@@ -121,6 +188,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), BoxError> {
             cors_origins: args.cors_origins.clone(),
         }),
         metrics: install_metrics(),
+        keys,
+        metrics_token: args.metrics_token.clone(),
     };
     let listener = TcpListener::bind(args.listen)
         .await

@@ -19,6 +19,8 @@ pub enum ApiError {
     /// 422: readable but invalid; one entry per problem.
     Invalid(Vec<SpecError>),
     NotFound(String),
+    Unauthorized(&'static str),
+    Forbidden(String),
     MethodNotAllowed,
     Conflict(String),
     TooLarge(String),
@@ -51,6 +53,8 @@ impl ApiError {
                 "Invalid request",
             ),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
+            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
             ApiError::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method-not-allowed",
@@ -143,6 +147,8 @@ impl IntoResponse for ApiError {
             | ApiError::TooLarge(d)
             | ApiError::TooMany { detail: d, .. }
             | ApiError::Unavailable(d) => body["detail"] = json!(d),
+            ApiError::Unauthorized(d) => body["detail"] = json!(d),
+            ApiError::Forbidden(d) => body["detail"] = json!(d),
             ApiError::MethodNotAllowed => {
                 body["detail"] = json!("this method is not allowed on this path; see /openapi.yaml")
             }
@@ -160,6 +166,10 @@ impl IntoResponse for ApiError {
         if let ApiError::TooMany { retry_after, .. } = self {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             resp.headers_mut()

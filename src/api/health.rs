@@ -35,7 +35,21 @@ async fn openapi() -> impl IntoResponse {
 }
 
 /// Prometheus text format. Gauges that describe stored state are read at scrape time.
-async fn metrics(State(s): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+async fn metrics(
+    State(s): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    if let Some(token) = &s.metrics_token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if crate::auth::hash(given.unwrap_or("")) != crate::auth::hash(token) {
+            return Err(ApiError::Unauthorized(
+                "/metrics needs \"Authorization: Bearer METRICS_TOKEN\"",
+            ));
+        }
+    }
     let Some(handle) = &s.metrics else {
         return Err(ApiError::NotFound(
             "metrics are not enabled in this process".into(),

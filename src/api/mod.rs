@@ -16,6 +16,7 @@ use crate::jobs::Jobs;
 use crate::nn::Model;
 use crate::store::Store;
 
+pub mod auth;
 pub mod datasets;
 pub mod error;
 pub mod events;
@@ -82,6 +83,9 @@ pub struct AppState {
     pub jobs: Jobs,
     pub models: Arc<ModelCache>,
     pub limits: Arc<Limits>,
+    pub keys: Arc<crate::auth::Keyring>,
+    /// When set, `/metrics` wants `Authorization: Bearer` with this token.
+    pub metrics_token: Option<String>,
     /// Renders `/metrics`; `None` when no recorder is installed.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
