@@ -88,7 +88,8 @@ pub struct DbArgs {
     /// Directory for the embedded SQLite database (`backprop.db`).
     #[arg(long, env = "BACKPROP_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
-    /// Database URL (`sqlite://path`); overrides the data directory's SQLite file.
+    /// Database URL (`sqlite://path`, or `postgres://…` for several nodes sharing one
+    /// database); overrides the data directory's SQLite file.
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,
 }

@@ -9,14 +9,23 @@ use tokio::net::TcpListener;
 use crate::api::{self, AppState, Limits, ModelCache};
 use crate::config::{DbArgs, ServeArgs};
 use crate::jobs::{Jobs, Settings};
-use crate::store::{SqliteStore, Store};
+use crate::store::{PostgresStore, SqliteStore, Store};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Opens the database named by `db`, creating the data directory for SQLite.
+/// True when `url` names an embedded SQLite database, which only this process uses.
+fn is_sqlite(url: &str) -> bool {
+    url.starts_with("sqlite:")
+}
+
+/// Opens the database named by `db`, by the URL's scheme: `sqlite:` (creating the data
+/// directory when it is the default file) or `postgres://` / `postgresql://`.
 pub async fn open_store(db: &DbArgs) -> Result<Arc<dyn Store>, BoxError> {
     let url = db.url();
-    if url.starts_with("sqlite:") {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Arc::new(PostgresStore::open(&url).await?));
+    }
+    if is_sqlite(&url) {
         if db.database_url.is_none() {
             std::fs::create_dir_all(&db.data_dir).map_err(|e| {
                 format!(
@@ -27,7 +36,10 @@ pub async fn open_store(db: &DbArgs) -> Result<Arc<dyn Store>, BoxError> {
         }
         return Ok(Arc::new(SqliteStore::open(&url).await?));
     }
-    Err(format!("unsupported database URL \"{url}\": this build speaks sqlite://").into())
+    Err(format!(
+        "unsupported database URL \"{url}\": expected sqlite://, postgres:// or postgresql://"
+    )
+    .into())
 }
 
 /// `backprop migrate`.
@@ -139,11 +151,15 @@ pub async fn serve(args: ServeArgs) -> Result<(), BoxError> {
         });
     }
     let store = open_store(&args.db).await?;
-    let requeued = store.requeue_running(false).await?;
+    // With SQLite this process is the only node, so every running job is an orphan of its
+    // previous life. A shared PostgreSQL has other nodes whose jobs are running for real:
+    // only expired leases are orphans (the dispatcher keeps looking for them).
+    let only_expired = !is_sqlite(&args.db.url());
+    let requeued = store.requeue_running(only_expired).await?;
     if requeued > 0 {
         tracing::info!(
             requeued,
-            "jobs that were running when the server stopped are queued again"
+            "jobs that were running when their node stopped are queued again (or failed, past the attempt cap)"
         );
     }
     let threads = if args.threads == 0 {

@@ -178,9 +178,21 @@ impl Jobs {
     }
 
     async fn dispatch(&self) {
+        // Every lease/2, put jobs whose lease expired back in the queue: their node died
+        // (or lost the database), and on a shared database another node must take them.
+        let reap_every = self.inner.settings.lease / 2;
+        let mut last_reap = Instant::now();
         loop {
             if self.inner.shutting_down.load(Ordering::SeqCst) {
                 return;
+            }
+            if last_reap.elapsed() >= reap_every {
+                last_reap = Instant::now();
+                match self.inner.store.requeue_running(true).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(jobs = n, "requeued jobs whose lease expired"),
+                    Err(e) => tracing::warn!(error = %e, "requeueing expired leases failed"),
+                }
             }
             while self.running_count() < self.inner.settings.max_concurrent {
                 let lease = self.inner.settings.lease.as_millis() as i64;

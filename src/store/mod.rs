@@ -5,9 +5,15 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub mod postgres;
 pub mod sqlite;
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
+
+/// Claims after which a job whose worker died is failed instead of queued again: a job that
+/// kills its node (out of memory, say) must not take the whole cluster down one node at a time.
+pub const MAX_ATTEMPTS: i64 = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -22,7 +28,11 @@ pub enum StoreError {
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         match e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_) => StoreError::Unavailable(e.to_string()),
+            sqlx::Error::Database(ref db) if postgres::is_unavailable(db.as_ref()) => {
                 StoreError::Unavailable(e.to_string())
             }
             other => StoreError::Database(other.to_string()),
@@ -193,7 +203,8 @@ pub trait Store: Send + Sync + 'static {
     /// Extends the lease; false when this worker's attempt no longer owns the job.
     async fn renew_lease(&self, id: Uuid, attempt: i64, lease_ms: i64) -> Result<bool>;
     /// Puts jobs whose lease expired (or all running jobs, at a single node's start) back in
-    /// the queue; returns how many.
+    /// the queue, except those already claimed `MAX_ATTEMPTS` times: they fail with a
+    /// `/problems/too-many-attempts` error. Returns how many jobs stopped running (both kinds).
     async fn requeue_running(&self, only_expired: bool) -> Result<u64>;
     /// Puts one job this worker holds back in the queue (graceful shutdown).
     async fn release_job(&self, id: Uuid, attempt: i64) -> Result<bool>;
@@ -230,4 +241,44 @@ pub trait Store: Send + Sync + 'static {
     async fn get_model(&self, id: Uuid) -> Result<Option<ModelRecord>>;
     async fn list_models(&self, before: Option<i64>, limit: i64) -> Result<Page<ModelRecord>>;
     async fn delete_model(&self, id: Uuid) -> Result<bool>;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    fn migration_files(backend: &str) -> Vec<String> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("migrations")
+            .join(backend);
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .map(|e| {
+                e.expect("directory entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// One schema history for both backends: a migration added to one folder only would
+    /// leave a node on the other backend with a different schema under the same version.
+    #[test]
+    fn both_backends_have_the_same_migrations() {
+        let sqlite = migration_files("sqlite");
+        assert!(!sqlite.is_empty(), "no SQLite migrations found");
+        assert_eq!(sqlite, migration_files("postgres"));
+        let versions = |m: &sqlx::migrate::Migrator| {
+            m.iter()
+                .map(|m| (m.version, m.description.to_string()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            versions(&super::sqlite::MIGRATOR),
+            versions(&super::postgres::MIGRATOR)
+        );
+    }
 }

@@ -339,15 +339,38 @@ impl Store for SqliteStore {
     }
 
     async fn requeue_running(&self, only_expired: bool) -> Result<u64> {
-        let r = sqlx::query(
-            "UPDATE jobs SET status = 'queued', worker = NULL, lease_expires_at = NULL
-             WHERE status = 'running' AND (? = 0 OR lease_expires_at < ?)",
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query(
+            "UPDATE jobs SET
+                status = CASE WHEN attempt >= ?2 THEN 'failed' ELSE 'queued' END,
+                finished_at = CASE WHEN attempt >= ?2 THEN ?3 ELSE finished_at END,
+                error = CASE WHEN attempt >= ?2 THEN json_object(
+                    'type', '/problems/too-many-attempts',
+                    'title', 'Too many attempts',
+                    'status', 500,
+                    'detail', 'the job was interrupted ' || attempt
+                        || ' times (its workers died); it will not be retried')
+                    ELSE error END,
+                worker = NULL, lease_expires_at = NULL
+             WHERE status = 'running' AND (?1 = 0 OR lease_expires_at < ?3)
+             RETURNING id, status",
         )
         .bind(only_expired as i64)
+        .bind(MAX_ATTEMPTS)
         .bind(now_ms())
-        .execute(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
-        Ok(r.rows_affected())
+        for r in &rows {
+            // A failed job never resumes: its checkpoint is dead weight (as after finish_job).
+            if r.try_get::<String, _>("status")? == "failed" {
+                sqlx::query("DELETE FROM checkpoints WHERE job_id = ?")
+                    .bind(r.try_get::<String, _>("id")?)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(rows.len() as u64)
     }
 
     async fn release_job(&self, id: Uuid, attempt: i64) -> Result<bool> {

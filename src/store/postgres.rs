@@ -1,0 +1,605 @@
+//! The PostgreSQL store, for several nodes sharing one database. Same semantics as the
+//! SQLite store; what differs is how concurrent nodes are kept apart: claims skip rows
+//! another node has locked (`FOR UPDATE SKIP LOCKED`), fenced writes lock the job row for
+//! the length of their transaction, and leases are timed by the database's clock so the
+//! nodes' clocks need not agree.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgDatabaseError, PgPoolOptions, PgRow};
+use sqlx::{PgPool, Postgres, Row};
+use uuid::Uuid;
+
+use super::*;
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://…` or `postgresql://…`; `?options=-csearch_path%3Dx`
+    /// selects a schema) and migrates the database.
+    pub async fn open(url: &str) -> Result<Self> {
+        let opts = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Unavailable(format!("bad database url: {e}")))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(opts)
+            .await?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Database(format!("migrations: {e}")))?;
+        Ok(PostgresStore { pool })
+    }
+}
+
+/// True for the SQLSTATEs that mean "the server is not there for us" rather than "this
+/// statement is wrong": connection exceptions (class 08), shutdown (57P01–57P03) and too
+/// many connections (53300).
+pub(crate) fn is_unavailable(e: &dyn sqlx::error::DatabaseError) -> bool {
+    let Some(pg) = e.try_downcast_ref::<PgDatabaseError>() else {
+        return false;
+    };
+    let code = pg.code();
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300")
+}
+
+/// Now, in Unix milliseconds, by the database's clock: leases are set and expired by the
+/// same clock whichever node does it.
+macro_rules! db_now_ms {
+    () => {
+        "(extract(epoch from clock_timestamp()) * 1000)::bigint"
+    };
+}
+
+fn dataset(r: &PgRow) -> Result<DatasetRecord> {
+    Ok(DatasetRecord {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        created_at: r.try_get("created_at")?,
+        rows: r.try_get("rows")?,
+        inputs: r.try_get("inputs")?,
+        outputs: r.try_get("outputs")?,
+        meta: r.try_get("meta")?,
+        size_bytes: r.try_get("size_bytes")?,
+    })
+}
+
+fn job(r: &PgRow) -> Result<JobRecord> {
+    let status: String = r.try_get("status")?;
+    Ok(JobRecord {
+        id: r.try_get("id")?,
+        seq: r.try_get("seq")?,
+        status: JobStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("status {status}")))?,
+        priority: r.try_get("priority")?,
+        dataset_id: r.try_get("dataset_id")?,
+        spec: r.try_get("spec")?,
+        epochs: r.try_get("epochs")?,
+        epoch: r.try_get("epoch")?,
+        latest: r.try_get("latest")?,
+        created_at: r.try_get("created_at")?,
+        started_at: r.try_get("started_at")?,
+        finished_at: r.try_get("finished_at")?,
+        model_id: r.try_get("model_id")?,
+        error: r.try_get("error")?,
+        stop_reason: r.try_get("stop_reason")?,
+        attempt: r.try_get("attempt")?,
+        cancel_requested: r.try_get("cancel_requested")?,
+        stop_requested: r.try_get("stop_requested")?,
+    })
+}
+
+fn model(r: &PgRow) -> Result<ModelRecord> {
+    Ok(ModelRecord {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        created_at: r.try_get("created_at")?,
+        job_id: r.try_get("job_id")?,
+        dataset_id: r.try_get("dataset_id")?,
+        input_dim: r.try_get("input_dim")?,
+        output_dim: r.try_get("output_dim")?,
+        parameter_count: r.try_get("parameter_count")?,
+        metrics: r.try_get("metrics")?,
+        document: r.try_get("document")?,
+    })
+}
+
+fn page<T>(rows: &[PgRow], item: fn(&PgRow) -> Result<T>, limit: i64) -> Result<Page<T>> {
+    let items = rows.iter().map(item).collect::<Result<Vec<_>>>()?;
+    let next = match rows.last() {
+        Some(last) if items.len() as i64 == limit => Some(last.try_get("seq")?),
+        _ => None,
+    };
+    Ok(Page { items, next })
+}
+
+const DATASET_COLS: &str = "seq, id, name, created_at, rows, inputs, outputs, meta, size_bytes";
+const MODEL_COLS: &str = "seq, id, name, created_at, job_id, dataset_id, input_dim, output_dim, parameter_count, metrics, document";
+
+/// Locks the job row while `attempt` still owns it (running under that attempt), so a
+/// concurrent requeue or claim waits for this transaction; false when it does not own it.
+async fn lock_owned(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    id: Uuid,
+    attempt: i64,
+) -> Result<bool> {
+    let r = sqlx::query(
+        "SELECT 1 FROM jobs WHERE id = $1 AND attempt = $2 AND status = 'running' FOR UPDATE",
+    )
+    .bind(id)
+    .bind(attempt)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(r.is_some())
+}
+
+async fn insert_model_tx<'e, E: sqlx::Executor<'e, Database = Postgres>>(
+    e: E,
+    m: &ModelRecord,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO models (id, name, created_at, job_id, dataset_id, input_dim, output_dim, parameter_count, metrics, document)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(m.id)
+    .bind(&m.name)
+    .bind(m.created_at)
+    .bind(m.job_id)
+    .bind(m.dataset_id)
+    .bind(m.input_dim)
+    .bind(m.output_dim)
+    .bind(m.parameter_count)
+    .bind(&m.metrics)
+    .bind(&m.document)
+    .execute(e)
+    .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn insert_dataset(&self, d: &DatasetRecord, data: &[u8]) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO datasets (id, name, created_at, rows, inputs, outputs, meta, size_bytes, data)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(d.id)
+        .bind(&d.name)
+        .bind(d.created_at)
+        .bind(d.rows)
+        .bind(d.inputs)
+        .bind(d.outputs)
+        .bind(&d.meta)
+        .bind(d.size_bytes)
+        .bind(data)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_dataset(&self, id: Uuid) -> Result<Option<DatasetRecord>> {
+        let q = format!("SELECT {DATASET_COLS} FROM datasets WHERE id = $1");
+        sqlx::query(sqlx::AssertSqlSafe(q))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| dataset(&r))
+            .transpose()
+    }
+
+    async fn dataset_data(&self, id: Uuid) -> Result<Option<Vec<u8>>> {
+        let r = sqlx::query("SELECT data FROM datasets WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(r.map(|r| r.try_get("data")).transpose()?)
+    }
+
+    async fn list_datasets(&self, before: Option<i64>, limit: i64) -> Result<Page<DatasetRecord>> {
+        let q = format!(
+            "SELECT {DATASET_COLS} FROM datasets WHERE seq < $1 ORDER BY seq DESC LIMIT $2"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(q))
+            .bind(before.unwrap_or(i64::MAX))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        page(&rows, dataset, limit)
+    }
+
+    async fn delete_dataset(&self, id: Uuid) -> Result<bool> {
+        let r = sqlx::query("DELETE FROM datasets WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn insert_job(&self, j: &JobRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO jobs (id, status, priority, dataset_id, spec, epochs, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(j.id)
+        .bind(j.status.as_str())
+        .bind(j.priority)
+        .bind(j.dataset_id)
+        .bind(&j.spec)
+        .bind(j.epochs)
+        .bind(j.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_job(&self, id: Uuid) -> Result<Option<JobRecord>> {
+        sqlx::query("SELECT * FROM jobs WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| job(&r))
+            .transpose()
+    }
+
+    async fn list_jobs(
+        &self,
+        status: Option<JobStatus>,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Page<JobRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM jobs WHERE seq < $1 AND ($2::text IS NULL OR status = $2)
+             ORDER BY seq DESC LIMIT $3",
+        )
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(status.map(|s| s.as_str()))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        page(&rows, job, limit)
+    }
+
+    async fn delete_job(&self, id: Uuid) -> Result<bool> {
+        let r = sqlx::query("DELETE FROM jobs WHERE id = $1 AND status <> 'running'")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn queue_position(&self, id: Uuid) -> Result<Option<i64>> {
+        let r = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM jobs o WHERE o.status = 'queued'
+                       AND (o.priority > j.priority OR (o.priority = j.priority AND o.seq < j.seq))) AS pos
+             FROM jobs j WHERE j.id = $1 AND j.status = 'queued'",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(r.map(|r| r.try_get("pos")).transpose()?)
+    }
+
+    async fn count_jobs(&self, status: JobStatus) -> Result<i64> {
+        let r = sqlx::query("SELECT COUNT(*) AS n FROM jobs WHERE status = $1")
+            .bind(status.as_str())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(r.try_get("n")?)
+    }
+
+    async fn claim_next_job(&self, worker: &str, lease_ms: i64) -> Result<Option<JobRecord>> {
+        // One statement: the inner SELECT locks the row it picks and skips rows other
+        // claimers hold, so concurrent nodes take different jobs without waiting on each other.
+        sqlx::query(concat!(
+            "UPDATE jobs SET status = 'running', attempt = attempt + 1, worker = $1,
+                    lease_expires_at = ",
+            db_now_ms!(),
+            " + $2, started_at = COALESCE(started_at, $3)
+             WHERE id = (SELECT id FROM jobs WHERE status = 'queued'
+                         ORDER BY priority DESC, seq LIMIT 1 FOR UPDATE SKIP LOCKED)
+               AND status = 'queued'
+             RETURNING *"
+        ))
+        .bind(worker)
+        .bind(lease_ms)
+        .bind(now_ms())
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| job(&r))
+        .transpose()
+    }
+
+    async fn renew_lease(&self, id: Uuid, attempt: i64, lease_ms: i64) -> Result<bool> {
+        let r = sqlx::query(concat!(
+            "UPDATE jobs SET lease_expires_at = ",
+            db_now_ms!(),
+            " + $1 WHERE id = $2 AND attempt = $3 AND status = 'running'"
+        ))
+        .bind(lease_ms)
+        .bind(id)
+        .bind(attempt)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn requeue_running(&self, only_expired: bool) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query(concat!(
+            "UPDATE jobs SET
+                status = CASE WHEN attempt >= $2 THEN 'failed' ELSE 'queued' END,
+                finished_at = CASE WHEN attempt >= $2 THEN $3 ELSE finished_at END,
+                error = CASE WHEN attempt >= $2 THEN jsonb_build_object(
+                    'type', '/problems/too-many-attempts',
+                    'title', 'Too many attempts',
+                    'status', 500,
+                    'detail', 'the job was interrupted ' || attempt
+                        || ' times (its workers died); it will not be retried')
+                    ELSE error END,
+                worker = NULL, lease_expires_at = NULL
+             WHERE status = 'running' AND (NOT $1 OR lease_expires_at < ",
+            db_now_ms!(),
+            ")
+             RETURNING id, status"
+        ))
+        .bind(only_expired)
+        .bind(MAX_ATTEMPTS)
+        .bind(now_ms())
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut failed = Vec::new();
+        for r in &rows {
+            if r.try_get::<String, _>("status")? == "failed" {
+                failed.push(r.try_get::<Uuid, _>("id")?);
+            }
+        }
+        // A failed job never resumes: its checkpoint is dead weight (as after finish_job).
+        sqlx::query("DELETE FROM checkpoints WHERE job_id = ANY($1)")
+            .bind(&failed)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(rows.len() as u64)
+    }
+
+    async fn release_job(&self, id: Uuid, attempt: i64) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE jobs SET status = 'queued', worker = NULL, lease_expires_at = NULL
+             WHERE id = $1 AND attempt = $2 AND status = 'running'",
+        )
+        .bind(id)
+        .bind(attempt)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn record_epoch(
+        &self,
+        id: Uuid,
+        attempt: i64,
+        record: &serde_json::Value,
+        epoch: i64,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        // The UPDATE is the fence and holds the row lock until commit.
+        let owned = sqlx::query(
+            "UPDATE jobs SET epoch = $1, latest = $2 WHERE id = $3 AND attempt = $4 AND status = 'running'",
+        )
+        .bind(epoch)
+        .bind(record)
+        .bind(id)
+        .bind(attempt)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            > 0;
+        if !owned {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO epochs (job_id, epoch, record) VALUES ($1, $2, $3)
+             ON CONFLICT (job_id, epoch) DO UPDATE SET record = EXCLUDED.record",
+        )
+        .bind(id)
+        .bind(epoch)
+        .bind(record)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn history(&self, id: Uuid, since: i64) -> Result<Vec<serde_json::Value>> {
+        let rows = sqlx::query(
+            "SELECT record FROM epochs WHERE job_id = $1 AND epoch > $2 ORDER BY epoch",
+        )
+        .bind(id)
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| r.try_get("record"))
+            .collect::<std::result::Result<_, _>>()?)
+    }
+
+    async fn save_checkpoint(
+        &self,
+        id: Uuid,
+        attempt: i64,
+        epoch: i64,
+        state: &[u8],
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        if !lock_owned(&mut tx, id, attempt).await? {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO checkpoints (job_id, epoch, state, saved_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (job_id) DO UPDATE
+                SET epoch = EXCLUDED.epoch, state = EXCLUDED.state, saved_at = EXCLUDED.saved_at",
+        )
+        .bind(id)
+        .bind(epoch)
+        .bind(state)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn load_checkpoint(&self, id: Uuid) -> Result<Option<(i64, Vec<u8>)>> {
+        let r = sqlx::query("SELECT epoch, state FROM checkpoints WHERE job_id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(
+            r.map(|r| Ok::<_, sqlx::Error>((r.try_get("epoch")?, r.try_get("state")?)))
+                .transpose()?,
+        )
+    }
+
+    async fn truncate_history(&self, id: Uuid, attempt: i64, epoch: i64) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        if !lock_owned(&mut tx, id, attempt).await? {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM epochs WHERE job_id = $1 AND epoch > $2")
+            .bind(id)
+            .bind(epoch)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE jobs SET epoch = $2,
+                    latest = (SELECT record FROM epochs WHERE job_id = $1 ORDER BY epoch DESC LIMIT 1)
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(epoch)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn finish_job(&self, id: Uuid, attempt: i64, finish: Finish) -> Result<bool> {
+        let (status, model_id, error, reason) = match &finish {
+            Finish::Succeeded { model, stop_reason } => (
+                "succeeded",
+                Some(model.id),
+                None,
+                Some(stop_reason.as_str()),
+            ),
+            Finish::Failed { error } => ("failed", None, Some(error), None),
+            Finish::Cancelled => ("cancelled", None, None, None),
+        };
+        let mut tx = self.pool.begin().await?;
+        let owned = sqlx::query(
+            "UPDATE jobs SET status = $1, model_id = $2, error = $3, stop_reason = $4, finished_at = $5,
+                    worker = NULL, lease_expires_at = NULL
+             WHERE id = $6 AND attempt = $7 AND status = 'running'",
+        )
+        .bind(status)
+        .bind(model_id)
+        .bind(error)
+        .bind(reason)
+        .bind(now_ms())
+        .bind(id)
+        .bind(attempt)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            > 0;
+        if !owned {
+            return Ok(false);
+        }
+        if let Finish::Succeeded { model, .. } = &finish {
+            insert_model_tx(&mut *tx, model).await?;
+        }
+        sqlx::query("DELETE FROM checkpoints WHERE job_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn request_cancel(&self, id: Uuid) -> Result<Option<JobRecord>> {
+        // Matches any job with this id, so RETURNING gives the job after in one statement.
+        sqlx::query(
+            "UPDATE jobs SET status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END,
+                    finished_at = CASE WHEN status = 'queued' THEN $1 ELSE finished_at END,
+                    cancel_requested = CASE WHEN status IN ('queued', 'running') THEN true
+                                            ELSE cancel_requested END
+             WHERE id = $2
+             RETURNING *",
+        )
+        .bind(now_ms())
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| job(&r))
+        .transpose()
+    }
+
+    async fn request_stop(&self, id: Uuid) -> Result<Option<JobRecord>> {
+        sqlx::query(
+            "UPDATE jobs SET stop_requested = (stop_requested OR status IN ('queued', 'running'))
+             WHERE id = $1
+             RETURNING *",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| job(&r))
+        .transpose()
+    }
+
+    async fn insert_model(&self, m: &ModelRecord) -> Result<()> {
+        insert_model_tx(&self.pool, m).await
+    }
+
+    async fn get_model(&self, id: Uuid) -> Result<Option<ModelRecord>> {
+        let q = format!("SELECT {MODEL_COLS} FROM models WHERE id = $1");
+        sqlx::query(sqlx::AssertSqlSafe(q))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| model(&r))
+            .transpose()
+    }
+
+    async fn list_models(&self, before: Option<i64>, limit: i64) -> Result<Page<ModelRecord>> {
+        let q =
+            format!("SELECT {MODEL_COLS} FROM models WHERE seq < $1 ORDER BY seq DESC LIMIT $2");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(q))
+            .bind(before.unwrap_or(i64::MAX))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        page(&rows, model, limit)
+    }
+
+    async fn delete_model(&self, id: Uuid) -> Result<bool> {
+        let r = sqlx::query("DELETE FROM models WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+}

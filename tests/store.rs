@@ -1,0 +1,843 @@
+//! The `Store` contract, run against every backend: each test below is one async function
+//! taking a fresh, empty store, and the `conformance!` list at the bottom runs it against
+//! SQLite (a temporary file) and PostgreSQL. PostgreSQL needs `BACKPROP_TEST_POSTGRES_URL`
+//! (e.g. `postgres://postgres@127.0.0.1:5432/test`); each test gets its own schema there,
+//! dropped afterwards, so the tests run in parallel. Without the variable the PostgreSQL
+//! variants say they were skipped and pass.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use backprop::store::{
+    DatasetRecord, Finish, JobRecord, JobStatus, ModelRecord, PostgresStore, SqliteStore, Store,
+    now_ms, to_json,
+};
+use futures::FutureExt;
+use serde_json::{Value, json};
+use sqlx::{Connection, Executor};
+use uuid::Uuid;
+
+// ---------------------------------------------------------------------------------------------
+// Backends
+
+async fn with_sqlite<F, Fut>(test: F)
+where
+    F: FnOnce(Arc<dyn Store>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(&SqliteStore::url_in(dir.path()))
+        .await
+        .expect("open SQLite");
+    test(Arc::new(store)).await;
+}
+
+async fn with_postgres<F, Fut>(test: F)
+where
+    F: FnOnce(Arc<dyn Store>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let Ok(base) = std::env::var("BACKPROP_TEST_POSTGRES_URL") else {
+        println!("skipped: BACKPROP_TEST_POSTGRES_URL not set");
+        return;
+    };
+    let schema = format!("bp_test_{}", Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(&base)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {base}: {e}"));
+    admin
+        .execute(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+        .await
+        .expect("create schema");
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{sep}options=-csearch_path%3D{schema}");
+    let outcome = AssertUnwindSafe(async {
+        let store = PostgresStore::open(&url).await.expect("open PostgreSQL");
+        test(Arc::new(store)).await;
+    })
+    .catch_unwind()
+    .await;
+    admin
+        .execute(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+        .await
+        .expect("drop schema");
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// Runs each listed test function against both backends, as `sqlite::name` and
+/// `postgres::name`, on a multi-threaded runtime so concurrent tasks really overlap.
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::with_sqlite(super::$name).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::with_postgres(super::$name).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    datasets_crud_and_paging,
+    models_crud_and_paging,
+    jobs_insert_get_list_filter_and_paging,
+    queue_position_and_counts,
+    claim_takes_priority_then_age,
+    concurrent_claimers_never_share_a_job,
+    fenced_writes_of_an_old_attempt_change_nothing,
+    history_replace_and_truncate,
+    checkpoint_replace_and_load,
+    finish_stores_the_model_atomically,
+    finish_failed_and_cancelled,
+    cancel_queued_vs_running,
+    stop_request,
+    delete_job_only_when_not_running,
+    lease_expiry_requeues_only_expired_jobs,
+    release_puts_the_job_back,
+    attempt_cap_fails_instead_of_looping,
+);
+
+// ---------------------------------------------------------------------------------------------
+// Records
+
+fn dataset(name: &str) -> DatasetRecord {
+    DatasetRecord {
+        id: Uuid::new_v4(),
+        name: name.into(),
+        created_at: now_ms(),
+        rows: 150,
+        inputs: 4,
+        outputs: 3,
+        meta: json!({
+            "feature_names": ["sepal length", "sepal width", "petal length", "petal width"],
+            "classes": ["setosa", "versicolor", "virginica"],
+            "target_kind": "classes",
+        }),
+        size_bytes: 3,
+    }
+}
+
+fn job(priority: i32) -> JobRecord {
+    JobRecord {
+        id: Uuid::new_v4(),
+        seq: 0,
+        status: JobStatus::Queued,
+        priority,
+        dataset_id: Some(Uuid::new_v4()),
+        spec: json!({
+            "layers": [{"units": 8, "activation": "relu"}],
+            "optimizer": {"kind": "adam", "learning_rate": to_json(&0.01f32)},
+            "epochs": 10,
+        }),
+        epochs: 10,
+        epoch: 0,
+        latest: None,
+        created_at: now_ms(),
+        started_at: None,
+        finished_at: None,
+        model_id: None,
+        error: None,
+        stop_reason: None,
+        attempt: 0,
+        cancel_requested: false,
+        stop_requested: false,
+    }
+}
+
+fn model(job_id: Option<Uuid>) -> ModelRecord {
+    ModelRecord {
+        id: Uuid::new_v4(),
+        name: Some("iris".into()),
+        created_at: now_ms(),
+        job_id,
+        dataset_id: Some(Uuid::new_v4()),
+        input_dim: 4,
+        output_dim: 3,
+        parameter_count: 67,
+        metrics: json!({"final": {"loss": to_json(&0.0625f32), "accuracy": 0.96}, "epochs_run": 10}),
+        document: json!({"format": "backprop", "layers": [{"weights": [[0.5, -0.25], [1e-7, 3.0]]}]}),
+    }
+}
+
+fn epoch_record(epoch: i64, loss: f32) -> Value {
+    json!({"epoch": epoch, "loss": to_json(&loss), "accuracy": 0.5})
+}
+
+async fn get(store: &Arc<dyn Store>, id: Uuid) -> JobRecord {
+    store.get_job(id).await.unwrap().expect("job exists")
+}
+
+/// Inserts `n` jobs of priority 0, oldest first.
+async fn queued(store: &Arc<dyn Store>, n: usize) -> Vec<Uuid> {
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        let j = job(0);
+        store.insert_job(&j).await.unwrap();
+        ids.push(j.id);
+    }
+    ids
+}
+
+/// Inserts one job and claims it.
+async fn running(store: &Arc<dyn Store>, lease_ms: i64) -> JobRecord {
+    let j = job(0);
+    store.insert_job(&j).await.unwrap();
+    let claimed = store
+        .claim_next_job("node-a", lease_ms)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(claimed.id, j.id);
+    claimed
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+
+async fn datasets_crud_and_paging(store: Arc<dyn Store>) {
+    let mut all = Vec::new();
+    for i in 0..5 {
+        let d = dataset(&format!("d{i}"));
+        store.insert_dataset(&d, &[i as u8, 0, 255]).await.unwrap();
+        all.push(d);
+    }
+    let first = &all[0];
+    assert_eq!(
+        store.get_dataset(first.id).await.unwrap().as_ref(),
+        Some(first)
+    );
+    assert_eq!(
+        store.dataset_data(first.id).await.unwrap(),
+        Some(vec![0, 0, 255])
+    );
+    assert_eq!(store.get_dataset(Uuid::new_v4()).await.unwrap(), None);
+    assert_eq!(store.dataset_data(Uuid::new_v4()).await.unwrap(), None);
+
+    // Newest first, two at a time: d4 d3 | d2 d1 | d0 (a short page has no cursor).
+    let mut names = Vec::new();
+    let mut before = None;
+    let mut pages = 0;
+    loop {
+        let p = store.list_datasets(before, 2).await.unwrap();
+        pages += 1;
+        names.push(p.items.iter().map(|d| d.name.clone()).collect::<Vec<_>>());
+        match p.next {
+            Some(n) => before = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(names, [vec!["d4", "d3"], vec!["d2", "d1"], vec!["d0"]]);
+    assert_eq!(
+        store.list_datasets(None, 10).await.unwrap().items[4],
+        all[0]
+    );
+
+    assert!(store.delete_dataset(first.id).await.unwrap());
+    assert!(!store.delete_dataset(first.id).await.unwrap());
+    assert_eq!(store.get_dataset(first.id).await.unwrap(), None);
+    assert_eq!(store.list_datasets(None, 10).await.unwrap().items.len(), 4);
+}
+
+async fn models_crud_and_paging(store: Arc<dyn Store>) {
+    let mut all = Vec::new();
+    for i in 0..3 {
+        let mut m = model(None);
+        m.name = (i != 1).then(|| format!("m{i}"));
+        store.insert_model(&m).await.unwrap();
+        all.push(m);
+    }
+    // Floats and key order come back as they went in (jsonb reorders keys and stores numbers
+    // as numeric; the records must still compare equal).
+    assert_eq!(
+        store.get_model(all[0].id).await.unwrap().as_ref(),
+        Some(&all[0])
+    );
+    assert_eq!(
+        store.get_model(all[1].id).await.unwrap().unwrap().name,
+        None
+    );
+    let p1 = store.list_models(None, 2).await.unwrap();
+    assert_eq!(p1.items, [all[2].clone(), all[1].clone()]);
+    let p2 = store.list_models(p1.next, 2).await.unwrap();
+    assert_eq!(p2.items, [all[0].clone()]);
+    assert_eq!(p2.next, None);
+    assert!(store.delete_model(all[1].id).await.unwrap());
+    assert!(!store.delete_model(all[1].id).await.unwrap());
+    assert_eq!(store.get_model(all[1].id).await.unwrap(), None);
+}
+
+async fn jobs_insert_get_list_filter_and_paging(store: Arc<dyn Store>) {
+    let mut ids = Vec::new();
+    let mut first = None;
+    for i in 0..5 {
+        let mut j = job(i % 2);
+        j.dataset_id = (i != 3).then(Uuid::new_v4);
+        store.insert_job(&j).await.unwrap();
+        ids.push(j.id);
+        first.get_or_insert(j);
+    }
+    let first = first.unwrap();
+    let got = get(&store, first.id).await;
+    assert!(got.seq > 0);
+    assert_eq!(
+        JobRecord {
+            seq: 0,
+            ..got.clone()
+        },
+        first,
+        "round trip"
+    );
+    assert_eq!(get(&store, ids[3]).await.dataset_id, None);
+    assert_eq!(store.get_job(Uuid::new_v4()).await.unwrap(), None);
+
+    // Two of them run: the filter sees them apart from the queued ones.
+    let a = store.claim_next_job("w", 60_000).await.unwrap().unwrap();
+    let b = store.claim_next_job("w", 60_000).await.unwrap().unwrap();
+    let running = store
+        .list_jobs(Some(JobStatus::Running), None, 10)
+        .await
+        .unwrap();
+    let mut running_ids: Vec<Uuid> = running.items.iter().map(|j| j.id).collect();
+    running_ids.sort();
+    let mut expected = vec![a.id, b.id];
+    expected.sort();
+    assert_eq!(running_ids, expected);
+    assert_eq!(running.next, None);
+    let queued = store
+        .list_jobs(Some(JobStatus::Queued), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(queued.items.len(), 3);
+    assert!(queued.items.iter().all(|j| j.status == JobStatus::Queued));
+    assert!(
+        store
+            .list_jobs(Some(JobStatus::Failed), None, 10)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+
+    // All of them, newest first, two per page.
+    let mut seen = Vec::new();
+    let mut before = None;
+    loop {
+        let p = store.list_jobs(None, before, 2).await.unwrap();
+        assert!(p.items.len() <= 2);
+        seen.extend(p.items.iter().map(|j| j.id));
+        match p.next {
+            Some(n) => before = Some(n),
+            None => break,
+        }
+    }
+    let newest_first: Vec<Uuid> = ids.iter().rev().copied().collect();
+    assert_eq!(seen, newest_first);
+}
+
+async fn queue_position_and_counts(store: Arc<dyn Store>) {
+    // Inserted a(0) b(5) c(0) d(5): the queue runs b d a c.
+    let (a, b, c, d) = (job(0), job(5), job(0), job(5));
+    for j in [&a, &b, &c, &d] {
+        store.insert_job(j).await.unwrap();
+    }
+    for (j, pos) in [(&b, 0), (&d, 1), (&a, 2), (&c, 3)] {
+        assert_eq!(store.queue_position(j.id).await.unwrap(), Some(pos));
+    }
+    assert_eq!(store.queue_position(Uuid::new_v4()).await.unwrap(), None);
+    assert_eq!(store.count_jobs(JobStatus::Queued).await.unwrap(), 4);
+
+    let claimed = store.claim_next_job("w", 60_000).await.unwrap().unwrap();
+    assert_eq!(claimed.id, b.id);
+    assert_eq!(store.queue_position(b.id).await.unwrap(), None, "running");
+    assert_eq!(store.queue_position(d.id).await.unwrap(), Some(0));
+    assert_eq!(store.queue_position(c.id).await.unwrap(), Some(2));
+    assert_eq!(store.count_jobs(JobStatus::Queued).await.unwrap(), 3);
+    assert_eq!(store.count_jobs(JobStatus::Running).await.unwrap(), 1);
+    assert_eq!(store.count_jobs(JobStatus::Succeeded).await.unwrap(), 0);
+}
+
+async fn claim_takes_priority_then_age(store: Arc<dyn Store>) {
+    let (a, b, c, d) = (job(0), job(5), job(0), job(-1));
+    let e = job(5);
+    for j in [&a, &b, &c, &d, &e] {
+        store.insert_job(j).await.unwrap();
+    }
+    let before = now_ms();
+    let mut order = Vec::new();
+    while let Some(j) = store.claim_next_job("node-a", 60_000).await.unwrap() {
+        assert_eq!(j.status, JobStatus::Running);
+        assert_eq!(j.attempt, 1);
+        assert!(j.started_at.is_some_and(|t| t >= before));
+        order.push(j.id);
+    }
+    assert_eq!(order, [b.id, e.id, a.id, c.id, d.id]);
+
+    // A reclaim is a new attempt; the job keeps its first start time.
+    let started = get(&store, a.id).await.started_at;
+    assert_eq!(store.requeue_running(false).await.unwrap(), 5);
+    let again = store
+        .claim_next_job("node-b", 60_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.id, b.id);
+    assert_eq!(again.attempt, 2);
+    let a2 = loop {
+        let j = store
+            .claim_next_job("node-b", 60_000)
+            .await
+            .unwrap()
+            .unwrap();
+        if j.id == a.id {
+            break j;
+        }
+    };
+    assert_eq!(a2.started_at, started);
+}
+
+async fn concurrent_claimers_never_share_a_job(store: Arc<dyn Store>) {
+    let ids: HashSet<Uuid> = queued(&store, 20).await.into_iter().collect();
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            while let Some(j) = store
+                .claim_next_job(&format!("worker-{w}"), 60_000)
+                .await
+                .unwrap()
+            {
+                assert_eq!(j.attempt, 1, "claimed twice: {}", j.id);
+                mine.push(j.id);
+            }
+            mine
+        }));
+    }
+    let mut claimed = Vec::new();
+    for t in tasks {
+        claimed.extend(t.await.unwrap());
+    }
+    let unique: HashSet<Uuid> = claimed.iter().copied().collect();
+    assert_eq!(claimed.len(), 20, "every job claimed exactly once");
+    assert_eq!(unique, ids);
+    assert_eq!(store.count_jobs(JobStatus::Running).await.unwrap(), 20);
+}
+
+async fn fenced_writes_of_an_old_attempt_change_nothing(store: Arc<dyn Store>) {
+    let old = running(&store, 60_000).await;
+    let id = old.id;
+    assert!(
+        store
+            .record_epoch(id, 1, &epoch_record(1, 0.9), 1)
+            .await
+            .unwrap()
+    );
+    assert!(store.save_checkpoint(id, 1, 1, b"state-1").await.unwrap());
+
+    // The node is presumed dead; another takes the job over.
+    assert_eq!(store.requeue_running(false).await.unwrap(), 1);
+    let new = store
+        .claim_next_job("node-b", 60_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((new.id, new.attempt), (id, 2));
+    let before = get(&store, id).await;
+
+    let m = model(Some(id));
+    assert!(
+        !store
+            .record_epoch(id, 1, &epoch_record(2, 0.1), 2)
+            .await
+            .unwrap()
+    );
+    assert!(!store.save_checkpoint(id, 1, 2, b"stale").await.unwrap());
+    assert!(!store.truncate_history(id, 1, 0).await.unwrap());
+    assert!(!store.renew_lease(id, 1, 60_000).await.unwrap());
+    assert!(!store.release_job(id, 1).await.unwrap());
+    let finish = Finish::Succeeded {
+        model: m.clone(),
+        stop_reason: "completed".into(),
+    };
+    assert!(!store.finish_job(id, 1, finish).await.unwrap());
+
+    assert_eq!(get(&store, id).await, before, "the job record is untouched");
+    assert_eq!(store.history(id, 0).await.unwrap(), [epoch_record(1, 0.9)]);
+    assert_eq!(
+        store.load_checkpoint(id).await.unwrap(),
+        Some((1, b"state-1".to_vec()))
+    );
+    assert_eq!(
+        store.get_model(m.id).await.unwrap(),
+        None,
+        "no model stored"
+    );
+
+    // The new attempt writes as usual.
+    assert!(store.renew_lease(id, 2, 60_000).await.unwrap());
+    assert!(
+        store
+            .record_epoch(id, 2, &epoch_record(2, 0.5), 2)
+            .await
+            .unwrap()
+    );
+    assert!(store.save_checkpoint(id, 2, 2, b"state-2").await.unwrap());
+    assert_eq!(get(&store, id).await.epoch, 2);
+
+    // Once the job is finished, even its own attempt is fenced out.
+    assert!(store.finish_job(id, 2, Finish::Cancelled).await.unwrap());
+    assert!(
+        !store
+            .record_epoch(id, 2, &epoch_record(3, 0.4), 3)
+            .await
+            .unwrap()
+    );
+    assert!(!store.save_checkpoint(id, 2, 3, b"late").await.unwrap());
+    assert!(!store.finish_job(id, 2, Finish::Cancelled).await.unwrap());
+    assert_eq!(store.history(id, 0).await.unwrap().len(), 2);
+}
+
+async fn history_replace_and_truncate(store: Arc<dyn Store>) {
+    let j = running(&store, 60_000).await;
+    let (id, at) = (j.id, j.attempt);
+    for e in 1..=3 {
+        assert!(
+            store
+                .record_epoch(id, at, &epoch_record(e, 1.0 / e as f32), e)
+                .await
+                .unwrap()
+        );
+    }
+    let all = store.history(id, 0).await.unwrap();
+    assert_eq!(
+        all,
+        [
+            epoch_record(1, 1.0),
+            epoch_record(2, 0.5),
+            epoch_record(3, 1.0 / 3.0)
+        ]
+    );
+    assert_eq!(
+        store.history(id, 2).await.unwrap(),
+        [epoch_record(3, 1.0 / 3.0)]
+    );
+    let after = get(&store, id).await;
+    assert_eq!(
+        (after.epoch, after.latest),
+        (3, Some(epoch_record(3, 1.0 / 3.0)))
+    );
+
+    // Resumed from a checkpoint at epoch 1: later records go and will be recomputed.
+    assert!(store.truncate_history(id, at, 1).await.unwrap());
+    assert_eq!(store.history(id, 0).await.unwrap(), [epoch_record(1, 1.0)]);
+    let after = get(&store, id).await;
+    assert_eq!((after.epoch, after.latest), (1, Some(epoch_record(1, 1.0))));
+
+    // Recording an epoch that exists replaces it (an earlier attempt's record).
+    assert!(
+        store
+            .record_epoch(id, at, &epoch_record(1, 0.75), 1)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.history(id, 0).await.unwrap(), [epoch_record(1, 0.75)]);
+
+    assert!(store.truncate_history(id, at, 0).await.unwrap());
+    assert!(store.history(id, 0).await.unwrap().is_empty());
+    let after = get(&store, id).await;
+    assert_eq!((after.epoch, after.latest), (0, None));
+    assert!(store.history(Uuid::new_v4(), 0).await.unwrap().is_empty());
+}
+
+async fn checkpoint_replace_and_load(store: Arc<dyn Store>) {
+    let j = running(&store, 60_000).await;
+    assert_eq!(store.load_checkpoint(j.id).await.unwrap(), None);
+    let big: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 256) as u8).collect();
+    assert!(store.save_checkpoint(j.id, 1, 3, &big).await.unwrap());
+    assert_eq!(store.load_checkpoint(j.id).await.unwrap(), Some((3, big)));
+    assert!(
+        store
+            .save_checkpoint(j.id, 1, 5, b"\x00five")
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.load_checkpoint(j.id).await.unwrap(),
+        Some((5, b"\x00five".to_vec()))
+    );
+}
+
+async fn finish_stores_the_model_atomically(store: Arc<dyn Store>) {
+    let j = running(&store, 60_000).await;
+    assert!(store.save_checkpoint(j.id, 1, 4, b"state").await.unwrap());
+
+    // The model insert fails (its id is taken): the job must not end without its model.
+    let taken = model(None);
+    store.insert_model(&taken).await.unwrap();
+    let clash = Finish::Succeeded {
+        model: ModelRecord {
+            job_id: Some(j.id),
+            ..taken.clone()
+        },
+        stop_reason: "completed".into(),
+    };
+    assert!(store.finish_job(j.id, 1, clash).await.is_err());
+    let after = get(&store, j.id).await;
+    assert_eq!(after.status, JobStatus::Running, "rolled back");
+    assert_eq!((after.model_id, after.finished_at), (None, None));
+    assert_eq!(store.get_model(taken.id).await.unwrap(), Some(taken));
+    assert!(store.load_checkpoint(j.id).await.unwrap().is_some());
+
+    let m = model(Some(j.id));
+    let ok = Finish::Succeeded {
+        model: m.clone(),
+        stop_reason: "early_stopping".into(),
+    };
+    let t0 = now_ms();
+    assert!(store.finish_job(j.id, 1, ok).await.unwrap());
+    let done = get(&store, j.id).await;
+    assert_eq!(done.status, JobStatus::Succeeded);
+    assert_eq!(done.model_id, Some(m.id));
+    assert_eq!(done.stop_reason.as_deref(), Some("early_stopping"));
+    assert!(done.finished_at.is_some_and(|t| t >= t0));
+    assert_eq!(done.error, None);
+    assert_eq!(store.get_model(m.id).await.unwrap(), Some(m));
+    assert_eq!(
+        store.load_checkpoint(j.id).await.unwrap(),
+        None,
+        "checkpoint dropped"
+    );
+    assert_eq!(store.count_jobs(JobStatus::Running).await.unwrap(), 0);
+}
+
+async fn finish_failed_and_cancelled(store: Arc<dyn Store>) {
+    let a = running(&store, 60_000).await;
+    let problem = json!({"type": "/problems/training-diverged", "title": "Training diverged",
+                         "status": 422, "detail": "loss is NaN at epoch 3"});
+    assert!(
+        store
+            .finish_job(
+                a.id,
+                1,
+                Finish::Failed {
+                    error: problem.clone()
+                }
+            )
+            .await
+            .unwrap()
+    );
+    let a = get(&store, a.id).await;
+    assert_eq!(
+        (a.status, a.error, a.model_id),
+        (JobStatus::Failed, Some(problem), None)
+    );
+    assert!(a.finished_at.is_some());
+
+    let b = running(&store, 60_000).await;
+    assert!(store.finish_job(b.id, 1, Finish::Cancelled).await.unwrap());
+    let b = get(&store, b.id).await;
+    assert_eq!((b.status, b.error), (JobStatus::Cancelled, None));
+    assert!(b.finished_at.is_some());
+}
+
+async fn cancel_queued_vs_running(store: Arc<dyn Store>) {
+    let q = queued(&store, 1).await[0];
+    let c = store.request_cancel(q).await.unwrap().unwrap();
+    assert_eq!(
+        c.status,
+        JobStatus::Cancelled,
+        "a queued job is cancelled at once"
+    );
+    assert!(c.cancel_requested);
+    assert!(c.finished_at.is_some());
+    assert_eq!(store.claim_next_job("w", 60_000).await.unwrap(), None);
+
+    let r = running(&store, 60_000).await;
+    let c = store.request_cancel(r.id).await.unwrap().unwrap();
+    assert_eq!(
+        c.status,
+        JobStatus::Running,
+        "a running job is only flagged"
+    );
+    assert!(c.cancel_requested);
+    assert_eq!(c.finished_at, None);
+    assert_eq!(get(&store, r.id).await, c);
+    assert!(store.finish_job(r.id, 1, Finish::Cancelled).await.unwrap());
+
+    // A finished job does not change.
+    let done = running(&store, 60_000).await;
+    assert!(
+        store
+            .finish_job(
+                done.id,
+                1,
+                Finish::Failed {
+                    error: json!({"title": "x"})
+                }
+            )
+            .await
+            .unwrap()
+    );
+    let before = get(&store, done.id).await;
+    assert_eq!(store.request_cancel(done.id).await.unwrap(), Some(before));
+    assert_eq!(store.request_cancel(Uuid::new_v4()).await.unwrap(), None);
+}
+
+async fn stop_request(store: Arc<dyn Store>) {
+    let r = running(&store, 60_000).await;
+    let s = store.request_stop(r.id).await.unwrap().unwrap();
+    assert!(s.stop_requested);
+    assert_eq!(s.status, JobStatus::Running);
+    let q = queued(&store, 1).await[0];
+    assert!(store.request_stop(q).await.unwrap().unwrap().stop_requested);
+    assert!(store.delete_job(q).await.unwrap());
+    assert!(store.finish_job(r.id, 1, Finish::Cancelled).await.unwrap());
+    let other = running(&store, 60_000).await;
+    assert!(
+        store
+            .finish_job(other.id, 1, Finish::Cancelled)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .request_stop(other.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .stop_requested
+    );
+    assert_eq!(store.request_stop(Uuid::new_v4()).await.unwrap(), None);
+}
+
+async fn delete_job_only_when_not_running(store: Arc<dyn Store>) {
+    let r = running(&store, 60_000).await;
+    assert!(
+        store
+            .record_epoch(r.id, 1, &epoch_record(1, 0.5), 1)
+            .await
+            .unwrap()
+    );
+    assert!(store.save_checkpoint(r.id, 1, 1, b"s").await.unwrap());
+    assert!(!store.delete_job(r.id).await.unwrap(), "running jobs stay");
+    assert!(store.get_job(r.id).await.unwrap().is_some());
+
+    assert_eq!(store.requeue_running(false).await.unwrap(), 1);
+    assert!(store.delete_job(r.id).await.unwrap());
+    assert!(!store.delete_job(r.id).await.unwrap());
+    assert_eq!(store.get_job(r.id).await.unwrap(), None);
+    assert!(
+        store.history(r.id, 0).await.unwrap().is_empty(),
+        "history goes too"
+    );
+    assert_eq!(
+        store.load_checkpoint(r.id).await.unwrap(),
+        None,
+        "checkpoint goes too"
+    );
+}
+
+async fn lease_expiry_requeues_only_expired_jobs(store: Arc<dyn Store>) {
+    let ids = queued(&store, 3).await;
+    let dead = store
+        .claim_next_job("dead-node", -1_000)
+        .await
+        .unwrap()
+        .unwrap();
+    let alive = store
+        .claim_next_job("live-node", 60_000)
+        .await
+        .unwrap()
+        .unwrap();
+    let renewed = store
+        .claim_next_job("slow-node", -1_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!([dead.id, alive.id, renewed.id], [ids[0], ids[1], ids[2]]);
+    // A heartbeat in time saves a lease that had run out but was not yet reaped.
+    assert!(store.renew_lease(renewed.id, 1, 60_000).await.unwrap());
+
+    assert_eq!(store.requeue_running(true).await.unwrap(), 1);
+    assert_eq!(get(&store, dead.id).await.status, JobStatus::Queued);
+    assert_eq!(get(&store, alive.id).await.status, JobStatus::Running);
+    assert_eq!(get(&store, renewed.id).await.status, JobStatus::Running);
+    assert_eq!(store.requeue_running(true).await.unwrap(), 0);
+    assert!(
+        !store.renew_lease(dead.id, 1, 60_000).await.unwrap(),
+        "lost its lease"
+    );
+
+    let retaken = store
+        .claim_next_job("live-node", 60_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((retaken.id, retaken.attempt), (dead.id, 2));
+
+    // A single node's start-up: everything that was running is an orphan.
+    assert_eq!(store.requeue_running(false).await.unwrap(), 3);
+    assert_eq!(store.count_jobs(JobStatus::Queued).await.unwrap(), 3);
+    assert_eq!(store.count_jobs(JobStatus::Running).await.unwrap(), 0);
+}
+
+async fn release_puts_the_job_back(store: Arc<dyn Store>) {
+    let r = running(&store, 60_000).await;
+    assert!(store.save_checkpoint(r.id, 1, 2, b"s").await.unwrap());
+    assert!(store.release_job(r.id, 1).await.unwrap());
+    let q = get(&store, r.id).await;
+    assert_eq!((q.status, q.attempt), (JobStatus::Queued, 1));
+    assert_eq!(store.queue_position(r.id).await.unwrap(), Some(0));
+    assert_eq!(
+        store.load_checkpoint(r.id).await.unwrap(),
+        Some((2, b"s".to_vec()))
+    );
+    assert!(!store.release_job(r.id, 1).await.unwrap());
+}
+
+async fn attempt_cap_fails_instead_of_looping(store: Arc<dyn Store>) {
+    let id = queued(&store, 1).await[0];
+    for attempt in 1..=4 {
+        let j = store.claim_next_job("doomed", -1).await.unwrap().unwrap();
+        assert_eq!(j.attempt, attempt);
+        assert_eq!(store.requeue_running(true).await.unwrap(), 1);
+        let j = get(&store, id).await;
+        assert_eq!((j.status, j.error.as_ref()), (JobStatus::Queued, None));
+    }
+    let fifth = store.claim_next_job("doomed", -1).await.unwrap().unwrap();
+    assert_eq!(fifth.attempt, 5);
+    assert!(store.save_checkpoint(id, 5, 7, b"s").await.unwrap());
+
+    let t0 = now_ms();
+    assert_eq!(store.requeue_running(true).await.unwrap(), 1);
+    let j = get(&store, id).await;
+    assert_eq!(j.status, JobStatus::Failed);
+    assert_eq!(
+        j.error,
+        Some(json!({
+            "type": "/problems/too-many-attempts",
+            "title": "Too many attempts",
+            "status": 500,
+            "detail": "the job was interrupted 5 times (its workers died); it will not be retried",
+        }))
+    );
+    assert!(j.finished_at.is_some_and(|t| t >= t0));
+    assert_eq!(store.load_checkpoint(id).await.unwrap(), None);
+    assert_eq!(store.claim_next_job("doomed", 60_000).await.unwrap(), None);
+    assert!(!store.finish_job(id, 5, Finish::Cancelled).await.unwrap());
+}
