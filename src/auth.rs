@@ -308,11 +308,7 @@ mod tests {
         );
         assert_eq!(r.authenticate("s3cret-two").unwrap().role, Role::Predictor);
         assert_eq!(r.authenticate("s3cret-on"), None);
-        assert!(
-            Keyring::new(Some("acme:root:s3cret-one"), None)
-                .unwrap_err()
-                .contains("role")
-        );
+        assert!(Keyring::new(Some("acme:root:s3cret-one"), None).err().unwrap().contains("role"));
         assert!(Keyring::new(Some("acme:trainer"), None).is_err());
         assert!(Keyring::new(None, None).unwrap().is_open());
     }
