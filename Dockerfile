@@ -1,4 +1,6 @@
 # Backprop: a release build in a Rust image, run from a small Debian image as a non-root user.
+# It refuses to serve without API keys: run it with -e BACKPROP_API_KEYS=tenant:role:secret
+# (or a keys file in the volume, made with `backprop keys create`).
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./

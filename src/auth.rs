@@ -94,6 +94,9 @@ fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
 struct Loaded {
     /// (hash, principal)
     keys: Vec<([u8; 32], Principal)>,
+    /// Entries in the file, revoked ones included: a file whose keys are all revoked still
+    /// means "keys are in use", never "run open".
+    entries: usize,
     file_mtime: Option<SystemTime>,
 }
 
@@ -145,6 +148,7 @@ impl Keyring {
             file,
             loaded: RwLock::new(Loaded {
                 keys: vec![],
+                entries: 0,
                 file_mtime: None,
             }),
         };
@@ -184,30 +188,16 @@ impl Keyring {
         if let Ok(mut l) = self.loaded.write() {
             *l = Loaded {
                 keys,
+                entries: file.keys.len(),
                 file_mtime: mtime,
             };
         }
         Ok(())
     }
 
-    /// No keys at all: the server runs open.
+    /// No keys configured at all (none revoked either): the server runs open.
     pub fn is_open(&self) -> bool {
-        self.env_keys.is_empty()
-            && self
-                .loaded
-                .read()
-                .map(|l| l.keys.is_empty())
-                .unwrap_or(true)
-            && self.file_has_no_keys()
-    }
-
-    fn file_has_no_keys(&self) -> bool {
-        match &self.file {
-            None => true,
-            Some(p) => read_keys(p)
-                .map(|f| f.keys.iter().all(|k| k.revoked))
-                .unwrap_or(true),
-        }
+        self.env_keys.is_empty() && self.loaded.read().map(|l| l.entries == 0).unwrap_or(false)
     }
 
     /// The principal a bearer secret stands for.
@@ -308,7 +298,12 @@ mod tests {
         );
         assert_eq!(r.authenticate("s3cret-two").unwrap().role, Role::Predictor);
         assert_eq!(r.authenticate("s3cret-on"), None);
-        assert!(Keyring::new(Some("acme:root:s3cret-one"), None).err().unwrap().contains("role"));
+        assert!(
+            Keyring::new(Some("acme:root:s3cret-one"), None)
+                .err()
+                .unwrap()
+                .contains("role")
+        );
         assert!(Keyring::new(Some("acme:trainer"), None).is_err());
         assert!(Keyring::new(None, None).unwrap().is_open());
     }
@@ -327,6 +322,9 @@ mod tests {
         ring.loaded.write().unwrap().file_mtime = None;
         ring.reload().unwrap();
         assert_eq!(ring.authenticate(&secret), None);
-        assert!(ring.is_open());
+        assert!(
+            !ring.is_open(),
+            "revoking every key must not open the server"
+        );
     }
 }

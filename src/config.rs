@@ -23,7 +23,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the HTTP API and the training workers (the default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Apply database migrations and exit.
     Migrate(DbArgs),
     /// Manage API keys in the keys file (only hashes are stored).
@@ -143,6 +143,15 @@ pub struct ServeArgs {
     /// Most rows in one predict request.
     #[arg(long, env = "BACKPROP_MAX_PREDICT_ROWS", default_value_t = 100_000)]
     pub max_predict_rows: usize,
+    /// Jobs one tenant may train at once (0 = no limit); the rest wait in the queue.
+    #[arg(long, env = "BACKPROP_QUOTA_RUNNING_JOBS", default_value_t = 0)]
+    pub quota_running_jobs: i64,
+    /// Queued jobs one tenant may have (0 = no limit); beyond it submissions get 429.
+    #[arg(long, env = "BACKPROP_QUOTA_QUEUED_JOBS", default_value_t = 0)]
+    pub quota_queued_jobs: i64,
+    /// Bytes of datasets and models one tenant may store (0 = no limit); beyond it 429.
+    #[arg(long, env = "BACKPROP_QUOTA_STORED_BYTES", default_value_t = 0)]
+    pub quota_stored_bytes: i64,
     /// Seconds between checkpoints of a running job (at epoch ends).
     #[arg(long, env = "BACKPROP_CHECKPOINT_SECS", default_value_t = 2.0)]
     pub checkpoint_secs: f64,

@@ -182,6 +182,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), BoxError> {
             checkpoint_every: Duration::from_secs_f64(args.checkpoint_secs.max(0.0)),
             lease: Duration::from_secs(30),
             worker: format!("{}-{}", hostname(), std::process::id()),
+            max_running_per_tenant: args.quota_running_jobs,
         },
     );
     let dispatcher = jobs.start();
@@ -202,6 +203,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), BoxError> {
             max_predict_rows: args.max_predict_rows,
             request_timeout: Duration::from_secs_f64(args.request_timeout_secs.max(0.001)),
             cors_origins: args.cors_origins.clone(),
+            quota_queued_jobs: args.quota_queued_jobs,
+            quota_stored_bytes: args.quota_stored_bytes,
         }),
         metrics: install_metrics(),
         keys,

@@ -86,6 +86,20 @@ fn the_image_runs_as_configured() {
     env.insert("BACKPROP_LISTEN".into(), format!("0.0.0.0:{free}"));
     env.insert("BACKPROP_DATA_DIR".into(), dir.path().display().to_string());
     let bin = env!("CARGO_BIN_EXE_backprop");
+    // Without keys the image refuses to serve on 0.0.0.0: secure by default.
+    let refused = Command::new(bin)
+        .args(entry[1..].iter().chain(cmd.iter()))
+        .envs(&env)
+        .env_remove("BACKPROP_API_KEYS")
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("without API keys"));
+    // `docker run -e BACKPROP_API_KEYS=…` is how a deployment gives it keys.
+    env.insert(
+        "BACKPROP_API_KEYS".into(),
+        "ops:admin:container-test-secret".into(),
+    );
     let mut child = Command::new(bin)
         .args(entry[1..].iter().chain(cmd.iter()))
         .envs(&env)

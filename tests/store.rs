@@ -116,6 +116,7 @@ conformance!(
 
 fn dataset(name: &str) -> DatasetRecord {
     DatasetRecord {
+        tenant: "default".into(),
         id: Uuid::new_v4(),
         name: name.into(),
         created_at: now_ms(),
@@ -133,6 +134,7 @@ fn dataset(name: &str) -> DatasetRecord {
 
 fn job(priority: i32) -> JobRecord {
     JobRecord {
+        tenant: "default".into(),
         id: Uuid::new_v4(),
         seq: 0,
         status: JobStatus::Queued,
@@ -160,6 +162,7 @@ fn job(priority: i32) -> JobRecord {
 
 fn model(job_id: Option<Uuid>) -> ModelRecord {
     ModelRecord {
+        tenant: "default".into(),
         id: Uuid::new_v4(),
         name: Some("iris".into()),
         created_at: now_ms(),
@@ -197,7 +200,7 @@ async fn running(store: &Arc<dyn Store>, lease_ms: i64) -> JobRecord {
     let j = job(0);
     store.insert_job(&j).await.unwrap();
     let claimed = store
-        .claim_next_job("node-a", lease_ms)
+        .claim_next_job("node-a", lease_ms, 0)
         .await
         .unwrap()
         .unwrap();
@@ -232,7 +235,7 @@ async fn datasets_crud_and_paging(store: Arc<dyn Store>) {
     let mut before = None;
     let mut pages = 0;
     loop {
-        let p = store.list_datasets(before, 2).await.unwrap();
+        let p = store.list_datasets("default", before, 2).await.unwrap();
         pages += 1;
         names.push(p.items.iter().map(|d| d.name.clone()).collect::<Vec<_>>());
         match p.next {
@@ -243,14 +246,26 @@ async fn datasets_crud_and_paging(store: Arc<dyn Store>) {
     assert_eq!(pages, 3);
     assert_eq!(names, [vec!["d4", "d3"], vec!["d2", "d1"], vec!["d0"]]);
     assert_eq!(
-        store.list_datasets(None, 10).await.unwrap().items[4],
+        store
+            .list_datasets("default", None, 10)
+            .await
+            .unwrap()
+            .items[4],
         all[0]
     );
 
     assert!(store.delete_dataset(first.id).await.unwrap());
     assert!(!store.delete_dataset(first.id).await.unwrap());
     assert_eq!(store.get_dataset(first.id).await.unwrap(), None);
-    assert_eq!(store.list_datasets(None, 10).await.unwrap().items.len(), 4);
+    assert_eq!(
+        store
+            .list_datasets("default", None, 10)
+            .await
+            .unwrap()
+            .items
+            .len(),
+        4
+    );
 }
 
 async fn models_crud_and_paging(store: Arc<dyn Store>) {
@@ -271,9 +286,9 @@ async fn models_crud_and_paging(store: Arc<dyn Store>) {
         store.get_model(all[1].id).await.unwrap().unwrap().name,
         None
     );
-    let p1 = store.list_models(None, 2).await.unwrap();
+    let p1 = store.list_models("default", None, 2).await.unwrap();
     assert_eq!(p1.items, [all[2].clone(), all[1].clone()]);
-    let p2 = store.list_models(p1.next, 2).await.unwrap();
+    let p2 = store.list_models("default", p1.next, 2).await.unwrap();
     assert_eq!(p2.items, [all[0].clone()]);
     assert_eq!(p2.next, None);
     assert!(store.delete_model(all[1].id).await.unwrap());
@@ -296,6 +311,7 @@ async fn jobs_insert_get_list_filter_and_paging(store: Arc<dyn Store>) {
     assert!(got.seq > 0);
     assert_eq!(
         JobRecord {
+            tenant: "default".into(),
             seq: 0,
             ..got.clone()
         },
@@ -306,10 +322,10 @@ async fn jobs_insert_get_list_filter_and_paging(store: Arc<dyn Store>) {
     assert_eq!(store.get_job(Uuid::new_v4()).await.unwrap(), None);
 
     // Two of them run: the filter sees them apart from the queued ones.
-    let a = store.claim_next_job("w", 60_000).await.unwrap().unwrap();
-    let b = store.claim_next_job("w", 60_000).await.unwrap().unwrap();
+    let a = store.claim_next_job("w", 60_000, 0).await.unwrap().unwrap();
+    let b = store.claim_next_job("w", 60_000, 0).await.unwrap().unwrap();
     let running = store
-        .list_jobs(Some(JobStatus::Running), None, 10)
+        .list_jobs("default", Some(JobStatus::Running), None, 10)
         .await
         .unwrap();
     let mut running_ids: Vec<Uuid> = running.items.iter().map(|j| j.id).collect();
@@ -319,14 +335,14 @@ async fn jobs_insert_get_list_filter_and_paging(store: Arc<dyn Store>) {
     assert_eq!(running_ids, expected);
     assert_eq!(running.next, None);
     let queued = store
-        .list_jobs(Some(JobStatus::Queued), None, 10)
+        .list_jobs("default", Some(JobStatus::Queued), None, 10)
         .await
         .unwrap();
     assert_eq!(queued.items.len(), 3);
     assert!(queued.items.iter().all(|j| j.status == JobStatus::Queued));
     assert!(
         store
-            .list_jobs(Some(JobStatus::Failed), None, 10)
+            .list_jobs("default", Some(JobStatus::Failed), None, 10)
             .await
             .unwrap()
             .items
@@ -337,7 +353,7 @@ async fn jobs_insert_get_list_filter_and_paging(store: Arc<dyn Store>) {
     let mut seen = Vec::new();
     let mut before = None;
     loop {
-        let p = store.list_jobs(None, before, 2).await.unwrap();
+        let p = store.list_jobs("default", None, before, 2).await.unwrap();
         assert!(p.items.len() <= 2);
         seen.extend(p.items.iter().map(|j| j.id));
         match p.next {
@@ -361,7 +377,7 @@ async fn queue_position_and_counts(store: Arc<dyn Store>) {
     assert_eq!(store.queue_position(Uuid::new_v4()).await.unwrap(), None);
     assert_eq!(store.count_jobs(JobStatus::Queued).await.unwrap(), 4);
 
-    let claimed = store.claim_next_job("w", 60_000).await.unwrap().unwrap();
+    let claimed = store.claim_next_job("w", 60_000, 0).await.unwrap().unwrap();
     assert_eq!(claimed.id, b.id);
     assert_eq!(store.queue_position(b.id).await.unwrap(), None, "running");
     assert_eq!(store.queue_position(d.id).await.unwrap(), Some(0));
@@ -379,7 +395,7 @@ async fn claim_takes_priority_then_age(store: Arc<dyn Store>) {
     }
     let before = now_ms();
     let mut order = Vec::new();
-    while let Some(j) = store.claim_next_job("node-a", 60_000).await.unwrap() {
+    while let Some(j) = store.claim_next_job("node-a", 60_000, 0).await.unwrap() {
         assert_eq!(j.status, JobStatus::Running);
         assert_eq!(j.attempt, 1);
         assert!(j.started_at.is_some_and(|t| t >= before));
@@ -391,7 +407,7 @@ async fn claim_takes_priority_then_age(store: Arc<dyn Store>) {
     let started = get(&store, a.id).await.started_at;
     assert_eq!(store.requeue_running(false).await.unwrap(), 5);
     let again = store
-        .claim_next_job("node-b", 60_000)
+        .claim_next_job("node-b", 60_000, 0)
         .await
         .unwrap()
         .unwrap();
@@ -399,7 +415,7 @@ async fn claim_takes_priority_then_age(store: Arc<dyn Store>) {
     assert_eq!(again.attempt, 2);
     let a2 = loop {
         let j = store
-            .claim_next_job("node-b", 60_000)
+            .claim_next_job("node-b", 60_000, 0)
             .await
             .unwrap()
             .unwrap();
@@ -418,7 +434,7 @@ async fn concurrent_claimers_never_share_a_job(store: Arc<dyn Store>) {
         tasks.push(tokio::spawn(async move {
             let mut mine = Vec::new();
             while let Some(j) = store
-                .claim_next_job(&format!("worker-{w}"), 60_000)
+                .claim_next_job(&format!("worker-{w}"), 60_000, 0)
                 .await
                 .unwrap()
             {
@@ -452,7 +468,7 @@ async fn fenced_writes_of_an_old_attempt_change_nothing(store: Arc<dyn Store>) {
     // The node is presumed dead; another takes the job over.
     assert_eq!(store.requeue_running(false).await.unwrap(), 1);
     let new = store
-        .claim_next_job("node-b", 60_000)
+        .claim_next_job("node-b", 60_000, 0)
         .await
         .unwrap()
         .unwrap();
@@ -665,7 +681,7 @@ async fn cancel_queued_vs_running(store: Arc<dyn Store>) {
     );
     assert!(c.cancel_requested);
     assert!(c.finished_at.is_some());
-    assert_eq!(store.claim_next_job("w", 60_000).await.unwrap(), None);
+    assert_eq!(store.claim_next_job("w", 60_000, 0).await.unwrap(), None);
 
     let r = running(&store, 60_000).await;
     let c = store.request_cancel(r.id).await.unwrap().unwrap();
@@ -755,17 +771,17 @@ async fn delete_job_only_when_not_running(store: Arc<dyn Store>) {
 async fn lease_expiry_requeues_only_expired_jobs(store: Arc<dyn Store>) {
     let ids = queued(&store, 3).await;
     let dead = store
-        .claim_next_job("dead-node", -1_000)
+        .claim_next_job("dead-node", -1_000, 0)
         .await
         .unwrap()
         .unwrap();
     let alive = store
-        .claim_next_job("live-node", 60_000)
+        .claim_next_job("live-node", 60_000, 0)
         .await
         .unwrap()
         .unwrap();
     let renewed = store
-        .claim_next_job("slow-node", -1_000)
+        .claim_next_job("slow-node", -1_000, 0)
         .await
         .unwrap()
         .unwrap();
@@ -784,7 +800,7 @@ async fn lease_expiry_requeues_only_expired_jobs(store: Arc<dyn Store>) {
     );
 
     let retaken = store
-        .claim_next_job("live-node", 60_000)
+        .claim_next_job("live-node", 60_000, 0)
         .await
         .unwrap()
         .unwrap();
@@ -813,13 +829,21 @@ async fn release_puts_the_job_back(store: Arc<dyn Store>) {
 async fn attempt_cap_fails_instead_of_looping(store: Arc<dyn Store>) {
     let id = queued(&store, 1).await[0];
     for attempt in 1..=4 {
-        let j = store.claim_next_job("doomed", -1).await.unwrap().unwrap();
+        let j = store
+            .claim_next_job("doomed", -1, 0)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(j.attempt, attempt);
         assert_eq!(store.requeue_running(true).await.unwrap(), 1);
         let j = get(&store, id).await;
         assert_eq!((j.status, j.error.as_ref()), (JobStatus::Queued, None));
     }
-    let fifth = store.claim_next_job("doomed", -1).await.unwrap().unwrap();
+    let fifth = store
+        .claim_next_job("doomed", -1, 0)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(fifth.attempt, 5);
     assert!(store.save_checkpoint(id, 5, 7, b"s").await.unwrap());
 
@@ -838,6 +862,9 @@ async fn attempt_cap_fails_instead_of_looping(store: Arc<dyn Store>) {
     );
     assert!(j.finished_at.is_some_and(|t| t >= t0));
     assert_eq!(store.load_checkpoint(id).await.unwrap(), None);
-    assert_eq!(store.claim_next_job("doomed", 60_000).await.unwrap(), None);
+    assert_eq!(
+        store.claim_next_job("doomed", 60_000, 0).await.unwrap(),
+        None
+    );
     assert!(!store.finish_job(id, 5, Finish::Cancelled).await.unwrap());
 }

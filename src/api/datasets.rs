@@ -9,8 +9,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use super::auth::{Principal, Role};
 use super::error::parse_json;
-use super::{ApiError, AppState, Body, PageQuery, parse_id, parse_query, rfc3339};
+use super::{
+    ApiError, AppState, Body, Idempotency, PageQuery, check_bytes_quota, parse_id, parse_query,
+    rfc3339,
+};
 use crate::data::{self, Dataset, JsonDataset};
 use crate::store::{DatasetRecord, now_ms};
 
@@ -48,6 +52,7 @@ pub fn view(d: &DatasetRecord) -> Value {
 /// Stores a parsed dataset and returns its record.
 pub async fn store_dataset(
     s: &AppState,
+    tenant: &str,
     name: String,
     ds: &Dataset,
 ) -> Result<DatasetRecord, ApiError> {
@@ -56,8 +61,10 @@ pub async fn store_dataset(
         crate::nn::Targets::Labels(_) => "labels",
         crate::nn::Targets::Values(_) => "values",
     };
+    check_bytes_quota(s, tenant, blob.len()).await?;
     let rec = DatasetRecord {
         id: Uuid::new_v4(),
+        tenant: tenant.to_string(),
         name,
         created_at: now_ms(),
         rows: ds.rows() as i64,
@@ -77,11 +84,17 @@ pub async fn store_dataset(
 
 async fn create(
     State(s): State<AppState>,
+    p: Principal,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
     Body(body): Body,
 ) -> Result<impl IntoResponse, ApiError> {
+    p.require(Role::Trainer)?;
     let query: UploadQuery = parse_query(q.as_deref())?;
+    let idem = Idempotency::new(&headers, "POST /v1/datasets", q.as_deref(), &body)?;
+    if let Some(r) = idem.replay(&s, &p.tenant).await? {
+        return Ok(r);
+    }
     let ctype = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -129,39 +142,57 @@ async fn create(
     if name.trim().is_empty() || name.len() > 200 {
         return Err(ApiError::invalid("/name", "must be 1 to 200 characters"));
     }
-    let rec = store_dataset(&s, name, &ds).await?;
+    let rec = store_dataset(&s, &p.tenant, name, &ds).await?;
     let location = format!("/v1/datasets/{}", rec.id);
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        Json(view(&rec)),
-    ))
+    idem.answer(&s, &p.tenant, 201, Some(location), view(&rec))
+        .await
 }
 
-async fn list(State(s): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
+async fn list(
+    State(s): State<AppState>,
+    p: Principal,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
     let q: PageQuery = parse_query(q.as_deref())?;
-    let page = s.store.list_datasets(q.cursor()?, q.limit()?).await?;
+    p.require(Role::Trainer)?;
+    let page = s
+        .store
+        .list_datasets(&p.tenant, q.cursor()?, q.limit()?)
+        .await?;
     Ok(Json(json!({
         "items": page.items.iter().map(view).collect::<Vec<_>>(),
         "next_cursor": page.next.map(|n| n.to_string()),
     })))
 }
 
-async fn read(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    let id = parse_id(&id, "dataset")?;
-    let d = s
-        .store
-        .get_dataset(id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no dataset {id}")))?;
-    Ok(Json(view(&d)))
+/// The caller's dataset `id`; another tenant's is "not found" too.
+pub async fn load(s: &AppState, p: &Principal, id: &str) -> Result<DatasetRecord, ApiError> {
+    let id = parse_id(id, "dataset")?;
+    match s.store.get_dataset(id).await? {
+        Some(d) if d.tenant == p.tenant => Ok(d),
+        _ => Err(ApiError::NotFound(format!("no dataset {id}"))),
+    }
 }
 
-async fn remove(State(s): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
-    let id = parse_id(&id, "dataset")?;
-    if s.store.delete_dataset(id).await? {
+async fn read(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    p.require(Role::Trainer)?;
+    Ok(Json(view(&load(&s, &p, &id).await?)))
+}
+
+async fn remove(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    p.require(Role::Trainer)?;
+    let d = load(&s, &p, &id).await?;
+    if s.store.delete_dataset(d.id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(ApiError::NotFound(format!("no dataset {id}")))
+        Err(ApiError::NotFound(format!("no dataset {}", d.id)))
     }
 }

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::{ApiError, AppState, parse_id, parse_query};
+use super::{ApiError, AppState, parse_query};
 use crate::jobs::JobEvent;
 
 pub fn router() -> axum::Router<AppState> {
@@ -31,12 +31,13 @@ struct EventsQuery {
 
 async fn events(
     State(s): State<AppState>,
+    p: super::auth::Principal,
     Path(id): Path<String>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let q: EventsQuery = parse_query(q.as_deref())?;
-    let id = parse_id(&id, "job")?;
+    let id = super::jobs::load(&s, &p, &id).await?.id;
     let last_event = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())

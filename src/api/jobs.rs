@@ -10,8 +10,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use super::auth::{Principal, Role};
 use super::error::{from_value, parse_json};
-use super::{ApiError, AppState, Body, PageQuery, parse_id, parse_query, rfc3339};
+use super::{ApiError, AppState, Body, Idempotency, PageQuery, parse_id, parse_query, rfc3339};
 use crate::data::{Dataset, JsonDataset};
 use crate::jobs::SERVICE_FIELDS;
 use crate::nn::TrainSpec;
@@ -76,10 +77,17 @@ struct CreateQuery {
 
 async fn create(
     State(s): State<AppState>,
+    p: Principal,
     RawQuery(q): RawQuery,
+    headers: axum::http::HeaderMap,
     Body(body): Body,
 ) -> Result<impl IntoResponse, ApiError> {
+    p.require(Role::Trainer)?;
     let query: CreateQuery = parse_query(q.as_deref())?;
+    let idem = Idempotency::new(&headers, "POST /v1/jobs", q.as_deref(), &body)?;
+    if let Some(r) = idem.replay(&s, &p.tenant).await? {
+        return Ok(r);
+    }
     let raw: Value = parse_json(&body)?;
     let Some(obj) = raw.as_object() else {
         return Err(ApiError::invalid("/", "the job spec must be a JSON object"));
@@ -136,10 +144,12 @@ async fn create(
                     .ok_or_else(|| {
                         ApiError::invalid("/dataset_id", "must be a dataset id (a UUID)")
                     })?;
-                let blob =
-                    s.store.dataset_data(id).await?.ok_or_else(|| {
-                        ApiError::invalid("/dataset_id", format!("no dataset {id}"))
-                    })?;
+                let owned =
+                    matches!(s.store.get_dataset(id).await?, Some(d) if d.tenant == p.tenant);
+                let blob = match s.store.dataset_data(id).await? {
+                    Some(b) if owned => b,
+                    _ => return Err(ApiError::invalid("/dataset_id", format!("no dataset {id}"))),
+                };
                 let ds = Dataset::from_bytes(&blob).map_err(ApiError::Internal)?;
                 (ds, None)
             }
@@ -211,6 +221,19 @@ async fn create(
             .into_response());
     }
 
+    let quota = s.limits.quota_queued_jobs;
+    if quota > 0 {
+        let queued = s.store.usage(&p.tenant).await?.queued;
+        if queued >= quota {
+            return Err(ApiError::TooMany {
+                detail: format!(
+                    "tenant {} has {queued} queued jobs, its quota; retry when some have run",
+                    p.tenant
+                ),
+                retry_after: 30,
+            });
+        }
+    }
     if s.store.count_jobs(JobStatus::Queued).await? >= s.limits.max_queued_jobs {
         return Err(ApiError::TooMany {
             detail: format!(
@@ -223,7 +246,9 @@ async fn create(
     let dataset_id = match inline {
         Some(jd) => {
             let name = jd.name.clone().unwrap_or_else(|| "inline".into());
-            super::datasets::store_dataset(&s, name, &dataset).await?.id
+            super::datasets::store_dataset(&s, &p.tenant, name, &dataset)
+                .await?
+                .id
         }
         None => obj
             .get("dataset_id")
@@ -239,6 +264,7 @@ async fn create(
     }
     let job = JobRecord {
         id: Uuid::new_v4(),
+        tenant: p.tenant.clone(),
         seq: 0,
         status: JobStatus::Queued,
         priority,
@@ -263,28 +289,35 @@ async fn create(
     let mut body = view(&s, &j).await?;
     // The answer describes the job as submitted, even if a worker has claimed it already.
     body["status"] = json!("queued");
-    Ok((
-        StatusCode::ACCEPTED,
-        [(header::LOCATION, format!("/v1/jobs/{}", j.id))],
-        Json(body),
-    )
-        .into_response())
+    idem.answer(&s, &p.tenant, 202, Some(format!("/v1/jobs/{}", j.id)), body)
+        .await
 }
 
-async fn load(s: &AppState, id: &str) -> Result<JobRecord, ApiError> {
+/// The caller's job `id` (a trainer's); another tenant's is "not found" too.
+pub async fn load(s: &AppState, p: &Principal, id: &str) -> Result<JobRecord, ApiError> {
+    p.require(Role::Trainer)?;
     let id = parse_id(id, "job")?;
-    s.store
-        .get_job(id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no job {id}")))
+    match s.store.get_job(id).await? {
+        Some(j) if j.tenant == p.tenant => Ok(j),
+        _ => Err(ApiError::NotFound(format!("no job {id}"))),
+    }
 }
 
-async fn read(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    let j = load(&s, &id).await?;
+async fn read(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let j = load(&s, &p, &id).await?;
     Ok(Json(view(&s, &j).await?))
 }
 
-async fn list(State(s): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
+async fn list(
+    State(s): State<AppState>,
+    p: Principal,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    p.require(Role::Trainer)?;
     let q: PageQuery = parse_query(q.as_deref())?;
     let status = match q.status.as_deref() {
         None => None,
@@ -298,7 +331,10 @@ async fn list(State(s): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<V
             )
         })?),
     };
-    let page = s.store.list_jobs(status, q.cursor()?, q.limit()?).await?;
+    let page = s
+        .store
+        .list_jobs(&p.tenant, status, q.cursor()?, q.limit()?)
+        .await?;
     let mut items = Vec::with_capacity(page.items.len());
     for j in &page.items {
         items.push(view(&s, j).await?);
@@ -316,11 +352,12 @@ struct HistoryQuery {
 
 async fn history(
     State(s): State<AppState>,
+    p: Principal,
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let q: HistoryQuery = parse_query(q.as_deref())?;
-    let j = load(&s, &id).await?;
+    let j = load(&s, &p, &id).await?;
     let since = q.since.unwrap_or(0);
     if since < 0 {
         return Err(ApiError::invalid("/since", "must be 0 or more"));
@@ -333,9 +370,10 @@ async fn history(
 
 async fn cancel(
     State(s): State<AppState>,
+    p: Principal,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let j = load(&s, &id).await?;
+    let j = load(&s, &p, &id).await?;
     if j.status.is_terminal() {
         return Err(ApiError::Conflict(format!(
             "job {} is already {}",
@@ -353,9 +391,10 @@ async fn cancel(
 
 async fn stop(
     State(s): State<AppState>,
+    p: Principal,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let j = load(&s, &id).await?;
+    let j = load(&s, &p, &id).await?;
     match j.status {
         JobStatus::Running => {}
         JobStatus::Queued => {
@@ -377,8 +416,12 @@ async fn stop(
     Ok((StatusCode::ACCEPTED, Json(view(&s, &after).await?)))
 }
 
-async fn remove(State(s): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
-    let j = load(&s, &id).await?;
+async fn remove(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let j = load(&s, &p, &id).await?;
     if j.status == JobStatus::Running {
         return Err(ApiError::Conflict(format!(
             "job {} is running; cancel it first",

@@ -37,13 +37,17 @@ pub struct Limits {
     pub max_queued_jobs: i64,
     pub max_predict_rows: usize,
     pub request_timeout: std::time::Duration,
+    /// Per-tenant quotas (0 = none).
+    pub quota_queued_jobs: i64,
+    pub quota_stored_bytes: i64,
     /// Allowed CORS origins; empty means CORS stays off.
     pub cors_origins: Vec<String>,
 }
 
 /// Loaded models for predictions, bounded.
 pub struct ModelCache {
-    models: RwLock<HashMap<Uuid, Arc<Model>>>,
+    /// id → (tenant, model)
+    models: RwLock<HashMap<Uuid, (String, Arc<Model>)>>,
     capacity: usize,
 }
 
@@ -55,18 +59,21 @@ impl ModelCache {
         }
     }
 
-    pub fn get(&self, id: Uuid) -> Option<Arc<Model>> {
-        self.models.read().ok()?.get(&id).cloned()
+    /// The cached model `id` when it belongs to `tenant`.
+    pub fn get(&self, tenant: &str, id: Uuid) -> Option<Arc<Model>> {
+        let g = self.models.read().ok()?;
+        let (t, m) = g.get(&id)?;
+        (t == tenant).then(|| m.clone())
     }
 
-    pub fn put(&self, id: Uuid, m: Arc<Model>) {
+    pub fn put(&self, tenant: &str, id: Uuid, m: Arc<Model>) {
         if let Ok(mut g) = self.models.write() {
             if g.len() >= self.capacity
                 && let Some(k) = g.keys().next().copied()
             {
                 g.remove(&k);
             }
-            g.insert(id, m);
+            g.insert(id, (tenant.to_string(), m));
         }
     }
 
@@ -262,4 +269,124 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for Body {
                 }
             })
     }
+}
+
+/// `Idempotency-Key` handling for POSTs that create: a repeated key (same tenant and route)
+/// answers the first request's response instead of creating again.
+pub struct Idempotency {
+    key: Option<String>,
+    fingerprint: String,
+    route: &'static str,
+}
+
+impl Idempotency {
+    pub fn new(
+        headers: &axum::http::HeaderMap,
+        route: &'static str,
+        query: Option<&str>,
+        body: &[u8],
+    ) -> Result<Self, ApiError> {
+        let key = match headers.get("idempotency-key") {
+            None => None,
+            Some(v) => {
+                let k = v.to_str().ok().filter(|k| !k.is_empty() && k.len() <= 255);
+                Some(
+                    k.ok_or_else(|| {
+                        ApiError::bad("Idempotency-Key must be 1 to 255 visible characters")
+                    })?
+                    .to_string(),
+                )
+            }
+        };
+        let mut h = crate::auth::hash(query.unwrap_or("")).to_vec();
+        h.extend_from_slice(&crate::auth::hash(&String::from_utf8_lossy(body)));
+        let fingerprint = h.iter().map(|b| format!("{b:02x}")).collect();
+        Ok(Idempotency {
+            key,
+            fingerprint,
+            route,
+        })
+    }
+
+    /// The stored answer for this key, if the same request was made before.
+    pub async fn replay(
+        &self,
+        s: &AppState,
+        tenant: &str,
+    ) -> Result<Option<axum::response::Response>, ApiError> {
+        let Some(key) = &self.key else {
+            return Ok(None);
+        };
+        let Some(a) = s.store.idempotent_answer(tenant, self.route, key).await? else {
+            return Ok(None);
+        };
+        if a.fingerprint != self.fingerprint {
+            return Err(ApiError::Conflict(format!(
+                "Idempotency-Key \"{key}\" was used for a different request in the last 24 hours"
+            )));
+        }
+        Ok(Some(respond(a.status, a.location, a.body, true)))
+    }
+
+    /// Stores the answer (when a key was given) and returns it as a response.
+    pub async fn answer(
+        &self,
+        s: &AppState,
+        tenant: &str,
+        status: u16,
+        location: Option<String>,
+        body: serde_json::Value,
+    ) -> Result<axum::response::Response, ApiError> {
+        if let Some(key) = &self.key {
+            let a = crate::store::IdempotentAnswer {
+                fingerprint: self.fingerprint.clone(),
+                status,
+                location: location.clone(),
+                body: body.clone(),
+            };
+            s.store.remember_answer(tenant, self.route, key, &a).await?;
+        }
+        Ok(respond(status, location, body, false))
+    }
+}
+
+fn respond(
+    status: u16,
+    location: Option<String>,
+    body: serde_json::Value,
+    replayed: bool,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let mut r = (
+        axum::http::StatusCode::from_u16(status).unwrap_or(axum::http::StatusCode::OK),
+        axum::Json(body),
+    )
+        .into_response();
+    if let Some(l) = location.and_then(|l| l.parse().ok()) {
+        r.headers_mut().insert(axum::http::header::LOCATION, l);
+    }
+    if replayed {
+        r.headers_mut().insert(
+            "idempotent-replayed",
+            axum::http::HeaderValue::from_static("true"),
+        );
+    }
+    r
+}
+
+/// 429 when storing `extra` more bytes would put the tenant over its quota.
+pub async fn check_bytes_quota(s: &AppState, tenant: &str, extra: usize) -> Result<(), ApiError> {
+    let quota = s.limits.quota_stored_bytes;
+    if quota > 0 {
+        let used = s.store.usage(tenant).await?.stored_bytes;
+        if used + extra as i64 > quota {
+            return Err(ApiError::TooMany {
+                detail: format!(
+                    "tenant {tenant} stores {used} bytes; {extra} more would pass its quota of {quota} (delete datasets or models)"
+                ),
+                retry_after: 3600,
+            });
+        }
+    }
+    Ok(())
 }

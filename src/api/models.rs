@@ -13,8 +13,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use super::auth::{Principal, Role};
 use super::error::parse_json;
-use super::{ApiError, AppState, Body, PageQuery, parse_id, parse_query, rfc3339};
+use super::{
+    ApiError, AppState, Body, Idempotency, PageQuery, check_bytes_quota, parse_id, parse_query,
+    rfc3339,
+};
 use crate::nn::{Model, ModelDocument};
 use crate::store::{ModelRecord, now_ms, to_json};
 
@@ -67,9 +71,16 @@ struct ImportQuery {
 
 async fn import(
     State(s): State<AppState>,
+    p: Principal,
+    headers: axum::http::HeaderMap,
     RawQuery(q): RawQuery,
     Body(body): Body,
 ) -> Result<impl IntoResponse, ApiError> {
+    p.require(Role::Trainer)?;
+    let idem = Idempotency::new(&headers, "POST /v1/models", q.as_deref(), &body)?;
+    if let Some(r) = idem.replay(&s, &p.tenant).await? {
+        return Ok(r);
+    }
     let q: ImportQuery = parse_query(q.as_deref())?;
     let doc: ModelDocument = parse_json(&body)?;
     let model = Model::from_document(&doc).map_err(ApiError::Invalid)?;
@@ -82,8 +93,11 @@ async fn import(
             ),
         ));
     }
+    let document = to_json(&model.to_document());
+    check_bytes_quota(&s, &p.tenant, document.to_string().len()).await?;
     let rec = ModelRecord {
         id: Uuid::new_v4(),
+        tenant: p.tenant.clone(),
         name: q.name,
         created_at: now_ms(),
         job_id: None,
@@ -92,34 +106,43 @@ async fn import(
         output_dim: model.network.output_dim() as i64,
         parameter_count: model.network.parameter_count() as i64,
         metrics: json!({}),
-        document: to_json(&model.to_document()),
+        document,
     };
     s.store.insert_model(&rec).await?;
-    s.models.put(rec.id, Arc::new(model));
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, format!("/v1/models/{}", rec.id))],
-        Json(view(&rec)),
-    ))
+    s.models.put(&p.tenant, rec.id, Arc::new(model));
+    idem.answer(
+        &s,
+        &p.tenant,
+        201,
+        Some(format!("/v1/models/{}", rec.id)),
+        view(&rec),
+    )
+    .await
 }
 
-async fn load(s: &AppState, id: &str) -> Result<ModelRecord, ApiError> {
+/// The caller's model `id`; another tenant's is "not found" too.
+async fn load(s: &AppState, p: &Principal, id: &str) -> Result<ModelRecord, ApiError> {
     let id = parse_id(id, "model")?;
-    s.store
-        .get_model(id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no model {id}")))
+    match s.store.get_model(id).await? {
+        Some(m) if m.tenant == p.tenant => Ok(m),
+        _ => Err(ApiError::NotFound(format!("no model {id}"))),
+    }
 }
 
-async fn read(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(view(&load(&s, &id).await?)))
+async fn read(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(view(&load(&s, &p, &id).await?)))
 }
 
 async fn export(
     State(s): State<AppState>,
+    p: Principal,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let m = load(&s, &id).await?;
+    let m = load(&s, &p, &id).await?;
     let disposition = format!("attachment; filename=\"model-{}.json\"", m.id);
     Ok((
         [(header::CONTENT_DISPOSITION, disposition)],
@@ -127,20 +150,32 @@ async fn export(
     ))
 }
 
-async fn list(State(s): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
+async fn list(
+    State(s): State<AppState>,
+    p: Principal,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
     let q: PageQuery = parse_query(q.as_deref())?;
     if q.status.is_some() {
         return Err(ApiError::invalid("/status", "models have no status filter"));
     }
-    let page = s.store.list_models(q.cursor()?, q.limit()?).await?;
+    let page = s
+        .store
+        .list_models(&p.tenant, q.cursor()?, q.limit()?)
+        .await?;
     Ok(Json(json!({
         "items": page.items.iter().map(view).collect::<Vec<_>>(),
         "next_cursor": page.next.map(|n| n.to_string()),
     })))
 }
 
-async fn remove(State(s): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
-    let id = parse_id(&id, "model")?;
+async fn remove(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    p.require(Role::Trainer)?;
+    let id = load(&s, &p, &id).await?.id;
     s.models.evict(id);
     if s.store.delete_model(id).await? {
         Ok(StatusCode::NO_CONTENT)
@@ -156,35 +191,32 @@ struct PredictRequest {
 }
 
 /// The loaded model for `id`, from the cache or the store.
-async fn model(s: &AppState, id: Uuid) -> Result<Arc<Model>, ApiError> {
-    if let Some(m) = s.models.get(id) {
+async fn model(s: &AppState, p: &Principal, id: Uuid) -> Result<Arc<Model>, ApiError> {
+    if let Some(m) = s.models.get(&p.tenant, id) {
         metrics::counter!("backprop_model_cache_total", "result" => "hit").increment(1);
         return Ok(m);
     }
     metrics::counter!("backprop_model_cache_total", "result" => "miss").increment(1);
-    let rec = s
-        .store
-        .get_model(id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no model {id}")))?;
+    let rec = load(s, p, &id.to_string()).await?;
     let doc: ModelDocument =
         serde_json::from_value(rec.document).map_err(|e| ApiError::Internal(e.to_string()))?;
     let m = Arc::new(
         Model::from_document(&doc)
             .map_err(|e| ApiError::Internal(format!("stored model {id}: {e:?}")))?,
     );
-    s.models.put(id, m.clone());
+    s.models.put(&p.tenant, id, m.clone());
     Ok(m)
 }
 
 async fn predict(
     State(s): State<AppState>,
+    p: Principal,
     Path(id): Path<String>,
     Body(body): Body,
 ) -> Result<Json<Value>, ApiError> {
     let started = std::time::Instant::now();
     let id = parse_id(&id, "model")?;
-    let m = model(&s, id).await?;
+    let m = model(&s, &p, id).await?;
     let req: PredictRequest = parse_json(&body)?;
     let width = m.input_dim();
     if req.inputs.is_empty() {

@@ -51,6 +51,8 @@ pub struct Settings {
     pub checkpoint_every: Duration,
     pub lease: Duration,
     pub worker: String,
+    /// Jobs one tenant may train at once (0 = no limit); the rest wait in the queue.
+    pub max_running_per_tenant: i64,
 }
 
 struct Inner {
@@ -199,7 +201,11 @@ impl Jobs {
                 match self
                     .inner
                     .store
-                    .claim_next_job(&self.inner.settings.worker, lease)
+                    .claim_next_job(
+                        &self.inner.settings.worker,
+                        lease,
+                        self.inner.settings.max_running_per_tenant,
+                    )
                     .await
                 {
                     Ok(Some(job)) => {
@@ -413,6 +419,7 @@ impl Jobs {
                     .and_then(|j| j.latest);
                 let model = ModelRecord {
                     id: Uuid::new_v4(),
+                    tenant: job.tenant.clone(),
                     name: job
                         .spec
                         .get("name")

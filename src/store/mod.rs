@@ -68,6 +68,7 @@ pub fn to_json<T: Serialize>(value: &T) -> serde_json::Value {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DatasetRecord {
     pub id: Uuid,
+    pub tenant: String,
     pub name: String,
     pub created_at: i64,
     pub rows: i64,
@@ -117,6 +118,7 @@ impl JobStatus {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct JobRecord {
     pub id: Uuid,
+    pub tenant: String,
     pub seq: i64,
     pub status: JobStatus,
     pub priority: i32,
@@ -141,6 +143,7 @@ pub struct JobRecord {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelRecord {
     pub id: Uuid,
+    pub tenant: String,
     pub name: Option<String>,
     pub created_at: i64,
     pub job_id: Option<Uuid>,
@@ -152,6 +155,26 @@ pub struct ModelRecord {
     /// The portable model document (what export returns).
     pub document: serde_json::Value,
 }
+
+/// A tenant's jobs and bytes, for quotas.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub queued: i64,
+    pub running: i64,
+    pub stored_bytes: i64,
+}
+
+/// The first answer to a request with an `Idempotency-Key`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IdempotentAnswer {
+    pub fingerprint: String,
+    pub status: u16,
+    pub location: Option<String>,
+    pub body: serde_json::Value,
+}
+
+/// How long idempotency keys are kept.
+pub const IDEMPOTENCY_TTL_MS: i64 = 24 * 3600 * 1000;
 
 /// How a job ends.
 #[derive(Clone, Debug)]
@@ -180,13 +203,19 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_dataset(&self, d: &DatasetRecord, data: &[u8]) -> Result<()>;
     async fn get_dataset(&self, id: Uuid) -> Result<Option<DatasetRecord>>;
     async fn dataset_data(&self, id: Uuid) -> Result<Option<Vec<u8>>>;
-    async fn list_datasets(&self, before: Option<i64>, limit: i64) -> Result<Page<DatasetRecord>>;
+    async fn list_datasets(
+        &self,
+        tenant: &str,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Page<DatasetRecord>>;
     async fn delete_dataset(&self, id: Uuid) -> Result<bool>;
 
     async fn insert_job(&self, j: &JobRecord) -> Result<()>;
     async fn get_job(&self, id: Uuid) -> Result<Option<JobRecord>>;
     async fn list_jobs(
         &self,
+        tenant: &str,
         status: Option<JobStatus>,
         before: Option<i64>,
         limit: i64,
@@ -196,10 +225,34 @@ pub trait Store: Send + Sync + 'static {
     /// Queued jobs ahead of this one (0 = next to run).
     async fn queue_position(&self, id: Uuid) -> Result<Option<i64>>;
     async fn count_jobs(&self, status: JobStatus) -> Result<i64>;
+    /// What a tenant holds now, for quotas.
+    async fn usage(&self, tenant: &str) -> Result<Usage>;
+    /// The stored answer to an earlier request with this idempotency key, if any
+    /// (answers older than a day are forgotten).
+    async fn idempotent_answer(
+        &self,
+        tenant: &str,
+        route: &str,
+        key: &str,
+    ) -> Result<Option<IdempotentAnswer>>;
+    /// Remembers the answer to a request with an idempotency key (the first one wins).
+    async fn remember_answer(
+        &self,
+        tenant: &str,
+        route: &str,
+        key: &str,
+        answer: &IdempotentAnswer,
+    ) -> Result<()>;
 
     /// Atomically takes the next queued job (highest priority, then oldest), marks it running
-    /// under a new attempt and a lease for `worker`, and returns it.
-    async fn claim_next_job(&self, worker: &str, lease_ms: i64) -> Result<Option<JobRecord>>;
+    /// under a new attempt and a lease for `worker`, and returns it. With
+    /// `max_running_per_tenant` > 0, jobs of tenants that already run that many wait.
+    async fn claim_next_job(
+        &self,
+        worker: &str,
+        lease_ms: i64,
+        max_running_per_tenant: i64,
+    ) -> Result<Option<JobRecord>>;
     /// Extends the lease; false when this worker's attempt no longer owns the job.
     async fn renew_lease(&self, id: Uuid, attempt: i64, lease_ms: i64) -> Result<bool>;
     /// Puts jobs whose lease expired (or all running jobs, at a single node's start) back in
@@ -239,7 +292,12 @@ pub trait Store: Send + Sync + 'static {
 
     async fn insert_model(&self, m: &ModelRecord) -> Result<()>;
     async fn get_model(&self, id: Uuid) -> Result<Option<ModelRecord>>;
-    async fn list_models(&self, before: Option<i64>, limit: i64) -> Result<Page<ModelRecord>>;
+    async fn list_models(
+        &self,
+        tenant: &str,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Page<ModelRecord>>;
     async fn delete_model(&self, id: Uuid) -> Result<bool>;
 }
 

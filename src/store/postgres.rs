@@ -62,6 +62,7 @@ macro_rules! db_now_ms {
 fn dataset(r: &PgRow) -> Result<DatasetRecord> {
     Ok(DatasetRecord {
         id: r.try_get("id")?,
+        tenant: r.try_get("tenant")?,
         name: r.try_get("name")?,
         created_at: r.try_get("created_at")?,
         rows: r.try_get("rows")?,
@@ -76,6 +77,7 @@ fn job(r: &PgRow) -> Result<JobRecord> {
     let status: String = r.try_get("status")?;
     Ok(JobRecord {
         id: r.try_get("id")?,
+        tenant: r.try_get("tenant")?,
         seq: r.try_get("seq")?,
         status: JobStatus::parse(&status)
             .ok_or_else(|| StoreError::Corrupt(format!("status {status}")))?,
@@ -100,6 +102,7 @@ fn job(r: &PgRow) -> Result<JobRecord> {
 fn model(r: &PgRow) -> Result<ModelRecord> {
     Ok(ModelRecord {
         id: r.try_get("id")?,
+        tenant: r.try_get("tenant")?,
         name: r.try_get("name")?,
         created_at: r.try_get("created_at")?,
         job_id: r.try_get("job_id")?,
@@ -121,8 +124,9 @@ fn page<T>(rows: &[PgRow], item: fn(&PgRow) -> Result<T>, limit: i64) -> Result<
     Ok(Page { items, next })
 }
 
-const DATASET_COLS: &str = "seq, id, name, created_at, rows, inputs, outputs, meta, size_bytes";
-const MODEL_COLS: &str = "seq, id, name, created_at, job_id, dataset_id, input_dim, output_dim, parameter_count, metrics, document";
+const DATASET_COLS: &str =
+    "seq, id, tenant, name, created_at, rows, inputs, outputs, meta, size_bytes";
+const MODEL_COLS: &str = "seq, id, tenant, name, created_at, job_id, dataset_id, input_dim, output_dim, parameter_count, metrics, document";
 
 /// Locks the job row while `attempt` still owns it (running under that attempt), so a
 /// concurrent requeue or claim waits for this transaction; false when it does not own it.
@@ -146,8 +150,8 @@ async fn insert_model_tx<'e, E: sqlx::Executor<'e, Database = Postgres>>(
     m: &ModelRecord,
 ) -> Result<()> {
     sqlx::query(
-        "INSERT INTO models (id, name, created_at, job_id, dataset_id, input_dim, output_dim, parameter_count, metrics, document)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        "INSERT INTO models (id, name, created_at, job_id, dataset_id, input_dim, output_dim, parameter_count, metrics, document, tenant)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(m.id)
     .bind(&m.name)
@@ -159,6 +163,7 @@ async fn insert_model_tx<'e, E: sqlx::Executor<'e, Database = Postgres>>(
     .bind(m.parameter_count)
     .bind(&m.metrics)
     .bind(&m.document)
+    .bind(&m.tenant)
     .execute(e)
     .await?;
     Ok(())
@@ -173,8 +178,8 @@ impl Store for PostgresStore {
 
     async fn insert_dataset(&self, d: &DatasetRecord, data: &[u8]) -> Result<()> {
         sqlx::query(
-            "INSERT INTO datasets (id, name, created_at, rows, inputs, outputs, meta, size_bytes, data)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "INSERT INTO datasets (id, name, created_at, rows, inputs, outputs, meta, size_bytes, data, tenant)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(d.id)
         .bind(&d.name)
@@ -185,6 +190,7 @@ impl Store for PostgresStore {
         .bind(&d.meta)
         .bind(d.size_bytes)
         .bind(data)
+        .bind(&d.tenant)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -208,13 +214,19 @@ impl Store for PostgresStore {
         Ok(r.map(|r| r.try_get("data")).transpose()?)
     }
 
-    async fn list_datasets(&self, before: Option<i64>, limit: i64) -> Result<Page<DatasetRecord>> {
+    async fn list_datasets(
+        &self,
+        tenant: &str,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Page<DatasetRecord>> {
         let q = format!(
-            "SELECT {DATASET_COLS} FROM datasets WHERE seq < $1 ORDER BY seq DESC LIMIT $2"
+            "SELECT {DATASET_COLS} FROM datasets WHERE seq < $1 AND tenant = $3 ORDER BY seq DESC LIMIT $2"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(q))
             .bind(before.unwrap_or(i64::MAX))
             .bind(limit)
+            .bind(tenant)
             .fetch_all(&self.pool)
             .await?;
         page(&rows, dataset, limit)
@@ -230,8 +242,8 @@ impl Store for PostgresStore {
 
     async fn insert_job(&self, j: &JobRecord) -> Result<()> {
         sqlx::query(
-            "INSERT INTO jobs (id, status, priority, dataset_id, spec, epochs, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO jobs (id, status, priority, dataset_id, spec, epochs, created_at, tenant)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(j.id)
         .bind(j.status.as_str())
@@ -240,6 +252,7 @@ impl Store for PostgresStore {
         .bind(&j.spec)
         .bind(j.epochs)
         .bind(j.created_at)
+        .bind(&j.tenant)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -256,17 +269,19 @@ impl Store for PostgresStore {
 
     async fn list_jobs(
         &self,
+        tenant: &str,
         status: Option<JobStatus>,
         before: Option<i64>,
         limit: i64,
     ) -> Result<Page<JobRecord>> {
         let rows = sqlx::query(
-            "SELECT * FROM jobs WHERE seq < $1 AND ($2::text IS NULL OR status = $2)
+            "SELECT * FROM jobs WHERE seq < $1 AND ($2::text IS NULL OR status = $2) AND tenant = $4
              ORDER BY seq DESC LIMIT $3",
         )
         .bind(before.unwrap_or(i64::MAX))
         .bind(status.map(|s| s.as_str()))
         .bind(limit)
+        .bind(tenant)
         .fetch_all(&self.pool)
         .await?;
         page(&rows, job, limit)
@@ -300,7 +315,84 @@ impl Store for PostgresStore {
         Ok(r.try_get("n")?)
     }
 
-    async fn claim_next_job(&self, worker: &str, lease_ms: i64) -> Result<Option<JobRecord>> {
+    async fn usage(&self, tenant: &str) -> Result<Usage> {
+        let r = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM jobs WHERE tenant = $1 AND status = 'queued') AS queued,
+                    (SELECT COUNT(*) FROM jobs WHERE tenant = $1 AND status = 'running') AS running,
+                    ((SELECT COALESCE(SUM(size_bytes), 0) FROM datasets WHERE tenant = $1)
+                   + (SELECT COALESCE(SUM(octet_length(document::text)), 0) FROM models WHERE tenant = $1))::bigint AS bytes",
+        )
+        .bind(tenant)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Usage {
+            queued: r.try_get("queued")?,
+            running: r.try_get("running")?,
+            stored_bytes: r.try_get("bytes")?,
+        })
+    }
+
+    async fn idempotent_answer(
+        &self,
+        tenant: &str,
+        route: &str,
+        key: &str,
+    ) -> Result<Option<IdempotentAnswer>> {
+        let r = sqlx::query(
+            "SELECT fingerprint, status, location, body FROM idempotency
+             WHERE tenant = $1 AND route = $2 AND key = $3 AND created_at > $4",
+        )
+        .bind(tenant)
+        .bind(route)
+        .bind(key)
+        .bind(now_ms() - IDEMPOTENCY_TTL_MS)
+        .fetch_optional(&self.pool)
+        .await?;
+        r.map(|r| {
+            Ok(IdempotentAnswer {
+                fingerprint: r.try_get("fingerprint")?,
+                status: r.try_get::<i32, _>("status")? as u16,
+                location: r.try_get("location")?,
+                body: r.try_get("body")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn remember_answer(
+        &self,
+        tenant: &str,
+        route: &str,
+        key: &str,
+        a: &IdempotentAnswer,
+    ) -> Result<()> {
+        sqlx::query("DELETE FROM idempotency WHERE created_at <= $1")
+            .bind(now_ms() - IDEMPOTENCY_TTL_MS)
+            .execute(&self.pool)
+            .await?;
+        sqlx::query(
+            "INSERT INTO idempotency (tenant, route, key, fingerprint, status, location, body, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+        )
+        .bind(tenant)
+        .bind(route)
+        .bind(key)
+        .bind(&a.fingerprint)
+        .bind(a.status as i32)
+        .bind(&a.location)
+        .bind(&a.body)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn claim_next_job(
+        &self,
+        worker: &str,
+        lease_ms: i64,
+        max_running_per_tenant: i64,
+    ) -> Result<Option<JobRecord>> {
         // One statement: the inner SELECT locks the row it picks and skips rows other
         // claimers hold, so concurrent nodes take different jobs without waiting on each other.
         sqlx::query(concat!(
@@ -309,6 +401,8 @@ impl Store for PostgresStore {
             db_now_ms!(),
             " + $2, started_at = COALESCE(started_at, $3)
              WHERE id = (SELECT id FROM jobs WHERE status = 'queued'
+                           AND ($4 <= 0 OR tenant NOT IN (SELECT tenant FROM jobs WHERE status = 'running'
+                                                         GROUP BY tenant HAVING COUNT(*) >= $4))
                          ORDER BY priority DESC, seq LIMIT 1 FOR UPDATE SKIP LOCKED)
                AND status = 'queued'
              RETURNING *"
@@ -316,6 +410,7 @@ impl Store for PostgresStore {
         .bind(worker)
         .bind(lease_ms)
         .bind(now_ms())
+        .bind(max_running_per_tenant)
         .fetch_optional(&self.pool)
         .await?
         .map(|r| job(&r))
@@ -584,12 +679,19 @@ impl Store for PostgresStore {
             .transpose()
     }
 
-    async fn list_models(&self, before: Option<i64>, limit: i64) -> Result<Page<ModelRecord>> {
-        let q =
-            format!("SELECT {MODEL_COLS} FROM models WHERE seq < $1 ORDER BY seq DESC LIMIT $2");
+    async fn list_models(
+        &self,
+        tenant: &str,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Page<ModelRecord>> {
+        let q = format!(
+            "SELECT {MODEL_COLS} FROM models WHERE seq < $1 AND tenant = $3 ORDER BY seq DESC LIMIT $2"
+        );
         let rows = sqlx::query(sqlx::AssertSqlSafe(q))
             .bind(before.unwrap_or(i64::MAX))
             .bind(limit)
+            .bind(tenant)
             .fetch_all(&self.pool)
             .await?;
         page(&rows, model, limit)

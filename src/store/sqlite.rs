@@ -73,6 +73,7 @@ fn opt_json(r: &SqliteRow, c: &str) -> Result<Option<serde_json::Value>> {
 fn dataset(r: &SqliteRow) -> Result<DatasetRecord> {
     Ok(DatasetRecord {
         id: uuid_col(r, "id")?,
+        tenant: r.try_get("tenant")?,
         name: r.try_get("name")?,
         created_at: r.try_get("created_at")?,
         rows: r.try_get("rows")?,
@@ -87,6 +88,7 @@ fn job(r: &SqliteRow) -> Result<JobRecord> {
     let status: String = r.try_get("status")?;
     Ok(JobRecord {
         id: uuid_col(r, "id")?,
+        tenant: r.try_get("tenant")?,
         seq: r.try_get("seq")?,
         status: JobStatus::parse(&status)
             .ok_or_else(|| StoreError::Corrupt(format!("status {status}")))?,
@@ -111,6 +113,7 @@ fn job(r: &SqliteRow) -> Result<JobRecord> {
 fn model(r: &SqliteRow) -> Result<ModelRecord> {
     Ok(ModelRecord {
         id: uuid_col(r, "id")?,
+        tenant: r.try_get("tenant")?,
         name: r.try_get("name")?,
         created_at: r.try_get("created_at")?,
         job_id: opt_uuid(r, "job_id")?,
@@ -132,16 +135,17 @@ fn page<T>(items: Vec<T>, seqs: Vec<i64>, limit: i64) -> Page<T> {
     Page { items, next }
 }
 
-const DATASET_COLS: &str = "seq, id, name, created_at, rows, inputs, outputs, meta, size_bytes";
-const MODEL_COLS: &str = "seq, id, name, created_at, job_id, dataset_id, input_dim, output_dim, parameter_count, metrics, document";
+const DATASET_COLS: &str =
+    "seq, id, tenant, name, created_at, rows, inputs, outputs, meta, size_bytes";
+const MODEL_COLS: &str = "seq, id, tenant, name, created_at, job_id, dataset_id, input_dim, output_dim, parameter_count, metrics, document";
 
 async fn insert_model_tx<'e, E: sqlx::Executor<'e, Database = sqlx::Sqlite>>(
     e: E,
     m: &ModelRecord,
 ) -> Result<()> {
     sqlx::query(
-        "INSERT INTO models (id, name, created_at, job_id, dataset_id, input_dim, output_dim, parameter_count, metrics, document)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO models (id, name, created_at, job_id, dataset_id, input_dim, output_dim, parameter_count, metrics, document, tenant)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(m.id.to_string())
     .bind(&m.name)
@@ -153,6 +157,7 @@ async fn insert_model_tx<'e, E: sqlx::Executor<'e, Database = sqlx::Sqlite>>(
     .bind(m.parameter_count)
     .bind(m.metrics.to_string())
     .bind(m.document.to_string())
+    .bind(&m.tenant)
     .execute(e)
     .await?;
     Ok(())
@@ -167,8 +172,8 @@ impl Store for SqliteStore {
 
     async fn insert_dataset(&self, d: &DatasetRecord, data: &[u8]) -> Result<()> {
         sqlx::query(
-            "INSERT INTO datasets (id, name, created_at, rows, inputs, outputs, meta, size_bytes, data)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO datasets (id, name, created_at, rows, inputs, outputs, meta, size_bytes, data, tenant)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(d.id.to_string())
         .bind(&d.name)
@@ -179,6 +184,7 @@ impl Store for SqliteStore {
         .bind(d.meta.to_string())
         .bind(d.size_bytes)
         .bind(data)
+        .bind(&d.tenant)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -202,10 +208,17 @@ impl Store for SqliteStore {
         Ok(r.map(|r| r.try_get("data")).transpose()?)
     }
 
-    async fn list_datasets(&self, before: Option<i64>, limit: i64) -> Result<Page<DatasetRecord>> {
-        let q =
-            format!("SELECT {DATASET_COLS} FROM datasets WHERE seq < ? ORDER BY seq DESC LIMIT ?");
+    async fn list_datasets(
+        &self,
+        tenant: &str,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Page<DatasetRecord>> {
+        let q = format!(
+            "SELECT {DATASET_COLS} FROM datasets WHERE tenant = ? AND seq < ? ORDER BY seq DESC LIMIT ?"
+        );
         let rows = sqlx::query(sqlx::AssertSqlSafe(q))
+            .bind(tenant)
             .bind(before.unwrap_or(i64::MAX))
             .bind(limit)
             .fetch_all(&self.pool)
@@ -231,8 +244,8 @@ impl Store for SqliteStore {
 
     async fn insert_job(&self, j: &JobRecord) -> Result<()> {
         sqlx::query(
-            "INSERT INTO jobs (id, status, priority, dataset_id, spec, epochs, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO jobs (id, status, priority, dataset_id, spec, epochs, created_at, tenant)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(j.id.to_string())
         .bind(j.status.as_str())
@@ -241,6 +254,7 @@ impl Store for SqliteStore {
         .bind(j.spec.to_string())
         .bind(j.epochs)
         .bind(j.created_at)
+        .bind(&j.tenant)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -257,13 +271,15 @@ impl Store for SqliteStore {
 
     async fn list_jobs(
         &self,
+        tenant: &str,
         status: Option<JobStatus>,
         before: Option<i64>,
         limit: i64,
     ) -> Result<Page<JobRecord>> {
         let rows = sqlx::query(
-            "SELECT * FROM jobs WHERE seq < ? AND (? IS NULL OR status = ?) ORDER BY seq DESC LIMIT ?",
+            "SELECT * FROM jobs WHERE tenant = ? AND seq < ? AND (? IS NULL OR status = ?) ORDER BY seq DESC LIMIT ?",
         )
+        .bind(tenant)
         .bind(before.unwrap_or(i64::MAX))
         .bind(status.map(|s| s.as_str()))
         .bind(status.map(|s| s.as_str()))
@@ -309,19 +325,101 @@ impl Store for SqliteStore {
         Ok(r.try_get("n")?)
     }
 
-    async fn claim_next_job(&self, worker: &str, lease_ms: i64) -> Result<Option<JobRecord>> {
+    async fn usage(&self, tenant: &str) -> Result<Usage> {
+        let r = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM jobs WHERE tenant = ?1 AND status = 'queued') AS queued,
+                    (SELECT COUNT(*) FROM jobs WHERE tenant = ?1 AND status = 'running') AS running,
+                    (SELECT COALESCE(SUM(size_bytes), 0) FROM datasets WHERE tenant = ?1)
+                  + (SELECT COALESCE(SUM(LENGTH(document)), 0) FROM models WHERE tenant = ?1) AS bytes",
+        )
+        .bind(tenant)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Usage {
+            queued: r.try_get("queued")?,
+            running: r.try_get("running")?,
+            stored_bytes: r.try_get("bytes")?,
+        })
+    }
+
+    async fn idempotent_answer(
+        &self,
+        tenant: &str,
+        route: &str,
+        key: &str,
+    ) -> Result<Option<IdempotentAnswer>> {
+        let r = sqlx::query(
+            "SELECT fingerprint, status, location, body FROM idempotency
+             WHERE tenant = ? AND route = ? AND key = ? AND created_at > ?",
+        )
+        .bind(tenant)
+        .bind(route)
+        .bind(key)
+        .bind(now_ms() - IDEMPOTENCY_TTL_MS)
+        .fetch_optional(&self.pool)
+        .await?;
+        r.map(|r| {
+            Ok(IdempotentAnswer {
+                fingerprint: r.try_get("fingerprint")?,
+                status: r.try_get::<i64, _>("status")? as u16,
+                location: r.try_get("location")?,
+                body: json_col(&r, "body")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn remember_answer(
+        &self,
+        tenant: &str,
+        route: &str,
+        key: &str,
+        a: &IdempotentAnswer,
+    ) -> Result<()> {
+        sqlx::query("DELETE FROM idempotency WHERE created_at <= ?")
+            .bind(now_ms() - IDEMPOTENCY_TTL_MS)
+            .execute(&self.pool)
+            .await?;
+        sqlx::query(
+            "INSERT INTO idempotency (tenant, route, key, fingerprint, status, location, body, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(tenant)
+        .bind(route)
+        .bind(key)
+        .bind(&a.fingerprint)
+        .bind(a.status as i64)
+        .bind(&a.location)
+        .bind(a.body.to_string())
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn claim_next_job(
+        &self,
+        worker: &str,
+        lease_ms: i64,
+        max_running_per_tenant: i64,
+    ) -> Result<Option<JobRecord>> {
         let now = now_ms();
         // One statement: SQLite serialises writers, so two claimers cannot take the same row.
         sqlx::query(
             "UPDATE jobs SET status = 'running', attempt = attempt + 1, worker = ?, lease_expires_at = ?,
                     started_at = COALESCE(started_at, ?)
-             WHERE id = (SELECT id FROM jobs WHERE status = 'queued' ORDER BY priority DESC, seq LIMIT 1)
+             WHERE id = (SELECT id FROM jobs WHERE status = 'queued'
+                           AND (? <= 0 OR tenant NOT IN (SELECT tenant FROM jobs WHERE status = 'running'
+                                                        GROUP BY tenant HAVING COUNT(*) >= ?))
+                         ORDER BY priority DESC, seq LIMIT 1)
                AND status = 'queued'
              RETURNING *",
         )
         .bind(worker)
         .bind(now + lease_ms)
         .bind(now)
+        .bind(max_running_per_tenant)
+        .bind(max_running_per_tenant)
         .fetch_optional(&self.pool)
         .await?
         .map(|r| job(&r))
@@ -582,9 +680,17 @@ impl Store for SqliteStore {
             .transpose()
     }
 
-    async fn list_models(&self, before: Option<i64>, limit: i64) -> Result<Page<ModelRecord>> {
-        let q = format!("SELECT {MODEL_COLS} FROM models WHERE seq < ? ORDER BY seq DESC LIMIT ?");
+    async fn list_models(
+        &self,
+        tenant: &str,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Page<ModelRecord>> {
+        let q = format!(
+            "SELECT {MODEL_COLS} FROM models WHERE tenant = ? AND seq < ? ORDER BY seq DESC LIMIT ?"
+        );
         let rows = sqlx::query(sqlx::AssertSqlSafe(q))
+            .bind(tenant)
             .bind(before.unwrap_or(i64::MAX))
             .bind(limit)
             .fetch_all(&self.pool)
