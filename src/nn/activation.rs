@@ -109,11 +109,10 @@ impl Activation {
             Activation::Tanh => Zip::from(&mut d)
                 .and(&a)
                 .for_each(|d, &a| *d = *d * (one - a * a)),
-            Activation::Relu => Zip::from(&mut d).and(&z).for_each(|d, &z| {
-                if z <= zero {
-                    *d = zero
-                }
-            }),
+            // A select rather than a conditional store, so the loop vectorises.
+            Activation::Relu => Zip::from(&mut d)
+                .and(&z)
+                .for_each(|d, &z| *d = if z <= zero { zero } else { *d }),
             Activation::LeakyRelu => Zip::from(&mut d).and(&z).for_each(|d, &z| {
                 if z <= zero {
                     *d = *d * alpha

@@ -251,6 +251,34 @@ impl<F: Real> Network<F> {
         grads: &mut Params<F>,
     ) -> F {
         let n = x.nrows();
+        let total = self.backward_deltas(ws, y, loss, batch_rows);
+        let dense = self
+            .layers
+            .iter()
+            .enumerate()
+            .filter_map(|(l, layer)| match layer {
+                Layer::Dense(_) => Some(l),
+                Layer::Dropout(_) => None,
+            });
+        for (k, l) in dense.enumerate() {
+            let rows = grads.w[k].nrows();
+            self.weight_gradient(ws, x, l, 0..rows, F::zero(), grads.w[k].view_mut());
+            ws.bias_gradient(l, n, grads.b[k].view_mut());
+        }
+        total
+    }
+
+    /// The first half of [`Network::backward`]: turns the workspace's `delta` of every dense
+    /// layer into dL/dz for the `y.nrows()` rows of the last forward pass, without forming the
+    /// weight gradients, and returns the rows' summed loss.
+    pub fn backward_deltas(
+        &self,
+        ws: &mut Workspace<F>,
+        y: ArrayView2<F>,
+        loss: Loss,
+        batch_rows: usize,
+    ) -> F {
+        let n = y.nrows();
         let last = self.layers.len() - 1;
         let Layer::Dense(out) = &self.layers[last] else {
             unreachable!("validated: the last layer is dense")
@@ -264,13 +292,11 @@ impl<F: Real> Network<F> {
             ws.delta[last].slice_mut(s![..n, ..]),
             batch_rows,
         );
-        let mut k = grads.w.len();
         for l in (0..=last).rev() {
             let (dbefore, dafter) = ws.delta.split_at_mut(l);
             let mut delta = dafter[0].slice_mut(s![..n, ..]);
             match &self.layers[l] {
                 Layer::Dense(d) => {
-                    k -= 1;
                     if l != last {
                         d.activation.backward(
                             d.alpha,
@@ -279,18 +305,7 @@ impl<F: Real> Network<F> {
                             delta.view_mut(),
                         );
                     }
-                    let input = if l == 0 {
-                        x
-                    } else {
-                        ws.a[l - 1].slice(s![..n, ..])
-                    };
-                    // dW = xᵀ·dz ; db = Σ_rows dz ; dx = dz·Wᵀ
-                    general_mat_mul(F::one(), &input.t(), &delta, F::zero(), &mut grads.w[k]);
-                    let gb = &mut grads.b[k];
-                    gb.fill(F::zero());
-                    for row in delta.rows() {
-                        Zip::from(&mut *gb).and(&row).for_each(|g, &v| *g = *g + v);
-                    }
+                    // dx = dz·Wᵀ
                     if l > 0 {
                         let mut prev = dbefore[l - 1].slice_mut(s![..n, ..]);
                         general_mat_mul(F::one(), &delta, &d.w.t(), F::zero(), &mut prev);
@@ -309,6 +324,35 @@ impl<F: Real> Network<F> {
             }
         }
         total
+    }
+
+    /// After [`Network::backward_deltas`]: `out ← beta·out + xᵀ·dz` for the input rows `rows`
+    /// of dense layer `l`'s weight gradient (`out` is those rows), where `x` is the layer's
+    /// input (the network input `x` for `l = 0`) over the workspace's rows.
+    pub fn weight_gradient(
+        &self,
+        ws: &Workspace<F>,
+        x: ArrayView2<F>,
+        l: usize,
+        rows: std::ops::Range<usize>,
+        beta: F,
+        mut out: ndarray::ArrayViewMut2<F>,
+    ) {
+        let n = x.nrows();
+        let input = if l == 0 {
+            x
+        } else {
+            ws.a[l - 1].slice(s![..n, ..])
+        };
+        let delta = ws.delta[l].slice(s![..n, ..]);
+        // dW = xᵀ·dz
+        general_mat_mul(
+            F::one(),
+            &input.slice(s![.., rows]).t(),
+            &delta,
+            beta,
+            &mut out,
+        );
     }
 }
 
@@ -340,6 +384,15 @@ impl<F: Real> Workspace<F> {
 
     pub fn capacity(&self) -> usize {
         self.rows
+    }
+
+    /// After [`Network::backward_deltas`]: `out ← Σ_rows dz` of dense layer `l` over the
+    /// first `n` rows, summed row by row in order.
+    pub fn bias_gradient(&self, l: usize, n: usize, mut out: ndarray::ArrayViewMut1<F>) {
+        out.fill(F::zero());
+        for row in self.delta[l].slice(s![..n, ..]).rows() {
+            Zip::from(&mut out).and(&row).for_each(|g, &v| *g = *g + v);
+        }
     }
 
     /// The network's output for the first `n` rows of the last forward pass.

@@ -338,17 +338,88 @@ impl Optimizer {
                     };
                     let (first, rest) = slots.split_at_mut(1);
                     let (m, v) = (&mut first[0][i], &mut rest[0][i]);
-                    for (((w, &g), m), v) in w.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut())
-                    {
-                        if decay != 0.0 {
-                            *w -= decay * *w;
-                        }
-                        *m += (1.0 - b1) * (g - *m);
-                        *v += (1.0 - b2) * (g * g - *v);
-                        *w -= alpha * *m / (v.sqrt() + eps);
-                    }
+                    let h = AdamStep {
+                        b1,
+                        b2,
+                        alpha,
+                        eps,
+                        decay,
+                    };
+                    h.apply_parallel(w, g, m, v);
                 }
             }
+        }
+    }
+}
+
+/// Elements per parallel piece of an element-wise update: big enough to amortise a rayon task,
+/// small enough that a layer's weights split across two or more threads.
+const UPDATE_PIECE: usize = 16 * 1024;
+
+/// One Adam/AdamW update's constants.
+#[derive(Clone, Copy)]
+struct AdamStep {
+    b1: f32,
+    b2: f32,
+    alpha: f32,
+    eps: f32,
+    decay: f32,
+}
+
+impl AdamStep {
+    /// The update over whole tensors, in pieces on the current rayon pool. Every element's
+    /// arithmetic is independent of the others, so the pieces and threads do not matter.
+    fn apply_parallel(self, w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+        use rayon::prelude::*;
+        if w.len() <= UPDATE_PIECE {
+            return self.apply(w, g, m, v);
+        }
+        w.par_chunks_mut(UPDATE_PIECE)
+            .zip(g.par_chunks(UPDATE_PIECE))
+            .zip(m.par_chunks_mut(UPDATE_PIECE))
+            .zip(v.par_chunks_mut(UPDATE_PIECE))
+            .for_each(|(((w, g), m), v)| self.apply(w, g, m, v));
+    }
+
+    /// With AVX-512 when the CPU has it (detected at run time): sqrt, division, products and
+    /// sums are correctly rounded at any vector width, so the results are the same bits.
+    fn apply(self, w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports AVX-512F, checked just above.
+            return unsafe { self.apply_avx512(w, g, m, v) };
+        }
+        self.apply_portable(w, g, m, v)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    fn apply_avx512(self, w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+        self.apply_portable(w, g, m, v)
+    }
+
+    #[inline(always)]
+    fn apply_portable(self, w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+        let n = w.len();
+        let (g, m, v) = (&g[..n], &mut m[..n], &mut v[..n]);
+        let AdamStep {
+            b1,
+            b2,
+            alpha,
+            eps,
+            decay,
+        } = self;
+        for j in 0..n {
+            let g = g[j];
+            let mut wj = w[j];
+            if decay != 0.0 {
+                wj -= decay * wj;
+            }
+            let mj = m[j] + (1.0 - b1) * (g - m[j]);
+            let vj = v[j] + (1.0 - b2) * (g * g - v[j]);
+            m[j] = mj;
+            v[j] = vj;
+            w[j] = wj - alpha * mj / (vj.sqrt() + eps);
         }
     }
 }
