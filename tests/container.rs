@@ -171,3 +171,50 @@ fn migrate_creates_the_database_and_help_reads_well() {
         assert!(text.contains(flag), "{flag} missing from --help:\n{text}");
     }
 }
+
+/// The README's configuration table and `backprop serve --help` list the same flags, each
+/// with its environment variable.
+#[test]
+fn the_readme_configuration_table_matches_help() {
+    let readme = include_str!("../README.md");
+    let help = Command::new(env!("CARGO_BIN_EXE_backprop"))
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    let table: Vec<(String, String)> = readme
+        .lines()
+        .filter(|l| l.starts_with("| `--"))
+        .map(|l| {
+            let cells: Vec<&str> = l.split('|').map(|c| c.trim().trim_matches('`')).collect();
+            (cells[1].to_string(), cells[2].to_string())
+        })
+        .collect();
+    let help_flags: Vec<String> = help
+        .split_whitespace()
+        .filter(|w| w.starts_with("--") && *w != "--help" && *w != "--version")
+        .map(|w| {
+            w.trim_end_matches([',', '='])
+                .split('=')
+                .next()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect();
+    for (flag, env) in &table {
+        assert!(
+            help_flags.contains(flag),
+            "README lists {flag}, --help does not"
+        );
+        assert!(
+            help.contains(&format!("[env: {env}")),
+            "{flag}: --help does not name {env}"
+        );
+    }
+    for flag in &help_flags {
+        assert!(
+            table.iter().any(|(f, _)| f == flag),
+            "--help has {flag}, the README's table does not"
+        );
+    }
+}
