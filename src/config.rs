@@ -22,8 +22,12 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run the HTTP API and the training workers (the default).
+    /// Run the HTTP API and the training workers (the default; `--no-workers` for the API
+    /// alone).
     Serve(Box<ServeArgs>),
+    /// Run training workers only: no API, just /healthz, /readyz and /metrics on
+    /// `--health-listen`. Needs a database the API nodes share (PostgreSQL).
+    Worker(WorkerArgs),
     /// Apply database migrations and exit.
     Migrate(DbArgs),
     /// Manage API keys in the keys file (only hashes are stored).
@@ -113,12 +117,11 @@ pub struct ServeArgs {
     /// A bearer token `/metrics` requires (open without).
     #[arg(long, env = "BACKPROP_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
-    /// Threads of the training pool (0 = one per core).
-    #[arg(long, env = "BACKPROP_THREADS", default_value_t = 0)]
-    pub threads: usize,
-    /// Jobs that train at the same time; the rest wait in the queue.
-    #[arg(long, env = "BACKPROP_MAX_CONCURRENT_JOBS", default_value_t = 2)]
-    pub max_concurrent_jobs: usize,
+    /// Serve the API only: never claim jobs (`backprop worker` nodes train them).
+    #[arg(long, env = "BACKPROP_NO_WORKERS")]
+    pub no_workers: bool,
+    #[command(flatten)]
+    pub queue: QueueArgs,
     /// Queued jobs beyond which new submissions get 429.
     #[arg(long, env = "BACKPROP_MAX_QUEUED_JOBS", default_value_t = 1000)]
     pub max_queued_jobs: i64,
@@ -143,18 +146,12 @@ pub struct ServeArgs {
     /// Most rows in one predict request.
     #[arg(long, env = "BACKPROP_MAX_PREDICT_ROWS", default_value_t = 100_000)]
     pub max_predict_rows: usize,
-    /// Jobs one tenant may train at once (0 = no limit); the rest wait in the queue.
-    #[arg(long, env = "BACKPROP_QUOTA_RUNNING_JOBS", default_value_t = 0)]
-    pub quota_running_jobs: i64,
     /// Queued jobs one tenant may have (0 = no limit); beyond it submissions get 429.
     #[arg(long, env = "BACKPROP_QUOTA_QUEUED_JOBS", default_value_t = 0)]
     pub quota_queued_jobs: i64,
     /// Bytes of datasets and models one tenant may store (0 = no limit); beyond it 429.
     #[arg(long, env = "BACKPROP_QUOTA_STORED_BYTES", default_value_t = 0)]
     pub quota_stored_bytes: i64,
-    /// Seconds between checkpoints of a running job (at epoch ends).
-    #[arg(long, env = "BACKPROP_CHECKPOINT_SECS", default_value_t = 2.0)]
-    pub checkpoint_secs: f64,
     /// Seconds a request may take before it is answered 503 (the event stream is exempt).
     #[arg(long, env = "BACKPROP_REQUEST_TIMEOUT_SECS", default_value_t = 60.0)]
     pub request_timeout_secs: f64,
@@ -164,6 +161,41 @@ pub struct ServeArgs {
     /// Models kept loaded for predictions.
     #[arg(long, env = "BACKPROP_MODEL_CACHE", default_value_t = 256)]
     pub model_cache: usize,
+}
+
+/// How this node's workers take and run jobs (`serve` without `--no-workers`, and `worker`).
+#[derive(Args, Debug, Clone)]
+pub struct QueueArgs {
+    /// Threads of the training pool (0 = one per core).
+    #[arg(long, env = "BACKPROP_THREADS", default_value_t = 0)]
+    pub threads: usize,
+    /// Jobs that train at the same time on this node; the rest wait in the queue.
+    #[arg(long, env = "BACKPROP_MAX_CONCURRENT_JOBS", default_value_t = 2)]
+    pub max_concurrent_jobs: usize,
+    /// Seconds between checkpoints of a running job (at epoch ends).
+    #[arg(long, env = "BACKPROP_CHECKPOINT_SECS", default_value_t = 2.0)]
+    pub checkpoint_secs: f64,
+    /// Seconds a claimed job's lease lasts without renewal: a node that dies loses its jobs
+    /// to other nodes after this long (expired leases are reaped every lease/2).
+    #[arg(long, env = "BACKPROP_LEASE_SECS", default_value_t = 30.0)]
+    pub lease_secs: f64,
+    /// Jobs one tenant may train at once (0 = no limit); the rest wait in the queue.
+    #[arg(long, env = "BACKPROP_QUOTA_RUNNING_JOBS", default_value_t = 0)]
+    pub quota_running_jobs: i64,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct WorkerArgs {
+    /// Address of the health endpoint (/healthz, /readyz, /metrics); there is no API.
+    #[arg(long, env = "BACKPROP_HEALTH_LISTEN", default_value = "127.0.0.1:8081")]
+    pub health_listen: SocketAddr,
+    #[command(flatten)]
+    pub db: DbArgs,
+    #[command(flatten)]
+    pub queue: QueueArgs,
+    /// A bearer token `/metrics` requires (open without).
+    #[arg(long, env = "BACKPROP_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
 }
 
 impl DbArgs {

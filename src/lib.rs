@@ -9,5 +9,6 @@ pub mod config;
 pub mod data;
 pub mod jobs;
 pub mod nn;
+pub mod probe;
 pub mod run;
 pub mod store;

@@ -21,6 +21,7 @@ async fn main() -> std::process::ExitCode {
         Some(Command::Keys(k)) => backprop::run::keys(k),
         Some(Command::Healthcheck(h)) => backprop::run::healthcheck(h.listen).await,
         Some(Command::Serve(args)) => backprop::run::serve(*args).await,
+        Some(Command::Worker(args)) => backprop::run::worker(args).await,
         None => backprop::run::serve(cli.serve).await,
     };
     match result {

@@ -1,15 +1,16 @@
 //! Wiring: opens the store, builds the training pool and the queue, and serves. `main.rs`
 //! calls this; integration tests run the real binary.
 
+use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 
 use crate::api::{self, AppState, Limits, ModelCache};
-use crate::config::{DbArgs, ServeArgs};
+use crate::config::{DbArgs, QueueArgs, ServeArgs, WorkerArgs};
 use crate::jobs::{Jobs, Settings};
-use crate::store::{PostgresStore, SqliteStore, Store};
+use crate::store::{PostgresStore, SqliteStore, Store, StoreError};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -117,8 +118,136 @@ pub async fn healthcheck(mut addr: std::net::SocketAddr) -> Result<(), BoxError>
     }
 }
 
+/// Opens the store of a long-running node. A PostgreSQL server that does not answer yet
+/// does not stop the node: it starts (/healthz 200, everything else 503) and the returned
+/// future finishes the migration once the database is back. Any other error is fatal.
+async fn open_node_store(db: &DbArgs) -> Result<(Arc<dyn Store>, Option<PostgresStore>), BoxError> {
+    let url = db.url();
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Ok((open_store(db).await?, None));
+    }
+    let pg = PostgresStore::connect(&url)?;
+    match pg.migrate().await {
+        Ok(()) => Ok((Arc::new(pg), None)),
+        Err(StoreError::Unavailable(e)) => {
+            tracing::warn!(error = %e, "database unavailable; starting anyway and retrying");
+            Ok((Arc::new(pg.clone()), Some(pg)))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Waits for a database that was away at start and migrates it (every 2 s until it works).
+async fn migrate_when_back(pg: PostgresStore) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        match pg.migrate().await {
+            Ok(()) => {
+                tracing::info!("database available; migrations applied");
+                return;
+            }
+            Err(e) => tracing::warn!(error = %e, "database still unavailable"),
+        }
+    }
+}
+
+/// Builds the queue. With `start`, it also requeues orphaned jobs and starts the dispatcher
+/// (once the database answers); without, the handle only relays cancels and live events
+/// (`serve --no-workers`).
+fn start_queue(
+    store: Arc<dyn Store>,
+    pending: Option<PostgresStore>,
+    q: &QueueArgs,
+    sqlite: bool,
+    start: bool,
+) -> Result<(Jobs, Option<tokio::task::JoinHandle<()>>, usize), BoxError> {
+    if q.lease_secs.is_nan() || q.lease_secs < 0.5 {
+        return Err(format!("--lease-secs must be at least 0.5, got {}", q.lease_secs).into());
+    }
+    let threads = match (start, q.threads) {
+        (false, _) => 1,
+        (true, 0) => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        (true, n) => n,
+    };
+    let pool = Arc::new(
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("train-pool-{i}"))
+            .start_handler(|_| lower_thread_priority())
+            .build()?,
+    );
+    let jobs = Jobs::new(
+        store.clone(),
+        pool,
+        Settings {
+            max_concurrent: q.max_concurrent_jobs.max(1),
+            checkpoint_every: Duration::from_secs_f64(q.checkpoint_secs.max(0.0)),
+            lease: Duration::from_secs_f64(q.lease_secs),
+            worker: format!("{}-{}", hostname(), std::process::id()),
+            max_running_per_tenant: q.quota_running_jobs,
+        },
+    );
+    if !start {
+        if pending.is_none() && sqlite {
+            tracing::warn!(
+                "--no-workers on SQLite: jobs run only if a `backprop worker` uses the same file"
+            );
+        }
+        return Ok((jobs, None, 0));
+    }
+    let dispatcher = {
+        let jobs = jobs.clone();
+        tokio::spawn(async move {
+            if let Some(pg) = pending {
+                migrate_when_back(pg).await;
+            }
+            // With SQLite this process is the only node, so every running job is an orphan
+            // of its previous life. A shared PostgreSQL has other nodes whose jobs are
+            // running for real: only expired leases are orphans (the dispatcher keeps
+            // looking for them).
+            match store.requeue_running(!sqlite).await {
+                Ok(0) => {}
+                Ok(requeued) => tracing::info!(
+                    requeued,
+                    "jobs that were running when their node stopped are queued again (or failed, past the attempt cap)"
+                ),
+                Err(e) => tracing::warn!(error = %e, "requeueing orphaned jobs failed"),
+            }
+            let dispatcher = jobs.start();
+            let _ = dispatcher.await;
+        })
+    };
+    Ok((jobs, Some(dispatcher), threads))
+}
+
+/// SIGINT or SIGTERM, as a watch channel any number of tasks can wait on.
+fn shutdown_channel() -> tokio::sync::watch::Receiver<bool> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+async fn signalled(mut rx: tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|v| *v).await;
+}
+
+/// Stops claiming, checkpoints the running jobs back into the queue (they resume on any
+/// node) and stops the dispatcher; within 8 s, so the process exits within 10.
+async fn stop_queue(jobs: &Jobs, dispatcher: Option<tokio::task::JoinHandle<()>>) {
+    if dispatcher.is_some() {
+        tracing::info!("shutting down: checkpointing running jobs");
+    }
+    jobs.shutdown(Duration::from_secs(8)).await;
+    if let Some(d) = dispatcher {
+        d.abort();
+    }
+}
+
 /// `backprop serve`: runs until SIGINT or SIGTERM, then stops taking jobs, checkpoints the
-/// running ones back into the queue and exits.
+/// running ones back into the queue and exits. With `--no-workers` it serves the API only.
 pub async fn serve(args: ServeArgs) -> Result<(), BoxError> {
     let keys_file = args
         .keys_file
@@ -150,42 +279,17 @@ pub async fn serve(args: ServeArgs) -> Result<(), BoxError> {
             }
         });
     }
-    let store = open_store(&args.db).await?;
-    // With SQLite this process is the only node, so every running job is an orphan of its
-    // previous life. A shared PostgreSQL has other nodes whose jobs are running for real:
-    // only expired leases are orphans (the dispatcher keeps looking for them).
-    let only_expired = !is_sqlite(&args.db.url());
-    let requeued = store.requeue_running(only_expired).await?;
-    if requeued > 0 {
-        tracing::info!(
-            requeued,
-            "jobs that were running when their node stopped are queued again (or failed, past the attempt cap)"
-        );
-    }
-    let threads = if args.threads == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    } else {
-        args.threads
+    let (store, pending) = open_node_store(&args.db).await?;
+    let sqlite = is_sqlite(&args.db.url());
+    let (jobs, dispatcher, threads) = match (args.no_workers, pending) {
+        (true, Some(pg)) => {
+            tokio::spawn(migrate_when_back(pg));
+            start_queue(store.clone(), None, &args.queue, sqlite, false)?
+        }
+        (no_workers, pending) => {
+            start_queue(store.clone(), pending, &args.queue, sqlite, !no_workers)?
+        }
     };
-    let pool = Arc::new(
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .thread_name(|i| format!("train-pool-{i}"))
-            .start_handler(|_| lower_thread_priority())
-            .build()?,
-    );
-    let jobs = Jobs::new(
-        store.clone(),
-        pool,
-        Settings {
-            max_concurrent: args.max_concurrent_jobs.max(1),
-            checkpoint_every: Duration::from_secs_f64(args.checkpoint_secs.max(0.0)),
-            lease: Duration::from_secs(30),
-            worker: format!("{}-{}", hostname(), std::process::id()),
-            max_running_per_tenant: args.quota_running_jobs,
-        },
-    );
-    let dispatcher = jobs.start();
     let state = AppState {
         store,
         jobs: jobs.clone(),
@@ -213,24 +317,50 @@ pub async fn serve(args: ServeArgs) -> Result<(), BoxError> {
     let listener = TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
-    tracing::info!(listen = %listener.local_addr()?, threads, "backprop serving");
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        let _ = tx.send(true);
-    });
-    let mut rx2 = rx.clone();
-    let server = api::serve(listener, state, async move {
-        let _ = rx2.wait_for(|v| *v).await;
-    });
-    let mut rx3 = rx;
+    let role = if args.no_workers {
+        "api"
+    } else {
+        "api+workers"
+    };
+    tracing::info!(listen = %listener.local_addr()?, role, threads, "backprop serving");
+    let rx = shutdown_channel();
+    let server = api::serve(listener, state, signalled(rx.clone()));
     let shutdown_jobs = async {
-        let _ = rx3.wait_for(|v| *v).await;
-        tracing::info!("shutting down: checkpointing running jobs");
-        jobs.shutdown(Duration::from_secs(8)).await;
-        dispatcher.abort();
+        signalled(rx).await;
+        stop_queue(&jobs, dispatcher).await;
     };
     let (served, ()) = tokio::join!(server, shutdown_jobs);
+    served?;
+    Ok(())
+}
+
+/// `backprop worker`: claims and trains jobs from the shared database, with no API; a small
+/// listener answers /healthz, /readyz and /metrics. SIGTERM releases its running jobs back to
+/// the queue (from their last checkpoint) for other nodes to take at once.
+pub async fn worker(args: WorkerArgs) -> Result<(), BoxError> {
+    let (store, pending) = open_node_store(&args.db).await?;
+    let sqlite = is_sqlite(&args.db.url());
+    let (jobs, dispatcher, threads) =
+        start_queue(store.clone(), pending, &args.queue, sqlite, true)?;
+    let probe = crate::probe::Probe {
+        store,
+        jobs: jobs.clone(),
+        metrics: install_metrics(),
+        metrics_token: args.metrics_token.clone(),
+    };
+    let listener = TcpListener::bind(args.health_listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.health_listen))?;
+    tracing::info!(health = %listener.local_addr()?, role = "workers", threads, "backprop working");
+    let rx = shutdown_channel();
+    let health = axum::serve(listener, crate::probe::app(probe))
+        .with_graceful_shutdown(signalled(rx.clone()))
+        .into_future();
+    let shutdown_jobs = async {
+        signalled(rx).await;
+        stop_queue(&jobs, dispatcher).await;
+    };
+    let (served, ()) = tokio::join!(health, shutdown_jobs);
     served?;
     Ok(())
 }

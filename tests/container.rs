@@ -172,16 +172,20 @@ fn migrate_creates_the_database_and_help_reads_well() {
     }
 }
 
-/// The README's configuration table and `backprop serve --help` list the same flags, each
+/// The README's configuration table and `backprop serve|worker --help` list the same flags, each
 /// with its environment variable.
 #[test]
 fn the_readme_configuration_table_matches_help() {
     let readme = include_str!("../README.md");
-    let help = Command::new(env!("CARGO_BIN_EXE_backprop"))
-        .args(["serve", "--help"])
-        .output()
-        .unwrap();
-    let help = String::from_utf8(help.stdout).unwrap();
+    let help_of = |cmd: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_backprop"))
+            .args([cmd, "--help"])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // `serve` and `worker` between them have every setting.
+    let help = help_of("serve") + &help_of("worker");
     let table: Vec<(String, String)> = readme
         .lines()
         .filter(|l| l.starts_with("| `--"))

@@ -270,7 +270,8 @@ impl Jobs {
         self.inner.wake.notify_one();
     }
 
-    /// Trains one claimed job; `None` means it goes back to the queue (shutdown).
+    /// Trains one claimed job; `None` means it goes back to the queue (shutdown, or the
+    /// database lost: the lease fences this attempt's writes either way).
     async fn train(&self, job: &JobRecord, control: Arc<Control>) -> Option<Finish> {
         let store = self.inner.store.clone();
         let (id, attempt) = (job.id, job.attempt);
@@ -290,11 +291,11 @@ impl Jobs {
                     &format!("dataset {dataset_id} was deleted before the job ran"),
                 ));
             }
-            Err(e) => return Some(failed(503, "Database unavailable", &e.to_string())),
+            Err(e) => return lost(&e),
         };
         let checkpoint = match store.load_checkpoint(id).await {
             Ok(c) => c,
-            Err(e) => return Some(failed(503, "Database unavailable", &e.to_string())),
+            Err(e) => return lost(&e),
         };
         let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
         let pool = self.inner.pool.clone();
@@ -334,17 +335,26 @@ impl Jobs {
         if let Err(e) = spawned {
             return Some(failed(500, "No training thread", &e.to_string()));
         }
-        // Keep the lease and watch for cancel/stop flags set through any node.
+        // Keep the lease and watch for cancel/stop flags set through any node. Renewals come
+        // three times per lease, so one slow round trip does not let it lapse.
+        let lost_job = Arc::new(AtomicBool::new(false));
         let watcher = {
             let store = store.clone();
             let control = control.clone();
-            let lease_ms = self.inner.settings.lease.as_millis() as i64;
+            let lost_job = lost_job.clone();
+            let lease = self.inner.settings.lease;
+            let every = (lease / 3).min(Duration::from_secs(2));
             tokio::spawn(async move {
                 loop {
-                    tokio::time::sleep(Duration::from_secs(2)).await;
-                    match store.renew_lease(id, attempt, lease_ms).await {
+                    tokio::time::sleep(every).await;
+                    match store
+                        .renew_lease(id, attempt, lease.as_millis() as i64)
+                        .await
+                    {
                         Ok(false) => {
                             // Lost the job (lease expired and someone else took it): stop writing.
+                            tracing::warn!("lease lost; another node owns the job now");
+                            lost_job.store(true, Ordering::SeqCst);
                             control.cancel.store(true, Ordering::Relaxed);
                             return;
                         }
@@ -362,12 +372,25 @@ impl Jobs {
                 }
             })
         };
+        // A write that fails (database away) or is fenced off (the lease lapsed) ends this
+        // attempt: the job goes back to the queue — now, or when its lease expires — and
+        // resumes from its last checkpoint, so the history never has a hole or a duplicate.
+        let give_up = |why: &str| {
+            tracing::warn!(
+                reason = why,
+                "interrupting the job; it will resume elsewhere"
+            );
+            lost_job.store(true, Ordering::SeqCst);
+            control.cancel.store(true, Ordering::Relaxed);
+        };
         let mut result = None;
         while let Some(msg) = rx.recv().await {
             match msg {
                 Msg::Resumed(epoch) => {
-                    if let Err(e) = store.truncate_history(id, attempt, epoch).await {
-                        tracing::warn!(error = %e, "could not truncate history");
+                    match store.truncate_history(id, attempt, epoch).await {
+                        Ok(true) => {}
+                        Ok(false) => give_up("fenced off"),
+                        Err(e) => give_up(&format!("could not truncate history: {e}")),
                     }
                     if epoch > 0 {
                         tracing::info!(epoch, "resumed from checkpoint");
@@ -386,8 +409,8 @@ impl Jobs {
                         .await
                     {
                         Ok(true) => self.publish(id, JobEvent::Epoch(rec.epoch as i64, value)),
-                        Ok(false) => control.cancel.store(true, Ordering::Relaxed),
-                        Err(e) => tracing::warn!(error = %e, "could not record an epoch"),
+                        Ok(false) => give_up("fenced off"),
+                        Err(e) => give_up(&format!("could not record an epoch: {e}")),
                     }
                     if let Some((epoch, bytes)) = ckpt
                         && let Err(e) = store.save_checkpoint(id, attempt, epoch, &bytes).await
@@ -402,6 +425,9 @@ impl Jobs {
             }
         }
         watcher.abort();
+        if lost_job.load(Ordering::SeqCst) {
+            return None;
+        }
         let shutting_down = self.inner.shutting_down.load(Ordering::SeqCst);
         Some(match result {
             None => failed(
@@ -459,6 +485,18 @@ impl Jobs {
             Some(Err(e @ TrainError::Spec(_))) => failed(422, "Invalid spec", &e.to_string()),
             Some(Err(TrainError::Checkpoint(m))) => failed(500, "Checkpoint unreadable", &m),
         })
+    }
+}
+
+/// A job whose dataset or checkpoint could not be read: back to the queue when the database
+/// is away (another attempt will read them), failed when the records are broken.
+fn lost(e: &crate::store::StoreError) -> Option<Finish> {
+    match e {
+        crate::store::StoreError::Unavailable(_) => {
+            tracing::warn!(error = %e, "database unavailable at start; releasing the job");
+            None
+        }
+        _ => Some(failed(500, "Database error", &e.to_string())),
     }
 }
 

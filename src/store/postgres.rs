@@ -25,20 +25,35 @@ impl PostgresStore {
     /// Connects to `url` (`postgres://…` or `postgresql://…`; `?options=-csearch_path%3Dx`
     /// selects a schema) and migrates the database.
     pub async fn open(url: &str) -> Result<Self> {
+        let store = Self::connect(url)?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// A pool for `url` that connects on first use, so a node starts while the database is
+    /// away: until it answers, every call fails with `Unavailable` after `ACQUIRE_TIMEOUT`.
+    pub fn connect(url: &str) -> Result<Self> {
         let opts = PgConnectOptions::from_str(url)
             .map_err(|e| StoreError::Unavailable(format!("bad database url: {e}")))?;
         let pool = PgPoolOptions::new()
             .max_connections(16)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(opts)
-            .await?;
-        MIGRATOR
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Database(format!("migrations: {e}")))?;
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_lazy_with(opts);
         Ok(PostgresStore { pool })
     }
+
+    /// Applies pending migrations (`Unavailable` when the database does not answer).
+    pub async fn migrate(&self) -> Result<()> {
+        MIGRATOR.run(&self.pool).await.map_err(|e| match e {
+            sqlx::migrate::MigrateError::Execute(e) => StoreError::from(e),
+            e => StoreError::Database(format!("migrations: {e}")),
+        })
+    }
 }
+
+/// How long a call waits for a connection before it fails as `Unavailable` (a 503): short,
+/// so requests fail fast while the database is away instead of piling up behind the pool.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// True for the SQLSTATEs that mean "the server is not there for us" rather than "this
 /// statement is wrong": connection exceptions (class 08), shutdown (57P01–57P03) and too

@@ -15,6 +15,8 @@ pub struct Server {
     pub dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     child: Option<Child>,
+    /// `serve` or `worker` (whose only listener is the health endpoint).
+    role: &'static str,
     args: Vec<String>,
     pub client: reqwest::Client,
 }
@@ -29,6 +31,15 @@ fn free_port() -> u16 {
 
 impl Server {
     pub async fn start(args: &[&str]) -> Server {
+        Self::start_role("serve", args).await
+    }
+
+    /// `backprop worker`: `base` is its health endpoint.
+    pub async fn start_worker(args: &[&str]) -> Server {
+        Self::start_role("worker", args).await
+    }
+
+    async fn start_role(role: &'static str, args: &[&str]) -> Server {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().to_path_buf();
         let mut s = Server {
@@ -37,6 +48,7 @@ impl Server {
             dir,
             _tmp: Some(tmp),
             child: None,
+            role,
             args: args.iter().map(|s| s.to_string()).collect(),
             client: reqwest::Client::new(),
         };
@@ -54,8 +66,12 @@ impl Server {
             .open(self.dir.join("server.log"))
             .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_backprop"))
-            .arg("serve")
-            .arg("--listen")
+            .arg(self.role)
+            .arg(if self.role == "worker" {
+                "--health-listen"
+            } else {
+                "--listen"
+            })
             .arg(format!("127.0.0.1:{}", self.port))
             .arg("--data-dir")
             .arg(&self.dir)
@@ -86,6 +102,10 @@ impl Server {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
     }
 
     pub fn kill9(&mut self) {
