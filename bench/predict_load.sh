@@ -12,7 +12,10 @@ PORT=${PORT:-18181}
 BIN=target/release/backprop
 DATA=$(mktemp -d)
 trap 'kill $SERVER 2>/dev/null || true; rm -rf "$DATA"' EXIT
-RUST_LOG=warn $BIN serve --listen 127.0.0.1:$PORT --data-dir "$DATA" --max-concurrent-jobs 2 &
+# With an API key, as a deployment runs (auth, metrics and request ids are always on).
+KEY=bench-secret-0123456789
+export KEY
+RUST_LOG=${RUST_LOG:-info} BACKPROP_API_KEYS="bench:admin:$KEY" $BIN serve --listen 127.0.0.1:$PORT --data-dir "$DATA" --max-concurrent-jobs 2 > "$DATA/server.log" 2>&1 &
 SERVER=$!
 for _ in $(seq 100); do curl -sf localhost:$PORT/healthz >/dev/null && break; sleep 0.1; done
 
@@ -22,7 +25,8 @@ random.seed(0)
 def layer(i, o, act):
     return {"units": o, "activation": act, "weights": [[random.gauss(0, 0.1) for _ in range(o)] for _ in range(i)], "bias": [0.0] * o}
 doc = {"input_dim": 64, "layers": [layer(64, 64, "relu"), layer(64, 64, "relu"), layer(64, 10, "softmax")]}
-r = urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{sys.argv[1]}/v1/models", json.dumps(doc).encode(), {"content-type": "application/json"}))
+import os
+r = urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{sys.argv[1]}/v1/models", json.dumps(doc).encode(), {"content-type": "application/json", "authorization": "Bearer " + os.environ["KEY"]}))
 print(json.load(r)["id"])
 PY
 )
@@ -32,6 +36,7 @@ cat > "$LUA" <<LUA
 wrk.method = "POST"
 wrk.body = '$ROW'
 wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer $KEY"
 LUA
 echo "== idle: wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency"
 wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$LUA" "http://127.0.0.1:$PORT/v1/models/$MODEL/predict" | grep -E "Requests/sec|50%|90%|99%|Non-2xx|errors"
@@ -42,8 +47,9 @@ import json, random, sys, urllib.request
 random.seed(1)
 X = [[random.random() for _ in range(64)] for _ in range(20000)]
 y = [int(sum(r[:8]) > 4) for r in X]
+import os
 def post(path, body):
-    r = urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{sys.argv[1]}{path}", json.dumps(body).encode(), {"content-type": "application/json"}))
+    r = urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{sys.argv[1]}{path}", json.dumps(body).encode(), {"content-type": "application/json", "authorization": "Bearer " + os.environ["KEY"]}))
     return json.load(r)
 ds = post("/v1/datasets", {"name": "load", "features": X, "targets": y})["id"]
 for seed in (1, 2):
@@ -51,8 +57,8 @@ for seed in (1, 2):
                       "loss": "binary_crossentropy", "epochs": 100000, "batch_size": 256, "seed": seed})
 PY
 sleep 3
-echo "running jobs: $(curl -s "localhost:$PORT/v1/jobs?status=running" | python3 -c 'import sys,json; print(len(json.load(sys.stdin)["items"]))')"
+echo "running jobs: $(curl -s -H "Authorization: Bearer $KEY" "localhost:$PORT/v1/jobs?status=running" | python3 -c 'import sys,json; print(len(json.load(sys.stdin)["items"]))')"
 echo "== while two jobs train: wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency"
 wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$LUA" "http://127.0.0.1:$PORT/v1/models/$MODEL/predict" | grep -E "Requests/sec|50%|90%|99%|Non-2xx|errors"
-curl -s "localhost:$PORT/v1/jobs?status=running" | python3 -c 'import sys,json; [print("job epoch", j["epoch"], "samples/s", round(j["metrics"]["samples_per_second"])) for j in json.load(sys.stdin)["items"]]'
+curl -s -H "Authorization: Bearer $KEY" "localhost:$PORT/v1/jobs?status=running" | python3 -c 'import sys,json; [print("job epoch", j["epoch"], "samples/s", round(j["metrics"]["samples_per_second"])) for j in json.load(sys.stdin)["items"]]'
 rm -f "$LUA"
