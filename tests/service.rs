@@ -589,4 +589,12 @@ async fn request_ids_round_trip_and_metrics_move() {
         "{metrics}"
     );
     assert!(metrics.contains("route=\"unmatched\",status=\"404\""));
+    assert!(value("backprop_db_connections{state=\"open\"}") >= 1.0);
+    for name in [
+        "backprop_queue_wait_seconds_bucket",
+        "backprop_epoch_duration_seconds_bucket",
+        "backprop_http_request_duration_seconds_bucket",
+    ] {
+        assert!(metrics.contains(name), "{name} missing");
+    }
 }

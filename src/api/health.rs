@@ -62,6 +62,9 @@ async fn metrics(
         }
     }
     metrics::gauge!("backprop_jobs_running_here").set(s.jobs.running_count() as f64);
+    let (open, idle) = s.store.pool_use();
+    metrics::gauge!("backprop_db_connections", "state" => "open").set(open as f64);
+    metrics::gauge!("backprop_db_connections", "state" => "idle").set(idle as f64);
     handle.run_upkeep();
     Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -199,6 +199,8 @@ pub struct Page<T> {
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<()>;
+    /// Connections of the pool: (open, idle).
+    fn pool_use(&self) -> (u32, u32);
 
     async fn insert_dataset(&self, d: &DatasetRecord, data: &[u8]) -> Result<()>;
     async fn get_dataset(&self, id: Uuid) -> Result<Option<DatasetRecord>>;

@@ -186,6 +186,10 @@ async fn insert_model_tx<'e, E: sqlx::Executor<'e, Database = Postgres>>(
 
 #[async_trait]
 impl Store for PostgresStore {
+    fn pool_use(&self) -> (u32, u32) {
+        (self.pool.size(), self.pool.num_idle() as u32)
+    }
+
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
