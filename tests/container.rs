@@ -222,3 +222,151 @@ fn the_readme_configuration_table_matches_help() {
         );
     }
 }
+
+/// Runs the compose file's Backprop service the way compose would (its command and
+/// environment on top of the image's), two replicas on one PostgreSQL: both come up healthy
+/// and a job submitted to one is trained by the pair. Needs `BACKPROP_TEST_POSTGRES_URL`.
+#[test]
+fn the_compose_replicas_run_as_configured() {
+    let Ok(pg) = std::env::var("BACKPROP_TEST_POSTGRES_URL") else {
+        eprintln!("skipped: BACKPROP_TEST_POSTGRES_URL not set");
+        return;
+    };
+    let compose = include_str!("../compose.yaml");
+    // The `x-backprop` anchor: its command and environment.
+    let block: Vec<&str> = compose
+        .lines()
+        .skip_while(|l| !l.starts_with("x-backprop:"))
+        .skip(1)
+        .take_while(|l| l.starts_with(' ') || l.is_empty())
+        .collect();
+    let command = block
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("command: "))
+        .expect("command");
+    let command = exec_form(command);
+    let mut env = BTreeMap::new();
+    let mut in_env = false;
+    for l in &block {
+        if l.trim_start().starts_with("environment:") {
+            in_env = true;
+            continue;
+        }
+        if in_env {
+            if !l.starts_with("    ") {
+                break;
+            }
+            let (k, v) = l.trim().split_once(": ").expect("KEY: value");
+            env.insert(k.to_string(), v.trim_matches('"').to_string());
+        }
+    }
+    assert!(env["DATABASE_URL"].starts_with("postgres://"));
+    assert!(
+        env["BACKPROP_API_KEYS"].starts_with("${BACKPROP_API_KEYS:?"),
+        "keys come from the operator"
+    );
+    // What compose would substitute, and this machine's database in a schema of our own.
+    let schema = format!("bp_compose_{}", std::process::id());
+    let admin = Command::new("psql")
+        .args([
+            pg.as_str(),
+            "-qc",
+            &format!("CREATE SCHEMA IF NOT EXISTS {schema}"),
+        ])
+        .status();
+    assert!(
+        admin.map(|s| s.success()).unwrap_or(false),
+        "psql could not create a schema"
+    );
+    let sep = if pg.contains('?') { '&' } else { '?' };
+    env.insert(
+        "DATABASE_URL".into(),
+        format!("{pg}{sep}options=-csearch_path%3D{schema}"),
+    );
+    env.insert(
+        "BACKPROP_API_KEYS".into(),
+        "t1:admin:compose-test-secret".into(),
+    );
+    let bin = env!("CARGO_BIN_EXE_backprop");
+    let mut nodes = vec![];
+    let mut ports = vec![];
+    for _ in 0..2 {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(bin)
+            .args(&command)
+            .envs(&env)
+            .env("BACKPROP_LISTEN", format!("0.0.0.0:{port}"))
+            .env("BACKPROP_DATA_DIR", dir.path())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        nodes.push((child, dir));
+        ports.push(port);
+    }
+    let healthy = |port: u16| {
+        Command::new(bin)
+            .args(["healthcheck", "--listen", &format!("127.0.0.1:{port}")])
+            .status()
+            .unwrap()
+            .success()
+    };
+    let t0 = Instant::now();
+    while !ports.iter().all(|&p| healthy(p)) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the replicas did not become healthy"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let state = rt.block_on(async {
+        let c = reqwest::Client::new();
+        let spec = serde_json::json!({"dataset": {"features": [[0, 0], [0, 1], [1, 0], [1, 1]], "targets": [0, 1, 1, 0]},
+            "layers": [{"units": 4, "activation": "tanh"}, {"units": 1}], "loss": "binary_crossentropy", "epochs": 50});
+        let job: serde_json::Value = c
+            .post(format!("http://127.0.0.1:{}/v1/jobs", ports[0]))
+            .bearer_auth("compose-test-secret")
+            .json(&spec)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = job["id"].as_str().unwrap().to_string();
+        loop {
+            // Either replica answers for the job.
+            let j: serde_json::Value = c
+                .get(format!("http://127.0.0.1:{}/v1/jobs/{id}", ports[1]))
+                .bearer_auth("compose-test-secret")
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if ["succeeded", "failed", "cancelled"].contains(&j["status"].as_str().unwrap_or("")) || t0.elapsed() > Duration::from_secs(60) {
+                return j["status"].clone();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    for (mut c, _) in nodes {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    let _ = Command::new("psql")
+        .args([pg.as_str(), "-qc", &format!("DROP SCHEMA {schema} CASCADE")])
+        .status();
+    assert_eq!(state, "succeeded");
+}
