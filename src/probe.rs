@@ -3,7 +3,6 @@
 //! the public API (`api::ROUTES`, openapi.yaml): a worker node serves no API at all.
 
 use axum::extract::State;
-use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -45,28 +44,16 @@ async fn metrics(
     State(p): State<Probe>,
     headers: axum::http::HeaderMap,
 ) -> Result<impl IntoResponse, ApiError> {
-    if let Some(token) = &p.metrics_token {
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if crate::auth::hash(given.unwrap_or("")) != crate::auth::hash(token) {
-            return Err(ApiError::Unauthorized(
-                "/metrics needs \"Authorization: Bearer METRICS_TOKEN\"",
-            ));
-        }
-    }
-    let Some(handle) = &p.metrics else {
-        return Err(ApiError::NotFound(
-            "metrics are not enabled in this process".into(),
-        ));
-    };
-    metrics::gauge!("backprop_jobs_running_here").set(p.jobs.running_count() as f64);
-    handle.run_upkeep();
-    Ok((
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        handle.render(),
-    ))
+    // A worker leaves the job-count gauges to the API nodes.
+    crate::api::health::render_metrics(
+        &headers,
+        p.metrics_token.as_deref(),
+        p.metrics.as_ref(),
+        &p.jobs,
+        p.store.as_ref(),
+        false,
+    )
+    .await
 }
 
 async fn healthz() -> Json<serde_json::Value> {

@@ -39,7 +39,28 @@ async fn metrics(
     State(s): State<AppState>,
     headers: axum::http::HeaderMap,
 ) -> Result<impl IntoResponse, ApiError> {
-    if let Some(token) = &s.metrics_token {
+    render_metrics(
+        &headers,
+        s.metrics_token.as_deref(),
+        s.metrics.as_ref(),
+        &s.jobs,
+        s.store.as_ref(),
+        true,
+    )
+    .await
+}
+
+/// `/metrics` for the API and for a worker's health listener: checks the optional token,
+/// refreshes the gauges read at scrape time (job counts only where `count_jobs`), renders.
+pub async fn render_metrics(
+    headers: &axum::http::HeaderMap,
+    token: Option<&str>,
+    handle: Option<&metrics_exporter_prometheus::PrometheusHandle>,
+    jobs: &crate::jobs::Jobs,
+    store: &dyn crate::store::Store,
+    count_jobs: bool,
+) -> Result<impl IntoResponse + use<>, ApiError> {
+    if let Some(token) = token {
         let given = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -50,19 +71,21 @@ async fn metrics(
             ));
         }
     }
-    let Some(handle) = &s.metrics else {
+    let Some(handle) = handle else {
         return Err(ApiError::NotFound(
             "metrics are not enabled in this process".into(),
         ));
     };
-    for st in crate::store::JobStatus::ALL {
-        if let Some(status) = crate::store::JobStatus::parse(st) {
-            let n = s.store.count_jobs(status).await?;
-            metrics::gauge!("backprop_jobs", "status" => st).set(n as f64);
+    if count_jobs {
+        for st in crate::store::JobStatus::ALL {
+            if let Some(status) = crate::store::JobStatus::parse(st) {
+                let n = store.count_jobs(status).await?;
+                metrics::gauge!("backprop_jobs", "status" => st).set(n as f64);
+            }
         }
     }
-    metrics::gauge!("backprop_jobs_running_here").set(s.jobs.running_count() as f64);
-    let (open, idle) = s.store.pool_use();
+    metrics::gauge!("backprop_jobs_running_here").set(jobs.running_count() as f64);
+    let (open, idle) = store.pool_use();
     metrics::gauge!("backprop_db_connections", "state" => "open").set(open as f64);
     metrics::gauge!("backprop_db_connections", "state" => "idle").set(idle as f64);
     handle.run_upkeep();
