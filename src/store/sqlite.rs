@@ -126,13 +126,14 @@ fn model(r: &SqliteRow) -> Result<ModelRecord> {
     })
 }
 
-fn page<T>(items: Vec<T>, seqs: Vec<i64>, limit: i64) -> Page<T> {
-    let next = if items.len() as i64 == limit {
-        seqs.last().copied()
-    } else {
-        None
+/// A listing page; the cursor is the last row's `seq` when the page is full.
+fn page<T>(rows: &[SqliteRow], item: fn(&SqliteRow) -> Result<T>, limit: i64) -> Result<Page<T>> {
+    let items = rows.iter().map(item).collect::<Result<Vec<_>>>()?;
+    let next = match rows.last() {
+        Some(last) if items.len() as i64 == limit => Some(last.try_get("seq")?),
+        _ => None,
     };
-    Page { items, next }
+    Ok(Page { items, next })
 }
 
 const DATASET_COLS: &str =
@@ -227,15 +228,7 @@ impl Store for SqliteStore {
             .bind(limit)
             .fetch_all(&self.pool)
             .await?;
-        let seqs = rows
-            .iter()
-            .map(|r| r.try_get("seq"))
-            .collect::<std::result::Result<_, _>>()?;
-        Ok(page(
-            rows.iter().map(dataset).collect::<Result<_>>()?,
-            seqs,
-            limit,
-        ))
+        page(&rows, dataset, limit)
     }
 
     async fn delete_dataset(&self, id: Uuid) -> Result<bool> {
@@ -290,15 +283,7 @@ impl Store for SqliteStore {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        let seqs = rows
-            .iter()
-            .map(|r| r.try_get("seq"))
-            .collect::<std::result::Result<_, _>>()?;
-        Ok(page(
-            rows.iter().map(job).collect::<Result<_>>()?,
-            seqs,
-            limit,
-        ))
+        page(&rows, job, limit)
     }
 
     async fn delete_job(&self, id: Uuid) -> Result<bool> {
@@ -699,15 +684,7 @@ impl Store for SqliteStore {
             .bind(limit)
             .fetch_all(&self.pool)
             .await?;
-        let seqs = rows
-            .iter()
-            .map(|r| r.try_get("seq"))
-            .collect::<std::result::Result<_, _>>()?;
-        Ok(page(
-            rows.iter().map(model).collect::<Result<_>>()?,
-            seqs,
-            limit,
-        ))
+        page(&rows, model, limit)
     }
 
     async fn delete_model(&self, id: Uuid) -> Result<bool> {
