@@ -351,6 +351,27 @@ fn one_and_two_threads_give_identical_runs() {
     assert_ne!(exact_all(&h1), exact_all(&h3));
 }
 
+/// Wide layers make every product big enough to be split over the threads (by columns and by
+/// rows), and full-batch training runs each batch in several passes whose gradients are summed:
+/// neither may change a bit.
+#[test]
+fn split_products_and_multi_pass_batches_give_identical_runs() {
+    let data = three_blobs(3000, 3);
+    for batch in [128, 2400] {
+        let s = spec(&format!(
+            r#"{{"layers": [{{"units": 512, "activation": "relu"}}, {{"dropout": 0.3}},
+                           {{"units": 256, "activation": "tanh"}}, {{"units": 3, "activation": "softmax"}}],
+                "loss": "categorical_crossentropy", "optimizer": {{"type": "adam", "learning_rate": 0.001}},
+                "epochs": 3, "batch_size": {batch}, "validation_split": 0.2, "seed": 4}}"#
+        ));
+        let (one, h1) = train(&s, &data, None, 1).unwrap();
+        let (two, h2) = train(&s, &data, None, 2).unwrap();
+        assert_eq!(exact_all(&h1), exact_all(&h2), "batch {batch}");
+        assert_eq!(one.model.network, two.model.network, "batch {batch}");
+        assert!(h1[2].loss < h1[0].loss, "batch {batch}: {h1:?}");
+    }
+}
+
 #[test]
 fn a_resumed_run_continues_bit_for_bit() {
     let data = three_blobs(600, 21);

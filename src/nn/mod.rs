@@ -3,6 +3,7 @@
 //! about HTTP, databases or the async runtime.
 
 pub mod activation;
+pub mod batch;
 pub mod loss;
 pub mod model;
 pub mod network;

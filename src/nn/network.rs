@@ -360,11 +360,11 @@ impl<F: Real> Network<F> {
 pub struct Workspace<F> {
     rows: usize,
     /// Pre-activations of dense layers; the mask of dropout layers.
-    z: Vec<Array2<F>>,
+    pub(super) z: Vec<Array2<F>>,
     /// Layer outputs.
-    a: Vec<Array2<F>>,
+    pub(super) a: Vec<Array2<F>>,
     /// dL/d(layer output), turned into dL/dz in place for dense layers.
-    delta: Vec<Array2<F>>,
+    pub(super) delta: Vec<Array2<F>>,
 }
 
 impl<F: Real> Workspace<F> {

@@ -6,11 +6,11 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use ndarray::{Array1, Array2, ArrayView2, Axis, s};
-use rayon::prelude::*;
+use ndarray::{Array1, Array2, ArrayView2, Axis};
 use serde::{Deserialize, Serialize};
 
 use super::activation::argmax_rows;
+use super::batch::BatchStep;
 use super::loss::Loss;
 use super::model::Model;
 use super::network::{Dense, Layer, Network, Params, Workspace};
@@ -20,15 +20,7 @@ use super::rng::{Rng, Stream};
 use super::schedule::{Schedule, ScheduleState};
 use super::spec::{Plan, PlannedLayer, SpecError, TargetShape, TrainSpec};
 
-/// Rows per parallel chunk. Fixed (never derived from the thread count) so results do not
-/// depend on how many threads run.
-pub const CHUNK_ROWS: usize = 64;
-
-/// Row blocks each weight gradient `dW = Σ_chunks xᵀ·dz` is split into so its GEMMs run in
-/// parallel. Fixed, like [`CHUNK_ROWS`]: every element of `dW` is computed by the same
-/// arithmetic (chunk 0's product, then each later chunk's added with β = 1) whatever the
-/// threads.
-const GRADIENT_PARTS: usize = 4;
+pub use super::batch::CHUNK_ROWS;
 
 pub const MONITORS: [&str; 6] = [
     "loss",
@@ -339,17 +331,9 @@ impl Session {
         }
         let n = self.x_train.nrows();
         let batch = spec.batch_size.clamp(1, n.max(1));
-        let chunk = CHUNK_ROWS.min(batch);
-        let n_chunks = batch.div_ceil(chunk);
         let (d, k) = (self.x_train.ncols(), self.y_train.ncols());
-        let mut workers: Vec<Worker> = (0..n_chunks)
-            .map(|_| Worker::new(&state.network, chunk, d, k))
-            .collect();
+        let mut step = BatchStep::new(&state.network, batch, d, k);
         let mut grads = Params::zeros_like(&state.network);
-        // Positions of the dense layers in `layers`, in gradient order.
-        let dense_layers: Vec<usize> = (state.network.layers.iter().enumerate())
-            .filter_map(|(l, layer)| matches!(layer, Layer::Dense(_)).then_some(l))
-            .collect();
         let mut eval_ws = Workspace::new(&state.network, 256);
         let base_lr = spec.optimizer.learning_rate();
         let penalties: Vec<(f32, f32)> = self
@@ -398,32 +382,20 @@ impl Session {
                     if control.stop.load(Ordering::Relaxed) {
                         return Ok(true);
                     }
-                    let net = &state.network;
-                    let used = rows.len().div_ceil(chunk);
-                    let (x, y) = (&self.x_train, &self.y_train);
-                    let batch_rows = rows.len();
-                    let loss = spec.loss;
-                    let step = |(c, w): (usize, &mut Worker)| {
-                        let mine = &rows[c * chunk..((c + 1) * chunk).min(batch_rows)];
-                        let mut rng = Rng::derive(
+                    let dropout = |c: usize| {
+                        Rng::derive(
                             spec.seed,
                             Stream::Dropout,
                             &[epoch as u64, bi as u64, c as u64],
-                        );
-                        w.run(net, x, y, mine, loss, batch_rows, &mut rng);
+                        )
                     };
-                    if used > 1 {
-                        workers[..used].par_iter_mut().enumerate().for_each(step);
-                    } else {
-                        workers[..1].iter_mut().enumerate().for_each(step);
-                    }
-                    // Fixed summation order: chunk 0, 1, 2, …
-                    for w in &workers[..used] {
-                        loss_sum += w.loss;
-                        correct += w.correct;
-                        abs_err += w.abs_err;
-                    }
-                    sum_gradients(net, &dense_layers, &workers[..used], &mut grads);
+                    let (x, y) = (&self.x_train, &self.y_train);
+                    step.run(&state.network, x, y, rows, spec.loss, &mut grads, &dropout);
+                    let batch_rows = rows.len();
+                    // Fixed summation order: batch by batch, chunk by chunk.
+                    loss_sum += step.loss;
+                    correct += step.correct;
+                    abs_err += step.abs_err;
                     seen += batch_rows;
                     if !loss_sum.is_finite() {
                         return Err(diverged(epoch + 1, "loss", loss_sum, lr));
@@ -720,99 +692,8 @@ fn penalty_value(net: &Network<f32>, pen: &[(f32, f32)]) -> f64 {
         .sum()
 }
 
-/// `grads ← Σ_chunks` of each chunk's weight and bias gradients, in chunk order, with the
-/// weight gradients' GEMMs split into [`GRADIENT_PARTS`] row blocks run on the current pool.
-fn sum_gradients(
-    net: &Network<f32>,
-    dense_layers: &[usize],
-    workers: &[Worker],
-    grads: &mut Params<f32>,
-) {
-    for (k, &l) in dense_layers.iter().enumerate() {
-        let part = grads.w[k].nrows().div_ceil(GRADIENT_PARTS).max(1);
-        let block = |(p, mut out): (usize, ndarray::ArrayViewMut2<f32>)| {
-            let rows = p * part..p * part + out.nrows();
-            for (c, w) in workers.iter().enumerate() {
-                let beta = if c == 0 { 0.0 } else { 1.0 };
-                let x = w.x.slice(s![..w.rows, ..]);
-                net.weight_gradient(&w.ws, x, l, rows.clone(), beta, out.view_mut());
-            }
-        };
-        grads.w[k]
-            .axis_chunks_iter_mut(Axis(0), part)
-            .into_par_iter()
-            .enumerate()
-            .for_each(block);
-        let gb = &mut grads.b[k];
-        gb.assign(&workers[0].db[k]);
-        for w in &workers[1..] {
-            *gb += &w.db[k];
-        }
-    }
-}
-
-/// One chunk's buffers and results.
-struct Worker {
-    ws: Workspace<f32>,
-    x: Array2<f32>,
-    y: Array2<f32>,
-    /// Rows of the last chunk run.
-    rows: usize,
-    /// This chunk's bias gradients, per dense layer.
-    db: Vec<Array1<f32>>,
-    loss: f64,
-    correct: f64,
-    abs_err: f64,
-}
-
-impl Worker {
-    fn new(net: &Network<f32>, rows: usize, d: usize, k: usize) -> Self {
-        Worker {
-            ws: Workspace::new(net, rows),
-            x: Array2::zeros((rows, d)),
-            y: Array2::zeros((rows, k)),
-            rows: 0,
-            db: net.dense().map(|d| Array1::zeros(d.b.raw_dim())).collect(),
-            loss: 0.0,
-            correct: 0.0,
-            abs_err: 0.0,
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn run(
-        &mut self,
-        net: &Network<f32>,
-        x: &Array2<f32>,
-        y: &Array2<f32>,
-        rows: &[usize],
-        loss: Loss,
-        batch_rows: usize,
-        rng: &mut Rng,
-    ) {
-        let n = rows.len();
-        for (r, &i) in rows.iter().enumerate() {
-            self.x.row_mut(r).assign(&x.row(i));
-            self.y.row_mut(r).assign(&y.row(i));
-        }
-        let xv = self.x.slice(s![..n, ..]);
-        let yv = self.y.slice(s![..n, ..]);
-        net.forward(&mut self.ws, xv, Some(rng));
-        let (c, e) = score(self.ws.output(n), yv, loss);
-        self.correct = c;
-        self.abs_err = e;
-        self.loss = net.backward_deltas(&mut self.ws, yv, loss, batch_rows) as f64;
-        self.rows = n;
-        let dense = net.layers.iter().enumerate();
-        let dense = dense.filter(|(_, layer)| matches!(layer, Layer::Dense(_)));
-        for ((l, _), db) in dense.zip(&mut self.db) {
-            self.ws.bias_gradient(l, n, db.view_mut());
-        }
-    }
-}
-
 /// (correct predictions, summed absolute error) of outputs `p` against targets `y`.
-fn score(p: ArrayView2<f32>, y: ArrayView2<f32>, loss: Loss) -> (f64, f64) {
+pub(super) fn score(p: ArrayView2<f32>, y: ArrayView2<f32>, loss: Loss) -> (f64, f64) {
     if loss.is_categorical() {
         let a = argmax_rows(p);
         let b = argmax_rows(y);
