@@ -266,16 +266,20 @@ impl Harness {
         let srv = &self.srv;
         let (st, ready) = srv.get("/readyz").await;
         assert_eq!(st, 200, "{ready}");
-        let ledger = self.ledger.lock().unwrap();
-        let ledger_datasets: Vec<(String, Value, Value)> = ledger
-            .datasets
-            .iter()
-            .map(|(id, (sent, ack))| (id.clone(), sent.clone(), ack.clone()))
-            .collect();
-        let ledger_jobs = ledger.jobs.clone();
-        let ledger_models = ledger.models.clone();
-        let deleted = ledger.deleted.clone();
-        drop(ledger);
+        let (ledger_datasets, ledger_jobs, ledger_models, deleted) = {
+            let ledger = self.ledger.lock().unwrap();
+            let datasets: Vec<(String, Value, Value)> = ledger
+                .datasets
+                .iter()
+                .map(|(id, (sent, ack))| (id.clone(), sent.clone(), ack.clone()))
+                .collect();
+            (
+                datasets,
+                ledger.jobs.clone(),
+                ledger.models.clone(),
+                ledger.deleted.clone(),
+            )
+        };
 
         // Datasets: every acknowledged one as it was answered, with the bytes that were
         // sent; every listed one (acknowledged or not) whole.
