@@ -6,6 +6,7 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod crash;
 pub mod data;
 pub mod jobs;
 pub mod nn;

@@ -12,59 +12,8 @@ mod common;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use common::{Server, circle};
+use common::{Dice, Schema, Server, circle, losses};
 use serde_json::{Value, json};
-use sqlx::{Connection, Executor};
-
-/// A schema of its own on the test database, dropped when this goes out of scope.
-struct Schema {
-    base: String,
-    name: String,
-    url: String,
-}
-
-impl Schema {
-    async fn create() -> Option<Schema> {
-        let Ok(base) = std::env::var("BACKPROP_TEST_POSTGRES_URL") else {
-            println!("skipped: BACKPROP_TEST_POSTGRES_URL not set");
-            return None;
-        };
-        let name = format!("bp_chaos_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = sqlx::PgConnection::connect(&base)
-            .await
-            .unwrap_or_else(|e| panic!("cannot connect to {base}: {e}"));
-        admin
-            .execute(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {name}")))
-            .await
-            .expect("create schema");
-        let sep = if base.contains('?') { '&' } else { '?' };
-        let url = format!("{base}{sep}options=-csearch_path%3D{name}");
-        Some(Schema { base, name, url })
-    }
-}
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        // Drop runs inside the test's runtime: do the cleanup on a thread of its own.
-        let (base, name) = (self.base.clone(), self.name.clone());
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async {
-                if let Ok(mut c) = sqlx::PgConnection::connect(&base).await {
-                    let _ = c
-                        .execute(sqlx::AssertSqlSafe(format!(
-                            "DROP SCHEMA IF EXISTS {name} CASCADE"
-                        )))
-                        .await;
-                }
-            });
-        })
-        .join();
-    }
-}
 
 /// A node on the shared database; `extra` adds role flags.
 async fn node(url: &str, extra: &[&str]) -> Server {
@@ -131,51 +80,6 @@ async fn wait_all(srv: &Server, ids: &[String], timeout: Duration) -> Vec<Value>
     }
 }
 
-/// The `loss` of every epoch, after checking the history is exactly epochs 1..=n.
-async fn losses(srv: &Server, id: &str, n: i64) -> Vec<Value> {
-    let (st, h) = srv.get(&format!("/v1/jobs/{id}/history")).await;
-    assert_eq!(st, 200, "{h}");
-    let epochs = h["epochs"].as_array().unwrap();
-    let numbers: Vec<i64> = epochs
-        .iter()
-        .map(|e| e["epoch"].as_i64().unwrap())
-        .collect();
-    assert_eq!(
-        numbers,
-        (1..=n).collect::<Vec<_>>(),
-        "job {id}: each epoch recorded once, in order"
-    );
-    epochs.iter().map(|e| e["loss"].clone()).collect()
-}
-
-/// A small xorshift, seeded from the clock and printed, so a failing run can be replayed
-/// with `BACKPROP_CHAOS_SEED`.
-struct Dice(u64);
-
-impl Dice {
-    fn new() -> Dice {
-        let seed = std::env::var("BACKPROP_CHAOS_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_nanos() as u64
-                    | 1
-            });
-        println!("chaos seed {seed} (BACKPROP_CHAOS_SEED={seed} replays the choices)");
-        Dice(seed)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 % n as u64) as usize
-    }
-}
-
 const FAST: [&str; 4] = ["--checkpoint-secs", "0.1", "--lease-secs", "2"];
 
 #[tokio::test]
@@ -192,7 +96,7 @@ async fn killed_nodes_lose_no_job_and_change_no_number() {
     let specs = chaos_specs(&ds);
     let ids = submit(&nodes[0], &specs).await;
 
-    let mut dice = Dice::new();
+    let mut dice = Dice::new("BACKPROP_CHAOS_SEED");
     for round in 0..2 {
         // Kill while jobs are mid-training: after a few epochs have been checkpointed.
         let t = Instant::now();

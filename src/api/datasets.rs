@@ -49,10 +49,11 @@ pub fn view(d: &DatasetRecord) -> Value {
     v
 }
 
-/// Stores a parsed dataset and returns its record.
+/// Stores a parsed dataset under `id` and returns its record.
 pub async fn store_dataset(
     s: &AppState,
     tenant: &str,
+    id: Uuid,
     name: String,
     ds: &Dataset,
 ) -> Result<DatasetRecord, ApiError> {
@@ -63,7 +64,7 @@ pub async fn store_dataset(
     };
     check_bytes_quota(s, tenant, blob.len()).await?;
     let rec = DatasetRecord {
-        id: Uuid::new_v4(),
+        id,
         tenant: tenant.to_string(),
         name,
         created_at: now_ms(),
@@ -95,6 +96,21 @@ async fn create(
     if let Some(r) = idem.replay(&s, &p.tenant).await? {
         return Ok(r);
     }
+    let id = match s
+        .store
+        .get_dataset(idem.record_id(&p.tenant, "dataset"))
+        .await?
+    {
+        // Stored by this key's first request, which died before answering.
+        Some(d) if idem.is_retry_of(d.created_at) => {
+            let location = format!("/v1/datasets/{}", d.id);
+            return idem
+                .answer(&s, &p.tenant, 201, Some(location), view(&d))
+                .await;
+        }
+        Some(_) => Uuid::new_v4(),
+        None => idem.record_id(&p.tenant, "dataset"),
+    };
     let ctype = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -142,7 +158,8 @@ async fn create(
     if name.trim().is_empty() || name.len() > 200 {
         return Err(ApiError::invalid("/name", "must be 1 to 200 characters"));
     }
-    let rec = store_dataset(&s, &p.tenant, name, &ds).await?;
+    let rec = store_dataset(&s, &p.tenant, id, name, &ds).await?;
+    crate::crash::point("dataset_ack");
     let location = format!("/v1/datasets/{}", rec.id);
     idem.answer(&s, &p.tenant, 201, Some(location), view(&rec))
         .await
@@ -191,6 +208,7 @@ async fn remove(
     p.require(Role::Trainer)?;
     let d = load(&s, &p, &id).await?;
     if s.store.delete_dataset(d.id).await? {
+        crate::crash::point("delete_ack");
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound(format!("no dataset {}", d.id)))

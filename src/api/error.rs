@@ -91,6 +91,9 @@ impl From<StoreError> for ApiError {
             StoreError::Unavailable(m) => {
                 ApiError::Unavailable(format!("the database is unavailable: {m}"))
             }
+            StoreError::Duplicate(m) => ApiError::Conflict(format!(
+                "a request with the same Idempotency-Key is being processed; retry ({m})"
+            )),
             other => ApiError::Internal(other.to_string()),
         }
     }

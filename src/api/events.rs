@@ -44,7 +44,7 @@ async fn events(
         .and_then(|v| v.trim().parse::<i64>().ok());
     let mut last = last_event.or(q.since).unwrap_or(0).max(0);
     // Subscribe before reading the store so nothing between the two is missed.
-    let mut rx = s.jobs.subscribe(id);
+    let rx = s.jobs.subscribe(id);
     let job = match s.store.get_job(id).await {
         Ok(Some(j)) => j,
         other => {
@@ -58,6 +58,10 @@ async fn events(
     };
     let (tx, out) = mpsc::channel::<Event>(64);
     tokio::spawn(async move {
+        // However the stream ends (the client leaving included), drop the job's channel if
+        // nobody else listens: declared before `rx`, so it runs after `rx` is dropped.
+        let _release = ReleaseChannel(s.jobs.clone(), id);
+        let mut rx = rx;
         let send_history = |last: i64| {
             let s = s.clone();
             let tx = tx.clone();
@@ -145,4 +149,13 @@ fn epoch_event(epoch: i64, rec: &serde_json::Value) -> Event {
         .id(epoch.to_string())
         .json_data(rec)
         .unwrap_or_default()
+}
+
+/// Releases a job's broadcast channel when dropped (see `Jobs::release_channel`).
+struct ReleaseChannel(crate::jobs::Jobs, uuid::Uuid);
+
+impl Drop for ReleaseChannel {
+    fn drop(&mut self) {
+        self.0.release_channel(self.1);
+    }
 }

@@ -88,6 +88,17 @@ async fn create(
     if let Some(r) = idem.replay(&s, &p.tenant).await? {
         return Ok(r);
     }
+    let job_id = match s.store.get_job(idem.record_id(&p.tenant, "job")).await? {
+        // Queued by this key's first request, which died before answering.
+        Some(j) if idem.is_retry_of(j.created_at) => {
+            let mut body = view(&s, &j).await?;
+            body["status"] = json!("queued");
+            let location = format!("/v1/jobs/{}", j.id);
+            return idem.answer(&s, &p.tenant, 202, Some(location), body).await;
+        }
+        Some(_) => Uuid::new_v4(),
+        None => idem.record_id(&p.tenant, "job"),
+    };
     let raw: Value = parse_json(&body)?;
     let Some(obj) = raw.as_object() else {
         return Err(ApiError::invalid("/", "the job spec must be a JSON object"));
@@ -246,9 +257,21 @@ async fn create(
     let dataset_id = match inline {
         Some(jd) => {
             let name = jd.name.clone().unwrap_or_else(|| "inline".into());
-            super::datasets::store_dataset(&s, &p.tenant, name, &dataset)
-                .await?
-                .id
+            let id = idem.record_id(&p.tenant, "dataset");
+            match s.store.get_dataset(id).await? {
+                // Stored by this key's first request, which died before queueing the job.
+                Some(d) if idem.is_retry_of(d.created_at) => d.id,
+                existing => {
+                    let id = if existing.is_some() {
+                        Uuid::new_v4()
+                    } else {
+                        id
+                    };
+                    super::datasets::store_dataset(&s, &p.tenant, id, name, &dataset)
+                        .await?
+                        .id
+                }
+            }
         }
         None => obj
             .get("dataset_id")
@@ -263,7 +286,7 @@ async fn create(
         stored["name"] = json!(n);
     }
     let job = JobRecord {
-        id: Uuid::new_v4(),
+        id: job_id,
         tenant: p.tenant.clone(),
         seq: 0,
         status: JobStatus::Queued,
@@ -284,6 +307,7 @@ async fn create(
         stop_requested: false,
     };
     s.store.insert_job(&job).await?;
+    crate::crash::point("job_ack");
     s.jobs.notify();
     let j = s.store.get_job(job.id).await?.unwrap_or(job);
     let mut body = view(&s, &j).await?;
@@ -429,6 +453,7 @@ async fn remove(
         )));
     }
     if s.store.delete_job(j.id).await? {
+        crate::crash::point("delete_ack");
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::Conflict(format!(

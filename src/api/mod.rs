@@ -328,6 +328,28 @@ impl Idempotency {
         Ok(Some(respond(a.status, a.location, a.body, true)))
     }
 
+    /// The id of the record this request creates (`what`: "dataset", "job", "model").
+    /// Without a key, a new random id. With one, an id derived from the tenant, route and
+    /// key: the record and the remembered answer are two commits, and a crash between them
+    /// must not let the client's retry create a second record — the retry finds the first
+    /// one under this id instead (`is_retry_of`).
+    pub fn record_id(&self, tenant: &str, what: &str) -> Uuid {
+        let Some(key) = &self.key else {
+            return Uuid::new_v4();
+        };
+        let h = crate::auth::hash(&format!("{tenant}\0{}\0{key}\0{what}", self.route));
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&h[..16]);
+        uuid::Builder::from_random_bytes(bytes).into_uuid()
+    }
+
+    /// True when a record found under `record_id`, created at `created_at`, is this key's
+    /// first request (keys are remembered for a day; after that a key may be used again,
+    /// and the new record needs a new id).
+    pub fn is_retry_of(&self, created_at: i64) -> bool {
+        self.key.is_some() && created_at > crate::store::now_ms() - crate::store::IDEMPOTENCY_TTL_MS
+    }
+
     /// Stores the answer (when a key was given) and returns it as a response.
     pub async fn answer(
         &self,

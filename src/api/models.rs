@@ -81,6 +81,21 @@ async fn import(
     if let Some(r) = idem.replay(&s, &p.tenant).await? {
         return Ok(r);
     }
+    let id = match s
+        .store
+        .get_model(idem.record_id(&p.tenant, "model"))
+        .await?
+    {
+        // Stored by this key's first request, which died before answering.
+        Some(m) if idem.is_retry_of(m.created_at) => {
+            let location = format!("/v1/models/{}", m.id);
+            return idem
+                .answer(&s, &p.tenant, 201, Some(location), view(&m))
+                .await;
+        }
+        Some(_) => Uuid::new_v4(),
+        None => idem.record_id(&p.tenant, "model"),
+    };
     let q: ImportQuery = parse_query(q.as_deref())?;
     let doc: ModelDocument = parse_json(&body)?;
     let model = Model::from_document(&doc).map_err(ApiError::Invalid)?;
@@ -96,7 +111,7 @@ async fn import(
     let document = to_json(&model.to_document());
     check_bytes_quota(&s, &p.tenant, document.to_string().len()).await?;
     let rec = ModelRecord {
-        id: Uuid::new_v4(),
+        id,
         tenant: p.tenant.clone(),
         name: q.name,
         created_at: now_ms(),
@@ -109,6 +124,7 @@ async fn import(
         document,
     };
     s.store.insert_model(&rec).await?;
+    crate::crash::point("model_ack");
     s.models.put(&p.tenant, rec.id, Arc::new(model));
     idem.answer(
         &s,
@@ -178,6 +194,7 @@ async fn remove(
     let id = load(&s, &p, &id).await?.id;
     s.models.evict(id);
     if s.store.delete_model(id).await? {
+        crate::crash::point("delete_ack");
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound(format!("no model {id}")))

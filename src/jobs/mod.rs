@@ -247,6 +247,7 @@ impl Jobs {
         if job.stop_requested {
             control.stop.store(true, Ordering::Relaxed);
         }
+        crate::crash::point("job_claimed");
         let finish = self.train(&job, control.clone()).await;
         let store = &self.inner.store;
         let outcome = match &finish {
@@ -260,8 +261,9 @@ impl Jobs {
             Some(f) => store.finish_job(id, job.attempt, f).await.map(|_| ()),
             None => store.release_job(id, job.attempt).await.map(|_| ()),
         };
-        if let Err(e) = result {
-            tracing::error!(error = %e, "could not record the end of a job");
+        match result {
+            Ok(()) => crate::crash::point("job_finished"),
+            Err(e) => tracing::error!(error = %e, "could not record the end of a job"),
         }
         tracing::info!("training ended");
         self.inner.running.lock().expect("running lock").remove(&id);
@@ -408,14 +410,22 @@ impl Jobs {
                         .record_epoch(id, attempt, &value, rec.epoch as i64)
                         .await
                     {
-                        Ok(true) => self.publish(id, JobEvent::Epoch(rec.epoch as i64, value)),
+                        Ok(true) => {
+                            crate::crash::point("epoch_recorded");
+                            self.publish(id, JobEvent::Epoch(rec.epoch as i64, value))
+                        }
                         Ok(false) => give_up("fenced off"),
                         Err(e) => give_up(&format!("could not record an epoch: {e}")),
                     }
+                    // Never checkpoint past the recorded history: a checkpoint at an epoch
+                    // whose record failed would resume after a hole in the history.
                     if let Some((epoch, bytes)) = ckpt
-                        && let Err(e) = store.save_checkpoint(id, attempt, epoch, &bytes).await
+                        && !lost_job.load(Ordering::SeqCst)
                     {
-                        tracing::warn!(error = %e, "could not save a checkpoint");
+                        match store.save_checkpoint(id, attempt, epoch, &bytes).await {
+                            Ok(_) => crate::crash::point("checkpoint_saved"),
+                            Err(e) => tracing::warn!(error = %e, "could not save a checkpoint"),
+                        }
                     }
                 }
                 Msg::Done(r) => {

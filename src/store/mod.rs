@@ -23,6 +23,9 @@ pub enum StoreError {
     Database(String),
     #[error("corrupt record: {0}")]
     Corrupt(String),
+    /// A record with this id exists already (two requests with one idempotency key at once).
+    #[error("duplicate record: {0}")]
+    Duplicate(String),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -34,6 +37,9 @@ impl From<sqlx::Error> for StoreError {
             | sqlx::Error::Tls(_) => StoreError::Unavailable(e.to_string()),
             sqlx::Error::Database(ref db) if postgres::is_unavailable(db.as_ref()) => {
                 StoreError::Unavailable(e.to_string())
+            }
+            sqlx::Error::Database(ref db) if db.is_unique_violation() => {
+                StoreError::Duplicate(e.to_string())
             }
             other => StoreError::Database(other.to_string()),
         }

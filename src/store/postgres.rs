@@ -196,6 +196,7 @@ impl Store for PostgresStore {
     }
 
     async fn insert_dataset(&self, d: &DatasetRecord, data: &[u8]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO datasets (id, name, created_at, rows, inputs, outputs, meta, size_bytes, data, tenant)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -210,8 +211,10 @@ impl Store for PostgresStore {
         .bind(d.size_bytes)
         .bind(data)
         .bind(&d.tenant)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        crate::crash::point("dataset_insert");
+        tx.commit().await?;
         Ok(())
     }
 
@@ -573,6 +576,7 @@ impl Store for PostgresStore {
         .bind(now_ms())
         .execute(&mut *tx)
         .await?;
+        crate::crash::point("checkpoint_write");
         tx.commit().await?;
         Ok(true)
     }
@@ -607,6 +611,7 @@ impl Store for PostgresStore {
         .bind(epoch)
         .execute(&mut *tx)
         .await?;
+        crate::crash::point("history_truncate");
         tx.commit().await?;
         Ok(true)
     }
@@ -649,6 +654,7 @@ impl Store for PostgresStore {
             .bind(id)
             .execute(&mut *tx)
             .await?;
+        crate::crash::point("model_save");
         tx.commit().await?;
         Ok(true)
     }
@@ -685,7 +691,11 @@ impl Store for PostgresStore {
     }
 
     async fn insert_model(&self, m: &ModelRecord) -> Result<()> {
-        insert_model_tx(&self.pool, m).await
+        let mut tx = self.pool.begin().await?;
+        insert_model_tx(&mut *tx, m).await?;
+        crate::crash::point("model_insert");
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn get_model(&self, id: Uuid) -> Result<Option<ModelRecord>> {

@@ -18,6 +18,8 @@ pub struct Server {
     /// `serve` or `worker` (whose only listener is the health endpoint).
     role: &'static str,
     args: Vec<String>,
+    /// Environment of the next `launch` (e.g. `BACKPROP_CRASH_AT`), on top of the test's.
+    pub env: Vec<(String, String)>,
     pub client: reqwest::Client,
 }
 
@@ -50,6 +52,7 @@ impl Server {
             child: None,
             role,
             args: args.iter().map(|s| s.to_string()).collect(),
+            env: vec![],
             client: reqwest::Client::new(),
         };
         s.launch().await;
@@ -77,6 +80,7 @@ impl Server {
             .arg(&self.dir)
             .args(&self.args)
             .env("RUST_LOG", "info,sqlx=warn")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
             .spawn()
@@ -93,7 +97,11 @@ impl Server {
             {
                 return;
             }
-            if t0.elapsed() > Duration::from_secs(20) {
+            let exited = self.child.as_mut().unwrap().try_wait().unwrap().is_some();
+            if exited && self.env.iter().any(|(k, _)| k == "BACKPROP_CRASH_AT") {
+                return; // an armed crash point fired while starting: `wait_exit` sees it
+            }
+            if exited || t0.elapsed() > Duration::from_secs(20) {
                 panic!("server did not start: {}", self.log());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -112,6 +120,23 @@ impl Server {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+        }
+    }
+
+    /// Waits up to `timeout` for the process to end by itself (a crash point fired): its exit
+    /// status, or `None` while it still runs.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let t0 = Instant::now();
+        loop {
+            let c = self.child.as_mut()?;
+            if let Some(st) = c.try_wait().unwrap() {
+                self.child = None;
+                return Some(st);
+            }
+            if t0.elapsed() > timeout {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 
@@ -274,4 +299,117 @@ pub fn wide(rows: usize, width: usize) -> Value {
         targets.push(t);
     }
     serde_json::json!({"name": "wide", "features": features, "targets": targets})
+}
+
+/// A schema of its own on the PostgreSQL test database (`BACKPROP_TEST_POSTGRES_URL`),
+/// dropped when this goes out of scope; `url` selects it. `None` (and "skipped" printed)
+/// without the variable.
+pub struct Schema {
+    base: String,
+    name: String,
+    pub url: String,
+}
+
+impl Schema {
+    pub async fn create() -> Option<Schema> {
+        use sqlx::{Connection, Executor};
+        let Ok(base) = std::env::var("BACKPROP_TEST_POSTGRES_URL") else {
+            println!("skipped: BACKPROP_TEST_POSTGRES_URL not set");
+            return None;
+        };
+        let name = format!("bp_test_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = sqlx::PgConnection::connect(&base)
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to {base}: {e}"));
+        admin
+            .execute(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {name}")))
+            .await
+            .expect("create schema");
+        let sep = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{sep}options=-csearch_path%3D{name}");
+        Some(Schema { base, name, url })
+    }
+}
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        use sqlx::{Connection, Executor};
+        // Drop runs inside the test's runtime: do the cleanup on a thread of its own.
+        let (base, name) = (self.base.clone(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                if let Ok(mut c) = sqlx::PgConnection::connect(&base).await {
+                    let _ = c
+                        .execute(sqlx::AssertSqlSafe(format!(
+                            "DROP SCHEMA IF EXISTS {name} CASCADE"
+                        )))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A small xorshift, seeded from the clock and printed, so a failing run can be replayed
+/// with `var` (e.g. `BACKPROP_CHAOS_SEED`).
+pub struct Dice(u64);
+
+impl Dice {
+    pub fn new(var: &str) -> Dice {
+        let seed = std::env::var(var)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+                    | 1
+            });
+        println!("seed {seed} ({var}={seed} replays the choices)");
+        Dice(seed)
+    }
+
+    /// A dice with a fixed seed (derived from another dice's throws, say).
+    pub fn new_seeded(seed: u64) -> Dice {
+        Dice(seed | 1)
+    }
+
+    pub fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
+}
+
+/// A job's history after checking it is exactly epochs 1..=n, each once and in order.
+pub async fn history(srv: &Server, id: &str, n: i64) -> Vec<Value> {
+    let (st, h) = srv.get(&format!("/v1/jobs/{id}/history")).await;
+    assert_eq!(st, 200, "{h}");
+    let epochs = h["epochs"].as_array().unwrap().clone();
+    let numbers: Vec<i64> = epochs
+        .iter()
+        .map(|e| e["epoch"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        numbers,
+        (1..=n).collect::<Vec<_>>(),
+        "job {id}: each epoch recorded once, in order"
+    );
+    epochs
+}
+
+/// The `loss` of every epoch, after checking the history is exactly epochs 1..=n.
+pub async fn losses(srv: &Server, id: &str, n: i64) -> Vec<Value> {
+    history(srv, id, n)
+        .await
+        .iter()
+        .map(|e| e["loss"].clone())
+        .collect()
 }
