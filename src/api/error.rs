@@ -24,6 +24,11 @@ pub enum ApiError {
     MethodNotAllowed,
     Conflict(String),
     TooLarge(String),
+    /// 413 for one field of the body (a dataset row wider than the column limit).
+    TooLargeAt {
+        detail: String,
+        pointer: String,
+    },
     TooMany {
         detail: String,
         retry_after: u64,
@@ -61,7 +66,7 @@ impl ApiError {
                 "Method not allowed",
             ),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),
-            ApiError::TooLarge(_) => (
+            ApiError::TooLarge(_) | ApiError::TooLargeAt { .. } => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "too-large",
                 "Request too large",
@@ -99,7 +104,13 @@ impl From<StoreError> for ApiError {
 impl From<DataError> for ApiError {
     fn from(e: DataError) -> Self {
         if e.too_large {
-            return ApiError::TooLarge(e.message);
+            return match e.pointer {
+                Some(pointer) => ApiError::TooLargeAt {
+                    detail: e.message,
+                    pointer,
+                },
+                None => ApiError::TooLarge(e.message),
+            };
         }
         match e.pointer {
             Some(p) => ApiError::Invalid(vec![SpecError::new(p, e.message)]),
@@ -147,6 +158,10 @@ impl IntoResponse for ApiError {
             | ApiError::TooLarge(d)
             | ApiError::TooMany { detail: d, .. }
             | ApiError::Unavailable(d) => body["detail"] = json!(d),
+            ApiError::TooLargeAt { detail, pointer } => {
+                body["detail"] = json!(detail);
+                body["pointer"] = json!(pointer);
+            }
             ApiError::Unauthorized(d) => body["detail"] = json!(d),
             ApiError::Forbidden(d) => body["detail"] = json!(d),
             ApiError::MethodNotAllowed => {

@@ -261,9 +261,12 @@ fn read_inputs(body: &[u8], width: usize, max_rows: usize) -> Result<Array2<f32>
     };
     let values = parse_json_seed(body, seed).map_err(|e| {
         if too_many.get() {
-            ApiError::TooLarge(format!(
-                "more than {max_rows} rows in one request (--max-predict-rows); send them in smaller batches"
-            ))
+            ApiError::TooLargeAt {
+                detail: format!(
+                    "more than {max_rows} rows in one request (--max-predict-rows); send them in smaller batches"
+                ),
+                pointer: "/inputs".into(),
+            }
         } else {
             e
         }
