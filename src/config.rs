@@ -154,7 +154,11 @@ pub struct ServeArgs {
     pub max_sse_clients: usize,
     /// Seconds a client may take to send a request's headers before the connection is closed
     /// (slow clients must not hold connections open).
-    #[arg(long, env = "BACKPROP_HEADER_READ_TIMEOUT_SECS", default_value_t = 10.0)]
+    #[arg(
+        long,
+        env = "BACKPROP_HEADER_READ_TIMEOUT_SECS",
+        default_value_t = 10.0
+    )]
     pub header_read_timeout_secs: f64,
     /// Queued jobs one tenant may have (0 = no limit); beyond it submissions get 429.
     #[arg(long, env = "BACKPROP_QUOTA_QUEUED_JOBS", default_value_t = 0)]

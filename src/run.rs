@@ -308,9 +308,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), BoxError> {
             max_layers: args.max_layers,
             max_sse_clients: args.max_sse_clients,
             request_timeout: Duration::from_secs_f64(args.request_timeout_secs.max(0.001)),
-            header_read_timeout: Duration::from_secs_f64(
-                args.header_read_timeout_secs.max(0.001),
-            ),
+            header_read_timeout: Duration::from_secs_f64(args.header_read_timeout_secs.max(0.001)),
             cors_origins: args.cors_origins.clone(),
             quota_queued_jobs: args.quota_queued_jobs,
             quota_stored_bytes: args.quota_stored_bytes,
@@ -319,7 +317,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), BoxError> {
         keys,
         metrics_token: args.metrics_token.clone(),
         event_streams: Arc::new(tokio::sync::Semaphore::new(
-            args.max_sse_clients.min(tokio::sync::Semaphore::MAX_PERMITS),
+            args.max_sse_clients
+                .min(tokio::sync::Semaphore::MAX_PERMITS),
         )),
     };
     let listener = TcpListener::bind(args.listen)

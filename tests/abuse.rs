@@ -181,7 +181,10 @@ async fn a_2_gb_upload_is_refused_early_and_not_buffered() {
     };
     let ((resp, _, _), latency) = tokio::join!(flood, probe);
     assert_eq!(resp.status, 413);
-    assert!(latency < Duration::from_secs(2), "/healthz took {latency:?}");
+    assert!(
+        latency < Duration::from_secs(2),
+        "/healthz took {latency:?}"
+    );
     assert!(healthz_latency(&srv).await < Duration::from_secs(1));
     let (_, peak) = memory(pid);
     assert!(
@@ -291,7 +294,10 @@ async fn a_million_row_predict_is_refused_while_reading() {
     // 16 million one-number rows in 64 MB: read as `Vec<Vec<f64>>` before the row count was
     // checked, they took ~900 MB; now the reading stops at the first row past the limit.
     let (_, m1) = srv
-        .post("/v1/models", &json!({"input_dim": 1, "layers": [{"units": 1, "weights": [[2]]}]}))
+        .post(
+            "/v1/models",
+            &json!({"input_dim": 1, "layers": [{"units": 1, "weights": [[2]]}]}),
+        )
         .await;
     let predict1 = format!("/v1/models/{}/predict", m1["id"].as_str().unwrap());
     let body = format!("{{\"inputs\":[{}[0]]}}", "[0],".repeat(16_000_000));
@@ -311,9 +317,11 @@ async fn a_million_row_predict_is_refused_while_reading() {
 /// Opens an event stream on a raw socket and reads the response head.
 async fn open_stream(port: u16, path: &str) -> (Option<u16>, TcpStream) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
     let mut buf = Vec::new();
     let mut chunk = [0u8; 1024];
     let status = loop {
