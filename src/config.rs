@@ -146,6 +146,20 @@ pub struct ServeArgs {
     /// Most rows in one predict request.
     #[arg(long, env = "BACKPROP_MAX_PREDICT_ROWS", default_value_t = 100_000)]
     pub max_predict_rows: usize,
+    /// Most layers in a job spec or an imported model.
+    #[arg(long, env = "BACKPROP_MAX_LAYERS", default_value_t = 1000)]
+    pub max_layers: usize,
+    /// Event streams (`/v1/jobs/{id}/events`) open at once; beyond it new ones get 503.
+    #[arg(long, env = "BACKPROP_MAX_SSE_CLIENTS", default_value_t = 512)]
+    pub max_sse_clients: usize,
+    /// Seconds a client may take to send a request's headers before the connection is closed
+    /// (slow clients must not hold connections open).
+    #[arg(
+        long,
+        env = "BACKPROP_HEADER_READ_TIMEOUT_SECS",
+        default_value_t = 10.0
+    )]
+    pub header_read_timeout_secs: f64,
     /// Queued jobs one tenant may have (0 = no limit); beyond it submissions get 429.
     #[arg(long, env = "BACKPROP_QUOTA_QUEUED_JOBS", default_value_t = 0)]
     pub quota_queued_jobs: i64,

@@ -305,7 +305,10 @@ pub async fn serve(args: ServeArgs) -> Result<(), BoxError> {
             max_epochs: args.max_epochs,
             max_queued_jobs: args.max_queued_jobs,
             max_predict_rows: args.max_predict_rows,
+            max_layers: args.max_layers,
+            max_sse_clients: args.max_sse_clients,
             request_timeout: Duration::from_secs_f64(args.request_timeout_secs.max(0.001)),
+            header_read_timeout: Duration::from_secs_f64(args.header_read_timeout_secs.max(0.001)),
             cors_origins: args.cors_origins.clone(),
             quota_queued_jobs: args.quota_queued_jobs,
             quota_stored_bytes: args.quota_stored_bytes,
@@ -313,6 +316,10 @@ pub async fn serve(args: ServeArgs) -> Result<(), BoxError> {
         metrics: install_metrics(),
         keys,
         metrics_token: args.metrics_token.clone(),
+        event_streams: Arc::new(tokio::sync::Semaphore::new(
+            args.max_sse_clients
+                .min(tokio::sync::Semaphore::MAX_PERMITS),
+        )),
     };
     let listener = TcpListener::bind(args.listen)
         .await

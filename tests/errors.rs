@@ -73,7 +73,8 @@ async fn bad_inputs_get_problem_bodies_that_name_the_field() {
         csv_case("a,b,target\n1,inf,0\n", 400, "finite"),
         Case {
             path: "/v1/datasets?name=x&target=nope".into(),
-            ..csv_case("a,b,target\n1,2,0\n", 400, "nope")
+            pointer: Some("/target"),
+            ..csv_case("a,b,target\n1,2,0\n", 422, "nope")
         },
         json_case(
             "POST",

@@ -129,7 +129,16 @@ async fn create(
                 data::from_csv(&body, target.as_deref(), &limits)
             })
             .await
-            .map_err(|e| ApiError::Internal(e.to_string()))??;
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .map_err(|e| {
+                // A `?target=` that names no column is the query's fault, not the file's:
+                // 422 at the parameter, as for JSON uploads.
+                if e.row.is_none() && e.column.is_some() && e.column == query.target {
+                    ApiError::invalid("/target", e.message)
+                } else {
+                    e.into()
+                }
+            })?;
             (query.name.unwrap_or_else(|| "dataset".into()), ds)
         }
         "application/json" | "" => {

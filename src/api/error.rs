@@ -24,6 +24,11 @@ pub enum ApiError {
     MethodNotAllowed,
     Conflict(String),
     TooLarge(String),
+    /// 413 for one field of the body (a dataset row wider than the column limit).
+    TooLargeAt {
+        detail: String,
+        pointer: String,
+    },
     TooMany {
         detail: String,
         retry_after: u64,
@@ -61,7 +66,7 @@ impl ApiError {
                 "Method not allowed",
             ),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),
-            ApiError::TooLarge(_) => (
+            ApiError::TooLarge(_) | ApiError::TooLargeAt { .. } => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "too-large",
                 "Request too large",
@@ -102,7 +107,13 @@ impl From<StoreError> for ApiError {
 impl From<DataError> for ApiError {
     fn from(e: DataError) -> Self {
         if e.too_large {
-            return ApiError::TooLarge(e.message);
+            return match e.pointer {
+                Some(pointer) => ApiError::TooLargeAt {
+                    detail: e.message,
+                    pointer,
+                },
+                None => ApiError::TooLarge(e.message),
+            };
         }
         match e.pointer {
             Some(p) => ApiError::Invalid(vec![SpecError::new(p, e.message)]),
@@ -150,6 +161,10 @@ impl IntoResponse for ApiError {
             | ApiError::TooLarge(d)
             | ApiError::TooMany { detail: d, .. }
             | ApiError::Unavailable(d) => body["detail"] = json!(d),
+            ApiError::TooLargeAt { detail, pointer } => {
+                body["detail"] = json!(detail);
+                body["pointer"] = json!(pointer);
+            }
             ApiError::Unauthorized(d) => body["detail"] = json!(d),
             ApiError::Forbidden(d) => body["detail"] = json!(d),
             ApiError::MethodNotAllowed => {
@@ -192,17 +207,38 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Api
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let pointer = pointer_of(e.path());
-        let inner = e.into_inner();
-        if inner.is_syntax() || inner.is_eof() {
-            ApiError::BadRequest {
-                detail: format!("malformed JSON: {inner}"),
-                pointer: None,
-            }
-        } else {
-            let msg = strip_position(&inner.to_string());
-            ApiError::invalid(pointer, msg)
-        }
+        json_problem(e.into_inner(), pointer)
     })
+}
+
+/// Parses a JSON body with a `DeserializeSeed` (for readers that check limits as they go),
+/// pointing at the field that failed like [`parse_json`].
+pub fn parse_json_seed<'de, S: serde::de::DeserializeSeed<'de>>(
+    bytes: &'de [u8],
+    seed: S,
+) -> Result<S::Value, ApiError> {
+    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(ApiError::bad(
+            "the request body is empty; send a JSON document",
+        ));
+    }
+    let mut track = serde_path_to_error::Track::new();
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    seed.deserialize(serde_path_to_error::Deserializer::new(&mut de, &mut track))
+        .map_err(|e| json_problem(e, pointer_of(&track.path())))
+}
+
+/// A serde_json error as a problem: 400 for unreadable JSON, else 422 at `pointer`.
+fn json_problem(inner: serde_json::Error, pointer: String) -> ApiError {
+    if inner.is_syntax() || inner.is_eof() {
+        ApiError::BadRequest {
+            detail: format!("malformed JSON: {inner}"),
+            pointer: None,
+        }
+    } else {
+        let msg = strip_position(&inner.to_string());
+        ApiError::invalid(pointer, msg)
+    }
 }
 
 /// Parses a JSON value into `T` under `prefix`.

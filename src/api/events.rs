@@ -43,6 +43,15 @@ async fn events(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<i64>().ok());
     let mut last = last_event.or(q.since).unwrap_or(0).max(0);
+    // Each stream holds a task and polls the store; their number is bounded. The permit
+    // lives as long as the stream's task.
+    let permit = s.event_streams.clone().try_acquire_owned().map_err(|_| {
+        metrics::counter!("backprop_event_streams_refused_total").increment(1);
+        ApiError::Unavailable(format!(
+            "{} event streams are open, this server's limit (--max-sse-clients); poll GET /v1/jobs/{id} or retry later",
+            s.limits.max_sse_clients
+        ))
+    })?;
     // Subscribe before reading the store so nothing between the two is missed.
     let rx = s.jobs.subscribe(id);
     let job = match s.store.get_job(id).await {
@@ -58,6 +67,7 @@ async fn events(
     };
     let (tx, out) = mpsc::channel::<Event>(64);
     tokio::spawn(async move {
+        let _permit = permit;
         // However the stream ends (the client leaving included), drop the job's channel if
         // nobody else listens: declared before `rx`, so it runs after `rx` is dropped.
         let _release = ReleaseChannel(s.jobs.clone(), id);

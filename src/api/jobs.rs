@@ -103,6 +103,18 @@ async fn create(
     let Some(obj) = raw.as_object() else {
         return Err(ApiError::invalid("/", "the job spec must be a JSON object"));
     };
+    if let Some(layers) = obj.get("layers").and_then(Value::as_array)
+        && layers.len() > s.limits.max_layers
+    {
+        return Err(ApiError::invalid(
+            "/layers",
+            format!(
+                "{} layers is more than this server's limit of {} (--max-layers)",
+                layers.len(),
+                s.limits.max_layers
+            ),
+        ));
+    }
     let mut engine = obj.clone();
     for f in SERVICE_FIELDS {
         engine.remove(f);

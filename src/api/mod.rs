@@ -36,7 +36,11 @@ pub struct Limits {
     pub max_epochs: u32,
     pub max_queued_jobs: i64,
     pub max_predict_rows: usize,
+    pub max_layers: usize,
+    pub max_sse_clients: usize,
     pub request_timeout: std::time::Duration,
+    /// How long a connection may take to send a request's headers (slowloris).
+    pub header_read_timeout: std::time::Duration,
     /// Per-tenant quotas (0 = none).
     pub quota_queued_jobs: i64,
     pub quota_stored_bytes: i64,
@@ -95,6 +99,8 @@ pub struct AppState {
     pub metrics_token: Option<String>,
     /// Renders `/metrics`; `None` when no recorder is installed.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// One permit per open event stream (`--max-sse-clients`).
+    pub event_streams: Arc<tokio::sync::Semaphore>,
 }
 
 /// Every route the router serves, as (method, path); `openapi.yaml` must list exactly these.
@@ -167,16 +173,79 @@ async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves.
+/// Serves `app` on `listener` until `shutdown` resolves, then lets open requests finish
+/// (for at most [`DRAIN`]).
+///
+/// HTTP/1.1 through hyper directly rather than `axum::serve`, which sets no timer and so no
+/// header read timeout: a client that trickles its request headers would hold a connection
+/// (and a task) for as long as it likes. Bodies are bounded by the request timeout.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+
+    let header_timeout = state.limits.header_read_timeout;
+    let app = app(state);
+    // `stop` tells connections to finish; every connection task holds a `done` receiver, so
+    // `done_tx.closed()` resolves when the last one has ended.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (done_tx, done_rx) = tokio::sync::watch::channel(());
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait rather than spin.
+                    if !matches!(
+                        e.kind(),
+                        std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::ConnectionReset
+                    ) {
+                        tracing::warn!(error = %e, "accepting a connection failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    }
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(app.clone());
+        let mut stop = stop_rx.clone();
+        let done = done_rx.clone();
+        tokio::spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout);
+            let conn = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                () = async { drop(stop.wait_for(|s| *s).await) } => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+            drop(done);
+        });
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    drop(done_rx);
+    if tokio::time::timeout(DRAIN, done_tx.closed()).await.is_err() {
+        tracing::warn!("connections still open after {DRAIN:?}; closing them");
+    }
+    Ok(())
 }
+
+/// How long a shutdown waits for open requests (event streams included) to finish.
+pub const DRAIN: std::time::Duration = std::time::Duration::from_secs(9);
 
 /// RFC 3339 time of Unix milliseconds.
 pub fn rfc3339(ms: i64) -> String {
@@ -248,22 +317,35 @@ fn serde_urlencoded_like<T: serde::de::DeserializeOwned>(q: &str) -> Result<T, A
     })
 }
 
-/// The raw request body, with a problem body when it is too large or unreadable.
+/// The raw request body, with a problem body when it is too large or unreadable. A declared
+/// `Content-Length` over the limit is refused before a byte of the body is read; a chunked
+/// body is read up to the limit and refused there.
 pub struct Body(pub axum::body::Bytes);
 
-impl<S: Send + Sync> axum::extract::FromRequest<S> for Body {
+impl axum::extract::FromRequest<AppState> for Body {
     type Rejection = ApiError;
 
-    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+    async fn from_request(req: axum::extract::Request, state: &AppState) -> Result<Self, ApiError> {
+        let limit = state.limits.max_body_bytes;
+        let too_large = || {
+            ApiError::TooLarge(format!(
+                "the request body is larger than the server's limit of {limit} bytes (--max-body-bytes)"
+            ))
+        };
+        let declared = req
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Err(too_large());
+        }
         axum::body::Bytes::from_request(req, state)
             .await
             .map(Body)
             .map_err(|e| {
                 if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::TooLarge(
-                        "the request body is larger than the server's limit (--max-body-bytes)"
-                            .into(),
-                    )
+                    too_large()
                 } else {
                     ApiError::bad(format!("unreadable request body: {}", e.body_text()))
                 }

@@ -10,11 +10,12 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use ndarray::Array2;
 use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::auth::{Principal, Role};
-use super::error::parse_json;
+use super::error::{parse_json, parse_json_seed};
 use super::{
     ApiError, AppState, Body, Idempotency, PageQuery, check_bytes_quota, parse_id, parse_query,
     rfc3339,
@@ -98,6 +99,16 @@ async fn import(
     };
     let q: ImportQuery = parse_query(q.as_deref())?;
     let doc: ModelDocument = parse_json(&body)?;
+    if doc.layers.len() > s.limits.max_layers {
+        return Err(ApiError::invalid(
+            "/layers",
+            format!(
+                "{} layers is more than this server's limit of {} (--max-layers)",
+                doc.layers.len(),
+                s.limits.max_layers
+            ),
+        ));
+    }
     let model = Model::from_document(&doc).map_err(ApiError::Invalid)?;
     if model.network.parameter_count() > s.limits.max_parameters {
         return Err(ApiError::invalid(
@@ -201,12 +212,6 @@ async fn remove(
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PredictRequest {
-    inputs: Vec<Vec<f64>>,
-}
-
 /// The loaded model for `id`, from the cache or the store.
 async fn model(s: &AppState, p: &Principal, id: Uuid) -> Result<Arc<Model>, ApiError> {
     if let Some(m) = s.models.get(&p.tenant, id) {
@@ -234,37 +239,7 @@ async fn predict(
     let started = std::time::Instant::now();
     let id = parse_id(&id, "model")?;
     let m = model(&s, &p, id).await?;
-    let req: PredictRequest = parse_json(&body)?;
-    let width = m.input_dim();
-    if req.inputs.is_empty() {
-        return Err(ApiError::invalid("/inputs", "needs at least one row"));
-    }
-    if req.inputs.len() > s.limits.max_predict_rows {
-        return Err(ApiError::TooLarge(format!(
-            "{} rows is more than {} per request (--max-predict-rows)",
-            req.inputs.len(),
-            s.limits.max_predict_rows
-        )));
-    }
-    let mut x = Array2::<f32>::zeros((req.inputs.len(), width));
-    for (i, row) in req.inputs.iter().enumerate() {
-        if row.len() != width {
-            return Err(ApiError::invalid(
-                format!("/inputs/{i}"),
-                format!("has {} values, the model takes {width} inputs", row.len()),
-            ));
-        }
-        for (j, &v) in row.iter().enumerate() {
-            let f = v as f32;
-            if !f.is_finite() {
-                return Err(ApiError::invalid(
-                    format!("/inputs/{i}/{j}"),
-                    format!("{v} is out of range for a 32-bit float"),
-                ));
-            }
-            x[[i, j]] = f;
-        }
-    }
+    let x = read_inputs(&body, m.input_dim(), s.limits.max_predict_rows)?;
     let rows = x.nrows();
     let pred = if rows * m.network.parameter_count() > 2_000_000 {
         let m = m.clone();
@@ -288,4 +263,169 @@ async fn predict(
         .record(started.elapsed().as_secs_f64());
     metrics::histogram!("backprop_predict_rows").record(rows as f64);
     Ok(Json(body))
+}
+
+/// Reads `{"inputs": [[…], …]}` straight into a `rows × width` matrix, checking as it goes:
+/// every value a finite 32-bit float (`/inputs/i/j`), every row `width` long (`/inputs/i`),
+/// at most `max_rows` rows (413). A body of a million one-number rows thus never becomes a
+/// million small vectors, and the reading stops at the first row past the limit.
+fn read_inputs(body: &[u8], width: usize, max_rows: usize) -> Result<Array2<f32>, ApiError> {
+    let too_many = std::cell::Cell::new(false);
+    let seed = PredictBody {
+        width,
+        max_rows,
+        too_many: &too_many,
+    };
+    let values = parse_json_seed(body, seed).map_err(|e| {
+        if too_many.get() {
+            ApiError::TooLargeAt {
+                detail: format!(
+                    "more than {max_rows} rows in one request (--max-predict-rows); send them in smaller batches"
+                ),
+                pointer: "/inputs".into(),
+            }
+        } else {
+            e
+        }
+    })?;
+    let rows = values.len() / width.max(1);
+    if rows == 0 {
+        return Err(ApiError::invalid("/inputs", "needs at least one row"));
+    }
+    Array2::from_shape_vec((rows, width), values)
+        .map_err(|e| ApiError::Internal(format!("predict inputs: {e}")))
+}
+
+/// The request object; only `inputs` is allowed.
+struct PredictBody<'a> {
+    width: usize,
+    max_rows: usize,
+    too_many: &'a std::cell::Cell<bool>,
+}
+
+impl<'de> DeserializeSeed<'de> for PredictBody<'_> {
+    type Value = Vec<f32>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Vec<f32>, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for PredictBody<'_> {
+    type Value = Vec<f32>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(r#"an object {"inputs": [[numbers], ...]}"#)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Vec<f32>, A::Error> {
+        let mut inputs = None;
+        while let Some(key) = map.next_key::<String>()? {
+            if key != "inputs" {
+                return Err(de::Error::unknown_field(&key, &["inputs"]));
+            }
+            if inputs.is_some() {
+                return Err(de::Error::duplicate_field("inputs"));
+            }
+            inputs = Some(map.next_value_seed(Rows {
+                width: self.width,
+                max_rows: self.max_rows,
+                too_many: self.too_many,
+            })?);
+        }
+        inputs.ok_or_else(|| de::Error::missing_field("inputs"))
+    }
+}
+
+/// `inputs`: rows, flattened.
+struct Rows<'a> {
+    width: usize,
+    max_rows: usize,
+    too_many: &'a std::cell::Cell<bool>,
+}
+
+impl<'de> DeserializeSeed<'de> for Rows<'_> {
+    type Value = Vec<f32>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Vec<f32>, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Rows<'_> {
+    type Value = Vec<f32>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "an array of rows of {} numbers", self.width)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<f32>, A::Error> {
+        let hint = seq.size_hint().unwrap_or(0).min(self.max_rows);
+        let mut values = Vec::with_capacity(hint.saturating_mul(self.width).min(1 << 20));
+        let mut rows = 0;
+        loop {
+            let row = Row {
+                width: self.width,
+                values: &mut values,
+            };
+            if seq.next_element_seed(row)?.is_none() {
+                return Ok(values);
+            }
+            rows += 1;
+            if rows > self.max_rows {
+                self.too_many.set(true);
+                return Err(de::Error::custom("too many rows"));
+            }
+        }
+    }
+}
+
+/// One row, appended to the flat buffer.
+struct Row<'a> {
+    width: usize,
+    values: &'a mut Vec<f32>,
+}
+
+impl<'de> DeserializeSeed<'de> for Row<'_> {
+    type Value = ();
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Row<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "a row of {} numbers", self.width)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let start = self.values.len();
+        let mut n = 0;
+        while let Some(v) = seq.next_element_seed(Finite)? {
+            n += 1;
+            if n <= self.width {
+                self.values.push(v);
+            }
+        }
+        if n != self.width {
+            self.values.truncate(start);
+            return Err(de::Error::custom(format!(
+                "has {n} values, the model takes {} inputs",
+                self.width
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A number that fits a finite 32-bit float.
+struct Finite;
+
+impl<'de> DeserializeSeed<'de> for Finite {
+    type Value = f32;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<f32, D::Error> {
+        let v = f64::deserialize(d)?;
+        let f = v as f32;
+        if f.is_finite() {
+            Ok(f)
+        } else {
+            Err(de::Error::custom(format!(
+                "{v} is out of range for a 32-bit float"
+            )))
+        }
+    }
 }
