@@ -186,12 +186,12 @@ async fn remove(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PredictRequest {
-    inputs: Vec<Vec<f64>>,
+pub struct PredictRequest {
+    pub inputs: Vec<Vec<f64>>,
 }
 
 /// The loaded model for `id`, from the cache or the store.
-async fn model(s: &AppState, p: &Principal, id: Uuid) -> Result<Arc<Model>, ApiError> {
+pub async fn model(s: &AppState, p: &Principal, id: Uuid) -> Result<Arc<Model>, ApiError> {
     if let Some(m) = s.models.get(&p.tenant, id) {
         metrics::counter!("backprop_model_cache_total", "result" => "hit").increment(1);
         return Ok(m);
@@ -214,23 +214,36 @@ async fn predict(
     Path(id): Path<String>,
     Body(body): Body,
 ) -> Result<Json<Value>, ApiError> {
-    let started = std::time::Instant::now();
     let id = parse_id(&id, "model")?;
     let m = model(&s, &p, id).await?;
     let req: PredictRequest = parse_json(&body)?;
+    let mut body = json!({"model_id": id});
+    predict_rows(&s, &m, &req.inputs, &mut body).await?;
+    Ok(Json(body))
+}
+
+/// Runs `m` on raw rows and adds `outputs` (and `labels` for a classifier) to `body`; a row
+/// of the wrong width or a value out of f32 range is a 422 naming `/inputs/i[/j]`.
+pub async fn predict_rows(
+    s: &AppState,
+    m: &Arc<Model>,
+    inputs: &[Vec<f64>],
+    body: &mut Value,
+) -> Result<(), ApiError> {
+    let started = std::time::Instant::now();
     let width = m.input_dim();
-    if req.inputs.is_empty() {
+    if inputs.is_empty() {
         return Err(ApiError::invalid("/inputs", "needs at least one row"));
     }
-    if req.inputs.len() > s.limits.max_predict_rows {
+    if inputs.len() > s.limits.max_predict_rows {
         return Err(ApiError::TooLarge(format!(
             "{} rows is more than {} per request (--max-predict-rows)",
-            req.inputs.len(),
+            inputs.len(),
             s.limits.max_predict_rows
         )));
     }
-    let mut x = Array2::<f32>::zeros((req.inputs.len(), width));
-    for (i, row) in req.inputs.iter().enumerate() {
+    let mut x = Array2::<f32>::zeros((inputs.len(), width));
+    for (i, row) in inputs.iter().enumerate() {
         if row.len() != width {
             return Err(ApiError::invalid(
                 format!("/inputs/{i}"),
@@ -263,12 +276,12 @@ async fn predict(
         .into_iter()
         .map(|r| r.to_vec())
         .collect();
-    let mut body = json!({"model_id": id, "outputs": outputs});
+    body["outputs"] = json!(outputs);
     if let Some(labels) = pred.labels {
         body["labels"] = json!(labels);
     }
     metrics::histogram!("backprop_predict_duration_seconds")
         .record(started.elapsed().as_secs_f64());
     metrics::histogram!("backprop_predict_rows").record(rows as f64);
-    Ok(Json(body))
+    Ok(())
 }
