@@ -116,7 +116,11 @@ async function run(browser, base, csvPath) {
   page.on('response', (r) => {
     if (r.status() >= 400) expected.push(`${r.request().method()} ${new URL(r.url()).pathname} ${r.status()}`);
   });
-  const shot = (name) => page.screenshot({ path: join(shots, `${name}.png`) });
+  const shot = async (name) => {
+    await page.evaluate(() => { document.querySelector('#toast').className = ''; });
+    await page.waitForTimeout(250);
+    await page.screenshot({ path: join(shots, `${name}.png`) });
+  };
 
   // 1. The dashboard loads without a key, asks for one at the first 401, keeps it.
   await page.goto(`${base}/`);
@@ -158,8 +162,8 @@ async function run(browser, base, csvPath) {
   // 4. Fix it and start training.
   await page.fill('#layer-0-units', '12');
   await page.fill('#layer-1-units', '8');
-  await page.fill('#learning-rate', '0.03');
-  await page.fill('#epochs', '600');
+  await page.fill('#learning-rate', '0.01');
+  await page.fill('#epochs', '3000');
   await page.fill('#job-name', 'circle');
   await page.click('#submit-job');
   await page.waitForURL(/#\/jobs\/[0-9a-f-]{36}$/);
@@ -176,10 +180,12 @@ async function run(browser, base, csvPath) {
   // 6. The decision boundary is drawn (non-blank, two colours) and redrawn as training goes.
   await waitFor('the decision boundary', async () => Number(await page.locator('#boundary').getAttribute('data-drawn') || 0) >= 1);
   const drawnOnce = Number(await page.locator('#boundary').getAttribute('data-drawn'));
+  await waitFor('a redraw of the boundary', async () => Number(await page.locator('#boundary').getAttribute('data-drawn')) > drawnOnce, 30000);
+  assert.match(await page.textContent('#boundary-caption'), /latest checkpoint/);
+  await page.evaluate(() => window.scrollTo(0, 0));
   await shot('job-training');
   await page.locator('#boundary').scrollIntoViewIfNeeded();
   await shot('decision-boundary');
-  await waitFor('a redraw of the boundary', async () => Number(await page.locator('#boundary').getAttribute('data-drawn')) > drawnOnce, 30000);
   const pixels = await page.evaluate(() => {
     const c = document.querySelector('#boundary');
     const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
@@ -214,7 +220,13 @@ async function run(browser, base, csvPath) {
   await page.fill('#job-name', 'to cancel');
   await page.click('#submit-job');
   await page.waitForURL(/#\/jobs\/[0-9a-f-]{36}$/);
-  await waitFor('the second job to train', async () => Number(await page.locator('#loss-chart').getAttribute('data-points') || 0) > 2);
+  await waitFor('the second job to train', async () => Number(await page.locator('#loss-chart').getAttribute('data-points') || 0) > 600);
+  await page.locator('h1 .badge.running').waitFor();
+  await waitFor('its boundary', async () => /latest checkpoint/.test(await page.textContent('#boundary-caption')));
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await shot('job-running');
+  await page.locator('#boundary').scrollIntoViewIfNeeded();
+  await shot('decision-boundary-running');
   await page.getByRole('button', { name: 'Cancel' }).click();
   await page.locator('h1 .badge.cancelled').waitFor();
   assert.equal(await page.getByRole('button', { name: 'Cancel' }).count(), 0);
@@ -259,6 +271,7 @@ async function run(browser, base, csvPath) {
 
   // 12. Keyboard: the first Tab reaches the skip link, Enter on a nav link navigates.
   await page.goto(`${base}/#/jobs`);
+  await page.reload();
   await page.locator('tr[data-status]').first().waitFor();
   await page.keyboard.press('Tab');
   assert.equal(await page.evaluate(() => document.activeElement?.className), 'skip');

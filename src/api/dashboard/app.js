@@ -53,6 +53,7 @@ function ago(iso) {
 
 function duration(ms) {
   if (ms === null || ms === undefined || !Number.isFinite(ms)) return '–';
+  if (ms < 10) return `${ms.toFixed(2)} ms`;
   if (ms < 1000) return `${Math.round(ms)} ms`;
   const s = ms / 1000;
   if (s < 60) return `${s.toFixed(1)} s`;
@@ -71,6 +72,14 @@ function progress(epoch, epochs, status) {
 function errorBox(e) {
   const p = e instanceof ApiError ? e.problem : { title: 'Error', detail: String(e.message || e) };
   return h('div', { class: 'alert error', role: 'alert' }, h('strong', {}, p.title || 'Error'), p.detail ? h('div', {}, p.detail) : null);
+}
+
+/** Legend swatches take their colour from data-color (the CSP allows no inline styles). */
+function paintLegends(root) {
+  for (const i of root.querySelectorAll('.legend i')) {
+    if (i.classList.contains('dashed')) i.style.borderTopColor = i.dataset.color;
+    else i.style.background = i.dataset.color;
+  }
 }
 
 function jobName(j) {
@@ -238,7 +247,7 @@ async function viewJob(root, id) {
   const details = h('div', { class: 'grid two' });
   const liveDot = h('span', { class: 'live', title: 'live' });
   root.append(head, errorSlot, summary, charts, boundarySlot, details);
-  for (const i of root.querySelectorAll('.legend i')) i.style.background = i.dataset.color;
+  paintLegends(root);
 
   const records = [...history];
   const lossChart = new LineChart(lossCanvas, { series: [{ key: 'loss', color: CLASS_COLORS[0] }, { key: 'val_loss', color: CLASS_COLORS[1], dashed: true }] });
@@ -366,7 +375,7 @@ async function setupBoundary(slot, job, signal) {
     ? h('div', { class: 'legend' }, classes.map((c, i) => h('span', {}, h('i', { dataset: { color: CLASS_COLORS[i % CLASS_COLORS.length] } }), String(c))))
     : h('div', { class: 'legend' }, h('span', {}, h('i', { dataset: { color: CLASS_COLORS[0] } }), 'data'), h('span', {}, h('i', { dataset: { color: CLASS_COLORS[1] } }), 'model'));
   slot.append(section(mode === 'boundary' ? 'Decision boundary' : 'Fitted curve', key, h('div', { class: 'boundary-wrap' }, canvas), caption));
-  for (const i of slot.querySelectorAll('.legend i')) i.style.background = i.dataset.color;
+  paintLegends(slot);
 
   const index = new Map((classes || []).map((c, i) => [String(c), i]));
   const rows = sample.rows;

@@ -99,11 +99,17 @@ export class LineChart {
     let x1 = Math.max(2, ...all.map((p) => p[0]));
     let y0 = Math.min(...all.map((p) => tf(p[1])));
     let y1 = Math.max(...all.map((p) => tf(p[1])));
-    if (y1 - y0 < 1e-12) { y0 -= 0.5; y1 += 0.5; }
+    if (y1 - y0 < 1e-12) {
+      // A constant (the usual learning rate): centre it rather than squash it onto an edge.
+      const v = y0;
+      const d = Math.abs(v) * 0.5 || 0.5;
+      y0 = v - d;
+      y1 = v + d;
+    }
     const pad = (y1 - y0) * 0.06;
     y0 -= pad; y1 += pad;
     if (!this.logY && y0 < 0 && Math.min(...all.map((p) => p[1])) >= 0) y0 = 0;
-    const m = { l: 48, r: 12, t: 10, b: 24 };
+    const m = { l: 48, r: 20, t: 10, b: 24 };
     const X = (x) => m.l + ((x - x0) / (x1 - x0)) * (w - m.l - m.r);
     const Y = (y) => h - m.b - ((y - y0) / (y1 - y0)) * (h - m.t - m.b);
 
@@ -169,12 +175,12 @@ export function drawBoundary(canvas, { n, cells, domain, points, names }) {
     if (out.length === 1) {
       // Playground's diverging map: class 0 blue, class 1 orange, white at p = 0.5.
       const p = Math.min(1, Math.max(0, out[0]));
-      c = p < 0.5 ? mix(white, colors[0], (0.5 - p) * 2 * 0.85) : mix(white, colors[1], (p - 0.5) * 2 * 0.85);
+      c = p < 0.5 ? mix(white, colors[0], (0.5 - p) * 2 * 0.6) : mix(white, colors[1], (p - 0.5) * 2 * 0.6);
     } else {
       let k = 0;
       out.forEach((v, j) => { if (v > out[k]) k = j; });
       const conf = out.length > 1 ? (out[k] - 1 / out.length) / (1 - 1 / out.length) : 1;
-      c = mix(white, colors[k % colors.length], 0.2 + 0.65 * Math.max(0, conf));
+      c = mix(white, colors[k % colors.length], 0.15 + 0.45 * Math.max(0, conf));
     }
     img.data.set([...c, 255], i * 4);
   });
@@ -190,10 +196,10 @@ export function drawBoundary(canvas, { n, cells, domain, points, names }) {
   const Y = (y) => m.t + (1 - (y - domain.y0) / (domain.y1 - domain.y0)) * ph;
   for (const p of points) {
     ctx.beginPath();
-    ctx.arc(X(p.x), Y(p.y), 3.6, 0, 7);
+    ctx.arc(X(p.x), Y(p.y), 4, 0, 7);
     ctx.fillStyle = CLASS_COLORS[p.cls % CLASS_COLORS.length] || '#888';
     ctx.fill();
-    ctx.lineWidth = 1.2;
+    ctx.lineWidth = 1.4;
     ctx.strokeStyle = '#fff';
     ctx.stroke();
   }
@@ -248,6 +254,15 @@ function axes(ctx, m, w, h, d, names) {
     ctx.textAlign = 'right';
     ctx.textBaseline = 'bottom';
     ctx.fillText(names[0] || 'x', w - m.r, h - 1);
+    if (names[1]) {
+      ctx.save();
+      ctx.translate(10, m.t);
+      ctx.rotate(-Math.PI / 2);
+      ctx.textAlign = 'right';
+      ctx.textBaseline = 'middle';
+      ctx.fillText(names[1], 0, 0);
+      ctx.restore();
+    }
   }
 }
 
