@@ -45,13 +45,16 @@ pub struct Limits {
     pub cors_origins: Vec<String>,
 }
 
+/// A job's checkpoint as a model: (tenant, epoch, model).
+type Snapshot = (String, i64, Arc<Model>);
+
 /// Loaded models for predictions, bounded.
 pub struct ModelCache {
     /// id → (tenant, model)
     models: RwLock<HashMap<Uuid, (String, Arc<Model>)>>,
     /// job id → (tenant, checkpoint epoch, model): running jobs' latest checkpoints, so a
     /// dashboard redrawing a decision boundary does not rebuild one per request.
-    snapshots: RwLock<HashMap<Uuid, (String, i64, Arc<Model>)>>,
+    snapshots: RwLock<HashMap<Uuid, Snapshot>>,
     capacity: usize,
 }
 
