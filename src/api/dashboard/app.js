@@ -279,7 +279,18 @@ async function viewJob(root, id) {
     } finally { e.target.disabled = false; }
   } }, label);
 
+  let headKey = '';
   const renderHead = () => {
+    // Rebuild the title and buttons only when they change, so a focused or hovered button
+    // is not replaced under the user's hand on every epoch.
+    const key = `${job.status}|${job.model_id}|${jobName(job)}`;
+    if (key !== headKey) {
+      headKey = key;
+      renderTitle();
+    }
+    renderBody();
+  };
+  const renderTitle = () => {
     const actions = h('div', { class: 'actions' });
     if (job.status === 'running') actions.append(act('Stop', 'ghost', 'stop'));
     if (job.status === 'running' || job.status === 'queued') actions.append(act('Cancel', 'danger', 'cancel'));
@@ -288,6 +299,8 @@ async function viewJob(root, id) {
       h('div', {}, h('div', { class: 'crumbs' }, h('a', { href: '#/jobs' }, 'Jobs'), ' / ', h('span', { class: 'mono' }, shortId(job.id))),
         h('h1', {}, jobName(job), ' ', badge(job.status), job.status === 'running' ? liveDot : null)),
       actions);
+  };
+  const renderBody = () => {
     const m = records.at(-1) || job.metrics || {};
     const ms = metricSeries(records);
     const tiles = [
