@@ -1,4 +1,4 @@
-//! `/v1/datasets`: upload (JSON or CSV), list, read, delete.
+//! `/v1/datasets`: upload (JSON or CSV), list, read, read rows, delete.
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -22,6 +22,67 @@ pub fn router() -> axum::Router<AppState> {
     Router::new()
         .route("/v1/datasets", get(list).post(create))
         .route("/v1/datasets/{id}", get(read).delete(remove))
+        .route("/v1/datasets/{id}/rows", get(rows))
+}
+
+/// Most rows one `GET /v1/datasets/{id}/rows` answers.
+const MAX_ROWS_PER_PAGE: usize = 10_000;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RowsQuery {
+    offset: Option<i64>,
+    limit: Option<i64>,
+}
+
+/// The stored rows `offset..offset + limit`, as they were uploaded (raw features; class
+/// labels as in the data): a preview, or the points a dashboard draws.
+async fn rows(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    p.require(Role::Trainer)?;
+    let q: RowsQuery = parse_query(q.as_deref())?;
+    let offset = match q.offset {
+        None => 0,
+        Some(o) if o >= 0 => o as usize,
+        Some(o) => {
+            return Err(ApiError::invalid(
+                "/offset",
+                format!("must be 0 or more, got {o}"),
+            ));
+        }
+    };
+    let limit = match q.limit {
+        None => 20,
+        Some(l) if (1..=MAX_ROWS_PER_PAGE as i64).contains(&l) => l as usize,
+        Some(l) => {
+            return Err(ApiError::invalid(
+                "/limit",
+                format!("must be between 1 and {MAX_ROWS_PER_PAGE}, got {l}"),
+            ));
+        }
+    };
+    let d = load(&s, &p, &id).await?;
+    let blob = s
+        .store
+        .dataset_data(d.id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no dataset {}", d.id)))?;
+    let ds = tokio::task::spawn_blocking(move || Dataset::from_bytes(&blob))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(ApiError::Internal)?;
+    Ok(Json(json!({
+        "dataset_id": d.id,
+        "total": ds.rows(),
+        "offset": offset,
+        "feature_names": ds.feature_names,
+        "target_names": ds.target_names,
+        "rows": ds.slice(offset, limit),
+    })))
 }
 
 #[derive(Deserialize, Default)]

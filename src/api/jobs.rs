@@ -1,5 +1,6 @@
 //! `/v1/jobs`: submit (validated against the dataset before it is queued), read, list,
-//! history, cancel, stop, delete.
+//! history, cancel, stop, delete, and predict with a job's latest weights (its checkpoint
+//! while it trains, its model once it has one).
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{StatusCode, header};
@@ -17,6 +18,7 @@ use crate::data::{Dataset, JsonDataset};
 use crate::jobs::SERVICE_FIELDS;
 use crate::nn::TrainSpec;
 use crate::nn::train::target_shape;
+use crate::nn::{Session, TrainState};
 use crate::store::{JobRecord, JobStatus, now_ms, to_json};
 
 pub fn router() -> axum::Router<AppState> {
@@ -26,6 +28,7 @@ pub fn router() -> axum::Router<AppState> {
         .route("/v1/jobs/{id}/history", get(history))
         .route("/v1/jobs/{id}/cancel", post(cancel))
         .route("/v1/jobs/{id}/stop", post(stop))
+        .route("/v1/jobs/{id}/predict", post(predict))
 }
 
 /// The job resource as the API shows it.
@@ -464,6 +467,7 @@ async fn remove(
             j.id
         )));
     }
+    s.models.evict(j.id);
     if s.store.delete_job(j.id).await? {
         crate::crash::point("delete_ack");
         Ok(StatusCode::NO_CONTENT)
@@ -473,4 +477,80 @@ async fn remove(
             j.id
         )))
     }
+}
+
+/// Predicts with the job's latest weights: its model once it has one, else the newest
+/// checkpoint (409 before the first). The answer says which, and after which epoch, so a
+/// dashboard can redraw a decision boundary while the job trains.
+async fn predict(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+    Body(body): Body,
+) -> Result<Json<Value>, ApiError> {
+    let j = load(&s, &p, &id).await?;
+    let (model, epoch, mut answer) = match j.model_id {
+        Some(model_id) => (
+            super::models::model(&s, &p, model_id).await?,
+            j.epoch,
+            json!({"job_id": j.id, "source": "model", "model_id": model_id}),
+        ),
+        None => {
+            let (epoch, model) = snapshot(&s, &p, &j).await?;
+            (
+                model,
+                epoch,
+                json!({"job_id": j.id, "source": "checkpoint"}),
+            )
+        }
+    };
+    answer["epoch"] = json!(epoch);
+    super::models::predict_rows(&s, &model, &body, &mut answer).await?;
+    Ok(Json(answer))
+}
+
+/// The model of the job's newest checkpoint: its network with the preprocessing the session
+/// fits on the job's dataset (deterministic from the stored spec and seed).
+async fn snapshot(
+    s: &AppState,
+    p: &Principal,
+    j: &JobRecord,
+) -> Result<(i64, std::sync::Arc<crate::nn::Model>), ApiError> {
+    let no_weights = || {
+        ApiError::Conflict(format!(
+            "job {} is {} and has no weights yet (no checkpoint; one is saved every --checkpoint-secs while it trains)",
+            j.id,
+            j.status.as_str()
+        ))
+    };
+    let Some((epoch, state)) = s.store.load_checkpoint(j.id).await? else {
+        return Err(no_weights());
+    };
+    if let Some(m) = s.models.snapshot(&p.tenant, j.id, epoch) {
+        return Ok((epoch, m));
+    }
+    let Some(dataset_id) = j.dataset_id else {
+        return Err(no_weights());
+    };
+    let Some(blob) = s.store.dataset_data(dataset_id).await? else {
+        return Err(ApiError::Conflict(format!(
+            "job {}'s dataset {dataset_id} was deleted",
+            j.id
+        )));
+    };
+    let spec = crate::jobs::train_spec(&j.spec).map_err(ApiError::Internal)?;
+    let model = tokio::task::spawn_blocking(move || {
+        let dataset = Dataset::from_bytes(&blob)?;
+        let session = Session::new(&spec, &dataset.samples(), None).map_err(|e| e.to_string())?;
+        let state = TrainState::from_bytes(&state)?;
+        let mut model = session.model(state.network);
+        model.feature_names = Some(dataset.feature_names);
+        Ok::<_, String>(model)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?
+    .map_err(|e| ApiError::Internal(format!("job {} checkpoint: {e}", j.id)))?;
+    let model = std::sync::Arc::new(model);
+    s.models.put_snapshot(&p.tenant, j.id, epoch, model.clone());
+    Ok((epoch, model))
 }

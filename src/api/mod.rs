@@ -17,6 +17,7 @@ use crate::nn::Model;
 use crate::store::Store;
 
 pub mod auth;
+pub mod dashboard;
 pub mod datasets;
 pub mod error;
 pub mod events;
@@ -48,10 +49,16 @@ pub struct Limits {
     pub cors_origins: Vec<String>,
 }
 
+/// A job's checkpoint as a model: (tenant, epoch, model).
+type Snapshot = (String, i64, Arc<Model>);
+
 /// Loaded models for predictions, bounded.
 pub struct ModelCache {
     /// id → (tenant, model)
     models: RwLock<HashMap<Uuid, (String, Arc<Model>)>>,
+    /// job id → (tenant, checkpoint epoch, model): running jobs' latest checkpoints, so a
+    /// dashboard redrawing a decision boundary does not rebuild one per request.
+    snapshots: RwLock<HashMap<Uuid, Snapshot>>,
     capacity: usize,
 }
 
@@ -59,6 +66,7 @@ impl ModelCache {
     pub fn new(capacity: usize) -> Self {
         ModelCache {
             models: RwLock::new(HashMap::new()),
+            snapshots: RwLock::new(HashMap::new()),
             capacity: capacity.max(1),
         }
     }
@@ -84,6 +92,29 @@ impl ModelCache {
     pub fn evict(&self, id: Uuid) {
         if let Ok(mut g) = self.models.write() {
             g.remove(&id);
+        }
+        if let Ok(mut g) = self.snapshots.write() {
+            g.remove(&id);
+        }
+    }
+
+    /// The model of job `job`'s checkpoint after `epoch`, when cached for `tenant`.
+    pub fn snapshot(&self, tenant: &str, job: Uuid, epoch: i64) -> Option<Arc<Model>> {
+        let g = self.snapshots.read().ok()?;
+        let (t, e, m) = g.get(&job)?;
+        (t == tenant && *e == epoch).then(|| m.clone())
+    }
+
+    /// Keeps one snapshot per job (the newest replaces the older).
+    pub fn put_snapshot(&self, tenant: &str, job: Uuid, epoch: i64, m: Arc<Model>) {
+        if let Ok(mut g) = self.snapshots.write() {
+            if !g.contains_key(&job)
+                && g.len() >= self.capacity
+                && let Some(k) = g.keys().next().copied()
+            {
+                g.remove(&k);
+            }
+            g.insert(job, (tenant.to_string(), epoch, m));
         }
     }
 }
@@ -113,6 +144,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/datasets"),
     ("get", "/v1/datasets/{id}"),
     ("delete", "/v1/datasets/{id}"),
+    ("get", "/v1/datasets/{id}/rows"),
     ("post", "/v1/jobs"),
     ("get", "/v1/jobs"),
     ("get", "/v1/jobs/{id}"),
@@ -121,6 +153,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/jobs/{id}/events"),
     ("post", "/v1/jobs/{id}/cancel"),
     ("post", "/v1/jobs/{id}/stop"),
+    ("post", "/v1/jobs/{id}/predict"),
     ("post", "/v1/models"),
     ("get", "/v1/models"),
     ("get", "/v1/models/{id}"),
@@ -139,6 +172,7 @@ pub fn app(state: AppState) -> Router {
         .merge(datasets::router())
         .merge(jobs::router())
         .merge(models::router())
+        .merge(dashboard::router())
         .layer(from_fn_with_state(limits.request_timeout, observe::timeout));
     let mut router = bounded
         .merge(events::router())

@@ -213,7 +213,7 @@ async fn remove(
 }
 
 /// The loaded model for `id`, from the cache or the store.
-async fn model(s: &AppState, p: &Principal, id: Uuid) -> Result<Arc<Model>, ApiError> {
+pub async fn model(s: &AppState, p: &Principal, id: Uuid) -> Result<Arc<Model>, ApiError> {
     if let Some(m) = s.models.get(&p.tenant, id) {
         metrics::counter!("backprop_model_cache_total", "result" => "hit").increment(1);
         return Ok(m);
@@ -236,10 +236,23 @@ async fn predict(
     Path(id): Path<String>,
     Body(body): Body,
 ) -> Result<Json<Value>, ApiError> {
-    let started = std::time::Instant::now();
     let id = parse_id(&id, "model")?;
     let m = model(&s, &p, id).await?;
-    let x = read_inputs(&body, m.input_dim(), s.limits.max_predict_rows)?;
+    let mut answer = json!({"model_id": id});
+    predict_rows(&s, &m, &body, &mut answer).await?;
+    Ok(Json(answer))
+}
+
+/// Runs `m` on the rows of a `{"inputs": [[…], …]}` body and adds `outputs` (and `labels` for
+/// a classifier) to `body`; see [`read_inputs`] for what is refused.
+pub async fn predict_rows(
+    s: &AppState,
+    m: &Arc<Model>,
+    request: &[u8],
+    body: &mut Value,
+) -> Result<(), ApiError> {
+    let started = std::time::Instant::now();
+    let x = read_inputs(request, m.input_dim(), s.limits.max_predict_rows)?;
     let rows = x.nrows();
     let pred = if rows * m.network.parameter_count() > 2_000_000 {
         let m = m.clone();
@@ -255,14 +268,14 @@ async fn predict(
         .into_iter()
         .map(|r| r.to_vec())
         .collect();
-    let mut body = json!({"model_id": id, "outputs": outputs});
+    body["outputs"] = json!(outputs);
     if let Some(labels) = pred.labels {
         body["labels"] = json!(labels);
     }
     metrics::histogram!("backprop_predict_duration_seconds")
         .record(started.elapsed().as_secs_f64());
     metrics::histogram!("backprop_predict_rows").record(rows as f64);
-    Ok(Json(body))
+    Ok(())
 }
 
 /// Reads `{"inputs": [[…], …]}` straight into a `rows × width` matrix, checking as it goes:

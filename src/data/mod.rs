@@ -174,8 +174,17 @@ impl Dataset {
     /// The first `n` rows as `[{"features": [..], "target": ..}]`; `target` is a label (number
     /// or string), a number, or an array of numbers when there are several target columns.
     pub fn preview(&self, n: usize) -> Value {
+        self.slice(0, n)
+    }
+
+    /// Rows `offset..offset + n` (fewer at the end) in [`Dataset::preview`]'s form.
+    pub fn slice(&self, offset: usize, n: usize) -> Value {
         // The fields are public, so do not trust that targets and features agree in length.
-        let rows = (0..n.min(self.rows()).min(self.targets.len()))
+        let end = offset
+            .saturating_add(n)
+            .min(self.rows())
+            .min(self.targets.len());
+        let rows = (offset.min(end)..end)
             .map(|i| {
                 let features = self.x.row(i).iter().map(|&v| json_number(v)).collect();
                 let target = match &self.targets {

@@ -301,7 +301,9 @@ impl Session {
         }
     }
 
-    fn model(&self, network: Network<f32>) -> Model {
+    /// The model `network` makes with this session's preprocessing (standardisation fitted on
+    /// the training split, output encoding): what a checkpoint's network predicts like.
+    pub fn model(&self, network: Network<f32>) -> Model {
         Model {
             network,
             standardizer: self.standardizer.clone(),

@@ -1,0 +1,794 @@
+// Backprop's dashboard: one page, hash routes, plain DOM. Every number on it comes from the
+// public /v1 API (api.js); charts are drawn on canvases (charts.js).
+
+import { api, ApiError, followEvents, getKey, onUnauthorized, setKey } from './api.js';
+import { LineChart, drawBoundary, drawFit, fmt, bounds, CLASS_COLORS } from './charts.js';
+
+const STATUSES = ['queued', 'running', 'succeeded', 'failed', 'cancelled'];
+const ACTIVATIONS = ['relu', 'tanh', 'sigmoid', 'leaky_relu', 'elu', 'gelu', 'softplus', 'linear', 'softmax'];
+const LOSSES = ['binary_crossentropy', 'categorical_crossentropy', 'sparse_categorical_crossentropy', 'mse', 'mae', 'huber'];
+const OPTIMIZERS = ['adam', 'adamw', 'sgd', 'rmsprop', 'adagrad', 'adadelta'];
+
+// ---------- DOM helpers ----------
+
+/** `h('a', {href: '#/'}, 'text', child)`; `on*` attributes become listeners. */
+function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith('on') && typeof v === 'function') el.addEventListener(k.slice(2), v);
+    else if (k === 'class') el.className = v;
+    else if (k === 'dataset') Object.assign(el.dataset, v);
+    else if (k === 'value') el.value = v;
+    else el.setAttribute(k, v === true ? '' : v);
+  }
+  for (const c of children.flat(Infinity)) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+const $ = (sel, root = document) => root.querySelector(sel);
+const main = () => $('#main');
+const shortId = (id) => (id ? String(id).slice(0, 8) : '');
+
+function toast(msg, kind = 'info') {
+  const t = $('#toast');
+  t.textContent = msg;
+  t.className = `show ${kind}`;
+  clearTimeout(toast.timer);
+  toast.timer = setTimeout(() => { t.className = ''; }, 4000);
+}
+
+function ago(iso) {
+  if (!iso) return '–';
+  const s = (Date.now() - Date.parse(iso)) / 1000;
+  if (s < 45) return 'just now';
+  if (s < 90) return '1 min ago';
+  if (s < 3600) return `${Math.round(s / 60)} min ago`;
+  if (s < 86400) return `${Math.round(s / 3600)} h ago`;
+  return `${Math.round(s / 86400)} d ago`;
+}
+
+function duration(ms) {
+  if (ms === null || ms === undefined || !Number.isFinite(ms)) return '–';
+  if (ms < 10) return `${ms.toFixed(2)} ms`;
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  const s = ms / 1000;
+  if (s < 60) return `${s.toFixed(1)} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
+  return `${Math.floor(s / 3600)} h ${Math.round((s % 3600) / 60)} min`;
+}
+
+const badge = (status) => h('span', { class: `badge ${status}` }, status);
+
+function progress(epoch, epochs, status) {
+  const bar = h('div', { class: `bar ${status || ''}`, role: 'progressbar', 'aria-valuemin': 0, 'aria-valuemax': epochs || 0, 'aria-valuenow': epoch || 0, 'aria-label': 'epochs done' }, h('span'));
+  bar.firstChild.style.width = `${epochs ? Math.min(100, (100 * epoch) / epochs) : 0}%`;
+  return bar;
+}
+
+function errorBox(e) {
+  const p = e instanceof ApiError ? e.problem : { title: 'Error', detail: String(e.message || e) };
+  return h('div', { class: 'alert error', role: 'alert' }, h('strong', {}, p.title || 'Error'), p.detail ? h('div', {}, p.detail) : null);
+}
+
+/** Legend swatches take their colour from data-color (the CSP allows no inline styles). */
+function paintLegends(root) {
+  for (const i of root.querySelectorAll('.legend i')) {
+    if (i.classList.contains('dashed')) i.style.borderTopColor = i.dataset.color;
+    else i.style.background = i.dataset.color;
+  }
+}
+
+function jobName(j) {
+  return j.spec?.name || `Job ${shortId(j.id)}`;
+}
+
+function section(title, ...body) {
+  return h('section', { class: 'card' }, title ? h('h2', {}, title) : null, ...body);
+}
+
+function kv(pairs) {
+  return h('dl', { class: 'kv' }, pairs.filter(Boolean).map(([k, v]) => [h('dt', {}, k), h('dd', {}, v ?? '–')]));
+}
+
+function table(headers, rows, cls = '') {
+  return h('div', { class: 'table-wrap' }, h('table', { class: cls },
+    h('thead', {}, h('tr', {}, headers.map((c) => h('th', { scope: 'col' }, c)))),
+    h('tbody', {}, rows)));
+}
+
+// ---------- the key ----------
+
+function askKey(why) {
+  const d = $('#key-dialog');
+  if (d.open) return;
+  $('#key-why').textContent = why || 'This server wants an API key. It is kept in this tab\u2019s session storage only and sent as Authorization: Bearer.';
+  $('#key-input').value = getKey();
+  d.showModal();
+  $('#key-input').focus();
+}
+
+function setupKeyDialog() {
+  const d = $('#key-dialog');
+  $('#key-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    setKey($('#key-input').value.trim());
+    d.close();
+    updateKeyButton();
+    route();
+  });
+  $('#key-clear').addEventListener('click', () => { setKey(''); d.close(); updateKeyButton(); route(); });
+  $('#key-cancel').addEventListener('click', () => d.close());
+  $('#key-button').addEventListener('click', () => askKey('Enter the API key to use from this tab (kept in session storage until the tab closes).'));
+  onUnauthorized(() => askKey(getKey() ? 'The server refused this key. Enter a valid API key.' : undefined));
+  updateKeyButton();
+}
+
+function updateKeyButton() {
+  $('#key-button').textContent = getKey() ? 'Key \u2713' : 'API key';
+}
+
+// ---------- routing ----------
+
+let cleanup = [];
+
+function onLeave(fn) {
+  cleanup.push(fn);
+}
+
+function every(ms, fn) {
+  const t = setInterval(fn, ms);
+  onLeave(() => clearInterval(t));
+}
+
+function aborter() {
+  const c = new AbortController();
+  onLeave(() => c.abort());
+  return c.signal;
+}
+
+const routes = [
+  [/^#?\/?$/, () => { location.replace('#/jobs'); }],
+  [/^#\/jobs$/, viewJobs],
+  [/^#\/jobs\/([\w-]+)$/, viewJob],
+  [/^#\/new$/, viewNew],
+  [/^#\/models$/, viewModels],
+  [/^#\/models\/([\w-]+)$/, viewModel],
+  [/^#\/datasets$/, viewDatasets],
+  [/^#\/datasets\/([\w-]+)$/, viewDataset],
+];
+
+function route() {
+  for (const f of cleanup) f();
+  cleanup = [];
+  const [path, query] = location.hash.split('?');
+  const params = new URLSearchParams(query || '');
+  const top = (path.split('/')[1] || 'jobs');
+  for (const a of document.querySelectorAll('[data-nav]')) {
+    if (a.dataset.nav === top) a.setAttribute('aria-current', 'page');
+    else a.removeAttribute('aria-current');
+  }
+  for (const [re, view] of routes) {
+    const m = path.match(re);
+    if (m) {
+      const root = main();
+      root.replaceChildren();
+      Promise.resolve(view(root, ...m.slice(1), params)).catch((e) => {
+        if (e?.name === 'AbortError') return;
+        root.replaceChildren(errorBox(e));
+      });
+      return;
+    }
+  }
+  main().replaceChildren(h('h1', {}, 'Not found'), h('p', {}, h('a', { href: '#/jobs' }, 'Back to the jobs')));
+}
+
+// ---------- jobs ----------
+
+async function viewJobs(root, params) {
+  const filter = params.get('status') || '';
+  document.title = 'Jobs · Backprop';
+  const chips = h('div', { class: 'chips', role: 'group', 'aria-label': 'Filter by status' },
+    ['', ...STATUSES].map((s) => h('a', { class: 'chip', href: s ? `#/jobs?status=${s}` : '#/jobs', 'aria-current': s === filter ? 'true' : null }, s || 'all')));
+  const body = h('div', {}, h('p', { class: 'muted' }, 'Loading…'));
+  root.append(h('div', { class: 'page-head' }, h('h1', {}, 'Jobs'), h('a', { class: 'button primary', href: '#/new' }, 'New job')), chips, body);
+  const signal = aborter();
+  const load = async () => {
+    const page = await api('GET', `/v1/jobs?limit=100${filter ? `&status=${filter}` : ''}`, { signal });
+    if (!page.items.length) {
+      body.replaceChildren(h('div', { class: 'empty' }, h('p', {}, filter ? `No ${filter} jobs.` : 'No jobs yet.'), h('a', { class: 'button primary', href: '#/new' }, 'Train a model')));
+      return;
+    }
+    body.replaceChildren(table(['Job', 'Status', 'Progress', 'Loss', 'Validation', 'Created'], page.items.map((j) => {
+      const m = j.metrics || {};
+      return h('tr', { dataset: { job: j.id, status: j.status } },
+        h('td', { 'data-label': 'Job' }, h('a', { href: `#/jobs/${j.id}` }, jobName(j)), h('div', { class: 'sub mono' }, shortId(j.id))),
+        h('td', { 'data-label': 'Status' }, badge(j.status)),
+        h('td', { 'data-label': 'Progress', class: 'progress-cell' }, progress(j.epoch, j.epochs, j.status), h('span', { class: 'sub' }, `${j.epoch}/${j.epochs}`, j.eta_seconds != null ? ` · ${duration(j.eta_seconds * 1000)} left` : '')),
+        h('td', { 'data-label': 'Loss', class: 'num' }, fmt(m.loss)),
+        h('td', { 'data-label': 'Validation', class: 'num' }, m.val_loss != null ? fmt(m.val_loss) : '–'),
+        h('td', { 'data-label': 'Created', title: j.created_at }, ago(j.created_at)));
+    }), 'jobs'));
+  };
+  await load();
+  every(2000, () => load().catch(() => {}));
+}
+
+function metricSeries(records) {
+  const has = (k) => records.some((r) => r[k] != null);
+  if (has('accuracy') || has('val_accuracy')) return { title: 'Accuracy', keys: ['accuracy', 'val_accuracy'] };
+  if (has('mae') || has('val_mae')) return { title: 'Mean absolute error', keys: ['mae', 'val_mae'] };
+  return null;
+}
+
+async function viewJob(root, id) {
+  const signal = aborter();
+  let job = await api('GET', `/v1/jobs/${id}`, { signal });
+  const history = (await api('GET', `/v1/jobs/${id}/history`, { signal })).epochs;
+  document.title = `${jobName(job)} · Backprop`;
+
+  const head = h('div', { class: 'page-head' });
+  const summary = h('div', { class: 'tiles' });
+  const errorSlot = h('div');
+  const legend = (items) => h('div', { class: 'legend' }, items.map(([label, color, dashed]) => h('span', {}, h('i', { class: dashed ? 'dashed' : '', dataset: { color } }), label)));
+  const lossCanvas = h('canvas', { id: 'loss-chart', role: 'img', 'aria-label': 'training and validation loss by epoch' });
+  const metricCanvas = h('canvas', { id: 'metric-chart', role: 'img', 'aria-label': 'accuracy or error by epoch' });
+  const lrCanvas = h('canvas', { id: 'lr-chart', role: 'img', 'aria-label': 'learning rate by epoch' });
+  const metricTitle = h('h2', {}, 'Accuracy');
+  const metricCard = section(null, metricTitle, legend([['training', CLASS_COLORS[0]], ['validation', CLASS_COLORS[1], true]]), h('div', { class: 'chart' }, metricCanvas));
+  const charts = h('div', { class: 'grid charts' },
+    section('Loss', legend([['training', CLASS_COLORS[0]], ['validation', CLASS_COLORS[1], true]]), h('div', { class: 'chart' }, lossCanvas)),
+    metricCard,
+    section('Learning rate', h('div', { class: 'chart small' }, lrCanvas)));
+  const boundarySlot = h('div');
+  const details = h('div', { class: 'grid two' });
+  const liveDot = h('span', { class: 'live', title: 'live' });
+  root.append(head, errorSlot, summary, charts, boundarySlot, details);
+  paintLegends(root);
+
+  const records = [...history];
+  const lossChart = new LineChart(lossCanvas, { series: [{ key: 'loss', color: CLASS_COLORS[0] }, { key: 'val_loss', color: CLASS_COLORS[1], dashed: true }] });
+  const metricChart = new LineChart(metricCanvas, { series: [{ key: 'accuracy', color: CLASS_COLORS[0] }, { key: 'val_accuracy', color: CLASS_COLORS[1], dashed: true }] });
+  const lrChart = new LineChart(lrCanvas, { series: [{ key: 'learning_rate', color: CLASS_COLORS[4] }] });
+  onLeave(() => [lossChart, metricChart, lrChart].forEach((c) => c.destroy()));
+
+  const drawCharts = () => {
+    lossChart.set(records);
+    const ms = metricSeries(records);
+    metricCard.hidden = !ms && records.length > 0;
+    if (ms) {
+      metricTitle.textContent = ms.title;
+      metricChart.series = [{ key: ms.keys[0], color: CLASS_COLORS[0] }, { key: ms.keys[1], color: CLASS_COLORS[1], dashed: true }];
+    }
+    metricChart.set(records);
+    lrChart.set(records);
+  };
+
+  const act = (label, cls, path, confirmText) => h('button', { type: 'button', class: cls, onclick: async (e) => {
+    if (confirmText && !window.confirm(confirmText)) return;
+    e.target.disabled = true;
+    try {
+      job = await api('POST', `/v1/jobs/${id}/${path}`, { signal });
+      renderHead();
+      toast(`${label} requested`);
+    } catch (err) {
+      if (err.name !== 'AbortError') toast(err.message, 'error');
+    } finally { e.target.disabled = false; }
+  } }, label);
+
+  let headKey = '';
+  const renderHead = () => {
+    // Rebuild the title and buttons only when they change, so a focused or hovered button
+    // is not replaced under the user's hand on every epoch.
+    const key = `${job.status}|${job.model_id}|${jobName(job)}`;
+    if (key !== headKey) {
+      headKey = key;
+      renderTitle();
+    }
+    renderBody();
+  };
+  const renderTitle = () => {
+    const actions = h('div', { class: 'actions' });
+    if (job.status === 'running') actions.append(act('Stop', 'ghost', 'stop'));
+    if (job.status === 'running' || job.status === 'queued') actions.append(act('Cancel', 'danger', 'cancel'));
+    if (job.model_id) actions.append(h('a', { class: 'button primary', href: `#/models/${job.model_id}` }, 'Open model'));
+    head.replaceChildren(
+      h('div', {}, h('div', { class: 'crumbs' }, h('a', { href: '#/jobs' }, 'Jobs'), ' / ', h('span', { class: 'mono' }, shortId(job.id))),
+        h('h1', {}, jobName(job), ' ', badge(job.status), job.status === 'running' ? liveDot : null)),
+      actions);
+  };
+  const renderBody = () => {
+    const m = records.at(-1) || job.metrics || {};
+    const ms = metricSeries(records);
+    const tiles = [
+      ['Epoch', `${job.epoch} / ${job.epochs}`, progress(job.epoch, job.epochs, job.status)],
+      ['Loss', fmt(m.loss)],
+      ['Validation loss', fmt(m.val_loss)],
+      ms ? [ms.keys[0] === 'accuracy' ? 'Accuracy' : 'MAE', fmt(m[ms.keys[1]] ?? m[ms.keys[0]])] : null,
+      ['Time per epoch', duration(m.elapsed_ms)],
+      [job.status === 'running' ? 'Time left' : 'Queue', job.status === 'running' ? duration((job.eta_seconds ?? NaN) * 1000) : (job.queue_position != null ? `#${job.queue_position}` : '–')],
+    ].filter(Boolean);
+    summary.replaceChildren(...tiles.map(([k, v, extra]) => h('div', { class: 'tile' }, h('div', { class: 'k' }, k), h('div', { class: 'v', dataset: { tile: k } }, v), extra)));
+    errorSlot.replaceChildren();
+    if (job.error) errorSlot.append(h('div', { class: 'alert error', role: 'alert', id: 'job-error' }, h('strong', {}, job.error.title || 'Failed'), h('div', {}, job.error.detail || JSON.stringify(job.error))));
+    if (job.stop_reason && job.stop_reason !== 'completed') errorSlot.append(h('div', { class: 'alert info' }, `Stopped: ${job.stop_reason.replaceAll('_', ' ')}`));
+    const started = job.started_at ? Date.parse(job.started_at) : null;
+    const finished = job.finished_at ? Date.parse(job.finished_at) : null;
+    const trainMs = records.reduce((s, r) => s + (r.elapsed_ms || 0), 0);
+    details.replaceChildren(
+      section('Timings', kv([
+        ['Created', new Date(job.created_at).toLocaleString()],
+        ['Started', started ? new Date(started).toLocaleString() : '–'],
+        ['Finished', finished ? new Date(finished).toLocaleString() : '–'],
+        ['Waited in queue', started ? duration(started - Date.parse(job.created_at)) : '–'],
+        ['Wall time', started ? duration((finished || Date.now()) - started) : '–'],
+        ['Training time', duration(trainMs)],
+        ['Samples / s', fmt(m.samples_per_second, 3)],
+        ['Attempt', String(job.attempt)],
+        ['Dataset', job.dataset_id ? h('a', { href: `#/datasets/${job.dataset_id}` }, shortId(job.dataset_id)) : '–'],
+      ])),
+      section('Spec', h('pre', { class: 'spec', tabindex: 0 }, JSON.stringify(job.spec, null, 2))));
+  };
+
+  renderHead();
+  drawCharts();
+  const boundary = await setupBoundary(boundarySlot, job, signal).catch(() => null);
+  boundary?.update(job);
+
+  let headTimer = null;
+  const refreshHead = () => {
+    if (headTimer) return;
+    headTimer = setTimeout(() => { headTimer = null; renderHead(); }, 250);
+  };
+  every(3000, async () => {
+    if (['succeeded', 'failed', 'cancelled'].includes(job.status)) return;
+    try { job = await api('GET', `/v1/jobs/${id}`, { signal }); refreshHead(); } catch { /* the stream will tell */ }
+  });
+  const terminal = () => ['succeeded', 'failed', 'cancelled'].includes(job.status);
+  if (!terminal()) {
+    followEvents(`/v1/jobs/${id}/events`, {
+      since: records.at(-1)?.epoch || 0,
+      signal,
+      onState: (s) => liveDot.classList.toggle('stale', s !== 'live'),
+      onEvent: (name, data) => {
+        if (name === 'epoch' && data && typeof data === 'object') {
+          if (records.length && data.epoch <= records.at(-1).epoch) return;
+          records.push(data);
+          job.epoch = data.epoch;
+          job.metrics = data;
+          if (job.status === 'queued') job.status = 'running';
+          drawCharts();
+          refreshHead();
+          boundary?.update(job);
+        } else if (name === 'status') {
+          job = data;
+          renderHead();
+          boundary?.update(job, true);
+        }
+      },
+    }).catch((e) => { if (e.name !== 'AbortError') toast(`live updates stopped: ${e.message}`, 'error'); });
+  }
+}
+
+/** The decision boundary (2 inputs, classifier) or fitted curve (1 input, regression). */
+async function setupBoundary(slot, job, signal) {
+  if (!job.dataset_id) return null;
+  const ds = await api('GET', `/v1/datasets/${job.dataset_id}`, { signal });
+  const classes = ds.classes && ds.target_kind === 'labels' ? ds.classes : (ds.classes && ['binary_crossentropy', 'categorical_crossentropy', 'sparse_categorical_crossentropy'].includes(job.spec.loss) ? ds.classes : null);
+  const mode = ds.inputs === 2 && classes ? 'boundary' : (ds.inputs === 1 && ds.outputs === 1 && !classes ? 'fit' : null);
+  if (!mode) return null;
+  const sample = await api('GET', `/v1/datasets/${job.dataset_id}/rows?limit=2000`, { signal });
+  const names = ds.feature_names || [];
+  const canvas = h('canvas', { id: 'boundary', role: 'img', 'aria-label': mode === 'boundary' ? 'decision boundary: the model output over the input plane, with the training points' : 'the fitted curve over the data' });
+  const caption = h('p', { class: 'muted small', id: 'boundary-caption' }, 'Waiting for the first checkpoint…');
+  const key = mode === 'boundary'
+    ? h('div', { class: 'legend' }, classes.map((c, i) => h('span', {}, h('i', { dataset: { color: CLASS_COLORS[i % CLASS_COLORS.length] } }), String(c))))
+    : h('div', { class: 'legend' }, h('span', {}, h('i', { dataset: { color: CLASS_COLORS[0] } }), 'data'), h('span', {}, h('i', { dataset: { color: CLASS_COLORS[1] } }), 'model'));
+  slot.append(section(mode === 'boundary' ? 'Decision boundary' : 'Fitted curve', key, h('div', { class: 'boundary-wrap' }, canvas), caption));
+  paintLegends(slot);
+
+  const index = new Map((classes || []).map((c, i) => [String(c), i]));
+  const rows = sample.rows;
+  let domain;
+  let query;
+  let points;
+  const N = 56;
+  if (mode === 'boundary') {
+    const [x0, x1] = bounds(rows.map((r) => r.features[0]));
+    const [y0, y1] = bounds(rows.map((r) => r.features[1]));
+    domain = { x0, x1, y0, y1 };
+    points = rows.map((r) => ({ x: r.features[0], y: r.features[1], cls: index.get(String(r.target)) ?? 0 }));
+    query = [];
+    for (let i = 0; i < N; i++) {
+      for (let j = 0; j < N; j++) {
+        query.push([x0 + ((j + 0.5) / N) * (x1 - x0), y1 - ((i + 0.5) / N) * (y1 - y0)]);
+      }
+    }
+  } else {
+    const [x0, x1] = bounds(rows.map((r) => r.features[0]));
+    const [y0, y1] = bounds(rows.map((r) => Number(r.target)));
+    domain = { x0, x1, y0, y1 };
+    points = rows.map((r) => ({ x: r.features[0], y: Number(r.target) }));
+    query = Array.from({ length: 200 }, (_, i) => [x0 + (i / 199) * (x1 - x0)]);
+  }
+
+  let busy = false;
+  let lastAt = 0;
+  let drawnEpoch = -1;
+  let again = false;
+  let lastModel = null;
+  const redraw = async (final) => {
+    if (busy) { again = true; return; }
+    busy = true;
+    try {
+      const r = await api('POST', `/v1/jobs/${job.id}/predict`, { json: { inputs: query }, signal });
+      lastAt = Date.now();
+      if (r.epoch !== drawnEpoch || r.source !== lastModel || final) {
+        drawnEpoch = r.epoch;
+        lastModel = r.source;
+        const ep = `after epoch ${r.epoch}` + (r.source === 'model' ? ' (the final model)' : ' (latest checkpoint)');
+        if (mode === 'boundary') {
+          drawBoundary(canvas, { n: N, cells: r.outputs, domain, points, names });
+          caption.textContent = `Model output over the plane of ${names[0] || 'x₁'} and ${names[1] || 'x₂'}, ${ep}; dots are the training data (${points.length}${sample.total > points.length ? ` of ${sample.total}` : ''}).`;
+        } else {
+          drawFit(canvas, { points, curve: query.map((q, i) => [q[0], r.outputs[i][0]]), domain, names });
+          caption.textContent = `Prediction over ${names[0] || 'x'}, ${ep}.`;
+        }
+      }
+    } catch (e) {
+      if (e.name === 'AbortError') return;
+      if (!(e instanceof ApiError && e.status === 409)) caption.textContent = `Cannot draw: ${e.message}`;
+    } finally {
+      busy = false;
+      if (again) { again = false; setTimeout(() => redraw(), 600); }
+    }
+  };
+  return {
+    update(j, final = false) {
+      job = j;
+      if (j.status === 'queued' || j.epoch < 1) return;
+      if (final || Date.now() - lastAt > 700) redraw(final);
+      else if (!again) { again = true; setTimeout(() => { again = false; redraw(); }, 700); }
+    },
+  };
+}
+
+// ---------- new job ----------
+
+function field(label, input, hint) {
+  const id = input.id || `f-${Math.random().toString(36).slice(2, 9)}`;
+  input.id = id;
+  const err = h('div', { class: 'field-error', id: `${id}-error`, role: 'alert' });
+  input.setAttribute('aria-describedby', `${id}-error`);
+  return h('div', { class: 'field' }, h('label', { for: id }, label), input, hint ? h('div', { class: 'hint' }, hint) : null, err);
+}
+
+const select = (options, value, attrs = {}) => h('select', attrs, options.map((o) => {
+  const [v, label] = Array.isArray(o) ? o : [o, o];
+  return h('option', { value: v, selected: v === value ? true : null }, label);
+}));
+
+/** A drop zone that uploads a CSV as a dataset; calls `done(dataset)`. */
+function uploader(done) {
+  const file = h('input', { type: 'file', accept: '.csv,text/csv', id: 'csv-file', class: 'visually-hidden' });
+  const status = h('div', { class: 'muted small', role: 'status' });
+  const targetSel = h('select', { id: 'csv-target' });
+  const nameIn = h('input', { id: 'csv-name', type: 'text', placeholder: 'dataset name' });
+  const go = h('button', { type: 'button', class: 'primary', id: 'csv-upload', disabled: true }, 'Upload');
+  const opts = h('div', { class: 'upload-options', hidden: true }, field('Target column', targetSel), field('Name', nameIn), go);
+  let text = null;
+  const zone = h('label', { class: 'drop', for: 'csv-file', tabindex: 0 },
+    h('strong', {}, 'Drop a CSV here'), h('span', { class: 'muted' }, ' or press to choose a file'),
+    h('div', { class: 'hint' }, 'A header row, numeric features; the target column holds labels or numbers.'));
+  zone.addEventListener('keydown', (e) => { if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); file.click(); } });
+  const read = async (f) => {
+    if (!f) return;
+    text = await f.text();
+    const header = (text.split(/\r?\n/)[0] || '').split(',').map((c) => c.trim().replace(/^"|"$/g, ''));
+    targetSel.replaceChildren(...header.map((c) => h('option', { value: c }, c)));
+    targetSel.value = header.at(-1);
+    nameIn.value = f.name.replace(/\.csv$/i, '');
+    opts.hidden = false;
+    go.disabled = false;
+    status.textContent = `${f.name}: ${text.split(/\r?\n/).filter(Boolean).length - 1} rows, ${header.length} columns`;
+  };
+  file.addEventListener('change', () => read(file.files[0]));
+  zone.addEventListener('dragover', (e) => { e.preventDefault(); zone.classList.add('over'); });
+  zone.addEventListener('dragleave', () => zone.classList.remove('over'));
+  zone.addEventListener('drop', (e) => { e.preventDefault(); zone.classList.remove('over'); read(e.dataTransfer.files[0]); });
+  go.addEventListener('click', async () => {
+    go.disabled = true;
+    status.textContent = 'Uploading…';
+    try {
+      const q = new URLSearchParams({ name: nameIn.value || 'dataset', target: targetSel.value });
+      const d = await api('POST', `/v1/datasets?${q}`, { body: text, type: 'text/csv' });
+      status.textContent = `Uploaded ${d.name}: ${d.rows} rows × ${d.inputs} features.`;
+      opts.hidden = true;
+      done(d);
+    } catch (e) {
+      status.replaceChildren(errorBox(e));
+      go.disabled = false;
+    }
+  });
+  return h('div', { class: 'uploader' }, file, zone, opts, status);
+}
+
+async function viewNew(root, params) {
+  document.title = 'New job · Backprop';
+  const signal = aborter();
+  const datasets = (await api('GET', '/v1/datasets?limit=200', { signal })).items;
+  const dsSel = h('select', { id: 'dataset', 'data-pointer': '/dataset_id' }, h('option', { value: '' }, '— choose a dataset —'),
+    datasets.map((d) => h('option', { value: d.id }, `${d.name} (${d.rows}×${d.inputs}${d.classes ? `, ${d.classes.length} classes` : ''})`)));
+  const dsInfo = h('div', { class: 'muted small', id: 'dataset-info' });
+  const byId = new Map(datasets.map((d) => [d.id, d]));
+
+  const layersBox = h('div', { class: 'layers', id: 'layers' });
+  const layers = [{ units: 8, activation: 'tanh' }, { units: 8, activation: 'tanh' }, { units: '', activation: '' }];
+  const loss = select(LOSSES, 'binary_crossentropy', { id: 'loss', 'data-pointer': '/loss' });
+  const optimizer = select(OPTIMIZERS, 'adam', { id: 'optimizer', 'data-pointer': '/optimizer/type' });
+  const lr = h('input', { id: 'learning-rate', type: 'number', step: 'any', value: '0.03', 'data-pointer': '/optimizer/learning_rate', inputmode: 'decimal' });
+  const batch = h('input', { id: 'batch-size', type: 'number', value: '16', 'data-pointer': '/batch_size', inputmode: 'numeric' });
+  const epochs = h('input', { id: 'epochs', type: 'number', value: '100', 'data-pointer': '/epochs', inputmode: 'numeric' });
+  const vsplit = h('input', { id: 'validation-split', type: 'number', step: 'any', value: '0.2', 'data-pointer': '/validation_split', inputmode: 'decimal' });
+  const seed = h('input', { id: 'seed', type: 'number', placeholder: 'random', 'data-pointer': '/seed', inputmode: 'numeric' });
+  const name = h('input', { id: 'job-name', type: 'text', placeholder: 'optional', 'data-pointer': '/name' });
+  const esOn = h('input', { id: 'early-stopping', type: 'checkbox' });
+  const esMonitor = select(['val_loss', 'loss', 'val_accuracy', 'accuracy'], 'val_loss', { id: 'es-monitor', 'data-pointer': '/early_stopping/monitor' });
+  const esPatience = h('input', { id: 'es-patience', type: 'number', value: '20', 'data-pointer': '/early_stopping/patience' });
+  const esRestore = h('input', { id: 'es-restore', type: 'checkbox', checked: true, 'data-pointer': '/early_stopping/restore_best_weights' });
+  const esBox = h('div', { class: 'row', hidden: true }, field('Monitor', esMonitor), field('Patience (epochs)', esPatience), h('div', { class: 'field check' }, h('label', {}, esRestore, ' Restore the best weights')));
+  esOn.addEventListener('change', () => { esBox.hidden = !esOn.checked; });
+  const summary = h('div', { id: 'form-errors' });
+  const estimate = h('div', { class: 'muted small', id: 'estimate', role: 'status' });
+
+  const pickDataset = (d) => {
+    if (!d) { dsInfo.textContent = ''; return; }
+    dsInfo.textContent = `${d.rows} rows · ${d.inputs} features (${(d.feature_names || []).join(', ')}) · ${d.classes ? `classes ${d.classes.join(', ')}` : `${d.outputs} numeric target${d.outputs > 1 ? 's' : ''}`}`;
+    if (d.classes && d.target_kind === 'labels' && d.classes.length > 2) loss.value = 'categorical_crossentropy';
+    else if (d.classes && d.classes.length === 2) loss.value = 'binary_crossentropy';
+    else if (!d.classes) loss.value = 'mse';
+  };
+  dsSel.addEventListener('change', () => pickDataset(byId.get(dsSel.value)));
+
+  const renderLayers = () => {
+    layersBox.replaceChildren(...layers.map((l, i) => {
+      const last = i === layers.length - 1;
+      const remove = h('button', { type: 'button', class: 'ghost icon', 'aria-label': `remove layer ${i + 1}`, disabled: layers.length < 2 ? true : null, onclick: () => { layers.splice(i, 1); renderLayers(); } }, '×');
+      if ('dropout' in l) {
+        const rate = h('input', { type: 'number', step: 'any', value: l.dropout, id: `layer-${i}-dropout`, 'data-pointer': `/layers/${i}/dropout`, oninput: (e) => { l.dropout = e.target.value; } });
+        return h('div', { class: 'layer dropout' }, h('span', { class: 'layer-tag' }, `${i + 1} · dropout`), field('Rate', rate), remove);
+      }
+      const units = h('input', { type: 'number', value: l.units, placeholder: last ? 'from data' : '', id: `layer-${i}-units`, 'data-pointer': `/layers/${i}/units`, oninput: (e) => { l.units = e.target.value; } });
+      const act = select([['', last ? 'for the loss' : 'linear'], ...ACTIVATIONS], l.activation, { id: `layer-${i}-activation`, 'data-pointer': `/layers/${i}/activation`, onchange: (e) => { l.activation = e.target.value; } });
+      return h('div', { class: 'layer' }, h('span', { class: 'layer-tag' }, `${i + 1} · ${last ? 'output' : 'dense'}`), field('Units', units), field('Activation', act), remove);
+    }));
+  };
+  renderLayers();
+  const addDense = h('button', { type: 'button', class: 'ghost', onclick: () => { layers.splice(layers.length - 1, 0, { units: 8, activation: 'relu' }); renderLayers(); } }, '+ Dense layer');
+  const addDropout = h('button', { type: 'button', class: 'ghost', onclick: () => { layers.splice(layers.length - 1, 0, { dropout: 0.2 }); renderLayers(); } }, '+ Dropout');
+
+  const num = (el) => (el.value === '' ? undefined : Number(el.value));
+  const spec = () => {
+    const s = {
+      dataset_id: dsSel.value || undefined,
+      layers: layers.map((l) => ('dropout' in l ? { dropout: l.dropout === '' ? undefined : Number(l.dropout) } : {
+        units: l.units === '' || l.units === undefined ? undefined : Number(l.units),
+        activation: l.activation || undefined,
+      })),
+      loss: loss.value,
+      optimizer: { type: optimizer.value, learning_rate: num(lr) },
+      epochs: num(epochs),
+      batch_size: num(batch),
+      validation_split: num(vsplit),
+      seed: num(seed),
+      name: name.value || undefined,
+    };
+    if (esOn.checked) s.early_stopping = { monitor: esMonitor.value, patience: num(esPatience), restore_best_weights: esRestore.checked };
+    return s;
+  };
+
+  const form = h('form', { id: 'new-job', novalidate: true });
+  const clearErrors = () => {
+    summary.replaceChildren();
+    for (const el of form.querySelectorAll('[aria-invalid]')) el.removeAttribute('aria-invalid');
+    for (const el of form.querySelectorAll('.field-error')) el.textContent = '';
+  };
+  /** Puts each error under the field its pointer names (or the closest parent's). */
+  const showErrors = (e) => {
+    const errs = e.errors.length ? e.errors : [{ pointer: '', detail: e.message }];
+    const fields = [...form.querySelectorAll('[data-pointer]')];
+    const unplaced = [];
+    let first = null;
+    for (const err of errs) {
+      const p = err.pointer || '';
+      let el = fields.find((f) => f.dataset.pointer === p);
+      if (!el) el = fields.filter((f) => p && f.dataset.pointer.startsWith(`${p}/`))[0];
+      if (!el) el = fields.filter((f) => p.startsWith(`${f.dataset.pointer}/`)).sort((a, b) => b.dataset.pointer.length - a.dataset.pointer.length)[0];
+      if (el) {
+        el.setAttribute('aria-invalid', 'true');
+        const slot = document.getElementById(`${el.id}-error`) || el.closest('.field')?.querySelector('.field-error');
+        if (slot) slot.textContent = slot.textContent ? `${slot.textContent}; ${err.detail}` : err.detail;
+        first ||= el;
+      } else unplaced.push(err);
+    }
+    summary.append(h('div', { class: 'alert error', role: 'alert' },
+      h('strong', {}, `The server did not accept this job (${errs.length} problem${errs.length > 1 ? 's' : ''})`),
+      h('ul', {}, errs.map((er) => h('li', {}, h('code', {}, er.pointer || '/'), ' ', er.detail)))));
+    (first || summary).focus?.();
+    if (!first) summary.scrollIntoView({ block: 'center' });
+    return unplaced;
+  };
+
+  const submit = async (dry) => {
+    clearErrors();
+    estimate.textContent = '';
+    try {
+      const r = await api('POST', `/v1/jobs${dry ? '?dry_run=true' : ''}`, { json: spec(), signal });
+      if (dry) {
+        estimate.textContent = `Valid: ${r.parameter_count} parameters, ${r.train_rows} training rows, ${r.validation_rows} validation rows` + (r.estimated_seconds != null ? `, about ${duration(r.estimated_seconds * 1000)}` : '') + '.';
+      } else {
+        toast('Job queued');
+        location.hash = `#/jobs/${r.id}`;
+      }
+    } catch (e) {
+      if (e.name === 'AbortError') return;
+      showErrors(e);
+    }
+  };
+  form.addEventListener('submit', (e) => { e.preventDefault(); submit(false); });
+
+  form.append(
+    section('1 · Data', h('div', { class: 'row' }, field('Dataset', dsSel)), dsInfo,
+      h('details', { class: 'upload-details', open: datasets.length ? null : true }, h('summary', {}, 'Upload a CSV'),
+        uploader((d) => { datasets.push(d); byId.set(d.id, d); dsSel.append(h('option', { value: d.id }, `${d.name} (${d.rows}×${d.inputs})`)); dsSel.value = d.id; pickDataset(d); }))),
+    section('2 · Layers', h('p', { class: 'muted small' }, 'Dense layers in order; the output layer’s units and activation can be left to the data and the loss.'),
+      layersBox, h('div', { class: 'actions left' }, addDense, addDropout)),
+    section('3 · Training', h('div', { class: 'row' }, field('Loss', loss), field('Optimizer', optimizer), field('Learning rate', lr)),
+      h('div', { class: 'row' }, field('Batch size', batch), field('Epochs', epochs), field('Validation split', vsplit, 'fraction held out, 0 to <1')),
+      h('div', { class: 'row' }, field('Seed', seed), field('Name', name)),
+      h('div', { class: 'field check' }, h('label', {}, esOn, ' Early stopping')), esBox),
+    summary,
+    h('div', { class: 'actions sticky' }, estimate, h('button', { type: 'button', class: 'ghost', id: 'dry-run', onclick: () => submit(true) }, 'Check'), h('button', { type: 'submit', class: 'primary', id: 'submit-job' }, 'Start training')));
+  summary.tabIndex = -1;
+  root.append(h('div', { class: 'page-head' }, h('h1', {}, 'New job')), form);
+  const want = params.get('dataset');
+  if (want && byId.has(want)) { dsSel.value = want; pickDataset(byId.get(want)); }
+}
+
+// ---------- models ----------
+
+async function viewModels(root) {
+  document.title = 'Models · Backprop';
+  const signal = aborter();
+  const page = await api('GET', '/v1/models?limit=200', { signal });
+  root.append(h('div', { class: 'page-head' }, h('h1', {}, 'Models')));
+  if (!page.items.length) { root.append(h('div', { class: 'empty' }, h('p', {}, 'No models yet: a job that succeeds makes one.'))); return; }
+  root.append(table(['Model', 'Shape', 'Parameters', 'Loss', 'Final metrics', 'Created'], page.items.map((m) => {
+    const f = m.metrics?.final || {};
+    return h('tr', {},
+      h('td', { 'data-label': 'Model' }, h('a', { href: `#/models/${m.id}` }, m.name || `Model ${shortId(m.id)}`), h('div', { class: 'sub mono' }, shortId(m.id))),
+      h('td', { 'data-label': 'Shape' }, `${m.input_dim} → ${m.output_dim}`),
+      h('td', { 'data-label': 'Parameters', class: 'num' }, String(m.parameter_count)),
+      h('td', { 'data-label': 'Loss' }, m.loss || '–'),
+      h('td', { 'data-label': 'Final metrics' }, f.loss != null ? `loss ${fmt(f.loss)}${f.accuracy != null ? ` · acc ${fmt(f.accuracy, 3)}` : ''}${f.val_accuracy != null ? ` · val acc ${fmt(f.val_accuracy, 3)}` : ''}` : '–'),
+      h('td', { 'data-label': 'Created', title: m.created_at }, ago(m.created_at)));
+  })));
+}
+
+/** Rows from pasted text: a JSON array of rows (or one row), or CSV/whitespace lines; a header line is skipped. */
+export function parseRows(text) {
+  const t = text.trim();
+  if (!t) return [];
+  if (t.startsWith('[')) {
+    const v = JSON.parse(t);
+    return Array.isArray(v[0]) ? v : [v];
+  }
+  return t.split(/\r?\n/).map((l) => l.trim()).filter(Boolean)
+    .map((l) => l.split(/[,;\t ]+/).filter(Boolean))
+    .filter((cells, i) => !(i === 0 && cells.some((c) => Number.isNaN(Number(c)))))
+    .map((cells) => cells.map(Number));
+}
+
+async function viewModel(root, id) {
+  const signal = aborter();
+  const m = await api('GET', `/v1/models/${id}`, { signal });
+  document.title = `${m.name || 'Model'} · Backprop`;
+  const f = m.metrics?.final || {};
+  const features = m.feature_names || Array.from({ length: m.input_dim }, (_, i) => `x${i + 1}`);
+  const exportBtn = h('button', { type: 'button', class: 'ghost', id: 'export', onclick: async () => {
+    try {
+      const r = await api('GET', `/v1/models/${id}/export`, { raw: true, signal });
+      const url = URL.createObjectURL(await r.blob());
+      const a = h('a', { href: url, download: `model-${id}.json` });
+      document.body.append(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 1000);
+    } catch (e) { if (e.name !== 'AbortError') toast(e.message, 'error'); }
+  } }, 'Export JSON');
+  const input = h('textarea', { id: 'predict-input', rows: 6, spellcheck: 'false', placeholder: `${features.join(',')}\n${features.map(() => '0').join(',')}` });
+  const out = h('div', { id: 'predict-output', 'aria-live': 'polite' });
+  const predict = async (e) => {
+    e.preventDefault();
+    out.replaceChildren();
+    let rows;
+    try { rows = parseRows(input.value); } catch (err) { out.append(errorBox(new Error(`not JSON: ${err.message}`))); return; }
+    if (!rows.length) { out.append(errorBox(new Error('paste at least one row'))); return; }
+    try {
+      const r = await api('POST', `/v1/models/${id}/predict`, { json: { inputs: rows }, signal });
+      const width = r.outputs[0]?.length || 0;
+      const heads = width === 1 ? ['output'] : (m.classes && m.classes.length === width ? m.classes.map((c) => `p(${c})`) : Array.from({ length: width }, (_, i) => `y${i + 1}`));
+      out.append(table(['#', ...features, ...heads, ...(r.labels ? ['label'] : [])], rows.map((row, i) => h('tr', {},
+        h('td', { class: 'num' }, String(i + 1)),
+        row.map((v) => h('td', { class: 'num' }, fmt(v))),
+        r.outputs[i].map((v) => h('td', { class: 'num' }, fmt(v))),
+        r.labels ? h('td', { class: 'label-cell' }, String(r.labels[i])) : null)), 'predictions'));
+    } catch (err) {
+      if (err.name !== 'AbortError') out.append(errorBox(err));
+    }
+  };
+  const csvFile = h('input', { type: 'file', accept: '.csv,text/csv', id: 'predict-file', class: 'visually-hidden', onchange: async (e) => { const file = e.target.files[0]; if (file) input.value = await file.text(); } });
+  root.append(
+    h('div', { class: 'page-head' },
+      h('div', {}, h('div', { class: 'crumbs' }, h('a', { href: '#/models' }, 'Models'), ' / ', h('span', { class: 'mono' }, shortId(m.id))), h('h1', {}, m.name || `Model ${shortId(m.id)}`)),
+      h('div', { class: 'actions' }, m.job_id ? h('a', { class: 'button ghost', href: `#/jobs/${m.job_id}` }, 'Training job') : null, exportBtn)),
+    h('div', { class: 'grid two' },
+      section('Architecture', table(['#', 'Layer', 'Units', 'Activation'], [
+        h('tr', {}, h('td', {}, '0'), h('td', {}, 'input'), h('td', { class: 'num' }, String(m.input_dim)), h('td', {}, m.standardized ? 'standardised' : '–')),
+        ...m.architecture.map((l, i) => h('tr', {}, h('td', {}, String(i + 1)), h('td', {}, l.dropout != null ? 'dropout' : 'dense'), h('td', { class: 'num' }, l.dropout != null ? `rate ${l.dropout}` : String(l.units)), h('td', {}, l.activation || '–')))]),
+        kv([['Parameters', String(m.parameter_count)], ['Loss', m.loss || '–'], ['Features', features.join(', ')], m.classes ? ['Classes', m.classes.join(', ')] : null])),
+      section('Metrics', kv([
+        ['Loss', fmt(f.loss)], ['Validation loss', fmt(f.val_loss)],
+        f.accuracy != null ? ['Accuracy', fmt(f.accuracy, 3)] : null, f.val_accuracy != null ? ['Validation accuracy', fmt(f.val_accuracy, 3)] : null,
+        f.mae != null ? ['MAE', fmt(f.mae)] : null, f.val_mae != null ? ['Validation MAE', fmt(f.val_mae)] : null,
+        ['Epochs run', m.metrics?.epochs_run ?? '–'], ['Best epoch', m.metrics?.best_epoch ?? '–'], ['Stopped because', (m.metrics?.stop_reason || '–').replaceAll('_', ' ')],
+        ['Created', new Date(m.created_at).toLocaleString()]]))),
+    section('Predict', h('form', { id: 'predict-form', onsubmit: predict },
+      field('Rows', input, `One row per line, ${m.input_dim} value${m.input_dim > 1 ? 's' : ''} each (comma or space separated; a header line is skipped), or a JSON array of rows.`),
+      h('div', { class: 'actions left' }, h('button', { type: 'submit', class: 'primary', id: 'predict-submit' }, 'Predict'),
+        csvFile, h('label', { for: 'predict-file', class: 'button ghost', tabindex: 0, onkeydown: (e) => { if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); csvFile.click(); } } }, 'Load a CSV'))), out));
+}
+
+// ---------- datasets ----------
+
+async function viewDatasets(root) {
+  document.title = 'Datasets · Backprop';
+  const signal = aborter();
+  const page = await api('GET', '/v1/datasets?limit=200', { signal });
+  root.append(h('div', { class: 'page-head' }, h('h1', {}, 'Datasets')),
+    section('Upload a CSV', uploader((d) => { location.hash = `#/datasets/${d.id}`; })));
+  if (!page.items.length) { root.append(h('div', { class: 'empty' }, h('p', {}, 'No datasets yet.'))); return; }
+  root.append(table(['Dataset', 'Rows', 'Features', 'Target', 'Size', 'Created'], page.items.map((d) => h('tr', {},
+    h('td', { 'data-label': 'Dataset' }, h('a', { href: `#/datasets/${d.id}` }, d.name), h('div', { class: 'sub mono' }, shortId(d.id))),
+    h('td', { 'data-label': 'Rows', class: 'num' }, String(d.rows)),
+    h('td', { 'data-label': 'Features', class: 'num' }, String(d.inputs)),
+    h('td', { 'data-label': 'Target' }, d.classes ? `${d.classes.length} classes: ${d.classes.slice(0, 6).join(', ')}${d.classes.length > 6 ? '…' : ''}` : `${d.outputs} numeric`),
+    h('td', { 'data-label': 'Size', class: 'num' }, `${fmt(d.size_bytes / 1024, 3)} KiB`),
+    h('td', { 'data-label': 'Created', title: d.created_at }, ago(d.created_at))))));
+}
+
+async function viewDataset(root, id) {
+  const signal = aborter();
+  const d = await api('GET', `/v1/datasets/${id}`, { signal });
+  const rows = await api('GET', `/v1/datasets/${id}/rows?limit=20`, { signal });
+  document.title = `${d.name} · Backprop`;
+  root.append(
+    h('div', { class: 'page-head' },
+      h('div', {}, h('div', { class: 'crumbs' }, h('a', { href: '#/datasets' }, 'Datasets'), ' / ', h('span', { class: 'mono' }, shortId(d.id))), h('h1', {}, d.name)),
+      h('div', { class: 'actions' }, h('a', { class: 'button primary', href: `#/new?dataset=${d.id}` }, 'Train on it'))),
+    section('Shape', kv([['Rows', String(d.rows)], ['Features', `${d.inputs}: ${(d.feature_names || []).join(', ')}`],
+      ['Target', `${(d.target_names || []).join(', ')} (${d.target_kind})`], d.classes ? ['Classes', d.classes.join(', ')] : null,
+      ['Stored', `${fmt(d.size_bytes / 1024, 3)} KiB`], ['Created', new Date(d.created_at).toLocaleString()]])),
+    section(`First ${rows.rows.length} of ${rows.total} rows`, table(['#', ...rows.feature_names, ...rows.target_names],
+      rows.rows.map((r, i) => h('tr', {}, h('td', { class: 'num' }, String(i + 1)), r.features.map((v) => h('td', { class: 'num' }, String(v))),
+        (Array.isArray(r.target) ? r.target : [r.target]).map((v) => h('td', { class: 'num' }, String(v))))), 'preview')));
+}
+
+// ---------- start ----------
+
+setupKeyDialog();
+window.addEventListener('hashchange', route);
+route();

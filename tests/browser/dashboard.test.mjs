@@ -1,0 +1,309 @@
+// Browser test of the dashboard: starts the real `backprop` binary (with an API key) on an
+// ephemeral port and a temporary data directory, drives Debian's Chromium through
+// playwright-core, and asserts on the page at each step. Screenshots go to
+// target/browser-screenshots/ (git-ignored), or $SCREENSHOT_DIR.
+//
+//   cargo build && (cd tests/browser && npm ci && npm test)
+//
+// Environment: BACKPROP_BIN (default target/debug/backprop), CHROMIUM (default
+// /usr/bin/chromium), SCREENSHOT_DIR.
+
+import { spawn } from 'node:child_process';
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync, existsSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import assert from 'node:assert/strict';
+import { chromium } from 'playwright-core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const repo = resolve(here, '../..');
+const bin = process.env.BACKPROP_BIN || join(repo, 'target/debug/backprop');
+const browserPath = process.env.CHROMIUM || '/usr/bin/chromium';
+const shots = process.env.SCREENSHOT_DIR || join(repo, 'target/browser-screenshots');
+const KEY = 'browser-test-secret';
+
+const t0 = Date.now();
+const log = (msg) => console.log(`[${((Date.now() - t0) / 1000).toFixed(1).padStart(5)}s] ${msg}`);
+
+function freePort() {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.unref();
+    s.on('error', rej);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => res(port));
+    });
+  });
+}
+
+/** A deterministic two-feature set: class "inside" within a circle of radius 1.2, "outside" beyond. */
+function circleCsv(n) {
+  let s = 12345;
+  const r = () => {
+    s = (s * 1103515245 + 12345) % 2147483648;
+    return (s / 2147483648) * 4 - 2;
+  };
+  const lines = ['x1,x2,label'];
+  for (let i = 0; i < n; i++) {
+    const x = r();
+    const y = r();
+    lines.push(`${x.toFixed(4)},${y.toFixed(4)},${x * x + y * y < 1.44 ? 'inside' : 'outside'}`);
+  }
+  return lines.join('\n') + '\n';
+}
+
+async function waitFor(what, fn, timeoutMs = 20000, everyMs = 100) {
+  const start = Date.now();
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() - start > timeoutMs) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+async function main() {
+  assert.ok(existsSync(bin), `no backprop binary at ${bin}; run cargo build first`);
+  assert.ok(existsSync(browserPath), `no Chromium at ${browserPath}; apt-get install chromium`);
+  mkdirSync(shots, { recursive: true });
+  const data = mkdtempSync(join(tmpdir(), 'backprop-browser-'));
+  const csvPath = join(data, 'circle.csv');
+  writeFileSync(csvPath, circleCsv(300));
+  const port = await freePort();
+  const base = `http://127.0.0.1:${port}`;
+  const server = spawn(bin, ['serve', '--listen', `127.0.0.1:${port}`, '--data-dir', data,
+    '--api-keys', `browser:admin:${KEY}`, '--checkpoint-secs', '0.3'], {
+    env: { ...process.env, RUST_LOG: 'warn' },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  let browser;
+  const cleanup = async () => {
+    await browser?.close().catch(() => {});
+    server.kill('SIGTERM');
+    rmSync(data, { recursive: true, force: true });
+  };
+  try {
+    await waitFor('the server', async () => (await fetch(`${base}/healthz`).catch(() => null))?.ok, 20000);
+    log(`server up on ${base}`);
+    browser = await chromium.launch({
+      executablePath: browserPath,
+      headless: true,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+        '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+    await run(browser, base, csvPath);
+    log('all steps passed');
+  } finally {
+    await cleanup();
+  }
+}
+
+async function run(browser, base, csvPath) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 860 }, deviceScaleFactor: 1 });
+  const page = await context.newPage();
+  page.setDefaultTimeout(20000);
+  // Every console error fails the test, except the failed-request lines Chromium logs for API
+  // answers the steps provoke on purpose: the 401 that asks for the key, 422s for the bad spec
+  // and the bad predict row, and 409s while a job has no
+  // checkpoint yet for the decision boundary.
+  const consoleErrors = [];
+  const expected = [];
+  page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
+  page.on('pageerror', (e) => consoleErrors.push(`uncaught: ${e.message}`));
+  page.on('response', (r) => {
+    if (r.status() >= 400) expected.push(`${r.request().method()} ${new URL(r.url()).pathname} ${r.status()}`);
+  });
+  const shot = async (name) => {
+    await page.evaluate(() => { document.querySelector('#toast').className = ''; });
+    await page.waitForTimeout(250);
+    await page.screenshot({ path: join(shots, `${name}.png`) });
+  };
+
+  // 1. The dashboard loads without a key, asks for one at the first 401, keeps it.
+  await page.goto(`${base}/`);
+  await page.locator('#key-dialog[open]').waitFor();
+  await page.fill('#key-input', KEY);
+  await page.press('#key-input', 'Enter');
+  await page.getByText('No jobs yet.').waitFor();
+  assert.equal(await page.evaluate(() => sessionStorage.getItem('backprop.key')), KEY);
+  assert.equal(await page.locator('#key-button').textContent(), 'Key ✓');
+  log('1. dashboard opened, key entered and kept in sessionStorage');
+
+  // 2. Upload a two-feature CSV through the new-job form.
+  await page.click('a[data-nav="new"]');
+  await page.locator('#new-job').waitFor();
+  await page.setInputFiles('#csv-file', csvPath);
+  await page.locator('#csv-target').waitFor();
+  assert.equal(await page.inputValue('#csv-target'), 'label');
+  await page.click('#csv-upload');
+  await waitFor('the dataset to be selected', async () => (await page.inputValue('#dataset')) !== '');
+  const info = await page.textContent('#dataset-info');
+  assert.match(info, /300 rows · 2 features \(x1, x2\)/);
+  assert.match(info, /classes inside, outside/);
+  assert.equal(await page.inputValue('#loss'), 'binary_crossentropy');
+  log('2. CSV uploaded through the form; dataset selected, loss chosen from its classes');
+
+  // 3. A bad spec: the API's validation errors appear next to their fields.
+  await page.fill('#layer-0-units', '0');
+  await page.fill('#learning-rate', '-1');
+  await page.click('#submit-job');
+  await page.locator('#form-errors .alert').waitFor();
+  const unitsErr = await page.textContent('#layer-0-units-error');
+  assert.ok(unitsErr.length > 0, 'no error under layer 1 units');
+  assert.equal(await page.getAttribute('#layer-0-units', 'aria-invalid'), 'true');
+  assert.ok((await page.textContent('#learning-rate-error')).length > 0, 'no error under the learning rate');
+  assert.match(page.url(), /#\/new$/);
+  await shot('new-job-errors');
+  log(`3. bad spec refused; field errors: "${unitsErr}"`);
+
+  // 4. Fix it and start training.
+  await page.fill('#layer-0-units', '12');
+  await page.fill('#layer-1-units', '8');
+  await page.fill('#learning-rate', '0.01');
+  await page.fill('#epochs', '3000');
+  await page.fill('#job-name', 'circle');
+  await page.click('#submit-job');
+  await page.waitForURL(/#\/jobs\/[0-9a-f-]{36}$/);
+  const jobUrl = page.url();
+  log(`4. job created: ${jobUrl.split('#')[1]}`);
+
+  // 5. The loss curve gains points while the job trains.
+  const points = () => page.locator('#loss-chart').getAttribute('data-points').then((v) => Number(v || 0));
+  const first = await waitFor('loss points', async () => { const n = await points(); return n > 0 ? n : 0; });
+  const later = await waitFor('more loss points', async () => { const n = await points(); return n > first ? n : 0; });
+  assert.ok(later > first);
+  log(`5. loss curve grew from ${first} to ${later} points`);
+
+  // 6. The decision boundary is drawn (non-blank, two colours) and redrawn as training goes.
+  await waitFor('the decision boundary', async () => Number(await page.locator('#boundary').getAttribute('data-drawn') || 0) >= 1);
+  await page.locator('#boundary').scrollIntoViewIfNeeded();
+  await shot('decision-boundary');
+  const pixels = await page.evaluate(() => {
+    const c = document.querySelector('#boundary');
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    let painted = 0; let blue = 0; let orange = 0;
+    for (let i = 0; i < d.length; i += 4) {
+      if (d[i + 3] === 0) continue;
+      painted++;
+      if (d[i + 2] > d[i] + 40) blue++;
+      if (d[i] > d[i + 2] + 40) orange++;
+    }
+    return { total: d.length / 4, painted, blue, orange };
+  });
+  assert.ok(pixels.painted > pixels.total * 0.5, `boundary mostly blank: ${JSON.stringify(pixels)}`);
+  assert.ok(pixels.blue > 500 && pixels.orange > 500, `boundary lacks one class's colour: ${JSON.stringify(pixels)}`);
+  assert.match(await page.textContent('#boundary-caption'), /after epoch \d+/);
+  log(`6. decision boundary drawn (${JSON.stringify(pixels)})`);
+
+  // 7. The job finishes; the page says so and links its model.
+  await page.locator('h1 .badge.succeeded').waitFor({ timeout: 120000 });
+  const modelLink = page.getByRole('link', { name: 'Open model' });
+  await modelLink.waitFor();
+  await page.locator('#boundary').scrollIntoViewIfNeeded();
+  await waitFor('the final boundary', async () => /final model/.test(await page.textContent('#boundary-caption')));
+  await shot('decision-boundary-final');
+  log('7. job succeeded; model linked');
+
+  // 8. A second job is cancelled from its page.
+  await page.goto(`${base}/#/new`);
+  await page.locator('#dataset option:nth-child(2)').waitFor({ state: 'attached' });
+  await page.selectOption('#dataset', { index: 1 });
+  await page.fill('#epochs', '100000');
+  await page.fill('#job-name', 'to cancel');
+  await page.click('#submit-job');
+  await page.waitForURL(/#\/jobs\/[0-9a-f-]{36}$/);
+  await waitFor('the second job to train', async () => Number(await page.locator('#loss-chart').getAttribute('data-points') || 0) > 600);
+  await page.locator('h1 .badge.running').waitFor();
+  // This job trains for long: its boundary is redrawn from newer checkpoints as it goes.
+  const drawn = () => page.locator('#boundary').getAttribute('data-drawn').then((v) => Number(v || 0));
+  const before = await waitFor('its boundary', async () => /latest checkpoint/.test(await page.textContent('#boundary-caption')) && drawn());
+  const epochOf = async () => Number((await page.textContent('#boundary-caption')).match(/after epoch (\d+)/)[1]);
+  const epochBefore = await epochOf();
+  await waitFor('a redraw of the boundary', async () => (await drawn()) > before && (await epochOf()) > epochBefore, 30000);
+  log(`   boundary redrawn while training: epoch ${epochBefore} → ${await epochOf()}`);
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await shot('job-running');
+  await page.locator('#boundary').scrollIntoViewIfNeeded();
+  await shot('decision-boundary-running');
+  await page.getByRole('button', { name: 'Cancel' }).click();
+  await page.locator('h1 .badge.cancelled').waitFor();
+  assert.equal(await page.getByRole('button', { name: 'Cancel' }).count(), 0);
+  log('8. second job cancelled');
+
+  // 9. The job list: both jobs, live status, filter by status.
+  await page.click('a[data-nav="jobs"]');
+  await page.locator('tr[data-status="succeeded"]').waitFor();
+  await page.locator('tr[data-status="cancelled"]').waitFor();
+  await shot('jobs');
+  await page.click('.chips a:has-text("cancelled")');
+  await page.waitForURL(/status=cancelled/);
+  await waitFor('the filtered list', async () => (await page.locator('tr[data-status]').count()) === 1
+    && (await page.locator('tr[data-status="cancelled"]').count()) === 1);
+  log('9. job list shows both; the status filter works');
+
+  // 10. Predict from the model page.
+  await page.goto(jobUrl);
+  await page.getByRole('link', { name: 'Open model' }).click();
+  await page.waitForURL(/#\/models\/[0-9a-f-]{36}$/);
+  await page.fill('#predict-input', 'x1,x2\n0,0\n1.9,-1.8\n0.3,0.2');
+  await page.click('#predict-submit');
+  await page.locator('table.predictions tbody tr').nth(2).waitFor();
+  const labels = await page.locator('table.predictions td.label-cell').allTextContents();
+  assert.deepEqual(labels, ['inside', 'outside', 'inside']);
+  await shot('model');
+  // A bad row is refused with the API's explanation.
+  await page.fill('#predict-input', '1,2,3');
+  await page.click('#predict-submit');
+  await page.locator('#predict-output .alert.error').waitFor();
+  assert.match(await page.textContent('#predict-output'), /model takes 2 inputs/);
+  log(`10. predicted from the model page: ${labels.join(', ')}`);
+
+  // 11. Datasets: list, shape, classes, preview.
+  await page.click('a[data-nav="datasets"]');
+  await page.getByRole('link', { name: 'circle' }).click();
+  await page.locator('table.preview tbody tr').first().waitFor();
+  assert.equal(await page.locator('table.preview tbody tr').count(), 20);
+  assert.match(await page.textContent('main'), /First 20 of 300 rows/);
+  await shot('dataset');
+  log('11. dataset page shows shape and a preview');
+
+  // 12. Keyboard: the first Tab reaches the skip link, Enter on a nav link navigates.
+  await page.goto(`${base}/#/jobs`);
+  await page.reload();
+  await page.locator('tr[data-status]').first().waitFor();
+  await page.keyboard.press('Tab');
+  assert.equal(await page.evaluate(() => document.activeElement?.className), 'skip');
+  await page.focus('a[data-nav="models"]');
+  await page.keyboard.press('Enter');
+  await page.waitForURL(/#\/models$/);
+  log('12. keyboard navigation works');
+
+  // 13. A phone: nothing wider than the screen.
+  await page.setViewportSize({ width: 390, height: 844 });
+  for (const route of ['#/jobs', jobUrl.split('#')[1] ? `#${jobUrl.split('#')[1]}` : '#/jobs', '#/new']) {
+    await page.goto(`${base}/${route}`);
+    await page.locator('main > *').first().waitFor();
+    await page.waitForTimeout(300);
+    const width = await page.evaluate(() => document.documentElement.scrollWidth);
+    assert.ok(width <= 390, `${route} is ${width}px wide on a 390px screen`);
+  }
+  await page.goto(`${base}/#/jobs`);
+  await page.locator('tr[data-status]').first().waitFor();
+  await shot('jobs-phone');
+  log('13. readable at 390px');
+
+  const unexpected = consoleErrors.filter((e) => !/^Failed to load resource: the server responded with a status of (401|409|422)/.test(e));
+  const failedRequests = expected.filter((r) => !/^POST \/v1\/jobs 422$|^POST \/v1\/jobs\/[0-9a-f-]+\/predict (409|422)$|^POST \/v1\/models\/[0-9a-f-]+\/predict 422$|^GET \/v1\/jobs 401$/.test(r));
+  assert.deepEqual(unexpected, [], `console errors:\n${unexpected.join('\n')}`);
+  assert.deepEqual(failedRequests, [], `unexpected failed requests:\n${failedRequests.join('\n')}`);
+  log(`no console errors (${consoleErrors.length} expected failed-request lines)`);
+  await context.close();
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
