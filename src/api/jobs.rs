@@ -489,6 +489,8 @@ async fn predict(
     Body(body): Body,
 ) -> Result<Json<Value>, ApiError> {
     let j = load(&s, &p, &id).await?;
+    // A body that is not JSON at all is a 400 before anything about the job.
+    let _: serde::de::IgnoredAny = parse_json(&body)?;
     let (model, epoch, mut answer) = match j.model_id {
         Some(model_id) => (
             super::models::model(&s, &p, model_id).await?,
