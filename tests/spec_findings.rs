@@ -185,3 +185,28 @@ async fn since_beyond_int64_is_outside_the_spec_and_named_in_the_answer() {
         );
     }
 }
+
+/// schemathesis (ST108, response schema conformance): `GET /v1/datasets/{id}/rows` of a
+/// dataset with numeric targets answered `"target": 0.0`, which matched both a `ClassLabel`
+/// (a whole number) and a number under the spec's `oneOf`, so it matched none. A target is
+/// any one of those shapes: the spec now says `anyOf`.
+#[tokio::test]
+async fn a_whole_numbered_target_matches_the_rows_schema() {
+    let srv = Server::start(&[]).await;
+    let (st, ds) = srv
+        .post(
+            "/v1/datasets",
+            &serde_json::json!({"features": [[0, 0], [0, 1], [1, 0], [1, 1]], "targets": [0, 1, 1, 0]}),
+        )
+        .await;
+    assert_eq!(st, 201, "{ds}");
+    let id = ds["id"].as_str().unwrap();
+    let (st, rows) = srv.get(&format!("/v1/datasets/{id}/rows?limit=2")).await;
+    assert_eq!(st, 200, "{rows}");
+    assert!(rows["rows"][0]["target"].is_number(), "{rows}");
+    let text = include_str!("../openapi.yaml");
+    let schema = &text[text.find("\n    DatasetRows:").expect("DatasetRows schema")..];
+    let target = &schema[schema.find("              target:").unwrap()..];
+    let target = &target[..target.find("\n    JobPredictResponse:").unwrap()];
+    assert!(target.contains("anyOf:") && !target.contains("oneOf:"), "{target}");
+}
