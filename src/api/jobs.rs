@@ -12,10 +12,13 @@ use uuid::Uuid;
 
 use super::auth::{Principal, Role};
 use super::error::{from_value, parse_json};
-use super::{ApiError, AppState, Body, Idempotency, PageQuery, parse_id, parse_query, rfc3339};
-use crate::data::{Dataset, JsonDataset};
+use super::{
+    ApiError, AppState, Body, Idempotency, Limits, PageQuery, parse_id, parse_query, rfc3339,
+};
+use crate::data::{Dataset, JsonDataset, Limits as DataLimits};
 use crate::jobs::SERVICE_FIELDS;
 use crate::nn::TrainSpec;
+use crate::nn::spec::Plan;
 use crate::nn::train::target_shape;
 use crate::store::{JobRecord, JobStatus, now_ms, to_json};
 
@@ -75,20 +78,28 @@ struct CreateQuery {
     dry_run: Option<bool>,
 }
 
-async fn create(
-    State(s): State<AppState>,
-    p: Principal,
-    RawQuery(q): RawQuery,
-    headers: axum::http::HeaderMap,
-    Body(body): Body,
-) -> Result<impl IntoResponse, ApiError> {
-    p.require(Role::Trainer)?;
-    let query: CreateQuery = parse_query(q.as_deref())?;
-    let idem = Idempotency::new(&headers, "POST /v1/jobs", q.as_deref(), &body)?;
-    if let Some(r) = idem.replay(&s, &p.tenant).await? {
-        return Ok(r);
-    }
-    let raw: Value = parse_json(&body)?;
+/// Where a job's data comes from.
+pub enum DatasetSource {
+    /// A stored dataset, by id; the handler checks it exists and belongs to the caller.
+    Stored(Uuid),
+    /// An inline dataset: the body as given (for its name) and the checked dataset.
+    Inline(Box<(JsonDataset, Dataset)>),
+}
+
+/// A `POST /v1/jobs` body, read and checked as far as it can be without the store.
+pub struct JobRequest {
+    /// The engine's spec (the service fields removed); its seed is 0 unless `seed_given`.
+    pub spec: TrainSpec,
+    pub seed_given: bool,
+    pub priority: i32,
+    pub name: Option<String>,
+    pub dataset: DatasetSource,
+}
+
+/// Reads a job request body: the spec, the service fields, and an inline dataset if there is
+/// one. Pure (no store), so the fuzz target `job_spec` exercises exactly what the handler does.
+pub fn read_request(body: &[u8], limits: &DataLimits) -> Result<JobRequest, ApiError> {
+    let raw: Value = parse_json(body)?;
     let Some(obj) = raw.as_object() else {
         return Err(ApiError::invalid("/", "the job spec must be a JSON object"));
     };
@@ -97,11 +108,7 @@ async fn create(
         engine.remove(f);
     }
     let seed_given = engine.contains_key("seed");
-    let mut spec: TrainSpec = from_value(Value::Object(engine), "")?;
-    if !seed_given {
-        spec.seed =
-            u64::from_le_bytes(Uuid::new_v4().as_bytes()[..8].try_into().unwrap_or([0; 8])) >> 11;
-    }
+    let spec: TrainSpec = from_value(Value::Object(engine), "")?;
     let priority = match obj.get("priority") {
         None | Some(Value::Null) => 0,
         Some(v) => v
@@ -121,53 +128,50 @@ async fn create(
             ));
         }
     };
+    let dataset = match (obj.get("dataset_id"), obj.get("dataset")) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid(
+                "/dataset",
+                "give dataset_id or dataset, not both",
+            ));
+        }
+        (None, None) => {
+            return Err(ApiError::invalid(
+                "/dataset_id",
+                "is required (or an inline \"dataset\")",
+            ));
+        }
+        (Some(id), None) => DatasetSource::Stored(
+            id.as_str()
+                .and_then(|i| Uuid::parse_str(i).ok())
+                .ok_or_else(|| ApiError::invalid("/dataset_id", "must be a dataset id (a UUID)"))?,
+        ),
+        (None, Some(d)) => {
+            let jd: JsonDataset = from_value(d.clone(), "/dataset")?;
+            let ds = crate::data::from_json(&jd, limits).map_err(|mut e| {
+                e.pointer = Some(format!("/dataset{}", e.pointer.unwrap_or_default()));
+                e
+            })?;
+            DatasetSource::Inline(Box::new((jd, ds)))
+        }
+    };
+    Ok(JobRequest {
+        spec,
+        seed_given,
+        priority,
+        name,
+        dataset,
+    })
+}
 
-    // The dataset: by id, or inline (stored as a dataset of its own).
-    let (dataset, inline): (Dataset, Option<JsonDataset>) =
-        match (obj.get("dataset_id"), obj.get("dataset")) {
-            (Some(_), Some(_)) => {
-                return Err(ApiError::invalid(
-                    "/dataset",
-                    "give dataset_id or dataset, not both",
-                ));
-            }
-            (None, None) => {
-                return Err(ApiError::invalid(
-                    "/dataset_id",
-                    "is required (or an inline \"dataset\")",
-                ));
-            }
-            (Some(id), None) => {
-                let id = id
-                    .as_str()
-                    .and_then(|i| Uuid::parse_str(i).ok())
-                    .ok_or_else(|| {
-                        ApiError::invalid("/dataset_id", "must be a dataset id (a UUID)")
-                    })?;
-                let owned =
-                    matches!(s.store.get_dataset(id).await?, Some(d) if d.tenant == p.tenant);
-                let blob = match s.store.dataset_data(id).await? {
-                    Some(b) if owned => b,
-                    _ => return Err(ApiError::invalid("/dataset_id", format!("no dataset {id}"))),
-                };
-                let ds = Dataset::from_bytes(&blob).map_err(ApiError::Internal)?;
-                (ds, None)
-            }
-            (None, Some(d)) => {
-                let jd: JsonDataset = from_value(d.clone(), "/dataset")?;
-                let limits = s.limits.data;
-                let ds = crate::data::from_json(&jd, &limits).map_err(|mut e| {
-                    e.pointer = Some(format!("/dataset{}", e.pointer.unwrap_or_default()));
-                    e
-                })?;
-                (ds, Some(jd))
-            }
-        };
-
-    if spec.epochs > s.limits.max_epochs {
+/// Validates `spec` against `dataset` and the server's limits: the whole check a job passes
+/// before it is queued. A job that passes it trains (or diverges, at run time); the worker
+/// never refuses it for a reason visible here.
+pub fn plan_job(spec: &TrainSpec, dataset: &Dataset, limits: &Limits) -> Result<Plan, ApiError> {
+    if spec.epochs > limits.max_epochs {
         return Err(ApiError::invalid(
             "/epochs",
-            format!("at most {} epochs (--max-epochs)", s.limits.max_epochs),
+            format!("at most {} epochs (--max-epochs)", limits.max_epochs),
         ));
     }
     let plan = spec
@@ -177,15 +181,60 @@ async fn create(
             &target_shape(&dataset.targets),
         )
         .map_err(ApiError::Invalid)?;
-    if plan.parameter_count > s.limits.max_parameters {
+    if plan.parameter_count > limits.max_parameters {
         return Err(ApiError::invalid(
             "/layers",
             format!(
                 "{} parameters is more than this server's limit of {} (--max-parameters)",
-                plan.parameter_count, s.limits.max_parameters
+                plan.parameter_count, limits.max_parameters
             ),
         ));
     }
+    Ok(plan)
+}
+
+async fn create(
+    State(s): State<AppState>,
+    p: Principal,
+    RawQuery(q): RawQuery,
+    headers: axum::http::HeaderMap,
+    Body(body): Body,
+) -> Result<impl IntoResponse, ApiError> {
+    p.require(Role::Trainer)?;
+    let query: CreateQuery = parse_query(q.as_deref())?;
+    let idem = Idempotency::new(&headers, "POST /v1/jobs", q.as_deref(), &body)?;
+    if let Some(r) = idem.replay(&s, &p.tenant).await? {
+        return Ok(r);
+    }
+    let JobRequest {
+        mut spec,
+        seed_given,
+        priority,
+        name,
+        dataset: source,
+    } = read_request(&body, &s.limits.data)?;
+    if !seed_given {
+        spec.seed =
+            u64::from_le_bytes(Uuid::new_v4().as_bytes()[..8].try_into().unwrap_or([0; 8])) >> 11;
+    }
+
+    // The dataset: by id, or inline (stored as a dataset of its own).
+    let (dataset, inline): (Dataset, Result<JsonDataset, Uuid>) = match source {
+        DatasetSource::Stored(id) => {
+            let owned = matches!(s.store.get_dataset(id).await?, Some(d) if d.tenant == p.tenant);
+            let blob = match s.store.dataset_data(id).await? {
+                Some(b) if owned => b,
+                _ => return Err(ApiError::invalid("/dataset_id", format!("no dataset {id}"))),
+            };
+            let ds = Dataset::from_bytes(&blob).map_err(ApiError::Internal)?;
+            (ds, Err(id))
+        }
+        DatasetSource::Inline(inline) => {
+            let (jd, ds) = *inline;
+            (ds, Ok(jd))
+        }
+    };
+    let plan = plan_job(&spec, &dataset, &s.limits)?;
 
     let train_rows =
         dataset.rows() - ((dataset.rows() as f64) * spec.validation_split as f64).round() as usize;
@@ -244,17 +293,13 @@ async fn create(
         });
     }
     let dataset_id = match inline {
-        Some(jd) => {
+        Ok(jd) => {
             let name = jd.name.clone().unwrap_or_else(|| "inline".into());
             super::datasets::store_dataset(&s, &p.tenant, name, &dataset)
                 .await?
                 .id
         }
-        None => obj
-            .get("dataset_id")
-            .and_then(|v| v.as_str())
-            .and_then(|i| Uuid::parse_str(i).ok())
-            .unwrap_or_default(),
+        Err(id) => id,
     };
     let mut stored = to_json(&spec);
     stored["dataset_id"] = json!(dataset_id);

@@ -19,7 +19,7 @@ use super::{
     ApiError, AppState, Body, Idempotency, PageQuery, check_bytes_quota, parse_id, parse_query,
     rfc3339,
 };
-use crate::nn::{Model, ModelDocument};
+use crate::nn::{Model, ModelDocument, Prediction};
 use crate::store::{ModelRecord, now_ms, to_json};
 
 pub fn router() -> axum::Router<AppState> {
@@ -69,6 +69,20 @@ struct ImportQuery {
     name: Option<String>,
 }
 
+/// Reads a model document and checks it, and its size against `max_parameters`: the whole
+/// check `POST /v1/models` makes before storing (shared with the fuzz target `model_import`).
+pub fn read_import(body: &[u8], max_parameters: usize) -> Result<Model, ApiError> {
+    let doc: ModelDocument = parse_json(body)?;
+    let model = Model::from_document(&doc).map_err(ApiError::Invalid)?;
+    if model.network.parameter_count() > max_parameters {
+        return Err(ApiError::invalid(
+            "/layers",
+            format!("more than {max_parameters} parameters (--max-parameters)"),
+        ));
+    }
+    Ok(model)
+}
+
 async fn import(
     State(s): State<AppState>,
     p: Principal,
@@ -82,17 +96,7 @@ async fn import(
         return Ok(r);
     }
     let q: ImportQuery = parse_query(q.as_deref())?;
-    let doc: ModelDocument = parse_json(&body)?;
-    let model = Model::from_document(&doc).map_err(ApiError::Invalid)?;
-    if model.network.parameter_count() > s.limits.max_parameters {
-        return Err(ApiError::invalid(
-            "/layers",
-            format!(
-                "more than {} parameters (--max-parameters)",
-                s.limits.max_parameters
-            ),
-        ));
-    }
+    let model = read_import(&body, s.limits.max_parameters)?;
     let document = to_json(&model.to_document());
     check_bytes_quota(&s, &p.tenant, document.to_string().len()).await?;
     let rec = ModelRecord {
@@ -190,6 +194,71 @@ struct PredictRequest {
     inputs: Vec<Vec<f64>>,
 }
 
+/// A predict request's rows as the matrix the model takes: `width` finite 32-bit numbers
+/// each, 1 to `max_rows` rows.
+pub fn read_inputs(body: &[u8], width: usize, max_rows: usize) -> Result<Array2<f32>, ApiError> {
+    let req: PredictRequest = parse_json(body)?;
+    if req.inputs.is_empty() {
+        return Err(ApiError::invalid("/inputs", "needs at least one row"));
+    }
+    if req.inputs.len() > max_rows {
+        return Err(ApiError::TooLarge(format!(
+            "{} rows is more than {max_rows} per request (--max-predict-rows)",
+            req.inputs.len(),
+        )));
+    }
+    let mut x = Array2::<f32>::zeros((req.inputs.len(), width));
+    for (i, row) in req.inputs.iter().enumerate() {
+        if row.len() != width {
+            return Err(ApiError::invalid(
+                format!("/inputs/{i}"),
+                format!("has {} values, the model takes {width} inputs", row.len()),
+            ));
+        }
+        for (j, &v) in row.iter().enumerate() {
+            let f = v as f32;
+            if !f.is_finite() {
+                return Err(ApiError::invalid(
+                    format!("/inputs/{i}/{j}"),
+                    format!("{v} is out of range for a 32-bit float"),
+                ));
+            }
+            x[[i, j]] = f;
+        }
+    }
+    Ok(x)
+}
+
+/// The predict response. Finite weights can still overflow 32-bit floats on large inputs; such
+/// a row is refused (422 at `/inputs/i`) rather than answered with `null` outputs, which JSON
+/// would otherwise carry for infinities and NaN.
+pub fn prediction_body(id: Uuid, pred: Prediction) -> Result<Value, ApiError> {
+    if let Some((i, _)) = pred
+        .outputs
+        .rows()
+        .into_iter()
+        .enumerate()
+        .find(|(_, r)| r.iter().any(|v| !v.is_finite()))
+    {
+        return Err(ApiError::invalid(
+            format!("/inputs/{i}"),
+            "the model's outputs for this row overflow 32-bit floats (they are not finite); \
+             the inputs are too large for its weights",
+        ));
+    }
+    let outputs: Vec<Vec<f32>> = pred
+        .outputs
+        .rows()
+        .into_iter()
+        .map(|r| r.to_vec())
+        .collect();
+    let mut body = json!({"model_id": id, "outputs": outputs});
+    if let Some(labels) = pred.labels {
+        body["labels"] = json!(labels);
+    }
+    Ok(body)
+}
+
 /// The loaded model for `id`, from the cache or the store.
 async fn model(s: &AppState, p: &Principal, id: Uuid) -> Result<Arc<Model>, ApiError> {
     if let Some(m) = s.models.get(&p.tenant, id) {
@@ -217,37 +286,7 @@ async fn predict(
     let started = std::time::Instant::now();
     let id = parse_id(&id, "model")?;
     let m = model(&s, &p, id).await?;
-    let req: PredictRequest = parse_json(&body)?;
-    let width = m.input_dim();
-    if req.inputs.is_empty() {
-        return Err(ApiError::invalid("/inputs", "needs at least one row"));
-    }
-    if req.inputs.len() > s.limits.max_predict_rows {
-        return Err(ApiError::TooLarge(format!(
-            "{} rows is more than {} per request (--max-predict-rows)",
-            req.inputs.len(),
-            s.limits.max_predict_rows
-        )));
-    }
-    let mut x = Array2::<f32>::zeros((req.inputs.len(), width));
-    for (i, row) in req.inputs.iter().enumerate() {
-        if row.len() != width {
-            return Err(ApiError::invalid(
-                format!("/inputs/{i}"),
-                format!("has {} values, the model takes {width} inputs", row.len()),
-            ));
-        }
-        for (j, &v) in row.iter().enumerate() {
-            let f = v as f32;
-            if !f.is_finite() {
-                return Err(ApiError::invalid(
-                    format!("/inputs/{i}/{j}"),
-                    format!("{v} is out of range for a 32-bit float"),
-                ));
-            }
-            x[[i, j]] = f;
-        }
-    }
+    let x = read_inputs(&body, m.input_dim(), s.limits.max_predict_rows)?;
     let rows = x.nrows();
     let pred = if rows * m.network.parameter_count() > 2_000_000 {
         let m = m.clone();
@@ -257,16 +296,7 @@ async fn predict(
     } else {
         m.predict(x.view())
     };
-    let outputs: Vec<Vec<f32>> = pred
-        .outputs
-        .rows()
-        .into_iter()
-        .map(|r| r.to_vec())
-        .collect();
-    let mut body = json!({"model_id": id, "outputs": outputs});
-    if let Some(labels) = pred.labels {
-        body["labels"] = json!(labels);
-    }
+    let body = prediction_body(id, pred)?;
     metrics::histogram!("backprop_predict_duration_seconds")
         .record(started.elapsed().as_secs_f64());
     metrics::histogram!("backprop_predict_rows").record(rows as f64);
