@@ -16,7 +16,7 @@ use crate::api::{ApiError, Limits};
 use crate::data::{self, DataError, Dataset, JsonDataset, Limits as DataLimits};
 use crate::nn::model::Model;
 use crate::nn::train::target_shape;
-use crate::nn::{ClassLabel, Control, Loss, Session, TrainError, TrainSpec, Targets};
+use crate::nn::{ClassLabel, Control, Loss, Session, Targets, TrainError, TrainSpec};
 
 /// Small bounds, so the limit paths are reachable by a fuzzer.
 const SMALL: DataLimits = DataLimits {
@@ -51,7 +51,10 @@ pub fn csv_dataset(input: &[u8]) {
         }
         Err(e) => {
             check_data_error(e);
-            assert!(e.pointer.is_none(), "CSV errors have no JSON pointer: {e:?}");
+            assert!(
+                e.pointer.is_none(),
+                "CSV errors have no JSON pointer: {e:?}"
+            );
             // Limits are checked before the cells they cover, so any other error is the same
             // whatever the limits.
             if !e.too_large {
@@ -87,7 +90,10 @@ pub fn json_dataset(input: &[u8]) {
         Err(e) => {
             check_data_error(&e);
             let pointer = e.pointer.as_deref().unwrap_or_default();
-            assert!(pointer.starts_with('/'), "JSON errors carry a pointer: {e:?}");
+            assert!(
+                pointer.starts_with('/'),
+                "JSON errors carry a pointer: {e:?}"
+            );
             check_client_error(e.into());
         }
     }
@@ -216,7 +222,11 @@ pub fn model_import(input: &[u8]) {
     let finite = p.outputs.iter().all(|v| v.is_finite());
     if finite && model.network.output_activation() == crate::nn::Activation::Softmax {
         for row in p.outputs.rows() {
-            assert!((row.sum() - 1.0).abs() < 1e-4, "softmax row sums to {}", row.sum());
+            assert!(
+                (row.sum() - 1.0).abs() < 1e-4,
+                "softmax row sums to {}",
+                row.sum()
+            );
             assert!(row.iter().all(|v| (0.0..=1.0).contains(v)));
         }
     }
@@ -306,7 +316,10 @@ fn check_dataset(ds: &Dataset, limits: &DataLimits) {
         Targets::Values(v) => assert!(v.iter().all(|t| t.is_finite()), "a non-finite target"),
     }
     if let Some(c) = ds.classes() {
-        assert!(c.windows(2).all(|w| w[0] < w[1]), "classes not sorted: {c:?}");
+        assert!(
+            c.windows(2).all(|w| w[0] < w[1]),
+            "classes not sorted: {c:?}"
+        );
     }
     assert_eq!(
         Dataset::from_bytes(&ds.to_bytes()).as_ref(),
@@ -328,10 +341,7 @@ fn check_dataset(ds: &Dataset, limits: &DataLimits) {
             "layers": [{}], "loss": loss, "seed": 1
         }))
         .expect("a minimal spec");
-        if spec
-            .plan(inputs, rows, &target_shape(&ds.targets))
-            .is_ok()
-        {
+        if spec.plan(inputs, rows, &target_shape(&ds.targets)).is_ok() {
             let session = Session::new(&spec, &ds.samples(), None);
             assert!(session.is_ok(), "{} accepted, then refused", loss.name());
         }

@@ -46,7 +46,18 @@ fn weight() -> impl Strategy<Value = f32> {
 
 /// A random network: 1 to 3 dense layers, maybe with dropout between them.
 fn network() -> impl Strategy<Value = Network<f32>> {
-    (1usize..5, prop::collection::vec((1usize..5, activation(), 0.0f32..2.0, prop::option::of(0.0f32..0.9)), 1..4))
+    (
+        1usize..5,
+        prop::collection::vec(
+            (
+                1usize..5,
+                activation(),
+                0.0f32..2.0,
+                prop::option::of(0.0f32..0.9),
+            ),
+            1..4,
+        ),
+    )
         .prop_flat_map(|(input_dim, shapes)| {
             let mut width = input_dim;
             let mut layers = vec![];
@@ -91,7 +102,8 @@ fn network() -> impl Strategy<Value = Network<f32>> {
 fn label() -> impl Strategy<Value = ClassLabel> {
     prop_oneof![
         any::<i64>().prop_map(ClassLabel::Integer),
-        "[a-z0-9 ]{1,4}".prop_map(|s| ClassLabel::Text(s.trim().to_owned()))
+        "[a-z0-9 ]{1,4}"
+            .prop_map(|s| ClassLabel::Text(s.trim().to_owned()))
             .prop_filter("a label", |l| l != &ClassLabel::Text(String::new())),
     ]
 }
@@ -273,7 +285,17 @@ fn layer(last: bool) -> impl Strategy<Value = Value> {
         },
         optional(activation().prop_map(|a| json!(a))),
         optional((0.0f32..0.5).prop_map(|a| json!(a))),
-        optional(pick(&["glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "zeros", "ones"]).prop_map(|i| json!(i))),
+        optional(
+            pick(&[
+                "glorot_uniform",
+                "glorot_normal",
+                "he_uniform",
+                "he_normal",
+                "zeros",
+                "ones",
+            ])
+            .prop_map(|i| json!(i)),
+        ),
         optional(pick(&["zeros", "ones", "glorot_uniform"]).prop_map(|i| json!(i))),
         optional((0.0f32..0.1).prop_map(|v| json!(v))),
     )
@@ -281,7 +303,12 @@ fn layer(last: bool) -> impl Strategy<Value = Value> {
             let mut l = json!({"units": units});
             // alpha only where it means something, so that more specs pass validation
             let takes_alpha = matches!(activation.as_str(), Some("leaky_relu" | "elu"));
-            for (k, v) in [("activation", activation), ("kernel_initializer", kernel), ("bias_initializer", bias), ("l2", l2)] {
+            for (k, v) in [
+                ("activation", activation),
+                ("kernel_initializer", kernel),
+                ("bias_initializer", bias),
+                ("l2", l2),
+            ] {
                 if !v.is_null() {
                     l[k] = v;
                 }
@@ -302,14 +329,21 @@ fn optimizer() -> impl Strategy<Value = Value> {
     let lr = prop_oneof![4 => 1e-4f32..0.5, 1 => 1.0f32..1e6];
     prop_oneof![
         pick(&["sgd", "rmsprop", "adagrad", "adadelta", "adam", "adamw"]).prop_map(|o| json!(o)),
-        (pick(&["sgd", "rmsprop", "adagrad", "adadelta", "adam", "adamw"]), lr, optional((0.1f32..10.0).prop_map(|c| json!(c))))
+        (
+            pick(&["sgd", "rmsprop", "adagrad", "adadelta", "adam", "adamw"]),
+            lr,
+            optional((0.1f32..10.0).prop_map(|c| json!(c)))
+        )
             .prop_map(|(t, lr, clip)| {
                 let mut o = json!({"type": t, "learning_rate": lr});
                 if !clip.is_null() {
                     o["clipnorm"] = clip;
                 }
                 match t {
-                    "sgd" => { o["momentum"] = json!(0.9); o["nesterov"] = json!(true); }
+                    "sgd" => {
+                        o["momentum"] = json!(0.9);
+                        o["nesterov"] = json!(true);
+                    }
                     "adamw" => o["weight_decay"] = json!(0.01),
                     "adagrad" => o["initial_accumulator_value"] = json!(0.1),
                     "rmsprop" => o["rho"] = json!(0.8),
@@ -321,7 +355,17 @@ fn optimizer() -> impl Strategy<Value = Value> {
 }
 
 fn monitor() -> impl Strategy<Value = Value> {
-    optional(pick(&["loss", "val_loss", "accuracy", "val_accuracy", "mae", "val_mae"]).prop_map(|m| json!(m)))
+    optional(
+        pick(&[
+            "loss",
+            "val_loss",
+            "accuracy",
+            "val_accuracy",
+            "mae",
+            "val_mae",
+        ])
+        .prop_map(|m| json!(m)),
+    )
 }
 
 fn schedule() -> impl Strategy<Value = Value> {
@@ -345,7 +389,11 @@ fn dataset() -> impl Strategy<Value = Value> {
             1 => prop::collection::vec((0i64..2).prop_map(|k| json!(k)), rows).boxed(),
             2 => prop::collection::vec((0i64..4).prop_map(|k| json!(k)), rows).boxed(),
             3 => prop::collection::vec(any::<bool>().prop_map(|b| json!(b)), rows).boxed(),
-            4 => prop::collection::vec(prop::collection::vec(0.0f64..1.0, 2).prop_map(|v| json!(v)), rows).boxed(),
+            4 => prop::collection::vec(
+                prop::collection::vec(0.0f64..1.0, 2).prop_map(|v| json!(v)),
+                rows,
+            )
+            .boxed(),
             _ => prop::collection::vec((-100.0f64..100.0).prop_map(|v| json!(v)), rows).boxed(),
         };
         (features, targets).prop_map(|(f, t)| json!({"features": f, "targets": t}))
@@ -400,6 +448,7 @@ fn a_valid_spec_trains_or_is_refused_before_queueing() {
             Ok(())
         })
         .unwrap();
+    eprintln!("{} of {cases} generated jobs accepted", accepted.get());
     assert!(
         accepted.get() * 10 >= cases,
         "only {} of {cases} generated jobs were accepted",

@@ -651,7 +651,10 @@ mod tests {
         let s = spec(
             r#"{"layers":[{"units":4},{"dropout":0.2,"rate":1e39},{"units":3}],"loss":"categorical_crossentropy"}"#,
         );
-        assert_eq!(s.plan(4, 120, &iris()).unwrap_err()[0].pointer, "/layers/1/rate");
+        assert_eq!(
+            s.plan(4, 120, &iris()).unwrap_err()[0].pointer,
+            "/layers/1/rate"
+        );
     }
 
     #[test]
