@@ -237,7 +237,9 @@ fn json_problem(inner: serde_json::Error, pointer: String) -> ApiError {
         }
     } else {
         let msg = strip_position(&inner.to_string());
-        ApiError::invalid(pointer, msg)
+        // The whole body is wrong (a string where an object belongs): "/", as from_value
+        // and the handlers say, not an empty pointer.
+        ApiError::invalid(if pointer.is_empty() { "/".into() } else { pointer }, msg)
     }
 }
 
@@ -280,4 +282,24 @@ fn pointer_of(path: &serde_path_to_error::Path) -> String {
         }
     }
     p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_of_the_wrong_type_points_at_the_root() {
+        // Found by the json_dataset fuzz target: a JSON string as the body gave pointer "".
+        let e = parse_json::<crate::data::JsonDataset>(br#""feature_names""#).unwrap_err();
+        match e {
+            ApiError::Invalid(errs) => assert_eq!(errs[0].pointer, "/"),
+            other => panic!("{other:?}"),
+        }
+        let e = parse_json::<crate::data::JsonDataset>(br#"{"features": "x"}"#).unwrap_err();
+        match e {
+            ApiError::Invalid(errs) => assert_eq!(errs[0].pointer, "/features"),
+            other => panic!("{other:?}"),
+        }
+    }
 }

@@ -13,10 +13,13 @@ use uuid::Uuid;
 
 use super::auth::{Principal, Role};
 use super::error::{from_value, parse_json};
-use super::{ApiError, AppState, Body, Idempotency, PageQuery, parse_id, parse_query, rfc3339};
-use crate::data::{Dataset, JsonDataset};
+use super::{
+    ApiError, AppState, Body, Idempotency, Limits, PageQuery, parse_id, parse_query, rfc3339,
+};
+use crate::data::{Dataset, JsonDataset, Limits as DataLimits};
 use crate::jobs::SERVICE_FIELDS;
 use crate::nn::TrainSpec;
+use crate::nn::spec::Plan;
 use crate::nn::train::target_shape;
 use crate::nn::{Session, TrainState};
 use crate::store::{JobRecord, JobStatus, now_ms, to_json};
@@ -78,6 +81,121 @@ struct CreateQuery {
     dry_run: Option<bool>,
 }
 
+/// Where a job's data comes from.
+pub enum DatasetSource {
+    /// A stored dataset, by id; the handler checks it exists and belongs to the caller.
+    Stored(Uuid),
+    /// An inline dataset: the body as given (for its name) and the checked dataset.
+    Inline(Box<(JsonDataset, Dataset)>),
+}
+
+/// A `POST /v1/jobs` body, read and checked as far as it can be without the store.
+pub struct JobRequest {
+    /// The engine's spec (the service fields removed); its seed is 0 unless `seed_given`.
+    pub spec: TrainSpec,
+    pub seed_given: bool,
+    pub priority: i32,
+    pub name: Option<String>,
+    pub dataset: DatasetSource,
+}
+
+/// Reads a job request body: the spec, the service fields, and an inline dataset if there is
+/// one. Pure (no store), so the fuzz target `job_spec` exercises exactly what the handler does.
+pub fn read_request(body: &[u8], limits: &DataLimits) -> Result<JobRequest, ApiError> {
+    let raw: Value = parse_json(body)?;
+    let Some(obj) = raw.as_object() else {
+        return Err(ApiError::invalid("/", "the job spec must be a JSON object"));
+    };
+    let mut engine = obj.clone();
+    for f in SERVICE_FIELDS {
+        engine.remove(f);
+    }
+    let seed_given = engine.contains_key("seed");
+    let spec: TrainSpec = from_value(Value::Object(engine), "")?;
+    let priority = match obj.get("priority") {
+        None | Some(Value::Null) => 0,
+        Some(v) => v
+            .as_i64()
+            .filter(|p| (-1000..=1000).contains(p))
+            .ok_or_else(|| {
+                ApiError::invalid("/priority", "must be a whole number from -1000 to 1000")
+            })? as i32,
+    };
+    let name = match obj.get("name") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(n)) if !n.is_empty() && n.len() <= 200 => Some(n.clone()),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "/name",
+                "must be a string of 1 to 200 characters",
+            ));
+        }
+    };
+    let dataset = match (obj.get("dataset_id"), obj.get("dataset")) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid(
+                "/dataset",
+                "give dataset_id or dataset, not both",
+            ));
+        }
+        (None, None) => {
+            return Err(ApiError::invalid(
+                "/dataset_id",
+                "is required (or an inline \"dataset\")",
+            ));
+        }
+        (Some(id), None) => DatasetSource::Stored(
+            id.as_str()
+                .and_then(|i| Uuid::parse_str(i).ok())
+                .ok_or_else(|| ApiError::invalid("/dataset_id", "must be a dataset id (a UUID)"))?,
+        ),
+        (None, Some(d)) => {
+            let jd: JsonDataset = from_value(d.clone(), "/dataset")?;
+            let ds = crate::data::from_json(&jd, limits).map_err(|mut e| {
+                e.pointer = Some(format!("/dataset{}", e.pointer.unwrap_or_default()));
+                e
+            })?;
+            DatasetSource::Inline(Box::new((jd, ds)))
+        }
+    };
+    Ok(JobRequest {
+        spec,
+        seed_given,
+        priority,
+        name,
+        dataset,
+    })
+}
+
+/// Validates `spec` against `dataset` and the server's limits: the whole check a job passes
+/// before it is queued. A job that passes it trains (or diverges, at run time); the worker
+/// never refuses it for a reason visible here.
+pub fn plan_job(spec: &TrainSpec, dataset: &Dataset, limits: &Limits) -> Result<Plan, ApiError> {
+    if spec.epochs > limits.max_epochs {
+        return Err(ApiError::invalid(
+            "/epochs",
+            format!("at most {} epochs (--max-epochs)", limits.max_epochs),
+        ));
+    }
+    let plan = spec
+        .plan(
+            dataset.inputs(),
+            dataset.rows(),
+            &target_shape(&dataset.targets),
+        )
+        .map_err(ApiError::Invalid)?;
+    if plan.parameter_count > limits.max_parameters {
+        return Err(ApiError::invalid(
+            "/layers",
+            format!(
+                "{} parameters is more than this server's limit of {} (--max-parameters)",
+                plan.parameter_count, limits.max_parameters
+            ),
+        ));
+    }
+    Ok(plan)
+}
+
 async fn create(
     State(s): State<AppState>,
     p: Principal,
@@ -102,116 +220,45 @@ async fn create(
         Some(_) => Uuid::new_v4(),
         None => idem.record_id(&p.tenant, "job"),
     };
-    let raw: Value = parse_json(&body)?;
-    let Some(obj) = raw.as_object() else {
-        return Err(ApiError::invalid("/", "the job spec must be a JSON object"));
-    };
-    if let Some(layers) = obj.get("layers").and_then(Value::as_array)
-        && layers.len() > s.limits.max_layers
-    {
+    let JobRequest {
+        mut spec,
+        seed_given,
+        priority,
+        name,
+        dataset: source,
+    } = read_request(&body, &s.limits.data)?;
+    if spec.layers.len() > s.limits.max_layers {
         return Err(ApiError::invalid(
             "/layers",
             format!(
                 "{} layers is more than this server's limit of {} (--max-layers)",
-                layers.len(),
+                spec.layers.len(),
                 s.limits.max_layers
             ),
         ));
     }
-    let mut engine = obj.clone();
-    for f in SERVICE_FIELDS {
-        engine.remove(f);
-    }
-    let seed_given = engine.contains_key("seed");
-    let mut spec: TrainSpec = from_value(Value::Object(engine), "")?;
     if !seed_given {
         spec.seed =
             u64::from_le_bytes(Uuid::new_v4().as_bytes()[..8].try_into().unwrap_or([0; 8])) >> 11;
     }
-    let priority = match obj.get("priority") {
-        None | Some(Value::Null) => 0,
-        Some(v) => v
-            .as_i64()
-            .filter(|p| (-1000..=1000).contains(p))
-            .ok_or_else(|| {
-                ApiError::invalid("/priority", "must be a whole number from -1000 to 1000")
-            })? as i32,
-    };
-    let name = match obj.get("name") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(n)) if !n.is_empty() && n.len() <= 200 => Some(n.clone()),
-        Some(_) => {
-            return Err(ApiError::invalid(
-                "/name",
-                "must be a string of 1 to 200 characters",
-            ));
-        }
-    };
 
     // The dataset: by id, or inline (stored as a dataset of its own).
-    let (dataset, inline): (Dataset, Option<JsonDataset>) =
-        match (obj.get("dataset_id"), obj.get("dataset")) {
-            (Some(_), Some(_)) => {
-                return Err(ApiError::invalid(
-                    "/dataset",
-                    "give dataset_id or dataset, not both",
-                ));
-            }
-            (None, None) => {
-                return Err(ApiError::invalid(
-                    "/dataset_id",
-                    "is required (or an inline \"dataset\")",
-                ));
-            }
-            (Some(id), None) => {
-                let id = id
-                    .as_str()
-                    .and_then(|i| Uuid::parse_str(i).ok())
-                    .ok_or_else(|| {
-                        ApiError::invalid("/dataset_id", "must be a dataset id (a UUID)")
-                    })?;
-                let owned =
-                    matches!(s.store.get_dataset(id).await?, Some(d) if d.tenant == p.tenant);
-                let blob = match s.store.dataset_data(id).await? {
-                    Some(b) if owned => b,
-                    _ => return Err(ApiError::invalid("/dataset_id", format!("no dataset {id}"))),
-                };
-                let ds = Dataset::from_bytes(&blob).map_err(ApiError::Internal)?;
-                (ds, None)
-            }
-            (None, Some(d)) => {
-                let jd: JsonDataset = from_value(d.clone(), "/dataset")?;
-                let limits = s.limits.data;
-                let ds = crate::data::from_json(&jd, &limits).map_err(|mut e| {
-                    e.pointer = Some(format!("/dataset{}", e.pointer.unwrap_or_default()));
-                    e
-                })?;
-                (ds, Some(jd))
-            }
-        };
-
-    if spec.epochs > s.limits.max_epochs {
-        return Err(ApiError::invalid(
-            "/epochs",
-            format!("at most {} epochs (--max-epochs)", s.limits.max_epochs),
-        ));
-    }
-    let plan = spec
-        .plan(
-            dataset.inputs(),
-            dataset.rows(),
-            &target_shape(&dataset.targets),
-        )
-        .map_err(ApiError::Invalid)?;
-    if plan.parameter_count > s.limits.max_parameters {
-        return Err(ApiError::invalid(
-            "/layers",
-            format!(
-                "{} parameters is more than this server's limit of {} (--max-parameters)",
-                plan.parameter_count, s.limits.max_parameters
-            ),
-        ));
-    }
+    let (dataset, inline): (Dataset, Result<JsonDataset, Uuid>) = match source {
+        DatasetSource::Stored(id) => {
+            let owned = matches!(s.store.get_dataset(id).await?, Some(d) if d.tenant == p.tenant);
+            let blob = match s.store.dataset_data(id).await? {
+                Some(b) if owned => b,
+                _ => return Err(ApiError::invalid("/dataset_id", format!("no dataset {id}"))),
+            };
+            let ds = Dataset::from_bytes(&blob).map_err(ApiError::Internal)?;
+            (ds, Err(id))
+        }
+        DatasetSource::Inline(inline) => {
+            let (jd, ds) = *inline;
+            (ds, Ok(jd))
+        }
+    };
+    let plan = plan_job(&spec, &dataset, &s.limits)?;
 
     let train_rows =
         dataset.rows() - ((dataset.rows() as f64) * spec.validation_split as f64).round() as usize;
@@ -270,7 +317,7 @@ async fn create(
         });
     }
     let dataset_id = match inline {
-        Some(jd) => {
+        Ok(jd) => {
             let name = jd.name.clone().unwrap_or_else(|| "inline".into());
             let id = idem.record_id(&p.tenant, "dataset");
             match s.store.get_dataset(id).await? {
@@ -288,11 +335,7 @@ async fn create(
                 }
             }
         }
-        None => obj
-            .get("dataset_id")
-            .and_then(|v| v.as_str())
-            .and_then(|i| Uuid::parse_str(i).ok())
-            .unwrap_or_default(),
+        Err(id) => id,
     };
     let mut stored = to_json(&spec);
     stored["dataset_id"] = json!(dataset_id);

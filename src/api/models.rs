@@ -20,7 +20,7 @@ use super::{
     ApiError, AppState, Body, Idempotency, PageQuery, check_bytes_quota, parse_id, parse_query,
     rfc3339,
 };
-use crate::nn::{Model, ModelDocument};
+use crate::nn::{Model, ModelDocument, Prediction};
 use crate::store::{ModelRecord, now_ms, to_json};
 
 pub fn router() -> axum::Router<AppState> {
@@ -70,6 +70,20 @@ struct ImportQuery {
     name: Option<String>,
 }
 
+/// Reads a model document and checks it, and its size against `max_parameters`: the whole
+/// check `POST /v1/models` makes before storing (shared with the fuzz target `model_import`).
+pub fn read_import(body: &[u8], max_parameters: usize) -> Result<Model, ApiError> {
+    let doc: ModelDocument = parse_json(body)?;
+    let model = Model::from_document(&doc).map_err(ApiError::Invalid)?;
+    if model.network.parameter_count() > max_parameters {
+        return Err(ApiError::invalid(
+            "/layers",
+            format!("more than {max_parameters} parameters (--max-parameters)"),
+        ));
+    }
+    Ok(model)
+}
+
 async fn import(
     State(s): State<AppState>,
     p: Principal,
@@ -98,24 +112,14 @@ async fn import(
         None => idem.record_id(&p.tenant, "model"),
     };
     let q: ImportQuery = parse_query(q.as_deref())?;
-    let doc: ModelDocument = parse_json(&body)?;
-    if doc.layers.len() > s.limits.max_layers {
+    let model = read_import(&body, s.limits.max_parameters)?;
+    if model.network.layers.len() > s.limits.max_layers {
         return Err(ApiError::invalid(
             "/layers",
             format!(
                 "{} layers is more than this server's limit of {} (--max-layers)",
-                doc.layers.len(),
+                model.network.layers.len(),
                 s.limits.max_layers
-            ),
-        ));
-    }
-    let model = Model::from_document(&doc).map_err(ApiError::Invalid)?;
-    if model.network.parameter_count() > s.limits.max_parameters {
-        return Err(ApiError::invalid(
-            "/layers",
-            format!(
-                "more than {} parameters (--max-parameters)",
-                s.limits.max_parameters
             ),
         ));
     }
@@ -212,6 +216,44 @@ async fn remove(
     }
 }
 
+/// The predict response. Finite weights can still overflow 32-bit floats on large inputs; such
+/// a row is refused (422 at `/inputs/i`) rather than answered with `null` outputs, which JSON
+/// would otherwise carry for infinities and NaN.
+pub fn prediction_body(id: Uuid, pred: Prediction) -> Result<Value, ApiError> {
+    let mut body = json!({"model_id": id});
+    add_prediction(&mut body, pred)?;
+    Ok(body)
+}
+
+/// Adds `outputs` (and `labels` for a classifier) to `body`, refusing non-finite outputs as
+/// [`prediction_body`] says.
+fn add_prediction(body: &mut Value, pred: Prediction) -> Result<(), ApiError> {
+    if let Some((i, _)) = pred
+        .outputs
+        .rows()
+        .into_iter()
+        .enumerate()
+        .find(|(_, r)| r.iter().any(|v| !v.is_finite()))
+    {
+        return Err(ApiError::invalid(
+            format!("/inputs/{i}"),
+            "the model's outputs for this row overflow 32-bit floats (they are not finite); \
+             the inputs are too large for its weights",
+        ));
+    }
+    let outputs: Vec<Vec<f32>> = pred
+        .outputs
+        .rows()
+        .into_iter()
+        .map(|r| r.to_vec())
+        .collect();
+    body["outputs"] = json!(outputs);
+    if let Some(labels) = pred.labels {
+        body["labels"] = json!(labels);
+    }
+    Ok(())
+}
+
 /// The loaded model for `id`, from the cache or the store.
 pub async fn model(s: &AppState, p: &Principal, id: Uuid) -> Result<Arc<Model>, ApiError> {
     if let Some(m) = s.models.get(&p.tenant, id) {
@@ -262,16 +304,7 @@ pub async fn predict_rows(
     } else {
         m.predict(x.view())
     };
-    let outputs: Vec<Vec<f32>> = pred
-        .outputs
-        .rows()
-        .into_iter()
-        .map(|r| r.to_vec())
-        .collect();
-    body["outputs"] = json!(outputs);
-    if let Some(labels) = pred.labels {
-        body["labels"] = json!(labels);
-    }
+    add_prediction(body, pred)?;
     metrics::histogram!("backprop_predict_duration_seconds")
         .record(started.elapsed().as_secs_f64());
     metrics::histogram!("backprop_predict_rows").record(rows as f64);

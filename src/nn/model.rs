@@ -167,6 +167,17 @@ impl Model {
                 continue;
             }
             let activation = l.activation.unwrap_or_default();
+            // As for a spec: an infinite or negative alpha would make outputs non-finite, and
+            // export (JSON has no infinity) would not give it back.
+            if let Some(a) = l.alpha
+                && !(a.is_finite() && a >= 0.0)
+            {
+                errs.push(SpecError::new(
+                    p("alpha"),
+                    format!("must be a number ≥ 0, got {a}"),
+                ));
+                continue;
+            }
             let w =
                 Array2::from_shape_vec((width, units), rows.iter().flatten().copied().collect())
                     .expect("checked shape");
@@ -347,6 +358,20 @@ mod tests {
         assert_eq!(back, m);
         let x = array![[0.3f32, 0.9], [-4.0, 1e3]];
         assert_eq!(m.predict(x.view()), back.predict(x.view()));
+    }
+
+    #[test]
+    fn an_alpha_too_large_for_f32_is_refused() {
+        // 1e39 reads as an f32 infinity; leaky_relu(-1) would then be -inf, and the export
+        // (alpha: null) would import with the default 0.2 instead.
+        for alpha in ["1e39", "-0.5"] {
+            let doc: ModelDocument = serde_json::from_str(&format!(
+                r#"{{"input_dim": 1, "layers": [{{"units": 1, "activation": "leaky_relu", "alpha": {alpha}, "weights": [[1]]}}]}}"#
+            ))
+            .unwrap();
+            let e = Model::from_document(&doc).unwrap_err();
+            assert_eq!(e[0].pointer, "/layers/0/alpha", "{alpha}");
+        }
     }
 
     #[test]

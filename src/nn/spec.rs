@@ -222,10 +222,25 @@ impl TrainSpec {
                             format!("a dropout rate must be in [0, 1), got {}", fmt_opt(rate)),
                         ));
                     }
-                    if l.units.is_some() || l.activation.is_some() {
+                    // Dense-only fields on a dropout layer would be ignored (and stored as
+                    // given, non-finite numbers included, which the stored spec cannot hold).
+                    if l.units.is_some()
+                        || l.activation.is_some()
+                        || l.alpha.is_some()
+                        || l.kernel_initializer.is_some()
+                        || l.bias_initializer.is_some()
+                        || l.l1.is_some()
+                        || l.l2.is_some()
+                    {
                         errs.push(SpecError::new(
                             format!("/layers/{i}"),
-                            "a layer is either dense (units, activation) or dropout (dropout), not both",
+                            "a layer is either dense (units, activation, alpha, initializers, l1, l2) or dropout (dropout), not both",
+                        ));
+                    }
+                    if l.dropout.is_some() && l.rate.is_some() {
+                        errs.push(SpecError::new(
+                            p("rate"),
+                            "rate is another name for dropout; give one of them",
                         ));
                     }
                     if i == last {
@@ -615,6 +630,31 @@ mod tests {
         ] {
             assert!(pointers.contains(&p), "{p} missing from {pointers:?}");
         }
+    }
+
+    #[test]
+    fn a_dropout_layer_takes_no_dense_fields() {
+        // The job_spec fuzz target checks that a stored spec reads back: `l1` on a dropout
+        // layer was ignored, so 1e39 (an f32 infinity) passed validation and the stored spec
+        // said `"l1": null`.
+        for layer in [
+            r#"{"dropout": 0.2, "l1": 1e39}"#,
+            r#"{"dropout": 0.2, "kernel_initializer": "zeros"}"#,
+            r#"{"dropout": 0.2, "alpha": 0.1}"#,
+        ] {
+            let s = spec(&format!(
+                r#"{{"layers":[{{"units":4}},{layer},{{"units":3}}],"loss":"categorical_crossentropy"}}"#
+            ));
+            let e = s.plan(4, 120, &iris()).unwrap_err();
+            assert_eq!(e[0].pointer, "/layers/1", "{layer}");
+        }
+        let s = spec(
+            r#"{"layers":[{"units":4},{"dropout":0.2,"rate":1e39},{"units":3}],"loss":"categorical_crossentropy"}"#,
+        );
+        assert_eq!(
+            s.plan(4, 120, &iris()).unwrap_err()[0].pointer,
+            "/layers/1/rate"
+        );
     }
 
     #[test]

@@ -1,0 +1,376 @@
+//! The parsers' fuzz entry points: one function per target under `fuzz/` (cargo-fuzz, nightly),
+//! also called by `tests/fuzz_corpus.rs` to replay the checked-in corpus on stable. Each takes
+//! the raw bytes a client could send, runs them through the same functions the HTTP handlers
+//! call, and asserts what those functions promise; a panic is a finding. No I/O, no async.
+//!
+//! Errors must be client errors (400/413/422): user input never earns a 500.
+
+use std::sync::OnceLock;
+
+use axum::response::IntoResponse;
+use ndarray::{Array2, Axis};
+
+use crate::api::jobs::{DatasetSource, plan_job, read_request};
+use crate::api::models::{prediction_body, read_import};
+use crate::api::{ApiError, Limits};
+use crate::data::{self, DataError, Dataset, JsonDataset, Limits as DataLimits};
+use crate::nn::model::Model;
+use crate::nn::train::target_shape;
+use crate::nn::{ClassLabel, Control, Loss, Session, Targets, TrainError, TrainSpec};
+
+/// Small bounds, so the limit paths are reachable by a fuzzer.
+const SMALL: DataLimits = DataLimits {
+    max_rows: 64,
+    max_columns: 16,
+    max_cells: 512,
+};
+
+/// Epochs, rows × parameters and parameters the `job_spec` target trains at most.
+const TRAIN_EPOCHS: u32 = 3;
+const TRAIN_WORK: usize = 200_000;
+const MAX_PARAMETERS: usize = 20_000;
+
+/// `POST /v1/datasets` with `text/csv`. An optional first line `?target=NAME` stands for the
+/// `target` query parameter; the rest is the file.
+pub fn csv_dataset(input: &[u8]) {
+    let (target, body) = match input.strip_prefix(b"?target=") {
+        Some(rest) => {
+            let end = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+            let name = String::from_utf8_lossy(&rest[..end]).into_owned();
+            (Some(name), rest.get(end + 1..).unwrap_or_default())
+        }
+        None => (None, input),
+    };
+    let small = data::from_csv(body, target.as_deref(), &SMALL);
+    let default = data::from_csv(body, target.as_deref(), &DataLimits::default());
+    match &small {
+        Ok(ds) => {
+            check_dataset(ds, &SMALL);
+            assert_eq!(ds.outputs(), 1, "a CSV has one target column");
+            assert_eq!(default.as_ref(), Ok(ds), "limits changed an accepted file");
+        }
+        Err(e) => {
+            check_data_error(e);
+            assert!(
+                e.pointer.is_none(),
+                "CSV errors have no JSON pointer: {e:?}"
+            );
+            // Limits are checked before the cells they cover, so any other error is the same
+            // whatever the limits.
+            if !e.too_large {
+                assert_eq!(default.as_ref().err(), Some(e), "limits changed an error");
+            }
+        }
+    }
+    if let Ok(ds) = &default {
+        check_dataset(ds, &DataLimits::default());
+    }
+}
+
+/// `POST /v1/datasets` with `application/json`.
+pub fn json_dataset(input: &[u8]) {
+    let body: JsonDataset = match crate::api::error::parse_json(input) {
+        Ok(b) => b,
+        Err(e) => return check_client_error(e),
+    };
+    match data::from_json(&body, &SMALL) {
+        Ok(ds) => {
+            check_dataset(&ds, &SMALL);
+            assert_eq!(ds.rows(), body.features.len());
+            for (row, given) in ds.x.rows().into_iter().zip(&body.features) {
+                let given: Vec<f32> = given.iter().map(|&v| v as f32).collect();
+                assert_eq!(row.to_vec(), given, "features changed on the way in");
+            }
+            if let Some(names) = &body.feature_names {
+                assert_eq!(&ds.feature_names, names);
+            }
+            let default = data::from_json(&body, &DataLimits::default());
+            assert_eq!(default.as_ref(), Ok(&ds), "limits changed an accepted body");
+        }
+        Err(e) => {
+            check_data_error(&e);
+            let pointer = e.pointer.as_deref().unwrap_or_default();
+            assert!(
+                pointer.starts_with('/'),
+                "JSON errors carry a pointer: {e:?}"
+            );
+            check_client_error(e.into());
+        }
+    }
+}
+
+/// `POST /v1/jobs`: read the body, validate the spec against its dataset (inline, or one of
+/// three small stored ones when the body names a `dataset_id`), and when it is accepted, do
+/// what the worker does: read the stored spec back, prepare the session, and train a few
+/// epochs. An accepted job may diverge, but never fail for a reason validation could see.
+pub fn job_spec(input: &[u8]) {
+    job_accepted(input);
+}
+
+/// [`job_spec`]'s checks, answering whether the job was accepted (property tests count them).
+pub fn job_accepted(input: &[u8]) -> bool {
+    let req = match read_request(input, &SMALL) {
+        Ok(r) => r,
+        Err(e) => {
+            check_client_error(e);
+            return false;
+        }
+    };
+    let dataset = match req.dataset {
+        DatasetSource::Stored(_) => stored_dataset(input.len()),
+        DatasetSource::Inline(inline) => inline.1,
+    };
+    let limits = Limits {
+        data: SMALL,
+        max_body_bytes: 1 << 20,
+        max_parameters: MAX_PARAMETERS,
+        max_epochs: 100_000,
+        max_queued_jobs: 1000,
+        max_predict_rows: 1000,
+        max_layers: 1000,
+        max_sse_clients: 512,
+        request_timeout: std::time::Duration::from_secs(60),
+        header_read_timeout: std::time::Duration::from_secs(10),
+        quota_queued_jobs: 0,
+        quota_stored_bytes: 0,
+        cors_origins: vec![],
+    };
+    let spec = req.spec;
+    let plan = match plan_job(&spec, &dataset, &limits) {
+        Ok(p) => p,
+        Err(e) => {
+            check_client_error(e);
+            return false;
+        }
+    };
+    assert!(plan.parameter_count <= MAX_PARAMETERS);
+
+    // The handler stores the spec as JSON; the worker reads it back.
+    let mut stored = crate::store::to_json(&spec);
+    stored["dataset_id"] = serde_json::json!(uuid::Uuid::nil());
+    stored["priority"] = serde_json::json!(req.priority);
+    let back = crate::jobs::train_spec(&stored)
+        .unwrap_or_else(|e| panic!("the stored spec {stored} does not read back: {e}"));
+    assert_eq!(back, spec, "the stored spec reads back different");
+    let dataset = Dataset::from_bytes(&dataset.to_bytes()).expect("stored dataset reads back");
+
+    let session = Session::new(&spec, &dataset.samples(), None)
+        .unwrap_or_else(|e| panic!("validated spec refused by the worker: {e}"));
+    assert_eq!(session.plan, plan, "the worker planned a different network");
+    assert_eq!(
+        session.initial_network().parameter_count(),
+        plan.parameter_count
+    );
+    let mut short = spec.clone();
+    short.epochs = short.epochs.min(TRAIN_EPOCHS);
+    let work = plan.parameter_count.saturating_mul(dataset.rows());
+    if work > TRAIN_WORK {
+        return true;
+    }
+    // Fewer epochs change nothing validation looks at, except schedules and early stopping
+    // counted in epochs; those must still validate.
+    let session = Session::new(&short, &dataset.samples(), None)
+        .unwrap_or_else(|e| panic!("the spec with {TRAIN_EPOCHS} epochs is refused: {e}"));
+    let pool = pool();
+    match session.run(pool, None, &Control::default(), &mut |_, _| {}) {
+        Ok(out) => {
+            assert!(out.epochs_run >= 1 && out.epochs_run <= short.epochs);
+            let doc = serde_json::to_vec(&out.model.to_document()).expect("serialises");
+            let back = read_import(&doc, usize::MAX)
+                .unwrap_or_else(|e| panic!("a trained model does not import: {e:?}"));
+            let p = out.model.predict(dataset.x.view());
+            assert_eq!(p.outputs.dim(), (dataset.rows(), plan_width(&out.model)));
+            assert_bits_eq(&p.outputs, &back.predict(dataset.x.view()).outputs);
+        }
+        Err(TrainError::Diverged { .. }) => {}
+        Err(e) => panic!("an accepted job failed: {e}"),
+    }
+    true
+}
+
+/// `POST /v1/models`: import a document; when it is accepted, export it again (the stored
+/// and exported form) and predict a few rows with both.
+pub fn model_import(input: &[u8]) {
+    let model = match read_import(input, MAX_PARAMETERS) {
+        Ok(m) => m,
+        Err(e) => return check_client_error(e),
+    };
+    let d = model.input_dim();
+    assert!(d >= 1);
+    let out = plan_width(&model);
+    assert!(out >= 1);
+    let doc = crate::store::to_json(&model.to_document());
+    let back = read_import(doc.to_string().as_bytes(), MAX_PARAMETERS)
+        .unwrap_or_else(|e| panic!("an exported model does not import: {e:?} {doc}"));
+    assert_eq!(
+        back.to_document(),
+        model.to_document(),
+        "export is not stable"
+    );
+
+    // Rows: zeros, ones, and numbers taken from the input's bytes, within ±8.
+    let x = Array2::from_shape_fn((3, d), |(i, j)| match i {
+        0 => 0.0,
+        1 => 1.0,
+        _ => f32::from(input[(j * 7) % input.len()]) / 16.0 - 8.0,
+    });
+    let p = model.predict(x.view());
+    assert_eq!(p.outputs.dim(), (3, out));
+    assert_bits_eq(&p.outputs, &back.predict(x.view()).outputs);
+    match (&p.labels, model.encoding.classes()) {
+        (Some(l), Some(c)) => assert!(l.len() == 3 && l.iter().all(|l| c.contains(l))),
+        (None, None) => {}
+        (l, c) => panic!("labels {l:?} for classes {c:?}"),
+    }
+    let finite = p.outputs.iter().all(|v| v.is_finite());
+    if finite && model.network.output_activation() == crate::nn::Activation::Softmax {
+        for row in p.outputs.rows() {
+            assert!(
+                (row.sum() - 1.0).abs() < 1e-4,
+                "softmax row sums to {}",
+                row.sum()
+            );
+            assert!(row.iter().all(|v| (0.0..=1.0).contains(v)));
+        }
+    }
+    match prediction_body(uuid::Uuid::nil(), p) {
+        Ok(body) => assert!(finite, "non-finite outputs answered: {body}"),
+        Err(e) => {
+            assert!(!finite, "finite outputs refused: {e:?}");
+            check_client_error(e);
+        }
+    }
+}
+
+/// Output width of a model's last dense layer.
+fn plan_width(m: &Model) -> usize {
+    m.network.output_dim()
+}
+
+fn assert_bits_eq(a: &Array2<f32>, b: &Array2<f32>) {
+    assert_eq!(a.dim(), b.dim());
+    for (x, y) in a.iter().zip(b) {
+        assert_eq!(x.to_bits(), y.to_bits(), "{x} != {y}");
+    }
+}
+
+/// One training thread, built once: the engine needs a pool, the fuzzer a single core.
+fn pool() -> &'static rayon::ThreadPool {
+    static POOL: OnceLock<rayon::ThreadPool> = OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .expect("a one-thread pool")
+    })
+}
+
+/// A stand-in for a stored dataset: text labels, 0/1 numbers, or two regression columns.
+fn stored_dataset(pick: usize) -> Dataset {
+    let rows = 12;
+    let x = Array2::from_shape_fn((rows, 3), |(i, j)| ((i * 7 + j * 3) % 11) as f32 - 5.0);
+    let (targets, target_names) = match pick % 3 {
+        0 => (
+            Targets::Labels(
+                (0..rows)
+                    .map(|i| ClassLabel::Text(["a", "b", "c"][i % 3].into()))
+                    .collect(),
+            ),
+            vec!["y".into()],
+        ),
+        1 => (
+            Targets::Values(Array2::from_shape_fn((rows, 1), |(i, _)| (i % 2) as f32)),
+            vec!["y".into()],
+        ),
+        _ => (
+            Targets::Values(Array2::from_shape_fn((rows, 2), |(i, j)| {
+                (i as f32 - 6.0) * (j as f32 + 0.5)
+            })),
+            vec!["y0".into(), "y1".into()],
+        ),
+    };
+    Dataset {
+        feature_names: (0..3).map(|j| format!("x{j}")).collect(),
+        target_names,
+        x,
+        targets,
+    }
+}
+
+/// What every dataset the parsers hand out promises (see `data`'s module documentation).
+fn check_dataset(ds: &Dataset, limits: &DataLimits) {
+    let (rows, inputs, outputs) = (ds.rows(), ds.inputs(), ds.outputs());
+    assert!(rows >= 1 && inputs >= 1 && outputs >= 1);
+    assert!(rows <= limits.max_rows);
+    assert!(inputs + outputs <= limits.max_columns);
+    assert!(rows * (inputs + outputs) <= limits.max_cells);
+    assert!(ds.x.iter().all(|v| v.is_finite()), "a non-finite feature");
+    assert_eq!(ds.targets.len(), rows);
+    assert_eq!(ds.feature_names.len(), inputs);
+    assert_eq!(ds.target_names.len(), outputs);
+    match &ds.targets {
+        Targets::Labels(l) => {
+            for label in l {
+                if let ClassLabel::Text(s) = label {
+                    assert!(!s.is_empty() && s.trim() == s, "label {s:?}");
+                }
+            }
+        }
+        Targets::Values(v) => assert!(v.iter().all(|t| t.is_finite()), "a non-finite target"),
+    }
+    if let Some(c) = ds.classes() {
+        assert!(
+            c.windows(2).all(|w| w[0] < w[1]),
+            "classes not sorted: {c:?}"
+        );
+    }
+    assert_eq!(
+        Dataset::from_bytes(&ds.to_bytes()).as_ref(),
+        Ok(ds),
+        "storage round trip"
+    );
+    assert_eq!(
+        ds.preview(3).as_array().map(Vec::len),
+        Some(rows.min(3)),
+        "preview length"
+    );
+    // Whatever the data, a one-layer spec accepted by validation must prepare a session.
+    for loss in [
+        Loss::Mse,
+        Loss::BinaryCrossentropy,
+        Loss::CategoricalCrossentropy,
+    ] {
+        let spec: TrainSpec = serde_json::from_value(serde_json::json!({
+            "layers": [{}], "loss": loss, "seed": 1
+        }))
+        .expect("a minimal spec");
+        if spec.plan(inputs, rows, &target_shape(&ds.targets)).is_ok() {
+            let session = Session::new(&spec, &ds.samples(), None);
+            assert!(session.is_ok(), "{} accepted, then refused", loss.name());
+        }
+    }
+    // Row order survives: selecting every row gives the targets back.
+    let all: Vec<usize> = (0..rows).collect();
+    assert_eq!(ds.targets.select(&all), ds.targets);
+    assert_eq!(ds.x.select(Axis(0), &all), ds.x);
+}
+
+fn check_data_error(e: &DataError) {
+    assert!(!e.message.trim().is_empty(), "an empty message");
+    assert!(e.row.is_none_or(|r| r >= 1), "row {:?}", e.row);
+    assert!(!e.message.contains("internal"), "an internal error: {e:?}");
+}
+
+/// A rejection of user input must be a 4xx with something to say.
+fn check_client_error(e: ApiError) {
+    if let ApiError::Invalid(errs) = &e {
+        assert!(!errs.is_empty());
+        for s in errs {
+            assert!(s.pointer.starts_with('/'), "pointer {:?}", s.pointer);
+            assert!(!s.message.is_empty());
+        }
+    }
+    let what = format!("{e:?}");
+    let status = e.into_response().status();
+    assert!(status.is_client_error(), "{status} for {what}");
+}
