@@ -208,5 +208,8 @@ async fn a_whole_numbered_target_matches_the_rows_schema() {
     let schema = &text[text.find("\n    DatasetRows:").expect("DatasetRows schema")..];
     let target = &schema[schema.find("              target:").unwrap()..];
     let target = &target[..target.find("\n    JobPredictResponse:").unwrap()];
-    assert!(target.contains("anyOf:") && !target.contains("oneOf:"), "{target}");
+    assert!(
+        target.contains("anyOf:") && !target.contains("oneOf:"),
+        "{target}"
+    );
 }

@@ -239,7 +239,14 @@ fn json_problem(inner: serde_json::Error, pointer: String) -> ApiError {
         let msg = strip_position(&inner.to_string());
         // The whole body is wrong (a string where an object belongs): "/", as from_value
         // and the handlers say, not an empty pointer.
-        ApiError::invalid(if pointer.is_empty() { "/".into() } else { pointer }, msg)
+        ApiError::invalid(
+            if pointer.is_empty() {
+                "/".into()
+            } else {
+                pointer
+            },
+            msg,
+        )
     }
 }
 
