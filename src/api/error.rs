@@ -199,7 +199,14 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Api
             let msg = strip_position(&inner.to_string());
             // The whole body is wrong (a string where an object belongs): "/", as from_value
             // and the handlers say, not an empty pointer.
-            ApiError::invalid(if pointer.is_empty() { "/".into() } else { pointer }, msg)
+            ApiError::invalid(
+                if pointer.is_empty() {
+                    "/".into()
+                } else {
+                    pointer
+                },
+                msg,
+            )
         }
     })
 }
