@@ -355,17 +355,7 @@ fn optimizer() -> impl Strategy<Value = Value> {
 }
 
 fn monitor() -> impl Strategy<Value = Value> {
-    optional(
-        pick(&[
-            "loss",
-            "val_loss",
-            "accuracy",
-            "val_accuracy",
-            "mae",
-            "val_mae",
-        ])
-        .prop_map(|m| json!(m)),
-    )
+    optional(pick(&backprop::nn::train::MONITORS).prop_map(|m| json!(m)))
 }
 
 fn schedule() -> impl Strategy<Value = Value> {
