@@ -11,8 +11,8 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use backprop::store::{
-    DatasetRecord, Finish, JobRecord, JobStatus, ModelRecord, PostgresStore, SqliteStore, Store,
-    now_ms, to_json,
+    DatasetRecord, Finish, JobRecord, JobSpec, JobStatus, ModelRecord, PostgresStore, SqliteStore,
+    Store, now_ms, to_json,
 };
 use futures::FutureExt;
 use serde_json::{Value, json};
@@ -140,11 +140,12 @@ fn job(priority: i32) -> JobRecord {
         status: JobStatus::Queued,
         priority,
         dataset_id: Some(Uuid::new_v4()),
-        spec: json!({
+        spec: JobSpec::from_value(json!({
             "layers": [{"units": 8, "activation": "relu"}],
             "optimizer": {"kind": "adam", "learning_rate": to_json(&0.01f32)},
             "epochs": 10,
-        }),
+        }))
+        .expect("a job spec"),
         epochs: 10,
         epoch: 0,
         latest: None,

@@ -13,7 +13,7 @@ use tokio::sync::{Notify, broadcast, mpsc};
 use uuid::Uuid;
 
 use crate::data::Dataset;
-use crate::nn::{self, Control, EpochRecord, Session, TrainError, TrainSpec, TrainState};
+use crate::nn::{self, Control, EpochRecord, Model, Session, TrainError, TrainSpec, TrainState};
 use crate::store::{Finish, JobRecord, ModelRecord, Store, now_ms, to_json};
 
 /// What SSE subscribers of a job hear.
@@ -25,24 +25,27 @@ pub enum JobEvent {
     Status,
 }
 
-/// Fields of a job request that belong to the service, not to the engine's spec.
-pub const SERVICE_FIELDS: [&str; 5] = [
-    "dataset_id",
-    "dataset",
-    "priority",
-    "name",
-    "validation_dataset_id",
-];
+/// The session a job trains in: its stored dataset, prepared as the spec says, and the
+/// dataset's feature names (which the model carries). Deterministic from the spec and its
+/// seed, so a checkpoint's snapshot gets the very preprocessing the worker used.
+fn prepare(spec: &TrainSpec, dataset: &[u8]) -> Result<(Session, Vec<String>), TrainError> {
+    let dataset = Dataset::from_bytes(dataset).map_err(TrainError::Checkpoint)?;
+    let session = Session::new(spec, &dataset.samples(), None)?;
+    Ok((session, dataset.feature_names))
+}
 
-/// The engine spec inside a stored job spec.
-pub fn train_spec(spec: &Value) -> Result<TrainSpec, String> {
-    let mut v = spec.clone();
-    if let Some(o) = v.as_object_mut() {
-        for f in SERVICE_FIELDS {
-            o.remove(f);
-        }
-    }
-    serde_json::from_value(v).map_err(|e| e.to_string())
+/// The model a job's checkpoint `state` holds: the checkpoint's network in the job's
+/// session, named like the model the job will end with.
+pub fn checkpoint_model(spec: &TrainSpec, dataset: &[u8], state: &[u8]) -> Result<Model, String> {
+    let (session, feature_names) = prepare(spec, dataset).map_err(|e| e.to_string())?;
+    let state = TrainState::from_bytes(state)?;
+    Ok(named(session.model(state.network), feature_names))
+}
+
+/// `model` with the feature names of the dataset it was trained on.
+fn named(mut model: Model, feature_names: Vec<String>) -> Model {
+    model.feature_names = Some(feature_names);
+    model
 }
 
 #[derive(Clone, Debug)]
@@ -277,10 +280,7 @@ impl Jobs {
     async fn train(&self, job: &JobRecord, control: Arc<Control>) -> Option<Finish> {
         let store = self.inner.store.clone();
         let (id, attempt) = (job.id, job.attempt);
-        let spec = match train_spec(&job.spec) {
-            Ok(s) => s,
-            Err(e) => return Some(failed(500, "Stored spec unreadable", &e)),
-        };
+        let spec = job.spec.train.clone();
         let Some(dataset_id) = job.dataset_id else {
             return Some(failed(422, "No dataset", "the job names no dataset"));
         };
@@ -308,8 +308,7 @@ impl Jobs {
             .name(format!("train-{}", &id.to_string()[..8]))
             .spawn(move || {
                 let outcome = (|| {
-                    let dataset = Dataset::from_bytes(&blob).map_err(TrainError::Checkpoint)?;
-                    let session = Session::new(&spec, &dataset.samples(), None)?;
+                    let (session, feature_names) = prepare(&spec, &blob)?;
                     let resume = match checkpoint {
                         Some((_, bytes)) => {
                             Some(TrainState::from_bytes(&bytes).map_err(TrainError::Checkpoint)?)
@@ -329,7 +328,7 @@ impl Jobs {
                     };
                     let mut out =
                         pool.install(|| session.run(&pool, resume, &ctl, &mut on_epoch))?;
-                    out.model.feature_names = Some(dataset.feature_names.clone());
+                    out.model = named(out.model, feature_names);
                     Ok(out)
                 })();
                 let _ = tx.send(Msg::Done(outcome));
@@ -456,11 +455,7 @@ impl Jobs {
                 let model = ModelRecord {
                     id: Uuid::new_v4(),
                     tenant: job.tenant.clone(),
-                    name: job
-                        .spec
-                        .get("name")
-                        .and_then(|v| v.as_str())
-                        .map(str::to_owned),
+                    name: job.spec.name.clone(),
                     created_at: now_ms(),
                     job_id: Some(id),
                     dataset_id: job.dataset_id,

@@ -1,9 +1,12 @@
 //! Persistence: one `Store` trait, one implementation per database. The only place SQL
-//! lives. Records here are plain data; the HTTP layer shapes them into responses.
+//! lives. Records here are plain data (a job's spec typed, with the engine's `TrainSpec`
+//! inside); the use cases fill them and the HTTP layer shapes them into responses.
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+use crate::nn::TrainSpec;
 
 pub mod postgres;
 pub mod sqlite;
@@ -54,12 +57,7 @@ impl From<serde_json::Error> for StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+pub use crate::clock::now_ms;
 
 /// `value` as JSON, with f32 fields written at their own precision (0.01, not
 /// 0.009999999776482582), which a plain `serde_json::to_value` would not do.
@@ -121,6 +119,94 @@ impl JobStatus {
     }
 }
 
+/// A job's spec as stored: the engine's [`TrainSpec`] (every default filled in) and the
+/// service's fields, in one flat JSON object — the shape `POST /v1/jobs` takes and
+/// `GET /v1/jobs/{id}` shows as `spec`. Stored specs written by earlier releases read back
+/// through [`JobSpec::from_value`] unchanged: the shape has not changed, only its type.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobSpec {
+    pub train: TrainSpec,
+    /// The dataset it trains on (inline datasets are stored first and named here).
+    pub dataset_id: Option<Uuid>,
+    pub priority: i32,
+    pub name: Option<String>,
+}
+
+impl JobSpec {
+    /// The fields of a job request that belong to the service, not to the engine's spec
+    /// (`dataset` is an inline dataset, stored as `dataset_id`; `validation_dataset_id` is
+    /// accepted and ignored).
+    pub const SERVICE_FIELDS: [&'static str; 5] = [
+        "dataset_id",
+        "dataset",
+        "priority",
+        "name",
+        "validation_dataset_id",
+    ];
+
+    /// The stored JSON object.
+    pub fn to_value(&self) -> serde_json::Value {
+        let mut v = to_json(&self.train);
+        if let Some(o) = v.as_object_mut() {
+            if let Some(id) = self.dataset_id {
+                o.insert("dataset_id".into(), serde_json::json!(id));
+            }
+            o.insert("priority".into(), serde_json::json!(self.priority));
+            if let Some(n) = &self.name {
+                o.insert("name".into(), serde_json::json!(n));
+            }
+        }
+        v
+    }
+
+    /// Reads a stored spec back.
+    pub fn from_value(v: serde_json::Value) -> std::result::Result<Self, String> {
+        let serde_json::Value::Object(mut o) = v else {
+            return Err("a job spec is a JSON object".into());
+        };
+        let dataset_id = match o.get("dataset_id") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(id) => Some(
+                id.as_str()
+                    .and_then(|i| Uuid::parse_str(i).ok())
+                    .ok_or_else(|| format!("dataset_id {id} is not a UUID"))?,
+            ),
+        };
+        let priority = match o.get("priority") {
+            None | Some(serde_json::Value::Null) => 0,
+            Some(p) => p
+                .as_i64()
+                .and_then(|p| i32::try_from(p).ok())
+                .ok_or_else(|| format!("priority {p} is not a 32-bit integer"))?,
+        };
+        let name = o.get("name").and_then(|n| n.as_str()).map(str::to_owned);
+        for f in Self::SERVICE_FIELDS {
+            o.remove(f);
+        }
+        let train =
+            serde_json::from_value(serde_json::Value::Object(o)).map_err(|e| e.to_string())?;
+        Ok(JobSpec {
+            train,
+            dataset_id,
+            priority,
+            name,
+        })
+    }
+}
+
+impl Serialize for JobSpec {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.to_value().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for JobSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let v = serde_json::Value::deserialize(d)?;
+        JobSpec::from_value(v).map_err(serde::de::Error::custom)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct JobRecord {
     pub id: Uuid,
@@ -130,7 +216,7 @@ pub struct JobRecord {
     pub priority: i32,
     pub dataset_id: Option<Uuid>,
     /// The normalised spec: the request with every default filled in.
-    pub spec: serde_json::Value,
+    pub spec: JobSpec,
     pub epochs: i64,
     /// Epochs finished.
     pub epoch: i64,

@@ -98,7 +98,7 @@ fn job(r: &PgRow) -> Result<JobRecord> {
             .ok_or_else(|| StoreError::Corrupt(format!("status {status}")))?,
         priority: r.try_get("priority")?,
         dataset_id: r.try_get("dataset_id")?,
-        spec: r.try_get("spec")?,
+        spec: JobSpec::from_value(r.try_get("spec")?).map_err(StoreError::Corrupt)?,
         epochs: r.try_get("epochs")?,
         epoch: r.try_get("epoch")?,
         latest: r.try_get("latest")?,
@@ -271,7 +271,7 @@ impl Store for PostgresStore {
         .bind(j.status.as_str())
         .bind(j.priority)
         .bind(j.dataset_id)
-        .bind(&j.spec)
+        .bind(j.spec.to_value())
         .bind(j.epochs)
         .bind(j.created_at)
         .bind(&j.tenant)

@@ -100,7 +100,7 @@ fn job(r: &SqliteRow) -> Result<JobRecord> {
             .ok_or_else(|| StoreError::Corrupt(format!("status {status}")))?,
         priority: r.try_get("priority")?,
         dataset_id: opt_uuid(r, "dataset_id")?,
-        spec: json_col(r, "spec")?,
+        spec: JobSpec::from_value(json_col(r, "spec")?).map_err(StoreError::Corrupt)?,
         epochs: r.try_get("epochs")?,
         epoch: r.try_get("epoch")?,
         latest: opt_json(r, "latest")?,
@@ -257,7 +257,7 @@ impl Store for SqliteStore {
         .bind(j.status.as_str())
         .bind(j.priority)
         .bind(j.dataset_id.map(|u| u.to_string()))
-        .bind(j.spec.to_string())
+        .bind(j.spec.to_value().to_string())
         .bind(j.epochs)
         .bind(j.created_at)
         .bind(&j.tenant)
