@@ -8,7 +8,7 @@ use serde_json::json;
 use crate::data::DataError;
 use crate::nn::SpecError;
 use crate::service;
-use crate::store::StoreError;
+use crate::store::{Failure, FailureKind, StoreError};
 
 #[derive(Debug)]
 pub enum ApiError {
@@ -121,6 +121,31 @@ impl From<service::Error> for ApiError {
     }
 }
 
+/// How a failed job's error is shown: the problem document of its kind (the same documents
+/// releases before failure kinds stored).
+pub fn failure_problem(f: &Failure) -> serde_json::Value {
+    use FailureKind as K;
+    let (title, status) = match f.kind {
+        K::TrainingDiverged => ("Training diverged", StatusCode::UNPROCESSABLE_ENTITY),
+        K::InvalidSpec => ("Invalid spec", StatusCode::UNPROCESSABLE_ENTITY),
+        K::NoDataset => ("No dataset", StatusCode::UNPROCESSABLE_ENTITY),
+        K::DatasetGone => ("Dataset gone", StatusCode::UNPROCESSABLE_ENTITY),
+        K::CheckpointUnreadable => ("Checkpoint unreadable", StatusCode::INTERNAL_SERVER_ERROR),
+        K::StoredSpecUnreadable => ("Stored spec unreadable", StatusCode::INTERNAL_SERVER_ERROR),
+        K::NoTrainingThread => ("No training thread", StatusCode::INTERNAL_SERVER_ERROR),
+        K::TrainingCrashed => ("Training crashed", StatusCode::INTERNAL_SERVER_ERROR),
+        K::DatabaseError => ("Database error", StatusCode::INTERNAL_SERVER_ERROR),
+        K::TooManyAttempts => ("Too many attempts", StatusCode::INTERNAL_SERVER_ERROR),
+    };
+    let slug = title.to_lowercase().replace(' ', "-");
+    json!({
+        "type": format!("/problems/{slug}"),
+        "title": title,
+        "status": status.as_u16(),
+        "detail": f.detail,
+    })
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         service::Error::from(e).into()
@@ -202,5 +227,35 @@ impl IntoResponse for ApiError {
                 .insert(header::RETRY_AFTER, HeaderValue::from(5u64));
         }
         resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Releases before failure kinds stored these documents; a kind read from one must be
+    /// shown as exactly that document again.
+    #[test]
+    fn a_failure_is_shown_as_the_problem_document_earlier_releases_stored() {
+        for old in [
+            json!({"type": "/problems/training-diverged", "title": "Training diverged",
+                   "status": 422, "detail": "loss is NaN at epoch 3"}),
+            json!({"type": "/problems/too-many-attempts", "title": "Too many attempts",
+                   "status": 500, "detail": "the job was interrupted 5 times (its workers died); it will not be retried"}),
+            json!({"type": "/problems/dataset-gone", "title": "Dataset gone", "status": 422,
+                   "detail": "dataset 1 was deleted before the job ran"}),
+            json!({"type": "/problems/checkpoint-unreadable", "title": "Checkpoint unreadable",
+                   "status": 500, "detail": "bad magic"}),
+        ] {
+            let f = Failure::from_value(&old).unwrap();
+            assert_eq!(failure_problem(&f), old);
+        }
+        for kind in FailureKind::ALL {
+            let f = Failure::new(kind, "why");
+            let shown = failure_problem(&f);
+            assert_eq!(Failure::from_value(&shown), Ok(f.clone()), "{shown}");
+            assert_eq!(Failure::from_value(&f.to_value()), Ok(f));
+        }
     }
 }

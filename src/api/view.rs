@@ -37,7 +37,7 @@ pub async fn job(s: &AppState, j: &JobRecord) -> Result<Value, ApiError> {
         "queue_position": queue_position,
         "eta_seconds": eta,
         "model_id": j.model_id,
-        "error": j.error,
+        "error": j.error.as_ref().map(super::error::failure_problem),
         "stop_reason": j.stop_reason,
         "cancel_requested": j.cancel_requested,
         "stop_requested": j.stop_requested,

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::data::Dataset;
 use crate::nn::{self, Control, EpochRecord, Model, Session, TrainError, TrainSpec, TrainState};
-use crate::store::{Finish, JobRecord, ModelRecord, Store, now_ms, to_json};
+use crate::store::{Failure, FailureKind, Finish, JobRecord, ModelRecord, Store, now_ms, to_json};
 
 /// What SSE subscribers of a job hear.
 #[derive(Clone, Debug)]
@@ -282,15 +282,14 @@ impl Jobs {
         let (id, attempt) = (job.id, job.attempt);
         let spec = job.spec.train.clone();
         let Some(dataset_id) = job.dataset_id else {
-            return Some(failed(422, "No dataset", "the job names no dataset"));
+            return Some(failed(FailureKind::NoDataset, "the job names no dataset"));
         };
         let blob = match store.dataset_data(dataset_id).await {
             Ok(Some(b)) => b,
             Ok(None) => {
                 return Some(failed(
-                    422,
-                    "Dataset gone",
-                    &format!("dataset {dataset_id} was deleted before the job ran"),
+                    FailureKind::DatasetGone,
+                    format!("dataset {dataset_id} was deleted before the job ran"),
                 ));
             }
             Err(e) => return lost(&e),
@@ -334,7 +333,7 @@ impl Jobs {
                 let _ = tx.send(Msg::Done(outcome));
             });
         if let Err(e) = spawned {
-            return Some(failed(500, "No training thread", &e.to_string()));
+            return Some(failed(FailureKind::NoTrainingThread, e.to_string()));
         }
         // Keep the lease and watch for cancel/stop flags set through any node. Renewals come
         // three times per lease, so one slow round trip does not let it lapse.
@@ -440,8 +439,7 @@ impl Jobs {
         let shutting_down = self.inner.shutting_down.load(Ordering::SeqCst);
         Some(match result {
             None => failed(
-                500,
-                "Training crashed",
+                FailureKind::TrainingCrashed,
                 "the training thread ended without a result",
             ),
             Some(Ok(out)) => {
@@ -485,10 +483,10 @@ impl Jobs {
             }
             Some(Err(TrainError::Cancelled)) => Finish::Cancelled,
             Some(Err(e @ TrainError::Diverged { .. })) => {
-                failed(422, "Training diverged", &e.to_string())
+                failed(FailureKind::TrainingDiverged, e.to_string())
             }
-            Some(Err(e @ TrainError::Spec(_))) => failed(422, "Invalid spec", &e.to_string()),
-            Some(Err(TrainError::Checkpoint(m))) => failed(500, "Checkpoint unreadable", &m),
+            Some(Err(e @ TrainError::Spec(_))) => failed(FailureKind::InvalidSpec, e.to_string()),
+            Some(Err(TrainError::Checkpoint(m))) => failed(FailureKind::CheckpointUnreadable, m),
         })
     }
 }
@@ -501,7 +499,7 @@ fn lost(e: &crate::store::StoreError) -> Option<Finish> {
             tracing::warn!(error = %e, "database unavailable at start; releasing the job");
             None
         }
-        _ => Some(failed(500, "Database error", &e.to_string())),
+        _ => Some(failed(FailureKind::DatabaseError, e.to_string())),
     }
 }
 
@@ -509,14 +507,6 @@ async fn control_cancelled_by_user(job: &JobRecord, store: &Arc<dyn Store>) -> b
     matches!(store.get_job(job.id).await, Ok(Some(j)) if j.cancel_requested)
 }
 
-fn failed(status: u16, title: &str, detail: &str) -> Finish {
-    let slug = title.to_lowercase().replace(' ', "-");
-    Finish::Failed {
-        error: json!({
-            "type": format!("/problems/{slug}"),
-            "title": title,
-            "status": status,
-            "detail": detail,
-        }),
-    }
+fn failed(kind: FailureKind, detail: impl Into<String>) -> Finish {
+    Finish::Failed(Failure::new(kind, detail))
 }

@@ -207,6 +207,120 @@ impl<'de> Deserialize<'de> for JobSpec {
     }
 }
 
+/// Why a job failed, as a kind the service can act on; the HTTP layer decides how each kind
+/// is shown (its problem type, title and status).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// The loss or the weights stopped being finite.
+    TrainingDiverged,
+    /// The engine refused the spec at run time.
+    InvalidSpec,
+    /// The job names no dataset.
+    NoDataset,
+    /// Its dataset was deleted before it ran.
+    DatasetGone,
+    /// Its dataset or checkpoint could not be decoded.
+    CheckpointUnreadable,
+    /// Its stored spec could not be read (written by releases before specs were typed).
+    StoredSpecUnreadable,
+    /// No thread could be started to train it.
+    NoTrainingThread,
+    /// The training thread ended without a result.
+    TrainingCrashed,
+    /// The store failed while the job started, for another reason than being away.
+    DatabaseError,
+    /// Its workers died `MAX_ATTEMPTS` times.
+    TooManyAttempts,
+}
+
+impl FailureKind {
+    pub const ALL: [FailureKind; 10] = [
+        FailureKind::TrainingDiverged,
+        FailureKind::InvalidSpec,
+        FailureKind::NoDataset,
+        FailureKind::DatasetGone,
+        FailureKind::CheckpointUnreadable,
+        FailureKind::StoredSpecUnreadable,
+        FailureKind::NoTrainingThread,
+        FailureKind::TrainingCrashed,
+        FailureKind::DatabaseError,
+        FailureKind::TooManyAttempts,
+    ];
+
+    /// The stored name (`training_diverged`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::TrainingDiverged => "training_diverged",
+            FailureKind::InvalidSpec => "invalid_spec",
+            FailureKind::NoDataset => "no_dataset",
+            FailureKind::DatasetGone => "dataset_gone",
+            FailureKind::CheckpointUnreadable => "checkpoint_unreadable",
+            FailureKind::StoredSpecUnreadable => "stored_spec_unreadable",
+            FailureKind::NoTrainingThread => "no_training_thread",
+            FailureKind::TrainingCrashed => "training_crashed",
+            FailureKind::DatabaseError => "database_error",
+            FailureKind::TooManyAttempts => "too_many_attempts",
+        }
+    }
+
+    fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+}
+
+/// A failed job's error: its kind and what happened. Stored as `{"kind", "detail"}`. Rows
+/// written by releases that stored a problem document (`{"type": "/problems/<slug>",
+/// "title", "status", "detail"}`) read back as the kind of their slug.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub kind: FailureKind,
+    pub detail: String,
+}
+
+impl Failure {
+    pub fn new(kind: FailureKind, detail: impl Into<String>) -> Self {
+        Failure {
+            kind,
+            detail: detail.into(),
+        }
+    }
+
+    /// The stored JSON object.
+    pub fn to_value(&self) -> serde_json::Value {
+        serde_json::json!({"kind": self.kind.as_str(), "detail": self.detail})
+    }
+
+    /// Reads a stored error: this release's `{"kind", "detail"}`, or an earlier release's
+    /// problem document.
+    pub fn from_value(v: &serde_json::Value) -> std::result::Result<Self, String> {
+        let detail = v.get("detail").and_then(|d| d.as_str()).unwrap_or_default();
+        let kind = match (v.get("kind"), v.get("type")) {
+            (Some(k), _) => k.as_str().and_then(FailureKind::parse),
+            (None, Some(t)) => t
+                .as_str()
+                .and_then(|t| t.strip_prefix("/problems/"))
+                .and_then(|slug| FailureKind::parse(&slug.replace('-', "_"))),
+            (None, None) => None,
+        };
+        let kind = kind.ok_or_else(|| format!("a job error of no known kind: {v}"))?;
+        Ok(Failure::new(kind, detail))
+    }
+}
+
+impl Serialize for Failure {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.to_value().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Failure {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let v = serde_json::Value::deserialize(d)?;
+        Failure::from_value(&v).map_err(serde::de::Error::custom)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct JobRecord {
     pub id: Uuid,
@@ -225,7 +339,7 @@ pub struct JobRecord {
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
     pub model_id: Option<Uuid>,
-    pub error: Option<serde_json::Value>,
+    pub error: Option<Failure>,
     pub stop_reason: Option<String>,
     pub attempt: i64,
     pub cancel_requested: bool,
@@ -275,9 +389,7 @@ pub enum Finish {
         model: ModelRecord,
         stop_reason: String,
     },
-    Failed {
-        error: serde_json::Value,
-    },
+    Failed(Failure),
     Cancelled,
 }
 
@@ -350,8 +462,8 @@ pub trait Store: Send + Sync + 'static {
     /// Extends the lease; false when this worker's attempt no longer owns the job.
     async fn renew_lease(&self, id: Uuid, attempt: i64, lease_ms: i64) -> Result<bool>;
     /// Puts jobs whose lease expired (or all running jobs, at a single node's start) back in
-    /// the queue, except those already claimed `MAX_ATTEMPTS` times: they fail with a
-    /// `/problems/too-many-attempts` error. Returns how many jobs stopped running (both kinds).
+    /// the queue, except those already claimed `MAX_ATTEMPTS` times: they fail as
+    /// [`FailureKind::TooManyAttempts`]. Returns how many jobs stopped running (both kinds).
     async fn requeue_running(&self, only_expired: bool) -> Result<u64>;
     /// Puts one job this worker holds back in the queue (graceful shutdown).
     async fn release_job(&self, id: Uuid, attempt: i64) -> Result<bool>;
@@ -398,6 +510,44 @@ pub trait Store: Send + Sync + 'static {
 #[cfg(test)]
 mod tests {
     use std::path::Path;
+
+    use super::{Failure, FailureKind, JobSpec};
+
+    /// A spec as `main` stored it before specs were typed (TrainSpec's JSON with every
+    /// default, plus the service fields) reads back and is written again unchanged.
+    #[test]
+    fn a_stored_job_spec_keeps_its_shape() {
+        let stored = super::to_json(&serde_json::json!({
+            "layers": [{"units": 4, "activation": "relu"}, {"units": 1}],
+            "loss": "mse", "epochs": 3, "seed": 7,
+        }));
+        let train: crate::nn::TrainSpec = serde_json::from_value(stored).unwrap();
+        let mut old = super::to_json(&train);
+        old["dataset_id"] = serde_json::json!("6f9619ff-8b86-d011-b42d-00c04fc964ff");
+        old["priority"] = serde_json::json!(-3);
+        old["name"] = serde_json::json!("nightly");
+        let spec = JobSpec::from_value(old.clone()).unwrap();
+        assert_eq!(spec.train, train);
+        assert_eq!(spec.priority, -3);
+        assert_eq!(spec.name.as_deref(), Some("nightly"));
+        assert_eq!(spec.to_value(), old);
+        // An engine field the spec does not know is still refused, as the worker refused it.
+        let mut bad = old;
+        bad["learning_rat"] = serde_json::json!(0.1);
+        assert!(JobSpec::from_value(bad).is_err());
+    }
+
+    #[test]
+    fn a_job_error_reads_back_as_its_kind_in_either_form() {
+        let new = serde_json::json!({"kind": "training_diverged", "detail": "NaN"});
+        let old = serde_json::json!({"type": "/problems/training-diverged",
+            "title": "Training diverged", "status": 422, "detail": "NaN"});
+        let f = Failure::new(FailureKind::TrainingDiverged, "NaN");
+        assert_eq!(Failure::from_value(&new), Ok(f.clone()));
+        assert_eq!(Failure::from_value(&old), Ok(f.clone()));
+        assert_eq!(f.to_value(), new);
+        assert!(Failure::from_value(&serde_json::json!({"title": "x"})).is_err());
+    }
 
     fn migration_files(backend: &str) -> Vec<String> {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -106,7 +106,10 @@ fn job(r: &PgRow) -> Result<JobRecord> {
         started_at: r.try_get("started_at")?,
         finished_at: r.try_get("finished_at")?,
         model_id: r.try_get("model_id")?,
-        error: r.try_get("error")?,
+        error: r
+            .try_get::<Option<serde_json::Value>, _>("error")?
+            .map(|v| Failure::from_value(&v).map_err(StoreError::Corrupt))
+            .transpose()?,
         stop_reason: r.try_get("stop_reason")?,
         attempt: r.try_get("attempt")?,
         cancel_requested: r.try_get("cancel_requested")?,
@@ -460,9 +463,7 @@ impl Store for PostgresStore {
                 status = CASE WHEN attempt >= $2 THEN 'failed' ELSE 'queued' END,
                 finished_at = CASE WHEN attempt >= $2 THEN $3 ELSE finished_at END,
                 error = CASE WHEN attempt >= $2 THEN jsonb_build_object(
-                    'type', '/problems/too-many-attempts',
-                    'title', 'Too many attempts',
-                    'status', 500,
+                    'kind', $4::text,
                     'detail', 'the job was interrupted ' || attempt
                         || ' times (its workers died); it will not be retried')
                     ELSE error END,
@@ -475,6 +476,7 @@ impl Store for PostgresStore {
         .bind(only_expired)
         .bind(MAX_ATTEMPTS)
         .bind(now_ms())
+        .bind(FailureKind::TooManyAttempts.as_str())
         .fetch_all(&mut *tx)
         .await?;
         let mut failed = Vec::new();
@@ -624,7 +626,7 @@ impl Store for PostgresStore {
                 None,
                 Some(stop_reason.as_str()),
             ),
-            Finish::Failed { error } => ("failed", None, Some(error), None),
+            Finish::Failed(f) => ("failed", None, Some(f.to_value()), None),
             Finish::Cancelled => ("cancelled", None, None, None),
         };
         let mut tx = self.pool.begin().await?;

@@ -108,7 +108,9 @@ fn job(r: &SqliteRow) -> Result<JobRecord> {
         started_at: r.try_get("started_at")?,
         finished_at: r.try_get("finished_at")?,
         model_id: opt_uuid(r, "model_id")?,
-        error: opt_json(r, "error")?,
+        error: opt_json(r, "error")?
+            .map(|v| Failure::from_value(&v).map_err(StoreError::Corrupt))
+            .transpose()?,
         stop_reason: r.try_get("stop_reason")?,
         attempt: r.try_get("attempt")?,
         cancel_requested: r.try_get::<i64, _>("cancel_requested")? != 0,
@@ -441,9 +443,7 @@ impl Store for SqliteStore {
                 status = CASE WHEN attempt >= ?2 THEN 'failed' ELSE 'queued' END,
                 finished_at = CASE WHEN attempt >= ?2 THEN ?3 ELSE finished_at END,
                 error = CASE WHEN attempt >= ?2 THEN json_object(
-                    'type', '/problems/too-many-attempts',
-                    'title', 'Too many attempts',
-                    'status', 500,
+                    'kind', ?4,
                     'detail', 'the job was interrupted ' || attempt
                         || ' times (its workers died); it will not be retried')
                     ELSE error END,
@@ -454,6 +454,7 @@ impl Store for SqliteStore {
         .bind(only_expired as i64)
         .bind(MAX_ATTEMPTS)
         .bind(now_ms())
+        .bind(FailureKind::TooManyAttempts.as_str())
         .fetch_all(&mut *tx)
         .await?;
         for r in &rows {
@@ -602,7 +603,7 @@ impl Store for SqliteStore {
                 None,
                 Some(stop_reason.clone()),
             ),
-            Finish::Failed { error } => ("failed", None, Some(error.to_string()), None),
+            Finish::Failed(f) => ("failed", None, Some(f.to_value().to_string()), None),
             Finish::Cancelled => ("cancelled", None, None, None),
         };
         let owned = sqlx::query(
