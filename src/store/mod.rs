@@ -9,6 +9,7 @@ use uuid::Uuid;
 use crate::nn::TrainSpec;
 
 pub mod postgres;
+mod rows;
 pub mod sqlite;
 
 pub use postgres::PostgresStore;
