@@ -67,7 +67,7 @@ async fn create(
             )
                 .into_response());
         }
-        Submitted::Queued(j) => j,
+        Submitted::Queued(j) => *j,
     };
     let mut body = view::job(&s, &j).await?;
     // The answer describes the job as submitted, even if a worker has claimed it already.

@@ -177,9 +177,9 @@ fn estimate(spec: TrainSpec, dataset: &Dataset, plan: &Plan) -> Estimate {
 /// What a submission did.
 pub enum Submitted {
     /// A dry run: valid, and what it would cost; nothing stored.
-    DryRun(Estimate),
+    DryRun(Box<Estimate>),
     /// Queued (or found queued by this key's first request).
-    Queued(JobRecord),
+    Queued(Box<JobRecord>),
 }
 
 /// The weights a job predicts with, and where they come from.
@@ -204,7 +204,7 @@ impl Service {
     ) -> Result<Submitted> {
         let job_id = match self.store.get_job(key.record_id(tenant, "job")).await? {
             // Queued by this key's first request, which died before answering.
-            Some(j) if key.is_retry_of(j.created_at) => return Ok(Submitted::Queued(j)),
+            Some(j) if key.is_retry_of(j.created_at) => return Ok(Submitted::Queued(Box::new(j))),
             Some(_) => Uuid::new_v4(),
             None => key.record_id(tenant, "job"),
         };
@@ -243,7 +243,7 @@ impl Service {
         };
         let plan = plan_job(&spec, &dataset, &self.limits)?;
         if dry_run {
-            return Ok(Submitted::DryRun(estimate(spec, &dataset, &plan)));
+            return Ok(Submitted::DryRun(Box::new(estimate(spec, &dataset, &plan))));
         }
 
         let quota = self.limits.quota_queued_jobs;
@@ -316,9 +316,9 @@ impl Service {
         self.store.insert_job(&job).await?;
         crate::crash::point("job_ack");
         self.jobs.notify();
-        Ok(Submitted::Queued(
+        Ok(Submitted::Queued(Box::new(
             self.store.get_job(job.id).await?.unwrap_or(job),
-        ))
+        )))
     }
 
     /// The tenant's job `id`; another tenant's is "not found" too.
