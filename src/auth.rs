@@ -164,7 +164,7 @@ impl Keyring {
             return Ok(());
         }
         let file = read_keys(path)?;
-        let keys = file
+        let keys: Vec<([u8; 32], Principal)> = file
             .keys
             .iter()
             .filter(|k| !k.revoked)
@@ -178,14 +178,25 @@ impl Keyring {
                 ))
             })
             .collect();
+        let active = keys.len();
         if let Ok(mut l) = self.loaded.write() {
+            let first = l.file_mtime.is_none() && l.entries == 0;
             *l = Loaded {
                 keys,
                 entries: file.keys.len(),
                 file_mtime: mtime,
             };
+            if !first {
+                tracing::info!(active, file = %path.display(), "keys file changed; keys reloaded");
+            }
         }
         Ok(())
+    }
+
+    /// Active keys: (from `BACKPROP_API_KEYS`, from the keys file).
+    pub fn counts(&self) -> (usize, usize) {
+        let file = self.loaded.read().map(|l| l.keys.len()).unwrap_or(0);
+        (self.env_keys.len(), file)
     }
 
     /// No keys configured at all (none revoked either): the server runs open.

@@ -41,9 +41,12 @@ pub enum Command {
 pub enum KeysCommand {
     /// Create a key; prints its secret once.
     Create {
+        /// The tenant the key acts for: everything it creates belongs to this tenant, and it
+        /// sees nothing of other tenants.
         #[arg(long)]
         tenant: String,
-        /// admin, trainer or predictor
+        /// What the key may do: admin and trainer everything in the tenant, predictor only
+        /// read models and predict.
         #[arg(long, value_parser = ["admin", "trainer", "predictor"])]
         role: String,
         #[command(flatten)]
@@ -56,6 +59,7 @@ pub enum KeysCommand {
     },
     /// Revoke a key by id.
     Revoke {
+        /// The key's id, as `backprop keys list` shows it (not its secret).
         id: String,
         #[command(flatten)]
         file: KeysFileArgs,

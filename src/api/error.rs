@@ -35,6 +35,8 @@ pub enum ApiError {
         retry_after: u64,
     },
     Unavailable(String),
+    /// 415: a body in a media type (or content encoding) the route does not take.
+    UnsupportedMediaType(String),
     Internal(String),
 }
 
@@ -81,6 +83,11 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
                 "Service unavailable",
+            ),
+            ApiError::UnsupportedMediaType(_) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported media type",
             ),
             ApiError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -193,6 +200,7 @@ impl IntoResponse for ApiError {
             | ApiError::Conflict(d)
             | ApiError::TooLarge(d)
             | ApiError::TooMany { detail: d, .. }
+            | ApiError::UnsupportedMediaType(d)
             | ApiError::Unavailable(d) => body["detail"] = json!(d),
             ApiError::TooLargeAt { detail, pointer } => {
                 body["detail"] = json!(detail);
@@ -230,9 +238,44 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl ApiError {
+    /// An error response that some layer below the handlers wrote as plain text (a path
+    /// segment that is not UTF-8, a body-decompression failure, …) as the problem its status
+    /// stands for, so that every error the server sends is a problem document.
+    pub fn from_plain(status: StatusCode, text: &str) -> Self {
+        let detail = if text.trim().is_empty() {
+            status
+                .canonical_reason()
+                .unwrap_or("the request failed")
+                .to_string()
+        } else {
+            text.trim().to_string()
+        };
+        match status {
+            StatusCode::NOT_FOUND => ApiError::NotFound(detail),
+            StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
+            StatusCode::CONFLICT => ApiError::Conflict(detail),
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(detail),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType(detail),
+            StatusCode::UNPROCESSABLE_ENTITY => ApiError::invalid("/", detail),
+            StatusCode::SERVICE_UNAVAILABLE => ApiError::Unavailable(detail),
+            s if s.is_server_error() => ApiError::Internal(detail),
+            _ => ApiError::bad(detail),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_plain_text_error_becomes_the_problem_of_its_status() {
+        let e = ApiError::from_plain(StatusCode::BAD_REQUEST, "Invalid URL: Invalid UTF-8 in id");
+        assert_eq!(e.parts().0, StatusCode::BAD_REQUEST);
+        let e = ApiError::from_plain(StatusCode::UNSUPPORTED_MEDIA_TYPE, "");
+        assert_eq!(e.parts().0, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    }
 
     /// Releases before failure kinds stored these documents; a kind read from one must be
     /// shown as exactly that document again.

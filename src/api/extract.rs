@@ -49,6 +49,19 @@ impl PageQuery {
     }
 }
 
+/// A boolean query parameter: `true`/`false`, `1`/`0` (what `?dry_run=1` means to most
+/// clients), or `yes`/`no`.
+pub fn query_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    let s = <String as serde::Deserialize>::deserialize(d)?;
+    match s.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Ok(Some(true)),
+        "false" | "0" | "no" => Ok(Some(false)),
+        _ => Err(serde::de::Error::custom(format!(
+            "\"{s}\" is not a boolean; use true or false (or 1 or 0)"
+        ))),
+    }
+}
+
 /// Query strings parsed into `T`; unreadable ones are the request's fault (a 400 with the
 /// reason).
 pub fn parse_query<T: serde::de::DeserializeOwned>(q: Option<&str>) -> Result<T, service::Error> {

@@ -30,6 +30,7 @@ pub fn router() -> axum::Router<AppState> {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct CreateQuery {
+    #[serde(default, deserialize_with = "super::extract::query_bool")]
     dry_run: Option<bool>,
 }
 

@@ -113,7 +113,11 @@ pub fn app(state: AppState) -> Router {
                 .expose_headers([observe::REQUEST_ID.clone(), axum::http::header::LOCATION]),
         );
     }
-    router.layer(from_fn(observe::track))
+    router
+        .layer(tower_http::decompression::RequestDecompressionLayer::new().gzip(true))
+        .layer(from_fn(observe::media_type))
+        .layer(from_fn(observe::problems))
+        .layer(from_fn(observe::track))
 }
 
 async fn no_route(uri: Uri) -> ApiError {

@@ -235,10 +235,17 @@ impl Jobs {
         }
     }
 
+    /// Runs one claimed job inside its log span. `instrument`, not `span.enter()`: a guard
+    /// held across an await stays entered on whatever task the thread polls next, so other
+    /// jobs' lines would carry this job's id.
     async fn run(&self, job: JobRecord, control: Arc<Control>) {
+        use tracing::Instrument;
+        let span = tracing::info_span!("job", job_id = %job.id, attempt = job.attempt);
+        self.run_attempt(job, control).instrument(span).await
+    }
+
+    async fn run_attempt(&self, job: JobRecord, control: Arc<Control>) {
         let id = job.id;
-        let span = tracing::info_span!("job", job_id = %id, attempt = job.attempt);
-        let _enter = span.enter();
         tracing::info!("training started");
         if job.attempt == 1 {
             let wait = (now_ms() - job.created_at).max(0) as f64 / 1e3;
@@ -344,33 +351,37 @@ impl Jobs {
             let lost_job = lost_job.clone();
             let lease = self.inner.settings.lease;
             let every = (lease / 3).min(Duration::from_secs(2));
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(every).await;
-                    match store
-                        .renew_lease(id, attempt, lease.as_millis() as i64)
-                        .await
-                    {
-                        Ok(false) => {
-                            // Lost the job (lease expired and someone else took it): stop writing.
-                            tracing::warn!("lease lost; another node owns the job now");
-                            lost_job.store(true, Ordering::SeqCst);
-                            control.cancel.store(true, Ordering::Relaxed);
-                            return;
+            use tracing::Instrument;
+            tokio::spawn(
+                async move {
+                    loop {
+                        tokio::time::sleep(every).await;
+                        match store
+                            .renew_lease(id, attempt, lease.as_millis() as i64)
+                            .await
+                        {
+                            Ok(false) => {
+                                // Lost the job (lease expired and someone else took it): stop writing.
+                                tracing::warn!("lease lost; another node owns the job now");
+                                lost_job.store(true, Ordering::SeqCst);
+                                control.cancel.store(true, Ordering::Relaxed);
+                                return;
+                            }
+                            Ok(true) => {}
+                            Err(e) => tracing::warn!(error = %e, "lease renewal failed"),
                         }
-                        Ok(true) => {}
-                        Err(e) => tracing::warn!(error = %e, "lease renewal failed"),
-                    }
-                    if let Ok(Some(j)) = store.get_job(id).await {
-                        if j.cancel_requested {
-                            control.cancel.store(true, Ordering::Relaxed);
-                        }
-                        if j.stop_requested {
-                            control.stop.store(true, Ordering::Relaxed);
+                        if let Ok(Some(j)) = store.get_job(id).await {
+                            if j.cancel_requested {
+                                control.cancel.store(true, Ordering::Relaxed);
+                            }
+                            if j.stop_requested {
+                                control.stop.store(true, Ordering::Relaxed);
+                            }
                         }
                     }
                 }
-            })
+                .instrument(tracing::Span::current()),
+            )
         };
         // A write that fails (database away) or is fenced off (the lease lapsed) ends this
         // attempt: the job goes back to the queue — now, or when its lease expires — and
@@ -450,6 +461,21 @@ impl Jobs {
                     .ok()
                     .flatten()
                     .and_then(|j| j.latest);
+                // With restored best weights the model holds epoch `best`'s weights: its
+                // metrics are that epoch's, not the last epoch's (kept as `last`).
+                let held = match out.best_epoch {
+                    Some(best) => store
+                        .history(id, i64::from(best) - 1)
+                        .await
+                        .ok()
+                        .and_then(|h| {
+                            h.into_iter().find(|r| {
+                                r.get("epoch").and_then(|e| e.as_i64()) == Some(best.into())
+                            })
+                        })
+                        .or(latest.clone()),
+                    None => latest.clone(),
+                };
                 let model = ModelRecord {
                     id: Uuid::new_v4(),
                     tenant: job.tenant.clone(),
@@ -461,7 +487,8 @@ impl Jobs {
                     output_dim: out.model.network.output_dim() as i64,
                     parameter_count: out.model.network.parameter_count() as i64,
                     metrics: json!({
-                        "final": latest,
+                        "final": held,
+                        "last": latest,
                         "epochs_run": out.epochs_run,
                         "best_epoch": out.best_epoch,
                         "stop_reason": out.reason,

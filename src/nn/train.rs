@@ -123,16 +123,15 @@ pub enum TrainError {
     Spec(Vec<SpecError>),
     #[error("cancelled")]
     Cancelled,
-    #[error(
-        "training diverged at epoch {epoch}: the {what} became {value} with learning rate {learning_rate}; \
-         the learning rate is too large for this problem, try {suggestion} or smaller"
-    )]
+    #[error("training diverged at epoch {epoch}: the {what} became {value}; {advice}")]
     Diverged {
         epoch: u32,
         what: &'static str,
         value: String,
         learning_rate: f32,
         suggestion: f32,
+        /// The field most likely at fault and what to try instead.
+        advice: String,
     },
     #[error("{0}")]
     Checkpoint(String),
@@ -384,7 +383,7 @@ impl Session {
                     abs_err += step.abs_err;
                     seen += batch_rows;
                     if !loss_sum.is_finite() {
-                        return Err(diverged(epoch + 1, "loss", loss_sum, lr));
+                        return Err(diverged(spec, epoch + 1, "loss", loss_sum, lr));
                     }
                     if has_penalty {
                         add_penalty_gradient(&state.network, &penalties, &mut grads);
@@ -417,10 +416,10 @@ impl Session {
                 samples_per_second: 0.0,
             };
             if !rec.loss.is_finite() {
-                return Err(diverged(epoch + 1, "loss", rec.loss, lr));
+                return Err(diverged(spec, epoch + 1, "loss", rec.loss, lr));
             }
             if !state.network.is_finite() {
-                return Err(diverged(epoch + 1, "weights", f64::NAN, lr));
+                return Err(diverged(spec, epoch + 1, "weights", f64::NAN, lr));
             }
             if let (Some(xv), Some(yv)) = (&self.x_val, &self.y_val) {
                 let ev = evaluate(
@@ -434,7 +433,7 @@ impl Session {
                 rec.val_accuracy = is_class.then_some(ev.accuracy);
                 rec.val_mae = (!is_class).then_some(ev.mae);
                 if !ev.loss.is_finite() {
-                    return Err(diverged(epoch + 1, "validation loss", ev.loss, lr));
+                    return Err(diverged(spec, epoch + 1, "validation loss", ev.loss, lr));
                 }
             }
             let secs = started.elapsed().as_secs_f64();
@@ -518,13 +517,56 @@ fn accuracy_width(loss: Loss, k: usize) -> usize {
     if loss.is_categorical() { 1 } else { k }
 }
 
-fn diverged(epoch: u32, what: &'static str, value: f64, lr: f32) -> TrainError {
+fn diverged(spec: &TrainSpec, epoch: u32, what: &'static str, value: f64, lr: f32) -> TrainError {
     TrainError::Diverged {
         epoch,
         what,
         value: format!("{value}"),
         learning_rate: lr,
         suggestion: lr / 10.0,
+        advice: divergence_advice(spec, lr),
+    }
+}
+
+/// Penalties above this are far outside any useful range (Keras's examples use 1e-4 to 1e-2):
+/// a loss that blows up under one is the penalty's doing, not the learning rate's.
+const SUSPECT_PENALTY: f32 = 10.0;
+/// An `alpha` above this scales leaky_relu/elu outputs out of any useful range (0.01 to 1).
+const SUSPECT_ALPHA: f32 = 1e3;
+
+/// Names the field that most likely made training diverge: an absurd weight penalty or
+/// activation `alpha` before the learning rate, which is otherwise the usual cause.
+fn divergence_advice(spec: &TrainSpec, lr: f32) -> String {
+    let mut suspects = vec![];
+    for (name, v) in [("l1", spec.l1), ("l2", spec.l2)] {
+        if v.abs() > SUSPECT_PENALTY {
+            suspects.push(format!(
+                "/{name} is {v:e}, which makes the penalty dominate and overflow; try 1e-4 to 1e-2"
+            ));
+        }
+    }
+    for (i, l) in spec.layers.iter().enumerate() {
+        for (name, v) in [("l1", l.l1), ("l2", l.l2)] {
+            if let Some(v) = v.filter(|v| v.abs() > SUSPECT_PENALTY) {
+                suspects.push(format!(
+                    "/layers/{i}/{name} is {v:e}, which makes the penalty dominate and overflow; try 1e-4 to 1e-2"
+                ));
+            }
+        }
+        if let Some(a) = l.alpha.filter(|a| a.abs() > SUSPECT_ALPHA) {
+            suspects.push(format!(
+                "/layers/{i}/alpha is {a:e}, which scales the activation out of range; try 0.01 to 1"
+            ));
+        }
+    }
+    if suspects.is_empty() {
+        format!(
+            "with learning rate {lr} the updates overshoot: the learning rate is too large for \
+             this problem, try {} or smaller",
+            lr / 10.0
+        )
+    } else {
+        suspects.join("; ")
     }
 }
 

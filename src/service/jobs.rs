@@ -9,7 +9,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::models::check_layers;
-use super::read::{from_value, parse_json};
+use super::read::{UniqueValue, from_value, parse_json, parse_json_seed};
 use super::{Error, IdempotencyKey, Limits, Result, Service};
 use crate::clock::now_ms;
 use crate::data::{Dataset, JsonDataset, Limits as DataLimits};
@@ -39,7 +39,7 @@ pub struct JobRequest {
 /// Reads a job submission: the spec, the service fields, and an inline dataset if there is
 /// one. Pure (no store), so the fuzz target `job_spec` exercises exactly what the handler does.
 pub fn read_request(body: &[u8], limits: &DataLimits) -> Result<JobRequest> {
-    let raw: Value = parse_json(body)?;
+    let raw: Value = parse_json_seed(body, UniqueValue)?;
     let Some(obj) = raw.as_object() else {
         return Err(Error::invalid("/", "the job spec must be a JSON object"));
     };
@@ -438,11 +438,21 @@ impl Service {
     /// session fits on the job's dataset (deterministic from the stored spec and seed).
     async fn snapshot(&self, tenant: &str, j: &JobRecord) -> Result<(i64, Arc<Model>)> {
         let no_weights = || {
-            Error::Conflict(format!(
-                "job {} is {} and has no weights yet (no checkpoint; one is saved every --checkpoint-secs while it trains)",
-                j.id,
-                j.status.as_str()
-            ))
+            Error::Conflict(match j.status {
+                JobStatus::Cancelled => format!(
+                    "job {} was cancelled and its weights were discarded with it (POST …/stop ends a job and keeps its model)",
+                    j.id
+                ),
+                JobStatus::Failed => format!(
+                    "job {} failed and has no weights to predict with (see its error)",
+                    j.id
+                ),
+                _ => format!(
+                    "job {} is {} and has no weights yet (no checkpoint; one is saved every --checkpoint-secs while it trains)",
+                    j.id,
+                    j.status.as_str()
+                ),
+            })
         };
         let Some((epoch, state)) = self.store.load_checkpoint(j.id).await? else {
             return Err(no_weights());

@@ -11,11 +11,14 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Err
             "the request body is empty; send a JSON document",
         ));
     }
+    require_object(bytes)?;
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let value = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let pointer = pointer_of(e.path());
         json_problem(e.into_inner(), pointer)
-    })
+    })?;
+    de.end().map_err(trailing)?;
+    Ok(value)
 }
 
 /// Parses a JSON body with a `DeserializeSeed` (for readers that check limits as they go),
@@ -29,10 +32,106 @@ pub fn parse_json_seed<'de, S: serde::de::DeserializeSeed<'de>>(
             "the request body is empty; send a JSON document",
         ));
     }
+    require_object(bytes)?;
     let mut track = serde_path_to_error::Track::new();
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    seed.deserialize(serde_path_to_error::Deserializer::new(&mut de, &mut track))
-        .map_err(|e| json_problem(e, pointer_of(&track.path())))
+    let value = seed
+        .deserialize(serde_path_to_error::Deserializer::new(&mut de, &mut track))
+        .map_err(|e| json_problem(e, pointer_of(&track.path())))?;
+    de.end().map_err(trailing)?;
+    Ok(value)
+}
+
+/// Refuses a body that is not one JSON object: another JSON type at the top level (an array
+/// would otherwise fill a struct's fields by position) is invalid at "/".
+fn require_object(bytes: &[u8]) -> Result<(), Error> {
+    if bytes
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|&b| b != b'{')
+        && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
+    {
+        return Err(Error::invalid("/", "the body must be one JSON object ({...})"));
+    }
+    Ok(())
+}
+
+/// After the document only whitespace may follow: a second document or stray bytes would
+/// otherwise be ignored without a word.
+fn trailing(e: serde_json::Error) -> Error {
+    Error::Unreadable {
+        detail: format!(
+            "malformed JSON: only one JSON document may be sent, found more after it ({})",
+            strip_position(&e.to_string())
+        ),
+        pointer: None,
+    }
+}
+
+/// A JSON value in which no object repeats a key (`serde_json::Value` keeps the last one
+/// without a word, so a spec with two `loss` fields would train with whichever came last).
+pub struct UniqueValue;
+
+impl<'de> serde::de::DeserializeSeed<'de> for UniqueValue {
+    type Value = serde_json::Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(UniqueVisitor)
+    }
+}
+
+struct UniqueVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueVisitor {
+    type Value = serde_json::Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+        while let Some(v) = seq.next_element_seed(UniqueValue)? {
+            items.push(v);
+        }
+        Ok(serde_json::Value::Array(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut m = serde_json::Map::new();
+        while let Some(k) = map.next_key::<String>()? {
+            if m.contains_key(&k) {
+                return Err(serde::de::Error::custom(format!(
+                    "duplicate field `{k}`; give each field once"
+                )));
+            }
+            let v = map.next_value_seed(UniqueValue)?;
+            m.insert(k, v);
+        }
+        Ok(serde_json::Value::Object(m))
+    }
 }
 
 /// A serde_json error as a problem: 400 for unreadable JSON, else 422 at `pointer`.
@@ -101,6 +200,50 @@ fn pointer_of(path: &serde_path_to_error::Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn data_after_the_document_is_refused() {
+        for body in [
+            &br#"{"features":[[1],[2]],"targets":[0,1]} }}}garbage"#[..],
+            br#"{"features":[[1],[2]],"targets":[0,1]}{"features":[[3]],"targets":[1]}"#,
+        ] {
+            match parse_json::<crate::data::JsonDataset>(body).unwrap_err() {
+                Error::Unreadable { detail, .. } => {
+                    assert!(detail.contains("only one JSON document"), "{detail}")
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        // Whitespace after the document is fine.
+        parse_json::<crate::data::JsonDataset>(b"{\"features\":[[1]],\"targets\":[0]}\n\n")
+            .unwrap();
+    }
+
+    #[test]
+    fn an_array_is_not_an_object_even_when_its_items_fit_the_fields() {
+        match parse_json::<crate::data::JsonDataset>(br#"["n",[[1],[2]],[0,1],null]"#).unwrap_err()
+        {
+            Error::Invalid(errs) => {
+                assert_eq!(errs[0].pointer, "/");
+                assert!(errs[0].message.contains("one JSON object"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_repeated_key_is_refused_where_it_stands() {
+        let body = br#"{"layers": [{"units": 1, "units": 2}], "loss": "mse"}"#;
+        match parse_json_seed(body, UniqueValue).unwrap_err() {
+            Error::Invalid(errs) => {
+                assert_eq!(errs[0].pointer, "/layers/0");
+                assert!(errs[0].message.contains("duplicate field `units`"), "{}", errs[0].message);
+            }
+            other => panic!("{other:?}"),
+        }
+        let v = parse_json_seed(br#"{"a": {"b": [1, {"c": null}]}, "d": 1.5}"#, UniqueValue).unwrap();
+        assert_eq!(v, serde_json::json!({"a": {"b": [1, {"c": null}]}, "d": 1.5}));
+    }
 
     #[test]
     fn a_body_of_the_wrong_type_points_at_the_root() {

@@ -592,7 +592,7 @@ impl Store for PostgresStore {
                 Some(stop_reason.as_str()),
             ),
             Finish::Failed(f) => ("failed", None, Some(f.to_value()), None),
-            Finish::Cancelled => ("cancelled", None, None, None),
+            Finish::Cancelled => ("cancelled", None, None, Some("cancelled")),
         };
         let mut tx = self.pool.begin().await?;
         let owned = sqlx::query(
@@ -630,6 +630,7 @@ impl Store for PostgresStore {
         // Matches any job with this id, so RETURNING gives the job after in one statement.
         sqlx::query(
             "UPDATE jobs SET status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END,
+                    stop_reason = CASE WHEN status = 'queued' THEN 'cancelled' ELSE stop_reason END,
                     finished_at = CASE WHEN status = 'queued' THEN $1 ELSE finished_at END,
                     cancel_requested = CASE WHEN status IN ('queued', 'running') THEN true
                                             ELSE cancel_requested END

@@ -553,7 +553,7 @@ impl Store for SqliteStore {
                 Some(stop_reason.clone()),
             ),
             Finish::Failed(f) => ("failed", None, Some(f.to_value().to_string()), None),
-            Finish::Cancelled => ("cancelled", None, None, None),
+            Finish::Cancelled => ("cancelled", None, None, Some("cancelled".to_string())),
         };
         let owned = sqlx::query(
             "UPDATE jobs SET status = ?, model_id = ?, error = ?, stop_reason = ?, finished_at = ?,
@@ -590,6 +590,7 @@ impl Store for SqliteStore {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "UPDATE jobs SET status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END,
+                    stop_reason = CASE WHEN status = 'queued' THEN 'cancelled' ELSE stop_reason END,
                     finished_at = CASE WHEN status = 'queued' THEN ? ELSE finished_at END,
                     cancel_requested = CASE WHEN status IN ('queued', 'running') THEN 1 ELSE cancel_requested END
              WHERE id = ?",
