@@ -476,3 +476,208 @@ async fn a_cancelled_job_says_it_was_cancelled() {
     assert!(detail.contains("was cancelled"), "{detail}");
     assert!(!detail.contains("no weights yet"), "{detail}");
 }
+
+/// Item 2: twelve concurrent identical `POST /v1/datasets` with one `Idempotency-Key` gave
+/// 409s whose detail was raw SQL; with two different bodies under one key, a request got 201
+/// with the *other* body's dataset.
+#[tokio::test]
+async fn concurrent_requests_with_one_idempotency_key_get_one_answer() {
+    let srv = Server::start(&[]).await;
+    let post = |key: String, name: String| {
+        let client = srv.client.clone();
+        let url = srv.url("/v1/datasets");
+        async move {
+            let body =
+                json!({"name": name, "features": [[0.0], [1.0], [2.0]], "targets": [0, 1, 0]});
+            let r = client
+                .post(url)
+                .header("idempotency-key", key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            common::split(r).await
+        }
+    };
+    // The same body twelve times at once: one dataset, and every answer is it.
+    let answers =
+        futures::future::join_all((0..12).map(|_| post("r1".into(), "same".into()))).await;
+    let mut ids = std::collections::HashSet::new();
+    for (s, body) in &answers {
+        assert_eq!(*s, 201, "{body}");
+        ids.insert(body["id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(ids.len(), 1, "{answers:?}");
+    assert_eq!(dataset_count(&srv).await, 1);
+
+    // Two bodies under one key at once, many times over: one wins, the other is refused, and
+    // nobody is answered with the other body's dataset.
+    for round in 0..10 {
+        let key = format!("race-{round}");
+        let (a, b) = tokio::join!(post(key.clone(), "a".into()), post(key.clone(), "b".into()));
+        let mut created = 0;
+        for ((s, body), mine) in [(a, "a"), (b, "b")] {
+            match s {
+                201 => {
+                    created += 1;
+                    assert_eq!(
+                        body["name"], mine,
+                        "answered another body's dataset: {body}"
+                    );
+                }
+                409 => {
+                    let d = body["detail"].as_str().unwrap();
+                    assert!(d.contains("Idempotency-Key"), "{d}");
+                    assert!(!d.contains("UNIQUE") && !d.contains("SQL"), "{d}");
+                }
+                other => panic!("{other}: {body}"),
+            }
+        }
+        assert_eq!(created, 1, "round {round}");
+    }
+    assert_eq!(dataset_count(&srv).await, 11);
+}
+
+/// Idempotency keys are released by requests that created nothing: a refused body, or a dry
+/// run, does not lock the key for the corrected request.
+#[tokio::test]
+async fn a_refused_request_or_a_dry_run_leaves_its_key_free() {
+    let srv = Server::start(&[]).await;
+    let send = |path: &str, key: &str, body: Value| {
+        srv.client
+            .post(srv.url(path))
+            .header("idempotency-key", key)
+            .json(&body)
+            .send()
+    };
+    let bad = json!({"features": [[1.0], [2.0]], "targets": [0]});
+    let r = send("/v1/datasets", "k1", bad).await.unwrap();
+    assert_eq!(r.status(), 422);
+    let good = json!({"features": [[1.0], [2.0]], "targets": [0, 1]});
+    let r = send("/v1/datasets", "k1", good.clone()).await.unwrap();
+    assert_eq!(r.status(), 201);
+    // ... and then the key is that dataset's: the same body replays, another is refused.
+    let r = send("/v1/datasets", "k1", good).await.unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(r.headers()["idempotent-replayed"], "true");
+    let r = send(
+        "/v1/datasets",
+        "k1",
+        json!({"features": [[3.0]], "targets": [1]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 409);
+
+    let job = json!({"dataset": {"features": [[0],[1]], "targets": [0,1]},
+        "layers": [{"units": 1, "activation": "sigmoid"}], "loss": "binary_crossentropy", "epochs": 1});
+    let r = send("/v1/jobs?dry_run=true", "j1", job.clone())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = send("/v1/jobs", "j1", job).await.unwrap();
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+}
+
+/// Item 3: a model import of 300,000 empty layers answered a 44 MB 422 listing every one, and
+/// 1.3 M layers took seconds and gigabytes. `--max-layers` now refuses before any per-layer
+/// work, and an error list is bounded.
+#[tokio::test]
+async fn a_document_of_many_layers_is_refused_small_and_fast() {
+    let srv = Server::start(&[]).await;
+    let layers = vec!["{}"; 300_000].join(",");
+    for path in ["/v1/models", "/v1/jobs?dry_run=true"] {
+        let body = format!(r#"{{"input_dim": 1, "loss": "mse", "layers": [{layers}]}}"#);
+        let t0 = std::time::Instant::now();
+        let r = srv.post_raw(path, "application/json", body).await;
+        let (s, p) = problem(r).await;
+        assert_eq!(s, 422, "{path}");
+        assert_eq!(p["pointer"], "/layers");
+        assert!(
+            p["detail"].as_str().unwrap().contains("--max-layers"),
+            "{p}"
+        );
+        assert!(
+            p.to_string().len() < 2000,
+            "an answer of {} bytes",
+            p.to_string().len()
+        );
+        assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    }
+    // Within the layer limit, many bad layers: the first 100 errors and a count of the rest.
+    let srv = Server::start(&["--max-layers", "100000"]).await;
+    let layers = vec![r#"{"units": 0}"#; 500].join(",");
+    let body = format!(r#"{{"input_dim": 1, "layers": [{layers}]}}"#);
+    let (s, p) = problem(srv.post_raw("/v1/models", "application/json", body).await).await;
+    assert_eq!(s, 422);
+    let listed = p["errors"].as_array().unwrap().len();
+    assert!(listed <= 100, "{listed}");
+    if listed == 100 {
+        assert!(p["more_errors"].as_u64().unwrap() >= 1, "{p}");
+    }
+}
+
+/// Item 9: `POST /v1/models?name=` had no length limit, invalid UTF-8 in it was silently
+/// replaced, and duplicate class labels were accepted on import.
+#[tokio::test]
+async fn a_model_import_checks_its_name_and_its_class_labels() {
+    let srv = Server::start(&[]).await;
+    let doc = json!({"input_dim": 2, "layers": [{"units": 2, "activation": "softmax",
+        "weights": [[1, 0], [0, 1]], "bias": [0, 0]}], "classes": ["cat", "dog"]});
+    let long = "n".repeat(201);
+    for (query, pointer) in [
+        (format!("?name={long}"), "/name"),
+        ("?name=%ff%fe".into(), "/name"),
+    ] {
+        let (s, p) = problem(
+            srv.post_raw(
+                &format!("/v1/models{query}"),
+                "application/json",
+                doc.to_string(),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(s, 422, "{query}: {p}");
+        assert_eq!(p["pointer"], pointer, "{p}");
+    }
+    let mut twice = doc.clone();
+    twice["classes"] = json!(["cat", "cat"]);
+    let (s, p) = problem(
+        srv.post_raw("/v1/models", "application/json", twice.to_string())
+            .await,
+    )
+    .await;
+    assert_eq!(s, 422);
+    assert_eq!(p["pointer"], "/classes/1", "{p}");
+    let (_, models) = srv.get("/v1/models").await;
+    assert_eq!(models["items"].as_array().unwrap().len(), 0);
+    let (s, m) = srv.post("/v1/models?name=caf%C3%A9", &doc).await;
+    assert_eq!(s, 201, "{m}");
+    assert_eq!(m["name"], "café");
+}
+
+/// Item 12: the unknown-field error for a job listed the engine's fields only.
+#[tokio::test]
+async fn an_unknown_job_field_lists_the_service_fields_too() {
+    let srv = Server::start(&[]).await;
+    let (s, p) = srv
+        .post(
+            "/v1/jobs?dry_run=true",
+            &json!({"dataset": {"features": [[0],[1]], "targets": [0,1]}, "loss": "mse",
+                "layers": [{"units": 1}], "epoch": 3}),
+        )
+        .await;
+    assert_eq!(s, 422, "{p}");
+    let detail = p["detail"].as_str().unwrap();
+    for f in [
+        "`layers`",
+        "`loss`",
+        "`dataset_id`",
+        "`dataset`",
+        "`name`",
+        "`priority`",
+    ] {
+        assert!(detail.contains(f), "{f} missing: {detail}");
+    }
+}

@@ -11,8 +11,8 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use backprop::store::{
-    DatasetRecord, Failure, FailureKind, Finish, JobRecord, JobSpec, JobStatus, ModelRecord,
-    PostgresStore, SqliteStore, Store, now_ms, to_json,
+    DatasetRecord, Failure, FailureKind, Finish, IdempotentAnswer, JobRecord, JobSpec, JobStatus,
+    ModelRecord, PostgresStore, SqliteStore, Store, now_ms, to_json,
 };
 use futures::FutureExt;
 use serde_json::{Value, json};
@@ -109,6 +109,7 @@ conformance!(
     lease_expiry_requeues_only_expired_jobs,
     release_puts_the_job_back,
     attempt_cap_fails_instead_of_looping,
+    an_idempotency_reservation_is_replaced_only_by_its_own_answer,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -858,4 +859,81 @@ async fn attempt_cap_fails_instead_of_looping(store: Arc<dyn Store>) {
         None
     );
     assert!(!store.finish_job(id, 5, Finish::Cancelled).await.unwrap());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Idempotency keys
+
+/// A key is reserved (status 0) by the first request's fingerprint; only that request's answer
+/// replaces the reservation, no answer replaces an answer, and a reservation — never an
+/// answer — can be given back.
+async fn an_idempotency_reservation_is_replaced_only_by_its_own_answer(store: Arc<dyn Store>) {
+    let (t, route, key) = ("default", "POST /v1/datasets", "k");
+    let answer = |fp: &str, status: u16, body: serde_json::Value| IdempotentAnswer {
+        fingerprint: fp.into(),
+        status,
+        location: None,
+        body,
+    };
+    store
+        .remember_answer(t, route, key, &answer("A", 0, json!(null)))
+        .await
+        .unwrap();
+    // Another request's reservation or answer does not take the key.
+    store
+        .remember_answer(t, route, key, &answer("B", 0, json!(null)))
+        .await
+        .unwrap();
+    store
+        .remember_answer(t, route, key, &answer("B", 201, json!({"id": "b"})))
+        .await
+        .unwrap();
+    let held = store
+        .idempotent_answer(t, route, key)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(held, answer("A", 0, json!(null)));
+    // B cannot give back A's reservation.
+    store.forget_reservation(t, route, key, "B").await.unwrap();
+    assert!(
+        store
+            .idempotent_answer(t, route, key)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // A's answer replaces A's reservation, and then nothing replaces it.
+    store
+        .remember_answer(t, route, key, &answer("A", 201, json!({"id": "a"})))
+        .await
+        .unwrap();
+    store
+        .remember_answer(t, route, key, &answer("A", 0, json!(null)))
+        .await
+        .unwrap();
+    store
+        .remember_answer(t, route, key, &answer("A", 201, json!({"id": "again"})))
+        .await
+        .unwrap();
+    store.forget_reservation(t, route, key, "A").await.unwrap();
+    let held = store
+        .idempotent_answer(t, route, key)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(held, answer("A", 201, json!({"id": "a"})));
+    // A reservation given back frees the key for another request.
+    store
+        .remember_answer(t, route, "k2", &answer("A", 0, json!(null)))
+        .await
+        .unwrap();
+    store.forget_reservation(t, route, "k2", "A").await.unwrap();
+    assert!(
+        store
+            .idempotent_answer(t, route, "k2")
+            .await
+            .unwrap()
+            .is_none()
+    );
 }

@@ -111,7 +111,9 @@ async fn create(
     let rec = s
         .service
         .upload_dataset(&p.tenant, &idem.key, upload)
-        .await?;
+        .await
+        .map_err(ApiError::from);
+    let rec = idem.settle(&s, &p.tenant, rec).await?;
     let location = format!("/v1/datasets/{}", rec.id);
     idem.answer(&s, &p.tenant, 201, Some(location), view::dataset(&rec))
         .await

@@ -181,20 +181,32 @@ impl IntoResponse for ApiError {
                 }
             }
             ApiError::Invalid(errs) => {
-                let detail = errs
+                // A body with a hundred thousand bad fields gets the first ones and a count,
+                // not an answer larger than the request.
+                let shown = &errs[..errs.len().min(MAX_ERRORS_SHOWN)];
+                let more = errs.len() - shown.len();
+                let mut detail = shown
                     .iter()
+                    .take(10)
                     .map(|e| e.to_string())
                     .collect::<Vec<_>>()
                     .join("; ");
+                if errs.len() > 10 {
+                    detail.push_str(&format!("; and {} more", errs.len() - 10));
+                }
                 body["detail"] = json!(detail);
                 if let Some(first) = errs.first() {
                     body["pointer"] = json!(first.pointer);
                 }
                 body["errors"] = json!(
-                    errs.iter()
+                    shown
+                        .iter()
                         .map(|e| json!({"pointer": e.pointer, "detail": e.message}))
                         .collect::<Vec<_>>()
                 );
+                if more > 0 {
+                    body["more_errors"] = json!(more);
+                }
             }
             ApiError::NotFound(d)
             | ApiError::Conflict(d)
@@ -237,6 +249,9 @@ impl IntoResponse for ApiError {
         resp
     }
 }
+
+/// The most entries of a validation problem's `errors` list; `more_errors` counts the rest.
+pub const MAX_ERRORS_SHOWN: usize = 100;
 
 impl ApiError {
     /// An error response that some layer below the handlers wrote as plain text (a path

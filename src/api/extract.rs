@@ -49,6 +49,39 @@ impl PageQuery {
     }
 }
 
+/// Refuses a query whose percent-decoded names or values are not UTF-8 (the form decoder
+/// would replace the bad bytes with U+FFFD and carry on with a name the client never sent).
+fn check_query_utf8(q: &str) -> Result<(), service::Error> {
+    for part in q.split('&') {
+        let mut bytes = Vec::with_capacity(part.len());
+        let raw = part.as_bytes();
+        let mut i = 0;
+        while i < raw.len() {
+            let hex = |b: u8| (b as char).to_digit(16);
+            match raw[i] {
+                b'%' if i + 2 < raw.len() => match (hex(raw[i + 1]), hex(raw[i + 2])) {
+                    (Some(h), Some(l)) => {
+                        bytes.push((h * 16 + l) as u8);
+                        i += 3;
+                        continue;
+                    }
+                    _ => bytes.push(b'%'),
+                },
+                b => bytes.push(b),
+            }
+            i += 1;
+        }
+        if std::str::from_utf8(&bytes).is_err() {
+            let name = part.split('=').next().unwrap_or("");
+            return Err(service::Error::invalid(
+                format!("/{name}"),
+                "is not valid UTF-8 once percent-decoded",
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A boolean query parameter: `true`/`false`, `1`/`0` (what `?dry_run=1` means to most
 /// clients), or `yes`/`no`.
 pub fn query_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
@@ -65,6 +98,7 @@ pub fn query_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bool>
 /// Query strings parsed into `T`; unreadable ones are the request's fault (a 400 with the
 /// reason).
 pub fn parse_query<T: serde::de::DeserializeOwned>(q: Option<&str>) -> Result<T, service::Error> {
+    check_query_utf8(q.unwrap_or(""))?;
     let uri = format!("/?{}", q.unwrap_or(""))
         .parse::<Uri>()
         .map_err(|_| service::Error::unreadable("unreadable query string"))?;
@@ -147,11 +181,21 @@ impl Idempotency {
         s: &AppState,
         tenant: &str,
     ) -> Result<Option<axum::response::Response>, ApiError> {
-        let a = self
-            .key
-            .remembered(s.service.store.as_ref(), tenant)
-            .await?;
+        let a = self.key.begin(s.service.store.as_ref(), tenant).await?;
         Ok(a.map(|a| respond(a.status, a.location, a.body, true)))
+    }
+
+    /// After `replay` said to go on: the key is released again when the request failed.
+    pub async fn settle<T>(
+        &self,
+        s: &AppState,
+        tenant: &str,
+        result: Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        if result.is_err() {
+            self.key.release(s.service.store.as_ref(), tenant).await;
+        }
+        result
     }
 
     /// Stores the answer (when a key was given) and returns it as a response.
@@ -198,4 +242,19 @@ fn respond(
         );
     }
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_query_that_decodes_to_invalid_utf8_is_refused_at_its_name() {
+        assert!(check_query_utf8("name=caf%C3%A9&target=y").is_ok());
+        assert!(check_query_utf8("name=100%").is_ok());
+        match check_query_utf8("target=y&name=%ff%fe") {
+            Err(service::Error::Invalid(errs)) => assert_eq!(errs[0].pointer, "/name"),
+            other => panic!("{other:?}"),
+        }
+    }
 }

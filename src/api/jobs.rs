@@ -50,9 +50,13 @@ async fn create(
     let submitted = s
         .service
         .submit_job(&p.tenant, &idem.key, &body, query.dry_run.unwrap_or(false))
-        .await?;
+        .await
+        .map_err(ApiError::from);
+    let submitted = idem.settle(&s, &p.tenant, submitted).await?;
     let j = match submitted {
         Submitted::DryRun(e) => {
+            // A dry run creates nothing: its key stays free for the real submission.
+            idem.key.release(s.service.store.as_ref(), &p.tenant).await;
             return Ok((
                 StatusCode::OK,
                 [(header::CONTENT_TYPE, "application/json".to_string())],

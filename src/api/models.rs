@@ -45,7 +45,9 @@ async fn import(
     let rec = s
         .service
         .import_model(&p.tenant, &idem.key, name, &body)
-        .await?;
+        .await
+        .map_err(ApiError::from);
+    let rec = idem.settle(&s, &p.tenant, rec).await?;
     let location = format!("/v1/models/{}", rec.id);
     idem.answer(&s, &p.tenant, 201, Some(location), view::model(&rec))
         .await

@@ -8,7 +8,7 @@ use super::read::parse_json;
 use super::{Error, IdempotencyKey, Result, Service};
 use crate::clock::now_ms;
 use crate::data::{self, Dataset, JsonDataset};
-use crate::store::{DatasetRecord, Page};
+use crate::store::{DatasetRecord, Page, StoreError};
 
 /// An upload as the client sent it.
 pub struct Upload {
@@ -124,8 +124,16 @@ impl Service {
             }),
             size_bytes: blob.len() as i64,
         };
-        self.store.insert_dataset(&rec, &blob).await?;
-        Ok(rec)
+        match self.store.insert_dataset(&rec, &blob).await {
+            Ok(()) => Ok(rec),
+            // The same request under the same Idempotency-Key (`IdempotencyKey::begin` saw to
+            // that) stored it a moment earlier: its dataset is this request's answer too.
+            Err(StoreError::Duplicate(_)) => match self.store.get_dataset(id).await? {
+                Some(d) if d.tenant == tenant => Ok(d),
+                _ => Err(StoreError::Duplicate(String::new()).into()),
+            },
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The tenant's dataset `id`; another tenant's is "not found" too.

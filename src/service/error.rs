@@ -53,9 +53,14 @@ impl From<StoreError> for Error {
             StoreError::Unavailable(m) => {
                 Error::Unavailable(format!("the database is unavailable: {m}"))
             }
-            StoreError::Duplicate(m) => Error::Conflict(format!(
-                "a request with the same Idempotency-Key is being processed; retry ({m})"
-            )),
+            // The database's words (constraint names, SQL) stay in the log.
+            StoreError::Duplicate(m) => {
+                tracing::debug!(cause = %m, "duplicate record");
+                Error::Conflict(
+                    "a request with the same Idempotency-Key is being processed at this moment; retry to get its answer"
+                        .into(),
+                )
+            }
             other => Error::Internal(other.to_string()),
         }
     }

@@ -10,6 +10,9 @@ use crate::clock::now_ms;
 use crate::digest::hash;
 use crate::store::{IDEMPOTENCY_TTL_MS, IdempotentAnswer, Store};
 
+/// The status of a key reserved by a request that has not answered yet.
+const RESERVED: u16 = 0;
+
 /// A creating request's key (if it has one), route and fingerprint.
 pub struct IdempotencyKey {
     key: Option<String>,
@@ -30,16 +33,26 @@ impl IdempotencyKey {
         }
     }
 
-    /// The first answer to this key, if the same request was made before; a conflict when
-    /// the key was used for a different request.
-    pub async fn remembered(
-        &self,
-        store: &dyn Store,
-        tenant: &str,
-    ) -> Result<Option<IdempotentAnswer>> {
+    /// Reserves the key for this request (when it has one) and answers what a repeated key
+    /// calls for: `Some(answer)` to replay when the same request was answered before; `None`
+    /// to go on (a fresh key, or the same request again whose first attempt has not answered
+    /// — it may still be running, or have died: its record id is derived from the key, so
+    /// the two cannot both create); a conflict when the key belongs to a different request,
+    /// answered or not. The reservation carries the fingerprint from the first moment, so
+    /// two different bodies sent at once under one key cannot both be taken.
+    pub async fn begin(&self, store: &dyn Store, tenant: &str) -> Result<Option<IdempotentAnswer>> {
         let Some(key) = &self.key else {
             return Ok(None);
         };
+        let reservation = IdempotentAnswer {
+            fingerprint: self.fingerprint.clone(),
+            status: RESERVED,
+            location: None,
+            body: serde_json::Value::Null,
+        };
+        store
+            .remember_answer(tenant, self.route, key, &reservation)
+            .await?;
         let Some(a) = store.idempotent_answer(tenant, self.route, key).await? else {
             return Ok(None);
         };
@@ -48,7 +61,20 @@ impl IdempotencyKey {
                 "Idempotency-Key \"{key}\" was used for a different request in the last 24 hours"
             )));
         }
-        Ok(Some(a))
+        Ok((a.status != RESERVED).then_some(a))
+    }
+
+    /// Gives the key back after this request failed without creating anything (a refused
+    /// body, a quota), so the client may send a corrected request under the same key.
+    pub async fn release(&self, store: &dyn Store, tenant: &str) {
+        if let Some(key) = &self.key
+            && let Err(e) = store
+                .forget_reservation(tenant, self.route, key, &self.fingerprint)
+                .await
+        {
+            // It stays reserved for this body; the same request still goes through.
+            tracing::warn!(error = %e, "could not release an idempotency key");
+        }
     }
 
     /// Remembers the answer (when a key was given).

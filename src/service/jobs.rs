@@ -9,14 +9,14 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::models::check_layers;
-use super::read::{UniqueValue, from_value, parse_json, parse_json_seed};
+use super::read::{UniqueValue, from_value, parse_json_seed};
 use super::{Error, IdempotencyKey, Limits, Result, Service};
 use crate::clock::now_ms;
 use crate::data::{Dataset, JsonDataset, Limits as DataLimits};
 use crate::nn::spec::{Plan, PlannedLayer};
 use crate::nn::train::target_shape;
 use crate::nn::{Model, TrainSpec};
-use crate::store::{JobRecord, JobSpec, JobStatus, Page};
+use crate::store::{JobRecord, JobSpec, JobStatus, Page, StoreError};
 
 /// Where a job's data comes from.
 pub enum DatasetSource {
@@ -48,7 +48,25 @@ pub fn read_request(body: &[u8], limits: &DataLimits) -> Result<JobRequest> {
         engine.remove(f);
     }
     let seed_given = engine.contains_key("seed");
-    let spec: TrainSpec = from_value(Value::Object(engine), "")?;
+    let spec: TrainSpec = from_value(Value::Object(engine), "").map_err(|e| match e {
+        // The engine's reader knows only its own fields; the submission also takes the
+        // service's, and the list a user reads must say so.
+        Error::Invalid(errs) => Error::Invalid(
+            errs.into_iter()
+                .map(|mut e| {
+                    if e.message.starts_with("unknown field") && e.pointer.matches('/').count() == 1
+                    {
+                        let extra = ["dataset_id", "dataset", "name", "priority"]
+                            .map(|f| format!("`{f}`"))
+                            .join(", ");
+                        e.message = format!("{}, {extra}", e.message);
+                    }
+                    e
+                })
+                .collect(),
+        ),
+        other => other,
+    })?;
     let priority = match obj.get("priority") {
         None | Some(Value::Null) => 0,
         Some(v) => v
@@ -208,6 +226,10 @@ impl Service {
             Some(_) => Uuid::new_v4(),
             None => key.record_id(tenant, "job"),
         };
+        // A spec of a million layers is refused before any per-layer work.
+        if let Some(n) = super::read::count_layers(body) {
+            check_layers(n, &self.limits)?;
+        }
         let JobRequest {
             mut spec,
             seed_given,
@@ -313,7 +335,19 @@ impl Service {
             cancel_requested: false,
             stop_requested: false,
         };
-        self.store.insert_job(&job).await?;
+        match self.store.insert_job(&job).await {
+            Ok(()) => {}
+            // The same request under the same Idempotency-Key queued it a moment earlier.
+            Err(StoreError::Duplicate(_)) => {
+                if let Some(j) = self.store.get_job(job.id).await?
+                    && j.tenant == tenant
+                {
+                    return Ok(Submitted::Queued(Box::new(j)));
+                }
+                return Err(StoreError::Duplicate(String::new()).into());
+            }
+            Err(e) => return Err(e.into()),
+        }
         crate::crash::point("job_ack");
         self.jobs.notify();
         Ok(Submitted::Queued(Box::new(

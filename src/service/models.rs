@@ -9,13 +9,31 @@ use super::read::parse_json;
 use super::{Error, IdempotencyKey, Limits, Result, Service};
 use crate::clock::now_ms;
 use crate::nn::{Model, ModelDocument};
-use crate::store::{ModelRecord, Page, to_json};
+use crate::store::{ModelRecord, Page, StoreError, to_json};
 
 /// Reads a model document and checks it, and its size against the limits (parameters, then
 /// layers): the whole check an import makes before storing (shared with the fuzz target
 /// `model_import`).
 pub fn read_import(body: &[u8], limits: &Limits) -> Result<Model> {
+    if let Some(n) = super::read::count_layers(body) {
+        check_layers(n, limits)?;
+    }
     let doc: ModelDocument = parse_json(body)?;
+    // Two outputs with one label would make predictions ambiguous.
+    if let Some(classes) = &doc.classes {
+        let mut seen = std::collections::HashSet::new();
+        for (i, c) in classes.iter().enumerate() {
+            if !seen.insert(serde_json::to_string(c).unwrap_or_default()) {
+                return Err(Error::invalid(
+                    format!("/classes/{i}"),
+                    format!(
+                        "class {} is listed twice; each output needs its own label",
+                        serde_json::to_string(c).unwrap_or_default()
+                    ),
+                ));
+            }
+        }
+    }
     let model = Model::from_document(&doc).map_err(Error::Invalid)?;
     let max_parameters = limits.max_parameters;
     if model.network.parameter_count() > max_parameters {
@@ -59,6 +77,11 @@ impl Service {
             None => key.record_id(tenant, "model"),
         };
         let name = name()?;
+        if let Some(n) = &name
+            && (n.trim().is_empty() || n.len() > 200)
+        {
+            return Err(Error::invalid("/name", "must be 1 to 200 characters"));
+        }
         let model = read_import(body, &self.limits)?;
         let document = to_json(&model.to_document());
         self.check_bytes_quota(tenant, document.to_string().len())
@@ -76,7 +99,17 @@ impl Service {
             metrics: serde_json::json!({}),
             document,
         };
-        self.store.insert_model(&rec).await?;
+        match self.store.insert_model(&rec).await {
+            Ok(()) => {}
+            // The same request under the same Idempotency-Key stored it a moment earlier.
+            Err(StoreError::Duplicate(_)) => {
+                return match self.store.get_model(id).await? {
+                    Some(m) if m.tenant == tenant => Ok(m),
+                    _ => Err(StoreError::Duplicate(String::new()).into()),
+                };
+            }
+            Err(e) => return Err(e.into()),
+        }
         crate::crash::point("model_ack");
         self.models.put(tenant, rec.id, Arc::new(model));
         Ok(rec)

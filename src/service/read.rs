@@ -51,7 +51,10 @@ fn require_object(bytes: &[u8]) -> Result<(), Error> {
         .is_some_and(|&b| b != b'{')
         && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
     {
-        return Err(Error::invalid("/", "the body must be one JSON object ({...})"));
+        return Err(Error::invalid(
+            "/",
+            "the body must be one JSON object ({...})",
+        ));
     }
     Ok(())
 }
@@ -134,6 +137,44 @@ impl<'de> serde::de::Visitor<'de> for UniqueVisitor {
     }
 }
 
+/// How many items the body's top-level `layers` array holds, counted without keeping them
+/// (`None` when the body is not an object with such an array; the full reader reports that).
+/// A spec or model document of a million empty layers is then refused by `--max-layers`
+/// before any per-layer work or per-layer error is made.
+pub fn count_layers(bytes: &[u8]) -> Option<usize> {
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        layers: Option<Count>,
+    }
+    struct Count(usize);
+    impl<'de> serde::Deserialize<'de> for Count {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+            struct Items;
+            impl<'de> serde::de::Visitor<'de> for Items {
+                type Value = Count;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("an array")
+                }
+                fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                    self,
+                    mut seq: A,
+                ) -> std::result::Result<Count, A::Error> {
+                    let mut n = 0;
+                    while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                        n += 1;
+                    }
+                    Ok(Count(n))
+                }
+            }
+            d.deserialize_seq(Items)
+        }
+    }
+    serde_json::from_slice::<Probe>(bytes)
+        .ok()
+        .and_then(|p| p.layers)
+        .map(|c| c.0)
+}
+
 /// A serde_json error as a problem: 400 for unreadable JSON, else 422 at `pointer`.
 fn json_problem(inner: serde_json::Error, pointer: String) -> Error {
     if inner.is_syntax() || inner.is_eof() {
@@ -202,6 +243,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn layers_are_counted_without_reading_them() {
+        let many = format!(
+            r#"{{"input_dim": 1, "layers": [{}]}}"#,
+            vec!["{}"; 5000].join(",")
+        );
+        assert_eq!(count_layers(many.as_bytes()), Some(5000));
+        assert_eq!(count_layers(br#"{"loss": "mse"}"#), None);
+        assert_eq!(count_layers(br#"{"layers": 3}"#), None);
+        assert_eq!(count_layers(b"not json"), None);
+    }
+
+    #[test]
     fn data_after_the_document_is_refused() {
         for body in [
             &br#"{"features":[[1],[2]],"targets":[0,1]} }}}garbage"#[..],
@@ -237,12 +290,20 @@ mod tests {
         match parse_json_seed(body, UniqueValue).unwrap_err() {
             Error::Invalid(errs) => {
                 assert_eq!(errs[0].pointer, "/layers/0");
-                assert!(errs[0].message.contains("duplicate field `units`"), "{}", errs[0].message);
+                assert!(
+                    errs[0].message.contains("duplicate field `units`"),
+                    "{}",
+                    errs[0].message
+                );
             }
             other => panic!("{other:?}"),
         }
-        let v = parse_json_seed(br#"{"a": {"b": [1, {"c": null}]}, "d": 1.5}"#, UniqueValue).unwrap();
-        assert_eq!(v, serde_json::json!({"a": {"b": [1, {"c": null}]}, "d": 1.5}));
+        let v =
+            parse_json_seed(br#"{"a": {"b": [1, {"c": null}]}, "d": 1.5}"#, UniqueValue).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"a": {"b": [1, {"c": null}]}, "d": 1.5})
+        );
     }
 
     #[test]

@@ -371,7 +371,8 @@ pub struct Usage {
     pub stored_bytes: i64,
 }
 
-/// The first answer to a request with an `Idempotency-Key`.
+/// The first answer to a request with an `Idempotency-Key` (`status` 0: the key is reserved
+/// by a request still being answered, or one that died before it answered).
 #[derive(Clone, Debug, PartialEq)]
 pub struct IdempotentAnswer {
     pub fingerprint: String,
@@ -442,13 +443,25 @@ pub trait Store: Send + Sync + 'static {
         route: &str,
         key: &str,
     ) -> Result<Option<IdempotentAnswer>>;
-    /// Remembers the answer to a request with an idempotency key (the first one wins).
+    /// Remembers the answer to a request with an idempotency key. A key is first reserved by
+    /// its request (an answer with status 0 and that request's fingerprint, inserted only when
+    /// the key is free); the request's real answer then replaces its own reservation, and
+    /// nothing replaces an answer already given (the first one wins).
     async fn remember_answer(
         &self,
         tenant: &str,
         route: &str,
         key: &str,
         answer: &IdempotentAnswer,
+    ) -> Result<()>;
+    /// Drops a request's reservation of a key (status 0, its fingerprint) when the request
+    /// failed without creating anything, so that the key may be used again.
+    async fn forget_reservation(
+        &self,
+        tenant: &str,
+        route: &str,
+        key: &str,
+        fingerprint: &str,
     ) -> Result<()>;
 
     /// Atomically takes the next queued job (highest priority, then oldest), marks it running

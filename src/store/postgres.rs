@@ -362,7 +362,10 @@ impl Store for PostgresStore {
             .await?;
         sqlx::query(
             "INSERT INTO idempotency (tenant, route, key, fingerprint, status, location, body, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (tenant, route, key) DO UPDATE
+                SET status = excluded.status, location = excluded.location, body = excluded.body
+                WHERE idempotency.status = 0 AND idempotency.fingerprint = excluded.fingerprint",
         )
         .bind(tenant)
         .bind(route)
@@ -372,6 +375,26 @@ impl Store for PostgresStore {
         .bind(&a.location)
         .bind(&a.body)
         .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn forget_reservation(
+        &self,
+        tenant: &str,
+        route: &str,
+        key: &str,
+        fingerprint: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "DELETE FROM idempotency
+             WHERE tenant = $1 AND route = $2 AND key = $3 AND fingerprint = $4 AND status = 0",
+        )
+        .bind(tenant)
+        .bind(route)
+        .bind(key)
+        .bind(fingerprint)
         .execute(&self.pool)
         .await?;
         Ok(())

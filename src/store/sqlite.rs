@@ -331,7 +331,10 @@ impl Store for SqliteStore {
             .await?;
         sqlx::query(
             "INSERT INTO idempotency (tenant, route, key, fingerprint, status, location, body, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (tenant, route, key) DO UPDATE
+                SET status = excluded.status, location = excluded.location, body = excluded.body
+                WHERE idempotency.status = 0 AND idempotency.fingerprint = excluded.fingerprint",
         )
         .bind(tenant)
         .bind(route)
@@ -341,6 +344,26 @@ impl Store for SqliteStore {
         .bind(&a.location)
         .bind(a.body.to_string())
         .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn forget_reservation(
+        &self,
+        tenant: &str,
+        route: &str,
+        key: &str,
+        fingerprint: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "DELETE FROM idempotency
+             WHERE tenant = ? AND route = ? AND key = ? AND fingerprint = ? AND status = 0",
+        )
+        .bind(tenant)
+        .bind(route)
+        .bind(key)
+        .bind(fingerprint)
         .execute(&self.pool)
         .await?;
         Ok(())
