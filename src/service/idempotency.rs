@@ -120,3 +120,32 @@ impl IdempotencyKey {
         self.key.is_some() && created_at > now_ms() - IDEMPOTENCY_TTL_MS
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A retry after a crash must find the first request's record: the id is a function of
+    /// tenant, route, key and kind of record, and nothing else.
+    #[test]
+    fn a_keyed_request_creates_the_same_id_every_time() {
+        let k = |key: Option<&str>, body: &[u8]| {
+            IdempotencyKey::new(key.map(str::to_owned), "POST /v1/jobs", None, body)
+        };
+        let a = k(Some("key-1"), b"{}");
+        let b = k(Some("key-1"), b"{\"other\": 1}");
+        assert_eq!(a.record_id("t", "job"), b.record_id("t", "job"));
+        assert_ne!(a.record_id("t", "job"), a.record_id("u", "job"));
+        assert_ne!(a.record_id("t", "job"), a.record_id("t", "dataset"));
+        assert_ne!(
+            a.record_id("t", "job"),
+            k(Some("key-2"), b"{}").record_id("t", "job")
+        );
+        let unkeyed = k(None, b"{}");
+        assert_ne!(unkeyed.record_id("t", "job"), unkeyed.record_id("t", "job"));
+        assert!(!unkeyed.is_retry_of(now_ms()));
+        assert!(a.is_retry_of(now_ms()));
+        assert!(!a.is_retry_of(now_ms() - IDEMPOTENCY_TTL_MS - 1));
+        assert_ne!(a.fingerprint, b.fingerprint);
+    }
+}

@@ -514,3 +514,69 @@ impl Service {
         Ok((epoch, model))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inline(layers: usize) -> Vec<u8> {
+        // Hidden layers of 2 units, then an output layer whose width is inferred.
+        let layers: Vec<Value> = (0..layers)
+            .map(|i| {
+                if i + 1 == layers {
+                    serde_json::json!({})
+                } else {
+                    serde_json::json!({"units": 2})
+                }
+            })
+            .collect();
+        serde_json::to_vec(&serde_json::json!({
+            "dataset": {"features": [[0, 1], [1, 0], [1, 1], [0, 0]], "targets": [1, 1, 0, 0]},
+            "layers": layers, "loss": "mse", "priority": 7, "name": "n",
+        }))
+        .unwrap()
+    }
+
+    /// The fuzz target `job_spec` calls `plan_job`, so the layer limit must be checked there
+    /// (it was checked only in the handler).
+    #[test]
+    fn plan_job_refuses_more_layers_than_the_limit() {
+        let limits = Limits {
+            max_layers: 3,
+            ..Limits::DEFAULT
+        };
+        let req = read_request(&inline(4), &limits.data).unwrap();
+        let DatasetSource::Inline(d) = req.dataset else {
+            panic!("an inline dataset")
+        };
+        match plan_job(&req.spec, &d.1, &limits) {
+            Err(Error::Invalid(errs)) => {
+                assert_eq!(errs[0].pointer, "/layers");
+                assert!(
+                    errs[0].message.contains("--max-layers"),
+                    "{}",
+                    errs[0].message
+                );
+            }
+            other => panic!("{:?}", other.map(|p| p.parameter_count)),
+        }
+        let req = read_request(&inline(3), &limits.data).unwrap();
+        let DatasetSource::Inline(d) = req.dataset else {
+            panic!("an inline dataset")
+        };
+        assert_eq!(plan_job(&req.spec, &d.1, &limits).unwrap().layers.len(), 3);
+    }
+
+    #[test]
+    fn the_service_fields_are_read_apart_from_the_engine_spec() {
+        let req = read_request(&inline(1), &DataLimits::DEFAULT).unwrap();
+        assert_eq!((req.priority, req.name.as_deref()), (7, Some("n")));
+        assert!(!req.seed_given);
+        let mut body: Value = serde_json::from_slice(&inline(1)).unwrap();
+        body["priority"] = serde_json::json!(1001);
+        match read_request(&serde_json::to_vec(&body).unwrap(), &DataLimits::DEFAULT) {
+            Err(Error::Invalid(errs)) => assert_eq!(errs[0].pointer, "/priority"),
+            _ => panic!("priority 1001 accepted"),
+        }
+    }
+}

@@ -144,3 +144,38 @@ impl Service {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_import_with_more_layers_than_the_limit_is_refused() {
+        let layer = serde_json::json!({"units": 1, "weights": [[1.0]], "bias": [0.0]});
+        let doc = |n: usize| {
+            serde_json::to_vec(
+                &serde_json::json!({"input_dim": 1, "layers": vec![layer.clone(); n]}),
+            )
+            .unwrap()
+        };
+        let limits = Limits {
+            max_layers: 2,
+            ..Limits::DEFAULT
+        };
+        assert_eq!(
+            read_import(&doc(2), &limits).unwrap().network.layers.len(),
+            2
+        );
+        match read_import(&doc(3), &limits) {
+            Err(Error::Invalid(errs)) => {
+                assert_eq!(errs[0].pointer, "/layers");
+                assert!(
+                    errs[0].message.starts_with("3 layers"),
+                    "{}",
+                    errs[0].message
+                );
+            }
+            other => panic!("{:?}", other.map(|m| m.input_dim())),
+        }
+    }
+}

@@ -310,3 +310,25 @@ impl<'de> DeserializeSeed<'de> for Finite {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_row_reader_stops_at_the_row_limit_and_checks_every_row() {
+        let x = read_inputs(br#"{"inputs": [[1, 2], [3, 4]]}"#, 2, 2).unwrap();
+        assert_eq!(x, ndarray::array![[1.0f32, 2.0], [3.0, 4.0]]);
+        match read_inputs(br#"{"inputs": [[1, 2], [3, 4], [5, 6]]}"#, 2, 2) {
+            Err(Error::TooLarge { pointer, detail }) => {
+                assert_eq!(pointer.as_deref(), Some("/inputs"));
+                assert!(detail.contains("--max-predict-rows"), "{detail}");
+            }
+            other => panic!("{other:?}"),
+        }
+        match read_inputs(br#"{"inputs": [[1, 2], [3]]}"#, 2, 10) {
+            Err(Error::Invalid(errs)) => assert_eq!(errs[0].pointer, "/inputs/1"),
+            other => panic!("{other:?}"),
+        }
+    }
+}

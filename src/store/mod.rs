@@ -124,7 +124,8 @@ impl JobStatus {
 /// service's fields, in one flat JSON object — the shape `POST /v1/jobs` takes and
 /// `GET /v1/jobs/{id}` shows as `spec`. Stored specs written by earlier releases read back
 /// through [`JobSpec::from_value`] unchanged: the shape has not changed, only its type.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(into = "serde_json::Value", try_from = "serde_json::Value")]
 pub struct JobSpec {
     pub train: TrainSpec,
     /// The dataset it trains on (inline datasets are stored first and named here).
@@ -195,16 +196,16 @@ impl JobSpec {
     }
 }
 
-impl Serialize for JobSpec {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        self.to_value().serialize(s)
+impl From<JobSpec> for serde_json::Value {
+    fn from(spec: JobSpec) -> Self {
+        spec.to_value()
     }
 }
 
-impl<'de> Deserialize<'de> for JobSpec {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let v = serde_json::Value::deserialize(d)?;
-        JobSpec::from_value(v).map_err(serde::de::Error::custom)
+impl TryFrom<serde_json::Value> for JobSpec {
+    type Error = String;
+    fn try_from(v: serde_json::Value) -> std::result::Result<Self, String> {
+        JobSpec::from_value(v)
     }
 }
 
@@ -273,7 +274,8 @@ impl FailureKind {
 /// A failed job's error: its kind and what happened. Stored as `{"kind", "detail"}`. Rows
 /// written by releases that stored a problem document (`{"type": "/problems/<slug>",
 /// "title", "status", "detail"}`) read back as the kind of their slug.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "serde_json::Value", try_from = "serde_json::Value")]
 pub struct Failure {
     pub kind: FailureKind,
     pub detail: String,
@@ -309,16 +311,16 @@ impl Failure {
     }
 }
 
-impl Serialize for Failure {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        self.to_value().serialize(s)
+impl From<Failure> for serde_json::Value {
+    fn from(f: Failure) -> Self {
+        f.to_value()
     }
 }
 
-impl<'de> Deserialize<'de> for Failure {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let v = serde_json::Value::deserialize(d)?;
-        Failure::from_value(&v).map_err(serde::de::Error::custom)
+impl TryFrom<serde_json::Value> for Failure {
+    type Error = String;
+    fn try_from(v: serde_json::Value) -> std::result::Result<Self, String> {
+        Failure::from_value(&v)
     }
 }
 
