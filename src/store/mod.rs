@@ -402,6 +402,8 @@ pub enum Finish {
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next: Option<i64>,
+    /// Records the whole listing holds (of the tenant, with the filter), all pages together.
+    pub total: i64,
 }
 
 #[async_trait]
@@ -419,7 +421,13 @@ pub trait Store: Send + Sync + 'static {
         before: Option<i64>,
         limit: i64,
     ) -> Result<Page<DatasetRecord>>;
+    /// Deletes a dataset unless a queued or running job trains on it (or validates on it):
+    /// false when nothing was deleted, for either reason. The check and the delete are one
+    /// statement, so a job cannot start on a dataset between them.
     async fn delete_dataset(&self, id: Uuid) -> Result<bool>;
+    /// Queued and running jobs that train or validate on dataset `id` (oldest first, at most
+    /// `limit`): what a delete of the dataset would break.
+    async fn jobs_using_dataset(&self, id: Uuid, limit: i64) -> Result<Vec<Uuid>>;
 
     async fn insert_job(&self, j: &JobRecord) -> Result<()>;
     async fn get_job(&self, id: Uuid) -> Result<Option<JobRecord>>;
@@ -432,7 +440,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Page<JobRecord>>;
     /// Deletes a job that is not running, with its history and checkpoint.
     async fn delete_job(&self, id: Uuid) -> Result<bool>;
-    /// Queued jobs ahead of this one (0 = next to run).
+    /// The tenant's own queued jobs ahead of this one (0 = its next to run; other tenants'
+    /// jobs are not counted, so the number tells nothing of their activity).
     async fn queue_position(&self, id: Uuid) -> Result<Option<i64>>;
     async fn count_jobs(&self, status: JobStatus) -> Result<i64>;
     /// What a tenant holds now, for quotas.
