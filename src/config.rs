@@ -35,6 +35,33 @@ pub enum Command {
     Keys(KeysCommand),
     /// Exit 0 when the server at `--listen` answers /healthz (for container health checks).
     Healthcheck(HealthcheckArgs),
+    /// Write a consistent snapshot of a SQLite deployment (database and keys file) to one
+    /// file, while its server keeps serving and training.
+    Backup(BackupArgs),
+    /// Put a backup into an empty data directory (then `serve` on it).
+    Restore(RestoreArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BackupArgs {
+    /// The backup file to write (must not exist).
+    #[arg(long)]
+    pub to: PathBuf,
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// The keys file to carry in the backup (default: `keys.json` in the data directory).
+    #[arg(long, env = "BACKPROP_KEYS_FILE")]
+    pub keys_file: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RestoreArgs {
+    /// The backup file `backprop backup` wrote.
+    #[arg(long)]
+    pub from: PathBuf,
+    /// The data directory to restore into: missing or empty.
+    #[arg(long, env = "BACKPROP_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
 }
 
 #[derive(Subcommand, Debug)]

@@ -87,6 +87,69 @@ pub fn keys(cmd: crate::config::KeysCommand) -> Result<(), BoxError> {
     Ok(())
 }
 
+/// `backprop backup`: a consistent snapshot of the SQLite database (and the keys file) while
+/// a server may be using it. PostgreSQL has its own tools (docs/upgrading.md).
+pub async fn backup(args: crate::config::BackupArgs) -> Result<(), BoxError> {
+    let url = args.db.url();
+    let Some(path) = url
+        .strip_prefix("sqlite://")
+        .or(url.strip_prefix("sqlite:"))
+    else {
+        return Err(format!(
+            "backup handles SQLite deployments; back up PostgreSQL ({}) with pg_dump (docs/upgrading.md)",
+            url.split('@').next_back().unwrap_or("")
+        )
+        .into());
+    };
+    let db = std::path::PathBuf::from(path.split('?').next().unwrap_or(path));
+    let keys = args
+        .keys_file
+        .clone()
+        .unwrap_or_else(|| args.db.data_dir.join("keys.json"));
+    let s = crate::store::backup::backup(&db, &args.to, &[("keys.json", keys)]).await?;
+    eprintln!(
+        "backed up {} to {}: {} bytes, {} datasets, {} jobs ({} running: they resume from their checkpoints after a restore), {} models; files: {}",
+        db.display(),
+        args.to.display(),
+        s.bytes,
+        s.datasets,
+        s.jobs,
+        s.running,
+        s.models,
+        if s.files.is_empty() {
+            "none".into()
+        } else {
+            s.files.join(", ")
+        }
+    );
+    Ok(())
+}
+
+/// `backprop restore`: a backup into an empty data directory.
+pub async fn restore(args: crate::config::RestoreArgs) -> Result<(), BoxError> {
+    let known: Vec<i64> = crate::store::sqlite::MIGRATOR
+        .iter()
+        .map(|m| m.version)
+        .collect();
+    let s =
+        crate::store::backup::restore(&args.from, &args.data_dir, "backprop.db", &known).await?;
+    eprintln!(
+        "restored {} into {}: {} datasets, {} jobs ({} to resume), {} models; files: {}",
+        args.from.display(),
+        args.data_dir.display(),
+        s.datasets,
+        s.jobs,
+        s.running,
+        s.models,
+        if s.files.is_empty() {
+            "none".into()
+        } else {
+            s.files.join(", ")
+        }
+    );
+    Ok(())
+}
+
 /// `backprop healthcheck`: one plain HTTP/1.1 GET of /healthz, so a container needs no curl.
 pub async fn healthcheck(mut addr: std::net::SocketAddr) -> Result<(), BoxError> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
