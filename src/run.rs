@@ -379,6 +379,11 @@ pub async fn serve(args: ServeArgs) -> Result<(), BoxError> {
         metrics: install_metrics(),
         keys,
         metrics_token: args.metrics_token.clone(),
+        fair: Arc::new(crate::api::fair::Fairness::new(
+            args.rate_limit,
+            args.rate_limit_burst,
+            args.max_sse_clients_per_tenant,
+        )?),
         event_streams: Arc::new(tokio::sync::Semaphore::new(
             args.max_sse_clients
                 .min(tokio::sync::Semaphore::MAX_PERMITS),

@@ -253,8 +253,10 @@ pub trait Store: Send + Sync + 'static {
         answer: &IdempotentAnswer,
     ) -> Result<()>;
 
-    /// Atomically takes the next queued job (highest priority, then oldest), marks it running
-    /// under a new attempt and a lease for `worker`, and returns it. With
+    /// Atomically takes the next queued job, marks it running under a new attempt and a lease
+    /// for `worker`, and returns it. The next job is the tenant's with the fewest running jobs
+    /// (fair shares of the training slots: one tenant's burst waits behind another's first
+    /// job), then the highest priority, then the oldest. With
     /// `max_running_per_tenant` > 0, jobs of tenants that already run that many wait.
     async fn claim_next_job(
         &self,

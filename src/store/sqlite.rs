@@ -409,7 +409,8 @@ impl Store for SqliteStore {
              WHERE id = (SELECT id FROM jobs WHERE status = 'queued'
                            AND (? <= 0 OR tenant NOT IN (SELECT tenant FROM jobs WHERE status = 'running'
                                                         GROUP BY tenant HAVING COUNT(*) >= ?))
-                         ORDER BY priority DESC, seq LIMIT 1)
+                         ORDER BY (SELECT COUNT(*) FROM jobs r WHERE r.status = 'running' AND r.tenant = jobs.tenant),
+                                  priority DESC, seq LIMIT 1)
                AND status = 'queued'
              RETURNING *",
         )
