@@ -39,12 +39,21 @@ impl From<sqlx::Error> for StoreError {
             sqlx::Error::Database(ref db) if postgres::is_unavailable(db.as_ref()) => {
                 StoreError::Unavailable(e.to_string())
             }
+            // A full disk is an outage too: clear, temporary, and nothing half-written stays.
+            sqlx::Error::Database(ref db) if is_disk_full(db.as_ref()) => {
+                StoreError::Unavailable(format!("the database's disk is full ({e})"))
+            }
             sqlx::Error::Database(ref db) if db.is_unique_violation() => {
                 StoreError::Duplicate(e.to_string())
             }
             other => StoreError::Database(other.to_string()),
         }
     }
+}
+
+/// SQLite's SQLITE_FULL (13) or PostgreSQL's disk_full (53100).
+fn is_disk_full(e: &dyn sqlx::error::DatabaseError) -> bool {
+    matches!(e.code().as_deref(), Some("13") | Some("53100"))
 }
 
 impl From<serde_json::Error> for StoreError {
