@@ -107,21 +107,7 @@ pub async fn backup(args: crate::config::BackupArgs) -> Result<(), BoxError> {
         .clone()
         .unwrap_or_else(|| args.db.data_dir.join("keys.json"));
     let s = crate::store::backup::backup(&db, &args.to, &[("keys.json", keys)]).await?;
-    eprintln!(
-        "backed up {} to {}: {} bytes, {} datasets, {} jobs ({} running: they resume from their checkpoints after a restore), {} models; files: {}",
-        db.display(),
-        args.to.display(),
-        s.bytes,
-        s.datasets,
-        s.jobs,
-        s.running,
-        s.models,
-        if s.files.is_empty() {
-            "none".into()
-        } else {
-            s.files.join(", ")
-        }
-    );
+    eprintln!("backed up {} to {}: {s}", db.display(), args.to.display());
     Ok(())
 }
 
@@ -134,18 +120,9 @@ pub async fn restore(args: crate::config::RestoreArgs) -> Result<(), BoxError> {
     let s =
         crate::store::backup::restore(&args.from, &args.data_dir, "backprop.db", &known).await?;
     eprintln!(
-        "restored {} into {}: {} datasets, {} jobs ({} to resume), {} models; files: {}",
+        "restored {} into {}: {s}",
         args.from.display(),
-        args.data_dir.display(),
-        s.datasets,
-        s.jobs,
-        s.running,
-        s.models,
-        if s.files.is_empty() {
-            "none".into()
-        } else {
-            s.files.join(", ")
-        }
+        args.data_dir.display()
     );
     Ok(())
 }

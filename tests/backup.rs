@@ -76,20 +76,9 @@ fn iris_inputs() -> Value {
 }
 
 async fn wait_done(srv: &Server, key: &str, id: &str) -> Value {
-    let t0 = Instant::now();
-    loop {
-        let j = srv.ok("GET", &format!("/v1/jobs/{id}"), key, None).await;
-        if ["succeeded", "failed", "cancelled"].contains(&j["status"].as_str().unwrap()) {
-            assert_eq!(j["status"], "succeeded", "{j}");
-            return j;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "job {id} did not finish: {j}\n{}",
-            srv.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let j = srv.wait_job_as(key, id, Duration::from_secs(60)).await;
+    assert_eq!(j["status"], "succeeded", "{j}");
+    j
 }
 
 /// Waits until the job has a checkpoint (its predict answers from one), some epochs ago.

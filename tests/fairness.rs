@@ -26,19 +26,9 @@ fn spec(name: &str) -> Value {
 }
 
 async fn wait_done(srv: &Server, key: &str, id: &str) -> Value {
-    let t0 = Instant::now();
-    loop {
-        let j = srv.ok("GET", &format!("/v1/jobs/{id}"), key, None).await;
-        if j["status"] == "succeeded" {
-            return j;
-        }
-        assert!(
-            !["failed", "cancelled"].contains(&j["status"].as_str().unwrap()),
-            "{j}"
-        );
-        assert!(t0.elapsed() < Duration::from_secs(55), "job {id}: {j}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let j = srv.wait_job_as(key, id, Duration::from_secs(55)).await;
+    assert_eq!(j["status"], "succeeded", "{j}");
+    j
 }
 
 #[tokio::test]

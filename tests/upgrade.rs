@@ -245,19 +245,7 @@ async fn check_resume(srv: &Server, exp: &Value, exact: bool) {
         checkpoint >= 1 && checkpoint < n,
         "the fixture's job was killed mid-training"
     );
-    let t0 = std::time::Instant::now();
-    let done = loop {
-        let j = srv.ok("GET", &format!("/v1/jobs/{id}"), k, None).await;
-        if ["succeeded", "failed", "cancelled"].contains(&j["status"].as_str().unwrap()) {
-            break j;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(50),
-            "the job did not finish: {j}\n{}",
-            srv.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let done = srv.wait_job_as(k, id, Duration::from_secs(50)).await;
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(
         done["attempt"],

@@ -38,6 +38,26 @@ pub struct Summary {
     pub files: Vec<String>,
 }
 
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} bytes, {} datasets, {} jobs ({} running: they resume from their checkpoints \
+             after a restore), {} models; files: {}",
+            self.bytes,
+            self.datasets,
+            self.jobs,
+            self.running,
+            self.models,
+            if self.files.is_empty() {
+                "none".to_string()
+            } else {
+                self.files.join(", ")
+            }
+        )
+    }
+}
+
 fn io(what: &str, path: &Path, e: std::io::Error) -> StoreError {
     StoreError::Database(format!("{what} {}: {e}", path.display()))
 }

@@ -268,6 +268,23 @@ impl Server {
         }
     }
 
+    /// Polls a job with a bearer key until it is in a terminal state.
+    pub async fn wait_job_as(&self, key: &str, id: &str, timeout: Duration) -> Value {
+        let t0 = Instant::now();
+        loop {
+            let j = self.ok("GET", &format!("/v1/jobs/{id}"), key, None).await;
+            if ["succeeded", "failed", "cancelled"].contains(&j["status"].as_str().unwrap_or("")) {
+                return j;
+            }
+            assert!(
+                t0.elapsed() < timeout,
+                "job {id} did not finish in {timeout:?}: {j}\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Polls a job until it has finished at least `epoch` epochs.
     pub async fn wait_epoch(&self, id: &str, epoch: i64, timeout: Duration) -> Value {
         let t0 = Instant::now();
