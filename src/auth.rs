@@ -8,7 +8,8 @@ use std::sync::RwLock;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+
+use crate::digest::{hash, hex};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -65,14 +66,6 @@ pub struct KeyEntry {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct KeysFile {
     pub keys: Vec<KeyEntry>,
-}
-
-pub fn hash(secret: &str) -> [u8; 32] {
-    Sha256::digest(secret.as_bytes()).into()
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 fn unhex(s: &str) -> Option<[u8; 32]> {
@@ -257,7 +250,7 @@ pub fn create_key(path: &Path, tenant: &str, role: Role) -> Result<(KeyEntry, St
         tenant: tenant.to_string(),
         role,
         hash: hex(&hash(&secret)),
-        created_at: crate::api::rfc3339(crate::store::now_ms()),
+        created_at: crate::clock::rfc3339(crate::clock::now_ms()),
         revoked: false,
     };
     f.keys.push(entry.clone());

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::api::{self, AppState, Limits, ModelCache};
+use crate::api::{self, AppState, Limits};
 use crate::config::{DbArgs, QueueArgs, ServeArgs, WorkerArgs};
 use crate::jobs::{Jobs, Settings};
+use crate::service::{self, ModelCache, Service};
 use crate::store::{PostgresStore, SqliteStore, Store, StoreError};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -331,27 +332,31 @@ pub async fn serve(args: ServeArgs) -> Result<(), BoxError> {
         }
     };
     let state = AppState {
-        store,
-        jobs: jobs.clone(),
-        models: Arc::new(ModelCache::new(args.model_cache)),
+        service: Service {
+            store,
+            jobs: jobs.clone(),
+            models: Arc::new(ModelCache::new(args.model_cache)),
+            limits: Arc::new(service::Limits {
+                data: crate::data::Limits {
+                    max_rows: args.max_rows,
+                    max_columns: args.max_columns,
+                    max_cells: args.max_cells,
+                },
+                max_parameters: args.max_parameters,
+                max_epochs: args.max_epochs,
+                max_queued_jobs: args.max_queued_jobs,
+                max_predict_rows: args.max_predict_rows,
+                max_layers: args.max_layers,
+                quota_queued_jobs: args.quota_queued_jobs,
+                quota_stored_bytes: args.quota_stored_bytes,
+            }),
+        },
         limits: Arc::new(Limits {
-            data: crate::data::Limits {
-                max_rows: args.max_rows,
-                max_columns: args.max_columns,
-                max_cells: args.max_cells,
-            },
             max_body_bytes: args.max_body_bytes,
-            max_parameters: args.max_parameters,
-            max_epochs: args.max_epochs,
-            max_queued_jobs: args.max_queued_jobs,
-            max_predict_rows: args.max_predict_rows,
-            max_layers: args.max_layers,
             max_sse_clients: args.max_sse_clients,
             request_timeout: Duration::from_secs_f64(args.request_timeout_secs.max(0.001)),
             header_read_timeout: Duration::from_secs_f64(args.header_read_timeout_secs.max(0.001)),
             cors_origins: args.cors_origins.clone(),
-            quota_queued_jobs: args.quota_queued_jobs,
-            quota_stored_bytes: args.quota_stored_bytes,
         }),
         metrics: install_metrics(),
         keys,

@@ -443,4 +443,7 @@ async fn a_too_large_learning_rate_fails_the_job_with_the_lesson() {
         "{detail}"
     );
     assert_eq!(done["error"]["status"], 422);
+    // The stored failure kind is shown as the problem document earlier releases stored.
+    assert_eq!(done["error"]["type"], "/problems/training-diverged");
+    assert_eq!(done["error"]["title"], "Training diverged");
 }

@@ -11,8 +11,8 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use backprop::store::{
-    DatasetRecord, Finish, JobRecord, JobStatus, ModelRecord, PostgresStore, SqliteStore, Store,
-    now_ms, to_json,
+    DatasetRecord, Failure, FailureKind, Finish, JobRecord, JobSpec, JobStatus, ModelRecord,
+    PostgresStore, SqliteStore, Store, now_ms, to_json,
 };
 use futures::FutureExt;
 use serde_json::{Value, json};
@@ -141,11 +141,13 @@ fn job(priority: i32) -> JobRecord {
         status: JobStatus::Queued,
         priority,
         dataset_id: Some(Uuid::new_v4()),
-        spec: json!({
+        spec: JobSpec::from_value(json!({
             "layers": [{"units": 8, "activation": "relu"}],
-            "optimizer": {"kind": "adam", "learning_rate": to_json(&0.01f32)},
+            "optimizer": {"type": "adam", "learning_rate": to_json(&0.01f32)},
+            "loss": "mse",
             "epochs": 10,
-        }),
+        }))
+        .expect("a job spec"),
         epochs: 10,
         epoch: 0,
         latest: None,
@@ -669,24 +671,17 @@ async fn finish_stores_the_model_atomically(store: Arc<dyn Store>) {
 
 async fn finish_failed_and_cancelled(store: Arc<dyn Store>) {
     let a = running(&store, 60_000).await;
-    let problem = json!({"type": "/problems/training-diverged", "title": "Training diverged",
-                         "status": 422, "detail": "loss is NaN at epoch 3"});
+    let failure = Failure::new(FailureKind::TrainingDiverged, "loss is NaN at epoch 3");
     assert!(
         store
-            .finish_job(
-                a.id,
-                1,
-                Finish::Failed {
-                    error: problem.clone()
-                }
-            )
+            .finish_job(a.id, 1, Finish::Failed(failure.clone()))
             .await
             .unwrap()
     );
     let a = get(&store, a.id).await;
     assert_eq!(
         (a.status, a.error, a.model_id),
-        (JobStatus::Failed, Some(problem), None)
+        (JobStatus::Failed, Some(failure), None)
     );
     assert!(a.finished_at.is_some());
 
@@ -728,9 +723,7 @@ async fn cancel_queued_vs_running(store: Arc<dyn Store>) {
             .finish_job(
                 done.id,
                 1,
-                Finish::Failed {
-                    error: json!({"title": "x"})
-                }
+                Finish::Failed(Failure::new(FailureKind::TrainingCrashed, "x"))
             )
             .await
             .unwrap()
@@ -879,12 +872,10 @@ async fn attempt_cap_fails_instead_of_looping(store: Arc<dyn Store>) {
     assert_eq!(j.status, JobStatus::Failed);
     assert_eq!(
         j.error,
-        Some(json!({
-            "type": "/problems/too-many-attempts",
-            "title": "Too many attempts",
-            "status": 500,
-            "detail": "the job was interrupted 5 times (its workers died); it will not be retried",
-        }))
+        Some(Failure::new(
+            FailureKind::TooManyAttempts,
+            "the job was interrupted 5 times (its workers died); it will not be retried",
+        ))
     );
     assert!(j.finished_at.is_some_and(|t| t >= t0));
     assert_eq!(store.load_checkpoint(id).await.unwrap(), None);

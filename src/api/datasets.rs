@@ -7,16 +7,11 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use uuid::Uuid;
 
 use super::auth::{Principal, Role};
-use super::error::parse_json;
-use super::{
-    ApiError, AppState, Body, Idempotency, PageQuery, check_bytes_quota, parse_id, parse_query,
-    rfc3339,
-};
-use crate::data::{self, Dataset, JsonDataset};
-use crate::store::{DatasetRecord, now_ms};
+use super::extract::{Body, Idempotency, PageQuery, parse_id, parse_query};
+use super::{ApiError, AppState, view};
+use crate::service::datasets::Upload;
 
 pub fn router() -> axum::Router<AppState> {
     Router::new()
@@ -65,16 +60,8 @@ async fn rows(
             ));
         }
     };
-    let d = load(&s, &p, &id).await?;
-    let blob = s
-        .store
-        .dataset_data(d.id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no dataset {}", d.id)))?;
-    let ds = tokio::task::spawn_blocking(move || Dataset::from_bytes(&blob))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(ApiError::Internal)?;
+    let id = parse_id(&id, "dataset")?;
+    let (d, ds) = s.service.dataset(&p.tenant, id).await?;
     Ok(Json(json!({
         "dataset_id": d.id,
         "total": ds.rows(),
@@ -92,58 +79,6 @@ struct UploadQuery {
     target: Option<String>,
 }
 
-pub fn view(d: &DatasetRecord) -> Value {
-    let mut v = json!({
-        "id": d.id,
-        "name": d.name,
-        "created_at": rfc3339(d.created_at),
-        "rows": d.rows,
-        "inputs": d.inputs,
-        "outputs": d.outputs,
-        "size_bytes": d.size_bytes,
-    });
-    if let (Some(o), Some(m)) = (v.as_object_mut(), d.meta.as_object()) {
-        for (k, val) in m {
-            o.insert(k.clone(), val.clone());
-        }
-    }
-    v
-}
-
-/// Stores a parsed dataset under `id` and returns its record.
-pub async fn store_dataset(
-    s: &AppState,
-    tenant: &str,
-    id: Uuid,
-    name: String,
-    ds: &Dataset,
-) -> Result<DatasetRecord, ApiError> {
-    let blob = ds.to_bytes();
-    let target_kind = match ds.targets {
-        crate::nn::Targets::Labels(_) => "labels",
-        crate::nn::Targets::Values(_) => "values",
-    };
-    check_bytes_quota(s, tenant, blob.len()).await?;
-    let rec = DatasetRecord {
-        id,
-        tenant: tenant.to_string(),
-        name,
-        created_at: now_ms(),
-        rows: ds.rows() as i64,
-        inputs: ds.inputs() as i64,
-        outputs: ds.outputs() as i64,
-        meta: json!({
-            "feature_names": ds.feature_names,
-            "target_names": ds.target_names,
-            "target_kind": target_kind,
-            "classes": ds.classes(),
-        }),
-        size_bytes: blob.len() as i64,
-    };
-    s.store.insert_dataset(&rec, &blob).await?;
-    Ok(rec)
-}
-
 async fn create(
     State(s): State<AppState>,
     p: Principal,
@@ -157,81 +92,28 @@ async fn create(
     if let Some(r) = idem.replay(&s, &p.tenant).await? {
         return Ok(r);
     }
-    let id = match s
-        .store
-        .get_dataset(idem.record_id(&p.tenant, "dataset"))
-        .await?
-    {
-        // Stored by this key's first request, which died before answering.
-        Some(d) if idem.is_retry_of(d.created_at) => {
-            let location = format!("/v1/datasets/{}", d.id);
-            return idem
-                .answer(&s, &p.tenant, 201, Some(location), view(&d))
-                .await;
-        }
-        Some(_) => Uuid::new_v4(),
-        None => idem.record_id(&p.tenant, "dataset"),
-    };
     let ctype = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json");
-    let essence = ctype
+    let media_type = ctype
         .split(';')
         .next()
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
-    let limits = s.limits.data;
-    let (name, ds) = match essence.as_str() {
-        "text/csv" | "application/csv" | "text/plain" => {
-            let target = query.target.clone();
-            let ds = tokio::task::spawn_blocking(move || {
-                data::from_csv(&body, target.as_deref(), &limits)
-            })
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?
-            .map_err(|e| {
-                // A `?target=` that names no column is the query's fault, not the file's:
-                // 422 at the parameter, as for JSON uploads.
-                if e.row.is_none() && e.column.is_some() && e.column == query.target {
-                    ApiError::invalid("/target", e.message)
-                } else {
-                    e.into()
-                }
-            })?;
-            (query.name.unwrap_or_else(|| "dataset".into()), ds)
-        }
-        "application/json" | "" => {
-            if query.target.is_some() {
-                return Err(ApiError::invalid(
-                    "/target",
-                    "the target query parameter is for CSV uploads",
-                ));
-            }
-            let body: JsonDataset = parse_json(&body)?;
-            let name = query
-                .name
-                .or(body.name.clone())
-                .unwrap_or_else(|| "dataset".into());
-            let ds = tokio::task::spawn_blocking(move || data::from_json(&body, &limits))
-                .await
-                .map_err(|e| ApiError::Internal(e.to_string()))??;
-            (name, ds)
-        }
-        other => {
-            return Err(ApiError::bad(format!(
-                "unsupported content type \"{other}\"; send application/json or text/csv"
-            )));
-        }
+    let upload = Upload {
+        media_type,
+        name: query.name,
+        target: query.target,
+        body,
     };
-    if name.trim().is_empty() || name.len() > 200 {
-        return Err(ApiError::invalid("/name", "must be 1 to 200 characters"));
-    }
-    let rec = store_dataset(&s, &p.tenant, id, name, &ds).await?;
-    crate::crash::point("dataset_ack");
+    let rec = s
+        .service
+        .upload_dataset(&p.tenant, &idem.key, upload)
+        .await?;
     let location = format!("/v1/datasets/{}", rec.id);
-    idem.answer(&s, &p.tenant, 201, Some(location), view(&rec))
+    idem.answer(&s, &p.tenant, 201, Some(location), view::dataset(&rec))
         .await
 }
 
@@ -243,22 +125,13 @@ async fn list(
     let q: PageQuery = parse_query(q.as_deref())?;
     p.require(Role::Trainer)?;
     let page = s
-        .store
+        .service
         .list_datasets(&p.tenant, q.cursor()?, q.limit()?)
         .await?;
     Ok(Json(json!({
-        "items": page.items.iter().map(view).collect::<Vec<_>>(),
+        "items": page.items.iter().map(view::dataset).collect::<Vec<_>>(),
         "next_cursor": page.next.map(|n| n.to_string()),
     })))
-}
-
-/// The caller's dataset `id`; another tenant's is "not found" too.
-pub async fn load(s: &AppState, p: &Principal, id: &str) -> Result<DatasetRecord, ApiError> {
-    let id = parse_id(id, "dataset")?;
-    match s.store.get_dataset(id).await? {
-        Some(d) if d.tenant == p.tenant => Ok(d),
-        _ => Err(ApiError::NotFound(format!("no dataset {id}"))),
-    }
 }
 
 async fn read(
@@ -267,7 +140,10 @@ async fn read(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     p.require(Role::Trainer)?;
-    Ok(Json(view(&load(&s, &p, &id).await?)))
+    let id = parse_id(&id, "dataset")?;
+    Ok(Json(view::dataset(
+        &s.service.dataset_record(&p.tenant, id).await?,
+    )))
 }
 
 async fn remove(
@@ -276,11 +152,7 @@ async fn remove(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     p.require(Role::Trainer)?;
-    let d = load(&s, &p, &id).await?;
-    if s.store.delete_dataset(d.id).await? {
-        crate::crash::point("delete_ack");
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::NotFound(format!("no dataset {}", d.id)))
-    }
+    let id = parse_id(&id, "dataset")?;
+    s.service.delete_dataset(&p.tenant, id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -122,11 +122,11 @@ impl Drop for StreamPlace {
 pub async fn limit(State(s): State<AppState>, req: Request, next: Next) -> Response {
     if s.fair.limiter.is_some() && req.uri().path().starts_with("/v1/") {
         let bucket = if s.keys.is_open() {
-            Some(crate::auth::hash(crate::auth::OPEN_TENANT))
+            Some(crate::digest::hash(crate::auth::OPEN_TENANT))
         } else {
             super::auth::bearer_in(req.headers())
                 .filter(|secret| s.keys.authenticate(secret).is_some())
-                .map(crate::auth::hash)
+                .map(crate::digest::hash)
         };
         if let Some(b) = bucket
             && let Err(e) = s.fair.take(&b)

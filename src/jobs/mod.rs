@@ -13,8 +13,8 @@ use tokio::sync::{Notify, broadcast, mpsc};
 use uuid::Uuid;
 
 use crate::data::Dataset;
-use crate::nn::{self, Control, EpochRecord, Session, TrainError, TrainSpec, TrainState};
-use crate::store::{Finish, JobRecord, ModelRecord, Store, now_ms, to_json};
+use crate::nn::{self, Control, EpochRecord, Model, Session, TrainError, TrainSpec, TrainState};
+use crate::store::{Failure, FailureKind, Finish, JobRecord, ModelRecord, Store, now_ms, to_json};
 
 /// What SSE subscribers of a job hear.
 #[derive(Clone, Debug)]
@@ -25,24 +25,27 @@ pub enum JobEvent {
     Status,
 }
 
-/// Fields of a job request that belong to the service, not to the engine's spec.
-pub const SERVICE_FIELDS: [&str; 5] = [
-    "dataset_id",
-    "dataset",
-    "priority",
-    "name",
-    "validation_dataset_id",
-];
+/// The session a job trains in: its stored dataset, prepared as the spec says, and the
+/// dataset's feature names (which the model carries). Deterministic from the spec and its
+/// seed, so a checkpoint's snapshot gets the very preprocessing the worker used.
+fn prepare(spec: &TrainSpec, dataset: &[u8]) -> Result<(Session, Vec<String>), TrainError> {
+    let dataset = Dataset::from_bytes(dataset).map_err(TrainError::Checkpoint)?;
+    let session = Session::new(spec, &dataset.samples(), None)?;
+    Ok((session, dataset.feature_names))
+}
 
-/// The engine spec inside a stored job spec.
-pub fn train_spec(spec: &Value) -> Result<TrainSpec, String> {
-    let mut v = spec.clone();
-    if let Some(o) = v.as_object_mut() {
-        for f in SERVICE_FIELDS {
-            o.remove(f);
-        }
-    }
-    serde_json::from_value(v).map_err(|e| e.to_string())
+/// The model a job's checkpoint `state` holds: the checkpoint's network in the job's
+/// session, named like the model the job will end with.
+pub fn checkpoint_model(spec: &TrainSpec, dataset: &[u8], state: &[u8]) -> Result<Model, String> {
+    let (session, feature_names) = prepare(spec, dataset).map_err(|e| e.to_string())?;
+    let state = TrainState::from_bytes(state)?;
+    Ok(named(session.model(state.network), feature_names))
+}
+
+/// `model` with the feature names of the dataset it was trained on.
+fn named(mut model: Model, feature_names: Vec<String>) -> Model {
+    model.feature_names = Some(feature_names);
+    model
 }
 
 #[derive(Clone, Debug)]
@@ -277,20 +280,16 @@ impl Jobs {
     async fn train(&self, job: &JobRecord, control: Arc<Control>) -> Option<Finish> {
         let store = self.inner.store.clone();
         let (id, attempt) = (job.id, job.attempt);
-        let spec = match train_spec(&job.spec) {
-            Ok(s) => s,
-            Err(e) => return Some(failed(500, "Stored spec unreadable", &e)),
-        };
+        let spec = job.spec.train.clone();
         let Some(dataset_id) = job.dataset_id else {
-            return Some(failed(422, "No dataset", "the job names no dataset"));
+            return Some(failed(FailureKind::NoDataset, "the job names no dataset"));
         };
         let blob = match store.dataset_data(dataset_id).await {
             Ok(Some(b)) => b,
             Ok(None) => {
                 return Some(failed(
-                    422,
-                    "Dataset gone",
-                    &format!("dataset {dataset_id} was deleted before the job ran"),
+                    FailureKind::DatasetGone,
+                    format!("dataset {dataset_id} was deleted before the job ran"),
                 ));
             }
             Err(e) => return lost(&e),
@@ -308,8 +307,7 @@ impl Jobs {
             .name(format!("train-{}", &id.to_string()[..8]))
             .spawn(move || {
                 let outcome = (|| {
-                    let dataset = Dataset::from_bytes(&blob).map_err(TrainError::Checkpoint)?;
-                    let session = Session::new(&spec, &dataset.samples(), None)?;
+                    let (session, feature_names) = prepare(&spec, &blob)?;
                     let resume = match checkpoint {
                         Some((_, bytes)) => {
                             Some(TrainState::from_bytes(&bytes).map_err(TrainError::Checkpoint)?)
@@ -329,13 +327,13 @@ impl Jobs {
                     };
                     let mut out =
                         pool.install(|| session.run(&pool, resume, &ctl, &mut on_epoch))?;
-                    out.model.feature_names = Some(dataset.feature_names.clone());
+                    out.model = named(out.model, feature_names);
                     Ok(out)
                 })();
                 let _ = tx.send(Msg::Done(outcome));
             });
         if let Err(e) = spawned {
-            return Some(failed(500, "No training thread", &e.to_string()));
+            return Some(failed(FailureKind::NoTrainingThread, e.to_string()));
         }
         // Keep the lease and watch for cancel/stop flags set through any node. Renewals come
         // three times per lease, so one slow round trip does not let it lapse.
@@ -441,8 +439,7 @@ impl Jobs {
         let shutting_down = self.inner.shutting_down.load(Ordering::SeqCst);
         Some(match result {
             None => failed(
-                500,
-                "Training crashed",
+                FailureKind::TrainingCrashed,
                 "the training thread ended without a result",
             ),
             Some(Ok(out)) => {
@@ -456,11 +453,7 @@ impl Jobs {
                 let model = ModelRecord {
                     id: Uuid::new_v4(),
                     tenant: job.tenant.clone(),
-                    name: job
-                        .spec
-                        .get("name")
-                        .and_then(|v| v.as_str())
-                        .map(str::to_owned),
+                    name: job.spec.name.clone(),
                     created_at: now_ms(),
                     job_id: Some(id),
                     dataset_id: job.dataset_id,
@@ -490,10 +483,10 @@ impl Jobs {
             }
             Some(Err(TrainError::Cancelled)) => Finish::Cancelled,
             Some(Err(e @ TrainError::Diverged { .. })) => {
-                failed(422, "Training diverged", &e.to_string())
+                failed(FailureKind::TrainingDiverged, e.to_string())
             }
-            Some(Err(e @ TrainError::Spec(_))) => failed(422, "Invalid spec", &e.to_string()),
-            Some(Err(TrainError::Checkpoint(m))) => failed(500, "Checkpoint unreadable", &m),
+            Some(Err(e @ TrainError::Spec(_))) => failed(FailureKind::InvalidSpec, e.to_string()),
+            Some(Err(TrainError::Checkpoint(m))) => failed(FailureKind::CheckpointUnreadable, m),
         })
     }
 }
@@ -506,7 +499,7 @@ fn lost(e: &crate::store::StoreError) -> Option<Finish> {
             tracing::warn!(error = %e, "database unavailable at start; releasing the job");
             None
         }
-        _ => Some(failed(500, "Database error", &e.to_string())),
+        _ => Some(failed(FailureKind::DatabaseError, e.to_string())),
     }
 }
 
@@ -514,14 +507,6 @@ async fn control_cancelled_by_user(job: &JobRecord, store: &Arc<dyn Store>) -> b
     matches!(store.get_job(job.id).await, Ok(Some(j)) if j.cancel_requested)
 }
 
-fn failed(status: u16, title: &str, detail: &str) -> Finish {
-    let slug = title.to_lowercase().replace(' ', "-");
-    Finish::Failed {
-        error: json!({
-            "type": format!("/problems/{slug}"),
-            "title": title,
-            "status": status,
-            "detail": detail,
-        }),
-    }
+fn failed(kind: FailureKind, detail: impl Into<String>) -> Finish {
+    Finish::Failed(Failure::new(kind, detail))
 }

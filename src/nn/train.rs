@@ -1,7 +1,8 @@
-//! The training loop: epochs of shuffled mini-batches, each batch split into fixed chunks of
-//! rows that run in parallel on the caller's rayon pool and are summed in a fixed order, so
-//! the loss history is bit-identical on 1 or N threads. Validation, metrics, schedules, early
-//! stopping, divergence detection, cancellation and checkpoints live here.
+//! The training loop: epochs of shuffled mini-batches, each one forward and backward pass of
+//! `batch::BatchStep` on the caller's rayon pool (its products split along their outputs, its
+//! sums in a fixed order), so the loss history is bit-identical on 1 or N threads. Validation,
+//! schedules, early stopping, divergence detection, cancellation and checkpoints live here;
+//! the metric names and scores are `metric`'s.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -12,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::activation::argmax_rows;
 use super::batch::BatchStep;
 use super::loss::Loss;
+use super::metric::score;
 use super::model::Model;
 use super::network::{Dense, Layer, Network, Params, Workspace};
 use super::optim::Optimizer;
@@ -22,25 +24,7 @@ use super::spec::{Plan, PlannedLayer, SpecError, TargetShape, TrainSpec};
 
 pub use super::batch::CHUNK_ROWS;
 
-pub const MONITORS: [&str; 6] = [
-    "loss",
-    "val_loss",
-    "accuracy",
-    "val_accuracy",
-    "mae",
-    "val_mae",
-];
-
-pub fn check_monitor(m: &str) -> Result<(), String> {
-    if MONITORS.contains(&m) {
-        Ok(())
-    } else {
-        Err(format!(
-            "unknown metric \"{m}\"; expected one of {}",
-            MONITORS.join(", ")
-        ))
-    }
-}
+pub use super::metric::{MONITORS, check_monitor};
 
 /// One finished epoch.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -394,7 +378,7 @@ impl Session {
                     let (x, y) = (&self.x_train, &self.y_train);
                     step.run(&state.network, x, y, rows, spec.loss, &mut grads, &dropout);
                     let batch_rows = rows.len();
-                    // Fixed summation order: batch by batch, chunk by chunk.
+                    // Fixed summation order: batch by batch (the step sums its chunks in order).
                     loss_sum += step.loss;
                     correct += step.correct;
                     abs_err += step.abs_err;
@@ -692,30 +676,6 @@ fn penalty_value(net: &Network<f32>, pen: &[(f32, f32)]) -> f64 {
                 .sum::<f64>()
         })
         .sum()
-}
-
-/// (correct predictions, summed absolute error) of outputs `p` against targets `y`.
-pub(super) fn score(p: ArrayView2<f32>, y: ArrayView2<f32>, loss: Loss) -> (f64, f64) {
-    if loss.is_categorical() {
-        let a = argmax_rows(p);
-        let b = argmax_rows(y);
-        (a.iter().zip(&b).filter(|(a, b)| a == b).count() as f64, 0.0)
-    } else if loss.is_classification() {
-        let c = p
-            .iter()
-            .zip(y.iter())
-            .filter(|&(&p, &y)| (p >= 0.5) == (y >= 0.5))
-            .count();
-        (c as f64, 0.0)
-    } else {
-        (
-            0.0,
-            p.iter()
-                .zip(y.iter())
-                .map(|(&p, &y)| (p - y).abs() as f64)
-                .sum(),
-        )
-    }
 }
 
 pub struct Evaluation {
