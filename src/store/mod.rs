@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use crate::nn::TrainSpec;
 
+pub mod backup;
 pub mod postgres;
 mod rows;
 pub mod sqlite;
@@ -42,12 +43,21 @@ impl From<sqlx::Error> for StoreError {
             sqlx::Error::Database(ref db) if postgres::is_unavailable(db.as_ref()) => {
                 StoreError::Unavailable(e.to_string())
             }
+            // A full disk is an outage too: clear, temporary, and nothing half-written stays.
+            sqlx::Error::Database(ref db) if is_disk_full(db.as_ref()) => {
+                StoreError::Unavailable(format!("the database's disk is full ({e})"))
+            }
             sqlx::Error::Database(ref db) if db.is_unique_violation() => {
                 StoreError::Duplicate(e.to_string())
             }
             other => StoreError::Database(other.to_string()),
         }
     }
+}
+
+/// SQLite's SQLITE_FULL (13) or PostgreSQL's disk_full (53100).
+fn is_disk_full(e: &dyn sqlx::error::DatabaseError) -> bool {
+    matches!(e.code().as_deref(), Some("13") | Some("53100"))
 }
 
 impl From<serde_json::Error> for StoreError {
@@ -475,8 +485,10 @@ pub trait Store: Send + Sync + 'static {
         fingerprint: &str,
     ) -> Result<()>;
 
-    /// Atomically takes the next queued job (highest priority, then oldest), marks it running
-    /// under a new attempt and a lease for `worker`, and returns it. With
+    /// Atomically takes the next queued job, marks it running under a new attempt and a lease
+    /// for `worker`, and returns it. The next job is the tenant's with the fewest running jobs
+    /// (fair shares of the training slots: one tenant's burst waits behind another's first
+    /// job), then the highest priority, then the oldest. With
     /// `max_running_per_tenant` > 0, jobs of tenants that already run that many wait.
     async fn claim_next_job(
         &self,

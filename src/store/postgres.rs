@@ -444,7 +444,8 @@ impl Store for PostgresStore {
              WHERE id = (SELECT id FROM jobs WHERE status = 'queued'
                            AND ($4 <= 0 OR tenant NOT IN (SELECT tenant FROM jobs WHERE status = 'running'
                                                          GROUP BY tenant HAVING COUNT(*) >= $4))
-                         ORDER BY priority DESC, seq LIMIT 1 FOR UPDATE SKIP LOCKED)
+                         ORDER BY (SELECT COUNT(*) FROM jobs r WHERE r.status = 'running' AND r.tenant = jobs.tenant),
+                                  priority DESC, seq LIMIT 1 FOR UPDATE SKIP LOCKED)
                AND status = 'queued'
              RETURNING *"
         ))

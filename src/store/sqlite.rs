@@ -40,6 +40,20 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(10))
+            // A connection must come back outside any transaction. After SQLITE_FULL (a full
+            // disk) SQLite may roll a transaction back by itself; sqlx's ROLLBACK then fails
+            // and it still counts the connection as in a transaction, so its next transaction
+            // is a SAVEPOINT whose rollback leaves a transaction open, holding the write lock
+            // for good ("database is locked" on every other connection). Such a connection is
+            // closed (which rolls back) instead of reused; the ping runs after any rollback
+            // the dropped transaction queued. tests/outage.rs fills a disk to prove it.
+            .after_release(|conn, _| {
+                Box::pin(async move {
+                    use sqlx::Connection;
+                    conn.ping().await?;
+                    Ok(!conn.is_in_transaction())
+                })
+            })
             .connect_with(opts)
             .await?;
         MIGRATOR
@@ -414,7 +428,8 @@ impl Store for SqliteStore {
              WHERE id = (SELECT id FROM jobs WHERE status = 'queued'
                            AND (? <= 0 OR tenant NOT IN (SELECT tenant FROM jobs WHERE status = 'running'
                                                         GROUP BY tenant HAVING COUNT(*) >= ?))
-                         ORDER BY priority DESC, seq LIMIT 1)
+                         ORDER BY (SELECT COUNT(*) FROM jobs r WHERE r.status = 'running' AND r.tenant = jobs.tenant),
+                                  priority DESC, seq LIMIT 1)
                AND status = 'queued'
              RETURNING *",
         )
