@@ -13,9 +13,10 @@ use ndarray::{Array2, Axis};
 use crate::api::jobs::{DatasetSource, plan_job, read_request};
 use crate::api::models::{prediction_body, read_import};
 use crate::api::{ApiError, Limits};
+use crate::data::json::{JsonCell, JsonRow};
 use crate::data::{self, DataError, Dataset, JsonDataset, Limits as DataLimits};
 use crate::nn::model::Model;
-use crate::nn::train::target_shape;
+use crate::nn::tabular::Storage;
 use crate::nn::{ClassLabel, Control, Loss, Session, Targets, TrainError, TrainSpec};
 
 /// Small bounds, so the limit paths are reachable by a fuzzer.
@@ -76,10 +77,25 @@ pub fn json_dataset(input: &[u8]) {
     match data::from_json(&body, &SMALL) {
         Ok(ds) => {
             check_dataset(&ds, &SMALL);
-            assert_eq!(ds.rows(), body.features.len());
-            for (row, given) in ds.x.rows().into_iter().zip(&body.features) {
-                let given: Vec<f32> = given.iter().map(|&v| v as f32).collect();
-                assert_eq!(row.to_vec(), given, "features changed on the way in");
+            assert_eq!(
+                ds.rows() as u64 + ds.dropped_rows,
+                body.features.len() as u64
+            );
+            if ds.dropped_rows == 0 {
+                for (row, given) in ds.x.rows().into_iter().zip(&body.features) {
+                    let JsonRow::Cells(cells) = given else {
+                        continue;
+                    };
+                    for ((&v, cell), col) in row.iter().zip(cells).zip(&ds.columns) {
+                        match (cell, col.schema.storage) {
+                            (JsonCell::Number(n), Storage::Number) => {
+                                assert_eq!(v, *n as f32, "features changed on the way in")
+                            }
+                            (JsonCell::Null, _) => assert!(v.is_nan(), "null read as {v}"),
+                            _ => {}
+                        }
+                    }
+                }
             }
             if let Some(names) = &body.feature_names {
                 assert_eq!(&ds.feature_names, names);
@@ -154,12 +170,19 @@ pub fn job_accepted(input: &[u8]) -> bool {
     assert_eq!(back, spec, "the stored spec reads back different");
     let dataset = Dataset::from_bytes(&dataset.to_bytes()).expect("stored dataset reads back");
 
-    let session = Session::new(&spec, &dataset.samples(), None)
+    let session = crate::jobs::session(&spec, &dataset, None)
         .unwrap_or_else(|e| panic!("validated spec refused by the worker: {e}"));
-    assert_eq!(session.plan, plan, "the worker planned a different network");
+    if dataset.is_plain() && spec.columns.is_none() {
+        assert_eq!(session.plan, plan, "the worker planned a different network");
+    } else {
+        // Validation counts the widest encoding; the encoder fitted on the training split
+        // may need fewer inputs.
+        assert!(session.plan.parameter_count <= plan.parameter_count);
+        assert_eq!(session.plan.encoding, plan.encoding);
+    }
     assert_eq!(
         session.initial_network().parameter_count(),
-        plan.parameter_count
+        session.plan.parameter_count
     );
     let mut short = spec.clone();
     short.epochs = short.epochs.min(TRAIN_EPOCHS);
@@ -169,7 +192,7 @@ pub fn job_accepted(input: &[u8]) -> bool {
     }
     // Fewer epochs change nothing validation looks at, except schedules and early stopping
     // counted in epochs; those must still validate.
-    let session = Session::new(&short, &dataset.samples(), None)
+    let session = crate::jobs::session(&short, &dataset, None)
         .unwrap_or_else(|e| panic!("the spec with {TRAIN_EPOCHS} epochs is refused: {e}"));
     let pool = pool();
     match session.run(pool, None, &Control::default(), &mut |_, _| {}) {
@@ -178,9 +201,11 @@ pub fn job_accepted(input: &[u8]) -> bool {
             let doc = serde_json::to_vec(&out.model.to_document()).expect("serialises");
             let back = read_import(&doc, usize::MAX)
                 .unwrap_or_else(|e| panic!("a trained model does not import: {e:?}"));
-            let p = out.model.predict(dataset.x.view());
+            let x = encoded_inputs(&out.model, &dataset);
+            let p = out.model.predict(x.view());
             assert_eq!(p.outputs.dim(), (dataset.rows(), plan_width(&out.model)));
-            assert_bits_eq(&p.outputs, &back.predict(dataset.x.view()).outputs);
+            let x_back = encoded_inputs(&back, &dataset);
+            assert_bits_eq(&p.outputs, &back.predict(x_back.view()).outputs);
         }
         Err(TrainError::Diverged { .. }) => {}
         Err(e) => panic!("an accepted job failed: {e}"),
@@ -242,6 +267,18 @@ pub fn model_import(input: &[u8]) {
     }
 }
 
+/// The network inputs of a dataset's rows, sent to `model` as raw cells, as predict reads them.
+fn encoded_inputs(model: &Model, ds: &Dataset) -> Array2<f32> {
+    let rows: Vec<Vec<crate::nn::tabular::Cell>> =
+        ds.x.rows()
+            .into_iter()
+            .map(|r| ds.columns.iter().zip(r).map(|(c, &v)| c.cell(v)).collect())
+            .collect();
+    model
+        .encode_rows(&rows)
+        .unwrap_or_else(|(i, e)| panic!("row {i} of the training data does not encode: {e}"))
+}
+
 /// Output width of a model's last dense layer.
 fn plan_width(m: &Model) -> usize {
     m.network.output_dim()
@@ -289,12 +326,12 @@ fn stored_dataset(pick: usize) -> Dataset {
             vec!["y0".into(), "y1".into()],
         ),
     };
-    Dataset {
-        feature_names: (0..3).map(|j| format!("x{j}")).collect(),
+    Dataset::numeric(
+        (0..3).map(|j| format!("x{j}")).collect(),
         target_names,
         x,
         targets,
-    }
+    )
 }
 
 /// What every dataset the parsers hand out promises (see `data`'s module documentation).
@@ -304,7 +341,15 @@ fn check_dataset(ds: &Dataset, limits: &DataLimits) {
     assert!(rows <= limits.max_rows);
     assert!(inputs + outputs <= limits.max_columns);
     assert!(rows * (inputs + outputs) <= limits.max_cells);
-    assert!(ds.x.iter().all(|v| v.is_finite()), "a non-finite feature");
+    assert!(
+        ds.x.iter().all(|v| v.is_finite() || v.is_nan()),
+        "an infinite feature"
+    );
+    assert_eq!(ds.columns.len(), inputs);
+    for (j, c) in ds.columns.iter().enumerate() {
+        let missing = ds.x.column(j).iter().filter(|v| v.is_nan()).count() as u64;
+        assert_eq!(missing, c.schema.missing, "column {j}'s missing count");
+    }
     assert_eq!(ds.targets.len(), rows);
     assert_eq!(ds.feature_names.len(), inputs);
     assert_eq!(ds.target_names.len(), outputs);
@@ -344,9 +389,19 @@ fn check_dataset(ds: &Dataset, limits: &DataLimits) {
             "layers": [{}], "loss": loss, "seed": 1
         }))
         .expect("a minimal spec");
-        if spec.plan(inputs, rows, &target_shape(&ds.targets)).is_ok() {
-            let session = Session::new(&spec, &ds.samples(), None);
-            assert!(session.is_ok(), "{} accepted, then refused", loss.name());
+        let summary = crate::data::Summary::of(ds);
+        let planned = spec
+            .input_width(&summary.columns, rows)
+            .ok()
+            .and_then(|(w, _)| spec.plan(w, rows, &summary.target).ok());
+        if planned.is_some() {
+            let session = crate::jobs::session(&spec, ds, None);
+            assert!(
+                session.is_ok(),
+                "{} accepted, then refused: {:?}",
+                loss.name(),
+                session.err()
+            );
         }
     }
     // Row order survives: selecting every row gives the targets back.

@@ -15,7 +15,11 @@ use super::{
     ApiError, AppState, Body, Idempotency, PageQuery, check_bytes_quota, parse_id, parse_query,
     rfc3339,
 };
-use crate::data::{self, Dataset, JsonDataset};
+use std::collections::BTreeMap;
+
+use crate::data::profile::Profile;
+use crate::data::{self, Dataset, JsonDataset, ReadOptions, Summary};
+use crate::nn::tabular::ColumnType;
 use crate::store::{DatasetRecord, now_ms};
 
 pub fn router() -> axum::Router<AppState> {
@@ -90,9 +94,64 @@ async fn rows(
 struct UploadQuery {
     name: Option<String>,
     target: Option<String>,
+    /// CSV only: `area_code:categorical,customer_id:ignore`.
+    columns: Option<String>,
+    /// CSV only: the cells read as missing, comma-separated (replaces the default list).
+    na_values: Option<String>,
 }
 
+/// Reads `?columns=name:type,name:type` (or a JSON object) into column types.
+fn parse_column_types(q: &str) -> Result<BTreeMap<String, ColumnType>, ApiError> {
+    let bad = |m: String| ApiError::invalid("/columns", m);
+    let q = q.trim();
+    if q.starts_with('{') {
+        let raw: BTreeMap<String, String> = serde_json::from_str(q)
+            .map_err(|e| bad(format!("must be name:type pairs or a JSON object: {e}")))?;
+        return raw
+            .into_iter()
+            .map(|(n, t)| column_type(&n, &t).map(|t| (n, t)))
+            .collect();
+    }
+    let mut out = BTreeMap::new();
+    for pair in q.split(',').filter(|p| !p.trim().is_empty()) {
+        let Some((name, kind)) = pair.rsplit_once(':') else {
+            return Err(bad(format!(
+                "{pair:?} is not name:type; for example area_code:categorical,customer_id:ignore"
+            )));
+        };
+        out.insert(
+            name.trim().to_owned(),
+            column_type(name.trim(), kind.trim())?,
+        );
+    }
+    Ok(out)
+}
+
+fn column_type(name: &str, kind: &str) -> Result<ColumnType, ApiError> {
+    ColumnType::parse(kind).ok_or_else(|| {
+        ApiError::invalid(
+            format!("/columns/{}", crate::nn::tabular::pointer_token(name)),
+            format!(
+                "unknown column type {kind:?} for {name:?}; expected one of {}",
+                ColumnType::ALL.join(", ")
+            ),
+        )
+    })
+}
+
+/// The dataset as lists show it: its size, names, and target.
 pub fn view(d: &DatasetRecord) -> Value {
+    let mut v = view_full(d);
+    if let Some(o) = v.as_object_mut() {
+        o.remove("profile");
+        o.remove("columns");
+    }
+    v
+}
+
+/// The dataset with its columns (type, storage, missing and distinct counts) and profile, as
+/// an upload answers and `GET /v1/datasets/{id}` shows it.
+pub fn view_full(d: &DatasetRecord) -> Value {
     let mut v = json!({
         "id": d.id,
         "name": d.name,
@@ -104,10 +163,36 @@ pub fn view(d: &DatasetRecord) -> Value {
     });
     if let (Some(o), Some(m)) = (v.as_object_mut(), d.meta.as_object()) {
         for (k, val) in m {
+            if k == "schema" {
+                // What validation reads; users see its columns.
+                if let Some(c) = val.get("columns") {
+                    o.insert("columns".into(), c.clone());
+                }
+                continue;
+            }
             o.insert(k.clone(), val.clone());
         }
     }
     v
+}
+
+/// What validation needs of a stored dataset: from its metadata, or (datasets stored before
+/// tabular uploads kept it there) by decoding it once.
+pub async fn summary(s: &AppState, d: &DatasetRecord) -> Result<Summary, ApiError> {
+    if let Some(schema) = d.meta.get("schema")
+        && let Ok(summary) = serde_json::from_value::<Summary>(schema.clone())
+    {
+        return Ok(summary);
+    }
+    let blob = s
+        .store
+        .dataset_data(d.id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no dataset {}", d.id)))?;
+    tokio::task::spawn_blocking(move || Dataset::from_bytes(&blob).map(|ds| Summary::of(&ds)))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(ApiError::Internal)
 }
 
 /// Stores a parsed dataset under `id` and returns its record.
@@ -137,6 +222,9 @@ pub async fn store_dataset(
             "target_names": ds.target_names,
             "target_kind": target_kind,
             "classes": ds.classes(),
+            "dropped_rows": ds.dropped_rows,
+            "schema": Summary::of(ds),
+            "profile": Profile::of(ds),
         }),
         size_bytes: blob.len() as i64,
     };
@@ -166,7 +254,7 @@ async fn create(
         Some(d) if idem.is_retry_of(d.created_at) => {
             let location = format!("/v1/datasets/{}", d.id);
             return idem
-                .answer(&s, &p.tenant, 201, Some(location), view(&d))
+                .answer(&s, &p.tenant, 201, Some(location), view_full(&d))
                 .await;
         }
         Some(_) => Uuid::new_v4(),
@@ -183,11 +271,20 @@ async fn create(
         .trim()
         .to_ascii_lowercase();
     let limits = s.limits.data;
+    let types = match &query.columns {
+        Some(c) => parse_column_types(c)?,
+        None => BTreeMap::new(),
+    };
+    let na: Option<Vec<String>> = query
+        .na_values
+        .as_ref()
+        .map(|v| v.split(',').map(str::to_owned).collect());
     let (name, ds) = match essence.as_str() {
         "text/csv" | "application/csv" | "text/plain" => {
             let target = query.target.clone();
+            let opts = ReadOptions::new(na.as_deref(), types);
             let ds = tokio::task::spawn_blocking(move || {
-                data::from_csv(&body, target.as_deref(), &limits)
+                data::from_csv_with(&body, target.as_deref(), &limits, &opts)
             })
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))?
@@ -196,6 +293,13 @@ async fn create(
                 // 422 at the parameter, as for JSON uploads.
                 if e.row.is_none() && e.column.is_some() && e.column == query.target {
                     ApiError::invalid("/target", e.message)
+                } else if e.row.is_none() && e.column.is_some() && !e.too_large {
+                    // About a whole column (empty, a type that cannot apply): 422 at it.
+                    let column = e.column.clone().unwrap_or_default();
+                    ApiError::invalid(
+                        format!("/columns/{}", crate::nn::tabular::pointer_token(&column)),
+                        e.message,
+                    )
                 } else {
                     e.into()
                 }
@@ -208,6 +312,17 @@ async fn create(
                     "/target",
                     "the target query parameter is for CSV uploads",
                 ));
+            }
+            for (param, given) in [
+                ("/columns", query.columns.is_some()),
+                ("/na_values", query.na_values.is_some()),
+            ] {
+                if given {
+                    return Err(ApiError::invalid(
+                        param,
+                        "this query parameter is for CSV uploads; a JSON body gives it as a field",
+                    ));
+                }
             }
             let body: JsonDataset = parse_json(&body)?;
             let name = query
@@ -231,7 +346,7 @@ async fn create(
     let rec = store_dataset(&s, &p.tenant, id, name, &ds).await?;
     crate::crash::point("dataset_ack");
     let location = format!("/v1/datasets/{}", rec.id);
-    idem.answer(&s, &p.tenant, 201, Some(location), view(&rec))
+    idem.answer(&s, &p.tenant, 201, Some(location), view_full(&rec))
         .await
 }
 
@@ -267,7 +382,7 @@ async fn read(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     p.require(Role::Trainer)?;
-    Ok(Json(view(&load(&s, &p, &id).await?)))
+    Ok(Json(view_full(&load(&s, &p, &id).await?)))
 }
 
 async fn remove(

@@ -16,12 +16,11 @@ use super::error::{from_value, parse_json};
 use super::{
     ApiError, AppState, Body, Idempotency, Limits, PageQuery, parse_id, parse_query, rfc3339,
 };
-use crate::data::{Dataset, JsonDataset, Limits as DataLimits};
+use crate::data::{Dataset, JsonDataset, Limits as DataLimits, Summary};
 use crate::jobs::SERVICE_FIELDS;
 use crate::nn::TrainSpec;
+use crate::nn::TrainState;
 use crate::nn::spec::Plan;
-use crate::nn::train::target_shape;
-use crate::nn::{Session, TrainState};
 use crate::store::{JobRecord, JobStatus, now_ms, to_json};
 
 pub fn router() -> axum::Router<AppState> {
@@ -97,6 +96,8 @@ pub struct JobRequest {
     pub priority: i32,
     pub name: Option<String>,
     pub dataset: DatasetSource,
+    /// A stored dataset to validate on instead of a `validation_split`.
+    pub validation_dataset: Option<Uuid>,
 }
 
 /// Reads a job request body: the spec, the service fields, and an inline dataset if there is
@@ -158,12 +159,29 @@ pub fn read_request(body: &[u8], limits: &DataLimits) -> Result<JobRequest, ApiE
             DatasetSource::Inline(Box::new((jd, ds)))
         }
     };
+    let validation_dataset = match obj.get("validation_dataset_id") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_str()
+                .and_then(|i| Uuid::parse_str(i).ok())
+                .ok_or_else(|| {
+                    ApiError::invalid("/validation_dataset_id", "must be a dataset id (a UUID)")
+                })?,
+        ),
+    };
+    if validation_dataset.is_some() && spec.validation_split > 0.0 {
+        return Err(ApiError::invalid(
+            "/validation_split",
+            "give validation_split or validation_dataset_id, not both",
+        ));
+    }
     Ok(JobRequest {
         spec,
         seed_given,
         priority,
         name,
         dataset,
+        validation_dataset,
     })
 }
 
@@ -171,19 +189,46 @@ pub fn read_request(body: &[u8], limits: &DataLimits) -> Result<JobRequest, ApiE
 /// before it is queued. A job that passes it trains (or diverges, at run time); the worker
 /// never refuses it for a reason visible here.
 pub fn plan_job(spec: &TrainSpec, dataset: &Dataset, limits: &Limits) -> Result<Plan, ApiError> {
+    plan_job_on(spec, &Summary::of(dataset), None, limits)
+}
+
+/// [`plan_job`] from what a dataset's metadata says of it (no data decoded), with the summary
+/// of a separate validation dataset when the job names one.
+pub fn plan_job_on(
+    spec: &TrainSpec,
+    dataset: &Summary,
+    validation: Option<&Summary>,
+    limits: &Limits,
+) -> Result<Plan, ApiError> {
     if spec.epochs > limits.max_epochs {
         return Err(ApiError::invalid(
             "/epochs",
             format!("at most {} epochs (--max-epochs)", limits.max_epochs),
         ));
     }
-    let plan = spec
-        .plan(
-            dataset.inputs(),
-            dataset.rows(),
-            &target_shape(&dataset.targets),
-        )
+    let (width, _) = spec
+        .input_width(&dataset.columns, dataset.rows)
         .map_err(ApiError::Invalid)?;
+    if let Some(v) = validation {
+        let names = |c: &[crate::nn::tabular::ColumnSchema]| {
+            c.iter().map(|c| c.name.clone()).collect::<Vec<_>>()
+        };
+        if names(&v.columns) != names(&dataset.columns) {
+            return Err(ApiError::invalid(
+                "/validation_dataset_id",
+                format!(
+                    "the validation dataset's columns {:?} differ from the training dataset's {:?}",
+                    names(&v.columns),
+                    names(&dataset.columns)
+                ),
+            ));
+        }
+    }
+    let plan = match validation {
+        Some(_) => spec.plan_with_validation_set(width, dataset.rows, &dataset.target),
+        None => spec.plan(width, dataset.rows, &dataset.target),
+    }
+    .map_err(ApiError::Invalid)?;
     if plan.parameter_count > limits.max_parameters {
         return Err(ApiError::invalid(
             "/layers",
@@ -226,6 +271,7 @@ async fn create(
         priority,
         name,
         dataset: source,
+        validation_dataset,
     } = read_request(&body, &s.limits.data)?;
     if spec.layers.len() > s.limits.max_layers {
         return Err(ApiError::invalid(
@@ -242,26 +288,39 @@ async fn create(
             u64::from_le_bytes(Uuid::new_v4().as_bytes()[..8].try_into().unwrap_or([0; 8])) >> 11;
     }
 
-    // The dataset: by id, or inline (stored as a dataset of its own).
-    let (dataset, inline): (Dataset, Result<JsonDataset, Uuid>) = match source {
-        DatasetSource::Stored(id) => {
-            let owned = matches!(s.store.get_dataset(id).await?, Some(d) if d.tenant == p.tenant);
-            let blob = match s.store.dataset_data(id).await? {
-                Some(b) if owned => b,
-                _ => return Err(ApiError::invalid("/dataset_id", format!("no dataset {id}"))),
-            };
-            let ds = Dataset::from_bytes(&blob).map_err(ApiError::Internal)?;
-            (ds, Err(id))
-        }
+    // The dataset: by id (checked against the schema in its metadata, without decoding it),
+    // or inline (stored as a dataset of its own).
+    let (summary, inline): (Summary, Result<(JsonDataset, Dataset), Uuid>) = match source {
+        DatasetSource::Stored(id) => match s.store.get_dataset(id).await? {
+            Some(d) if d.tenant == p.tenant => (super::datasets::summary(&s, &d).await?, Err(id)),
+            _ => return Err(ApiError::invalid("/dataset_id", format!("no dataset {id}"))),
+        },
         DatasetSource::Inline(inline) => {
             let (jd, ds) = *inline;
-            (ds, Ok(jd))
+            (Summary::of(&ds), Ok((jd, ds)))
         }
     };
-    let plan = plan_job(&spec, &dataset, &s.limits)?;
+    let validation = match validation_dataset {
+        Some(id) => match s.store.get_dataset(id).await? {
+            Some(d) if d.tenant == p.tenant => Some(super::datasets::summary(&s, &d).await?),
+            _ => {
+                return Err(ApiError::invalid(
+                    "/validation_dataset_id",
+                    format!("no dataset {id}"),
+                ));
+            }
+        },
+        None => None,
+    };
+    let plan = plan_job_on(&spec, &summary, validation.as_ref(), &s.limits)?;
 
-    let train_rows =
-        dataset.rows() - ((dataset.rows() as f64) * spec.validation_split as f64).round() as usize;
+    let rows = summary.rows;
+    let inputs = summary.columns.len();
+    let outputs = match &summary.target {
+        crate::nn::spec::TargetShape::Values { width, .. } => *width,
+        crate::nn::spec::TargetShape::Labels { .. } => 1,
+    };
+    let train_rows = rows - ((rows as f64) * spec.validation_split as f64).round() as usize;
     if query.dry_run.unwrap_or(false) {
         // ~6 flops per parameter per sample (forward + backward), at a conservative 20 GFLOP/s.
         let flops = 6.0 * plan.parameter_count as f64 * train_rows as f64;
@@ -275,9 +334,9 @@ async fn create(
             })
             .sum();
         let memory = 4
-            * (dataset.rows() * (dataset.inputs() + dataset.outputs())
+            * (rows * (inputs + outputs + plan.input_dim)
                 + 4 * plan.parameter_count
-                + 3 * batch * (widths + dataset.inputs()));
+                + 3 * batch * (widths + plan.input_dim));
         return Ok((
             StatusCode::OK,
             [(header::CONTENT_TYPE, "application/json".to_string())],
@@ -285,7 +344,7 @@ async fn create(
                 "valid": true,
                 "parameter_count": plan.parameter_count,
                 "train_rows": train_rows,
-                "validation_rows": dataset.rows() - train_rows,
+                "validation_rows": validation.as_ref().map_or(rows - train_rows, |v| v.rows),
                 "estimated_memory_bytes": memory,
                 "estimated_seconds_per_epoch": flops / 20e9,
                 "spec": to_json(&spec),
@@ -317,7 +376,7 @@ async fn create(
         });
     }
     let dataset_id = match inline {
-        Ok(jd) => {
+        Ok((jd, dataset)) => {
             let name = jd.name.clone().unwrap_or_else(|| "inline".into());
             let id = idem.record_id(&p.tenant, "dataset");
             match s.store.get_dataset(id).await? {
@@ -339,6 +398,9 @@ async fn create(
     };
     let mut stored = to_json(&spec);
     stored["dataset_id"] = json!(dataset_id);
+    if let Some(v) = validation_dataset {
+        stored["validation_dataset_id"] = json!(v);
+    }
     stored["priority"] = json!(priority);
     if let Some(n) = &name {
         stored["name"] = json!(n);
@@ -584,12 +646,20 @@ async fn snapshot(
         )));
     };
     let spec = crate::jobs::train_spec(&j.spec).map_err(ApiError::Internal)?;
+    let validation = match crate::jobs::validation_dataset_id(&j.spec) {
+        Some(v) => s.store.dataset_data(v).await?,
+        None => None,
+    };
     let model = tokio::task::spawn_blocking(move || {
         let dataset = Dataset::from_bytes(&blob)?;
-        let session = Session::new(&spec, &dataset.samples(), None).map_err(|e| e.to_string())?;
+        let validation = validation.map(|b| Dataset::from_bytes(&b)).transpose()?;
+        let session = crate::jobs::session(&spec, &dataset, validation.as_ref())
+            .map_err(|e| e.to_string())?;
         let state = TrainState::from_bytes(&state)?;
         let mut model = session.model(state.network);
-        model.feature_names = Some(dataset.feature_names);
+        if model.feature_names.is_none() {
+            model.feature_names = Some(dataset.feature_names);
+        }
         Ok::<_, String>(model)
     })
     .await

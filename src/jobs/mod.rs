@@ -45,6 +45,30 @@ pub fn train_spec(spec: &Value) -> Result<TrainSpec, String> {
     serde_json::from_value(v).map_err(|e| e.to_string())
 }
 
+/// The separate validation dataset a stored job spec names, if any.
+pub fn validation_dataset_id(spec: &Value) -> Option<Uuid> {
+    spec.get("validation_dataset_id")
+        .and_then(Value::as_str)
+        .and_then(|s| Uuid::parse_str(s).ok())
+}
+
+/// The training session for `spec` on a stored dataset (and a separate validation dataset):
+/// its columns as stored, the encoder fitted on the training split.
+pub fn session(
+    spec: &TrainSpec,
+    dataset: &Dataset,
+    validation: Option<&Dataset>,
+) -> Result<Session, TrainError> {
+    let samples = dataset.samples();
+    let val = validation.map(|v| (v.samples(), v.columns.as_slice()));
+    Session::with_columns(
+        spec,
+        &samples,
+        &dataset.columns,
+        val.as_ref().map(|(s, c)| (s, *c)),
+    )
+}
+
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub max_concurrent: usize,
@@ -295,6 +319,20 @@ impl Jobs {
             }
             Err(e) => return lost(&e),
         };
+        let validation_blob = match validation_dataset_id(&job.spec) {
+            None => None,
+            Some(v) => match store.dataset_data(v).await {
+                Ok(Some(b)) => Some(b),
+                Ok(None) => {
+                    return Some(failed(
+                        422,
+                        "Dataset gone",
+                        &format!("validation dataset {v} was deleted before the job ran"),
+                    ));
+                }
+                Err(e) => return lost(&e),
+            },
+        };
         let checkpoint = match store.load_checkpoint(id).await {
             Ok(c) => c,
             Err(e) => return lost(&e),
@@ -309,7 +347,11 @@ impl Jobs {
             .spawn(move || {
                 let outcome = (|| {
                     let dataset = Dataset::from_bytes(&blob).map_err(TrainError::Checkpoint)?;
-                    let session = Session::new(&spec, &dataset.samples(), None)?;
+                    let validation = validation_blob
+                        .map(|b| Dataset::from_bytes(&b))
+                        .transpose()
+                        .map_err(TrainError::Checkpoint)?;
+                    let session = session(&spec, &dataset, validation.as_ref())?;
                     let resume = match checkpoint {
                         Some((_, bytes)) => {
                             Some(TrainState::from_bytes(&bytes).map_err(TrainError::Checkpoint)?)
@@ -329,7 +371,9 @@ impl Jobs {
                     };
                     let mut out =
                         pool.install(|| session.run(&pool, resume, &ctl, &mut on_epoch))?;
-                    out.model.feature_names = Some(dataset.feature_names.clone());
+                    if out.model.feature_names.is_none() {
+                        out.model.feature_names = Some(dataset.feature_names.clone());
+                    }
                     Ok(out)
                 })();
                 let _ = tx.send(Msg::Done(outcome));

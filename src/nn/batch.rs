@@ -45,6 +45,8 @@ pub struct BatchStep {
     ws: Workspace<f32>,
     x: Array2<f32>,
     y: Array2<f32>,
+    /// The pass's row weights, when the run weighs rows (class or sample weights).
+    w: Vec<f32>,
     /// One dropout stream per chunk of the pass.
     rngs: Vec<Rng>,
     sums: Vec<ChunkSums>,
@@ -62,6 +64,7 @@ impl BatchStep {
             ws: Workspace::new(net, rows),
             x: Array2::zeros((rows, d)),
             y: Array2::zeros((rows, k)),
+            w: Vec::new(),
             rngs: Vec::with_capacity(rows.div_ceil(CHUNK_ROWS)),
             sums: Vec::with_capacity(rows.div_ceil(CHUNK_ROWS)),
             loss: 0.0,
@@ -72,13 +75,16 @@ impl BatchStep {
 
     /// Forward and backward over the rows `rows` of `x`, `y`: `grads` ← the batch-mean
     /// gradient, and the loss and metric sums in `self`. `dropout(c)` is the dropout stream of
-    /// the batch's chunk `c` (chunks of [`CHUNK_ROWS`] rows).
+    /// the batch's chunk `c` (chunks of [`CHUNK_ROWS`] rows). With `weights` (one per row of
+    /// `x`), each row's loss and gradient are multiplied by its weight, and the batch loss
+    /// stays a mean over rows (Keras's `sample_weight`: Σ wᵢℓᵢ / n).
     #[allow(clippy::too_many_arguments)]
     pub fn run(
         &mut self,
         net: &Network<f32>,
         x: &Array2<f32>,
         y: &Array2<f32>,
+        weights: Option<&[f32]>,
         rows: &[usize],
         loss: Loss,
         grads: &mut Params<f32>,
@@ -91,6 +97,10 @@ impl BatchStep {
             let n = pass.len();
             let first_chunk = p * cap / CHUNK_ROWS;
             self.gather(x, y, pass);
+            self.w.clear();
+            if let Some(w) = weights {
+                self.w.extend(pass.iter().map(|&i| w[i]));
+            }
             self.rngs.clear();
             self.rngs
                 .extend((0..n.div_ceil(CHUNK_ROWS)).map(|c| dropout(first_chunk + c)));
@@ -185,6 +195,7 @@ impl BatchStep {
         };
         let (z, a) = (ws.z[last].slice(s![..n, ..]), ws.a[last].slice(s![..n, ..]));
         let y = self.y.slice(s![..n, ..]);
+        let weights = &self.w;
         let mut delta = ws.delta[last].slice_mut(s![..n, ..]);
         delta
             .axis_chunks_iter_mut(Axis(0), CHUNK_ROWS)
@@ -195,10 +206,14 @@ impl BatchStep {
                 let (z, a, y) = (
                     z.slice(s![r.clone(), ..]),
                     a.slice(s![r.clone(), ..]),
-                    y.slice(s![r, ..]),
+                    y.slice(s![r.clone(), ..]),
                 );
                 let (correct, abs_err) = super::train::score(a, y, loss);
-                let l = loss.gradient(out.activation, out.alpha, z, a, y, d, batch_rows);
+                let l = if weights.is_empty() {
+                    loss.gradient(out.activation, out.alpha, z, a, y, d, batch_rows)
+                } else {
+                    weighted_gradient(loss, out, (z, a, y), d, &weights[r], batch_rows)
+                };
                 ChunkSums {
                     loss: l as f64,
                     correct,
@@ -259,6 +274,34 @@ impl BatchStep {
             }
         }
     }
+}
+
+/// As [`Loss::gradient`], row by row, each row's loss and dL/dz multiplied by its weight.
+fn weighted_gradient(
+    loss: Loss,
+    out: &super::network::Dense<f32>,
+    (z, a, y): (ArrayView2<f32>, ArrayView2<f32>, ArrayView2<f32>),
+    mut d: ArrayViewMut2<f32>,
+    w: &[f32],
+    batch_rows: usize,
+) -> f32 {
+    let mut total = 0.0;
+    for (i, &wi) in w.iter().enumerate() {
+        let r = s![i..i + 1, ..];
+        let mut dr = d.slice_mut(r);
+        let l = loss.gradient(
+            out.activation,
+            out.alpha,
+            z.slice(r),
+            a.slice(r),
+            y.slice(r),
+            dr.view_mut(),
+            batch_rows,
+        );
+        dr.mapv_inplace(|v| v * wi);
+        total += wi * l;
+    }
+    total
 }
 
 /// `out ← β·out + Σ_rows dz`, row by row in order.
