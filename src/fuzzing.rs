@@ -17,7 +17,7 @@ use crate::data::json::{JsonCell, JsonRow};
 use crate::data::{self, DataError, Dataset, JsonDataset, Limits as DataLimits};
 use crate::nn::model::Model;
 use crate::nn::tabular::Storage;
-use crate::nn::{ClassLabel, Control, Loss, Session, Targets, TrainError, TrainSpec};
+use crate::nn::{ClassLabel, Control, Loss, Targets, TrainError, TrainSpec};
 
 /// Small bounds, so the limit paths are reachable by a fuzzer.
 const SMALL: DataLimits = DataLimits {
@@ -32,18 +32,34 @@ const TRAIN_WORK: usize = 200_000;
 const MAX_PARAMETERS: usize = 20_000;
 
 /// `POST /v1/datasets` with `text/csv`. An optional first line `?target=NAME` stands for the
-/// `target` query parameter; the rest is the file.
+/// `target` query parameter, then an optional `?na=A,B` for `na_values` and `?columns=a:t,…`
+/// for the column types; the rest is the file.
 pub fn csv_dataset(input: &[u8]) {
-    let (target, body) = match input.strip_prefix(b"?target=") {
-        Some(rest) => {
-            let end = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
-            let name = String::from_utf8_lossy(&rest[..end]).into_owned();
-            (Some(name), rest.get(end + 1..).unwrap_or_default())
-        }
-        None => (None, input),
+    let mut body = input;
+    let mut param = |prefix: &[u8]| -> Option<String> {
+        let rest = body.strip_prefix(prefix)?;
+        let end = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+        let v = String::from_utf8_lossy(&rest[..end]).into_owned();
+        body = rest.get(end + 1..).unwrap_or_default();
+        Some(v)
     };
-    let small = data::from_csv(body, target.as_deref(), &SMALL);
-    let default = data::from_csv(body, target.as_deref(), &DataLimits::default());
+    let target = param(b"?target=");
+    let na: Option<Vec<String>> = param(b"?na=").map(|v| v.split(',').map(str::to_owned).collect());
+    let columns: std::collections::BTreeMap<String, crate::nn::tabular::ColumnType> =
+        param(b"?columns=")
+            .map(|v| {
+                v.split(',')
+                    .filter_map(|p| p.rsplit_once(':'))
+                    .filter_map(|(n, t)| {
+                        crate::nn::tabular::ColumnType::parse(t.trim())
+                            .map(|t| (n.trim().to_owned(), t))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+    let opts = data::ReadOptions::new(na.as_deref(), columns);
+    let small = data::from_csv_with(body, target.as_deref(), &SMALL, &opts);
+    let default = data::from_csv_with(body, target.as_deref(), &DataLimits::default(), &opts);
     match &small {
         Ok(ds) => {
             check_dataset(ds, &SMALL);
@@ -53,8 +69,10 @@ pub fn csv_dataset(input: &[u8]) {
         Err(e) => {
             check_data_error(e);
             assert!(
-                e.pointer.is_none(),
-                "CSV errors have no JSON pointer: {e:?}"
+                e.pointer
+                    .as_deref()
+                    .is_none_or(|p| p.starts_with("/columns/")),
+                "CSV errors have no JSON pointer but at a column setting: {e:?}"
             );
             // Limits are checked before the cells they cover, so any other error is the same
             // whatever the limits.
@@ -277,6 +295,65 @@ fn encoded_inputs(model: &Model, ds: &Dataset) -> Array2<f32> {
     model
         .encode_rows(&rows)
         .unwrap_or_else(|(i, e)| panic!("row {i} of the training data does not encode: {e}"))
+}
+
+/// `POST /v1/models/{id}/predict` on a tabular model (a number with missing cells, a category,
+/// a yes/no column and an ignored id) and on a plain numeric model with column names: the
+/// raw-row reader either gives one encoded row per input row, all finite, or a client error.
+pub fn predict_rows(input: &[u8]) {
+    for model in predict_models() {
+        match crate::api::models::read_inputs(input, model, 64) {
+            Ok(x) => {
+                assert_eq!(x.ncols(), model.input_dim());
+                assert!(x.nrows() >= 1 && x.nrows() <= 64);
+                assert!(x.iter().all(|v| v.is_finite()), "a non-finite input: {x:?}");
+                let p = model.predict(x.view());
+                assert_eq!(p.outputs.nrows(), x.nrows());
+            }
+            Err(e) => check_client_error(e),
+        }
+    }
+}
+
+fn predict_models() -> &'static [Model; 2] {
+    use crate::nn::tabular::{EncodedColumn, Encoder};
+    static MODELS: OnceLock<[Model; 2]> = OnceLock::new();
+    MODELS.get_or_init(|| {
+        let doc = |input_dim: usize| -> crate::nn::ModelDocument {
+            serde_json::from_value(serde_json::json!({
+                "input_dim": input_dim,
+                "layers": [{"units": 2, "activation": "softmax",
+                            "weights": vec![vec![0.5, -0.25]; input_dim]}],
+                "classes": ["no", "yes"],
+            }))
+            .expect("a model document")
+        };
+        let mut tabular = Model::from_document(&doc(7)).expect("a model");
+        tabular.encoder = Some(Encoder {
+            columns: vec![
+                EncodedColumn::Numeric {
+                    name: "a".into(),
+                    fill: 1.5,
+                    missing_indicator: true,
+                },
+                EncodedColumn::Categorical {
+                    name: "c".into(),
+                    categories: vec!["x".into(), "y".into()],
+                    missing: true,
+                    other: true,
+                },
+                EncodedColumn::Boolean {
+                    name: "b".into(),
+                    fill: 0.5,
+                    missing_indicator: false,
+                },
+                EncodedColumn::Ignore { name: "id".into() },
+            ],
+        });
+        let mut plain = Model::from_document(&doc(2)).expect("a model");
+        plain.feature_names = Some(vec!["p".into(), "q".into()]);
+        [tabular, plain]
+    })
 }
 
 /// Output width of a model's last dense layer.

@@ -356,7 +356,10 @@ impl Session {
         };
         let inputs = x_train.ncols();
         let mut plan = if validation.is_some() {
-            spec.plan_with_validation_set(inputs, rows, &shape)
+            // (the split stood in for the separate set above; it is no split to check)
+            let mut as_given = spec.clone();
+            as_given.validation_split = 0.0;
+            as_given.plan_with_validation_set(inputs, rows, &shape)
         } else {
             spec.plan(inputs, rows, &shape)
         }
