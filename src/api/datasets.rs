@@ -201,9 +201,18 @@ pub async fn store_dataset(
     tenant: &str,
     id: Uuid,
     name: String,
-    ds: &Dataset,
+    ds: Dataset,
 ) -> Result<DatasetRecord, ApiError> {
-    let blob = ds.to_bytes();
+    // The profile, the schema and the stored form are made on a blocking thread; the dataset
+    // is dropped before the insert, so a large upload is not held twice while it is written.
+    let (ds, blob, profile, summary) = tokio::task::spawn_blocking(move || {
+        let blob = ds.to_bytes();
+        let profile = Profile::of(&ds);
+        let summary = Summary::of(&ds);
+        (ds, blob, profile, summary)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
     let target_kind = match ds.targets {
         crate::nn::Targets::Labels(_) => "labels",
         crate::nn::Targets::Values(_) => "values",
@@ -223,11 +232,12 @@ pub async fn store_dataset(
             "target_kind": target_kind,
             "classes": ds.classes(),
             "dropped_rows": ds.dropped_rows,
-            "schema": Summary::of(ds),
-            "profile": Profile::of(ds),
+            "schema": summary,
+            "profile": profile,
         }),
         size_bytes: blob.len() as i64,
     };
+    drop(ds);
     s.store.insert_dataset(&rec, &blob).await?;
     Ok(rec)
 }
@@ -237,11 +247,44 @@ async fn create(
     p: Principal,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
-    Body(body): Body,
+    req: axum::extract::Request,
 ) -> Result<impl IntoResponse, ApiError> {
     p.require(Role::Trainer)?;
     let query: UploadQuery = parse_query(q.as_deref())?;
-    let idem = Idempotency::new(&headers, "POST /v1/datasets", q.as_deref(), &body)?;
+    let ctype = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    let essence = ctype
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let is_csv = matches!(
+        essence.as_str(),
+        "text/csv" | "application/csv" | "text/plain"
+    );
+    let types = match &query.columns {
+        Some(c) => parse_column_types(c)?,
+        None => BTreeMap::new(),
+    };
+    let na: Option<Vec<String>> = query
+        .na_values
+        .as_ref()
+        .map(|v| v.split(',').map(str::to_owned).collect());
+    // A CSV is parsed as it arrives (its text is never held whole); other bodies are read.
+    let (idem, payload) = if is_csv {
+        let opts = ReadOptions::new(na.as_deref(), types.clone());
+        let (hash, parsed) = stream_csv(&s, req, query.target.clone(), opts).await?;
+        let idem = Idempotency::with_body_hash(&headers, "POST /v1/datasets", q.as_deref(), hash)?;
+        (idem, Payload::Csv(Box::new(parsed)))
+    } else {
+        use axum::extract::FromRequest;
+        let Body(body) = Body::from_request(req, &s).await?;
+        let idem = Idempotency::new(&headers, "POST /v1/datasets", q.as_deref(), &body)?;
+        (idem, Payload::Other(body))
+    };
     if let Some(r) = idem.replay(&s, &p.tenant).await? {
         return Ok(r);
     }
@@ -260,35 +303,10 @@ async fn create(
         Some(_) => Uuid::new_v4(),
         None => idem.record_id(&p.tenant, "dataset"),
     };
-    let ctype = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("application/json");
-    let essence = ctype
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
     let limits = s.limits.data;
-    let types = match &query.columns {
-        Some(c) => parse_column_types(c)?,
-        None => BTreeMap::new(),
-    };
-    let na: Option<Vec<String>> = query
-        .na_values
-        .as_ref()
-        .map(|v| v.split(',').map(str::to_owned).collect());
-    let (name, ds) = match essence.as_str() {
-        "text/csv" | "application/csv" | "text/plain" => {
-            let target = query.target.clone();
-            let opts = ReadOptions::new(na.as_deref(), types);
-            let ds = tokio::task::spawn_blocking(move || {
-                data::from_csv_with(&body, target.as_deref(), &limits, &opts)
-            })
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?
-            .map_err(|e| {
+    let (name, ds) = match payload {
+        Payload::Csv(parsed) => {
+            let ds = (*parsed).map_err(|e| {
                 // A `?target=` that names no column is the query's fault, not the file's:
                 // 422 at the parameter, as for JSON uploads.
                 if e.row.is_none() && e.column.is_some() && e.column == query.target {
@@ -306,7 +324,7 @@ async fn create(
             })?;
             (query.name.unwrap_or_else(|| "dataset".into()), ds)
         }
-        "application/json" | "" => {
+        Payload::Other(body) if matches!(essence.as_str(), "application/json" | "") => {
             if query.target.is_some() {
                 return Err(ApiError::invalid(
                     "/target",
@@ -334,20 +352,95 @@ async fn create(
                 .map_err(|e| ApiError::Internal(e.to_string()))??;
             (name, ds)
         }
-        other => {
+        Payload::Other(_) => {
             return Err(ApiError::bad(format!(
-                "unsupported content type \"{other}\"; send application/json or text/csv"
+                "unsupported content type \"{essence}\"; send application/json or text/csv"
             )));
         }
     };
     if name.trim().is_empty() || name.len() > 200 {
         return Err(ApiError::invalid("/name", "must be 1 to 200 characters"));
     }
-    let rec = store_dataset(&s, &p.tenant, id, name, &ds).await?;
+    let rec = store_dataset(&s, &p.tenant, id, name, ds).await?;
     crate::crash::point("dataset_ack");
     let location = format!("/v1/datasets/{}", rec.id);
     idem.answer(&s, &p.tenant, 201, Some(location), view_full(&rec))
         .await
+}
+
+/// An upload's body: a CSV already parsed as it streamed in, or any other body's bytes.
+enum Payload {
+    Csv(Box<Result<Dataset, data::DataError>>),
+    Other(axum::body::Bytes),
+}
+
+/// Reads a CSV body as it arrives, parsing it on a blocking thread a piece at a time: the SHA-256
+/// of its bytes (for `Idempotency-Key`) and the dataset or the file's first problem. The body
+/// limit is checked as for any other body (413).
+async fn stream_csv(
+    s: &AppState,
+    req: axum::extract::Request,
+    target: Option<String>,
+    opts: ReadOptions,
+) -> Result<([u8; 32], Result<Dataset, data::DataError>), ApiError> {
+    use futures::StreamExt;
+    use sha2::Digest;
+    let limit = s.limits.max_body_bytes;
+    let too_large = || {
+        ApiError::TooLarge(format!(
+            "the request body is larger than the server's limit of {limit} bytes (--max-body-bytes)"
+        ))
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let limits = s.limits.data;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<axum::body::Bytes>(16);
+    let parser = tokio::task::spawn_blocking(move || {
+        let mut csv = data::CsvStream::new(target.as_deref(), limits, opts);
+        let mut failed = None;
+        while let Some(piece) = rx.blocking_recv() {
+            if failed.is_none()
+                && let Err(e) = csv.push(&piece)
+            {
+                failed = Some(e);
+            }
+        }
+        match failed {
+            Some(e) => Err(e),
+            None => csv.finish(),
+        }
+    });
+    let mut hash = sha2::Sha256::new();
+    let mut total = 0usize;
+    let mut pending = bytes::BytesMut::new();
+    let mut stream = req.into_body().into_data_stream();
+    while let Some(frame) = stream.next().await {
+        let frame = frame.map_err(|e| ApiError::bad(format!("unreadable request body: {e}")))?;
+        total += frame.len();
+        if total > limit {
+            return Err(too_large());
+        }
+        hash.update(&frame);
+        pending.extend_from_slice(&frame);
+        // Hand over in pieces of about a megabyte: fewer wake-ups of the parser.
+        if pending.len() >= 1 << 20 && tx.send(pending.split().freeze()).await.is_err() {
+            break;
+        }
+    }
+    if !pending.is_empty() {
+        let _ = tx.send(pending.freeze()).await;
+    }
+    drop(tx);
+    let parsed = parser
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok((hash.finalize().into(), parsed))
 }
 
 async fn list(

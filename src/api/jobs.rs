@@ -388,7 +388,7 @@ async fn create(
                     } else {
                         id
                     };
-                    super::datasets::store_dataset(&s, &p.tenant, id, name, &dataset)
+                    super::datasets::store_dataset(&s, &p.tenant, id, name, dataset)
                         .await?
                         .id
                 }

@@ -41,7 +41,51 @@ pub fn from_csv_with(
     limits: &Limits,
     opts: &ReadOptions,
 ) -> Result<Dataset, DataError> {
+    parse_file(bytes, target, limits, opts)?.join(limits, opts)
+}
+
+/// As [`from_csv_with`], letting go of the file's bytes once they are parsed, before the table
+/// is assembled: an upload is then never held as text and as numbers at once.
+pub fn from_csv_owned(
+    bytes: bytes::Bytes,
+    target: Option<&str>,
+    limits: &Limits,
+    opts: &ReadOptions,
+) -> Result<Dataset, DataError> {
+    let parsed = parse_file(&bytes, target, limits, opts)?;
+    drop(bytes);
+    parsed.join(limits, opts)
+}
+
+fn parse_file(
+    bytes: &[u8],
+    target: Option<&str>,
+    limits: &Limits,
+    opts: &ReadOptions,
+) -> Result<ParsedFile, DataError> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let (head, data_start) = read_head(bytes, target, limits, opts)?;
+    let chunks = parse_data(&bytes[data_start..], &head, opts);
+    Ok(ParsedFile { head, chunks })
+}
+
+/// What the header row says: the columns, the target, the user's types, and the file line
+/// the data starts on.
+struct Head {
+    names: Vec<String>,
+    target_index: usize,
+    forced: Vec<Option<ColumnType>>,
+    first_line: usize,
+}
+
+/// Reads the header row of `bytes` (BOM already stripped): the head, and the offset where
+/// the data starts.
+fn read_head(
+    bytes: &[u8],
+    target: Option<&str>,
+    limits: &Limits,
+    opts: &ReadOptions,
+) -> Result<(Head, usize), DataError> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         // Ragged rows are checked below, to say which row and how many fields.
@@ -118,99 +162,267 @@ pub fn from_csv_with(
         })
         .collect();
 
-    let data = &bytes[data_start..];
     // A `\r` just before the data is the first half of a `\r\n` the first chunk ends.
     let mut first_line = 1 + count_line_ends(&bytes[..data_start]);
     if data_start > 0 && bytes[data_start - 1] == b'\r' && bytes.get(data_start) == Some(&b'\n') {
         first_line -= 1;
     }
+    Ok((
+        Head {
+            names,
+            target_index,
+            forced,
+            first_line,
+        },
+        data_start,
+    ))
+}
+
+/// Parses data rows (cut into chunks parsed in parallel when the text allows).
+fn parse_data(data: &[u8], head: &Head, opts: &ReadOptions) -> Vec<Chunk> {
     let chunks = split_chunks(data);
     let ctx = ChunkContext {
-        columns,
-        forced: &forced,
+        columns: head.names.len(),
+        forced: &head.forced,
         opts,
     };
-    let parsed: Vec<Chunk> = if chunks.len() == 1 {
+    if chunks.len() == 1 {
         vec![parse_chunk(chunks[0], &ctx)]
     } else {
         chunks.par_iter().map(|c| parse_chunk(c, &ctx)).collect()
-    };
+    }
+}
 
-    // Join in file order: limits are checked before each row, as a front-to-back reader would.
-    let mut rows = 0usize;
-    let mut start_line = first_line;
-    let mut per_column: Vec<Vec<Part>> = (0..columns)
-        .map(|_| Vec::with_capacity(parsed.len()))
-        .collect();
-    for chunk in parsed {
-        let read = chunk.lines.len();
-        let checked = read + usize::from(chunk.error.is_some());
-        for i in 0..checked {
-            let r = rows + i + 1;
-            let line = || {
-                start_line
-                    + chunk
-                        .lines
-                        .get(i)
-                        .copied()
-                        .or(chunk.error.as_ref().map(|e| e.line))
-                        .unwrap_or(0)
-            };
-            if r > limits.max_rows {
-                let line = line();
-                return Err(DataError::new(format!(
-                    "row {line}: the file has more than {} data rows, the limit",
-                    limits.max_rows
-                ))
-                .row(line)
-                .too_large());
-            }
-            if r.saturating_mul(columns) > limits.max_cells {
-                let line = line();
-                return Err(DataError::new(format!(
-                    "row {line}: the file has more than {} cells (rows × columns), the limit",
-                    limits.max_cells
-                ))
-                .row(line)
-                .too_large());
-            }
-        }
-        if let Some(e) = chunk.error {
-            let line = start_line + e.line;
-            return Err(e.into_data_error(line, &names));
-        }
-        rows += read;
-        start_line += chunk.line_ends;
-        for (j, p) in chunk.parts.into_iter().enumerate() {
-            per_column[j].push(p);
+/// Bytes of whole lines gathered before a streamed piece is parsed.
+const PIECE: usize = if cfg!(test) { 1 << 20 } else { 8 << 20 };
+
+/// Reads a CSV upload as its bytes arrive: whole lines are parsed a piece at a time (each
+/// piece in parallel chunks) and only the parsed columns are kept, so the file's text is never
+/// held whole. The result, errors included, is what [`from_csv_with`] gives for the same bytes.
+pub struct CsvStream {
+    target: Option<String>,
+    limits: Limits,
+    opts: ReadOptions,
+    /// Bytes not parsed yet.
+    buf: Vec<u8>,
+    head: Option<Head>,
+    chunks: Vec<Chunk>,
+    /// Bytes seen, to strip a BOM at the start.
+    seen: usize,
+    /// A quote character was seen: fields may span lines, so the rest is parsed in one piece.
+    quoted: bool,
+    /// The header is tried again once this many bytes are buffered.
+    next_head_try: usize,
+    /// Data rows parsed so far.
+    rows: usize,
+    /// A row limit is passed or a row is wrong: the first problem is known, the rest of the
+    /// file is not kept.
+    settled: bool,
+}
+
+impl CsvStream {
+    pub fn new(target: Option<&str>, limits: Limits, opts: ReadOptions) -> Self {
+        CsvStream {
+            target: target.map(str::to_owned),
+            limits,
+            opts,
+            buf: Vec::new(),
+            head: None,
+            chunks: Vec::new(),
+            seen: 0,
+            quoted: false,
+            next_head_try: 64 << 10,
+            rows: 0,
+            settled: false,
         }
     }
-    if rows == 0 {
-        return Err(DataError::new(
-            "the file has a header row but no data rows; at least one row is required",
-        ));
-    }
-    let target_parts = std::mem::take(&mut per_column[target_index]);
-    let built: Vec<Result<Option<super::table::BuiltColumn>, DataError>> = per_column
-        .into_par_iter()
-        .enumerate()
-        .map(|(j, parts)| {
-            if j == target_index {
-                Ok(None)
-            } else {
-                finish_column(&names[j], parts, opts).map(Some)
+
+    /// Takes the next bytes of the file.
+    pub fn push(&mut self, bytes: &[u8]) -> Result<(), DataError> {
+        if self.settled {
+            return Ok(());
+        }
+        self.seen += bytes.len();
+        self.buf.extend_from_slice(bytes);
+        if self.head.is_none() {
+            if self.buf.len() < self.next_head_try {
+                return Ok(());
             }
-        })
-        .collect();
-    let mut features = Vec::with_capacity(columns - 1);
-    for b in built {
-        if let Some(c) = b? {
-            features.push(c);
+            self.next_head_try = self.buf.len().saturating_mul(2);
+            if !self.try_head(false)? {
+                return Ok(());
+            }
+        }
+        self.quoted |= bytes.contains(&b'"');
+        if !self.quoted && self.buf.len() >= PIECE {
+            if let Some(last) = self.buf.iter().rposition(|&b| b == b'\n') {
+                let piece: Vec<u8> = self.buf.drain(..=last).collect();
+                self.parse_piece(&piece);
+            }
+        }
+        Ok(())
+    }
+
+    /// The header, once the buffer holds all of it (or the file ended): `false` while more
+    /// bytes are needed.
+    fn try_head(&mut self, at_end: bool) -> Result<bool, DataError> {
+        let start = if self.buf.starts_with(b"\xEF\xBB\xBF") {
+            3
+        } else {
+            0
+        };
+        let bytes = &self.buf[start..];
+        let (head, data_start) =
+            read_head(bytes, self.target.as_deref(), &self.limits, &self.opts)?;
+        // The reader stopped at the end of the buffer: the header row may go on.
+        if data_start >= bytes.len() && !at_end {
+            return Ok(false);
+        }
+        self.buf.drain(..start + data_start);
+        self.quoted = self.buf.contains(&b'"');
+        self.head = Some(head);
+        Ok(true)
+    }
+
+    fn parse_piece(&mut self, piece: &[u8]) {
+        if let Some(head) = &self.head {
+            let mut chunks = parse_data(piece, head, &self.opts);
+            self.rows += chunks.iter().map(|c| c.lines.len()).sum::<usize>();
+            let columns = head.names.len();
+            self.settled = chunks.iter().any(|c| c.error.is_some())
+                || self.rows > self.limits.max_rows
+                || self.rows.saturating_mul(columns) > self.limits.max_cells;
+            self.chunks.append(&mut chunks);
+            if self.settled {
+                self.buf = Vec::new();
+            }
         }
     }
-    let target_name = &names[target_index];
-    let (targets, keep) = read_targets(target_parts, target_name)?;
-    super::assemble(features, targets, keep, rows, vec![target_name.clone()])
+
+    /// The file ended: parses what is left and joins everything into the dataset.
+    pub fn finish(mut self) -> Result<Dataset, DataError> {
+        if self.head.is_none() {
+            if self.seen == 0 || self.buf.iter().all(|b| b.is_ascii_whitespace()) {
+                // As from_csv_with says of an empty file.
+                return from_csv_with(&self.buf, self.target.as_deref(), &self.limits, &self.opts);
+            }
+            self.try_head(true)?;
+        }
+        let rest = std::mem::take(&mut self.buf);
+        if !rest.is_empty() && !self.settled {
+            self.parse_piece(&rest);
+        }
+        drop(rest);
+        let Some(head) = self.head else {
+            return Err(DataError::new(
+                "the file is empty; expected a header row naming the columns, then data rows",
+            ));
+        };
+        ParsedFile {
+            head,
+            chunks: self.chunks,
+        }
+        .join(&self.limits, &self.opts)
+    }
+}
+
+/// A file read into columns, chunk by chunk, not yet joined.
+struct ParsedFile {
+    head: Head,
+    chunks: Vec<Chunk>,
+}
+
+impl ParsedFile {
+    /// Joins the chunks in file order: limits are checked before each row, as a front-to-back
+    /// reader would, then each column is finished and its type inferred.
+    fn join(self, limits: &Limits, opts: &ReadOptions) -> Result<Dataset, DataError> {
+        let ParsedFile {
+            head:
+                Head {
+                    names,
+                    target_index,
+                    first_line,
+                    ..
+                },
+            chunks: parsed,
+        } = self;
+        let columns = names.len();
+
+        let mut rows = 0usize;
+        let mut start_line = first_line;
+        let mut per_column: Vec<Vec<Part>> = (0..columns)
+            .map(|_| Vec::with_capacity(parsed.len()))
+            .collect();
+        for chunk in parsed {
+            let read = chunk.lines.len();
+            let checked = read + usize::from(chunk.error.is_some());
+            for i in 0..checked {
+                let r = rows + i + 1;
+                let line = || {
+                    start_line
+                        + chunk
+                            .lines
+                            .get(i)
+                            .copied()
+                            .or(chunk.error.as_ref().map(|e| e.line))
+                            .unwrap_or(0)
+                };
+                if r > limits.max_rows {
+                    let line = line();
+                    return Err(DataError::new(format!(
+                        "row {line}: the file has more than {} data rows, the limit",
+                        limits.max_rows
+                    ))
+                    .row(line)
+                    .too_large());
+                }
+                if r.saturating_mul(columns) > limits.max_cells {
+                    let line = line();
+                    return Err(DataError::new(format!(
+                        "row {line}: the file has more than {} cells (rows × columns), the limit",
+                        limits.max_cells
+                    ))
+                    .row(line)
+                    .too_large());
+                }
+            }
+            if let Some(e) = chunk.error {
+                let line = start_line + e.line;
+                return Err(e.into_data_error(line, &names));
+            }
+            rows += read;
+            start_line += chunk.line_ends;
+            for (j, p) in chunk.parts.into_iter().enumerate() {
+                per_column[j].push(p);
+            }
+        }
+        if rows == 0 {
+            return Err(DataError::new(
+                "the file has a header row but no data rows; at least one row is required",
+            ));
+        }
+        let target_parts = std::mem::take(&mut per_column[target_index]);
+        let built: Vec<Result<Option<super::table::BuiltColumn>, DataError>> = per_column
+            .into_par_iter()
+            .enumerate()
+            .map(|(j, parts)| {
+                if j == target_index {
+                    Ok(None)
+                } else {
+                    finish_column(&names[j], parts, opts).map(Some)
+                }
+            })
+            .collect();
+        let mut features = Vec::with_capacity(columns - 1);
+        for b in built {
+            if let Some(c) = b? {
+                features.push(c);
+            }
+        }
+        let target_name = &names[target_index];
+        let (targets, keep) = read_targets(target_parts, target_name)?;
+        super::assemble(features, targets, keep, rows, vec![target_name.clone()])
+    }
 }
 
 /// What chunks share.
@@ -846,6 +1058,59 @@ mod tests {
     }
 
     #[test]
+    fn streamed_files_read_as_whole_ones() {
+        let mut big = String::from("\u{feff}id,v,c,y\r\n");
+        for i in 0..400_000 {
+            big.push_str(&format!(
+                "{},{}.5,{},{}\r\n",
+                i % 13,
+                i % 101,
+                ["a", "b"][i % 2],
+                i % 3
+            ));
+        }
+        let files: Vec<String> = vec![
+            big.clone(),
+            format!("{big}1,inf,a,1\r\n"),
+            "a,\"q\nr\",y\n1,2,3\n".into(),
+            "\n\na,y\nx,5\n".into(),
+            String::new(),
+            "a,y".into(),
+            "a,y\n1,2".into(),
+        ];
+        for file in files {
+            let whole = read(&file);
+            for piece in [1usize, 7, 4096, 1 << 20] {
+                if piece < 4096 && file.len() > 100_000 {
+                    continue;
+                }
+                let mut s = CsvStream::new(None, Limits::default(), ReadOptions::default());
+                let mut result = Ok(());
+                for part in file.as_bytes().chunks(piece) {
+                    result = result.and_then(|_| s.push(part));
+                }
+                let streamed = result.and_then(|_| s.finish());
+                match (&whole, &streamed) {
+                    (Ok(a), Ok(b)) => {
+                        assert_eq!(a.columns, b.columns);
+                        assert_eq!(a.targets, b.targets);
+                        assert!(
+                            a.x.iter()
+                                .zip(b.x.iter())
+                                .all(|(p, q)| p.to_bits() == q.to_bits())
+                        );
+                    }
+                    (Err(a), Err(b)) => assert_eq!(a, b, "{:?}", &file[..file.len().min(40)]),
+                    _ => panic!(
+                        "{whole:?} vs {streamed:?} for {:?}",
+                        &file[..file.len().min(40)]
+                    ),
+                }
+            }
+        }
+    }
+
+    #[test]
     fn unnamed_column() {
         let d = read("a,,y\n1,2,3\n").expect("reads");
         assert_eq!(d.feature_names, ["a", "column_2"]);
@@ -1037,7 +1302,7 @@ mod tests {
     fn big_files_read_in_parallel_chunks_agree_with_one_piece() {
         // Over 2 MiB so the reader cuts it into chunks; one text column turns text late.
         let mut csv = String::from("id_code,v,cat,y\n");
-        let rows = 150_000;
+        let rows = 300_000;
         for i in 0..rows {
             let cat = if i == rows - 5 {
                 "late".to_string()

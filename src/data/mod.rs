@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use crate::nn::{ClassLabel, Samples, Targets};
 
-pub use self::csv::{from_csv, from_csv_with};
+pub use self::csv::{CsvStream, from_csv, from_csv_owned, from_csv_with};
 pub use self::json::{JsonDataset, from_json, from_json_with};
 pub use self::table::ReadOptions;
 

@@ -2,10 +2,9 @@
 //! row-major vectors. `ClassLabel` is `#[serde(untagged)]`, which postcard (not
 //! self-describing) cannot read back, so labels get their own tagged mirror here.
 //!
-//! Format 1 holds complete numeric features; format 2 adds the columns (type, storage,
-//! vocabulary, counts) of a tabular upload and the rows left out for a missing target. A
-//! dataset that format 1 can hold is still written in it, so datasets of plain numbers stay
-//! readable by every release.
+//! Format 1 holds complete numeric features (every dataset stored before tabular uploads);
+//! format 2, written now, appends the columns (type, storage, vocabulary, counts) and the rows
+//! left out for a missing target. Both are read.
 
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
@@ -99,9 +98,10 @@ pub(super) fn to_bytes(d: &Dataset) -> Vec<u8> {
             &copied
         }
     };
-    let plain = d.is_plain();
+    // Always format 2 now: its columns keep what the upload inferred (types, counts). Format 1,
+    // which every dataset stored before tabular uploads has, is read as before.
     let stored = StoredRef {
-        format: if plain { FORMAT_PLAIN } else { FORMAT_TABLE },
+        format: FORMAT_TABLE,
         feature_names: &d.feature_names,
         target_names: &d.target_names,
         rows: d.rows() as u64,
@@ -110,7 +110,7 @@ pub(super) fn to_bytes(d: &Dataset) -> Vec<u8> {
     };
     // Serialising plain strings, integers and floats into a Vec cannot fail.
     let mut out = postcard::to_stdvec(&stored).unwrap_or_default();
-    if !plain {
+    {
         let table = StoredTable {
             columns: d
                 .columns
@@ -264,8 +264,35 @@ mod tests {
 
     #[test]
     fn storage_is_compact() {
-        // 2×2 f32 features are 16 bytes; names, labels and framing add a few dozen.
-        assert!(labelled().to_bytes().len() < 60);
+        // 2×2 f32 features are 16 bytes; names, labels, columns and framing add a few dozen.
+        assert!(labelled().to_bytes().len() < 80);
+    }
+
+    #[test]
+    fn format_1_as_the_previous_release_wrote_it_still_reads() {
+        let d = labelled();
+        let v1 = Stored {
+            format: FORMAT_PLAIN,
+            feature_names: d.feature_names.clone(),
+            target_names: d.target_names.clone(),
+            rows: 2,
+            x: d.x.iter().copied().collect(),
+            targets: StoredTargets::Labels(vec![
+                StoredLabel::Text("setosa".into()),
+                StoredLabel::Integer(-7),
+            ]),
+        };
+        let b = postcard::to_stdvec(&v1).unwrap_or_default();
+        let back = Dataset::from_bytes(&b).expect("format 1 reads");
+        assert_eq!(back, d);
+        assert!(back.is_plain());
+        // format 1 never held a missing cell
+        let bad = Stored {
+            x: vec![1.0, f32::NAN, 0.0, 0.0],
+            ..v1
+        };
+        let b = postcard::to_stdvec(&bad).unwrap_or_default();
+        assert!(Dataset::from_bytes(&b).is_err());
     }
 
     #[test]
