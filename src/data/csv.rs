@@ -421,7 +421,10 @@ impl ParsedFile {
         }
         let target_name = &names[target_index];
         let (targets, keep) = read_targets(target_parts, target_name)?;
-        super::assemble(features, targets, keep, rows, vec![target_name.clone()])
+        super::release_memory();
+        let d = super::assemble(features, targets, keep, rows, vec![target_name.clone()]);
+        super::release_memory();
+        d
     }
 }
 
@@ -507,10 +510,10 @@ fn split_chunks(data: &[u8]) -> Vec<&[u8]> {
 
 fn parse_chunk(chunk: &[u8], ctx: &ChunkContext) -> Chunk {
     let mut parts: Vec<Part> = ctx.forced.iter().map(|f| Part::new(*f)).collect();
+    // No csv-level trimming: each cell is trimmed once, below.
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
-        .trim(csv::Trim::All)
         .from_reader(chunk);
     let mut lines = Lines {
         bytes: chunk,
@@ -630,12 +633,7 @@ impl Lines<'_> {
             start += 1;
         }
         if start > self.pos {
-            let span = &self.bytes[self.pos..start];
-            self.line += span
-                .iter()
-                .enumerate()
-                .filter(|&(i, &b)| b == b'\n' || (b == b'\r' && span.get(i + 1) != Some(&b'\n')))
-                .count();
+            self.line += count_line_ends(&self.bytes[self.pos..start]);
             self.pos = start;
         }
         self.line

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use rayon::prelude::*;
+use ndarray::parallel::prelude::*;
 use serde::Serialize;
 
 use super::Dataset;
@@ -69,6 +69,68 @@ pub struct TargetProfile {
     pub stats: Option<Stats>,
 }
 
+/// Per-column sums over a run of rows.
+struct Acc {
+    n: Vec<u64>,
+    missing: Vec<u64>,
+    sum: Vec<f64>,
+    sq: Vec<f64>,
+    lo: Vec<f64>,
+    hi: Vec<f64>,
+}
+
+impl Acc {
+    fn new(width: usize) -> Self {
+        Acc {
+            n: vec![0; width],
+            missing: vec![0; width],
+            sum: vec![0.0; width],
+            sq: vec![0.0; width],
+            lo: vec![f64::INFINITY; width],
+            hi: vec![f64::NEG_INFINITY; width],
+        }
+    }
+
+    fn add(&mut self, row: impl Iterator<Item = f32>) {
+        for (j, v) in row.enumerate() {
+            if v.is_nan() {
+                self.missing[j] += 1;
+                continue;
+            }
+            let v = v as f64;
+            self.n[j] += 1;
+            self.sum[j] += v;
+            self.sq[j] += v * v;
+            self.lo[j] = self.lo[j].min(v);
+            self.hi[j] = self.hi[j].max(v);
+        }
+    }
+
+    fn merge(&mut self, o: &Acc) {
+        for j in 0..self.n.len() {
+            self.n[j] += o.n[j];
+            self.missing[j] += o.missing[j];
+            self.sum[j] += o.sum[j];
+            self.sq[j] += o.sq[j];
+            self.lo[j] = self.lo[j].min(o.lo[j]);
+            self.hi[j] = self.hi[j].max(o.hi[j]);
+        }
+    }
+
+    fn stats(&self, j: usize) -> Option<Stats> {
+        let n = self.n[j];
+        (n > 0).then(|| {
+            let mean = self.sum[j] / n as f64;
+            Stats {
+                min: self.lo[j],
+                max: self.hi[j],
+                mean,
+                std: (self.sq[j] / n as f64 - mean * mean).max(0.0).sqrt(),
+            }
+        })
+    }
+}
+
 fn stats(values: impl Iterator<Item = f32>) -> Option<Stats> {
     let (mut n, mut sum, mut lo, mut hi) = (0u64, 0f64, f64::INFINITY, f64::NEG_INFINITY);
     let mut sq = 0f64;
@@ -102,14 +164,30 @@ fn ranked(counts: impl Iterator<Item = (String, u64)>) -> Vec<Count> {
 
 impl Profile {
     pub fn of(d: &Dataset) -> Profile {
+        // Numbers in one pass over the rows (row blocks in parallel, summed in order), so a
+        // wide dataset is read along its memory rather than across it.
+        let width = d.columns.len();
+        let blocks: Vec<Acc> =
+            d.x.axis_chunks_iter(ndarray::Axis(0), 1024)
+                .into_par_iter()
+                .map(|block| {
+                    let mut acc = Acc::new(width);
+                    for row in block.rows() {
+                        acc.add(row.iter().copied());
+                    }
+                    acc
+                })
+                .collect();
+        let mut acc = Acc::new(width);
+        for b in &blocks {
+            acc.merge(b);
+        }
         let columns = d
             .columns
             .par_iter()
             .enumerate()
             .map(|(j, c)| {
-                let col = d.x.column(j);
-                let missing = col.iter().filter(|v| v.is_nan()).count() as u64;
-                let present = col.iter().copied().filter(|v| !v.is_nan());
+                let missing = acc.missing[j];
                 match c.schema.storage {
                     Storage::Number => ColumnProfile {
                         name: c.name().to_owned(),
@@ -119,11 +197,11 @@ impl Profile {
                         distinct: c.schema.distinct.min(DISTINCT_CAP),
                         distinct_more: c.schema.distinct > DISTINCT_CAP,
                         top: vec![],
-                        stats: stats(present),
+                        stats: acc.stats(j),
                     },
                     Storage::Text => {
                         let mut counts = vec![0u64; c.vocab.len()];
-                        for v in present {
+                        for &v in d.x.column(j).iter().filter(|v| !v.is_nan()) {
                             if let Some(k) = counts.get_mut(v as usize) {
                                 *k += 1;
                             }

@@ -4,6 +4,7 @@
 //! raw table a [`Dataset`](super::Dataset) holds.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::BuildHasherDefault;
 
 use rayon::prelude::*;
 
@@ -22,6 +23,8 @@ pub const DEFAULT_NA_VALUES: [&str; 5] = ["NA", "N/A", "NaN", "null", "?"];
 pub struct ReadOptions {
     /// Lower-cased markers of a missing cell.
     na_values: Vec<String>,
+    /// Whether a marker begins like a number (then every cell must be compared).
+    na_numeric: bool,
     /// Column name → type, applied at upload.
     pub columns: BTreeMap<String, ColumnType>,
 }
@@ -35,17 +38,30 @@ impl Default for ReadOptions {
 impl ReadOptions {
     /// `na_values` replaces the default list when given.
     pub fn new(na_values: Option<&[String]>, columns: BTreeMap<String, ColumnType>) -> Self {
-        let na_values = match na_values {
+        let na_values: Vec<String> = match na_values {
             Some(v) => v.iter().map(|s| s.trim().to_lowercase()).collect(),
             None => DEFAULT_NA_VALUES.iter().map(|s| s.to_lowercase()).collect(),
         };
-        ReadOptions { na_values, columns }
+        let na_numeric = na_values
+            .iter()
+            .any(|n: &String| n.starts_with(|c: char| c.is_ascii_digit() || "+-.".contains(c)));
+        ReadOptions {
+            na_values,
+            na_numeric,
+            columns,
+        }
     }
 
     /// Whether a trimmed cell is missing.
     pub fn is_na(&self, cell: &str) -> bool {
-        cell.is_empty()
-            || (cell.len() <= 8 && self.na_values.iter().any(|n| n.eq_ignore_ascii_case(cell)))
+        let Some(&first) = cell.as_bytes().first() else {
+            return true;
+        };
+        // Most cells of a large file are numbers: no marker can match them.
+        if !self.na_numeric && (first.is_ascii_digit() || first == b'-' || first == b'.') {
+            return false;
+        }
+        self.na_values.iter().any(|n| n.eq_ignore_ascii_case(cell))
     }
 
     fn forced(&self, name: &str) -> Option<ColumnType> {
@@ -305,6 +321,25 @@ pub fn finish_column(
     Ok(BuiltColumn { raw, values })
 }
 
+/// Hashes the bits of an f32 by one multiplication: distinct counting touches every cell of a
+/// numeric column, and SipHash's protection against chosen keys is not needed there.
+#[derive(Default)]
+struct BitsHasher(u64);
+
+impl std::hash::Hasher for BitsHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8 | u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u32(&mut self, v: u32) {
+        self.0 = u64::from(v).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
 /// Distinct values counted exactly up to this many; beyond, the count says "more".
 pub const DISTINCT_CAP: u64 = 1000;
 
@@ -320,7 +355,7 @@ fn infer(
     let present = rows as u64 - missing;
     let (kind, distinct, numeric_text, boolean_like) = match storage {
         Storage::Number => {
-            let mut seen: HashSet<u32> = HashSet::new();
+            let mut seen: HashSet<u32, BuildHasherDefault<BitsHasher>> = HashSet::default();
             let (mut lo, mut hi, mut integers) = (f32::INFINITY, f32::NEG_INFINITY, true);
             for &v in values.iter().filter(|v| !v.is_nan()) {
                 lo = lo.min(v);

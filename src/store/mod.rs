@@ -208,7 +208,9 @@ pub trait Store: Send + Sync + 'static {
     /// Connections of the pool: (open, idle).
     fn pool_use(&self) -> (u32, u32);
 
-    async fn insert_dataset(&self, d: &DatasetRecord, data: &[u8]) -> Result<()>;
+    /// Takes the stored bytes by value: a large dataset is then not copied once more on its
+    /// way into the database.
+    async fn insert_dataset(&self, d: &DatasetRecord, data: Vec<u8>) -> Result<()>;
     async fn get_dataset(&self, id: Uuid) -> Result<Option<DatasetRecord>>;
     async fn dataset_data(&self, id: Uuid) -> Result<Option<Vec<u8>>>;
     async fn list_datasets(
