@@ -333,7 +333,7 @@ async fn json_records_validation_dataset_and_sample_weights() {
         for i in 0..n {
             let k = i + shift;
             let color = ["red", "green", "blue"][k % 3];
-            let size = if k % 7 == 0 {
+            let size = if k.is_multiple_of(7) {
                 Value::Null
             } else {
                 json!((k % 10) as f64)

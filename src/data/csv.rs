@@ -254,11 +254,12 @@ impl CsvStream {
             }
         }
         self.quoted |= bytes.contains(&b'"');
-        if !self.quoted && self.buf.len() >= PIECE {
-            if let Some(last) = self.buf.iter().rposition(|&b| b == b'\n') {
-                let piece: Vec<u8> = self.buf.drain(..=last).collect();
-                self.parse_piece(&piece);
-            }
+        if !self.quoted
+            && self.buf.len() >= PIECE
+            && let Some(last) = self.buf.iter().rposition(|&b| b == b'\n')
+        {
+            let piece: Vec<u8> = self.buf.drain(..=last).collect();
+            self.parse_piece(&piece);
         }
         Ok(())
     }
@@ -723,15 +724,15 @@ fn unreadable(e: &csv::Error) -> DataError {
 /// Numbers when every cell is one, otherwise text labels; rows whose target is missing are
 /// left out (`keep` says which rows stay, `None` when all do).
 fn read_targets(parts: Vec<Part>, name: &str) -> Result<(Targets, Option<Vec<bool>>), DataError> {
-    let col = finish_column(name, parts, &ReadOptions::default()).or_else(|e| {
+    let col = finish_column(name, parts, &ReadOptions::default()).map_err(|e| {
         if e.message.contains("entirely empty") {
-            Err(DataError::new(format!(
+            DataError::new(format!(
                 "every row's target (column {}) is missing; there is nothing to learn from",
                 quoted(name)
             ))
-            .column(name))
+            .column(name)
         } else {
-            Err(e)
+            e
         }
     })?;
     let keep: Vec<bool> = col.values.iter().map(|v| !v.is_nan()).collect();

@@ -911,20 +911,19 @@ mod tests {
 
     #[test]
     fn objects_are_not_targets() {
-        for (t, what) in [(json!({"y": 1}), "an object")] {
-            let e = read_err(json!({"features": [[1], [2]], "targets": [1, t]}));
-            assert_eq!(
-                parts(e),
-                (
-                    format!(
-                        "row 2: the target is {what}; expected a number, a string, a boolean or an array of numbers"
-                    ),
-                    p("/targets/1"),
-                    Some(2),
-                    false
-                )
-            );
-        }
+        let (t, what) = (json!({"y": 1}), "an object");
+        let e = read_err(json!({"features": [[1], [2]], "targets": [1, t]}));
+        assert_eq!(
+            parts(e),
+            (
+                format!(
+                    "row 2: the target is {what}; expected a number, a string, a boolean or an array of numbers"
+                ),
+                p("/targets/1"),
+                Some(2),
+                false
+            )
+        );
     }
 
     #[test]

@@ -1026,7 +1026,12 @@ mod tests {
         assert!(e.message.contains("\"ignore\""), "{}", e.message);
         assert_eq!(e.to_spec_error().pointer, "/columns/zip");
         // the schema check says the same before any data is read
-        let e = max_width(&[col.schema.clone()], 300, &EncoderOptions::default()).unwrap_err();
+        let e = max_width(
+            std::slice::from_ref(&col.schema),
+            300,
+            &EncoderOptions::default(),
+        )
+        .unwrap_err();
         assert_eq!(e.column, "zip");
         let opts = EncoderOptions {
             max_categories: Some(10),
