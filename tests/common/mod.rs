@@ -36,6 +36,28 @@ impl Server {
         Self::start_role("serve", args).await
     }
 
+    /// Starts on a data directory the caller prepared (a fixture copied into `tmp`, say).
+    pub async fn start_in(tmp: tempfile::TempDir, args: &[&str]) -> Server {
+        let mut s = Server {
+            base: String::new(),
+            port: 0,
+            dir: tmp.path().to_path_buf(),
+            _tmp: Some(tmp),
+            child: None,
+            role: "serve",
+            args: args.iter().map(|s| s.to_string()).collect(),
+            env: vec![],
+            client: reqwest::Client::new(),
+        };
+        s.launch().await;
+        s
+    }
+
+    /// The arguments of the next `launch` (besides the listen address and data directory).
+    pub fn set_args(&mut self, args: &[&str]) {
+        self.args = args.iter().map(|s| s.to_string()).collect();
+    }
+
     /// `backprop worker`: `base` is its health endpoint.
     pub async fn start_worker(args: &[&str]) -> Server {
         Self::start_role("worker", args).await
@@ -328,6 +350,13 @@ impl Schema {
         let sep = if base.contains('?') { '&' } else { '?' };
         let url = format!("{base}{sep}options=-csearch_path%3D{name}");
         Some(Schema { base, name, url })
+    }
+}
+
+impl Schema {
+    /// The schema's name.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 }
 
