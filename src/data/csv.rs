@@ -273,12 +273,21 @@ impl CsvStream {
             0
         };
         let bytes = &self.buf[start..];
+        if !at_end {
+            // Only a header row that ends inside the buffer is judged (a partial one would
+            // count the wrong number of columns).
+            let mut reader = csv::ReaderBuilder::new()
+                .has_headers(true)
+                .flexible(true)
+                .from_reader(bytes);
+            let ended = reader.byte_headers().is_ok()
+                && usize::try_from(reader.position().byte()).is_ok_and(|p| p < bytes.len());
+            if !ended {
+                return Ok(false);
+            }
+        }
         let (head, data_start) =
             read_head(bytes, self.target.as_deref(), &self.limits, &self.opts)?;
-        // The reader stopped at the end of the buffer: the header row may go on.
-        if data_start >= bytes.len() && !at_end {
-            return Ok(false);
-        }
         self.buf.drain(..start + data_start);
         self.quoted = self.buf.contains(&b'"');
         self.head = Some(head);
@@ -1076,6 +1085,14 @@ mod tests {
             String::new(),
             "a,y".into(),
             "a,y\n1,2".into(),
+            // a header wider than the first buffers, and than the column limit
+            format!(
+                "{}\n1\n",
+                (0..20_000)
+                    .map(|j| format!("c{j}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
         ];
         for file in files {
             let whole = read(&file);
