@@ -62,7 +62,14 @@ async fn penguins_upload_as_they_are_and_predict_by_record() {
     assert_eq!(column(&ds, "bill_length_mm")["type"], "numeric");
     assert_eq!(column(&ds, "bill_length_mm")["missing"], 2);
     assert_eq!(column(&ds, "sex")["missing"], 11);
-    // The profile: counts, categories, numbers, class balance.
+    // The profile (on the dataset's own page): counts, categories, numbers, class balance.
+    assert!(
+        ds.get("profile").is_none(),
+        "the upload answers the columns, not the profile"
+    );
+    let id = ds["id"].as_str().unwrap();
+    let (st, ds) = srv.get(&format!("/v1/datasets/{id}")).await;
+    assert_eq!(st, 200, "{ds}");
     let island = profile_column(&ds, "island");
     assert_eq!(island["distinct"], 3);
     assert_eq!(island["top"][0], json!({"value": "Biscoe", "count": 168}));
@@ -77,12 +84,10 @@ async fn penguins_upload_as_they_are_and_predict_by_record() {
             {"value": "Chinstrap", "count": 68}
         ])
     );
-    // GET shows the same; the list leaves the long parts out.
-    let id = ds["id"].as_str().unwrap();
-    let (_, again) = srv.get(&format!("/v1/datasets/{id}")).await;
-    assert_eq!(again["profile"], ds["profile"]);
+    // The list shows the columns, and leaves the profile out.
     let (_, list) = srv.get("/v1/datasets").await;
     assert!(list["items"][0].get("profile").is_none(), "{list}");
+    assert_eq!(list["items"][0]["columns"], ds["columns"]);
 
     let done = train(
         &srv,
@@ -301,7 +306,10 @@ async fn upload_overrides_missing_markers_and_errors_name_the_column() {
     assert_eq!(column(&ds, "plan")["type"], "boolean");
     assert_eq!(column(&ds, "customer_id")["type"], "ignore");
     assert_eq!(column(&ds, "minutes")["missing"], 1);
-    assert_eq!(profile_column(&ds, "area_code")["top"][0]["value"], "415");
+    let (_, full) = srv
+        .get(&format!("/v1/datasets/{}", ds["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(profile_column(&full, "area_code")["top"][0]["value"], "415");
     // Text in a column forced numeric; an unknown type.
     let (st, e) = upload_csv(&srv, "columns=plan:numeric", csv).await;
     assert_eq!(st, 422, "{e}");

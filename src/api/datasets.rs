@@ -139,18 +139,17 @@ fn column_type(name: &str, kind: &str) -> Result<ColumnType, ApiError> {
     })
 }
 
-/// The dataset as lists show it: its size, names, and target.
+/// The dataset as an upload answers and lists show it: its size, names, target, and columns
+/// (type, storage, missing and distinct counts).
 pub fn view(d: &DatasetRecord) -> Value {
     let mut v = view_full(d);
     if let Some(o) = v.as_object_mut() {
         o.remove("profile");
-        o.remove("columns");
     }
     v
 }
 
-/// The dataset with its columns (type, storage, missing and distinct counts) and profile, as
-/// an upload answers and `GET /v1/datasets/{id}` shows it.
+/// [`view`] and the profile, as `GET /v1/datasets/{id}` shows it.
 pub fn view_full(d: &DatasetRecord) -> Value {
     let mut v = json!({
         "id": d.id,
@@ -309,7 +308,7 @@ async fn create(
         Some(d) if idem.is_retry_of(d.created_at) => {
             let location = format!("/v1/datasets/{}", d.id);
             return idem
-                .answer(&s, &p.tenant, 201, Some(location), view_full(&d))
+                .answer(&s, &p.tenant, 201, Some(location), view(&d))
                 .await;
         }
         Some(_) => Uuid::new_v4(),
@@ -376,7 +375,7 @@ async fn create(
     let rec = store_dataset(&s, &p.tenant, id, name, ds).await?;
     crate::crash::point("dataset_ack");
     let location = format!("/v1/datasets/{}", rec.id);
-    idem.answer(&s, &p.tenant, 201, Some(location), view_full(&rec))
+    idem.answer(&s, &p.tenant, 201, Some(location), view(&rec))
         .await
 }
 
