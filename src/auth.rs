@@ -8,7 +8,8 @@ use std::sync::RwLock;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+
+use crate::digest::{hash, hex};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -65,14 +66,6 @@ pub struct KeyEntry {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct KeysFile {
     pub keys: Vec<KeyEntry>,
-}
-
-pub fn hash(secret: &str) -> [u8; 32] {
-    Sha256::digest(secret.as_bytes()).into()
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 fn unhex(s: &str) -> Option<[u8; 32]> {
@@ -171,7 +164,7 @@ impl Keyring {
             return Ok(());
         }
         let file = read_keys(path)?;
-        let keys = file
+        let keys: Vec<([u8; 32], Principal)> = file
             .keys
             .iter()
             .filter(|k| !k.revoked)
@@ -185,14 +178,25 @@ impl Keyring {
                 ))
             })
             .collect();
+        let active = keys.len();
         if let Ok(mut l) = self.loaded.write() {
+            let first = l.file_mtime.is_none() && l.entries == 0;
             *l = Loaded {
                 keys,
                 entries: file.keys.len(),
                 file_mtime: mtime,
             };
+            if !first {
+                tracing::info!(active, file = %path.display(), "keys file changed; keys reloaded");
+            }
         }
         Ok(())
+    }
+
+    /// Active keys: (from `BACKPROP_API_KEYS`, from the keys file).
+    pub fn counts(&self) -> (usize, usize) {
+        let file = self.loaded.read().map(|l| l.keys.len()).unwrap_or(0);
+        (self.env_keys.len(), file)
     }
 
     /// No keys configured at all (none revoked either): the server runs open.
@@ -257,7 +261,7 @@ pub fn create_key(path: &Path, tenant: &str, role: Role) -> Result<(KeyEntry, St
         tenant: tenant.to_string(),
         role,
         hash: hex(&hash(&secret)),
-        created_at: crate::api::rfc3339(crate::store::now_ms()),
+        created_at: crate::clock::rfc3339(crate::clock::now_ms()),
         revoked: false,
     };
     f.keys.push(entry.clone());

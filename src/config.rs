@@ -41,9 +41,12 @@ pub enum Command {
 pub enum KeysCommand {
     /// Create a key; prints its secret once.
     Create {
+        /// The tenant the key acts for: everything it creates belongs to this tenant, and it
+        /// sees nothing of other tenants.
         #[arg(long)]
         tenant: String,
-        /// admin, trainer or predictor
+        /// What the key may do: admin and trainer everything in the tenant, predictor only
+        /// read models and predict.
         #[arg(long, value_parser = ["admin", "trainer", "predictor"])]
         role: String,
         #[command(flatten)]
@@ -56,6 +59,7 @@ pub enum KeysCommand {
     },
     /// Revoke a key by id.
     Revoke {
+        /// The key's id, as `backprop keys list` shows it (not its secret).
         id: String,
         #[command(flatten)]
         file: KeysFileArgs,
@@ -123,31 +127,31 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub queue: QueueArgs,
     /// Queued jobs beyond which new submissions get 429.
-    #[arg(long, env = "BACKPROP_MAX_QUEUED_JOBS", default_value_t = 1000)]
+    #[arg(long, env = "BACKPROP_MAX_QUEUED_JOBS", default_value_t = crate::service::Limits::DEFAULT.max_queued_jobs)]
     pub max_queued_jobs: i64,
     /// Largest request body, bytes (dataset uploads included).
     #[arg(long, env = "BACKPROP_MAX_BODY_BYTES", default_value_t = 256 * 1024 * 1024)]
     pub max_body_bytes: usize,
     /// Most rows in a dataset.
-    #[arg(long, env = "BACKPROP_MAX_ROWS", default_value_t = 1_000_000)]
+    #[arg(long, env = "BACKPROP_MAX_ROWS", default_value_t = crate::data::Limits::DEFAULT.max_rows)]
     pub max_rows: usize,
     /// Most columns in a dataset.
-    #[arg(long, env = "BACKPROP_MAX_COLUMNS", default_value_t = 10_000)]
+    #[arg(long, env = "BACKPROP_MAX_COLUMNS", default_value_t = crate::data::Limits::DEFAULT.max_columns)]
     pub max_columns: usize,
     /// Most cells (rows × columns) in a dataset.
-    #[arg(long, env = "BACKPROP_MAX_CELLS", default_value_t = 100_000_000)]
+    #[arg(long, env = "BACKPROP_MAX_CELLS", default_value_t = crate::data::Limits::DEFAULT.max_cells)]
     pub max_cells: usize,
     /// Most trainable parameters in a model.
-    #[arg(long, env = "BACKPROP_MAX_PARAMETERS", default_value_t = 50_000_000)]
+    #[arg(long, env = "BACKPROP_MAX_PARAMETERS", default_value_t = crate::service::Limits::DEFAULT.max_parameters)]
     pub max_parameters: usize,
     /// Most epochs in a job.
-    #[arg(long, env = "BACKPROP_MAX_EPOCHS", default_value_t = 100_000)]
+    #[arg(long, env = "BACKPROP_MAX_EPOCHS", default_value_t = crate::service::Limits::DEFAULT.max_epochs)]
     pub max_epochs: u32,
     /// Most rows in one predict request.
-    #[arg(long, env = "BACKPROP_MAX_PREDICT_ROWS", default_value_t = 100_000)]
+    #[arg(long, env = "BACKPROP_MAX_PREDICT_ROWS", default_value_t = crate::service::Limits::DEFAULT.max_predict_rows)]
     pub max_predict_rows: usize,
     /// Most layers in a job spec or an imported model.
-    #[arg(long, env = "BACKPROP_MAX_LAYERS", default_value_t = 1000)]
+    #[arg(long, env = "BACKPROP_MAX_LAYERS", default_value_t = crate::service::Limits::DEFAULT.max_layers)]
     pub max_layers: usize,
     /// Event streams (`/v1/jobs/{id}/events`) open at once; beyond it new ones get 503.
     #[arg(long, env = "BACKPROP_MAX_SSE_CLIENTS", default_value_t = 512)]
@@ -161,10 +165,10 @@ pub struct ServeArgs {
     )]
     pub header_read_timeout_secs: f64,
     /// Queued jobs one tenant may have (0 = no limit); beyond it submissions get 429.
-    #[arg(long, env = "BACKPROP_QUOTA_QUEUED_JOBS", default_value_t = 0)]
+    #[arg(long, env = "BACKPROP_QUOTA_QUEUED_JOBS", default_value_t = crate::service::Limits::DEFAULT.quota_queued_jobs)]
     pub quota_queued_jobs: i64,
     /// Bytes of datasets and models one tenant may store (0 = no limit); beyond it 429.
-    #[arg(long, env = "BACKPROP_QUOTA_STORED_BYTES", default_value_t = 0)]
+    #[arg(long, env = "BACKPROP_QUOTA_STORED_BYTES", default_value_t = crate::service::Limits::DEFAULT.quota_stored_bytes)]
     pub quota_stored_bytes: i64,
     /// Seconds a request may take before it is answered 503 (the event stream is exempt).
     #[arg(long, env = "BACKPROP_REQUEST_TIMEOUT_SECS", default_value_t = 60.0)]

@@ -10,14 +10,16 @@ use std::sync::OnceLock;
 use axum::response::IntoResponse;
 use ndarray::{Array2, Axis};
 
-use crate::api::jobs::{DatasetSource, plan_job, read_request};
-use crate::api::models::{prediction_body, read_import};
-use crate::api::{ApiError, Limits};
+use crate::api::ApiError;
+use crate::api::view::prediction_body;
 use crate::data::json::{JsonCell, JsonRow};
 use crate::data::{self, DataError, Dataset, JsonDataset, Limits as DataLimits};
 use crate::nn::model::Model;
 use crate::nn::tabular::Storage;
 use crate::nn::{ClassLabel, Control, Loss, Targets, TrainError, TrainSpec};
+use crate::service::Limits;
+use crate::service::jobs::{DatasetSource, plan_job, read_request};
+use crate::service::models::read_import;
 
 /// Small bounds, so the limit paths are reachable by a fuzzer.
 const SMALL: DataLimits = DataLimits {
@@ -106,7 +108,7 @@ fn assert_same(a: &Dataset, b: &Dataset, what: &str) {
 
 /// `POST /v1/datasets` with `application/json`.
 pub fn json_dataset(input: &[u8]) {
-    let body: JsonDataset = match crate::api::error::parse_json(input) {
+    let body: JsonDataset = match crate::service::read::parse_json(input) {
         Ok(b) => b,
         Err(e) => return check_client_error(e),
     };
@@ -147,7 +149,7 @@ pub fn json_dataset(input: &[u8]) {
                 pointer.starts_with('/'),
                 "JSON errors carry a pointer: {e:?}"
             );
-            check_client_error(e.into());
+            check_client_error(e);
         }
     }
 }
@@ -173,20 +175,10 @@ pub fn job_accepted(input: &[u8]) -> bool {
         DatasetSource::Stored(_) => stored_dataset(input.len()),
         DatasetSource::Inline(inline) => inline.1,
     };
+    // The server's limits (epochs, layers) but for the small data and parameter bounds.
     let limits = Limits {
         data: SMALL,
-        max_body_bytes: 1 << 20,
-        max_parameters: MAX_PARAMETERS,
-        max_epochs: 100_000,
-        max_queued_jobs: 1000,
-        max_predict_rows: 1000,
-        max_layers: 1000,
-        max_sse_clients: 512,
-        request_timeout: std::time::Duration::from_secs(60),
-        header_read_timeout: std::time::Duration::from_secs(10),
-        quota_queued_jobs: 0,
-        quota_stored_bytes: 0,
-        cors_origins: vec![],
+        ..limits_with(MAX_PARAMETERS)
     };
     let spec = req.spec;
     let plan = match plan_job(&spec, &dataset, &limits) {
@@ -198,13 +190,18 @@ pub fn job_accepted(input: &[u8]) -> bool {
     };
     assert!(plan.parameter_count <= MAX_PARAMETERS);
 
-    // The handler stores the spec as JSON; the worker reads it back.
-    let mut stored = crate::store::to_json(&spec);
-    stored["dataset_id"] = serde_json::json!(uuid::Uuid::nil());
-    stored["priority"] = serde_json::json!(req.priority);
-    let back = crate::jobs::train_spec(&stored)
+    // The use case stores the job's spec as JSON; the worker reads it back.
+    let job_spec = crate::store::JobSpec {
+        train: spec.clone(),
+        dataset_id: Some(uuid::Uuid::nil()),
+        priority: req.priority,
+        name: req.name,
+        validation_dataset_id: None,
+    };
+    let stored = job_spec.to_value();
+    let back = crate::store::JobSpec::from_value(stored.clone())
         .unwrap_or_else(|e| panic!("the stored spec {stored} does not read back: {e}"));
-    assert_eq!(back, spec, "the stored spec reads back different");
+    assert_eq!(back, job_spec, "the stored spec reads back different");
     let dataset = Dataset::from_bytes(&dataset.to_bytes()).expect("stored dataset reads back");
 
     let session = crate::jobs::session(&spec, &dataset, None)
@@ -236,7 +233,7 @@ pub fn job_accepted(input: &[u8]) -> bool {
         Ok(out) => {
             assert!(out.epochs_run >= 1 && out.epochs_run <= short.epochs);
             let doc = serde_json::to_vec(&out.model.to_document()).expect("serialises");
-            let back = read_import(&doc, usize::MAX)
+            let back = read_import(&doc, &limits_with(usize::MAX))
                 .unwrap_or_else(|e| panic!("a trained model does not import: {e:?}"));
             let x = encoded_inputs(&out.model, &dataset);
             let p = out.model.predict(x.view());
@@ -253,7 +250,7 @@ pub fn job_accepted(input: &[u8]) -> bool {
 /// `POST /v1/models`: import a document; when it is accepted, export it again (the stored
 /// and exported form) and predict a few rows with both.
 pub fn model_import(input: &[u8]) {
-    let model = match read_import(input, MAX_PARAMETERS) {
+    let model = match read_import(input, &limits_with(MAX_PARAMETERS)) {
         Ok(m) => m,
         Err(e) => return check_client_error(e),
     };
@@ -262,7 +259,7 @@ pub fn model_import(input: &[u8]) {
     let out = plan_width(&model);
     assert!(out >= 1);
     let doc = crate::store::to_json(&model.to_document());
-    let back = read_import(doc.to_string().as_bytes(), MAX_PARAMETERS)
+    let back = read_import(doc.to_string().as_bytes(), &limits_with(MAX_PARAMETERS))
         .unwrap_or_else(|e| panic!("an exported model does not import: {e:?} {doc}"));
     assert_eq!(
         back.to_document(),
@@ -321,7 +318,7 @@ fn encoded_inputs(model: &Model, ds: &Dataset) -> Array2<f32> {
 /// raw-row reader either gives one encoded row per input row, all finite, or a client error.
 pub fn predict_rows(input: &[u8]) {
     for model in predict_models() {
-        match crate::api::models::read_inputs(input, model, 64) {
+        match crate::service::predict::read_inputs(input, model, 64) {
             Ok(x) => {
                 assert_eq!(x.ncols(), model.input_dim());
                 assert!(x.nrows() >= 1 && x.nrows() <= 64);
@@ -509,8 +506,17 @@ fn check_data_error(e: &DataError) {
     assert!(!e.message.contains("internal"), "an internal error: {e:?}");
 }
 
+/// The server's default limits with at most `max_parameters` parameters.
+fn limits_with(max_parameters: usize) -> Limits {
+    Limits {
+        max_parameters,
+        ..Limits::DEFAULT
+    }
+}
+
 /// A rejection of user input must be a 4xx with something to say.
-fn check_client_error(e: ApiError) {
+fn check_client_error(e: impl Into<ApiError>) {
+    let e: ApiError = e.into();
     if let ApiError::Invalid(errs) = &e {
         assert!(!errs.is_empty());
         for s in errs {

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::api::{self, AppState, Limits, ModelCache};
+use crate::api::{self, AppState, Limits};
 use crate::config::{DbArgs, QueueArgs, ServeArgs, WorkerArgs};
 use crate::jobs::{Jobs, Settings};
+use crate::service::{self, ModelCache, Service};
 use crate::store::{PostgresStore, SqliteStore, Store, StoreError};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -67,7 +68,20 @@ pub fn keys(cmd: crate::config::KeysCommand) -> Result<(), BoxError> {
             );
         }
         KeysCommand::List { file } => {
-            for k in crate::auth::read_keys(&file.path())?.keys {
+            let path = file.path();
+            // A mistyped --data-dir must not look like "no keys": say where we looked.
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+                && !dir.is_dir()
+            {
+                return Err(format!(
+                    "no directory {} (set --data-dir or --keys-file to where the server keeps its keys)",
+                    dir.display()
+                )
+                .into());
+            }
+            let keys = crate::auth::read_keys(&path)?.keys;
+            println!("ID\tTENANT\tROLE\tCREATED\tSTATE");
+            for k in &keys {
                 let state = if k.revoked { "revoked" } else { "active" };
                 println!(
                     "{}\t{}\t{}\t{}\t{}",
@@ -76,6 +90,12 @@ pub fn keys(cmd: crate::config::KeysCommand) -> Result<(), BoxError> {
                     k.role.as_str(),
                     k.created_at,
                     state
+                );
+            }
+            if keys.is_empty() {
+                eprintln!(
+                    "no keys in {} yet; `backprop keys create` makes one",
+                    path.display()
                 );
             }
         }
@@ -267,6 +287,14 @@ pub async fn serve(args: ServeArgs) -> Result<(), BoxError> {
     }
     if keys.is_open() {
         tracing::warn!("no API keys configured: the API is open (local use)");
+    } else {
+        let (from_env, from_file) = keys.counts();
+        tracing::info!(
+            from_env,
+            from_file,
+            "{} API keys loaded ({from_env} from BACKPROP_API_KEYS, {from_file} from the keys file)",
+            from_env + from_file
+        );
     }
     {
         let keys = keys.clone();
@@ -291,27 +319,31 @@ pub async fn serve(args: ServeArgs) -> Result<(), BoxError> {
         }
     };
     let state = AppState {
-        store,
-        jobs: jobs.clone(),
-        models: Arc::new(ModelCache::new(args.model_cache)),
+        service: Service {
+            store,
+            jobs: jobs.clone(),
+            models: Arc::new(ModelCache::new(args.model_cache)),
+            limits: Arc::new(service::Limits {
+                data: crate::data::Limits {
+                    max_rows: args.max_rows,
+                    max_columns: args.max_columns,
+                    max_cells: args.max_cells,
+                },
+                max_parameters: args.max_parameters,
+                max_epochs: args.max_epochs,
+                max_queued_jobs: args.max_queued_jobs,
+                max_predict_rows: args.max_predict_rows,
+                max_layers: args.max_layers,
+                quota_queued_jobs: args.quota_queued_jobs,
+                quota_stored_bytes: args.quota_stored_bytes,
+            }),
+        },
         limits: Arc::new(Limits {
-            data: crate::data::Limits {
-                max_rows: args.max_rows,
-                max_columns: args.max_columns,
-                max_cells: args.max_cells,
-            },
             max_body_bytes: args.max_body_bytes,
-            max_parameters: args.max_parameters,
-            max_epochs: args.max_epochs,
-            max_queued_jobs: args.max_queued_jobs,
-            max_predict_rows: args.max_predict_rows,
-            max_layers: args.max_layers,
             max_sse_clients: args.max_sse_clients,
             request_timeout: Duration::from_secs_f64(args.request_timeout_secs.max(0.001)),
             header_read_timeout: Duration::from_secs_f64(args.header_read_timeout_secs.max(0.001)),
             cors_origins: args.cors_origins.clone(),
-            quota_queued_jobs: args.quota_queued_jobs,
-            quota_stored_bytes: args.quota_stored_bytes,
         }),
         metrics: install_metrics(),
         keys,
@@ -409,6 +441,7 @@ fn install_metrics() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
         });
     match builder.and_then(|b| b.install_recorder()) {
         Ok(h) => {
+            describe_metrics();
             // Histogram samples pile up in the recorder until they are drained into their
             // buckets, which `install_recorder` leaves to us: without this a node nobody
             // scrapes grows by every request's latency (bench/soak.py found ~1 MB/min).
@@ -426,6 +459,65 @@ fn install_metrics() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
             None
         }
     }
+}
+
+/// The `# HELP` line of every metric (the exporter writes one for each described metric).
+fn describe_metrics() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "backprop_http_requests_total",
+        "HTTP requests answered, by method, route template and status"
+    );
+    describe_histogram!(
+        "backprop_http_request_duration_seconds",
+        Unit::Seconds,
+        "Time to answer an HTTP request, by method and route template"
+    );
+    describe_gauge!(
+        "backprop_jobs",
+        "Jobs in the database by status (all tenants, all nodes)"
+    );
+    describe_gauge!(
+        "backprop_jobs_running_here",
+        "Jobs this node is training now"
+    );
+    describe_gauge!(
+        "backprop_db_connections",
+        "Database pool connections by state (open, idle)"
+    );
+    describe_histogram!(
+        "backprop_queue_wait_seconds",
+        Unit::Seconds,
+        "Time a job waited in the queue before a worker claimed it"
+    );
+    describe_counter!(
+        "backprop_jobs_finished_total",
+        "Training attempts that ended, by outcome"
+    );
+    describe_histogram!(
+        "backprop_epoch_duration_seconds",
+        Unit::Seconds,
+        "Time one training epoch took"
+    );
+    describe_counter!(
+        "backprop_training_samples_total",
+        "Training rows processed (rows x epochs)"
+    );
+    describe_counter!("backprop_epochs_total", "Training epochs completed");
+    describe_counter!(
+        "backprop_event_streams_refused_total",
+        "Event streams refused because --max-sse-clients were open"
+    );
+    describe_counter!(
+        "backprop_model_cache_total",
+        "Model lookups for predictions, by result (hit, miss)"
+    );
+    describe_histogram!(
+        "backprop_predict_duration_seconds",
+        Unit::Seconds,
+        "Time of the forward pass of a predict request"
+    );
+    describe_histogram!("backprop_predict_rows", "Rows in one predict request");
 }
 
 /// Training threads run at a lower priority (nice 10) than the HTTP threads, so a predict

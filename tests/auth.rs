@@ -329,7 +329,14 @@ async fn keys_file_cli_and_open_mode_rules() {
         .output()
         .unwrap();
     let list = String::from_utf8(list.stdout).unwrap();
-    let key_id = list.split_whitespace().next().unwrap().to_string();
+    // A header row, then one row per key.
+    assert!(list.starts_with("ID\tTENANT\tROLE"), "{list}");
+    let key_id = list
+        .lines()
+        .nth(1)
+        .and_then(|row| row.split_whitespace().next())
+        .unwrap()
+        .to_string();
     assert!(list.contains("acme") && list.contains("trainer") && list.contains("active"));
 
     let keys_file = dir.path().join("keys.json").display().to_string();

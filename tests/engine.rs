@@ -323,6 +323,36 @@ fn a_huge_learning_rate_is_reported_as_divergence() {
     assert!(message.contains("learning rate"), "{message}");
 }
 
+/// Issue 15, item 16: with `l2: 1e30` or an elu `alpha` of 1e38 the advice blamed the
+/// learning rate; it names the field that overflowed instead.
+#[test]
+fn divergence_from_an_absurd_penalty_or_alpha_names_that_field() {
+    let (train_set, _) = dataset("diabetes", values);
+    for (json, field) in [
+        (
+            r#"{"layers": [{"units": 8, "activation": "relu"}, {"units": 1}], "l2": 1e30,
+                "loss": "mse", "optimizer": {"type": "sgd", "learning_rate": 0.01},
+                "epochs": 5, "batch_size": 32, "seed": 1}"#,
+            "/l2 is 1e30",
+        ),
+        (
+            r#"{"layers": [{"units": 8, "activation": "elu", "alpha": 1e38}, {"units": 1}],
+                "loss": "mse", "optimizer": {"type": "sgd", "learning_rate": 0.01},
+                "epochs": 5, "batch_size": 32, "seed": 1}"#,
+            "/layers/0/alpha is 1e38",
+        ),
+    ] {
+        let err = match train(&spec(json), &train_set, None, 1) {
+            Err(e) => e,
+            Ok((o, _)) => panic!("{json}: trained {} epochs without diverging", o.epochs_run),
+        };
+        let message = err.to_string();
+        assert!(matches!(err, TrainError::Diverged { .. }), "{message}");
+        assert!(message.contains(field), "{message}");
+        assert!(!message.contains("learning rate is too large"), "{message}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Determinism, checkpoints and ending a run
 

@@ -11,8 +11,8 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use backprop::store::{
-    DatasetRecord, Finish, JobRecord, JobStatus, ModelRecord, PostgresStore, SqliteStore, Store,
-    now_ms, to_json,
+    DatasetRecord, Failure, FailureKind, Finish, IdempotentAnswer, JobRecord, JobSpec, JobStatus,
+    ModelRecord, PostgresStore, SqliteStore, Store, now_ms, to_json,
 };
 use futures::FutureExt;
 use serde_json::{Value, json};
@@ -109,6 +109,7 @@ conformance!(
     lease_expiry_requeues_only_expired_jobs,
     release_puts_the_job_back,
     attempt_cap_fails_instead_of_looping,
+    an_idempotency_reservation_is_replaced_only_by_its_own_answer,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -140,11 +141,13 @@ fn job(priority: i32) -> JobRecord {
         status: JobStatus::Queued,
         priority,
         dataset_id: Some(Uuid::new_v4()),
-        spec: json!({
+        spec: JobSpec::from_value(json!({
             "layers": [{"units": 8, "activation": "relu"}],
-            "optimizer": {"kind": "adam", "learning_rate": to_json(&0.01f32)},
+            "optimizer": {"type": "adam", "learning_rate": to_json(&0.01f32)},
+            "loss": "mse",
             "epochs": 10,
-        }),
+        }))
+        .expect("a job spec"),
         epochs: 10,
         epoch: 0,
         latest: None,
@@ -646,24 +649,17 @@ async fn finish_stores_the_model_atomically(store: Arc<dyn Store>) {
 
 async fn finish_failed_and_cancelled(store: Arc<dyn Store>) {
     let a = running(&store, 60_000).await;
-    let problem = json!({"type": "/problems/training-diverged", "title": "Training diverged",
-                         "status": 422, "detail": "loss is NaN at epoch 3"});
+    let failure = Failure::new(FailureKind::TrainingDiverged, "loss is NaN at epoch 3");
     assert!(
         store
-            .finish_job(
-                a.id,
-                1,
-                Finish::Failed {
-                    error: problem.clone()
-                }
-            )
+            .finish_job(a.id, 1, Finish::Failed(failure.clone()))
             .await
             .unwrap()
     );
     let a = get(&store, a.id).await;
     assert_eq!(
         (a.status, a.error, a.model_id),
-        (JobStatus::Failed, Some(problem), None)
+        (JobStatus::Failed, Some(failure), None)
     );
     assert!(a.finished_at.is_some());
 
@@ -705,9 +701,7 @@ async fn cancel_queued_vs_running(store: Arc<dyn Store>) {
             .finish_job(
                 done.id,
                 1,
-                Finish::Failed {
-                    error: json!({"title": "x"})
-                }
+                Finish::Failed(Failure::new(FailureKind::TrainingCrashed, "x"))
             )
             .await
             .unwrap()
@@ -856,12 +850,10 @@ async fn attempt_cap_fails_instead_of_looping(store: Arc<dyn Store>) {
     assert_eq!(j.status, JobStatus::Failed);
     assert_eq!(
         j.error,
-        Some(json!({
-            "type": "/problems/too-many-attempts",
-            "title": "Too many attempts",
-            "status": 500,
-            "detail": "the job was interrupted 5 times (its workers died); it will not be retried",
-        }))
+        Some(Failure::new(
+            FailureKind::TooManyAttempts,
+            "the job was interrupted 5 times (its workers died); it will not be retried",
+        ))
     );
     assert!(j.finished_at.is_some_and(|t| t >= t0));
     assert_eq!(store.load_checkpoint(id).await.unwrap(), None);
@@ -870,4 +862,81 @@ async fn attempt_cap_fails_instead_of_looping(store: Arc<dyn Store>) {
         None
     );
     assert!(!store.finish_job(id, 5, Finish::Cancelled).await.unwrap());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Idempotency keys
+
+/// A key is reserved (status 0) by the first request's fingerprint; only that request's answer
+/// replaces the reservation, no answer replaces an answer, and a reservation — never an
+/// answer — can be given back.
+async fn an_idempotency_reservation_is_replaced_only_by_its_own_answer(store: Arc<dyn Store>) {
+    let (t, route, key) = ("default", "POST /v1/datasets", "k");
+    let answer = |fp: &str, status: u16, body: serde_json::Value| IdempotentAnswer {
+        fingerprint: fp.into(),
+        status,
+        location: None,
+        body,
+    };
+    store
+        .remember_answer(t, route, key, &answer("A", 0, json!(null)))
+        .await
+        .unwrap();
+    // Another request's reservation or answer does not take the key.
+    store
+        .remember_answer(t, route, key, &answer("B", 0, json!(null)))
+        .await
+        .unwrap();
+    store
+        .remember_answer(t, route, key, &answer("B", 201, json!({"id": "b"})))
+        .await
+        .unwrap();
+    let held = store
+        .idempotent_answer(t, route, key)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(held, answer("A", 0, json!(null)));
+    // B cannot give back A's reservation.
+    store.forget_reservation(t, route, key, "B").await.unwrap();
+    assert!(
+        store
+            .idempotent_answer(t, route, key)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // A's answer replaces A's reservation, and then nothing replaces it.
+    store
+        .remember_answer(t, route, key, &answer("A", 201, json!({"id": "a"})))
+        .await
+        .unwrap();
+    store
+        .remember_answer(t, route, key, &answer("A", 0, json!(null)))
+        .await
+        .unwrap();
+    store
+        .remember_answer(t, route, key, &answer("A", 201, json!({"id": "again"})))
+        .await
+        .unwrap();
+    store.forget_reservation(t, route, key, "A").await.unwrap();
+    let held = store
+        .idempotent_answer(t, route, key)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(held, answer("A", 201, json!({"id": "a"})));
+    // A reservation given back frees the key for another request.
+    store
+        .remember_answer(t, route, "k2", &answer("A", 0, json!(null)))
+        .await
+        .unwrap();
+    store.forget_reservation(t, route, "k2", "A").await.unwrap();
+    assert!(
+        store
+            .idempotent_answer(t, route, "k2")
+            .await
+            .unwrap()
+            .is_none()
+    );
 }

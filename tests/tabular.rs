@@ -450,3 +450,72 @@ async fn plain_numeric_models_take_records_by_feature_name_and_stay_as_they_were
     assert_eq!(st, 422, "{e}");
     assert!(e["detail"].as_str().unwrap().contains("\"b\""), "{e}");
 }
+
+/// A dataset with fewer than 2 rows that have a target cannot be trained on (one row cannot
+/// be split, scaled or learned from): CSV and JSON uploads and inline job datasets are refused
+/// with 422 at their rows, saying why — the public contract's one-row upload among them —
+/// and nothing is stored. Two rows are enough.
+#[tokio::test]
+async fn a_dataset_needs_at_least_two_rows_with_a_target() {
+    let srv = Server::start(&[]).await;
+    let check = |st: u16, body: &Value, pointer: &str| {
+        assert_eq!(st, 422, "{body}");
+        assert_eq!(body["pointer"], pointer, "{body}");
+        let detail = body["detail"].as_str().unwrap();
+        assert!(
+            detail.contains("a dataset needs at least 2 rows with a target to train on"),
+            "{body}"
+        );
+    };
+    // The contract's upload: one row, now that `x` is a category rather than an error.
+    let (st, body) = upload_csv(&srv, "name=s&target=target", "a,b,target\n1,x,0\n").await;
+    check(st, &body, "/rows");
+    // Two rows, but one has no target: it is dropped, and the message says so.
+    let (st, body) = upload_csv(&srv, "target=y", "a,y\n1,0\n2,\n").await;
+    check(st, &body, "/rows");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("1 rows without a target were dropped"),
+        "{body}"
+    );
+    let (st, body) = srv
+        .post(
+            "/v1/datasets",
+            &json!({"features": [[1.0]], "targets": [0]}),
+        )
+        .await;
+    check(st, &body, "/rows");
+    let (st, body) = srv
+        .post(
+            "/v1/datasets",
+            &json!({"features": [[1.0], [2.0]], "targets": ["a", null]}),
+        )
+        .await;
+    check(st, &body, "/rows");
+    let (st, body) = srv
+        .post(
+            "/v1/jobs",
+            &json!({"dataset": {"features": [[1.0]], "targets": [1.0]},
+                    "layers": [{"units": 1}], "loss": "mse"}),
+        )
+        .await;
+    check(st, &body, "/dataset/rows");
+    let (_, list) = srv.get("/v1/datasets").await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 0, "{list}");
+    let (_, jobs) = srv.get("/v1/jobs").await;
+    assert_eq!(jobs["items"].as_array().unwrap().len(), 0, "{jobs}");
+
+    // Two rows with a target are a dataset.
+    let (st, body) = upload_csv(&srv, "target=target", "a,b,target\n1,x,0\n2,y,1\n").await;
+    assert_eq!(st, 201, "{body}");
+    assert_eq!(body["rows"], 2, "{body}");
+    let (st, body) = srv
+        .post(
+            "/v1/datasets",
+            &json!({"features": [[1.0], [2.0]], "targets": [0, 1]}),
+        )
+        .await;
+    assert_eq!(st, 201, "{body}");
+}

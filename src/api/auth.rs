@@ -13,6 +13,13 @@ impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        // Two keys in one request: which one acts is ambiguous (proxies and servers differ on
+        // "the first wins"), so neither does.
+        if parts.headers.get_all(header::AUTHORIZATION).iter().count() > 1 {
+            return Err(ApiError::bad(
+                "the request has more than one Authorization header; send exactly one",
+            ));
+        }
         if state.keys.is_open() {
             return Ok(Principal {
                 tenant: crate::auth::OPEN_TENANT.into(),

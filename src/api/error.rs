@@ -7,7 +7,8 @@ use serde_json::json;
 
 use crate::data::DataError;
 use crate::nn::SpecError;
-use crate::store::StoreError;
+use crate::service;
+use crate::store::{Failure, FailureKind, StoreError};
 
 #[derive(Debug)]
 pub enum ApiError {
@@ -34,6 +35,8 @@ pub enum ApiError {
         retry_after: u64,
     },
     Unavailable(String),
+    /// 415: a body in a media type (or content encoding) the route does not take.
+    UnsupportedMediaType(String),
     Internal(String),
 }
 
@@ -81,6 +84,11 @@ impl ApiError {
                 "unavailable",
                 "Service unavailable",
             ),
+            ApiError::UnsupportedMediaType(_) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported media type",
+            ),
             ApiError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
@@ -90,38 +98,70 @@ impl ApiError {
     }
 }
 
+impl From<service::Error> for ApiError {
+    /// How each kind of use-case failure is answered.
+    fn from(e: service::Error) -> Self {
+        use service::Error as E;
+        match e {
+            E::Unreadable { detail, pointer } => ApiError::BadRequest { detail, pointer },
+            E::Invalid(errs) => ApiError::Invalid(errs),
+            E::NotFound(d) => ApiError::NotFound(d),
+            E::Conflict(d) => ApiError::Conflict(d),
+            E::TooLarge {
+                detail,
+                pointer: Some(pointer),
+            } => ApiError::TooLargeAt { detail, pointer },
+            E::TooLarge {
+                detail,
+                pointer: None,
+            } => ApiError::TooLarge(detail),
+            E::OverQuota {
+                detail,
+                retry_after,
+            } => ApiError::TooMany {
+                detail,
+                retry_after,
+            },
+            E::Unavailable(d) => ApiError::Unavailable(d),
+            E::Internal(cause) => ApiError::Internal(cause),
+        }
+    }
+}
+
+/// How a failed job's error is shown: the problem document of its kind (the same documents
+/// releases before failure kinds stored).
+pub fn failure_problem(f: &Failure) -> serde_json::Value {
+    use FailureKind as K;
+    let (title, status) = match f.kind {
+        K::TrainingDiverged => ("Training diverged", StatusCode::UNPROCESSABLE_ENTITY),
+        K::InvalidSpec => ("Invalid spec", StatusCode::UNPROCESSABLE_ENTITY),
+        K::NoDataset => ("No dataset", StatusCode::UNPROCESSABLE_ENTITY),
+        K::DatasetGone => ("Dataset gone", StatusCode::UNPROCESSABLE_ENTITY),
+        K::CheckpointUnreadable => ("Checkpoint unreadable", StatusCode::INTERNAL_SERVER_ERROR),
+        K::StoredSpecUnreadable => ("Stored spec unreadable", StatusCode::INTERNAL_SERVER_ERROR),
+        K::NoTrainingThread => ("No training thread", StatusCode::INTERNAL_SERVER_ERROR),
+        K::TrainingCrashed => ("Training crashed", StatusCode::INTERNAL_SERVER_ERROR),
+        K::DatabaseError => ("Database error", StatusCode::INTERNAL_SERVER_ERROR),
+        K::TooManyAttempts => ("Too many attempts", StatusCode::INTERNAL_SERVER_ERROR),
+    };
+    let slug = title.to_lowercase().replace(' ', "-");
+    json!({
+        "type": format!("/problems/{slug}"),
+        "title": title,
+        "status": status.as_u16(),
+        "detail": f.detail,
+    })
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Unavailable(m) => {
-                ApiError::Unavailable(format!("the database is unavailable: {m}"))
-            }
-            StoreError::Duplicate(m) => ApiError::Conflict(format!(
-                "a request with the same Idempotency-Key is being processed; retry ({m})"
-            )),
-            other => ApiError::Internal(other.to_string()),
-        }
+        service::Error::from(e).into()
     }
 }
 
 impl From<DataError> for ApiError {
     fn from(e: DataError) -> Self {
-        if e.too_large {
-            return match e.pointer {
-                Some(pointer) => ApiError::TooLargeAt {
-                    detail: e.message,
-                    pointer,
-                },
-                None => ApiError::TooLarge(e.message),
-            };
-        }
-        match e.pointer {
-            Some(p) => ApiError::Invalid(vec![SpecError::new(p, e.message)]),
-            None => ApiError::BadRequest {
-                detail: e.message,
-                pointer: None,
-            },
-        }
+        service::Error::from(e).into()
     }
 }
 
@@ -141,25 +181,38 @@ impl IntoResponse for ApiError {
                 }
             }
             ApiError::Invalid(errs) => {
-                let detail = errs
+                // A body with a hundred thousand bad fields gets the first ones and a count,
+                // not an answer larger than the request.
+                let shown = &errs[..errs.len().min(MAX_ERRORS_SHOWN)];
+                let more = errs.len() - shown.len();
+                let mut detail = shown
                     .iter()
+                    .take(10)
                     .map(|e| e.to_string())
                     .collect::<Vec<_>>()
                     .join("; ");
+                if errs.len() > 10 {
+                    detail.push_str(&format!("; and {} more", errs.len() - 10));
+                }
                 body["detail"] = json!(detail);
                 if let Some(first) = errs.first() {
                     body["pointer"] = json!(first.pointer);
                 }
                 body["errors"] = json!(
-                    errs.iter()
+                    shown
+                        .iter()
                         .map(|e| json!({"pointer": e.pointer, "detail": e.message}))
                         .collect::<Vec<_>>()
                 );
+                if more > 0 {
+                    body["more_errors"] = json!(more);
+                }
             }
             ApiError::NotFound(d)
             | ApiError::Conflict(d)
             | ApiError::TooLarge(d)
             | ApiError::TooMany { detail: d, .. }
+            | ApiError::UnsupportedMediaType(d)
             | ApiError::Unavailable(d) => body["detail"] = json!(d),
             ApiError::TooLargeAt { detail, pointer } => {
                 body["detail"] = json!(detail);
@@ -197,98 +250,34 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Parses a JSON body into `T`, pointing at the field that failed.
-pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
-        return Err(ApiError::bad(
-            "the request body is empty; send a JSON document",
-        ));
-    }
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let pointer = pointer_of(e.path());
-        json_problem(e.into_inner(), pointer)
-    })
-}
+/// The most entries of a validation problem's `errors` list; `more_errors` counts the rest.
+pub const MAX_ERRORS_SHOWN: usize = 100;
 
-/// Parses a JSON body with a `DeserializeSeed` (for readers that check limits as they go),
-/// pointing at the field that failed like [`parse_json`].
-pub fn parse_json_seed<'de, S: serde::de::DeserializeSeed<'de>>(
-    bytes: &'de [u8],
-    seed: S,
-) -> Result<S::Value, ApiError> {
-    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
-        return Err(ApiError::bad(
-            "the request body is empty; send a JSON document",
-        ));
-    }
-    let mut track = serde_path_to_error::Track::new();
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    seed.deserialize(serde_path_to_error::Deserializer::new(&mut de, &mut track))
-        .map_err(|e| json_problem(e, pointer_of(&track.path())))
-}
-
-/// A serde_json error as a problem: 400 for unreadable JSON, else 422 at `pointer`.
-fn json_problem(inner: serde_json::Error, pointer: String) -> ApiError {
-    if inner.is_syntax() || inner.is_eof() {
-        ApiError::BadRequest {
-            detail: format!("malformed JSON: {inner}"),
-            pointer: None,
-        }
-    } else {
-        let msg = strip_position(&inner.to_string());
-        // The whole body is wrong (a string where an object belongs): "/", as from_value
-        // and the handlers say, not an empty pointer.
-        ApiError::invalid(
-            if pointer.is_empty() {
-                "/".into()
-            } else {
-                pointer
-            },
-            msg,
-        )
-    }
-}
-
-/// Parses a JSON value into `T` under `prefix`.
-pub fn from_value<T: serde::de::DeserializeOwned>(
-    v: serde_json::Value,
-    prefix: &str,
-) -> Result<T, ApiError> {
-    serde_path_to_error::deserialize(v).map_err(|e| {
-        let pointer = format!("{prefix}{}", pointer_of(e.path()));
-        ApiError::invalid(
-            if pointer.is_empty() {
-                "/".into()
-            } else {
-                pointer
-            },
-            e.into_inner().to_string(),
-        )
-    })
-}
-
-fn strip_position(s: &str) -> String {
-    match s.rfind(" at line ") {
-        Some(i) => s[..i].to_string(),
-        None => s.to_string(),
-    }
-}
-
-fn pointer_of(path: &serde_path_to_error::Path) -> String {
-    use serde_path_to_error::Segment;
-    let mut p = String::new();
-    for seg in path.iter() {
-        match seg {
-            Segment::Seq { index } => p.push_str(&format!("/{index}")),
-            Segment::Map { key } => {
-                p.push_str(&format!("/{}", key.replace('~', "~0").replace('/', "~1")))
-            }
-            Segment::Enum { variant } => p.push_str(&format!("/{variant}")),
-            Segment::Unknown => {}
+impl ApiError {
+    /// An error response that some layer below the handlers wrote as plain text (a path
+    /// segment that is not UTF-8, a body-decompression failure, …) as the problem its status
+    /// stands for, so that every error the server sends is a problem document.
+    pub fn from_plain(status: StatusCode, text: &str) -> Self {
+        let detail = if text.trim().is_empty() {
+            status
+                .canonical_reason()
+                .unwrap_or("the request failed")
+                .to_string()
+        } else {
+            text.trim().to_string()
+        };
+        match status {
+            StatusCode::NOT_FOUND => ApiError::NotFound(detail),
+            StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
+            StatusCode::CONFLICT => ApiError::Conflict(detail),
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(detail),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType(detail),
+            StatusCode::UNPROCESSABLE_ENTITY => ApiError::invalid("/", detail),
+            StatusCode::SERVICE_UNAVAILABLE => ApiError::Unavailable(detail),
+            s if s.is_server_error() => ApiError::Internal(detail),
+            _ => ApiError::bad(detail),
         }
     }
-    p
 }
 
 #[cfg(test)]
@@ -296,17 +285,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_body_of_the_wrong_type_points_at_the_root() {
-        // Found by the json_dataset fuzz target: a JSON string as the body gave pointer "".
-        let e = parse_json::<crate::data::JsonDataset>(br#""feature_names""#).unwrap_err();
-        match e {
-            ApiError::Invalid(errs) => assert_eq!(errs[0].pointer, "/"),
-            other => panic!("{other:?}"),
+    fn a_plain_text_error_becomes_the_problem_of_its_status() {
+        let e = ApiError::from_plain(StatusCode::BAD_REQUEST, "Invalid URL: Invalid UTF-8 in id");
+        assert_eq!(e.parts().0, StatusCode::BAD_REQUEST);
+        let e = ApiError::from_plain(StatusCode::UNSUPPORTED_MEDIA_TYPE, "");
+        assert_eq!(e.parts().0, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    }
+
+    /// Releases before failure kinds stored these documents; a kind read from one must be
+    /// shown as exactly that document again.
+    #[test]
+    fn a_failure_is_shown_as_the_problem_document_earlier_releases_stored() {
+        for old in [
+            json!({"type": "/problems/training-diverged", "title": "Training diverged",
+                   "status": 422, "detail": "loss is NaN at epoch 3"}),
+            json!({"type": "/problems/too-many-attempts", "title": "Too many attempts",
+                   "status": 500, "detail": "the job was interrupted 5 times (its workers died); it will not be retried"}),
+            json!({"type": "/problems/dataset-gone", "title": "Dataset gone", "status": 422,
+                   "detail": "dataset 1 was deleted before the job ran"}),
+            json!({"type": "/problems/checkpoint-unreadable", "title": "Checkpoint unreadable",
+                   "status": 500, "detail": "bad magic"}),
+        ] {
+            let f = Failure::from_value(&old).unwrap();
+            assert_eq!(failure_problem(&f), old);
         }
-        let e = parse_json::<crate::data::JsonDataset>(br#"{"features": "x"}"#).unwrap_err();
-        match e {
-            ApiError::Invalid(errs) => assert_eq!(errs[0].pointer, "/features"),
-            other => panic!("{other:?}"),
+        for kind in FailureKind::ALL {
+            let f = Failure::new(kind, "why");
+            let shown = failure_problem(&f);
+            assert_eq!(Failure::from_value(&shown), Ok(f.clone()), "{shown}");
+            assert_eq!(Failure::from_value(&f.to_value()), Ok(f));
         }
     }
 }

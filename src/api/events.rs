@@ -16,7 +16,9 @@ use serde::Deserialize;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::{ApiError, AppState, parse_query};
+use super::auth::{Principal, Role};
+use super::extract::{parse_id, parse_query};
+use super::{ApiError, AppState};
 use crate::jobs::JobEvent;
 
 pub fn router() -> axum::Router<AppState> {
@@ -31,13 +33,15 @@ struct EventsQuery {
 
 async fn events(
     State(s): State<AppState>,
-    p: super::auth::Principal,
+    p: Principal,
     Path(id): Path<String>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let q: EventsQuery = parse_query(q.as_deref())?;
-    let id = super::jobs::load(&s, &p, &id).await?.id;
+    p.require(Role::Trainer)?;
+    let id = parse_id(&id, "job")?;
+    let id = s.service.job(&p.tenant, id).await?.id;
     let last_event = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -53,12 +57,12 @@ async fn events(
         ))
     })?;
     // Subscribe before reading the store so nothing between the two is missed.
-    let rx = s.jobs.subscribe(id);
-    let job = match s.store.get_job(id).await {
+    let rx = s.service.jobs.subscribe(id);
+    let job = match s.service.store.get_job(id).await {
         Ok(Some(j)) => j,
         other => {
             drop(rx);
-            s.jobs.release_channel(id);
+            s.service.jobs.release_channel(id);
             return Err(match other {
                 Err(e) => e.into(),
                 _ => ApiError::NotFound(format!("no job {id}")),
@@ -70,14 +74,14 @@ async fn events(
         let _permit = permit;
         // However the stream ends (the client leaving included), drop the job's channel if
         // nobody else listens: declared before `rx`, so it runs after `rx` is dropped.
-        let _release = ReleaseChannel(s.jobs.clone(), id);
+        let _release = ReleaseChannel(s.service.jobs.clone(), id);
         let mut rx = rx;
         let send_history = |last: i64| {
             let s = s.clone();
             let tx = tx.clone();
             async move {
                 let mut last = last;
-                for rec in s.store.history(id, last).await.unwrap_or_default() {
+                for rec in s.service.store.history(id, last).await.unwrap_or_default() {
                     let epoch = rec
                         .get("epoch")
                         .and_then(|e| e.as_i64())
@@ -109,10 +113,10 @@ async fn events(
                     Ok(JobEvent::Status) | Err(broadcast::error::RecvError::Closed) => {
                         // Re-read below; after a close keep polling.
                         if matches!(ev, Err(broadcast::error::RecvError::Closed)) {
-                            rx = s.jobs.subscribe(id);
+                            rx = s.service.jobs.subscribe(id);
                         }
                         match send_history(last).await { Some(l) => last = l, None => return }
-                        match s.store.get_job(id).await { Ok(Some(j)) => status = j.status, _ => return }
+                        match s.service.store.get_job(id).await { Ok(Some(j)) => status = j.status, _ => return }
                     }
                     Err(broadcast::error::RecvError::Lagged(_)) => {
                         match send_history(last).await { Some(l) => last = l, None => return }
@@ -120,7 +124,7 @@ async fn events(
                 },
                 _ = tick.tick() => {
                     if tx.is_closed() { return; }
-                    match s.store.get_job(id).await {
+                    match s.service.store.get_job(id).await {
                         Ok(Some(j)) => {
                             status = j.status;
                             if j.epoch > last {
@@ -133,9 +137,9 @@ async fn events(
             }
         }
         drop(rx);
-        s.jobs.release_channel(id);
-        if let Ok(Some(j)) = s.store.get_job(id).await
-            && let Ok(v) = super::jobs::view(&s, &j).await
+        s.service.jobs.release_channel(id);
+        if let Ok(Some(j)) = s.service.store.get_job(id).await
+            && let Ok(v) = super::view::job(&s, &j).await
         {
             let _ = tx
                 .send(

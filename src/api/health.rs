@@ -24,9 +24,9 @@ async fn healthz() -> Json<serde_json::Value> {
 }
 
 async fn readyz(State(s): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    s.store.ping().await?;
+    s.service.store.ping().await?;
     Ok(Json(
-        json!({"status": "ready", "running_jobs": s.jobs.running_count()}),
+        json!({"status": "ready", "running_jobs": s.service.jobs.running_count()}),
     ))
 }
 
@@ -43,8 +43,8 @@ async fn metrics(
         &headers,
         s.metrics_token.as_deref(),
         s.metrics.as_ref(),
-        &s.jobs,
-        s.store.as_ref(),
+        &s.service.jobs,
+        s.service.store.as_ref(),
         true,
     )
     .await
@@ -65,7 +65,7 @@ pub async fn render_metrics(
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        if crate::auth::hash(given.unwrap_or("")) != crate::auth::hash(token) {
+        if crate::digest::hash(given.unwrap_or("")) != crate::digest::hash(token) {
             return Err(ApiError::Unauthorized(
                 "/metrics needs \"Authorization: Bearer METRICS_TOKEN\"",
             ));

@@ -35,17 +35,23 @@ pub struct Limits {
     /// Columns including the target: the CSV's columns, or features plus target width for
     /// JSON. Default 10 000.
     pub max_columns: usize,
-    /// Rows × columns, as counted above. Default 50 000 000 (200 MB of f32).
+    /// Rows × columns, as counted above. Default 100 000 000 (400 MB of f32).
     pub max_cells: usize,
+}
+
+impl Limits {
+    /// The server's defaults: `config.rs` takes its `--max-rows`, `--max-columns` and
+    /// `--max-cells` defaults from here, so there is one source for them.
+    pub const DEFAULT: Limits = Limits {
+        max_rows: 1_000_000,
+        max_columns: 10_000,
+        max_cells: 100_000_000,
+    };
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            max_rows: 1_000_000,
-            max_columns: 10_000,
-            max_cells: 50_000_000,
-        }
+        Limits::DEFAULT
     }
 }
 
@@ -437,7 +443,7 @@ mod tests {
         let l = Limits::default();
         assert_eq!(
             (l.max_rows, l.max_columns, l.max_cells),
-            (1_000_000, 10_000, 50_000_000)
+            (1_000_000, 10_000, 100_000_000)
         );
     }
 

@@ -13,8 +13,8 @@ use tokio::sync::{Notify, broadcast, mpsc};
 use uuid::Uuid;
 
 use crate::data::Dataset;
-use crate::nn::{self, Control, EpochRecord, Session, TrainError, TrainSpec, TrainState};
-use crate::store::{Finish, JobRecord, ModelRecord, Store, now_ms, to_json};
+use crate::nn::{self, Control, EpochRecord, Model, Session, TrainError, TrainSpec, TrainState};
+use crate::store::{Failure, FailureKind, Finish, JobRecord, ModelRecord, Store, now_ms, to_json};
 
 /// What SSE subscribers of a job hear.
 #[derive(Clone, Debug)]
@@ -25,31 +25,45 @@ pub enum JobEvent {
     Status,
 }
 
-/// Fields of a job request that belong to the service, not to the engine's spec.
-pub const SERVICE_FIELDS: [&str; 5] = [
-    "dataset_id",
-    "dataset",
-    "priority",
-    "name",
-    "validation_dataset_id",
-];
-
-/// The engine spec inside a stored job spec.
-pub fn train_spec(spec: &Value) -> Result<TrainSpec, String> {
-    let mut v = spec.clone();
-    if let Some(o) = v.as_object_mut() {
-        for f in SERVICE_FIELDS {
-            o.remove(f);
-        }
-    }
-    serde_json::from_value(v).map_err(|e| e.to_string())
+/// The session a job trains in: its stored dataset (and the separate validation dataset the
+/// job names, if any), prepared as the spec says — its columns as stored, the encoder fitted
+/// on the training split — and the dataset's feature names (which the model carries unless
+/// its encoder names its raw columns). Deterministic from the spec and its seed, so a
+/// checkpoint's snapshot gets the very preprocessing the worker used.
+fn prepare(
+    spec: &TrainSpec,
+    dataset: &[u8],
+    validation: Option<&[u8]>,
+) -> Result<(Session, Vec<String>), TrainError> {
+    let dataset = Dataset::from_bytes(dataset).map_err(TrainError::Checkpoint)?;
+    let validation = validation
+        .map(Dataset::from_bytes)
+        .transpose()
+        .map_err(TrainError::Checkpoint)?;
+    let session = session(spec, &dataset, validation.as_ref())?;
+    Ok((session, dataset.feature_names))
 }
 
-/// The separate validation dataset a stored job spec names, if any.
-pub fn validation_dataset_id(spec: &Value) -> Option<Uuid> {
-    spec.get("validation_dataset_id")
-        .and_then(Value::as_str)
-        .and_then(|s| Uuid::parse_str(s).ok())
+/// The model a job's checkpoint `state` holds: the checkpoint's network in the job's
+/// session, named like the model the job will end with.
+pub fn checkpoint_model(
+    spec: &TrainSpec,
+    dataset: &[u8],
+    validation: Option<&[u8]>,
+    state: &[u8],
+) -> Result<Model, String> {
+    let (session, feature_names) = prepare(spec, dataset, validation).map_err(|e| e.to_string())?;
+    let state = TrainState::from_bytes(state)?;
+    Ok(named(session.model(state.network), feature_names))
+}
+
+/// `model` with the feature names of the dataset it was trained on (a model whose encoder
+/// already names its raw columns keeps those).
+fn named(mut model: Model, feature_names: Vec<String>) -> Model {
+    if model.feature_names.is_none() {
+        model.feature_names = Some(feature_names);
+    }
+    model
 }
 
 /// The training session for `spec` on a stored dataset (and a separate validation dataset):
@@ -256,10 +270,17 @@ impl Jobs {
         }
     }
 
+    /// Runs one claimed job inside its log span. `instrument`, not `span.enter()`: a guard
+    /// held across an await stays entered on whatever task the thread polls next, so other
+    /// jobs' lines would carry this job's id.
     async fn run(&self, job: JobRecord, control: Arc<Control>) {
+        use tracing::Instrument;
+        let span = tracing::info_span!("job", job_id = %job.id, attempt = job.attempt);
+        self.run_attempt(job, control).instrument(span).await
+    }
+
+    async fn run_attempt(&self, job: JobRecord, control: Arc<Control>) {
         let id = job.id;
-        let span = tracing::info_span!("job", job_id = %id, attempt = job.attempt);
-        let _enter = span.enter();
         tracing::info!("training started");
         if job.attempt == 1 {
             let wait = (now_ms() - job.created_at).max(0) as f64 / 1e3;
@@ -301,33 +322,28 @@ impl Jobs {
     async fn train(&self, job: &JobRecord, control: Arc<Control>) -> Option<Finish> {
         let store = self.inner.store.clone();
         let (id, attempt) = (job.id, job.attempt);
-        let spec = match train_spec(&job.spec) {
-            Ok(s) => s,
-            Err(e) => return Some(failed(500, "Stored spec unreadable", &e)),
-        };
+        let spec = job.spec.train.clone();
         let Some(dataset_id) = job.dataset_id else {
-            return Some(failed(422, "No dataset", "the job names no dataset"));
+            return Some(failed(FailureKind::NoDataset, "the job names no dataset"));
         };
         let blob = match store.dataset_data(dataset_id).await {
             Ok(Some(b)) => b,
             Ok(None) => {
                 return Some(failed(
-                    422,
-                    "Dataset gone",
-                    &format!("dataset {dataset_id} was deleted before the job ran"),
+                    FailureKind::DatasetGone,
+                    format!("dataset {dataset_id} was deleted before the job ran"),
                 ));
             }
             Err(e) => return lost(&e),
         };
-        let validation_blob = match validation_dataset_id(&job.spec) {
+        let validation_blob = match job.spec.validation_dataset_id {
             None => None,
             Some(v) => match store.dataset_data(v).await {
                 Ok(Some(b)) => Some(b),
                 Ok(None) => {
                     return Some(failed(
-                        422,
-                        "Dataset gone",
-                        &format!("validation dataset {v} was deleted before the job ran"),
+                        FailureKind::DatasetGone,
+                        format!("validation dataset {v} was deleted before the job ran"),
                     ));
                 }
                 Err(e) => return lost(&e),
@@ -346,12 +362,8 @@ impl Jobs {
             .name(format!("train-{}", &id.to_string()[..8]))
             .spawn(move || {
                 let outcome = (|| {
-                    let dataset = Dataset::from_bytes(&blob).map_err(TrainError::Checkpoint)?;
-                    let validation = validation_blob
-                        .map(|b| Dataset::from_bytes(&b))
-                        .transpose()
-                        .map_err(TrainError::Checkpoint)?;
-                    let session = session(&spec, &dataset, validation.as_ref())?;
+                    let (session, feature_names) =
+                        prepare(&spec, &blob, validation_blob.as_deref())?;
                     let resume = match checkpoint {
                         Some((_, bytes)) => {
                             Some(TrainState::from_bytes(&bytes).map_err(TrainError::Checkpoint)?)
@@ -371,15 +383,13 @@ impl Jobs {
                     };
                     let mut out =
                         pool.install(|| session.run(&pool, resume, &ctl, &mut on_epoch))?;
-                    if out.model.feature_names.is_none() {
-                        out.model.feature_names = Some(dataset.feature_names.clone());
-                    }
+                    out.model = named(out.model, feature_names);
                     Ok(out)
                 })();
                 let _ = tx.send(Msg::Done(outcome));
             });
         if let Err(e) = spawned {
-            return Some(failed(500, "No training thread", &e.to_string()));
+            return Some(failed(FailureKind::NoTrainingThread, e.to_string()));
         }
         // Keep the lease and watch for cancel/stop flags set through any node. Renewals come
         // three times per lease, so one slow round trip does not let it lapse.
@@ -390,33 +400,37 @@ impl Jobs {
             let lost_job = lost_job.clone();
             let lease = self.inner.settings.lease;
             let every = (lease / 3).min(Duration::from_secs(2));
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(every).await;
-                    match store
-                        .renew_lease(id, attempt, lease.as_millis() as i64)
-                        .await
-                    {
-                        Ok(false) => {
-                            // Lost the job (lease expired and someone else took it): stop writing.
-                            tracing::warn!("lease lost; another node owns the job now");
-                            lost_job.store(true, Ordering::SeqCst);
-                            control.cancel.store(true, Ordering::Relaxed);
-                            return;
+            use tracing::Instrument;
+            tokio::spawn(
+                async move {
+                    loop {
+                        tokio::time::sleep(every).await;
+                        match store
+                            .renew_lease(id, attempt, lease.as_millis() as i64)
+                            .await
+                        {
+                            Ok(false) => {
+                                // Lost the job (lease expired and someone else took it): stop writing.
+                                tracing::warn!("lease lost; another node owns the job now");
+                                lost_job.store(true, Ordering::SeqCst);
+                                control.cancel.store(true, Ordering::Relaxed);
+                                return;
+                            }
+                            Ok(true) => {}
+                            Err(e) => tracing::warn!(error = %e, "lease renewal failed"),
                         }
-                        Ok(true) => {}
-                        Err(e) => tracing::warn!(error = %e, "lease renewal failed"),
-                    }
-                    if let Ok(Some(j)) = store.get_job(id).await {
-                        if j.cancel_requested {
-                            control.cancel.store(true, Ordering::Relaxed);
-                        }
-                        if j.stop_requested {
-                            control.stop.store(true, Ordering::Relaxed);
+                        if let Ok(Some(j)) = store.get_job(id).await {
+                            if j.cancel_requested {
+                                control.cancel.store(true, Ordering::Relaxed);
+                            }
+                            if j.stop_requested {
+                                control.stop.store(true, Ordering::Relaxed);
+                            }
                         }
                     }
                 }
-            })
+                .instrument(tracing::Span::current()),
+            )
         };
         // A write that fails (database away) or is fenced off (the lease lapsed) ends this
         // attempt: the job goes back to the queue — now, or when its lease expires — and
@@ -485,8 +499,7 @@ impl Jobs {
         let shutting_down = self.inner.shutting_down.load(Ordering::SeqCst);
         Some(match result {
             None => failed(
-                500,
-                "Training crashed",
+                FailureKind::TrainingCrashed,
                 "the training thread ended without a result",
             ),
             Some(Ok(out)) => {
@@ -497,14 +510,25 @@ impl Jobs {
                     .ok()
                     .flatten()
                     .and_then(|j| j.latest);
+                // With restored best weights the model holds epoch `best`'s weights: its
+                // metrics are that epoch's, not the last epoch's (kept as `last`).
+                let held = match out.best_epoch {
+                    Some(best) => store
+                        .history(id, i64::from(best) - 1)
+                        .await
+                        .ok()
+                        .and_then(|h| {
+                            h.into_iter().find(|r| {
+                                r.get("epoch").and_then(|e| e.as_i64()) == Some(best.into())
+                            })
+                        })
+                        .or(latest.clone()),
+                    None => latest.clone(),
+                };
                 let model = ModelRecord {
                     id: Uuid::new_v4(),
                     tenant: job.tenant.clone(),
-                    name: job
-                        .spec
-                        .get("name")
-                        .and_then(|v| v.as_str())
-                        .map(str::to_owned),
+                    name: job.spec.name.clone(),
                     created_at: now_ms(),
                     job_id: Some(id),
                     dataset_id: job.dataset_id,
@@ -512,7 +536,8 @@ impl Jobs {
                     output_dim: out.model.network.output_dim() as i64,
                     parameter_count: out.model.network.parameter_count() as i64,
                     metrics: json!({
-                        "final": latest,
+                        "final": held,
+                        "last": latest,
                         "epochs_run": out.epochs_run,
                         "best_epoch": out.best_epoch,
                         "stop_reason": out.reason,
@@ -534,10 +559,10 @@ impl Jobs {
             }
             Some(Err(TrainError::Cancelled)) => Finish::Cancelled,
             Some(Err(e @ TrainError::Diverged { .. })) => {
-                failed(422, "Training diverged", &e.to_string())
+                failed(FailureKind::TrainingDiverged, e.to_string())
             }
-            Some(Err(e @ TrainError::Spec(_))) => failed(422, "Invalid spec", &e.to_string()),
-            Some(Err(TrainError::Checkpoint(m))) => failed(500, "Checkpoint unreadable", &m),
+            Some(Err(e @ TrainError::Spec(_))) => failed(FailureKind::InvalidSpec, e.to_string()),
+            Some(Err(TrainError::Checkpoint(m))) => failed(FailureKind::CheckpointUnreadable, m),
         })
     }
 }
@@ -550,7 +575,7 @@ fn lost(e: &crate::store::StoreError) -> Option<Finish> {
             tracing::warn!(error = %e, "database unavailable at start; releasing the job");
             None
         }
-        _ => Some(failed(500, "Database error", &e.to_string())),
+        _ => Some(failed(FailureKind::DatabaseError, e.to_string())),
     }
 }
 
@@ -558,14 +583,6 @@ async fn control_cancelled_by_user(job: &JobRecord, store: &Arc<dyn Store>) -> b
     matches!(store.get_job(job.id).await, Ok(Some(j)) if j.cancel_requested)
 }
 
-fn failed(status: u16, title: &str, detail: &str) -> Finish {
-    let slug = title.to_lowercase().replace(' ', "-");
-    Finish::Failed {
-        error: json!({
-            "type": format!("/problems/{slug}"),
-            "title": title,
-            "status": status,
-            "detail": detail,
-        }),
-    }
+fn failed(kind: FailureKind, detail: impl Into<String>) -> Finish {
+    Finish::Failed(Failure::new(kind, detail))
 }

@@ -11,14 +11,19 @@
 //! Compared with running whole chunks of rows on separate threads, one product per batch packs
 //! each weight matrix once instead of once per chunk, and the weight gradient sums the whole
 //! batch in one product instead of one per chunk.
+//!
+//! This is the engine's only backward pass. Training runs it in f32; the gradient checks below
+//! run the very same code in f64 against central finite differences of the forward pass.
 
 use ndarray::linalg::general_mat_mul;
 use ndarray::parallel::prelude::*;
 use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2, Axis, Zip, s};
 
 use super::loss::Loss;
+use super::metric::score;
 use super::network::{Layer, Network, Params, Workspace};
 use super::rng::Rng;
+use super::{Real, cst};
 
 /// Rows per chunk of element-wise work, per dropout stream and per partial loss sum. Fixed
 /// (never derived from the thread count) so results do not depend on how many threads run.
@@ -40,13 +45,14 @@ struct ChunkSums {
     abs_err: f64,
 }
 
-/// The buffers of one batch, allocated once per training run.
-pub struct BatchStep {
-    ws: Workspace<f32>,
-    x: Array2<f32>,
-    y: Array2<f32>,
+/// The buffers of one batch, allocated once per training run. `F` is f32 in training; the
+/// gradient checks run it in f64.
+pub struct BatchStep<F = f32> {
+    ws: Workspace<F>,
+    x: Array2<F>,
+    y: Array2<F>,
     /// The pass's row weights, when the run weighs rows (class or sample weights).
-    w: Vec<f32>,
+    w: Vec<F>,
     /// One dropout stream per chunk of the pass.
     rngs: Vec<Rng>,
     sums: Vec<ChunkSums>,
@@ -56,10 +62,22 @@ pub struct BatchStep {
     pub abs_err: f64,
 }
 
-impl BatchStep {
+impl<F: Real> BatchStep<F> {
     /// Buffers for batches of up to `batch` rows of `d` features and `k` targets.
-    pub fn new(net: &Network<f32>, batch: usize, d: usize, k: usize) -> Self {
-        let rows = batch.clamp(1, PASS_ROWS);
+    pub fn new(net: &Network<F>, batch: usize, d: usize, k: usize) -> Self {
+        Self::with_pass_rows(net, batch, d, k, PASS_ROWS)
+    }
+
+    /// [`BatchStep::new`] with passes of at most `pass_rows` rows (tests use small passes to
+    /// reach the summing of passes).
+    fn with_pass_rows(
+        net: &Network<F>,
+        batch: usize,
+        d: usize,
+        k: usize,
+        pass_rows: usize,
+    ) -> Self {
+        let rows = batch.clamp(1, pass_rows.max(1));
         BatchStep {
             ws: Workspace::new(net, rows),
             x: Array2::zeros((rows, d)),
@@ -81,13 +99,13 @@ impl BatchStep {
     #[allow(clippy::too_many_arguments)]
     pub fn run(
         &mut self,
-        net: &Network<f32>,
-        x: &Array2<f32>,
-        y: &Array2<f32>,
-        weights: Option<&[f32]>,
+        net: &Network<F>,
+        x: &Array2<F>,
+        y: &Array2<F>,
+        weights: Option<&[F]>,
         rows: &[usize],
         loss: Loss,
-        grads: &mut Params<f32>,
+        grads: &mut Params<F>,
         dropout: &(dyn Fn(usize) -> Rng + Sync),
     ) {
         let batch_rows = rows.len();
@@ -111,12 +129,13 @@ impl BatchStep {
                 self.correct += s.correct;
                 self.abs_err += s.abs_err;
             }
-            self.backward(net, n, if p == 0 { 0.0 } else { 1.0 }, grads);
+            let beta = if p == 0 { F::zero() } else { F::one() };
+            self.backward(net, n, beta, grads);
         }
     }
 
     /// Copies the pass's rows of `x` and `y` into the contiguous buffers.
-    fn gather(&mut self, x: &Array2<f32>, y: &Array2<f32>, pass: &[usize]) {
+    fn gather(&mut self, x: &Array2<F>, y: &Array2<F>, pass: &[usize]) {
         let n = pass.len();
         let mut xs = self.x.slice_mut(s![..n, ..]);
         let mut ys = self.y.slice_mut(s![..n, ..]);
@@ -133,7 +152,7 @@ impl BatchStep {
             });
     }
 
-    fn forward(&mut self, net: &Network<f32>, n: usize) {
+    fn forward(&mut self, net: &Network<F>, n: usize) {
         let ws = &mut self.ws;
         for (l, layer) in net.layers.iter().enumerate() {
             let (before, after) = ws.a.split_at_mut(l);
@@ -147,19 +166,19 @@ impl BatchStep {
             match layer {
                 Layer::Dense(d) => {
                     // z = x·W + b ; a = g(z)
-                    par_gemm(input, d.w.view(), 0.0, z.view_mut());
+                    par_gemm(input, d.w.view(), F::zero(), z.view_mut());
                     z.axis_chunks_iter_mut(Axis(0), CHUNK_ROWS)
                         .into_par_iter()
                         .zip(a.axis_chunks_iter_mut(Axis(0), CHUNK_ROWS))
                         .for_each(|(mut z, a)| {
-                            z += &d.b;
+                            z.zip_mut_with(&d.b, |z, &b| *z = *z + b);
                             d.activation.forward(d.alpha, z.view(), a);
                         });
                 }
                 Layer::Dropout(rate) => {
                     let rate = *rate;
                     let keep = 1.0 - rate;
-                    let scale = 1.0 / keep;
+                    let scale: F = cst((1.0 / keep) as f64);
                     z.axis_chunks_iter_mut(Axis(0), CHUNK_ROWS)
                         .into_par_iter()
                         .zip(a.axis_chunks_iter_mut(Axis(0), CHUNK_ROWS))
@@ -170,14 +189,18 @@ impl BatchStep {
                             let input = input.slice(s![r, ..]);
                             if rate > 0.0 {
                                 mask.mapv_inplace(|_| {
-                                    if rng.uniform_f32() < keep { scale } else { 0.0 }
+                                    if rng.uniform_f32() < keep {
+                                        scale
+                                    } else {
+                                        F::zero()
+                                    }
                                 });
                                 Zip::from(&mut a)
                                     .and(&input)
                                     .and(&mask)
                                     .for_each(|a, &x, &m| *a = x * m);
                             } else {
-                                mask.fill(1.0);
+                                mask.fill(F::one());
                                 a.assign(&input);
                             }
                         });
@@ -187,7 +210,7 @@ impl BatchStep {
     }
 
     /// The output layer's dL/dz into its `delta`, with the loss and metrics per chunk.
-    fn output_delta(&mut self, net: &Network<f32>, n: usize, loss: Loss, batch_rows: usize) {
+    fn output_delta(&mut self, net: &Network<F>, n: usize, loss: Loss, batch_rows: usize) {
         let ws = &mut self.ws;
         let last = net.layers.len() - 1;
         let Layer::Dense(out) = &net.layers[last] else {
@@ -208,14 +231,14 @@ impl BatchStep {
                     a.slice(s![r.clone(), ..]),
                     y.slice(s![r.clone(), ..]),
                 );
-                let (correct, abs_err) = super::train::score(a, y, loss);
+                let (correct, abs_err) = score(a, y, loss);
                 let l = if weights.is_empty() {
                     loss.gradient(out.activation, out.alpha, z, a, y, d, batch_rows)
                 } else {
                     weighted_gradient(loss, out, (z, a, y), d, &weights[r], batch_rows)
                 };
                 ChunkSums {
-                    loss: l as f64,
+                    loss: l.to_f64().unwrap_or(f64::NAN),
                     correct,
                     abs_err,
                 }
@@ -225,7 +248,7 @@ impl BatchStep {
 
     /// Back from the output layer's `delta`: weight gradients (β = `beta` onto `grads`),
     /// bias gradients and each earlier layer's delta.
-    fn backward(&mut self, net: &Network<f32>, n: usize, beta: f32, grads: &mut Params<f32>) {
+    fn backward(&mut self, net: &Network<F>, n: usize, beta: F, grads: &mut Params<F>) {
         let ws = &mut self.ws;
         let last = net.layers.len() - 1;
         let mut k = grads.w.len();
@@ -258,7 +281,7 @@ impl BatchStep {
                     // dx = dz·Wᵀ
                     if l > 0 {
                         let prev = dbefore[l - 1].slice_mut(s![..n, ..]);
-                        par_gemm(delta.view(), d.w.t(), 0.0, prev);
+                        par_gemm(delta.view(), d.w.t(), F::zero(), prev);
                     }
                 }
                 Layer::Dropout(_) => {
@@ -277,15 +300,15 @@ impl BatchStep {
 }
 
 /// As [`Loss::gradient`], row by row, each row's loss and dL/dz multiplied by its weight.
-fn weighted_gradient(
+fn weighted_gradient<F: Real>(
     loss: Loss,
-    out: &super::network::Dense<f32>,
-    (z, a, y): (ArrayView2<f32>, ArrayView2<f32>, ArrayView2<f32>),
-    mut d: ArrayViewMut2<f32>,
-    w: &[f32],
+    out: &super::network::Dense<F>,
+    (z, a, y): (ArrayView2<F>, ArrayView2<F>, ArrayView2<F>),
+    mut d: ArrayViewMut2<F>,
+    w: &[F],
     batch_rows: usize,
-) -> f32 {
-    let mut total = 0.0;
+) -> F {
+    let mut total = F::zero();
     for (i, &wi) in w.iter().enumerate() {
         let r = s![i..i + 1, ..];
         let mut dr = d.slice_mut(r);
@@ -299,29 +322,29 @@ fn weighted_gradient(
             batch_rows,
         );
         dr.mapv_inplace(|v| v * wi);
-        total += wi * l;
+        total = total + wi * l;
     }
     total
 }
 
 /// `out ← β·out + Σ_rows dz`, row by row in order.
-fn bias_sum(dz: ArrayView2<f32>, beta: f32, out: &mut Array1<f32>) {
-    if beta == 0.0 {
-        out.fill(0.0);
+fn bias_sum<F: Real>(dz: ArrayView2<F>, beta: F, out: &mut Array1<F>) {
+    if beta == F::zero() {
+        out.fill(F::zero());
     }
     for row in dz.rows() {
-        Zip::from(&mut *out).and(&row).for_each(|g, &v| *g += v);
+        Zip::from(&mut *out).and(&row).for_each(|g, &v| *g = *g + v);
     }
 }
 
 /// `c ← a·b + β·c` on the current rayon pool, split along the rows or the columns of `c`
 /// (never along the summed dimension), so every element of `c` gets the same bits whatever the
 /// number of threads.
-pub fn par_gemm(a: ArrayView2<f32>, b: ArrayView2<f32>, beta: f32, mut c: ArrayViewMut2<f32>) {
+pub fn par_gemm<F: Real>(a: ArrayView2<F>, b: ArrayView2<F>, beta: F, mut c: ArrayViewMut2<F>) {
     let threads = rayon::current_num_threads();
     let (m, k, n) = (a.nrows(), a.ncols(), b.ncols());
     if threads < 2 || m * n * k < MIN_SPLIT_WORK {
-        return general_mat_mul(1.0, &a, &b, beta, &mut c);
+        return general_mat_mul(F::one(), &a, &b, beta, &mut c);
     }
     // Each part packs its share of one operand and all of the other: split the dimension
     // whose operand is the bigger one, so the smaller one is the one packed twice.
@@ -330,20 +353,23 @@ pub fn par_gemm(a: ArrayView2<f32>, b: ArrayView2<f32>, beta: f32, mut c: ArrayV
         c.axis_chunks_iter_mut(Axis(1), part)
             .into_par_iter()
             .zip(b.axis_chunks_iter(Axis(1), part))
-            .for_each(|(mut c, b)| general_mat_mul(1.0, &a, &b, beta, &mut c));
+            .for_each(|(mut c, b)| general_mat_mul(F::one(), &a, &b, beta, &mut c));
     } else {
         let part = m.div_ceil(threads).next_multiple_of(16);
         c.axis_chunks_iter_mut(Axis(0), part)
             .into_par_iter()
             .zip(a.axis_chunks_iter(Axis(0), part))
-            .for_each(|(mut c, a)| general_mat_mul(1.0, &a, &b, beta, &mut c));
+            .for_each(|(mut c, a)| general_mat_mul(F::one(), &a, &b, beta, &mut c));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nn::Activation;
+    use crate::nn::network::{Dense, Init};
     use crate::nn::rng::Stream;
+    use ndarray::array;
 
     fn random(rows: usize, cols: usize, seed: u64) -> Array2<f32> {
         let mut rng = Rng::derive(seed, Stream::Init, &[]);
@@ -383,6 +409,252 @@ mod tests {
                     .all(|(x, y)| x.to_bits() == y.to_bits());
                 assert!(same, "{m}×{k}×{n}, β = {beta}");
             }
+        }
+    }
+
+    fn random_net(sizes: &[usize], hidden: Activation, out: Activation, seed: u64) -> Network<f64> {
+        let mut rng = Rng::derive(seed, Stream::Init, &[]);
+        let mut layers = vec![];
+        for i in 1..sizes.len() {
+            let act = if i + 1 == sizes.len() { out } else { hidden };
+            let mut w = Array2::zeros((sizes[i - 1], sizes[i]));
+            Init::GlorotNormal.fill(w.as_slice_mut().unwrap(), sizes[i - 1], sizes[i], &mut rng);
+            let mut b = Array1::zeros(sizes[i]);
+            for v in b.iter_mut() {
+                *v = 0.3 * rng.normal();
+            }
+            // Stay off the kinks of relu-like functions for finite differences.
+            w.mapv_inplace(|v: f64| v * 1.5);
+            layers.push(Layer::Dense(Dense {
+                w,
+                b,
+                activation: act,
+                alpha: act.default_alpha() as f64,
+            }));
+        }
+        Network {
+            input_dim: sizes[0],
+            layers,
+        }
+    }
+
+    fn targets(loss: Loss, n: usize, k: usize, rng: &mut Rng) -> Array2<f64> {
+        let mut y = Array2::zeros((n, k));
+        for mut row in y.rows_mut() {
+            match loss {
+                Loss::BinaryCrossentropy => {
+                    row.mapv_inplace(|_| (rng.uniform() < 0.5) as u8 as f64)
+                }
+                l if l.is_categorical() => row[rng.below(k)] = 1.0,
+                _ => row.mapv_inplace(|_| rng.normal()),
+            }
+        }
+        y
+    }
+
+    /// The reference: the batch-mean loss from the inference forward pass (`Network::forward`),
+    /// which shares no code with `BatchStep` beyond the activations and the loss.
+    fn mean_loss(net: &Network<f64>, x: &Array2<f64>, y: &Array2<f64>, loss: Loss) -> f64 {
+        let mut ws = Workspace::new(net, x.nrows());
+        net.forward(&mut ws, x.view(), None);
+        loss.value(ws.logits(x.nrows()), ws.output(x.nrows()), y.view()) / x.nrows() as f64
+    }
+
+    fn no_dropout(_: usize) -> Rng {
+        Rng::derive(0, Stream::Dropout, &[])
+    }
+
+    /// The training step's gradients against central finite differences, in f64, for every
+    /// output activation × loss pairing the engine accepts and every hidden activation. The
+    /// batch of 7 rows (in a shuffled order) runs in passes of 3 rows, so the summing of
+    /// passes is checked too.
+    #[test]
+    fn training_gradients_match_finite_differences() {
+        let losses = [
+            Loss::BinaryCrossentropy,
+            Loss::CategoricalCrossentropy,
+            Loss::SparseCategoricalCrossentropy,
+            Loss::Mse,
+            Loss::Mae,
+            Loss::Huber,
+        ];
+        let acts: Vec<Activation> = Activation::ALL
+            .iter()
+            .map(|n| serde_json::from_str(&format!("\"{n}\"")).unwrap())
+            .collect();
+        let rows = [4, 0, 6, 2, 5, 1, 3];
+        let mut checked = 0;
+        for (li, &loss) in losses.iter().enumerate() {
+            for (ai, &out) in acts.iter().enumerate() {
+                if loss.check_output_activation(out).is_err() {
+                    continue;
+                }
+                let hidden = acts[(ai + li) % acts.len()];
+                let seed = (li * 100 + ai) as u64;
+                let mut net = random_net(&[3, 5, 4, 3], hidden, out, seed);
+                let mut rng = Rng::derive(seed, Stream::Split, &[]);
+                let x = Array2::from_shape_fn((7, 3), |_| rng.normal());
+                let y = targets(loss, 7, 3, &mut rng);
+                let mut step = BatchStep::with_pass_rows(&net, rows.len(), 3, 3, 3);
+                let mut grads = Params::zeros_like(&net);
+                step.run(&net, &x, &y, None, &rows, loss, &mut grads, &no_dropout);
+                let reference = mean_loss(&net, &x, &y, loss);
+                assert!(
+                    (step.loss / rows.len() as f64 - reference).abs() < 1e-12,
+                    "{}: the step's loss {} vs {reference}",
+                    loss.name(),
+                    step.loss / rows.len() as f64
+                );
+                let analytic = grads.slices().concat();
+                let mut params = net.params();
+                let h = 1e-6;
+                let mut idx = 0;
+                let n_tensors = params.w.len() * 2;
+                for ti in 0..n_tensors {
+                    let len = params.slices()[ti].len();
+                    for j in 0..len {
+                        let orig = params.slices()[ti][j];
+                        params.slices_mut()[ti][j] = orig + h;
+                        net.set_params(&params);
+                        let lp = mean_loss(&net, &x, &y, loss);
+                        params.slices_mut()[ti][j] = orig - h;
+                        net.set_params(&params);
+                        let lm = mean_loss(&net, &x, &y, loss);
+                        params.slices_mut()[ti][j] = orig;
+                        net.set_params(&params);
+                        let numeric = (lp - lm) / (2.0 * h);
+                        let a = analytic[idx];
+                        let rel = (numeric - a).abs() / (numeric.abs() + a.abs()).max(1e-8);
+                        assert!(
+                            rel < 1e-4 || (numeric - a).abs() < 1e-9,
+                            "{} + {} (hidden {}): param {idx}: numeric {numeric} analytic {a}",
+                            loss.name(),
+                            out.name(),
+                            hidden.name()
+                        );
+                        idx += 1;
+                    }
+                }
+                checked += 1;
+            }
+        }
+        // bce: sigmoid; cce, sparse: softmax; mse/mae/huber: all 9 each
+        assert_eq!(checked, 1 + 1 + 1 + 27);
+    }
+
+    /// With row weights, the step's loss is Σ wᵢℓᵢ / n and its gradient that loss's: checked
+    /// against central finite differences of the weighted mean of the rows' losses, in f64.
+    #[test]
+    fn weighted_gradients_match_finite_differences() {
+        let rows = [4, 0, 6, 2, 5, 1, 3];
+        let w = [0.5, 2.0, 1.0, 0.0, 3.0, 1.5, 0.25];
+        for (seed, loss, out) in [
+            (11, Loss::Mse, Activation::Linear),
+            (12, Loss::CategoricalCrossentropy, Activation::Softmax),
+            (13, Loss::BinaryCrossentropy, Activation::Sigmoid),
+        ] {
+            let mut net = random_net(&[3, 4, 3], Activation::Tanh, out, seed);
+            let mut rng = Rng::derive(seed, Stream::Split, &[]);
+            let x = Array2::from_shape_fn((7, 3), |_| rng.normal());
+            let y = targets(loss, 7, 3, &mut rng);
+            let weighted = |net: &Network<f64>| -> f64 {
+                (0..7)
+                    .map(|i| {
+                        let xi = x.slice(s![i..i + 1, ..]).to_owned();
+                        let yi = y.slice(s![i..i + 1, ..]).to_owned();
+                        w[i] * mean_loss(net, &xi, &yi, loss)
+                    })
+                    .sum::<f64>()
+                    / 7.0
+            };
+            let mut step = BatchStep::with_pass_rows(&net, rows.len(), 3, 3, 3);
+            let mut grads = Params::zeros_like(&net);
+            step.run(&net, &x, &y, Some(&w), &rows, loss, &mut grads, &no_dropout);
+            let reference = weighted(&net);
+            assert!(
+                (step.loss / 7.0 - reference).abs() < 1e-12,
+                "{}: the step's loss {} vs {reference}",
+                loss.name(),
+                step.loss / 7.0
+            );
+            let analytic = grads.slices().concat();
+            let mut params = net.params();
+            let h = 1e-6;
+            let mut idx = 0;
+            for ti in 0..params.w.len() * 2 {
+                for j in 0..params.slices()[ti].len() {
+                    let orig = params.slices()[ti][j];
+                    params.slices_mut()[ti][j] = orig + h;
+                    net.set_params(&params);
+                    let lp = weighted(&net);
+                    params.slices_mut()[ti][j] = orig - h;
+                    net.set_params(&params);
+                    let lm = weighted(&net);
+                    params.slices_mut()[ti][j] = orig;
+                    net.set_params(&params);
+                    let numeric = (lp - lm) / (2.0 * h);
+                    let a = analytic[idx];
+                    let rel = (numeric - a).abs() / (numeric.abs() + a.abs()).max(1e-8);
+                    assert!(
+                        rel < 1e-4 || (numeric - a).abs() < 1e-9,
+                        "{}: param {idx}: numeric {numeric} analytic {a}",
+                        loss.name()
+                    );
+                    idx += 1;
+                }
+            }
+        }
+    }
+
+    /// With dropout on, the step's gradient is the gradient of the loss with the mask it drew
+    /// held fixed: replay the mask as a constant multiplier and difference the first weight.
+    #[test]
+    fn dropout_gradient_uses_the_same_mask() {
+        let mut net = random_net(&[3, 6, 2], Activation::Tanh, Activation::Linear, 5);
+        net.layers.insert(1, Layer::Dropout(0.5));
+        let x = array![[0.1, -0.2, 0.3], [0.5, 0.4, -0.9]];
+        let y = array![[1.0, 0.0], [0.0, 1.0]];
+        let mut step = BatchStep::new(&net, 2, 3, 2);
+        let mut g = Params::zeros_like(&net);
+        let dropout = |c: usize| Rng::derive(1, Stream::Dropout, &[c as u64]);
+        step.run(&net, &x, &y, None, &[0, 1], Loss::Mse, &mut g, &dropout);
+        let mask = step.ws.z[1].clone();
+        // Kept units are scaled by 1/(1−p) = 2, dropped ones are 0; some of each here.
+        assert!(mask.iter().all(|&m| m == 0.0 || m == 2.0));
+        assert!(mask.iter().any(|&m| m == 0.0) && mask.iter().any(|&m| m == 2.0));
+        let loss_with_mask = |net: &Network<f64>| {
+            let mut ws2 = Workspace::new(net, 2);
+            net.forward(&mut ws2, x.view(), None);
+            let Layer::Dense(d) = &net.layers[2] else {
+                unreachable!()
+            };
+            let h = &ws2.a[0] * &mask;
+            let out = h.dot(&d.w) + &d.b;
+            Loss::Mse.value(out.view(), out.view(), y.view()) / 2.0
+        };
+        let eps = 1e-6;
+        for (i, j) in [(0, 0), (1, 3), (2, 5)] {
+            let Layer::Dense(d0) = &mut net.layers[0] else {
+                unreachable!()
+            };
+            let orig = d0.w[[i, j]];
+            d0.w[[i, j]] = orig + eps;
+            let lp = loss_with_mask(&net);
+            let Layer::Dense(d0) = &mut net.layers[0] else {
+                unreachable!()
+            };
+            d0.w[[i, j]] = orig - eps;
+            let lm = loss_with_mask(&net);
+            let Layer::Dense(d0) = &mut net.layers[0] else {
+                unreachable!()
+            };
+            d0.w[[i, j]] = orig;
+            let numeric = (lp - lm) / (2.0 * eps);
+            assert!(
+                (numeric - g.w[0][[i, j]]).abs() < 1e-7,
+                "w[{i}][{j}]: {numeric} vs {}",
+                g.w[0][[i, j]]
+            );
         }
     }
 }

@@ -5,6 +5,7 @@
 pub mod activation;
 pub mod batch;
 pub mod loss;
+pub mod metric;
 pub mod model;
 pub mod network;
 pub mod optim;

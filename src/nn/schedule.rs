@@ -125,7 +125,7 @@ impl Schedule {
                 ..
             } => {
                 if let Some(m) = monitor {
-                    super::train::check_monitor(m).map_err(|e| ("monitor", e))?;
+                    super::metric::check_monitor(m).map_err(|e| ("monitor", e))?;
                 }
                 in01("factor", *factor, false)?;
                 if !(min_delta.is_finite() && *min_delta >= 0.0) {

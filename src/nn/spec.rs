@@ -545,7 +545,7 @@ impl TrainSpec {
         let has_val = vs > 0.0 || validation_set;
         if let Some(es) = &self.early_stopping {
             if let Some(m) = &es.monitor {
-                if let Err(e) = super::train::check_monitor(m) {
+                if let Err(e) = super::metric::check_monitor(m) {
                     errs.push(SpecError::new("/early_stopping/monitor", e));
                 } else if m.starts_with("val_") && !has_val {
                     errs.push(SpecError::new(

@@ -1,7 +1,8 @@
-//! The training loop: epochs of shuffled mini-batches, each batch split into fixed chunks of
-//! rows that run in parallel on the caller's rayon pool and are summed in a fixed order, so
-//! the loss history is bit-identical on 1 or N threads. Validation, metrics, schedules, early
-//! stopping, divergence detection, cancellation and checkpoints live here.
+//! The training loop: epochs of shuffled mini-batches, each one forward and backward pass of
+//! `batch::BatchStep` on the caller's rayon pool (its products split along their outputs, its
+//! sums in a fixed order), so the loss history is bit-identical on 1 or N threads. Validation,
+//! schedules, early stopping, divergence detection, cancellation and checkpoints live here;
+//! the metric names and scores are `metric`'s.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -12,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::activation::argmax_rows;
 use super::batch::BatchStep;
 use super::loss::Loss;
+use super::metric::score;
 use super::model::Model;
 use super::network::{Dense, Layer, Network, Params, Workspace};
 use super::optim::Optimizer;
@@ -23,25 +25,7 @@ use super::tabular::{self, ClassWeight, Encoder, RawColumn};
 
 pub use super::batch::CHUNK_ROWS;
 
-pub const MONITORS: [&str; 6] = [
-    "loss",
-    "val_loss",
-    "accuracy",
-    "val_accuracy",
-    "mae",
-    "val_mae",
-];
-
-pub fn check_monitor(m: &str) -> Result<(), String> {
-    if MONITORS.contains(&m) {
-        Ok(())
-    } else {
-        Err(format!(
-            "unknown metric \"{m}\"; expected one of {}",
-            MONITORS.join(", ")
-        ))
-    }
-}
+pub use super::metric::{MONITORS, check_monitor};
 
 /// One finished epoch.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -140,16 +124,15 @@ pub enum TrainError {
     Spec(Vec<SpecError>),
     #[error("cancelled")]
     Cancelled,
-    #[error(
-        "training diverged at epoch {epoch}: the {what} became {value} with learning rate {learning_rate}; \
-         the learning rate is too large for this problem, try {suggestion} or smaller"
-    )]
+    #[error("training diverged at epoch {epoch}: the {what} became {value}; {advice}")]
     Diverged {
         epoch: u32,
         what: &'static str,
         value: String,
         learning_rate: f32,
         suggestion: f32,
+        /// The field most likely at fault and what to try instead.
+        advice: String,
     },
     #[error("{0}")]
     Checkpoint(String),
@@ -507,13 +490,13 @@ impl Session {
                         &dropout,
                     );
                     let batch_rows = rows.len();
-                    // Fixed summation order: batch by batch, chunk by chunk.
+                    // Fixed summation order: batch by batch (the step sums its chunks in order).
                     loss_sum += step.loss;
                     correct += step.correct;
                     abs_err += step.abs_err;
                     seen += batch_rows;
                     if !loss_sum.is_finite() {
-                        return Err(diverged(epoch + 1, "loss", loss_sum, lr));
+                        return Err(diverged(spec, epoch + 1, "loss", loss_sum, lr));
                     }
                     if has_penalty {
                         add_penalty_gradient(&state.network, &penalties, &mut grads);
@@ -546,10 +529,10 @@ impl Session {
                 samples_per_second: 0.0,
             };
             if !rec.loss.is_finite() {
-                return Err(diverged(epoch + 1, "loss", rec.loss, lr));
+                return Err(diverged(spec, epoch + 1, "loss", rec.loss, lr));
             }
             if !state.network.is_finite() {
-                return Err(diverged(epoch + 1, "weights", f64::NAN, lr));
+                return Err(diverged(spec, epoch + 1, "weights", f64::NAN, lr));
             }
             if let (Some(xv), Some(yv)) = (&self.x_val, &self.y_val) {
                 let ev = evaluate(
@@ -563,7 +546,7 @@ impl Session {
                 rec.val_accuracy = is_class.then_some(ev.accuracy);
                 rec.val_mae = (!is_class).then_some(ev.mae);
                 if !ev.loss.is_finite() {
-                    return Err(diverged(epoch + 1, "validation loss", ev.loss, lr));
+                    return Err(diverged(spec, epoch + 1, "validation loss", ev.loss, lr));
                 }
             }
             let secs = started.elapsed().as_secs_f64();
@@ -729,13 +712,56 @@ fn accuracy_width(loss: Loss, k: usize) -> usize {
     if loss.is_categorical() { 1 } else { k }
 }
 
-fn diverged(epoch: u32, what: &'static str, value: f64, lr: f32) -> TrainError {
+fn diverged(spec: &TrainSpec, epoch: u32, what: &'static str, value: f64, lr: f32) -> TrainError {
     TrainError::Diverged {
         epoch,
         what,
         value: format!("{value}"),
         learning_rate: lr,
         suggestion: lr / 10.0,
+        advice: divergence_advice(spec, lr),
+    }
+}
+
+/// Penalties above this are far outside any useful range (Keras's examples use 1e-4 to 1e-2):
+/// a loss that blows up under one is the penalty's doing, not the learning rate's.
+const SUSPECT_PENALTY: f32 = 10.0;
+/// An `alpha` above this scales leaky_relu/elu outputs out of any useful range (0.01 to 1).
+const SUSPECT_ALPHA: f32 = 1e3;
+
+/// Names the field that most likely made training diverge: an absurd weight penalty or
+/// activation `alpha` before the learning rate, which is otherwise the usual cause.
+fn divergence_advice(spec: &TrainSpec, lr: f32) -> String {
+    let mut suspects = vec![];
+    for (name, v) in [("l1", spec.l1), ("l2", spec.l2)] {
+        if v.abs() > SUSPECT_PENALTY {
+            suspects.push(format!(
+                "/{name} is {v:e}, which makes the penalty dominate and overflow; try 1e-4 to 1e-2"
+            ));
+        }
+    }
+    for (i, l) in spec.layers.iter().enumerate() {
+        for (name, v) in [("l1", l.l1), ("l2", l.l2)] {
+            if let Some(v) = v.filter(|v| v.abs() > SUSPECT_PENALTY) {
+                suspects.push(format!(
+                    "/layers/{i}/{name} is {v:e}, which makes the penalty dominate and overflow; try 1e-4 to 1e-2"
+                ));
+            }
+        }
+        if let Some(a) = l.alpha.filter(|a| a.abs() > SUSPECT_ALPHA) {
+            suspects.push(format!(
+                "/layers/{i}/alpha is {a:e}, which scales the activation out of range; try 0.01 to 1"
+            ));
+        }
+    }
+    if suspects.is_empty() {
+        format!(
+            "with learning rate {lr} the updates overshoot: the learning rate is too large for \
+             this problem, try {} or smaller",
+            lr / 10.0
+        )
+    } else {
+        suspects.join("; ")
     }
 }
 
@@ -887,30 +913,6 @@ fn penalty_value(net: &Network<f32>, pen: &[(f32, f32)]) -> f64 {
                 .sum::<f64>()
         })
         .sum()
-}
-
-/// (correct predictions, summed absolute error) of outputs `p` against targets `y`.
-pub(super) fn score(p: ArrayView2<f32>, y: ArrayView2<f32>, loss: Loss) -> (f64, f64) {
-    if loss.is_categorical() {
-        let a = argmax_rows(p);
-        let b = argmax_rows(y);
-        (a.iter().zip(&b).filter(|(a, b)| a == b).count() as f64, 0.0)
-    } else if loss.is_classification() {
-        let c = p
-            .iter()
-            .zip(y.iter())
-            .filter(|&(&p, &y)| (p >= 0.5) == (y >= 0.5))
-            .count();
-        (c as f64, 0.0)
-    } else {
-        (
-            0.0,
-            p.iter()
-                .zip(y.iter())
-                .map(|(&p, &y)| (p - y).abs() as f64)
-                .sum(),
-        )
-    }
 }
 
 pub struct Evaluation {

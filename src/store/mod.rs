@@ -1,11 +1,15 @@
 //! Persistence: one `Store` trait, one implementation per database. The only place SQL
-//! lives. Records here are plain data; the HTTP layer shapes them into responses.
+//! lives. Records here are plain data (a job's spec typed, with the engine's `TrainSpec`
+//! inside); the use cases fill them and the HTTP layer shapes them into responses.
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::nn::TrainSpec;
+
 pub mod postgres;
+mod rows;
 pub mod sqlite;
 
 pub use postgres::PostgresStore;
@@ -54,12 +58,7 @@ impl From<serde_json::Error> for StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+pub use crate::clock::now_ms;
 
 /// `value` as JSON, with f32 fields written at their own precision (0.01, not
 /// 0.009999999776482582), which a plain `serde_json::to_value` would not do.
@@ -121,6 +120,223 @@ impl JobStatus {
     }
 }
 
+/// A job's spec as stored: the engine's [`TrainSpec`] (every default filled in) and the
+/// service's fields, in one flat JSON object — the shape `POST /v1/jobs` takes and
+/// `GET /v1/jobs/{id}` shows as `spec`. Stored specs written by earlier releases read back
+/// through [`JobSpec::from_value`] unchanged: the shape has not changed, only its type.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(into = "serde_json::Value", try_from = "serde_json::Value")]
+pub struct JobSpec {
+    pub train: TrainSpec,
+    /// The dataset it trains on (inline datasets are stored first and named here).
+    pub dataset_id: Option<Uuid>,
+    pub priority: i32,
+    pub name: Option<String>,
+    /// A separate stored dataset to validate on (instead of a `validation_split`).
+    pub validation_dataset_id: Option<Uuid>,
+}
+
+impl JobSpec {
+    /// The fields of a job request that belong to the service, not to the engine's spec
+    /// (`dataset` is an inline dataset, stored as `dataset_id`).
+    pub const SERVICE_FIELDS: [&'static str; 5] = [
+        "dataset_id",
+        "dataset",
+        "priority",
+        "name",
+        "validation_dataset_id",
+    ];
+
+    /// The stored JSON object.
+    pub fn to_value(&self) -> serde_json::Value {
+        let mut v = to_json(&self.train);
+        if let Some(o) = v.as_object_mut() {
+            if let Some(id) = self.dataset_id {
+                o.insert("dataset_id".into(), serde_json::json!(id));
+            }
+            o.insert("priority".into(), serde_json::json!(self.priority));
+            if let Some(n) = &self.name {
+                o.insert("name".into(), serde_json::json!(n));
+            }
+            if let Some(id) = self.validation_dataset_id {
+                o.insert("validation_dataset_id".into(), serde_json::json!(id));
+            }
+        }
+        v
+    }
+
+    /// Reads a stored spec back.
+    pub fn from_value(v: serde_json::Value) -> std::result::Result<Self, String> {
+        let serde_json::Value::Object(mut o) = v else {
+            return Err("a job spec is a JSON object".into());
+        };
+        let dataset_id = match o.get("dataset_id") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(id) => Some(
+                id.as_str()
+                    .and_then(|i| Uuid::parse_str(i).ok())
+                    .ok_or_else(|| format!("dataset_id {id} is not a UUID"))?,
+            ),
+        };
+        let priority = match o.get("priority") {
+            None | Some(serde_json::Value::Null) => 0,
+            Some(p) => p
+                .as_i64()
+                .and_then(|p| i32::try_from(p).ok())
+                .ok_or_else(|| format!("priority {p} is not a 32-bit integer"))?,
+        };
+        let name = o.get("name").and_then(|n| n.as_str()).map(str::to_owned);
+        let validation_dataset_id = match o.get("validation_dataset_id") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(id) => Some(
+                id.as_str()
+                    .and_then(|i| Uuid::parse_str(i).ok())
+                    .ok_or_else(|| format!("validation_dataset_id {id} is not a UUID"))?,
+            ),
+        };
+        for f in Self::SERVICE_FIELDS {
+            o.remove(f);
+        }
+        let train =
+            serde_json::from_value(serde_json::Value::Object(o)).map_err(|e| e.to_string())?;
+        Ok(JobSpec {
+            train,
+            dataset_id,
+            priority,
+            name,
+            validation_dataset_id,
+        })
+    }
+}
+
+impl From<JobSpec> for serde_json::Value {
+    fn from(spec: JobSpec) -> Self {
+        spec.to_value()
+    }
+}
+
+impl TryFrom<serde_json::Value> for JobSpec {
+    type Error = String;
+    fn try_from(v: serde_json::Value) -> std::result::Result<Self, String> {
+        JobSpec::from_value(v)
+    }
+}
+
+/// Why a job failed, as a kind the service can act on; the HTTP layer decides how each kind
+/// is shown (its problem type, title and status).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// The loss or the weights stopped being finite.
+    TrainingDiverged,
+    /// The engine refused the spec at run time.
+    InvalidSpec,
+    /// The job names no dataset.
+    NoDataset,
+    /// Its dataset was deleted before it ran.
+    DatasetGone,
+    /// Its dataset or checkpoint could not be decoded.
+    CheckpointUnreadable,
+    /// Its stored spec could not be read (written by releases before specs were typed).
+    StoredSpecUnreadable,
+    /// No thread could be started to train it.
+    NoTrainingThread,
+    /// The training thread ended without a result.
+    TrainingCrashed,
+    /// The store failed while the job started, for another reason than being away.
+    DatabaseError,
+    /// Its workers died `MAX_ATTEMPTS` times.
+    TooManyAttempts,
+}
+
+impl FailureKind {
+    pub const ALL: [FailureKind; 10] = [
+        FailureKind::TrainingDiverged,
+        FailureKind::InvalidSpec,
+        FailureKind::NoDataset,
+        FailureKind::DatasetGone,
+        FailureKind::CheckpointUnreadable,
+        FailureKind::StoredSpecUnreadable,
+        FailureKind::NoTrainingThread,
+        FailureKind::TrainingCrashed,
+        FailureKind::DatabaseError,
+        FailureKind::TooManyAttempts,
+    ];
+
+    /// The stored name (`training_diverged`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::TrainingDiverged => "training_diverged",
+            FailureKind::InvalidSpec => "invalid_spec",
+            FailureKind::NoDataset => "no_dataset",
+            FailureKind::DatasetGone => "dataset_gone",
+            FailureKind::CheckpointUnreadable => "checkpoint_unreadable",
+            FailureKind::StoredSpecUnreadable => "stored_spec_unreadable",
+            FailureKind::NoTrainingThread => "no_training_thread",
+            FailureKind::TrainingCrashed => "training_crashed",
+            FailureKind::DatabaseError => "database_error",
+            FailureKind::TooManyAttempts => "too_many_attempts",
+        }
+    }
+
+    fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+}
+
+/// A failed job's error: its kind and what happened. Stored as `{"kind", "detail"}`. Rows
+/// written by releases that stored a problem document (`{"type": "/problems/<slug>",
+/// "title", "status", "detail"}`) read back as the kind of their slug.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "serde_json::Value", try_from = "serde_json::Value")]
+pub struct Failure {
+    pub kind: FailureKind,
+    pub detail: String,
+}
+
+impl Failure {
+    pub fn new(kind: FailureKind, detail: impl Into<String>) -> Self {
+        Failure {
+            kind,
+            detail: detail.into(),
+        }
+    }
+
+    /// The stored JSON object.
+    pub fn to_value(&self) -> serde_json::Value {
+        serde_json::json!({"kind": self.kind.as_str(), "detail": self.detail})
+    }
+
+    /// Reads a stored error: this release's `{"kind", "detail"}`, or an earlier release's
+    /// problem document.
+    pub fn from_value(v: &serde_json::Value) -> std::result::Result<Self, String> {
+        let detail = v.get("detail").and_then(|d| d.as_str()).unwrap_or_default();
+        let kind = match (v.get("kind"), v.get("type")) {
+            (Some(k), _) => k.as_str().and_then(FailureKind::parse),
+            (None, Some(t)) => t
+                .as_str()
+                .and_then(|t| t.strip_prefix("/problems/"))
+                .and_then(|slug| FailureKind::parse(&slug.replace('-', "_"))),
+            (None, None) => None,
+        };
+        let kind = kind.ok_or_else(|| format!("a job error of no known kind: {v}"))?;
+        Ok(Failure::new(kind, detail))
+    }
+}
+
+impl From<Failure> for serde_json::Value {
+    fn from(f: Failure) -> Self {
+        f.to_value()
+    }
+}
+
+impl TryFrom<serde_json::Value> for Failure {
+    type Error = String;
+    fn try_from(v: serde_json::Value) -> std::result::Result<Self, String> {
+        Failure::from_value(&v)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct JobRecord {
     pub id: Uuid,
@@ -130,7 +346,7 @@ pub struct JobRecord {
     pub priority: i32,
     pub dataset_id: Option<Uuid>,
     /// The normalised spec: the request with every default filled in.
-    pub spec: serde_json::Value,
+    pub spec: JobSpec,
     pub epochs: i64,
     /// Epochs finished.
     pub epoch: i64,
@@ -139,7 +355,7 @@ pub struct JobRecord {
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
     pub model_id: Option<Uuid>,
-    pub error: Option<serde_json::Value>,
+    pub error: Option<Failure>,
     pub stop_reason: Option<String>,
     pub attempt: i64,
     pub cancel_requested: bool,
@@ -170,7 +386,8 @@ pub struct Usage {
     pub stored_bytes: i64,
 }
 
-/// The first answer to a request with an `Idempotency-Key`.
+/// The first answer to a request with an `Idempotency-Key` (`status` 0: the key is reserved
+/// by a request still being answered, or one that died before it answered).
 #[derive(Clone, Debug, PartialEq)]
 pub struct IdempotentAnswer {
     pub fingerprint: String,
@@ -189,9 +406,7 @@ pub enum Finish {
         model: ModelRecord,
         stop_reason: String,
     },
-    Failed {
-        error: serde_json::Value,
-    },
+    Failed(Failure),
     Cancelled,
 }
 
@@ -245,13 +460,25 @@ pub trait Store: Send + Sync + 'static {
         route: &str,
         key: &str,
     ) -> Result<Option<IdempotentAnswer>>;
-    /// Remembers the answer to a request with an idempotency key (the first one wins).
+    /// Remembers the answer to a request with an idempotency key. A key is first reserved by
+    /// its request (an answer with status 0 and that request's fingerprint, inserted only when
+    /// the key is free); the request's real answer then replaces its own reservation, and
+    /// nothing replaces an answer already given (the first one wins).
     async fn remember_answer(
         &self,
         tenant: &str,
         route: &str,
         key: &str,
         answer: &IdempotentAnswer,
+    ) -> Result<()>;
+    /// Drops a request's reservation of a key (status 0, its fingerprint) when the request
+    /// failed without creating anything, so that the key may be used again.
+    async fn forget_reservation(
+        &self,
+        tenant: &str,
+        route: &str,
+        key: &str,
+        fingerprint: &str,
     ) -> Result<()>;
 
     /// Atomically takes the next queued job (highest priority, then oldest), marks it running
@@ -266,8 +493,8 @@ pub trait Store: Send + Sync + 'static {
     /// Extends the lease; false when this worker's attempt no longer owns the job.
     async fn renew_lease(&self, id: Uuid, attempt: i64, lease_ms: i64) -> Result<bool>;
     /// Puts jobs whose lease expired (or all running jobs, at a single node's start) back in
-    /// the queue, except those already claimed `MAX_ATTEMPTS` times: they fail with a
-    /// `/problems/too-many-attempts` error. Returns how many jobs stopped running (both kinds).
+    /// the queue, except those already claimed `MAX_ATTEMPTS` times: they fail as
+    /// [`FailureKind::TooManyAttempts`]. Returns how many jobs stopped running (both kinds).
     async fn requeue_running(&self, only_expired: bool) -> Result<u64>;
     /// Puts one job this worker holds back in the queue (graceful shutdown).
     async fn release_job(&self, id: Uuid, attempt: i64) -> Result<bool>;
@@ -314,6 +541,44 @@ pub trait Store: Send + Sync + 'static {
 #[cfg(test)]
 mod tests {
     use std::path::Path;
+
+    use super::{Failure, FailureKind, JobSpec};
+
+    /// A spec as `main` stored it before specs were typed (TrainSpec's JSON with every
+    /// default, plus the service fields) reads back and is written again unchanged.
+    #[test]
+    fn a_stored_job_spec_keeps_its_shape() {
+        let stored = super::to_json(&serde_json::json!({
+            "layers": [{"units": 4, "activation": "relu"}, {"units": 1}],
+            "loss": "mse", "epochs": 3, "seed": 7,
+        }));
+        let train: crate::nn::TrainSpec = serde_json::from_value(stored).unwrap();
+        let mut old = super::to_json(&train);
+        old["dataset_id"] = serde_json::json!("6f9619ff-8b86-d011-b42d-00c04fc964ff");
+        old["priority"] = serde_json::json!(-3);
+        old["name"] = serde_json::json!("nightly");
+        let spec = JobSpec::from_value(old.clone()).unwrap();
+        assert_eq!(spec.train, train);
+        assert_eq!(spec.priority, -3);
+        assert_eq!(spec.name.as_deref(), Some("nightly"));
+        assert_eq!(spec.to_value(), old);
+        // An engine field the spec does not know is still refused, as the worker refused it.
+        let mut bad = old;
+        bad["learning_rat"] = serde_json::json!(0.1);
+        assert!(JobSpec::from_value(bad).is_err());
+    }
+
+    #[test]
+    fn a_job_error_reads_back_as_its_kind_in_either_form() {
+        let new = serde_json::json!({"kind": "training_diverged", "detail": "NaN"});
+        let old = serde_json::json!({"type": "/problems/training-diverged",
+            "title": "Training diverged", "status": 422, "detail": "NaN"});
+        let f = Failure::new(FailureKind::TrainingDiverged, "NaN");
+        assert_eq!(Failure::from_value(&new), Ok(f.clone()));
+        assert_eq!(Failure::from_value(&old), Ok(f.clone()));
+        assert_eq!(f.to_value(), new);
+        assert!(Failure::from_value(&serde_json::json!({"title": "x"})).is_err());
+    }
 
     fn migration_files(backend: &str) -> Vec<String> {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -12,6 +12,7 @@ use sqlx::postgres::{PgConnectOptions, PgDatabaseError, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Postgres, Row};
 use uuid::Uuid;
 
+use super::rows::{Columns, DATASET_COLS, MODEL_COLS, dataset, job, model, page};
 use super::*;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -74,74 +75,41 @@ macro_rules! db_now_ms {
     };
 }
 
-fn dataset(r: &PgRow) -> Result<DatasetRecord> {
-    Ok(DatasetRecord {
-        id: r.try_get("id")?,
-        tenant: r.try_get("tenant")?,
-        name: r.try_get("name")?,
-        created_at: r.try_get("created_at")?,
-        rows: r.try_get("rows")?,
-        inputs: r.try_get("inputs")?,
-        outputs: r.try_get("outputs")?,
-        meta: r.try_get("meta")?,
-        size_bytes: r.try_get("size_bytes")?,
-    })
+impl Columns for PgRow {
+    fn text(&self, c: &str) -> Result<String> {
+        Ok(self.try_get(c)?)
+    }
+    fn opt_text(&self, c: &str) -> Result<Option<String>> {
+        Ok(self.try_get(c)?)
+    }
+    fn int(&self, c: &str) -> Result<i64> {
+        Ok(self.try_get(c)?)
+    }
+    fn opt_int(&self, c: &str) -> Result<Option<i64>> {
+        Ok(self.try_get(c)?)
+    }
+    fn int32(&self, c: &str) -> Result<i32> {
+        Ok(self.try_get(c)?)
+    }
+    /// UUIDs are UUID.
+    fn uuid(&self, c: &str) -> Result<Uuid> {
+        Ok(self.try_get(c)?)
+    }
+    fn opt_uuid(&self, c: &str) -> Result<Option<Uuid>> {
+        Ok(self.try_get(c)?)
+    }
+    /// JSON is JSONB.
+    fn json(&self, c: &str) -> Result<serde_json::Value> {
+        Ok(self.try_get(c)?)
+    }
+    fn opt_json(&self, c: &str) -> Result<Option<serde_json::Value>> {
+        Ok(self.try_get(c)?)
+    }
+    /// Flags are BOOLEAN.
+    fn flag(&self, c: &str) -> Result<bool> {
+        Ok(self.try_get(c)?)
+    }
 }
-
-fn job(r: &PgRow) -> Result<JobRecord> {
-    let status: String = r.try_get("status")?;
-    Ok(JobRecord {
-        id: r.try_get("id")?,
-        tenant: r.try_get("tenant")?,
-        seq: r.try_get("seq")?,
-        status: JobStatus::parse(&status)
-            .ok_or_else(|| StoreError::Corrupt(format!("status {status}")))?,
-        priority: r.try_get("priority")?,
-        dataset_id: r.try_get("dataset_id")?,
-        spec: r.try_get("spec")?,
-        epochs: r.try_get("epochs")?,
-        epoch: r.try_get("epoch")?,
-        latest: r.try_get("latest")?,
-        created_at: r.try_get("created_at")?,
-        started_at: r.try_get("started_at")?,
-        finished_at: r.try_get("finished_at")?,
-        model_id: r.try_get("model_id")?,
-        error: r.try_get("error")?,
-        stop_reason: r.try_get("stop_reason")?,
-        attempt: r.try_get("attempt")?,
-        cancel_requested: r.try_get("cancel_requested")?,
-        stop_requested: r.try_get("stop_requested")?,
-    })
-}
-
-fn model(r: &PgRow) -> Result<ModelRecord> {
-    Ok(ModelRecord {
-        id: r.try_get("id")?,
-        tenant: r.try_get("tenant")?,
-        name: r.try_get("name")?,
-        created_at: r.try_get("created_at")?,
-        job_id: r.try_get("job_id")?,
-        dataset_id: r.try_get("dataset_id")?,
-        input_dim: r.try_get("input_dim")?,
-        output_dim: r.try_get("output_dim")?,
-        parameter_count: r.try_get("parameter_count")?,
-        metrics: r.try_get("metrics")?,
-        document: r.try_get("document")?,
-    })
-}
-
-fn page<T>(rows: &[PgRow], item: fn(&PgRow) -> Result<T>, limit: i64) -> Result<Page<T>> {
-    let items = rows.iter().map(item).collect::<Result<Vec<_>>>()?;
-    let next = match rows.last() {
-        Some(last) if items.len() as i64 == limit => Some(last.try_get("seq")?),
-        _ => None,
-    };
-    Ok(Page { items, next })
-}
-
-const DATASET_COLS: &str =
-    "seq, id, tenant, name, created_at, rows, inputs, outputs, meta, size_bytes";
-const MODEL_COLS: &str = "seq, id, tenant, name, created_at, job_id, dataset_id, input_dim, output_dim, parameter_count, metrics, document";
 
 /// Locks the job row while `attempt` still owns it (running under that attempt), so a
 /// concurrent requeue or claim waits for this transaction; false when it does not own it.
@@ -271,7 +239,7 @@ impl Store for PostgresStore {
         .bind(j.status.as_str())
         .bind(j.priority)
         .bind(j.dataset_id)
-        .bind(&j.spec)
+        .bind(j.spec.to_value())
         .bind(j.epochs)
         .bind(j.created_at)
         .bind(&j.tenant)
@@ -394,7 +362,10 @@ impl Store for PostgresStore {
             .await?;
         sqlx::query(
             "INSERT INTO idempotency (tenant, route, key, fingerprint, status, location, body, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (tenant, route, key) DO UPDATE
+                SET status = excluded.status, location = excluded.location, body = excluded.body
+                WHERE idempotency.status = 0 AND idempotency.fingerprint = excluded.fingerprint",
         )
         .bind(tenant)
         .bind(route)
@@ -404,6 +375,26 @@ impl Store for PostgresStore {
         .bind(&a.location)
         .bind(&a.body)
         .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn forget_reservation(
+        &self,
+        tenant: &str,
+        route: &str,
+        key: &str,
+        fingerprint: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "DELETE FROM idempotency
+             WHERE tenant = $1 AND route = $2 AND key = $3 AND fingerprint = $4 AND status = 0",
+        )
+        .bind(tenant)
+        .bind(route)
+        .bind(key)
+        .bind(fingerprint)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -460,9 +451,7 @@ impl Store for PostgresStore {
                 status = CASE WHEN attempt >= $2 THEN 'failed' ELSE 'queued' END,
                 finished_at = CASE WHEN attempt >= $2 THEN $3 ELSE finished_at END,
                 error = CASE WHEN attempt >= $2 THEN jsonb_build_object(
-                    'type', '/problems/too-many-attempts',
-                    'title', 'Too many attempts',
-                    'status', 500,
+                    'kind', $4::text,
                     'detail', 'the job was interrupted ' || attempt
                         || ' times (its workers died); it will not be retried')
                     ELSE error END,
@@ -475,6 +464,7 @@ impl Store for PostgresStore {
         .bind(only_expired)
         .bind(MAX_ATTEMPTS)
         .bind(now_ms())
+        .bind(FailureKind::TooManyAttempts.as_str())
         .fetch_all(&mut *tx)
         .await?;
         let mut failed = Vec::new();
@@ -624,8 +614,8 @@ impl Store for PostgresStore {
                 None,
                 Some(stop_reason.as_str()),
             ),
-            Finish::Failed { error } => ("failed", None, Some(error), None),
-            Finish::Cancelled => ("cancelled", None, None, None),
+            Finish::Failed(f) => ("failed", None, Some(f.to_value()), None),
+            Finish::Cancelled => ("cancelled", None, None, Some("cancelled")),
         };
         let mut tx = self.pool.begin().await?;
         let owned = sqlx::query(
@@ -663,6 +653,7 @@ impl Store for PostgresStore {
         // Matches any job with this id, so RETURNING gives the job after in one statement.
         sqlx::query(
             "UPDATE jobs SET status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END,
+                    stop_reason = CASE WHEN status = 'queued' THEN 'cancelled' ELSE stop_reason END,
                     finished_at = CASE WHEN status = 'queued' THEN $1 ELSE finished_at END,
                     cancel_requested = CASE WHEN status IN ('queued', 'running') THEN true
                                             ELSE cancel_requested END

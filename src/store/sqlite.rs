@@ -14,6 +14,7 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqlitePool};
 use uuid::Uuid;
 
+use super::rows::{Columns, DATASET_COLS, MODEL_COLS, dataset, job, model, page};
 use super::*;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -54,97 +55,47 @@ impl SqliteStore {
     }
 }
 
-fn uuid_col(r: &SqliteRow, c: &str) -> Result<Uuid> {
-    let s: String = r.try_get(c)?;
-    Uuid::parse_str(&s).map_err(|e| StoreError::Corrupt(format!("{c}: {e}")))
+impl Columns for SqliteRow {
+    fn text(&self, c: &str) -> Result<String> {
+        Ok(self.try_get(c)?)
+    }
+    fn opt_text(&self, c: &str) -> Result<Option<String>> {
+        Ok(self.try_get(c)?)
+    }
+    fn int(&self, c: &str) -> Result<i64> {
+        Ok(self.try_get(c)?)
+    }
+    fn opt_int(&self, c: &str) -> Result<Option<i64>> {
+        Ok(self.try_get(c)?)
+    }
+    fn int32(&self, c: &str) -> Result<i32> {
+        Ok(self.try_get(c)?)
+    }
+    /// UUIDs are TEXT.
+    fn uuid(&self, c: &str) -> Result<Uuid> {
+        let s: String = self.try_get(c)?;
+        Uuid::parse_str(&s).map_err(|e| StoreError::Corrupt(format!("{c}: {e}")))
+    }
+    fn opt_uuid(&self, c: &str) -> Result<Option<Uuid>> {
+        let s: Option<String> = self.try_get(c)?;
+        s.map(|s| Uuid::parse_str(&s).map_err(|e| StoreError::Corrupt(format!("{c}: {e}"))))
+            .transpose()
+    }
+    /// JSON is TEXT.
+    fn json(&self, c: &str) -> Result<serde_json::Value> {
+        let s: String = self.try_get(c)?;
+        Ok(serde_json::from_str(&s)?)
+    }
+    fn opt_json(&self, c: &str) -> Result<Option<serde_json::Value>> {
+        let s: Option<String> = self.try_get(c)?;
+        s.map(|s| serde_json::from_str(&s).map_err(StoreError::from))
+            .transpose()
+    }
+    /// Flags are INTEGER 0/1.
+    fn flag(&self, c: &str) -> Result<bool> {
+        Ok(self.try_get::<i64, _>(c)? != 0)
+    }
 }
-
-fn opt_uuid(r: &SqliteRow, c: &str) -> Result<Option<Uuid>> {
-    let s: Option<String> = r.try_get(c)?;
-    s.map(|s| Uuid::parse_str(&s).map_err(|e| StoreError::Corrupt(format!("{c}: {e}"))))
-        .transpose()
-}
-
-fn json_col(r: &SqliteRow, c: &str) -> Result<serde_json::Value> {
-    let s: String = r.try_get(c)?;
-    Ok(serde_json::from_str(&s)?)
-}
-
-fn opt_json(r: &SqliteRow, c: &str) -> Result<Option<serde_json::Value>> {
-    let s: Option<String> = r.try_get(c)?;
-    s.map(|s| serde_json::from_str(&s).map_err(StoreError::from))
-        .transpose()
-}
-
-fn dataset(r: &SqliteRow) -> Result<DatasetRecord> {
-    Ok(DatasetRecord {
-        id: uuid_col(r, "id")?,
-        tenant: r.try_get("tenant")?,
-        name: r.try_get("name")?,
-        created_at: r.try_get("created_at")?,
-        rows: r.try_get("rows")?,
-        inputs: r.try_get("inputs")?,
-        outputs: r.try_get("outputs")?,
-        meta: json_col(r, "meta")?,
-        size_bytes: r.try_get("size_bytes")?,
-    })
-}
-
-fn job(r: &SqliteRow) -> Result<JobRecord> {
-    let status: String = r.try_get("status")?;
-    Ok(JobRecord {
-        id: uuid_col(r, "id")?,
-        tenant: r.try_get("tenant")?,
-        seq: r.try_get("seq")?,
-        status: JobStatus::parse(&status)
-            .ok_or_else(|| StoreError::Corrupt(format!("status {status}")))?,
-        priority: r.try_get("priority")?,
-        dataset_id: opt_uuid(r, "dataset_id")?,
-        spec: json_col(r, "spec")?,
-        epochs: r.try_get("epochs")?,
-        epoch: r.try_get("epoch")?,
-        latest: opt_json(r, "latest")?,
-        created_at: r.try_get("created_at")?,
-        started_at: r.try_get("started_at")?,
-        finished_at: r.try_get("finished_at")?,
-        model_id: opt_uuid(r, "model_id")?,
-        error: opt_json(r, "error")?,
-        stop_reason: r.try_get("stop_reason")?,
-        attempt: r.try_get("attempt")?,
-        cancel_requested: r.try_get::<i64, _>("cancel_requested")? != 0,
-        stop_requested: r.try_get::<i64, _>("stop_requested")? != 0,
-    })
-}
-
-fn model(r: &SqliteRow) -> Result<ModelRecord> {
-    Ok(ModelRecord {
-        id: uuid_col(r, "id")?,
-        tenant: r.try_get("tenant")?,
-        name: r.try_get("name")?,
-        created_at: r.try_get("created_at")?,
-        job_id: opt_uuid(r, "job_id")?,
-        dataset_id: opt_uuid(r, "dataset_id")?,
-        input_dim: r.try_get("input_dim")?,
-        output_dim: r.try_get("output_dim")?,
-        parameter_count: r.try_get("parameter_count")?,
-        metrics: json_col(r, "metrics")?,
-        document: json_col(r, "document")?,
-    })
-}
-
-/// A listing page; the cursor is the last row's `seq` when the page is full.
-fn page<T>(rows: &[SqliteRow], item: fn(&SqliteRow) -> Result<T>, limit: i64) -> Result<Page<T>> {
-    let items = rows.iter().map(item).collect::<Result<Vec<_>>>()?;
-    let next = match rows.last() {
-        Some(last) if items.len() as i64 == limit => Some(last.try_get("seq")?),
-        _ => None,
-    };
-    Ok(Page { items, next })
-}
-
-const DATASET_COLS: &str =
-    "seq, id, tenant, name, created_at, rows, inputs, outputs, meta, size_bytes";
-const MODEL_COLS: &str = "seq, id, tenant, name, created_at, job_id, dataset_id, input_dim, output_dim, parameter_count, metrics, document";
 
 async fn insert_model_tx<'e, E: sqlx::Executor<'e, Database = sqlx::Sqlite>>(
     e: E,
@@ -257,7 +208,7 @@ impl Store for SqliteStore {
         .bind(j.status.as_str())
         .bind(j.priority)
         .bind(j.dataset_id.map(|u| u.to_string()))
-        .bind(j.spec.to_string())
+        .bind(j.spec.to_value().to_string())
         .bind(j.epochs)
         .bind(j.created_at)
         .bind(&j.tenant)
@@ -361,7 +312,7 @@ impl Store for SqliteStore {
                 fingerprint: r.try_get("fingerprint")?,
                 status: r.try_get::<i64, _>("status")? as u16,
                 location: r.try_get("location")?,
-                body: json_col(&r, "body")?,
+                body: r.json("body")?,
             })
         })
         .transpose()
@@ -380,7 +331,10 @@ impl Store for SqliteStore {
             .await?;
         sqlx::query(
             "INSERT INTO idempotency (tenant, route, key, fingerprint, status, location, body, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (tenant, route, key) DO UPDATE
+                SET status = excluded.status, location = excluded.location, body = excluded.body
+                WHERE idempotency.status = 0 AND idempotency.fingerprint = excluded.fingerprint",
         )
         .bind(tenant)
         .bind(route)
@@ -390,6 +344,26 @@ impl Store for SqliteStore {
         .bind(&a.location)
         .bind(a.body.to_string())
         .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn forget_reservation(
+        &self,
+        tenant: &str,
+        route: &str,
+        key: &str,
+        fingerprint: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "DELETE FROM idempotency
+             WHERE tenant = ? AND route = ? AND key = ? AND fingerprint = ? AND status = 0",
+        )
+        .bind(tenant)
+        .bind(route)
+        .bind(key)
+        .bind(fingerprint)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -441,9 +415,7 @@ impl Store for SqliteStore {
                 status = CASE WHEN attempt >= ?2 THEN 'failed' ELSE 'queued' END,
                 finished_at = CASE WHEN attempt >= ?2 THEN ?3 ELSE finished_at END,
                 error = CASE WHEN attempt >= ?2 THEN json_object(
-                    'type', '/problems/too-many-attempts',
-                    'title', 'Too many attempts',
-                    'status', 500,
+                    'kind', ?4,
                     'detail', 'the job was interrupted ' || attempt
                         || ' times (its workers died); it will not be retried')
                     ELSE error END,
@@ -454,6 +426,7 @@ impl Store for SqliteStore {
         .bind(only_expired as i64)
         .bind(MAX_ATTEMPTS)
         .bind(now_ms())
+        .bind(FailureKind::TooManyAttempts.as_str())
         .fetch_all(&mut *tx)
         .await?;
         for r in &rows {
@@ -520,7 +493,7 @@ impl Store for SqliteStore {
                 .bind(since)
                 .fetch_all(&self.pool)
                 .await?;
-        rows.iter().map(|r| json_col(r, "record")).collect()
+        rows.iter().map(|r| r.json("record")).collect()
     }
 
     async fn save_checkpoint(
@@ -602,8 +575,8 @@ impl Store for SqliteStore {
                 None,
                 Some(stop_reason.clone()),
             ),
-            Finish::Failed { error } => ("failed", None, Some(error.to_string()), None),
-            Finish::Cancelled => ("cancelled", None, None, None),
+            Finish::Failed(f) => ("failed", None, Some(f.to_value().to_string()), None),
+            Finish::Cancelled => ("cancelled", None, None, Some("cancelled".to_string())),
         };
         let owned = sqlx::query(
             "UPDATE jobs SET status = ?, model_id = ?, error = ?, stop_reason = ?, finished_at = ?,
@@ -640,6 +613,7 @@ impl Store for SqliteStore {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "UPDATE jobs SET status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END,
+                    stop_reason = CASE WHEN status = 'queued' THEN 'cancelled' ELSE stop_reason END,
                     finished_at = CASE WHEN status = 'queued' THEN ? ELSE finished_at END,
                     cancel_requested = CASE WHEN status IN ('queued', 'running') THEN 1 ELSE cancel_requested END
              WHERE id = ?",

@@ -62,6 +62,12 @@ function duration(ms) {
 }
 
 const badge = (status) => h('span', { class: `badge ${status}` }, status);
+/** A job's status as a badge, with why it ended when that was not its last epoch. */
+const STOP_WORDS = { early_stopping: 'early stopped', stopped_by_user: 'stopped by user' };
+const jobBadge = (j) => {
+  const why = j.status === 'succeeded' && STOP_WORDS[j.stop_reason];
+  return why ? h('span', {}, badge(j.status), h('span', { class: 'sub stop-reason', dataset: { stopReason: j.stop_reason } }, ` · ${why}`)) : badge(j.status);
+};
 
 function progress(epoch, epochs, status) {
   const bar = h('div', { class: `bar ${status || ''}`, role: 'progressbar', 'aria-valuemin': 0, 'aria-valuemax': epochs || 0, 'aria-valuenow': epoch || 0, 'aria-label': 'epochs done' }, h('span'));
@@ -125,6 +131,11 @@ function setupKeyDialog() {
   $('#key-button').addEventListener('click', () => askKey('Enter the API key to use from this tab (kept in session storage until the tab closes).'));
   onUnauthorized(() => askKey(getKey() ? 'The server refused this key. Enter a valid API key.' : undefined));
   updateKeyButton();
+  // A server without keys answers a keyless request: then there is no key to ask for, and
+  // the button would only confuse.
+  fetch('/v1/models?limit=1', { headers: { accept: 'application/json' } })
+    .then((r) => { if (r.ok && !getKey()) $('#key-button').hidden = true; })
+    .catch(() => {});
 }
 
 function updateKeyButton() {
@@ -206,7 +217,7 @@ async function viewJobs(root, params) {
       const m = j.metrics || {};
       return h('tr', { dataset: { job: j.id, status: j.status } },
         h('td', { 'data-label': 'Job' }, h('a', { href: `#/jobs/${j.id}` }, jobName(j)), h('div', { class: 'sub mono' }, shortId(j.id))),
-        h('td', { 'data-label': 'Status' }, badge(j.status)),
+        h('td', { 'data-label': 'Status' }, jobBadge(j)),
         h('td', { 'data-label': 'Progress', class: 'progress-cell' }, progress(j.epoch, j.epochs, j.status), h('span', { class: 'sub' }, `${j.epoch}/${j.epochs}`, j.eta_seconds != null ? ` · ${duration(j.eta_seconds * 1000)} left` : '')),
         h('td', { 'data-label': 'Loss', class: 'num' }, fmt(m.loss)),
         h('td', { 'data-label': 'Validation', class: 'num' }, m.val_loss != null ? fmt(m.val_loss) : '–'),
@@ -279,6 +290,8 @@ async function viewJob(root, id) {
     } finally { e.target.disabled = false; }
   } }, label);
 
+  // A deleted dataset keeps its id in the job; the page says so instead of linking to a 404.
+  let datasetGone = false;
   let headKey = '';
   const renderHead = () => {
     // Rebuild the title and buttons only when they change, so a focused or hovered button
@@ -297,7 +310,7 @@ async function viewJob(root, id) {
     if (job.model_id) actions.append(h('a', { class: 'button primary', href: `#/models/${job.model_id}` }, 'Open model'));
     head.replaceChildren(
       h('div', {}, h('div', { class: 'crumbs' }, h('a', { href: '#/jobs' }, 'Jobs'), ' / ', h('span', { class: 'mono' }, shortId(job.id))),
-        h('h1', {}, jobName(job), ' ', badge(job.status), job.status === 'running' ? liveDot : null)),
+        h('h1', {}, jobName(job), ' ', jobBadge(job), job.status === 'running' ? liveDot : null)),
       actions);
   };
   const renderBody = () => {
@@ -307,7 +320,10 @@ async function viewJob(root, id) {
       ['Epoch', `${job.epoch} / ${job.epochs}`, progress(job.epoch, job.epochs, job.status)],
       ['Loss', fmt(m.loss)],
       ['Validation loss', fmt(m.val_loss)],
-      ms ? [ms.keys[0] === 'accuracy' ? 'Accuracy' : 'MAE', fmt(m[ms.keys[1]] ?? m[ms.keys[0]])] : null,
+      // Training and validation figures side by side: one tile each, never one under the
+      // other's name.
+      ms && m[ms.keys[0]] != null ? [ms.keys[0] === 'accuracy' ? 'Accuracy' : 'MAE', fmt(m[ms.keys[0]])] : null,
+      ms && m[ms.keys[1]] != null ? [ms.keys[1] === 'val_accuracy' ? 'Validation accuracy' : 'Validation MAE', fmt(m[ms.keys[1]])] : null,
       ['Time per epoch', duration(m.elapsed_ms)],
       [job.status === 'running' ? 'Time left' : 'Queue', job.status === 'running' ? duration((job.eta_seconds ?? NaN) * 1000) : (job.queue_position != null ? `#${job.queue_position}` : '–')],
     ].filter(Boolean);
@@ -328,14 +344,17 @@ async function viewJob(root, id) {
         ['Training time', duration(trainMs)],
         ['Samples / s', fmt(m.samples_per_second, 3)],
         ['Attempt', String(job.attempt)],
-        ['Dataset', job.dataset_id ? h('a', { href: `#/datasets/${job.dataset_id}` }, shortId(job.dataset_id)) : '–'],
+        ['Dataset', !job.dataset_id ? '–' : datasetGone ? h('span', { class: 'muted', id: 'dataset-gone' }, `${shortId(job.dataset_id)} (deleted)`) : h('a', { href: `#/datasets/${job.dataset_id}` }, shortId(job.dataset_id))],
       ])),
       section('Spec', h('pre', { class: 'spec', tabindex: 0 }, JSON.stringify(job.spec, null, 2))));
   };
 
   renderHead();
   drawCharts();
-  const boundary = await setupBoundary(boundarySlot, job, signal).catch(() => null);
+  const boundary = await setupBoundary(boundarySlot, job, signal).catch((e) => {
+    if (e.status === 404) { datasetGone = true; renderHead(); }
+    return null;
+  });
   boundary?.update(job);
 
   let headTimer = null;

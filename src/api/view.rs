@@ -1,0 +1,150 @@
+//! How records look in answers: the JSON of a job, a dataset, a model and a prediction.
+//! Shared by the resource handlers and the event stream, so none of them imports another.
+
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::{ApiError, AppState};
+use crate::clock::rfc3339;
+use crate::nn::Prediction;
+use crate::store::{DatasetRecord, JobRecord, JobStatus, ModelRecord};
+
+/// The job resource, with its place in the queue.
+pub async fn job(s: &AppState, j: &JobRecord) -> Result<Value, ApiError> {
+    let queue_position = s.service.queue_position(j).await?;
+    let per_epoch_ms = j
+        .latest
+        .as_ref()
+        .and_then(|l| l.get("elapsed_ms"))
+        .and_then(|v| v.as_f64());
+    let eta = match (j.status, per_epoch_ms) {
+        (JobStatus::Running, Some(ms)) => {
+            Some(((j.epochs - j.epoch).max(0) as f64 * ms / 1000.0 * 10.0).round() / 10.0)
+        }
+        _ => None,
+    };
+    Ok(json!({
+        "id": j.id,
+        "status": j.status,
+        "dataset_id": j.dataset_id,
+        "priority": j.priority,
+        "epoch": j.epoch,
+        "epochs": j.epochs,
+        "metrics": j.latest,
+        "created_at": rfc3339(j.created_at),
+        "started_at": j.started_at.map(rfc3339),
+        "finished_at": j.finished_at.map(rfc3339),
+        "queue_position": queue_position,
+        "eta_seconds": eta,
+        "model_id": j.model_id,
+        "error": j.error.as_ref().map(super::error::failure_problem),
+        "stop_reason": j.stop_reason,
+        "cancel_requested": j.cancel_requested,
+        "stop_requested": j.stop_requested,
+        "attempt": j.attempt,
+        "spec": j.spec,
+    }))
+}
+
+/// The dataset as an upload answers and lists show it: its size, names, target, and columns
+/// (type, storage, missing and distinct counts).
+pub fn dataset(d: &DatasetRecord) -> Value {
+    let mut v = dataset_full(d);
+    if let Some(o) = v.as_object_mut() {
+        o.remove("profile");
+    }
+    v
+}
+
+/// [`dataset`] and the profile, as `GET /v1/datasets/{id}` shows it.
+pub fn dataset_full(d: &DatasetRecord) -> Value {
+    let mut v = json!({
+        "id": d.id,
+        "name": d.name,
+        "created_at": rfc3339(d.created_at),
+        "rows": d.rows,
+        "inputs": d.inputs,
+        "outputs": d.outputs,
+        "size_bytes": d.size_bytes,
+    });
+    if let (Some(o), Some(m)) = (v.as_object_mut(), d.meta.as_object()) {
+        for (k, val) in m {
+            if k == "schema" {
+                // What validation reads; users see its columns.
+                if let Some(c) = val.get("columns") {
+                    o.insert("columns".into(), c.clone());
+                }
+                continue;
+            }
+            o.insert(k.clone(), val.clone());
+        }
+    }
+    v
+}
+
+pub fn model(m: &ModelRecord) -> Value {
+    let doc = &m.document;
+    let architecture: Vec<Value> = doc
+        .get("layers")
+        .and_then(|l| l.as_array())
+        .map(|layers| {
+            layers
+                .iter()
+                .map(|l| match l.get("dropout") {
+                    Some(r) => json!({"dropout": r}),
+                    None => json!({"units": l.get("units"), "activation": l.get("activation").cloned().unwrap_or(json!("linear"))}),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    // A tabular model's raw columns: what a predict record is keyed by.
+    let columns: Option<Vec<Value>> = doc
+        .get("encoder")
+        .and_then(|e| e.get("columns"))
+        .and_then(|c| c.as_array())
+        .map(|cols| {
+            cols.iter()
+                .map(|c| json!({"name": c.get("name"), "type": c.get("type")}))
+                .collect()
+        });
+    json!({
+        "id": m.id,
+        "name": m.name,
+        "columns": columns,
+        "created_at": rfc3339(m.created_at),
+        "job_id": m.job_id,
+        "dataset_id": m.dataset_id,
+        "input_dim": m.input_dim,
+        "output_dim": m.output_dim,
+        "parameter_count": m.parameter_count,
+        "architecture": architecture,
+        "classes": doc.get("classes"),
+        "feature_names": doc.get("feature_names"),
+        "loss": doc.get("loss"),
+        "standardized": doc.get("standardization").is_some(),
+        "metrics": m.metrics,
+    })
+}
+
+/// The predict response of model `id`. Non-finite outputs are refused (422 at `/inputs/i`;
+/// see `service::predict::check_finite`) rather than answered with `null`s.
+pub fn prediction_body(id: Uuid, pred: Prediction) -> Result<Value, ApiError> {
+    crate::service::predict::check_finite(&pred)?;
+    let mut body = json!({"model_id": id});
+    add_prediction(&mut body, pred);
+    Ok(body)
+}
+
+/// Adds `outputs` (and `labels` for a classifier) to `body`.
+pub fn add_prediction(body: &mut Value, pred: Prediction) {
+    let outputs: Vec<Vec<f32>> = pred
+        .outputs
+        .rows()
+        .into_iter()
+        .map(|r| r.to_vec())
+        .collect();
+    body["outputs"] = json!(outputs);
+    if let Some(labels) = pred.labels {
+        body["labels"] = json!(labels);
+    }
+}

@@ -1,0 +1,103 @@
+//! What the two stores share: the column lists, turning a row into a record, and paging.
+//! The records are the same whichever database holds them; what differs is how a column of
+//! each kind is read, and each backend says that in its [`Columns`] impl: a UUID is TEXT in
+//! SQLite and UUID in PostgreSQL, JSON is TEXT and JSONB, a flag INTEGER and BOOLEAN.
+
+use uuid::Uuid;
+
+use super::{
+    DatasetRecord, Failure, JobRecord, JobSpec, JobStatus, ModelRecord, Page, Result, StoreError,
+};
+
+/// The columns `dataset` reads.
+pub(super) const DATASET_COLS: &str =
+    "seq, id, tenant, name, created_at, rows, inputs, outputs, meta, size_bytes";
+/// The columns `model` reads.
+pub(super) const MODEL_COLS: &str = "seq, id, tenant, name, created_at, job_id, dataset_id, input_dim, output_dim, parameter_count, metrics, document";
+
+/// Reading one column of a row, by the kind of value it holds.
+pub(super) trait Columns {
+    fn text(&self, c: &str) -> Result<String>;
+    fn opt_text(&self, c: &str) -> Result<Option<String>>;
+    fn int(&self, c: &str) -> Result<i64>;
+    fn opt_int(&self, c: &str) -> Result<Option<i64>>;
+    fn int32(&self, c: &str) -> Result<i32>;
+    fn uuid(&self, c: &str) -> Result<Uuid>;
+    fn opt_uuid(&self, c: &str) -> Result<Option<Uuid>>;
+    fn json(&self, c: &str) -> Result<serde_json::Value>;
+    fn opt_json(&self, c: &str) -> Result<Option<serde_json::Value>>;
+    fn flag(&self, c: &str) -> Result<bool>;
+}
+
+pub(super) fn dataset<R: Columns>(r: &R) -> Result<DatasetRecord> {
+    Ok(DatasetRecord {
+        id: r.uuid("id")?,
+        tenant: r.text("tenant")?,
+        name: r.text("name")?,
+        created_at: r.int("created_at")?,
+        rows: r.int("rows")?,
+        inputs: r.int("inputs")?,
+        outputs: r.int("outputs")?,
+        meta: r.json("meta")?,
+        size_bytes: r.int("size_bytes")?,
+    })
+}
+
+pub(super) fn job<R: Columns>(r: &R) -> Result<JobRecord> {
+    let status = r.text("status")?;
+    Ok(JobRecord {
+        id: r.uuid("id")?,
+        tenant: r.text("tenant")?,
+        seq: r.int("seq")?,
+        status: JobStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("status {status}")))?,
+        priority: r.int32("priority")?,
+        dataset_id: r.opt_uuid("dataset_id")?,
+        spec: JobSpec::from_value(r.json("spec")?).map_err(StoreError::Corrupt)?,
+        epochs: r.int("epochs")?,
+        epoch: r.int("epoch")?,
+        latest: r.opt_json("latest")?,
+        created_at: r.int("created_at")?,
+        started_at: r.opt_int("started_at")?,
+        finished_at: r.opt_int("finished_at")?,
+        model_id: r.opt_uuid("model_id")?,
+        error: r
+            .opt_json("error")?
+            .map(|v| Failure::from_value(&v).map_err(StoreError::Corrupt))
+            .transpose()?,
+        stop_reason: r.opt_text("stop_reason")?,
+        attempt: r.int("attempt")?,
+        cancel_requested: r.flag("cancel_requested")?,
+        stop_requested: r.flag("stop_requested")?,
+    })
+}
+
+pub(super) fn model<R: Columns>(r: &R) -> Result<ModelRecord> {
+    Ok(ModelRecord {
+        id: r.uuid("id")?,
+        tenant: r.text("tenant")?,
+        name: r.opt_text("name")?,
+        created_at: r.int("created_at")?,
+        job_id: r.opt_uuid("job_id")?,
+        dataset_id: r.opt_uuid("dataset_id")?,
+        input_dim: r.int("input_dim")?,
+        output_dim: r.int("output_dim")?,
+        parameter_count: r.int("parameter_count")?,
+        metrics: r.json("metrics")?,
+        document: r.json("document")?,
+    })
+}
+
+/// A listing page; the cursor is the last row's `seq` when the page is full.
+pub(super) fn page<R: Columns, T>(
+    rows: &[R],
+    item: fn(&R) -> Result<T>,
+    limit: i64,
+) -> Result<Page<T>> {
+    let items = rows.iter().map(item).collect::<Result<Vec<_>>>()?;
+    let next = match rows.last() {
+        Some(last) if items.len() as i64 == limit => Some(last.int("seq")?),
+        _ => None,
+    };
+    Ok(Page { items, next })
+}
