@@ -35,6 +35,33 @@ pub enum Command {
     Keys(KeysCommand),
     /// Exit 0 when the server at `--listen` answers /healthz (for container health checks).
     Healthcheck(HealthcheckArgs),
+    /// Write a consistent snapshot of a SQLite deployment (database and keys file) to one
+    /// file, while its server keeps serving and training.
+    Backup(BackupArgs),
+    /// Put a backup into an empty data directory (then `serve` on it).
+    Restore(RestoreArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BackupArgs {
+    /// The backup file to write (must not exist).
+    #[arg(long)]
+    pub to: PathBuf,
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// The keys file to carry in the backup (default: `keys.json` in the data directory).
+    #[arg(long, env = "BACKPROP_KEYS_FILE")]
+    pub keys_file: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RestoreArgs {
+    /// The backup file `backprop backup` wrote.
+    #[arg(long)]
+    pub from: PathBuf,
+    /// The data directory to restore into: missing or empty.
+    #[arg(long, env = "BACKPROP_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
 }
 
 #[derive(Subcommand, Debug)]
@@ -170,6 +197,17 @@ pub struct ServeArgs {
     /// Bytes of datasets and models one tenant may store (0 = no limit); beyond it 429.
     #[arg(long, env = "BACKPROP_QUOTA_STORED_BYTES", default_value_t = crate::service::Limits::DEFAULT.quota_stored_bytes)]
     pub quota_stored_bytes: i64,
+    /// Requests per second one API key may make on average (a token bucket; 0 = no limit);
+    /// beyond it `/v1` requests get 429 with Retry-After.
+    #[arg(long, env = "BACKPROP_RATE_LIMIT", default_value_t = 0.0)]
+    pub rate_limit: f64,
+    /// Requests one API key may make at once before `--rate-limit` applies (the bucket's size).
+    #[arg(long, env = "BACKPROP_RATE_LIMIT_BURST", default_value_t = 20)]
+    pub rate_limit_burst: u32,
+    /// Event streams one tenant may hold open (0 = no limit but `--max-sse-clients`); beyond
+    /// it 429.
+    #[arg(long, env = "BACKPROP_MAX_SSE_CLIENTS_PER_TENANT", default_value_t = 0)]
+    pub max_sse_clients_per_tenant: usize,
     /// Seconds a request may take before it is answered 503 (the event stream is exempt).
     #[arg(long, env = "BACKPROP_REQUEST_TIMEOUT_SECS", default_value_t = 60.0)]
     pub request_timeout_secs: f64,

@@ -25,6 +25,8 @@ async fn main() -> std::process::ExitCode {
         Some(Command::Healthcheck(h)) => backprop::run::healthcheck(h.listen).await,
         Some(Command::Serve(args)) => backprop::run::serve(*args).await,
         Some(Command::Worker(args)) => backprop::run::worker(args).await,
+        Some(Command::Backup(args)) => backprop::run::backup(args).await,
+        Some(Command::Restore(args)) => backprop::run::restore(args).await,
         None => backprop::run::serve(cli.serve).await,
     };
     match result {

@@ -107,6 +107,46 @@ pub fn keys(cmd: crate::config::KeysCommand) -> Result<(), BoxError> {
     Ok(())
 }
 
+/// `backprop backup`: a consistent snapshot of the SQLite database (and the keys file) while
+/// a server may be using it. PostgreSQL has its own tools (docs/upgrading.md).
+pub async fn backup(args: crate::config::BackupArgs) -> Result<(), BoxError> {
+    let url = args.db.url();
+    let Some(path) = url
+        .strip_prefix("sqlite://")
+        .or(url.strip_prefix("sqlite:"))
+    else {
+        return Err(format!(
+            "backup handles SQLite deployments; back up PostgreSQL ({}) with pg_dump (docs/upgrading.md)",
+            url.split('@').next_back().unwrap_or("")
+        )
+        .into());
+    };
+    let db = std::path::PathBuf::from(path.split('?').next().unwrap_or(path));
+    let keys = args
+        .keys_file
+        .clone()
+        .unwrap_or_else(|| args.db.data_dir.join("keys.json"));
+    let s = crate::store::backup::backup(&db, &args.to, &[("keys.json", keys)]).await?;
+    eprintln!("backed up {} to {}: {s}", db.display(), args.to.display());
+    Ok(())
+}
+
+/// `backprop restore`: a backup into an empty data directory.
+pub async fn restore(args: crate::config::RestoreArgs) -> Result<(), BoxError> {
+    let known: Vec<i64> = crate::store::sqlite::MIGRATOR
+        .iter()
+        .map(|m| m.version)
+        .collect();
+    let s =
+        crate::store::backup::restore(&args.from, &args.data_dir, "backprop.db", &known).await?;
+    eprintln!(
+        "restored {} into {}: {s}",
+        args.from.display(),
+        args.data_dir.display()
+    );
+    Ok(())
+}
+
 /// `backprop healthcheck`: one plain HTTP/1.1 GET of /healthz, so a container needs no curl.
 pub async fn healthcheck(mut addr: std::net::SocketAddr) -> Result<(), BoxError> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -348,6 +388,11 @@ pub async fn serve(args: ServeArgs) -> Result<(), BoxError> {
         metrics: install_metrics(),
         keys,
         metrics_token: args.metrics_token.clone(),
+        fair: Arc::new(crate::api::fair::Fairness::new(
+            args.rate_limit,
+            args.rate_limit_burst,
+            args.max_sse_clients_per_tenant,
+        )?),
         event_streams: Arc::new(tokio::sync::Semaphore::new(
             args.max_sse_clients
                 .min(tokio::sync::Semaphore::MAX_PERMITS),

@@ -682,3 +682,126 @@ async fn an_unknown_job_field_lists_the_service_fields_too() {
         assert!(detail.contains(f), "{f} missing: {detail}");
     }
 }
+
+/// Item 1: `DELETE /v1/datasets/{id}` answered 204 with jobs running and queued on it; the
+/// queued job then failed and the running one lost its checkpoint. Now 409 naming them, and
+/// the dataset is deleted once they have ended.
+#[tokio::test]
+async fn a_dataset_in_use_by_queued_or_running_jobs_is_not_deleted() {
+    let srv = Server::start(&["--max-concurrent-jobs", "1"]).await;
+    let (s, ds) = srv.post("/v1/datasets", &common::circle(300)).await;
+    assert_eq!(s, 201, "{ds}");
+    let ds = ds["id"].as_str().unwrap().to_string();
+    let spec = |epochs: u64| {
+        json!({"dataset_id": ds, "seed": 1, "epochs": epochs, "batch_size": 4,
+            "layers": [{"units": 16, "activation": "tanh"}, {"units": 1, "activation": "sigmoid"}],
+            "loss": "binary_crossentropy"})
+    };
+    let (_, running) = srv.post("/v1/jobs", &spec(100_000)).await;
+    let (_, queued) = srv.post("/v1/jobs", &spec(3)).await;
+    let running = running["id"].as_str().unwrap().to_string();
+    let queued = queued["id"].as_str().unwrap().to_string();
+    srv.wait_epoch(&running, 1, Duration::from_secs(60)).await;
+
+    let r = srv
+        .client
+        .delete(srv.url(&format!("/v1/datasets/{ds}")))
+        .send()
+        .await
+        .unwrap();
+    let (s, p) = problem(r).await;
+    assert_eq!(s, 409, "{p}");
+    let detail = p["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(&running) && detail.contains(&queued),
+        "{detail}"
+    );
+    let (s, _) = srv.get(&format!("/v1/datasets/{ds}")).await;
+    assert_eq!(s, 200, "the dataset is still there");
+
+    // Only the queued job left using it: still refused, naming it alone.
+    let (s, _) = srv
+        .post(&format!("/v1/jobs/{running}/cancel"), &json!({}))
+        .await;
+    assert!(s < 300);
+    srv.wait_job(&running, Duration::from_secs(60)).await;
+    let r = srv
+        .client
+        .delete(srv.url(&format!("/v1/datasets/{ds}")))
+        .send()
+        .await
+        .unwrap();
+    if r.status() == 409 {
+        let (_, p) = problem(r).await;
+        let detail = p["detail"].as_str().unwrap();
+        assert!(
+            detail.contains(&queued) && !detail.contains(&running),
+            "{detail}"
+        );
+        // Once it has ended, having trained on the dataset to the end, the dataset goes.
+        let job = srv.wait_job(&queued, Duration::from_secs(60)).await;
+        assert_eq!(job["status"], "succeeded", "{job}");
+        assert_eq!(srv.delete(&format!("/v1/datasets/{ds}")).await, 204);
+    } else {
+        // The three-epoch job was already done: then nothing used the dataset any more.
+        assert_eq!(r.status(), 204);
+        let (_, job) = srv.get(&format!("/v1/jobs/{queued}")).await;
+        assert_eq!(job["status"], "succeeded", "{job}");
+    }
+    let (s, _) = srv.get(&format!("/v1/jobs/{queued}")).await;
+    assert_eq!(s, 200, "a finished job outlives its dataset");
+}
+
+/// Items 13 and 23: `queue_position` was sometimes null for a job answered as queued and
+/// counted every tenant's jobs; lists had no `total`.
+#[tokio::test]
+async fn queue_positions_count_the_tenants_own_jobs_and_lists_say_their_total() {
+    let srv = Server::start(&[
+        "--api-keys",
+        "a:admin:a-secret-key,b:admin:b-secret-key",
+        "--no-workers",
+    ])
+    .await;
+    let post = |key: &'static str, path: &'static str, body: Value| {
+        let r = srv
+            .client
+            .post(srv.url(path))
+            .header("authorization", format!("Bearer {key}"))
+            .json(&body)
+            .send();
+        async move { common::split(r.await.unwrap()).await }
+    };
+    let get = |key: &'static str, path: String| {
+        let r = srv
+            .client
+            .get(srv.url(&path))
+            .header("authorization", format!("Bearer {key}"))
+            .send();
+        async move { common::split(r.await.unwrap()).await }
+    };
+    let spec = json!({"dataset": {"features": [[0],[1]], "targets": [0,1]},
+        "layers": [{"units": 1, "activation": "sigmoid"}], "loss": "binary_crossentropy"});
+    // Tenant b queues three jobs first; a's first job is still a's next to run.
+    for _ in 0..3 {
+        let (s, j) = post("b-secret-key", "/v1/jobs", spec.clone()).await;
+        assert_eq!(s, 202, "{j}");
+    }
+    let mut a_jobs = vec![];
+    for want in 0..2 {
+        let (s, j) = post("a-secret-key", "/v1/jobs", spec.clone()).await;
+        assert_eq!(s, 202, "{j}");
+        assert_eq!(j["queue_position"], want, "{j}");
+        a_jobs.push(j["id"].as_str().unwrap().to_string());
+    }
+    let (_, j) = get("a-secret-key", format!("/v1/jobs/{}", a_jobs[1])).await;
+    assert_eq!(j["queue_position"], 1, "{j}");
+    let (_, page) = get("a-secret-key", "/v1/jobs?limit=1".into()).await;
+    assert_eq!(page["total"], 2, "{page}");
+    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+    let (_, page) = get("b-secret-key", "/v1/jobs?status=queued".into()).await;
+    assert_eq!(page["total"], 3, "{page}");
+    let (_, page) = get("b-secret-key", "/v1/datasets".into()).await;
+    assert_eq!(page["total"], 3, "each inline dataset is stored: {page}");
+    let (_, page) = get("a-secret-key", "/v1/models".into()).await;
+    assert_eq!(page["total"], 0, "{page}");
+}

@@ -97,6 +97,7 @@ conformance!(
     jobs_insert_get_list_filter_and_paging,
     queue_position_and_counts,
     claim_takes_priority_then_age,
+    claim_serves_the_tenant_with_fewer_running_jobs_first,
     concurrent_claimers_never_share_a_job,
     fenced_writes_of_an_old_attempt_change_nothing,
     history_replace_and_truncate,
@@ -430,6 +431,31 @@ async fn claim_takes_priority_then_age(store: Arc<dyn Store>) {
         }
     };
     assert_eq!(a2.started_at, started);
+}
+
+/// Fair shares of the training slots: a tenant with fewer running jobs goes first, then
+/// priority, then age; so a burst of one tenant's jobs waits behind another tenant's job.
+async fn claim_serves_the_tenant_with_fewer_running_jobs_first(store: Arc<dyn Store>) {
+    let of = |tenant: &str, priority: i32| JobRecord {
+        tenant: tenant.into(),
+        ..job(priority)
+    };
+    let burst: Vec<JobRecord> = (0..3).map(|_| of("a", 0)).collect();
+    let urgent = of("a", 9);
+    let other = of("b", 0);
+    for j in burst.iter().chain([&urgent, &other]) {
+        store.insert_job(j).await.unwrap();
+    }
+    let mut order = Vec::new();
+    while let Some(j) = store.claim_next_job("node-a", 60_000, 0).await.unwrap() {
+        order.push(j.id);
+    }
+    // Nobody runs: priority decides (a's urgent job). Then b has fewer running jobs than a,
+    // though its job is the newest; then a's burst in order.
+    assert_eq!(
+        order,
+        [urgent.id, other.id, burst[0].id, burst[1].id, burst[2].id]
+    );
 }
 
 async fn concurrent_claimers_never_share_a_job(store: Arc<dyn Store>) {

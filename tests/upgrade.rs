@@ -14,7 +14,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{Schema, Server};
@@ -101,29 +100,6 @@ fn assert_same(at: &str, old: &Value, new: &Value, exact: bool) {
     }
 }
 
-async fn call(
-    srv: &Server,
-    method: &str,
-    path: &str,
-    key: &str,
-    body: Option<&Value>,
-) -> (u16, Value) {
-    let mut r = srv
-        .client
-        .request(method.parse().unwrap(), srv.url(path))
-        .bearer_auth(key);
-    if let Some(b) = body {
-        r = r.json(b);
-    }
-    common::split(r.send().await.unwrap()).await
-}
-
-async fn ok(srv: &Server, method: &str, path: &str, key: &str, body: Option<&Value>) -> Value {
-    let (st, v) = call(srv, method, path, key, body).await;
-    assert!((200..300).contains(&st), "{method} {path}: {st} {v}");
-    v
-}
-
 /// The data directory of a fixture: a temp copy of its files (the SQLite database, the keys
 /// file), so the test never writes to the checked-in ones.
 fn copy_dir(from: &Path) -> tempfile::TempDir {
@@ -135,39 +111,6 @@ fn copy_dir(from: &Path) -> tempfile::TempDir {
         }
     }
     tmp
-}
-
-/// Restores a fixture's `dump.sql` into `schema` (which exists and is empty) with psql.
-fn restore_dump(dump: &Path, schema: &Schema, base: &str) {
-    let text = std::fs::read_to_string(dump).unwrap();
-    let create = format!("CREATE SCHEMA {FIXTURE_SCHEMA};");
-    let sql: String = text
-        .lines()
-        // `\restrict` guards a psql reading an untrusted dump (pg_dump 15.14 and later);
-        // older psql versions do not know it, and this dump is ours.
-        .filter(|l| {
-            l.trim() != create && !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict")
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-        .replace(FIXTURE_SCHEMA, schema.name());
-    let mut psql = Command::new("psql")
-        .args(["-q", "-v", "ON_ERROR_STOP=1", "-d", base])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("psql");
-    use std::io::Write;
-    psql.stdin
-        .take()
-        .unwrap()
-        .write_all(sql.as_bytes())
-        .unwrap();
-    assert!(
-        psql.wait().unwrap().success(),
-        "psql could not restore {}",
-        dump.display()
-    );
 }
 
 /// Everything the old binary answered, asked again of `srv` (serving the API only, so the
@@ -182,34 +125,31 @@ async fn check_answers(srv: &Server, exp: &Value, exact: bool) {
     for d in exp["datasets"].as_array().unwrap() {
         let k = key(&d["key"]);
         let id = d["record"]["id"].as_str().unwrap();
-        let rec = ok(srv, "GET", &format!("/v1/datasets/{id}"), &k, None).await;
+        let rec = srv.ok("GET", &format!("/v1/datasets/{id}"), &k, None).await;
         assert_same(&format!("dataset {id}"), &d["record"], &rec, true);
-        let rows = ok(
-            srv,
-            "GET",
-            &format!("/v1/datasets/{id}/rows?offset=0&limit=10000"),
-            &k,
-            None,
-        )
-        .await;
+        let rows = srv
+            .ok(
+                "GET",
+                &format!("/v1/datasets/{id}/rows?offset=0&limit=10000"),
+                &k,
+                None,
+            )
+            .await;
         assert_same(&format!("dataset {id} rows"), &d["rows"], &rows, true);
     }
     for (name, j) in exp["jobs"].as_object().unwrap() {
         let k = key(&j["key"]);
         let id = j["record"]["id"].as_str().unwrap();
-        let rec = ok(srv, "GET", &format!("/v1/jobs/{id}"), &k, None).await;
+        let rec = srv.ok("GET", &format!("/v1/jobs/{id}"), &k, None).await;
         assert_same(&format!("job {name}"), &j["record"], &rec, true);
-        let hist = ok(srv, "GET", &format!("/v1/jobs/{id}/history"), &k, None).await;
+        let hist = srv
+            .ok("GET", &format!("/v1/jobs/{id}/history"), &k, None)
+            .await;
         assert_same(&format!("job {name} history"), &j["history"], &hist, true);
         let inputs = json!({"inputs": j["inputs"]});
-        let pred = ok(
-            srv,
-            "POST",
-            &format!("/v1/jobs/{id}/predict"),
-            &k,
-            Some(&inputs),
-        )
-        .await;
+        let pred = srv
+            .ok("POST", &format!("/v1/jobs/{id}/predict"), &k, Some(&inputs))
+            .await;
         assert_same(
             &format!("job {name} predict"),
             &j["job_predict"],
@@ -226,7 +166,9 @@ async fn check_answers(srv: &Server, exp: &Value, exact: bool) {
     for (name, lists) in exp["lists"].as_object().unwrap() {
         let k = exp["keys"][name].as_str().unwrap();
         for (what, ids) in lists.as_object().unwrap() {
-            let now = ok(srv, "GET", &format!("/v1/{what}?limit=100"), k, None).await;
+            let now = srv
+                .ok("GET", &format!("/v1/{what}?limit=100"), k, None)
+                .await;
             let now_ids: Vec<Value> = now["items"]
                 .as_array()
                 .unwrap()
@@ -241,45 +183,51 @@ async fn check_answers(srv: &Server, exp: &Value, exact: bool) {
     let perceptron = exp["models"][0]["record"]["id"].as_str().unwrap();
     let probe = json!({"inputs": [[-1, 2]]});
     let predictor = exp["keys"]["acme_predictor"].as_str().unwrap();
-    let p = ok(
-        srv,
-        "POST",
-        &format!("/v1/models/{perceptron}/predict"),
-        predictor,
-        Some(&probe),
-    )
-    .await;
+    let p = srv
+        .ok(
+            "POST",
+            &format!("/v1/models/{perceptron}/predict"),
+            predictor,
+            Some(&probe),
+        )
+        .await;
     assert_same(
         "predictor's predict",
         &exp["models"][0]["predict"]["outputs"][0],
         &p["outputs"][0],
         exact,
     );
-    let (st, _) = call(srv, "GET", &format!("/v1/datasets/{iris}"), predictor, None).await;
+    let (st, _) = srv
+        .call("GET", &format!("/v1/datasets/{iris}"), predictor, None)
+        .await;
     assert_eq!(st, 403, "a predictor key still may not read datasets");
     let globex = exp["keys"]["globex_admin"].as_str().unwrap();
-    let (st, _) = call(srv, "GET", &format!("/v1/datasets/{iris}"), globex, None).await;
+    let (st, _) = srv
+        .call("GET", &format!("/v1/datasets/{iris}"), globex, None)
+        .await;
     assert_eq!(st, 404, "another tenant's dataset stays invisible");
     let revoked = exp["keys"]["revoked"].as_str().unwrap();
-    let (st, _) = call(srv, "GET", "/v1/jobs", revoked, None).await;
+    let (st, _) = srv.call("GET", "/v1/jobs", revoked, None).await;
     assert_eq!(st, 401, "a revoked key stays revoked");
 }
 
 async fn check_model(srv: &Server, k: &str, m: &Value, exact: bool) {
     let id = m["record"]["id"].as_str().unwrap();
-    let rec = ok(srv, "GET", &format!("/v1/models/{id}"), k, None).await;
+    let rec = srv.ok("GET", &format!("/v1/models/{id}"), k, None).await;
     assert_same(&format!("model {id}"), &m["record"], &rec, true);
-    let export = ok(srv, "GET", &format!("/v1/models/{id}/export"), k, None).await;
+    let export = srv
+        .ok("GET", &format!("/v1/models/{id}/export"), k, None)
+        .await;
     assert_same(&format!("model {id} export"), &m["export"], &export, true);
     let inputs = json!({"inputs": m["inputs"]});
-    let pred = ok(
-        srv,
-        "POST",
-        &format!("/v1/models/{id}/predict"),
-        k,
-        Some(&inputs),
-    )
-    .await;
+    let pred = srv
+        .ok(
+            "POST",
+            &format!("/v1/models/{id}/predict"),
+            k,
+            Some(&inputs),
+        )
+        .await;
     assert_same(&format!("model {id} predict"), &m["predict"], &pred, exact);
 }
 
@@ -297,26 +245,16 @@ async fn check_resume(srv: &Server, exp: &Value, exact: bool) {
         checkpoint >= 1 && checkpoint < n,
         "the fixture's job was killed mid-training"
     );
-    let t0 = std::time::Instant::now();
-    let done = loop {
-        let j = ok(srv, "GET", &format!("/v1/jobs/{id}"), k, None).await;
-        if ["succeeded", "failed", "cancelled"].contains(&j["status"].as_str().unwrap()) {
-            break j;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(50),
-            "the job did not finish: {j}\n{}",
-            srv.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let done = srv.wait_job_as(k, id, Duration::from_secs(50)).await;
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(
         done["attempt"],
         job["record"]["attempt"].as_i64().unwrap() + 1,
         "resumed once"
     );
-    let hist = ok(srv, "GET", &format!("/v1/jobs/{id}/history"), k, None).await;
+    let hist = srv
+        .ok("GET", &format!("/v1/jobs/{id}/history"), k, None)
+        .await;
     let epochs = hist["epochs"].as_array().unwrap();
     let numbers: Vec<i64> = epochs
         .iter()
@@ -352,14 +290,14 @@ async fn check_resume(srv: &Server, exp: &Value, exact: bool) {
     }
     let model = done["model_id"].as_str().unwrap();
     let inputs = json!({"inputs": job["inputs"]});
-    let pred = ok(
-        srv,
-        "POST",
-        &format!("/v1/models/{model}/predict"),
-        k,
-        Some(&inputs),
-    )
-    .await;
+    let pred = srv
+        .ok(
+            "POST",
+            &format!("/v1/models/{model}/predict"),
+            k,
+            Some(&inputs),
+        )
+        .await;
     assert_same(
         "the resumed job's model predicts as the twin's",
         &twin["model"]["predict"]["outputs"],
@@ -402,11 +340,13 @@ async fn postgres_dumps_of_every_release_serve_the_same_answers_and_resume() {
         let Some(schema) = Schema::create().await else {
             return;
         };
-        let base = std::env::var("BACKPROP_TEST_POSTGRES_URL").unwrap();
         let dir = release.join("postgres");
         let exp = expected(&dir);
         let exact = exactness(&exp);
-        restore_dump(&dir.join("dump.sql"), &schema, &base);
+        schema.restore_dump(
+            &std::fs::read_to_string(dir.join("dump.sql")).unwrap(),
+            FIXTURE_SCHEMA,
+        );
         let mut srv = Server::start_in(
             copy_dir(&dir),
             &["--no-workers", "--database-url", &schema.url],

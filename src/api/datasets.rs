@@ -233,6 +233,7 @@ async fn list(
     Ok(Json(json!({
         "items": page.items.iter().map(view::dataset).collect::<Vec<_>>(),
         "next_cursor": page.next.map(|n| n.to_string()),
+        "total": page.total,
     })))
 }
 

@@ -47,6 +47,8 @@ async fn events(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<i64>().ok());
     let mut last = last_event.or(q.since).unwrap_or(0).max(0);
+    // A tenant's share of the streams first (429), then the node's limit (503).
+    let place = s.fair.open_stream(&p.tenant)?;
     // Each stream holds a task and polls the store; their number is bounded. The permit
     // lives as long as the stream's task.
     let permit = s.event_streams.clone().try_acquire_owned().map_err(|_| {
@@ -72,6 +74,7 @@ async fn events(
     let (tx, out) = mpsc::channel::<Event>(64);
     tokio::spawn(async move {
         let _permit = permit;
+        let _place = place;
         // However the stream ends (the client leaving included), drop the job's channel if
         // nobody else listens: declared before `rx`, so it runs after `rx` is dropped.
         let _release = ReleaseChannel(s.service.jobs.clone(), id);

@@ -77,6 +77,10 @@ async fn create(
     let mut body = view::job(&s, &j).await?;
     // The answer describes the job as submitted, even if a worker has claimed it already.
     body["status"] = json!("queued");
+    if body["queue_position"].is_null() {
+        // Claimed already: it was at the front of the queue.
+        body["queue_position"] = json!(0);
+    }
     let location = format!("/v1/jobs/{}", j.id);
     idem.answer(&s, &p.tenant, 202, Some(location), body).await
 }
@@ -125,7 +129,7 @@ async fn list(
         items.push(view::job(&s, j).await?);
     }
     Ok(Json(
-        json!({"items": items, "next_cursor": page.next.map(|n| n.to_string())}),
+        json!({"items": items, "next_cursor": page.next.map(|n| n.to_string()), "total": page.total}),
     ))
 }
 

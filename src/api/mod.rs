@@ -17,6 +17,7 @@ pub mod datasets;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod fair;
 pub mod health;
 pub mod jobs;
 pub mod models;
@@ -49,6 +50,8 @@ pub struct AppState {
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// One permit per open event stream (`--max-sse-clients`).
     pub event_streams: Arc<tokio::sync::Semaphore>,
+    /// Per-key rate limits and per-tenant event-stream shares.
+    pub fair: Arc<fair::Fairness>,
 }
 
 /// Every route the router serves, as (method, path); `openapi.yaml` must list exactly these.
@@ -98,6 +101,7 @@ pub fn app(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(tower_http::compression::CompressionLayer::new())
         .route_layer(from_fn(observe::label_route))
+        .layer(from_fn_with_state(state.clone(), fair::limit))
         .with_state(state);
     if !limits.cors_origins.is_empty() {
         let origins: Vec<axum::http::HeaderValue> = limits

@@ -96,6 +96,7 @@ async fn list(
     Ok(Json(json!({
         "items": page.items.iter().map(view::model).collect::<Vec<_>>(),
         "next_cursor": page.next.map(|n| n.to_string()),
+        "total": page.total,
     })))
 }
 

@@ -321,13 +321,35 @@ impl Service {
         Ok(self.store.list_datasets(tenant, cursor, limit).await?)
     }
 
+    /// Deletes the tenant's dataset `id`, unless queued or running jobs use it: deleting it
+    /// under them would fail them (a running job could not resume from its checkpoint), so
+    /// the answer is a conflict naming them — cancel them or wait for them to end.
     pub async fn delete_dataset(&self, tenant: &str, id: Uuid) -> Result<()> {
         let d = self.dataset_record(tenant, id).await?;
         if self.store.delete_dataset(d.id).await? {
             crate::crash::point("delete_ack");
-            Ok(())
-        } else {
-            Err(Error::NotFound(format!("no dataset {}", d.id)))
+            return Ok(());
         }
+        let users = self.store.jobs_using_dataset(d.id, 10).await?;
+        if users.is_empty() {
+            return match self.store.get_dataset(d.id).await? {
+                // A job started and ended between the two statements: try once more.
+                Some(_) if self.store.delete_dataset(d.id).await? => Ok(()),
+                Some(_) => Err(Error::Conflict(format!(
+                    "dataset {} is in use by a job; retry when it has ended",
+                    d.id
+                ))),
+                None => Err(Error::NotFound(format!("no dataset {}", d.id))),
+            };
+        }
+        let ids = users
+            .iter()
+            .map(|u| u.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        Err(Error::Conflict(format!(
+            "dataset {} is used by queued or running jobs ({ids}); cancel them or wait until they end, then delete it",
+            d.id
+        )))
     }
 }

@@ -440,10 +440,11 @@ impl Service {
         }
     }
 
-    /// Queued jobs ahead of `j` (for a queued job).
+    /// The tenant's queued jobs ahead of `j` (for a queued job). A job read as queued that a
+    /// worker claims before its position is counted was at the front: 0, never null.
     pub async fn queue_position(&self, j: &JobRecord) -> Result<Option<i64>> {
         if j.status == JobStatus::Queued {
-            Ok(self.store.queue_position(j.id).await?)
+            Ok(Some(self.store.queue_position(j.id).await?.unwrap_or(0)))
         } else {
             Ok(None)
         }

@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use crate::nn::TrainSpec;
 
+pub mod backup;
 pub mod postgres;
 mod rows;
 pub mod sqlite;
@@ -42,12 +43,21 @@ impl From<sqlx::Error> for StoreError {
             sqlx::Error::Database(ref db) if postgres::is_unavailable(db.as_ref()) => {
                 StoreError::Unavailable(e.to_string())
             }
+            // A full disk is an outage too: clear, temporary, and nothing half-written stays.
+            sqlx::Error::Database(ref db) if is_disk_full(db.as_ref()) => {
+                StoreError::Unavailable(format!("the database's disk is full ({e})"))
+            }
             sqlx::Error::Database(ref db) if db.is_unique_violation() => {
                 StoreError::Duplicate(e.to_string())
             }
             other => StoreError::Database(other.to_string()),
         }
     }
+}
+
+/// SQLite's SQLITE_FULL (13) or PostgreSQL's disk_full (53100).
+fn is_disk_full(e: &dyn sqlx::error::DatabaseError) -> bool {
+    matches!(e.code().as_deref(), Some("13") | Some("53100"))
 }
 
 impl From<serde_json::Error> for StoreError {
@@ -415,6 +425,8 @@ pub enum Finish {
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next: Option<i64>,
+    /// Records the whole listing holds (of the tenant, with the filter), all pages together.
+    pub total: i64,
 }
 
 #[async_trait]
@@ -434,7 +446,13 @@ pub trait Store: Send + Sync + 'static {
         before: Option<i64>,
         limit: i64,
     ) -> Result<Page<DatasetRecord>>;
+    /// Deletes a dataset unless a queued or running job trains on it (or validates on it):
+    /// false when nothing was deleted, for either reason. The check and the delete are one
+    /// statement, so a job cannot start on a dataset between them.
     async fn delete_dataset(&self, id: Uuid) -> Result<bool>;
+    /// Queued and running jobs that train or validate on dataset `id` (oldest first, at most
+    /// `limit`): what a delete of the dataset would break.
+    async fn jobs_using_dataset(&self, id: Uuid, limit: i64) -> Result<Vec<Uuid>>;
 
     async fn insert_job(&self, j: &JobRecord) -> Result<()>;
     async fn get_job(&self, id: Uuid) -> Result<Option<JobRecord>>;
@@ -447,7 +465,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Page<JobRecord>>;
     /// Deletes a job that is not running, with its history and checkpoint.
     async fn delete_job(&self, id: Uuid) -> Result<bool>;
-    /// Queued jobs ahead of this one (0 = next to run).
+    /// The tenant's own queued jobs ahead of this one (0 = its next to run; other tenants'
+    /// jobs are not counted, so the number tells nothing of their activity).
     async fn queue_position(&self, id: Uuid) -> Result<Option<i64>>;
     async fn count_jobs(&self, status: JobStatus) -> Result<i64>;
     /// What a tenant holds now, for quotas.
@@ -481,8 +500,10 @@ pub trait Store: Send + Sync + 'static {
         fingerprint: &str,
     ) -> Result<()>;
 
-    /// Atomically takes the next queued job (highest priority, then oldest), marks it running
-    /// under a new attempt and a lease for `worker`, and returns it. With
+    /// Atomically takes the next queued job, marks it running under a new attempt and a lease
+    /// for `worker`, and returns it. The next job is the tenant's with the fewest running jobs
+    /// (fair shares of the training slots: one tenant's burst waits behind another's first
+    /// job), then the highest priority, then the oldest. With
     /// `max_running_per_tenant` > 0, jobs of tenants that already run that many wait.
     async fn claim_next_job(
         &self,

@@ -219,15 +219,36 @@ impl Store for PostgresStore {
             .bind(tenant)
             .fetch_all(&self.pool)
             .await?;
-        page(&rows, dataset, limit)
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM datasets WHERE tenant = $1")
+            .bind(tenant)
+            .fetch_one(&self.pool)
+            .await?;
+        page(&rows, dataset, limit, total)
     }
 
     async fn delete_dataset(&self, id: Uuid) -> Result<bool> {
-        let r = sqlx::query("DELETE FROM datasets WHERE id = $1")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        let r = sqlx::query(
+            "DELETE FROM datasets WHERE id = $1 AND NOT EXISTS (
+                SELECT 1 FROM jobs WHERE status IN ('queued', 'running')
+                AND (dataset_id = $1 OR spec->>'validation_dataset_id' = $1::text))",
+        )
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
         Ok(r.rows_affected() > 0)
+    }
+
+    async fn jobs_using_dataset(&self, id: Uuid, limit: i64) -> Result<Vec<Uuid>> {
+        let rows: Vec<(Uuid,)> = sqlx::query_as(
+            "SELECT id FROM jobs WHERE status IN ('queued', 'running')
+             AND (dataset_id = $1 OR spec->>'validation_dataset_id' = $1::text)
+             ORDER BY created_at, id LIMIT $2",
+        )
+        .bind(id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(id,)| id).collect())
     }
 
     async fn insert_job(&self, j: &JobRecord) -> Result<()> {
@@ -274,7 +295,14 @@ impl Store for PostgresStore {
         .bind(tenant)
         .fetch_all(&self.pool)
         .await?;
-        page(&rows, job, limit)
+        let total: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM jobs WHERE tenant = $1 AND ($2::text IS NULL OR status = $2)",
+        )
+        .bind(tenant)
+        .bind(status.map(|s| s.as_str()))
+        .fetch_one(&self.pool)
+        .await?;
+        page(&rows, job, limit, total)
     }
 
     async fn delete_job(&self, id: Uuid) -> Result<bool> {
@@ -287,7 +315,7 @@ impl Store for PostgresStore {
 
     async fn queue_position(&self, id: Uuid) -> Result<Option<i64>> {
         let r = sqlx::query(
-            "SELECT (SELECT COUNT(*) FROM jobs o WHERE o.status = 'queued'
+            "SELECT (SELECT COUNT(*) FROM jobs o WHERE o.status = 'queued' AND o.tenant = j.tenant
                        AND (o.priority > j.priority OR (o.priority = j.priority AND o.seq < j.seq))) AS pos
              FROM jobs j WHERE j.id = $1 AND j.status = 'queued'",
         )
@@ -416,7 +444,8 @@ impl Store for PostgresStore {
              WHERE id = (SELECT id FROM jobs WHERE status = 'queued'
                            AND ($4 <= 0 OR tenant NOT IN (SELECT tenant FROM jobs WHERE status = 'running'
                                                          GROUP BY tenant HAVING COUNT(*) >= $4))
-                         ORDER BY priority DESC, seq LIMIT 1 FOR UPDATE SKIP LOCKED)
+                         ORDER BY (SELECT COUNT(*) FROM jobs r WHERE r.status = 'running' AND r.tenant = jobs.tenant),
+                                  priority DESC, seq LIMIT 1 FOR UPDATE SKIP LOCKED)
                AND status = 'queued'
              RETURNING *"
         ))
@@ -714,7 +743,11 @@ impl Store for PostgresStore {
             .bind(tenant)
             .fetch_all(&self.pool)
             .await?;
-        page(&rows, model, limit)
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM models WHERE tenant = $1")
+            .bind(tenant)
+            .fetch_one(&self.pool)
+            .await?;
+        page(&rows, model, limit, total)
     }
 
     async fn delete_model(&self, id: Uuid) -> Result<bool> {

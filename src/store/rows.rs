@@ -93,11 +93,12 @@ pub(super) fn page<R: Columns, T>(
     rows: &[R],
     item: fn(&R) -> Result<T>,
     limit: i64,
+    total: i64,
 ) -> Result<Page<T>> {
     let items = rows.iter().map(item).collect::<Result<Vec<_>>>()?;
     let next = match rows.last() {
         Some(last) if items.len() as i64 == limit => Some(last.int("seq")?),
         _ => None,
     };
-    Ok(Page { items, next })
+    Ok(Page { items, next, total })
 }

@@ -40,6 +40,20 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(10))
+            // A connection must come back outside any transaction. After SQLITE_FULL (a full
+            // disk) SQLite may roll a transaction back by itself; sqlx's ROLLBACK then fails
+            // and it still counts the connection as in a transaction, so its next transaction
+            // is a SAVEPOINT whose rollback leaves a transaction open, holding the write lock
+            // for good ("database is locked" on every other connection). Such a connection is
+            // closed (which rolls back) instead of reused; the ping runs after any rollback
+            // the dropped transaction queued. tests/outage.rs fills a disk to prove it.
+            .after_release(|conn, _| {
+                Box::pin(async move {
+                    use sqlx::Connection;
+                    conn.ping().await?;
+                    Ok(!conn.is_in_transaction())
+                })
+            })
             .connect_with(opts)
             .await?;
         MIGRATOR
@@ -188,15 +202,38 @@ impl Store for SqliteStore {
             .bind(limit)
             .fetch_all(&self.pool)
             .await?;
-        page(&rows, dataset, limit)
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM datasets WHERE tenant = ?")
+            .bind(tenant)
+            .fetch_one(&self.pool)
+            .await?;
+        page(&rows, dataset, limit, total)
     }
 
     async fn delete_dataset(&self, id: Uuid) -> Result<bool> {
-        let r = sqlx::query("DELETE FROM datasets WHERE id = ?")
-            .bind(id.to_string())
-            .execute(&self.pool)
-            .await?;
+        let r = sqlx::query(
+            "DELETE FROM datasets WHERE id = ?1 AND NOT EXISTS (
+                SELECT 1 FROM jobs WHERE status IN ('queued', 'running')
+                AND (dataset_id = ?1 OR json_extract(spec, '$.validation_dataset_id') = ?1))",
+        )
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
         Ok(r.rows_affected() > 0)
+    }
+
+    async fn jobs_using_dataset(&self, id: Uuid, limit: i64) -> Result<Vec<Uuid>> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT id FROM jobs WHERE status IN ('queued', 'running')
+             AND (dataset_id = ?1 OR json_extract(spec, '$.validation_dataset_id') = ?1)
+             ORDER BY created_at, id LIMIT ?2",
+        )
+        .bind(id.to_string())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(s,)| Uuid::parse_str(&s).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .collect()
     }
 
     async fn insert_job(&self, j: &JobRecord) -> Result<()> {
@@ -243,7 +280,15 @@ impl Store for SqliteStore {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        page(&rows, job, limit)
+        let total: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM jobs WHERE tenant = ? AND (? IS NULL OR status = ?)",
+        )
+        .bind(tenant)
+        .bind(status.map(|s| s.as_str()))
+        .bind(status.map(|s| s.as_str()))
+        .fetch_one(&self.pool)
+        .await?;
+        page(&rows, job, limit, total)
     }
 
     async fn delete_job(&self, id: Uuid) -> Result<bool> {
@@ -256,7 +301,7 @@ impl Store for SqliteStore {
 
     async fn queue_position(&self, id: Uuid) -> Result<Option<i64>> {
         let r = sqlx::query(
-            "SELECT (SELECT COUNT(*) FROM jobs o WHERE o.status = 'queued'
+            "SELECT (SELECT COUNT(*) FROM jobs o WHERE o.status = 'queued' AND o.tenant = j.tenant
                        AND (o.priority > j.priority OR (o.priority = j.priority AND o.seq < j.seq))) AS pos
              FROM jobs j WHERE j.id = ? AND j.status = 'queued'",
         )
@@ -383,7 +428,8 @@ impl Store for SqliteStore {
              WHERE id = (SELECT id FROM jobs WHERE status = 'queued'
                            AND (? <= 0 OR tenant NOT IN (SELECT tenant FROM jobs WHERE status = 'running'
                                                         GROUP BY tenant HAVING COUNT(*) >= ?))
-                         ORDER BY priority DESC, seq LIMIT 1)
+                         ORDER BY (SELECT COUNT(*) FROM jobs r WHERE r.status = 'running' AND r.tenant = jobs.tenant),
+                                  priority DESC, seq LIMIT 1)
                AND status = 'queued'
              RETURNING *",
         )
@@ -679,7 +725,11 @@ impl Store for SqliteStore {
             .bind(limit)
             .fetch_all(&self.pool)
             .await?;
-        page(&rows, model, limit)
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM models WHERE tenant = ?")
+            .bind(tenant)
+            .fetch_one(&self.pool)
+            .await?;
+        page(&rows, model, limit, total)
     }
 
     async fn delete_model(&self, id: Uuid) -> Result<bool> {

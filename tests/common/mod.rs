@@ -214,6 +214,31 @@ impl Server {
             .unwrap()
     }
 
+    /// A request with a bearer key (and a JSON body, if any).
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        key: &str,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        let mut r = self
+            .client
+            .request(method.parse().expect("method"), self.url(path))
+            .bearer_auth(key);
+        if let Some(b) = body {
+            r = r.json(b);
+        }
+        split(r.send().await.unwrap()).await
+    }
+
+    /// `call`, asserting a 2xx answer.
+    pub async fn ok(&self, method: &str, path: &str, key: &str, body: Option<&Value>) -> Value {
+        let (st, v) = self.call(method, path, key, body).await;
+        assert!((200..300).contains(&st), "{method} {path}: {st} {v}");
+        v
+    }
+
     pub async fn delete(&self, path: &str) -> u16 {
         self.client
             .delete(self.url(path))
@@ -239,6 +264,23 @@ impl Server {
                     self.log()
                 );
             }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Polls a job with a bearer key until it is in a terminal state.
+    pub async fn wait_job_as(&self, key: &str, id: &str, timeout: Duration) -> Value {
+        let t0 = Instant::now();
+        loop {
+            let j = self.ok("GET", &format!("/v1/jobs/{id}"), key, None).await;
+            if ["succeeded", "failed", "cancelled"].contains(&j["status"].as_str().unwrap_or("")) {
+                return j;
+            }
+            assert!(
+                t0.elapsed() < timeout,
+                "job {id} did not finish in {timeout:?}: {j}\n{}",
+                self.log()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -357,6 +399,58 @@ impl Schema {
     /// The schema's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Restores a plain-SQL `pg_dump` of the schema `from` into this (empty) schema with
+    /// `psql`: the dump's `CREATE SCHEMA` is dropped and every `from` renamed to this name.
+    pub fn restore_dump(&self, dump: &str, from: &str) {
+        use std::io::Write;
+        let create = format!("CREATE SCHEMA {from};");
+        let sql: String = dump
+            .lines()
+            // `\restrict` guards a psql reading an untrusted dump (pg_dump 15.14 and later);
+            // older psql versions do not know it, and these dumps are ours.
+            .filter(|l| {
+                l.trim() != create && !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict")
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+            .replace(from, &self.name);
+        let mut psql = Command::new("psql")
+            .args(["-q", "-v", "ON_ERROR_STOP=1", "-d", &self.base])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("psql");
+        psql.stdin
+            .take()
+            .unwrap()
+            .write_all(sql.as_bytes())
+            .unwrap();
+        assert!(
+            psql.wait().unwrap().success(),
+            "psql could not restore the dump"
+        );
+    }
+
+    /// A plain-SQL `pg_dump` of this schema (one consistent snapshot).
+    pub fn dump(&self) -> String {
+        let out = Command::new("pg_dump")
+            .args([
+                "--schema",
+                &self.name,
+                "--no-owner",
+                "--no-privileges",
+                &self.base,
+            ])
+            .output()
+            .expect("pg_dump");
+        assert!(
+            out.status.success(),
+            "pg_dump: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
     }
 }
 
