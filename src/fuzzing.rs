@@ -12,10 +12,11 @@ use ndarray::{Array2, Axis};
 
 use crate::api::ApiError;
 use crate::api::view::prediction_body;
+use crate::data::json::{JsonCell, JsonRow};
 use crate::data::{self, DataError, Dataset, JsonDataset, Limits as DataLimits};
 use crate::nn::model::Model;
-use crate::nn::train::target_shape;
-use crate::nn::{ClassLabel, Control, Loss, Session, Targets, TrainError, TrainSpec};
+use crate::nn::tabular::Storage;
+use crate::nn::{ClassLabel, Control, Loss, Targets, TrainError, TrainSpec};
 use crate::service::Limits;
 use crate::service::jobs::{DatasetSource, plan_job, read_request};
 use crate::service::models::read_import;
@@ -33,29 +34,48 @@ const TRAIN_WORK: usize = 200_000;
 const MAX_PARAMETERS: usize = 20_000;
 
 /// `POST /v1/datasets` with `text/csv`. An optional first line `?target=NAME` stands for the
-/// `target` query parameter; the rest is the file.
+/// `target` query parameter, then an optional `?na=A,B` for `na_values` and `?columns=a:t,…`
+/// for the column types; the rest is the file.
 pub fn csv_dataset(input: &[u8]) {
-    let (target, body) = match input.strip_prefix(b"?target=") {
-        Some(rest) => {
-            let end = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
-            let name = String::from_utf8_lossy(&rest[..end]).into_owned();
-            (Some(name), rest.get(end + 1..).unwrap_or_default())
-        }
-        None => (None, input),
+    let mut body = input;
+    let mut param = |prefix: &[u8]| -> Option<String> {
+        let rest = body.strip_prefix(prefix)?;
+        let end = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+        let v = String::from_utf8_lossy(&rest[..end]).into_owned();
+        body = rest.get(end + 1..).unwrap_or_default();
+        Some(v)
     };
-    let small = data::from_csv(body, target.as_deref(), &SMALL);
-    let default = data::from_csv(body, target.as_deref(), &DataLimits::default());
+    let target = param(b"?target=");
+    let na: Option<Vec<String>> = param(b"?na=").map(|v| v.split(',').map(str::to_owned).collect());
+    let columns: std::collections::BTreeMap<String, crate::nn::tabular::ColumnType> =
+        param(b"?columns=")
+            .map(|v| {
+                v.split(',')
+                    .filter_map(|p| p.rsplit_once(':'))
+                    .filter_map(|(n, t)| {
+                        crate::nn::tabular::ColumnType::parse(t.trim())
+                            .map(|t| (n.trim().to_owned(), t))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+    let opts = data::ReadOptions::new(na.as_deref(), columns);
+    let small = data::from_csv_with(body, target.as_deref(), &SMALL, &opts);
+    let default = data::from_csv_with(body, target.as_deref(), &DataLimits::default(), &opts);
     match &small {
         Ok(ds) => {
             check_dataset(ds, &SMALL);
             assert_eq!(ds.outputs(), 1, "a CSV has one target column");
-            assert_eq!(default.as_ref(), Ok(ds), "limits changed an accepted file");
+            let default = default.as_ref().expect("limits changed an accepted file");
+            assert_same(default, ds, "limits changed an accepted file");
         }
         Err(e) => {
             check_data_error(e);
             assert!(
-                e.pointer.is_none(),
-                "CSV errors have no JSON pointer: {e:?}"
+                e.pointer
+                    .as_deref()
+                    .is_none_or(|p| p.starts_with("/columns/")),
+                "CSV errors have no JSON pointer but at a column setting: {e:?}"
             );
             // Limits are checked before the cells they cover, so any other error is the same
             // whatever the limits.
@@ -69,6 +89,23 @@ pub fn csv_dataset(input: &[u8]) {
     }
 }
 
+/// Datasets equal field by field, features to the bit (a missing cell is NaN, which `==`
+/// never finds equal to itself).
+fn assert_same(a: &Dataset, b: &Dataset, what: &str) {
+    assert_eq!(a.feature_names, b.feature_names, "{what}");
+    assert_eq!(a.target_names, b.target_names, "{what}");
+    assert_eq!(a.targets, b.targets, "{what}");
+    assert_eq!(a.columns, b.columns, "{what}");
+    assert_eq!(a.dropped_rows, b.dropped_rows, "{what}");
+    assert_eq!(a.x.dim(), b.x.dim(), "{what}");
+    assert!(
+        a.x.iter()
+            .zip(b.x.iter())
+            .all(|(p, q)| p.to_bits() == q.to_bits()),
+        "{what}: features differ"
+    );
+}
+
 /// `POST /v1/datasets` with `application/json`.
 pub fn json_dataset(input: &[u8]) {
     let body: JsonDataset = match crate::service::read::parse_json(input) {
@@ -78,16 +115,32 @@ pub fn json_dataset(input: &[u8]) {
     match data::from_json(&body, &SMALL) {
         Ok(ds) => {
             check_dataset(&ds, &SMALL);
-            assert_eq!(ds.rows(), body.features.len());
-            for (row, given) in ds.x.rows().into_iter().zip(&body.features) {
-                let given: Vec<f32> = given.iter().map(|&v| v as f32).collect();
-                assert_eq!(row.to_vec(), given, "features changed on the way in");
+            assert_eq!(
+                ds.rows() as u64 + ds.dropped_rows,
+                body.features.len() as u64
+            );
+            if ds.dropped_rows == 0 {
+                for (row, given) in ds.x.rows().into_iter().zip(&body.features) {
+                    let JsonRow::Cells(cells) = given else {
+                        continue;
+                    };
+                    for ((&v, cell), col) in row.iter().zip(cells).zip(&ds.columns) {
+                        match (cell, col.schema.storage) {
+                            (JsonCell::Number(n), Storage::Number) => {
+                                assert_eq!(v, *n as f32, "features changed on the way in")
+                            }
+                            (JsonCell::Null, _) => assert!(v.is_nan(), "null read as {v}"),
+                            _ => {}
+                        }
+                    }
+                }
             }
             if let Some(names) = &body.feature_names {
                 assert_eq!(&ds.feature_names, names);
             }
             let default = data::from_json(&body, &DataLimits::default());
-            assert_eq!(default.as_ref(), Ok(&ds), "limits changed an accepted body");
+            let default = default.as_ref().expect("limits changed an accepted body");
+            assert_same(default, &ds, "limits changed an accepted body");
         }
         Err(e) => {
             check_data_error(&e);
@@ -143,6 +196,7 @@ pub fn job_accepted(input: &[u8]) -> bool {
         dataset_id: Some(uuid::Uuid::nil()),
         priority: req.priority,
         name: req.name,
+        validation_dataset_id: None,
     };
     let stored = job_spec.to_value();
     let back = crate::store::JobSpec::from_value(stored.clone())
@@ -150,12 +204,19 @@ pub fn job_accepted(input: &[u8]) -> bool {
     assert_eq!(back, job_spec, "the stored spec reads back different");
     let dataset = Dataset::from_bytes(&dataset.to_bytes()).expect("stored dataset reads back");
 
-    let session = Session::new(&spec, &dataset.samples(), None)
+    let session = crate::jobs::session(&spec, &dataset, None)
         .unwrap_or_else(|e| panic!("validated spec refused by the worker: {e}"));
-    assert_eq!(session.plan, plan, "the worker planned a different network");
+    if dataset.is_plain() && spec.columns.is_none() {
+        assert_eq!(session.plan, plan, "the worker planned a different network");
+    } else {
+        // Validation counts the widest encoding; the encoder fitted on the training split
+        // may need fewer inputs.
+        assert!(session.plan.parameter_count <= plan.parameter_count);
+        assert_eq!(session.plan.encoding, plan.encoding);
+    }
     assert_eq!(
         session.initial_network().parameter_count(),
-        plan.parameter_count
+        session.plan.parameter_count
     );
     let mut short = spec.clone();
     short.epochs = short.epochs.min(TRAIN_EPOCHS);
@@ -165,7 +226,7 @@ pub fn job_accepted(input: &[u8]) -> bool {
     }
     // Fewer epochs change nothing validation looks at, except schedules and early stopping
     // counted in epochs; those must still validate.
-    let session = Session::new(&short, &dataset.samples(), None)
+    let session = crate::jobs::session(&short, &dataset, None)
         .unwrap_or_else(|e| panic!("the spec with {TRAIN_EPOCHS} epochs is refused: {e}"));
     let pool = pool();
     match session.run(pool, None, &Control::default(), &mut |_, _| {}) {
@@ -174,9 +235,11 @@ pub fn job_accepted(input: &[u8]) -> bool {
             let doc = serde_json::to_vec(&out.model.to_document()).expect("serialises");
             let back = read_import(&doc, &limits_with(usize::MAX))
                 .unwrap_or_else(|e| panic!("a trained model does not import: {e:?}"));
-            let p = out.model.predict(dataset.x.view());
+            let x = encoded_inputs(&out.model, &dataset);
+            let p = out.model.predict(x.view());
             assert_eq!(p.outputs.dim(), (dataset.rows(), plan_width(&out.model)));
-            assert_bits_eq(&p.outputs, &back.predict(dataset.x.view()).outputs);
+            let x_back = encoded_inputs(&back, &dataset);
+            assert_bits_eq(&p.outputs, &back.predict(x_back.view()).outputs);
         }
         Err(TrainError::Diverged { .. }) => {}
         Err(e) => panic!("an accepted job failed: {e}"),
@@ -238,6 +301,77 @@ pub fn model_import(input: &[u8]) {
     }
 }
 
+/// The network inputs of a dataset's rows, sent to `model` as raw cells, as predict reads them.
+fn encoded_inputs(model: &Model, ds: &Dataset) -> Array2<f32> {
+    let rows: Vec<Vec<crate::nn::tabular::Cell>> =
+        ds.x.rows()
+            .into_iter()
+            .map(|r| ds.columns.iter().zip(r).map(|(c, &v)| c.cell(v)).collect())
+            .collect();
+    model
+        .encode_rows(&rows)
+        .unwrap_or_else(|(i, e)| panic!("row {i} of the training data does not encode: {e}"))
+}
+
+/// `POST /v1/models/{id}/predict` on a tabular model (a number with missing cells, a category,
+/// a yes/no column and an ignored id) and on a plain numeric model with column names: the
+/// raw-row reader either gives one encoded row per input row, all finite, or a client error.
+pub fn predict_rows(input: &[u8]) {
+    for model in predict_models() {
+        match crate::service::predict::read_inputs(input, model, 64) {
+            Ok(x) => {
+                assert_eq!(x.ncols(), model.input_dim());
+                assert!(x.nrows() >= 1 && x.nrows() <= 64);
+                assert!(x.iter().all(|v| v.is_finite()), "a non-finite input: {x:?}");
+                let p = model.predict(x.view());
+                assert_eq!(p.outputs.nrows(), x.nrows());
+            }
+            Err(e) => check_client_error(e),
+        }
+    }
+}
+
+fn predict_models() -> &'static [Model; 2] {
+    use crate::nn::tabular::{EncodedColumn, Encoder};
+    static MODELS: OnceLock<[Model; 2]> = OnceLock::new();
+    MODELS.get_or_init(|| {
+        let doc = |input_dim: usize| -> crate::nn::ModelDocument {
+            serde_json::from_value(serde_json::json!({
+                "input_dim": input_dim,
+                "layers": [{"units": 2, "activation": "softmax",
+                            "weights": vec![vec![0.5, -0.25]; input_dim]}],
+                "classes": ["no", "yes"],
+            }))
+            .expect("a model document")
+        };
+        let mut tabular = Model::from_document(&doc(7)).expect("a model");
+        tabular.encoder = Some(Encoder {
+            columns: vec![
+                EncodedColumn::Numeric {
+                    name: "a".into(),
+                    fill: 1.5,
+                    missing_indicator: true,
+                },
+                EncodedColumn::Categorical {
+                    name: "c".into(),
+                    categories: vec!["x".into(), "y".into()],
+                    missing: true,
+                    other: true,
+                },
+                EncodedColumn::Boolean {
+                    name: "b".into(),
+                    fill: 0.5,
+                    missing_indicator: false,
+                },
+                EncodedColumn::Ignore { name: "id".into() },
+            ],
+        });
+        let mut plain = Model::from_document(&doc(2)).expect("a model");
+        plain.feature_names = Some(vec!["p".into(), "q".into()]);
+        [tabular, plain]
+    })
+}
+
 /// Output width of a model's last dense layer.
 fn plan_width(m: &Model) -> usize {
     m.network.output_dim()
@@ -285,12 +419,12 @@ fn stored_dataset(pick: usize) -> Dataset {
             vec!["y0".into(), "y1".into()],
         ),
     };
-    Dataset {
-        feature_names: (0..3).map(|j| format!("x{j}")).collect(),
+    Dataset::numeric(
+        (0..3).map(|j| format!("x{j}")).collect(),
         target_names,
         x,
         targets,
-    }
+    )
 }
 
 /// What every dataset the parsers hand out promises (see `data`'s module documentation).
@@ -300,7 +434,15 @@ fn check_dataset(ds: &Dataset, limits: &DataLimits) {
     assert!(rows <= limits.max_rows);
     assert!(inputs + outputs <= limits.max_columns);
     assert!(rows * (inputs + outputs) <= limits.max_cells);
-    assert!(ds.x.iter().all(|v| v.is_finite()), "a non-finite feature");
+    assert!(
+        ds.x.iter().all(|v| v.is_finite() || v.is_nan()),
+        "an infinite feature"
+    );
+    assert_eq!(ds.columns.len(), inputs);
+    for (j, c) in ds.columns.iter().enumerate() {
+        let missing = ds.x.column(j).iter().filter(|v| v.is_nan()).count() as u64;
+        assert_eq!(missing, c.schema.missing, "column {j}'s missing count");
+    }
     assert_eq!(ds.targets.len(), rows);
     assert_eq!(ds.feature_names.len(), inputs);
     assert_eq!(ds.target_names.len(), outputs);
@@ -320,11 +462,8 @@ fn check_dataset(ds: &Dataset, limits: &DataLimits) {
             "classes not sorted: {c:?}"
         );
     }
-    assert_eq!(
-        Dataset::from_bytes(&ds.to_bytes()).as_ref(),
-        Ok(ds),
-        "storage round trip"
-    );
+    let back = Dataset::from_bytes(&ds.to_bytes()).expect("the stored form reads back");
+    assert_same(&back, ds, "storage round trip");
     assert_eq!(
         ds.preview(3).as_array().map(Vec::len),
         Some(rows.min(3)),
@@ -340,9 +479,19 @@ fn check_dataset(ds: &Dataset, limits: &DataLimits) {
             "layers": [{}], "loss": loss, "seed": 1
         }))
         .expect("a minimal spec");
-        if spec.plan(inputs, rows, &target_shape(&ds.targets)).is_ok() {
-            let session = Session::new(&spec, &ds.samples(), None);
-            assert!(session.is_ok(), "{} accepted, then refused", loss.name());
+        let summary = crate::data::Summary::of(ds);
+        let planned = spec
+            .input_width(&summary.columns, rows)
+            .ok()
+            .and_then(|(w, _)| spec.plan(w, rows, &summary.target).ok());
+        if planned.is_some() {
+            let session = crate::jobs::session(&spec, ds, None);
+            assert!(
+                session.is_ok(),
+                "{} accepted, then refused: {:?}",
+                loss.name(),
+                session.err()
+            );
         }
     }
     // Row order survives: selecting every row gives the targets back.

@@ -66,10 +66,19 @@ async fn bad_inputs_get_problem_bodies_that_name_the_field() {
     };
     let cases = vec![
         csv_case("a,b,target\n1,2,0\n3\n", 400, "row 3"),
-        csv_case("a,b,target\n1,x,0\n", 400, "\"b\""),
+        // A word is a category, unless the column is typed numeric.
+        Case {
+            path: "/v1/datasets?name=bad&target=target&columns=b:numeric".into(),
+            pointer: Some("/columns/b"),
+            ..csv_case("a,b,target\n1,x,0\n", 422, "\"b\"")
+        },
         csv_case("", 400, "empty"),
         csv_case("a,b,target\n", 400, "no data rows"),
-        csv_case("a,b,target\n1,NaN,0\n", 400, "finite"),
+        // NaN is a missing cell; a column of nothing else says what to do.
+        Case {
+            pointer: Some("/columns/b"),
+            ..csv_case("a,b,target\n1,NaN,0\n", 422, "entirely empty")
+        },
         csv_case("a,b,target\n1,inf,0\n", 400, "finite"),
         Case {
             path: "/v1/datasets?name=x&target=nope".into(),
@@ -234,7 +243,7 @@ async fn bad_inputs_get_problem_bodies_that_name_the_field() {
         json_case(
             "POST",
             "/v1/jobs",
-            json!({"layers": [{"units": 1, "activation": "bogus"}], "loss": "mse", "dataset": {"features": [[1]], "targets": [1]}}),
+            json!({"layers": [{"units": 1, "activation": "bogus"}], "loss": "mse", "dataset": {"features": [[1], [2]], "targets": [1, 2]}}),
             422,
             "bogus",
             Some("/layers/0/activation"),
@@ -242,7 +251,7 @@ async fn bad_inputs_get_problem_bodies_that_name_the_field() {
         json_case(
             "POST",
             "/v1/jobs",
-            json!({"layers": [], "loss": "mse", "dataset": {"features": [[1]], "targets": [1]}}),
+            json!({"layers": [], "loss": "mse", "dataset": {"features": [[1], [2]], "targets": [1, 2]}}),
             422,
             "at least one",
             Some("/layers"),
@@ -250,7 +259,7 @@ async fn bad_inputs_get_problem_bodies_that_name_the_field() {
         json_case(
             "POST",
             "/v1/jobs",
-            json!({"layers": [{"units": 1}], "loss": "mse", "dataset": {"features": [[1]], "targets": ["a"]}}),
+            json!({"layers": [{"units": 1}], "loss": "mse", "dataset": {"features": [[1], [2]], "targets": ["a", "b"]}}),
             422,
             "class labels",
             Some("/loss"),

@@ -563,7 +563,7 @@ async fn a_refused_request_or_a_dry_run_leaves_its_key_free() {
     let r = send(
         "/v1/datasets",
         "k1",
-        json!({"features": [[3.0]], "targets": [1]}),
+        json!({"features": [[3.0], [4.0]], "targets": [1, 0]}),
     )
     .await
     .unwrap();
@@ -677,6 +677,7 @@ async fn an_unknown_job_field_lists_the_service_fields_too() {
         "`dataset`",
         "`name`",
         "`priority`",
+        "`validation_dataset_id`",
     ] {
         assert!(detail.contains(f), "{f} missing: {detail}");
     }

@@ -43,3 +43,8 @@ fn job_spec_corpus() {
 fn model_import_corpus() {
     replay("model_import", backprop::fuzzing::model_import);
 }
+
+#[test]
+fn predict_rows_corpus() {
+    replay("predict_rows", backprop::fuzzing::predict_rows);
+}

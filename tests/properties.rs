@@ -135,6 +135,7 @@ fn model() -> impl Strategy<Value = Model> {
                 standardizer,
                 encoding,
                 loss: Some(Loss::Mse),
+                encoder: None,
             }
         })
     })

@@ -32,7 +32,7 @@ async fn a_csv_target_that_names_no_column_is_422_at_the_parameter() {
     }
     // A target in the file still works, and nothing was stored by the refusals.
     let r = srv
-        .post_raw("/v1/datasets?target=c", "text/csv", "a,b,c\n1,2,3\n")
+        .post_raw("/v1/datasets?target=c", "text/csv", "a,b,c\n1,2,3\n4,5,6\n")
         .await;
     assert_eq!(r.status(), 201);
     let (_, list) = srv.get("/v1/datasets").await;

@@ -219,7 +219,10 @@ async fn datasets_crud_and_paging(store: Arc<dyn Store>) {
     let mut all = Vec::new();
     for i in 0..5 {
         let d = dataset(&format!("d{i}"));
-        store.insert_dataset(&d, &[i as u8, 0, 255]).await.unwrap();
+        store
+            .insert_dataset(&d, vec![i as u8, 0, 255])
+            .await
+            .unwrap();
         all.push(d);
     }
     let first = &all[0];

@@ -130,16 +130,20 @@ impl axum::extract::FromRequest<AppState> for Body {
         if declared.is_some_and(|n| n > limit as u64) {
             return Err(too_large());
         }
-        axum::body::Bytes::from_request(req, state)
-            .await
-            .map(Body)
-            .map_err(|e| {
-                if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                    too_large()
-                } else {
-                    ApiError::bad(format!("unreadable request body: {}", e.body_text()))
-                }
-            })
+        // Into one buffer sized by Content-Length: collecting frames and then joining them
+        // would hold a large upload twice.
+        use futures::StreamExt;
+        let mut stream = req.into_body().into_data_stream();
+        let mut buf: Vec<u8> = Vec::with_capacity(declared.map_or(0, |n| n as usize).min(limit));
+        while let Some(chunk) = stream.next().await {
+            let chunk =
+                chunk.map_err(|e| ApiError::bad(format!("unreadable request body: {e}")))?;
+            if buf.len() + chunk.len() > limit {
+                return Err(too_large());
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(Body(axum::body::Bytes::from(buf)))
     }
 }
 
@@ -158,6 +162,22 @@ impl Idempotency {
         query: Option<&str>,
         body: &[u8],
     ) -> Result<Self, ApiError> {
+        Self::with_body_hash(
+            headers,
+            route,
+            query,
+            crate::digest::hash(&String::from_utf8_lossy(body)),
+        )
+    }
+
+    /// As [`new`](Self::new) for a body read as a stream: `body_hash` is the SHA-256 of its
+    /// bytes (the same as `new` computes for a UTF-8 body).
+    pub fn with_body_hash(
+        headers: &axum::http::HeaderMap,
+        route: &'static str,
+        query: Option<&str>,
+        body_hash: [u8; 32],
+    ) -> Result<Self, ApiError> {
         let key = match headers.get("idempotency-key") {
             None => None,
             Some(v) => {
@@ -171,7 +191,7 @@ impl Idempotency {
             }
         };
         Ok(Idempotency {
-            key: IdempotencyKey::new(key, route, query, body),
+            key: IdempotencyKey::with_body_hash(key, route, query, body_hash),
         })
     }
 

@@ -46,7 +46,18 @@ pub async fn job(s: &AppState, j: &JobRecord) -> Result<Value, ApiError> {
     }))
 }
 
+/// The dataset as an upload answers and lists show it: its size, names, target, and columns
+/// (type, storage, missing and distinct counts).
 pub fn dataset(d: &DatasetRecord) -> Value {
+    let mut v = dataset_full(d);
+    if let Some(o) = v.as_object_mut() {
+        o.remove("profile");
+    }
+    v
+}
+
+/// [`dataset`] and the profile, as `GET /v1/datasets/{id}` shows it.
+pub fn dataset_full(d: &DatasetRecord) -> Value {
     let mut v = json!({
         "id": d.id,
         "name": d.name,
@@ -58,6 +69,13 @@ pub fn dataset(d: &DatasetRecord) -> Value {
     });
     if let (Some(o), Some(m)) = (v.as_object_mut(), d.meta.as_object()) {
         for (k, val) in m {
+            if k == "schema" {
+                // What validation reads; users see its columns.
+                if let Some(c) = val.get("columns") {
+                    o.insert("columns".into(), c.clone());
+                }
+                continue;
+            }
             o.insert(k.clone(), val.clone());
         }
     }
@@ -79,9 +97,20 @@ pub fn model(m: &ModelRecord) -> Value {
                 .collect()
         })
         .unwrap_or_default();
+    // A tabular model's raw columns: what a predict record is keyed by.
+    let columns: Option<Vec<Value>> = doc
+        .get("encoder")
+        .and_then(|e| e.get("columns"))
+        .and_then(|c| c.as_array())
+        .map(|cols| {
+            cols.iter()
+                .map(|c| json!({"name": c.get("name"), "type": c.get("type")}))
+                .collect()
+        });
     json!({
         "id": m.id,
         "name": m.name,
+        "columns": columns,
         "created_at": rfc3339(m.created_at),
         "job_id": m.job_id,
         "dataset_id": m.dataset_id,

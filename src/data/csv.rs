@@ -1,22 +1,91 @@
 //! CSV uploads: a header row, then one record per row; one column is the target, the others
-//! numeric features. Rows are numbered by the file line they start on (header = line 1).
+//! features: numbers, text categories, yes/no, with missing cells. Rows are numbered by the
+//! file line they start on (header = line 1).
+//!
+//! Large files are read in parallel: a file without quote characters is cut at line ends
+//! into chunks that are parsed on the rayon pool and joined in order, so the result (and the
+//! first error reported) is the same as reading it front to back.
 
 use std::collections::HashMap;
 
 use ndarray::Array2;
+use rayon::prelude::*;
 
-use super::{BadNumber, DataError, Dataset, Limits, finite_f32, name_list, quoted};
+use super::table::{CellError, Part, ReadOptions, finish_column};
+use super::{DataError, Dataset, Limits, name_list, quoted};
+use crate::nn::tabular::{ColumnType, RawColumn};
 use crate::nn::{ClassLabel, Targets};
 
+/// Below this many bytes a file is parsed in one piece.
+const MIN_CHUNK: usize = 1 << 20;
+
+/// Reads a CSV file with a header row with the default missing-value markers and inferred
+/// column types; see [`from_csv_with`].
+pub fn from_csv(bytes: &[u8], target: Option<&str>, limits: &Limits) -> Result<Dataset, DataError> {
+    from_csv_with(bytes, target, limits, &ReadOptions::default())
+}
+
 /// Reads a CSV file with a header row. `target` names the target column (default: the last
-/// column); every other column must hold finite numbers. A target column of finite numbers
-/// becomes `Targets::Values` (n×1), anything else `Targets::Labels` of trimmed `Text` labels
-/// (a column mixing numbers and words is all text: `"1"` and `"one"` are both labels).
+/// column). Feature columns may hold numbers, text and missing cells (`opts`' markers); each
+/// column's type is inferred (numeric, categorical, boolean, or ignored for ids) unless `opts`
+/// sets it. A target column of numbers becomes `Targets::Values` (n×1), anything else
+/// `Targets::Labels` of trimmed `Text` labels (a column mixing numbers and words is all text:
+/// `"1"` and `"one"` are both labels). Rows whose target is missing are left out and counted
+/// in [`Dataset::dropped_rows`].
 ///
 /// Accepts `\n` and `\r\n`, quoted fields, whitespace around values and a UTF-8 BOM; blank
 /// lines are skipped.
-pub fn from_csv(bytes: &[u8], target: Option<&str>, limits: &Limits) -> Result<Dataset, DataError> {
+pub fn from_csv_with(
+    bytes: &[u8],
+    target: Option<&str>,
+    limits: &Limits,
+    opts: &ReadOptions,
+) -> Result<Dataset, DataError> {
+    parse_file(bytes, target, limits, opts)?.join(limits, opts)
+}
+
+/// As [`from_csv_with`], letting go of the file's bytes once they are parsed, before the table
+/// is assembled: an upload is then never held as text and as numbers at once.
+pub fn from_csv_owned(
+    bytes: bytes::Bytes,
+    target: Option<&str>,
+    limits: &Limits,
+    opts: &ReadOptions,
+) -> Result<Dataset, DataError> {
+    let parsed = parse_file(&bytes, target, limits, opts)?;
+    drop(bytes);
+    parsed.join(limits, opts)
+}
+
+fn parse_file(
+    bytes: &[u8],
+    target: Option<&str>,
+    limits: &Limits,
+    opts: &ReadOptions,
+) -> Result<ParsedFile, DataError> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let (head, data_start) = read_head(bytes, target, limits, opts)?;
+    let chunks = parse_data(&bytes[data_start..], &head, opts);
+    Ok(ParsedFile { head, chunks })
+}
+
+/// What the header row says: the columns, the target, the user's types, and the file line
+/// the data starts on.
+struct Head {
+    names: Vec<String>,
+    target_index: usize,
+    forced: Vec<Option<ColumnType>>,
+    first_line: usize,
+}
+
+/// Reads the header row of `bytes` (BOM already stripped): the head, and the offset where
+/// the data starts.
+fn read_head(
+    bytes: &[u8],
+    target: Option<&str>,
+    limits: &Limits,
+    opts: &ReadOptions,
+) -> Result<(Head, usize), DataError> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         // Ragged rows are checked below, to say which row and how many fields.
@@ -30,6 +99,9 @@ pub fn from_csv(bytes: &[u8], target: Option<&str>, limits: &Limits) -> Result<D
         line: 1,
     };
     let header = reader.byte_headers().map_err(|e| unreadable(&e))?.clone();
+    let data_start = usize::try_from(reader.position().byte())
+        .unwrap_or(bytes.len())
+        .min(bytes.len());
     let header_line = header.position().map_or(1, |p| lines.at(p.byte()));
     let names = column_names(&header, header_line, limits)?;
     let columns = names.len();
@@ -52,87 +124,503 @@ pub fn from_csv(bytes: &[u8], target: Option<&str>, limits: &Limits) -> Result<D
         .row(header_line)
         .column(&names[target_index]));
     }
-
-    let features = columns - 1;
-    let mut x: Vec<f32> = Vec::new();
-    let mut target_cells: Vec<String> = Vec::new();
-    let mut target_lines: Vec<usize> = Vec::new();
-    let mut record = csv::ByteRecord::new();
-    while reader
-        .read_byte_record(&mut record)
-        .map_err(|e| unreadable(&e))?
-    {
-        let line = record.position().map_or(0, |p| lines.at(p.byte()));
-        let rows = target_lines.len() + 1;
-        if rows > limits.max_rows {
-            return Err(DataError::new(format!(
-                "row {line}: the file has more than {} data rows, the limit",
-                limits.max_rows
-            ))
-            .row(line)
-            .too_large());
-        }
-        if rows.saturating_mul(columns) > limits.max_cells {
-            return Err(DataError::new(format!(
-                "row {line}: the file has more than {} cells (rows × columns), the limit",
-                limits.max_cells
-            ))
-            .row(line)
-            .too_large());
-        }
-        if record.len() != columns {
-            return Err(ragged(line, columns, record.len(), &names));
-        }
-        for (j, cell) in record.iter().enumerate() {
-            let name = &names[j];
-            let at = |what: String| {
-                DataError::new(format!("row {line}, column {}: {what}", quoted(name)))
-                    .row(line)
-                    .column(name)
-            };
-            let cell = std::str::from_utf8(cell)
-                .map_err(|_| at("the cell is not valid UTF-8 text".into()))?
-                .trim();
-            if j == target_index {
-                if cell.is_empty() {
-                    return Err(at("the cell is empty; every row needs a target".into()));
-                }
-                target_cells.push(cell.to_owned());
-                continue;
+    for name in opts.columns.keys() {
+        match names.iter().position(|n| n == name) {
+            None => {
+                return Err(DataError::new(format!(
+                    "columns names {}, but there is no such column; the columns are {}",
+                    quoted(name),
+                    name_list(names.iter().map(String::as_str))
+                ))
+                .column(name)
+                .pointer(format!(
+                    "/columns/{}",
+                    crate::nn::tabular::pointer_token(name)
+                )));
             }
-            if cell.is_empty() {
-                return Err(at("the cell is empty; every feature needs a number".into()));
+            Some(j) if j == target_index => {
+                return Err(DataError::new(format!(
+                    "columns gives a type to {}, the target; types are for feature columns",
+                    quoted(name)
+                ))
+                .column(name)
+                .pointer(format!(
+                    "/columns/{}",
+                    crate::nn::tabular::pointer_token(name)
+                )));
             }
-            let v: f64 = cell
-                .parse()
-                .map_err(|_| at(format!("{} is not a number", quoted(cell))))?;
-            x.push(finite_f32(v).map_err(|bad| at(bad.describe(&quoted(cell))))?);
+            Some(_) => {}
         }
-        target_lines.push(line);
     }
-
-    let rows = target_lines.len();
-    if rows == 0 {
-        return Err(DataError::new(
-            "the file has a header row but no data rows; at least one row is required",
-        ));
-    }
-    let x = Array2::from_shape_vec((rows, features), x)
-        .map_err(|e| DataError::new(format!("internal: feature matrix shape: {e}")))?;
-    let target_name = &names[target_index];
-    let targets = read_targets(target_cells, &target_lines, target_name)?;
-    let feature_names = names
+    let forced: Vec<Option<ColumnType>> = names
         .iter()
         .enumerate()
-        .filter(|&(j, _)| j != target_index)
-        .map(|(_, n)| n.clone())
+        .map(|(j, n)| {
+            (j != target_index)
+                .then(|| opts.columns.get(n).copied())
+                .flatten()
+        })
         .collect();
-    Ok(Dataset {
-        feature_names,
-        target_names: vec![target_name.clone()],
-        x,
-        targets,
-    })
+
+    // A `\r` just before the data is the first half of a `\r\n` the first chunk ends.
+    let mut first_line = 1 + count_line_ends(&bytes[..data_start]);
+    if data_start > 0 && bytes[data_start - 1] == b'\r' && bytes.get(data_start) == Some(&b'\n') {
+        first_line -= 1;
+    }
+    Ok((
+        Head {
+            names,
+            target_index,
+            forced,
+            first_line,
+        },
+        data_start,
+    ))
+}
+
+/// Parses data rows (cut into chunks parsed in parallel when the text allows).
+fn parse_data(data: &[u8], head: &Head, opts: &ReadOptions) -> Vec<Chunk> {
+    let chunks = split_chunks(data);
+    let ctx = ChunkContext {
+        columns: head.names.len(),
+        forced: &head.forced,
+        opts,
+    };
+    if chunks.len() == 1 {
+        vec![parse_chunk(chunks[0], &ctx)]
+    } else {
+        chunks.par_iter().map(|c| parse_chunk(c, &ctx)).collect()
+    }
+}
+
+/// Bytes of whole lines gathered before a streamed piece is parsed.
+const PIECE: usize = if cfg!(test) { 1 << 20 } else { 8 << 20 };
+
+/// Reads a CSV upload as its bytes arrive: whole lines are parsed a piece at a time (each
+/// piece in parallel chunks) and only the parsed columns are kept, so the file's text is never
+/// held whole. The result, errors included, is what [`from_csv_with`] gives for the same bytes.
+pub struct CsvStream {
+    target: Option<String>,
+    limits: Limits,
+    opts: ReadOptions,
+    /// Bytes not parsed yet.
+    buf: Vec<u8>,
+    head: Option<Head>,
+    chunks: Vec<Chunk>,
+    /// Bytes seen, to strip a BOM at the start.
+    seen: usize,
+    /// A quote character was seen: fields may span lines, so the rest is parsed in one piece.
+    quoted: bool,
+    /// The header is tried again once this many bytes are buffered.
+    next_head_try: usize,
+    /// Data rows parsed so far.
+    rows: usize,
+    /// A row limit is passed or a row is wrong: the first problem is known, the rest of the
+    /// file is not kept.
+    settled: bool,
+}
+
+impl CsvStream {
+    pub fn new(target: Option<&str>, limits: Limits, opts: ReadOptions) -> Self {
+        CsvStream {
+            target: target.map(str::to_owned),
+            limits,
+            opts,
+            buf: Vec::new(),
+            head: None,
+            chunks: Vec::new(),
+            seen: 0,
+            quoted: false,
+            next_head_try: 64 << 10,
+            rows: 0,
+            settled: false,
+        }
+    }
+
+    /// Takes the next bytes of the file.
+    pub fn push(&mut self, bytes: &[u8]) -> Result<(), DataError> {
+        if self.settled {
+            return Ok(());
+        }
+        self.seen += bytes.len();
+        self.buf.extend_from_slice(bytes);
+        if self.head.is_none() {
+            if self.buf.len() < self.next_head_try {
+                return Ok(());
+            }
+            self.next_head_try = self.buf.len().saturating_mul(2);
+            if !self.try_head(false)? {
+                return Ok(());
+            }
+        }
+        self.quoted |= bytes.contains(&b'"');
+        if !self.quoted
+            && self.buf.len() >= PIECE
+            && let Some(last) = self.buf.iter().rposition(|&b| b == b'\n')
+        {
+            let piece: Vec<u8> = self.buf.drain(..=last).collect();
+            self.parse_piece(&piece);
+        }
+        Ok(())
+    }
+
+    /// The header, once the buffer holds all of it (or the file ended): `false` while more
+    /// bytes are needed.
+    fn try_head(&mut self, at_end: bool) -> Result<bool, DataError> {
+        let start = if self.buf.starts_with(b"\xEF\xBB\xBF") {
+            3
+        } else {
+            0
+        };
+        let bytes = &self.buf[start..];
+        if !at_end {
+            // Only a header row that ends inside the buffer is judged (a partial one would
+            // count the wrong number of columns).
+            let mut reader = csv::ReaderBuilder::new()
+                .has_headers(true)
+                .flexible(true)
+                .from_reader(bytes);
+            let ended = reader.byte_headers().is_ok()
+                && usize::try_from(reader.position().byte()).is_ok_and(|p| p < bytes.len());
+            if !ended {
+                return Ok(false);
+            }
+        }
+        let (head, data_start) =
+            read_head(bytes, self.target.as_deref(), &self.limits, &self.opts)?;
+        self.buf.drain(..start + data_start);
+        self.quoted = self.buf.contains(&b'"');
+        self.head = Some(head);
+        Ok(true)
+    }
+
+    fn parse_piece(&mut self, piece: &[u8]) {
+        if let Some(head) = &self.head {
+            let mut chunks = parse_data(piece, head, &self.opts);
+            self.rows += chunks.iter().map(|c| c.lines.len()).sum::<usize>();
+            let columns = head.names.len();
+            self.settled = chunks.iter().any(|c| c.error.is_some())
+                || self.rows > self.limits.max_rows
+                || self.rows.saturating_mul(columns) > self.limits.max_cells;
+            self.chunks.append(&mut chunks);
+            if self.settled {
+                self.buf = Vec::new();
+            }
+        }
+    }
+
+    /// The file ended: parses what is left and joins everything into the dataset.
+    pub fn finish(mut self) -> Result<Dataset, DataError> {
+        if self.head.is_none() {
+            if self.seen == 0 || self.buf.iter().all(|b| b.is_ascii_whitespace()) {
+                // As from_csv_with says of an empty file.
+                return from_csv_with(&self.buf, self.target.as_deref(), &self.limits, &self.opts);
+            }
+            self.try_head(true)?;
+        }
+        let rest = std::mem::take(&mut self.buf);
+        if !rest.is_empty() && !self.settled {
+            self.parse_piece(&rest);
+        }
+        drop(rest);
+        let Some(head) = self.head else {
+            return Err(DataError::new(
+                "the file is empty; expected a header row naming the columns, then data rows",
+            ));
+        };
+        ParsedFile {
+            head,
+            chunks: self.chunks,
+        }
+        .join(&self.limits, &self.opts)
+    }
+}
+
+/// A file read into columns, chunk by chunk, not yet joined.
+struct ParsedFile {
+    head: Head,
+    chunks: Vec<Chunk>,
+}
+
+impl ParsedFile {
+    /// Joins the chunks in file order: limits are checked before each row, as a front-to-back
+    /// reader would, then each column is finished and its type inferred.
+    fn join(self, limits: &Limits, opts: &ReadOptions) -> Result<Dataset, DataError> {
+        let ParsedFile {
+            head:
+                Head {
+                    names,
+                    target_index,
+                    first_line,
+                    ..
+                },
+            chunks: parsed,
+        } = self;
+        let columns = names.len();
+
+        let mut rows = 0usize;
+        let mut start_line = first_line;
+        let mut per_column: Vec<Vec<Part>> = (0..columns)
+            .map(|_| Vec::with_capacity(parsed.len()))
+            .collect();
+        for chunk in parsed {
+            let read = chunk.lines.len();
+            let checked = read + usize::from(chunk.error.is_some());
+            for i in 0..checked {
+                let r = rows + i + 1;
+                let line = || {
+                    start_line
+                        + chunk
+                            .lines
+                            .get(i)
+                            .copied()
+                            .or(chunk.error.as_ref().map(|e| e.line))
+                            .unwrap_or(0)
+                };
+                if r > limits.max_rows {
+                    let line = line();
+                    return Err(DataError::new(format!(
+                        "row {line}: the file has more than {} data rows, the limit",
+                        limits.max_rows
+                    ))
+                    .row(line)
+                    .too_large());
+                }
+                if r.saturating_mul(columns) > limits.max_cells {
+                    let line = line();
+                    return Err(DataError::new(format!(
+                        "row {line}: the file has more than {} cells (rows × columns), the limit",
+                        limits.max_cells
+                    ))
+                    .row(line)
+                    .too_large());
+                }
+            }
+            if let Some(e) = chunk.error {
+                let line = start_line + e.line;
+                return Err(e.into_data_error(line, &names));
+            }
+            rows += read;
+            start_line += chunk.line_ends;
+            for (j, p) in chunk.parts.into_iter().enumerate() {
+                per_column[j].push(p);
+            }
+        }
+        if rows == 0 {
+            return Err(DataError::new(
+                "the file has a header row but no data rows; at least one row is required",
+            ));
+        }
+        let target_parts = std::mem::take(&mut per_column[target_index]);
+        let built: Vec<Result<Option<super::table::BuiltColumn>, DataError>> = per_column
+            .into_par_iter()
+            .enumerate()
+            .map(|(j, parts)| {
+                if j == target_index {
+                    Ok(None)
+                } else {
+                    finish_column(&names[j], parts, opts).map(Some)
+                }
+            })
+            .collect();
+        let mut features = Vec::with_capacity(columns - 1);
+        for b in built {
+            if let Some(c) = b? {
+                features.push(c);
+            }
+        }
+        let target_name = &names[target_index];
+        let (targets, keep) = read_targets(target_parts, target_name)?;
+        super::release_memory();
+        let d = super::assemble(features, targets, keep, rows, vec![target_name.clone()]);
+        super::release_memory();
+        d
+    }
+}
+
+/// What chunks share.
+struct ChunkContext<'a> {
+    columns: usize,
+    forced: &'a [Option<ColumnType>],
+    opts: &'a ReadOptions,
+}
+
+/// One chunk's columns, the line (relative to the chunk's first) of each record read, the
+/// line ends it holds, and the first error in it.
+struct Chunk {
+    parts: Vec<Part>,
+    lines: Vec<usize>,
+    line_ends: usize,
+    error: Option<ChunkError>,
+}
+
+struct ChunkError {
+    /// Relative to the chunk's first line.
+    line: usize,
+    kind: ChunkErrorKind,
+}
+
+enum ChunkErrorKind {
+    Ragged(usize),
+    NotUtf8(usize),
+    Cell(usize, CellError),
+}
+
+impl ChunkError {
+    fn into_data_error(self, line: usize, names: &[String]) -> DataError {
+        let at = |j: usize, what: String| {
+            let name = &names[j];
+            DataError::new(format!("row {line}, column {}: {what}", quoted(name)))
+                .row(line)
+                .column(name)
+        };
+        match self.kind {
+            ChunkErrorKind::Ragged(found) => ragged(line, names.len(), found, names),
+            ChunkErrorKind::NotUtf8(j) => at(j, "the cell is not valid UTF-8 text".into()),
+            ChunkErrorKind::Cell(j, e @ CellError::TextInNumeric(_)) => {
+                // The user's column type is what the file contradicts: 422 at the setting.
+                let pointer = format!("/columns/{}", crate::nn::tabular::pointer_token(&names[j]));
+                at(j, e.describe()).pointer(pointer)
+            }
+            ChunkErrorKind::Cell(j, e) => at(j, e.describe()),
+        }
+    }
+}
+
+/// Cuts `data` at line ends into pieces for parallel parsing; a file with quote characters
+/// (whose fields may span lines) stays in one piece.
+fn split_chunks(data: &[u8]) -> Vec<&[u8]> {
+    let threads = rayon::current_num_threads().max(1);
+    if data.len() < 2 * MIN_CHUNK || threads == 1 || data.contains(&b'"') {
+        return vec![data];
+    }
+    let target = (data.len() / (threads * 4)).max(MIN_CHUNK);
+    let mut chunks = Vec::new();
+    let mut start = 0;
+    while start < data.len() {
+        let want = start + target;
+        if want >= data.len() {
+            chunks.push(&data[start..]);
+            break;
+        }
+        match data[want..].iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                let end = want + i + 1;
+                chunks.push(&data[start..end]);
+                start = end;
+            }
+            None => {
+                chunks.push(&data[start..]);
+                break;
+            }
+        }
+    }
+    chunks
+}
+
+fn parse_chunk(chunk: &[u8], ctx: &ChunkContext) -> Chunk {
+    let mut parts: Vec<Part> = ctx.forced.iter().map(|f| Part::new(*f)).collect();
+    // No csv-level trimming: each cell is trimmed once, below.
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(chunk);
+    let mut lines = Lines {
+        bytes: chunk,
+        pos: 0,
+        line: 0,
+    };
+    let mut rel = Vec::new();
+    let mut record = csv::ByteRecord::new();
+    let mut error = None;
+    'records: while let Ok(true) = reader.read_byte_record(&mut record) {
+        let line = record.position().map_or(0, |p| lines.at(p.byte()));
+        if record.len() != ctx.columns {
+            error = Some(ChunkError {
+                line,
+                kind: ChunkErrorKind::Ragged(record.len()),
+            });
+            break;
+        }
+        for (j, cell) in record.iter().enumerate() {
+            let Ok(cell) = std::str::from_utf8(cell) else {
+                error = Some(ChunkError {
+                    line,
+                    kind: ChunkErrorKind::NotUtf8(j),
+                });
+                break 'records;
+            };
+            let cell = cell.trim();
+            let part = &mut parts[j];
+            if ctx.opts.is_na(cell) {
+                part.push_missing();
+            } else if let Err(e) =
+                part.push_cell(cell, ctx.forced[j] == Some(ColumnType::Numeric), false)
+            {
+                error = Some(ChunkError {
+                    line,
+                    kind: ChunkErrorKind::Cell(j, e),
+                });
+                break 'records;
+            }
+        }
+        rel.push(line);
+    }
+    // Rows a column read as numbers before its first text cell get their text as written.
+    let pending: Vec<(usize, usize)> = parts
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.pending() > 0)
+        .map(|(j, p)| (j, p.pending()))
+        .collect();
+    if !pending.is_empty() {
+        let most = pending.iter().map(|&(_, n)| n).max().unwrap_or(0);
+        let mut cells: HashMap<usize, Vec<Option<String>>> = pending
+            .iter()
+            .map(|&(j, n)| (j, Vec::with_capacity(n)))
+            .collect();
+        let mut again = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .trim(csv::Trim::All)
+            .from_reader(chunk);
+        let mut record = csv::ByteRecord::new();
+        let mut n = 0;
+        while n < most && matches!(again.read_byte_record(&mut record), Ok(true)) {
+            for (&j, out) in cells.iter_mut() {
+                let cell = record
+                    .get(j)
+                    .and_then(|c| std::str::from_utf8(c).ok())
+                    .map(str::trim)
+                    .filter(|c| !ctx.opts.is_na(c))
+                    .map(str::to_owned);
+                out.push(cell);
+            }
+            n += 1;
+        }
+        for (j, out) in cells {
+            parts[j].fill_pending(out.iter().map(|c| c.as_deref()));
+        }
+    }
+    Chunk {
+        parts,
+        lines: rel,
+        line_ends: count_line_ends(chunk),
+        error,
+    }
+}
+
+/// Line ends in `b`: `\n`, `\r\n` and a lone `\r` each end a line.
+fn count_line_ends(b: &[u8]) -> usize {
+    let lf = b.iter().filter(|&&c| c == b'\n').count();
+    if !b.contains(&b'\r') {
+        return lf;
+    }
+    lf + b
+        .iter()
+        .enumerate()
+        .filter(|&(i, &c)| c == b'\r' && b.get(i + 1) != Some(&b'\n'))
+        .count()
 }
 
 /// File line numbers (1-based) for the byte offsets where records start, read in order.
@@ -155,12 +643,7 @@ impl Lines<'_> {
             start += 1;
         }
         if start > self.pos {
-            let span = &self.bytes[self.pos..start];
-            self.line += span
-                .iter()
-                .enumerate()
-                .filter(|&(i, &b)| b == b'\n' || (b == b'\r' && span.get(i + 1) != Some(&b'\n')))
-                .count();
+            self.line += count_line_ends(&self.bytes[self.pos..start]);
             self.pos = start;
         }
         self.line
@@ -200,13 +683,12 @@ fn column_names(
             })?
             .trim()
             .to_owned();
-        if name.is_empty() {
-            return Err(DataError::new(format!(
-                "row {line}: column {} has no name; every column needs a header",
-                j + 1
-            ))
-            .row(line));
-        }
+        // An unnamed column (the row names R's write.csv puts first) gets a name of its own.
+        let name = if name.is_empty() {
+            format!("column_{}", j + 1)
+        } else {
+            name
+        };
         if let Some(first) = seen.insert(name.clone(), j) {
             return Err(DataError::new(format!(
                 "row {line}: column name {} appears twice (columns {} and {}); names must be unique",
@@ -248,38 +730,46 @@ fn unreadable(e: &csv::Error) -> DataError {
     err
 }
 
-/// Numbers when every cell is one (then each must be finite), otherwise text labels.
-fn read_targets(cells: Vec<String>, lines: &[usize], name: &str) -> Result<Targets, DataError> {
-    let numbers: Option<Vec<f64>> = cells.iter().map(|c| c.parse().ok()).collect();
-    match numbers {
-        Some(numbers) => {
-            let mut y = Vec::with_capacity(numbers.len());
-            for ((v, cell), &line) in numbers.into_iter().zip(&cells).zip(lines) {
-                let t = finite_f32(v).map_err(|bad: BadNumber| {
-                    DataError::new(format!(
-                        "row {line}, column {}: {}",
-                        quoted(name),
-                        bad.describe(&quoted(cell))
-                    ))
-                    .row(line)
-                    .column(name)
-                })?;
-                y.push(t);
-            }
-            let n = y.len();
-            Array2::from_shape_vec((n, 1), y)
-                .map(Targets::Values)
-                .map_err(|e| DataError::new(format!("internal: target shape: {e}")))
+/// Numbers when every cell is one, otherwise text labels; rows whose target is missing are
+/// left out (`keep` says which rows stay, `None` when all do).
+fn read_targets(parts: Vec<Part>, name: &str) -> Result<(Targets, Option<Vec<bool>>), DataError> {
+    let col = finish_column(name, parts, &ReadOptions::default()).map_err(|e| {
+        if e.message.contains("entirely empty") {
+            DataError::new(format!(
+                "every row's target (column {}) is missing; there is nothing to learn from",
+                quoted(name)
+            ))
+            .column(name)
+        } else {
+            e
         }
-        None => Ok(Targets::Labels(
-            cells.into_iter().map(ClassLabel::Text).collect(),
-        )),
-    }
+    })?;
+    let keep: Vec<bool> = col.values.iter().map(|v| !v.is_nan()).collect();
+    let all = keep.iter().all(|&k| k);
+    let present = col.values.iter().filter(|v| !v.is_nan());
+    let targets = match col.raw.schema.storage {
+        crate::nn::tabular::Storage::Number => {
+            let y: Vec<f32> = present.copied().collect();
+            let n = y.len();
+            Targets::Values(
+                Array2::from_shape_vec((n, 1), y)
+                    .map_err(|e| DataError::new(format!("internal: target shape: {e}")))?,
+            )
+        }
+        crate::nn::tabular::Storage::Text => Targets::Labels(
+            present
+                .map(|&c| ClassLabel::Text(col.raw.vocab[c as usize].clone()))
+                .collect(),
+        ),
+    };
+    let _: &RawColumn = &col.raw;
+    Ok((targets, (!all).then_some(keep)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nn::tabular::ColumnType;
     use ndarray::array;
 
     fn read(s: &str) -> Result<Dataset, DataError> {
@@ -464,26 +954,17 @@ mod tests {
     }
 
     #[test]
-    fn non_numeric_feature() {
-        let e = read_err("a,b,y\n1,2,3\n4,x,6\n");
-        assert_eq!(
-            parts(e),
-            (
-                "row 3, column \"b\": \"x\" is not a number".into(),
-                Some(3),
-                Some("b".into()),
-                false
-            )
-        );
+    fn a_word_in_a_number_column_makes_it_text_as_written() {
+        // The numbers before the first word keep their spelling ("2.50", not 2.5).
+        let d = read("a,b,y\n1,2.50,3\n4,x,6\n").expect("reads");
+        assert_eq!(d.columns[1].vocab, ["2.50", "x"]);
+        assert_eq!(d.x.column(1).to_vec(), vec![0.0, 1.0]);
     }
 
     #[test]
     fn non_finite_feature() {
-        for (cell, shown) in [
-            ("NaN", "\"NaN\""),
-            ("inf", "\"inf\""),
-            (" -inf ", "\"-inf\""),
-        ] {
+        // (NaN is a missing cell by default; see empty_cells)
+        for (cell, shown) in [("inf", "\"inf\""), (" -inf ", "\"-inf\"")] {
             let e = read_err(&format!("a,b,y\n1,{cell},3\n"));
             assert_eq!(
                 parts(e),
@@ -510,57 +991,48 @@ mod tests {
 
     #[test]
     fn non_finite_numeric_target() {
-        let e = read_err("a,y\n1,2\n3,4\n5,NaN\n");
-        assert_eq!(
-            parts(e),
-            (
-                "row 4, column \"y\": \"NaN\" must be a finite number".into(),
-                Some(4),
-                Some("y".into()),
-                false
-            )
-        );
+        // NaN is a missing target: the row is left out and counted
+        let d = read("a,y\n1,2\n3,4\n5,NaN\n").expect("reads");
+        assert_eq!((d.rows(), d.dropped_rows), (2, 1));
         let e = read_err("a,y\n1,-inf\n");
         assert_eq!((e.row, e.column.as_deref()), (Some(2), Some("y")));
     }
 
     #[test]
     fn empty_cells() {
+        // an empty cell is missing; a column of nothing else is an error naming it
         let e = read_err("a,b,y\n1,,3\n");
         assert_eq!(
             parts(e),
             (
-                "row 2, column \"b\": the cell is empty; every feature needs a number".into(),
-                Some(2),
+                "column \"b\" is entirely empty; remove it from the file or type it \"ignore\" (columns=b:ignore)".into(),
+                None,
                 Some("b".into()),
                 false
             )
         );
-        let e = read_err("a,b,y\n1,2,cat\n1,2,  \n");
-        assert_eq!(
-            parts(e),
-            (
-                "row 3, column \"y\": the cell is empty; every row needs a target".into(),
-                Some(3),
-                Some("y".into()),
-                false
-            )
-        );
+        let d = read("a,b,y\n1,,3\n2,5,4\n").expect("reads");
+        assert!(d.x[[0, 1]].is_nan());
+        // a row with an empty target is left out and counted
+        let d = read("a,b,y\n1,2,cat\n1,2,  \n").expect("reads");
+        assert_eq!((d.rows(), d.dropped_rows), (1, 1));
+        let e = read_err("a,y\n1,\n2,NA\n");
+        assert!(e.message.contains("every row's target"), "{}", e.message);
     }
 
     #[test]
     fn rows_are_file_lines_even_with_quoted_newlines() {
-        let e = read_err("a,y\n1,\"two\nlines\"\nx,3\n");
+        let e = read_err("a,y\n1,\"two\nlines\"\ninf,3\n");
         assert_eq!((e.row, e.column.as_deref()), (Some(4), Some("a")));
     }
 
     #[test]
     fn rows_are_file_lines_with_crlf_blank_lines_and_lone_cr() {
         for (file, line) in [
-            ("a,y\r\n1,2\r\n3,4\r\nx,5\r\n", 4),
-            ("a,y\n\n1,2\n\r\n\nx,5\n", 6),
-            ("a,y\r1,2\rx,5\r", 3),
-            ("\n\na,y\nx,5\n", 4),
+            ("a,y\r\n1,2\r\n3,4\r\ninf,5\r\n", 4),
+            ("a,y\n\n1,2\n\r\n\ninf,5\n", 6),
+            ("a,y\r1,2\rinf,5\r", 3),
+            ("\n\na,y\ninf,5\n", 4),
         ] {
             let e = read_err(file);
             assert_eq!(
@@ -594,17 +1066,72 @@ mod tests {
     }
 
     #[test]
+    fn streamed_files_read_as_whole_ones() {
+        let mut big = String::from("\u{feff}id,v,c,y\r\n");
+        for i in 0..400_000 {
+            big.push_str(&format!(
+                "{},{}.5,{},{}\r\n",
+                i % 13,
+                i % 101,
+                ["a", "b"][i % 2],
+                i % 3
+            ));
+        }
+        let files: Vec<String> = vec![
+            big.clone(),
+            format!("{big}1,inf,a,1\r\n"),
+            "a,\"q\nr\",y\n1,2,3\n".into(),
+            "\n\na,y\nx,5\n".into(),
+            String::new(),
+            "a,y".into(),
+            "a,y\n1,2".into(),
+            // a header wider than the first buffers, and than the column limit
+            format!(
+                "{}\n1\n",
+                (0..20_000)
+                    .map(|j| format!("c{j}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+        ];
+        for file in files {
+            let whole = read(&file);
+            for piece in [1usize, 7, 4096, 1 << 20] {
+                if piece < 4096 && file.len() > 100_000 {
+                    continue;
+                }
+                let mut s = CsvStream::new(None, Limits::default(), ReadOptions::default());
+                let mut result = Ok(());
+                for part in file.as_bytes().chunks(piece) {
+                    result = result.and_then(|_| s.push(part));
+                }
+                let streamed = result.and_then(|_| s.finish());
+                match (&whole, &streamed) {
+                    (Ok(a), Ok(b)) => {
+                        assert_eq!(a.columns, b.columns);
+                        assert_eq!(a.targets, b.targets);
+                        assert!(
+                            a.x.iter()
+                                .zip(b.x.iter())
+                                .all(|(p, q)| p.to_bits() == q.to_bits())
+                        );
+                    }
+                    (Err(a), Err(b)) => assert_eq!(a, b, "{:?}", &file[..file.len().min(40)]),
+                    _ => panic!(
+                        "{whole:?} vs {streamed:?} for {:?}",
+                        &file[..file.len().min(40)]
+                    ),
+                }
+            }
+        }
+    }
+
+    #[test]
     fn unnamed_column() {
-        let e = read_err("a,,y\n1,2,3\n");
-        assert_eq!(
-            parts(e),
-            (
-                "row 1: column 2 has no name; every column needs a header".into(),
-                Some(1),
-                None,
-                false
-            )
-        );
+        let d = read("a,,y\n1,2,3\n").expect("reads");
+        assert_eq!(d.feature_names, ["a", "column_2"]);
+        let e = read_err("a,,column_2,y\n1,2,3,4\n");
+        assert!(e.message.contains("appears twice"), "{}", e.message);
     }
 
     #[test]
@@ -705,14 +1232,128 @@ mod tests {
     #[test]
     fn long_cells_are_cut_in_messages() {
         let cell = "x".repeat(10_000);
-        let e = read_err(&format!("a,y\n{cell},1\n"));
+        let e = from_csv_with(
+            format!("a,y\n{cell},1\n").as_bytes(),
+            None,
+            &Limits::default(),
+            &numeric("a"),
+        )
+        .expect_err("text in a numeric column");
         assert_eq!(
             e.message,
             format!(
-                "row 2, column \"a\": \"{}\"… is not a number",
+                "row 2, column \"a\": \"{}\"… is not a number, and the column is typed \"numeric\"; type it \"categorical\" or fix the cell",
                 "x".repeat(40)
             )
         );
+        assert_eq!(e.pointer.as_deref(), Some("/columns/a"));
+    }
+
+    fn numeric(column: &str) -> ReadOptions {
+        let mut types = std::collections::BTreeMap::new();
+        types.insert(column.to_string(), ColumnType::Numeric);
+        ReadOptions::new(None, types)
+    }
+
+    #[test]
+    fn text_categories_missing_cells_and_a_text_target() {
+        let d = read("island,mass,sex,churn\nBiscoe,3000,male,yes\nDream,NA,,no\n,4000,female,\nDream,?,male,no\n")
+            .expect("reads");
+        assert_eq!((d.rows(), d.dropped_rows), (3, 1));
+        assert_eq!(d.feature_names, ["island", "mass", "sex"]);
+        let kinds: Vec<ColumnType> = d.columns.iter().map(|c| c.schema.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                ColumnType::Categorical,
+                ColumnType::Numeric,
+                ColumnType::Categorical
+            ]
+        );
+        assert_eq!(d.columns[0].vocab, ["Biscoe", "Dream"]);
+        assert_eq!(d.columns[1].schema.missing, 2);
+        assert_eq!(d.x[[0, 1]], 3000.0);
+        assert!(d.x[[1, 1]].is_nan() && d.x[[1, 2]].is_nan());
+        assert_eq!(
+            d.targets,
+            Targets::Labels(vec![text("yes"), text("no"), text("no")])
+        );
+        let back = Dataset::from_bytes(&d.to_bytes()).expect("stored form reads back");
+        assert_eq!(back.columns, d.columns);
+        assert_eq!(back.dropped_rows, 1);
+        assert!(
+            back.x
+                .iter()
+                .zip(d.x.iter())
+                .all(|(a, b)| a.to_bits() == b.to_bits())
+        );
+    }
+
+    #[test]
+    fn text_in_a_column_forced_numeric_names_row_and_column() {
+        let e = from_csv_with(
+            b"a,b,y\n1,2,3\n4,x,6\n",
+            None,
+            &Limits::default(),
+            &numeric("b"),
+        )
+        .expect_err("refused");
+        assert_eq!((e.row, e.column.as_deref()), (Some(3), Some("b")));
+        assert!(
+            e.message
+                .starts_with("row 3, column \"b\": \"x\" is not a number"),
+            "{}",
+            e.message
+        );
+        // a column type for a column the file does not have, or for the target
+        let e = from_csv_with(b"a,y\n1,2\n", None, &Limits::default(), &numeric("zz"))
+            .expect_err("refused");
+        assert_eq!(e.pointer.as_deref(), Some("/columns/zz"));
+        let e = from_csv_with(b"a,y\n1,2\n", None, &Limits::default(), &numeric("y"))
+            .expect_err("refused");
+        assert!(e.message.contains("the target"), "{}", e.message);
+    }
+
+    #[test]
+    fn big_files_read_in_parallel_chunks_agree_with_one_piece() {
+        // Over 2 MiB so the reader cuts it into chunks; one text column turns text late.
+        let mut csv = String::from("id_code,v,cat,y\n");
+        let rows = 300_000;
+        for i in 0..rows {
+            let cat = if i == rows - 5 {
+                "late".to_string()
+            } else {
+                format!("{}", i % 7)
+            };
+            csv.push_str(&format!("{},{}.25,{cat},{}\n", i % 13, i % 101, i % 2));
+        }
+        assert!(csv.len() > 2 * MIN_CHUNK);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        let parallel = pool.install(|| read(&csv)).expect("reads");
+        let single = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap()
+            .install(|| read(&csv))
+            .expect("reads");
+        assert_eq!(parallel.columns, single.columns);
+        assert!(
+            parallel
+                .x
+                .iter()
+                .zip(single.x.iter())
+                .all(|(a, b)| a.to_bits() == b.to_bits())
+        );
+        assert_eq!(parallel.targets, single.targets);
+        assert_eq!(parallel.rows(), rows);
+        assert_eq!(parallel.columns[2].schema.kind, ColumnType::Categorical);
+        // an error in a late chunk is at its file line
+        let bad = format!("{csv}1,inf,2,1\n");
+        let e = pool.install(|| read_err(&bad));
+        assert_eq!(e.row, Some(rows + 2));
     }
 
     #[test]

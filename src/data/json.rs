@@ -1,29 +1,153 @@
-//! JSON uploads: `{"features": [[..], ..], "targets": [..]}`. Errors carry a JSON pointer into
+//! JSON uploads: `{"features": [[..], ..], "targets": [..]}`. Feature rows hold numbers,
+//! strings and `null`, or are objects keyed by column name. Errors carry a JSON pointer into
 //! the body (0-based, as pointers are) and the 1-based row next to it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use ndarray::Array2;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
+use super::table::{CellError, Part, ReadOptions, finish_column};
 use super::{DataError, Dataset, Limits, finite_f32, quoted};
+use crate::nn::tabular::{ColumnType, pointer_token};
 use crate::nn::{ClassLabel, Targets};
 
-/// A dataset as a JSON request body. serde's own errors (wrong types, unknown fields,
-/// non-numbers in `features`) are the HTTP layer's to report.
+/// A dataset as a JSON request body. serde's own errors (wrong types, unknown fields) are the
+/// HTTP layer's to report.
 #[derive(Clone, Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JsonDataset {
     pub name: Option<String>,
-    /// One row of numbers per sample, all the same width.
-    pub features: Vec<Vec<f64>>,
+    /// One row per sample: an array of cells, all the same width, or an object keyed by
+    /// column name (a key left out is a missing cell).
+    pub features: Vec<JsonRow>,
     /// One entry per row; see [`from_json`] for the shapes accepted.
     pub targets: Vec<Value>,
-    /// Defaults to `x0, x1, …`.
+    /// Defaults to `x0, x1, …` for array rows, the keys (sorted) for object rows.
     pub feature_names: Option<Vec<String>>,
+    /// Column types, overriding the inferred ones: `{"zip": "categorical"}`.
+    #[serde(default)]
+    pub columns: Option<BTreeMap<String, ColumnType>>,
+    /// Strings read as missing (default `NA`, `N/A`, `NaN`, `null`, `?`, ignoring case).
+    #[serde(default)]
+    pub na_values: Option<Vec<String>>,
 }
 
-/// Checks a JSON dataset and converts it. Targets, one per row, are one of:
+/// One feature row.
+#[derive(Clone, Debug, PartialEq)]
+pub enum JsonRow {
+    Cells(Vec<JsonCell>),
+    Record(BTreeMap<String, JsonCell>),
+}
+
+/// One feature cell.
+#[derive(Clone, Debug, PartialEq)]
+pub enum JsonCell {
+    Number(f64),
+    Text(String),
+    Bool(bool),
+    Null,
+}
+
+impl JsonRow {
+    pub fn len(&self) -> usize {
+        match self {
+            JsonRow::Cells(c) => c.len(),
+            JsonRow::Record(r) => r.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for JsonCell {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = JsonCell;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a number, a string, a boolean or null")
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<JsonCell, E> {
+                Ok(JsonCell::Number(v))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<JsonCell, E> {
+                Ok(JsonCell::Number(v as f64))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<JsonCell, E> {
+                Ok(JsonCell::Number(v as f64))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<JsonCell, E> {
+                Ok(JsonCell::Text(v.to_owned()))
+            }
+            fn visit_string<E>(self, v: String) -> Result<JsonCell, E> {
+                Ok(JsonCell::Text(v))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<JsonCell, E> {
+                Ok(JsonCell::Bool(v))
+            }
+            fn visit_unit<E>(self) -> Result<JsonCell, E> {
+                Ok(JsonCell::Null)
+            }
+            fn visit_none<E>(self) -> Result<JsonCell, E> {
+                Ok(JsonCell::Null)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for JsonRow {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = JsonRow;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a row: an array of cells or an object keyed by column name")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<JsonRow, A::Error> {
+                let mut cells = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+                while let Some(c) = seq.next_element()? {
+                    cells.push(c);
+                }
+                Ok(JsonRow::Cells(cells))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<JsonRow, A::Error> {
+                let mut r = BTreeMap::new();
+                while let Some((k, v)) = map.next_entry::<String, JsonCell>()? {
+                    if r.insert(k.clone(), v).is_some() {
+                        return Err(de::Error::custom(format!("column {k:?} appears twice")));
+                    }
+                }
+                Ok(JsonRow::Record(r))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl From<Vec<f64>> for JsonRow {
+    fn from(v: Vec<f64>) -> Self {
+        JsonRow::Cells(v.into_iter().map(JsonCell::Number).collect())
+    }
+}
+
+/// Checks a JSON dataset and converts it, with the body's own `columns` and `na_values`.
+/// See [`from_json_with`].
+pub fn from_json(body: &JsonDataset, limits: &Limits) -> Result<Dataset, DataError> {
+    let opts = ReadOptions::new(
+        body.na_values.as_deref(),
+        body.columns.clone().unwrap_or_default(),
+    );
+    from_json_with(body, limits, &opts)
+}
+
+/// Checks a JSON dataset and converts it. Feature cells are numbers, strings (text; a string
+/// in `opts`' missing markers is missing), booleans (yes/no) or `null` (missing); each
+/// column's type is inferred as for CSV. Targets, one per row, are one of:
 /// - all numbers → `Values` (n×1), target name `"target"`;
 /// - strings, or strings mixed with whole numbers → `Labels` (strings trimmed to `Text`, whole
 ///   numbers to `Integer`; `"1"` and `1` are different labels), target name `"target"`;
@@ -32,8 +156,13 @@ pub struct JsonDataset {
 /// - all arrays of numbers of one width w → `Values` (n×w, one-hot or multi-output), target
 ///   names `"target_0"` … `"target_{w-1}"`.
 ///
-/// `null`, objects, and any other mixture are errors at `/targets/i`.
-pub fn from_json(body: &JsonDataset, limits: &Limits) -> Result<Dataset, DataError> {
+/// A `null` target leaves its row out (counted in [`Dataset::dropped_rows`]); objects, and any
+/// other mixture, are errors at `/targets/i`.
+pub fn from_json_with(
+    body: &JsonDataset,
+    limits: &Limits,
+    opts: &ReadOptions,
+) -> Result<Dataset, DataError> {
     let rows = body.features.len();
     let Some(first) = body.features.first() else {
         return Err(
@@ -48,8 +177,34 @@ pub fn from_json(body: &JsonDataset, limits: &Limits) -> Result<Dataset, DataErr
         .pointer("/features")
         .too_large());
     }
-    let width = first.len();
-    if width == 0 {
+    let records = matches!(first, JsonRow::Record(_));
+    // The column names: given, the keys of object rows, or x0, x1, …
+    let names: Vec<String> = match (&body.feature_names, records) {
+        (Some(n), _) => n.clone(),
+        (None, true) => {
+            let mut keys = BTreeSet::new();
+            for r in &body.features {
+                if let JsonRow::Record(r) = r {
+                    keys.extend(r.keys().cloned());
+                }
+            }
+            keys.into_iter().collect()
+        }
+        (None, false) => (0..first.len()).map(|j| format!("x{j}")).collect(),
+    };
+    let width = names.len();
+    if let (Some(given), false) = (&body.feature_names, records)
+        && given.len() != first.len()
+        && !first.is_empty()
+    {
+        return Err(DataError::new(format!(
+            "feature_names has {} names for {} features; give one name per feature",
+            given.len(),
+            first.len()
+        ))
+        .pointer("/feature_names"));
+    }
+    if width == 0 || (!records && first.is_empty()) {
         return Err(
             DataError::new("row 1 has no features; each row needs at least one number")
                 .pointer("/features/0")
@@ -59,14 +214,34 @@ pub fn from_json(body: &JsonDataset, limits: &Limits) -> Result<Dataset, DataErr
     // The target adds at least one column; its real width is checked once it is known.
     check_size(rows, width, 1, limits)?;
     for (i, row) in body.features.iter().enumerate() {
-        if row.len() != width {
-            return Err(DataError::new(format!(
-                "row {} has {} features, expected {width} like row 1",
-                i + 1,
-                row.len()
-            ))
-            .pointer(format!("/features/{i}"))
-            .row(i + 1));
+        match row {
+            JsonRow::Cells(c) if records => {
+                let _ = c;
+                return Err(DataError::new(format!(
+                    "row {} is an array but row 1 is an object; rows must be all arrays or all objects",
+                    i + 1
+                ))
+                .pointer(format!("/features/{i}"))
+                .row(i + 1));
+            }
+            JsonRow::Record(_) if !records => {
+                return Err(DataError::new(format!(
+                    "row {} is an object but row 1 is an array; rows must be all arrays or all objects",
+                    i + 1
+                ))
+                .pointer(format!("/features/{i}"))
+                .row(i + 1));
+            }
+            JsonRow::Cells(c) if c.len() != width => {
+                return Err(DataError::new(format!(
+                    "row {} has {} features, expected {width} like row 1",
+                    i + 1,
+                    c.len()
+                ))
+                .pointer(format!("/features/{i}"))
+                .row(i + 1));
+            }
+            _ => {}
         }
     }
     if body.targets.len() != rows {
@@ -76,43 +251,174 @@ pub fn from_json(body: &JsonDataset, limits: &Limits) -> Result<Dataset, DataErr
         ))
         .pointer("/targets"));
     }
-    let feature_names = feature_names(body.feature_names.as_deref(), width)?;
-
-    let mut x = Vec::with_capacity(rows * width);
-    for (i, row) in body.features.iter().enumerate() {
-        for (j, &v) in row.iter().enumerate() {
-            let t = finite_f32(v).map_err(|bad| {
-                let name = &feature_names[j];
-                DataError::new(format!(
-                    "row {}, column {}: {}",
-                    i + 1,
-                    quoted(name),
-                    bad.describe(&show(v))
-                ))
-                .pointer(format!("/features/{i}/{j}"))
-                .row(i + 1)
-                .column(name)
-            })?;
-            x.push(t);
+    let feature_names = feature_names(Some(&names), width)?;
+    if body.feature_names.is_none() && !records {
+        // default names need no check
+    }
+    let index: HashMap<&str, usize> = feature_names
+        .iter()
+        .enumerate()
+        .map(|(j, n)| (n.as_str(), j))
+        .collect();
+    for name in opts.columns.keys() {
+        if !index.contains_key(name.as_str()) {
+            return Err(DataError::new(format!(
+                "columns names {}, but there is no such feature column",
+                quoted(name)
+            ))
+            .pointer(format!("/columns/{}", pointer_token(name)))
+            .column(name));
         }
     }
-    let x = Array2::from_shape_vec((rows, width), x)
-        .map_err(|e| DataError::new(format!("internal: feature matrix shape: {e}")))?;
+    let forced: Vec<Option<ColumnType>> = feature_names
+        .iter()
+        .map(|n| opts.columns.get(n).copied())
+        .collect();
+    let mut parts: Vec<Part> = forced.iter().map(|f| Part::new(*f)).collect();
+    let mut row_cells: Vec<&JsonCell> = Vec::with_capacity(width);
+    const NULL: JsonCell = JsonCell::Null;
+    for (i, row) in body.features.iter().enumerate() {
+        row_cells.clear();
+        match row {
+            JsonRow::Cells(c) => row_cells.extend(c.iter()),
+            JsonRow::Record(r) => {
+                row_cells.resize(width, &NULL);
+                for (k, v) in r {
+                    match index.get(k.as_str()) {
+                        Some(&j) => row_cells[j] = v,
+                        None => {
+                            return Err(DataError::new(format!(
+                                "row {}: there is no column {}; the columns are feature_names",
+                                i + 1,
+                                quoted(k)
+                            ))
+                            .pointer(format!("/features/{i}/{}", pointer_token(k)))
+                            .row(i + 1)
+                            .column(k));
+                        }
+                    }
+                }
+            }
+        }
+        for (j, cell) in row_cells.iter().enumerate() {
+            let part = &mut parts[j];
+            let numeric = forced[j] == Some(ColumnType::Numeric);
+            let pushed = match cell {
+                JsonCell::Null => {
+                    part.push_missing();
+                    Ok(())
+                }
+                JsonCell::Number(n) => part.push_number(*n, &show(*n)),
+                JsonCell::Bool(b) => {
+                    part.push_cell(if *b { "true" } else { "false" }, numeric, true)
+                }
+                JsonCell::Text(t) => {
+                    let t = t.trim();
+                    if opts.is_na(t) {
+                        part.push_missing();
+                        Ok(())
+                    } else {
+                        part.push_cell(t, numeric, true)
+                    }
+                }
+            };
+            if let Err(e) = pushed {
+                let name = &feature_names[j];
+                let key = match row {
+                    JsonRow::Cells(_) => j.to_string(),
+                    JsonRow::Record(_) => pointer_token(name),
+                };
+                let what = match &e {
+                    CellError::BadNumber(b, _) => b.describe(&match cell {
+                        JsonCell::Number(n) => show(*n),
+                        _ => String::new(),
+                    }),
+                    other => other.describe(),
+                };
+                return Err(DataError::new(format!(
+                    "row {}, column {}: {what}",
+                    i + 1,
+                    quoted(name)
+                ))
+                .pointer(format!("/features/{i}/{key}"))
+                .row(i + 1)
+                .column(name));
+            }
+        }
+    }
+    // Numbers read before a column's first string get their text as written.
+    for (j, part) in parts.iter_mut().enumerate() {
+        if part.pending() > 0 {
+            let cells: Vec<Option<String>> = body
+                .features
+                .iter()
+                .map(|row| {
+                    let cell = match row {
+                        JsonRow::Cells(c) => c.get(j),
+                        JsonRow::Record(r) => r.get(&feature_names[j]),
+                    };
+                    match cell {
+                        Some(JsonCell::Number(n)) => Some(show(*n)),
+                        Some(JsonCell::Text(t)) if !opts.is_na(t.trim()) => {
+                            Some(t.trim().to_owned())
+                        }
+                        Some(JsonCell::Bool(b)) => Some(b.to_string()),
+                        _ => None,
+                    }
+                })
+                .collect();
+            part.fill_pending(cells.iter().map(|c| c.as_deref()));
+        }
+    }
+    let mut features = Vec::with_capacity(width);
+    for (j, p) in parts.into_iter().enumerate() {
+        features.push(
+            finish_column(&feature_names[j], vec![p], opts).map_err(|mut e| {
+                e.pointer = Some(format!("/features/0/{j}"));
+                e
+            })?,
+        );
+    }
 
-    let targets = read_targets(&body.targets)?;
+    let keep: Vec<bool> = body.targets.iter().map(|t| !t.is_null()).collect();
+    let present: Vec<Value> = body
+        .targets
+        .iter()
+        .filter(|t| !t.is_null())
+        .cloned()
+        .collect();
+    let positions: Vec<usize> = (0..rows).filter(|&i| keep[i]).collect();
+    let targets = read_targets(&present).map_err(|mut e| {
+        // Point at the row in the body, not in the rows kept.
+        if let Some(r) = e.row {
+            let i = positions.get(r - 1).copied().unwrap_or(r - 1);
+            e.message = e
+                .message
+                .replacen(&format!("row {r}"), &format!("row {}", i + 1), 1);
+            e.row = Some(i + 1);
+            if let Some(p) = &e.pointer {
+                e.pointer =
+                    Some(p.replacen(&format!("/targets/{}", r - 1), &format!("/targets/{i}"), 1));
+            }
+        }
+        e
+    })?;
     let target_names = match &targets {
-        Targets::Values(v) if matches!(body.targets.first(), Some(Value::Array(_))) => {
+        Targets::Values(v) if matches!(present.first(), Some(Value::Array(_))) => {
             (0..v.ncols()).map(|j| format!("target_{j}")).collect()
         }
         _ => vec!["target".to_owned()],
     };
     check_size(rows, width, target_names.len(), limits)?;
-    Ok(Dataset {
-        feature_names,
-        target_names,
-        x,
+    let all = keep.iter().all(|&k| k);
+    super::assemble(
+        features,
         targets,
-    })
+        (!all).then_some(keep),
+        rows,
+        target_names,
+    )
+    .map_err(|e| e.pointer("/targets"))
 }
 
 fn check_size(
@@ -143,7 +449,7 @@ fn check_size(
     Ok(())
 }
 
-fn feature_names(given: Option<&[String]>, width: usize) -> Result<Vec<String>, DataError> {
+fn feature_names(given: Option<&Vec<String>>, width: usize) -> Result<Vec<String>, DataError> {
     let Some(given) = given else {
         return Ok((0..width).map(|j| format!("x{j}")).collect());
     };
@@ -171,7 +477,7 @@ fn feature_names(given: Option<&[String]>, width: usize) -> Result<Vec<String>, 
             .column(name));
         }
     }
-    Ok(given.to_vec())
+    Ok(given.clone())
 }
 
 /// The shape families a target can belong to; one body uses one family.
@@ -573,21 +879,51 @@ mod tests {
     }
 
     #[test]
-    fn null_and_objects() {
-        for (t, what) in [(json!(null), "null"), (json!({"y": 1}), "an object")] {
-            let e = read_err(json!({"features": [[1], [2]], "targets": [1, t]}));
-            assert_eq!(
-                parts(e),
-                (
-                    format!(
-                        "row 2: the target is {what}; expected a number, a string, a boolean or an array of numbers"
-                    ),
-                    p("/targets/1"),
-                    Some(2),
-                    false
-                )
-            );
-        }
+    fn null_targets_leave_their_row_out() {
+        let d = read(json!({"features": [[1], [2], [3]], "targets": [1, null, 0]})).expect("reads");
+        assert_eq!((d.rows(), d.dropped_rows), (2, 1));
+        assert_eq!(d.x, array![[1.0], [3.0]]);
+        // an error in a later target still points at its row in the body
+        let e = read_err(json!({"features": [[1], [2], [3]], "targets": [1, null, {"y": 1}]}));
+        assert_eq!((e.pointer.as_deref(), e.row), (Some("/targets/2"), Some(3)));
+    }
+
+    #[test]
+    fn mixed_cells_and_records() {
+        let d = read(json!({
+            "features": [{"state": "OH", "minutes": 265.1}, {"state": null, "minutes": "NA"}, {"minutes": 3}],
+            "targets": ["yes", "no", "no"]
+        }))
+        .expect("reads");
+        assert_eq!(d.feature_names, ["minutes", "state"]);
+        assert_eq!(d.columns[1].vocab, ["OH"]);
+        assert_eq!(d.columns[1].schema.missing, 2);
+        assert_eq!(d.columns[0].schema.missing, 1);
+        let e = read_err(
+            json!({"features": [{"a": 1}, {"b": 2}], "targets": [1, 2], "feature_names": ["a"]}),
+        );
+        assert_eq!(e.pointer.as_deref(), Some("/features/1/b"));
+        let e = read_err(
+            json!({"features": [[1, "x"], [2, "y"]], "targets": [1, 2], "columns": {"x1": "numeric"}}),
+        );
+        assert_eq!(e.pointer.as_deref(), Some("/features/0/1"));
+    }
+
+    #[test]
+    fn objects_are_not_targets() {
+        let (t, what) = (json!({"y": 1}), "an object");
+        let e = read_err(json!({"features": [[1], [2]], "targets": [1, t]}));
+        assert_eq!(
+            parts(e),
+            (
+                format!(
+                    "row 2: the target is {what}; expected a number, a string, a boolean or an array of numbers"
+                ),
+                p("/targets/1"),
+                Some(2),
+                false
+            )
+        );
     }
 
     #[test]
@@ -676,9 +1012,11 @@ mod tests {
         // JSON text cannot hold NaN, but a body built in code can
         let b = JsonDataset {
             name: None,
-            features: vec![vec![1.0], vec![f64::NAN]],
+            features: vec![vec![1.0].into(), vec![f64::NAN].into()],
             targets: vec![json!(1), json!(2)],
             feature_names: None,
+            columns: None,
+            na_values: None,
         };
         let e = from_json(&b, &Limits::default()).expect_err("fails");
         assert_eq!(

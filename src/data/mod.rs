@@ -4,12 +4,15 @@
 //! [`DataError`] to problem+json (413 when [`DataError::too_large`] is set, else 422) and the
 //! `store` layer keeps [`Dataset::to_bytes`].
 //!
-//! Every [`Dataset`] this module hands out has at least one row and one feature, finite
-//! features, finite numeric targets and exactly one target per row.
+//! Every [`Dataset`] this module hands out has at least one row and one feature column,
+//! finite features (`NaN` only for a missing cell), finite numeric targets and exactly one
+//! target per row.
 
 mod csv;
-mod json;
+pub mod json;
+pub mod profile;
 mod storage;
+pub(crate) mod table;
 
 use std::collections::BTreeSet;
 
@@ -18,8 +21,11 @@ use serde_json::Value;
 
 use crate::nn::{ClassLabel, Samples, Targets};
 
-pub use self::csv::from_csv;
-pub use self::json::{JsonDataset, from_json};
+pub use self::csv::{CsvStream, from_csv, from_csv_owned, from_csv_with};
+pub use self::json::{JsonDataset, from_json, from_json_with};
+pub use self::table::ReadOptions;
+
+use crate::nn::tabular::{ColumnSchema, ColumnType, RawColumn, Storage};
 
 /// Size bounds for an uploaded dataset; exceeding one is a [`DataError`] with `too_large` set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,15 +116,79 @@ pub struct Dataset {
     /// One name per target column: the CSV target column's header; for JSON `["target"]`, or
     /// `["target_0", …]` when each target is an array.
     pub target_names: Vec<String>,
-    /// rows × features, all finite.
+    /// rows × features: for a number column its values, for a text column the index of each
+    /// cell in the column's vocabulary; `NaN` for a missing cell.
     pub x: Array2<f32>,
     pub targets: Targets,
+    /// One per feature column, in `x`'s order.
+    pub columns: Vec<RawColumn>,
+    /// Rows of the upload left out because their target was missing.
+    pub dropped_rows: u64,
+}
+
+/// What validation needs to know of a stored dataset, kept in its metadata (`schema`) so a job
+/// spec is checked without decoding the data.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Summary {
+    pub rows: usize,
+    pub columns: Vec<ColumnSchema>,
+    pub target: crate::nn::spec::TargetShape,
+    #[serde(default)]
+    pub dropped_rows: u64,
+}
+
+impl Summary {
+    pub fn of(d: &Dataset) -> Summary {
+        Summary {
+            rows: d.rows(),
+            columns: d.schema(),
+            target: crate::nn::train::target_shape(&d.targets),
+            dropped_rows: d.dropped_rows,
+        }
+    }
 }
 
 /// Up to this many distinct whole numbers in one target column read as class labels.
 const MAX_INTEGER_CLASSES: usize = 20;
 
 impl Dataset {
+    /// A dataset of complete numeric features (as every dataset was before tabular uploads).
+    pub fn numeric(
+        feature_names: Vec<String>,
+        target_names: Vec<String>,
+        x: Array2<f32>,
+        targets: Targets,
+    ) -> Dataset {
+        let columns = feature_names
+            .iter()
+            .map(|n| RawColumn::numeric(n, 0))
+            .collect();
+        Dataset {
+            feature_names,
+            target_names,
+            x,
+            targets,
+            columns,
+            dropped_rows: 0,
+        }
+    }
+
+    /// Every column numeric, stored as numbers, with no missing cell: the dataset encodes to
+    /// itself and stores in the original format.
+    pub fn is_plain(&self) -> bool {
+        self.dropped_rows == 0
+            && self.columns.iter().all(|c| {
+                c.schema.kind == ColumnType::Numeric
+                    && c.schema.storage == Storage::Number
+                    && c.schema.missing == 0
+            })
+    }
+
+    /// The columns' schemas, for the dataset's metadata.
+    pub fn schema(&self) -> Vec<ColumnSchema> {
+        self.columns.iter().map(|c| c.schema.clone()).collect()
+    }
+
     pub fn rows(&self) -> usize {
         self.x.nrows()
     }
@@ -192,7 +262,17 @@ impl Dataset {
             .min(self.targets.len());
         let rows = (offset.min(end)..end)
             .map(|i| {
-                let features = self.x.row(i).iter().map(|&v| json_number(v)).collect();
+                let features = self
+                    .x
+                    .row(i)
+                    .iter()
+                    .enumerate()
+                    .map(|(j, &v)| match self.columns.get(j).map(|c| c.cell(v)) {
+                        Some(crate::nn::tabular::Cell::Text(t)) => Value::from(t),
+                        Some(crate::nn::tabular::Cell::Missing) => Value::Null,
+                        _ => json_number(v),
+                    })
+                    .collect();
                 let target = match &self.targets {
                     Targets::Labels(l) => match l.get(i) {
                         Some(ClassLabel::Integer(k)) => Value::from(*k),
@@ -211,6 +291,76 @@ impl Dataset {
     }
 }
 
+/// Returns freed heap memory to the system. A large upload is parsed into many small buffers
+/// that are freed in turn; without this the process keeps their pages, and each stage of an
+/// upload adds to its resident memory instead of reusing it.
+pub fn release_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free memory of the allocator's arenas to the system.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// The dataset from finished feature columns and the targets of the rows `keep` marks (all
+/// rows when `None`).
+fn assemble(
+    features: Vec<table::BuiltColumn>,
+    targets: Targets,
+    keep: Option<Vec<bool>>,
+    rows: usize,
+    target_names: Vec<String>,
+) -> Result<Dataset, DataError> {
+    let kept: Vec<usize> = match &keep {
+        Some(k) => (0..rows).filter(|&i| k[i]).collect(),
+        None => vec![],
+    };
+    let n = if keep.is_some() { kept.len() } else { rows };
+    if n == 0 {
+        return Err(DataError::new(format!(
+            "every row's target ({}) is missing; there is nothing to learn from",
+            target_names.join(", ")
+        )));
+    }
+    let width = features.len();
+    let mut x = Array2::<f32>::zeros((n, width));
+    // Row blocks in parallel, each written row by row from the columns.
+    const BLOCK: usize = 256;
+    {
+        use ndarray::parallel::prelude::*;
+        let kept = &kept;
+        let filtered = keep.is_some();
+        let features = &features;
+        x.axis_chunks_iter_mut(ndarray::Axis(0), BLOCK)
+            .into_par_iter()
+            .enumerate()
+            .for_each(|(b, mut block)| {
+                for (k, mut row) in block.rows_mut().into_iter().enumerate() {
+                    let r = b * BLOCK + k;
+                    let src = if filtered { kept[r] } else { r };
+                    for (o, c) in row.iter_mut().zip(features) {
+                        *o = c.values[src];
+                    }
+                }
+            });
+    }
+    let mut columns = Vec::with_capacity(width);
+    for (j, mut c) in features.into_iter().enumerate() {
+        if keep.is_some() {
+            c.raw.schema.missing = x.column(j).iter().filter(|v| v.is_nan()).count() as u64;
+        }
+        columns.push(c.raw);
+    }
+    Ok(Dataset {
+        feature_names: columns.iter().map(|c| c.name().to_owned()).collect(),
+        target_names,
+        x,
+        targets,
+        columns,
+        dropped_rows: (rows - n) as u64,
+    })
+}
+
 /// An f32 as the shortest decimal that reads back to it (1.4, not 1.399999976158142).
 fn json_number(v: f32) -> Value {
     v.to_string()
@@ -221,7 +371,7 @@ fn json_number(v: f32) -> Value {
 }
 
 /// Why a number cannot be a feature or numeric target.
-enum BadNumber {
+pub(crate) enum BadNumber {
     NotFinite,
     TooLarge,
 }
@@ -283,6 +433,8 @@ mod tests {
             target_names: (0..v.ncols()).map(|j| format!("target_{j}")).collect(),
             x: Array2::zeros((v.nrows(), 1)),
             targets: Targets::Values(v),
+            columns: vec![],
+            dropped_rows: 0,
         }
     }
 
@@ -302,6 +454,8 @@ mod tests {
             target_names: vec!["y0".into(), "y1".into(), "y2".into()],
             x: array![[1.0, 2.0], [3.0, 4.0]],
             targets: Targets::Values(array![[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]),
+            columns: vec![],
+            dropped_rows: 0,
         };
         assert_eq!((d.rows(), d.inputs(), d.outputs()), (2, 2, 3));
         let s = d.samples();
@@ -322,6 +476,8 @@ mod tests {
             target_names: vec!["y".into()],
             x: array![[0.0], [0.0], [0.0]],
             targets: Targets::Labels(vec![text("b"), text("a"), text("b")]),
+            columns: vec![],
+            dropped_rows: 0,
         };
         assert_eq!(d.classes(), Some(vec![text("a"), text("b")]));
     }
@@ -359,6 +515,8 @@ mod tests {
             target_names: vec!["y".into()],
             x: array![[1.4, -2.0], [0.1, 3.5], [9.0, 9.0]],
             targets: Targets::Labels(vec![text("cat"), ClassLabel::Integer(3), text("x")]),
+            columns: vec![],
+            dropped_rows: 0,
         };
         assert_eq!(
             d.preview(2),
@@ -392,6 +550,8 @@ mod tests {
             target_names: vec!["y".into()],
             x: array![[1.0], [2.0], [3.0]],
             targets: Targets::Labels(vec![text("only")]),
+            columns: vec![],
+            dropped_rows: 0,
         };
         assert_eq!(
             d.preview(5),

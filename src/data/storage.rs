@@ -1,15 +1,33 @@
 //! The stored form of a [`Dataset`]: postcard with a format number, f32 data as flat
 //! row-major vectors. `ClassLabel` is `#[serde(untagged)]`, which postcard (not
 //! self-describing) cannot read back, so labels get their own tagged mirror here.
+//!
+//! Format 1 holds complete numeric features (every dataset stored before tabular uploads);
+//! format 2, written now, appends the columns (type, storage, vocabulary, counts) and the rows
+//! left out for a missing target. Both are read.
 
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
 use super::Dataset;
+use crate::nn::tabular::{ColumnSchema, ColumnType, RawColumn, Storage};
 use crate::nn::{ClassLabel, Targets};
 
-/// Bumped whenever `Stored` changes shape, so old bytes fail loudly instead of misreading.
-const FORMAT: u32 = 1;
+/// Plain numeric datasets.
+const FORMAT_PLAIN: u32 = 1;
+/// Tabular datasets (columns with types, text, missing cells).
+const FORMAT_TABLE: u32 = 2;
+
+/// Format 1, as written (the features borrowed, so storing does not copy them twice).
+#[derive(Serialize)]
+struct StoredRef<'a> {
+    format: u32,
+    feature_names: &'a [String],
+    target_names: &'a [String],
+    rows: u64,
+    x: &'a [f32],
+    targets: StoredTargets,
+}
 
 #[derive(Serialize, Deserialize)]
 struct Stored {
@@ -20,6 +38,25 @@ struct Stored {
     /// rows × feature_names.len(), row-major.
     x: Vec<f32>,
     targets: StoredTargets,
+}
+
+/// Format 2 appends this after format 1's fields.
+#[derive(Serialize, Deserialize)]
+struct StoredTable {
+    columns: Vec<StoredColumn>,
+    dropped_rows: u64,
+}
+
+/// A column's schema and vocabulary, field by field (postcard cannot skip fields).
+#[derive(Serialize, Deserialize)]
+struct StoredColumn {
+    kind: ColumnType,
+    storage: Storage,
+    missing: u64,
+    distinct: u64,
+    numeric_text: bool,
+    boolean_like: bool,
+    vocab: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -53,26 +90,74 @@ pub(super) fn to_bytes(d: &Dataset) -> Vec<u8> {
             data: v.iter().copied().collect(),
         },
     };
-    let stored = Stored {
-        format: FORMAT,
-        feature_names: d.feature_names.clone(),
-        target_names: d.target_names.clone(),
+    let copied;
+    let x = match d.x.as_slice() {
+        Some(x) => x,
+        None => {
+            copied = d.x.iter().copied().collect::<Vec<f32>>();
+            &copied
+        }
+    };
+    // Always format 2 now: its columns keep what the upload inferred (types, counts). Format 1,
+    // which every dataset stored before tabular uploads has, is read as before.
+    let stored = StoredRef {
+        format: FORMAT_TABLE,
+        feature_names: &d.feature_names,
+        target_names: &d.target_names,
         rows: d.rows() as u64,
-        x: d.x.iter().copied().collect(),
+        x,
         targets,
     };
     // Serialising plain strings, integers and floats into a Vec cannot fail.
-    postcard::to_stdvec(&stored).unwrap_or_default()
+    let mut out = postcard::to_stdvec(&stored).unwrap_or_default();
+    {
+        let table = StoredTable {
+            columns: d
+                .columns
+                .iter()
+                .map(|c| StoredColumn {
+                    kind: c.schema.kind,
+                    storage: c.schema.storage,
+                    missing: c.schema.missing,
+                    distinct: c.schema.distinct,
+                    numeric_text: c.schema.numeric_text,
+                    boolean_like: c.schema.boolean_like,
+                    vocab: c.vocab.clone(),
+                })
+                .collect(),
+            dropped_rows: d.dropped_rows,
+        };
+        out.extend(postcard::to_stdvec(&table).unwrap_or_default());
+    }
+    out
 }
 
 pub(super) fn from_bytes(b: &[u8]) -> Result<Dataset, String> {
-    let s: Stored = postcard::from_bytes(b).map_err(|e| format!("unreadable dataset: {e}"))?;
-    if s.format != FORMAT {
+    let (s, rest): (Stored, &[u8]) =
+        postcard::take_from_bytes(b).map_err(|e| format!("unreadable dataset: {e}"))?;
+    if s.format != FORMAT_PLAIN && s.format != FORMAT_TABLE {
         return Err(format!(
-            "dataset stored in format {}, this build reads format {FORMAT}",
+            "dataset stored in format {}, this build reads formats {FORMAT_PLAIN} and {FORMAT_TABLE}",
             s.format
         ));
     }
+    let table = if s.format == FORMAT_TABLE {
+        let t: StoredTable =
+            postcard::from_bytes(rest).map_err(|e| format!("unreadable dataset columns: {e}"))?;
+        if t.columns.len() != s.feature_names.len() {
+            return Err(format!(
+                "{} columns for {} feature names",
+                t.columns.len(),
+                s.feature_names.len()
+            ));
+        }
+        Some(t)
+    } else {
+        if !rest.is_empty() {
+            return Err(format!("{} bytes after the dataset", rest.len()));
+        }
+        None
+    };
     let rows = usize::try_from(s.rows).map_err(|_| "row count does not fit in memory")?;
     let x = Array2::from_shape_vec((rows, s.feature_names.len()), s.x)
         .map_err(|e| format!("features do not match {rows} rows: {e}"))?;
@@ -103,12 +188,44 @@ pub(super) fn from_bytes(b: &[u8]) -> Result<Dataset, String> {
             s.target_names.len()
         ));
     }
-    Ok(Dataset {
-        feature_names: s.feature_names,
-        target_names: s.target_names,
-        x,
-        targets,
-    })
+    let mut d = Dataset::numeric(s.feature_names, s.target_names, x, targets);
+    if let Some(t) = table {
+        d.dropped_rows = t.dropped_rows;
+        let Dataset {
+            columns,
+            x,
+            feature_names,
+            ..
+        } = &mut d;
+        for (j, (c, stored)) in columns.iter_mut().zip(t.columns).enumerate() {
+            let name = &feature_names[j];
+            if stored.storage == Storage::Text
+                && let Some(bad) = x
+                    .column(j)
+                    .iter()
+                    .find(|v| !v.is_nan() && (**v < 0.0 || **v as usize >= stored.vocab.len()))
+            {
+                return Err(format!(
+                    "column {name:?}: code {bad} outside its vocabulary"
+                ));
+            }
+            *c = RawColumn {
+                schema: ColumnSchema {
+                    name: name.clone(),
+                    kind: stored.kind,
+                    storage: stored.storage,
+                    missing: stored.missing,
+                    distinct: stored.distinct,
+                    numeric_text: stored.numeric_text,
+                    boolean_like: stored.boolean_like,
+                },
+                vocab: stored.vocab,
+            };
+        }
+    } else if d.x.iter().any(|v| !v.is_finite()) {
+        return Err("a format 1 dataset holds a non-finite feature".into());
+    }
+    Ok(d)
 }
 
 #[cfg(test)]
@@ -117,15 +234,15 @@ mod tests {
     use ndarray::array;
 
     fn labelled() -> Dataset {
-        Dataset {
-            feature_names: vec!["a".into(), "b".into()],
-            target_names: vec!["species".into()],
-            x: array![[1.5, -2.0], [0.1, 3e30]],
-            targets: Targets::Labels(vec![
+        Dataset::numeric(
+            vec!["a".into(), "b".into()],
+            vec!["species".into()],
+            array![[1.5, -2.0], [0.1, 3e30]],
+            Targets::Labels(vec![
                 ClassLabel::Text("setosa".into()),
                 ClassLabel::Integer(-7),
             ]),
-        }
+        )
     }
 
     #[test]
@@ -136,19 +253,46 @@ mod tests {
 
     #[test]
     fn values_round_trip() {
-        let d = Dataset {
-            feature_names: vec!["a".into()],
-            target_names: vec!["target_0".into(), "target_1".into()],
-            x: array![[1.0], [2.0], [3.0]],
-            targets: Targets::Values(array![[1.0, 0.0], [0.0, 1.0], [0.5, 0.25]]),
-        };
+        let d = Dataset::numeric(
+            vec!["a".into()],
+            vec!["target_0".into(), "target_1".into()],
+            array![[1.0], [2.0], [3.0]],
+            Targets::Values(array![[1.0, 0.0], [0.0, 1.0], [0.5, 0.25]]),
+        );
         assert_eq!(Dataset::from_bytes(&d.to_bytes()), Ok(d));
     }
 
     #[test]
     fn storage_is_compact() {
-        // 2×2 f32 features are 16 bytes; names, labels and framing add a few dozen.
-        assert!(labelled().to_bytes().len() < 60);
+        // 2×2 f32 features are 16 bytes; names, labels, columns and framing add a few dozen.
+        assert!(labelled().to_bytes().len() < 80);
+    }
+
+    #[test]
+    fn format_1_as_the_previous_release_wrote_it_still_reads() {
+        let d = labelled();
+        let v1 = Stored {
+            format: FORMAT_PLAIN,
+            feature_names: d.feature_names.clone(),
+            target_names: d.target_names.clone(),
+            rows: 2,
+            x: d.x.iter().copied().collect(),
+            targets: StoredTargets::Labels(vec![
+                StoredLabel::Text("setosa".into()),
+                StoredLabel::Integer(-7),
+            ]),
+        };
+        let b = postcard::to_stdvec(&v1).unwrap_or_default();
+        let back = Dataset::from_bytes(&b).expect("format 1 reads");
+        assert_eq!(back, d);
+        assert!(back.is_plain());
+        // format 1 never held a missing cell
+        let bad = Stored {
+            x: vec![1.0, f32::NAN, 0.0, 0.0],
+            ..v1
+        };
+        let b = postcard::to_stdvec(&bad).unwrap_or_default();
+        assert!(Dataset::from_bytes(&b).is_err());
     }
 
     #[test]
@@ -157,7 +301,7 @@ mod tests {
         b[0] = 9; // varint format number
         assert_eq!(
             Dataset::from_bytes(&b),
-            Err("dataset stored in format 9, this build reads format 1".into())
+            Err("dataset stored in format 9, this build reads formats 1 and 2".into())
         );
         let b = labelled().to_bytes();
         for cut in 0..b.len() {
@@ -169,7 +313,7 @@ mod tests {
     #[test]
     fn inconsistent_shapes_are_errors() {
         let stored = Stored {
-            format: FORMAT,
+            format: FORMAT_PLAIN,
             feature_names: vec!["a".into(), "b".into()],
             target_names: vec!["y".into()],
             rows: 2,

@@ -25,27 +25,62 @@ pub enum JobEvent {
     Status,
 }
 
-/// The session a job trains in: its stored dataset, prepared as the spec says, and the
-/// dataset's feature names (which the model carries). Deterministic from the spec and its
-/// seed, so a checkpoint's snapshot gets the very preprocessing the worker used.
-fn prepare(spec: &TrainSpec, dataset: &[u8]) -> Result<(Session, Vec<String>), TrainError> {
+/// The session a job trains in: its stored dataset (and the separate validation dataset the
+/// job names, if any), prepared as the spec says — its columns as stored, the encoder fitted
+/// on the training split — and the dataset's feature names (which the model carries unless
+/// its encoder names its raw columns). Deterministic from the spec and its seed, so a
+/// checkpoint's snapshot gets the very preprocessing the worker used.
+fn prepare(
+    spec: &TrainSpec,
+    dataset: &[u8],
+    validation: Option<&[u8]>,
+) -> Result<(Session, Vec<String>), TrainError> {
     let dataset = Dataset::from_bytes(dataset).map_err(TrainError::Checkpoint)?;
-    let session = Session::new(spec, &dataset.samples(), None)?;
+    let validation = validation
+        .map(Dataset::from_bytes)
+        .transpose()
+        .map_err(TrainError::Checkpoint)?;
+    let session = session(spec, &dataset, validation.as_ref())?;
     Ok((session, dataset.feature_names))
 }
 
 /// The model a job's checkpoint `state` holds: the checkpoint's network in the job's
 /// session, named like the model the job will end with.
-pub fn checkpoint_model(spec: &TrainSpec, dataset: &[u8], state: &[u8]) -> Result<Model, String> {
-    let (session, feature_names) = prepare(spec, dataset).map_err(|e| e.to_string())?;
+pub fn checkpoint_model(
+    spec: &TrainSpec,
+    dataset: &[u8],
+    validation: Option<&[u8]>,
+    state: &[u8],
+) -> Result<Model, String> {
+    let (session, feature_names) = prepare(spec, dataset, validation).map_err(|e| e.to_string())?;
     let state = TrainState::from_bytes(state)?;
     Ok(named(session.model(state.network), feature_names))
 }
 
-/// `model` with the feature names of the dataset it was trained on.
+/// `model` with the feature names of the dataset it was trained on (a model whose encoder
+/// already names its raw columns keeps those).
 fn named(mut model: Model, feature_names: Vec<String>) -> Model {
-    model.feature_names = Some(feature_names);
+    if model.feature_names.is_none() {
+        model.feature_names = Some(feature_names);
+    }
     model
+}
+
+/// The training session for `spec` on a stored dataset (and a separate validation dataset):
+/// its columns as stored, the encoder fitted on the training split.
+pub fn session(
+    spec: &TrainSpec,
+    dataset: &Dataset,
+    validation: Option<&Dataset>,
+) -> Result<Session, TrainError> {
+    let samples = dataset.samples();
+    let val = validation.map(|v| (v.samples(), v.columns.as_slice()));
+    Session::with_columns(
+        spec,
+        &samples,
+        &dataset.columns,
+        val.as_ref().map(|(s, c)| (s, *c)),
+    )
 }
 
 #[derive(Clone, Debug)]
@@ -301,6 +336,19 @@ impl Jobs {
             }
             Err(e) => return lost(&e),
         };
+        let validation_blob = match job.spec.validation_dataset_id {
+            None => None,
+            Some(v) => match store.dataset_data(v).await {
+                Ok(Some(b)) => Some(b),
+                Ok(None) => {
+                    return Some(failed(
+                        FailureKind::DatasetGone,
+                        format!("validation dataset {v} was deleted before the job ran"),
+                    ));
+                }
+                Err(e) => return lost(&e),
+            },
+        };
         let checkpoint = match store.load_checkpoint(id).await {
             Ok(c) => c,
             Err(e) => return lost(&e),
@@ -314,7 +362,8 @@ impl Jobs {
             .name(format!("train-{}", &id.to_string()[..8]))
             .spawn(move || {
                 let outcome = (|| {
-                    let (session, feature_names) = prepare(&spec, &blob)?;
+                    let (session, feature_names) =
+                        prepare(&spec, &blob, validation_blob.as_deref())?;
                     let resume = match checkpoint {
                         Some((_, bytes)) => {
                             Some(TrainState::from_bytes(&bytes).map_err(TrainError::Checkpoint)?)

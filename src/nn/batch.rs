@@ -51,6 +51,8 @@ pub struct BatchStep<F = f32> {
     ws: Workspace<F>,
     x: Array2<F>,
     y: Array2<F>,
+    /// The pass's row weights, when the run weighs rows (class or sample weights).
+    w: Vec<F>,
     /// One dropout stream per chunk of the pass.
     rngs: Vec<Rng>,
     sums: Vec<ChunkSums>,
@@ -80,6 +82,7 @@ impl<F: Real> BatchStep<F> {
             ws: Workspace::new(net, rows),
             x: Array2::zeros((rows, d)),
             y: Array2::zeros((rows, k)),
+            w: Vec::new(),
             rngs: Vec::with_capacity(rows.div_ceil(CHUNK_ROWS)),
             sums: Vec::with_capacity(rows.div_ceil(CHUNK_ROWS)),
             loss: 0.0,
@@ -90,13 +93,16 @@ impl<F: Real> BatchStep<F> {
 
     /// Forward and backward over the rows `rows` of `x`, `y`: `grads` ← the batch-mean
     /// gradient, and the loss and metric sums in `self`. `dropout(c)` is the dropout stream of
-    /// the batch's chunk `c` (chunks of [`CHUNK_ROWS`] rows).
+    /// the batch's chunk `c` (chunks of [`CHUNK_ROWS`] rows). With `weights` (one per row of
+    /// `x`), each row's loss and gradient are multiplied by its weight, and the batch loss
+    /// stays a mean over rows (Keras's `sample_weight`: Σ wᵢℓᵢ / n).
     #[allow(clippy::too_many_arguments)]
     pub fn run(
         &mut self,
         net: &Network<F>,
         x: &Array2<F>,
         y: &Array2<F>,
+        weights: Option<&[F]>,
         rows: &[usize],
         loss: Loss,
         grads: &mut Params<F>,
@@ -109,6 +115,10 @@ impl<F: Real> BatchStep<F> {
             let n = pass.len();
             let first_chunk = p * cap / CHUNK_ROWS;
             self.gather(x, y, pass);
+            self.w.clear();
+            if let Some(w) = weights {
+                self.w.extend(pass.iter().map(|&i| w[i]));
+            }
             self.rngs.clear();
             self.rngs
                 .extend((0..n.div_ceil(CHUNK_ROWS)).map(|c| dropout(first_chunk + c)));
@@ -208,6 +218,7 @@ impl<F: Real> BatchStep<F> {
         };
         let (z, a) = (ws.z[last].slice(s![..n, ..]), ws.a[last].slice(s![..n, ..]));
         let y = self.y.slice(s![..n, ..]);
+        let weights = &self.w;
         let mut delta = ws.delta[last].slice_mut(s![..n, ..]);
         delta
             .axis_chunks_iter_mut(Axis(0), CHUNK_ROWS)
@@ -218,10 +229,14 @@ impl<F: Real> BatchStep<F> {
                 let (z, a, y) = (
                     z.slice(s![r.clone(), ..]),
                     a.slice(s![r.clone(), ..]),
-                    y.slice(s![r, ..]),
+                    y.slice(s![r.clone(), ..]),
                 );
                 let (correct, abs_err) = score(a, y, loss);
-                let l = loss.gradient(out.activation, out.alpha, z, a, y, d, batch_rows);
+                let l = if weights.is_empty() {
+                    loss.gradient(out.activation, out.alpha, z, a, y, d, batch_rows)
+                } else {
+                    weighted_gradient(loss, out, (z, a, y), d, &weights[r], batch_rows)
+                };
                 ChunkSums {
                     loss: l.to_f64().unwrap_or(f64::NAN),
                     correct,
@@ -282,6 +297,34 @@ impl<F: Real> BatchStep<F> {
             }
         }
     }
+}
+
+/// As [`Loss::gradient`], row by row, each row's loss and dL/dz multiplied by its weight.
+fn weighted_gradient<F: Real>(
+    loss: Loss,
+    out: &super::network::Dense<F>,
+    (z, a, y): (ArrayView2<F>, ArrayView2<F>, ArrayView2<F>),
+    mut d: ArrayViewMut2<F>,
+    w: &[F],
+    batch_rows: usize,
+) -> F {
+    let mut total = F::zero();
+    for (i, &wi) in w.iter().enumerate() {
+        let r = s![i..i + 1, ..];
+        let mut dr = d.slice_mut(r);
+        let l = loss.gradient(
+            out.activation,
+            out.alpha,
+            z.slice(r),
+            a.slice(r),
+            y.slice(r),
+            dr.view_mut(),
+            batch_rows,
+        );
+        dr.mapv_inplace(|v| v * wi);
+        total = total + wi * l;
+    }
+    total
 }
 
 /// `out ← β·out + Σ_rows dz`, row by row in order.
@@ -454,7 +497,7 @@ mod tests {
                 let y = targets(loss, 7, 3, &mut rng);
                 let mut step = BatchStep::with_pass_rows(&net, rows.len(), 3, 3, 3);
                 let mut grads = Params::zeros_like(&net);
-                step.run(&net, &x, &y, &rows, loss, &mut grads, &no_dropout);
+                step.run(&net, &x, &y, None, &rows, loss, &mut grads, &no_dropout);
                 let reference = mean_loss(&net, &x, &y, loss);
                 assert!(
                     (step.loss / rows.len() as f64 - reference).abs() < 1e-12,
@@ -499,6 +542,70 @@ mod tests {
         assert_eq!(checked, 1 + 1 + 1 + 27);
     }
 
+    /// With row weights, the step's loss is Σ wᵢℓᵢ / n and its gradient that loss's: checked
+    /// against central finite differences of the weighted mean of the rows' losses, in f64.
+    #[test]
+    fn weighted_gradients_match_finite_differences() {
+        let rows = [4, 0, 6, 2, 5, 1, 3];
+        let w = [0.5, 2.0, 1.0, 0.0, 3.0, 1.5, 0.25];
+        for (seed, loss, out) in [
+            (11, Loss::Mse, Activation::Linear),
+            (12, Loss::CategoricalCrossentropy, Activation::Softmax),
+            (13, Loss::BinaryCrossentropy, Activation::Sigmoid),
+        ] {
+            let mut net = random_net(&[3, 4, 3], Activation::Tanh, out, seed);
+            let mut rng = Rng::derive(seed, Stream::Split, &[]);
+            let x = Array2::from_shape_fn((7, 3), |_| rng.normal());
+            let y = targets(loss, 7, 3, &mut rng);
+            let weighted = |net: &Network<f64>| -> f64 {
+                (0..7)
+                    .map(|i| {
+                        let xi = x.slice(s![i..i + 1, ..]).to_owned();
+                        let yi = y.slice(s![i..i + 1, ..]).to_owned();
+                        w[i] * mean_loss(net, &xi, &yi, loss)
+                    })
+                    .sum::<f64>()
+                    / 7.0
+            };
+            let mut step = BatchStep::with_pass_rows(&net, rows.len(), 3, 3, 3);
+            let mut grads = Params::zeros_like(&net);
+            step.run(&net, &x, &y, Some(&w), &rows, loss, &mut grads, &no_dropout);
+            let reference = weighted(&net);
+            assert!(
+                (step.loss / 7.0 - reference).abs() < 1e-12,
+                "{}: the step's loss {} vs {reference}",
+                loss.name(),
+                step.loss / 7.0
+            );
+            let analytic = grads.slices().concat();
+            let mut params = net.params();
+            let h = 1e-6;
+            let mut idx = 0;
+            for ti in 0..params.w.len() * 2 {
+                for j in 0..params.slices()[ti].len() {
+                    let orig = params.slices()[ti][j];
+                    params.slices_mut()[ti][j] = orig + h;
+                    net.set_params(&params);
+                    let lp = weighted(&net);
+                    params.slices_mut()[ti][j] = orig - h;
+                    net.set_params(&params);
+                    let lm = weighted(&net);
+                    params.slices_mut()[ti][j] = orig;
+                    net.set_params(&params);
+                    let numeric = (lp - lm) / (2.0 * h);
+                    let a = analytic[idx];
+                    let rel = (numeric - a).abs() / (numeric.abs() + a.abs()).max(1e-8);
+                    assert!(
+                        rel < 1e-4 || (numeric - a).abs() < 1e-9,
+                        "{}: param {idx}: numeric {numeric} analytic {a}",
+                        loss.name()
+                    );
+                    idx += 1;
+                }
+            }
+        }
+    }
+
     /// With dropout on, the step's gradient is the gradient of the loss with the mask it drew
     /// held fixed: replay the mask as a constant multiplier and difference the first weight.
     #[test]
@@ -510,7 +617,7 @@ mod tests {
         let mut step = BatchStep::new(&net, 2, 3, 2);
         let mut g = Params::zeros_like(&net);
         let dropout = |c: usize| Rng::derive(1, Stream::Dropout, &[c as u64]);
-        step.run(&net, &x, &y, &[0, 1], Loss::Mse, &mut g, &dropout);
+        step.run(&net, &x, &y, None, &[0, 1], Loss::Mse, &mut g, &dropout);
         let mask = step.ws.z[1].clone();
         // Kept units are scaled by 1/(1−p) = 2, dropped ones are 0; some of each here.
         assert!(mask.iter().all(|&m| m == 0.0 || m == 2.0));

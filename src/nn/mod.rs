@@ -13,6 +13,7 @@ pub mod preprocess;
 pub mod rng;
 pub mod schedule;
 pub mod spec;
+pub mod tabular;
 pub mod train;
 
 pub use activation::Activation;

@@ -9,6 +9,7 @@ use super::loss::Loss;
 use super::network::{Dense, Layer, Network};
 use super::preprocess::{ClassLabel, OutputEncoding, Standardizer};
 use super::spec::SpecError;
+use super::tabular::{Cell, ColumnError, Encoder};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Model {
@@ -17,6 +18,9 @@ pub struct Model {
     pub encoding: OutputEncoding,
     pub feature_names: Option<Vec<String>>,
     pub loss: Option<Loss>,
+    /// Raw rows → inputs, for models trained on tabular data; predictions then take raw rows
+    /// (numbers, text, missing cells) and `standardizer` applies to the encoded inputs.
+    pub encoder: Option<Encoder>,
 }
 
 /// Outputs for a batch of raw rows, with labels when the model is a classifier.
@@ -39,6 +43,65 @@ impl Model {
         };
         let labels = self.encoding.labels(outputs.view());
         Prediction { outputs, labels }
+    }
+
+    /// The raw columns a predict row has: the encoder's, else the network's inputs.
+    pub fn raw_width(&self) -> usize {
+        self.encoder
+            .as_ref()
+            .map_or(self.network.input_dim, Encoder::raw_width)
+    }
+
+    /// Names of the raw columns, when known: what a predict record is keyed by.
+    pub fn raw_names(&self) -> Option<Vec<String>> {
+        match &self.encoder {
+            Some(e) => Some(e.columns.iter().map(|c| c.name().to_owned()).collect()),
+            None => self.feature_names.clone(),
+        }
+    }
+
+    /// Encodes raw rows of cells (each [`raw_width`](Self::raw_width) long) into the network's
+    /// inputs; without an encoder every cell must be a number. Errors name the row and column.
+    pub fn encode_rows(&self, rows: &[Vec<Cell<'_>>]) -> Result<Array2<f32>, (usize, ColumnError)> {
+        let width = self.network.input_dim;
+        let mut x = Array2::zeros((rows.len(), width));
+        for (i, (cells, mut out)) in rows.iter().zip(x.rows_mut()).enumerate() {
+            let out = out.as_slice_mut().unwrap_or(&mut []);
+            match &self.encoder {
+                Some(e) => e.transform_row(cells, out).map_err(|e| (i, e))?,
+                None => {
+                    for (j, (c, o)) in cells.iter().zip(out.iter_mut()).enumerate() {
+                        let name = || {
+                            self.feature_names
+                                .as_ref()
+                                .and_then(|n| n.get(j).cloned())
+                                .unwrap_or_else(|| format!("x{j}"))
+                        };
+                        *o = match c {
+                            Cell::Number(n) => *n as f32,
+                            Cell::Missing => {
+                                return Err((i, ColumnError {
+                                    column: name(),
+                                    message: "is missing; this model was trained on complete numeric data and needs a number".into(),
+                                }));
+                            }
+                            Cell::Text(t) => {
+                                return Err((
+                                    i,
+                                    ColumnError {
+                                        column: name(),
+                                        message: format!(
+                                            "{t:?} is not a number; this model takes numbers"
+                                        ),
+                                    },
+                                ));
+                            }
+                        };
+                    }
+                }
+            }
+        }
+        Ok(x)
     }
 
     pub fn to_document(&self) -> ModelDocument {
@@ -74,6 +137,7 @@ impl Model {
             },
             feature_names: self.feature_names.clone(),
             loss: self.loss,
+            encoder: self.encoder.clone(),
         }
     }
 
@@ -218,6 +282,11 @@ impl Model {
                 format!("has {} names for {} inputs", names.len(), doc.input_dim),
             ));
         }
+        if let Some(e) = &doc.encoder
+            && let Err(mut e) = e.check(doc.input_dim)
+        {
+            errs.append(&mut e);
+        }
         let out = width;
         let encoding = match (&doc.classes, doc.class_encoding) {
             (None, _) => OutputEncoding::Values,
@@ -249,6 +318,7 @@ impl Model {
             encoding,
             feature_names: doc.feature_names.clone(),
             loss: doc.loss,
+            encoder: doc.encoder.clone(),
         })
     }
 }
@@ -281,6 +351,9 @@ pub struct ModelDocument {
     pub feature_names: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loss: Option<Loss>,
+    /// How raw rows become inputs (tabular models); absent for models on plain numbers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoder: Option<Encoder>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
@@ -352,6 +425,7 @@ mod tests {
             },
             feature_names: Some(vec!["x".into(), "y".into()]),
             loss: Some(Loss::CategoricalCrossentropy),
+            encoder: None,
         };
         let json = serde_json::to_string(&m.to_document()).unwrap();
         let back = Model::from_document(&serde_json::from_str(&json).unwrap()).unwrap();

@@ -1,6 +1,8 @@
 //! What a user asks for: the training spec, and its validation against a dataset's shape.
 //! Every problem is reported with a JSON pointer to the offending field.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::activation::Activation;
@@ -9,6 +11,7 @@ use super::network::Init;
 use super::optim::OptimizerSpec;
 use super::preprocess::{ClassLabel, OutputEncoding};
 use super::schedule::{EarlyStopping, Schedule};
+use super::tabular::{ClassWeight, ColumnSchema, ColumnType, EncoderOptions, Imputation, Storage};
 
 /// One layer as written: `{"units": 64, "activation": "relu"}` or `{"dropout": 0.2}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
@@ -96,6 +99,25 @@ pub struct TrainSpec {
     /// Standardise features with the training split's mean and deviation.
     #[serde(default = "yes")]
     pub standardize: bool,
+    /// Column types for this job, overriding the dataset's: `{"area_code": "categorical"}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub columns: Option<BTreeMap<String, ColumnType>>,
+    /// How numeric columns' missing cells are filled (default `median` of the training split).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imputation: Option<Imputation>,
+    /// Categories seen fewer times than this in training fold into "other" (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_frequency: Option<u64>,
+    /// At most this many one-hot inputs per column, "other" included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_categories: Option<u64>,
+    /// `"balanced"` or label → weight, multiplying each training row's loss (Keras's meaning).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_weight: Option<ClassWeight>,
+    /// A numeric dataset column whose values weigh each training row's loss; it is not an
+    /// input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample_weight: Option<String>,
 }
 
 /// A field that is wrong, and why.
@@ -121,8 +143,9 @@ impl std::fmt::Display for SpecError {
     }
 }
 
-/// What the targets of a dataset look like, for validation.
-#[derive(Clone, Debug, PartialEq)]
+/// What the targets of a dataset look like, for validation (kept in a dataset's metadata).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum TargetShape {
     /// A column of class labels; `integers` when they are whole numbers only.
     Labels { classes: Vec<ClassLabel> },
@@ -161,6 +184,96 @@ pub struct Plan {
 }
 
 impl TrainSpec {
+    /// The encoder settings this spec asks for.
+    pub fn encoder_options(&self) -> EncoderOptions {
+        EncoderOptions {
+            imputation: self.imputation.unwrap_or_default(),
+            min_frequency: self.min_frequency.unwrap_or(1),
+            max_categories: self.max_categories,
+        }
+    }
+
+    /// The dataset's column schemas with this spec's `columns` types applied and the
+    /// `sample_weight` column taken out of the inputs (typed `ignore`), and that column's
+    /// index. Every problem is listed at its pointer.
+    pub fn resolve_columns(
+        &self,
+        columns: &[ColumnSchema],
+    ) -> Result<(Vec<ColumnSchema>, Option<usize>), Vec<SpecError>> {
+        let mut cols = columns.to_vec();
+        let mut errs = vec![];
+        if let Some(types) = &self.columns {
+            for (name, &kind) in types {
+                let p = format!("/columns/{}", super::tabular::pointer_token(name));
+                match cols.iter_mut().find(|c| &c.name == name) {
+                    None => errs.push(SpecError::new(
+                        p,
+                        format!(
+                            "there is no feature column named {name:?}; the columns are {}",
+                            columns
+                                .iter()
+                                .take(20)
+                                .map(|c| format!("{:?}", c.name))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    )),
+                    Some(c) => match super::tabular::check_type(c, kind) {
+                        Ok(()) => c.kind = kind,
+                        Err(e) => errs.push(SpecError::new(p, e.to_string())),
+                    },
+                }
+            }
+        }
+        let mut weight_col = None;
+        if let Some(name) = &self.sample_weight {
+            match cols.iter().position(|c| &c.name == name) {
+                None => errs.push(SpecError::new(
+                    "/sample_weight",
+                    format!("there is no feature column named {name:?}"),
+                )),
+                Some(j) if cols[j].storage != Storage::Number => errs.push(SpecError::new(
+                    "/sample_weight",
+                    format!("column {name:?} holds text; sample weights must be numbers"),
+                )),
+                Some(j) if cols[j].missing > 0 => errs.push(SpecError::new(
+                    "/sample_weight",
+                    format!(
+                        "column {name:?} has {} missing cells; every row needs a weight",
+                        cols[j].missing
+                    ),
+                )),
+                Some(j) => {
+                    cols[j].kind = ColumnType::Ignore;
+                    weight_col = Some(j);
+                }
+            }
+        }
+        if errs.is_empty() {
+            Ok((cols, weight_col))
+        } else {
+            Err(errs)
+        }
+    }
+
+    /// The most inputs `columns` can encode to under this spec (the encoder, fitted on the
+    /// training split, may need fewer), and the columns as the spec types them.
+    pub fn input_width(
+        &self,
+        columns: &[ColumnSchema],
+        rows: usize,
+    ) -> Result<(usize, Vec<ColumnSchema>), Vec<SpecError>> {
+        let (cols, _) = self.resolve_columns(columns)?;
+        let width = super::tabular::max_width(&cols, rows as u64, &self.encoder_options())
+            .map_err(|e| vec![e.to_spec_error()])?;
+        Ok((width, cols))
+    }
+
+    /// Whether this spec asks for anything only a tabular dataset has.
+    pub fn has_column_settings(&self) -> bool {
+        self.columns.is_some() || self.sample_weight.is_some()
+    }
+
     /// Checks the spec on its own and against data with `inputs` features, `rows` rows and
     /// targets shaped `targets`. Lists every problem found, not only the first.
     pub fn plan(
@@ -376,6 +489,51 @@ impl TrainSpec {
                     name,
                     format!("must be a number ≥ 0, got {v}"),
                 ));
+            }
+        }
+        if self.min_frequency == Some(0) {
+            errs.push(SpecError::new("/min_frequency", "must be at least 1"));
+        }
+        if let Some(m) = self.max_categories
+            && m < 2
+        {
+            errs.push(SpecError::new(
+                "/max_categories",
+                format!("must be at least 2 (one category and \"other\"), got {m}"),
+            ));
+        }
+        if let Some(cw) = &self.class_weight {
+            match (&encoding, cw) {
+                (Some(OutputEncoding::Values), _) => errs.push(SpecError::new(
+                    "/class_weight",
+                    format!(
+                        "weighs classes, but {} on these targets predicts numbers",
+                        self.loss.name()
+                    ),
+                )),
+                (Some(enc), ClassWeight::Map(m)) => {
+                    let classes: Vec<String> = enc
+                        .classes()
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|c| c.to_string())
+                        .collect();
+                    for (label, w) in m {
+                        let p = format!("/class_weight/{}", super::tabular::pointer_token(label));
+                        if !classes.contains(label) {
+                            errs.push(SpecError::new(
+                                p,
+                                format!(
+                                    "{label:?} is not a class of the targets; the classes are {}",
+                                    classes.join(", ")
+                                ),
+                            ));
+                        } else if !(w.is_finite() && *w >= 0.0) {
+                            errs.push(SpecError::new(p, format!("must be a number ≥ 0, got {w}")));
+                        }
+                    }
+                }
+                _ => {}
             }
         }
         if let Err((f, m)) = self.optimizer.check() {

@@ -21,6 +21,7 @@ use super::preprocess::{OutputEncoding, Samples, Standardizer, Targets};
 use super::rng::{Rng, Stream};
 use super::schedule::{Schedule, ScheduleState};
 use super::spec::{Plan, PlannedLayer, SpecError, TargetShape, TrainSpec};
+use super::tabular::{self, ClassWeight, Encoder, RawColumn};
 
 pub use super::batch::CHUNK_ROWS;
 
@@ -169,42 +170,89 @@ pub struct Session {
     pub spec: TrainSpec,
     pub plan: Plan,
     pub standardizer: Option<Standardizer>,
+    /// Raw rows → inputs, fitted on the training split; `None` when it would change nothing
+    /// (every column numeric and complete), so such models stay as they always were.
+    pub encoder: Option<Encoder>,
     x_train: Array2<f32>,
     y_train: Array2<f32>,
+    /// One loss weight per training row (class and sample weights multiplied).
+    weights: Option<Vec<f32>>,
     x_val: Option<Array2<f32>>,
     y_val: Option<Array2<f32>>,
 }
 
+/// A separate validation set for [`Session::with_columns`]: its samples and raw columns.
+pub type Validation<'a> = (&'a Samples, &'a [RawColumn]);
+
 impl Session {
     /// Validates `spec` against `data` (and an optional separate validation set) and prepares
-    /// the matrices the loop trains on.
+    /// the matrices the loop trains on. Every column of `data.x` is a complete number.
     pub fn new(
         spec: &TrainSpec,
         data: &Samples,
         validation: Option<&Samples>,
     ) -> Result<Self, TrainError> {
+        let numeric = |x: &Array2<f32>| -> Vec<RawColumn> {
+            (0..x.ncols())
+                .map(|j| RawColumn::numeric(&format!("x{j}"), 0))
+                .collect()
+        };
+        let cols = numeric(&data.x);
+        let val_cols = validation.map(|v| numeric(&v.x));
+        Self::with_columns(spec, data, &cols, validation.zip(val_cols.as_deref()))
+    }
+
+    /// As [`new`](Self::new) for a raw table: `columns` describe `data.x`'s columns (values or
+    /// vocabulary indexes, `NaN` for missing). The encoder is fitted on the training split.
+    pub fn with_columns(
+        spec: &TrainSpec,
+        data: &Samples,
+        columns: &[RawColumn],
+        validation: Option<Validation<'_>>,
+    ) -> Result<Self, TrainError> {
+        let spec_err = |p: &str, m: String| TrainError::Spec(vec![SpecError::new(p, m)]);
         let mut spec = spec.clone();
         if validation.is_some() {
             spec.validation_split = 0.0;
         }
+        if columns.len() != data.x.ncols() {
+            return Err(spec_err(
+                "/dataset",
+                format!(
+                    "{} column descriptions for {} columns",
+                    columns.len(),
+                    data.x.ncols()
+                ),
+            ));
+        }
+        let (cols, weight_col) = resolve_columns(&spec, columns)?;
+        let schemas: Vec<_> = cols.iter().map(|c| c.schema.clone()).collect();
+        let rows = data.x.nrows();
+        let width = tabular::max_width(&schemas, rows as u64, &spec.encoder_options())
+            .map_err(|e| TrainError::Spec(vec![e.to_spec_error()]))?;
         let shape = target_shape(&data.targets);
-        let (inputs, rows) = (data.x.ncols(), data.x.nrows());
-        let mut plan = if validation.is_some() {
-            spec.plan_with_validation_set(inputs, rows, &shape)
+        // A first plan for the output encoding (the split is stratified by class); the input
+        // width is known once the encoder is fitted on the training split.
+        let plan = if validation.is_some() {
+            spec.plan_with_validation_set(width, rows, &shape)
         } else {
-            spec.plan(inputs, rows, &shape)
+            spec.plan(width, rows, &shape)
         }
         .map_err(TrainError::Spec)?;
-        if let Some(v) = validation {
-            if v.x.ncols() != data.x.ncols() {
-                return Err(TrainError::Spec(vec![SpecError::new(
+        if let Some((v, vcols)) = validation {
+            let names = |c: &[RawColumn]| c.iter().map(|c| c.name().to_owned()).collect::<Vec<_>>();
+            if v.x.ncols() != data.x.ncols()
+                || vcols.len() != v.x.ncols()
+                || names(vcols) != names(columns)
+            {
+                return Err(spec_err(
                     "/validation_data",
                     format!(
-                        "has {} features, the training data {}",
-                        v.x.ncols(),
-                        data.x.ncols()
+                        "has columns {:?}, the training data {:?}; they must be the same",
+                        names(vcols),
+                        names(columns)
                     ),
-                )]));
+                ));
             }
             // Validation with an explicit set behaves like a split for the monitors.
             spec.validation_split = f32::MIN_POSITIVE;
@@ -223,38 +271,93 @@ impl Session {
             spec.seed,
             class_of_row.as_deref(),
         );
-        let x_train = data.x.select(Axis(0), &train_idx);
+        let raw_train = data.x.select(Axis(0), &train_idx);
+        let encoder = Encoder::fit(raw_train.view(), &cols, &spec.encoder_options())
+            .map_err(|e| TrainError::Spec(vec![e.to_spec_error()]))?;
+        // Complete numeric columns encode to themselves: skip the copy, and keep such models
+        // exactly as they were before tabular data.
+        let plain = encoder.is_identity() && data.x.iter().all(|v| !v.is_nan());
+        let tf_raw = |x: Array2<f32>, c: &[RawColumn]| -> Result<Array2<f32>, TrainError> {
+            if plain && x.iter().all(|v| !v.is_nan()) {
+                Ok(x)
+            } else {
+                encoder
+                    .transform_table(x.view(), c)
+                    .map_err(|e| TrainError::Spec(vec![e.to_spec_error()]))
+            }
+        };
+        let x_train = tf_raw(raw_train, &cols)?;
         let y_train = y_all.select(Axis(0), &train_idx);
         let (mut x_val, mut y_val) = if val_idx.is_empty() {
             (None, None)
         } else {
             (
-                Some(data.x.select(Axis(0), &val_idx)),
+                Some(tf_raw(data.x.select(Axis(0), &val_idx), &cols)?),
                 Some(y_all.select(Axis(0), &val_idx)),
             )
         };
-        if let Some(v) = validation {
-            x_val = Some(v.x.clone());
+        if let Some((v, vcols)) = validation {
+            // The training columns' final types, with the validation set's own vocabularies.
+            let vcols: Vec<RawColumn> = vcols
+                .iter()
+                .zip(&cols)
+                .map(|(v, t)| {
+                    let mut v = v.clone();
+                    v.schema.kind = t.schema.kind;
+                    v
+                })
+                .collect();
+            x_val = Some(tf_raw(v.x.clone(), &vcols)?);
             y_val = Some(encode(
                 &plan.encoding,
                 &v.targets,
                 "/validation_data/targets",
             )?);
         }
-        let standardizer = spec.standardize.then(|| Standardizer::fit(x_train.view()));
+        let weights = row_weights(
+            &spec,
+            &plan.encoding,
+            data,
+            weight_col,
+            &train_idx,
+            class_of_row.as_deref(),
+        )?;
+        let keep_encoder = !encoder.is_identity();
+        let mut standardizer = spec.standardize.then(|| Standardizer::fit(x_train.view()));
+        if let (Some(s), true) = (&mut standardizer, keep_encoder) {
+            // One-hot and missing indicators stay 0/1; only values are standardised.
+            for (j, continuous) in encoder.continuous().into_iter().enumerate() {
+                if !continuous {
+                    s.mean[j] = 0.0;
+                    s.std[j] = 1.0;
+                }
+            }
+        }
         let tf = |x: Array2<f32>| match &standardizer {
             Some(s) => s.transform(x.view()),
             None => x,
         };
-        plan.input_dim = data.x.ncols();
+        let inputs = x_train.ncols();
+        let mut plan = if validation.is_some() {
+            // (the split stood in for the separate set above; it is no split to check)
+            let mut as_given = spec.clone();
+            as_given.validation_split = 0.0;
+            as_given.plan_with_validation_set(inputs, rows, &shape)
+        } else {
+            spec.plan(inputs, rows, &shape)
+        }
+        .map_err(TrainError::Spec)?;
+        plan.input_dim = inputs;
         Ok(Session {
             spec,
             plan,
             x_train: tf(x_train),
             y_train,
+            weights,
             x_val: x_val.map(tf),
             y_val,
             standardizer,
+            encoder: keep_encoder.then_some(encoder),
         })
     }
 
@@ -291,8 +394,9 @@ impl Session {
             network,
             standardizer: self.standardizer.clone(),
             encoding: self.plan.encoding.clone(),
-            feature_names: None,
+            feature_names: self.encoder.as_ref().map(Encoder::feature_names),
             loss: Some(self.spec.loss),
+            encoder: self.encoder.clone(),
         }
     }
 
@@ -375,7 +479,16 @@ impl Session {
                         )
                     };
                     let (x, y) = (&self.x_train, &self.y_train);
-                    step.run(&state.network, x, y, rows, spec.loss, &mut grads, &dropout);
+                    step.run(
+                        &state.network,
+                        x,
+                        y,
+                        self.weights.as_deref(),
+                        rows,
+                        spec.loss,
+                        &mut grads,
+                        &dropout,
+                    );
                     let batch_rows = rows.len();
                     // Fixed summation order: batch by batch (the step sums its chunks in order).
                     loss_sum += step.loss;
@@ -511,6 +624,88 @@ impl Session {
             best_epoch,
         })
     }
+}
+
+/// The dataset's columns with the job's types applied (and the sample-weight column taken out
+/// of the inputs), and the sample-weight column's index.
+fn resolve_columns(
+    spec: &TrainSpec,
+    columns: &[RawColumn],
+) -> Result<(Vec<RawColumn>, Option<usize>), TrainError> {
+    let schemas: Vec<_> = columns.iter().map(|c| c.schema.clone()).collect();
+    let (schemas, weight_col) = spec.resolve_columns(&schemas).map_err(TrainError::Spec)?;
+    let cols = columns
+        .iter()
+        .zip(schemas)
+        .map(|(c, schema)| RawColumn {
+            schema,
+            vocab: c.vocab.clone(),
+        })
+        .collect();
+    Ok((cols, weight_col))
+}
+
+/// Each training row's loss weight: its sample weight times its class weight; `None` when
+/// the spec asks for neither.
+fn row_weights(
+    spec: &TrainSpec,
+    encoding: &OutputEncoding,
+    data: &Samples,
+    weight_col: Option<usize>,
+    train_idx: &[usize],
+    class_of_row: Option<&[usize]>,
+) -> Result<Option<Vec<f32>>, TrainError> {
+    if weight_col.is_none() && spec.class_weight.is_none() {
+        return Ok(None);
+    }
+    let mut w = vec![1f32; train_idx.len()];
+    if let Some(j) = weight_col {
+        for (k, &i) in train_idx.iter().enumerate() {
+            let v = data.x[[i, j]];
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(TrainError::Spec(vec![SpecError::new(
+                    "/sample_weight",
+                    format!(
+                        "row {} has weight {v}; weights must be finite numbers ≥ 0",
+                        i + 1
+                    ),
+                )]));
+            }
+            w[k] = v;
+        }
+    }
+    if let (Some(cw), Some(class_of_row), Some(classes)) =
+        (&spec.class_weight, class_of_row, encoding.classes())
+    {
+        let per_class: Vec<f32> = match cw {
+            ClassWeight::Mode(_) => {
+                // sklearn's "balanced": n / (k · n_c), over the training rows.
+                let mut counts = vec![0usize; classes.len()];
+                for &i in train_idx {
+                    counts[class_of_row[i]] += 1;
+                }
+                let present = counts.iter().filter(|&&c| c > 0).count().max(1);
+                counts
+                    .iter()
+                    .map(|&c| {
+                        if c == 0 {
+                            1.0
+                        } else {
+                            (train_idx.len() as f64 / (present * c) as f64) as f32
+                        }
+                    })
+                    .collect()
+            }
+            ClassWeight::Map(m) => classes
+                .iter()
+                .map(|c| m.get(&c.to_string()).copied().unwrap_or(1.0))
+                .collect(),
+        };
+        for (k, &i) in train_idx.iter().enumerate() {
+            w[k] *= per_class[class_of_row[i]];
+        }
+    }
+    Ok(Some(w))
 }
 
 fn accuracy_width(loss: Loss, k: usize) -> usize {

@@ -1,13 +1,17 @@
 //! Datasets: reading an upload (CSV or JSON, on a blocking thread), storing it within the
 //! tenant's quota, and reading, listing and deleting a tenant's datasets.
 
+use std::collections::BTreeMap;
+
 use bytes::Bytes;
 use uuid::Uuid;
 
 use super::read::parse_json;
 use super::{Error, IdempotencyKey, Result, Service};
 use crate::clock::now_ms;
-use crate::data::{self, Dataset, JsonDataset};
+use crate::data::profile::Profile;
+use crate::data::{self, Dataset, JsonDataset, ReadOptions, Summary};
+use crate::nn::tabular::ColumnType;
 use crate::store::{DatasetRecord, Page, StoreError};
 
 /// An upload as the client sent it.
@@ -18,7 +22,96 @@ pub struct Upload {
     pub name: Option<String>,
     /// `?target=`: the target column of a CSV file.
     pub target: Option<String>,
-    pub body: Bytes,
+    /// `?columns=` and `?na_values=` were given (they are for CSV uploads only).
+    pub columns_given: bool,
+    pub na_values_given: bool,
+    pub body: UploadBody,
+}
+
+/// An upload's body: a CSV already parsed as it streamed in (its text is never held whole),
+/// or any other body's bytes.
+pub enum UploadBody {
+    Csv(Box<std::result::Result<Dataset, data::DataError>>),
+    Bytes(Bytes),
+}
+
+/// Whether a media type's essence is read as CSV.
+pub fn is_csv(media_type: &str) -> bool {
+    matches!(media_type, "text/csv" | "application/csv" | "text/plain")
+}
+
+/// The CSV reading options of `?columns=` (`name:type,…` or a JSON object) and `?na_values=`
+/// (the cells read as missing, comma-separated; replaces the default list).
+pub fn csv_options(columns: Option<&str>, na_values: Option<&str>) -> Result<ReadOptions> {
+    let types = match columns {
+        Some(c) => parse_column_types(c)?,
+        None => BTreeMap::new(),
+    };
+    let na: Option<Vec<String>> = na_values.map(|v| v.split(',').map(str::to_owned).collect());
+    Ok(ReadOptions::new(na.as_deref(), types))
+}
+
+/// Reads `?columns=name:type,name:type` (or a JSON object) into column types.
+fn parse_column_types(q: &str) -> Result<BTreeMap<String, ColumnType>> {
+    let bad = |m: String| Error::invalid("/columns", m);
+    let q = q.trim();
+    if q.starts_with('{') {
+        let raw: BTreeMap<String, String> = serde_json::from_str(q)
+            .map_err(|e| bad(format!("must be name:type pairs or a JSON object: {e}")))?;
+        return raw
+            .into_iter()
+            .map(|(n, t)| column_type(&n, &t).map(|t| (n, t)))
+            .collect();
+    }
+    let mut out = BTreeMap::new();
+    for pair in q.split(',').filter(|p| !p.trim().is_empty()) {
+        let Some((name, kind)) = pair.rsplit_once(':') else {
+            return Err(bad(format!(
+                "{pair:?} is not name:type; for example area_code:categorical,customer_id:ignore"
+            )));
+        };
+        out.insert(
+            name.trim().to_owned(),
+            column_type(name.trim(), kind.trim())?,
+        );
+    }
+    Ok(out)
+}
+
+fn column_type(name: &str, kind: &str) -> Result<ColumnType> {
+    ColumnType::parse(kind).ok_or_else(|| {
+        Error::invalid(
+            format!("/columns/{}", crate::nn::tabular::pointer_token(name)),
+            format!(
+                "unknown column type {kind:?} for {name:?}; expected one of {}",
+                ColumnType::ALL.join(", ")
+            ),
+        )
+    })
+}
+
+/// The fewest rows with a target a dataset may have: one row cannot be split, scaled or
+/// learned from.
+pub const MIN_ROWS: usize = 2;
+
+/// Refuses a dataset with fewer than [`MIN_ROWS`] usable rows (rows whose target is missing
+/// are dropped before this), at `pointer` (`/rows`, or the target column's).
+pub fn check_min_rows(ds: &Dataset, pointer: &str) -> Result<()> {
+    if ds.rows() < MIN_ROWS {
+        let dropped = if ds.dropped_rows > 0 {
+            format!(" ({} rows without a target were dropped)", ds.dropped_rows)
+        } else {
+            String::new()
+        };
+        return Err(Error::invalid(
+            pointer,
+            format!(
+                "a dataset needs at least {MIN_ROWS} rows with a target to train on; this one has {}{dropped}",
+                ds.rows()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 impl Service {
@@ -44,33 +137,47 @@ impl Service {
             media_type,
             name,
             target,
+            columns_given,
+            na_values_given,
             body,
         } = upload;
         let limits = self.limits.data;
-        let (name, ds) = match media_type.as_str() {
-            "text/csv" | "application/csv" | "text/plain" => {
-                let column = target.clone();
-                let ds = tokio::task::spawn_blocking(move || {
-                    data::from_csv(&body, column.as_deref(), &limits)
-                })
-                .await?
-                .map_err(|e| {
+        let (name, ds) = match body {
+            UploadBody::Csv(parsed) => {
+                let ds = (*parsed).map_err(|e| {
                     // A `?target=` that names no column is the query's fault, not the file's:
                     // invalid at the parameter, as for JSON uploads.
                     if e.row.is_none() && e.column.is_some() && e.column == target {
                         Error::invalid("/target", e.message)
+                    } else if e.row.is_none() && e.column.is_some() && !e.too_large {
+                        // About a whole column (empty, a type that cannot apply): at it.
+                        let column = e.column.clone().unwrap_or_default();
+                        Error::invalid(
+                            format!("/columns/{}", crate::nn::tabular::pointer_token(&column)),
+                            e.message,
+                        )
                     } else {
                         e.into()
                     }
                 })?;
+                check_min_rows(&ds, "/rows")?;
                 (name.unwrap_or_else(|| "dataset".into()), ds)
             }
-            "application/json" | "" => {
+            UploadBody::Bytes(body) if matches!(media_type.as_str(), "application/json" | "") => {
                 if target.is_some() {
                     return Err(Error::invalid(
                         "/target",
                         "the target query parameter is for CSV uploads",
                     ));
+                }
+                for (param, given) in [("/columns", columns_given), ("/na_values", na_values_given)]
+                {
+                    if given {
+                        return Err(Error::invalid(
+                            param,
+                            "this query parameter is for CSV uploads; a JSON body gives it as a field",
+                        ));
+                    }
                 }
                 let body: JsonDataset = parse_json(&body)?;
                 let name = name
@@ -78,20 +185,39 @@ impl Service {
                     .unwrap_or_else(|| "dataset".into());
                 let ds =
                     tokio::task::spawn_blocking(move || data::from_json(&body, &limits)).await??;
+                check_min_rows(&ds, "/rows")?;
                 (name, ds)
             }
-            other => {
+            UploadBody::Bytes(_) => {
                 return Err(Error::unreadable(format!(
-                    "unsupported content type \"{other}\"; send application/json or text/csv"
+                    "unsupported content type \"{media_type}\"; send application/json or text/csv"
                 )));
             }
         };
         if name.trim().is_empty() || name.len() > 200 {
             return Err(Error::invalid("/name", "must be 1 to 200 characters"));
         }
-        let rec = self.store_dataset(tenant, id, name, &ds).await?;
+        let rec = self.store_dataset(tenant, id, name, ds).await?;
         crate::crash::point("dataset_ack");
         Ok(rec)
+    }
+
+    /// What validation needs of a stored dataset: from its metadata, or (datasets stored
+    /// before tabular uploads kept it there) by decoding it once.
+    pub async fn dataset_summary(&self, d: &DatasetRecord) -> Result<Summary> {
+        if let Some(schema) = d.meta.get("schema")
+            && let Ok(summary) = serde_json::from_value::<Summary>(schema.clone())
+        {
+            return Ok(summary);
+        }
+        let blob = self
+            .store
+            .dataset_data(d.id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no dataset {}", d.id)))?;
+        tokio::task::spawn_blocking(move || Dataset::from_bytes(&blob).map(|ds| Summary::of(&ds)))
+            .await?
+            .map_err(Error::Internal)
     }
 
     /// Stores a parsed dataset under `id`, within the tenant's quota, and returns its record.
@@ -100,9 +226,19 @@ impl Service {
         tenant: &str,
         id: Uuid,
         name: String,
-        ds: &Dataset,
+        ds: Dataset,
     ) -> Result<DatasetRecord> {
-        let blob = ds.to_bytes();
+        // The profile, the schema and the stored form are made on a blocking thread; the
+        // dataset is dropped before the insert, so a large upload is not held twice while it
+        // is written.
+        let started = std::time::Instant::now();
+        let (ds, blob, profile, summary) = tokio::task::spawn_blocking(move || {
+            let blob = ds.to_bytes();
+            let profile = Profile::of(&ds);
+            let summary = Summary::of(&ds);
+            (ds, blob, profile, summary)
+        })
+        .await?;
         let target_kind = match ds.targets {
             crate::nn::Targets::Labels(_) => "labels",
             crate::nn::Targets::Values(_) => "values",
@@ -121,11 +257,29 @@ impl Service {
                 "target_names": ds.target_names,
                 "target_kind": target_kind,
                 "classes": ds.classes(),
+                "dropped_rows": ds.dropped_rows,
+                "schema": summary,
+                "profile": profile,
             }),
             size_bytes: blob.len() as i64,
         };
-        match self.store.insert_dataset(&rec, &blob).await {
-            Ok(()) => Ok(rec),
+        drop(ds);
+        crate::data::release_memory();
+        let prepared = started.elapsed();
+        let inserted = self.store.insert_dataset(&rec, blob).await;
+        // The upload's buffers are free again: give the memory back rather than keep it.
+        crate::data::release_memory();
+        match inserted {
+            Ok(()) => {
+                tracing::info!(
+                    dataset_id = %rec.id,
+                    bytes = rec.size_bytes,
+                    prepared_ms = prepared.as_millis() as u64,
+                    stored_ms = started.elapsed().as_millis() as u64,
+                    "dataset stored"
+                );
+                Ok(rec)
+            }
             // The same request under the same Idempotency-Key (`IdempotencyKey::begin` saw to
             // that) stored it a moment earlier: its dataset is this request's answer too.
             Err(StoreError::Duplicate(_)) => match self.store.get_dataset(id).await? {

@@ -24,8 +24,19 @@ impl IdempotencyKey {
     /// `key` as the client sent it (already checked to be 1 to 255 visible characters);
     /// `query` and `body` make the fingerprint a repeated key must match.
     pub fn new(key: Option<String>, route: &'static str, query: Option<&str>, body: &[u8]) -> Self {
+        Self::with_body_hash(key, route, query, hash(&String::from_utf8_lossy(body)))
+    }
+
+    /// As [`new`](Self::new) for a body read as a stream: `body_hash` is the SHA-256 of its
+    /// bytes (the same as `new` computes for a UTF-8 body).
+    pub fn with_body_hash(
+        key: Option<String>,
+        route: &'static str,
+        query: Option<&str>,
+        body_hash: [u8; 32],
+    ) -> Self {
         let mut h = hash(query.unwrap_or("")).to_vec();
-        h.extend_from_slice(&hash(&String::from_utf8_lossy(body)));
+        h.extend_from_slice(&body_hash);
         IdempotencyKey {
             key,
             fingerprint: crate::digest::hex(&h),

@@ -12,9 +12,8 @@ use super::models::check_layers;
 use super::read::{UniqueValue, from_value, parse_json_seed};
 use super::{Error, IdempotencyKey, Limits, Result, Service};
 use crate::clock::now_ms;
-use crate::data::{Dataset, JsonDataset, Limits as DataLimits};
-use crate::nn::spec::{Plan, PlannedLayer};
-use crate::nn::train::target_shape;
+use crate::data::{Dataset, JsonDataset, Limits as DataLimits, Summary};
+use crate::nn::spec::{Plan, PlannedLayer, TargetShape};
 use crate::nn::{Model, TrainSpec};
 use crate::store::{JobRecord, JobSpec, JobStatus, Page, StoreError};
 
@@ -34,6 +33,8 @@ pub struct JobRequest {
     pub priority: i32,
     pub name: Option<String>,
     pub dataset: DatasetSource,
+    /// A stored dataset to validate on instead of a `validation_split`.
+    pub validation_dataset: Option<Uuid>,
 }
 
 /// Reads a job submission: the spec, the service fields, and an inline dataset if there is
@@ -56,9 +57,15 @@ pub fn read_request(body: &[u8], limits: &DataLimits) -> Result<JobRequest> {
                 .map(|mut e| {
                     if e.message.starts_with("unknown field") && e.pointer.matches('/').count() == 1
                     {
-                        let extra = ["dataset_id", "dataset", "name", "priority"]
-                            .map(|f| format!("`{f}`"))
-                            .join(", ");
+                        let extra = [
+                            "dataset_id",
+                            "dataset",
+                            "name",
+                            "priority",
+                            "validation_dataset_id",
+                        ]
+                        .map(|f| format!("`{f}`"))
+                        .join(", ");
                         e.message = format!("{}, {extra}", e.message);
                     }
                     e
@@ -110,15 +117,33 @@ pub fn read_request(body: &[u8], limits: &DataLimits) -> Result<JobRequest> {
                 e.pointer = Some(format!("/dataset{}", e.pointer.unwrap_or_default()));
                 e
             })?;
+            super::datasets::check_min_rows(&ds, "/dataset/rows")?;
             DatasetSource::Inline(Box::new((jd, ds)))
         }
     };
+    let validation_dataset = match obj.get("validation_dataset_id") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_str()
+                .and_then(|i| Uuid::parse_str(i).ok())
+                .ok_or_else(|| {
+                    Error::invalid("/validation_dataset_id", "must be a dataset id (a UUID)")
+                })?,
+        ),
+    };
+    if validation_dataset.is_some() && spec.validation_split > 0.0 {
+        return Err(Error::invalid(
+            "/validation_split",
+            "give validation_split or validation_dataset_id, not both",
+        ));
+    }
     Ok(JobRequest {
         spec,
         seed_given,
         priority,
         name,
         dataset,
+        validation_dataset,
     })
 }
 
@@ -126,6 +151,17 @@ pub fn read_request(body: &[u8], limits: &DataLimits) -> Result<JobRequest> {
 /// the whole check a job passes before it is queued. A job that passes it trains (or
 /// diverges, at run time); the worker never refuses it for a reason visible here.
 pub fn plan_job(spec: &TrainSpec, dataset: &Dataset, limits: &Limits) -> Result<Plan> {
+    plan_job_on(spec, &Summary::of(dataset), None, limits)
+}
+
+/// [`plan_job`] from what a dataset's metadata says of it (no data decoded), with the summary
+/// of a separate validation dataset when the job names one.
+pub fn plan_job_on(
+    spec: &TrainSpec,
+    dataset: &Summary,
+    validation: Option<&Summary>,
+    limits: &Limits,
+) -> Result<Plan> {
     check_layers(spec.layers.len(), limits)?;
     if spec.epochs > limits.max_epochs {
         return Err(Error::invalid(
@@ -133,13 +169,29 @@ pub fn plan_job(spec: &TrainSpec, dataset: &Dataset, limits: &Limits) -> Result<
             format!("at most {} epochs (--max-epochs)", limits.max_epochs),
         ));
     }
-    let plan = spec
-        .plan(
-            dataset.inputs(),
-            dataset.rows(),
-            &target_shape(&dataset.targets),
-        )
+    let (width, _) = spec
+        .input_width(&dataset.columns, dataset.rows)
         .map_err(Error::Invalid)?;
+    if let Some(v) = validation {
+        let names = |c: &[crate::nn::tabular::ColumnSchema]| {
+            c.iter().map(|c| c.name.clone()).collect::<Vec<_>>()
+        };
+        if names(&v.columns) != names(&dataset.columns) {
+            return Err(Error::invalid(
+                "/validation_dataset_id",
+                format!(
+                    "the validation dataset's columns {:?} differ from the training dataset's {:?}",
+                    names(&v.columns),
+                    names(&dataset.columns)
+                ),
+            ));
+        }
+    }
+    let plan = match validation {
+        Some(_) => spec.plan_with_validation_set(width, dataset.rows, &dataset.target),
+        None => spec.plan(width, dataset.rows, &dataset.target),
+    }
+    .map_err(Error::Invalid)?;
     if plan.parameter_count > limits.max_parameters {
         return Err(Error::invalid(
             "/layers",
@@ -164,9 +216,19 @@ pub struct Estimate {
 }
 
 /// The cost model of a dry run.
-fn estimate(spec: TrainSpec, dataset: &Dataset, plan: &Plan) -> Estimate {
-    let train_rows =
-        dataset.rows() - ((dataset.rows() as f64) * spec.validation_split as f64).round() as usize;
+fn estimate(
+    spec: TrainSpec,
+    dataset: &Summary,
+    validation: Option<&Summary>,
+    plan: &Plan,
+) -> Estimate {
+    let rows = dataset.rows;
+    let inputs = dataset.columns.len();
+    let outputs = match &dataset.target {
+        TargetShape::Values { width, .. } => *width,
+        TargetShape::Labels { .. } => 1,
+    };
+    let train_rows = rows - ((rows as f64) * spec.validation_split as f64).round() as usize;
     // ~6 flops per parameter per sample (forward + backward), at a conservative 20 GFLOP/s.
     let flops = 6.0 * plan.parameter_count as f64 * train_rows as f64;
     let batch = spec.batch_size.min(train_rows.max(1));
@@ -179,13 +241,13 @@ fn estimate(spec: TrainSpec, dataset: &Dataset, plan: &Plan) -> Estimate {
         })
         .sum();
     let memory = 4
-        * (dataset.rows() * (dataset.inputs() + dataset.outputs())
+        * (rows * (inputs + outputs + plan.input_dim)
             + 4 * plan.parameter_count
-            + 3 * batch * (widths + dataset.inputs()));
+            + 3 * batch * (widths + plan.input_dim));
     Estimate {
         parameter_count: plan.parameter_count,
         train_rows,
-        validation_rows: dataset.rows() - train_rows,
+        validation_rows: validation.map_or(rows - train_rows, |v| v.rows),
         memory_bytes: memory,
         seconds_per_epoch: flops / 20e9,
         spec,
@@ -236,6 +298,7 @@ impl Service {
             priority,
             name,
             dataset: source,
+            validation_dataset,
         } = read_request(body, &self.limits.data)?;
         // Before the dataset is read: a spec this large is refused cheaply (plan_job checks
         // it again, for the fuzz target).
@@ -246,26 +309,39 @@ impl Service {
                     >> 11;
         }
 
-        // The dataset: by id, or inline (stored as a dataset of its own).
-        let (dataset, inline): (Dataset, std::result::Result<JsonDataset, Uuid>) = match source {
-            DatasetSource::Stored(id) => {
-                let owned =
-                    matches!(self.store.get_dataset(id).await?, Some(d) if d.tenant == tenant);
-                let blob = match self.store.dataset_data(id).await? {
-                    Some(b) if owned => b,
-                    _ => return Err(Error::invalid("/dataset_id", format!("no dataset {id}"))),
-                };
-                let ds = Dataset::from_bytes(&blob).map_err(Error::Internal)?;
-                (ds, Err(id))
-            }
+        // The dataset: by id (checked against the schema in its metadata, without decoding
+        // it), or inline (stored as a dataset of its own).
+        type Inline = std::result::Result<(JsonDataset, Dataset), Uuid>;
+        let (summary, inline): (Summary, Inline) = match source {
+            DatasetSource::Stored(id) => match self.store.get_dataset(id).await? {
+                Some(d) if d.tenant == tenant => (self.dataset_summary(&d).await?, Err(id)),
+                _ => return Err(Error::invalid("/dataset_id", format!("no dataset {id}"))),
+            },
             DatasetSource::Inline(inline) => {
                 let (jd, ds) = *inline;
-                (ds, Ok(jd))
+                (Summary::of(&ds), Ok((jd, ds)))
             }
         };
-        let plan = plan_job(&spec, &dataset, &self.limits)?;
+        let validation = match validation_dataset {
+            Some(id) => match self.store.get_dataset(id).await? {
+                Some(d) if d.tenant == tenant => Some(self.dataset_summary(&d).await?),
+                _ => {
+                    return Err(Error::invalid(
+                        "/validation_dataset_id",
+                        format!("no dataset {id}"),
+                    ));
+                }
+            },
+            None => None,
+        };
+        let plan = plan_job_on(&spec, &summary, validation.as_ref(), &self.limits)?;
         if dry_run {
-            return Ok(Submitted::DryRun(Box::new(estimate(spec, &dataset, &plan))));
+            return Ok(Submitted::DryRun(Box::new(estimate(
+                spec,
+                &summary,
+                validation.as_ref(),
+                &plan,
+            ))));
         }
 
         let quota = self.limits.quota_queued_jobs;
@@ -290,7 +366,7 @@ impl Service {
             });
         }
         let dataset_id = match inline {
-            Ok(jd) => {
+            Ok((jd, dataset)) => {
                 let name = jd.name.clone().unwrap_or_else(|| "inline".into());
                 let id = key.record_id(tenant, "dataset");
                 match self.store.get_dataset(id).await? {
@@ -302,7 +378,7 @@ impl Service {
                         } else {
                             id
                         };
-                        self.store_dataset(tenant, id, name, &dataset).await?.id
+                        self.store_dataset(tenant, id, name, dataset).await?.id
                     }
                 }
             }
@@ -321,6 +397,7 @@ impl Service {
                 dataset_id: Some(dataset_id),
                 priority,
                 name,
+                validation_dataset_id: validation_dataset,
             },
             epochs,
             epoch: 0,
@@ -504,9 +581,13 @@ impl Service {
                 j.id
             )));
         };
+        let validation = match j.spec.validation_dataset_id {
+            Some(v) => self.store.dataset_data(v).await?,
+            None => None,
+        };
         let spec = j.spec.train.clone();
         let model = tokio::task::spawn_blocking(move || {
-            crate::jobs::checkpoint_model(&spec, &blob, &state)
+            crate::jobs::checkpoint_model(&spec, &blob, validation.as_deref(), &state)
         })
         .await?
         .map_err(|e| Error::Internal(format!("job {} checkpoint: {e}", j.id)))?;

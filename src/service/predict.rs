@@ -15,6 +15,7 @@ use super::read::parse_json_seed;
 use super::{Error, Service};
 
 type Result<T, E = Error> = std::result::Result<T, E>;
+use crate::nn::tabular::Cell;
 use crate::nn::{Model, ModelDocument, Prediction};
 
 /// A job's checkpoint as a model: (tenant, epoch, model).
@@ -110,7 +111,7 @@ impl Service {
     /// refused, and [`check_finite`] for the outputs that are.
     pub async fn predict(&self, m: &Arc<Model>, request: &[u8]) -> Result<Prediction> {
         let started = std::time::Instant::now();
-        let x = read_inputs(request, m.input_dim(), self.limits.max_predict_rows)?;
+        let x = read_inputs(request, m, self.limits.max_predict_rows)?;
         let rows = x.nrows();
         let pred = if rows * m.network.parameter_count() > 2_000_000 {
             let m = m.clone();
@@ -146,17 +147,26 @@ pub fn check_finite(pred: &Prediction) -> Result<()> {
     Ok(())
 }
 
-/// Reads `{"inputs": [[…], …]}` straight into a `rows × width` matrix, checking as it goes:
-/// every value a finite 32-bit float (`/inputs/i/j`), every row `width` long (`/inputs/i`),
-/// at most `max_rows` rows (413). A body of a million one-number rows thus never becomes a
-/// million small vectors, and the reading stops at the first row past the limit.
-pub fn read_inputs(body: &[u8], width: usize, max_rows: usize) -> Result<Array2<f32>, Error> {
+/// Reads `{"inputs": [...]}` straight into a `rows × inputs` matrix of the network's inputs,
+/// checking as it goes. A row is an array in the model's column order or an object keyed by
+/// column name (a key left out is a missing cell; an unknown key is refused, naming it). For a
+/// model trained on plain numbers every value must be a finite 32-bit float (`/inputs/i/j`);
+/// a tabular model (with an encoder) also takes strings, booleans and `null`. Every array row
+/// is the model's width (`/inputs/i`); at most `max_rows` rows (413). A body of a million
+/// one-number rows thus never becomes a million small vectors, and the reading stops at the
+/// first row past the limit.
+pub fn read_inputs(body: &[u8], model: &Model, max_rows: usize) -> Result<Array2<f32>, Error> {
     let too_many = std::cell::Cell::new(false);
+    let names: Option<HashMap<String, usize>> = model
+        .raw_names()
+        .map(|n| n.into_iter().enumerate().map(|(j, n)| (n, j)).collect());
     let seed = PredictBody {
-        width,
+        model,
+        names: names.as_ref(),
         max_rows,
         too_many: &too_many,
     };
+    let width = model.input_dim();
     let values = parse_json_seed(body, seed).map_err(|e| {
         if too_many.get() {
             Error::TooLarge {
@@ -179,7 +189,8 @@ pub fn read_inputs(body: &[u8], width: usize, max_rows: usize) -> Result<Array2<
 
 /// The request object; only `inputs` is allowed.
 struct PredictBody<'a> {
-    width: usize,
+    model: &'a Model,
+    names: Option<&'a HashMap<String, usize>>,
     max_rows: usize,
     too_many: &'a std::cell::Cell<bool>,
 }
@@ -194,7 +205,7 @@ impl<'de> DeserializeSeed<'de> for PredictBody<'_> {
 impl<'de> Visitor<'de> for PredictBody<'_> {
     type Value = Vec<f32>;
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str(r#"an object {"inputs": [[numbers], ...]}"#)
+        f.write_str(r#"an object {"inputs": [[values], ...]}"#)
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Vec<f32>, A::Error> {
         let mut inputs = None;
@@ -206,7 +217,8 @@ impl<'de> Visitor<'de> for PredictBody<'_> {
                 return Err(de::Error::duplicate_field("inputs"));
             }
             inputs = Some(map.next_value_seed(Rows {
-                width: self.width,
+                model: self.model,
+                names: self.names,
                 max_rows: self.max_rows,
                 too_many: self.too_many,
             })?);
@@ -215,9 +227,10 @@ impl<'de> Visitor<'de> for PredictBody<'_> {
     }
 }
 
-/// `inputs`: rows, flattened.
+/// `inputs`: rows, encoded and flattened.
 struct Rows<'a> {
-    width: usize,
+    model: &'a Model,
+    names: Option<&'a HashMap<String, usize>>,
     max_rows: usize,
     too_many: &'a std::cell::Cell<bool>,
 }
@@ -232,15 +245,17 @@ impl<'de> DeserializeSeed<'de> for Rows<'_> {
 impl<'de> Visitor<'de> for Rows<'_> {
     type Value = Vec<f32>;
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        write!(f, "an array of rows of {} numbers", self.width)
+        write!(f, "an array of rows of {} values", self.model.raw_width())
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<f32>, A::Error> {
+        let width = self.model.input_dim();
         let hint = seq.size_hint().unwrap_or(0).min(self.max_rows);
-        let mut values = Vec::with_capacity(hint.saturating_mul(self.width).min(1 << 20));
+        let mut values = Vec::with_capacity(hint.saturating_mul(width).min(1 << 20));
         let mut rows = 0;
         loop {
             let row = Row {
-                width: self.width,
+                model: self.model,
+                names: self.names,
                 values: &mut values,
             };
             if seq.next_element_seed(row)?.is_none() {
@@ -255,41 +270,164 @@ impl<'de> Visitor<'de> for Rows<'_> {
     }
 }
 
-/// One row, appended to the flat buffer.
+/// One row (an array or a record), encoded and appended to the flat buffer.
 struct Row<'a> {
-    width: usize,
+    model: &'a Model,
+    names: Option<&'a HashMap<String, usize>>,
     values: &'a mut Vec<f32>,
+}
+
+impl Row<'_> {
+    /// Encodes one row of raw cells onto the buffer.
+    fn push<E: de::Error>(self, cells: &[RawCell]) -> Result<(), E> {
+        let cells: Vec<Cell> = cells.iter().map(RawCell::cell).collect();
+        let x = self
+            .model
+            .encode_rows(&[cells])
+            .map_err(|(_, e)| E::custom(e.to_string()))?;
+        self.values.extend(x.iter());
+        Ok(())
+    }
 }
 
 impl<'de> DeserializeSeed<'de> for Row<'_> {
     type Value = ();
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_seq(self)
+        d.deserialize_any(self)
     }
 }
 
 impl<'de> Visitor<'de> for Row<'_> {
     type Value = ();
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        write!(f, "a row of {} numbers", self.width)
+        write!(
+            f,
+            "a row of {} values, or an object keyed by column name",
+            self.model.raw_width()
+        )
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let start = self.values.len();
-        let mut n = 0;
-        while let Some(v) = seq.next_element_seed(Finite)? {
-            n += 1;
-            if n <= self.width {
-                self.values.push(v);
+        let width = self.model.raw_width();
+        let tabular = self.model.encoder.is_some();
+        if !tabular {
+            // Plain numbers straight into the buffer, as models without an encoder always took.
+            let start = self.values.len();
+            let mut n = 0;
+            while let Some(v) = seq.next_element_seed(Finite)? {
+                n += 1;
+                if n <= width {
+                    self.values.push(v);
+                }
+            }
+            if n != width {
+                self.values.truncate(start);
+                return Err(de::Error::custom(format!(
+                    "has {n} values, the model takes {width} inputs"
+                )));
+            }
+            return Ok(());
+        }
+        let mut cells = Vec::with_capacity(width);
+        while let Some(c) = seq.next_element::<RawCell>()? {
+            if cells.len() <= width {
+                cells.push(c);
             }
         }
-        if n != self.width {
-            self.values.truncate(start);
+        if cells.len() != width {
             return Err(de::Error::custom(format!(
-                "has {n} values, the model takes {} inputs",
-                self.width
+                "has {} values, the model takes {width} columns",
+                cells.len()
             )));
         }
-        Ok(())
+        self.push(&cells)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let Some(names) = self.names else {
+            return Err(de::Error::custom(
+                "this model has no column names; send each row as an array of values",
+            ));
+        };
+        let width = self.model.raw_width();
+        let mut cells = vec![RawCell::Missing; width];
+        let mut seen = vec![false; width];
+        let tabular = self.model.encoder.is_some();
+        while let Some(key) = map.next_key::<String>()? {
+            let Some(&j) = names.get(&key) else {
+                let mut known: Vec<&String> = names.keys().collect();
+                known.sort_by_key(|k| names[*k]);
+                let listed: Vec<String> = known.iter().take(20).map(|k| format!("{k:?}")).collect();
+                return Err(de::Error::custom(format!(
+                    "unknown column {key:?}; the model's columns are {}{}",
+                    listed.join(", "),
+                    if known.len() > 20 { ", …" } else { "" }
+                )));
+            };
+            if std::mem::replace(&mut seen[j], true) {
+                return Err(de::Error::custom(format!("column {key:?} appears twice")));
+            }
+            cells[j] = if tabular {
+                map.next_value::<RawCell>()?
+            } else {
+                RawCell::Number(map.next_value_seed(Finite)? as f64)
+            };
+        }
+        self.push(&cells)
+    }
+}
+
+/// A predict cell as sent: a number, text, a boolean (yes/no) or null (missing).
+#[derive(Clone, Debug)]
+enum RawCell {
+    Number(f64),
+    Text(String),
+    Missing,
+}
+
+impl RawCell {
+    fn cell(&self) -> Cell<'_> {
+        match self {
+            RawCell::Number(n) => Cell::Number(*n),
+            RawCell::Text(t) => Cell::Text(t),
+            RawCell::Missing => Cell::Missing,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RawCell {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawCell;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a number, a string, a boolean or null")
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<RawCell, E> {
+                if (v as f32).is_finite() {
+                    Ok(RawCell::Number(v))
+                } else {
+                    Err(E::custom(format!("{v} is out of range for a 32-bit float")))
+                }
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawCell, E> {
+                Ok(RawCell::Number(v as f64))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawCell, E> {
+                Ok(RawCell::Number(v as f64))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<RawCell, E> {
+                Ok(RawCell::Text(v.to_owned()))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<RawCell, E> {
+                Ok(RawCell::Text(v.to_string()))
+            }
+            fn visit_unit<E>(self) -> Result<RawCell, E> {
+                Ok(RawCell::Missing)
+            }
+            fn visit_none<E>(self) -> Result<RawCell, E> {
+                Ok(RawCell::Missing)
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 
@@ -315,18 +453,29 @@ impl<'de> DeserializeSeed<'de> for Finite {
 mod tests {
     use super::*;
 
+    /// A plain model taking `width` numbers.
+    fn plain(width: usize) -> Model {
+        let doc: ModelDocument = serde_json::from_value(serde_json::json!({
+            "input_dim": width,
+            "layers": [{"units": 1, "activation": "linear", "weights": vec![vec![0.5]; width]}],
+        }))
+        .expect("a model document");
+        Model::from_document(&doc).expect("a model")
+    }
+
     #[test]
     fn the_row_reader_stops_at_the_row_limit_and_checks_every_row() {
-        let x = read_inputs(br#"{"inputs": [[1, 2], [3, 4]]}"#, 2, 2).unwrap();
+        let m = plain(2);
+        let x = read_inputs(br#"{"inputs": [[1, 2], [3, 4]]}"#, &m, 2).unwrap();
         assert_eq!(x, ndarray::array![[1.0f32, 2.0], [3.0, 4.0]]);
-        match read_inputs(br#"{"inputs": [[1, 2], [3, 4], [5, 6]]}"#, 2, 2) {
+        match read_inputs(br#"{"inputs": [[1, 2], [3, 4], [5, 6]]}"#, &m, 2) {
             Err(Error::TooLarge { pointer, detail }) => {
                 assert_eq!(pointer.as_deref(), Some("/inputs"));
                 assert!(detail.contains("--max-predict-rows"), "{detail}");
             }
             other => panic!("{other:?}"),
         }
-        match read_inputs(br#"{"inputs": [[1, 2], [3]]}"#, 2, 10) {
+        match read_inputs(br#"{"inputs": [[1, 2], [3]]}"#, &m, 10) {
             Err(Error::Invalid(errs)) => assert_eq!(errs[0].pointer, "/inputs/1"),
             other => panic!("{other:?}"),
         }

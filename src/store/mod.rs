@@ -142,12 +142,13 @@ pub struct JobSpec {
     pub dataset_id: Option<Uuid>,
     pub priority: i32,
     pub name: Option<String>,
+    /// A separate stored dataset to validate on (instead of a `validation_split`).
+    pub validation_dataset_id: Option<Uuid>,
 }
 
 impl JobSpec {
     /// The fields of a job request that belong to the service, not to the engine's spec
-    /// (`dataset` is an inline dataset, stored as `dataset_id`; `validation_dataset_id` is
-    /// accepted and ignored).
+    /// (`dataset` is an inline dataset, stored as `dataset_id`).
     pub const SERVICE_FIELDS: [&'static str; 5] = [
         "dataset_id",
         "dataset",
@@ -166,6 +167,9 @@ impl JobSpec {
             o.insert("priority".into(), serde_json::json!(self.priority));
             if let Some(n) = &self.name {
                 o.insert("name".into(), serde_json::json!(n));
+            }
+            if let Some(id) = self.validation_dataset_id {
+                o.insert("validation_dataset_id".into(), serde_json::json!(id));
             }
         }
         v
@@ -192,6 +196,14 @@ impl JobSpec {
                 .ok_or_else(|| format!("priority {p} is not a 32-bit integer"))?,
         };
         let name = o.get("name").and_then(|n| n.as_str()).map(str::to_owned);
+        let validation_dataset_id = match o.get("validation_dataset_id") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(id) => Some(
+                id.as_str()
+                    .and_then(|i| Uuid::parse_str(i).ok())
+                    .ok_or_else(|| format!("validation_dataset_id {id} is not a UUID"))?,
+            ),
+        };
         for f in Self::SERVICE_FIELDS {
             o.remove(f);
         }
@@ -202,6 +214,7 @@ impl JobSpec {
             dataset_id,
             priority,
             name,
+            validation_dataset_id,
         })
     }
 }
@@ -422,7 +435,9 @@ pub trait Store: Send + Sync + 'static {
     /// Connections of the pool: (open, idle).
     fn pool_use(&self) -> (u32, u32);
 
-    async fn insert_dataset(&self, d: &DatasetRecord, data: &[u8]) -> Result<()>;
+    /// Takes the stored bytes by value: a large dataset is then not copied once more on its
+    /// way into the database.
+    async fn insert_dataset(&self, d: &DatasetRecord, data: Vec<u8>) -> Result<()>;
     async fn get_dataset(&self, id: Uuid) -> Result<Option<DatasetRecord>>;
     async fn dataset_data(&self, id: Uuid) -> Result<Option<Vec<u8>>>;
     async fn list_datasets(

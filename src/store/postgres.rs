@@ -163,7 +163,7 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn insert_dataset(&self, d: &DatasetRecord, data: &[u8]) -> Result<()> {
+    async fn insert_dataset(&self, d: &DatasetRecord, data: Vec<u8>) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO datasets (id, name, created_at, rows, inputs, outputs, meta, size_bytes, data, tenant)

@@ -1,0 +1,122 @@
+#!/usr/bin/env python3
+"""Upload speed and memory against pandas, in one sitting.
+
+Makes a numeric CSV (default 30,000 rows × 784 features of 4-decimal numbers plus a label:
+about 165 MB), times `pandas.read_csv` on it, starts the server, times `POST /v1/datasets` of
+the same file, and reads the server's peak resident memory (VmHWM) from /proc. Prints one
+JSON line with both ratios:
+
+- `time_ratio` = upload seconds / pandas seconds (the target is ≤ 1);
+- `memory_ratio` = (server peak RSS − its RSS before the upload) / (rows × columns × 4 bytes,
+  the data as float32) (the target is ≤ 2).
+
+    cargo build --release && python3 bench/tabular_upload.py
+    python3 bench/tabular_upload.py --rows 1000000 --cols 20      # a million-row file
+
+Needs pandas (pip install pandas). The load average is printed: run it on a quiet machine.
+"""
+import argparse
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def make_csv(path, rows, cols, seed=0):
+    rnd = random.Random(seed)
+    # A pool of rows keeps generation fast; the parser sees 4-decimal numbers either way.
+    pool = []
+    for _ in range(64):
+        pool.append(",".join(f"{rnd.random():.4f}" for _ in range(cols)))
+    with open(path, "w") as f:
+        f.write(",".join(f"x{j}" for j in range(cols)) + ",label\n")
+        for i in range(rows):
+            f.write(pool[(i * 7 + i // 64) % 64] + f",{i % 10}\n")
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def rss_kb(pid, field):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=30000)
+    ap.add_argument("--cols", type=int, default=784)
+    ap.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "backprop"))
+    ap.add_argument("--csv", help="use this file instead of making one")
+    args = ap.parse_args()
+    import pandas
+
+    tmp = tempfile.mkdtemp()
+    path = args.csv or os.path.join(tmp, "data.csv")
+    if not args.csv:
+        make_csv(path, args.rows, args.cols)
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        body = f.read()
+
+    t0 = time.perf_counter()
+    frame = pandas.read_csv(path)
+    pandas_s = time.perf_counter() - t0
+    rows, cols = frame.shape
+    del frame
+
+    port = free_port()
+    data_dir = os.path.join(tmp, "server")
+    server = subprocess.Popen(
+        [args.binary, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", data_dir,
+         "--insecure-no-auth", "--max-body-bytes", str(1 << 31)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(200):
+            try:
+                urllib.request.urlopen(base + "/healthz", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.05)
+        before = rss_kb(server.pid, "VmRSS")
+        req = urllib.request.Request(base + "/v1/datasets?name=bench&target=label", data=body,
+                                     headers={"content-type": "text/csv"}, method="POST")
+        t0 = time.perf_counter()
+        with urllib.request.urlopen(req, timeout=600) as r:
+            answer = json.loads(r.read())
+        upload_s = time.perf_counter() - t0
+        peak = rss_kb(server.pid, "VmHWM")
+    finally:
+        server.terminate()
+        server.wait()
+    f32 = rows * cols * 4
+    print(json.dumps({
+        "rows": rows, "columns": cols, "file_mb": round(size / 1e6, 1),
+        "float32_mb": round(f32 / 1e6, 1),
+        "pandas_read_csv_s": round(pandas_s, 3), "upload_s": round(upload_s, 3),
+        "time_ratio": round(upload_s / pandas_s, 2),
+        "server_rss_before_mb": round(before / 1e3, 1), "server_peak_rss_mb": round(peak / 1e3, 1),
+        "memory_ratio": round((peak - before) * 1e3 / f32, 2),
+        "peak_rss_ratio": round(peak * 1e3 / f32, 2),
+        "dataset_rows": answer.get("rows"), "loadavg": os.getloadavg(),
+    }))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

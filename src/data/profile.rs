@@ -1,0 +1,320 @@
+//! A dataset's profile: what a user looks at before training. Per column its type, missing and
+//! distinct counts, the most common categories, and min / max / mean / std for numbers; the
+//! target's class balance (or its numbers' summary). Computed once at upload and kept with
+//! the dataset's metadata.
+
+use std::collections::BTreeMap;
+
+use ndarray::parallel::prelude::*;
+use serde::Serialize;
+
+use super::Dataset;
+use super::table::DISTINCT_CAP;
+use crate::nn::Targets;
+use crate::nn::tabular::{ColumnType, Storage};
+
+/// Categories listed per column.
+const TOP: usize = 10;
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Profile {
+    pub rows: usize,
+    /// Rows left out at upload because their target was missing.
+    pub dropped_rows: u64,
+    pub columns: Vec<ColumnProfile>,
+    pub target: TargetProfile,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ColumnProfile {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: ColumnType,
+    /// `number` or `text`: how the cells read.
+    pub storage: Storage,
+    pub missing: u64,
+    /// Distinct present values; for numbers counted up to 1000 (then `distinct_more`).
+    pub distinct: u64,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub distinct_more: bool,
+    /// The most common values of a text column, most common first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub top: Vec<Count>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stats: Option<Stats>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Count {
+    pub value: String,
+    pub count: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Stats {
+    pub min: f64,
+    pub max: f64,
+    pub mean: f64,
+    /// Population standard deviation.
+    pub std: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TargetProfile {
+    pub names: Vec<String>,
+    /// Rows per class, most common first, when the target is labels or a few whole numbers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub classes: Option<Vec<Count>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stats: Option<Stats>,
+}
+
+/// Per-column sums over a run of rows.
+struct Acc {
+    n: Vec<u64>,
+    missing: Vec<u64>,
+    sum: Vec<f64>,
+    sq: Vec<f64>,
+    lo: Vec<f64>,
+    hi: Vec<f64>,
+}
+
+impl Acc {
+    fn new(width: usize) -> Self {
+        Acc {
+            n: vec![0; width],
+            missing: vec![0; width],
+            sum: vec![0.0; width],
+            sq: vec![0.0; width],
+            lo: vec![f64::INFINITY; width],
+            hi: vec![f64::NEG_INFINITY; width],
+        }
+    }
+
+    fn add(&mut self, row: impl Iterator<Item = f32>) {
+        for (j, v) in row.enumerate() {
+            if v.is_nan() {
+                self.missing[j] += 1;
+                continue;
+            }
+            let v = v as f64;
+            self.n[j] += 1;
+            self.sum[j] += v;
+            self.sq[j] += v * v;
+            self.lo[j] = self.lo[j].min(v);
+            self.hi[j] = self.hi[j].max(v);
+        }
+    }
+
+    fn merge(&mut self, o: &Acc) {
+        for j in 0..self.n.len() {
+            self.n[j] += o.n[j];
+            self.missing[j] += o.missing[j];
+            self.sum[j] += o.sum[j];
+            self.sq[j] += o.sq[j];
+            self.lo[j] = self.lo[j].min(o.lo[j]);
+            self.hi[j] = self.hi[j].max(o.hi[j]);
+        }
+    }
+
+    fn stats(&self, j: usize) -> Option<Stats> {
+        let n = self.n[j];
+        (n > 0).then(|| {
+            let mean = self.sum[j] / n as f64;
+            Stats {
+                min: self.lo[j],
+                max: self.hi[j],
+                mean,
+                std: (self.sq[j] / n as f64 - mean * mean).max(0.0).sqrt(),
+            }
+        })
+    }
+}
+
+fn stats(values: impl Iterator<Item = f32>) -> Option<Stats> {
+    let (mut n, mut sum, mut lo, mut hi) = (0u64, 0f64, f64::INFINITY, f64::NEG_INFINITY);
+    let mut sq = 0f64;
+    for v in values {
+        let v = v as f64;
+        n += 1;
+        sum += v;
+        sq += v * v;
+        lo = lo.min(v);
+        hi = hi.max(v);
+    }
+    (n > 0).then(|| {
+        let mean = sum / n as f64;
+        Stats {
+            min: lo,
+            max: hi,
+            mean,
+            std: (sq / n as f64 - mean * mean).max(0.0).sqrt(),
+        }
+    })
+}
+
+fn ranked(counts: impl Iterator<Item = (String, u64)>) -> Vec<Count> {
+    let mut v: Vec<Count> = counts
+        .filter(|(_, c)| *c > 0)
+        .map(|(value, count)| Count { value, count })
+        .collect();
+    v.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.value.cmp(&b.value)));
+    v
+}
+
+impl Profile {
+    pub fn of(d: &Dataset) -> Profile {
+        // Numbers in one pass over the rows (row blocks in parallel, summed in order), so a
+        // wide dataset is read along its memory rather than across it.
+        let width = d.columns.len();
+        let blocks: Vec<Acc> =
+            d.x.axis_chunks_iter(ndarray::Axis(0), 1024)
+                .into_par_iter()
+                .map(|block| {
+                    let mut acc = Acc::new(width);
+                    for row in block.rows() {
+                        acc.add(row.iter().copied());
+                    }
+                    acc
+                })
+                .collect();
+        let mut acc = Acc::new(width);
+        for b in &blocks {
+            acc.merge(b);
+        }
+        let columns = d
+            .columns
+            .par_iter()
+            .enumerate()
+            .map(|(j, c)| {
+                let missing = acc.missing[j];
+                match c.schema.storage {
+                    Storage::Number => ColumnProfile {
+                        name: c.name().to_owned(),
+                        kind: c.schema.kind,
+                        storage: Storage::Number,
+                        missing,
+                        distinct: c.schema.distinct.min(DISTINCT_CAP),
+                        distinct_more: c.schema.distinct > DISTINCT_CAP,
+                        top: vec![],
+                        stats: acc.stats(j),
+                    },
+                    Storage::Text => {
+                        let mut counts = vec![0u64; c.vocab.len()];
+                        for &v in d.x.column(j).iter().filter(|v| !v.is_nan()) {
+                            if let Some(k) = counts.get_mut(v as usize) {
+                                *k += 1;
+                            }
+                        }
+                        let distinct = counts.iter().filter(|&&k| k > 0).count() as u64;
+                        let mut top = ranked(c.vocab.iter().cloned().zip(counts));
+                        top.truncate(TOP);
+                        ColumnProfile {
+                            name: c.name().to_owned(),
+                            kind: c.schema.kind,
+                            storage: Storage::Text,
+                            missing,
+                            distinct,
+                            distinct_more: false,
+                            top,
+                            stats: None,
+                        }
+                    }
+                }
+            })
+            .collect();
+        let target = match &d.targets {
+            Targets::Labels(l) => {
+                let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+                for label in l {
+                    *counts.entry(label.to_string()).or_default() += 1;
+                }
+                TargetProfile {
+                    names: d.target_names.clone(),
+                    classes: Some(ranked(counts.into_iter())),
+                    stats: None,
+                }
+            }
+            Targets::Values(v) => {
+                let classes = d.classes().map(|cs| {
+                    let mut counts: BTreeMap<i64, u64> = BTreeMap::new();
+                    for &t in v.iter() {
+                        *counts.entry(t as i64).or_default() += 1;
+                    }
+                    let _ = cs;
+                    ranked(counts.into_iter().map(|(k, c)| (k.to_string(), c)))
+                });
+                TargetProfile {
+                    names: d.target_names.clone(),
+                    stats: if classes.is_none() && v.ncols() == 1 {
+                        stats(v.iter().copied())
+                    } else {
+                        None
+                    },
+                    classes,
+                }
+            }
+        };
+        Profile {
+            rows: d.rows(),
+            dropped_rows: d.dropped_rows,
+            columns,
+            target,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{Limits, from_csv};
+
+    #[test]
+    fn profile_of_a_small_table() {
+        let csv = "island,mass,sex,species\nBiscoe,3000,male,a\nDream,NA,female,b\nBiscoe,5000,NA,a\nBiscoe,4000,male,a\n,,,\n";
+        let d = from_csv(csv.as_bytes(), None, &Limits::default()).expect("reads");
+        assert_eq!(d.dropped_rows, 1);
+        let p = Profile::of(&d);
+        assert_eq!(p.rows, 4);
+        let island = &p.columns[0];
+        assert_eq!(
+            (island.kind, island.missing, island.distinct),
+            (ColumnType::Categorical, 0, 2)
+        );
+        assert_eq!(
+            island.top,
+            [
+                Count {
+                    value: "Biscoe".into(),
+                    count: 3
+                },
+                Count {
+                    value: "Dream".into(),
+                    count: 1
+                }
+            ]
+        );
+        let mass = &p.columns[1];
+        assert_eq!((mass.kind, mass.missing), (ColumnType::Numeric, 1));
+        let s = mass.stats.clone().expect("numbers have stats");
+        assert_eq!((s.min, s.max, s.mean), (3000.0, 5000.0, 4000.0));
+        assert!((s.std - (2e6f64 / 3.0).sqrt()).abs() < 1e-6);
+        assert_eq!(p.columns[2].missing, 1);
+        assert_eq!(
+            p.target.classes,
+            Some(vec![
+                Count {
+                    value: "a".into(),
+                    count: 3
+                },
+                Count {
+                    value: "b".into(),
+                    count: 1
+                }
+            ])
+        );
+        let json = serde_json::to_value(&p).unwrap();
+        assert_eq!(json["columns"][0]["type"], "categorical");
+        assert_eq!(json["columns"][1]["storage"], "number");
+    }
+}

@@ -1,0 +1,574 @@
+//! Columns as they are read: numbers until a cell says otherwise, then text; missing cells
+//! (`na_values`, JSON `null`) as `NaN`. Then the inference a careful data scientist would make
+//! (numeric, categorical, boolean-like, ignored ids), the user's upload-time overrides, and the
+//! raw table a [`Dataset`](super::Dataset) holds.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::BuildHasherDefault;
+
+use rayon::prelude::*;
+
+use super::{BadNumber, DataError, finite_f32, quoted};
+use crate::nn::tabular::{
+    CATEGORY_LIMIT, ColumnSchema, ColumnType, RawColumn, Storage, boolean_value, check_type,
+    number_key,
+};
+
+/// The cells read as missing when no `na_values` is given (compared ignoring case; an empty
+/// cell is always missing).
+pub const DEFAULT_NA_VALUES: [&str; 5] = ["NA", "N/A", "NaN", "null", "?"];
+
+/// How an upload is read: the missing-value markers and the user's column types.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReadOptions {
+    /// Lower-cased markers of a missing cell.
+    na_values: Vec<String>,
+    /// Whether a marker begins like a number (then every cell must be compared).
+    na_numeric: bool,
+    /// Column name → type, applied at upload.
+    pub columns: BTreeMap<String, ColumnType>,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        ReadOptions::new(None, BTreeMap::new())
+    }
+}
+
+impl ReadOptions {
+    /// `na_values` replaces the default list when given.
+    pub fn new(na_values: Option<&[String]>, columns: BTreeMap<String, ColumnType>) -> Self {
+        let na_values: Vec<String> = match na_values {
+            Some(v) => v.iter().map(|s| s.trim().to_lowercase()).collect(),
+            None => DEFAULT_NA_VALUES.iter().map(|s| s.to_lowercase()).collect(),
+        };
+        let na_numeric = na_values
+            .iter()
+            .any(|n: &String| n.starts_with(|c: char| c.is_ascii_digit() || "+-.".contains(c)));
+        ReadOptions {
+            na_values,
+            na_numeric,
+            columns,
+        }
+    }
+
+    /// Whether a trimmed cell is missing.
+    pub fn is_na(&self, cell: &str) -> bool {
+        let Some(&first) = cell.as_bytes().first() else {
+            return true;
+        };
+        // Most cells of a large file are numbers: no marker can match them.
+        if !self.na_numeric && (first.is_ascii_digit() || first == b'-' || first == b'.') {
+            return false;
+        }
+        self.na_values.iter().any(|n| n.eq_ignore_ascii_case(cell))
+    }
+
+    fn forced(&self, name: &str) -> Option<ColumnType> {
+        self.columns.get(name).copied()
+    }
+}
+
+/// Why a cell could not be taken, for the reader to place at its row and column.
+pub enum CellError {
+    BadNumber(BadNumber, String),
+    /// Text in a column the user typed numeric.
+    TextInNumeric(String),
+}
+
+impl CellError {
+    pub fn describe(&self) -> String {
+        match self {
+            CellError::BadNumber(b, cell) => b.describe(&quoted(cell)),
+            CellError::TextInNumeric(cell) => format!(
+                "{} is not a number, and the column is typed \"numeric\"; type it \"categorical\" or fix the cell",
+                quoted(cell)
+            ),
+        }
+    }
+}
+
+/// One column's cells over a run of rows (a chunk of a file, or all of it).
+#[derive(Debug)]
+pub enum Part {
+    /// Every cell so far a number (or missing, `NaN`).
+    Numbers(Vec<f32>),
+    /// Text: `codes` index `vocab` (`u32::MAX` is missing). The first `pending` rows were
+    /// numbers read before the first text cell: the reader fills them in with their exact
+    /// text (see [`Part::fill_pending`]).
+    Text {
+        pending: usize,
+        codes: Vec<u32>,
+        vocab: Vec<String>,
+        index: HashMap<String, u32>,
+    },
+}
+
+const MISSING: u32 = u32::MAX;
+
+impl Part {
+    pub fn new(forced: Option<ColumnType>) -> Self {
+        match forced {
+            Some(ColumnType::Categorical) => Part::text(0),
+            _ => Part::Numbers(Vec::new()),
+        }
+    }
+
+    fn text(pending: usize) -> Self {
+        Part::Text {
+            pending,
+            codes: Vec::new(),
+            vocab: Vec::new(),
+            index: HashMap::new(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            Part::Numbers(v) => v.len(),
+            Part::Text { pending, codes, .. } => pending + codes.len(),
+        }
+    }
+
+    pub fn push_missing(&mut self) {
+        match self {
+            Part::Numbers(v) => v.push(f32::NAN),
+            Part::Text { codes, .. } => codes.push(MISSING),
+        }
+    }
+
+    /// A trimmed, non-missing CSV cell (or JSON string, with `json_string`: never a number).
+    pub fn push_cell(
+        &mut self,
+        cell: &str,
+        forced_numeric: bool,
+        json_string: bool,
+    ) -> Result<(), CellError> {
+        if let Part::Numbers(v) = self {
+            if !json_string && let Ok(n) = cell.parse::<f64>() {
+                let f = finite_f32(n).map_err(|b| CellError::BadNumber(b, cell.to_owned()))?;
+                v.push(f);
+                return Ok(());
+            }
+            if forced_numeric {
+                return Err(CellError::TextInNumeric(cell.to_owned()));
+            }
+            *self = Part::text(v.len());
+        }
+        self.push_text(cell);
+        Ok(())
+    }
+
+    /// A JSON number.
+    pub fn push_number(&mut self, n: f64, shown: &str) -> Result<(), CellError> {
+        let f = finite_f32(n).map_err(|b| CellError::BadNumber(b, shown.to_owned()))?;
+        match self {
+            Part::Numbers(v) => v.push(f),
+            Part::Text { .. } => self.push_text(shown),
+        }
+        Ok(())
+    }
+
+    fn push_text(&mut self, cell: &str) {
+        if let Part::Text {
+            codes,
+            vocab,
+            index,
+            ..
+        } = self
+        {
+            let code = match index.get(cell) {
+                Some(&c) => c,
+                None => {
+                    let c = vocab.len() as u32;
+                    vocab.push(cell.to_owned());
+                    index.insert(cell.to_owned(), c);
+                    c
+                }
+            };
+            codes.push(code);
+        }
+    }
+
+    /// Rows read as numbers before this part turned to text.
+    pub fn pending(&self) -> usize {
+        match self {
+            Part::Text { pending, .. } => *pending,
+            Part::Numbers(_) => 0,
+        }
+    }
+
+    /// Fills the pending rows with their cells as written (`None` = missing).
+    pub fn fill_pending<'a>(&mut self, cells: impl Iterator<Item = Option<&'a str>>) {
+        let Part::Text {
+            pending,
+            codes,
+            vocab,
+            index,
+        } = self
+        else {
+            return;
+        };
+        let mut head = Vec::with_capacity(*pending);
+        for cell in cells.take(*pending) {
+            head.push(match cell {
+                None => MISSING,
+                Some(s) => match index.get(s) {
+                    Some(&c) => c,
+                    None => {
+                        let c = vocab.len() as u32;
+                        vocab.push(s.to_owned());
+                        index.insert(s.to_owned(), c);
+                        c
+                    }
+                },
+            });
+        }
+        head.append(codes);
+        *codes = head;
+        *pending = 0;
+    }
+}
+
+/// A finished column: values or vocabulary indexes, `NaN` for missing.
+pub struct BuiltColumn {
+    pub raw: RawColumn,
+    pub values: Vec<f32>,
+}
+
+/// Joins the parts of one column (in row order) and infers its type.
+pub fn finish_column(
+    name: &str,
+    parts: Vec<Part>,
+    opts: &ReadOptions,
+) -> Result<BuiltColumn, DataError> {
+    let any_text = parts.iter().any(|p| matches!(p, Part::Text { .. }));
+    let rows: usize = parts.iter().map(Part::len).sum();
+    let (storage, values, vocab) = if !any_text {
+        let mut values = Vec::with_capacity(rows);
+        for p in parts {
+            if let Part::Numbers(v) = p {
+                if values.is_empty() {
+                    values = v;
+                } else {
+                    values.extend_from_slice(&v);
+                }
+            }
+        }
+        (Storage::Number, values, vec![])
+    } else {
+        // One vocabulary for all parts, sorted; numbers from parts that stayed numeric are
+        // taken in their shortest form.
+        let mut all: Vec<String> = Vec::new();
+        for p in &parts {
+            match p {
+                Part::Text { vocab, .. } => all.extend(vocab.iter().cloned()),
+                Part::Numbers(v) => all.extend(
+                    v.iter()
+                        .filter(|x| !x.is_nan())
+                        .map(|&x| number_key(x as f64)),
+                ),
+            }
+        }
+        all.sort();
+        all.dedup();
+        let index: HashMap<&str, u32> = all
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.as_str(), i as u32))
+            .collect();
+        let mut values = Vec::with_capacity(rows);
+        for p in &parts {
+            match p {
+                Part::Text { codes, vocab, .. } => {
+                    let remap: Vec<f32> = vocab.iter().map(|s| index[s.as_str()] as f32).collect();
+                    values.extend(codes.iter().map(|&c| {
+                        if c == MISSING {
+                            f32::NAN
+                        } else {
+                            remap[c as usize]
+                        }
+                    }));
+                }
+                Part::Numbers(v) => values.extend(v.iter().map(|&x| {
+                    if x.is_nan() {
+                        f32::NAN
+                    } else {
+                        index[number_key(x as f64).as_str()] as f32
+                    }
+                })),
+            }
+        }
+        drop(index);
+        // Drop vocabulary entries no row uses (none, unless a part was filled exactly).
+        (Storage::Text, values, all)
+    };
+    let mut raw = infer(name, storage, &values, vocab, rows);
+    if let Some(kind) = opts.forced(name) {
+        check_type(&raw.schema, kind).map_err(|e| {
+            DataError::new(format!("column {}: {}", quoted(name), e.message)).column(name)
+        })?;
+        raw.schema.kind = kind;
+    }
+    if raw.schema.kind != ColumnType::Ignore && raw.schema.missing as usize == rows {
+        return Err(DataError::new(format!(
+            "column {} is entirely empty; remove it from the file or type it \"ignore\" (columns={}:ignore)",
+            quoted(name),
+            name
+        ))
+        .column(name));
+    }
+    Ok(BuiltColumn { raw, values })
+}
+
+/// Hashes the bits of an f32 by one multiplication: distinct counting touches every cell of a
+/// numeric column, and SipHash's protection against chosen keys is not needed there.
+#[derive(Default)]
+struct BitsHasher(u64);
+
+impl std::hash::Hasher for BitsHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8 | u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u32(&mut self, v: u32) {
+        self.0 = u64::from(v).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+/// Distinct values counted exactly up to this many; beyond, the count says "more".
+pub const DISTINCT_CAP: u64 = 1000;
+
+/// The type a careful reader would give a column, and its schema.
+fn infer(
+    name: &str,
+    storage: Storage,
+    values: &[f32],
+    vocab: Vec<String>,
+    rows: usize,
+) -> RawColumn {
+    let missing = values.iter().filter(|v| v.is_nan()).count() as u64;
+    let present = rows as u64 - missing;
+    let (kind, distinct, numeric_text, boolean_like) = match storage {
+        Storage::Number => {
+            let mut seen: HashSet<u32, BuildHasherDefault<BitsHasher>> = HashSet::default();
+            let (mut lo, mut hi, mut integers) = (f32::INFINITY, f32::NEG_INFINITY, true);
+            for &v in values.iter().filter(|v| !v.is_nan()) {
+                lo = lo.min(v);
+                hi = hi.max(v);
+                integers &= v.fract() == 0.0;
+                if (seen.len() as u64) <= DISTINCT_CAP {
+                    seen.insert((v + 0.0).to_bits());
+                }
+            }
+            let distinct = seen.len() as u64;
+            let boolean_like = distinct <= 2
+                && seen.iter().all(|&b| {
+                    let v = f32::from_bits(b);
+                    v == 0.0 || v == 1.0
+                });
+            let kind = if integers && present >= 2 && looks_like_id(name, values, lo, hi, present) {
+                ColumnType::Ignore
+            } else {
+                ColumnType::Numeric
+            };
+            (kind, distinct, false, boolean_like)
+        }
+        Storage::Text => {
+            let distinct = vocab.len() as u64;
+            let numeric_text = vocab
+                .iter()
+                .all(|s| s.parse::<f64>().is_ok_and(|f| finite_f32(f).is_ok()));
+            let boolean_like = vocab.iter().all(|s| boolean_value(s).is_some());
+            let lower: HashSet<String> = vocab.iter().map(|s| s.to_lowercase()).collect();
+            let kind = if boolean_like && lower.len() <= 2 && distinct >= 1 {
+                ColumnType::Boolean
+            } else if present >= 2
+                && (distinct == present || (distinct > 20 && distinct * 2 > present))
+                || distinct > CATEGORY_LIMIT
+            {
+                // Unique per row (an id, a name), mostly unique (free text), or more
+                // categories than one-hot encoding takes without folding.
+                ColumnType::Ignore
+            } else {
+                ColumnType::Categorical
+            };
+            (kind, distinct, numeric_text, boolean_like)
+        }
+    };
+    RawColumn {
+        schema: ColumnSchema {
+            name: name.to_owned(),
+            kind,
+            storage,
+            missing,
+            distinct,
+            numeric_text,
+            boolean_like,
+        },
+        vocab,
+    }
+}
+
+/// A whole-number column, unique per row, that is named like an id or counts up without gaps.
+fn looks_like_id(name: &str, values: &[f32], lo: f32, hi: f32, present: u64) -> bool {
+    let lname = name.to_ascii_lowercase();
+    let named = lname == "id"
+        || lname.ends_with("_id")
+        || lname.ends_with(" id")
+        || lname.starts_with("id_")
+        || name.ends_with("Id")
+        || name.ends_with("ID");
+    let consecutive = (hi as f64 - lo as f64 + 1.0) == present as f64 && present >= 20;
+    if !(named || consecutive) {
+        return false;
+    }
+    let mut v: Vec<f32> = values.iter().copied().filter(|v| !v.is_nan()).collect();
+    v.par_sort_unstable_by(f32::total_cmp);
+    v.windows(2).all(|w| w[0] != w[1])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn column(name: &str, cells: &[&str]) -> BuiltColumn {
+        column_with(name, cells, &ReadOptions::default()).expect("column builds")
+    }
+
+    fn column_with(
+        name: &str,
+        cells: &[&str],
+        opts: &ReadOptions,
+    ) -> Result<BuiltColumn, DataError> {
+        let forced = opts.columns.get(name).copied();
+        let mut p = Part::new(forced);
+        for c in cells {
+            if opts.is_na(c) {
+                p.push_missing();
+            } else {
+                p.push_cell(c, forced == Some(ColumnType::Numeric), false)
+                    .map_err(|e| DataError::new(e.describe()))?;
+            }
+        }
+        if p.pending() > 0 {
+            p.fill_pending(cells.iter().map(|c| (!opts.is_na(c)).then_some(*c)));
+        }
+        finish_column(name, vec![p], opts)
+    }
+
+    #[test]
+    fn default_na_values_ignore_case_and_empty_cells() {
+        let c = column("a", &["1", "", "NA", "n/a", "nan", "NULL", "?", "2"]);
+        assert_eq!(c.raw.schema.storage, Storage::Number);
+        assert_eq!(c.raw.schema.missing, 6);
+        assert_eq!(c.raw.schema.kind, ColumnType::Numeric);
+        // a custom list replaces the default one
+        let opts = ReadOptions::new(Some(&["-".into()]), BTreeMap::new());
+        let c = column_with("a", &["1", "-", "?"], &opts).unwrap();
+        assert_eq!(c.raw.schema.storage, Storage::Text);
+        assert_eq!(c.raw.vocab, ["1", "?"]);
+        assert_eq!(c.raw.schema.missing, 1);
+    }
+
+    #[test]
+    fn text_columns_keep_numbers_as_written_and_sort_their_vocabulary() {
+        let c = column("code", &["1.50", "007", "x", "007", "NA", "b"]);
+        assert_eq!(c.raw.schema.storage, Storage::Text);
+        assert_eq!(c.raw.vocab, ["007", "1.50", "b", "x"]);
+        let codes: Vec<String> = c.values.iter().map(|v| format!("{v}")).collect();
+        assert_eq!(codes, ["1", "0", "3", "0", "NaN", "2"]);
+        assert_eq!(c.raw.schema.kind, ColumnType::Categorical);
+        assert!(!c.raw.schema.numeric_text);
+    }
+
+    #[test]
+    fn yes_no_text_is_boolean_and_ids_are_ignored() {
+        // "Yes" and "yes" are two spellings of one answer
+        let c = column("churn", &["yes", "no", "Yes", "no"]);
+        assert_eq!(c.raw.schema.kind, ColumnType::Boolean);
+        let c = column("grade", &["yes", "no", "maybe", "no"]);
+        assert_eq!(c.raw.schema.kind, ColumnType::Categorical);
+        let c = column("churn", &["yes", "no", "no", "NA"]);
+        assert_eq!(c.raw.schema.kind, ColumnType::Boolean);
+        assert!(c.raw.schema.boolean_like);
+        let ids: Vec<String> = (0..30).map(|i| format!("C{i:03}")).collect();
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        assert_eq!(
+            column("customer", &refs).raw.schema.kind,
+            ColumnType::Ignore
+        );
+        let n: Vec<String> = (1..=30).map(|i| i.to_string()).collect();
+        let refs: Vec<&str> = n.iter().map(String::as_str).collect();
+        assert_eq!(
+            column("PassengerId", &refs).raw.schema.kind,
+            ColumnType::Ignore
+        );
+        assert_eq!(
+            column("row", &refs).raw.schema.kind,
+            ColumnType::Ignore,
+            "consecutive"
+        );
+        // whole numbers that repeat, or that are few, stay numeric
+        assert_eq!(
+            column("count", &refs[..10]).raw.schema.kind,
+            ColumnType::Numeric
+        );
+        assert_eq!(
+            column("id", &["1", "2", "2"]).raw.schema.kind,
+            ColumnType::Numeric
+        );
+        let c = column("flag", &["0", "1", "1"]);
+        assert_eq!(
+            (c.raw.schema.kind, c.raw.schema.boolean_like),
+            (ColumnType::Numeric, true)
+        );
+    }
+
+    #[test]
+    fn upload_overrides_apply_and_are_checked() {
+        let mut types = BTreeMap::new();
+        types.insert("area_code".to_string(), ColumnType::Categorical);
+        types.insert("state".to_string(), ColumnType::Numeric);
+        let opts = ReadOptions::new(None, types);
+        let c = column_with("area_code", &["408", "415", "408"], &opts).unwrap();
+        assert_eq!(c.raw.schema.storage, Storage::Text);
+        assert_eq!(c.raw.vocab, ["408", "415"]);
+        assert_eq!(c.raw.schema.kind, ColumnType::Categorical);
+        assert!(c.raw.schema.numeric_text);
+        let e = column_with("state", &["1", "LA"], &opts)
+            .err()
+            .expect("refused");
+        assert!(e.message.contains("typed \"numeric\""), "{}", e.message);
+    }
+
+    #[test]
+    fn an_entirely_empty_column_is_an_error_unless_ignored() {
+        let e = column_with("notes", &["", "NA"], &ReadOptions::default())
+            .err()
+            .expect("refused");
+        assert_eq!(e.column.as_deref(), Some("notes"));
+        assert!(e.message.contains("entirely empty"), "{}", e.message);
+        let mut types = BTreeMap::new();
+        types.insert("notes".to_string(), ColumnType::Ignore);
+        assert!(column_with("notes", &["", ""], &ReadOptions::new(None, types)).is_ok());
+    }
+
+    #[test]
+    fn parts_join_across_chunks() {
+        let mut a = Part::new(None);
+        a.push_cell("1.5", false, false).ok();
+        a.push_missing();
+        let mut b = Part::new(None);
+        b.push_cell("x", false, false).ok();
+        let c = finish_column("c", vec![a, b], &ReadOptions::default()).unwrap();
+        assert_eq!(c.raw.vocab, ["1.5", "x"]);
+        assert_eq!(c.values[0], 0.0);
+        assert!(c.values[1].is_nan());
+        assert_eq!(c.values[2], 1.0);
+    }
+}

@@ -1,0 +1,1160 @@
+//! Tabular inputs: the columns of a raw table as a dataset holds them (numbers, text
+//! categories, yes/no columns, missing cells) and the [`Encoder`] that turns raw rows into the
+//! network's inputs. The encoder is fitted on the training split only and travels inside the
+//! model document, so predictions take raw rows: numbers, strings and missing cells.
+//!
+//! A raw table is an `f32` matrix plus one [`RawColumn`] per column. A column stored as
+//! numbers holds its values; a column stored as text holds the index of each cell's text in
+//! the column's `vocab`. `NaN` is a missing cell in both. Pure computation: nothing here knows
+//! about files, HTTP or databases.
+
+use std::collections::{BTreeMap, HashMap};
+
+use ndarray::{Array2, ArrayView1, ArrayView2};
+use serde::{Deserialize, Serialize};
+
+use super::spec::SpecError;
+
+/// What a column means to training: inferred at upload, overridable at upload and per job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ColumnType {
+    /// A number: imputed when missing, then standardised.
+    Numeric,
+    /// A category: one-hot, with missing as a category of its own and rare ones in "other".
+    Categorical,
+    /// Yes/no: one input, 1 for `true`/`yes`/`y`/`t`/`1`, 0 for `false`/`no`/`n`/`f`/`0`.
+    Boolean,
+    /// Not an input (an id, free text, or a column the user leaves out).
+    Ignore,
+}
+
+impl ColumnType {
+    pub const ALL: [&'static str; 4] = ["numeric", "categorical", "boolean", "ignore"];
+
+    pub fn name(self) -> &'static str {
+        Self::ALL[self as usize]
+    }
+
+    pub fn parse(s: &str) -> Option<ColumnType> {
+        match s {
+            "numeric" => Some(ColumnType::Numeric),
+            "categorical" => Some(ColumnType::Categorical),
+            "boolean" => Some(ColumnType::Boolean),
+            "ignore" => Some(ColumnType::Ignore),
+            _ => None,
+        }
+    }
+}
+
+/// How a column's cells are held in the raw matrix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Storage {
+    /// The values themselves.
+    Number,
+    /// Indexes into the column's vocabulary.
+    Text,
+}
+
+/// What is known of a column without reading its cells: kept in a dataset's metadata, so a job
+/// spec can be checked against it without decoding the stored data.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ColumnSchema {
+    pub name: String,
+    /// The type training uses unless a job says otherwise.
+    #[serde(rename = "type")]
+    pub kind: ColumnType,
+    pub storage: Storage,
+    /// Missing cells in the whole column.
+    pub missing: u64,
+    /// Distinct present values.
+    pub distinct: u64,
+    /// A text column whose every value reads as a number (it may be forced numeric).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub numeric_text: bool,
+    /// A column whose every value reads as yes/no (it may be typed boolean).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub boolean_like: bool,
+}
+
+/// One column of a raw table: its schema and, for text storage, its vocabulary (sorted).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RawColumn {
+    pub schema: ColumnSchema,
+    pub vocab: Vec<String>,
+}
+
+impl RawColumn {
+    /// A complete numeric column (the only kind a dataset had before tabular uploads).
+    pub fn numeric(name: &str, distinct: u64) -> Self {
+        RawColumn {
+            schema: ColumnSchema {
+                name: name.to_owned(),
+                kind: ColumnType::Numeric,
+                storage: Storage::Number,
+                missing: 0,
+                distinct,
+                numeric_text: false,
+                boolean_like: false,
+            },
+            vocab: vec![],
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.schema.name
+    }
+
+    /// The cell at raw value `v` (a value or a vocabulary index), as a predict request would
+    /// send it.
+    pub fn cell(&self, v: f32) -> Cell<'_> {
+        if v.is_nan() {
+            return Cell::Missing;
+        }
+        match self.schema.storage {
+            Storage::Number => Cell::Number(v as f64),
+            Storage::Text => match self.vocab.get(v as usize) {
+                Some(s) => Cell::Text(s),
+                None => Cell::Missing,
+            },
+        }
+    }
+}
+
+/// One raw cell of a predict request (or of a table, through [`RawColumn::cell`]).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Cell<'a> {
+    Missing,
+    Number(f64),
+    Text(&'a str),
+}
+
+/// The text yes/no reads as, or `None`.
+pub fn boolean_value(s: &str) -> Option<f32> {
+    const TRUE: [&str; 5] = ["true", "t", "yes", "y", "1"];
+    const FALSE: [&str; 5] = ["false", "f", "no", "n", "0"];
+    let l = s.trim().to_ascii_lowercase();
+    if TRUE.contains(&l.as_str()) {
+        Some(1.0)
+    } else if FALSE.contains(&l.as_str()) {
+        Some(0.0)
+    } else {
+        None
+    }
+}
+
+/// A number as a category's name: its shortest form (`415`, `0.5`).
+pub fn number_key(v: f64) -> String {
+    let f = v as f32;
+    if f == 0.0 { "0".into() } else { f.to_string() }
+}
+
+/// How a numeric column's missing cells are filled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Imputation {
+    /// The training split's median.
+    #[default]
+    Median,
+    /// The training split's mean.
+    Mean,
+    Zero,
+}
+
+/// Category limits for one-hot encoding; see [`TabularOptions`] for their defaults.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EncoderOptions {
+    pub imputation: Imputation,
+    /// Categories seen fewer times than this in the training split go to "other".
+    pub min_frequency: u64,
+    /// At most this many one-hot inputs per column, "other" included; the rarest fold.
+    pub max_categories: Option<u64>,
+}
+
+impl Default for EncoderOptions {
+    fn default() -> Self {
+        EncoderOptions {
+            imputation: Imputation::Median,
+            min_frequency: 1,
+            max_categories: None,
+        }
+    }
+}
+
+/// Without `max_categories`, a categorical column with more distinct values than this is an
+/// error (it is more likely an id or free text than a category).
+pub const CATEGORY_LIMIT: u64 = 200;
+
+/// A column as the encoder maps it, in the model document.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum EncodedColumn {
+    /// One input, the value (or `fill` when missing); a second input, 1 when missing, if the
+    /// training split had missing values.
+    Numeric {
+        name: String,
+        fill: f32,
+        #[serde(default)]
+        missing_indicator: bool,
+    },
+    /// As numeric, from yes/no text (see [`boolean_value`]) or numbers (0 is no).
+    Boolean {
+        name: String,
+        fill: f32,
+        #[serde(default)]
+        missing_indicator: bool,
+    },
+    /// One input per category, then one for missing (if the training split had missing
+    /// cells), then one for "other" (if categories were folded). A category never seen in
+    /// training goes to "other", or to no input at all when there is no "other".
+    Categorical {
+        name: String,
+        categories: Vec<String>,
+        #[serde(default)]
+        missing: bool,
+        #[serde(default)]
+        other: bool,
+    },
+    /// No input.
+    Ignore { name: String },
+}
+
+impl EncodedColumn {
+    pub fn name(&self) -> &str {
+        match self {
+            EncodedColumn::Numeric { name, .. }
+            | EncodedColumn::Boolean { name, .. }
+            | EncodedColumn::Categorical { name, .. }
+            | EncodedColumn::Ignore { name } => name,
+        }
+    }
+
+    fn width(&self) -> usize {
+        match self {
+            EncodedColumn::Numeric {
+                missing_indicator, ..
+            }
+            | EncodedColumn::Boolean {
+                missing_indicator, ..
+            } => 1 + usize::from(*missing_indicator),
+            EncodedColumn::Categorical {
+                categories,
+                missing,
+                other,
+                ..
+            } => categories.len() + usize::from(*missing) + usize::from(*other),
+            EncodedColumn::Ignore { .. } => 0,
+        }
+    }
+}
+
+/// Raw rows → network inputs: one [`EncodedColumn`] per raw column, in the raw order.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Encoder {
+    pub columns: Vec<EncodedColumn>,
+}
+
+/// Why an encoder cannot be fitted or a column setting cannot apply.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("column \"{column}\": {message}")]
+pub struct ColumnError {
+    pub column: String,
+    pub message: String,
+}
+
+impl ColumnError {
+    fn new(column: &str, message: impl Into<String>) -> Self {
+        ColumnError {
+            column: column.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    /// As a spec problem at `/columns/<name>`.
+    pub fn to_spec_error(&self) -> SpecError {
+        SpecError::new(
+            format!("/columns/{}", pointer_token(&self.column)),
+            format!("column \"{}\": {}", self.column, self.message),
+        )
+    }
+}
+
+/// A JSON pointer token (RFC 6901: `~` → `~0`, `/` → `~1`).
+pub fn pointer_token(s: &str) -> String {
+    s.replace('~', "~0").replace('/', "~1")
+}
+
+/// Checks that `kind` can apply to a column described by `schema`, before any data is read.
+pub fn check_type(schema: &ColumnSchema, kind: ColumnType) -> Result<(), ColumnError> {
+    let name = &schema.name;
+    match (kind, schema.storage) {
+        (ColumnType::Numeric, Storage::Text) if !schema.numeric_text => Err(ColumnError::new(
+            name,
+            "holds text, so it cannot be numeric; type it \"categorical\" or \"ignore\"",
+        )),
+        // Numbers are yes/no by being 0 or not; text must read as yes/no.
+        (ColumnType::Boolean, Storage::Text) if !schema.boolean_like => Err(ColumnError::new(
+            name,
+            "holds values other than yes/no, true/false or 0/1, so it cannot be boolean; type it \"categorical\"",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The widest encoding `columns` (with their final types) can have, from their schemas alone:
+/// what validation counts parameters with before any data is read. Also checks the settings
+/// the schema can decide (an empty column, too many categories).
+pub fn max_width(
+    columns: &[ColumnSchema],
+    rows: u64,
+    opts: &EncoderOptions,
+) -> Result<usize, ColumnError> {
+    let mut width = 0usize;
+    for c in columns {
+        if c.kind != ColumnType::Ignore && c.missing >= rows {
+            return Err(ColumnError::new(
+                &c.name,
+                "is entirely empty; remove it from the file or type it \"ignore\"",
+            ));
+        }
+        check_type(c, c.kind)?;
+        let has_missing = usize::from(c.missing > 0);
+        width += match c.kind {
+            ColumnType::Numeric | ColumnType::Boolean => 1 + has_missing,
+            ColumnType::Ignore => 0,
+            ColumnType::Categorical => {
+                let kept = category_count(&c.name, c.distinct, opts)?;
+                kept as usize + has_missing
+            }
+        };
+    }
+    Ok(width)
+}
+
+/// One-hot inputs (kept categories plus a possible "other") for `distinct` categories.
+fn category_count(name: &str, distinct: u64, opts: &EncoderOptions) -> Result<u64, ColumnError> {
+    match opts.max_categories {
+        Some(m) => Ok(distinct.min(m)),
+        None if distinct > CATEGORY_LIMIT => Err(ColumnError::new(
+            name,
+            format!(
+                "has {distinct} distinct values, more than {CATEGORY_LIMIT} categories; set \"max_categories\" to keep the most frequent and fold the rest into \"other\", or type it \"ignore\""
+            ),
+        )),
+        None => Ok(distinct),
+    }
+}
+
+/// Per-row key of a categorical cell: the vocabulary text, or a number's shortest form.
+fn category_of(col: &RawColumn, v: f32) -> Option<std::borrow::Cow<'_, str>> {
+    match col.cell(v) {
+        Cell::Missing => None,
+        Cell::Number(n) => Some(number_key(n).into()),
+        Cell::Text(s) => Some(s.into()),
+    }
+}
+
+/// A numeric reading of a raw value: the number itself, or the text read as a number
+/// (a column forced numeric) or as yes/no (a boolean column).
+fn numeric_of(col: &RawColumn, kind: ColumnType, v: f32) -> Result<Option<f32>, ColumnError> {
+    match (col.cell(v), kind) {
+        (Cell::Missing, _) => Ok(None),
+        (Cell::Number(n), ColumnType::Boolean) => Ok(Some(if n == 0.0 { 0.0 } else { 1.0 })),
+        (Cell::Number(n), _) => Ok(Some(n as f32)),
+        (Cell::Text(s), ColumnType::Boolean) => boolean_value(s).map(Some).ok_or_else(|| {
+            ColumnError::new(
+                col.name(),
+                format!("{s:?} is not yes/no, true/false or 0/1"),
+            )
+        }),
+        (Cell::Text(s), _) => s
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|f| f.is_finite() && f.abs() <= f32::MAX as f64)
+            .map(|f| Some(f as f32))
+            .ok_or_else(|| {
+                ColumnError::new(
+                    col.name(),
+                    format!("{s:?} is not a number; a column typed \"numeric\" holds only numbers"),
+                )
+            }),
+    }
+}
+
+impl Encoder {
+    /// Fits on the training rows `x` (raw) of `columns`, each with its final type.
+    pub fn fit(
+        x: ArrayView2<f32>,
+        columns: &[RawColumn],
+        opts: &EncoderOptions,
+    ) -> Result<Encoder, ColumnError> {
+        let mut out = Vec::with_capacity(columns.len());
+        for (j, col) in columns.iter().enumerate() {
+            let values = x.column(j);
+            let name = col.name().to_owned();
+            let kind = col.schema.kind;
+            check_type(&col.schema, kind)?;
+            if kind == ColumnType::Ignore {
+                out.push(EncodedColumn::Ignore { name });
+                continue;
+            }
+            let missing = values.iter().filter(|v| v.is_nan()).count();
+            if missing == values.len() {
+                return Err(ColumnError::new(
+                    &name,
+                    "has no values in the training rows; remove it or type it \"ignore\"",
+                ));
+            }
+            out.push(match kind {
+                ColumnType::Numeric | ColumnType::Boolean => {
+                    let mut present = Vec::with_capacity(values.len() - missing);
+                    for &v in values {
+                        if let Some(n) = numeric_of(col, kind, v)? {
+                            present.push(n);
+                        }
+                    }
+                    let fill = impute(&mut present, opts.imputation);
+                    let missing_indicator = missing > 0;
+                    if kind == ColumnType::Numeric {
+                        EncodedColumn::Numeric {
+                            name,
+                            fill,
+                            missing_indicator,
+                        }
+                    } else {
+                        EncodedColumn::Boolean {
+                            name,
+                            fill,
+                            missing_indicator,
+                        }
+                    }
+                }
+                ColumnType::Categorical => fit_categories(col, values, missing > 0, opts)?,
+                ColumnType::Ignore => unreachable!("handled above"),
+            });
+        }
+        Ok(Encoder { columns: out })
+    }
+
+    /// Network inputs per row.
+    pub fn width(&self) -> usize {
+        self.columns.iter().map(EncodedColumn::width).sum()
+    }
+
+    /// Whether encoding changes nothing: every column numeric, without a missing indicator.
+    pub fn is_identity(&self) -> bool {
+        self.columns.iter().all(|c| {
+            matches!(
+                c,
+                EncodedColumn::Numeric {
+                    missing_indicator: false,
+                    ..
+                }
+            )
+        })
+    }
+
+    /// Raw columns a predict row has.
+    pub fn raw_width(&self) -> usize {
+        self.columns.len()
+    }
+
+    /// Names of the inputs: `bill_length_mm`, `bill_length_mm (missing)`, `island=Biscoe`,
+    /// `island (missing)`, `island (other)`.
+    pub fn feature_names(&self) -> Vec<String> {
+        let mut names = Vec::with_capacity(self.width());
+        for c in &self.columns {
+            match c {
+                EncodedColumn::Numeric {
+                    name,
+                    missing_indicator,
+                    ..
+                }
+                | EncodedColumn::Boolean {
+                    name,
+                    missing_indicator,
+                    ..
+                } => {
+                    names.push(name.clone());
+                    if *missing_indicator {
+                        names.push(format!("{name} (missing)"));
+                    }
+                }
+                EncodedColumn::Categorical {
+                    name,
+                    categories,
+                    missing,
+                    other,
+                } => {
+                    names.extend(categories.iter().map(|k| format!("{name}={k}")));
+                    if *missing {
+                        names.push(format!("{name} (missing)"));
+                    }
+                    if *other {
+                        names.push(format!("{name} (other)"));
+                    }
+                }
+                EncodedColumn::Ignore { .. } => {}
+            }
+        }
+        names
+    }
+
+    /// Which inputs carry a continuous value (the rest are 0/1 indicators, which
+    /// standardisation leaves alone).
+    pub fn continuous(&self) -> Vec<bool> {
+        let mut c = Vec::with_capacity(self.width());
+        for col in &self.columns {
+            match col {
+                EncodedColumn::Numeric {
+                    missing_indicator, ..
+                } => {
+                    c.push(true);
+                    if *missing_indicator {
+                        c.push(false);
+                    }
+                }
+                other => c.extend(std::iter::repeat_n(false, other.width())),
+            }
+        }
+        c
+    }
+
+    /// Encodes raw table rows (`x` holds `columns`' values or vocabulary indexes).
+    pub fn transform_table(
+        &self,
+        x: ArrayView2<f32>,
+        columns: &[RawColumn],
+    ) -> Result<Array2<f32>, ColumnError> {
+        let mut out = Array2::zeros((x.nrows(), self.width()));
+        let mut at = 0;
+        for (j, (enc, col)) in self.columns.iter().zip(columns).enumerate() {
+            let w = enc.width();
+            let values = x.column(j);
+            match enc {
+                EncodedColumn::Ignore { .. } => {}
+                EncodedColumn::Numeric { .. } | EncodedColumn::Boolean { .. } => {
+                    let kind = if matches!(enc, EncodedColumn::Boolean { .. }) {
+                        ColumnType::Boolean
+                    } else {
+                        ColumnType::Numeric
+                    };
+                    for (i, &v) in values.iter().enumerate() {
+                        let n = numeric_of(col, kind, v)?;
+                        write_numeric(enc, n, out.row_mut(i).as_slice_mut().unwrap_or(&mut []), at);
+                    }
+                }
+                EncodedColumn::Categorical { .. } => {
+                    // One lookup per vocabulary entry, not per row, for text columns.
+                    let slots: Option<Vec<Option<usize>>> = (col.schema.storage == Storage::Text)
+                        .then(|| col.vocab.iter().map(|k| enc_slot(enc, Some(k))).collect());
+                    let missing_slot = enc_slot(enc, None);
+                    for (i, &v) in values.iter().enumerate() {
+                        let slot = if v.is_nan() {
+                            missing_slot
+                        } else if let Some(s) = &slots {
+                            s.get(v as usize).copied().flatten()
+                        } else {
+                            enc_slot(enc, category_of(col, v).as_deref())
+                        };
+                        if let Some(s) = slot {
+                            out[[i, at + s]] = 1.0;
+                        }
+                    }
+                }
+            }
+            at += w;
+        }
+        Ok(out)
+    }
+
+    /// Encodes the cells of one predict row (as many cells as raw columns). A cell that cannot
+    /// be read for its column (text in a numeric column) is an error naming the column.
+    pub fn transform_row(&self, cells: &[Cell<'_>], out: &mut [f32]) -> Result<(), ColumnError> {
+        let mut at = 0;
+        for (enc, cell) in self.columns.iter().zip(cells) {
+            let w = enc.width();
+            match enc {
+                EncodedColumn::Ignore { .. } => {}
+                EncodedColumn::Numeric { name, .. } => {
+                    let n = match cell {
+                        Cell::Missing => None,
+                        Cell::Number(n) => Some(*n as f32),
+                        Cell::Text(s) => match s.trim().parse::<f64>() {
+                            Ok(n) => Some(n as f32),
+                            Err(_) => {
+                                return Err(ColumnError::new(
+                                    name,
+                                    format!("{s:?} is not a number; this column is numeric"),
+                                ));
+                            }
+                        },
+                    };
+                    if n.is_some_and(|n| !n.is_finite()) {
+                        return Err(ColumnError::new(
+                            name,
+                            "the value must be a finite 32-bit number",
+                        ));
+                    }
+                    write_numeric(enc, n, out, at);
+                }
+                EncodedColumn::Boolean { name, .. } => {
+                    let n = match cell {
+                        Cell::Missing => None,
+                        Cell::Number(n) => Some(if *n == 0.0 { 0.0 } else { 1.0 }),
+                        Cell::Text(s) => Some(boolean_value(s).ok_or_else(|| {
+                            ColumnError::new(
+                                name,
+                                format!(
+                                    "{s:?} is not yes/no, true/false or 0/1; this column is boolean"
+                                ),
+                            )
+                        })?),
+                    };
+                    write_numeric(enc, n, out, at);
+                }
+                EncodedColumn::Categorical { .. } => {
+                    let key = match cell {
+                        Cell::Missing => None,
+                        Cell::Number(n) => Some(std::borrow::Cow::Owned(number_key(*n))),
+                        Cell::Text(s) => Some(std::borrow::Cow::Borrowed(s.trim())),
+                    };
+                    if let Some(s) = enc_slot(enc, key.as_deref()) {
+                        out[at + s] = 1.0;
+                    }
+                }
+            }
+            at += w;
+        }
+        Ok(())
+    }
+
+    /// Checks a document's encoder against the network's input width; problems point into
+    /// `/encoder`.
+    pub fn check(&self, input_dim: usize) -> Result<(), Vec<SpecError>> {
+        let mut errs = vec![];
+        if self.columns.is_empty() {
+            errs.push(SpecError::new(
+                "/encoder/columns",
+                "needs at least one column",
+            ));
+        }
+        let mut seen = HashMap::new();
+        for (i, c) in self.columns.iter().enumerate() {
+            if let Some(first) = seen.insert(c.name(), i) {
+                errs.push(SpecError::new(
+                    format!("/encoder/columns/{i}/name"),
+                    format!(
+                        "\"{}\" is also column {first}; names must be unique",
+                        c.name()
+                    ),
+                ));
+            }
+            match c {
+                EncodedColumn::Numeric { fill, .. } | EncodedColumn::Boolean { fill, .. }
+                    if !fill.is_finite() =>
+                {
+                    errs.push(SpecError::new(
+                        format!("/encoder/columns/{i}/fill"),
+                        "must be a finite number",
+                    ));
+                }
+                EncodedColumn::Categorical { categories, .. } => {
+                    let mut sorted = categories.clone();
+                    sorted.sort();
+                    sorted.dedup();
+                    if sorted.len() != categories.len() {
+                        errs.push(SpecError::new(
+                            format!("/encoder/columns/{i}/categories"),
+                            "categories must be distinct",
+                        ));
+                    }
+                }
+                _ => {}
+            }
+        }
+        if errs.is_empty() && self.width() != input_dim {
+            errs.push(SpecError::new(
+                "/encoder",
+                format!(
+                    "encodes {} inputs, the network takes {input_dim}",
+                    self.width()
+                ),
+            ));
+        }
+        if errs.is_empty() { Ok(()) } else { Err(errs) }
+    }
+}
+
+/// Writes a numeric or boolean column's inputs for one value at `out[at..]`.
+fn write_numeric(enc: &EncodedColumn, n: Option<f32>, out: &mut [f32], at: usize) {
+    let (EncodedColumn::Numeric {
+        fill,
+        missing_indicator,
+        ..
+    }
+    | EncodedColumn::Boolean {
+        fill,
+        missing_indicator,
+        ..
+    }) = enc
+    else {
+        return;
+    };
+    if out.len() < at + 1 + usize::from(*missing_indicator) {
+        return;
+    }
+    out[at] = n.unwrap_or(*fill);
+    if *missing_indicator {
+        out[at + 1] = if n.is_none() { 1.0 } else { 0.0 };
+    }
+}
+
+/// The one-hot slot of a category (`None` = missing) in a categorical column, if any.
+fn enc_slot(enc: &EncodedColumn, key: Option<&str>) -> Option<usize> {
+    let EncodedColumn::Categorical {
+        categories,
+        missing,
+        other,
+        ..
+    } = enc
+    else {
+        return None;
+    };
+    let other_slot = other.then(|| categories.len() + usize::from(*missing));
+    match key {
+        None if *missing => Some(categories.len()),
+        // No missing cell in training: a missing one is as unseen as a new category.
+        None => other_slot,
+        Some(k) => match categories.binary_search_by(|c| c.as_str().cmp(k)) {
+            Ok(i) => Some(i),
+            Err(_) => other_slot,
+        },
+    }
+}
+
+fn fit_categories(
+    col: &RawColumn,
+    values: ArrayView1<f32>,
+    has_missing: bool,
+    opts: &EncoderOptions,
+) -> Result<EncodedColumn, ColumnError> {
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    if col.schema.storage == Storage::Text {
+        let mut by_code = vec![0u64; col.vocab.len()];
+        for &v in values {
+            if !v.is_nan()
+                && let Some(c) = by_code.get_mut(v as usize)
+            {
+                *c += 1;
+            }
+        }
+        for (k, &c) in col.vocab.iter().zip(&by_code) {
+            if c > 0 {
+                counts.insert(k.clone(), c);
+            }
+        }
+    } else {
+        for &v in values {
+            if !v.is_nan() {
+                *counts.entry(number_key(v as f64)).or_default() += 1;
+            }
+        }
+    }
+    let distinct = counts.len() as u64;
+    category_count(col.name(), distinct, opts)?;
+    // Most frequent first (ties by name), so folding keeps the common ones.
+    let mut ranked: Vec<(String, u64)> = counts.into_iter().collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let frequent = ranked
+        .iter()
+        .take_while(|(_, c)| *c >= opts.min_frequency.max(1))
+        .count();
+    let mut keep = frequent;
+    if let Some(m) = opts.max_categories {
+        let m = m.max(1) as usize;
+        if ranked.len() > m {
+            // m inputs in all: m − 1 categories and "other".
+            keep = keep.min(m - 1);
+        }
+    }
+    let other = keep < ranked.len();
+    let mut categories: Vec<String> = ranked.into_iter().take(keep).map(|(k, _)| k).collect();
+    categories.sort();
+    Ok(EncodedColumn::Categorical {
+        name: col.name().to_owned(),
+        categories,
+        missing: has_missing,
+        other,
+    })
+}
+
+/// The fill value for a column's present values (sorted in place for the median).
+fn impute(present: &mut [f32], how: Imputation) -> f32 {
+    if present.is_empty() {
+        return 0.0;
+    }
+    match how {
+        Imputation::Zero => 0.0,
+        Imputation::Mean => {
+            (present.iter().map(|&v| v as f64).sum::<f64>() / present.len() as f64) as f32
+        }
+        Imputation::Median => {
+            present.sort_by(f32::total_cmp);
+            let n = present.len();
+            if n % 2 == 1 {
+                present[n / 2]
+            } else {
+                ((present[n / 2 - 1] as f64 + present[n / 2] as f64) / 2.0) as f32
+            }
+        }
+    }
+}
+
+/// Class weights as a job gives them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ClassWeight {
+    /// `"balanced"`: n_rows / (n_classes · rows of the class), over the training split.
+    Mode(BalancedMode),
+    /// Label (as text) → weight; classes left out weigh 1.
+    Map(BTreeMap<String, f32>),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BalancedMode {
+    Balanced,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    const NA: f32 = f32::NAN;
+
+    fn text(name: &str, vocab: &[&str], missing: u64) -> RawColumn {
+        RawColumn {
+            schema: ColumnSchema {
+                name: name.into(),
+                kind: ColumnType::Categorical,
+                storage: Storage::Text,
+                missing,
+                distinct: vocab.len() as u64,
+                numeric_text: vocab.iter().all(|v| v.parse::<f64>().is_ok()),
+                boolean_like: vocab.iter().all(|v| boolean_value(v).is_some()),
+            },
+            vocab: vocab.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn numeric(name: &str, missing: u64) -> RawColumn {
+        let mut c = RawColumn::numeric(name, 3);
+        c.schema.missing = missing;
+        c
+    }
+
+    fn typed(mut c: RawColumn, kind: ColumnType) -> RawColumn {
+        c.schema.kind = kind;
+        c
+    }
+
+    #[test]
+    fn median_imputation_with_an_indicator_only_where_training_had_missing_cells() {
+        let cols = [numeric("a", 1), numeric("b", 0)];
+        let x = array![[1.0, 5.0], [NA, 6.0], [3.0, 7.0], [10.0, 8.0]];
+        let enc = Encoder::fit(x.view(), &cols, &EncoderOptions::default()).unwrap();
+        assert_eq!(
+            enc.columns[0],
+            EncodedColumn::Numeric {
+                name: "a".into(),
+                fill: 3.0, // median of 1, 3, 10
+                missing_indicator: true
+            }
+        );
+        assert_eq!(enc.width(), 3);
+        assert_eq!(enc.feature_names(), ["a", "a (missing)", "b"]);
+        assert_eq!(enc.continuous(), [true, false, true]);
+        let t = enc.transform_table(x.view(), &cols).unwrap();
+        assert_eq!(
+            t,
+            array![
+                [1.0, 0.0, 5.0],
+                [3.0, 1.0, 6.0],
+                [3.0, 0.0, 7.0],
+                [10.0, 0.0, 8.0]
+            ]
+        );
+        // mean and zero
+        for (how, fill) in [(Imputation::Mean, 14.0 / 3.0), (Imputation::Zero, 0.0)] {
+            let opts = EncoderOptions {
+                imputation: how,
+                ..EncoderOptions::default()
+            };
+            let enc = Encoder::fit(x.view(), &cols, &opts).unwrap();
+            let EncodedColumn::Numeric { fill: f, .. } = enc.columns[0] else {
+                panic!()
+            };
+            assert_eq!(f, fill as f32, "{how:?}");
+        }
+        // even count: the mean of the middle two
+        let enc = Encoder::fit(
+            array![[1.0], [2.0], [4.0], [9.0]].view(),
+            &[numeric("a", 0)],
+            &EncoderOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            enc.columns[0],
+            EncodedColumn::Numeric {
+                name: "a".into(),
+                fill: 3.0,
+                missing_indicator: false
+            }
+        );
+        assert!(enc.is_identity());
+    }
+
+    #[test]
+    fn one_hot_with_missing_as_a_category_and_unseen_to_other() {
+        // vocab sorted: Biscoe=0, Dream=1, Torgersen=2, Zed=3 (Zed only outside training)
+        let col = text("island", &["Biscoe", "Dream", "Torgersen", "Zed"], 1);
+        let x = array![[0.0], [1.0], [1.0], [NA], [2.0], [0.0]];
+        let opts = EncoderOptions {
+            min_frequency: 2,
+            ..EncoderOptions::default()
+        };
+        let enc = Encoder::fit(x.view(), std::slice::from_ref(&col), &opts).unwrap();
+        assert_eq!(
+            enc.columns[0],
+            EncodedColumn::Categorical {
+                name: "island".into(),
+                categories: vec!["Biscoe".into(), "Dream".into()],
+                missing: true,
+                other: true, // Torgersen seen once < min_frequency 2
+            }
+        );
+        assert_eq!(
+            enc.feature_names(),
+            [
+                "island=Biscoe",
+                "island=Dream",
+                "island (missing)",
+                "island (other)"
+            ]
+        );
+        let t = enc
+            .transform_table(array![[0.0], [NA], [2.0], [3.0]].view(), &[col])
+            .unwrap();
+        assert_eq!(
+            t,
+            array![
+                [1.0, 0.0, 0.0, 0.0],
+                [0.0, 0.0, 1.0, 0.0],
+                [0.0, 0.0, 0.0, 1.0],
+                [0.0, 0.0, 0.0, 1.0]
+            ]
+        );
+        // predict-time cells: a category never seen goes to other, never an error
+        let mut out = [0.0; 4];
+        enc.transform_row(&[Cell::Text("Atlantis")], &mut out)
+            .unwrap();
+        assert_eq!(out, [0.0, 0.0, 0.0, 1.0]);
+        let mut out = [0.0; 4];
+        enc.transform_row(&[Cell::Text(" Dream ")], &mut out)
+            .unwrap();
+        assert_eq!(out, [0.0, 1.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn without_other_an_unseen_category_is_all_zeros() {
+        let col = text("c", &["a", "b"], 0);
+        let enc = Encoder::fit(
+            array![[0.0], [1.0]].view(),
+            std::slice::from_ref(&col),
+            &EncoderOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(enc.width(), 2);
+        let mut out = [9.0; 2];
+        out.fill(0.0);
+        enc.transform_row(&[Cell::Text("zzz")], &mut out).unwrap();
+        assert_eq!(out, [0.0, 0.0]);
+        enc.transform_row(&[Cell::Missing], &mut out).unwrap();
+        assert_eq!(out, [0.0, 0.0]);
+    }
+
+    #[test]
+    fn max_categories_keeps_the_most_frequent_and_counts_other() {
+        let col = text("c", &["a", "b", "c", "d"], 0);
+        let x = array![[0.0], [0.0], [0.0], [1.0], [1.0], [2.0], [3.0]];
+        let opts = EncoderOptions {
+            max_categories: Some(3),
+            ..EncoderOptions::default()
+        };
+        let enc = Encoder::fit(x.view(), &[col], &opts).unwrap();
+        assert_eq!(
+            enc.columns[0],
+            EncodedColumn::Categorical {
+                name: "c".into(),
+                categories: vec!["a".into(), "b".into()],
+                missing: false,
+                other: true
+            }
+        );
+        assert_eq!(enc.width(), 3);
+    }
+
+    #[test]
+    fn too_many_categories_is_an_error_that_says_what_to_do() {
+        let vocab: Vec<String> = (0..=CATEGORY_LIMIT).map(|i| format!("k{i:04}")).collect();
+        let refs: Vec<&str> = vocab.iter().map(String::as_str).collect();
+        let col = text("zip", &refs, 0);
+        let x = Array2::from_shape_fn((vocab.len(), 1), |(i, _)| i as f32);
+        let e = Encoder::fit(
+            x.view(),
+            std::slice::from_ref(&col),
+            &EncoderOptions::default(),
+        )
+        .unwrap_err();
+        assert_eq!(e.column, "zip");
+        assert!(e.message.contains("max_categories"), "{}", e.message);
+        assert!(e.message.contains("\"ignore\""), "{}", e.message);
+        assert_eq!(e.to_spec_error().pointer, "/columns/zip");
+        // the schema check says the same before any data is read
+        let e = max_width(
+            std::slice::from_ref(&col.schema),
+            300,
+            &EncoderOptions::default(),
+        )
+        .unwrap_err();
+        assert_eq!(e.column, "zip");
+        let opts = EncoderOptions {
+            max_categories: Some(10),
+            ..EncoderOptions::default()
+        };
+        assert_eq!(max_width(&[col.schema], 300, &opts), Ok(10));
+    }
+
+    #[test]
+    fn an_empty_column_and_text_forced_numeric_are_errors_naming_the_column() {
+        let e = Encoder::fit(
+            array![[NA], [NA]].view(),
+            &[numeric("empty", 2)],
+            &EncoderOptions::default(),
+        )
+        .unwrap_err();
+        assert_eq!(e.column, "empty");
+        assert!(e.message.contains("\"ignore\""), "{}", e.message);
+        let e =
+            max_width(&[numeric("empty", 2).schema], 2, &EncoderOptions::default()).unwrap_err();
+        assert!(e.message.contains("entirely empty"), "{}", e.message);
+
+        let col = typed(text("state", &["LA", "OH"], 0), ColumnType::Numeric);
+        let e = check_type(&col.schema, ColumnType::Numeric).unwrap_err();
+        assert_eq!(e.column, "state");
+        assert!(e.message.contains("holds text"), "{}", e.message);
+        assert!(Encoder::fit(array![[0.0]].view(), &[col], &EncoderOptions::default()).is_err());
+        // text that reads as numbers may be forced numeric
+        let col = typed(text("code", &["408", "415"], 0), ColumnType::Numeric);
+        let enc = Encoder::fit(
+            array![[0.0], [1.0]].view(),
+            std::slice::from_ref(&col),
+            &EncoderOptions::default(),
+        )
+        .unwrap();
+        let t = enc.transform_table(array![[1.0]].view(), &[col]).unwrap();
+        assert_eq!(t, array![[415.0]]);
+    }
+
+    #[test]
+    fn boolean_columns_are_one_input() {
+        let col = typed(text("plan", &["no", "yes"], 1), ColumnType::Boolean);
+        let x = array![[1.0], [0.0], [NA], [1.0]];
+        let enc = Encoder::fit(
+            x.view(),
+            std::slice::from_ref(&col),
+            &EncoderOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(enc.feature_names(), ["plan", "plan (missing)"]);
+        let t = enc.transform_table(x.view(), &[col]).unwrap();
+        assert_eq!(t, array![[1.0, 0.0], [0.0, 0.0], [1.0, 1.0], [1.0, 0.0]]);
+        let mut out = [0.0; 2];
+        enc.transform_row(&[Cell::Text("TRUE")], &mut out).unwrap();
+        assert_eq!(out, [1.0, 0.0]);
+        let e = enc
+            .transform_row(&[Cell::Text("maybe")], &mut out)
+            .unwrap_err();
+        assert_eq!(e.column, "plan");
+        assert!(check_type(&numeric("n", 0).schema, ColumnType::Boolean).is_ok());
+        let e = check_type(&text("c", &["x", "y"], 0).schema, ColumnType::Boolean).unwrap_err();
+        assert!(e.message.contains("cannot be boolean"), "{}", e.message);
+    }
+
+    #[test]
+    fn numbers_typed_categorical_use_their_shortest_form() {
+        let col = typed(numeric("area_code", 0), ColumnType::Categorical);
+        let x = array![[408.0], [415.0], [415.0], [510.0]];
+        let enc = Encoder::fit(
+            x.view(),
+            std::slice::from_ref(&col),
+            &EncoderOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            enc.feature_names(),
+            ["area_code=408", "area_code=415", "area_code=510"]
+        );
+        let mut out = [0.0; 3];
+        enc.transform_row(&[Cell::Number(415.0)], &mut out).unwrap();
+        assert_eq!(out, [0.0, 1.0, 0.0]);
+        let mut out = [0.0; 3];
+        enc.transform_row(&[Cell::Text("510")], &mut out).unwrap();
+        assert_eq!(out, [0.0, 0.0, 1.0]);
+        assert_eq!(number_key(-0.0), "0");
+        assert_eq!(number_key(0.1), "0.1");
+    }
+
+    #[test]
+    fn ignored_columns_have_no_inputs_and_the_document_round_trips() {
+        let cols = [
+            typed(numeric("id", 0), ColumnType::Ignore),
+            text("c", &["a", "b"], 1),
+            numeric("v", 1),
+        ];
+        let x = array![[1.0, 0.0, 2.5], [2.0, NA, NA], [3.0, 1.0, 1.0]];
+        let enc = Encoder::fit(x.view(), &cols, &EncoderOptions::default()).unwrap();
+        assert_eq!(
+            enc.feature_names(),
+            ["c=a", "c=b", "c (missing)", "v", "v (missing)"]
+        );
+        let json = serde_json::to_string(&enc).unwrap();
+        let back: Encoder = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, enc);
+        assert_eq!(back.check(5), Ok(()));
+        assert_eq!(back.check(4).unwrap_err()[0].pointer, "/encoder");
+        // a predict row and a table row encode the same
+        let table = enc.transform_table(x.view(), &cols).unwrap();
+        for (i, row) in x.rows().into_iter().enumerate() {
+            let cells: Vec<Cell> = cols.iter().zip(row).map(|(c, &v)| c.cell(v)).collect();
+            let mut out = vec![0.0; enc.width()];
+            enc.transform_row(&cells, &mut out).unwrap();
+            assert_eq!(out, table.row(i).to_vec(), "row {i}");
+        }
+    }
+
+    #[test]
+    fn class_weight_reads_balanced_or_a_map() {
+        let b: ClassWeight = serde_json::from_str("\"balanced\"").unwrap();
+        assert_eq!(b, ClassWeight::Mode(BalancedMode::Balanced));
+        let m: ClassWeight = serde_json::from_str(r#"{"yes": 3, "no": 1}"#).unwrap();
+        let ClassWeight::Map(m) = m else { panic!() };
+        assert_eq!(m["yes"], 3.0);
+        assert!(serde_json::from_str::<ClassWeight>("\"heavy\"").is_err());
+    }
+}
