@@ -36,6 +36,13 @@ export function onUnauthorized(fn) {
   unauthorized = fn;
 }
 
+let open = () => {};
+
+/** Called when a request without a key succeeds: the server runs without keys. */
+export function onOpenServer(fn) {
+  open = fn;
+}
+
 function headers(extra) {
   const h = new Headers(extra || {});
   const key = getKey();
@@ -73,6 +80,7 @@ export async function api(method, path, opts = {}) {
   }
   if (r.status === 401) unauthorized();
   if (!r.ok) throw new ApiError(r.status, await problem(r));
+  if (!h.has('Authorization') && path.startsWith('/v1/')) open();
   if (opts.raw) return r;
   if (r.status === 204) return null;
   return r.json();

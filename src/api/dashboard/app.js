@@ -1,7 +1,7 @@
 // Backprop's dashboard: one page, hash routes, plain DOM. Every number on it comes from the
 // public /v1 API (api.js); charts are drawn on canvases (charts.js).
 
-import { api, ApiError, followEvents, getKey, onUnauthorized, setKey } from './api.js';
+import { api, ApiError, followEvents, getKey, onOpenServer, onUnauthorized, setKey } from './api.js';
 import { LineChart, drawBoundary, drawFit, fmt, bounds, CLASS_COLORS } from './charts.js';
 
 const STATUSES = ['queued', 'running', 'succeeded', 'failed', 'cancelled'];
@@ -131,11 +131,9 @@ function setupKeyDialog() {
   $('#key-button').addEventListener('click', () => askKey('Enter the API key to use from this tab (kept in session storage until the tab closes).'));
   onUnauthorized(() => askKey(getKey() ? 'The server refused this key. Enter a valid API key.' : undefined));
   updateKeyButton();
-  // A server without keys answers a keyless request: then there is no key to ask for, and
-  // the button would only confuse.
-  fetch('/v1/models?limit=1', { headers: { accept: 'application/json' } })
-    .then((r) => { if (r.ok && !getKey()) $('#key-button').hidden = true; })
-    .catch(() => {});
+  // A server without keys answers the page's keyless requests: then there is no key to ask
+  // for, and the button would only confuse.
+  onOpenServer(() => { $('#key-button').hidden = true; });
 }
 
 function updateKeyButton() {
