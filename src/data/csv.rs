@@ -66,7 +66,13 @@ fn parse_file(
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let (head, data_start) = read_head(bytes, target, limits, opts)?;
     let chunks = parse_data(&bytes[data_start..], &head, opts);
-    Ok(ParsedFile { head, chunks })
+    let mut scan = QuoteScan::new();
+    scan.feed(bytes);
+    Ok(ParsedFile {
+        head,
+        chunks,
+        unclosed: scan.unclosed(),
+    })
 }
 
 /// What the header row says: the columns, the target, the user's types, and the file line
@@ -215,6 +221,8 @@ pub struct CsvStream {
     next_head_try: usize,
     /// Data rows parsed so far.
     rows: usize,
+    /// Quoting across every byte pushed, parsed or not.
+    scan: QuoteScan,
     /// A row limit is passed or a row is wrong: the first problem is known, the rest of the
     /// file is not kept.
     settled: bool,
@@ -234,11 +242,13 @@ impl CsvStream {
             next_head_try: 64 << 10,
             rows: 0,
             settled: false,
+            scan: QuoteScan::new(),
         }
     }
 
     /// Takes the next bytes of the file.
     pub fn push(&mut self, bytes: &[u8]) -> Result<(), DataError> {
+        self.scan.feed(bytes);
         if self.settled {
             return Ok(());
         }
@@ -331,6 +341,7 @@ impl CsvStream {
         ParsedFile {
             head,
             chunks: self.chunks,
+            unclosed: self.scan.unclosed(),
         }
         .join(&self.limits, &self.opts)
     }
@@ -340,12 +351,95 @@ impl CsvStream {
 struct ParsedFile {
     head: Head,
     chunks: Vec<Chunk>,
+    /// The file line of a quoted field that never closes, if one opens.
+    unclosed: Option<usize>,
+}
+
+/// Follows quoting as the CSV reader does (a quote opens a field only at the field's first
+/// byte; `""` inside a quoted field is one quote), across as many pieces as the file comes
+/// in, to find a quoted field that is still open when the file ends: the reader would quietly
+/// take the rest of the file as that one field.
+#[derive(Clone, Debug)]
+struct QuoteScan {
+    /// Bytes seen (a leading UTF-8 BOM does not start a field).
+    pos: usize,
+    line: usize,
+    at_field_start: bool,
+    in_quote: bool,
+    /// Inside a quoted field, the last byte was a quote: closing, or the first of `""`.
+    quote_pending: bool,
+    opened_at: usize,
+}
+
+impl QuoteScan {
+    fn new() -> Self {
+        QuoteScan {
+            pos: 0,
+            line: 1,
+            at_field_start: true,
+            in_quote: false,
+            quote_pending: false,
+            opened_at: 0,
+        }
+    }
+
+    fn feed(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.pos += 1;
+            if self.pos <= 3 && b == b"\xEF\xBB\xBF"[self.pos - 1] {
+                continue;
+            }
+            if self.in_quote {
+                if self.quote_pending {
+                    self.quote_pending = false;
+                    if b == b'"' {
+                        continue;
+                    }
+                    self.in_quote = false;
+                } else {
+                    if b == b'"' {
+                        self.quote_pending = true;
+                    } else if b == b'\n' {
+                        self.line += 1;
+                    }
+                    continue;
+                }
+            }
+            match b {
+                b'"' if self.at_field_start => {
+                    self.in_quote = true;
+                    self.opened_at = self.line;
+                    self.at_field_start = false;
+                }
+                b',' => self.at_field_start = true,
+                b'\n' => {
+                    self.line += 1;
+                    self.at_field_start = true;
+                }
+                _ => self.at_field_start = false,
+            }
+        }
+    }
+
+    /// The line where a quoted field opened that the file never closes.
+    fn unclosed(&self) -> Option<usize> {
+        (self.in_quote && !self.quote_pending).then_some(self.opened_at)
+    }
+}
+
+fn unclosed_quote(line: usize) -> DataError {
+    DataError::new(format!(
+        "line {line}: a quoted field opens here and is never closed, so the rest of the file would be one value; close the quote, or write a quote inside a quoted field as \"\""
+    ))
 }
 
 impl ParsedFile {
     /// Joins the chunks in file order: limits are checked before each row, as a front-to-back
     /// reader would, then each column is finished and its type inferred.
     fn join(self, limits: &Limits, opts: &ReadOptions) -> Result<Dataset, DataError> {
+        if let Some(line) = self.unclosed {
+            return Err(unclosed_quote(line));
+        }
         let ParsedFile {
             head:
                 Head {
@@ -355,6 +449,7 @@ impl ParsedFile {
                     ..
                 },
             chunks: parsed,
+            ..
         } = self;
         let columns = names.len();
 
@@ -1063,6 +1158,34 @@ mod tests {
                 false
             )
         );
+    }
+
+    #[test]
+    fn a_quote_left_open_is_an_error_at_its_line_streamed_or_whole() {
+        let mut file = String::from("x,label\n");
+        for i in 0..1000 {
+            if i == 2 {
+                file.push_str("2,\"dog\n");
+            } else {
+                file.push_str(&format!("{i},{}\n", ["cat", "dog"][i % 2]));
+            }
+        }
+        let limits = Limits::DEFAULT;
+        let opts = ReadOptions::default();
+        let whole = from_csv_with(file.as_bytes(), Some("label"), &limits, &opts).unwrap_err();
+        assert!(
+            whole.message.contains("line 4: a quoted field opens here"),
+            "{}",
+            whole.message
+        );
+        let mut stream = CsvStream::new(Some("label"), limits, opts.clone());
+        for piece in file.as_bytes().chunks(7) {
+            stream.push(piece).unwrap();
+        }
+        assert_eq!(stream.finish().unwrap_err().message, whole.message);
+        // Closed quotes, escaped quotes and quotes inside unquoted fields are fine.
+        let ok = "x,label\n1,\"a \"\"b\"\"\"\n2,\"two\nlines\"\n3,5'6\"\n";
+        from_csv_with(ok.as_bytes(), Some("label"), &limits, &opts).unwrap();
     }
 
     #[test]
