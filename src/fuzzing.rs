@@ -12,7 +12,7 @@ use ndarray::{Array2, Axis};
 
 use crate::api::ApiError;
 use crate::api::view::prediction_body;
-use crate::data::json::{JsonCell, JsonRow};
+use crate::data::json::JsonCell;
 use crate::data::{self, DataError, Dataset, JsonDataset, Limits as DataLimits};
 use crate::nn::model::Model;
 use crate::nn::tabular::Storage;
@@ -120,14 +120,15 @@ pub fn json_dataset(input: &[u8]) {
                 body.features.len() as u64
             );
             if ds.dropped_rows == 0 {
-                for (row, given) in ds.x.rows().into_iter().zip(&body.features) {
-                    let JsonRow::Cells(cells) = given else {
+                for (i, row) in ds.x.rows().into_iter().enumerate() {
+                    if body.features.is_record(i) {
                         continue;
-                    };
+                    }
+                    let cells = body.features.cells(i);
                     for ((&v, cell), col) in row.iter().zip(cells).zip(&ds.columns) {
                         match (cell, col.schema.storage) {
                             (JsonCell::Number(n), Storage::Number) => {
-                                assert_eq!(v, *n as f32, "features changed on the way in")
+                                assert_eq!(v, n as f32, "features changed on the way in")
                             }
                             (JsonCell::Null, _) => assert!(v.is_nan(), "null read as {v}"),
                             _ => {}

@@ -11,8 +11,8 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use backprop::store::{
-    DatasetRecord, Failure, FailureKind, Finish, IdempotentAnswer, JobRecord, JobSpec, JobStatus,
-    ModelRecord, PostgresStore, SqliteStore, Store, now_ms, to_json,
+    Cursor, DatasetRecord, Failure, FailureKind, Finish, IdempotentAnswer, JobRecord, JobSpec,
+    JobStatus, ModelRecord, PostgresStore, SqliteStore, Store, now_ms, to_json,
 };
 use futures::FutureExt;
 use serde_json::{Value, json};
@@ -273,6 +273,27 @@ async fn datasets_crud_and_paging(store: Arc<dyn Store>) {
             .len(),
         4
     );
+
+    // A cursor is the last record's id and time, never a server-wide number; one whose record
+    // was deleted since still continues below it (here after p3, which is gone).
+    for i in 0..5 {
+        let mut d = dataset(&format!("p{i}"));
+        d.tenant = "paging".into();
+        d.created_at = 1_000 + i;
+        store.insert_dataset(&d, vec![1]).await.unwrap();
+    }
+    let top = store.list_datasets("paging", None, 2).await.unwrap();
+    let cursor = top.next.unwrap();
+    assert_eq!(cursor.id, top.items[1].id);
+    assert_eq!(Cursor::decode(&cursor.encode()), Some(cursor));
+    assert_eq!(Cursor::decode("12"), None);
+    assert!(store.delete_dataset(cursor.id).await.unwrap());
+    let after = store
+        .list_datasets("paging", Some(cursor), 2)
+        .await
+        .unwrap();
+    let after: Vec<_> = after.items.iter().map(|d| d.name.clone()).collect();
+    assert_eq!(after, ["p2", "p1"]);
 }
 
 async fn models_crud_and_paging(store: Arc<dyn Store>) {

@@ -232,7 +232,7 @@ async fn list(
         .await?;
     Ok(Json(json!({
         "items": page.items.iter().map(view::dataset).collect::<Vec<_>>(),
-        "next_cursor": page.next.map(|n| n.to_string()),
+        "next_cursor": page.next.map(|c| c.encode()),
         "total": page.total,
     })))
 }

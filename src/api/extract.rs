@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use super::{ApiError, AppState};
 use crate::service::{self, IdempotencyKey};
+use crate::store::Cursor;
 
 /// Parses an id path segment, answering 404 (not 400) for a malformed one: no such resource.
 pub fn parse_id(s: &str, what: &str) -> Result<Uuid, ApiError> {
@@ -34,11 +35,11 @@ impl PageQuery {
         }
     }
 
-    pub fn cursor(&self) -> Result<Option<i64>, ApiError> {
+    pub fn cursor(&self) -> Result<Option<Cursor>, ApiError> {
         self.cursor
             .as_deref()
             .map(|c| {
-                c.parse::<i64>().map_err(|_| {
+                Cursor::decode(c).ok_or_else(|| {
                     ApiError::invalid(
                         "/cursor",
                         format!("\"{c}\" is not a cursor this server gave"),

@@ -129,7 +129,7 @@ async fn list(
         items.push(view::job(&s, j).await?);
     }
     Ok(Json(
-        json!({"items": items, "next_cursor": page.next.map(|n| n.to_string()), "total": page.total}),
+        json!({"items": items, "next_cursor": page.next.map(|c| c.encode()), "total": page.total}),
     ))
 }
 

@@ -21,9 +21,9 @@ pub struct JsonDataset {
     pub name: Option<String>,
     /// One row per sample: an array of cells, all the same width, or an object keyed by
     /// column name (a key left out is a missing cell).
-    pub features: Vec<JsonRow>,
+    pub features: JsonFeatures,
     /// One entry per row; see [`from_json`] for the shapes accepted.
-    pub targets: Vec<Value>,
+    pub targets: JsonTargets,
     /// Defaults to `x0, x1, …` for array rows, the keys (sorted) for object rows.
     pub feature_names: Option<Vec<String>>,
     /// Column types, overriding the inferred ones: `{"zip": "categorical"}`.
@@ -34,27 +34,20 @@ pub struct JsonDataset {
     pub na_values: Option<Vec<String>>,
 }
 
-/// One feature row.
+/// The targets of a JSON body. Numbers (and `null`s) — the common case — are kept as 8-byte
+/// floats while they are read (`NaN` marks a `null`); the first entry of another kind turns
+/// the list into JSON values, entry by entry, as written.
 #[derive(Clone, Debug, PartialEq)]
-pub enum JsonRow {
-    Cells(Vec<JsonCell>),
-    Record(BTreeMap<String, JsonCell>),
+pub enum JsonTargets {
+    Numbers(Vec<f64>),
+    Values(Vec<Value>),
 }
 
-/// One feature cell.
-#[derive(Clone, Debug, PartialEq)]
-pub enum JsonCell {
-    Number(f64),
-    Text(String),
-    Bool(bool),
-    Null,
-}
-
-impl JsonRow {
+impl JsonTargets {
     pub fn len(&self) -> usize {
         match self {
-            JsonRow::Cells(c) => c.len(),
-            JsonRow::Record(r) => r.len(),
+            JsonTargets::Numbers(v) => v.len(),
+            JsonTargets::Values(v) => v.len(),
         }
     }
 
@@ -63,75 +56,322 @@ impl JsonRow {
     }
 }
 
-impl<'de> serde::Deserialize<'de> for JsonCell {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = JsonCell;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a number, a string, a boolean or null")
-            }
-            fn visit_f64<E>(self, v: f64) -> Result<JsonCell, E> {
-                Ok(JsonCell::Number(v))
-            }
-            fn visit_i64<E>(self, v: i64) -> Result<JsonCell, E> {
-                Ok(JsonCell::Number(v as f64))
-            }
-            fn visit_u64<E>(self, v: u64) -> Result<JsonCell, E> {
-                Ok(JsonCell::Number(v as f64))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<JsonCell, E> {
-                Ok(JsonCell::Text(v.to_owned()))
-            }
-            fn visit_string<E>(self, v: String) -> Result<JsonCell, E> {
-                Ok(JsonCell::Text(v))
-            }
-            fn visit_bool<E>(self, v: bool) -> Result<JsonCell, E> {
-                Ok(JsonCell::Bool(v))
-            }
-            fn visit_unit<E>(self) -> Result<JsonCell, E> {
-                Ok(JsonCell::Null)
-            }
-            fn visit_none<E>(self) -> Result<JsonCell, E> {
-                Ok(JsonCell::Null)
-            }
-        }
-        d.deserialize_any(V)
+impl From<Vec<Value>> for JsonTargets {
+    fn from(v: Vec<Value>) -> Self {
+        JsonTargets::Values(v)
     }
 }
 
-impl<'de> serde::Deserialize<'de> for JsonRow {
+impl<'de> serde::Deserialize<'de> for JsonTargets {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
         impl<'de> Visitor<'de> for V {
-            type Value = JsonRow;
+            type Value = JsonTargets;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a row: an array of cells or an object keyed by column name")
+                f.write_str("an array of targets")
             }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<JsonRow, A::Error> {
-                let mut cells = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
-                while let Some(c) = seq.next_element()? {
-                    cells.push(c);
-                }
-                Ok(JsonRow::Cells(cells))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<JsonRow, A::Error> {
-                let mut r = BTreeMap::new();
-                while let Some((k, v)) = map.next_entry::<String, JsonCell>()? {
-                    if r.insert(k.clone(), v).is_some() {
-                        return Err(de::Error::custom(format!("column {k:?} appears twice")));
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<JsonTargets, A::Error> {
+                // Whole numbers beyond 2^53 lose nothing as values (they may be class labels).
+                const EXACT: f64 = 9_007_199_254_740_992.0;
+                let mut numbers = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+                while let Some(v) = seq.next_element::<Value>()? {
+                    let n = match &v {
+                        Value::Null => Some(f64::NAN),
+                        Value::Number(n) => n.as_f64().filter(|f| f.abs() < EXACT || n.is_f64()),
+                        _ => None,
+                    };
+                    match n {
+                        Some(n) => numbers.push(n),
+                        None => {
+                            let mut values: Vec<Value> = numbers
+                                .into_iter()
+                                .map(|n| if n.is_nan() { Value::Null } else { n.into() })
+                                .collect();
+                            values.push(v);
+                            while let Some(v) = seq.next_element::<Value>()? {
+                                values.push(v);
+                            }
+                            return Ok(JsonTargets::Values(values));
+                        }
                     }
                 }
-                Ok(JsonRow::Record(r))
+                Ok(JsonTargets::Numbers(numbers))
             }
         }
-        d.deserialize_any(V)
+        d.deserialize_seq(V)
     }
 }
 
-impl From<Vec<f64>> for JsonRow {
-    fn from(v: Vec<f64>) -> Self {
-        JsonRow::Cells(v.into_iter().map(JsonCell::Number).collect())
+/// One feature cell as read.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum JsonCell<'a> {
+    Number(f64),
+    Text(&'a str),
+    Bool(bool),
+    Null,
+}
+
+/// The feature rows of a JSON body, packed as they are read: each cell is 8 bytes (a number's
+/// bits, or a NaN-boxed tag for null, a boolean, or a text kept once in `texts`), each row an
+/// end offset, so rows take about as much memory as their JSON text (a vector of enums per
+/// row took ten to forty times as much). Object rows also keep each cell's key, interned.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct JsonFeatures {
+    cells: Vec<u64>,
+    ends: Vec<usize>,
+    /// Which rows were objects.
+    record_rows: Vec<bool>,
+    /// The key of every cell, when row 1 is an object (`u32::MAX` in an array row).
+    keys: Vec<u32>,
+    key_names: Vec<Box<str>>,
+    key_index: HashMap<Box<str>, u32>,
+    texts: Vec<Box<str>>,
+    text_index: HashMap<Box<str>, u32>,
+    /// For each key, 1 + the last row that used it: a repeat within a row is found at once.
+    key_last_row: Vec<usize>,
+}
+
+/// Tagged cells are NaNs no arithmetic or parser makes: sign 0, exponent all ones, the two top
+/// fraction bits set. The low 48 bits say which: 0 null, 1 false, 2 true, 2³² + i text `i`.
+const TAG: u64 = 0x7FFC_0000_0000_0000;
+const TAG_MASK: u64 = 0xFFFF_0000_0000_0000;
+const TEXT: u64 = 1 << 32;
+
+impl JsonFeatures {
+    /// Rows.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    fn span(&self, i: usize) -> std::ops::Range<usize> {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        start..self.ends[i]
+    }
+
+    /// Cells in row `i`.
+    pub fn row_len(&self, i: usize) -> usize {
+        self.span(i).len()
+    }
+
+    /// Whether row `i` is an object keyed by column name.
+    pub fn is_record(&self, i: usize) -> bool {
+        self.record_rows[i]
+    }
+
+    fn cell(&self, bits: u64) -> JsonCell<'_> {
+        if bits & TAG_MASK != TAG {
+            return JsonCell::Number(f64::from_bits(bits));
+        }
+        match bits & !TAG_MASK {
+            0 => JsonCell::Null,
+            1 => JsonCell::Bool(false),
+            2 => JsonCell::Bool(true),
+            t => JsonCell::Text(&self.texts[(t - TEXT) as usize]),
+        }
+    }
+
+    /// Row `i`'s cells, in the order written.
+    pub fn cells(&self, i: usize) -> impl ExactSizeIterator<Item = JsonCell<'_>> + '_ {
+        self.cells[self.span(i)].iter().map(|&b| self.cell(b))
+    }
+
+    /// Row `i`'s cells with their keys, for an object row when row 1 is an object too.
+    pub fn entries(&self, i: usize) -> impl Iterator<Item = (&str, JsonCell<'_>)> + '_ {
+        let span = self.span(i);
+        let keys = self.keys.get(span.clone()).unwrap_or(&[]);
+        keys.iter()
+            .zip(&self.cells[span])
+            .filter(|(k, _)| **k != u32::MAX)
+            .map(|(&k, &b)| (&*self.key_names[k as usize], self.cell(b)))
+    }
+
+    /// Every key the object rows used, sorted.
+    pub fn key_names(&self) -> BTreeSet<&str> {
+        self.key_names.iter().map(|k| &**k).collect()
+    }
+
+    fn push_number(&mut self, v: f64) {
+        // A NaN (only a body built in code has one) keeps the canonical NaN's bits, not a tag.
+        self.cells.push(if v.is_nan() {
+            f64::NAN.to_bits()
+        } else {
+            v.to_bits()
+        });
+    }
+
+    fn push_text(&mut self, t: &str) {
+        let i = match self.text_index.get(t) {
+            Some(&i) => i,
+            None => {
+                let i = self.texts.len() as u32;
+                self.texts.push(t.into());
+                self.text_index.insert(t.into(), i);
+                i
+            }
+        };
+        self.cells.push(TAG | TEXT | i as u64);
+    }
+
+    fn key(&mut self, k: &str) -> u32 {
+        match self.key_index.get(k) {
+            Some(&i) => i,
+            None => {
+                let i = self.key_names.len() as u32;
+                self.key_names.push(k.into());
+                self.key_index.insert(k.into(), i);
+                self.key_last_row.push(0);
+                i
+            }
+        }
+    }
+
+    fn end_row(&mut self, record: bool) {
+        self.ends.push(self.cells.len());
+        self.record_rows.push(record);
+        if self.record_rows[0] {
+            // Row 1 is an object: every cell has a key slot.
+            self.keys.resize(self.cells.len(), u32::MAX);
+        }
+    }
+}
+
+impl From<Vec<Vec<f64>>> for JsonFeatures {
+    fn from(rows: Vec<Vec<f64>>) -> Self {
+        let mut f = JsonFeatures::default();
+        for row in rows {
+            for v in row {
+                f.push_number(v);
+            }
+            f.end_row(false);
+        }
+        f
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for JsonFeatures {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Rows;
+        impl<'de> Visitor<'de> for Rows {
+            type Value = JsonFeatures;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an array of rows")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<JsonFeatures, A::Error> {
+                let mut out = JsonFeatures::default();
+                while seq.next_element_seed(RowSeed(&mut out))?.is_some() {}
+                Ok(out)
+            }
+        }
+        d.deserialize_seq(Rows)
+    }
+}
+
+/// Reads one row into the packed features.
+struct RowSeed<'a>(&'a mut JsonFeatures);
+
+impl<'de> de::DeserializeSeed<'de> for RowSeed<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RowSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a row: an array of cells or an object keyed by column name")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let out = self.0;
+        while seq.next_element_seed(CellSeed(&mut *out))?.is_some() {}
+        out.end_row(false);
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let out = self.0;
+        let row = out.ends.len();
+        let keyed = row == 0 || out.record_rows[0];
+        while let Some(key) = map.next_key_seed(KeySeed(&mut *out))? {
+            if std::mem::replace(&mut out.key_last_row[key as usize], row + 1) == row + 1 {
+                let k = &out.key_names[key as usize];
+                return Err(de::Error::custom(format!("column {k:?} appears twice")));
+            }
+            map.next_value_seed(CellSeed(&mut *out))?;
+            if keyed {
+                out.keys.push(key);
+            }
+        }
+        out.end_row(true);
+        Ok(())
+    }
+}
+
+/// Reads an object row's key, interned.
+struct KeySeed<'a>(&'a mut JsonFeatures);
+
+impl<'de> de::DeserializeSeed<'de> for KeySeed<'_> {
+    type Value = u32;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<u32, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed<'_> {
+    type Value = u32;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a column name")
+    }
+    fn visit_str<E>(self, v: &str) -> Result<u32, E> {
+        Ok(self.0.key(v))
+    }
+}
+
+/// Reads one cell into the packed features.
+struct CellSeed<'a>(&'a mut JsonFeatures);
+
+impl<'de> de::DeserializeSeed<'de> for CellSeed<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for CellSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a number, a string, a boolean or null")
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<(), E> {
+        self.0.push_number(v);
+        Ok(())
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<(), E> {
+        self.0.push_number(v as f64);
+        Ok(())
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<(), E> {
+        self.0.push_number(v as f64);
+        Ok(())
+    }
+    fn visit_str<E>(self, v: &str) -> Result<(), E> {
+        self.0.push_text(v);
+        Ok(())
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<(), E> {
+        self.0.cells.push(TAG | if v { 2 } else { 1 });
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        self.0.cells.push(TAG);
+        Ok(())
+    }
+    fn visit_none<E>(self) -> Result<(), E> {
+        self.0.cells.push(TAG);
+        Ok(())
     }
 }
 
@@ -163,12 +403,13 @@ pub fn from_json_with(
     limits: &Limits,
     opts: &ReadOptions,
 ) -> Result<Dataset, DataError> {
-    let rows = body.features.len();
-    let Some(first) = body.features.first() else {
+    let f = &body.features;
+    let rows = f.len();
+    if rows == 0 {
         return Err(
             DataError::new("features is empty; at least one row is required").pointer("/features"),
         );
-    };
+    }
     if rows > limits.max_rows {
         return Err(DataError::new(format!(
             "features has {rows} rows, more than the limit of {}",
@@ -177,34 +418,27 @@ pub fn from_json_with(
         .pointer("/features")
         .too_large());
     }
-    let records = matches!(first, JsonRow::Record(_));
+    let records = f.is_record(0);
+    let first_len = f.row_len(0);
     // The column names: given, the keys of object rows, or x0, x1, …
     let names: Vec<String> = match (&body.feature_names, records) {
         (Some(n), _) => n.clone(),
-        (None, true) => {
-            let mut keys = BTreeSet::new();
-            for r in &body.features {
-                if let JsonRow::Record(r) = r {
-                    keys.extend(r.keys().cloned());
-                }
-            }
-            keys.into_iter().collect()
-        }
-        (None, false) => (0..first.len()).map(|j| format!("x{j}")).collect(),
+        (None, true) => f.key_names().into_iter().map(str::to_owned).collect(),
+        (None, false) => (0..first_len).map(|j| format!("x{j}")).collect(),
     };
     let width = names.len();
     if let (Some(given), false) = (&body.feature_names, records)
-        && given.len() != first.len()
-        && !first.is_empty()
+        && given.len() != first_len
+        && first_len != 0
     {
         return Err(DataError::new(format!(
             "feature_names has {} names for {} features; give one name per feature",
             given.len(),
-            first.len()
+            first_len
         ))
         .pointer("/feature_names"));
     }
-    if width == 0 || (!records && first.is_empty()) {
+    if width == 0 || (!records && first_len == 0) {
         return Err(
             DataError::new("row 1 has no features; each row needs at least one number")
                 .pointer("/features/0")
@@ -213,36 +447,26 @@ pub fn from_json_with(
     }
     // The target adds at least one column; its real width is checked once it is known.
     check_size(rows, width, 1, limits)?;
-    for (i, row) in body.features.iter().enumerate() {
-        match row {
-            JsonRow::Cells(c) if records => {
-                let _ = c;
-                return Err(DataError::new(format!(
-                    "row {} is an array but row 1 is an object; rows must be all arrays or all objects",
-                    i + 1
-                ))
-                .pointer(format!("/features/{i}"))
-                .row(i + 1));
-            }
-            JsonRow::Record(_) if !records => {
-                return Err(DataError::new(format!(
-                    "row {} is an object but row 1 is an array; rows must be all arrays or all objects",
-                    i + 1
-                ))
-                .pointer(format!("/features/{i}"))
-                .row(i + 1));
-            }
-            JsonRow::Cells(c) if c.len() != width => {
-                return Err(DataError::new(format!(
-                    "row {} has {} features, expected {width} like row 1",
-                    i + 1,
-                    c.len()
-                ))
-                .pointer(format!("/features/{i}"))
-                .row(i + 1));
-            }
-            _ => {}
-        }
+    for i in 0..rows {
+        let message = match (f.is_record(i), records) {
+            (false, true) => format!(
+                "row {} is an array but row 1 is an object; rows must be all arrays or all objects",
+                i + 1
+            ),
+            (true, false) => format!(
+                "row {} is an object but row 1 is an array; rows must be all arrays or all objects",
+                i + 1
+            ),
+            (false, false) if f.row_len(i) != width => format!(
+                "row {} has {} features, expected {width} like row 1",
+                i + 1,
+                f.row_len(i)
+            ),
+            _ => continue,
+        };
+        return Err(DataError::new(message)
+            .pointer(format!("/features/{i}"))
+            .row(i + 1));
     }
     if body.targets.len() != rows {
         return Err(DataError::new(format!(
@@ -252,9 +476,6 @@ pub fn from_json_with(
         .pointer("/targets"));
     }
     let feature_names = feature_names(Some(&names), width)?;
-    if body.feature_names.is_none() && !records {
-        // default names need no check
-    }
     let index: HashMap<&str, usize> = feature_names
         .iter()
         .enumerate()
@@ -275,42 +496,40 @@ pub fn from_json_with(
         .map(|n| opts.columns.get(n).copied())
         .collect();
     let mut parts: Vec<Part> = forced.iter().map(|f| Part::new(*f)).collect();
-    let mut row_cells: Vec<&JsonCell> = Vec::with_capacity(width);
-    const NULL: JsonCell = JsonCell::Null;
-    for (i, row) in body.features.iter().enumerate() {
+    let mut row_cells: Vec<JsonCell> = Vec::with_capacity(width);
+    for i in 0..rows {
         row_cells.clear();
-        match row {
-            JsonRow::Cells(c) => row_cells.extend(c.iter()),
-            JsonRow::Record(r) => {
-                row_cells.resize(width, &NULL);
-                for (k, v) in r {
-                    match index.get(k.as_str()) {
-                        Some(&j) => row_cells[j] = v,
-                        None => {
-                            return Err(DataError::new(format!(
-                                "row {}: there is no column {}; the columns are feature_names",
-                                i + 1,
-                                quoted(k)
-                            ))
-                            .pointer(format!("/features/{i}/{}", pointer_token(k)))
-                            .row(i + 1)
-                            .column(k));
-                        }
+        if records {
+            row_cells.resize(width, JsonCell::Null);
+            for (k, v) in f.entries(i) {
+                match index.get(k) {
+                    Some(&j) => row_cells[j] = v,
+                    None => {
+                        return Err(DataError::new(format!(
+                            "row {}: there is no column {}; the columns are feature_names",
+                            i + 1,
+                            quoted(k)
+                        ))
+                        .pointer(format!("/features/{i}/{}", pointer_token(k)))
+                        .row(i + 1)
+                        .column(k));
                     }
                 }
             }
+        } else {
+            row_cells.extend(f.cells(i));
         }
         for (j, cell) in row_cells.iter().enumerate() {
             let part = &mut parts[j];
             let numeric = forced[j] == Some(ColumnType::Numeric);
-            let pushed = match cell {
+            let pushed = match *cell {
                 JsonCell::Null => {
                     part.push_missing();
                     Ok(())
                 }
-                JsonCell::Number(n) => part.push_number(*n, &show(*n)),
+                JsonCell::Number(n) => part.push_number(n, &show(n)),
                 JsonCell::Bool(b) => {
-                    part.push_cell(if *b { "true" } else { "false" }, numeric, true)
+                    part.push_cell(if b { "true" } else { "false" }, numeric, true)
                 }
                 JsonCell::Text(t) => {
                     let t = t.trim();
@@ -324,9 +543,10 @@ pub fn from_json_with(
             };
             if let Err(e) = pushed {
                 let name = &feature_names[j];
-                let key = match row {
-                    JsonRow::Cells(_) => j.to_string(),
-                    JsonRow::Record(_) => pointer_token(name),
+                let key = if records {
+                    pointer_token(name)
+                } else {
+                    j.to_string()
                 };
                 let what = match &e {
                     CellError::BadNumber(b, _) => b.describe(&match cell {
@@ -349,16 +569,17 @@ pub fn from_json_with(
     // Numbers read before a column's first string get their text as written.
     for (j, part) in parts.iter_mut().enumerate() {
         if part.pending() > 0 {
-            let cells: Vec<Option<String>> = body
-                .features
-                .iter()
-                .map(|row| {
-                    let cell = match row {
-                        JsonRow::Cells(c) => c.get(j),
-                        JsonRow::Record(r) => r.get(&feature_names[j]),
+            let cells: Vec<Option<String>> = (0..rows)
+                .map(|i| {
+                    let cell = if records {
+                        f.entries(i)
+                            .find(|(k, _)| *k == feature_names[j])
+                            .map(|(_, c)| c)
+                    } else {
+                        f.cells(i).nth(j)
                     };
                     match cell {
-                        Some(JsonCell::Number(n)) => Some(show(*n)),
+                        Some(JsonCell::Number(n)) => Some(show(n)),
                         Some(JsonCell::Text(t)) if !opts.is_na(t.trim()) => {
                             Some(t.trim().to_owned())
                         }
@@ -380,33 +601,46 @@ pub fn from_json_with(
         );
     }
 
-    let keep: Vec<bool> = body.targets.iter().map(|t| !t.is_null()).collect();
-    let present: Vec<Value> = body
-        .targets
-        .iter()
-        .filter(|t| !t.is_null())
-        .cloned()
-        .collect();
-    let positions: Vec<usize> = (0..rows).filter(|&i| keep[i]).collect();
-    let targets = read_targets(&present).map_err(|mut e| {
-        // Point at the row in the body, not in the rows kept.
-        if let Some(r) = e.row {
-            let i = positions.get(r - 1).copied().unwrap_or(r - 1);
-            e.message = e
-                .message
-                .replacen(&format!("row {r}"), &format!("row {}", i + 1), 1);
-            e.row = Some(i + 1);
-            if let Some(p) = &e.pointer {
-                e.pointer =
-                    Some(p.replacen(&format!("/targets/{}", r - 1), &format!("/targets/{i}"), 1));
+    let (keep, targets, arrays) = match &body.targets {
+        JsonTargets::Numbers(v) => {
+            let keep: Vec<bool> = v.iter().map(|t| !t.is_nan()).collect();
+            let mut y = Vec::with_capacity(v.len());
+            for (i, &t) in v.iter().enumerate().filter(|(_, t)| !t.is_nan()) {
+                y.push(finite_f32(t).map_err(|bad| {
+                    target_error(i, format!("the target {}", bad.describe(&show(t))))
+                })?);
             }
+            let n = y.len();
+            (keep, values(y, n, 1)?, false)
         }
-        e
-    })?;
+        JsonTargets::Values(v) => {
+            let keep: Vec<bool> = v.iter().map(|t| !t.is_null()).collect();
+            let present: Vec<&Value> = v.iter().filter(|t| !t.is_null()).collect();
+            let positions: Vec<usize> = (0..rows).filter(|&i| keep[i]).collect();
+            let targets = read_targets(&present).map_err(|mut e| {
+                // Point at the row in the body, not in the rows kept.
+                if let Some(r) = e.row {
+                    let i = positions.get(r - 1).copied().unwrap_or(r - 1);
+                    e.message =
+                        e.message
+                            .replacen(&format!("row {r}"), &format!("row {}", i + 1), 1);
+                    e.row = Some(i + 1);
+                    if let Some(p) = &e.pointer {
+                        e.pointer = Some(p.replacen(
+                            &format!("/targets/{}", r - 1),
+                            &format!("/targets/{i}"),
+                            1,
+                        ));
+                    }
+                }
+                e
+            })?;
+            let arrays = matches!(present.first(), Some(Value::Array(_)));
+            (keep, targets, arrays)
+        }
+    };
     let target_names = match &targets {
-        Targets::Values(v) if matches!(present.first(), Some(Value::Array(_))) => {
-            (0..v.ncols()).map(|j| format!("target_{j}")).collect()
-        }
+        Targets::Values(v) if arrays => (0..v.ncols()).map(|j| format!("target_{j}")).collect(),
         _ => vec!["target".to_owned()],
     };
     check_size(rows, width, target_names.len(), limits)?;
@@ -515,7 +749,7 @@ fn target_error(i: usize, message: String) -> DataError {
         .row(i + 1)
 }
 
-fn read_targets(targets: &[Value]) -> Result<Targets, DataError> {
+fn read_targets(targets: &[&Value]) -> Result<Targets, DataError> {
     let mut first: Option<(Family, &Value)> = None;
     let mut any_string = false;
     for (i, t) in targets.iter().enumerate() {
@@ -590,7 +824,7 @@ fn target_number(v: &Value, pointer: &str, i: usize, what: &str) -> Result<f32, 
     })
 }
 
-fn read_labels(targets: &[Value]) -> Result<Vec<ClassLabel>, DataError> {
+fn read_labels(targets: &[&Value]) -> Result<Vec<ClassLabel>, DataError> {
     let mut labels = Vec::with_capacity(targets.len());
     for (i, t) in targets.iter().enumerate() {
         let label = match t {
@@ -633,7 +867,7 @@ fn whole(f: Option<f64>) -> Option<i64> {
         .map(|f| f as i64)
 }
 
-fn read_arrays(targets: &[Value]) -> Result<Targets, DataError> {
+fn read_arrays(targets: &[&Value]) -> Result<Targets, DataError> {
     let n = targets.len();
     let mut width = 0;
     let mut y = Vec::new();
@@ -1012,8 +1246,8 @@ mod tests {
         // JSON text cannot hold NaN, but a body built in code can
         let b = JsonDataset {
             name: None,
-            features: vec![vec![1.0].into(), vec![f64::NAN].into()],
-            targets: vec![json!(1), json!(2)],
+            features: vec![vec![1.0], vec![f64::NAN]].into(),
+            targets: vec![json!(1), json!(2)].into(),
             feature_names: None,
             columns: None,
             na_values: None,

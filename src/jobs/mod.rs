@@ -102,6 +102,8 @@ struct Inner {
     hub: Mutex<HashMap<Uuid, broadcast::Sender<JobEvent>>>,
     shutting_down: AtomicBool,
     idle: Notify,
+    /// This machine's measured training speed, for dry-run estimates (measured once, lazily).
+    cost: tokio::sync::OnceCell<nn::cost::CostModel>,
 }
 
 /// Handle to the queue and its workers; cheap to clone.
@@ -128,8 +130,31 @@ impl Jobs {
                 hub: Mutex::new(HashMap::new()),
                 shutting_down: AtomicBool::new(false),
                 idle: Notify::new(),
+                cost: tokio::sync::OnceCell::new(),
             }),
         }
+    }
+
+    /// What an epoch costs on this node's training pool: measured on the pool the first time
+    /// it is asked for (a fraction of a second, on a blocking thread), then remembered.
+    pub async fn cost_model(&self) -> nn::cost::CostModel {
+        *self
+            .inner
+            .cost
+            .get_or_init(|| async {
+                let pool = self.inner.pool.clone();
+                tokio::task::spawn_blocking(move || {
+                    pool.install(|| nn::cost::CostModel::measure(&pool))
+                })
+                .await
+                .unwrap_or(nn::cost::CostModel {
+                    // Only if measuring panicked: a slow machine's figures.
+                    per_epoch: 1e-4,
+                    per_layer_batch: 2e-5,
+                    per_flop: 1e-9,
+                })
+            })
+            .await
     }
 
     /// Starts the dispatcher: it claims queued jobs while fewer than `max_concurrent` run.

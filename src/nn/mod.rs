@@ -4,6 +4,7 @@
 
 pub mod activation;
 pub mod batch;
+pub mod cost;
 pub mod loss;
 pub mod metric;
 pub mod model;

@@ -89,6 +89,45 @@ impl OptimizerSpec {
         })
     }
 
+    /// This spec with every field the optimizer uses filled in with the value in force (the
+    /// defaults `step` applies), so a dry run shows exactly what would run.
+    pub fn with_defaults(&self) -> OptimizerSpec {
+        let mut c = self.0.clone();
+        c.learning_rate = Some(self.learning_rate());
+        let keep = |v: Option<f32>, d: f32| Some(v.unwrap_or(d));
+        match c.kind {
+            OptimizerKind::Sgd => {
+                c.momentum = keep(c.momentum, 0.0);
+                c.nesterov = Some(c.nesterov.unwrap_or(false));
+            }
+            OptimizerKind::Rmsprop => {
+                c.rho = keep(c.rho, 0.9);
+                c.momentum = keep(c.momentum, 0.0);
+                c.epsilon = keep(c.epsilon, 1e-7);
+            }
+            OptimizerKind::Adagrad => {
+                c.initial_accumulator_value = keep(c.initial_accumulator_value, 0.1);
+                c.epsilon = keep(c.epsilon, 1e-7);
+            }
+            OptimizerKind::Adadelta => {
+                c.rho = keep(c.rho, 0.95);
+                c.epsilon = keep(c.epsilon, 1e-7);
+            }
+            OptimizerKind::Adam => {
+                c.beta_1 = keep(c.beta_1, 0.9);
+                c.beta_2 = keep(c.beta_2, 0.999);
+                c.epsilon = keep(c.epsilon, 1e-7);
+            }
+            OptimizerKind::Adamw => {
+                c.beta_1 = keep(c.beta_1, 0.9);
+                c.beta_2 = keep(c.beta_2, 0.999);
+                c.epsilon = keep(c.epsilon, 1e-7);
+                c.weight_decay = keep(c.weight_decay, 0.004);
+            }
+        }
+        OptimizerSpec(c)
+    }
+
     /// Field-level checks, as (field, message).
     pub fn check(&self) -> Result<(), (&'static str, String)> {
         let c = &self.0;

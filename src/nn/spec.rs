@@ -269,6 +269,41 @@ impl TrainSpec {
         Ok((width, cols))
     }
 
+    /// This spec as `plan` resolved it: every layer's type, width, activation (and `alpha`
+    /// where the activation takes one) and initializers, and the optimizer's settings, written
+    /// out. Submitting it trains exactly what this spec trains.
+    pub fn with_defaults(&self, plan: &Plan) -> TrainSpec {
+        let mut spec = self.clone();
+        for (l, planned) in spec.layers.iter_mut().zip(&plan.layers) {
+            match *planned {
+                PlannedLayer::Dense {
+                    units,
+                    activation,
+                    alpha,
+                    kernel,
+                    bias,
+                    ..
+                } => {
+                    l.kind = Some(LayerKind::Dense);
+                    l.units = Some(units);
+                    l.activation = Some(activation);
+                    if matches!(activation, Activation::LeakyRelu | Activation::Elu) {
+                        l.alpha = Some(alpha);
+                    }
+                    l.kernel_initializer = Some(kernel);
+                    l.bias_initializer = Some(bias);
+                }
+                PlannedLayer::Dropout(rate) => {
+                    l.kind = Some(LayerKind::Dropout);
+                    l.dropout = Some(rate);
+                    l.rate = None;
+                }
+            }
+        }
+        spec.optimizer = self.optimizer.with_defaults();
+        spec
+    }
+
     /// Whether this spec asks for anything only a tabular dataset has.
     pub fn has_column_settings(&self) -> bool {
         self.columns.is_some() || self.sample_weight.is_some()

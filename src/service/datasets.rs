@@ -12,7 +12,7 @@ use crate::clock::now_ms;
 use crate::data::profile::Profile;
 use crate::data::{self, Dataset, JsonDataset, ReadOptions, Summary};
 use crate::nn::tabular::ColumnType;
-use crate::store::{DatasetRecord, Page, StoreError};
+use crate::store::{Cursor, DatasetRecord, Page, StoreError};
 
 /// An upload as the client sent it.
 pub struct Upload {
@@ -179,12 +179,13 @@ impl Service {
                         ));
                     }
                 }
-                let body: JsonDataset = parse_json(&body)?;
-                let name = name
-                    .or(body.name.clone())
-                    .unwrap_or_else(|| "dataset".into());
-                let ds =
-                    tokio::task::spawn_blocking(move || data::from_json(&body, &limits)).await??;
+                // Reading a large body is CPU work: off the async threads, like CSV.
+                let (given, ds) = tokio::task::spawn_blocking(move || -> Result<_> {
+                    let body: JsonDataset = parse_json(&body)?;
+                    Ok((body.name.clone(), data::from_json(&body, &limits)?))
+                })
+                .await??;
+                let name = name.or(given).unwrap_or_else(|| "dataset".into());
                 check_min_rows(&ds, "/rows")?;
                 (name, ds)
             }
@@ -315,7 +316,7 @@ impl Service {
     pub async fn list_datasets(
         &self,
         tenant: &str,
-        cursor: Option<i64>,
+        cursor: Option<Cursor>,
         limit: i64,
     ) -> Result<Page<DatasetRecord>> {
         Ok(self.store.list_datasets(tenant, cursor, limit).await?)

@@ -13,9 +13,10 @@ use super::read::{UniqueValue, from_value, parse_json_seed};
 use super::{Error, IdempotencyKey, Limits, Result, Service};
 use crate::clock::now_ms;
 use crate::data::{Dataset, JsonDataset, Limits as DataLimits, Summary};
+use crate::nn::cost::CostModel;
 use crate::nn::spec::{Plan, PlannedLayer, TargetShape};
 use crate::nn::{Model, TrainSpec};
-use crate::store::{JobRecord, JobSpec, JobStatus, Page, StoreError};
+use crate::store::{Cursor, JobRecord, JobSpec, JobStatus, Page, StoreError};
 
 /// Where a job's data comes from.
 pub enum DatasetSource {
@@ -37,13 +38,57 @@ pub struct JobRequest {
     pub validation_dataset: Option<Uuid>,
 }
 
+/// A job body's fields: every one but `dataset` as a JSON value (no key twice), and `dataset`
+/// read straight into a [`JsonDataset`].
+struct JobBody;
+
+impl<'de> serde::de::DeserializeSeed<'de> for JobBody {
+    type Value = (serde_json::Map<String, Value>, Option<JsonDataset>);
+
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        d: D,
+    ) -> std::result::Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for JobBody {
+    type Value = (serde_json::Map<String, Value>, Option<JsonDataset>);
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a job spec (a JSON object)")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<Self::Value, A::Error> {
+        let mut fields = serde_json::Map::new();
+        let mut dataset = None;
+        while let Some(k) = map.next_key::<String>()? {
+            if fields.contains_key(&k) || (k == "dataset" && dataset.is_some()) {
+                return Err(serde::de::Error::custom(format!(
+                    "duplicate field `{k}`; give each field once"
+                )));
+            }
+            if k == "dataset" {
+                dataset = Some(map.next_value::<JsonDataset>()?);
+            } else {
+                let v = map.next_value_seed(UniqueValue)?;
+                fields.insert(k, v);
+            }
+        }
+        Ok((fields, dataset))
+    }
+}
+
 /// Reads a job submission: the spec, the service fields, and an inline dataset if there is
 /// one. Pure (no store), so the fuzz target `job_spec` exercises exactly what the handler does.
 pub fn read_request(body: &[u8], limits: &DataLimits) -> Result<JobRequest> {
-    let raw: Value = parse_json_seed(body, UniqueValue)?;
-    let Some(obj) = raw.as_object() else {
-        return Err(Error::invalid("/", "the job spec must be a JSON object"));
-    };
+    // The inline dataset is read straight into its packed form, never as a JSON value tree
+    // (which took about fifty times the body's size, and was then copied twice).
+    let (obj, inline) = parse_json_seed(body, JobBody)?;
     let mut engine = obj.clone();
     for f in JobSpec::SERVICE_FIELDS {
         engine.remove(f);
@@ -93,7 +138,7 @@ pub fn read_request(body: &[u8], limits: &DataLimits) -> Result<JobRequest> {
             ));
         }
     };
-    let dataset = match (obj.get("dataset_id"), obj.get("dataset")) {
+    let dataset = match (obj.get("dataset_id"), inline) {
         (Some(_), Some(_)) => {
             return Err(Error::invalid(
                 "/dataset",
@@ -111,13 +156,15 @@ pub fn read_request(body: &[u8], limits: &DataLimits) -> Result<JobRequest> {
                 .and_then(|i| Uuid::parse_str(i).ok())
                 .ok_or_else(|| Error::invalid("/dataset_id", "must be a dataset id (a UUID)"))?,
         ),
-        (None, Some(d)) => {
-            let jd: JsonDataset = from_value(d.clone(), "/dataset")?;
+        (None, Some(mut jd)) => {
             let ds = crate::data::from_json(&jd, limits).map_err(|mut e| {
                 e.pointer = Some(format!("/dataset{}", e.pointer.unwrap_or_default()));
                 e
             })?;
             super::datasets::check_min_rows(&ds, "/dataset/rows")?;
+            // Only the name is needed from here on; the rows live on in `ds`.
+            jd.features = Default::default();
+            jd.targets = crate::data::json::JsonTargets::Numbers(Vec::new());
             DatasetSource::Inline(Box::new((jd, ds)))
         }
     };
@@ -215,12 +262,14 @@ pub struct Estimate {
     pub spec: TrainSpec,
 }
 
-/// The cost model of a dry run.
+/// The cost model of a dry run: the engine's speed measured on this node's pool
+/// ([`CostModel`]) applied to this job's batches and arithmetic.
 fn estimate(
     spec: TrainSpec,
     dataset: &Summary,
     validation: Option<&Summary>,
     plan: &Plan,
+    cost: &CostModel,
 ) -> Estimate {
     let rows = dataset.rows;
     let inputs = dataset.columns.len();
@@ -228,10 +277,19 @@ fn estimate(
         TargetShape::Values { width, .. } => *width,
         TargetShape::Labels { .. } => 1,
     };
-    let train_rows = rows - ((rows as f64) * spec.validation_split as f64).round() as usize;
-    // ~6 flops per parameter per sample (forward + backward), at a conservative 20 GFLOP/s.
-    let flops = 6.0 * plan.parameter_count as f64 * train_rows as f64;
+    let train_rows = match validation {
+        Some(_) => rows,
+        None => rows - ((rows as f64) * spec.validation_split as f64).round() as usize,
+    };
+    let validation_rows = validation.map_or(rows - train_rows, |v| v.rows);
     let batch = spec.batch_size.min(train_rows.max(1));
+    let batches = train_rows.div_ceil(batch.max(1));
+    let flops = CostModel::epoch_flops(plan.parameter_count, train_rows, validation_rows);
+    let dense_layers = plan
+        .layers
+        .iter()
+        .filter(|l| matches!(l, PlannedLayer::Dense { .. }))
+        .count();
     let widths: usize = plan
         .layers
         .iter()
@@ -247,10 +305,11 @@ fn estimate(
     Estimate {
         parameter_count: plan.parameter_count,
         train_rows,
-        validation_rows: validation.map_or(rows - train_rows, |v| v.rows),
+        validation_rows,
         memory_bytes: memory,
-        seconds_per_epoch: flops / 20e9,
-        spec,
+        // A quarter more than measured: the estimate errs on the slow side, as a busy node does.
+        seconds_per_epoch: 1.25 * cost.seconds_per_epoch(batches, dense_layers, flops),
+        spec: spec.with_defaults(plan),
     }
 }
 
@@ -299,7 +358,13 @@ impl Service {
             name,
             dataset: source,
             validation_dataset,
-        } = read_request(body, &self.limits.data)?;
+        } = if body.len() > 64 * 1024 {
+            // An inline dataset: reading it is CPU work, off the async threads.
+            let (body, limits) = (body.to_vec(), self.limits.data);
+            tokio::task::spawn_blocking(move || read_request(&body, &limits)).await??
+        } else {
+            read_request(body, &self.limits.data)?
+        };
         // Before the dataset is read: a spec this large is refused cheaply (plan_job checks
         // it again, for the fuzz target).
         check_layers(spec.layers.len(), &self.limits)?;
@@ -336,11 +401,13 @@ impl Service {
         };
         let plan = plan_job_on(&spec, &summary, validation.as_ref(), &self.limits)?;
         if dry_run {
+            let cost = self.jobs.cost_model().await;
             return Ok(Submitted::DryRun(Box::new(estimate(
                 spec,
                 &summary,
                 validation.as_ref(),
                 &plan,
+                &cost,
             ))));
         }
 
@@ -454,7 +521,7 @@ impl Service {
         &self,
         tenant: &str,
         status: Option<JobStatus>,
-        cursor: Option<i64>,
+        cursor: Option<Cursor>,
         limit: i64,
     ) -> Result<Page<JobRecord>> {
         Ok(self.store.list_jobs(tenant, status, cursor, limit).await?)

@@ -9,7 +9,7 @@ use super::read::parse_json;
 use super::{Error, IdempotencyKey, Limits, Result, Service};
 use crate::clock::now_ms;
 use crate::nn::{Model, ModelDocument};
-use crate::store::{ModelRecord, Page, StoreError, to_json};
+use crate::store::{Cursor, ModelRecord, Page, StoreError, to_json};
 
 /// Reads a model document and checks it, and its size against the limits (parameters, then
 /// layers): the whole check an import makes before storing (shared with the fuzz target
@@ -126,7 +126,7 @@ impl Service {
     pub async fn list_models(
         &self,
         tenant: &str,
-        cursor: Option<i64>,
+        cursor: Option<Cursor>,
         limit: i64,
     ) -> Result<Page<ModelRecord>> {
         Ok(self.store.list_models(tenant, cursor, limit).await?)

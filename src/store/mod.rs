@@ -420,11 +420,50 @@ pub enum Finish {
     Cancelled,
 }
 
+/// Where a listing page ended: its last record's id and creation time. Clients see it as an
+/// opaque string ([`Cursor::encode`]); it says nothing they cannot read in the record itself
+/// (a server-wide sequence number would tell one tenant how busy the others are).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cursor {
+    pub id: Uuid,
+    pub created_at: i64,
+}
+
+impl Cursor {
+    /// The first page: no record ends it.
+    pub const START: Cursor = Cursor {
+        id: Uuid::nil(),
+        created_at: i64::MAX,
+    };
+
+    /// 48 hex digits: the id's 16 bytes, then the creation time's 8 (big-endian).
+    pub fn encode(&self) -> String {
+        let mut b = self.id.as_bytes().to_vec();
+        b.extend_from_slice(&self.created_at.to_be_bytes());
+        crate::digest::hex(&b)
+    }
+
+    /// A cursor [`encode`](Self::encode) wrote; `None` for anything else.
+    pub fn decode(s: &str) -> Option<Cursor> {
+        if s.len() != 48 || !s.bytes().all(|c| c.is_ascii_hexdigit()) {
+            return None;
+        }
+        let bytes: Vec<u8> = (0..24)
+            .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16))
+            .collect::<std::result::Result<_, _>>()
+            .ok()?;
+        Some(Cursor {
+            id: Uuid::from_slice(&bytes[..16]).ok()?,
+            created_at: i64::from_be_bytes(bytes[16..].try_into().ok()?),
+        })
+    }
+}
+
 /// A page of a listing, newest first; `next` is the cursor for the following page.
 #[derive(Clone, Debug)]
 pub struct Page<T> {
     pub items: Vec<T>,
-    pub next: Option<i64>,
+    pub next: Option<Cursor>,
     /// Records the whole listing holds (of the tenant, with the filter), all pages together.
     pub total: i64,
 }
@@ -443,7 +482,7 @@ pub trait Store: Send + Sync + 'static {
     async fn list_datasets(
         &self,
         tenant: &str,
-        before: Option<i64>,
+        after: Option<Cursor>,
         limit: i64,
     ) -> Result<Page<DatasetRecord>>;
     /// Deletes a dataset unless a queued or running job trains on it (or validates on it):
@@ -460,7 +499,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         tenant: &str,
         status: Option<JobStatus>,
-        before: Option<i64>,
+        after: Option<Cursor>,
         limit: i64,
     ) -> Result<Page<JobRecord>>;
     /// Deletes a job that is not running, with its history and checkpoint.
@@ -553,7 +592,7 @@ pub trait Store: Send + Sync + 'static {
     async fn list_models(
         &self,
         tenant: &str,
-        before: Option<i64>,
+        after: Option<Cursor>,
         limit: i64,
     ) -> Result<Page<ModelRecord>>;
     async fn delete_model(&self, id: Uuid) -> Result<bool>;

@@ -12,7 +12,7 @@ use sqlx::postgres::{PgConnectOptions, PgDatabaseError, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Postgres, Row};
 use uuid::Uuid;
 
-use super::rows::{Columns, DATASET_COLS, MODEL_COLS, dataset, job, model, page};
+use super::rows::{Columns, DATASET_COLS, MODEL_COLS, dataset, job, model, page, page_start};
 use super::*;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -207,16 +207,19 @@ impl Store for PostgresStore {
     async fn list_datasets(
         &self,
         tenant: &str,
-        before: Option<i64>,
+        after: Option<Cursor>,
         limit: i64,
     ) -> Result<Page<DatasetRecord>> {
         let q = format!(
-            "SELECT {DATASET_COLS} FROM datasets WHERE seq < $1 AND tenant = $3 ORDER BY seq DESC LIMIT $2"
+            "SELECT {DATASET_COLS} FROM datasets WHERE tenant = $1 AND seq < {} ORDER BY seq DESC LIMIT $4",
+            page_start("datasets", "$1", "$2", "$3")
         );
+        let after = after.unwrap_or(Cursor::START);
         let rows = sqlx::query(sqlx::AssertSqlSafe(q))
-            .bind(before.unwrap_or(i64::MAX))
-            .bind(limit)
             .bind(tenant)
+            .bind(after.id)
+            .bind(after.created_at)
+            .bind(limit)
             .fetch_all(&self.pool)
             .await?;
         let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM datasets WHERE tenant = $1")
@@ -282,19 +285,23 @@ impl Store for PostgresStore {
         &self,
         tenant: &str,
         status: Option<JobStatus>,
-        before: Option<i64>,
+        after: Option<Cursor>,
         limit: i64,
     ) -> Result<Page<JobRecord>> {
-        let rows = sqlx::query(
-            "SELECT * FROM jobs WHERE seq < $1 AND ($2::text IS NULL OR status = $2) AND tenant = $4
-             ORDER BY seq DESC LIMIT $3",
-        )
-        .bind(before.unwrap_or(i64::MAX))
-        .bind(status.map(|s| s.as_str()))
-        .bind(limit)
-        .bind(tenant)
-        .fetch_all(&self.pool)
-        .await?;
+        let q = format!(
+            "SELECT * FROM jobs WHERE tenant = $1 AND seq < {} AND ($4::text IS NULL OR status = $4)
+             ORDER BY seq DESC LIMIT $5",
+            page_start("jobs", "$1", "$2", "$3")
+        );
+        let after = after.unwrap_or(Cursor::START);
+        let rows = sqlx::query(sqlx::AssertSqlSafe(q))
+            .bind(tenant)
+            .bind(after.id)
+            .bind(after.created_at)
+            .bind(status.map(|s| s.as_str()))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
         let total: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM jobs WHERE tenant = $1 AND ($2::text IS NULL OR status = $2)",
         )
@@ -731,16 +738,19 @@ impl Store for PostgresStore {
     async fn list_models(
         &self,
         tenant: &str,
-        before: Option<i64>,
+        after: Option<Cursor>,
         limit: i64,
     ) -> Result<Page<ModelRecord>> {
         let q = format!(
-            "SELECT {MODEL_COLS} FROM models WHERE seq < $1 AND tenant = $3 ORDER BY seq DESC LIMIT $2"
+            "SELECT {MODEL_COLS} FROM models WHERE tenant = $1 AND seq < {} ORDER BY seq DESC LIMIT $4",
+            page_start("models", "$1", "$2", "$3")
         );
+        let after = after.unwrap_or(Cursor::START);
         let rows = sqlx::query(sqlx::AssertSqlSafe(q))
-            .bind(before.unwrap_or(i64::MAX))
-            .bind(limit)
             .bind(tenant)
+            .bind(after.id)
+            .bind(after.created_at)
+            .bind(limit)
             .fetch_all(&self.pool)
             .await?;
         let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM models WHERE tenant = $1")

@@ -6,7 +6,8 @@
 use uuid::Uuid;
 
 use super::{
-    DatasetRecord, Failure, JobRecord, JobSpec, JobStatus, ModelRecord, Page, Result, StoreError,
+    Cursor, DatasetRecord, Failure, JobRecord, JobSpec, JobStatus, ModelRecord, Page, Result,
+    StoreError,
 };
 
 /// The columns `dataset` reads.
@@ -88,7 +89,19 @@ pub(super) fn model<R: Columns>(r: &R) -> Result<ModelRecord> {
     })
 }
 
-/// A listing page; the cursor is the last row's `seq` when the page is full.
+/// The `seq` a listing page starts below: the cursor's record's, or — if it was deleted since —
+/// below the oldest of the tenant's records created after it (a record may then show twice,
+/// none is skipped); no cursor starts at the top. `tenant`, `id` and `created_at` are the
+/// dialect's placeholders for the tenant and the cursor's two parts.
+pub(super) fn page_start(table: &str, tenant: &str, id: &str, created_at: &str) -> String {
+    format!(
+        "COALESCE((SELECT seq FROM {table} WHERE id = {id} AND tenant = {tenant}), \
+         (SELECT MIN(seq) FROM {table} WHERE tenant = {tenant} AND created_at > {created_at}), \
+         9223372036854775807)"
+    )
+}
+
+/// A listing page; the cursor is the last row's id and creation time when the page is full.
 pub(super) fn page<R: Columns, T>(
     rows: &[R],
     item: fn(&R) -> Result<T>,
@@ -97,7 +110,10 @@ pub(super) fn page<R: Columns, T>(
 ) -> Result<Page<T>> {
     let items = rows.iter().map(item).collect::<Result<Vec<_>>>()?;
     let next = match rows.last() {
-        Some(last) if items.len() as i64 == limit => Some(last.int("seq")?),
+        Some(last) if items.len() as i64 == limit => Some(Cursor {
+            id: last.uuid("id")?,
+            created_at: last.int("created_at")?,
+        }),
         _ => None,
     };
     Ok(Page { items, next, total })

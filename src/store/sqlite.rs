@@ -14,7 +14,7 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqlitePool};
 use uuid::Uuid;
 
-use super::rows::{Columns, DATASET_COLS, MODEL_COLS, dataset, job, model, page};
+use super::rows::{Columns, DATASET_COLS, MODEL_COLS, dataset, job, model, page, page_start};
 use super::*;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -190,15 +190,18 @@ impl Store for SqliteStore {
     async fn list_datasets(
         &self,
         tenant: &str,
-        before: Option<i64>,
+        after: Option<Cursor>,
         limit: i64,
     ) -> Result<Page<DatasetRecord>> {
+        let after = after.unwrap_or(Cursor::START);
         let q = format!(
-            "SELECT {DATASET_COLS} FROM datasets WHERE tenant = ? AND seq < ? ORDER BY seq DESC LIMIT ?"
+            "SELECT {DATASET_COLS} FROM datasets WHERE tenant = ?1 AND seq < {} ORDER BY seq DESC LIMIT ?4",
+            page_start("datasets", "?1", "?2", "?3")
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(q))
             .bind(tenant)
-            .bind(before.unwrap_or(i64::MAX))
+            .bind(after.id.to_string())
+            .bind(after.created_at)
             .bind(limit)
             .fetch_all(&self.pool)
             .await?;
@@ -267,19 +270,22 @@ impl Store for SqliteStore {
         &self,
         tenant: &str,
         status: Option<JobStatus>,
-        before: Option<i64>,
+        after: Option<Cursor>,
         limit: i64,
     ) -> Result<Page<JobRecord>> {
-        let rows = sqlx::query(
-            "SELECT * FROM jobs WHERE tenant = ? AND seq < ? AND (? IS NULL OR status = ?) ORDER BY seq DESC LIMIT ?",
-        )
-        .bind(tenant)
-        .bind(before.unwrap_or(i64::MAX))
-        .bind(status.map(|s| s.as_str()))
-        .bind(status.map(|s| s.as_str()))
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+        let after = after.unwrap_or(Cursor::START);
+        let q = format!(
+            "SELECT * FROM jobs WHERE tenant = ?1 AND seq < {} AND (?4 IS NULL OR status = ?4) ORDER BY seq DESC LIMIT ?5",
+            page_start("jobs", "?1", "?2", "?3")
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(q))
+            .bind(tenant)
+            .bind(after.id.to_string())
+            .bind(after.created_at)
+            .bind(status.map(|s| s.as_str()))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
         let total: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM jobs WHERE tenant = ? AND (? IS NULL OR status = ?)",
         )
@@ -713,15 +719,18 @@ impl Store for SqliteStore {
     async fn list_models(
         &self,
         tenant: &str,
-        before: Option<i64>,
+        after: Option<Cursor>,
         limit: i64,
     ) -> Result<Page<ModelRecord>> {
         let q = format!(
-            "SELECT {MODEL_COLS} FROM models WHERE tenant = ? AND seq < ? ORDER BY seq DESC LIMIT ?"
+            "SELECT {MODEL_COLS} FROM models WHERE tenant = ?1 AND seq < {} ORDER BY seq DESC LIMIT ?4",
+            page_start("models", "?1", "?2", "?3")
         );
+        let after = after.unwrap_or(Cursor::START);
         let rows = sqlx::query(sqlx::AssertSqlSafe(q))
             .bind(tenant)
-            .bind(before.unwrap_or(i64::MAX))
+            .bind(after.id.to_string())
+            .bind(after.created_at)
             .bind(limit)
             .fetch_all(&self.pool)
             .await?;
