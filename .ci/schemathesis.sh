@@ -7,13 +7,13 @@
 #   .ci/schemathesis.sh                      # builds the debug binary if needed
 #   BACKPROP_BIN=target/release/backprop .ci/schemathesis.sh
 #
-# Settings (environment): ST_MAX_EXAMPLES (default 20 per operation), ST_SEED (1),
+# Settings (environment): ST_MAX_EXAMPLES (default 100 per operation), ST_SEED (1),
 # ST_TIMEOUT (seconds for the whole schemathesis run, 600), ST_VENV (the virtual environment,
 # default target/schemathesis-venv), ST_REPORT_DIR (target/schemathesis-report).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-max_examples=${ST_MAX_EXAMPLES:-20}
+max_examples=${ST_MAX_EXAMPLES:-100}
 seed=${ST_SEED:-1}
 time_bound=${ST_TIMEOUT:-600}
 venv=${ST_VENV:-target/schemathesis-venv}

@@ -403,6 +403,27 @@ async fn json_records_validation_dataset_and_sample_weights() {
         assert_eq!(st, 422, "{extra}: {e}");
         assert_eq!(e["pointer"], pointer, "{e}");
     }
+    // A validation class the training data never shows is refused at submit, not when the
+    // job runs.
+    let (f, mut t) = rows(30, 1);
+    t[4] = json!("lukewarm");
+    let (st, odd) = srv
+        .post("/v1/datasets", &json!({"features": f, "targets": t}))
+        .await;
+    assert_eq!(st, 201, "{odd}");
+    let (st, e) = srv
+        .post(
+            "/v1/jobs",
+            &json!({"dataset_id": train_ds["id"], "validation_dataset_id": odd["id"],
+                    "layers": [{}], "loss": "categorical_crossentropy"}),
+        )
+        .await;
+    assert_eq!(st, 422, "{e}");
+    assert_eq!(e["pointer"], "/validation_dataset_id", "{e}");
+    assert!(
+        e["detail"].as_str().unwrap().contains("\"lukewarm\""),
+        "{e}"
+    );
 }
 
 #[tokio::test]

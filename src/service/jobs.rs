@@ -233,6 +233,34 @@ pub fn plan_job_on(
                 ),
             ));
         }
+        // A class the training split never shows cannot be scored: refused now, not when the
+        // job has queued and started.
+        if spec.loss.is_classification() {
+            let classes = |t: &TargetShape| -> Option<Vec<String>> {
+                match t {
+                    TargetShape::Labels { classes } => {
+                        Some(classes.iter().map(|c| c.to_string()).collect())
+                    }
+                    TargetShape::Values {
+                        integer_classes: Some(c),
+                        width: 1,
+                        ..
+                    } => Some(c.iter().map(|c| c.to_string()).collect()),
+                    TargetShape::Values { .. } => None,
+                }
+            };
+            if let (Some(train), Some(val)) = (classes(&dataset.target), classes(&v.target))
+                && let Some(unseen) = val.iter().find(|c| !train.contains(c))
+            {
+                return Err(Error::invalid(
+                    "/validation_dataset_id",
+                    format!(
+                        "the validation dataset has class {unseen:?}, which the training dataset does not (its classes: {})",
+                        train.join(", ")
+                    ),
+                ));
+            }
+        }
     }
     let plan = match validation {
         Some(_) => spec.plan_with_validation_set(width, dataset.rows, &dataset.target),

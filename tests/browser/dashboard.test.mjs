@@ -270,6 +270,40 @@ async function run(browser, base, csvPath) {
   await shot('dataset');
   log('11. dataset page shows shape and a preview');
 
+  // 14. A tabular dataset: its profile (types, gaps, categories, class balance) and a
+  // column type changed for one job in the new-job form.
+  const tabular = ['island,size,year,label'];
+  for (let i = 0; i < 120; i++) {
+    const island = ['Biscoe', 'Dream', 'Torgersen'][i % 3];
+    tabular.push(`${island},${i % 11 === 0 ? '' : (i % 17) + 0.5},${2007 + (i % 3)},${i % 3 === 0 ? 'yes' : 'no'}`);
+  }
+  const created = await fetch(`${base}/v1/datasets?name=islands&target=label`, {
+    method: 'POST', headers: { authorization: `Bearer ${KEY}`, 'content-type': 'text/csv' }, body: tabular.join('\n') + '\n',
+  }).then((r) => r.json());
+  await page.goto(`${base}/#/datasets/${created.id}`);
+  await page.locator('table.profile tbody tr').first().waitFor();
+  assert.equal(await page.locator('table.profile tbody tr').count(), 3);
+  assert.equal(await page.textContent('tr[data-column="island"] .chip'), 'categorical');
+  assert.equal(await page.textContent('tr[data-column="size"] .chip'), 'numeric');
+  assert.equal(await page.locator('tr[data-column="island"] .counts .count').count(), 3);
+  assert.equal(await page.locator('tr[data-column="size"] .bar.missing').count(), 1, 'a bar for the missing cells');
+  assert.equal(await page.locator('#class-balance .count').count(), 2);
+  const barWidth = await page.locator('#class-balance .count .bar span').first().evaluate((el) => el.style.width);
+  assert.ok(Math.abs(parseFloat(barWidth) - (100 * 80) / 120) < 0.01, `the larger class fills two thirds: ${barWidth}`);
+  await shot('dataset-profile');
+  await page.click('a.button.primary');
+  await page.locator('#column-types details').waitFor();
+  await page.click('#column-types summary');
+  await page.selectOption('select[data-column="year"]', 'categorical');
+  await page.fill('#epochs', '3');
+  await page.click('#dry-run');
+  await waitFor('the dry run', async () => /^Valid:/.test(await page.textContent('#estimate')));
+  await page.click('#submit-job');
+  await page.waitForURL(/#\/jobs\/[0-9a-f-]{36}$/);
+  const tabJob = await fetch(`${base}/v1/jobs/${page.url().split('/').pop()}`, { headers: { authorization: `Bearer ${KEY}` } }).then((r) => r.json());
+  assert.deepEqual(tabJob.spec.columns, { year: 'categorical' });
+  log('14. tabular dataset profiled; a column type changed for one job');
+
   // 12. Keyboard: the first Tab reaches the skip link, Enter on a nav link navigates.
   await page.goto(`${base}/#/jobs`);
   await page.reload();

@@ -558,10 +558,26 @@ async function viewNew(root, params) {
   const esRestore = h('input', { id: 'es-restore', type: 'checkbox', checked: true, 'data-pointer': '/early_stopping/restore_best_weights' });
   const esBox = h('div', { class: 'row', hidden: true }, field('Monitor', esMonitor), field('Patience (epochs)', esPatience), h('div', { class: 'field check' }, h('label', {}, esRestore, ' Restore the best weights')));
   esOn.addEventListener('change', () => { esBox.hidden = !esOn.checked; });
+  // Per-job column types: the dataset's inferred ones, each overridable.
+  const columnsBox = h('div', { class: 'column-types', id: 'column-types' });
+  let columnTypes = {};
+  const renderColumns = (d) => {
+    columnTypes = {};
+    const cols = (d && d.columns) || [];
+    columnsBox.replaceChildren(...(cols.length ? [h('details', {}, h('summary', {}, `Column types (${cols.length})`),
+      h('p', { class: 'muted small' }, 'Inferred at upload; change one to train this job on it differently.'),
+      h('div', { class: 'row wrap' }, cols.map((c, i) => {
+        const sel = select([['', `${c.type} (inferred)`], ...['numeric', 'categorical', 'boolean', 'ignore'].filter((t) => t !== c.type)], '',
+          { id: `column-${i}-type`, 'data-pointer': `/columns/${c.name.replaceAll('~', '~0').replaceAll('/', '~1')}`, 'data-column': c.name,
+            onchange: (e) => { if (e.target.value) columnTypes[c.name] = e.target.value; else delete columnTypes[c.name]; } });
+        return field(c.name, sel);
+      })))] : []));
+  };
   const summary = h('div', { id: 'form-errors' });
   const estimate = h('div', { class: 'muted small', id: 'estimate', role: 'status' });
 
   const pickDataset = (d) => {
+    renderColumns(d);
     if (!d) { dsInfo.textContent = ''; return; }
     dsInfo.textContent = `${d.rows} rows · ${d.inputs} features (${(d.feature_names || []).join(', ')}) · ${d.classes ? `classes ${d.classes.join(', ')}` : `${d.outputs} numeric target${d.outputs > 1 ? 's' : ''}`}`;
     if (d.classes && d.target_kind === 'labels' && d.classes.length > 2) loss.value = 'categorical_crossentropy';
@@ -602,6 +618,7 @@ async function viewNew(root, params) {
       validation_split: num(vsplit),
       seed: num(seed),
       name: name.value || undefined,
+      columns: Object.keys(columnTypes).length ? { ...columnTypes } : undefined,
     };
     if (esOn.checked) s.early_stopping = { monitor: esMonitor.value, patience: num(esPatience), restore_best_weights: esRestore.checked };
     return s;
@@ -645,7 +662,8 @@ async function viewNew(root, params) {
     try {
       const r = await api('POST', `/v1/jobs${dry ? '?dry_run=true' : ''}`, { json: spec(), signal });
       if (dry) {
-        estimate.textContent = `Valid: ${r.parameter_count} parameters, ${r.train_rows} training rows, ${r.validation_rows} validation rows` + (r.estimated_seconds != null ? `, about ${duration(r.estimated_seconds * 1000)}` : '') + '.';
+        const perEpoch = r.estimated_seconds_per_epoch;
+        estimate.textContent = `Valid: ${r.parameter_count} parameters, ${r.train_rows} training rows, ${r.validation_rows} validation rows` + (perEpoch != null ? `, about ${duration(perEpoch * 1000 * (r.spec?.epochs || 1))} for ${r.spec?.epochs || 1} epochs` : '') + '.';
       } else {
         toast('Job queued');
         location.hash = `#/jobs/${r.id}`;
@@ -658,7 +676,7 @@ async function viewNew(root, params) {
   form.addEventListener('submit', (e) => { e.preventDefault(); submit(false); });
 
   form.append(
-    section('1 · Data', h('div', { class: 'row' }, field('Dataset', dsSel)), dsInfo,
+    section('1 · Data', h('div', { class: 'row' }, field('Dataset', dsSel)), dsInfo, columnsBox,
       h('details', { class: 'upload-details', open: datasets.length ? null : true }, h('summary', {}, 'Upload a CSV'),
         uploader((d) => { datasets.push(d); byId.set(d.id, d); dsSel.append(h('option', { value: d.id }, `${d.name} (${d.rows}×${d.inputs})`)); dsSel.value = d.id; pickDataset(d); }))),
     section('2 · Layers', h('p', { class: 'muted small' }, 'Dense layers in order; the output layer’s units and activation can be left to the data and the loss.'),
@@ -787,6 +805,46 @@ async function viewDatasets(root) {
     h('td', { 'data-label': 'Created', title: d.created_at }, ago(d.created_at))))));
 }
 
+/** A small horizontal bar: `share` of the full width (0..1), labelled for screen readers. */
+function shareBar(share, label, cls = '') {
+  const bar = h('div', { class: `bar share ${cls}`, role: 'img', 'aria-label': label }, h('span'));
+  bar.firstChild.style.width = `${Math.max(0, Math.min(100, 100 * share))}%`;
+  return bar;
+}
+
+/** What a user looks at before training: each column's type, gaps, spread or categories. */
+function profileTable(profile) {
+  const rows = profile.rows || 1;
+  return table(['Column', 'Type', 'Missing', 'Distinct', 'Values'], profile.columns.map((c) => {
+    let values;
+    if (c.top && c.top.length) {
+      values = h('div', { class: 'counts' }, c.top.slice(0, 5).map((t) => h('div', { class: 'count' },
+        h('span', { class: 'count-label' }, t.value), shareBar(t.count / rows, `${t.value}: ${t.count} rows`), h('span', { class: 'num small' }, String(t.count)))),
+      c.distinct > 5 ? h('div', { class: 'muted small' }, `and ${c.distinct - 5} more`) : null);
+    } else if (c.stats) {
+      values = h('span', { class: 'mono small' }, `${fmt(c.stats.min)} … ${fmt(c.stats.max)} · mean ${fmt(c.stats.mean)} ± ${fmt(c.stats.std)}`);
+    } else values = '–';
+    return h('tr', { 'data-column': c.name },
+      h('td', { 'data-label': 'Column' }, c.name),
+      h('td', { 'data-label': 'Type' }, h('span', { class: `chip type-${c.type}` }, c.type)),
+      h('td', { 'data-label': 'Missing', class: 'num' }, String(c.missing), c.missing ? shareBar(c.missing / rows, `${c.missing} of ${rows} missing`, 'missing') : null),
+      h('td', { 'data-label': 'Distinct', class: 'num' }, `${c.distinct}${c.distinct_more ? '+' : ''}`),
+      h('td', { 'data-label': 'Values' }, values));
+  }), 'profile');
+}
+
+/** The target's class balance (or spread, for numbers). */
+function targetBalance(profile) {
+  const t = profile.target || {};
+  if (t.classes) {
+    const total = t.classes.reduce((a, c) => a + c.count, 0) || 1;
+    return h('div', { class: 'counts', id: 'class-balance' }, t.classes.map((c) => h('div', { class: 'count' },
+      h('span', { class: 'count-label' }, c.value), shareBar(c.count / total, `${c.value}: ${c.count} rows`), h('span', { class: 'num small' }, `${c.count} (${fmt((100 * c.count) / total, 3)}%)`))));
+  }
+  if (t.stats) return h('p', { class: 'mono small', id: 'class-balance' }, `${fmt(t.stats.min)} … ${fmt(t.stats.max)} · mean ${fmt(t.stats.mean)} ± ${fmt(t.stats.std)}`);
+  return h('p', { class: 'muted' }, '–');
+}
+
 async function viewDataset(root, id) {
   const signal = aborter();
   const d = await api('GET', `/v1/datasets/${id}`, { signal });
@@ -798,7 +856,10 @@ async function viewDataset(root, id) {
       h('div', { class: 'actions' }, h('a', { class: 'button primary', href: `#/new?dataset=${d.id}` }, 'Train on it'))),
     section('Shape', kv([['Rows', String(d.rows)], ['Features', `${d.inputs}: ${(d.feature_names || []).join(', ')}`],
       ['Target', `${(d.target_names || []).join(', ')} (${d.target_kind})`], d.classes ? ['Classes', d.classes.join(', ')] : null,
-      ['Stored', `${fmt(d.size_bytes / 1024, 3)} KiB`], ['Created', new Date(d.created_at).toLocaleString()]])),
+      ['Stored', `${fmt(d.size_bytes / 1024, 3)} KiB`], ['Created', new Date(d.created_at).toLocaleString()],
+      d.dropped_rows ? ['Left out', `${d.dropped_rows} rows without a target`] : null])),
+    d.profile ? section('Columns', profileTable(d.profile)) : null,
+    d.profile ? section(`Target: ${(d.target_names || []).join(', ')}`, targetBalance(d.profile)) : null,
     section(`First ${rows.rows.length} of ${rows.total} rows`, table(['#', ...rows.feature_names, ...rows.target_names],
       rows.rows.map((r, i) => h('tr', {}, h('td', { class: 'num' }, String(i + 1)), r.features.map((v) => h('td', { class: 'num' }, String(v))),
         (Array.isArray(r.target) ? r.target : [r.target]).map((v) => h('td', { class: 'num' }, String(v))))), 'preview')));
