@@ -614,7 +614,14 @@ fn split_chunks(data: &[u8]) -> Vec<&[u8]> {
 }
 
 fn parse_chunk(chunk: &[u8], ctx: &ChunkContext) -> Chunk {
-    let mut parts: Vec<Part> = ctx.forced.iter().map(|f| Part::new(*f)).collect();
+    // Each column's part sized for the chunk's lines up front: grown by doubling, the parts
+    // held up to twice the cells they had read.
+    let lines_here = chunk.iter().filter(|&&b| b == b'\n').count() + 1;
+    let mut parts: Vec<Part> = ctx
+        .forced
+        .iter()
+        .map(|f| Part::with_capacity(*f, lines_here))
+        .collect();
     // No csv-level trimming: each cell is trimmed once, below.
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)

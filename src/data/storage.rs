@@ -109,7 +109,14 @@ pub(super) fn to_bytes(d: &Dataset) -> Vec<u8> {
         targets,
     };
     // Serialising plain strings, integers and floats into a Vec cannot fail.
-    let mut out = postcard::to_stdvec(&stored).unwrap_or_default();
+    // Sized up front (4 bytes a cell, and room for the rest): a large dataset is written
+    // without the growing buffer's copies.
+    let target_cells = match &stored.targets {
+        StoredTargets::Values { data, .. } => data.len(),
+        StoredTargets::Labels(l) => l.len(),
+    };
+    let guess = 4 * (x.len() + target_cells) + 64 * 1024;
+    let mut out = postcard::to_extend(&stored, Vec::with_capacity(guess)).unwrap_or_default();
     {
         let table = StoredTable {
             columns: d

@@ -114,6 +114,14 @@ impl Part {
         }
     }
 
+    /// As [`new`](Self::new), with room for `rows` numbers.
+    pub fn with_capacity(forced: Option<ColumnType>, rows: usize) -> Self {
+        match forced {
+            Some(ColumnType::Categorical) => Part::text(0),
+            _ => Part::Numbers(Vec::with_capacity(rows)),
+        }
+    }
+
     fn text(pending: usize) -> Self {
         Part::Text {
             pending,
@@ -245,12 +253,15 @@ pub fn finish_column(
     let any_text = parts.iter().any(|p| matches!(p, Part::Text { .. }));
     let rows: usize = parts.iter().map(Part::len).sum();
     let (storage, values, vocab) = if !any_text {
-        let mut values = Vec::with_capacity(rows);
+        // One allocation of the final size; each part is freed as soon as it is copied, so a
+        // large column is never held twice over.
+        let mut values = Vec::new();
         for p in parts {
             if let Part::Numbers(v) = p {
-                if values.is_empty() {
-                    values = v;
+                if v.len() == rows {
+                    values = v; // the whole column in one part: kept as it is
                 } else {
+                    values.reserve_exact(rows - values.len());
                     values.extend_from_slice(&v);
                 }
             }
