@@ -111,6 +111,8 @@ conformance!(
     release_puts_the_job_back,
     attempt_cap_fails_instead_of_looping,
     an_idempotency_reservation_is_replaced_only_by_its_own_answer,
+    deployments_version_roll_and_guard_their_models,
+    concurrent_deploys_of_one_name_each_get_a_version,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -964,5 +966,159 @@ async fn an_idempotency_reservation_is_replaced_only_by_its_own_answer(store: Ar
             .await
             .unwrap()
             .is_none()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Named deployments
+
+async fn deployments_version_roll_and_guard_their_models(store: Arc<dyn Store>) {
+    let (a, b) = (model(None), model(None));
+    store.insert_model(&a).await.unwrap();
+    store.insert_model(&b).await.unwrap();
+    let d = store
+        .deploy("default", "iris", a.id, None, 1000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((d.version, d.model_id, d.created_at), (1, a.id, 1000));
+    let d = store
+        .deploy("default", "iris", b.id, None, 2000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (d.version, d.model_id, d.created_at, d.updated_at),
+        (2, b.id, 1000, 2000)
+    );
+    // A conditional deploy moves only from the version it expects.
+    assert_eq!(
+        store
+            .deploy("default", "iris", a.id, Some(1), 3000)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .deploy("default", "nope", a.id, Some(1), 3000)
+            .await
+            .unwrap(),
+        None
+    );
+    let d = store
+        .deploy("default", "iris", a.id, Some(2), 3000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((d.version, d.model_id), (3, a.id));
+    assert_eq!(
+        store.get_deployment("default", "iris").await.unwrap(),
+        Some(d.clone())
+    );
+    // Names are per tenant.
+    assert_eq!(store.get_deployment("other", "iris").await.unwrap(), None);
+    let versions: Vec<(i64, Uuid)> = store
+        .deployment_versions("default", "iris", 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|v| (v.version, v.model_id))
+        .collect();
+    assert_eq!(versions, vec![(3, a.id), (2, b.id), (1, a.id)]);
+    assert_eq!(
+        store
+            .deployment_versions("default", "iris", 1)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let v2 = store
+        .deployment_version("default", "iris", 2)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((v2.version, v2.model_id, v2.created_at), (2, b.id, 2000));
+    assert_eq!(
+        store
+            .deployment_version("default", "iris", 4)
+            .await
+            .unwrap(),
+        None
+    );
+    store
+        .deploy("default", "setosa", a.id, None, 4000)
+        .await
+        .unwrap();
+    let page = store.list_deployments("default", None, 1).await.unwrap();
+    assert_eq!((page.total, page.items[0].name.as_str()), (2, "setosa"));
+    let page2 = store
+        .list_deployments("default", page.next, 1)
+        .await
+        .unwrap();
+    assert_eq!(page2.items[0].name, "iris");
+    assert_eq!(
+        store
+            .list_deployments("other", None, 10)
+            .await
+            .unwrap()
+            .total,
+        0
+    );
+
+    // The deployed model: named, and its row cannot go (the foreign key); the other can.
+    assert_eq!(
+        store.deployments_of_model(a.id).await.unwrap(),
+        vec!["iris".to_string(), "setosa".to_string()]
+    );
+    assert!(store.delete_model(a.id).await.is_err());
+    assert!(store.get_model(a.id).await.unwrap().is_some());
+    assert!(store.delete_model(b.id).await.unwrap());
+    // Deleting a name deletes its history, not its model.
+    assert!(store.delete_deployment("default", "iris").await.unwrap());
+    assert!(!store.delete_deployment("default", "iris").await.unwrap());
+    assert_eq!(
+        store
+            .deployment_versions("default", "iris", 10)
+            .await
+            .unwrap(),
+        vec![]
+    );
+    assert!(store.delete_deployment("default", "setosa").await.unwrap());
+    assert!(store.delete_model(a.id).await.unwrap());
+    // A deploy of a model that is not there fails (the foreign key).
+    assert!(
+        store
+            .deploy("default", "iris", a.id, None, 5000)
+            .await
+            .is_err()
+    );
+    assert_eq!(store.get_deployment("default", "iris").await.unwrap(), None);
+}
+
+async fn concurrent_deploys_of_one_name_each_get_a_version(store: Arc<dyn Store>) {
+    let m = model(None);
+    store.insert_model(&m).await.unwrap();
+    let mut tasks = vec![];
+    for _ in 0..8 {
+        let (store, id) = (store.clone(), m.id);
+        tasks.push(tokio::spawn(async move {
+            store.deploy("default", "busy", id, None, now_ms()).await
+        }));
+    }
+    let mut versions = vec![];
+    for t in tasks {
+        versions.push(t.await.unwrap().unwrap().unwrap().version);
+    }
+    versions.sort();
+    assert_eq!(versions, (1..=8).collect::<Vec<i64>>());
+    assert_eq!(
+        store
+            .deployment_versions("default", "busy", 100)
+            .await
+            .unwrap()
+            .len(),
+        8
     );
 }

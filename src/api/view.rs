@@ -148,3 +148,31 @@ pub fn add_prediction(body: &mut Value, pred: Prediction) {
         body["labels"] = json!(labels);
     }
 }
+
+/// A named deployment: where it points now (and, for `GET /v1/deployments/{name}`, its
+/// newest versions, newest first).
+pub fn deployment(
+    d: &crate::store::DeploymentRecord,
+    versions: Option<&[crate::store::DeploymentVersion]>,
+) -> Value {
+    let mut v = json!({
+        "name": d.name,
+        "version": d.version,
+        "model_id": d.model_id,
+        "created_at": rfc3339(d.created_at),
+        "updated_at": rfc3339(d.updated_at),
+    });
+    if let Some(versions) = versions {
+        v["versions"] = json!(
+            versions
+                .iter()
+                .map(|x| json!({
+                    "version": x.version,
+                    "model_id": x.model_id,
+                    "created_at": rfc3339(x.created_at),
+                }))
+                .collect::<Vec<_>>()
+        );
+    }
+    v
+}

@@ -429,6 +429,27 @@ pub struct Page<T> {
     pub total: i64,
 }
 
+/// A named deployment (issue 13): a tenant's stable name for one model at a time. `version`
+/// counts the times it was pointed (1 for the first); `deployment_versions` keeps each.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeploymentRecord {
+    pub seq: i64,
+    pub tenant: String,
+    pub name: String,
+    pub version: i64,
+    pub model_id: Uuid,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// One version of a deployment: the model it pointed at from `created_at`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeploymentVersion {
+    pub version: i64,
+    pub model_id: Uuid,
+    pub created_at: i64,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<()>;
@@ -557,6 +578,43 @@ pub trait Store: Send + Sync + 'static {
         limit: i64,
     ) -> Result<Page<ModelRecord>>;
     async fn delete_model(&self, id: Uuid) -> Result<bool>;
+
+    // Named deployments.
+    /// Points `tenant`'s deployment `name` at `model_id` as its next version (version 1 when
+    /// it is new), with that version's history row, in one transaction. With `expected`, only
+    /// when the deployment is at that version now (`None` otherwise: someone moved it).
+    async fn deploy(
+        &self,
+        tenant: &str,
+        name: &str,
+        model_id: Uuid,
+        expected: Option<i64>,
+        now: i64,
+    ) -> Result<Option<DeploymentRecord>>;
+    async fn get_deployment(&self, tenant: &str, name: &str) -> Result<Option<DeploymentRecord>>;
+    async fn list_deployments(
+        &self,
+        tenant: &str,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Page<DeploymentRecord>>;
+    /// The deployment's versions, newest first, at most `limit`.
+    async fn deployment_versions(
+        &self,
+        tenant: &str,
+        name: &str,
+        limit: i64,
+    ) -> Result<Vec<DeploymentVersion>>;
+    async fn deployment_version(
+        &self,
+        tenant: &str,
+        name: &str,
+        version: i64,
+    ) -> Result<Option<DeploymentVersion>>;
+    /// Removes the name and its history (never a model).
+    async fn delete_deployment(&self, tenant: &str, name: &str) -> Result<bool>;
+    /// Names of the deployments now pointing at `model_id` (at most 10).
+    async fn deployments_of_model(&self, model_id: Uuid) -> Result<Vec<String>>;
 }
 
 #[cfg(test)]

@@ -12,7 +12,10 @@ use sqlx::postgres::{PgConnectOptions, PgDatabaseError, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Postgres, Row};
 use uuid::Uuid;
 
-use super::rows::{Columns, DATASET_COLS, MODEL_COLS, dataset, job, model, page};
+use super::rows::{
+    Columns, DATASET_COLS, DEPLOYMENT_COLS, MODEL_COLS, dataset, deployment, deployment_version,
+    job, model, page,
+};
 use super::*;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -756,5 +759,165 @@ impl Store for PostgresStore {
             .execute(&self.pool)
             .await?;
         Ok(r.rows_affected() > 0)
+    }
+
+    async fn deploy(
+        &self,
+        tenant: &str,
+        name: &str,
+        model_id: Uuid,
+        expected: Option<i64>,
+        now: i64,
+    ) -> Result<Option<DeploymentRecord>> {
+        let mut tx = self.pool.begin().await?;
+        // The upsert locks the deployment's row until COMMIT: two switches of one name queue
+        // up, and each gets its own version.
+        let row = match expected {
+            None => {
+                let q = format!(
+                    "INSERT INTO deployments (tenant, name, version, model_id, created_at, updated_at)
+                     VALUES ($1, $2, 1, $3, $4, $4)
+                     ON CONFLICT (tenant, name) DO UPDATE
+                        SET version = deployments.version + 1, model_id = excluded.model_id,
+                            updated_at = excluded.updated_at
+                     RETURNING {DEPLOYMENT_COLS}"
+                );
+                sqlx::query(sqlx::AssertSqlSafe(q))
+                    .bind(tenant)
+                    .bind(name)
+                    .bind(model_id)
+                    .bind(now)
+                    .fetch_optional(&mut *tx)
+                    .await?
+            }
+            Some(v) => {
+                let q = format!(
+                    "UPDATE deployments SET version = version + 1, model_id = $3, updated_at = $4
+                     WHERE tenant = $1 AND name = $2 AND version = $5
+                     RETURNING {DEPLOYMENT_COLS}"
+                );
+                sqlx::query(sqlx::AssertSqlSafe(q))
+                    .bind(tenant)
+                    .bind(name)
+                    .bind(model_id)
+                    .bind(now)
+                    .bind(v)
+                    .fetch_optional(&mut *tx)
+                    .await?
+            }
+        };
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let d = deployment(&row)?;
+        sqlx::query(
+            "INSERT INTO deployment_versions (tenant, name, version, model_id, created_at)
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(tenant)
+        .bind(name)
+        .bind(d.version)
+        .bind(model_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(d))
+    }
+
+    async fn get_deployment(&self, tenant: &str, name: &str) -> Result<Option<DeploymentRecord>> {
+        let q =
+            format!("SELECT {DEPLOYMENT_COLS} FROM deployments WHERE tenant = $1 AND name = $2");
+        sqlx::query(sqlx::AssertSqlSafe(q))
+            .bind(tenant)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| deployment(&r))
+            .transpose()
+    }
+
+    async fn list_deployments(
+        &self,
+        tenant: &str,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Page<DeploymentRecord>> {
+        let q = format!(
+            "SELECT {DEPLOYMENT_COLS} FROM deployments WHERE tenant = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(q))
+            .bind(tenant)
+            .bind(before.unwrap_or(i64::MAX))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM deployments WHERE tenant = $1")
+            .bind(tenant)
+            .fetch_one(&self.pool)
+            .await?;
+        page(&rows, deployment, limit, total)
+    }
+
+    async fn deployment_versions(
+        &self,
+        tenant: &str,
+        name: &str,
+        limit: i64,
+    ) -> Result<Vec<DeploymentVersion>> {
+        let rows = sqlx::query(
+            "SELECT version, model_id, created_at FROM deployment_versions
+             WHERE tenant = $1 AND name = $2 ORDER BY version DESC LIMIT $3",
+        )
+        .bind(tenant)
+        .bind(name)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(deployment_version).collect()
+    }
+
+    async fn deployment_version(
+        &self,
+        tenant: &str,
+        name: &str,
+        version: i64,
+    ) -> Result<Option<DeploymentVersion>> {
+        sqlx::query(
+            "SELECT version, model_id, created_at FROM deployment_versions
+             WHERE tenant = $1 AND name = $2 AND version = $3",
+        )
+        .bind(tenant)
+        .bind(name)
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| deployment_version(&r))
+        .transpose()
+    }
+
+    async fn delete_deployment(&self, tenant: &str, name: &str) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let r = sqlx::query("DELETE FROM deployments WHERE tenant = $1 AND name = $2")
+            .bind(tenant)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM deployment_versions WHERE tenant = $1 AND name = $2")
+            .bind(tenant)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn deployments_of_model(&self, model_id: Uuid) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT name FROM deployments WHERE model_id = $1 ORDER BY name LIMIT 10",
+        )
+        .bind(model_id)
+        .fetch_all(&self.pool)
+        .await?)
     }
 }

@@ -6,7 +6,8 @@
 use uuid::Uuid;
 
 use super::{
-    DatasetRecord, Failure, JobRecord, JobSpec, JobStatus, ModelRecord, Page, Result, StoreError,
+    DatasetRecord, DeploymentRecord, DeploymentVersion, Failure, JobRecord, JobSpec, JobStatus,
+    ModelRecord, Page, Result, StoreError,
 };
 
 /// The columns `dataset` reads.
@@ -101,4 +102,28 @@ pub(super) fn page<R: Columns, T>(
         _ => None,
     };
     Ok(Page { items, next, total })
+}
+
+/// The columns `deployment` reads.
+pub(super) const DEPLOYMENT_COLS: &str =
+    "seq, tenant, name, version, model_id, created_at, updated_at";
+
+pub(super) fn deployment<R: Columns>(r: &R) -> Result<DeploymentRecord> {
+    Ok(DeploymentRecord {
+        seq: r.int("seq")?,
+        tenant: r.text("tenant")?,
+        name: r.text("name")?,
+        version: r.int("version")?,
+        model_id: r.uuid("model_id")?,
+        created_at: r.int("created_at")?,
+        updated_at: r.int("updated_at")?,
+    })
+}
+
+pub(super) fn deployment_version<R: Columns>(r: &R) -> Result<DeploymentVersion> {
+    Ok(DeploymentVersion {
+        version: r.int("version")?,
+        model_id: r.uuid("model_id")?,
+        created_at: r.int("created_at")?,
+    })
 }
