@@ -158,7 +158,7 @@ fn network(activation: &str, head: &str) -> Value {
 }
 
 #[tokio::test]
-async fn onnxruntime_runs_every_activation_as_predict_does() {
+async fn onnxruntime_runs_every_activation_and_a_tabular_model_as_predict_does() {
     let Some(python) = python() else { return };
     let srv = Server::start(&["--api-keys", KEYS]).await;
     let rows = json!([
@@ -187,6 +187,33 @@ async fn onnxruntime_runs_every_activation_as_predict_does() {
             );
         }
     }
+    // A tabular model: imputation, a missing indicator, one-hot with missing and "other", a
+    // yes/no column and an ignored one, then standardisation.
+    let tabular = json!({
+        "input_dim": 7,
+        "encoder": {"columns": [
+            {"type": "numeric", "name": "size", "fill": 2.5, "missing_indicator": true},
+            {"type": "categorical", "name": "color", "categories": ["blue", "red"], "missing": true, "other": true},
+            {"type": "boolean", "name": "shiny", "fill": 0.25},
+            {"type": "ignore", "name": "id"}
+        ]},
+        "standardization": {"mean": [2.0, 0.1, 0.4, 0.4, 0.1, 0.1, 0.5], "std": [1.5, 0.3, 0.5, 0.5, 0.3, 0.3, 0.5]},
+        "layers": [
+            {"units": 3, "activation": "gelu", "weights": [[0.5, -1.0, 0.25], [1.5, 0.5, -0.75], [-0.2, 0.3, 0.9],
+                [0.7, -0.6, 0.1], [0.2, 0.2, -0.4], [-1.0, 0.5, 0.3], [0.6, -0.3, 0.8]], "bias": [0.1, 0.0, -0.1]},
+            {"units": 2, "activation": "softmax", "weights": [[1.0, -1.0], [-0.5, 0.5], [0.3, 0.2]]}
+        ],
+        "classes": ["keep", "drop"],
+        "class_encoding": "categorical"
+    });
+    let id = srv.ok("POST", "/v1/models", ADMIN, Some(&tabular)).await["id"].clone();
+    let records = json!([
+        {"size": 1.5, "color": "red", "shiny": 1, "id": "a"},
+        {"size": null, "color": "blue", "shiny": 0},
+        {"size": 4.0, "color": "green", "shiny": null},
+        {"size": 0.5, "color": null, "shiny": 2}
+    ]);
+    cases.push(json!({"model_id": id, "rows": records, "label": "tabular"}));
     let out = run_script(
         &python,
         "onnx_check.py",
@@ -195,7 +222,8 @@ async fn onnxruntime_runs_every_activation_as_predict_does() {
     println!("{out}");
     assert_eq!(
         out.matches("\nok ").count() + usize::from(out.starts_with("ok ")),
-        27,
+        28,
         "{out}"
     );
+    assert!(out.contains("ok tabular"), "{out}");
 }

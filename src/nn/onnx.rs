@@ -10,8 +10,9 @@
 //! types and four wire types, so a small encoder here spares the crate a code generator
 //! (`protoc` and a build script) or a protobuf dependency. Field numbers are `onnx.proto`'s.
 //!
-//! Tabular models (with an encoder) are not exported: their imputation and one-hot encoding
-//! would need ONNX-ML operators, and [`to_onnx`] refuses them with a reason.
+//! A tabular model (with an encoder) takes one input per raw column instead of `input`, and
+//! the graph imputes and one-hot encodes them first (see [`encode_columns`]), with ONNX-ML's
+//! `LabelEncoder` for the categories.
 
 use super::activation::Activation;
 use super::model::Model;
@@ -71,7 +72,12 @@ impl Pb {
 
 // onnx.proto's TensorProto.DataType values.
 const FLOAT: i64 = 1;
+const STRING: i64 = 8;
 const INT64: i64 = 7;
+
+/// The ONNX-ML domain (`LabelEncoder`) and the version of it the graph uses.
+const ML: &str = "ai.onnx.ml";
+const ML_OPSET: i64 = 2;
 
 /// TensorProto: an initializer of float values.
 fn tensor(name: &str, dims: &[i64], values: &[f32]) -> Pb {
@@ -125,11 +131,13 @@ fn value_info(name: &str, elem: i64, dims: &[Option<i64>]) -> Pb {
 enum Attr<'a> {
     Float(&'a str, f32),
     Int(&'a str, i64),
+    Ints(&'a str, Vec<i64>),
+    Strings(&'a str, Vec<String>),
 }
 
 impl Attr<'_> {
     fn encode(&self) -> Pb {
-        // AttributeProto.AttributeType: FLOAT = 1, INT = 2.
+        // AttributeProto.AttributeType: FLOAT = 1, INT = 2, INTS = 7, STRINGS = 8.
         let mut a = Pb::default();
         match self {
             Attr::Float(name, v) => {
@@ -137,6 +145,21 @@ impl Attr<'_> {
             }
             Attr::Int(name, v) => {
                 a.str(1, name).int(3, *v).int(20, 2);
+            }
+            // INTS = 7, STRINGS = 8.
+            Attr::Ints(name, vs) => {
+                a.str(1, name);
+                for v in vs {
+                    a.int(8, *v);
+                }
+                a.int(20, 7);
+            }
+            Attr::Strings(name, vs) => {
+                a.str(1, name);
+                for v in vs {
+                    a.str(9, v);
+                }
+                a.int(20, 8);
             }
         }
         a
@@ -157,8 +180,20 @@ impl Graph {
         format!("{hint}_{}", self.count)
     }
 
-    /// Adds a node; returns its output's name.
+    /// Adds a node of the default domain; returns its output's name.
     fn node(&mut self, op: &str, inputs: &[&str], attrs: &[Attr], output: Option<&str>) -> String {
+        self.node_in("", op, inputs, attrs, output)
+    }
+
+    /// Adds a node of operator set `domain` (`ai.onnx.ml`).
+    fn node_in(
+        &mut self,
+        domain: &str,
+        op: &str,
+        inputs: &[&str],
+        attrs: &[Attr],
+        output: Option<&str>,
+    ) -> String {
         let out = output.map_or_else(|| self.fresh(&op.to_lowercase()), str::to_owned);
         let mut n = Pb::default();
         for i in inputs {
@@ -169,6 +204,9 @@ impl Graph {
         n.str(4, op);
         for a in attrs {
             n.msg(5, a.encode());
+        }
+        if !domain.is_empty() {
+            n.str(7, domain);
         }
         self.nodes.push(n);
         out
@@ -181,17 +219,123 @@ impl Graph {
     }
 }
 
-/// The ONNX model of `m`, with `metadata` as its metadata properties (the caller writes
-/// `classes` there). Refuses a tabular model (see the module's description).
-pub fn to_onnx(m: &Model, metadata: &[(String, String)]) -> Result<Vec<u8>, String> {
-    if m.encoder.is_some() {
-        return Err(
-            "a model trained on tabular data (with an encoder for text and missing cells) cannot be exported to ONNX yet; its imputation and one-hot encoding would need ONNX-ML operators"
-                .into(),
-        );
+/// A tabular model's inputs, encoded as `Encoder::transform_row` encodes a row: one
+/// `[N, 1]` input per raw column that is not ignored, named by the column. Numeric and yes/no
+/// columns are float (NaN: missing; a yes/no column's 0 is no, anything else yes), imputed
+/// with `Where(IsNaN)` and followed by the missing indicator where the model has one;
+/// categorical columns are strings ("" is missing), one-hot through ONNX-ML's `LabelEncoder`
+/// and `OneHot` (an unseen category goes to "other", or to no slot at all). Text is matched
+/// as sent: the runtime does not trim spaces as `predict` does. Returns the concatenation.
+fn encode_columns(
+    g: &mut Graph,
+    e: &super::tabular::Encoder,
+    inputs: &mut Vec<Pb>,
+) -> Result<String, String> {
+    use super::tabular::EncodedColumn as C;
+    let mut blocks: Vec<String> = vec![];
+    for c in &e.columns {
+        match c {
+            C::Ignore { .. } => {}
+            C::Numeric {
+                name,
+                fill,
+                missing_indicator,
+            }
+            | C::Boolean {
+                name,
+                fill,
+                missing_indicator,
+            } => {
+                inputs.push(value_info(name, FLOAT, &[None, Some(1)]));
+                let nan = g.node("IsNaN", &[name], &[], None);
+                let value = if matches!(c, C::Boolean { .. }) {
+                    let zero = g.constant("zero", &[], &[0.0]);
+                    let eq = g.node("Equal", &[name, &zero], &[], None);
+                    let yes = g.node("Not", &[&eq], &[], None);
+                    g.node("Cast", &[&yes], &[Attr::Int("to", FLOAT)], None)
+                } else {
+                    name.clone()
+                };
+                let fill = g.constant("fill", &[], &[*fill]);
+                blocks.push(g.node("Where", &[&nan, &fill, &value], &[], None));
+                if *missing_indicator {
+                    blocks.push(g.node("Cast", &[&nan], &[Attr::Int("to", FLOAT)], None));
+                }
+            }
+            C::Categorical {
+                name,
+                categories,
+                missing,
+                other,
+            } => {
+                inputs.push(value_info(name, STRING, &[None, Some(1)]));
+                let k = categories.len() as i64;
+                let width = k + i64::from(*missing) + i64::from(*other);
+                if width == 0 {
+                    continue;
+                }
+                // Slots: the categories, then missing, then other; `width` is no slot (OneHot
+                // turns an index out of range into a row of zeros).
+                let other_slot = if *other {
+                    k + i64::from(*missing)
+                } else {
+                    width
+                };
+                let mut keys = categories.clone();
+                let mut values: Vec<i64> = (0..k).collect();
+                if !categories.iter().any(String::is_empty) {
+                    keys.push(String::new());
+                    values.push(if *missing { k } else { other_slot });
+                }
+                let index = g.node_in(
+                    ML,
+                    "LabelEncoder",
+                    &[name],
+                    &[
+                        Attr::Strings("keys_strings", keys),
+                        Attr::Ints("values_int64s", values),
+                        Attr::Int("default_int64", other_slot),
+                    ],
+                    None,
+                );
+                let depth = g.fresh("depth");
+                g.initializers.push(tensor_i64(&depth, &[], &[width]));
+                let on_off = g.constant("on_off", &[2], &[0.0, 1.0]);
+                let hot = g.node(
+                    "OneHot",
+                    &[&index, &depth, &on_off],
+                    &[Attr::Int("axis", -1)],
+                    None,
+                );
+                let shape = g.fresh("shape");
+                g.initializers.push(tensor_i64(&shape, &[2], &[-1, width]));
+                blocks.push(g.node("Reshape", &[&hot, &shape], &[], None));
+            }
+        }
     }
+    if blocks.is_empty() {
+        return Err("the model's encoder has no input columns".into());
+    }
+    let refs: Vec<&str> = blocks.iter().map(String::as_str).collect();
+    Ok(g.node("Concat", &refs, &[Attr::Int("axis", 1)], None))
+}
+
+/// The ONNX model of `m`, with `metadata` as its metadata properties (the caller writes
+/// `classes` there).
+pub fn to_onnx(m: &Model, metadata: &[(String, String)]) -> Result<Vec<u8>, String> {
     let mut g = Graph::default();
-    let mut x = "input".to_owned();
+    let mut inputs = vec![];
+    let mut x = match &m.encoder {
+        None => {
+            inputs.push(value_info(
+                "input",
+                FLOAT,
+                &[None, Some(m.input_dim() as i64)],
+            ));
+            "input".to_owned()
+        }
+        Some(e) => encode_columns(&mut g, e, &mut inputs)?,
+    };
     if let Some(s) = &m.standardizer {
         let d = s.mean.len() as i64;
         let mean = g.constant("mean", &[d], &s.mean);
@@ -276,10 +420,9 @@ pub fn to_onnx(m: &Model, metadata: &[(String, String)]) -> Result<Vec<u8>, Stri
     for t in g.initializers {
         graph.msg(5, t);
     }
-    graph.msg(
-        11,
-        value_info("input", FLOAT, &[None, Some(m.input_dim() as i64)]),
-    );
+    for i in inputs {
+        graph.msg(11, i);
+    }
     for o in outputs {
         graph.msg(12, o);
     }
@@ -292,6 +435,11 @@ pub fn to_onnx(m: &Model, metadata: &[(String, String)]) -> Result<Vec<u8>, Stri
     let mut opset = Pb::default();
     opset.str(1, "").int(2, OPSET);
     model.msg(8, opset);
+    if m.encoder.is_some() {
+        let mut ml = Pb::default();
+        ml.str(1, ML).int(2, ML_OPSET);
+        model.msg(8, ml);
+    }
     for (k, v) in metadata {
         let mut e = Pb::default();
         e.str(1, k).str(2, v);

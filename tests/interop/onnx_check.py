@@ -2,7 +2,8 @@
 
 Run by tests/interop.rs as `python onnx_check.py URL KEY CASES_JSON`; CASES_JSON lists
 {"model_id", "rows"}. For each: GET /v1/models/{id}/export?format=onnx, run it in
-onnxruntime on the rows, and require every output within 1e-5 of
+onnxruntime on the rows (arrays for a plain model's `input`; records for a tabular model,
+one input per column: float with NaN for missing, or text with "" for missing), and require every output within 1e-5 of
 POST /v1/models/{id}/predict's, and `label_index` to pick the same class. Exits non-zero
 on any difference.
 """
@@ -36,9 +37,19 @@ def main():
         onnx.checker.check_model(onnx.load_from_string(blob), full_check=True)
         sess = ort.InferenceSession(blob, providers=["CPUExecutionProvider"])
         want = json.loads(call(base, key, f"/v1/models/{mid}/predict", {"inputs": rows}))
-        x = np.array(rows, dtype=np.float32)
+        feeds = {}
+        for i in sess.get_inputs():
+            if i.name == "input" and isinstance(rows[0], list):
+                feeds["input"] = np.array(rows, dtype=np.float32)
+            elif i.type == "tensor(string)":
+                # A tabular model's categorical column: text, "" for missing.
+                feeds[i.name] = np.array([[r.get(i.name) or ""] for r in rows], dtype=np.object_)
+            else:
+                # A numeric or yes/no column: NaN for missing.
+                vals = [r.get(i.name) for r in rows]
+                feeds[i.name] = np.array([[np.nan if v is None else v] for v in vals], dtype=np.float32)
         names = [o.name for o in sess.get_outputs()]
-        got = dict(zip(names, sess.run(None, {"input": x})))
+        got = dict(zip(names, sess.run(None, feeds)))
         main_out = "probabilities" if "probabilities" in got else "values"
         expected = np.array(want["outputs"], dtype=np.float32)
         diff = float(np.max(np.abs(got[main_out] - expected)))
