@@ -461,3 +461,73 @@ async fn the_switch_is_atomic_while_clients_hammer_the_name() {
     let d = srv.ok("GET", "/v1/deployments/flip", ADMIN, None).await;
     assert_eq!(d["version"], 61);
 }
+
+/// Two nodes on one PostgreSQL database (`BACKPROP_TEST_POSTGRES_URL`; skipped without it):
+/// a switch made on one node is answered by the other within the cache's second, the 409 on
+/// a deployed model holds across nodes, and switches made on both at once each get their
+/// own version.
+#[tokio::test]
+async fn two_nodes_on_postgres_see_a_switch_within_a_second() {
+    let Some(schema) = common::Schema::create().await else {
+        return;
+    };
+    let args = ["--api-keys", KEYS, "--database-url", &schema.url];
+    let (one, two) = (Server::start(&args).await, Server::start(&args).await);
+    let a = import(&one, ADMIN, &classifier(1.0)).await;
+    let b = import(&one, ADMIN, &classifier(-2.0)).await;
+    one.ok("PUT", "/v1/deployments/iris", ADMIN, Some(&json!({"model_id": a})))
+        .await;
+    assert_eq!(by_name(&two, "iris").await["model_id"], a.as_str());
+    one.ok("PUT", "/v1/deployments/iris", ADMIN, Some(&json!({"model_id": b})))
+        .await;
+    // The node that switched answers with the new model at once; the other within ~1 s.
+    assert_eq!(by_name(&one, "iris").await["model_id"], b.as_str());
+    let t0 = std::time::Instant::now();
+    loop {
+        if by_name(&two, "iris").await["model_id"] == b.as_str() {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_millis(2500),
+            "the other node still answers with the old model after {:?}",
+            t0.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!("the other node answered with the new model after {:?}", t0.elapsed());
+    let (st, e) = two
+        .call("DELETE", &format!("/v1/models/{b}"), ADMIN, None)
+        .await;
+    assert_eq!(st, 409, "{e}");
+    assert!(e["detail"].as_str().unwrap().contains("\"iris\""), "{e}");
+
+    // Switches from both nodes at once: every one is a version of its own.
+    let mut tasks = vec![];
+    for i in 0..20 {
+        let (base, to) = (
+            if i % 2 == 0 { one.base.clone() } else { two.base.clone() },
+            if i % 3 == 0 { a.clone() } else { b.clone() },
+        );
+        tasks.push(tokio::spawn(async move {
+            let r = reqwest::Client::new()
+                .put(format!("{base}/v1/deployments/iris"))
+                .bearer_auth(ADMIN)
+                .json(&json!({"model_id": to}))
+                .send()
+                .await
+                .unwrap();
+            let st = r.status().as_u16();
+            let v: Value = r.json().await.unwrap();
+            assert_eq!(st, 200, "{v}");
+            v["version"].as_i64().unwrap()
+        }));
+    }
+    let mut versions = vec![];
+    for t in tasks {
+        versions.push(t.await.unwrap());
+    }
+    versions.sort();
+    assert_eq!(versions, (3..=22).collect::<Vec<i64>>());
+    let d = two.ok("GET", "/v1/deployments/iris", ADMIN, None).await;
+    assert_eq!(d["version"], 22);
+}
