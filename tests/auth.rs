@@ -43,8 +43,7 @@ async fn every_v1_route_wants_a_valid_key() {
         // their own error shape, `{"error": …}`.
         let protocol = path.starts_with("/v2/models/")
             || (*method == "post"
-                && route.starts_with("/v1/models/{id}")
-                && !route.ends_with("/predict"));
+                && ["/v1/models/{id}", "/v1/models/{id}/versions/{version}"].contains(route));
         if !path.starts_with("/v1/") && !protocol {
             let (st, _, _) = call(&srv, method, &path, None, None).await;
             assert!(st != 401, "{method} {path} is open: {st}");

@@ -475,11 +475,21 @@ async fn two_nodes_on_postgres_see_a_switch_within_a_second() {
     let (one, two) = (Server::start(&args).await, Server::start(&args).await);
     let a = import(&one, ADMIN, &classifier(1.0)).await;
     let b = import(&one, ADMIN, &classifier(-2.0)).await;
-    one.ok("PUT", "/v1/deployments/iris", ADMIN, Some(&json!({"model_id": a})))
-        .await;
+    one.ok(
+        "PUT",
+        "/v1/deployments/iris",
+        ADMIN,
+        Some(&json!({"model_id": a})),
+    )
+    .await;
     assert_eq!(by_name(&two, "iris").await["model_id"], a.as_str());
-    one.ok("PUT", "/v1/deployments/iris", ADMIN, Some(&json!({"model_id": b})))
-        .await;
+    one.ok(
+        "PUT",
+        "/v1/deployments/iris",
+        ADMIN,
+        Some(&json!({"model_id": b})),
+    )
+    .await;
     // The node that switched answers with the new model at once; the other within ~1 s.
     assert_eq!(by_name(&one, "iris").await["model_id"], b.as_str());
     let t0 = std::time::Instant::now();
@@ -494,7 +504,10 @@ async fn two_nodes_on_postgres_see_a_switch_within_a_second() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    println!("the other node answered with the new model after {:?}", t0.elapsed());
+    println!(
+        "the other node answered with the new model after {:?}",
+        t0.elapsed()
+    );
     let (st, e) = two
         .call("DELETE", &format!("/v1/models/{b}"), ADMIN, None)
         .await;
@@ -505,7 +518,11 @@ async fn two_nodes_on_postgres_see_a_switch_within_a_second() {
     let mut tasks = vec![];
     for i in 0..20 {
         let (base, to) = (
-            if i % 2 == 0 { one.base.clone() } else { two.base.clone() },
+            if i % 2 == 0 {
+                one.base.clone()
+            } else {
+                two.base.clone()
+            },
             if i % 3 == 0 { a.clone() } else { b.clone() },
         );
         tasks.push(tokio::spawn(async move {

@@ -11,8 +11,8 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use backprop::store::{
-    DatasetRecord, Failure, FailureKind, Finish, IdempotentAnswer, JobRecord, JobSpec, JobStatus,
-    ModelRecord, PostgresStore, SqliteStore, Store, now_ms, to_json,
+    BatchRecord, DatasetRecord, Failure, FailureKind, Finish, IdempotentAnswer, JobRecord, JobSpec,
+    JobStatus, ModelRecord, PostgresStore, SqliteStore, Store, now_ms, to_json,
 };
 use futures::FutureExt;
 use serde_json::{Value, json};
@@ -113,6 +113,7 @@ conformance!(
     an_idempotency_reservation_is_replaced_only_by_its_own_answer,
     deployments_version_roll_and_guard_their_models,
     concurrent_deploys_of_one_name_each_get_a_version,
+    a_batch_keeps_its_chunks_and_ends_once,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -1121,4 +1122,66 @@ async fn concurrent_deploys_of_one_name_each_get_a_version(store: Arc<dyn Store>
             .len(),
         8
     );
+}
+
+async fn a_batch_keeps_its_chunks_and_ends_once(store: Arc<dyn Store>) {
+    let b = BatchRecord {
+        id: Uuid::new_v4(),
+        tenant: "default".into(),
+        model_id: Uuid::new_v4(),
+        dataset_id: Uuid::new_v4(),
+        status: "running".into(),
+        rows_total: 3,
+        rows_done: 0,
+        error: None,
+        created_at: 1000,
+        updated_at: 1000,
+        finished_at: None,
+    };
+    store.insert_batch(&b).await.unwrap();
+    assert_eq!(store.get_batch(b.id).await.unwrap(), Some(b.clone()));
+    assert!(
+        store
+            .append_batch_chunk(b.id, 0, "a,b\n", 0, 1100)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .append_batch_chunk(b.id, 1, "1,2\n3,4\n", 2, 1200)
+            .await
+            .unwrap()
+    );
+    let now = store.get_batch(b.id).await.unwrap().unwrap();
+    assert_eq!((now.rows_done, now.updated_at), (2, 1200));
+    assert!(
+        store
+            .finish_batch(b.id, "succeeded", None, 1300)
+            .await
+            .unwrap()
+    );
+    // Ended once: neither a second end nor a late chunk changes it.
+    assert!(
+        !store
+            .finish_batch(b.id, "failed", Some("late"), 1400)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .append_batch_chunk(b.id, 2, "5,6\n", 3, 1500)
+            .await
+            .unwrap()
+    );
+    let done = store.get_batch(b.id).await.unwrap().unwrap();
+    assert_eq!(
+        (done.status.as_str(), done.error, done.finished_at),
+        ("succeeded", None, Some(1300))
+    );
+    assert_eq!(
+        store.batch_chunk(b.id, 1).await.unwrap().as_deref(),
+        Some("1,2\n3,4\n")
+    );
+    assert_eq!(store.batch_chunk(b.id, 2).await.unwrap(), None);
+    assert_eq!(store.get_batch(Uuid::new_v4()).await.unwrap(), None);
 }

@@ -23,3 +23,26 @@ CREATE TABLE deployment_versions (
     created_at    bigint NOT NULL,
     PRIMARY KEY (tenant, name, version)
 );
+
+-- Batch predictions of a stored dataset: the run (status, progress, heartbeat) and its CSV
+-- result in chunks, written as they are computed and read back one at a time.
+CREATE TABLE batch_predictions (
+    id            uuid PRIMARY KEY,
+    tenant        text NOT NULL,
+    model_id      uuid NOT NULL,
+    dataset_id    uuid NOT NULL,
+    status        text NOT NULL,
+    rows_total    bigint NOT NULL,
+    rows_done     bigint NOT NULL,
+    error         text,
+    created_at    bigint NOT NULL,
+    updated_at    bigint NOT NULL,
+    finished_at   bigint
+);
+
+CREATE TABLE batch_prediction_chunks (
+    batch_id      uuid NOT NULL,
+    seq           bigint NOT NULL,
+    csv           text NOT NULL,
+    PRIMARY KEY (batch_id, seq)
+);

@@ -23,3 +23,26 @@ CREATE TABLE deployment_versions (
     created_at    INTEGER NOT NULL,
     PRIMARY KEY (tenant, name, version)
 );
+
+-- Batch predictions of a stored dataset: the run (status, progress, heartbeat) and its CSV
+-- result in chunks, written as they are computed and read back one at a time.
+CREATE TABLE batch_predictions (
+    id            TEXT PRIMARY KEY,
+    tenant        TEXT NOT NULL,
+    model_id      TEXT NOT NULL,
+    dataset_id    TEXT NOT NULL,
+    status        TEXT NOT NULL,
+    rows_total    INTEGER NOT NULL,
+    rows_done     INTEGER NOT NULL,
+    error         TEXT,
+    created_at    INTEGER NOT NULL,
+    updated_at    INTEGER NOT NULL,
+    finished_at   INTEGER
+);
+
+CREATE TABLE batch_prediction_chunks (
+    batch_id      TEXT NOT NULL,
+    seq           INTEGER NOT NULL,
+    csv           TEXT NOT NULL,
+    PRIMARY KEY (batch_id, seq)
+);

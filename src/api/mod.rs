@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use crate::service::Service;
 
 pub mod auth;
+pub mod batch;
 pub mod dashboard;
 pub mod datasets;
 pub mod deployments;
@@ -101,6 +102,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v2/models/{name}/versions/{version}/infer"),
     ("post", "/v1/models/{id}"),
     ("post", "/v1/models/{id}/versions/{version}"),
+    ("post", "/v1/models/{id}/predictions"),
+    ("get", "/v1/models/{id}/predictions/{batch}"),
+    ("get", "/v1/models/{id}/predictions/{batch}/result"),
 ];
 
 /// The application: all routes, limits and fallbacks.
@@ -115,6 +119,7 @@ pub fn app(state: AppState) -> Router {
         .merge(models::router())
         .merge(deployments::router())
         .merge(inference::router())
+        .merge(batch::router())
         .merge(dashboard::router())
         .layer(from_fn_with_state(limits.request_timeout, observe::timeout));
     let mut router = bounded

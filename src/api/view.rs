@@ -176,3 +176,26 @@ pub fn deployment(
     }
     v
 }
+
+/// A batch prediction: its progress, and where its result is once it has succeeded.
+pub fn batch(b: &crate::store::BatchRecord) -> Value {
+    let progress = if b.rows_total > 0 {
+        b.rows_done as f64 / b.rows_total as f64
+    } else {
+        1.0
+    };
+    json!({
+        "id": b.id,
+        "model_id": b.model_id,
+        "dataset_id": b.dataset_id,
+        "status": b.status,
+        "rows_total": b.rows_total,
+        "rows_done": b.rows_done,
+        "progress": progress,
+        "error": b.error,
+        "created_at": rfc3339(b.created_at),
+        "finished_at": b.finished_at.map(rfc3339),
+        "result": (b.status == "succeeded")
+            .then(|| format!("/v1/models/{}/predictions/{}/result", b.model_id, b.id)),
+    })
+}

@@ -16,6 +16,7 @@ use crate::data::Limits as DataLimits;
 use crate::jobs::Jobs;
 use crate::store::Store;
 
+pub mod batch;
 pub mod datasets;
 pub mod deployments;
 pub mod error;

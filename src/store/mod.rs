@@ -450,6 +450,23 @@ pub struct DeploymentVersion {
     pub created_at: i64,
 }
 
+/// A batch prediction of a stored dataset: `status` is `running`, `succeeded` or `failed`;
+/// `updated_at` moves with every chunk written (a heartbeat).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BatchRecord {
+    pub id: Uuid,
+    pub tenant: String,
+    pub model_id: Uuid,
+    pub dataset_id: Uuid,
+    pub status: String,
+    pub rows_total: i64,
+    pub rows_done: i64,
+    pub error: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub finished_at: Option<i64>,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<()>;
@@ -615,6 +632,30 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_deployment(&self, tenant: &str, name: &str) -> Result<bool>;
     /// Names of the deployments now pointing at `model_id` (at most 10).
     async fn deployments_of_model(&self, model_id: Uuid) -> Result<Vec<String>>;
+
+    // Batch predictions.
+    async fn insert_batch(&self, b: &BatchRecord) -> Result<()>;
+    async fn get_batch(&self, id: Uuid) -> Result<Option<BatchRecord>>;
+    /// Stores chunk `seq` of a running batch's CSV and its progress, in one transaction;
+    /// false when the batch is no longer running.
+    async fn append_batch_chunk(
+        &self,
+        id: Uuid,
+        seq: i64,
+        csv: &str,
+        rows_done: i64,
+        now: i64,
+    ) -> Result<bool>;
+    /// Ends a running batch (`succeeded`, or `failed` with `error`); false when it was not
+    /// running.
+    async fn finish_batch(
+        &self,
+        id: Uuid,
+        status: &str,
+        error: Option<&str>,
+        now: i64,
+    ) -> Result<bool>;
+    async fn batch_chunk(&self, id: Uuid, seq: i64) -> Result<Option<String>>;
 }
 
 #[cfg(test)]

@@ -13,8 +13,8 @@ use sqlx::{PgPool, Postgres, Row};
 use uuid::Uuid;
 
 use super::rows::{
-    Columns, DATASET_COLS, DEPLOYMENT_COLS, MODEL_COLS, dataset, deployment, deployment_version,
-    job, model, page,
+    BATCH_COLS, Columns, DATASET_COLS, DEPLOYMENT_COLS, MODEL_COLS, batch, dataset, deployment,
+    deployment_version, job, model, page,
 };
 use super::*;
 
@@ -918,6 +918,98 @@ impl Store for PostgresStore {
         )
         .bind(model_id)
         .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn insert_batch(&self, b: &BatchRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO batch_predictions (id, tenant, model_id, dataset_id, status, rows_total, rows_done, error, created_at, updated_at, finished_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(b.id)
+        .bind(&b.tenant)
+        .bind(b.model_id)
+        .bind(b.dataset_id)
+        .bind(&b.status)
+        .bind(b.rows_total)
+        .bind(b.rows_done)
+        .bind(&b.error)
+        .bind(b.created_at)
+        .bind(b.updated_at)
+        .bind(b.finished_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_batch(&self, id: Uuid) -> Result<Option<BatchRecord>> {
+        let q = format!("SELECT {BATCH_COLS} FROM batch_predictions WHERE id = $1");
+        sqlx::query(sqlx::AssertSqlSafe(q))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| batch(&r))
+            .transpose()
+    }
+
+    async fn append_batch_chunk(
+        &self,
+        id: Uuid,
+        seq: i64,
+        csv: &str,
+        rows_done: i64,
+        now: i64,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let r = sqlx::query(
+            "UPDATE batch_predictions SET rows_done = $1, updated_at = $2
+             WHERE id = $3 AND status = 'running'",
+        )
+        .bind(rows_done)
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if r.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query("INSERT INTO batch_prediction_chunks (batch_id, seq, csv) VALUES ($1, $2, $3)")
+            .bind(id)
+            .bind(seq)
+            .bind(csv)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn finish_batch(
+        &self,
+        id: Uuid,
+        status: &str,
+        error: Option<&str>,
+        now: i64,
+    ) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE batch_predictions SET status = $1, error = $2, finished_at = $3, updated_at = $3
+             WHERE id = $4 AND status = 'running'",
+        )
+        .bind(status)
+        .bind(error)
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn batch_chunk(&self, id: Uuid, seq: i64) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT csv FROM batch_prediction_chunks WHERE batch_id = $1 AND seq = $2",
+        )
+        .bind(id)
+        .bind(seq)
+        .fetch_optional(&self.pool)
         .await?)
     }
 }

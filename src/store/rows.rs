@@ -6,8 +6,8 @@
 use uuid::Uuid;
 
 use super::{
-    DatasetRecord, DeploymentRecord, DeploymentVersion, Failure, JobRecord, JobSpec, JobStatus,
-    ModelRecord, Page, Result, StoreError,
+    BatchRecord, DatasetRecord, DeploymentRecord, DeploymentVersion, Failure, JobRecord, JobSpec,
+    JobStatus, ModelRecord, Page, Result, StoreError,
 };
 
 /// The columns `dataset` reads.
@@ -125,5 +125,24 @@ pub(super) fn deployment_version<R: Columns>(r: &R) -> Result<DeploymentVersion>
         version: r.int("version")?,
         model_id: r.uuid("model_id")?,
         created_at: r.int("created_at")?,
+    })
+}
+
+/// The columns `batch` reads.
+pub(super) const BATCH_COLS: &str = "id, tenant, model_id, dataset_id, status, rows_total, rows_done, error, created_at, updated_at, finished_at";
+
+pub(super) fn batch<R: Columns>(r: &R) -> Result<BatchRecord> {
+    Ok(BatchRecord {
+        id: r.uuid("id")?,
+        tenant: r.text("tenant")?,
+        model_id: r.uuid("model_id")?,
+        dataset_id: r.uuid("dataset_id")?,
+        status: r.text("status")?,
+        rows_total: r.int("rows_total")?,
+        rows_done: r.int("rows_done")?,
+        error: r.opt_text("error")?,
+        created_at: r.int("created_at")?,
+        updated_at: r.int("updated_at")?,
+        finished_at: r.opt_int("finished_at")?,
     })
 }
