@@ -332,6 +332,38 @@ pub fn predict_rows(input: &[u8]) {
     }
 }
 
+/// The serving protocols' bodies (issue 13), each read for both models of `predict_rows`: the
+/// Open Inference Protocol v2 `infer` body, TF Serving's `predict` body, and a CSV predict
+/// body. Whatever they accept is one finite row of the network's inputs per batch item.
+pub fn serving_bodies(input: &[u8]) {
+    use crate::service::{inference, predict_csv};
+    for model in predict_models() {
+        let check = |x: &Array2<f32>| {
+            assert_eq!(x.ncols(), model.input_dim());
+            assert!(x.nrows() >= 1 && x.nrows() <= 64);
+            assert!(x.iter().all(|v| v.is_finite()), "a non-finite input: {x:?}");
+        };
+        match inference::read_infer(input, model, 64) {
+            Ok(r) => {
+                check(&r.x);
+                assert!(!r.outputs.is_empty());
+            }
+            Err(e) => check_client_error(e),
+        }
+        match inference::read_tf_predict(input, model, 64) {
+            Ok((_, x)) => check(&x),
+            Err(e) => check_client_error(e),
+        }
+        match predict_csv::read_csv(input, model, 64) {
+            Ok((_, rows, x)) => {
+                check(&x);
+                assert_eq!(rows.len(), x.nrows());
+            }
+            Err(e) => check_client_error(e),
+        }
+    }
+}
+
 fn predict_models() -> &'static [Model; 2] {
     use crate::nn::tabular::{EncodedColumn, Encoder};
     static MODELS: OnceLock<[Model; 2]> = OnceLock::new();

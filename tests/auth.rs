@@ -37,9 +37,14 @@ async fn every_v1_route_wants_a_valid_key() {
     let srv = Server::start(&["--api-keys", KEYS]).await;
     let id = "6f1c3f8e-7a4e-4c36-9f7e-2d1d2b9e8c11";
     let mut checked = 0;
-    for (method, path) in backprop::api::ROUTES {
-        let path = path.replace("{id}", id);
-        if !path.starts_with("/v1/") {
+    for (method, route) in backprop::api::ROUTES {
+        let path = route.replace("{id}", id);
+        // The serving protocols' model routes (v2, TF Serving) want a key too, and answer
+        // their own error shape, `{"error": …}`.
+        let protocol = path.starts_with("/v2/models/")
+            || (*method == "post"
+                && ["/v1/models/{id}", "/v1/models/{id}/versions/{version}"].contains(route));
+        if !path.starts_with("/v1/") && !protocol {
             let (st, _, _) = call(&srv, method, &path, None, None).await;
             assert!(st != 401, "{method} {path} is open: {st}");
             continue;
@@ -47,7 +52,12 @@ async fn every_v1_route_wants_a_valid_key() {
         for key in [None, Some("wrong-secret")] {
             let (st, body, headers) = call(&srv, method, &path, key, Some(&json!({}))).await;
             assert_eq!(st, 401, "{method} {path} with {key:?}: {body}");
-            assert_eq!(headers["content-type"], "application/problem+json");
+            if protocol {
+                assert_eq!(headers["content-type"], "application/json");
+                assert!(body["error"].is_string(), "{method} {path}: {body}");
+            } else {
+                assert_eq!(headers["content-type"], "application/problem+json");
+            }
             assert_eq!(headers["www-authenticate"], "Bearer");
         }
         checked += 1;

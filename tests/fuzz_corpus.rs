@@ -48,3 +48,8 @@ fn model_import_corpus() {
 fn predict_rows_corpus() {
     replay("predict_rows", backprop::fuzzing::predict_rows);
 }
+
+#[test]
+fn serving_bodies_corpus() {
+    replay("serving_bodies", backprop::fuzzing::serving_bodies);
+}

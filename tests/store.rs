@@ -11,8 +11,8 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use backprop::store::{
-    Cursor, DatasetRecord, Failure, FailureKind, Finish, IdempotentAnswer, JobRecord, JobSpec,
-    JobStatus, ModelRecord, PostgresStore, SqliteStore, Store, now_ms, to_json,
+    BatchRecord, Cursor, DatasetRecord, Failure, FailureKind, Finish, IdempotentAnswer, JobRecord,
+    JobSpec, JobStatus, ModelRecord, PostgresStore, SqliteStore, Store, now_ms, to_json,
 };
 use futures::FutureExt;
 use serde_json::{Value, json};
@@ -111,6 +111,9 @@ conformance!(
     release_puts_the_job_back,
     attempt_cap_fails_instead_of_looping,
     an_idempotency_reservation_is_replaced_only_by_its_own_answer,
+    deployments_version_roll_and_guard_their_models,
+    concurrent_deploys_of_one_name_each_get_a_version,
+    a_batch_keeps_its_chunks_and_ends_once,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -284,10 +287,10 @@ async fn datasets_crud_and_paging(store: Arc<dyn Store>) {
     }
     let top = store.list_datasets("paging", None, 2).await.unwrap();
     let cursor = top.next.unwrap();
-    assert_eq!(cursor.id, top.items[1].id);
-    assert_eq!(Cursor::decode(&cursor.encode()), Some(cursor));
+    assert_eq!(cursor.key, top.items[1].id.to_string());
+    assert_eq!(Cursor::decode(&cursor.encode()), Some(cursor.clone()));
     assert_eq!(Cursor::decode("12"), None);
-    assert!(store.delete_dataset(cursor.id).await.unwrap());
+    assert!(store.delete_dataset(top.items[1].id).await.unwrap());
     let after = store
         .list_datasets("paging", Some(cursor), 2)
         .await
@@ -986,4 +989,220 @@ async fn an_idempotency_reservation_is_replaced_only_by_its_own_answer(store: Ar
             .unwrap()
             .is_none()
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Named deployments
+
+async fn deployments_version_roll_and_guard_their_models(store: Arc<dyn Store>) {
+    let (a, b) = (model(None), model(None));
+    store.insert_model(&a).await.unwrap();
+    store.insert_model(&b).await.unwrap();
+    let d = store
+        .deploy("default", "iris", a.id, None, 1000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((d.version, d.model_id, d.created_at), (1, a.id, 1000));
+    let d = store
+        .deploy("default", "iris", b.id, None, 2000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (d.version, d.model_id, d.created_at, d.updated_at),
+        (2, b.id, 1000, 2000)
+    );
+    // A conditional deploy moves only from the version it expects.
+    assert_eq!(
+        store
+            .deploy("default", "iris", a.id, Some(1), 3000)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .deploy("default", "nope", a.id, Some(1), 3000)
+            .await
+            .unwrap(),
+        None
+    );
+    let d = store
+        .deploy("default", "iris", a.id, Some(2), 3000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((d.version, d.model_id), (3, a.id));
+    assert_eq!(
+        store.get_deployment("default", "iris").await.unwrap(),
+        Some(d.clone())
+    );
+    // Names are per tenant.
+    assert_eq!(store.get_deployment("other", "iris").await.unwrap(), None);
+    let versions: Vec<(i64, Uuid)> = store
+        .deployment_versions("default", "iris", 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|v| (v.version, v.model_id))
+        .collect();
+    assert_eq!(versions, vec![(3, a.id), (2, b.id), (1, a.id)]);
+    assert_eq!(
+        store
+            .deployment_versions("default", "iris", 1)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let v2 = store
+        .deployment_version("default", "iris", 2)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((v2.version, v2.model_id, v2.created_at), (2, b.id, 2000));
+    assert_eq!(
+        store
+            .deployment_version("default", "iris", 4)
+            .await
+            .unwrap(),
+        None
+    );
+    store
+        .deploy("default", "setosa", a.id, None, 4000)
+        .await
+        .unwrap();
+    let page = store.list_deployments("default", None, 1).await.unwrap();
+    assert_eq!((page.total, page.items[0].name.as_str()), (2, "setosa"));
+    let page2 = store
+        .list_deployments("default", page.next, 1)
+        .await
+        .unwrap();
+    assert_eq!(page2.items[0].name, "iris");
+    assert_eq!(
+        store
+            .list_deployments("other", None, 10)
+            .await
+            .unwrap()
+            .total,
+        0
+    );
+
+    // The deployed model: named, and its row cannot go (the foreign key); the other can.
+    assert_eq!(
+        store.deployments_of_model(a.id).await.unwrap(),
+        vec!["iris".to_string(), "setosa".to_string()]
+    );
+    assert!(store.delete_model(a.id).await.is_err());
+    assert!(store.get_model(a.id).await.unwrap().is_some());
+    assert!(store.delete_model(b.id).await.unwrap());
+    // Deleting a name deletes its history, not its model.
+    assert!(store.delete_deployment("default", "iris").await.unwrap());
+    assert!(!store.delete_deployment("default", "iris").await.unwrap());
+    assert_eq!(
+        store
+            .deployment_versions("default", "iris", 10)
+            .await
+            .unwrap(),
+        vec![]
+    );
+    assert!(store.delete_deployment("default", "setosa").await.unwrap());
+    assert!(store.delete_model(a.id).await.unwrap());
+    // A deploy of a model that is not there fails (the foreign key).
+    assert!(
+        store
+            .deploy("default", "iris", a.id, None, 5000)
+            .await
+            .is_err()
+    );
+    assert_eq!(store.get_deployment("default", "iris").await.unwrap(), None);
+}
+
+async fn concurrent_deploys_of_one_name_each_get_a_version(store: Arc<dyn Store>) {
+    let m = model(None);
+    store.insert_model(&m).await.unwrap();
+    let mut tasks = vec![];
+    for _ in 0..8 {
+        let (store, id) = (store.clone(), m.id);
+        tasks.push(tokio::spawn(async move {
+            store.deploy("default", "busy", id, None, now_ms()).await
+        }));
+    }
+    let mut versions = vec![];
+    for t in tasks {
+        versions.push(t.await.unwrap().unwrap().unwrap().version);
+    }
+    versions.sort();
+    assert_eq!(versions, (1..=8).collect::<Vec<i64>>());
+    assert_eq!(
+        store
+            .deployment_versions("default", "busy", 100)
+            .await
+            .unwrap()
+            .len(),
+        8
+    );
+}
+
+async fn a_batch_keeps_its_chunks_and_ends_once(store: Arc<dyn Store>) {
+    let b = BatchRecord {
+        id: Uuid::new_v4(),
+        tenant: "default".into(),
+        model_id: Uuid::new_v4(),
+        dataset_id: Uuid::new_v4(),
+        status: "running".into(),
+        rows_total: 3,
+        rows_done: 0,
+        error: None,
+        created_at: 1000,
+        updated_at: 1000,
+        finished_at: None,
+    };
+    store.insert_batch(&b).await.unwrap();
+    assert_eq!(store.get_batch(b.id).await.unwrap(), Some(b.clone()));
+    assert!(
+        store
+            .append_batch_chunk(b.id, 0, "a,b\n", 0, 1100)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .append_batch_chunk(b.id, 1, "1,2\n3,4\n", 2, 1200)
+            .await
+            .unwrap()
+    );
+    let now = store.get_batch(b.id).await.unwrap().unwrap();
+    assert_eq!((now.rows_done, now.updated_at), (2, 1200));
+    assert!(
+        store
+            .finish_batch(b.id, "succeeded", None, 1300)
+            .await
+            .unwrap()
+    );
+    // Ended once: neither a second end nor a late chunk changes it.
+    assert!(
+        !store
+            .finish_batch(b.id, "failed", Some("late"), 1400)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .append_batch_chunk(b.id, 2, "5,6\n", 3, 1500)
+            .await
+            .unwrap()
+    );
+    let done = store.get_batch(b.id).await.unwrap().unwrap();
+    assert_eq!(
+        (done.status.as_str(), done.error, done.finished_at),
+        ("succeeded", None, Some(1300))
+    );
+    assert_eq!(
+        store.batch_chunk(b.id, 1).await.unwrap().as_deref(),
+        Some("1,2\n3,4\n")
+    );
+    assert_eq!(store.batch_chunk(b.id, 2).await.unwrap(), None);
+    assert_eq!(store.get_batch(Uuid::new_v4()).await.unwrap(), None);
 }

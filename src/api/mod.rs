@@ -12,16 +12,20 @@ use tokio::net::TcpListener;
 use crate::service::Service;
 
 pub mod auth;
+pub mod batch;
 pub mod dashboard;
 pub mod datasets;
+pub mod deployments;
 pub mod error;
 pub mod events;
 pub mod extract;
 pub mod fair;
 pub mod health;
+pub mod inference;
 pub mod jobs;
 pub mod models;
 pub mod observe;
+pub mod predict;
 pub mod view;
 
 pub use error::ApiError;
@@ -80,6 +84,27 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("delete", "/v1/models/{id}"),
     ("get", "/v1/models/{id}/export"),
     ("post", "/v1/models/{id}/predict"),
+    // Serving to other services (issue 13).
+    ("get", "/v1/deployments"),
+    ("get", "/v1/deployments/{name}"),
+    ("put", "/v1/deployments/{name}"),
+    ("delete", "/v1/deployments/{name}"),
+    ("post", "/v1/deployments/{name}/rollback"),
+    ("post", "/v1/deployments/{name}/predict"),
+    ("get", "/v2"),
+    ("get", "/v2/health/live"),
+    ("get", "/v2/health/ready"),
+    ("get", "/v2/models/{name}"),
+    ("get", "/v2/models/{name}/ready"),
+    ("post", "/v2/models/{name}/infer"),
+    ("get", "/v2/models/{name}/versions/{version}"),
+    ("get", "/v2/models/{name}/versions/{version}/ready"),
+    ("post", "/v2/models/{name}/versions/{version}/infer"),
+    ("post", "/v1/models/{id}"),
+    ("post", "/v1/models/{id}/versions/{version}"),
+    ("post", "/v1/models/{id}/predictions"),
+    ("get", "/v1/models/{id}/predictions/{batch}"),
+    ("get", "/v1/models/{id}/predictions/{batch}/result"),
 ];
 
 /// The application: all routes, limits and fallbacks.
@@ -92,6 +117,9 @@ pub fn app(state: AppState) -> Router {
         .merge(datasets::router())
         .merge(jobs::router())
         .merge(models::router())
+        .merge(deployments::router())
+        .merge(inference::router())
+        .merge(batch::router())
         .merge(dashboard::router())
         .layer(from_fn_with_state(limits.request_timeout, observe::timeout));
     let mut router = bounded
@@ -121,6 +149,7 @@ pub fn app(state: AppState) -> Router {
         .layer(tower_http::decompression::RequestDecompressionLayer::new().gzip(true))
         .layer(from_fn(observe::media_type))
         .layer(from_fn(observe::problems))
+        .layer(from_fn(inference::protocol_errors))
         .layer(from_fn(observe::track))
 }
 

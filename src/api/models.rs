@@ -17,7 +17,11 @@ use crate::store::ModelRecord;
 pub fn router() -> axum::Router<AppState> {
     Router::new()
         .route("/v1/models", get(list).post(import))
-        .route("/v1/models/{id}", get(read).delete(remove))
+        // POST is TF Serving's `{name}:predict` (api::inference).
+        .route(
+            "/v1/models/{id}",
+            get(read).delete(remove).post(super::inference::tf_predict),
+        )
         .route("/v1/models/{id}/export", get(export))
         .route("/v1/models/{id}/predict", post(predict))
 }
@@ -67,17 +71,49 @@ async fn read(
     Ok(Json(view::model(&load(&s, &p, &id).await?)))
 }
 
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ExportQuery {
+    format: Option<String>,
+}
+
+/// The portable JSON document, or with `?format=onnx` an ONNX model.
 async fn export(
     State(s): State<AppState>,
     p: Principal,
     Path(id): Path<String>,
-) -> Result<impl IntoResponse, ApiError> {
+    RawQuery(q): RawQuery,
+) -> Result<axum::response::Response, ApiError> {
+    let q: ExportQuery = parse_query(q.as_deref())?;
+    match q.format.as_deref() {
+        None | Some("json") => {}
+        Some("onnx") => {
+            let id = parse_id(&id, "model")?;
+            let bytes = s.service.model_onnx(&p.tenant, id).await?;
+            let disposition = format!("attachment; filename=\"model-{id}.onnx\"");
+            return Ok((
+                [
+                    (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+                    (header::CONTENT_DISPOSITION, disposition),
+                ],
+                bytes,
+            )
+                .into_response());
+        }
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "/format",
+                format!("unknown format {other:?}; use json or onnx"),
+            ));
+        }
+    }
     let m = load(&s, &p, &id).await?;
     let disposition = format!("attachment; filename=\"model-{}.json\"", m.id);
     Ok((
         [(header::CONTENT_DISPOSITION, disposition)],
         Json(m.document),
-    ))
+    )
+        .into_response())
 }
 
 async fn list(
@@ -111,14 +147,15 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// A JSON or CSV body; a JSON answer, or CSV when asked for (see `api::predict`).
 async fn predict(
     State(s): State<AppState>,
     p: Principal,
     Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
     Body(body): Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     let id = parse_id(&id, "model")?;
     let m = s.service.model(&p.tenant, id).await?;
-    let pred = s.service.predict(&m, &body).await?;
-    Ok(Json(view::prediction_body(id, pred)?))
+    super::predict::answer(&s, &headers, &m, id, &body, &[]).await
 }

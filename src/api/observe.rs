@@ -137,6 +137,13 @@ pub async fn media_type(req: Request, next: Next) -> Response {
 /// The routes that take CSV as well as JSON.
 const CSV_ROUTES: &[&str] = &["/v1/datasets"];
 
+/// A model's or a deployment's predict route, which takes CSV too (`api::predict`).
+fn is_predict(path: &str) -> bool {
+    path.ends_with("/predict")
+        && (path.starts_with("/v1/models/") || path.starts_with("/v1/deployments/"))
+        && path.matches('/').count() == 4
+}
+
 /// The media-type rule: JSON routes take `application/json` (or `application/…+json`, or
 /// `curl -d`'s default form type, whose body is read as JSON, or none); the dataset route
 /// takes JSON or CSV; bodies may be gzip-compressed (`Content-Encoding: gzip`).
@@ -166,7 +173,7 @@ pub fn check_media_type(method: &Method, path: &str, headers: &HeaderMap) -> Res
     let json = essence == "application/json";
     let json_like = json || (essence.starts_with("application/") && essence.ends_with("+json"));
     let form = essence == "application/x-www-form-urlencoded";
-    if CSV_ROUTES.contains(&path) {
+    if CSV_ROUTES.contains(&path) || is_predict(path) {
         return match essence.as_str() {
             "application/json" | "text/csv" | "application/csv" | "text/plain" => Ok(()),
             _ if form => Err(ApiError::UnsupportedMediaType(

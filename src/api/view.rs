@@ -148,3 +148,54 @@ pub fn add_prediction(body: &mut Value, pred: Prediction) {
         body["labels"] = json!(labels);
     }
 }
+
+/// A named deployment: where it points now (and, for `GET /v1/deployments/{name}`, its
+/// newest versions, newest first).
+pub fn deployment(
+    d: &crate::store::DeploymentRecord,
+    versions: Option<&[crate::store::DeploymentVersion]>,
+) -> Value {
+    let mut v = json!({
+        "name": d.name,
+        "version": d.version,
+        "model_id": d.model_id,
+        "created_at": rfc3339(d.created_at),
+        "updated_at": rfc3339(d.updated_at),
+    });
+    if let Some(versions) = versions {
+        v["versions"] = json!(
+            versions
+                .iter()
+                .map(|x| json!({
+                    "version": x.version,
+                    "model_id": x.model_id,
+                    "created_at": rfc3339(x.created_at),
+                }))
+                .collect::<Vec<_>>()
+        );
+    }
+    v
+}
+
+/// A batch prediction: its progress, and where its result is once it has succeeded.
+pub fn batch(b: &crate::store::BatchRecord) -> Value {
+    let progress = if b.rows_total > 0 {
+        b.rows_done as f64 / b.rows_total as f64
+    } else {
+        1.0
+    };
+    json!({
+        "id": b.id,
+        "model_id": b.model_id,
+        "dataset_id": b.dataset_id,
+        "status": b.status,
+        "rows_total": b.rows_total,
+        "rows_done": b.rows_done,
+        "progress": progress,
+        "error": b.error,
+        "created_at": rfc3339(b.created_at),
+        "finished_at": b.finished_at.map(rfc3339),
+        "result": (b.status == "succeeded")
+            .then(|| format!("/v1/models/{}/predictions/{}/result", b.model_id, b.id)),
+    })
+}

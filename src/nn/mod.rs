@@ -9,6 +9,7 @@ pub mod loss;
 pub mod metric;
 pub mod model;
 pub mod network;
+pub mod onnx;
 pub mod optim;
 pub mod preprocess;
 pub mod rng;

@@ -16,14 +16,20 @@ use crate::data::Limits as DataLimits;
 use crate::jobs::Jobs;
 use crate::store::Store;
 
+pub mod batch;
 pub mod datasets;
+pub mod deployments;
 pub mod error;
+pub mod export;
 pub mod idempotency;
+pub mod inference;
 pub mod jobs;
 pub mod models;
 pub mod predict;
+pub mod predict_csv;
 pub mod read;
 
+pub use deployments::DeploymentCache;
 pub use error::Error;
 pub use idempotency::IdempotencyKey;
 pub use predict::ModelCache;
@@ -71,6 +77,8 @@ pub struct Service {
     pub jobs: Jobs,
     pub models: Arc<ModelCache>,
     pub limits: Arc<Limits>,
+    /// Deployment name → model, so a prediction by name reads no row per request.
+    pub deployments: Arc<DeploymentCache>,
 }
 
 impl Service {

@@ -132,11 +132,39 @@ impl Service {
         Ok(self.store.list_models(tenant, cursor, limit).await?)
     }
 
-    /// Deletes the tenant's model `id` (and drops it from the cache).
+    /// Deletes the tenant's model `id` (and drops it from the cache), unless a deployment
+    /// points at it (a conflict naming the deployments).
     pub async fn delete_model(&self, tenant: &str, id: Uuid) -> Result<()> {
         let id = self.model_record(tenant, id).await?.id;
+        let deployed = |names: Vec<String>| {
+            Error::Conflict(format!(
+                "model {id} is deployed as {}; point the deployment at another model (PUT /v1/deployments/{{name}}) or delete the deployment first",
+                names
+                    .iter()
+                    .map(|n| format!("{n:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        };
+        let names = self.deployments_of_model(id).await?;
+        if !names.is_empty() {
+            return Err(deployed(names));
+        }
+        // A deploy that raced the check above: the deployment's foreign key refuses the
+        // delete, and the names are read again.
+        let deleted = match self.store.delete_model(id).await {
+            Ok(d) => d,
+            Err(e) => {
+                let names = self.deployments_of_model(id).await?;
+                return Err(if names.is_empty() {
+                    e.into()
+                } else {
+                    deployed(names)
+                });
+            }
+        };
         self.models.evict(id);
-        if self.store.delete_model(id).await? {
+        if deleted {
             crate::crash::point("delete_ack");
             Ok(())
         } else {

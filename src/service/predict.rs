@@ -112,6 +112,17 @@ impl Service {
     pub async fn predict(&self, m: &Arc<Model>, request: &[u8]) -> Result<Prediction> {
         let started = std::time::Instant::now();
         let x = read_inputs(request, m, self.limits.max_predict_rows)?;
+        self.predict_matrix(m, x, started).await
+    }
+
+    /// Runs `m` on rows already read into the network's inputs (`started`: when the
+    /// request's reading began, for the duration metric).
+    pub async fn predict_matrix(
+        &self,
+        m: &Arc<Model>,
+        x: Array2<f32>,
+        started: std::time::Instant,
+    ) -> Result<Prediction> {
         let rows = x.nrows();
         let pred = if rows * m.network.parameter_count() > 2_000_000 {
             let m = m.clone();
@@ -156,6 +167,18 @@ pub fn check_finite(pred: &Prediction) -> Result<()> {
 /// one-number rows thus never becomes a million small vectors, and the reading stops at the
 /// first row past the limit.
 pub fn read_inputs(body: &[u8], model: &Model, max_rows: usize) -> Result<Array2<f32>, Error> {
+    read_rows(body, model, max_rows, "inputs", &[])
+}
+
+/// [`read_inputs`] with the rows under `key` (TF Serving's `instances`), and the fields of
+/// `ignored` allowed beside it and not read (TF Serving's `signature_name`).
+pub fn read_rows(
+    body: &[u8],
+    model: &Model,
+    max_rows: usize,
+    key: &'static str,
+    ignored: &'static [&'static str],
+) -> Result<Array2<f32>, Error> {
     let too_many = std::cell::Cell::new(false);
     let names: Option<HashMap<String, usize>> = model
         .raw_names()
@@ -165,6 +188,8 @@ pub fn read_inputs(body: &[u8], model: &Model, max_rows: usize) -> Result<Array2
         names: names.as_ref(),
         max_rows,
         too_many: &too_many,
+        key,
+        ignored,
     };
     let width = model.input_dim();
     let values = parse_json_seed(body, seed).map_err(|e| {
@@ -173,7 +198,7 @@ pub fn read_inputs(body: &[u8], model: &Model, max_rows: usize) -> Result<Array2
                 detail: format!(
                     "more than {max_rows} rows in one request (--max-predict-rows); send them in smaller batches"
                 ),
-                pointer: Some("/inputs".into()),
+                pointer: Some(format!("/{key}")),
             }
         } else {
             e
@@ -181,18 +206,20 @@ pub fn read_inputs(body: &[u8], model: &Model, max_rows: usize) -> Result<Array2
     })?;
     let rows = values.len() / width.max(1);
     if rows == 0 {
-        return Err(Error::invalid("/inputs", "needs at least one row"));
+        return Err(Error::invalid(format!("/{key}"), "needs at least one row"));
     }
     Array2::from_shape_vec((rows, width), values)
         .map_err(|e| Error::Internal(format!("predict inputs: {e}")))
 }
 
-/// The request object; only `inputs` is allowed.
+/// The request object: the rows under `key` (`inputs`), and nothing else but the `ignored`.
 struct PredictBody<'a> {
     model: &'a Model,
     names: Option<&'a HashMap<String, usize>>,
     max_rows: usize,
     too_many: &'a std::cell::Cell<bool>,
+    key: &'static str,
+    ignored: &'static [&'static str],
 }
 
 impl<'de> DeserializeSeed<'de> for PredictBody<'_> {
@@ -205,16 +232,23 @@ impl<'de> DeserializeSeed<'de> for PredictBody<'_> {
 impl<'de> Visitor<'de> for PredictBody<'_> {
     type Value = Vec<f32>;
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str(r#"an object {"inputs": [[values], ...]}"#)
+        write!(f, r#"an object {{"{}": [[values], ...]}}"#, self.key)
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Vec<f32>, A::Error> {
         let mut inputs = None;
         while let Some(key) = map.next_key::<String>()? {
-            if key != "inputs" {
-                return Err(de::Error::unknown_field(&key, &["inputs"]));
+            if self.ignored.contains(&key.as_str()) {
+                map.next_value::<de::IgnoredAny>()?;
+                continue;
+            }
+            if key != self.key {
+                return Err(de::Error::custom(format_args!(
+                    "unknown field `{key}`, expected `{}`",
+                    self.key
+                )));
             }
             if inputs.is_some() {
-                return Err(de::Error::duplicate_field("inputs"));
+                return Err(de::Error::duplicate_field(self.key));
             }
             inputs = Some(map.next_value_seed(Rows {
                 model: self.model,
@@ -223,7 +257,7 @@ impl<'de> Visitor<'de> for PredictBody<'_> {
                 too_many: self.too_many,
             })?);
         }
-        inputs.ok_or_else(|| de::Error::missing_field("inputs"))
+        inputs.ok_or_else(|| de::Error::missing_field(self.key))
     }
 }
 

@@ -420,41 +420,43 @@ pub enum Finish {
     Cancelled,
 }
 
-/// Where a listing page ended: its last record's id and creation time. Clients see it as an
-/// opaque string ([`Cursor::encode`]); it says nothing they cannot read in the record itself
-/// (a server-wide sequence number would tell one tenant how busy the others are).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Where a listing page ended: its last record's key (its id, or a deployment's name) and
+/// creation time. Clients see it as an opaque string ([`Cursor::encode`]); it says nothing they
+/// cannot read in the record itself (a server-wide sequence number would tell one tenant how
+/// busy the others are).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Cursor {
-    pub id: Uuid,
+    pub key: String,
     pub created_at: i64,
 }
 
 impl Cursor {
     /// The first page: no record ends it.
-    pub const START: Cursor = Cursor {
-        id: Uuid::nil(),
-        created_at: i64::MAX,
-    };
+    pub fn start() -> Cursor {
+        Cursor {
+            key: String::new(),
+            created_at: i64::MAX,
+        }
+    }
 
-    /// 48 hex digits: the id's 16 bytes, then the creation time's 8 (big-endian).
+    /// Hex digits: the creation time's 8 bytes (big-endian), then the key's bytes.
     pub fn encode(&self) -> String {
-        let mut b = self.id.as_bytes().to_vec();
-        b.extend_from_slice(&self.created_at.to_be_bytes());
+        let mut b = self.created_at.to_be_bytes().to_vec();
+        b.extend_from_slice(self.key.as_bytes());
         crate::digest::hex(&b)
     }
 
     /// A cursor [`encode`](Self::encode) wrote; `None` for anything else.
     pub fn decode(s: &str) -> Option<Cursor> {
-        if s.len() != 48 || !s.bytes().all(|c| c.is_ascii_hexdigit()) {
+        if s.len() < 16 || s.len() > 2 * (8 + 128) || s.len() % 2 != 0 {
             return None;
         }
-        let bytes: Vec<u8> = (0..24)
-            .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16))
-            .collect::<std::result::Result<_, _>>()
-            .ok()?;
+        let bytes: Vec<u8> = (0..s.len() / 2)
+            .map(|i| u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok())
+            .collect::<Option<_>>()?;
         Some(Cursor {
-            id: Uuid::from_slice(&bytes[..16]).ok()?,
-            created_at: i64::from_be_bytes(bytes[16..].try_into().ok()?),
+            created_at: i64::from_be_bytes(bytes[..8].try_into().ok()?),
+            key: String::from_utf8(bytes[8..].to_vec()).ok()?,
         })
     }
 }
@@ -466,6 +468,44 @@ pub struct Page<T> {
     pub next: Option<Cursor>,
     /// Records the whole listing holds (of the tenant, with the filter), all pages together.
     pub total: i64,
+}
+
+/// A named deployment (issue 13): a tenant's stable name for one model at a time. `version`
+/// counts the times it was pointed (1 for the first); `deployment_versions` keeps each.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeploymentRecord {
+    pub seq: i64,
+    pub tenant: String,
+    pub name: String,
+    pub version: i64,
+    pub model_id: Uuid,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// One version of a deployment: the model it pointed at from `created_at`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeploymentVersion {
+    pub version: i64,
+    pub model_id: Uuid,
+    pub created_at: i64,
+}
+
+/// A batch prediction of a stored dataset: `status` is `running`, `succeeded` or `failed`;
+/// `updated_at` moves with every chunk written (a heartbeat).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BatchRecord {
+    pub id: Uuid,
+    pub tenant: String,
+    pub model_id: Uuid,
+    pub dataset_id: Uuid,
+    pub status: String,
+    pub rows_total: i64,
+    pub rows_done: i64,
+    pub error: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub finished_at: Option<i64>,
 }
 
 #[async_trait]
@@ -596,6 +636,67 @@ pub trait Store: Send + Sync + 'static {
         limit: i64,
     ) -> Result<Page<ModelRecord>>;
     async fn delete_model(&self, id: Uuid) -> Result<bool>;
+
+    // Named deployments.
+    /// Points `tenant`'s deployment `name` at `model_id` as its next version (version 1 when
+    /// it is new), with that version's history row, in one transaction. With `expected`, only
+    /// when the deployment is at that version now (`None` otherwise: someone moved it).
+    async fn deploy(
+        &self,
+        tenant: &str,
+        name: &str,
+        model_id: Uuid,
+        expected: Option<i64>,
+        now: i64,
+    ) -> Result<Option<DeploymentRecord>>;
+    async fn get_deployment(&self, tenant: &str, name: &str) -> Result<Option<DeploymentRecord>>;
+    async fn list_deployments(
+        &self,
+        tenant: &str,
+        after: Option<Cursor>,
+        limit: i64,
+    ) -> Result<Page<DeploymentRecord>>;
+    /// The deployment's versions, newest first, at most `limit`.
+    async fn deployment_versions(
+        &self,
+        tenant: &str,
+        name: &str,
+        limit: i64,
+    ) -> Result<Vec<DeploymentVersion>>;
+    async fn deployment_version(
+        &self,
+        tenant: &str,
+        name: &str,
+        version: i64,
+    ) -> Result<Option<DeploymentVersion>>;
+    /// Removes the name and its history (never a model).
+    async fn delete_deployment(&self, tenant: &str, name: &str) -> Result<bool>;
+    /// Names of the deployments now pointing at `model_id` (at most 10).
+    async fn deployments_of_model(&self, model_id: Uuid) -> Result<Vec<String>>;
+
+    // Batch predictions.
+    async fn insert_batch(&self, b: &BatchRecord) -> Result<()>;
+    async fn get_batch(&self, id: Uuid) -> Result<Option<BatchRecord>>;
+    /// Stores chunk `seq` of a running batch's CSV and its progress, in one transaction;
+    /// false when the batch is no longer running.
+    async fn append_batch_chunk(
+        &self,
+        id: Uuid,
+        seq: i64,
+        csv: &str,
+        rows_done: i64,
+        now: i64,
+    ) -> Result<bool>;
+    /// Ends a running batch (`succeeded`, or `failed` with `error`); false when it was not
+    /// running.
+    async fn finish_batch(
+        &self,
+        id: Uuid,
+        status: &str,
+        error: Option<&str>,
+        now: i64,
+    ) -> Result<bool>;
+    async fn batch_chunk(&self, id: Uuid, seq: i64) -> Result<Option<String>>;
 }
 
 #[cfg(test)]

@@ -6,8 +6,8 @@
 use uuid::Uuid;
 
 use super::{
-    Cursor, DatasetRecord, Failure, JobRecord, JobSpec, JobStatus, ModelRecord, Page, Result,
-    StoreError,
+    BatchRecord, Cursor, DatasetRecord, DeploymentRecord, DeploymentVersion, Failure, JobRecord,
+    JobSpec, JobStatus, ModelRecord, Page, Result, StoreError,
 };
 
 /// The columns `dataset` reads.
@@ -91,11 +91,18 @@ pub(super) fn model<R: Columns>(r: &R) -> Result<ModelRecord> {
 
 /// The `seq` a listing page starts below: the cursor's record's, or — if it was deleted since —
 /// below the oldest of the tenant's records created after it (a record may then show twice,
-/// none is skipped); no cursor starts at the top. `tenant`, `id` and `created_at` are the
-/// dialect's placeholders for the tenant and the cursor's two parts.
-pub(super) fn page_start(table: &str, tenant: &str, id: &str, created_at: &str) -> String {
+/// none is skipped); no cursor starts at the top. `key_col` is the column the cursor's key
+/// names (`id`, or a deployment's `name`); `tenant`, `key` and `created_at` are the dialect's
+/// placeholders for the tenant and the cursor's two parts.
+pub(super) fn page_start(
+    table: &str,
+    key_col: &str,
+    tenant: &str,
+    key: &str,
+    created_at: &str,
+) -> String {
     format!(
-        "COALESCE((SELECT seq FROM {table} WHERE id = {id} AND tenant = {tenant}), \
+        "COALESCE((SELECT seq FROM {table} WHERE {key_col} = {key} AND tenant = {tenant}), \
          (SELECT MIN(seq) FROM {table} WHERE tenant = {tenant} AND created_at > {created_at}), \
          9223372036854775807)"
     )
@@ -108,13 +115,67 @@ pub(super) fn page<R: Columns, T>(
     limit: i64,
     total: i64,
 ) -> Result<Page<T>> {
+    page_keyed(rows, item, limit, total, |r| Ok(r.uuid("id")?.to_string()))
+}
+
+/// [`page`] for records whose key is not an id column (a deployment's name).
+pub(super) fn page_keyed<R: Columns, T>(
+    rows: &[R],
+    item: fn(&R) -> Result<T>,
+    limit: i64,
+    total: i64,
+    key: fn(&R) -> Result<String>,
+) -> Result<Page<T>> {
     let items = rows.iter().map(item).collect::<Result<Vec<_>>>()?;
     let next = match rows.last() {
         Some(last) if items.len() as i64 == limit => Some(Cursor {
-            id: last.uuid("id")?,
+            key: key(last)?,
             created_at: last.int("created_at")?,
         }),
         _ => None,
     };
     Ok(Page { items, next, total })
+}
+
+/// The columns `deployment` reads.
+pub(super) const DEPLOYMENT_COLS: &str =
+    "seq, tenant, name, version, model_id, created_at, updated_at";
+
+pub(super) fn deployment<R: Columns>(r: &R) -> Result<DeploymentRecord> {
+    Ok(DeploymentRecord {
+        seq: r.int("seq")?,
+        tenant: r.text("tenant")?,
+        name: r.text("name")?,
+        version: r.int("version")?,
+        model_id: r.uuid("model_id")?,
+        created_at: r.int("created_at")?,
+        updated_at: r.int("updated_at")?,
+    })
+}
+
+pub(super) fn deployment_version<R: Columns>(r: &R) -> Result<DeploymentVersion> {
+    Ok(DeploymentVersion {
+        version: r.int("version")?,
+        model_id: r.uuid("model_id")?,
+        created_at: r.int("created_at")?,
+    })
+}
+
+/// The columns `batch` reads.
+pub(super) const BATCH_COLS: &str = "id, tenant, model_id, dataset_id, status, rows_total, rows_done, error, created_at, updated_at, finished_at";
+
+pub(super) fn batch<R: Columns>(r: &R) -> Result<BatchRecord> {
+    Ok(BatchRecord {
+        id: r.uuid("id")?,
+        tenant: r.text("tenant")?,
+        model_id: r.uuid("model_id")?,
+        dataset_id: r.uuid("dataset_id")?,
+        status: r.text("status")?,
+        rows_total: r.int("rows_total")?,
+        rows_done: r.int("rows_done")?,
+        error: r.opt_text("error")?,
+        created_at: r.int("created_at")?,
+        updated_at: r.int("updated_at")?,
+        finished_at: r.opt_int("finished_at")?,
+    })
 }

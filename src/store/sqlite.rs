@@ -14,7 +14,10 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqlitePool};
 use uuid::Uuid;
 
-use super::rows::{Columns, DATASET_COLS, MODEL_COLS, dataset, job, model, page, page_start};
+use super::rows::{
+    BATCH_COLS, Columns, DATASET_COLS, DEPLOYMENT_COLS, MODEL_COLS, batch, dataset, deployment,
+    deployment_version, job, model, page, page_keyed, page_start,
+};
 use super::*;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -193,14 +196,14 @@ impl Store for SqliteStore {
         after: Option<Cursor>,
         limit: i64,
     ) -> Result<Page<DatasetRecord>> {
-        let after = after.unwrap_or(Cursor::START);
+        let after = after.unwrap_or_else(Cursor::start);
         let q = format!(
             "SELECT {DATASET_COLS} FROM datasets WHERE tenant = ?1 AND seq < {} ORDER BY seq DESC LIMIT ?4",
-            page_start("datasets", "?1", "?2", "?3")
+            page_start("datasets", "id", "?1", "?2", "?3")
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(q))
             .bind(tenant)
-            .bind(after.id.to_string())
+            .bind(after.key.as_str())
             .bind(after.created_at)
             .bind(limit)
             .fetch_all(&self.pool)
@@ -273,14 +276,14 @@ impl Store for SqliteStore {
         after: Option<Cursor>,
         limit: i64,
     ) -> Result<Page<JobRecord>> {
-        let after = after.unwrap_or(Cursor::START);
+        let after = after.unwrap_or_else(Cursor::start);
         let q = format!(
             "SELECT * FROM jobs WHERE tenant = ?1 AND seq < {} AND (?4 IS NULL OR status = ?4) ORDER BY seq DESC LIMIT ?5",
-            page_start("jobs", "?1", "?2", "?3")
+            page_start("jobs", "id", "?1", "?2", "?3")
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(q))
             .bind(tenant)
-            .bind(after.id.to_string())
+            .bind(after.key.as_str())
             .bind(after.created_at)
             .bind(status.map(|s| s.as_str()))
             .bind(limit)
@@ -724,12 +727,12 @@ impl Store for SqliteStore {
     ) -> Result<Page<ModelRecord>> {
         let q = format!(
             "SELECT {MODEL_COLS} FROM models WHERE tenant = ?1 AND seq < {} ORDER BY seq DESC LIMIT ?4",
-            page_start("models", "?1", "?2", "?3")
+            page_start("models", "id", "?1", "?2", "?3")
         );
-        let after = after.unwrap_or(Cursor::START);
+        let after = after.unwrap_or_else(Cursor::start);
         let rows = sqlx::query(sqlx::AssertSqlSafe(q))
             .bind(tenant)
-            .bind(after.id.to_string())
+            .bind(after.key.as_str())
             .bind(after.created_at)
             .bind(limit)
             .fetch_all(&self.pool)
@@ -747,5 +750,259 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await?;
         Ok(r.rows_affected() > 0)
+    }
+
+    async fn deploy(
+        &self,
+        tenant: &str,
+        name: &str,
+        model_id: Uuid,
+        expected: Option<i64>,
+        now: i64,
+    ) -> Result<Option<DeploymentRecord>> {
+        let mut tx = self.pool.begin().await?;
+        // The write comes first, so the transaction holds the write lock from its first
+        // statement (a read first would have to upgrade, and two such could not).
+        let row = match expected {
+            None => {
+                let q = format!(
+                    "INSERT INTO deployments (tenant, name, version, model_id, created_at, updated_at)
+                     VALUES (?1, ?2, 1, ?3, ?4, ?4)
+                     ON CONFLICT (tenant, name) DO UPDATE
+                        SET version = deployments.version + 1, model_id = excluded.model_id,
+                            updated_at = excluded.updated_at
+                     RETURNING {DEPLOYMENT_COLS}"
+                );
+                sqlx::query(sqlx::AssertSqlSafe(q))
+                    .bind(tenant)
+                    .bind(name)
+                    .bind(model_id.to_string())
+                    .bind(now)
+                    .fetch_optional(&mut *tx)
+                    .await?
+            }
+            Some(v) => {
+                let q = format!(
+                    "UPDATE deployments SET version = version + 1, model_id = ?3, updated_at = ?4
+                     WHERE tenant = ?1 AND name = ?2 AND version = ?5
+                     RETURNING {DEPLOYMENT_COLS}"
+                );
+                sqlx::query(sqlx::AssertSqlSafe(q))
+                    .bind(tenant)
+                    .bind(name)
+                    .bind(model_id.to_string())
+                    .bind(now)
+                    .bind(v)
+                    .fetch_optional(&mut *tx)
+                    .await?
+            }
+        };
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let d = deployment(&row)?;
+        sqlx::query(
+            "INSERT INTO deployment_versions (tenant, name, version, model_id, created_at)
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(tenant)
+        .bind(name)
+        .bind(d.version)
+        .bind(model_id.to_string())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(d))
+    }
+
+    async fn get_deployment(&self, tenant: &str, name: &str) -> Result<Option<DeploymentRecord>> {
+        let q = format!("SELECT {DEPLOYMENT_COLS} FROM deployments WHERE tenant = ? AND name = ?");
+        sqlx::query(sqlx::AssertSqlSafe(q))
+            .bind(tenant)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| deployment(&r))
+            .transpose()
+    }
+
+    async fn list_deployments(
+        &self,
+        tenant: &str,
+        after: Option<Cursor>,
+        limit: i64,
+    ) -> Result<Page<DeploymentRecord>> {
+        let after = after.unwrap_or_else(Cursor::start);
+        let q = format!(
+            "SELECT {DEPLOYMENT_COLS} FROM deployments WHERE tenant = ?1 AND seq < {} ORDER BY seq DESC LIMIT ?4",
+            page_start("deployments", "name", "?1", "?2", "?3")
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(q))
+            .bind(tenant)
+            .bind(after.key.as_str())
+            .bind(after.created_at)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM deployments WHERE tenant = ?")
+            .bind(tenant)
+            .fetch_one(&self.pool)
+            .await?;
+        page_keyed(&rows, deployment, limit, total, |r| r.text("name"))
+    }
+
+    async fn deployment_versions(
+        &self,
+        tenant: &str,
+        name: &str,
+        limit: i64,
+    ) -> Result<Vec<DeploymentVersion>> {
+        let rows = sqlx::query(
+            "SELECT version, model_id, created_at FROM deployment_versions
+             WHERE tenant = ? AND name = ? ORDER BY version DESC LIMIT ?",
+        )
+        .bind(tenant)
+        .bind(name)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(deployment_version).collect()
+    }
+
+    async fn deployment_version(
+        &self,
+        tenant: &str,
+        name: &str,
+        version: i64,
+    ) -> Result<Option<DeploymentVersion>> {
+        sqlx::query(
+            "SELECT version, model_id, created_at FROM deployment_versions
+             WHERE tenant = ? AND name = ? AND version = ?",
+        )
+        .bind(tenant)
+        .bind(name)
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| deployment_version(&r))
+        .transpose()
+    }
+
+    async fn delete_deployment(&self, tenant: &str, name: &str) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let r = sqlx::query("DELETE FROM deployments WHERE tenant = ? AND name = ?")
+            .bind(tenant)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM deployment_versions WHERE tenant = ? AND name = ?")
+            .bind(tenant)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn deployments_of_model(&self, model_id: Uuid) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT name FROM deployments WHERE model_id = ? ORDER BY name LIMIT 10",
+        )
+        .bind(model_id.to_string())
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn insert_batch(&self, b: &BatchRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO batch_predictions (id, tenant, model_id, dataset_id, status, rows_total, rows_done, error, created_at, updated_at, finished_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(b.id.to_string())
+        .bind(&b.tenant)
+        .bind(b.model_id.to_string())
+        .bind(b.dataset_id.to_string())
+        .bind(&b.status)
+        .bind(b.rows_total)
+        .bind(b.rows_done)
+        .bind(&b.error)
+        .bind(b.created_at)
+        .bind(b.updated_at)
+        .bind(b.finished_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_batch(&self, id: Uuid) -> Result<Option<BatchRecord>> {
+        let q = format!("SELECT {BATCH_COLS} FROM batch_predictions WHERE id = ?");
+        sqlx::query(sqlx::AssertSqlSafe(q))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| batch(&r))
+            .transpose()
+    }
+
+    async fn append_batch_chunk(
+        &self,
+        id: Uuid,
+        seq: i64,
+        csv: &str,
+        rows_done: i64,
+        now: i64,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let r = sqlx::query(
+            "UPDATE batch_predictions SET rows_done = ?, updated_at = ?
+             WHERE id = ? AND status = 'running'",
+        )
+        .bind(rows_done)
+        .bind(now)
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        if r.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query("INSERT INTO batch_prediction_chunks (batch_id, seq, csv) VALUES (?, ?, ?)")
+            .bind(id.to_string())
+            .bind(seq)
+            .bind(csv)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn finish_batch(
+        &self,
+        id: Uuid,
+        status: &str,
+        error: Option<&str>,
+        now: i64,
+    ) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE batch_predictions SET status = ?1, error = ?2, finished_at = ?3, updated_at = ?3
+             WHERE id = ?4 AND status = 'running'",
+        )
+        .bind(status)
+        .bind(error)
+        .bind(now)
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn batch_chunk(&self, id: Uuid, seq: i64) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT csv FROM batch_prediction_chunks WHERE batch_id = ? AND seq = ?",
+        )
+        .bind(id.to_string())
+        .bind(seq)
+        .fetch_optional(&self.pool)
+        .await?)
     }
 }

@@ -1,0 +1,471 @@
+//! A model as an ONNX graph (opset 17, IR version 8) that onnxruntime and other runtimes run
+//! on the same raw inputs `predict` takes, giving the same outputs: standardisation
+//! (`Sub`, `Mul`), one `Gemm` per dense layer, each activation as its ONNX operator (`alpha`
+//! written out for `LeakyRelu` and `Elu`, whose ONNX defaults differ from ours; `gelu` as
+//! `x·½·(1 + erf(x/√2))`, since opset 17 has no `Gelu`), dropout left out (it is the identity
+//! at inference). Classifiers answer `probabilities` and `label_index` (an index into the
+//! classes, which the caller writes into the metadata); other models answer `values`.
+//!
+//! The protobuf is written by hand: the ONNX subset a dense network needs is seven message
+//! types and four wire types, so a small encoder here spares the crate a code generator
+//! (`protoc` and a build script) or a protobuf dependency. Field numbers are `onnx.proto`'s.
+//!
+//! A tabular model (with an encoder) takes one input per raw column instead of `input`, and
+//! the graph imputes and one-hot encodes them first (see [`encode_columns`]), with ONNX-ML's
+//! `LabelEncoder` for the categories.
+
+use super::activation::Activation;
+use super::model::Model;
+use super::network::Layer;
+use super::preprocess::OutputEncoding;
+
+/// The default domain's operator set the graph uses.
+pub const OPSET: i64 = 17;
+/// The IR version of opset 17.
+const IR_VERSION: i64 = 8;
+
+/// A protobuf message being written: fields appended in any order.
+#[derive(Default)]
+struct Pb(Vec<u8>);
+
+impl Pb {
+    fn varint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.0.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        self.0.push(v as u8);
+    }
+
+    fn key(&mut self, field: u32, wire: u8) {
+        self.varint((u64::from(field) << 3) | u64::from(wire));
+    }
+
+    /// A varint field (int32, int64, enum); negative numbers as ten-byte two's complement.
+    fn int(&mut self, field: u32, v: i64) -> &mut Self {
+        self.key(field, 0);
+        self.varint(v as u64);
+        self
+    }
+
+    fn bytes(&mut self, field: u32, b: &[u8]) -> &mut Self {
+        self.key(field, 2);
+        self.varint(b.len() as u64);
+        self.0.extend_from_slice(b);
+        self
+    }
+
+    fn str(&mut self, field: u32, s: &str) -> &mut Self {
+        self.bytes(field, s.as_bytes())
+    }
+
+    fn msg(&mut self, field: u32, m: Pb) -> &mut Self {
+        self.bytes(field, &m.0)
+    }
+
+    fn float(&mut self, field: u32, v: f32) -> &mut Self {
+        self.key(field, 5);
+        self.0.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+}
+
+// onnx.proto's TensorProto.DataType values.
+const FLOAT: i64 = 1;
+const STRING: i64 = 8;
+const INT64: i64 = 7;
+
+/// The ONNX-ML domain (`LabelEncoder`) and the version of it the graph uses.
+const ML: &str = "ai.onnx.ml";
+const ML_OPSET: i64 = 2;
+
+/// TensorProto: an initializer of float values.
+fn tensor(name: &str, dims: &[i64], values: &[f32]) -> Pb {
+    let mut t = Pb::default();
+    for &d in dims {
+        t.int(1, d);
+    }
+    t.int(2, FLOAT);
+    t.str(8, name);
+    let raw: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    t.bytes(9, &raw);
+    t
+}
+
+/// TensorProto: an initializer of int64 values.
+fn tensor_i64(name: &str, dims: &[i64], values: &[i64]) -> Pb {
+    let mut t = Pb::default();
+    for &d in dims {
+        t.int(1, d);
+    }
+    t.int(2, INT64);
+    t.str(8, name);
+    let raw: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    t.bytes(9, &raw);
+    t
+}
+
+/// ValueInfoProto of a tensor of `elem` type with `dims` (`None`: the batch dimension `N`).
+fn value_info(name: &str, elem: i64, dims: &[Option<i64>]) -> Pb {
+    let mut shape = Pb::default();
+    for d in dims {
+        let mut dim = Pb::default();
+        match d {
+            Some(v) => dim.int(1, *v),
+            None => dim.str(2, "N"),
+        };
+        shape.msg(1, dim);
+    }
+    let mut tensor_type = Pb::default();
+    tensor_type.int(1, elem);
+    tensor_type.msg(2, shape);
+    let mut ty = Pb::default();
+    ty.msg(1, tensor_type);
+    let mut v = Pb::default();
+    v.str(1, name);
+    v.msg(2, ty);
+    v
+}
+
+/// An attribute of a node.
+enum Attr<'a> {
+    Float(&'a str, f32),
+    Int(&'a str, i64),
+    Ints(&'a str, Vec<i64>),
+    Strings(&'a str, Vec<String>),
+}
+
+impl Attr<'_> {
+    fn encode(&self) -> Pb {
+        // AttributeProto.AttributeType: FLOAT = 1, INT = 2, INTS = 7, STRINGS = 8.
+        let mut a = Pb::default();
+        match self {
+            Attr::Float(name, v) => {
+                a.str(1, name).float(2, *v).int(20, 1);
+            }
+            Attr::Int(name, v) => {
+                a.str(1, name).int(3, *v).int(20, 2);
+            }
+            // INTS = 7, STRINGS = 8.
+            Attr::Ints(name, vs) => {
+                a.str(1, name);
+                for v in vs {
+                    a.int(8, *v);
+                }
+                a.int(20, 7);
+            }
+            Attr::Strings(name, vs) => {
+                a.str(1, name);
+                for v in vs {
+                    a.str(9, v);
+                }
+                a.int(20, 8);
+            }
+        }
+        a
+    }
+}
+
+/// The graph being built: nodes, initializers, and fresh tensor names.
+#[derive(Default)]
+struct Graph {
+    nodes: Vec<Pb>,
+    initializers: Vec<Pb>,
+    count: usize,
+}
+
+impl Graph {
+    fn fresh(&mut self, hint: &str) -> String {
+        self.count += 1;
+        format!("{hint}_{}", self.count)
+    }
+
+    /// Adds a node of the default domain; returns its output's name.
+    fn node(&mut self, op: &str, inputs: &[&str], attrs: &[Attr], output: Option<&str>) -> String {
+        self.node_in("", op, inputs, attrs, output)
+    }
+
+    /// Adds a node of operator set `domain` (`ai.onnx.ml`).
+    fn node_in(
+        &mut self,
+        domain: &str,
+        op: &str,
+        inputs: &[&str],
+        attrs: &[Attr],
+        output: Option<&str>,
+    ) -> String {
+        let out = output.map_or_else(|| self.fresh(&op.to_lowercase()), str::to_owned);
+        let mut n = Pb::default();
+        for i in inputs {
+            n.str(1, i);
+        }
+        n.str(2, &out);
+        n.str(3, &format!("{op}_{}", self.nodes.len()));
+        n.str(4, op);
+        for a in attrs {
+            n.msg(5, a.encode());
+        }
+        if !domain.is_empty() {
+            n.str(7, domain);
+        }
+        self.nodes.push(n);
+        out
+    }
+
+    fn constant(&mut self, hint: &str, dims: &[i64], values: &[f32]) -> String {
+        let name = self.fresh(hint);
+        self.initializers.push(tensor(&name, dims, values));
+        name
+    }
+}
+
+/// A tabular model's inputs, encoded as `Encoder::transform_row` encodes a row: one
+/// `[N, 1]` input per raw column that is not ignored, named by the column. Numeric and yes/no
+/// columns are float (NaN: missing; a yes/no column's 0 is no, anything else yes), imputed
+/// with `Where(IsNaN)` and followed by the missing indicator where the model has one;
+/// categorical columns are strings ("" is missing), one-hot through ONNX-ML's `LabelEncoder`
+/// and `OneHot` (an unseen category goes to "other", or to no slot at all). Text is matched
+/// as sent: the runtime does not trim spaces as `predict` does. Returns the concatenation.
+fn encode_columns(
+    g: &mut Graph,
+    e: &super::tabular::Encoder,
+    inputs: &mut Vec<Pb>,
+) -> Result<String, String> {
+    use super::tabular::EncodedColumn as C;
+    let mut blocks: Vec<String> = vec![];
+    for c in &e.columns {
+        match c {
+            C::Ignore { .. } => {}
+            C::Numeric {
+                name,
+                fill,
+                missing_indicator,
+            }
+            | C::Boolean {
+                name,
+                fill,
+                missing_indicator,
+            } => {
+                inputs.push(value_info(name, FLOAT, &[None, Some(1)]));
+                let nan = g.node("IsNaN", &[name], &[], None);
+                let value = if matches!(c, C::Boolean { .. }) {
+                    let zero = g.constant("zero", &[], &[0.0]);
+                    let eq = g.node("Equal", &[name, &zero], &[], None);
+                    let yes = g.node("Not", &[&eq], &[], None);
+                    g.node("Cast", &[&yes], &[Attr::Int("to", FLOAT)], None)
+                } else {
+                    name.clone()
+                };
+                let fill = g.constant("fill", &[], &[*fill]);
+                blocks.push(g.node("Where", &[&nan, &fill, &value], &[], None));
+                if *missing_indicator {
+                    blocks.push(g.node("Cast", &[&nan], &[Attr::Int("to", FLOAT)], None));
+                }
+            }
+            C::Categorical {
+                name,
+                categories,
+                missing,
+                other,
+            } => {
+                inputs.push(value_info(name, STRING, &[None, Some(1)]));
+                let k = categories.len() as i64;
+                let width = k + i64::from(*missing) + i64::from(*other);
+                if width == 0 {
+                    continue;
+                }
+                // Slots: the categories, then missing, then other; `width` is no slot (OneHot
+                // turns an index out of range into a row of zeros).
+                let other_slot = if *other {
+                    k + i64::from(*missing)
+                } else {
+                    width
+                };
+                let mut keys = categories.clone();
+                let mut values: Vec<i64> = (0..k).collect();
+                if !categories.iter().any(String::is_empty) {
+                    keys.push(String::new());
+                    values.push(if *missing { k } else { other_slot });
+                }
+                let index = g.node_in(
+                    ML,
+                    "LabelEncoder",
+                    &[name],
+                    &[
+                        Attr::Strings("keys_strings", keys),
+                        Attr::Ints("values_int64s", values),
+                        Attr::Int("default_int64", other_slot),
+                    ],
+                    None,
+                );
+                let depth = g.fresh("depth");
+                g.initializers.push(tensor_i64(&depth, &[], &[width]));
+                let on_off = g.constant("on_off", &[2], &[0.0, 1.0]);
+                let hot = g.node(
+                    "OneHot",
+                    &[&index, &depth, &on_off],
+                    &[Attr::Int("axis", -1)],
+                    None,
+                );
+                let shape = g.fresh("shape");
+                g.initializers.push(tensor_i64(&shape, &[2], &[-1, width]));
+                blocks.push(g.node("Reshape", &[&hot, &shape], &[], None));
+            }
+        }
+    }
+    if blocks.is_empty() {
+        return Err("the model's encoder has no input columns".into());
+    }
+    let refs: Vec<&str> = blocks.iter().map(String::as_str).collect();
+    Ok(g.node("Concat", &refs, &[Attr::Int("axis", 1)], None))
+}
+
+/// The ONNX model of `m`, with `metadata` as its metadata properties (the caller writes
+/// `classes` there).
+pub fn to_onnx(m: &Model, metadata: &[(String, String)]) -> Result<Vec<u8>, String> {
+    let mut g = Graph::default();
+    let mut inputs = vec![];
+    let mut x = match &m.encoder {
+        None => {
+            inputs.push(value_info(
+                "input",
+                FLOAT,
+                &[None, Some(m.input_dim() as i64)],
+            ));
+            "input".to_owned()
+        }
+        Some(e) => encode_columns(&mut g, e, &mut inputs)?,
+    };
+    if let Some(s) = &m.standardizer {
+        let d = s.mean.len() as i64;
+        let mean = g.constant("mean", &[d], &s.mean);
+        // The same `(x − mean) · (1/std)` as `Standardizer::transform`, in f32.
+        let inv: Vec<f32> = s.std.iter().map(|s| 1.0 / s).collect();
+        let inv = g.constant("inv_std", &[d], &inv);
+        let c = g.node("Sub", &[&x, &mean], &[], None);
+        x = g.node("Mul", &[&c, &inv], &[], None);
+    }
+    for (l, layer) in m.network.layers.iter().enumerate() {
+        let Layer::Dense(d) = layer else {
+            continue; // dropout: the identity at inference
+        };
+        let (rows, cols) = (d.w.nrows() as i64, d.w.ncols() as i64);
+        let w: Vec<f32> = d.w.iter().copied().collect();
+        let b: Vec<f32> = d.b.iter().copied().collect();
+        let w = g.constant(&format!("w{l}"), &[rows, cols], &w);
+        let b = g.constant(&format!("b{l}"), &[cols], &b);
+        // Gemm: Y = A·B + C with B = W (`input_dim × units`), C broadcast over the rows.
+        let z = g.node("Gemm", &[&x, &w, &b], &[], None);
+        x = match d.activation {
+            Activation::Linear => z,
+            Activation::Sigmoid => g.node("Sigmoid", &[&z], &[], None),
+            Activation::Tanh => g.node("Tanh", &[&z], &[], None),
+            Activation::Relu => g.node("Relu", &[&z], &[], None),
+            Activation::LeakyRelu => {
+                g.node("LeakyRelu", &[&z], &[Attr::Float("alpha", d.alpha)], None)
+            }
+            Activation::Elu => g.node("Elu", &[&z], &[Attr::Float("alpha", d.alpha)], None),
+            Activation::Softplus => g.node("Softplus", &[&z], &[], None),
+            Activation::Softmax => g.node("Softmax", &[&z], &[Attr::Int("axis", -1)], None),
+            Activation::Gelu => {
+                // gelu(z) = z · ½ · (1 + erf(z / √2))
+                let inv_sqrt2 = g.constant("inv_sqrt2", &[], &[std::f32::consts::FRAC_1_SQRT_2]);
+                let one = g.constant("one", &[], &[1.0]);
+                let half = g.constant("half", &[], &[0.5]);
+                let s = g.node("Mul", &[&z, &inv_sqrt2], &[], None);
+                let e = g.node("Erf", &[&s], &[], None);
+                let p = g.node("Add", &[&e, &one], &[], None);
+                let h = g.node("Mul", &[&z, &half], &[], None);
+                g.node("Mul", &[&h, &p], &[], None)
+            }
+        };
+    }
+    let width = m.network.output_dim() as i64;
+    let classifier = !matches!(m.encoding, OutputEncoding::Values);
+    let main = if classifier {
+        "probabilities"
+    } else {
+        "values"
+    };
+    g.node("Identity", &[&x], &[], Some(main));
+    let mut outputs = vec![value_info(main, FLOAT, &[None, Some(width)])];
+    match &m.encoding {
+        OutputEncoding::Categorical { .. } => {
+            g.node(
+                "ArgMax",
+                &[main],
+                &[Attr::Int("axis", 1), Attr::Int("keepdims", 0)],
+                Some("label_index"),
+            );
+            outputs.push(value_info("label_index", INT64, &[None]));
+        }
+        OutputEncoding::Binary { .. } => {
+            // The second class when p ≥ 0.5, as `OutputEncoding::labels` decides.
+            let half = g.constant("threshold", &[], &[0.5]);
+            let ge = g.node("GreaterOrEqual", &[main, &half], &[], None);
+            let i = g.node("Cast", &[&ge], &[Attr::Int("to", INT64)], None);
+            let shape = g.fresh("flat");
+            g.initializers.push(tensor_i64(&shape, &[1], &[-1]));
+            g.node("Reshape", &[&i, &shape], &[], Some("label_index"));
+            outputs.push(value_info("label_index", INT64, &[None]));
+        }
+        OutputEncoding::Values => {}
+    }
+
+    let mut graph = Pb::default();
+    for n in g.nodes {
+        graph.msg(1, n);
+    }
+    graph.str(2, "backprop");
+    for t in g.initializers {
+        graph.msg(5, t);
+    }
+    for i in inputs {
+        graph.msg(11, i);
+    }
+    for o in outputs {
+        graph.msg(12, o);
+    }
+
+    let mut model = Pb::default();
+    model.int(1, IR_VERSION);
+    model.str(2, "backprop");
+    model.str(3, env!("CARGO_PKG_VERSION"));
+    model.msg(7, graph);
+    let mut opset = Pb::default();
+    opset.str(1, "").int(2, OPSET);
+    model.msg(8, opset);
+    if m.encoder.is_some() {
+        let mut ml = Pb::default();
+        ml.str(1, ML).int(2, ML_OPSET);
+        model.msg(8, ml);
+    }
+    for (k, v) in metadata {
+        let mut e = Pb::default();
+        e.str(1, k).str(2, v);
+        model.msg(14, e);
+    }
+    Ok(model.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn varints_are_protobufs() {
+        // Examples from the protobuf encoding guide: 1 → 01, 150 → 96 01, −1 → ten bytes.
+        let mut p = Pb::default();
+        p.varint(1);
+        p.varint(150);
+        assert_eq!(p.0, vec![0x01, 0x96, 0x01]);
+        let mut p = Pb::default();
+        p.int(1, -1);
+        assert_eq!(p.0.len(), 11);
+        assert_eq!(p.0[0], 0x08);
+        // Field 2, length-delimited "testing": 12 07 74 65 73 74 69 6e 67.
+        let mut p = Pb::default();
+        p.str(2, "testing");
+        assert_eq!(p.0, b"\x12\x07testing".to_vec());
+    }
+}

@@ -1,0 +1,229 @@
+//! Backprop against clients and runtimes it did not write: the Python scripts in
+//! tests/interop/ (their packages pinned in tests/interop/requirements.txt) run with
+//! `$BACKPROP_TEST_PYTHON` against a real server. Without that variable the tests are
+//! skipped, except under `CI=true`, where they fail: CI must not skip them silently
+//! (`.ci/run` creates the virtual environment and sets the variable).
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::Server;
+use serde_json::{Value, json};
+
+const KEYS: &str = "acme:admin:acme-admin-secret,acme:predictor:acme-predict-secret";
+const ADMIN: &str = "acme-admin-secret";
+const PREDICTOR: &str = "acme-predict-secret";
+
+/// The interpreter to run the scripts with, or `None` (skip) outside CI.
+fn python() -> Option<String> {
+    match std::env::var("BACKPROP_TEST_PYTHON") {
+        Ok(p) if !p.is_empty() => Some(p),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("CI=true but BACKPROP_TEST_PYTHON is unset: .ci/run creates the interop venv")
+        }
+        _ => {
+            eprintln!(
+                "skipped: set BACKPROP_TEST_PYTHON to a python with tests/interop/requirements.txt"
+            );
+            None
+        }
+    }
+}
+
+/// Runs `tests/interop/<script>` with `args`, failing the test with its output on failure.
+fn run_script(python: &str, script: &str, args: &[&str]) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/interop")
+        .join(script);
+    let out = Command::new(python)
+        .arg(&path)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{script} failed:\n{text}");
+    text
+}
+
+async fn deploy(srv: &Server, name: &str, doc: &Value) -> String {
+    let id = srv.ok("POST", "/v1/models", ADMIN, Some(doc)).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    srv.ok(
+        "PUT",
+        &format!("/v1/deployments/{name}"),
+        ADMIN,
+        Some(&json!({"model_id": id})),
+    )
+    .await;
+    id
+}
+
+#[tokio::test]
+async fn tritonclient_reads_metadata_and_infers_as_predict_does() {
+    let Some(python) = python() else { return };
+    let srv = Server::start(&["--api-keys", KEYS]).await;
+    let classifier = json!({
+        "input_dim": 3,
+        "layers": [
+            {"units": 4, "activation": "gelu", "weights": [[0.5, -1.0, 0.25, 2.0], [1.5, 0.5, -0.75, 0.1], [-0.2, 0.3, 0.9, -1.1]], "bias": [0.1, 0.0, -0.1, 0.2]},
+            {"units": 3, "activation": "softmax", "weights": [[1.0, -1.0, 0.5], [-0.5, 0.5, 0.2], [0.3, 0.2, -0.4], [0.7, -0.6, 0.1]]}
+        ],
+        "classes": ["setosa", "versicolor", "virginica"],
+        "class_encoding": "categorical",
+        "standardization": {"mean": [5.8, 3.0, 3.7], "std": [0.8, 0.4, 1.7]}
+    });
+    let regressor = json!({
+        "input_dim": 2,
+        "layers": [{"units": 1, "activation": "linear", "weights": [[1.25], [-3.5]], "bias": [0.5]}]
+    });
+    let tabular = json!({
+        "input_dim": 4,
+        "encoder": {"columns": [
+            {"type": "numeric", "name": "size", "fill": 2.0},
+            {"type": "categorical", "name": "color", "categories": ["blue", "red"], "missing": true}
+        ]},
+        "layers": [{"units": 1, "activation": "sigmoid", "weights": [[1.0], [0.5], [-0.3], [0.1]]}],
+        "classes": ["small", "large"],
+        "class_encoding": "binary"
+    });
+    let cases = json!([
+        {"name": "iris", "kind": "plain", "model_id": deploy(&srv, "iris", &classifier).await,
+         "rows": [[5.1, 3.5, 1.4], [6.7, 3.0, 5.2], [5.9, 2.8, 4.3]]},
+        {"name": "price", "kind": "plain", "model_id": deploy(&srv, "price", &regressor).await,
+         "rows": [[1.0, 2.0], [-0.5, 0.25]]},
+        {"name": "shapes", "kind": "tabular", "model_id": deploy(&srv, "shapes", &tabular).await,
+         "rows": [{"size": 1.5, "color": "red"}, {"size": 4.0, "color": "blue"}, {"size": 0.5, "color": "green"}]},
+    ]);
+    let out = run_script(
+        &python,
+        "triton_client.py",
+        &[&srv.base, PREDICTOR, &cases.to_string()],
+    );
+    println!("{out}");
+    for name in ["iris", "price", "shapes"] {
+        assert!(out.contains(&format!("ok {name}")), "{out}");
+    }
+}
+
+/// A model of two dense layers whose hidden layer uses `activation` (with `alpha` where it
+/// takes one), over standardised inputs; `head` is the output layer's kind.
+fn network(activation: &str, head: &str) -> Value {
+    let (units, out_activation, extra) = match head {
+        "softmax" => (
+            3,
+            "softmax",
+            json!({"classes": ["a", "b", "c"], "class_encoding": "categorical"}),
+        ),
+        "sigmoid" => (
+            1,
+            "sigmoid",
+            json!({"classes": ["no", "yes"], "class_encoding": "binary"}),
+        ),
+        _ => (2, "linear", json!({})),
+    };
+    let mut hidden = json!({"units": 4, "activation": activation,
+        "weights": [[0.5, -1.0, 0.25, 2.0], [1.5, 0.5, -0.75, 0.1], [-0.2, 0.3, 0.9, -1.1]],
+        "bias": [0.1, 0.0, -0.1, 0.2]});
+    if activation == "leaky_relu" {
+        hidden["alpha"] = json!(0.05);
+    }
+    if activation == "elu" {
+        hidden["alpha"] = json!(0.7);
+    }
+    let out_w: Vec<Vec<f32>> = (0..4)
+        .map(|i| {
+            (0..units)
+                .map(|j| ((i * 3 + j) % 5) as f32 * 0.4 - 0.8)
+                .collect()
+        })
+        .collect();
+    let mut doc = json!({
+        "input_dim": 3,
+        "layers": [hidden, {"dropout": 0.3},
+            {"units": units, "activation": out_activation, "weights": out_w, "bias": vec![0.05; units]}],
+        "standardization": {"mean": [5.8, 3.0, 3.7], "std": [0.8, 0.4, 1.7]}
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        doc[k] = v.clone();
+    }
+    doc
+}
+
+#[tokio::test]
+async fn onnxruntime_runs_every_activation_and_a_tabular_model_as_predict_does() {
+    let Some(python) = python() else { return };
+    let srv = Server::start(&["--api-keys", KEYS]).await;
+    let rows = json!([
+        [5.1, 3.5, 1.4],
+        [6.7, 3.0, 5.2],
+        [4.9, 2.4, 3.3],
+        [7.9, 3.8, 6.4]
+    ]);
+    let mut cases = vec![];
+    for activation in [
+        "linear",
+        "sigmoid",
+        "tanh",
+        "relu",
+        "leaky_relu",
+        "elu",
+        "softplus",
+        "gelu",
+        "softmax",
+    ] {
+        for head in ["softmax", "sigmoid", "values"] {
+            let doc = network(activation, head);
+            let id = srv.ok("POST", "/v1/models", ADMIN, Some(&doc)).await["id"].clone();
+            cases.push(
+                json!({"model_id": id, "rows": rows, "label": format!("{activation}/{head}")}),
+            );
+        }
+    }
+    // A tabular model: imputation, a missing indicator, one-hot with missing and "other", a
+    // yes/no column and an ignored one, then standardisation.
+    let tabular = json!({
+        "input_dim": 7,
+        "encoder": {"columns": [
+            {"type": "numeric", "name": "size", "fill": 2.5, "missing_indicator": true},
+            {"type": "categorical", "name": "color", "categories": ["blue", "red"], "missing": true, "other": true},
+            {"type": "boolean", "name": "shiny", "fill": 0.25},
+            {"type": "ignore", "name": "id"}
+        ]},
+        "standardization": {"mean": [2.0, 0.1, 0.4, 0.4, 0.1, 0.1, 0.5], "std": [1.5, 0.3, 0.5, 0.5, 0.3, 0.3, 0.5]},
+        "layers": [
+            {"units": 3, "activation": "gelu", "weights": [[0.5, -1.0, 0.25], [1.5, 0.5, -0.75], [-0.2, 0.3, 0.9],
+                [0.7, -0.6, 0.1], [0.2, 0.2, -0.4], [-1.0, 0.5, 0.3], [0.6, -0.3, 0.8]], "bias": [0.1, 0.0, -0.1]},
+            {"units": 2, "activation": "softmax", "weights": [[1.0, -1.0], [-0.5, 0.5], [0.3, 0.2]]}
+        ],
+        "classes": ["keep", "drop"],
+        "class_encoding": "categorical"
+    });
+    let id = srv.ok("POST", "/v1/models", ADMIN, Some(&tabular)).await["id"].clone();
+    let records = json!([
+        {"size": 1.5, "color": "red", "shiny": 1, "id": "a"},
+        {"size": null, "color": "blue", "shiny": 0},
+        {"size": 4.0, "color": "green", "shiny": null},
+        {"size": 0.5, "color": null, "shiny": 2}
+    ]);
+    cases.push(json!({"model_id": id, "rows": records, "label": "tabular"}));
+    let out = run_script(
+        &python,
+        "onnx_check.py",
+        &[&srv.base, PREDICTOR, &json!(cases).to_string()],
+    );
+    println!("{out}");
+    assert_eq!(
+        out.matches("\nok ").count() + usize::from(out.starts_with("ok ")),
+        28,
+        "{out}"
+    );
+    assert!(out.contains("ok tabular"), "{out}");
+}
