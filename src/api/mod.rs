@@ -22,6 +22,7 @@ pub mod health;
 pub mod jobs;
 pub mod models;
 pub mod observe;
+pub mod tuning;
 pub mod view;
 
 pub use error::ApiError;
@@ -80,6 +81,15 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("delete", "/v1/models/{id}"),
     ("get", "/v1/models/{id}/export"),
     ("post", "/v1/models/{id}/predict"),
+    // issue 14: evaluation, warm starts, the learning-rate range test, sweeps
+    ("post", "/v1/models/{id}/evaluate"),
+    ("post", "/v1/jobs/{id}/continue"),
+    ("post", "/v1/lr-range-tests"),
+    ("post", "/v1/sweeps"),
+    ("get", "/v1/sweeps"),
+    ("get", "/v1/sweeps/{id}"),
+    ("delete", "/v1/sweeps/{id}"),
+    ("post", "/v1/sweeps/{id}/cancel"),
 ];
 
 /// The application: all routes, limits and fallbacks.
@@ -92,6 +102,7 @@ pub fn app(state: AppState) -> Router {
         .merge(datasets::router())
         .merge(jobs::router())
         .merge(models::router())
+        .merge(tuning::router())
         .merge(dashboard::router())
         .layer(from_fn_with_state(limits.request_timeout, observe::timeout));
     let mut router = bounded

@@ -35,6 +35,10 @@ pub struct JobRequest {
     pub dataset: DatasetSource,
     /// A stored dataset to validate on instead of a `validation_split`.
     pub validation_dataset: Option<Uuid>,
+    /// A model whose weights training starts from.
+    pub init_model: Option<Uuid>,
+    /// `"learning_rate": "auto"`: find the rate with the range test first.
+    pub auto_learning_rate: bool,
 }
 
 /// Reads a job submission: the spec, the service fields, and an inline dataset if there is
@@ -48,6 +52,16 @@ pub fn read_request(body: &[u8], limits: &DataLimits) -> Result<JobRequest> {
     for f in JobSpec::SERVICE_FIELDS {
         engine.remove(f);
     }
+    if let Some(f) = JobSpec::STORED_FIELDS
+        .iter()
+        .find(|f| obj.contains_key(**f))
+    {
+        return Err(Error::invalid(
+            format!("/{f}"),
+            "is set by POST /v1/jobs/{id}/continue, not by a submission",
+        ));
+    }
+    let auto_learning_rate = JobSpec::take_auto_learning_rate(&mut engine);
     let seed_given = engine.contains_key("seed");
     let spec: TrainSpec = from_value(Value::Object(engine), "").map_err(|e| match e {
         // The engine's reader knows only its own fields; the submission also takes the
@@ -63,6 +77,7 @@ pub fn read_request(body: &[u8], limits: &DataLimits) -> Result<JobRequest> {
                             "name",
                             "priority",
                             "validation_dataset_id",
+                            "init_model_id",
                         ]
                         .map(|f| format!("`{f}`"))
                         .join(", ");
@@ -131,6 +146,14 @@ pub fn read_request(body: &[u8], limits: &DataLimits) -> Result<JobRequest> {
                 })?,
         ),
     };
+    let init_model = match obj.get("init_model_id") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_str()
+                .and_then(|i| Uuid::parse_str(i).ok())
+                .ok_or_else(|| Error::invalid("/init_model_id", "must be a model id (a UUID)"))?,
+        ),
+    };
     if validation_dataset.is_some() && spec.validation_split > 0.0 {
         return Err(Error::invalid(
             "/validation_split",
@@ -144,6 +167,8 @@ pub fn read_request(body: &[u8], limits: &DataLimits) -> Result<JobRequest> {
         name,
         dataset,
         validation_dataset,
+        init_model,
+        auto_learning_rate,
     })
 }
 
@@ -299,6 +324,8 @@ impl Service {
             name,
             dataset: source,
             validation_dataset,
+            init_model,
+            auto_learning_rate,
         } = read_request(body, &self.limits.data)?;
         // Before the dataset is read: a spec this large is refused cheaply (plan_job checks
         // it again, for the fuzz target).
@@ -335,6 +362,16 @@ impl Service {
             None => None,
         };
         let plan = plan_job_on(&spec, &summary, validation.as_ref(), &self.limits)?;
+        if let Some(id) = init_model {
+            let model = match self.model(tenant, id).await {
+                Err(Error::NotFound(_)) => {
+                    return Err(Error::invalid("/init_model_id", format!("no model {id}")));
+                }
+                other => other?,
+            };
+            super::warm::check_warm_start(&model, &summary, &plan)
+                .map_err(|m| Error::invalid("/init_model_id", m))?;
+        }
         if dry_run {
             return Ok(Submitted::DryRun(Box::new(estimate(
                 spec,
@@ -398,6 +435,9 @@ impl Service {
                 priority,
                 name,
                 validation_dataset_id: validation_dataset,
+                init_model_id: init_model,
+                continues: None,
+                auto_learning_rate,
             },
             epochs,
             epoch: 0,

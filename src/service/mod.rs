@@ -18,11 +18,16 @@ use crate::store::Store;
 
 pub mod datasets;
 pub mod error;
+pub mod evaluate;
 pub mod idempotency;
 pub mod jobs;
+pub mod lr_find;
 pub mod models;
 pub mod predict;
 pub mod read;
+pub mod space;
+pub mod sweeps;
+pub mod warm;
 
 pub use error::Error;
 pub use idempotency::IdempotencyKey;
