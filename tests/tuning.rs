@@ -703,6 +703,27 @@ async fn a_sweep_cancels_keeps_to_its_tenant_and_refuses_bad_spaces() {
         assert_eq!(st, 422, "{patch}: {p}");
         assert_eq!(p["errors"][0]["pointer"], pointer, "{patch}: {p}");
     }
+    // A deadline ends a sweep of endless trials: they stop, keep their models, and the best
+    // of them wins.
+    let mut timed = body.clone();
+    timed["max_seconds"] = json!(1.5);
+    timed["max_trials"] = json!(2);
+    timed["dataset_id"] = srv
+        .ok("POST", "/v1/datasets", ACME, Some(&circle(40)))
+        .await["id"]
+        .clone();
+    let t = srv.ok("POST", "/v1/sweeps", ACME, Some(&timed)).await;
+    let done = wait_sweep(&srv, ACME, t["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert!(done["best"]["metric"].is_number(), "{done}");
+    let stopped = done["trials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["status"] == "succeeded")
+        .count();
+    assert!(stopped >= 1, "{done}");
+
     let mut no_val = body.clone();
     no_val["base"]["validation_split"] = json!(0);
     let (st, p) = srv.call("POST", "/v1/sweeps", ACME, Some(&no_val)).await;
