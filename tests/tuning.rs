@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Server, circle};
+use common::{Schema, Server, circle};
 use serde_json::{Value, json};
 
 const KEYS: &str = "acme:trainer:acme-train,acme:predictor:acme-predict,beta:trainer:beta-train";
@@ -850,4 +850,62 @@ async fn evaluation_agrees_with_scikit_learn() {
     );
     assert!(out.status.success(), "{text}");
     assert!(text.contains("agrees with scikit-learn"), "{text}");
+}
+
+/// The same sweep on one SQLite node and on two nodes sharing PostgreSQL (both training its
+/// trials, both advancing it): the same trials cut, the same best trial, the same metric.
+#[tokio::test]
+async fn a_sweep_on_two_nodes_picks_what_one_node_picks() {
+    let Some(db) = Schema::create().await else {
+        return;
+    };
+    let body = |dataset: &Value| {
+        json!({
+            "dataset_id": dataset, "seed": 21, "max_trials": 6,
+            "base": {"layers": [{"units": 6, "activation": "tanh"}, {}], "loss": "binary_crossentropy",
+                     "epochs": 8, "batch_size": 16, "validation_split": 0.25},
+            "space": {"/optimizer/learning_rate": {"log_uniform": [1e-4, 1e-1]},
+                      "/l2": {"choice": [0, 1e-3]}},
+            "halving": {"min_epochs": 2, "eta": 2},
+        })
+    };
+    let summary = |s: &Value| {
+        let trials: Vec<(Value, Value, Value)> = s["trials"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                (
+                    t["params"].clone(),
+                    t["metric"].clone(),
+                    t["stopped_early"].clone(),
+                )
+            })
+            .collect();
+        (
+            s["best"]["params"].clone(),
+            s["best"]["metric"].clone(),
+            trials,
+        )
+    };
+    let one = Server::start(&["--max-concurrent-jobs", "2"]).await;
+    let ds = one.post("/v1/datasets", &circle(60)).await.1;
+    let s = one.post("/v1/sweeps", &body(&ds["id"])).await.1;
+    let alone = wait_sweep(&one, "", s["id"].as_str().unwrap()).await;
+    assert_eq!(alone["status"], "succeeded", "{alone}");
+
+    let args = [
+        "--database-url",
+        db.url.as_str(),
+        "--max-concurrent-jobs",
+        "1",
+    ];
+    let a = Server::start(&args).await;
+    let b = Server::start(&args).await;
+    let ds = a.post("/v1/datasets", &circle(60)).await.1;
+    let s = a.post("/v1/sweeps", &body(&ds["id"])).await.1;
+    let shared = wait_sweep(&b, "", s["id"].as_str().unwrap()).await;
+    assert_eq!(shared["status"], "succeeded", "{shared}");
+    assert_eq!(summary(&shared), summary(&alone));
+    assert_eq!(shared["rungs"], json!([2, 4, 8]));
 }

@@ -12,7 +12,7 @@ use crate::nn::Control;
 use crate::nn::lr_find::{RangeSettings, RangeTest};
 
 /// How long one range test request may compute.
-pub const RANGE_TEST_SECONDS: f64 = 20.0;
+pub const RANGE_TEST_SECONDS: f64 = 10.0;
 
 /// Reads a range-test request: a job submission (see `jobs::read_request`) and an optional
 /// `"range_test": {"start", "end", "steps"}`.
