@@ -198,6 +198,9 @@ pub fn job_accepted(input: &[u8]) -> bool {
         priority: req.priority,
         name: req.name,
         validation_dataset_id: None,
+        init_model_id: req.init_model,
+        continues: None,
+        auto_learning_rate: req.auto_learning_rate,
     };
     let stored = job_spec.to_value();
     let back = crate::store::JobSpec::from_value(stored.clone())

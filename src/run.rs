@@ -399,6 +399,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), BoxError> {
                 .min(tokio::sync::Semaphore::MAX_PERMITS),
         )),
     };
+    // Sweeps advance on every API node (their trials are ordinary jobs in the queue).
+    tokio::spawn(state.service.clone().drive_sweeps());
     let listener = TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;

@@ -11,8 +11,9 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use backprop::store::{
-    BatchRecord, Cursor, DatasetRecord, Failure, FailureKind, Finish, IdempotentAnswer, JobRecord,
-    JobSpec, JobStatus, ModelRecord, PostgresStore, SqliteStore, Store, now_ms, to_json,
+    BatchRecord, Continuation, Cursor, DatasetRecord, Failure, FailureKind, Finish,
+    IdempotentAnswer, JobRecord, JobSpec, JobStatus, ModelRecord, PostgresStore, SqliteStore,
+    Store, SweepRecord, TrialRecord, now_ms, to_json,
 };
 use futures::FutureExt;
 use serde_json::{Value, json};
@@ -114,6 +115,11 @@ conformance!(
     deployments_version_roll_and_guard_their_models,
     concurrent_deploys_of_one_name_each_get_a_version,
     a_batch_keeps_its_chunks_and_ends_once,
+    // issue 14
+    a_succeeded_job_keeps_its_final_state_and_a_continuation_copies_it,
+    a_model_a_job_starts_from_is_not_deleted,
+    a_range_test_is_recorded_by_the_attempt_that_owns_the_job,
+    sweeps_their_trials_and_the_dataset_they_use,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -1205,4 +1211,224 @@ async fn a_batch_keeps_its_chunks_and_ends_once(store: Arc<dyn Store>) {
     );
     assert_eq!(store.batch_chunk(b.id, 2).await.unwrap(), None);
     assert_eq!(store.get_batch(Uuid::new_v4()).await.unwrap(), None);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue 14: continued jobs, warm starts, range tests, sweeps
+
+async fn a_succeeded_job_keeps_its_final_state_and_a_continuation_copies_it(store: Arc<dyn Store>) {
+    let a = running(&store, 60_000).await;
+    for e in 1..=3 {
+        assert!(
+            store
+                .record_epoch(a.id, 1, &epoch_record(e, e as f32), e)
+                .await
+                .unwrap()
+        );
+    }
+    assert!(store.save_checkpoint(a.id, 1, 3, b"state-3").await.unwrap());
+    let m = model(Some(a.id));
+    let ok = Finish::Succeeded {
+        model: m,
+        stop_reason: "completed".into(),
+    };
+    assert!(store.finish_job(a.id, 1, ok).await.unwrap());
+    assert_eq!(store.load_checkpoint(a.id).await.unwrap(), None);
+    assert_eq!(
+        store.final_state(a.id).await.unwrap(),
+        Some((3, b"state-3".to_vec()))
+    );
+
+    let b = job(0);
+    let from = Continuation {
+        job_id: a.id,
+        epoch: 2,
+        state: b"reopened".to_vec(),
+    };
+    store.insert_job_from(&b, Some(&from), None).await.unwrap();
+    let got = get(&store, b.id).await;
+    assert_eq!((got.status, got.epoch), (JobStatus::Queued, 2));
+    assert_eq!(got.latest, Some(epoch_record(2, 2.0)));
+    assert_eq!(
+        store.history(b.id, 0).await.unwrap(),
+        vec![epoch_record(1, 1.0), epoch_record(2, 2.0)]
+    );
+    assert_eq!(
+        store.load_checkpoint(b.id).await.unwrap(),
+        Some((2, b"reopened".to_vec()))
+    );
+    assert_eq!(
+        store.history(a.id, 0).await.unwrap().len(),
+        3,
+        "the source keeps its own"
+    );
+    // Deleting the source job takes its final state with it.
+    assert!(store.delete_job(a.id).await.unwrap());
+    assert_eq!(store.final_state(a.id).await.unwrap(), None);
+}
+
+async fn a_model_a_job_starts_from_is_not_deleted(store: Arc<dyn Store>) {
+    let m = model(None);
+    store.insert_model(&m).await.unwrap();
+    let mut j = job(0);
+    let mut spec = j.spec.to_value();
+    spec["init_model_id"] = json!(m.id);
+    j.spec = JobSpec::from_value(spec).unwrap();
+    assert_eq!(j.spec.init_model_id, Some(m.id));
+    store.insert_job(&j).await.unwrap();
+    assert_eq!(get(&store, j.id).await.spec.init_model_id, Some(m.id));
+    assert!(!store.delete_model(m.id).await.unwrap());
+    assert_eq!(store.jobs_using_model(m.id, 10).await.unwrap(), vec![j.id]);
+    store.request_cancel(j.id).await.unwrap();
+    assert!(store.jobs_using_model(m.id, 10).await.unwrap().is_empty());
+    assert!(store.delete_model(m.id).await.unwrap());
+}
+
+async fn a_range_test_is_recorded_by_the_attempt_that_owns_the_job(store: Arc<dyn Store>) {
+    let j = running(&store, 60_000).await;
+    let v = json!({"learning_rate": to_json(&0.01f32), "points": []});
+    assert!(
+        !store.record_lr_range_test(j.id, 2, &v).await.unwrap(),
+        "fenced"
+    );
+    assert_eq!(store.lr_range_test(j.id).await.unwrap(), None);
+    assert!(store.record_lr_range_test(j.id, 1, &v).await.unwrap());
+    assert!(
+        store.record_lr_range_test(j.id, 1, &v).await.unwrap(),
+        "replaced"
+    );
+    assert_eq!(store.lr_range_test(j.id).await.unwrap(), Some(v));
+}
+
+async fn sweeps_their_trials_and_the_dataset_they_use(store: Arc<dyn Store>) {
+    let d = dataset("sweep data");
+    store.insert_dataset(&d, vec![1, 2, 3]).await.unwrap();
+    let s = SweepRecord {
+        id: Uuid::new_v4(),
+        tenant: "default".into(),
+        seq: 0,
+        dataset_id: d.id,
+        status: JobStatus::Queued,
+        spec: json!({"max_trials": 2, "metric": "val_loss"}),
+        best: None,
+        created_at: now_ms(),
+        finished_at: None,
+        cancel_requested: false,
+    };
+    store.insert_sweep(&s).await.unwrap();
+    let got = store.get_sweep(s.id).await.unwrap().unwrap();
+    assert_eq!(
+        SweepRecord {
+            seq: 0,
+            ..got.clone()
+        },
+        s
+    );
+    let other = SweepRecord {
+        id: Uuid::new_v4(),
+        tenant: "other".into(),
+        ..s.clone()
+    };
+    store.insert_sweep(&other).await.unwrap();
+    let page = store.list_sweeps("default", None, 10).await.unwrap();
+    assert_eq!((page.total, page.items.len()), (1, 1));
+    assert_eq!(page.items[0].id, s.id);
+    assert_eq!(store.unfinished_sweeps().await.unwrap().len(), 2);
+
+    // An unfinished sweep keeps its dataset.
+    assert!(!store.delete_dataset(d.id).await.unwrap());
+    let mut users = store.sweeps_using_dataset(d.id, 10).await.unwrap();
+    users.sort();
+    let mut want = vec![s.id, other.id];
+    want.sort();
+    assert_eq!(users, want);
+
+    // A trial is inserted with its job, in one transaction; the same trial twice is refused.
+    let j = job(0);
+    let t = TrialRecord {
+        sweep_id: s.id,
+        trial: 0,
+        rung: 0,
+        job_id: j.id,
+        params: json!({"/l2": 0.001}),
+    };
+    store.insert_job_from(&j, None, Some(&t)).await.unwrap();
+    assert_eq!(store.sweep_trials(s.id).await.unwrap(), vec![t.clone()]);
+    let again = job(0);
+    let dup = TrialRecord {
+        job_id: again.id,
+        ..t.clone()
+    };
+    assert!(
+        store
+            .insert_job_from(&again, None, Some(&dup))
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        store.get_job(again.id).await.unwrap(),
+        None,
+        "rolled back with it"
+    );
+
+    let best = json!({"trial": 0, "metric": 0.25});
+    assert!(store.request_sweep_cancel(other.id).await.unwrap());
+    assert!(
+        store
+            .get_sweep(other.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .cancel_requested
+    );
+    assert!(
+        store
+            .update_sweep(s.id, JobStatus::Running, Some(&best))
+            .await
+            .unwrap()
+    );
+    let running = store.get_sweep(s.id).await.unwrap().unwrap();
+    assert_eq!(
+        (running.status, running.best.as_ref(), running.finished_at),
+        (JobStatus::Running, Some(&best), None)
+    );
+    assert!(
+        store
+            .update_sweep(s.id, JobStatus::Succeeded, Some(&best))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .get_sweep(s.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .finished_at
+            .is_some()
+    );
+    assert!(
+        !store
+            .update_sweep(s.id, JobStatus::Failed, None)
+            .await
+            .unwrap(),
+        "a sweep ends once"
+    );
+    assert!(!store.request_sweep_cancel(s.id).await.unwrap());
+    assert!(
+        store
+            .update_sweep(other.id, JobStatus::Cancelled, None)
+            .await
+            .unwrap()
+    );
+    assert!(store.unfinished_sweeps().await.unwrap().is_empty());
+    assert!(store.delete_dataset(d.id).await.unwrap());
+
+    assert!(store.delete_sweep(s.id).await.unwrap());
+    assert_eq!(store.get_sweep(s.id).await.unwrap(), None);
+    assert!(store.sweep_trials(s.id).await.unwrap().is_empty());
+    assert!(
+        store.get_job(j.id).await.unwrap().is_some(),
+        "its jobs are deleted one by one"
+    );
 }

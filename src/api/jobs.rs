@@ -25,6 +25,7 @@ pub fn router() -> axum::Router<AppState> {
         .route("/v1/jobs/{id}/cancel", post(cancel))
         .route("/v1/jobs/{id}/stop", post(stop))
         .route("/v1/jobs/{id}/predict", post(predict))
+        .route("/v1/jobs/{id}/continue", post(continue_job))
 }
 
 #[derive(Deserialize, Default)]
@@ -208,4 +209,39 @@ async fn predict(
     let pred = s.service.predict(&w.model, &body).await?;
     view::add_prediction(&mut answer, pred);
     Ok(Json(answer))
+}
+
+/// Queues a new job continuing a succeeded one for more epochs (202, like a submission).
+async fn continue_job(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
+    Body(body): Body,
+) -> Result<impl IntoResponse, ApiError> {
+    let j = load(&s, &p, &id).await?;
+    // The job's id goes into the fingerprint: one key continuing another job is a conflict.
+    let source = j.id.to_string();
+    let idem = Idempotency::new(
+        &headers,
+        "POST /v1/jobs/{id}/continue",
+        Some(&source),
+        &body,
+    )?;
+    if let Some(r) = idem.replay(&s, &p.tenant).await? {
+        return Ok(r);
+    }
+    let queued = s
+        .service
+        .continue_job(&p.tenant, &idem.key, &j, &body)
+        .await
+        .map_err(ApiError::from);
+    let queued = idem.settle(&s, &p.tenant, queued).await?;
+    let mut body = view::job(&s, &queued).await?;
+    body["status"] = json!("queued");
+    if body["queue_position"].is_null() {
+        body["queue_position"] = json!(0);
+    }
+    let location = format!("/v1/jobs/{}", queued.id);
+    idem.answer(&s, &p.tenant, 202, Some(location), body).await
 }

@@ -26,6 +26,7 @@ pub mod jobs;
 pub mod models;
 pub mod observe;
 pub mod predict;
+pub mod tuning;
 pub mod view;
 
 pub use error::ApiError;
@@ -105,6 +106,15 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/models/{id}/predictions"),
     ("get", "/v1/models/{id}/predictions/{batch}"),
     ("get", "/v1/models/{id}/predictions/{batch}/result"),
+    // issue 14: evaluation, warm starts, the learning-rate range test, sweeps
+    ("post", "/v1/models/{id}/evaluate"),
+    ("post", "/v1/jobs/{id}/continue"),
+    ("post", "/v1/lr-range-tests"),
+    ("post", "/v1/sweeps"),
+    ("get", "/v1/sweeps"),
+    ("get", "/v1/sweeps/{id}"),
+    ("delete", "/v1/sweeps/{id}"),
+    ("post", "/v1/sweeps/{id}/cancel"),
 ];
 
 /// The application: all routes, limits and fallbacks.
@@ -120,6 +130,7 @@ pub fn app(state: AppState) -> Router {
         .merge(deployments::router())
         .merge(inference::router())
         .merge(batch::router())
+        .merge(tuning::router())
         .merge(dashboard::router())
         .layer(from_fn_with_state(limits.request_timeout, observe::timeout));
     let mut router = bounded

@@ -24,6 +24,7 @@ pub fn router() -> axum::Router<AppState> {
         )
         .route("/v1/models/{id}/export", get(export))
         .route("/v1/models/{id}/predict", post(predict))
+        .route("/v1/models/{id}/evaluate", post(evaluate))
 }
 
 #[derive(Deserialize, Default)]
@@ -158,4 +159,20 @@ async fn predict(
     let id = parse_id(&id, "model")?;
     let m = s.service.model(&p.tenant, id).await?;
     super::predict::answer(&s, &headers, &m, id, &body, &[]).await
+}
+
+/// Scores the model on a stored dataset that has the target column. A trainer's: it reads
+/// a dataset, which a predictor's key may not.
+async fn evaluate(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+    Body(body): Body,
+) -> Result<Json<Value>, ApiError> {
+    p.require(Role::Trainer)?;
+    let id = parse_id(&id, "model")?;
+    let e = s.service.evaluate_model(&p.tenant, id, &body).await?;
+    let mut answer = crate::store::to_json(&e);
+    answer["model_id"] = json!(id);
+    Ok(Json(answer))
 }

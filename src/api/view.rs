@@ -23,7 +23,7 @@ pub async fn job(s: &AppState, j: &JobRecord) -> Result<Value, ApiError> {
         }
         _ => None,
     };
-    Ok(json!({
+    let mut v = json!({
         "id": j.id,
         "status": j.status,
         "dataset_id": j.dataset_id,
@@ -43,7 +43,11 @@ pub async fn job(s: &AppState, j: &JobRecord) -> Result<Value, ApiError> {
         "stop_requested": j.stop_requested,
         "attempt": j.attempt,
         "spec": j.spec,
-    }))
+    });
+    if j.spec.auto_learning_rate {
+        v["lr_range_test"] = s.service.job_range_test(j).await?.unwrap_or(Value::Null);
+    }
+    Ok(v)
 }
 
 /// The dataset as an upload answers and lists show it: its size, names, target, and columns
@@ -198,4 +202,45 @@ pub fn batch(b: &crate::store::BatchRecord) -> Value {
         "result": (b.status == "succeeded")
             .then(|| format!("/v1/models/{}/predictions/{}/result", b.model_id, b.id)),
     })
+}
+/// A sweep as lists show it: its state and best trial, without the trials.
+pub fn sweep_summary(s: &crate::store::SweepRecord) -> Value {
+    json!({
+        "id": s.id,
+        "status": s.status,
+        "dataset_id": s.dataset_id,
+        "created_at": rfc3339(s.created_at),
+        "finished_at": s.finished_at.map(rfc3339),
+        "cancel_requested": s.cancel_requested,
+        "best": s.best,
+        "spec": s.spec,
+    })
+}
+
+/// A sweep with every trial: its jobs, parameters, status, metric, and whether successive
+/// halving stopped it early.
+pub fn sweep(v: &crate::service::sweeps::SweepView) -> Value {
+    let mut body = sweep_summary(&v.sweep);
+    body["metric"] = json!(v.spec.metric);
+    body["rungs"] = json!(v.spec.rungs());
+    body["trials"] = json!(
+        v.trials
+            .iter()
+            .map(|t| {
+                let last = t.jobs.last();
+                json!({
+                    "trial": t.trial,
+                    "params": t.params,
+                    "job_id": last.map(|j| j.id),
+                    "jobs": t.jobs.iter().map(|j| j.id).collect::<Vec<_>>(),
+                    "status": last.map_or(json!("failed"), |j| json!(j.status)),
+                    "epochs": last.map(|j| j.epoch),
+                    "model_id": last.and_then(|j| j.model_id),
+                    "metric": t.metric,
+                    "stopped_early": t.stopped_early,
+                })
+            })
+            .collect::<Vec<_>>()
+    );
+    body
 }

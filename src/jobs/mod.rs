@@ -16,6 +16,9 @@ use crate::data::Dataset;
 use crate::nn::{self, Control, EpochRecord, Model, Session, TrainError, TrainSpec, TrainState};
 use crate::store::{Failure, FailureKind, Finish, JobRecord, ModelRecord, Store, now_ms, to_json};
 
+/// How long the range test of a job with `"learning_rate": "auto"` may run.
+pub const RANGE_TEST_SECONDS: f64 = 60.0;
+
 /// What SSE subscribers of a job hear.
 #[derive(Clone, Debug)]
 pub enum JobEvent {
@@ -104,6 +107,8 @@ struct Inner {
     idle: Notify,
     /// This machine's measured training speed, for dry-run estimates (measured once, lazily).
     cost: tokio::sync::OnceCell<nn::cost::CostModel>,
+    /// Told whenever a job ends here (sweeps advance on it).
+    ended: Notify,
 }
 
 /// Handle to the queue and its workers; cheap to clone.
@@ -113,6 +118,8 @@ pub struct Jobs {
 }
 
 enum Msg {
+    /// The learning-rate range test a job with `"learning_rate": "auto"` ran first.
+    RangeTest(Value),
     Resumed(i64),
     Epoch(EpochRecord, Option<(i64, Vec<u8>)>),
     Done(Result<nn::Outcome, TrainError>),
@@ -131,6 +138,7 @@ impl Jobs {
                 shutting_down: AtomicBool::new(false),
                 idle: Notify::new(),
                 cost: tokio::sync::OnceCell::new(),
+                ended: Notify::new(),
             }),
         }
     }
@@ -166,6 +174,16 @@ impl Jobs {
     /// A job was queued: look at the queue now rather than at the next tick.
     pub fn notify(&self) {
         self.inner.wake.notify_one();
+    }
+
+    /// Runs `f` on the training pool from a blocking thread: computation a request asks for
+    /// (an evaluation, a learning-rate range test) never runs on the async runtime.
+    pub async fn on_pool<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&rayon::ThreadPool) -> T + Send + 'static,
+    ) -> Result<T, tokio::task::JoinError> {
+        let pool = self.inner.pool.clone();
+        tokio::task::spawn_blocking(move || pool.install(|| f(&pool))).await
     }
 
     pub fn running_count(&self) -> usize {
@@ -339,7 +357,13 @@ impl Jobs {
         self.inner.running.lock().expect("running lock").remove(&id);
         self.close_channel(id);
         self.inner.idle.notify_waiters();
+        self.inner.ended.notify_waiters();
         self.inner.wake.notify_one();
+    }
+
+    /// Resolves when the next job ends on this node.
+    pub async fn job_ended(&self) {
+        self.inner.ended.notified().await
     }
 
     /// Trains one claimed job; `None` means it goes back to the queue (shutdown, or the
@@ -378,6 +402,44 @@ impl Jobs {
             Ok(c) => c,
             Err(e) => return lost(&e),
         };
+        // A warm start: the model's weights, unless a checkpoint already holds newer ones.
+        let init_network = match (job.spec.init_model_id, &checkpoint) {
+            (Some(model_id), None) => match store.get_model(model_id).await {
+                Ok(Some(m)) => match serde_json::from_value::<nn::ModelDocument>(m.document)
+                    .map_err(|e| e.to_string())
+                    .and_then(|d| Model::from_document(&d).map_err(|e| format!("{e:?}")))
+                {
+                    Ok(m) => Some(m.network),
+                    Err(e) => {
+                        return Some(failed(
+                            FailureKind::InvalidSpec,
+                            format!("/init_model_id: model {model_id} is unreadable: {e}"),
+                        ));
+                    }
+                },
+                Ok(None) => {
+                    return Some(failed(
+                        FailureKind::InvalidSpec,
+                        format!("/init_model_id: model {model_id} was deleted before the job ran"),
+                    ));
+                }
+                Err(e) => return lost(&e),
+            },
+            _ => None,
+        };
+        // The rate an earlier attempt's range test chose (it is deterministic, so a lost
+        // record is simply measured again).
+        let auto_rate = job.spec.auto_learning_rate;
+        let chosen_rate = if auto_rate {
+            match store.lr_range_test(id).await {
+                Ok(r) => r
+                    .and_then(|r| r.get("learning_rate").and_then(|v| v.as_f64()))
+                    .map(|r| r as f32),
+                Err(e) => return lost(&e),
+            }
+        } else {
+            None
+        };
         let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
         let pool = self.inner.pool.clone();
         let every = self.inner.settings.checkpoint_every;
@@ -387,13 +449,32 @@ impl Jobs {
             .name(format!("train-{}", &id.to_string()[..8]))
             .spawn(move || {
                 let outcome = (|| {
-                    let (session, feature_names) =
+                    let (mut session, feature_names) =
                         prepare(&spec, &blob, validation_blob.as_deref())?;
-                    let resume = match checkpoint {
-                        Some((_, bytes)) => {
+                    if auto_rate {
+                        let rate = match chosen_rate {
+                            Some(r) => r,
+                            None => {
+                                let test = session.lr_range_test(
+                                    &pool,
+                                    &nn::lr_find::RangeSettings::default(),
+                                    &ctl,
+                                    RANGE_TEST_SECONDS,
+                                )?;
+                                let mut v = to_json(&test);
+                                v["learning_rate"] = json!(test.suggested);
+                                let _ = tx.send(Msg::RangeTest(v));
+                                test.suggested
+                            }
+                        };
+                        session.spec.optimizer.0.learning_rate = Some(rate);
+                    }
+                    let resume = match (checkpoint, init_network) {
+                        (Some((_, bytes)), _) => {
                             Some(TrainState::from_bytes(&bytes).map_err(TrainError::Checkpoint)?)
                         }
-                        None => None,
+                        (None, Some(net)) => Some(session.warm_state(net)?),
+                        (None, None) => None,
                     };
                     let _ = tx.send(Msg::Resumed(resume.as_ref().map_or(0, |s| s.epoch as i64)));
                     let mut last = Instant::now();
@@ -471,6 +552,11 @@ impl Jobs {
         let mut result = None;
         while let Some(msg) = rx.recv().await {
             match msg {
+                Msg::RangeTest(v) => match store.record_lr_range_test(id, attempt, &v).await {
+                    Ok(true) => {}
+                    Ok(false) => give_up("fenced off"),
+                    Err(e) => give_up(&format!("could not record the range test: {e}")),
+                },
                 Msg::Resumed(epoch) => {
                     match store.truncate_history(id, attempt, epoch).await {
                         Ok(true) => {}
@@ -566,6 +652,7 @@ impl Jobs {
                         "epochs_run": out.epochs_run,
                         "best_epoch": out.best_epoch,
                         "stop_reason": out.reason,
+                        "evaluation": out.evaluation.as_ref().map(to_json),
                     }),
                     document: doc,
                 };

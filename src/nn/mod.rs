@@ -5,7 +5,9 @@
 pub mod activation;
 pub mod batch;
 pub mod cost;
+pub mod evaluate;
 pub mod loss;
+pub mod lr_find;
 pub mod metric;
 pub mod model;
 pub mod network;
@@ -17,6 +19,7 @@ pub mod schedule;
 pub mod spec;
 pub mod tabular;
 pub mod train;
+pub mod warm;
 
 pub use activation::Activation;
 pub use loss::Loss;

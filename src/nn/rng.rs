@@ -23,6 +23,12 @@ pub enum Stream {
     Split = 2,
     Shuffle = 3,
     Dropout = 4,
+    /// Permutation importance's shuffles (column, repeat).
+    Importance = 5,
+    /// A sweep's random search (trial).
+    Sweep = 6,
+    /// The learning-rate range test's batches (pass).
+    LrFind = 7,
 }
 
 /// xoshiro256** generator.

@@ -112,6 +112,9 @@ pub enum StopReason {
 
 pub struct Outcome {
     pub model: Model,
+    /// The model evaluated on the validation rows (none without validation data, or when
+    /// they cannot be scored).
+    pub evaluation: Option<super::evaluate::Evaluation>,
     pub epochs_run: u32,
     pub reason: StopReason,
     /// The epoch whose weights the model holds when best weights were restored.
@@ -173,12 +176,21 @@ pub struct Session {
     /// Raw rows → inputs, fitted on the training split; `None` when it would change nothing
     /// (every column numeric and complete), so such models stay as they always were.
     pub encoder: Option<Encoder>,
-    x_train: Array2<f32>,
-    y_train: Array2<f32>,
+    pub(super) x_train: Array2<f32>,
+    pub(super) y_train: Array2<f32>,
     /// One loss weight per training row (class and sample weights multiplied).
-    weights: Option<Vec<f32>>,
+    pub(super) weights: Option<Vec<f32>>,
     x_val: Option<Array2<f32>>,
     y_val: Option<Array2<f32>>,
+    /// The validation rows as raw table rows, for the evaluation at the end of a run.
+    val_raw: Option<RawTable>,
+}
+
+/// Rows of a raw table with their columns and targets: what a model is evaluated on.
+pub struct RawTable {
+    pub x: Array2<f32>,
+    pub columns: Vec<RawColumn>,
+    pub targets: super::preprocess::Targets,
 }
 
 /// A separate validation set for [`Session::with_columns`]: its samples and raw columns.
@@ -288,13 +300,17 @@ impl Session {
         };
         let x_train = tf_raw(raw_train, &cols)?;
         let y_train = y_all.select(Axis(0), &train_idx);
-        let (mut x_val, mut y_val) = if val_idx.is_empty() {
-            (None, None)
-        } else {
-            (
-                Some(tf_raw(data.x.select(Axis(0), &val_idx), &cols)?),
+        let mut val_raw = (!val_idx.is_empty()).then(|| RawTable {
+            x: data.x.select(Axis(0), &val_idx),
+            columns: cols.clone(),
+            targets: data.targets.select(&val_idx),
+        });
+        let (mut x_val, mut y_val) = match &val_raw {
+            None => (None, None),
+            Some(v) => (
+                Some(tf_raw(v.x.clone(), &cols)?),
                 Some(y_all.select(Axis(0), &val_idx)),
-            )
+            ),
         };
         if let Some((v, vcols)) = validation {
             // The training columns' final types, with the validation set's own vocabularies.
@@ -313,6 +329,11 @@ impl Session {
                 &v.targets,
                 "/validation_data/targets",
             )?);
+            val_raw = Some(RawTable {
+                x: v.x.clone(),
+                columns: vcols,
+                targets: v.targets.clone(),
+            });
         }
         let weights = row_weights(
             &spec,
@@ -358,7 +379,25 @@ impl Session {
             y_val,
             standardizer,
             encoder: keep_encoder.then_some(encoder),
+            val_raw,
         })
+    }
+
+    /// Each dense layer's (l1, l2) penalty.
+    pub(super) fn penalties(&self) -> Vec<(f32, f32)> {
+        self.plan
+            .layers
+            .iter()
+            .filter_map(|l| match l {
+                PlannedLayer::Dense { l1, l2, .. } => Some((*l1, *l2)),
+                PlannedLayer::Dropout(_) => None,
+            })
+            .collect()
+    }
+
+    /// The validation rows as a raw table (none without validation data).
+    pub fn validation_table(&self) -> Option<&RawTable> {
+        self.val_raw.as_ref()
     }
 
     pub fn train_rows(&self) -> usize {
@@ -425,15 +464,7 @@ impl Session {
         let mut grads = Params::zeros_like(&state.network);
         let mut eval_ws = Workspace::new(&state.network, 256);
         let base_lr = spec.optimizer.learning_rate();
-        let penalties: Vec<(f32, f32)> = self
-            .plan
-            .layers
-            .iter()
-            .filter_map(|l| match l {
-                PlannedLayer::Dense { l1, l2, .. } => Some((*l1, *l2)),
-                PlannedLayer::Dropout(_) => None,
-            })
-            .collect();
+        let penalties = self.penalties();
         let has_penalty = penalties.iter().any(|&(a, b)| a > 0.0 || b > 0.0);
         let es = spec.early_stopping.as_ref();
         let has_val = self.x_val.is_some();
@@ -617,8 +648,14 @@ impl Session {
             network.set_params(&p);
             best_epoch = Some(state.early.best_epoch);
         }
+        let model = self.model(network);
+        let evaluation = self.val_raw.as_ref().and_then(|v| {
+            super::evaluate::evaluate_model(&model, v.x.view(), &v.columns, &v.targets, spec.seed)
+                .ok()
+        });
         Ok(Outcome {
-            model: self.model(network),
+            model,
+            evaluation,
             epochs_run: state.epoch,
             reason,
             best_epoch,
@@ -889,7 +926,11 @@ fn build_network(plan: &Plan, seed: u64) -> Network<f32> {
 }
 
 /// dL/dW += l1·sign(W) + 2·l2·W
-fn add_penalty_gradient(net: &Network<f32>, pen: &[(f32, f32)], grads: &mut Params<f32>) {
+pub(super) fn add_penalty_gradient(
+    net: &Network<f32>,
+    pen: &[(f32, f32)],
+    grads: &mut Params<f32>,
+) {
     for (i, d) in net.dense().enumerate() {
         let (l1, l2) = pen[i];
         if l1 == 0.0 && l2 == 0.0 {

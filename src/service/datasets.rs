@@ -331,6 +331,18 @@ impl Service {
             crate::crash::point("delete_ack");
             return Ok(());
         }
+        let sweeps = self.store.sweeps_using_dataset(d.id, 10).await?;
+        if !sweeps.is_empty() {
+            let ids = sweeps
+                .iter()
+                .map(|u| u.to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(Error::Conflict(format!(
+                "dataset {} is used by unfinished sweeps ({ids}); cancel them or wait until they end, then delete it",
+                d.id
+            )));
+        }
         let users = self.store.jobs_using_dataset(d.id, 10).await?;
         if users.is_empty() {
             return match self.store.get_dataset(d.id).await? {

@@ -36,6 +36,10 @@ pub struct JobRequest {
     pub dataset: DatasetSource,
     /// A stored dataset to validate on instead of a `validation_split`.
     pub validation_dataset: Option<Uuid>,
+    /// A model whose weights training starts from.
+    pub init_model: Option<Uuid>,
+    /// `"learning_rate": "auto"`: find the rate with the range test first.
+    pub auto_learning_rate: bool,
 }
 
 /// A job body's fields: every one but `dataset` as a JSON value (no key twice), and `dataset`
@@ -93,6 +97,16 @@ pub fn read_request(body: &[u8], limits: &DataLimits) -> Result<JobRequest> {
     for f in JobSpec::SERVICE_FIELDS {
         engine.remove(f);
     }
+    if let Some(f) = JobSpec::STORED_FIELDS
+        .iter()
+        .find(|f| obj.contains_key(**f))
+    {
+        return Err(Error::invalid(
+            format!("/{f}"),
+            "is set by POST /v1/jobs/{id}/continue, not by a submission",
+        ));
+    }
+    let auto_learning_rate = JobSpec::take_auto_learning_rate(&mut engine);
     let seed_given = engine.contains_key("seed");
     let spec: TrainSpec = from_value(Value::Object(engine), "").map_err(|e| match e {
         // The engine's reader knows only its own fields; the submission also takes the
@@ -108,6 +122,7 @@ pub fn read_request(body: &[u8], limits: &DataLimits) -> Result<JobRequest> {
                             "name",
                             "priority",
                             "validation_dataset_id",
+                            "init_model_id",
                         ]
                         .map(|f| format!("`{f}`"))
                         .join(", ");
@@ -178,6 +193,14 @@ pub fn read_request(body: &[u8], limits: &DataLimits) -> Result<JobRequest> {
                 })?,
         ),
     };
+    let init_model = match obj.get("init_model_id") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_str()
+                .and_then(|i| Uuid::parse_str(i).ok())
+                .ok_or_else(|| Error::invalid("/init_model_id", "must be a model id (a UUID)"))?,
+        ),
+    };
     if validation_dataset.is_some() && spec.validation_split > 0.0 {
         return Err(Error::invalid(
             "/validation_split",
@@ -191,6 +214,8 @@ pub fn read_request(body: &[u8], limits: &DataLimits) -> Result<JobRequest> {
         name,
         dataset,
         validation_dataset,
+        init_model,
+        auto_learning_rate,
     })
 }
 
@@ -386,6 +411,8 @@ impl Service {
             name,
             dataset: source,
             validation_dataset,
+            init_model,
+            auto_learning_rate,
         } = if body.len() > 64 * 1024 {
             // An inline dataset: reading it is CPU work, off the async threads.
             let (body, limits) = (body.to_vec(), self.limits.data);
@@ -428,6 +455,16 @@ impl Service {
             None => None,
         };
         let plan = plan_job_on(&spec, &summary, validation.as_ref(), &self.limits)?;
+        if let Some(id) = init_model {
+            let model = match self.model(tenant, id).await {
+                Err(Error::NotFound(_)) => {
+                    return Err(Error::invalid("/init_model_id", format!("no model {id}")));
+                }
+                other => other?,
+            };
+            super::warm::check_warm_start(&model, &summary, &plan)
+                .map_err(|m| Error::invalid("/init_model_id", m))?;
+        }
         if dry_run {
             let cost = self.jobs.cost_model().await;
             return Ok(Submitted::DryRun(Box::new(estimate(
@@ -493,6 +530,9 @@ impl Service {
                 priority,
                 name,
                 validation_dataset_id: validation_dataset,
+                init_model_id: init_model,
+                continues: None,
+                auto_learning_rate,
             },
             epochs,
             epoch: 0,

@@ -133,7 +133,8 @@ impl Service {
     }
 
     /// Deletes the tenant's model `id` (and drops it from the cache), unless a deployment
-    /// points at it (a conflict naming the deployments).
+    /// points at it or queued or running jobs start from it (`init_model_id`): a conflict
+    /// naming them.
     pub async fn delete_model(&self, tenant: &str, id: Uuid) -> Result<()> {
         let id = self.model_record(tenant, id).await?.id;
         let deployed = |names: Vec<String>| {
@@ -166,9 +167,16 @@ impl Service {
         self.models.evict(id);
         if deleted {
             crate::crash::point("delete_ack");
-            Ok(())
-        } else {
-            Err(Error::NotFound(format!("no model {id}")))
+            return Ok(());
+        }
+        match self.model_in_use(id).await? {
+            Some(jobs) => Err(Error::Conflict(format!(
+                "model {id} is the starting point of queued or running jobs ({jobs}); cancel them or wait until they end, then delete it"
+            ))),
+            None if self.store.get_model(id).await?.is_some() => Err(Error::Conflict(format!(
+                "model {id} is in use by a job; retry when it has ended"
+            ))),
+            None => Err(Error::NotFound(format!("no model {id}"))),
         }
     }
 }

@@ -144,18 +144,28 @@ pub struct JobSpec {
     pub name: Option<String>,
     /// A separate stored dataset to validate on (instead of a `validation_split`).
     pub validation_dataset_id: Option<Uuid>,
+    /// A warm start: training begins from this model's weights.
+    pub init_model_id: Option<Uuid>,
+    /// The job this one continues (its history and training state were copied at creation).
+    pub continues: Option<Uuid>,
+    /// `"optimizer": {"learning_rate": "auto"}`: the learning-rate range test runs first and
+    /// the job trains at the rate it suggests (`train.optimizer` then has no rate).
+    pub auto_learning_rate: bool,
 }
 
 impl JobSpec {
     /// The fields of a job request that belong to the service, not to the engine's spec
     /// (`dataset` is an inline dataset, stored as `dataset_id`).
-    pub const SERVICE_FIELDS: [&'static str; 5] = [
+    pub const SERVICE_FIELDS: [&'static str; 6] = [
         "dataset_id",
         "dataset",
         "priority",
         "name",
         "validation_dataset_id",
+        "init_model_id",
     ];
+    /// Fields only the service writes (a request may not set them).
+    pub const STORED_FIELDS: [&'static str; 1] = ["continues"];
 
     /// The stored JSON object.
     pub fn to_value(&self) -> serde_json::Value {
@@ -171,8 +181,30 @@ impl JobSpec {
             if let Some(id) = self.validation_dataset_id {
                 o.insert("validation_dataset_id".into(), serde_json::json!(id));
             }
+            if let Some(id) = self.init_model_id {
+                o.insert("init_model_id".into(), serde_json::json!(id));
+            }
+            if let Some(id) = self.continues {
+                o.insert("continues".into(), serde_json::json!(id));
+            }
+            if self.auto_learning_rate
+                && let Some(opt) = o.get_mut("optimizer").and_then(|v| v.as_object_mut())
+            {
+                opt.insert("learning_rate".into(), serde_json::json!("auto"));
+            }
         }
         v
+    }
+
+    /// Takes `"learning_rate": "auto"` out of an optimizer object: true when it was there.
+    pub fn take_auto_learning_rate(spec: &mut serde_json::Map<String, serde_json::Value>) -> bool {
+        match spec.get_mut("optimizer").and_then(|v| v.as_object_mut()) {
+            Some(opt) if opt.get("learning_rate").and_then(|r| r.as_str()) == Some("auto") => {
+                opt.remove("learning_rate");
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Reads a stored spec back.
@@ -204,9 +236,20 @@ impl JobSpec {
                     .ok_or_else(|| format!("validation_dataset_id {id} is not a UUID"))?,
             ),
         };
-        for f in Self::SERVICE_FIELDS {
-            o.remove(f);
+        let uuid_of = |f: &str| match o.get(f) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(id) => id
+                .as_str()
+                .and_then(|i| Uuid::parse_str(i).ok())
+                .map(Some)
+                .ok_or_else(|| format!("{f} {id} is not a UUID")),
+        };
+        let init_model_id = uuid_of("init_model_id")?;
+        let continues = uuid_of("continues")?;
+        for f in Self::SERVICE_FIELDS.iter().chain(&Self::STORED_FIELDS) {
+            o.remove(*f);
         }
+        let auto_learning_rate = Self::take_auto_learning_rate(&mut o);
         let train =
             serde_json::from_value(serde_json::Value::Object(o)).map_err(|e| e.to_string())?;
         Ok(JobSpec {
@@ -215,6 +258,9 @@ impl JobSpec {
             priority,
             name,
             validation_dataset_id,
+            init_model_id,
+            continues,
+            auto_learning_rate,
         })
     }
 }
@@ -508,6 +554,43 @@ pub struct BatchRecord {
     pub finished_at: Option<i64>,
 }
 
+// ---- issue 14: continued jobs, learning-rate range tests, sweeps ----
+
+/// Where a continued job starts: its source job, the epoch it continues after (the source's
+/// history up to it is copied), and the training state it resumes from (its checkpoint).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Continuation {
+    pub job_id: Uuid,
+    pub epoch: i64,
+    pub state: Vec<u8>,
+}
+
+/// A sweep: many jobs of one base spec over a search space. `spec` is the normalised request
+/// (`service::sweeps::SweepSpec`'s JSON); `best` the best trial so far.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SweepRecord {
+    pub id: Uuid,
+    pub tenant: String,
+    pub seq: i64,
+    pub dataset_id: Uuid,
+    pub status: JobStatus,
+    pub spec: serde_json::Value,
+    pub best: Option<serde_json::Value>,
+    pub created_at: i64,
+    pub finished_at: Option<i64>,
+    pub cancel_requested: bool,
+}
+
+/// One job of a sweep's trial: rung 0 is its first job, a later rung the job continuing it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrialRecord {
+    pub sweep_id: Uuid,
+    pub trial: i64,
+    pub rung: i64,
+    pub job_id: Uuid,
+    pub params: serde_json::Value,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<()>;
@@ -635,6 +718,8 @@ pub trait Store: Send + Sync + 'static {
         after: Option<Cursor>,
         limit: i64,
     ) -> Result<Page<ModelRecord>>;
+    /// Deletes a model unless a queued or running job starts from it (`init_model_id`):
+    /// false when nothing was deleted, for either reason.
     async fn delete_model(&self, id: Uuid) -> Result<bool>;
 
     // Named deployments.
@@ -697,6 +782,54 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
     ) -> Result<bool>;
     async fn batch_chunk(&self, id: Uuid, seq: i64) -> Result<Option<String>>;
+
+    // ---- issue 14: continued jobs, learning-rate range tests, sweeps ----
+    /// Inserts a queued job, in one transaction with: a continuation's history (the source
+    /// job's epochs up to `from.epoch`, which also become the job's progress) and checkpoint
+    /// (`from.state`), and the sweep trial it is.
+    async fn insert_job_from(
+        &self,
+        j: &JobRecord,
+        from: Option<&Continuation>,
+        trial: Option<&TrialRecord>,
+    ) -> Result<()>;
+    /// A succeeded job's training state after its last epoch (`finish_job` keeps it).
+    async fn final_state(&self, id: Uuid) -> Result<Option<(i64, Vec<u8>)>>;
+    /// Records the learning-rate range test a job ran first; fenced by attempt.
+    async fn record_lr_range_test(
+        &self,
+        id: Uuid,
+        attempt: i64,
+        result: &serde_json::Value,
+    ) -> Result<bool>;
+    async fn lr_range_test(&self, id: Uuid) -> Result<Option<serde_json::Value>>;
+    /// Queued and running jobs that start from model `id` (oldest first, at most `limit`).
+    async fn jobs_using_model(&self, id: Uuid, limit: i64) -> Result<Vec<Uuid>>;
+    async fn insert_sweep(&self, s: &SweepRecord) -> Result<()>;
+    async fn get_sweep(&self, id: Uuid) -> Result<Option<SweepRecord>>;
+    async fn list_sweeps(
+        &self,
+        tenant: &str,
+        after: Option<Cursor>,
+        limit: i64,
+    ) -> Result<Page<SweepRecord>>;
+    /// Every tenant's queued and running sweeps, oldest first: what the sweepers advance.
+    async fn unfinished_sweeps(&self) -> Result<Vec<SweepRecord>>;
+    /// Sets an unfinished sweep's status and best trial (and its end, for a terminal
+    /// status); false when the sweep has ended already (a sweep ends once).
+    async fn update_sweep(
+        &self,
+        id: Uuid,
+        status: JobStatus,
+        best: Option<&serde_json::Value>,
+    ) -> Result<bool>;
+    async fn request_sweep_cancel(&self, id: Uuid) -> Result<bool>;
+    /// The sweep's trial jobs, by trial and rung.
+    async fn sweep_trials(&self, id: Uuid) -> Result<Vec<TrialRecord>>;
+    /// Deletes a sweep record and its trial rows (its jobs are deleted one by one first).
+    async fn delete_sweep(&self, id: Uuid) -> Result<bool>;
+    /// Unfinished sweeps that train on dataset `id` (oldest first, at most `limit`).
+    async fn sweeps_using_dataset(&self, id: Uuid, limit: i64) -> Result<Vec<Uuid>>;
 }
 
 #[cfg(test)]

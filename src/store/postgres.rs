@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::rows::{
     BATCH_COLS, Columns, DATASET_COLS, DEPLOYMENT_COLS, MODEL_COLS, batch, dataset, deployment,
-    deployment_version, job, model, page, page_keyed, page_start,
+    deployment_version, job, model, page, page_keyed, page_start, sweep, trial,
 };
 use super::*;
 
@@ -236,7 +236,9 @@ impl Store for PostgresStore {
         let r = sqlx::query(
             "DELETE FROM datasets WHERE id = $1 AND NOT EXISTS (
                 SELECT 1 FROM jobs WHERE status IN ('queued', 'running')
-                AND (dataset_id = $1 OR spec->>'validation_dataset_id' = $1::text))",
+                AND (dataset_id = $1 OR spec->>'validation_dataset_id' = $1::text))
+             AND NOT EXISTS (
+                SELECT 1 FROM sweeps WHERE status IN ('queued', 'running') AND dataset_id = $1)",
         )
         .bind(id)
         .execute(&self.pool)
@@ -678,6 +680,15 @@ impl Store for PostgresStore {
         }
         if let Finish::Succeeded { model, .. } = &finish {
             insert_model_tx(&mut *tx, model).await?;
+            // Kept so the job can be continued for more epochs (POST /v1/jobs/{id}/continue).
+            sqlx::query(
+                "INSERT INTO final_states (job_id, epoch, state)
+                 SELECT job_id, epoch, state FROM checkpoints WHERE job_id = $1
+                 ON CONFLICT (job_id) DO UPDATE SET epoch = EXCLUDED.epoch, state = EXCLUDED.state",
+            )
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         }
         sqlx::query("DELETE FROM checkpoints WHERE job_id = $1")
             .bind(id)
@@ -764,7 +775,240 @@ impl Store for PostgresStore {
     }
 
     async fn delete_model(&self, id: Uuid) -> Result<bool> {
-        let r = sqlx::query("DELETE FROM models WHERE id = $1")
+        let r = sqlx::query(
+            "DELETE FROM models WHERE id = $1 AND NOT EXISTS (
+                SELECT 1 FROM jobs WHERE status IN ('queued', 'running')
+                AND spec->>'init_model_id' = $1::text)",
+        )
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    // ---- issue 14: continued jobs, learning-rate range tests, sweeps ----
+    async fn insert_job_from(
+        &self,
+        j: &JobRecord,
+        from: Option<&Continuation>,
+        trial: Option<&TrialRecord>,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO jobs (id, status, priority, dataset_id, spec, epochs, created_at, tenant)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(j.id)
+        .bind(j.status.as_str())
+        .bind(j.priority)
+        .bind(j.dataset_id)
+        .bind(j.spec.to_value())
+        .bind(j.epochs)
+        .bind(j.created_at)
+        .bind(&j.tenant)
+        .execute(&mut *tx)
+        .await?;
+        if let Some(c) = from {
+            sqlx::query(
+                "INSERT INTO epochs (job_id, epoch, record)
+                 SELECT $1, epoch, record FROM epochs WHERE job_id = $2 AND epoch <= $3",
+            )
+            .bind(j.id)
+            .bind(c.job_id)
+            .bind(c.epoch)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE jobs SET epoch = $1,
+                        latest = (SELECT record FROM epochs WHERE job_id = $2 AND epoch = $1)
+                 WHERE id = $2",
+            )
+            .bind(c.epoch)
+            .bind(j.id)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO checkpoints (job_id, epoch, state, saved_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(j.id)
+            .bind(c.epoch)
+            .bind(&c.state)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
+        }
+        if let Some(t) = trial {
+            sqlx::query(
+                "INSERT INTO sweep_trials (sweep_id, trial, rung, job_id, params) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(t.sweep_id)
+            .bind(t.trial)
+            .bind(t.rung)
+            .bind(t.job_id)
+            .bind(&t.params)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn final_state(&self, id: Uuid) -> Result<Option<(i64, Vec<u8>)>> {
+        let r = sqlx::query("SELECT epoch, state FROM final_states WHERE job_id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(
+            r.map(|r| Ok::<_, sqlx::Error>((r.try_get("epoch")?, r.try_get("state")?)))
+                .transpose()?,
+        )
+    }
+
+    async fn record_lr_range_test(
+        &self,
+        id: Uuid,
+        attempt: i64,
+        result: &serde_json::Value,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        if !lock_owned(&mut tx, id, attempt).await? {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO lr_range_tests (job_id, result) VALUES ($1, $2)
+             ON CONFLICT (job_id) DO UPDATE SET result = EXCLUDED.result",
+        )
+        .bind(id)
+        .bind(result)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn lr_range_test(&self, id: Uuid) -> Result<Option<serde_json::Value>> {
+        sqlx::query("SELECT result FROM lr_range_tests WHERE job_id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| r.json("result"))
+            .transpose()
+    }
+
+    async fn jobs_using_model(&self, id: Uuid, limit: i64) -> Result<Vec<Uuid>> {
+        let rows: Vec<(Uuid,)> = sqlx::query_as(
+            "SELECT id FROM jobs WHERE status IN ('queued', 'running')
+             AND spec->>'init_model_id' = $1::text
+             ORDER BY created_at, id LIMIT $2",
+        )
+        .bind(id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
+
+    async fn insert_sweep(&self, s: &SweepRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO sweeps (id, tenant, dataset_id, status, spec, best, created_at, finished_at, cancel_requested)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(s.id)
+        .bind(&s.tenant)
+        .bind(s.dataset_id)
+        .bind(s.status.as_str())
+        .bind(&s.spec)
+        .bind(&s.best)
+        .bind(s.created_at)
+        .bind(s.finished_at)
+        .bind(s.cancel_requested)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_sweep(&self, id: Uuid) -> Result<Option<SweepRecord>> {
+        sqlx::query("SELECT * FROM sweeps WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| sweep(&r))
+            .transpose()
+    }
+
+    async fn list_sweeps(
+        &self,
+        tenant: &str,
+        after: Option<Cursor>,
+        limit: i64,
+    ) -> Result<Page<SweepRecord>> {
+        let after = after.unwrap_or_else(Cursor::start);
+        let q = format!(
+            "SELECT * FROM sweeps WHERE tenant = $1 AND seq < {} ORDER BY seq DESC LIMIT $4",
+            page_start("sweeps", "id", "$1", "$2", "$3")
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(q))
+            .bind(tenant)
+            .bind(Uuid::parse_str(&after.key).ok())
+            .bind(after.created_at)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sweeps WHERE tenant = $1")
+            .bind(tenant)
+            .fetch_one(&self.pool)
+            .await?;
+        page(&rows, sweep, limit, total)
+    }
+
+    async fn unfinished_sweeps(&self) -> Result<Vec<SweepRecord>> {
+        let rows =
+            sqlx::query("SELECT * FROM sweeps WHERE status IN ('queued', 'running') ORDER BY seq")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(sweep).collect()
+    }
+
+    async fn update_sweep(
+        &self,
+        id: Uuid,
+        status: JobStatus,
+        best: Option<&serde_json::Value>,
+    ) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE sweeps SET status = $1, best = $2, finished_at = $3
+             WHERE id = $4 AND status IN ('queued', 'running')",
+        )
+        .bind(status.as_str())
+        .bind(best)
+        .bind(status.is_terminal().then(now_ms))
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn request_sweep_cancel(&self, id: Uuid) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE sweeps SET cancel_requested = true WHERE id = $1 AND status IN ('queued', 'running')",
+        )
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn sweep_trials(&self, id: Uuid) -> Result<Vec<TrialRecord>> {
+        let rows =
+            sqlx::query("SELECT * FROM sweep_trials WHERE sweep_id = $1 ORDER BY trial, rung")
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(trial).collect()
+    }
+
+    async fn delete_sweep(&self, id: Uuid) -> Result<bool> {
+        let r = sqlx::query("DELETE FROM sweeps WHERE id = $1")
             .bind(id)
             .execute(&self.pool)
             .await?;
@@ -1024,5 +1268,17 @@ impl Store for PostgresStore {
         .bind(seq)
         .fetch_optional(&self.pool)
         .await?)
+    }
+
+    async fn sweeps_using_dataset(&self, id: Uuid, limit: i64) -> Result<Vec<Uuid>> {
+        let rows: Vec<(Uuid,)> = sqlx::query_as(
+            "SELECT id FROM sweeps WHERE status IN ('queued', 'running') AND dataset_id = $1
+             ORDER BY seq LIMIT $2",
+        )
+        .bind(id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(id,)| id).collect())
     }
 }

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::{
     BatchRecord, Cursor, DatasetRecord, DeploymentRecord, DeploymentVersion, Failure, JobRecord,
-    JobSpec, JobStatus, ModelRecord, Page, Result, StoreError,
+    JobSpec, JobStatus, ModelRecord, Page, Result, StoreError, SweepRecord, TrialRecord,
 };
 
 /// The columns `dataset` reads.
@@ -86,6 +86,33 @@ pub(super) fn model<R: Columns>(r: &R) -> Result<ModelRecord> {
         parameter_count: r.int("parameter_count")?,
         metrics: r.json("metrics")?,
         document: r.json("document")?,
+    })
+}
+
+pub(super) fn sweep<R: Columns>(r: &R) -> Result<SweepRecord> {
+    let status = r.text("status")?;
+    Ok(SweepRecord {
+        id: r.uuid("id")?,
+        tenant: r.text("tenant")?,
+        seq: r.int("seq")?,
+        dataset_id: r.uuid("dataset_id")?,
+        status: JobStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("sweep status {status}")))?,
+        spec: r.json("spec")?,
+        best: r.opt_json("best")?,
+        created_at: r.int("created_at")?,
+        finished_at: r.opt_int("finished_at")?,
+        cancel_requested: r.flag("cancel_requested")?,
+    })
+}
+
+pub(super) fn trial<R: Columns>(r: &R) -> Result<TrialRecord> {
+    Ok(TrialRecord {
+        sweep_id: r.uuid("sweep_id")?,
+        trial: r.int("trial")?,
+        rung: r.int("rung")?,
+        job_id: r.uuid("job_id")?,
+        params: r.json("params")?,
     })
 }
 

@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::rows::{
     BATCH_COLS, Columns, DATASET_COLS, DEPLOYMENT_COLS, MODEL_COLS, batch, dataset, deployment,
-    deployment_version, job, model, page, page_keyed, page_start,
+    deployment_version, job, model, page, page_keyed, page_start, sweep, trial,
 };
 use super::*;
 
@@ -219,7 +219,9 @@ impl Store for SqliteStore {
         let r = sqlx::query(
             "DELETE FROM datasets WHERE id = ?1 AND NOT EXISTS (
                 SELECT 1 FROM jobs WHERE status IN ('queued', 'running')
-                AND (dataset_id = ?1 OR json_extract(spec, '$.validation_dataset_id') = ?1))",
+                AND (dataset_id = ?1 OR json_extract(spec, '$.validation_dataset_id') = ?1))
+             AND NOT EXISTS (
+                SELECT 1 FROM sweeps WHERE status IN ('queued', 'running') AND dataset_id = ?1)",
         )
         .bind(id.to_string())
         .execute(&self.pool)
@@ -654,6 +656,14 @@ impl Store for SqliteStore {
         }
         if let Finish::Succeeded { model, .. } = &finish {
             insert_model_tx(&mut *tx, model).await?;
+            // Kept so the job can be continued for more epochs (POST /v1/jobs/{id}/continue).
+            sqlx::query(
+                "INSERT OR REPLACE INTO final_states (job_id, epoch, state)
+                 SELECT job_id, epoch, state FROM checkpoints WHERE job_id = ?",
+            )
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
         }
         sqlx::query("DELETE FROM checkpoints WHERE job_id = ?")
             .bind(id.to_string())
@@ -745,7 +755,239 @@ impl Store for SqliteStore {
     }
 
     async fn delete_model(&self, id: Uuid) -> Result<bool> {
-        let r = sqlx::query("DELETE FROM models WHERE id = ?")
+        let r = sqlx::query(
+            "DELETE FROM models WHERE id = ?1 AND NOT EXISTS (
+                SELECT 1 FROM jobs WHERE status IN ('queued', 'running')
+                AND json_extract(spec, '$.init_model_id') = ?1)",
+        )
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    // ---- issue 14: continued jobs, learning-rate range tests, sweeps ----
+    async fn insert_job_from(
+        &self,
+        j: &JobRecord,
+        from: Option<&Continuation>,
+        trial: Option<&TrialRecord>,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO jobs (id, status, priority, dataset_id, spec, epochs, created_at, tenant)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(j.id.to_string())
+        .bind(j.status.as_str())
+        .bind(j.priority)
+        .bind(j.dataset_id.map(|u| u.to_string()))
+        .bind(j.spec.to_value().to_string())
+        .bind(j.epochs)
+        .bind(j.created_at)
+        .bind(&j.tenant)
+        .execute(&mut *tx)
+        .await?;
+        if let Some(c) = from {
+            sqlx::query(
+                "INSERT INTO epochs (job_id, epoch, record)
+                 SELECT ?, epoch, record FROM epochs WHERE job_id = ? AND epoch <= ?",
+            )
+            .bind(j.id.to_string())
+            .bind(c.job_id.to_string())
+            .bind(c.epoch)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE jobs SET epoch = ?, latest = (SELECT record FROM epochs WHERE job_id = ? AND epoch = ?)
+                 WHERE id = ?",
+            )
+            .bind(c.epoch)
+            .bind(j.id.to_string())
+            .bind(c.epoch)
+            .bind(j.id.to_string())
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO checkpoints (job_id, epoch, state, saved_at) VALUES (?, ?, ?, ?)",
+            )
+            .bind(j.id.to_string())
+            .bind(c.epoch)
+            .bind(&c.state)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
+        }
+        if let Some(t) = trial {
+            sqlx::query(
+                "INSERT INTO sweep_trials (sweep_id, trial, rung, job_id, params) VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(t.sweep_id.to_string())
+            .bind(t.trial)
+            .bind(t.rung)
+            .bind(t.job_id.to_string())
+            .bind(t.params.to_string())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn final_state(&self, id: Uuid) -> Result<Option<(i64, Vec<u8>)>> {
+        let r = sqlx::query("SELECT epoch, state FROM final_states WHERE job_id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(
+            r.map(|r| Ok::<_, sqlx::Error>((r.try_get("epoch")?, r.try_get("state")?)))
+                .transpose()?,
+        )
+    }
+
+    async fn record_lr_range_test(
+        &self,
+        id: Uuid,
+        attempt: i64,
+        result: &serde_json::Value,
+    ) -> Result<bool> {
+        let r = sqlx::query(
+            "INSERT OR REPLACE INTO lr_range_tests (job_id, result)
+             SELECT id, ? FROM jobs WHERE id = ? AND attempt = ? AND status = 'running'",
+        )
+        .bind(result.to_string())
+        .bind(id.to_string())
+        .bind(attempt)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn lr_range_test(&self, id: Uuid) -> Result<Option<serde_json::Value>> {
+        sqlx::query("SELECT result FROM lr_range_tests WHERE job_id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| r.json("result"))
+            .transpose()
+    }
+
+    async fn jobs_using_model(&self, id: Uuid, limit: i64) -> Result<Vec<Uuid>> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT id FROM jobs WHERE status IN ('queued', 'running')
+             AND json_extract(spec, '$.init_model_id') = ?1
+             ORDER BY created_at, id LIMIT ?2",
+        )
+        .bind(id.to_string())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(s,)| Uuid::parse_str(&s).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .collect()
+    }
+
+    async fn insert_sweep(&self, s: &SweepRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO sweeps (id, tenant, dataset_id, status, spec, best, created_at, finished_at, cancel_requested)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(s.id.to_string())
+        .bind(&s.tenant)
+        .bind(s.dataset_id.to_string())
+        .bind(s.status.as_str())
+        .bind(s.spec.to_string())
+        .bind(s.best.as_ref().map(|b| b.to_string()))
+        .bind(s.created_at)
+        .bind(s.finished_at)
+        .bind(i64::from(s.cancel_requested))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_sweep(&self, id: Uuid) -> Result<Option<SweepRecord>> {
+        sqlx::query("SELECT * FROM sweeps WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| sweep(&r))
+            .transpose()
+    }
+
+    async fn list_sweeps(
+        &self,
+        tenant: &str,
+        after: Option<Cursor>,
+        limit: i64,
+    ) -> Result<Page<SweepRecord>> {
+        let after = after.unwrap_or_else(Cursor::start);
+        let q = format!(
+            "SELECT * FROM sweeps WHERE tenant = ?1 AND seq < {} ORDER BY seq DESC LIMIT ?4",
+            page_start("sweeps", "id", "?1", "?2", "?3")
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(q))
+            .bind(tenant)
+            .bind(after.key.as_str())
+            .bind(after.created_at)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sweeps WHERE tenant = ?")
+            .bind(tenant)
+            .fetch_one(&self.pool)
+            .await?;
+        page(&rows, sweep, limit, total)
+    }
+
+    async fn unfinished_sweeps(&self) -> Result<Vec<SweepRecord>> {
+        let rows =
+            sqlx::query("SELECT * FROM sweeps WHERE status IN ('queued', 'running') ORDER BY seq")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(sweep).collect()
+    }
+
+    async fn update_sweep(
+        &self,
+        id: Uuid,
+        status: JobStatus,
+        best: Option<&serde_json::Value>,
+    ) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE sweeps SET status = ?, best = ?, finished_at = ?
+             WHERE id = ? AND status IN ('queued', 'running')",
+        )
+        .bind(status.as_str())
+        .bind(best.map(|b| b.to_string()))
+        .bind(status.is_terminal().then(now_ms))
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn request_sweep_cancel(&self, id: Uuid) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE sweeps SET cancel_requested = 1 WHERE id = ? AND status IN ('queued', 'running')",
+        )
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn sweep_trials(&self, id: Uuid) -> Result<Vec<TrialRecord>> {
+        let rows =
+            sqlx::query("SELECT * FROM sweep_trials WHERE sweep_id = ? ORDER BY trial, rung")
+                .bind(id.to_string())
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(trial).collect()
+    }
+
+    async fn delete_sweep(&self, id: Uuid) -> Result<bool> {
+        let r = sqlx::query("DELETE FROM sweeps WHERE id = ?")
             .bind(id.to_string())
             .execute(&self.pool)
             .await?;
@@ -1004,5 +1246,19 @@ impl Store for SqliteStore {
         .bind(seq)
         .fetch_optional(&self.pool)
         .await?)
+    }
+
+    async fn sweeps_using_dataset(&self, id: Uuid, limit: i64) -> Result<Vec<Uuid>> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT id FROM sweeps WHERE status IN ('queued', 'running') AND dataset_id = ?
+             ORDER BY seq LIMIT ?",
+        )
+        .bind(id.to_string())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(s,)| Uuid::parse_str(&s).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .collect()
     }
 }

@@ -329,6 +329,39 @@ async function run(browser, base, csvPath) {
   await shot('jobs-phone');
   log('13. readable at 390px');
 
+  // 14. A sweep (issue 14): its trials table sorts by a column, the best trial is marked,
+  // and its model shows its evaluation on the validation rows (confusion matrix, importance).
+  await page.setViewportSize({ width: 1280, height: 860 });
+  const call = async (method, path, body) => {
+    const r = await fetch(`${base}${path}`, { method, headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' }, body: body && JSON.stringify(body) });
+    const text = await r.text();
+    assert.ok(r.ok, `${method} ${path}: ${r.status} ${text}`);
+    return JSON.parse(text);
+  };
+  const datasets = await call('GET', '/v1/datasets');
+  const sweep = await call('POST', '/v1/sweeps', {
+    dataset_id: datasets.items[0].id, method: 'grid', seed: 1, name: 'widths',
+    base: { layers: [{ units: 4, activation: 'tanh' }, {}], loss: 'binary_crossentropy', epochs: 4, validation_split: 0.25, seed: 2 },
+    space: { '/layers/0/units': { choice: [2, 4, 8] } },
+  });
+  await waitFor('the sweep', async () => (await call('GET', `/v1/sweeps/${sweep.id}`)).status === 'succeeded', 60000);
+  await page.click('a[data-nav="sweeps"]');
+  await page.getByRole('link', { name: 'widths' }).click();
+  await page.locator('#trials tbody tr').nth(2).waitFor();
+  const metrics = async () => (await page.locator('#trials tbody tr td:nth-child(5)').allTextContents()).map(Number);
+  const asc = await metrics();
+  assert.deepEqual(asc, [...asc].sort((a, b) => a - b), `sorted by the metric: ${asc}`);
+  await page.click('button.sort[data-col="4"]');
+  const desc = await metrics();
+  assert.deepEqual(desc, [...asc].reverse(), `sorted the other way: ${desc}`);
+  assert.equal(await page.locator('#trials tr.best').count(), 1);
+  await shot('sweep');
+  await page.click('#best-model');
+  await page.locator('#evaluation table.confusion tbody tr').nth(1).waitFor();
+  assert.equal(await page.locator('#evaluation table.importance tbody tr').count(), 2);
+  await shot('evaluation');
+  log('14. a sweep: trials sorted both ways, the best model\'s evaluation shown');
+
   const unexpected = consoleErrors.filter((e) => !/^Failed to load resource: the server responded with a status of (401|409|422)/.test(e));
   const failedRequests = expected.filter((r) => !/^POST \/v1\/jobs 422$|^POST \/v1\/jobs\/[0-9a-f-]+\/predict (409|422)$|^POST \/v1\/models\/[0-9a-f-]+\/predict 422$|^GET \/v1\/jobs 401$/.test(r));
   assert.deepEqual(unexpected, [], `console errors:\n${unexpected.join('\n')}`);

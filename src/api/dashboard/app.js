@@ -168,6 +168,8 @@ const routes = [
   [/^#\/models\/([\w-]+)$/, viewModel],
   [/^#\/datasets$/, viewDatasets],
   [/^#\/datasets\/([\w-]+)$/, viewDataset],
+  [/^#\/sweeps$/, viewSweeps],
+  [/^#\/sweeps\/([\w-]+)$/, viewSweep],
 ];
 
 function route() {
@@ -781,10 +783,106 @@ async function viewModel(root, id) {
         f.mae != null ? ['MAE', fmt(f.mae)] : null, f.val_mae != null ? ['Validation MAE', fmt(f.val_mae)] : null,
         ['Epochs run', m.metrics?.epochs_run ?? '–'], ['Best epoch', m.metrics?.best_epoch ?? '–'], ['Stopped because', (m.metrics?.stop_reason || '–').replaceAll('_', ' ')],
         ['Created', new Date(m.created_at).toLocaleString()]]))),
+    m.metrics?.evaluation ? evaluationSection(m.metrics.evaluation, 'Evaluation on the validation rows') : null,
     section('Predict', h('form', { id: 'predict-form', onsubmit: predict },
       field('Rows', input, `One row per line, ${m.input_dim} value${m.input_dim > 1 ? 's' : ''} each (comma or space separated; a header line is skipped), or a JSON array of rows.`),
       h('div', { class: 'actions left' }, h('button', { type: 'submit', class: 'primary', id: 'predict-submit' }, 'Predict'),
         csvFile, h('label', { for: 'predict-file', class: 'button ghost', tabindex: 0, onkeydown: (e) => { if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); csvFile.click(); } } }, 'Load a CSV'))), out));
+}
+
+// ---------- evaluation ----------
+
+/** A bar of `share` (0..1) of the cell's width (set through the CSSOM: the CSP allows no inline styles). */
+function shareBar(share) {
+  const bar = h('div', { class: 'bar succeeded' }, h('span'));
+  bar.firstChild.style.width = `${Math.max(0, Math.min(100, 100 * share))}%`;
+  return bar;
+}
+
+/** An evaluation (POST /v1/models/{id}/evaluate, or a model's metrics.evaluation): the
+ * headline metrics, the confusion matrix as a heat map, per-class scores, importance bars. */
+function evaluationSection(e, title) {
+  const parts = [];
+  if (e.task === 'classification') {
+    parts.push(kv([['Rows', String(e.rows)], ['Accuracy', fmt(e.accuracy, 3)], ['Log loss', fmt(e.log_loss)], ['ROC AUC', e.roc_auc == null ? '–' : fmt(e.roc_auc, 3)]]));
+    const cm = e.confusion_matrix;
+    const most = Math.max(1, ...cm.matrix.flat());
+    parts.push(h('h3', {}, 'Confusion matrix (rows true, columns predicted)'), table(['', ...cm.labels.map(String)], cm.matrix.map((row, i) => h('tr', {},
+      h('th', { scope: 'row' }, String(cm.labels[i])),
+      row.map((n) => {
+        const td = h('td', { class: 'num heat' }, String(n));
+        td.style.background = `color-mix(in srgb, var(--ok) ${Math.round((100 * n) / most)}%, transparent)`;
+        return td;
+      }))), 'confusion'));
+    parts.push(table(['Class', 'Precision', 'Recall', 'F1', 'Support'], e.per_class.map((c) => h('tr', {},
+      h('td', {}, String(c.label)), h('td', { class: 'num' }, fmt(c.precision, 3)), h('td', { class: 'num' }, fmt(c.recall, 3)),
+      h('td', { class: 'num' }, fmt(c.f1, 3)), h('td', { class: 'num' }, String(c.support)))), 'per-class'));
+  } else {
+    parts.push(kv([['Rows', String(e.rows)], ['R²', fmt(e.r2, 3)], ['MAE', fmt(e.mae)], ['RMSE', fmt(e.rmse)]]));
+  }
+  const imp = [...(e.permutation_importance || [])].sort((a, b) => b.importance - a.importance);
+  const top = Math.max(1e-12, ...imp.map((i) => i.importance));
+  parts.push(h('h3', {}, 'Permutation importance'), table(['Column', 'Importance', ''], imp.map((i) => h('tr', {},
+    h('td', {}, i.column), h('td', { class: 'num' }, `${fmt(i.importance, 3)} ± ${fmt(i.std, 2)}`), h('td', {}, shareBar(i.importance / top)))), 'importance'));
+  return h('section', { class: 'card', id: 'evaluation' }, h('h2', {}, title), ...parts);
+}
+
+// ---------- sweeps ----------
+
+async function viewSweeps(root) {
+  document.title = 'Sweeps · Backprop';
+  const signal = aborter();
+  const page = await api('GET', '/v1/sweeps?limit=100', { signal });
+  root.append(h('div', { class: 'page-head' }, h('h1', {}, 'Sweeps')),
+    page.items.length === 0
+      ? h('div', { class: 'empty' }, h('p', {}, 'No sweeps yet. POST /v1/sweeps {"dataset_id": …} runs the automatic mode.'))
+      : table(['Sweep', 'Status', 'Metric', 'Best', 'Created'], page.items.map((s) => h('tr', { 'data-status': s.status },
+        h('td', { 'data-label': 'Sweep' }, h('a', { href: `#/sweeps/${s.id}` }, s.spec?.name || `Sweep ${shortId(s.id)}`), h('div', { class: 'sub mono' }, shortId(s.id))),
+        h('td', {}, badge(s.status)), h('td', {}, s.spec?.metric || '–'),
+        h('td', { class: 'num' }, s.best ? fmt(s.best.metric) : '–'), h('td', {}, ago(s.created_at))))));
+}
+
+async function viewSweep(root, id) {
+  const signal = aborter();
+  const s = await api('GET', `/v1/sweeps/${id}`, { signal });
+  document.title = `Sweep ${shortId(s.id)} · Backprop`;
+  const keys = [...new Set(s.trials.flatMap((t) => Object.keys(t.params || {})))].sort();
+  const show = (v) => (typeof v === 'number' ? fmt(v, 4) : JSON.stringify(v));
+  const columns = [
+    ['Trial', (t) => t.trial], ...keys.map((k) => [k, (t) => t.params?.[k]]),
+    ['Status', (t) => t.status], ['Epochs', (t) => t.epochs], [s.metric, (t) => t.metric], ['Stopped early', (t) => t.stopped_early],
+  ];
+  let order = { col: columns.length - 2, dir: s.metric === 'val_accuracy' ? -1 : 1 };
+  const body = h('tbody');
+  const paint = () => {
+    const get = columns[order.col][1];
+    const cmp = (a, b) => {
+      const x = get(a), y = get(b);
+      if (x == null) return 1;
+      if (y == null) return -1;
+      return (typeof x === 'number' && typeof y === 'number' ? x - y : String(JSON.stringify(x)).localeCompare(JSON.stringify(y))) * order.dir;
+    };
+    body.replaceChildren(...[...s.trials].sort(cmp).map((t) => h('tr', { 'data-status': t.status, 'data-trial': t.trial, class: s.best?.trial === t.trial ? 'best' : null },
+      h('td', { class: 'num' }, t.job_id ? h('a', { href: `#/jobs/${t.job_id}` }, String(t.trial)) : String(t.trial)),
+      keys.map((k) => h('td', { class: 'num' }, t.params?.[k] === undefined ? '–' : show(t.params[k]))),
+      h('td', {}, badge(t.status)), h('td', { class: 'num' }, t.epochs ?? '–'),
+      h('td', { class: 'num' }, t.metric == null ? '–' : fmt(t.metric)), h('td', {}, t.stopped_early ? 'yes' : ''))));
+  };
+  const head = h('tr', {}, columns.map(([name], i) => h('th', { scope: 'col' }, h('button', { type: 'button', class: 'ghost sort', 'data-col': i, onclick: () => {
+    order = { col: i, dir: order.col === i ? -order.dir : 1 };
+    paint();
+  } }, name))));
+  paint();
+  root.append(
+    h('div', { class: 'page-head' },
+      h('div', {}, h('div', { class: 'crumbs' }, h('a', { href: '#/sweeps' }, 'Sweeps'), ' / ', h('span', { class: 'mono' }, shortId(s.id))),
+        h('h1', {}, s.spec?.name || `Sweep ${shortId(s.id)}`, ' ', badge(s.status)))),
+    section('Summary', kv([
+      ['Metric', s.metric], ['Rungs (epochs)', s.rungs.join(' → ')], ['Trials', String(s.trials.length)],
+      ['Best', s.best ? h('span', {}, fmt(s.best.metric), ' · trial ', String(s.best.trial), s.best.model_id ? [' · ', h('a', { href: `#/models/${s.best.model_id}`, id: 'best-model' }, 'model')] : null) : '–'],
+      ['Mode', s.spec?.automatic ? 'automatic' : `${s.spec?.method || 'random'} search`]])),
+    section('Trials', h('div', { class: 'table-wrap' }, h('table', { class: 'trials', id: 'trials' }, h('thead', {}, head), body))));
+  if (!['succeeded', 'failed', 'cancelled'].includes(s.status)) every(2000, () => route());
 }
 
 // ---------- datasets ----------

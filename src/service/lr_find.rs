@@ -1,0 +1,77 @@
+//! The learning-rate range test as a request: a job submission's spec and dataset (stored or
+//! inline), checked as a submission is, then the test (`nn::lr_find`) on the training pool
+//! for at most [`RANGE_TEST_SECONDS`]. Nothing is stored.
+
+use serde_json::Value;
+
+use super::jobs::{DatasetSource, plan_job_on, read_request};
+use super::read::{UniqueValue, from_value, parse_json_seed};
+use super::{Error, Result, Service};
+use crate::data::Summary;
+use crate::nn::Control;
+use crate::nn::lr_find::{RangeSettings, RangeTest};
+
+/// How long one range test request may compute.
+pub const RANGE_TEST_SECONDS: f64 = 10.0;
+
+/// Reads a range-test request: a job submission (see `jobs::read_request`) and an optional
+/// `"range_test": {"start", "end", "steps"}`.
+pub fn read_range_request(
+    body: &[u8],
+    limits: &crate::data::Limits,
+) -> Result<(super::jobs::JobRequest, RangeSettings)> {
+    let mut raw: Value = parse_json_seed(body, UniqueValue)?;
+    let settings = match raw.as_object_mut().and_then(|o| o.remove("range_test")) {
+        None | Some(Value::Null) => RangeSettings::default(),
+        Some(v) => from_value(v, "/range_test")?,
+    };
+    if let Err((f, m)) = settings.check() {
+        return Err(Error::invalid(format!("/range_test/{f}"), m));
+    }
+    let rest = serde_json::to_vec(&raw).map_err(|e| Error::Internal(e.to_string()))?;
+    Ok((read_request(&rest, limits)?, settings))
+}
+
+impl Service {
+    /// The range test a job with `"learning_rate": "auto"` ran, and the rate it chose.
+    pub async fn job_range_test(&self, j: &crate::store::JobRecord) -> Result<Option<Value>> {
+        Ok(self.store.lr_range_test(j.id).await?)
+    }
+
+    /// Runs the range test on the spec and dataset of `body` for `tenant`.
+    pub async fn lr_range_test(&self, tenant: &str, body: &[u8]) -> Result<RangeTest> {
+        let (req, settings) = read_range_request(body, &self.limits.data)?;
+        let dataset = match req.dataset {
+            DatasetSource::Stored(id) => match self.dataset(tenant, id).await {
+                Ok((_, d)) => d,
+                Err(Error::NotFound(_)) => {
+                    return Err(Error::invalid("/dataset_id", format!("no dataset {id}")));
+                }
+                Err(e) => return Err(e),
+            },
+            DatasetSource::Inline(inline) => inline.1,
+        };
+        if req.validation_dataset.is_some() {
+            return Err(Error::invalid(
+                "/validation_dataset_id",
+                "the range test trains only; it takes no validation data",
+            ));
+        }
+        let mut spec = req.spec;
+        // The test needs no validation rows and never stops early.
+        spec.validation_split = 0.0;
+        spec.early_stopping = None;
+        spec.lr_schedule = Default::default();
+        plan_job_on(&spec, &Summary::of(&dataset), None, &self.limits)?;
+        self.jobs
+            .on_pool(move |pool| {
+                let session = crate::jobs::session(&spec, &dataset, None)?;
+                session.lr_range_test(pool, &settings, &Control::default(), RANGE_TEST_SECONDS)
+            })
+            .await?
+            .map_err(|e| match e {
+                crate::nn::TrainError::Spec(errs) => Error::Invalid(errs),
+                other => Error::Internal(other.to_string()),
+            })
+    }
+}

@@ -1,0 +1,891 @@
+//! Sweeps: many trials of one base spec over a search space (`space`), or the automatic
+//! mode that picks the loss from the target and searches architecture, learning rate, batch
+//! size and L2 itself. Every trial is an ordinary job in the shared queue, so the workers of
+//! every node train them; successive halving stops the worse trials early: all trials train
+//! `min_epochs`, the best 1/η are continued (as new jobs resuming their training state) to
+//! η·`min_epochs`, and so on up to the base spec's epochs. The decisions are a function of
+//! the finished trials' validation metrics alone, so the same sweep and seed pick the same
+//! best trial however many nodes run it.
+//!
+//! [`Service::advance_sweep`] is the sweep's only writer after creation: it looks at the
+//! trials' jobs and creates, promotes, cancels and finishes. Any node may run it at any time
+//! (`drive_sweeps` does, every half second and whenever a job ends): the jobs it creates
+//! have ids derived from (sweep, trial, rung), so two nodes creating the same trial create
+//! it once.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::jobs::{DatasetSource, plan_job_on, read_request};
+use super::read::{UniqueValue, from_value, parse_json_seed};
+use super::space::{Method, draw, grid_size, read_space, set_pointer};
+use super::{Error, IdempotencyKey, Result, Service};
+use crate::clock::now_ms;
+use crate::nn::spec::TargetShape;
+use crate::store::{JobRecord, JobSpec, JobStatus, Page, StoreError, SweepRecord, TrialRecord};
+
+/// The most trials one sweep may have.
+pub const MAX_TRIALS: usize = 200;
+/// Trials of a random search (and of the automatic mode) unless `max_trials` says otherwise.
+pub const DEFAULT_TRIALS: usize = 10;
+pub const AUTOMATIC_TRIALS: usize = 20;
+
+/// Successive halving: every trial trains `min_epochs`, the best 1/`eta` go on to
+/// `eta`·`min_epochs`, and so on up to the base spec's epochs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Halving {
+    pub min_epochs: u32,
+    #[serde(default = "default_eta")]
+    pub eta: u32,
+}
+
+fn default_eta() -> u32 {
+    3
+}
+
+/// A sweep as stored: the request normalised (the automatic mode's choices written out).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SweepSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub dataset_id: Uuid,
+    pub automatic: bool,
+    /// The job submission every trial starts from (without `dataset_id`).
+    pub base: Value,
+    /// Pointer → distribution, as written (read with `space::read_space`).
+    pub space: Value,
+    pub method: Method,
+    pub seed: u64,
+    pub max_trials: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_seconds: Option<f64>,
+    /// The validation metric trials are compared on (`val_loss`, `val_accuracy`, `val_mae`).
+    pub metric: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub halving: Option<Halving>,
+    /// The base spec's epochs: the last rung's budget.
+    pub epochs: u32,
+}
+
+impl SweepSpec {
+    /// The epochs each rung trains to, ending at `epochs`.
+    pub fn rungs(&self) -> Vec<u32> {
+        let mut r = vec![];
+        if let Some(h) = self.halving {
+            let mut e = h.min_epochs.max(1);
+            while e < self.epochs {
+                r.push(e);
+                e = e.saturating_mul(h.eta.max(2));
+            }
+        }
+        r.push(self.epochs);
+        r
+    }
+
+    fn maximise(&self) -> bool {
+        self.metric.ends_with("accuracy")
+    }
+
+    /// Trial `t`'s searched values.
+    pub fn params(&self, t: usize) -> Result<BTreeMap<String, Value>> {
+        let space = read_space(&self.space)?;
+        Ok(draw(&space, self.method, self.seed, t))
+    }
+
+    /// Trial `t`'s job submission (for rung 0's epochs) and its searched values.
+    pub fn trial_body(&self, t: usize) -> Result<(Value, BTreeMap<String, Value>)> {
+        let params = self.params(t)?;
+        let mut body = self.base.clone();
+        for (p, v) in &params {
+            set_pointer(&mut body, p, v.clone()).map_err(|m| {
+                Error::invalid(
+                    format!("/space/{}", crate::nn::tabular::pointer_token(p)),
+                    m,
+                )
+            })?;
+        }
+        body["dataset_id"] = json!(self.dataset_id);
+        body["epochs"] = json!(self.rungs()[0]);
+        if body.get("name").is_none_or(Value::is_null) {
+            body["name"] = json!(format!(
+                "{} trial {t}",
+                self.name.as_deref().unwrap_or("sweep")
+            ));
+        }
+        Ok((body, params))
+    }
+}
+
+/// A sweep request, read and checked as far as it can be without the store.
+pub struct SweepRequest {
+    pub name: Option<String>,
+    pub dataset_id: Uuid,
+    pub base: Option<Value>,
+    pub space: Option<Value>,
+    pub method: Method,
+    pub seed: u64,
+    pub max_trials: Option<usize>,
+    pub max_seconds: Option<f64>,
+    pub metric: Option<String>,
+    pub halving: Option<Option<Halving>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRequest {
+    #[serde(default)]
+    name: Option<String>,
+    dataset_id: Uuid,
+    #[serde(default)]
+    base: Option<Value>,
+    #[serde(default)]
+    space: Option<Value>,
+    #[serde(default)]
+    method: Option<Method>,
+    #[serde(default)]
+    seed: Option<u64>,
+    #[serde(default)]
+    max_trials: Option<usize>,
+    #[serde(default)]
+    max_seconds: Option<f64>,
+    #[serde(default)]
+    metric: Option<String>,
+    /// `null` turns successive halving off; absent leaves the mode's default.
+    #[serde(default, deserialize_with = "some")]
+    halving: Option<Option<Halving>>,
+}
+
+fn some<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Option<Halving>>, D::Error> {
+    Option::<Halving>::deserialize(d).map(Some)
+}
+
+/// Reads `POST /v1/sweeps`'s body. Pure.
+pub fn read_sweep_request(body: &[u8]) -> Result<SweepRequest> {
+    let raw: Value = parse_json_seed(body, UniqueValue)?;
+    let r: RawRequest = from_value(raw, "")?;
+    if let Some(n) = &r.name
+        && (n.is_empty() || n.len() > 200)
+    {
+        return Err(Error::invalid(
+            "/name",
+            "must be a string of 1 to 200 characters",
+        ));
+    }
+    if let Some(t) = r.max_trials
+        && !(1..=MAX_TRIALS).contains(&t)
+    {
+        return Err(Error::invalid(
+            "/max_trials",
+            format!("must be from 1 to {MAX_TRIALS}"),
+        ));
+    }
+    if let Some(s) = r.max_seconds
+        && !(s.is_finite() && s > 0.0)
+    {
+        return Err(Error::invalid("/max_seconds", "must be a positive number"));
+    }
+    if let Some(m) = &r.metric
+        && !["val_loss", "val_accuracy", "val_mae"].contains(&m.as_str())
+    {
+        return Err(Error::invalid(
+            "/metric",
+            format!("unknown metric {m:?}; expected val_loss, val_accuracy or val_mae"),
+        ));
+    }
+    if let Some(Some(h)) = r.halving {
+        if h.min_epochs == 0 {
+            return Err(Error::invalid("/halving/min_epochs", "must be at least 1"));
+        }
+        if h.eta < 2 {
+            return Err(Error::invalid("/halving/eta", "must be at least 2"));
+        }
+    }
+    match (&r.base, &r.space) {
+        (Some(b), _) if !b.is_object() => {
+            return Err(Error::invalid("/base", "must be a job spec (an object)"));
+        }
+        (Some(b), _) if b.get("dataset_id").is_some() || b.get("dataset").is_some() => {
+            return Err(Error::invalid(
+                "/base/dataset_id",
+                "the sweep's dataset_id names the data; the base spec names none",
+            ));
+        }
+        (Some(_), None) => {
+            return Err(Error::invalid("/space", "is required with a base spec"));
+        }
+        (None, Some(_)) => {
+            return Err(Error::invalid(
+                "/base",
+                "is required with a space (leave both out for the automatic mode)",
+            ));
+        }
+        _ => {}
+    }
+    if let Some(s) = &r.space {
+        read_space(s)?;
+    }
+    Ok(SweepRequest {
+        name: r.name,
+        dataset_id: r.dataset_id,
+        base: r.base,
+        space: r.space,
+        method: r.method.unwrap_or(Method::Random),
+        seed: r.seed.unwrap_or(0),
+        max_trials: r.max_trials,
+        max_seconds: r.max_seconds,
+        metric: r.metric,
+        halving: r.halving,
+    })
+}
+
+/// The automatic mode's base spec and space for a dataset whose targets look like `target`:
+/// the loss from the target, a search over architectures, the learning rate, the batch size
+/// and L2, with early stopping on the validation loss.
+pub fn automatic_spec(target: &TargetShape, seed: u64) -> (Value, Value) {
+    let loss = match target {
+        TargetShape::Labels { classes } if classes.len() == 2 => "binary_crossentropy",
+        TargetShape::Labels { .. } => "categorical_crossentropy",
+        TargetShape::Values {
+            width: 1,
+            integer_classes: Some(c),
+            ..
+        } if c.iter().all(|v| *v == 0 || *v == 1) => "binary_crossentropy",
+        TargetShape::Values { .. } => "mse",
+    };
+    let dense = |units: usize| json!({"units": units, "activation": "relu"});
+    let base = json!({
+        "layers": [dense(64), {}],
+        "loss": loss,
+        "optimizer": {"type": "adam", "learning_rate": 0.001},
+        "epochs": 60,
+        "batch_size": 32,
+        "validation_split": 0.2,
+        "early_stopping": {"monitor": "val_loss", "patience": 8, "restore_best_weights": true},
+        "seed": seed,
+    });
+    let space = json!({
+        "/layers": {"choice": [
+            [{}],
+            [dense(32), {}],
+            [dense(64), {}],
+            [dense(128), {"dropout": 0.2}, {}],
+            [dense(64), dense(32), {}],
+            [dense(128), {"dropout": 0.2}, dense(64), {}],
+        ]},
+        "/optimizer/learning_rate": {"log_uniform": [3e-4, 3e-2]},
+        "/batch_size": {"choice": [16, 32, 64, 128]},
+        "/l2": {"choice": [0, 1e-5, 1e-4, 1e-3]},
+    });
+    (base, space)
+}
+
+/// One trial as `GET /v1/sweeps/{id}` shows it.
+pub struct TrialView {
+    pub trial: i64,
+    pub params: Value,
+    /// Its jobs, one per rung it reached; the last is its current job.
+    pub jobs: Vec<JobRecord>,
+    pub metric: Option<f64>,
+    /// Cut by successive halving after a lower rung.
+    pub stopped_early: bool,
+}
+
+/// A sweep and its trials.
+pub struct SweepView {
+    pub sweep: SweepRecord,
+    pub spec: SweepSpec,
+    pub trials: Vec<TrialView>,
+}
+
+/// A stable id for trial `t`'s job at `rung`: every node derives the same one.
+fn trial_job_id(sweep: Uuid, t: i64, rung: i64) -> Uuid {
+    let h = crate::digest::hash(&format!("sweep {sweep} trial {t} rung {rung}"));
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&h[..16]);
+    uuid::Builder::from_random_bytes(bytes).into_uuid()
+}
+
+impl Service {
+    /// Creates a sweep for `tenant`: reads the request, writes the automatic mode's choices
+    /// out, checks every trial's spec against the dataset (so a bad space is a 422 now, not a
+    /// failed trial later), and stores it queued; the sweepers create its trials.
+    pub async fn create_sweep(
+        &self,
+        tenant: &str,
+        key: &IdempotencyKey,
+        body: &[u8],
+    ) -> Result<SweepRecord> {
+        let id = match self.store.get_sweep(key.record_id(tenant, "sweep")).await? {
+            Some(s) if s.tenant == tenant && key.is_retry_of(s.created_at) => return Ok(s),
+            Some(_) => Uuid::new_v4(),
+            None => key.record_id(tenant, "sweep"),
+        };
+        let req = read_sweep_request(body)?;
+        let dataset = match self.store.get_dataset(req.dataset_id).await? {
+            Some(d) if d.tenant == tenant => d,
+            _ => {
+                return Err(Error::invalid(
+                    "/dataset_id",
+                    format!("no dataset {}", req.dataset_id),
+                ));
+            }
+        };
+        let summary = self.dataset_summary(&dataset).await?;
+        let automatic = req.base.is_none();
+        let (base, space) = match (req.base, req.space) {
+            (Some(b), Some(s)) => (b, s),
+            _ => automatic_spec(&summary.target, req.seed),
+        };
+        let base = normalize_base(base, dataset.id, req.seed, &self.limits.data)?;
+        let space_read = read_space(&space)?;
+        let max_trials = match (req.method, req.max_trials) {
+            (Method::Grid, t) => {
+                let n = grid_size(&space_read).map_err(|m| Error::invalid("/method", m))?;
+                t.map_or(n, |t| t.min(n)).min(MAX_TRIALS)
+            }
+            (Method::Random, Some(t)) => t,
+            (Method::Random, None) if automatic => AUTOMATIC_TRIALS,
+            (Method::Random, None) => DEFAULT_TRIALS,
+        };
+        let base_epochs = base
+            .get("epochs")
+            .and_then(Value::as_u64)
+            .map_or(10, |e| e.min(u64::from(u32::MAX)) as u32);
+        let halving = match req.halving {
+            Some(h) => h,
+            None if automatic => Some(Halving {
+                min_epochs: 7,
+                eta: 3,
+            }),
+            None => None,
+        };
+        let spec = SweepSpec {
+            name: req.name,
+            dataset_id: dataset.id,
+            automatic,
+            base,
+            space,
+            method: req.method,
+            seed: req.seed,
+            max_trials,
+            max_seconds: req.max_seconds,
+            metric: req.metric.unwrap_or_else(|| "val_loss".into()),
+            halving,
+            epochs: base_epochs,
+        };
+        // Every trial must be a job this server would take, with validation data to
+        // compare on.
+        for t in 0..max_trials {
+            let (mut body, _) = spec.trial_body(t)?;
+            body["epochs"] = json!(spec.epochs);
+            let bytes = serde_json::to_vec(&body).map_err(|e| Error::Internal(e.to_string()))?;
+            let req = read_request(&bytes, &self.limits.data).map_err(|e| in_base(e, t))?;
+            if req.init_model.is_some() || !matches!(req.dataset, DatasetSource::Stored(_)) {
+                return Err(Error::invalid(
+                    "/base",
+                    "a sweep's trials train on its dataset from fresh weights",
+                ));
+            }
+            let validation = match req.validation_dataset {
+                Some(v) => match self.store.get_dataset(v).await? {
+                    Some(d) if d.tenant == tenant => Some(self.dataset_summary(&d).await?),
+                    _ => {
+                        return Err(Error::invalid(
+                            "/base/validation_dataset_id",
+                            format!("no dataset {v}"),
+                        ));
+                    }
+                },
+                None => None,
+            };
+            if validation.is_none() && req.spec.validation_split <= 0.0 {
+                return Err(Error::invalid(
+                    "/base/validation_split",
+                    "trials are compared on validation data: set validation_split (or validation_dataset_id)",
+                ));
+            }
+            if spec.metric == "val_accuracy" && !req.spec.loss.is_classification()
+                || spec.metric == "val_mae" && req.spec.loss.is_classification()
+            {
+                return Err(Error::invalid(
+                    "/metric",
+                    format!(
+                        "{} is not reported for {}",
+                        spec.metric,
+                        req.spec.loss.name()
+                    ),
+                ));
+            }
+            plan_job_on(&req.spec, &summary, validation.as_ref(), &self.limits)
+                .map_err(|e| in_base(e, t))?;
+        }
+        let rec = SweepRecord {
+            id,
+            tenant: tenant.to_string(),
+            seq: 0,
+            dataset_id: dataset.id,
+            status: JobStatus::Queued,
+            spec: crate::store::to_json(&spec),
+            best: None,
+            created_at: now_ms(),
+            finished_at: None,
+            cancel_requested: false,
+        };
+        match self.store.insert_sweep(&rec).await {
+            Ok(()) => {}
+            Err(StoreError::Duplicate(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let rec = self.store.get_sweep(id).await?.unwrap_or(rec);
+        self.advance_sweep(&rec).await?;
+        Ok(self.store.get_sweep(id).await?.unwrap_or(rec))
+    }
+
+    /// The tenant's sweep `id`; another tenant's is "not found" too.
+    pub async fn sweep(&self, tenant: &str, id: Uuid) -> Result<SweepRecord> {
+        match self.store.get_sweep(id).await? {
+            Some(s) if s.tenant == tenant => Ok(s),
+            _ => Err(Error::NotFound(format!("no sweep {id}"))),
+        }
+    }
+
+    pub async fn list_sweeps(
+        &self,
+        tenant: &str,
+        cursor: Option<crate::store::Cursor>,
+        limit: i64,
+    ) -> Result<Page<SweepRecord>> {
+        Ok(self.store.list_sweeps(tenant, cursor, limit).await?)
+    }
+
+    /// The sweep with its trials: each trial's jobs, metric, and whether halving cut it.
+    pub async fn sweep_view(&self, s: SweepRecord) -> Result<SweepView> {
+        let spec = stored_spec(&s)?;
+        let rows = self.store.sweep_trials(s.id).await?;
+        let top = rows.iter().map(|r| r.rung).max().unwrap_or(0);
+        let mut trials: BTreeMap<i64, TrialView> = BTreeMap::new();
+        for r in rows {
+            // A trial whose job was deleted under the sweep stays, without jobs: it ended.
+            let job = self.store.get_job(r.job_id).await?;
+            let t = trials.entry(r.trial).or_insert_with(|| TrialView {
+                trial: r.trial,
+                params: r.params.clone(),
+                jobs: vec![],
+                metric: None,
+                stopped_early: false,
+            });
+            t.jobs.extend(job);
+        }
+        for t in trials.values_mut() {
+            let Some(last) = t.jobs.last() else { continue };
+            t.metric = self.trial_metric(last, &spec.metric).await?;
+            let rung = t.jobs.len() as i64 - 1;
+            t.stopped_early = rung < top
+                && last.status == JobStatus::Succeeded
+                && last.stop_reason.as_deref() != Some("early_stopping");
+        }
+        Ok(SweepView {
+            sweep: s,
+            spec,
+            trials: trials.into_values().collect(),
+        })
+    }
+
+    /// Asks a sweep to end: its queued trials are cancelled and its running ones stopped.
+    pub async fn cancel_sweep(&self, s: SweepRecord) -> Result<SweepRecord> {
+        if s.status.is_terminal() {
+            return Err(Error::Conflict(format!(
+                "sweep {} is already {}",
+                s.id,
+                s.status.as_str()
+            )));
+        }
+        self.store.request_sweep_cancel(s.id).await?;
+        let s = self.store.get_sweep(s.id).await?.unwrap_or(s);
+        self.advance_sweep(&s).await?;
+        Ok(self.store.get_sweep(s.id).await?.unwrap_or(s))
+    }
+
+    /// Deletes an ended sweep with its trial jobs and their models (the best trial's model
+    /// stays: it is what the sweep was for), or only the sweep when `keep_trials`.
+    pub async fn delete_sweep(&self, s: SweepRecord, keep_trials: bool) -> Result<()> {
+        if !s.status.is_terminal() {
+            return Err(Error::Conflict(format!(
+                "sweep {} is {}; cancel it first",
+                s.id,
+                s.status.as_str()
+            )));
+        }
+        if !keep_trials {
+            let best_model = s
+                .best
+                .as_ref()
+                .and_then(|b| b.get("model_id"))
+                .and_then(Value::as_str)
+                .and_then(|m| Uuid::parse_str(m).ok());
+            for r in self.store.sweep_trials(s.id).await? {
+                if let Some(j) = self.store.get_job(r.job_id).await? {
+                    if let Some(m) = j.model_id.filter(|m| Some(*m) != best_model) {
+                        self.models.evict(m);
+                        self.store.delete_model(m).await?;
+                    }
+                    self.models.evict(j.id);
+                    self.store.delete_job(j.id).await?;
+                }
+            }
+        }
+        self.store.delete_sweep(s.id).await?;
+        Ok(())
+    }
+
+    /// The validation metric a trial's job scored: the epoch its model holds (the best one
+    /// when early stopping restored it), else its last epoch.
+    async fn trial_metric(&self, j: &JobRecord, metric: &str) -> Result<Option<f64>> {
+        if j.status != JobStatus::Succeeded {
+            return Ok(None);
+        }
+        let held = match j.model_id {
+            Some(m) => self
+                .store
+                .get_model(m)
+                .await?
+                .and_then(|m| m.metrics.get("final").and_then(|f| f.get(metric)).cloned()),
+            None => None,
+        };
+        Ok(held
+            .or_else(|| j.latest.as_ref().and_then(|l| l.get(metric)).cloned())
+            .and_then(|v| v.as_f64())
+            .filter(|v| v.is_finite()))
+    }
+
+    /// Moves a sweep on: creates its first trials, promotes the best of a finished rung,
+    /// cancels on request or past `max_seconds`, and records the best trial and the end.
+    pub async fn advance_sweep(&self, s: &SweepRecord) -> Result<()> {
+        if s.status.is_terminal() {
+            return Ok(());
+        }
+        let spec = stored_spec(s)?;
+        let rungs = spec.rungs();
+        let view = self.sweep_view(s.clone()).await?;
+        let past_deadline = spec
+            .max_seconds
+            .is_some_and(|m| (now_ms() - s.created_at) as f64 > m * 1000.0);
+        if s.cancel_requested || past_deadline {
+            let mut open = false;
+            for t in &view.trials {
+                let Some(j) = t.jobs.last() else { continue };
+                if j.status.is_terminal() {
+                    continue;
+                }
+                open = true;
+                // Past the deadline a running trial stops and keeps its model; a cancelled
+                // sweep's trials are cancelled.
+                let r = if past_deadline && !s.cancel_requested && j.status == JobStatus::Running {
+                    if j.stop_requested {
+                        continue;
+                    }
+                    self.stop_job(j.clone()).await
+                } else if j.cancel_requested {
+                    continue;
+                } else {
+                    self.cancel_job(j.clone()).await
+                };
+                if let Err(e) = r {
+                    tracing::debug!(error = ?e, "ending a trial");
+                }
+            }
+            if !open {
+                let best = best_of(&view, &spec, true);
+                let status = if s.cancel_requested {
+                    JobStatus::Cancelled
+                } else if best.is_some() {
+                    JobStatus::Succeeded
+                } else {
+                    JobStatus::Failed
+                };
+                self.store.update_sweep(s.id, status, best.as_ref()).await?;
+            }
+            return Ok(());
+        }
+        if view.trials.is_empty() {
+            for t in 0..spec.max_trials {
+                self.create_trial(s, &spec, t as i64, 0, None).await?;
+            }
+            return Ok(());
+        }
+        let top = view
+            .trials
+            .iter()
+            .map(|t| t.jobs.len() as i64 - 1)
+            .max()
+            .unwrap_or(0);
+        let at_top: Vec<&TrialView> = view
+            .trials
+            .iter()
+            .filter(|t| t.jobs.len() as i64 - 1 == top)
+            .collect();
+        let started = view
+            .trials
+            .iter()
+            .flat_map(|t| &t.jobs)
+            .any(|j| j.status != JobStatus::Queued);
+        let best = best_of(&view, &spec, false);
+        let pending = view.trials.len() < spec.max_trials
+            || at_top
+                .iter()
+                .any(|t| t.jobs.last().is_some_and(|j| !j.status.is_terminal()));
+        if pending {
+            if view.trials.len() < spec.max_trials && top == 0 {
+                // A node stopped while creating the first rung: create the rest.
+                for t in 0..spec.max_trials {
+                    self.create_trial(s, &spec, t as i64, 0, None).await?;
+                }
+            }
+            let status = if started {
+                JobStatus::Running
+            } else {
+                JobStatus::Queued
+            };
+            if status != s.status || best != s.best {
+                self.store.update_sweep(s.id, status, best.as_ref()).await?;
+            }
+            return Ok(());
+        }
+        // Every trial of the top rung has ended.
+        let next = top as usize + 1;
+        let mut ranked: Vec<(&TrialView, f64)> = at_top
+            .iter()
+            .filter_map(|t| {
+                let j = t.jobs.last()?;
+                (j.stop_reason.as_deref() != Some("early_stopping"))
+                    .then_some(())
+                    .and(t.metric.map(|m| (*t, m)))
+            })
+            .collect();
+        if next < rungs.len() {
+            ranked.sort_by(|a, b| {
+                let ord = a.1.total_cmp(&b.1);
+                (if spec.maximise() { ord.reverse() } else { ord }).then(a.0.trial.cmp(&b.0.trial))
+            });
+            let eta = spec.halving.map_or(3, |h| h.eta.max(2)) as usize;
+            let keep = at_top.len().div_ceil(eta).min(ranked.len());
+            if keep > 0 {
+                for (t, _) in ranked.into_iter().take(keep) {
+                    let from = t.jobs.last().cloned();
+                    self.create_trial(s, &spec, t.trial, next as i64, from)
+                        .await?;
+                }
+                self.store
+                    .update_sweep(s.id, JobStatus::Running, best.as_ref())
+                    .await?;
+                return Ok(());
+            }
+        }
+        let best = best_of(&view, &spec, false);
+        let status = if best.is_some() {
+            JobStatus::Succeeded
+        } else {
+            JobStatus::Failed
+        };
+        self.store.update_sweep(s.id, status, best.as_ref()).await?;
+        Ok(())
+    }
+
+    /// Queues trial `t`'s job at `rung`: a fresh job for rung 0, else the continuation of
+    /// its job `from` up to the rung's epochs. Created once, whichever node gets there first.
+    async fn create_trial(
+        &self,
+        s: &SweepRecord,
+        spec: &SweepSpec,
+        t: i64,
+        rung: i64,
+        from: Option<JobRecord>,
+    ) -> Result<()> {
+        let id = trial_job_id(s.id, t, rung);
+        if self.store.get_job(id).await?.is_some() {
+            return Ok(());
+        }
+        let (body, params) = spec.trial_body(t as usize)?;
+        let params = json!(params);
+        let (job, cont) = match from {
+            None => {
+                let bytes =
+                    serde_json::to_vec(&body).map_err(|e| Error::Internal(e.to_string()))?;
+                let req = read_request(&bytes, &self.limits.data)?;
+                let seed = if req.seed_given {
+                    req.spec.seed
+                } else {
+                    spec.seed
+                };
+                let mut train = req.spec;
+                train.seed = seed;
+                let job = JobRecord {
+                    id,
+                    tenant: s.tenant.clone(),
+                    seq: 0,
+                    status: JobStatus::Queued,
+                    priority: req.priority,
+                    dataset_id: Some(spec.dataset_id),
+                    epochs: i64::from(train.epochs),
+                    spec: JobSpec {
+                        train,
+                        dataset_id: Some(spec.dataset_id),
+                        priority: req.priority,
+                        name: req.name,
+                        validation_dataset_id: req.validation_dataset,
+                        init_model_id: None,
+                        continues: None,
+                        auto_learning_rate: req.auto_learning_rate,
+                    },
+                    epoch: 0,
+                    latest: None,
+                    created_at: now_ms(),
+                    started_at: None,
+                    finished_at: None,
+                    model_id: None,
+                    error: None,
+                    stop_reason: None,
+                    attempt: 0,
+                    cancel_requested: false,
+                    stop_requested: false,
+                };
+                (job, None)
+            }
+            Some(prev) => {
+                let rungs = spec.rungs();
+                let more = rungs[rung as usize]
+                    .saturating_sub(prev.epoch as u32)
+                    .max(1);
+                let (job, c) = self.continuation(&prev, more, id).await?;
+                (job, Some(c))
+            }
+        };
+        let trial = TrialRecord {
+            sweep_id: s.id,
+            trial: t,
+            rung,
+            job_id: id,
+            params,
+        };
+        match self
+            .store
+            .insert_job_from(&job, cont.as_ref(), Some(&trial))
+            .await
+        {
+            Ok(()) | Err(StoreError::Duplicate(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.jobs.notify();
+        Ok(())
+    }
+
+    /// Advances every unfinished sweep, every half second and whenever a job ends here, for
+    /// as long as the process runs. Any number of nodes may do this at once.
+    pub async fn drive_sweeps(self) {
+        loop {
+            match self.store.unfinished_sweeps().await {
+                Ok(sweeps) => {
+                    for s in sweeps {
+                        if let Err(e) = self.advance_sweep(&s).await {
+                            tracing::warn!(sweep = %s.id, error = ?e, "advancing a sweep failed");
+                        }
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "listing sweeps failed"),
+            }
+            tokio::select! {
+                () = self.jobs.job_ended() => {}
+                () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        }
+    }
+}
+
+/// The best trial that ran its whole course (not cut by halving; with `any`, every
+/// succeeded trial counts: a sweep ended by its deadline or cancelled), as `best` shows it.
+fn best_of(view: &SweepView, spec: &SweepSpec, any: bool) -> Option<Value> {
+    view.trials
+        .iter()
+        .filter(|t| any || !t.stopped_early)
+        .filter_map(|t| {
+            let j = t.jobs.last()?;
+            Some((t, j, t.metric?))
+        })
+        .min_by(|a, b| {
+            let ord = a.2.total_cmp(&b.2);
+            (if spec.maximise() { ord.reverse() } else { ord }).then(a.0.trial.cmp(&b.0.trial))
+        })
+        .map(|(t, j, m)| {
+            json!({"trial": t.trial, "job_id": j.id, "model_id": j.model_id,
+                   "params": t.params, "metric": m})
+        })
+}
+
+/// The base spec as a job stores it: every default written out (so that a pointer such as
+/// `/optimizer/learning_rate` finds its object) and the seed fixed (the sweep's, unless the
+/// base gives one), without `dataset_id`. Problems point into `/base`.
+fn normalize_base(
+    base: Value,
+    dataset_id: Uuid,
+    seed: u64,
+    limits: &crate::data::Limits,
+) -> Result<Value> {
+    let mut b = base;
+    b["dataset_id"] = json!(dataset_id);
+    if b.get("seed").is_none_or(Value::is_null) {
+        b["seed"] = json!(seed);
+    }
+    let bytes = serde_json::to_vec(&b).map_err(|e| Error::Internal(e.to_string()))?;
+    let req = read_request(&bytes, limits).map_err(|e| match e {
+        Error::Invalid(errs) => Error::Invalid(
+            errs.into_iter()
+                .map(|mut e| {
+                    e.pointer = format!("/base{}", e.pointer);
+                    e
+                })
+                .collect(),
+        ),
+        other => other,
+    })?;
+    let spec = JobSpec {
+        train: req.spec,
+        dataset_id: None,
+        priority: req.priority,
+        name: req.name,
+        validation_dataset_id: req.validation_dataset,
+        init_model_id: req.init_model,
+        continues: None,
+        auto_learning_rate: req.auto_learning_rate,
+    };
+    Ok(spec.to_value())
+}
+
+fn stored_spec(s: &SweepRecord) -> Result<SweepSpec> {
+    serde_json::from_value(s.spec.clone())
+        .map_err(|e| Error::Internal(format!("sweep {}: stored spec: {e}", s.id)))
+}
+
+/// A trial spec's problem, pointed into the base spec (and naming the trial).
+fn in_base(e: Error, t: usize) -> Error {
+    match e {
+        Error::Invalid(errs) => Error::Invalid(
+            errs.into_iter()
+                .map(|mut e| {
+                    if !e.pointer.starts_with("/space") {
+                        e.pointer = format!("/base{}", e.pointer);
+                    }
+                    e.message = format!("trial {t}: {}", e.message);
+                    e
+                })
+                .collect(),
+        ),
+        other => other,
+    }
+}

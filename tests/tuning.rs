@@ -1,0 +1,911 @@
+//! Better models than one hand-picked spec (issue 14), over real HTTP: evaluating a model on
+//! a dataset (against hand-computed metrics, and scikit-learn's through tests/interop), the
+//! evaluation kept with every trained model, warm starts, continuing a job, and the
+//! learning-rate range test.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Schema, Server, circle};
+use serde_json::{Value, json};
+
+const KEYS: &str = "acme:trainer:acme-train,acme:predictor:acme-predict,beta:trainer:beta-train";
+const ACME: &str = "acme-train";
+const BETA: &str = "beta-train";
+
+fn softplus(x: f64) -> f64 {
+    (1.0 + x.exp()).ln()
+}
+
+fn close(a: &Value, b: f64, tol: f64) -> bool {
+    a.as_f64().is_some_and(|a| (a - b).abs() <= tol)
+}
+
+async fn train(srv: &Server, key: &str, spec: Value) -> Value {
+    let job = srv.ok("POST", "/v1/jobs", key, Some(&spec)).await;
+    let done = srv
+        .wait_job_as(key, job["id"].as_str().unwrap(), Duration::from_secs(120))
+        .await;
+    assert_eq!(done["status"], "succeeded", "{done}\n{}", srv.log());
+    done
+}
+
+/// A model's exported document.
+async fn export(srv: &Server, id: &Value) -> Value {
+    let id = id.as_str().unwrap();
+    srv.ok("GET", &format!("/v1/models/{id}/export"), ACME, None)
+        .await
+}
+
+/// A history with the timings (which differ run to run) taken out.
+async fn history(srv: &Server, key: &str, job: &str) -> Vec<Value> {
+    let h = srv
+        .ok("GET", &format!("/v1/jobs/{job}/history"), key, None)
+        .await;
+    h["epochs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let mut e = e.clone();
+            let o = e.as_object_mut().unwrap();
+            o.remove("elapsed_ms");
+            o.remove("samples_per_second");
+            e
+        })
+        .collect()
+}
+
+/// The perceptron p = σ(x) on six rows, by hand: predictions (p ≥ ½) 0 0 1 1 1 0 against
+/// targets 0 1 1 1 0 0 → confusion [[2, 1], [1, 2]], accuracy 4/6, precision = recall = 2/3
+/// for both classes; AUC: positives σ(−1), σ(1), σ(2) against negatives σ(−2), σ(½), σ(−½)
+/// win 1 + 3 + 3 of 9 pairs; log loss = mean of softplus(±x) (−ln σ(x) = softplus(−x)).
+/// The line y = 2x + 1 on four rows, targets off by 0, 0.5, −0.5, 1: R² = 1 − 1.5/SS_tot.
+#[tokio::test]
+async fn evaluation_matches_hand_computed_metrics_and_keeps_to_its_tenant() {
+    let srv = Server::start(&["--api-keys", KEYS]).await;
+    let perceptron = json!({"input_dim": 1, "classes": [0, 1], "feature_names": ["x"],
+        "layers": [{"units": 1, "activation": "sigmoid", "weights": [[1.0]], "bias": [0.0]}]});
+    let m = srv.ok("POST", "/v1/models", ACME, Some(&perceptron)).await;
+    let mid = m["id"].as_str().unwrap().to_string();
+    let xs = [-2.0, -1.0, 1.0, 2.0, 0.5, -0.5];
+    let ds = srv
+        .ok(
+            "POST",
+            "/v1/datasets",
+            ACME,
+            Some(
+                &json!({"features": xs.iter().map(|x| vec![*x]).collect::<Vec<_>>(),
+                "targets": [0, 1, 1, 1, 0, 0], "feature_names": ["x"]}),
+            ),
+        )
+        .await;
+    let did = ds["id"].as_str().unwrap().to_string();
+    let path = format!("/v1/models/{mid}/evaluate");
+    let e = srv
+        .ok("POST", &path, ACME, Some(&json!({"dataset_id": did})))
+        .await;
+    assert_eq!(e["task"], "classification", "{e}");
+    assert_eq!(e["rows"], 6);
+    assert_eq!(e["confusion_matrix"]["labels"], json!([0, 1]));
+    assert_eq!(e["confusion_matrix"]["matrix"], json!([[2, 1], [1, 2]]));
+    assert!(close(&e["accuracy"], 4.0 / 6.0, 1e-12), "{e}");
+    for c in e["per_class"].as_array().unwrap() {
+        assert!(close(&c["precision"], 2.0 / 3.0, 1e-12), "{c}");
+        assert!(close(&c["recall"], 2.0 / 3.0, 1e-12), "{c}");
+        assert!(close(&c["f1"], 2.0 / 3.0, 1e-12), "{c}");
+        assert_eq!(c["support"], 3);
+    }
+    assert!(close(&e["roc_auc"], 7.0 / 9.0, 1e-12), "{e}");
+    let targets = [0, 1, 1, 1, 0, 0];
+    let ll = xs
+        .iter()
+        .zip(targets)
+        .map(|(&x, t)| if t == 1 { softplus(-x) } else { softplus(x) })
+        .sum::<f64>()
+        / 6.0;
+    assert!(close(&e["log_loss"], ll, 1e-6), "{e} vs {ll}");
+    let imp = e["permutation_importance"].as_array().unwrap();
+    assert_eq!((imp.len(), &imp[0]["column"]), (1, &json!("x")));
+    // The same seed shuffles the same way; the answer is deterministic.
+    assert_eq!(
+        srv.ok("POST", &path, ACME, Some(&json!({"dataset_id": did})))
+            .await,
+        e
+    );
+
+    // A regressor: y = 2x + 1 against targets off by 0, .5, −.5, 1.
+    let line = json!({"input_dim": 1, "feature_names": ["x"],
+        "layers": [{"units": 1, "activation": "linear", "weights": [[2.0]], "bias": [1.0]}]});
+    let r = srv.ok("POST", "/v1/models", ACME, Some(&line)).await;
+    let rid = r["id"].as_str().unwrap().to_string();
+    let ys = [1.0, 3.5, 4.5, 8.0];
+    let rd = srv
+        .ok(
+            "POST",
+            "/v1/datasets",
+            ACME,
+            Some(&json!({"features": [[0.0], [1.0], [2.0], [3.0]], "targets": ys, "feature_names": ["x"]})),
+        )
+        .await;
+    let rdid = rd["id"].as_str().unwrap().to_string();
+    let e = srv
+        .ok(
+            "POST",
+            &format!("/v1/models/{rid}/evaluate"),
+            ACME,
+            Some(&json!({"dataset_id": rdid})),
+        )
+        .await;
+    let mean = ys.iter().sum::<f64>() / 4.0;
+    let ss_tot: f64 = ys.iter().map(|y| (y - mean).powi(2)).sum();
+    assert_eq!(e["task"], "regression", "{e}");
+    assert!(close(&e["r2"], 1.0 - 1.5 / ss_tot, 1e-9), "{e}");
+    assert!(close(&e["mae"], 2.0 / 4.0, 1e-9), "{e}");
+    assert!(close(&e["rmse"], (1.5f64 / 4.0).sqrt(), 1e-9), "{e}");
+
+    // Wrong inputs are 4xx naming the field; another tenant sees nothing.
+    let (st, p) = srv
+        .call("POST", &path, ACME, Some(&json!({"dataset_id": rdid})))
+        .await;
+    assert_eq!(st, 422, "{p}");
+    assert_eq!(p["errors"][0]["pointer"], "/dataset_id", "{p}");
+    let (st, p) = srv
+        .call("POST", &path, ACME, Some(&json!({"dataset": rdid})))
+        .await;
+    assert_eq!(st, 422, "{p}");
+    let missing = "6f9619ff-8b86-d011-b42d-00c04fc964ff";
+    let (st, p) = srv
+        .call("POST", &path, ACME, Some(&json!({"dataset_id": missing})))
+        .await;
+    assert_eq!(
+        (st, &p["errors"][0]["pointer"]),
+        (422, &json!("/dataset_id")),
+        "{p}"
+    );
+    let (st, _) = srv
+        .call("POST", &path, BETA, Some(&json!({"dataset_id": did})))
+        .await;
+    assert_eq!(st, 404, "another tenant's model");
+    let bm = srv.ok("POST", "/v1/models", BETA, Some(&perceptron)).await;
+    let (st, p) = srv
+        .call(
+            "POST",
+            &format!("/v1/models/{}/evaluate", bm["id"].as_str().unwrap()),
+            BETA,
+            Some(&json!({"dataset_id": did})),
+        )
+        .await;
+    assert_eq!(st, 422, "another tenant's dataset is no dataset: {p}");
+    let (st, _) = srv
+        .call(
+            "POST",
+            &path,
+            "acme-predict",
+            Some(&json!({"dataset_id": did})),
+        )
+        .await;
+    assert_eq!(st, 403, "a predictor's key reads no dataset");
+}
+
+/// Every trained model carries its evaluation on the job's validation rows.
+#[tokio::test]
+async fn a_trained_model_keeps_its_evaluation_on_the_validation_split() {
+    let srv = Server::start(&["--api-keys", KEYS]).await;
+    let mut spec = json!({"dataset": circle(80), "layers": [{"units": 8, "activation": "tanh"}, {}],
+        "loss": "binary_crossentropy", "epochs": 5, "validation_split": 0.25, "seed": 2});
+    let done = train(&srv, ACME, spec.clone()).await;
+    let m = srv
+        .ok(
+            "GET",
+            &format!("/v1/models/{}", done["model_id"].as_str().unwrap()),
+            ACME,
+            None,
+        )
+        .await;
+    let e = &m["metrics"]["evaluation"];
+    assert_eq!(e["task"], "classification", "{m}");
+    assert_eq!(e["rows"], 20);
+    let cells: u64 = e["confusion_matrix"]["matrix"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.as_array().unwrap().iter().map(|v| v.as_u64().unwrap()))
+        .sum();
+    assert_eq!(cells, 20);
+    // Its accuracy is the last epoch's val_accuracy (the same rows, the same weights).
+    assert!(
+        close(
+            &e["accuracy"],
+            m["metrics"]["final"]["val_accuracy"].as_f64().unwrap(),
+            1e-9
+        ),
+        "{m}"
+    );
+    // Without validation data there is nothing to evaluate on.
+    spec["validation_split"] = json!(0.0);
+    let done = train(&srv, ACME, spec).await;
+    let m = srv
+        .ok(
+            "GET",
+            &format!("/v1/models/{}", done["model_id"].as_str().unwrap()),
+            ACME,
+            None,
+        )
+        .await;
+    assert_eq!(m["metrics"]["evaluation"], Value::Null, "{m}");
+}
+
+/// 10 epochs continued by 10 are one uninterrupted 20-epoch run: the same history and the
+/// same final weights.
+#[tokio::test]
+async fn a_continued_job_reads_like_one_uninterrupted_job() {
+    let srv = Server::start(&["--api-keys", KEYS]).await;
+    let ds = srv
+        .ok("POST", "/v1/datasets", ACME, Some(&circle(64)))
+        .await;
+    let spec = |epochs: u32| {
+        json!({"dataset_id": ds["id"], "layers": [{"units": 6, "activation": "relu"}, {"dropout": 0.1}, {}],
+            "loss": "binary_crossentropy", "optimizer": {"type": "adam", "learning_rate": 0.02},
+            "epochs": epochs, "batch_size": 16, "validation_split": 0.25, "seed": 11,
+            "lr_schedule": {"type": "step_decay", "drop": 0.5, "every": 7}})
+    };
+    let first = train(&srv, ACME, spec(10)).await;
+    let a = first["id"].as_str().unwrap();
+    let whole = train(&srv, ACME, spec(20)).await;
+    let path = format!("/v1/jobs/{a}/continue");
+    let (st, more) = srv
+        .call("POST", &path, ACME, Some(&json!({"epochs": 10})))
+        .await;
+    assert_eq!(st, 202, "{more}");
+    assert_eq!(
+        (more["epoch"].as_i64(), more["epochs"].as_i64()),
+        (Some(10), Some(20))
+    );
+    assert_eq!(more["spec"]["continues"], json!(a));
+    let b = more["id"].as_str().unwrap().to_string();
+    let done = srv.wait_job_as(ACME, &b, Duration::from_secs(120)).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let (hb, hw) = (
+        history(&srv, ACME, &b).await,
+        history(&srv, ACME, whole["id"].as_str().unwrap()).await,
+    );
+    assert_eq!(hb.len(), 20);
+    assert_eq!(
+        hb, hw,
+        "a continued job's history is the uninterrupted job's"
+    );
+    assert_eq!(
+        export(&srv, &done["model_id"]).await,
+        export(&srv, &whole["model_id"]).await,
+        "the same final weights"
+    );
+
+    // Only a succeeded job continues; the body is checked; tenancy holds.
+    let (st, p) = srv
+        .call("POST", &path, ACME, Some(&json!({"epochs": 0})))
+        .await;
+    assert_eq!(
+        (st, &p["errors"][0]["pointer"]),
+        (422, &json!("/epochs")),
+        "{p}"
+    );
+    let (st, _) = srv
+        .call("POST", &path, BETA, Some(&json!({"epochs": 1})))
+        .await;
+    assert_eq!(st, 404);
+    let (st, _) = srv
+        .call("POST", &path, "acme-predict", Some(&json!({"epochs": 1})))
+        .await;
+    assert_eq!(st, 403);
+    let mut long = spec(100_000);
+    long["batch_size"] = json!(1);
+    let running = srv.ok("POST", "/v1/jobs", ACME, Some(&long)).await;
+    let rid = running["id"].as_str().unwrap();
+    let (st, p) = srv
+        .call(
+            "POST",
+            &format!("/v1/jobs/{rid}/continue"),
+            ACME,
+            Some(&json!({"epochs": 1})),
+        )
+        .await;
+    assert_eq!(st, 409, "{p}");
+    srv.ok("POST", &format!("/v1/jobs/{rid}/cancel"), ACME, None)
+        .await;
+}
+
+/// A job may start from a model's weights; the model must fit, and it cannot be deleted
+/// while such a job waits or runs.
+#[tokio::test]
+async fn a_warm_start_takes_a_models_weights_and_protects_the_model() {
+    let srv = Server::start(&["--api-keys", KEYS]).await;
+    let ds = srv
+        .ok("POST", "/v1/datasets", ACME, Some(&circle(48)))
+        .await;
+    let spec = json!({"dataset_id": ds["id"], "layers": [{"units": 5, "activation": "tanh"}, {}],
+        "loss": "binary_crossentropy", "epochs": 8, "seed": 4, "batch_size": 8});
+    let first = train(&srv, ACME, spec.clone()).await;
+    let model = first["model_id"].as_str().unwrap().to_string();
+    let trained = export(&srv, &json!(model)).await;
+
+    // A learning rate too small to move anything: the warm job ends where the model was.
+    let mut warm = spec.clone();
+    warm["init_model_id"] = json!(model);
+    warm["epochs"] = json!(1);
+    warm["optimizer"] = json!({"type": "sgd", "learning_rate": 1e-30});
+    let w = train(&srv, ACME, warm.clone()).await;
+    assert_eq!(w["spec"]["init_model_id"], json!(model));
+    let after = export(&srv, &w["model_id"]).await;
+    assert_eq!(
+        after["layers"], trained["layers"],
+        "started from the model's weights"
+    );
+    let mut cold = warm.clone();
+    cold.as_object_mut().unwrap().remove("init_model_id");
+    let c = train(&srv, ACME, cold).await;
+    assert!(
+        w["metrics"]["loss"].as_f64().unwrap() < c["metrics"]["loss"].as_f64().unwrap(),
+        "the warm start begins with a lower loss than a fresh network: {} vs {}",
+        w["metrics"],
+        c["metrics"]
+    );
+
+    // Another architecture, an unknown model, another tenant's model: 422 at the field.
+    let mut other = warm.clone();
+    other["layers"] = json!([{"units": 6, "activation": "tanh"}, {}]);
+    let (st, p) = srv.call("POST", "/v1/jobs", ACME, Some(&other)).await;
+    assert_eq!(st, 422, "{p}");
+    assert_eq!(p["errors"][0]["pointer"], "/init_model_id", "{p}");
+    assert!(
+        p["errors"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("architecture"),
+        "{p}"
+    );
+    let beta_ds = srv
+        .ok("POST", "/v1/datasets", BETA, Some(&circle(48)))
+        .await;
+    let mut theirs = warm.clone();
+    theirs["dataset_id"] = beta_ds["id"].clone();
+    let (st, p) = srv.call("POST", "/v1/jobs", BETA, Some(&theirs)).await;
+    assert_eq!(
+        (st, &p["errors"][0]["pointer"]),
+        (422, &json!("/init_model_id")),
+        "{p}"
+    );
+
+    // Deleting the model under a job that starts from it is a conflict naming the job.
+    let mut long = warm.clone();
+    long["epochs"] = json!(100_000);
+    long["batch_size"] = json!(1);
+    let job = srv.ok("POST", "/v1/jobs", ACME, Some(&long)).await;
+    let jid = job["id"].as_str().unwrap();
+    let (st, p) = srv
+        .call("DELETE", &format!("/v1/models/{model}"), ACME, None)
+        .await;
+    assert_eq!(st, 409, "{p}");
+    assert!(p["detail"].as_str().unwrap().contains(jid), "{p}");
+    srv.ok("POST", &format!("/v1/jobs/{jid}/cancel"), ACME, None)
+        .await;
+    srv.wait_job_as(ACME, jid, Duration::from_secs(30)).await;
+    let (st, _) = srv
+        .call("DELETE", &format!("/v1/models/{model}"), ACME, None)
+        .await;
+    assert_eq!(st, 204);
+}
+
+/// Linear regression on a standardised input with plain SGD and MSE: the loss's Hessian is
+/// 2·I, so gradient descent converges for rates below 1 and diverges above. The range test
+/// must stop in the divergent region and suggest a rate below 1 that trains well.
+#[tokio::test]
+async fn the_range_test_finds_the_usable_rates_of_a_known_problem() {
+    let srv = Server::start(&["--api-keys", KEYS]).await;
+    let xs: Vec<f64> = (0..256)
+        .map(|i| (i as f64 * 0.7).sin() * 3.0 + 1.0)
+        .collect();
+    let data = json!({"features": xs.iter().map(|x| vec![*x]).collect::<Vec<_>>(),
+        "targets": xs.iter().map(|x| 3.0 * x - 1.0 + 0.01).collect::<Vec<_>>()});
+    let ds = srv.ok("POST", "/v1/datasets", ACME, Some(&data)).await;
+    let body = json!({"dataset_id": ds["id"], "layers": [{"units": 1}], "loss": "mse",
+        "optimizer": "sgd", "batch_size": 32, "seed": 1,
+        "range_test": {"start": 1e-5, "end": 100, "steps": 200}});
+    let t = srv
+        .ok("POST", "/v1/lr-range-tests", ACME, Some(&body))
+        .await;
+    assert_eq!(t["end"], "diverged", "{t}");
+    let points = t["points"].as_array().unwrap();
+    let last = points.last().unwrap()["learning_rate"].as_f64().unwrap();
+    assert!((1.0..20.0).contains(&last), "stopped at {last}: {t}");
+    let suggested = t["suggested"].as_f64().unwrap();
+    assert!(
+        (1e-3..1.0).contains(&suggested),
+        "suggested {suggested}: {t}"
+    );
+    assert!(close(
+        &t["minimum_over_10"],
+        t["minimum"].as_f64().unwrap() / 10.0,
+        1e-6
+    ));
+    // The same request measures the same curve.
+    assert_eq!(
+        srv.ok("POST", "/v1/lr-range-tests", ACME, Some(&body))
+            .await,
+        t
+    );
+
+    // "auto" runs the test first and trains at its suggestion.
+    let mut job = body.clone();
+    job.as_object_mut().unwrap().remove("range_test");
+    job["optimizer"] = json!({"type": "sgd", "learning_rate": "auto"});
+    job["epochs"] = json!(5);
+    let done = train(&srv, ACME, job).await;
+    assert_eq!(done["spec"]["optimizer"]["learning_rate"], "auto", "{done}");
+    let chosen = done["lr_range_test"]["learning_rate"].as_f64().unwrap();
+    assert!((1e-3..1.0).contains(&chosen), "{done}");
+    let h = history(&srv, ACME, done["id"].as_str().unwrap()).await;
+    assert!(
+        close(&h[0]["learning_rate"], chosen, chosen * 1e-6),
+        "{h:?}"
+    );
+    assert!(
+        h[4]["loss"].as_f64().unwrap() < 0.01 * h[0]["loss"].as_f64().unwrap().max(1.0),
+        "trains well at the suggested rate: {h:?}"
+    );
+
+    // Bad settings, no dataset, a predictor's key.
+    let mut bad = body.clone();
+    bad["range_test"]["steps"] = json!(1);
+    let (st, p) = srv
+        .call("POST", "/v1/lr-range-tests", ACME, Some(&bad))
+        .await;
+    assert_eq!(
+        (st, &p["errors"][0]["pointer"]),
+        (422, &json!("/range_test/steps")),
+        "{p}"
+    );
+    let (st, p) = srv
+        .call("POST", "/v1/lr-range-tests", BETA, Some(&body))
+        .await;
+    assert_eq!(
+        (st, &p["errors"][0]["pointer"]),
+        (422, &json!("/dataset_id")),
+        "{p}"
+    );
+    let (st, _) = srv
+        .call("POST", "/v1/lr-range-tests", "acme-predict", Some(&body))
+        .await;
+    assert_eq!(st, 403);
+}
+
+/// Polls a sweep until it has ended.
+async fn wait_sweep(srv: &Server, key: &str, id: &str) -> Value {
+    let t0 = std::time::Instant::now();
+    loop {
+        let s = if key.is_empty() {
+            srv.get(&format!("/v1/sweeps/{id}")).await.1
+        } else {
+            srv.ok("GET", &format!("/v1/sweeps/{id}"), key, None).await
+        };
+        if ["succeeded", "failed", "cancelled"].contains(&s["status"].as_str().unwrap_or("")) {
+            return s;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(300),
+            "sweep {id} did not end: {s}\n{}",
+            srv.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A grid of 3 learning rates × 2 widths with successive halving (3 epochs, then the best
+/// third to 9): the hopeless rate is cut, two trials finish, the best is the lowest
+/// validation loss among them, and the same sweep again picks the same trial and metric.
+#[tokio::test]
+async fn a_grid_sweep_halves_its_trials_and_picks_the_same_best_every_time() {
+    let srv = Server::start(&["--api-keys", KEYS, "--max-concurrent-jobs", "3"]).await;
+    let ds = srv
+        .ok("POST", "/v1/datasets", ACME, Some(&circle(80)))
+        .await;
+    let body = json!({
+        "dataset_id": ds["id"], "method": "grid", "seed": 3,
+        "base": {"layers": [{"units": 8, "activation": "tanh"}, {}], "loss": "binary_crossentropy",
+                 "epochs": 9, "batch_size": 16, "validation_split": 0.25, "seed": 5},
+        "space": {"/optimizer/learning_rate": {"choice": [1e-6, 0.003, 0.03]},
+                  "/layers/0/units": {"choice": [4, 16]}},
+        "halving": {"min_epochs": 3, "eta": 3},
+    });
+    let (st, s) = srv.call("POST", "/v1/sweeps", ACME, Some(&body)).await;
+    assert_eq!(st, 202, "{s}");
+    assert_eq!(s["rungs"], json!([3, 9]));
+    let done = wait_sweep(&srv, ACME, s["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let trials = done["trials"].as_array().unwrap();
+    assert_eq!(trials.len(), 6);
+    let (full, cut): (Vec<&Value>, Vec<&Value>) = trials
+        .iter()
+        .partition(|t| !t["stopped_early"].as_bool().unwrap());
+    assert_eq!((full.len(), cut.len()), (2, 4), "{done}");
+    for t in &full {
+        assert_eq!(
+            (&t["status"], &t["epochs"]),
+            (&json!("succeeded"), &json!(9)),
+            "{t}"
+        );
+        assert_eq!(t["jobs"].as_array().unwrap().len(), 2);
+    }
+    for t in &cut {
+        assert_eq!(t["epochs"], 3, "{t}");
+    }
+    for t in trials {
+        if t["params"]["/optimizer/learning_rate"] == json!(1e-6) {
+            assert!(
+                t["stopped_early"].as_bool().unwrap(),
+                "a rate of 1e-6 learns nothing in 3 epochs: {done}"
+            );
+        }
+    }
+    let best = &done["best"];
+    let lowest = full
+        .iter()
+        .map(|t| t["metric"].as_f64().unwrap())
+        .fold(f64::INFINITY, f64::min);
+    assert_eq!(best["metric"].as_f64(), Some(lowest), "{done}");
+    // The best trial's job is an ordinary job: it continues its rung-0 job, 9 epochs long.
+    let job = srv
+        .ok(
+            "GET",
+            &format!("/v1/jobs/{}", best["job_id"].as_str().unwrap()),
+            ACME,
+            None,
+        )
+        .await;
+    assert_eq!(
+        (job["epoch"].as_i64(), job["spec"]["continues"].is_string()),
+        (Some(9), true)
+    );
+    assert_eq!(job["model_id"], best["model_id"]);
+
+    // The same sweep again: the same best trial, the same metric, bit for bit.
+    let again = srv.ok("POST", "/v1/sweeps", ACME, Some(&body)).await;
+    let again = wait_sweep(&srv, ACME, again["id"].as_str().unwrap()).await;
+    assert_eq!(again["best"]["params"], best["params"]);
+    assert_eq!(again["best"]["metric"], best["metric"]);
+    assert_eq!(again["best"]["trial"], best["trial"]);
+
+    // Listed, then deleted with its trials (the best model stays).
+    let list = srv.ok("GET", "/v1/sweeps", ACME, None).await;
+    assert_eq!(list["total"], 2);
+    let id = done["id"].as_str().unwrap();
+    let (st, _) = srv
+        .call("DELETE", &format!("/v1/sweeps/{id}"), ACME, None)
+        .await;
+    assert_eq!(st, 204);
+    let (st, _) = srv
+        .call(
+            "GET",
+            &format!("/v1/jobs/{}", best["job_id"].as_str().unwrap()),
+            ACME,
+            None,
+        )
+        .await;
+    assert_eq!(st, 404, "trial jobs go with the sweep");
+    srv.ok(
+        "GET",
+        &format!("/v1/models/{}", best["model_id"].as_str().unwrap()),
+        ACME,
+        None,
+    )
+    .await;
+}
+
+/// Cancel, tenancy, roles, the dataset a sweep uses, and bad requests.
+#[tokio::test]
+async fn a_sweep_cancels_keeps_to_its_tenant_and_refuses_bad_spaces() {
+    let srv = Server::start(&["--api-keys", KEYS]).await;
+    let ds = srv
+        .ok("POST", "/v1/datasets", ACME, Some(&circle(40)))
+        .await;
+    let base = json!({"layers": [{"units": 4, "activation": "tanh"}, {}], "loss": "binary_crossentropy",
+        "epochs": 100000, "batch_size": 1, "validation_split": 0.25});
+    let body = json!({"dataset_id": ds["id"], "base": base, "max_trials": 3, "seed": 9,
+        "space": {"/optimizer/learning_rate": {"log_uniform": [1e-3, 1e-1]}}});
+    let s = srv.ok("POST", "/v1/sweeps", ACME, Some(&body)).await;
+    let id = s["id"].as_str().unwrap().to_string();
+    assert_eq!(s["trials"].as_array().unwrap().len(), 3, "{s}");
+    for t in s["trials"].as_array().unwrap() {
+        let lr = t["params"]["/optimizer/learning_rate"].as_f64().unwrap();
+        assert!((1e-3..=1e-1).contains(&lr), "{t}");
+    }
+    let path = format!("/v1/sweeps/{id}");
+    assert_eq!(srv.call("GET", &path, BETA, None).await.0, 404);
+    assert_eq!(srv.call("GET", &path, "acme-predict", None).await.0, 403);
+    assert_eq!(
+        srv.call("POST", "/v1/sweeps", "acme-predict", Some(&body))
+            .await
+            .0,
+        403
+    );
+    let (st, p) = srv
+        .call(
+            "DELETE",
+            &format!("/v1/datasets/{}", ds["id"].as_str().unwrap()),
+            ACME,
+            None,
+        )
+        .await;
+    assert_eq!(st, 409, "{p}");
+    assert!(p["detail"].as_str().unwrap().contains(&id), "{p}");
+    assert_eq!(
+        srv.call("DELETE", &path, ACME, None).await.0,
+        409,
+        "running"
+    );
+    assert_eq!(
+        srv.call("POST", &format!("{path}/cancel"), BETA, None)
+            .await
+            .0,
+        404
+    );
+    let (st, _) = srv
+        .call("POST", &format!("{path}/cancel"), ACME, None)
+        .await;
+    assert_eq!(st, 202);
+    let done = wait_sweep(&srv, ACME, &id).await;
+    assert_eq!(done["status"], "cancelled", "{done}");
+    for t in done["trials"].as_array().unwrap() {
+        assert_eq!(t["status"], "cancelled", "{t}");
+    }
+    let (st, _) = srv
+        .call("DELETE", &format!("{path}?keep_trials=true"), ACME, None)
+        .await;
+    assert_eq!(st, 204);
+    let t0 = done["trials"][0]["job_id"].as_str().unwrap();
+    srv.ok("GET", &format!("/v1/jobs/{t0}"), ACME, None).await;
+
+    // Bad requests name the field.
+    let bad = |patch: Value| {
+        let mut b = body.clone();
+        for (k, v) in patch.as_object().unwrap() {
+            b[k] = v.clone();
+        }
+        b
+    };
+    for (patch, pointer) in [
+        (
+            json!({"space": {"optimizer": {"choice": [1]}}}),
+            "/space/optimizer",
+        ),
+        (json!({"space": {"/l2": {"normal": [0, 1]}}}), "/space/~1l2"),
+        (
+            json!({"space": {"/l2": {"uniform": [1, 0]}}}),
+            "/space/~1l2/uniform",
+        ),
+        (json!({"method": "grid"}), "/method"),
+        (json!({"max_trials": 0}), "/max_trials"),
+        (json!({"metric": "val_mae"}), "/metric"),
+        (
+            json!({"space": {"/layers/5/units": {"choice": [3]}}}),
+            "/space/~1layers~15~1units",
+        ),
+        (
+            json!({"space": {"/epochs": {"choice": [3]}}}),
+            "/space/~1epochs",
+        ),
+        (json!({"space": {"/l2": {"choice": [-1]}}}), "/base/l2"),
+    ] {
+        let (st, p) = srv
+            .call("POST", "/v1/sweeps", ACME, Some(&bad(patch.clone())))
+            .await;
+        assert_eq!(st, 422, "{patch}: {p}");
+        assert_eq!(p["errors"][0]["pointer"], pointer, "{patch}: {p}");
+    }
+    // A deadline ends a sweep of endless trials: they stop, keep their models, and the best
+    // of them wins.
+    let mut timed = body.clone();
+    timed["max_seconds"] = json!(1.5);
+    timed["max_trials"] = json!(2);
+    timed["dataset_id"] = srv
+        .ok("POST", "/v1/datasets", ACME, Some(&circle(40)))
+        .await["id"]
+        .clone();
+    let t = srv.ok("POST", "/v1/sweeps", ACME, Some(&timed)).await;
+    let done = wait_sweep(&srv, ACME, t["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert!(done["best"]["metric"].is_number(), "{done}");
+    let stopped = done["trials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["status"] == "succeeded")
+        .count();
+    assert!(stopped >= 1, "{done}");
+
+    let mut no_val = body.clone();
+    no_val["base"]["validation_split"] = json!(0);
+    let (st, p) = srv.call("POST", "/v1/sweeps", ACME, Some(&no_val)).await;
+    assert_eq!(
+        (st, &p["errors"][0]["pointer"]),
+        (422, &json!("/base/validation_split")),
+        "{p}"
+    );
+}
+
+/// The automatic mode on iris: no spec at all, a classifier comes out.
+#[tokio::test]
+async fn the_automatic_mode_trains_a_good_classifier_by_itself() {
+    let srv = Server::start(&["--max-concurrent-jobs", "2"]).await;
+    let upload = |csv: &'static str| {
+        let srv = &srv;
+        async move {
+            let r = srv
+                .post_raw("/v1/datasets?target=target", "text/csv", csv)
+                .await;
+            let (st, v) = common::split(r).await;
+            assert_eq!(st, 201, "{v}");
+            v["id"].as_str().unwrap().to_string()
+        }
+    };
+    let train = upload(include_str!("data/iris.train.csv")).await;
+    let test = upload(include_str!("data/iris.test.csv")).await;
+    let (st, s) = srv
+        .post(
+            "/v1/sweeps",
+            &json!({"dataset_id": train, "max_trials": 4, "seed": 1}),
+        )
+        .await;
+    assert_eq!(st, 202, "{s}");
+    assert_eq!(s["spec"]["automatic"], true);
+    assert_eq!(s["spec"]["base"]["loss"], "categorical_crossentropy");
+    assert_eq!(s["rungs"], json!([7, 21, 60]));
+    let done = wait_sweep(&srv, "", s["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let model = done["best"]["model_id"].as_str().unwrap();
+    let (st, e) = srv
+        .post(
+            &format!("/v1/models/{model}/evaluate"),
+            &json!({"dataset_id": test}),
+        )
+        .await;
+    assert_eq!(st, 200, "{e}");
+    assert!(e["accuracy"].as_f64().unwrap() >= 0.9, "{e}\n{done}");
+}
+
+/// The evaluation agrees with scikit-learn's metrics on the same predictions: a 3-class,
+/// a binary and a regression model, each on its held-out test file (tests/interop/evaluate.py
+/// under `BACKPROP_TEST_PYTHON`, a Python with tests/interop/requirements.txt; `.ci/run`
+/// makes one).
+#[tokio::test]
+async fn evaluation_agrees_with_scikit_learn() {
+    let Ok(python) = std::env::var("BACKPROP_TEST_PYTHON") else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "BACKPROP_TEST_PYTHON must be set in CI (see .ci/run)"
+        );
+        eprintln!("skipped: BACKPROP_TEST_PYTHON is not set");
+        return;
+    };
+    let srv = Server::start(&[]).await;
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut args = vec![
+        format!("{root}/tests/interop/evaluate.py"),
+        srv.base.clone(),
+    ];
+    for (name, layers, loss) in [
+        (
+            "iris",
+            json!([{"units": 8, "activation": "relu"}, {}]),
+            "categorical_crossentropy",
+        ),
+        (
+            "breast_cancer",
+            json!([{"units": 8, "activation": "relu"}, {}]),
+            "binary_crossentropy",
+        ),
+        (
+            "diabetes",
+            json!([{"units": 8, "activation": "relu"}, {}]),
+            "mse",
+        ),
+    ] {
+        let mut ids = vec![];
+        for part in ["train", "test"] {
+            let csv =
+                std::fs::read_to_string(format!("{root}/tests/data/{name}.{part}.csv")).unwrap();
+            let (st, d) = common::split(
+                srv.post_raw("/v1/datasets?target=target", "text/csv", csv)
+                    .await,
+            )
+            .await;
+            assert_eq!(st, 201, "{d}");
+            ids.push(d["id"].as_str().unwrap().to_string());
+        }
+        let (st, job) = srv
+            .post(
+                "/v1/jobs",
+                &json!({"dataset_id": ids[0], "layers": layers, "loss": loss, "epochs": 5,
+                        "optimizer": {"type": "adam", "learning_rate": 0.01}, "seed": 1}),
+            )
+            .await;
+        assert_eq!(st, 202, "{job}");
+        let done = srv
+            .wait_job(job["id"].as_str().unwrap(), Duration::from_secs(120))
+            .await;
+        assert_eq!(done["status"], "succeeded", "{done}");
+        args.push(done["model_id"].as_str().unwrap().to_string());
+        args.push(ids[1].clone());
+        args.push(format!("{root}/tests/data/{name}.test.csv"));
+    }
+    let out = std::process::Command::new(&python)
+        .args(&args)
+        .output()
+        .expect("run the interop script");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("agrees with scikit-learn"), "{text}");
+}
+
+/// The same sweep on one SQLite node and on two nodes sharing PostgreSQL (both training its
+/// trials, both advancing it): the same trials cut, the same best trial, the same metric.
+#[tokio::test]
+async fn a_sweep_on_two_nodes_picks_what_one_node_picks() {
+    let Some(db) = Schema::create().await else {
+        return;
+    };
+    let body = |dataset: &Value| {
+        json!({
+            "dataset_id": dataset, "seed": 21, "max_trials": 6,
+            "base": {"layers": [{"units": 6, "activation": "tanh"}, {}], "loss": "binary_crossentropy",
+                     "epochs": 8, "batch_size": 16, "validation_split": 0.25},
+            "space": {"/optimizer/learning_rate": {"log_uniform": [1e-4, 1e-1]},
+                      "/l2": {"choice": [0, 1e-3]}},
+            "halving": {"min_epochs": 2, "eta": 2},
+        })
+    };
+    let summary = |s: &Value| {
+        let trials: Vec<(Value, Value, Value)> = s["trials"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                (
+                    t["params"].clone(),
+                    t["metric"].clone(),
+                    t["stopped_early"].clone(),
+                )
+            })
+            .collect();
+        (
+            s["best"]["params"].clone(),
+            s["best"]["metric"].clone(),
+            trials,
+        )
+    };
+    let one = Server::start(&["--max-concurrent-jobs", "2"]).await;
+    let ds = one.post("/v1/datasets", &circle(60)).await.1;
+    let s = one.post("/v1/sweeps", &body(&ds["id"])).await.1;
+    let alone = wait_sweep(&one, "", s["id"].as_str().unwrap()).await;
+    assert_eq!(alone["status"], "succeeded", "{alone}");
+
+    let args = [
+        "--database-url",
+        db.url.as_str(),
+        "--max-concurrent-jobs",
+        "1",
+    ];
+    let a = Server::start(&args).await;
+    let b = Server::start(&args).await;
+    let ds = a.post("/v1/datasets", &circle(60)).await.1;
+    let s = a.post("/v1/sweeps", &body(&ds["id"])).await.1;
+    let shared = wait_sweep(&b, "", s["id"].as_str().unwrap()).await;
+    assert_eq!(shared["status"], "succeeded", "{shared}");
+    assert_eq!(summary(&shared), summary(&alone));
+    assert_eq!(shared["rungs"], json!([2, 4, 8]));
+}
