@@ -494,7 +494,7 @@ impl Cursor {
 
     /// A cursor [`encode`](Self::encode) wrote; `None` for anything else.
     pub fn decode(s: &str) -> Option<Cursor> {
-        if s.len() < 16 || s.len() > 2 * (8 + 128) || s.len() % 2 != 0 {
+        if s.len() < 16 || s.len() > 2 * (8 + 128) || !s.len().is_multiple_of(2) {
             return None;
         }
         let bytes: Vec<u8> = (0..s.len() / 2)
