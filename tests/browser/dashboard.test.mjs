@@ -329,7 +329,7 @@ async function run(browser, base, csvPath) {
   await shot('jobs-phone');
   log('13. readable at 390px');
 
-  // 14. A sweep (issue 14): its trials table sorts by a column, the best trial is marked,
+  // 15. A sweep (issue 14): its trials table sorts by a column, the best trial is marked,
   // and its model shows its evaluation on the validation rows (confusion matrix, importance).
   await page.setViewportSize({ width: 1280, height: 860 });
   const call = async (method, path, body) => {
@@ -340,7 +340,7 @@ async function run(browser, base, csvPath) {
   };
   const datasets = await call('GET', '/v1/datasets');
   const sweep = await call('POST', '/v1/sweeps', {
-    dataset_id: datasets.items[0].id, method: 'grid', seed: 1, name: 'widths',
+    dataset_id: datasets.items.find((d) => d.name === 'circle').id, method: 'grid', seed: 1, name: 'widths',
     base: { layers: [{ units: 4, activation: 'tanh' }, {}], loss: 'binary_crossentropy', epochs: 4, validation_split: 0.25, seed: 2 },
     space: { '/layers/0/units': { choice: [2, 4, 8] } },
   });
@@ -360,7 +360,7 @@ async function run(browser, base, csvPath) {
   await page.locator('#evaluation table.confusion tbody tr').nth(1).waitFor();
   assert.equal(await page.locator('#evaluation table.importance tbody tr').count(), 2);
   await shot('evaluation');
-  log('14. a sweep: trials sorted both ways, the best model\'s evaluation shown');
+  log('15. a sweep: trials sorted both ways, the best model\'s evaluation shown');
 
   const unexpected = consoleErrors.filter((e) => !/^Failed to load resource: the server responded with a status of (401|409|422)/.test(e));
   const failedRequests = expected.filter((r) => !/^POST \/v1\/jobs 422$|^POST \/v1\/jobs\/[0-9a-f-]+\/predict (409|422)$|^POST \/v1\/models\/[0-9a-f-]+\/predict 422$|^GET \/v1\/jobs 401$/.test(r));

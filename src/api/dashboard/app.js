@@ -793,12 +793,6 @@ async function viewModel(root, id) {
 // ---------- evaluation ----------
 
 /** A bar of `share` (0..1) of the cell's width (set through the CSSOM: the CSP allows no inline styles). */
-function shareBar(share) {
-  const bar = h('div', { class: 'bar succeeded' }, h('span'));
-  bar.firstChild.style.width = `${Math.max(0, Math.min(100, 100 * share))}%`;
-  return bar;
-}
-
 /** An evaluation (POST /v1/models/{id}/evaluate, or a model's metrics.evaluation): the
  * headline metrics, the confusion matrix as a heat map, per-class scores, importance bars. */
 function evaluationSection(e, title) {
@@ -823,7 +817,7 @@ function evaluationSection(e, title) {
   const imp = [...(e.permutation_importance || [])].sort((a, b) => b.importance - a.importance);
   const top = Math.max(1e-12, ...imp.map((i) => i.importance));
   parts.push(h('h3', {}, 'Permutation importance'), table(['Column', 'Importance', ''], imp.map((i) => h('tr', {},
-    h('td', {}, i.column), h('td', { class: 'num' }, `${fmt(i.importance, 3)} ± ${fmt(i.std, 2)}`), h('td', {}, shareBar(i.importance / top)))), 'importance'));
+    h('td', {}, i.column), h('td', { class: 'num' }, `${fmt(i.importance, 3)} ± ${fmt(i.std, 2)}`), h('td', {}, shareBar(i.importance / top, `${i.column}: importance ${fmt(i.importance, 3)}`, 'succeeded')))), 'importance'));
   return h('section', { class: 'card', id: 'evaluation' }, h('h2', {}, title), ...parts);
 }
 
