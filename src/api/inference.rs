@@ -10,7 +10,7 @@ use std::time::Instant;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
@@ -143,7 +143,7 @@ async fn infer(
     Path(name): Path<String>,
     headers: HeaderMap,
     Body(body): Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     json_only(&headers)?;
     run_infer(&s, &p, &name, None, &body).await
 }
@@ -154,7 +154,7 @@ async fn version_infer(
     Path((name, version)): Path<(String, String)>,
     headers: HeaderMap,
     Body(body): Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     json_only(&headers)?;
     let v = parse_version(&name, &version)?;
     run_infer(&s, &p, &name, Some(v), &body).await
@@ -171,45 +171,93 @@ fn json_only(headers: &HeaderMap) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// A v2 infer answer, serialised straight from the prediction (no JSON value tree per
+/// number: this is the hot path of a service calling by name).
+#[derive(serde::Serialize)]
+struct InferAnswer<'a> {
+    model_name: &'a str,
+    model_version: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
+    outputs: Vec<OutputTensor<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct OutputTensor<'a> {
+    name: &'a str,
+    datatype: &'static str,
+    shape: Vec<usize>,
+    data: TensorData<'a>,
+}
+
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum TensorData<'a> {
+    Labels(Vec<String>),
+    Numbers(Widened<'a>),
+}
+
+/// FP32 outputs written as `/v1/…/predict` writes them (each widened to f64), so the two
+/// protocols answer the same numbers digit for digit.
+struct Widened<'a>(&'a [f32]);
+
+impl serde::Serialize for Widened<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|&x| x as f64))
+    }
+}
+
 async fn run_infer(
     s: &AppState,
     p: &Principal,
     name: &str,
     version: Option<i64>,
     body: &[u8],
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let started = Instant::now();
     let r = s.service.resolve(&p.tenant, name, version).await?;
     let req = inference::read_infer(body, &r.model, s.service.limits.max_predict_rows)?;
     let pred = s.service.predict_matrix(&r.model, req.x, started).await?;
     let rows = pred.outputs.nrows();
     let width = pred.outputs.ncols();
-    let mut outputs = vec![];
-    for name in &req.outputs {
-        outputs.push(match *name {
-            LABEL => json!({
-                "name": LABEL,
-                "datatype": "BYTES",
-                "shape": [rows],
-                "data": pred.labels.iter().flatten().map(|l| l.to_string()).collect::<Vec<_>>(),
-            }),
-            other => json!({
-                "name": other,
-                "datatype": "FP32",
-                "shape": [rows, width],
-                "data": pred.outputs.iter().copied().collect::<Vec<f32>>(),
-            }),
+    let numbers = pred
+        .outputs
+        .as_slice()
+        .map(std::borrow::Cow::Borrowed)
+        .unwrap_or_else(|| {
+            std::borrow::Cow::Owned(pred.outputs.iter().copied().collect::<Vec<f32>>())
         });
-    }
-    let mut answer = json!({
-        "model_name": name,
-        "model_version": r.version.to_string(),
-        "outputs": outputs,
-    });
-    if let Some(id) = req.id {
-        answer["id"] = json!(id);
-    }
-    Ok(Json(answer))
+    let outputs = req
+        .outputs
+        .iter()
+        .map(|&name| match name {
+            LABEL => OutputTensor {
+                name: LABEL,
+                datatype: "BYTES",
+                shape: vec![rows],
+                data: TensorData::Labels(
+                    pred.labels
+                        .iter()
+                        .flatten()
+                        .map(|l| l.to_string())
+                        .collect(),
+                ),
+            },
+            other => OutputTensor {
+                name: other,
+                datatype: "FP32",
+                shape: vec![rows, width],
+                data: TensorData::Numbers(Widened(&numbers)),
+            },
+        })
+        .collect();
+    let answer = InferAnswer {
+        model_name: name,
+        model_version: r.version.to_string(),
+        id: req.id,
+        outputs,
+    };
+    Ok(Json(answer).into_response())
 }
 
 /// `POST /v1/models/{name}:predict` (TF Serving). axum cannot route a segment ending in

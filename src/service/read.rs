@@ -12,6 +12,11 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Err
         ));
     }
     require_object(bytes)?;
+    // Most bodies are valid: read them at full speed, and only a body that fails is read
+    // again with the path tracked, for the pointer its error carries.
+    if let Ok(value) = serde_json::from_slice(bytes) {
+        return Ok(value);
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let pointer = pointer_of(e.path());
