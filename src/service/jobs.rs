@@ -384,6 +384,32 @@ pub struct JobWeights {
 }
 
 impl Service {
+    /// Refuses a new job when the tenant's queued-jobs quota or the queue's bound is reached.
+    pub async fn check_queue(&self, tenant: &str) -> Result<()> {
+        let quota = self.limits.quota_queued_jobs;
+        if quota > 0 {
+            let queued = self.store.usage(tenant).await?.queued;
+            if queued >= quota {
+                return Err(Error::OverQuota {
+                    detail: format!(
+                        "tenant {tenant} has {queued} queued jobs, its quota; retry when some have run"
+                    ),
+                    retry_after: 30,
+                });
+            }
+        }
+        if self.store.count_jobs(JobStatus::Queued).await? >= self.limits.max_queued_jobs {
+            return Err(Error::OverQuota {
+                detail: format!(
+                    "the queue holds {} jobs, its limit; retry later",
+                    self.limits.max_queued_jobs
+                ),
+                retry_after: 30,
+            });
+        }
+        Ok(())
+    }
+
     /// Submits a job for `tenant`: reads and validates `body` against its dataset and the
     /// limits, and (unless `dry_run`) checks quotas and the queue's bound, stores an inline
     /// dataset, and queues the job.
@@ -476,27 +502,7 @@ impl Service {
             ))));
         }
 
-        let quota = self.limits.quota_queued_jobs;
-        if quota > 0 {
-            let queued = self.store.usage(tenant).await?.queued;
-            if queued >= quota {
-                return Err(Error::OverQuota {
-                    detail: format!(
-                        "tenant {tenant} has {queued} queued jobs, its quota; retry when some have run"
-                    ),
-                    retry_after: 30,
-                });
-            }
-        }
-        if self.store.count_jobs(JobStatus::Queued).await? >= self.limits.max_queued_jobs {
-            return Err(Error::OverQuota {
-                detail: format!(
-                    "the queue holds {} jobs, its limit; retry later",
-                    self.limits.max_queued_jobs
-                ),
-                retry_after: 30,
-            });
-        }
+        self.check_queue(tenant).await?;
         let dataset_id = match inline {
             Ok((jd, dataset)) => {
                 let name = jd.name.clone().unwrap_or_else(|| "inline".into());

@@ -179,32 +179,6 @@ impl Service {
         Ok((job, from))
     }
 
-    /// Refuses a new job when the tenant's queued-jobs quota or the queue's bound is reached.
-    pub async fn check_queue(&self, tenant: &str) -> Result<()> {
-        let quota = self.limits.quota_queued_jobs;
-        if quota > 0 {
-            let queued = self.store.usage(tenant).await?.queued;
-            if queued >= quota {
-                return Err(Error::OverQuota {
-                    detail: format!(
-                        "tenant {tenant} has {queued} queued jobs, its quota; retry when some have run"
-                    ),
-                    retry_after: 30,
-                });
-            }
-        }
-        if self.store.count_jobs(JobStatus::Queued).await? >= self.limits.max_queued_jobs {
-            return Err(Error::OverQuota {
-                detail: format!(
-                    "the queue holds {} jobs, its limit; retry later",
-                    self.limits.max_queued_jobs
-                ),
-                retry_after: 30,
-            });
-        }
-        Ok(())
-    }
-
     /// The queued and running jobs that start from model `id`, as a conflict's words.
     pub(super) async fn model_in_use(&self, id: Uuid) -> Result<Option<String>> {
         let users = self.store.jobs_using_model(id, 10).await?;
