@@ -163,6 +163,36 @@ async fn check_answers(srv: &Server, exp: &Value, exact: bool) {
     for m in exp["models"].as_array().unwrap() {
         check_model(srv, &key(&m["key"]), m, exact).await;
     }
+    // Named deployments (fixtures from 0.1.0+f376117 on): the versions as they were, and the
+    // name still predicts what its model predicted.
+    for d in exp
+        .get("deployments")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let k = key(&d["key"]);
+        let name = d["record"]["name"].as_str().unwrap();
+        let rec = srv
+            .ok("GET", &format!("/v1/deployments/{name}"), &k, None)
+            .await;
+        assert_same(&format!("deployment {name}"), &d["record"], &rec, true);
+        let inputs = json!({"inputs": d["inputs"]});
+        let pred = srv
+            .ok(
+                "POST",
+                &format!("/v1/deployments/{name}/predict"),
+                &k,
+                Some(&inputs),
+            )
+            .await;
+        assert_same(
+            &format!("deployment {name} predict"),
+            &d["predict"],
+            &pred,
+            exact,
+        );
+    }
     for (name, lists) in exp["lists"].as_object().unwrap() {
         let k = exp["keys"][name].as_str().unwrap();
         for (what, ids) in lists.as_object().unwrap() {

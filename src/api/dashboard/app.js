@@ -278,11 +278,22 @@ async function viewJob(root, id) {
     lrChart.set(records);
   };
 
+  const terminal = (j = job) => ['succeeded', 'failed', 'cancelled'].includes(j.status);
+  // A poll answered after a newer state arrived (a Cancel's answer, a status event) must not
+  // put the page back to that older state: each status change bumps `changed`, a poll whose
+  // answer comes back after a bump is dropped, and a terminal job never turns non-terminal.
+  let changed = 0;
+  const setJob = (j) => {
+    if (terminal() && !terminal(j)) return;
+    if (j.status !== job.status) changed += 1;
+    job = j;
+  };
+
   const act = (label, cls, path, confirmText) => h('button', { type: 'button', class: cls, onclick: async (e) => {
     if (confirmText && !window.confirm(confirmText)) return;
     e.target.disabled = true;
     try {
-      job = await api('POST', `/v1/jobs/${id}/${path}`, { signal });
+      setJob(await api('POST', `/v1/jobs/${id}/${path}`, { signal }));
       renderHead();
       toast(`${label} requested`);
     } catch (err) {
@@ -363,10 +374,13 @@ async function viewJob(root, id) {
     headTimer = setTimeout(() => { headTimer = null; renderHead(); }, 250);
   };
   every(3000, async () => {
-    if (['succeeded', 'failed', 'cancelled'].includes(job.status)) return;
-    try { job = await api('GET', `/v1/jobs/${id}`, { signal }); refreshHead(); } catch { /* the stream will tell */ }
+    if (terminal()) return;
+    const at = changed;
+    try {
+      const j = await api('GET', `/v1/jobs/${id}`, { signal });
+      if (at === changed) { setJob(j); refreshHead(); }
+    } catch { /* the stream will tell */ }
   });
-  const terminal = () => ['succeeded', 'failed', 'cancelled'].includes(job.status);
   if (!terminal()) {
     followEvents(`/v1/jobs/${id}/events`, {
       since: records.at(-1)?.epoch || 0,
@@ -383,7 +397,7 @@ async function viewJob(root, id) {
           refreshHead();
           boundary?.update(job);
         } else if (name === 'status') {
-          job = data;
+          setJob(data);
           renderHead();
           boundary?.update(job, true);
         }
