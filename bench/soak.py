@@ -40,7 +40,7 @@ import uuid
 from collections import Counter
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TABLES = ["datasets", "jobs", "epochs", "checkpoints", "models", "idempotency"]
+TABLES = ["datasets", "dataset_parts", "jobs", "epochs", "checkpoints", "models", "idempotency"]
 
 
 # ---------------------------------------------------------------- HTTP

@@ -4,7 +4,7 @@
 Makes a numeric CSV (default 30,000 rows × 784 features of 4-decimal numbers plus a label:
 about 165 MB), times `pandas.read_csv` on it, starts the server, times `POST /v1/datasets` of
 the same file, and reads the server's peak resident memory (VmHWM) from /proc. Prints one
-JSON line with both ratios:
+JSON line with both ratios (medians of `--repeat` runs, pandas and the upload alternating):
 
 - `time_ratio` = upload seconds / pandas seconds (the target is ≤ 1);
 - `memory_ratio` = (server peak RSS − its RSS before the upload) / (rows × columns × 4 bytes,
@@ -19,7 +19,9 @@ import argparse
 import json
 import os
 import random
+import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -63,6 +65,7 @@ def main():
     ap.add_argument("--cols", type=int, default=784)
     ap.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "backprop"))
     ap.add_argument("--csv", help="use this file instead of making one")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of each; the medians are printed")
     args = ap.parse_args()
     import pandas
 
@@ -74,14 +77,40 @@ def main():
     with open(path, "rb") as f:
         body = f.read()
 
-    t0 = time.perf_counter()
-    frame = pandas.read_csv(path)
-    pandas_s = time.perf_counter() - t0
-    rows, cols = frame.shape
-    del frame
+    # Alternating, `--repeat` times each: pandas, then a fresh server's upload; medians.
+    pandas_runs, uploads = [], []
+    rows = cols = 0
+    for _ in range(args.repeat):
+        t0 = time.perf_counter()
+        frame = pandas.read_csv(path)
+        pandas_runs.append(time.perf_counter() - t0)
+        rows, cols = frame.shape
+        del frame
+        uploads.append(upload(args, tmp, body))
+    f32 = rows * cols * 4
+    pandas_s = statistics.median(pandas_runs)
+    upload_s = statistics.median(u["seconds"] for u in uploads)
+    before = statistics.median(u["before_kb"] for u in uploads)
+    peak = statistics.median(u["peak_kb"] for u in uploads)
+    print(json.dumps({
+        "rows": rows, "columns": cols, "file_mb": round(size / 1e6, 1),
+        "float32_mb": round(f32 / 1e6, 1), "repeat": args.repeat,
+        "pandas_read_csv_s": round(pandas_s, 3), "upload_s": round(upload_s, 3),
+        "time_ratio": round(upload_s / pandas_s, 2),
+        "pandas_runs_s": [round(t, 3) for t in pandas_runs],
+        "upload_runs_s": [round(u["seconds"], 3) for u in uploads],
+        "server_rss_before_mb": round(before / 1e3, 1), "server_peak_rss_mb": round(peak / 1e3, 1),
+        "memory_ratio": round((peak - before) * 1e3 / f32, 2),
+        "memory_ratio_runs": [round((u["peak_kb"] - u["before_kb"]) * 1e3 / f32, 2) for u in uploads],
+        "peak_rss_ratio": round(peak * 1e3 / f32, 2),
+        "dataset_rows": uploads[-1]["rows"], "loadavg": os.getloadavg(),
+    }))
 
+
+def upload(args, tmp, body):
+    """One upload to a fresh server: seconds, RSS before and peak (kB), rows stored."""
     port = free_port()
-    data_dir = os.path.join(tmp, "server")
+    data_dir = tempfile.mkdtemp(dir=tmp)
     server = subprocess.Popen(
         [args.binary, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", data_dir,
          "--insecure-no-auth", "--max-body-bytes", str(1 << 31)],
@@ -100,22 +129,13 @@ def main():
         t0 = time.perf_counter()
         with urllib.request.urlopen(req, timeout=600) as r:
             answer = json.loads(r.read())
-        upload_s = time.perf_counter() - t0
+        seconds = time.perf_counter() - t0
         peak = rss_kb(server.pid, "VmHWM")
     finally:
         server.terminate()
         server.wait()
-    f32 = rows * cols * 4
-    print(json.dumps({
-        "rows": rows, "columns": cols, "file_mb": round(size / 1e6, 1),
-        "float32_mb": round(f32 / 1e6, 1),
-        "pandas_read_csv_s": round(pandas_s, 3), "upload_s": round(upload_s, 3),
-        "time_ratio": round(upload_s / pandas_s, 2),
-        "server_rss_before_mb": round(before / 1e3, 1), "server_peak_rss_mb": round(peak / 1e3, 1),
-        "memory_ratio": round((peak - before) * 1e3 / f32, 2),
-        "peak_rss_ratio": round(peak * 1e3 / f32, 2),
-        "dataset_rows": answer.get("rows"), "loadavg": os.getloadavg(),
-    }))
+        shutil.rmtree(data_dir, ignore_errors=True)
+    return {"seconds": seconds, "before_kb": before, "peak_kb": peak, "rows": answer.get("rows")}
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use backprop::store::{
     BatchRecord, Continuation, Cursor, DatasetRecord, Failure, FailureKind, Finish,
     IdempotentAnswer, JobRecord, JobSpec, JobStatus, ModelRecord, PostgresStore, SqliteStore,
-    Store, SweepRecord, TrialRecord, now_ms, to_json,
+    Store, StoreError, SweepRecord, TrialRecord, now_ms, to_json,
 };
 use futures::FutureExt;
 use serde_json::{Value, json};
@@ -120,6 +120,8 @@ conformance!(
     a_model_a_job_starts_from_is_not_deleted,
     a_range_test_is_recorded_by_the_attempt_that_owns_the_job,
     sweeps_their_trials_and_the_dataset_they_use,
+    // issue 12
+    a_dataset_in_parts_reads_back_joined_and_goes_with_its_record,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -303,6 +305,41 @@ async fn datasets_crud_and_paging(store: Arc<dyn Store>) {
         .unwrap();
     let after: Vec<_> = after.items.iter().map(|d| d.name.clone()).collect();
     assert_eq!(after, ["p2", "p1"]);
+}
+
+/// A dataset's bytes are written in parts (in order, in one transaction with the record), read
+/// back joined, refused whole under a taken id, and deleted with the record.
+async fn a_dataset_in_parts_reads_back_joined_and_goes_with_its_record(store: Arc<dyn Store>) {
+    let parts: Vec<Vec<u8>> = (0..5u8)
+        .map(|i| (0..1000 + i as usize).map(|k| (k as u8) ^ i).collect())
+        .collect();
+    let joined = parts.concat();
+    let mut d = dataset("parts");
+    d.size_bytes = joined.len() as i64;
+    store
+        .insert_dataset_parts(&d, Box::new(parts.clone().into_iter()))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.dataset_data(d.id).await.unwrap(),
+        Some(joined.clone())
+    );
+    assert_eq!(store.get_dataset(d.id).await.unwrap(), Some(d.clone()));
+
+    // The same id again: refused as a duplicate before any part is written; the first is kept.
+    let err = store
+        .insert_dataset_parts(&d, Box::new(std::iter::once(vec![9, 9, 9])))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Duplicate(_)), "{err:?}");
+    assert_eq!(store.dataset_data(d.id).await.unwrap(), Some(joined));
+
+    // Deleted with its record: the id can be stored again (no part of the old one is left to
+    // clash with or to be read back).
+    assert!(store.delete_dataset(d.id).await.unwrap());
+    assert_eq!(store.dataset_data(d.id).await.unwrap(), None);
+    store.insert_dataset(&d, vec![7, 8]).await.unwrap();
+    assert_eq!(store.dataset_data(d.id).await.unwrap(), Some(vec![7, 8]));
 }
 
 async fn models_crud_and_paging(store: Arc<dyn Store>) {

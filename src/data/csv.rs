@@ -384,6 +384,18 @@ impl QuoteScan {
     }
 
     fn feed(&mut self, bytes: &[u8]) {
+        // Outside a quoted field, bytes without a quote only move the position and the line,
+        // and leave a field start after a comma or a line end: no need to look at each one.
+        if !self.in_quote
+            && self.pos >= 3
+            && let Some(&last) = bytes.last()
+            && memchr::memchr(b'"', bytes).is_none()
+        {
+            self.pos += bytes.len();
+            self.line += memchr::memchr_iter(b'\n', bytes).count();
+            self.at_field_start = matches!(last, b',' | b'\n');
+            return;
+        }
         for &b in bytes {
             self.pos += 1;
             if self.pos <= 3 && b == b"\xEF\xBB\xBF"[self.pos - 1] {
@@ -616,12 +628,102 @@ fn split_chunks(data: &[u8]) -> Vec<&[u8]> {
 fn parse_chunk(chunk: &[u8], ctx: &ChunkContext) -> Chunk {
     // Each column's part sized for the chunk's lines up front: grown by doubling, the parts
     // held up to twice the cells they had read.
-    let lines_here = chunk.iter().filter(|&&b| b == b'\n').count() + 1;
+    let lines_here = memchr::memchr_iter(b'\n', chunk).count() + 1;
     let mut parts: Vec<Part> = ctx
         .forced
         .iter()
         .map(|f| Part::with_capacity(*f, lines_here))
         .collect();
+    let (rel, error) = if chunk.contains(&b'"') || chunk.contains(&b'\r') {
+        read_records(chunk, ctx, &mut parts)
+    } else {
+        read_plain_records(chunk, ctx, &mut parts)
+    };
+    fill_pending(chunk, ctx, &mut parts);
+    Chunk {
+        parts,
+        lines: rel,
+        line_ends: count_line_ends(chunk),
+        error,
+    }
+}
+
+/// One record's cells into the columns' parts: a missing-value marker is a missing cell, any
+/// other cell is read by its column.
+fn push_record<'c>(
+    cells: impl Iterator<Item = &'c [u8]>,
+    line: usize,
+    ctx: &ChunkContext,
+    parts: &mut [Part],
+) -> Result<(), ChunkError> {
+    let plain = !ctx.opts.numeric_markers();
+    for (j, cell) in cells.enumerate() {
+        if plain && parts[j].push_plain_number(cell) {
+            continue;
+        }
+        let Ok(cell) = std::str::from_utf8(cell) else {
+            return Err(ChunkError {
+                line,
+                kind: ChunkErrorKind::NotUtf8(j),
+            });
+        };
+        let cell = cell.trim();
+        let part = &mut parts[j];
+        if ctx.opts.is_na(cell) {
+            part.push_missing();
+        } else if let Err(e) =
+            part.push_cell(cell, ctx.forced[j] == Some(ColumnType::Numeric), false)
+        {
+            return Err(ChunkError {
+                line,
+                kind: ChunkErrorKind::Cell(j, e),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The records of a chunk without quote characters or carriage returns: a record is a line
+/// (blank lines skipped), its cells what the commas separate, exactly as the csv crate reads
+/// such bytes, without its per-byte state machine.
+fn read_plain_records(
+    chunk: &[u8],
+    ctx: &ChunkContext,
+    parts: &mut [Part],
+) -> (Vec<usize>, Option<ChunkError>) {
+    let mut rel = Vec::new();
+    let mut start = 0;
+    for (line, end) in memchr::memchr_iter(b'\n', chunk)
+        .chain(std::iter::once(chunk.len()))
+        .enumerate()
+    {
+        let record = &chunk[start..end];
+        start = end + 1;
+        if record.is_empty() {
+            continue;
+        }
+        let found = memchr::memchr_iter(b',', record).count() + 1;
+        if found != ctx.columns {
+            let error = ChunkError {
+                line,
+                kind: ChunkErrorKind::Ragged(found),
+            };
+            return (rel, Some(error));
+        }
+        if let Err(e) = push_record(record.split(|&b| b == b','), line, ctx, parts) {
+            return (rel, Some(e));
+        }
+        rel.push(line);
+    }
+    (rel, None)
+}
+
+/// The records of any chunk, read by the csv crate (quoted fields, `\r` line ends).
+fn read_records(
+    chunk: &[u8],
+    ctx: &ChunkContext,
+    parts: &mut [Part],
+) -> (Vec<usize>, Option<ChunkError>) {
     // No csv-level trimming: each cell is trimmed once, below.
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
@@ -634,41 +736,25 @@ fn parse_chunk(chunk: &[u8], ctx: &ChunkContext) -> Chunk {
     };
     let mut rel = Vec::new();
     let mut record = csv::ByteRecord::new();
-    let mut error = None;
-    'records: while let Ok(true) = reader.read_byte_record(&mut record) {
+    while let Ok(true) = reader.read_byte_record(&mut record) {
         let line = record.position().map_or(0, |p| lines.at(p.byte()));
         if record.len() != ctx.columns {
-            error = Some(ChunkError {
+            let error = ChunkError {
                 line,
                 kind: ChunkErrorKind::Ragged(record.len()),
-            });
-            break;
-        }
-        for (j, cell) in record.iter().enumerate() {
-            let Ok(cell) = std::str::from_utf8(cell) else {
-                error = Some(ChunkError {
-                    line,
-                    kind: ChunkErrorKind::NotUtf8(j),
-                });
-                break 'records;
             };
-            let cell = cell.trim();
-            let part = &mut parts[j];
-            if ctx.opts.is_na(cell) {
-                part.push_missing();
-            } else if let Err(e) =
-                part.push_cell(cell, ctx.forced[j] == Some(ColumnType::Numeric), false)
-            {
-                error = Some(ChunkError {
-                    line,
-                    kind: ChunkErrorKind::Cell(j, e),
-                });
-                break 'records;
-            }
+            return (rel, Some(error));
+        }
+        if let Err(e) = push_record(record.iter(), line, ctx, parts) {
+            return (rel, Some(e));
         }
         rel.push(line);
     }
-    // Rows a column read as numbers before its first text cell get their text as written.
+    (rel, None)
+}
+
+/// Rows a column read as numbers before its first text cell get their text as written.
+fn fill_pending(chunk: &[u8], ctx: &ChunkContext, parts: &mut [Part]) {
     let pending: Vec<(usize, usize)> = parts
         .iter()
         .enumerate()
@@ -704,17 +790,11 @@ fn parse_chunk(chunk: &[u8], ctx: &ChunkContext) -> Chunk {
             parts[j].fill_pending(out.iter().map(|c| c.as_deref()));
         }
     }
-    Chunk {
-        parts,
-        lines: rel,
-        line_ends: count_line_ends(chunk),
-        error,
-    }
 }
 
 /// Line ends in `b`: `\n`, `\r\n` and a lone `\r` each end a line.
 fn count_line_ends(b: &[u8]) -> usize {
-    let lf = b.iter().filter(|&&c| c == b'\n').count();
+    let lf = memchr::memchr_iter(b'\n', b).count();
     if !b.contains(&b'\r') {
         return lf;
     }

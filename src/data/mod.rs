@@ -23,6 +23,7 @@ use crate::nn::{ClassLabel, Samples, Targets};
 
 pub use self::csv::{CsvStream, from_csv, from_csv_owned, from_csv_with};
 pub use self::json::{JsonDataset, from_json, from_json_with};
+pub use self::storage::StoredParts;
 pub use self::table::ReadOptions;
 
 use crate::nn::tabular::{ColumnSchema, ColumnType, RawColumn, Storage};
@@ -241,6 +242,12 @@ impl Dataset {
         storage::to_bytes(self)
     }
 
+    /// The stored form a part at a time (see [`StoredParts`]): what [`Dataset::to_bytes`]
+    /// gives, cut into pieces of about [`storage::PART_BYTES`], made as they are asked for.
+    pub fn into_stored_parts(self) -> StoredParts {
+        storage::into_parts(self, storage::PART_BYTES)
+    }
+
     /// Reads [`Dataset::to_bytes`] output, checking that the shapes agree; the error is for
     /// logs, since stored bytes are not user input.
     pub fn from_bytes(b: &[u8]) -> Result<Dataset, String> {
@@ -323,26 +330,45 @@ fn assemble(
         )));
     }
     let width = features.len();
+    let mut features = features;
     let mut x = Array2::<f32>::zeros((n, width));
-    // Row blocks in parallel, each written row by row from the columns.
+    // Filled from the last rows back, a round at a time: after each round the columns give
+    // back the rows it copied (truncated and shrunk, the allocator trimmed), so the features
+    // are held about once, not as columns and as rows together. Within a round, row blocks
+    // are written in parallel, each row by row from the columns.
     const BLOCK: usize = 256;
-    {
-        use ndarray::parallel::prelude::*;
-        let kept = &kept;
-        let filtered = keep.is_some();
-        let features = &features;
-        x.axis_chunks_iter_mut(ndarray::Axis(0), BLOCK)
-            .into_par_iter()
-            .enumerate()
-            .for_each(|(b, mut block)| {
-                for (k, mut row) in block.rows_mut().into_iter().enumerate() {
-                    let r = b * BLOCK + k;
-                    let src = if filtered { kept[r] } else { r };
-                    for (o, c) in row.iter_mut().zip(features) {
-                        *o = c.values[src];
+    const ROUNDS: usize = 8;
+    let round = n.div_ceil(ROUNDS).next_multiple_of(BLOCK).max(BLOCK);
+    let mut end = n;
+    while end > 0 {
+        let start = end.saturating_sub(round);
+        {
+            use ndarray::parallel::prelude::*;
+            let kept = &kept;
+            let filtered = keep.is_some();
+            let features = &features;
+            x.slice_mut(ndarray::s![start..end, ..])
+                .axis_chunks_iter_mut(ndarray::Axis(0), BLOCK)
+                .into_par_iter()
+                .enumerate()
+                .for_each(|(b, mut block)| {
+                    for (k, mut row) in block.rows_mut().into_iter().enumerate() {
+                        let r = start + b * BLOCK + k;
+                        let src = if filtered { kept[r] } else { r };
+                        for (o, c) in row.iter_mut().zip(features) {
+                            *o = c.values[src];
+                        }
                     }
-                }
-            });
+                });
+        }
+        // Rows before `start` read only source rows before this one.
+        let first_src = if keep.is_some() { kept[start] } else { start };
+        for c in &mut features {
+            c.values.truncate(first_src);
+            c.values.shrink_to_fit();
+        }
+        release_memory();
+        end = start;
     }
     let mut columns = Vec::with_capacity(width);
     for (j, mut c) in features.into_iter().enumerate() {

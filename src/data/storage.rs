@@ -18,15 +18,15 @@ const FORMAT_PLAIN: u32 = 1;
 /// Tabular datasets (columns with types, text, missing cells).
 const FORMAT_TABLE: u32 = 2;
 
-/// Format 1, as written (the features borrowed, so storing does not copy them twice).
+/// Format 1's fields before the features, as written (postcard writes a struct's fields one
+/// after another, so these bytes, the features' length and values, then the targets are
+/// exactly what serialising [`Stored`] gives).
 #[derive(Serialize)]
-struct StoredRef<'a> {
+struct StoredHead<'a> {
     format: u32,
     feature_names: &'a [String],
     target_names: &'a [String],
     rows: u64,
-    x: &'a [f32],
-    targets: StoredTargets,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -75,8 +75,73 @@ enum StoredLabel {
     Text(String),
 }
 
-pub(super) fn to_bytes(d: &Dataset) -> Vec<u8> {
-    let targets = match &d.targets {
+/// Bytes of one stored part (the last may be shorter, or longer by the targets and columns).
+pub const PART_BYTES: usize = 4 << 20;
+
+/// A dataset's stored form, produced a part at a time: the parts joined are the bytes
+/// [`to_bytes`] gives, so how they are cut is not part of the format. Each part is made when it
+/// is asked for, from the features the parts own: storing a large dataset holds the features
+/// and one part, never the features and a whole copy of them.
+pub struct StoredParts {
+    /// The fields before the features and the features' length; written with the first part.
+    head: Vec<u8>,
+    /// The features, row-major.
+    x: Vec<f32>,
+    /// Cells of `x` written so far.
+    written: usize,
+    /// The targets and the columns, after the features.
+    tail: Vec<u8>,
+    part_bytes: usize,
+    len: usize,
+    done: bool,
+}
+
+impl StoredParts {
+    /// The bytes of every part together.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl Iterator for StoredParts {
+    type Item = Vec<u8>;
+
+    fn next(&mut self) -> Option<Vec<u8>> {
+        if self.done {
+            return None;
+        }
+        let mut out = Vec::with_capacity(self.part_bytes.min(self.len) + self.tail.len());
+        out.append(&mut self.head);
+        let room = (self.part_bytes.saturating_sub(out.len()) / 4).max(1);
+        let end = self.written.saturating_add(room).min(self.x.len());
+        for v in &self.x[self.written..end] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        self.written = end;
+        if self.written == self.x.len() {
+            out.append(&mut self.tail);
+            self.x = Vec::new();
+            self.done = true;
+        }
+        Some(out)
+    }
+}
+
+/// postcard's length prefix: LEB128, seven bits a byte, low bits first.
+fn push_varint(out: &mut Vec<u8>, mut n: u64) {
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+fn stored_targets(t: &Targets) -> StoredTargets {
+    match t {
         Targets::Labels(l) => StoredTargets::Labels(
             l.iter()
                 .map(|c| match c {
@@ -89,52 +154,70 @@ pub(super) fn to_bytes(d: &Dataset) -> Vec<u8> {
             width: v.ncols() as u64,
             data: v.iter().copied().collect(),
         },
-    };
-    let copied;
-    let x = match d.x.as_slice() {
-        Some(x) => x,
-        None => {
-            copied = d.x.iter().copied().collect::<Vec<f32>>();
-            &copied
-        }
-    };
+    }
+}
+
+/// The stored form in parts of about `part_bytes`; the dataset's features move into the
+/// parts (no copy), the rest is written out at once.
+pub(super) fn into_parts(d: Dataset, part_bytes: usize) -> StoredParts {
     // Always format 2 now: its columns keep what the upload inferred (types, counts). Format 1,
     // which every dataset stored before tabular uploads has, is read as before.
-    let stored = StoredRef {
+    // Serialising plain strings, integers and floats into a Vec cannot fail.
+    let mut head = postcard::to_stdvec(&StoredHead {
         format: FORMAT_TABLE,
         feature_names: &d.feature_names,
         target_names: &d.target_names,
         rows: d.rows() as u64,
+    })
+    .unwrap_or_default();
+    let cells = d.x.len();
+    push_varint(&mut head, cells as u64);
+    let mut tail = postcard::to_stdvec(&stored_targets(&d.targets)).unwrap_or_default();
+    let table = StoredTable {
+        columns: d
+            .columns
+            .iter()
+            .map(|c| StoredColumn {
+                kind: c.schema.kind,
+                storage: c.schema.storage,
+                missing: c.schema.missing,
+                distinct: c.schema.distinct,
+                numeric_text: c.schema.numeric_text,
+                boolean_like: c.schema.boolean_like,
+                vocab: c.vocab.clone(),
+            })
+            .collect(),
+        dropped_rows: d.dropped_rows,
+    };
+    tail.extend(postcard::to_stdvec(&table).unwrap_or_default());
+    let x = if d.x.is_standard_layout() {
+        let (mut v, offset) = d.x.into_raw_vec_and_offset();
+        let offset = offset.unwrap_or(0);
+        if offset > 0 || v.len() > cells {
+            v.drain(..offset);
+            v.truncate(cells);
+        }
+        v
+    } else {
+        d.x.iter().copied().collect()
+    };
+    StoredParts {
+        len: head.len() + 4 * cells + tail.len(),
+        head,
         x,
-        targets,
-    };
-    // Serialising plain strings, integers and floats into a Vec cannot fail.
-    // Sized up front (4 bytes a cell, and room for the rest): a large dataset is written
-    // without the growing buffer's copies.
-    let target_cells = match &stored.targets {
-        StoredTargets::Values { data, .. } => data.len(),
-        StoredTargets::Labels(l) => l.len(),
-    };
-    let guess = 4 * (x.len() + target_cells) + 64 * 1024;
-    let mut out = postcard::to_extend(&stored, Vec::with_capacity(guess)).unwrap_or_default();
-    {
-        let table = StoredTable {
-            columns: d
-                .columns
-                .iter()
-                .map(|c| StoredColumn {
-                    kind: c.schema.kind,
-                    storage: c.schema.storage,
-                    missing: c.schema.missing,
-                    distinct: c.schema.distinct,
-                    numeric_text: c.schema.numeric_text,
-                    boolean_like: c.schema.boolean_like,
-                    vocab: c.vocab.clone(),
-                })
-                .collect(),
-            dropped_rows: d.dropped_rows,
-        };
-        out.extend(postcard::to_stdvec(&table).unwrap_or_default());
+        written: 0,
+        tail,
+        part_bytes: part_bytes.max(4),
+        done: false,
+    }
+}
+
+/// The stored form in one piece (the parts of [`into_parts`] joined).
+pub(super) fn to_bytes(d: &Dataset) -> Vec<u8> {
+    let parts = into_parts(d.clone(), usize::MAX / 2);
+    let mut out = Vec::with_capacity(parts.len());
+    for p in parts {
+        out.extend(p);
     }
     out
 }
@@ -250,6 +333,65 @@ mod tests {
                 ClassLabel::Integer(-7),
             ]),
         )
+    }
+
+    /// The parts, however they are cut, join into exactly what serialising the format's
+    /// structs gives (the reader's view of format 2).
+    #[test]
+    fn parts_join_into_the_serialised_form() {
+        let mut wide = labelled();
+        wide.x = ndarray::Array2::from_shape_fn((300, 2), |(i, j)| (i * 2 + j) as f32 * 0.5);
+        wide.targets = Targets::Labels((0..300).map(ClassLabel::Integer).collect());
+        let regression = Dataset::numeric(
+            vec!["x".into()],
+            vec!["a".into(), "b".into()],
+            array![[1.0], [2.0], [f32::NAN]],
+            Targets::Values(array![[0.5, 1.5], [2.5, -3.0], [0.0, 1e9]]),
+        );
+        // A transposed (not row-major) feature array.
+        let mut transposed = labelled();
+        transposed.x = array![[1.5, 0.1], [-2.0, 3e30]].reversed_axes();
+        for d in [labelled(), wide, regression, transposed] {
+            let cells: Vec<f32> = d.x.iter().copied().collect();
+            let mut want = postcard::to_stdvec(&Stored {
+                format: FORMAT_TABLE,
+                feature_names: d.feature_names.clone(),
+                target_names: d.target_names.clone(),
+                rows: d.rows() as u64,
+                x: cells,
+                targets: stored_targets(&d.targets),
+            })
+            .unwrap();
+            let table = StoredTable {
+                columns: d
+                    .columns
+                    .iter()
+                    .map(|c| StoredColumn {
+                        kind: c.schema.kind,
+                        storage: c.schema.storage,
+                        missing: c.schema.missing,
+                        distinct: c.schema.distinct,
+                        numeric_text: c.schema.numeric_text,
+                        boolean_like: c.schema.boolean_like,
+                        vocab: c.vocab.clone(),
+                    })
+                    .collect(),
+                dropped_rows: d.dropped_rows,
+            };
+            want.extend(postcard::to_stdvec(&table).unwrap());
+            assert_eq!(d.to_bytes(), want);
+            for part_bytes in [4, 7, 64, 1000, 1 << 20] {
+                let parts = into_parts(d.clone(), part_bytes);
+                let len = parts.len();
+                let got: Vec<Vec<u8>> = parts.collect();
+                assert!(got.iter().all(|p| !p.is_empty()));
+                let joined = got.concat();
+                assert_eq!(joined.len(), len);
+                assert_eq!(joined, want, "parts of {part_bytes} bytes");
+                let back = Dataset::from_bytes(&joined).unwrap();
+                assert_eq!(back.x.shape(), d.x.shape());
+            }
+        }
     }
 
     #[test]

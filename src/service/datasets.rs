@@ -229,23 +229,21 @@ impl Service {
         name: String,
         ds: Dataset,
     ) -> Result<DatasetRecord> {
-        // The profile, the schema and the stored form are made on a blocking thread; the
-        // dataset is dropped before the insert, so a large upload is not held twice while it
-        // is written.
+        // The profile and the schema are made on a blocking thread. The stored form is made a
+        // part at a time as the store writes it, from the features the parts take over: a
+        // large upload is never held twice (features and a copy) while it is written.
         let started = std::time::Instant::now();
-        let (ds, blob, profile, summary) = tokio::task::spawn_blocking(move || {
-            let blob = ds.to_bytes();
+        let (ds, profile, summary) = tokio::task::spawn_blocking(move || {
             let profile = Profile::of(&ds);
             let summary = Summary::of(&ds);
-            (ds, blob, profile, summary)
+            (ds, profile, summary)
         })
         .await?;
         let target_kind = match ds.targets {
             crate::nn::Targets::Labels(_) => "labels",
             crate::nn::Targets::Values(_) => "values",
         };
-        self.check_bytes_quota(tenant, blob.len()).await?;
-        let rec = DatasetRecord {
+        let mut rec = DatasetRecord {
             id,
             tenant: tenant.to_string(),
             name,
@@ -262,12 +260,13 @@ impl Service {
                 "schema": summary,
                 "profile": profile,
             }),
-            size_bytes: blob.len() as i64,
+            size_bytes: 0,
         };
-        drop(ds);
-        crate::data::release_memory();
+        let parts = ds.into_stored_parts();
+        rec.size_bytes = parts.len() as i64;
+        self.check_bytes_quota(tenant, parts.len()).await?;
         let prepared = started.elapsed();
-        let inserted = self.store.insert_dataset(&rec, blob).await;
+        let inserted = self.store.insert_dataset_parts(&rec, Box::new(parts)).await;
         // The upload's buffers are free again: give the memory back rather than keep it.
         crate::data::release_memory();
         match inserted {

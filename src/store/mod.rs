@@ -591,15 +591,28 @@ pub struct TrialRecord {
     pub params: serde_json::Value,
 }
 
+/// A dataset's stored bytes in the order they join, made as they are taken.
+pub type Parts = Box<dyn Iterator<Item = Vec<u8>> + Send>;
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<()>;
     /// Connections of the pool: (open, idle).
     fn pool_use(&self) -> (u32, u32);
 
-    /// Takes the stored bytes by value: a large dataset is then not copied once more on its
-    /// way into the database.
-    async fn insert_dataset(&self, d: &DatasetRecord, data: Vec<u8>) -> Result<()>;
+    /// Stores a dataset's record and its bytes, part by part, in one transaction: each part is
+    /// made (see `data::StoredParts`) only when the one before it is written, so a large
+    /// dataset is never held in memory twice on its way into the database.
+    async fn insert_dataset_parts(&self, d: &DatasetRecord, parts: Parts) -> Result<()>;
+
+    /// [`Store::insert_dataset_parts`] with the bytes in one part.
+    async fn insert_dataset(&self, d: &DatasetRecord, data: Vec<u8>) -> Result<()> {
+        self.insert_dataset_parts(d, Box::new(std::iter::once(data)))
+            .await
+    }
+
+    /// A dataset's stored bytes, its parts joined (or, for a dataset stored by a release
+    /// before parts, the one blob it kept in its record).
     async fn get_dataset(&self, id: Uuid) -> Result<Option<DatasetRecord>>;
     async fn dataset_data(&self, id: Uuid) -> Result<Option<Vec<u8>>>;
     async fn list_datasets(

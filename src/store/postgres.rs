@@ -8,13 +8,14 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::TryStreamExt;
 use sqlx::postgres::{PgConnectOptions, PgDatabaseError, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Postgres, Row};
 use uuid::Uuid;
 
 use super::rows::{
     BATCH_COLS, Columns, DATASET_COLS, DEPLOYMENT_COLS, MODEL_COLS, batch, dataset, deployment,
-    deployment_version, job, model, page, page_keyed, page_start, sweep, trial,
+    deployment_version, job, model, page, page_keyed, page_start, parts_capacity, sweep, trial,
 };
 use super::*;
 
@@ -166,11 +167,13 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn insert_dataset(&self, d: &DatasetRecord, data: Vec<u8>) -> Result<()> {
+    async fn insert_dataset_parts(&self, d: &DatasetRecord, parts: Parts) -> Result<()> {
         let mut tx = self.pool.begin().await?;
+        // The record first: a duplicate id fails before any part is written. Its own `data`
+        // stays empty; the bytes are in `dataset_parts`.
         sqlx::query(
             "INSERT INTO datasets (id, name, created_at, rows, inputs, outputs, meta, size_bytes, data, tenant)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, ''::bytea, $9)",
         )
         .bind(d.id)
         .bind(&d.name)
@@ -180,10 +183,17 @@ impl Store for PostgresStore {
         .bind(d.outputs)
         .bind(&d.meta)
         .bind(d.size_bytes)
-        .bind(data)
         .bind(&d.tenant)
         .execute(&mut *tx)
         .await?;
+        for (i, part) in parts.enumerate() {
+            sqlx::query("INSERT INTO dataset_parts (dataset_id, part, data) VALUES ($1, $2, $3)")
+                .bind(d.id)
+                .bind(i as i32)
+                .bind(part)
+                .execute(&mut *tx)
+                .await?;
+        }
         crate::crash::point("dataset_insert");
         tx.commit().await?;
         Ok(())
@@ -200,11 +210,30 @@ impl Store for PostgresStore {
     }
 
     async fn dataset_data(&self, id: Uuid) -> Result<Option<Vec<u8>>> {
-        let r = sqlx::query("SELECT data FROM datasets WHERE id = $1")
+        // One transaction: the record and its parts as of one moment.
+        let mut tx = self.pool.begin().await?;
+        let Some(r) = sqlx::query("SELECT data, size_bytes FROM datasets WHERE id = $1")
             .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(r.map(|r| r.try_get("data")).transpose()?)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let data: Vec<u8> = r.try_get("data")?;
+        if !data.is_empty() {
+            return Ok(Some(data));
+        }
+        let mut out = Vec::with_capacity(parts_capacity(r.try_get("size_bytes")?));
+        let mut rows =
+            sqlx::query("SELECT data FROM dataset_parts WHERE dataset_id = $1 ORDER BY part")
+                .bind(id)
+                .fetch(&mut *tx);
+        while let Some(row) = rows.try_next().await? {
+            out.extend_from_slice(row.try_get::<&[u8], _>("data")?);
+        }
+        drop(rows);
+        tx.commit().await?;
+        Ok(Some(out))
     }
 
     async fn list_datasets(

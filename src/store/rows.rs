@@ -121,6 +121,12 @@ pub(super) fn trial<R: Columns>(r: &R) -> Result<TrialRecord> {
 /// none is skipped); no cursor starts at the top. `key_col` is the column the cursor's key
 /// names (`id`, or a deployment's `name`); `tenant`, `key` and `created_at` are the dialect's
 /// placeholders for the tenant and the cursor's two parts.
+/// Room to join a dataset's parts in: its recorded size, within reason (a damaged record must
+/// not reserve without bound; the vector grows past it if it must).
+pub(super) fn parts_capacity(size_bytes: i64) -> usize {
+    usize::try_from(size_bytes).unwrap_or(0).min(1 << 32)
+}
+
 pub(super) fn page_start(
     table: &str,
     key_col: &str,
