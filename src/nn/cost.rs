@@ -122,6 +122,7 @@ fn time_epoch(
         l2: 0.0,
         shuffle: true,
         standardize: true,
+        standardize_target: false,
         columns: None,
         imputation: None,
         min_frequency: None,

@@ -65,6 +65,9 @@ fn default_batch() -> usize {
 fn yes() -> bool {
     true
 }
+fn is_false(b: &bool) -> bool {
+    !*b
+}
 
 /// Everything about a training run except where the data comes from.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -99,6 +102,12 @@ pub struct TrainSpec {
     /// Standardise features with the training split's mean and deviation.
     #[serde(default = "yes")]
     pub standardize: bool,
+    /// Regression only: train on the targets standardised with the training split's mean and
+    /// deviation (faster and scale-free learning rates); the model folds the scaling back
+    /// into its output layer, so it predicts in the targets' own units. Losses and MAE in
+    /// the epoch history are then on the standardised scale.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub standardize_target: bool,
     /// Column types for this job, overriding the dataset's: `{"area_code": "categorical"}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub columns: Option<BTreeMap<String, ColumnType>>,
@@ -349,6 +358,15 @@ impl TrainSpec {
         if self.layers.is_empty() {
             errs.push(SpecError::new("/layers", "needs at least one dense layer"));
         }
+        if self.standardize_target && self.loss.is_classification() {
+            errs.push(SpecError::new(
+                "/standardize_target",
+                format!(
+                    "only regression targets are standardised, the loss is {}",
+                    self.loss.name()
+                ),
+            ));
+        }
         let mut layers = vec![];
         let last = self.layers.len().saturating_sub(1);
         let mut width = inputs;
@@ -437,6 +455,17 @@ impl TrainSpec {
                     if i == last {
                         if let Err(m) = self.loss.check_output_activation(activation) {
                             errs.push(SpecError::new(p("activation"), m));
+                        }
+                        if self.standardize_target && activation != Activation::Linear {
+                            // The scaling folds into the output layer only through a
+                            // linear activation.
+                            errs.push(SpecError::new(
+                                p("activation"),
+                                format!(
+                                    "standardize_target needs a linear output layer, the last dense layer has {}",
+                                    activation.name()
+                                ),
+                            ));
                         }
                     } else if activation == Activation::Softmax {
                         // allowed, if unusual; nothing to check

@@ -173,6 +173,9 @@ pub struct Session {
     pub spec: TrainSpec,
     pub plan: Plan,
     pub standardizer: Option<Standardizer>,
+    /// The training split's target mean and deviation when `standardize_target` (regression):
+    /// the loop trains on `(y - mean) / std`, and [`model`](Self::model) folds it back.
+    pub target_scaler: Option<Standardizer>,
     /// Raw rows → inputs, fitted on the training split; `None` when it would change nothing
     /// (every column numeric and complete), so such models stay as they always were.
     pub encoder: Option<Encoder>,
@@ -358,6 +361,14 @@ impl Session {
             Some(s) => s.transform(x.view()),
             None => x,
         };
+        // Regression targets on the standardised scale: y' = (y - mean) / std.
+        let target_scaler = (spec.standardize_target
+            && matches!(plan.encoding, OutputEncoding::Values))
+        .then(|| Standardizer::fit(y_train.view()));
+        let (y_train, y_val) = match &target_scaler {
+            Some(t) => (t.transform(y_train.view()), y_val.map(|y| t.transform(y.view()))),
+            None => (y_train, y_val),
+        };
         let inputs = x_train.ncols();
         let mut plan = if validation.is_some() {
             // (the split stood in for the separate set above; it is no split to check)
@@ -378,6 +389,7 @@ impl Session {
             x_val: x_val.map(tf),
             y_val,
             standardizer,
+            target_scaler,
             encoder: keep_encoder.then_some(encoder),
             val_raw,
         })
@@ -429,6 +441,10 @@ impl Session {
     /// The model `network` makes with this session's preprocessing (standardisation fitted on
     /// the training split, output encoding): what a checkpoint's network predicts like.
     pub fn model(&self, network: Network<f32>) -> Model {
+        let mut network = network;
+        if let Some(t) = &self.target_scaler {
+            fold_target_scale(&mut network, t);
+        }
         Model {
             network,
             standardizer: self.standardizer.clone(),
@@ -660,6 +676,33 @@ impl Session {
             reason,
             best_epoch,
         })
+    }
+}
+
+/// Folds a target standardisation into the (linear) output layer, so the network predicts
+/// in the targets' own units: y = std·(hW + b) + mean, i.e. W' = W·diag(std),
+/// b' = std·b + mean.
+fn fold_target_scale(network: &mut Network<f32>, t: &Standardizer) {
+    if let Some(out) = network.dense_mut().last() {
+        for (j, mut col) in out.w.columns_mut().into_iter().enumerate() {
+            col *= t.std[j];
+        }
+        for (j, b) in out.b.iter_mut().enumerate() {
+            *b = *b * t.std[j] + t.mean[j];
+        }
+    }
+}
+
+/// The inverse of [`fold_target_scale`]: a model's output layer on the standardised scale
+/// (a warm start of a job that standardises its targets).
+pub(super) fn unfold_target_scale(network: &mut Network<f32>, t: &Standardizer) {
+    if let Some(out) = network.dense_mut().last() {
+        for (j, mut col) in out.w.columns_mut().into_iter().enumerate() {
+            col /= t.std[j];
+        }
+        for (j, b) in out.b.iter_mut().enumerate() {
+            *b = (*b - t.mean[j]) / t.std[j];
+        }
     }
 }
 
@@ -1007,5 +1050,69 @@ mod tests {
         assert_eq!(va, va2);
         let (_, va3) = split(100, 0.2, 2, Some(&classes));
         assert_ne!(va, va3);
+    }
+
+    /// y = 1000 + 50·x on x ∈ [-1, 1]: far from the scale an initialised network starts at.
+    /// With the targets standardised the loop sees y' = (y - mean)/std, a unit-scale line
+    /// that 30 epochs fit; the model folds the scaling back and predicts in the targets' units.
+    #[test]
+    fn standardised_targets_train_on_the_unit_scale_and_predict_in_their_own() {
+        use crate::nn::preprocess::{Samples, Targets};
+        let x = Array2::from_shape_fn((64, 1), |(i, _)| i as f32 / 31.5 - 1.0);
+        let y = x.mapv(|v| 1000.0 + 50.0 * v);
+        let data = Samples {
+            x: x.clone(),
+            targets: Targets::Values(y.clone()),
+        };
+        let spec: TrainSpec = serde_json::from_str(
+            r#"{"layers": [{}], "loss": "mse", "epochs": 30, "batch_size": 8, "seed": 1,
+                "optimizer": {"type": "adam", "learning_rate": 0.05},
+                "standardize_target": true}"#,
+        )
+        .unwrap();
+        let session = Session::new(&spec, &data, None).unwrap();
+        let t = session.target_scaler.clone().unwrap();
+        assert!((t.mean[0] - 1000.0).abs() < 1e-3, "{t:?}");
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        let out = session
+            .run(&pool, None, &Control::default(), &mut |_, _| {})
+            .unwrap();
+        let p = out.model.predict(x.view()).outputs;
+        let worst = p
+            .iter()
+            .zip(&y)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(worst < 1.0, "worst error {worst}");
+        // Folding and unfolding are inverses.
+        let mut net = out.model.network.clone();
+        unfold_target_scale(&mut net, &t);
+        fold_target_scale(&mut net, &t);
+        let again = net.predict(session.standardizer.as_ref().unwrap().transform(x.view()).view());
+        assert!(again.iter().zip(&p).all(|(a, b)| (a - b).abs() < 1e-2));
+        // Without it, the same 30 epochs are nowhere near 1000.
+        let plain = TrainSpec {
+            standardize_target: false,
+            ..spec
+        };
+        let out = Session::new(&plain, &data, None)
+            .unwrap()
+            .run(&pool, None, &Control::default(), &mut |_, _| {})
+            .unwrap();
+        let p = out.model.predict(x.view()).outputs;
+        assert!((p[[0, 0]] - 950.0).abs() > 100.0, "{p}");
+        // A classifier has no targets to standardise.
+        let bad: TrainSpec = serde_json::from_str(
+            r#"{"layers": [{}], "loss": "binary_crossentropy", "standardize_target": true}"#,
+        )
+        .unwrap();
+        let labels = Samples {
+            x,
+            targets: Targets::Values(Array2::from_shape_fn((64, 1), |(i, _)| (i % 2) as f32)),
+        };
+        assert!(Session::new(&bad, &labels, None).is_err());
     }
 }
