@@ -115,6 +115,7 @@ fn time_epoch(
         epochs: 3,
         batch_size: batch,
         validation_split: 0.2,
+        validation_fold: 0,
         early_stopping: None,
         lr_schedule: Schedule::default(),
         seed: 1,

@@ -68,6 +68,19 @@ fn yes() -> bool {
 fn is_false(b: &bool) -> bool {
     !*b
 }
+fn is_zero(v: &u32) -> bool {
+    *v == 0
+}
+
+/// How many disjoint validation folds a split of `frac` has: ⌊1/frac⌋ (0 without a split).
+pub fn folds(frac: f32) -> u32 {
+    if frac > 0.0 && frac.is_finite() {
+        // (a little slack so that 0.2 has 5 folds, not 4.999…)
+        ((1.0 / frac as f64) + 1e-6).floor() as u32
+    } else {
+        0
+    }
+}
 
 /// Everything about a training run except where the data comes from.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -85,6 +98,11 @@ pub struct TrainSpec {
     /// Fraction of rows held out for validation (seeded, stratified for classifiers).
     #[serde(default)]
     pub validation_split: f32,
+    /// Which of the ⌊1/validation_split⌋ disjoint validation folds the split holds out
+    /// (k-fold cross-validation: the same seed and split with folds 0…k-1). Fold 0 is the
+    /// plain split.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub validation_fold: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub early_stopping: Option<EarlyStopping>,
     #[serde(default)]
@@ -531,6 +549,16 @@ impl TrainSpec {
             errs.push(SpecError::new(
                 "/validation_split",
                 format!("must be in [0, 1), got {vs}"),
+            ));
+        } else if self.validation_fold > 0 && self.validation_fold >= folds(vs) {
+            errs.push(SpecError::new(
+                "/validation_fold",
+                format!(
+                    "a validation_split of {vs} has {} folds (0 to {}), got {}",
+                    folds(vs),
+                    folds(vs).saturating_sub(1),
+                    self.validation_fold
+                ),
             ));
         } else if vs > 0.0 {
             let held = ((rows as f64) * vs as f64).round() as usize;

@@ -229,6 +229,7 @@ impl Session {
         let mut spec = spec.clone();
         if validation.is_some() {
             spec.validation_split = 0.0;
+            spec.validation_fold = 0;
         }
         if columns.len() != data.x.ncols() {
             return Err(spec_err(
@@ -283,6 +284,7 @@ impl Session {
         let (train_idx, val_idx) = split(
             data.x.nrows(),
             spec.validation_split,
+            spec.validation_fold as usize,
             spec.seed,
             class_of_row.as_deref(),
         );
@@ -868,7 +870,16 @@ fn encode(enc: &OutputEncoding, t: &Targets, pointer: &str) -> Result<Array2<f32
 }
 
 /// Seeded split into (train, validation) row indices; stratified when `classes` is given.
-fn split(n: usize, frac: f32, seed: u64, classes: Option<&[usize]>) -> (Vec<usize>, Vec<usize>) {
+/// The seeded (and, with `classes`, stratified) split of `n` rows: each class's rows are
+/// shuffled and its `frac` share from block `fold` on is held out, so folds 0…⌊1/frac⌋-1 of
+/// the same seed hold out disjoint rows (the last block of a class shifted back to fit).
+fn split(
+    n: usize,
+    frac: f32,
+    fold: usize,
+    seed: u64,
+    classes: Option<&[usize]>,
+) -> (Vec<usize>, Vec<usize>) {
     if frac <= 0.0 || n < 2 {
         return ((0..n).collect(), vec![]);
     }
@@ -913,7 +924,8 @@ fn split(n: usize, frac: f32, seed: u64, classes: Option<&[usize]>) -> (Vec<usiz
     for (g, idx) in groups.into_iter().enumerate() {
         let mut idx = idx;
         rng.shuffle(&mut idx);
-        val.extend_from_slice(&idx[..take[g]]);
+        let start = (fold * take[g]).min(idx.len() - take[g]);
+        val.extend_from_slice(&idx[start..start + take[g]]);
     }
     val.sort_unstable();
     let mut is_val = vec![false; n];
@@ -1042,14 +1054,31 @@ mod tests {
     #[test]
     fn stratified_split_keeps_class_proportions() {
         let classes: Vec<usize> = (0..100).map(|i| usize::from(i >= 80)).collect();
-        let (tr, va) = split(100, 0.2, 1, Some(&classes));
+        let (tr, va) = split(100, 0.2, 0, 1, Some(&classes));
         assert_eq!(va.len(), 20);
         assert_eq!(tr.len(), 80);
         assert_eq!(va.iter().filter(|&&i| classes[i] == 1).count(), 4);
-        let (_, va2) = split(100, 0.2, 1, Some(&classes));
+        let (_, va2) = split(100, 0.2, 0, 1, Some(&classes));
         assert_eq!(va, va2);
-        let (_, va3) = split(100, 0.2, 2, Some(&classes));
+        let (_, va3) = split(100, 0.2, 0, 2, Some(&classes));
         assert_ne!(va, va3);
+    }
+
+    #[test]
+    fn the_folds_of_one_seed_hold_out_every_row_once() {
+        let classes: Vec<usize> = (0..100).map(|i| usize::from(i % 10 < 3)).collect();
+        let mut seen = vec![0; 100];
+        for fold in 0..5 {
+            let (tr, va) = split(100, 0.2, fold, 7, Some(&classes));
+            assert_eq!((tr.len(), va.len()), (80, 20));
+            assert_eq!(va.iter().filter(|&&i| classes[i] == 1).count(), 6);
+            for i in va {
+                seen[i] += 1;
+            }
+        }
+        assert!(seen.iter().all(|&c| c == 1), "{seen:?}");
+        // Fold 0 is the plain split of that seed.
+        assert_eq!(split(100, 0.2, 0, 7, Some(&classes)).1.len(), 20);
     }
 
     /// y = 1000 + 50·x on x ∈ [-1, 1]: far from the scale an initialised network starts at.
