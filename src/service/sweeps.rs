@@ -127,6 +127,15 @@ impl SweepSpec {
         if let Some(o) = body.as_object_mut() {
             o.remove("early_stopping");
             o.remove("validation_dataset_id");
+            o.remove("validation_fold");
+        }
+        // Without a validation split nothing restores a best epoch, so the last one is the
+        // model: a constant rate is annealed (cosine) so that it is not one noisy step of many.
+        if body
+            .get("lr_schedule")
+            .is_none_or(|l| l.is_null() || l.get("type").and_then(Value::as_str) == Some("constant"))
+        {
+            body["lr_schedule"] = json!({"type": "cosine_decay", "alpha": 0.05});
         }
         body["name"] = json!(format!(
             "{} refit of trial {t}",
