@@ -76,14 +76,16 @@ def score(evaluation):
     return evaluation["accuracy"] if evaluation["task"] == "classification" else evaluation["r2"]
 
 
-def ours(base, name, train, test, seed, max_trials):
+def ours(base, name, train, test, seed, max_trials, metric=None):
     target, _ = DATASETS[name]
     q = f"/v1/datasets?target={target}&name={name}"
     tr = call(base, "POST", q, train.to_csv(index=False).encode(), "text/csv")
     te = call(base, "POST", q, test.to_csv(index=False).encode(), "text/csv")
     t0 = time.time()
-    s = call(base, "POST", "/v1/sweeps",
-             {"dataset_id": tr["id"], "max_trials": max_trials, "seed": seed})
+    body = {"dataset_id": tr["id"], "max_trials": max_trials, "seed": seed}
+    if metric:
+        body["metric"] = metric
+    s = call(base, "POST", "/v1/sweeps", body)
     while s["status"] not in ("succeeded", "failed", "cancelled"):
         time.sleep(0.25)
         s = call(base, "GET", f"/v1/sweeps/{s['id']}")
@@ -124,6 +126,7 @@ def main():
     ap.add_argument("--datasets", nargs="+", default=list(DATASETS))
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--max-trials", type=int, default=20)
+    ap.add_argument("--metric", help="override the automatic mode's validation metric")
     ap.add_argument("--max-concurrent-jobs", type=int, default=os.cpu_count() or 2)
     a = ap.parse_args()
     tmp = tempfile.mkdtemp()
@@ -147,7 +150,7 @@ def main():
             theirs = hgb(name, train, test)
             kind = "r2" if DATASETS[name][1] == "regression" else "accuracy"
             for seed in a.seeds:
-                r = ours(base, name, train, test, seed, a.max_trials)
+                r = ours(base, name, train, test, seed, a.max_trials, a.metric)
                 summary.setdefault(name, []).append(r)
                 print(json.dumps({"dataset": name, "seed": seed, "metric": kind,
                                   "automatic": round(r["test"], 4),

@@ -820,16 +820,26 @@ async fn the_automatic_mode_refits_its_choice_and_picks_the_same_with_the_same_s
     assert_eq!(best["trial_model_id"], chosen["model_id"], "{best}");
     assert_eq!(best["refit_job_id"], best["job_id"]);
     assert_ne!(best["model_id"], best["trial_model_id"]);
-    let trial_model = srv
-        .get(&format!(
-            "/v1/models/{}",
-            best["trial_model_id"].as_str().unwrap()
-        ))
-        .await
-        .1;
-    let best_epoch = trial_model["metrics"]["best_epoch"]
-        .as_i64()
-        .unwrap_or_else(|| chosen["epochs"].as_i64().unwrap());
+    // 282 training rows: each trial is cross-validated on 5 folds, one job each, and its
+    // metric is their mean; the refit trains for the folds' mean best epoch.
+    assert_eq!(s["spec"]["folds"], 5);
+    let fold_jobs = chosen["fold_jobs"].as_array().unwrap();
+    assert_eq!(fold_jobs.len(), 4, "{chosen}");
+    let (mut epochs, mut metrics) = (0.0, 0.0);
+    for (f, id) in std::iter::once(&chosen["job_id"]).chain(fold_jobs).enumerate() {
+        let job = srv.get(&format!("/v1/jobs/{}", id.as_str().unwrap())).await.1;
+        assert_eq!(job["spec"]["validation_fold"].as_u64().unwrap_or(0), f as u64);
+        let model = srv
+            .get(&format!("/v1/models/{}", job["model_id"].as_str().unwrap()))
+            .await
+            .1;
+        epochs += model["metrics"]["best_epoch"]
+            .as_f64()
+            .unwrap_or_else(|| job["epoch"].as_f64().unwrap());
+        metrics += model["metrics"]["evaluation"]["rmse"].as_f64().unwrap();
+    }
+    assert!((metrics / 5.0 - metric).abs() < 1e-9, "{metrics} / 5 vs {metric}");
+    let best_epoch = (epochs / 5.0).round() as i64;
     let refit = srv
         .get(&format!("/v1/jobs/{}", best["job_id"].as_str().unwrap()))
         .await
