@@ -826,9 +826,18 @@ async fn the_automatic_mode_refits_its_choice_and_picks_the_same_with_the_same_s
     let fold_jobs = chosen["fold_jobs"].as_array().unwrap();
     assert_eq!(fold_jobs.len(), 4, "{chosen}");
     let (mut epochs, mut metrics) = (0.0, 0.0);
-    for (f, id) in std::iter::once(&chosen["job_id"]).chain(fold_jobs).enumerate() {
-        let job = srv.get(&format!("/v1/jobs/{}", id.as_str().unwrap())).await.1;
-        assert_eq!(job["spec"]["validation_fold"].as_u64().unwrap_or(0), f as u64);
+    for (f, id) in std::iter::once(&chosen["job_id"])
+        .chain(fold_jobs)
+        .enumerate()
+    {
+        let job = srv
+            .get(&format!("/v1/jobs/{}", id.as_str().unwrap()))
+            .await
+            .1;
+        assert_eq!(
+            job["spec"]["validation_fold"].as_u64().unwrap_or(0),
+            f as u64
+        );
         let model = srv
             .get(&format!("/v1/models/{}", job["model_id"].as_str().unwrap()))
             .await
@@ -838,7 +847,10 @@ async fn the_automatic_mode_refits_its_choice_and_picks_the_same_with_the_same_s
             .unwrap_or_else(|| job["epoch"].as_f64().unwrap());
         metrics += model["metrics"]["evaluation"]["rmse"].as_f64().unwrap();
     }
-    assert!((metrics / 5.0 - metric).abs() < 1e-9, "{metrics} / 5 vs {metric}");
+    assert!(
+        (metrics / 5.0 - metric).abs() < 1e-9,
+        "{metrics} / 5 vs {metric}"
+    );
     let best_epoch = (epochs / 5.0).round() as i64;
     let refit = srv
         .get(&format!("/v1/jobs/{}", best["job_id"].as_str().unwrap()))

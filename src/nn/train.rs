@@ -368,7 +368,10 @@ impl Session {
             && matches!(plan.encoding, OutputEncoding::Values))
         .then(|| Standardizer::fit(y_train.view()));
         let (y_train, y_val) = match &target_scaler {
-            Some(t) => (t.transform(y_train.view()), y_val.map(|y| t.transform(y.view()))),
+            Some(t) => (
+                t.transform(y_train.view()),
+                y_val.map(|y| t.transform(y.view())),
+            ),
             None => (y_train, y_val),
         };
         let inputs = x_train.ncols();
@@ -1120,7 +1123,14 @@ mod tests {
         let mut net = out.model.network.clone();
         unfold_target_scale(&mut net, &t);
         fold_target_scale(&mut net, &t);
-        let again = net.predict(session.standardizer.as_ref().unwrap().transform(x.view()).view());
+        let again = net.predict(
+            session
+                .standardizer
+                .as_ref()
+                .unwrap()
+                .transform(x.view())
+                .view(),
+        );
         assert!(again.iter().zip(&p).all(|(a, b)| (a - b).abs() < 1e-2));
         // Without it, the same 30 epochs are nowhere near 1000.
         let plain = TrainSpec {

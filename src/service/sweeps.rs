@@ -131,10 +131,9 @@ impl SweepSpec {
         }
         // Without a validation split nothing restores a best epoch, so the last one is the
         // model: a constant rate is annealed (cosine) so that it is not one noisy step of many.
-        if body
-            .get("lr_schedule")
-            .is_none_or(|l| l.is_null() || l.get("type").and_then(Value::as_str) == Some("constant"))
-        {
+        if body.get("lr_schedule").is_none_or(|l| {
+            l.is_null() || l.get("type").and_then(Value::as_str) == Some("constant")
+        }) {
             body["lr_schedule"] = json!({"type": "cosine_decay", "alpha": 0.05});
         }
         body["name"] = json!(format!(
@@ -268,7 +267,10 @@ pub fn read_sweep_request(body: &[u8]) -> Result<SweepRequest> {
     {
         return Err(Error::invalid(
             "/metric",
-            format!("unknown metric {m:?}; expected one of {}", METRICS.join(", ")),
+            format!(
+                "unknown metric {m:?}; expected one of {}",
+                METRICS.join(", ")
+            ),
         ));
     }
     if let Some(f) = r.folds
@@ -793,10 +795,14 @@ impl Service {
             _ => None,
         };
         let held = match j.model_id {
-            Some(m) => self.store.get_model(m).await?.and_then(|m| match evaluated {
-                Some(e) => m.metrics.get("evaluation").and_then(|v| v.get(e)).cloned(),
-                None => m.metrics.get("final").and_then(|f| f.get(metric)).cloned(),
-            }),
+            Some(m) => self
+                .store
+                .get_model(m)
+                .await?
+                .and_then(|m| match evaluated {
+                    Some(e) => m.metrics.get("evaluation").and_then(|v| v.get(e)).cloned(),
+                    None => m.metrics.get("final").and_then(|f| f.get(metric)).cloned(),
+                }),
             None => None,
         };
         if evaluated.is_some() {
@@ -1073,7 +1079,13 @@ impl Service {
     /// Queues trial `t`'s jobs at `rung`, one per validation fold: fresh jobs for rung 0,
     /// else continuations of the fold's job at the rung below up to the rung's epochs.
     /// Created once, whichever node gets there first; fold 0's carries the trial's row.
-    async fn create_trial(&self, s: &SweepRecord, spec: &SweepSpec, t: i64, rung: i64) -> Result<()> {
+    async fn create_trial(
+        &self,
+        s: &SweepRecord,
+        spec: &SweepSpec,
+        t: i64,
+        rung: i64,
+    ) -> Result<()> {
         for fold in 0..spec.fold_count() {
             let id = trial_job_id(s.id, t, rung, fold);
             if self.store.get_job(id).await?.is_some() {

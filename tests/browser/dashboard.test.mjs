@@ -385,7 +385,10 @@ async function run(browser, base, csvPath) {
   // The marker sits where the rate falls on the log axis (the plot spans 48 px … width − 12 px).
   const expectX = 48 + ((Math.log10(rate) - Math.log10(Math.min(...lrs))) / (Math.log10(Math.max(...lrs)) - Math.log10(Math.min(...lrs)))) * (box.width - 60);
   assert.ok(Math.abs(markX - expectX) <= 1.5, `marker at ${markX}, the rate ${rate} is at ${expectX}`);
-  assert.match(await page.textContent('#lr-range-caption'), /^Trains at /);
+  const caption = await page.textContent('#lr-range-caption');
+  const steepest = tested.lr_range_test.steepest;
+  assert.match(caption, steepest != null && Math.abs(rate - steepest) <= 1e-6 * steepest
+    ? /^Trains at \S+: the steepest descent/ : /^Trains at \S+: the (minimum ÷ 10|optimizer's default)/, caption);
   await page.locator('#lr-range-chart').scrollIntoViewIfNeeded();
   await shot('lr-range-test');
   log(`16. the range test's curve drawn (${lrs.length} batches), the chosen rate ${rate} marked`);

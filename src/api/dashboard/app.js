@@ -323,9 +323,10 @@ async function viewJob(root, id) {
     rangeDrawn = true;
     const chosen = t.learning_rate ?? t.suggested;
     const canvas = h('canvas', { id: 'lr-range-chart', role: 'img', 'aria-label': 'loss against learning rate in the range test, the chosen rate marked' });
-    const how = t.steepest != null && Math.abs(chosen - t.steepest) <= 1e-12 * Math.max(1, chosen)
-      ? 'the steepest descent of the smoothed loss' : t.minimum_over_10 != null && Math.abs(chosen - t.minimum_over_10) <= 1e-12 * Math.max(1, chosen)
-        ? 'the minimum ÷ 10' : 'the optimizer\'s default';
+    // (single-precision rates: equal to 6 significant digits is the same rate)
+    const same = (a) => a != null && Math.abs(chosen - a) <= 1e-6 * Math.abs(a);
+    const how = same(t.steepest) ? 'the steepest descent of the smoothed loss'
+      : same(t.minimum_over_10) ? 'the minimum ÷ 10' : 'the optimizer\'s default';
     rangeSlot.replaceChildren(section('Learning-rate range test',
       h('p', { class: 'muted', id: 'lr-range-caption' },
         `Trains at ${fmt(chosen, 3)}: ${how}. Steepest ${fmt(t.steepest, 3)} · minimum ${fmt(t.minimum, 3)} · minimum ÷ 10 ${fmt(t.minimum_over_10, 3)} · ${t.points.length} batches, ended ${t.end}.`),
