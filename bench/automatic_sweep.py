@@ -99,7 +99,8 @@ def main():
                 time.sleep(0.5)
                 s = call(base, "GET", f"/v1/sweeps/{s['id']}")
             took = time.time() - t0
-            jobs = sum(len(t["jobs"]) for t in s["trials"])
+            # (with cross-validation every rung of a trial is one job per fold)
+            jobs = sum(len(t["jobs"]) * (1 + len(t.get("fold_jobs", []))) for t in s["trials"])
             epochs = sum(t["epochs"] or 0 for t in s["trials"])
             print(f"rows: {tr['rows']} train, trials: {len(s['trials'])}, trial jobs: {jobs}, "
                   f"epochs (last jobs): {epochs}, rungs: {s['rungs']}")

@@ -760,7 +760,9 @@ async fn the_automatic_mode_trains_a_good_classifier_by_itself() {
     assert_eq!(st, 202, "{s}");
     assert_eq!(s["spec"]["automatic"], true);
     assert_eq!(s["spec"]["base"]["loss"], "categorical_crossentropy");
-    assert_eq!(s["rungs"], json!([7, 21, 60]));
+    // 96 training rows: the small-data budget, compared on the unpenalised log loss.
+    assert_eq!(s["rungs"], json!([20, 60, 180]));
+    assert_eq!(s["metric"], "val_log_loss");
     let done = wait_sweep(&srv, "", s["id"].as_str().unwrap()).await;
     assert_eq!(done["status"], "succeeded", "{done}");
     let model = done["best"]["model_id"].as_str().unwrap();
@@ -772,6 +774,127 @@ async fn the_automatic_mode_trains_a_good_classifier_by_itself() {
         .await;
     assert_eq!(st, 200, "{e}");
     assert!(e["accuracy"].as_f64().unwrap() >= 0.9, "{e}\n{done}");
+}
+
+/// The automatic mode on a regression set: targets standardised, trials compared on the
+/// validation RMSE, the chosen trial refitted on every training row for the epochs its
+/// validation found best, and the same seed picks the same trial and metric again.
+#[tokio::test]
+async fn the_automatic_mode_refits_its_choice_and_picks_the_same_with_the_same_seed() {
+    let srv = Server::start(&["--max-concurrent-jobs", "2"]).await;
+    let upload = |csv: &'static str| {
+        let srv = &srv;
+        async move {
+            let r = srv
+                .post_raw("/v1/datasets?target=target", "text/csv", csv)
+                .await;
+            let (st, v) = common::split(r).await;
+            assert_eq!(st, 201, "{v}");
+            v["id"].as_str().unwrap().to_string()
+        }
+    };
+    let train = upload(include_str!("data/diabetes.train.csv")).await;
+    let test = upload(include_str!("data/diabetes.test.csv")).await;
+    let body = json!({"dataset_id": train, "max_trials": 3, "seed": 7});
+    let (st, s) = srv.post("/v1/sweeps", &body).await;
+    assert_eq!(st, 202, "{s}");
+    assert_eq!(s["spec"]["base"]["loss"], "mse");
+    assert_eq!(s["spec"]["base"]["standardize_target"], true);
+    assert_eq!(s["spec"]["refit"], true);
+    assert_eq!(s["metric"], "val_rmse");
+    let done = wait_sweep(&srv, "", s["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let best = &done["best"];
+    // The metric is the chosen trial's validation RMSE, in the targets' units (their
+    // deviation is about 77), and the trial's model is kept apart from the refit's.
+    let metric = best["metric"].as_f64().unwrap();
+    assert!((30.0..80.0).contains(&metric), "{best}");
+    let chosen = done["trials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["trial"] == best["trial"])
+        .unwrap();
+    assert_eq!(chosen["metric"], best["metric"]);
+    assert_eq!(best["trial_job_id"], chosen["job_id"], "{best}");
+    assert_eq!(best["trial_model_id"], chosen["model_id"], "{best}");
+    assert_eq!(best["refit_job_id"], best["job_id"]);
+    assert_ne!(best["model_id"], best["trial_model_id"]);
+    // 282 training rows: each trial is cross-validated on 5 folds, one job each, and its
+    // metric is their mean; the refit trains for the folds' mean best epoch.
+    assert_eq!(s["spec"]["folds"], 5);
+    let fold_jobs = chosen["fold_jobs"].as_array().unwrap();
+    assert_eq!(fold_jobs.len(), 4, "{chosen}");
+    let (mut epochs, mut metrics) = (0.0, 0.0);
+    for (f, id) in std::iter::once(&chosen["job_id"])
+        .chain(fold_jobs)
+        .enumerate()
+    {
+        let job = srv
+            .get(&format!("/v1/jobs/{}", id.as_str().unwrap()))
+            .await
+            .1;
+        assert_eq!(
+            job["spec"]["validation_fold"].as_u64().unwrap_or(0),
+            f as u64
+        );
+        let model = srv
+            .get(&format!("/v1/models/{}", job["model_id"].as_str().unwrap()))
+            .await
+            .1;
+        epochs += model["metrics"]["best_epoch"]
+            .as_f64()
+            .unwrap_or_else(|| job["epoch"].as_f64().unwrap());
+        metrics += model["metrics"]["evaluation"]["rmse"].as_f64().unwrap();
+    }
+    assert!(
+        (metrics / 5.0 - metric).abs() < 1e-9,
+        "{metrics} / 5 vs {metric}"
+    );
+    let best_epoch = (epochs / 5.0).round() as i64;
+    let refit = srv
+        .get(&format!("/v1/jobs/{}", best["job_id"].as_str().unwrap()))
+        .await
+        .1;
+    assert_eq!(refit["status"], "succeeded", "{refit}");
+    assert_eq!(refit["epoch"].as_i64(), Some(best_epoch), "{refit}");
+    assert_eq!(refit["spec"]["validation_split"], 0.0);
+    assert!(refit["spec"].get("early_stopping").is_none(), "{refit}");
+    assert_eq!(refit["spec"]["standardize_target"], true);
+    assert_eq!(refit["model_id"], best["model_id"]);
+    // The refit predicts in the targets' units: far better than the mean on the test file.
+    let (st, e) = srv
+        .post(
+            &format!("/v1/models/{}/evaluate", best["model_id"].as_str().unwrap()),
+            &json!({"dataset_id": test}),
+        )
+        .await;
+    assert_eq!(st, 200, "{e}");
+    assert!(e["r2"].as_f64().unwrap() > 0.2, "{e}");
+
+    // The same sweep and seed: the same trial, the same metric, the same refit history.
+    let again = srv.post("/v1/sweeps", &body).await.1;
+    let again = wait_sweep(&srv, "", again["id"].as_str().unwrap()).await;
+    assert_eq!(again["status"], "succeeded", "{again}");
+    for k in ["trial", "params", "metric"] {
+        assert_eq!(again["best"][k], best[k], "{k}: {again}");
+    }
+    let history = |id: &Value| {
+        let srv = &srv;
+        let id = id.as_str().unwrap().to_string();
+        async move { srv.get(&format!("/v1/jobs/{id}/history")).await.1["epochs"].clone() }
+    };
+    let strip = |h: Value| -> Vec<Value> {
+        h.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| json!([r["epoch"], r["loss"]]))
+            .collect()
+    };
+    assert_eq!(
+        strip(history(&again["best"]["job_id"]).await),
+        strip(history(&best["job_id"]).await)
+    );
 }
 
 /// The evaluation agrees with scikit-learn's metrics on the same predictions: a 3-class,

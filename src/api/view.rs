@@ -238,6 +238,7 @@ pub fn sweep(v: &crate::service::sweeps::SweepView) -> Value {
                     "model_id": last.and_then(|j| j.model_id),
                     "metric": t.metric,
                     "stopped_early": t.stopped_early,
+                    "fold_jobs": t.fold_jobs.iter().map(|j| j.id).collect::<Vec<_>>(),
                 })
             })
             .collect::<Vec<_>>()

@@ -65,6 +65,22 @@ fn default_batch() -> usize {
 fn yes() -> bool {
     true
 }
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+fn is_zero(v: &u32) -> bool {
+    *v == 0
+}
+
+/// How many disjoint validation folds a split of `frac` has: ⌊1/frac⌋ (0 without a split).
+pub fn folds(frac: f32) -> u32 {
+    if frac > 0.0 && frac.is_finite() {
+        // (a little slack so that 0.2 has 5 folds, not 4.999…)
+        ((1.0 / frac as f64) + 1e-6).floor() as u32
+    } else {
+        0
+    }
+}
 
 /// Everything about a training run except where the data comes from.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -82,6 +98,11 @@ pub struct TrainSpec {
     /// Fraction of rows held out for validation (seeded, stratified for classifiers).
     #[serde(default)]
     pub validation_split: f32,
+    /// Which of the ⌊1/validation_split⌋ disjoint validation folds the split holds out
+    /// (k-fold cross-validation: the same seed and split with folds 0…k-1). Fold 0 is the
+    /// plain split.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub validation_fold: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub early_stopping: Option<EarlyStopping>,
     #[serde(default)]
@@ -99,6 +120,12 @@ pub struct TrainSpec {
     /// Standardise features with the training split's mean and deviation.
     #[serde(default = "yes")]
     pub standardize: bool,
+    /// Regression only: train on the targets standardised with the training split's mean and
+    /// deviation (faster and scale-free learning rates); the model folds the scaling back
+    /// into its output layer, so it predicts in the targets' own units. Losses and MAE in
+    /// the epoch history are then on the standardised scale.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub standardize_target: bool,
     /// Column types for this job, overriding the dataset's: `{"area_code": "categorical"}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub columns: Option<BTreeMap<String, ColumnType>>,
@@ -349,6 +376,15 @@ impl TrainSpec {
         if self.layers.is_empty() {
             errs.push(SpecError::new("/layers", "needs at least one dense layer"));
         }
+        if self.standardize_target && self.loss.is_classification() {
+            errs.push(SpecError::new(
+                "/standardize_target",
+                format!(
+                    "only regression targets are standardised, the loss is {}",
+                    self.loss.name()
+                ),
+            ));
+        }
         let mut layers = vec![];
         let last = self.layers.len().saturating_sub(1);
         let mut width = inputs;
@@ -438,6 +474,17 @@ impl TrainSpec {
                         if let Err(m) = self.loss.check_output_activation(activation) {
                             errs.push(SpecError::new(p("activation"), m));
                         }
+                        if self.standardize_target && activation != Activation::Linear {
+                            // The scaling folds into the output layer only through a
+                            // linear activation.
+                            errs.push(SpecError::new(
+                                p("activation"),
+                                format!(
+                                    "standardize_target needs a linear output layer, the last dense layer has {}",
+                                    activation.name()
+                                ),
+                            ));
+                        }
                     } else if activation == Activation::Softmax {
                         // allowed, if unusual; nothing to check
                     }
@@ -502,6 +549,16 @@ impl TrainSpec {
             errs.push(SpecError::new(
                 "/validation_split",
                 format!("must be in [0, 1), got {vs}"),
+            ));
+        } else if self.validation_fold > 0 && self.validation_fold >= folds(vs) {
+            errs.push(SpecError::new(
+                "/validation_fold",
+                format!(
+                    "a validation_split of {vs} has {} folds (0 to {}), got {}",
+                    folds(vs),
+                    folds(vs).saturating_sub(1),
+                    self.validation_fold
+                ),
             ));
         } else if vs > 0.0 {
             let held = ((rows as f64) * vs as f64).round() as usize;

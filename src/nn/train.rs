@@ -173,6 +173,9 @@ pub struct Session {
     pub spec: TrainSpec,
     pub plan: Plan,
     pub standardizer: Option<Standardizer>,
+    /// The training split's target mean and deviation when `standardize_target` (regression):
+    /// the loop trains on `(y - mean) / std`, and [`model`](Self::model) folds it back.
+    pub target_scaler: Option<Standardizer>,
     /// Raw rows → inputs, fitted on the training split; `None` when it would change nothing
     /// (every column numeric and complete), so such models stay as they always were.
     pub encoder: Option<Encoder>,
@@ -226,6 +229,7 @@ impl Session {
         let mut spec = spec.clone();
         if validation.is_some() {
             spec.validation_split = 0.0;
+            spec.validation_fold = 0;
         }
         if columns.len() != data.x.ncols() {
             return Err(spec_err(
@@ -280,6 +284,7 @@ impl Session {
         let (train_idx, val_idx) = split(
             data.x.nrows(),
             spec.validation_split,
+            spec.validation_fold as usize,
             spec.seed,
             class_of_row.as_deref(),
         );
@@ -358,6 +363,17 @@ impl Session {
             Some(s) => s.transform(x.view()),
             None => x,
         };
+        // Regression targets on the standardised scale: y' = (y - mean) / std.
+        let target_scaler = (spec.standardize_target
+            && matches!(plan.encoding, OutputEncoding::Values))
+        .then(|| Standardizer::fit(y_train.view()));
+        let (y_train, y_val) = match &target_scaler {
+            Some(t) => (
+                t.transform(y_train.view()),
+                y_val.map(|y| t.transform(y.view())),
+            ),
+            None => (y_train, y_val),
+        };
         let inputs = x_train.ncols();
         let mut plan = if validation.is_some() {
             // (the split stood in for the separate set above; it is no split to check)
@@ -378,6 +394,7 @@ impl Session {
             x_val: x_val.map(tf),
             y_val,
             standardizer,
+            target_scaler,
             encoder: keep_encoder.then_some(encoder),
             val_raw,
         })
@@ -429,6 +446,10 @@ impl Session {
     /// The model `network` makes with this session's preprocessing (standardisation fitted on
     /// the training split, output encoding): what a checkpoint's network predicts like.
     pub fn model(&self, network: Network<f32>) -> Model {
+        let mut network = network;
+        if let Some(t) = &self.target_scaler {
+            fold_target_scale(&mut network, t);
+        }
         Model {
             network,
             standardizer: self.standardizer.clone(),
@@ -663,6 +684,33 @@ impl Session {
     }
 }
 
+/// Folds a target standardisation into the (linear) output layer, so the network predicts
+/// in the targets' own units: y = std·(hW + b) + mean, i.e. W' = W·diag(std),
+/// b' = std·b + mean.
+fn fold_target_scale(network: &mut Network<f32>, t: &Standardizer) {
+    if let Some(out) = network.dense_mut().last() {
+        for (j, mut col) in out.w.columns_mut().into_iter().enumerate() {
+            col *= t.std[j];
+        }
+        for (j, b) in out.b.iter_mut().enumerate() {
+            *b = *b * t.std[j] + t.mean[j];
+        }
+    }
+}
+
+/// The inverse of [`fold_target_scale`]: a model's output layer on the standardised scale
+/// (a warm start of a job that standardises its targets).
+pub(super) fn unfold_target_scale(network: &mut Network<f32>, t: &Standardizer) {
+    if let Some(out) = network.dense_mut().last() {
+        for (j, mut col) in out.w.columns_mut().into_iter().enumerate() {
+            col /= t.std[j];
+        }
+        for (j, b) in out.b.iter_mut().enumerate() {
+            *b = (*b - t.mean[j]) / t.std[j];
+        }
+    }
+}
+
 /// The dataset's columns with the job's types applied (and the sample-weight column taken out
 /// of the inputs), and the sample-weight column's index.
 fn resolve_columns(
@@ -825,7 +873,16 @@ fn encode(enc: &OutputEncoding, t: &Targets, pointer: &str) -> Result<Array2<f32
 }
 
 /// Seeded split into (train, validation) row indices; stratified when `classes` is given.
-fn split(n: usize, frac: f32, seed: u64, classes: Option<&[usize]>) -> (Vec<usize>, Vec<usize>) {
+/// The seeded (and, with `classes`, stratified) split of `n` rows: each class's rows are
+/// shuffled and its `frac` share from block `fold` on is held out, so folds 0…⌊1/frac⌋-1 of
+/// the same seed hold out disjoint rows (the last block of a class shifted back to fit).
+fn split(
+    n: usize,
+    frac: f32,
+    fold: usize,
+    seed: u64,
+    classes: Option<&[usize]>,
+) -> (Vec<usize>, Vec<usize>) {
     if frac <= 0.0 || n < 2 {
         return ((0..n).collect(), vec![]);
     }
@@ -870,7 +927,8 @@ fn split(n: usize, frac: f32, seed: u64, classes: Option<&[usize]>) -> (Vec<usiz
     for (g, idx) in groups.into_iter().enumerate() {
         let mut idx = idx;
         rng.shuffle(&mut idx);
-        val.extend_from_slice(&idx[..take[g]]);
+        let start = (fold * take[g]).min(idx.len() - take[g]);
+        val.extend_from_slice(&idx[start..start + take[g]]);
     }
     val.sort_unstable();
     let mut is_val = vec![false; n];
@@ -999,13 +1057,101 @@ mod tests {
     #[test]
     fn stratified_split_keeps_class_proportions() {
         let classes: Vec<usize> = (0..100).map(|i| usize::from(i >= 80)).collect();
-        let (tr, va) = split(100, 0.2, 1, Some(&classes));
+        let (tr, va) = split(100, 0.2, 0, 1, Some(&classes));
         assert_eq!(va.len(), 20);
         assert_eq!(tr.len(), 80);
         assert_eq!(va.iter().filter(|&&i| classes[i] == 1).count(), 4);
-        let (_, va2) = split(100, 0.2, 1, Some(&classes));
+        let (_, va2) = split(100, 0.2, 0, 1, Some(&classes));
         assert_eq!(va, va2);
-        let (_, va3) = split(100, 0.2, 2, Some(&classes));
+        let (_, va3) = split(100, 0.2, 0, 2, Some(&classes));
         assert_ne!(va, va3);
+    }
+
+    #[test]
+    fn the_folds_of_one_seed_hold_out_every_row_once() {
+        let classes: Vec<usize> = (0..100).map(|i| usize::from(i % 10 < 3)).collect();
+        let mut seen = vec![0; 100];
+        for fold in 0..5 {
+            let (tr, va) = split(100, 0.2, fold, 7, Some(&classes));
+            assert_eq!((tr.len(), va.len()), (80, 20));
+            assert_eq!(va.iter().filter(|&&i| classes[i] == 1).count(), 6);
+            for i in va {
+                seen[i] += 1;
+            }
+        }
+        assert!(seen.iter().all(|&c| c == 1), "{seen:?}");
+        // Fold 0 is the plain split of that seed.
+        assert_eq!(split(100, 0.2, 0, 7, Some(&classes)).1.len(), 20);
+    }
+
+    /// y = 1000 + 50·x on x ∈ [-1, 1]: far from the scale an initialised network starts at.
+    /// With the targets standardised the loop sees y' = (y - mean)/std, a unit-scale line
+    /// that 30 epochs fit; the model folds the scaling back and predicts in the targets' units.
+    #[test]
+    fn standardised_targets_train_on_the_unit_scale_and_predict_in_their_own() {
+        use crate::nn::preprocess::{Samples, Targets};
+        let x = Array2::from_shape_fn((64, 1), |(i, _)| i as f32 / 31.5 - 1.0);
+        let y = x.mapv(|v| 1000.0 + 50.0 * v);
+        let data = Samples {
+            x: x.clone(),
+            targets: Targets::Values(y.clone()),
+        };
+        let spec: TrainSpec = serde_json::from_str(
+            r#"{"layers": [{}], "loss": "mse", "epochs": 30, "batch_size": 8, "seed": 1,
+                "optimizer": {"type": "adam", "learning_rate": 0.05},
+                "standardize_target": true}"#,
+        )
+        .unwrap();
+        let session = Session::new(&spec, &data, None).unwrap();
+        let t = session.target_scaler.clone().unwrap();
+        assert!((t.mean[0] - 1000.0).abs() < 1e-3, "{t:?}");
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        let out = session
+            .run(&pool, None, &Control::default(), &mut |_, _| {})
+            .unwrap();
+        let p = out.model.predict(x.view()).outputs;
+        let worst = p
+            .iter()
+            .zip(&y)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(worst < 1.0, "worst error {worst}");
+        // Folding and unfolding are inverses.
+        let mut net = out.model.network.clone();
+        unfold_target_scale(&mut net, &t);
+        fold_target_scale(&mut net, &t);
+        let again = net.predict(
+            session
+                .standardizer
+                .as_ref()
+                .unwrap()
+                .transform(x.view())
+                .view(),
+        );
+        assert!(again.iter().zip(&p).all(|(a, b)| (a - b).abs() < 1e-2));
+        // Without it, the same 30 epochs are nowhere near 1000.
+        let plain = TrainSpec {
+            standardize_target: false,
+            ..spec
+        };
+        let out = Session::new(&plain, &data, None)
+            .unwrap()
+            .run(&pool, None, &Control::default(), &mut |_, _| {})
+            .unwrap();
+        let p = out.model.predict(x.view()).outputs;
+        assert!((p[[0, 0]] - 950.0).abs() > 100.0, "{p}");
+        // A classifier has no targets to standardise.
+        let bad: TrainSpec = serde_json::from_str(
+            r#"{"layers": [{}], "loss": "binary_crossentropy", "standardize_target": true}"#,
+        )
+        .unwrap();
+        let labels = Samples {
+            x,
+            targets: Targets::Values(Array2::from_shape_fn((64, 1), |(i, _)| (i % 2) as f32)),
+        };
+        assert!(Session::new(&bad, &labels, None).is_err());
     }
 }

@@ -58,6 +58,12 @@ impl Session {
     pub fn warm_state(&self, network: Network<f32>) -> Result<TrainState, TrainError> {
         check_architecture(&self.plan, &network, true)
             .map_err(|m| TrainError::Spec(vec![SpecError::new("/init_model_id", m)]))?;
+        let mut network = network;
+        if let Some(t) = &self.target_scaler {
+            // A model predicts in the targets' units; this run trains on the standardised
+            // scale.
+            super::train::unfold_target_scale(&mut network, t);
+        }
         let optimizer = Optimizer::new(&self.spec.optimizer, &network);
         Ok(TrainState {
             epoch: 0,

@@ -60,6 +60,7 @@ impl Service {
         let mut spec = req.spec;
         // The test needs no validation rows and never stops early.
         spec.validation_split = 0.0;
+        spec.validation_fold = 0;
         spec.early_stopping = None;
         spec.lr_schedule = Default::default();
         plan_job_on(&spec, &Summary::of(&dataset), None, &self.limits)?;

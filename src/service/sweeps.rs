@@ -70,6 +70,16 @@ pub struct SweepSpec {
     pub halving: Option<Halving>,
     /// The base spec's epochs: the last rung's budget.
     pub epochs: u32,
+    /// Once the best trial is chosen, train its spec once more on all the training rows
+    /// (no validation split) for the epochs its validation found best; that model is the
+    /// sweep's. The automatic mode's default.
+    #[serde(default)]
+    pub refit: bool,
+    /// Cross-validation: each trial trains on `folds` disjoint validation folds of its
+    /// split (`validation_fold` 0…folds-1, one job each) and scores the mean of their
+    /// metrics. 0 or 1: the one split.
+    #[serde(default)]
+    pub folds: u32,
 }
 
 impl SweepSpec {
@@ -89,6 +99,48 @@ impl SweepSpec {
 
     fn maximise(&self) -> bool {
         self.metric.ends_with("accuracy")
+    }
+
+    /// The jobs each trial trains at each rung: one per fold.
+    pub fn fold_count(&self) -> u32 {
+        self.folds.max(1)
+    }
+
+    /// Trial `t`'s job submission for validation fold `fold`.
+    pub fn fold_body(&self, t: usize, fold: u32) -> Result<(Value, BTreeMap<String, Value>)> {
+        let (mut body, params) = self.trial_body(t)?;
+        if fold > 0 {
+            body["validation_fold"] = json!(fold);
+            if let Some(n) = body["name"].as_str() {
+                body["name"] = json!(format!("{n} fold {fold}"));
+            }
+        }
+        Ok((body, params))
+    }
+
+    /// The refit's job submission: the chosen trial's spec on every training row for
+    /// `epochs`, without validation data or early stopping (there is nothing to watch).
+    pub fn refit_body(&self, t: usize, epochs: u32) -> Result<Value> {
+        let (mut body, _) = self.trial_body(t)?;
+        body["epochs"] = json!(epochs.max(1));
+        body["validation_split"] = json!(0.0);
+        if let Some(o) = body.as_object_mut() {
+            o.remove("early_stopping");
+            o.remove("validation_dataset_id");
+            o.remove("validation_fold");
+        }
+        // Without a validation split nothing restores a best epoch, so the last one is the
+        // model: a constant rate is annealed (cosine) so that it is not one noisy step of many.
+        if body.get("lr_schedule").is_none_or(|l| {
+            l.is_null() || l.get("type").and_then(Value::as_str) == Some("constant")
+        }) {
+            body["lr_schedule"] = json!({"type": "cosine_decay", "alpha": 0.05});
+        }
+        body["name"] = json!(format!(
+            "{} refit of trial {t}",
+            self.name.as_deref().unwrap_or("sweep")
+        ));
+        Ok(body)
     }
 
     /// Trial `t`'s searched values.
@@ -133,7 +185,22 @@ pub struct SweepRequest {
     pub max_seconds: Option<f64>,
     pub metric: Option<String>,
     pub halving: Option<Option<Halving>>,
+    pub refit: Option<bool>,
+    pub folds: Option<u32>,
 }
+
+/// The most validation folds a trial may be cross-validated on.
+pub const MAX_FOLDS: u32 = 10;
+
+/// The validation metrics trials may be compared on: the epoch history's, and the
+/// unpenalised scores of the model's evaluation on the validation split.
+pub const METRICS: [&str; 5] = [
+    "val_loss",
+    "val_accuracy",
+    "val_mae",
+    "val_log_loss",
+    "val_rmse",
+];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -158,6 +225,10 @@ struct RawRequest {
     /// `null` turns successive halving off; absent leaves the mode's default.
     #[serde(default, deserialize_with = "some")]
     halving: Option<Option<Halving>>,
+    #[serde(default)]
+    refit: Option<bool>,
+    #[serde(default)]
+    folds: Option<u32>,
 }
 
 fn some<'de, D: serde::Deserializer<'de>>(
@@ -192,11 +263,22 @@ pub fn read_sweep_request(body: &[u8]) -> Result<SweepRequest> {
         return Err(Error::invalid("/max_seconds", "must be a positive number"));
     }
     if let Some(m) = &r.metric
-        && !["val_loss", "val_accuracy", "val_mae"].contains(&m.as_str())
+        && !METRICS.contains(&m.as_str())
     {
         return Err(Error::invalid(
             "/metric",
-            format!("unknown metric {m:?}; expected val_loss, val_accuracy or val_mae"),
+            format!(
+                "unknown metric {m:?}; expected one of {}",
+                METRICS.join(", ")
+            ),
+        ));
+    }
+    if let Some(f) = r.folds
+        && !(1..=MAX_FOLDS).contains(&f)
+    {
+        return Err(Error::invalid(
+            "/folds",
+            format!("must be from 1 to {MAX_FOLDS}"),
         ));
     }
     if let Some(Some(h)) = r.halving {
@@ -242,13 +324,35 @@ pub fn read_sweep_request(body: &[u8]) -> Result<SweepRequest> {
         max_seconds: r.max_seconds,
         metric: r.metric,
         halving: r.halving,
+        refit: r.refit,
+        folds: r.folds,
     })
 }
 
-/// The automatic mode's base spec and space for a dataset whose targets look like `target`:
-/// the loss from the target, a search over architectures, the learning rate, the batch size
-/// and L2, with early stopping on the validation loss.
-pub fn automatic_spec(target: &TargetShape, seed: u64) -> (Value, Value) {
+/// What the automatic mode chooses for a dataset: the base spec, the space, successive
+/// halving's first rung, and the metric trials are compared on.
+pub struct Automatic {
+    pub base: Value,
+    pub space: Value,
+    pub halving: Halving,
+    pub metric: &'static str,
+    pub folds: u32,
+}
+
+/// The automatic mode for a dataset of `rows` rows whose targets look like `target`: the
+/// loss from the target (regression targets standardised), a search over 0 to 2 hidden
+/// layers of 16 to 256 units (some with dropout), the learning rate, the batch size and L2,
+/// with early stopping on the validation loss and the best weights restored.
+///
+/// On small data one validation split of a few dozen rows ranks trials mostly by chance,
+/// so trials are cross-validated there (5 folds up to 2,000 training rows, 3 up to 10,000)
+/// and the chosen one refitted on every row.
+///
+/// Sized to the data: small sets get many epochs (their epochs are cheap and their
+/// gradients few), large ones fewer; batch sizes leave at least 8 steps an epoch. Trials are
+/// compared on the validation split's unpenalised log loss (RMSE for regression): the
+/// epoch history's `val_loss` includes the L2 penalty, which would favour the unregularised.
+pub fn automatic_spec(target: &TargetShape, rows: usize, seed: u64) -> Automatic {
     let loss = match target {
         TargetShape::Labels { classes } if classes.len() == 2 => "binary_crossentropy",
         TargetShape::Labels { .. } => "categorical_crossentropy",
@@ -259,31 +363,75 @@ pub fn automatic_spec(target: &TargetShape, seed: u64) -> (Value, Value) {
         } if c.iter().all(|v| *v == 0 || *v == 1) => "binary_crossentropy",
         TargetShape::Values { .. } => "mse",
     };
+    let regression = loss == "mse";
+    // The 80 % the trials train on.
+    let train_rows = rows * 4 / 5;
+    let epochs: u32 = match train_rows {
+        0..=1_000 => 180,
+        1_001..=10_000 => 90,
+        _ => 45,
+    };
+    let batch_sizes: Vec<usize> = {
+        let fits: Vec<usize> = [16, 32, 64, 128, 256]
+            .into_iter()
+            .filter(|&b| b <= (train_rows / 8).max(32))
+            .collect();
+        fits[fits.len().saturating_sub(4)..].to_vec()
+    };
     let dense = |units: usize| json!({"units": units, "activation": "relu"});
-    let base = json!({
+    let dropout = |rate: f64| json!({"dropout": rate});
+    let mut base = json!({
         "layers": [dense(64), {}],
         "loss": loss,
         "optimizer": {"type": "adam", "learning_rate": 0.001},
-        "epochs": 60,
-        "batch_size": 32,
+        "epochs": epochs,
+        "batch_size": batch_sizes[0],
         "validation_split": 0.2,
-        "early_stopping": {"monitor": "val_loss", "patience": 8, "restore_best_weights": true},
+        "early_stopping": {"monitor": "val_loss", "patience": epochs / 9,
+                           "restore_best_weights": true},
         "seed": seed,
     });
+    if regression {
+        base["standardize_target"] = json!(true);
+    }
     let space = json!({
         "/layers": {"choice": [
             [{}],
             [dense(32), {}],
             [dense(64), {}],
-            [dense(128), {"dropout": 0.2}, {}],
+            [dense(128), {}],
+            [dense(256), {}],
+            [dense(256), dropout(0.3), {}],
+            [dense(32), dense(16), {}],
             [dense(64), dense(32), {}],
-            [dense(128), {"dropout": 0.2}, dense(64), {}],
+            [dense(128), dense(64), {}],
+            [dense(256), dropout(0.2), dense(128), dropout(0.2), {}],
         ]},
         "/optimizer/learning_rate": {"log_uniform": [3e-4, 3e-2]},
-        "/batch_size": {"choice": [16, 32, 64, 128]},
-        "/l2": {"choice": [0, 1e-5, 1e-4, 1e-3]},
+        "/batch_size": {"choice": batch_sizes},
+        // Up to strong: on small data a wide network with a heavy penalty trained long
+        // generalises better than a light one stopped early.
+        "/l2": {"choice": [0, 1e-4, 1e-3, 3e-3, 1e-2, 3e-2]},
     });
-    (base, space)
+    Automatic {
+        base,
+        space,
+        // Rungs at 1/9, 1/3 and all of the epochs.
+        halving: Halving {
+            min_epochs: epochs / 9,
+            eta: 3,
+        },
+        metric: if regression {
+            "val_rmse"
+        } else {
+            "val_log_loss"
+        },
+        folds: match train_rows {
+            0..=2_000 => 5,
+            2_001..=10_000 => 3,
+            _ => 1,
+        },
+    }
 }
 
 /// One trial as `GET /v1/sweeps/{id}` shows it.
@@ -295,6 +443,25 @@ pub struct TrialView {
     pub metric: Option<f64>,
     /// Cut by successive halving after a lower rung.
     pub stopped_early: bool,
+    /// With cross-validation, the jobs of folds 1… at its current rung (fold 0's is the
+    /// last of `jobs`); those not created yet are missing.
+    pub fold_jobs: Vec<JobRecord>,
+    /// Every fold's job at its rung ended by early stopping: training it longer is moot.
+    pub converged: bool,
+}
+
+impl TrialView {
+    /// Every fold's job at its current rung, fold 0 first (missing ones left out).
+    pub fn current_jobs(&self) -> impl Iterator<Item = &JobRecord> {
+        self.jobs.last().into_iter().chain(&self.fold_jobs)
+    }
+
+    /// All its folds' jobs at its current rung exist and have ended.
+    fn ended(&self, folds: u32) -> bool {
+        self.jobs.last().is_some()
+            && self.fold_jobs.len() + 1 == folds as usize
+            && self.current_jobs().all(|j| j.status.is_terminal())
+    }
 }
 
 /// A sweep and its trials.
@@ -304,9 +471,22 @@ pub struct SweepView {
     pub trials: Vec<TrialView>,
 }
 
-/// A stable id for trial `t`'s job at `rung`: every node derives the same one.
-fn trial_job_id(sweep: Uuid, t: i64, rung: i64) -> Uuid {
-    let h = crate::digest::hash(&format!("sweep {sweep} trial {t} rung {rung}"));
+/// A stable id for the refit of a sweep's best trial.
+fn refit_job_id(sweep: Uuid) -> Uuid {
+    let h = crate::digest::hash(&format!("sweep {sweep} refit"));
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&h[..16]);
+    uuid::Builder::from_random_bytes(bytes).into_uuid()
+}
+
+/// A stable id for trial `t`'s job at `rung` on validation fold `fold`: every node derives
+/// the same one.
+fn trial_job_id(sweep: Uuid, t: i64, rung: i64, fold: u32) -> Uuid {
+    let h = crate::digest::hash(&if fold == 0 {
+        format!("sweep {sweep} trial {t} rung {rung}")
+    } else {
+        format!("sweep {sweep} trial {t} rung {rung} fold {fold}")
+    });
     let mut bytes = [0u8; 16];
     bytes.copy_from_slice(&h[..16]);
     uuid::Builder::from_random_bytes(bytes).into_uuid()
@@ -339,9 +519,12 @@ impl Service {
         };
         let summary = self.dataset_summary(&dataset).await?;
         let automatic = req.base.is_none();
-        let (base, space) = match (req.base, req.space) {
-            (Some(b), Some(s)) => (b, s),
-            _ => automatic_spec(&summary.target, req.seed),
+        let auto = automatic
+            .then(|| automatic_spec(&summary.target, dataset.rows.max(0) as usize, req.seed));
+        let (base, space) = match (req.base, req.space, &auto) {
+            (Some(b), Some(s), _) => (b, s),
+            (_, _, Some(a)) => (a.base.clone(), a.space.clone()),
+            _ => return Err(Error::invalid("/base", "is required with a space")),
         };
         let base = normalize_base(base, dataset.id, req.seed, &self.limits.data)?;
         let space_read = read_space(&space)?;
@@ -358,13 +541,15 @@ impl Service {
             .get("epochs")
             .and_then(Value::as_u64)
             .map_or(10, |e| e.min(u64::from(u32::MAX)) as u32);
-        let halving = match req.halving {
-            Some(h) => h,
-            None if automatic => Some(Halving {
-                min_epochs: 7,
-                eta: 3,
-            }),
-            None => None,
+        let halving = match (req.halving, &auto) {
+            (Some(h), _) => h,
+            (None, Some(a)) => Some(a.halving),
+            (None, None) => None,
+        };
+        let metric = match (req.metric, &auto) {
+            (Some(m), _) => m,
+            (None, Some(a)) => a.metric.to_string(),
+            (None, None) => "val_loss".to_string(),
         };
         let spec = SweepSpec {
             name: req.name,
@@ -376,9 +561,11 @@ impl Service {
             seed: req.seed,
             max_trials,
             max_seconds: req.max_seconds,
-            metric: req.metric.unwrap_or_else(|| "val_loss".into()),
+            metric,
             halving,
             epochs: base_epochs,
+            refit: req.refit.unwrap_or(automatic),
+            folds: req.folds.or(auto.as_ref().map(|a| a.folds)).unwrap_or(1),
         };
         // Every trial must be a job this server would take, with validation data to
         // compare on.
@@ -411,8 +598,22 @@ impl Service {
                     "trials are compared on validation data: set validation_split (or validation_dataset_id)",
                 ));
             }
-            if spec.metric == "val_accuracy" && !req.spec.loss.is_classification()
-                || spec.metric == "val_mae" && req.spec.loss.is_classification()
+            if spec.fold_count() > 1
+                && (validation.is_some()
+                    || crate::nn::spec::folds(req.spec.validation_split) < spec.fold_count())
+            {
+                return Err(Error::invalid(
+                    "/folds",
+                    format!(
+                        "{} folds need a validation_split of at most 1/{} (and no validation_dataset_id)",
+                        spec.fold_count(),
+                        spec.fold_count()
+                    ),
+                ));
+            }
+            let classifier = req.spec.loss.is_classification();
+            if ["val_accuracy", "val_log_loss"].contains(&spec.metric.as_str()) && !classifier
+                || ["val_mae", "val_rmse"].contains(&spec.metric.as_str()) && classifier
             {
                 return Err(Error::invalid(
                     "/metric",
@@ -480,16 +681,38 @@ impl Service {
                 jobs: vec![],
                 metric: None,
                 stopped_early: false,
+                fold_jobs: vec![],
+                converged: false,
             });
             t.jobs.extend(job);
         }
+        let folds = spec.fold_count();
         for t in trials.values_mut() {
-            let Some(last) = t.jobs.last() else { continue };
-            t.metric = self.trial_metric(last, &spec.metric).await?;
+            if t.jobs.is_empty() {
+                continue;
+            }
             let rung = t.jobs.len() as i64 - 1;
-            t.stopped_early = rung < top
-                && last.status == JobStatus::Succeeded
-                && last.stop_reason.as_deref() != Some("early_stopping");
+            for f in 1..folds {
+                let id = trial_job_id(s.id, t.trial, rung, f);
+                t.fold_jobs.extend(self.store.get_job(id).await?);
+            }
+            // The mean over the folds, once every fold has scored (fixed order: 0, 1, …).
+            let mut sum = Some(0.0);
+            for j in t.current_jobs() {
+                sum = match (sum, self.trial_metric(j, &spec.metric).await?) {
+                    (Some(a), Some(m)) => Some(a + m),
+                    _ => None,
+                };
+            }
+            t.metric = sum
+                .filter(|_| t.fold_jobs.len() + 1 == folds as usize)
+                .map(|a| a / f64::from(folds));
+            let converged = t
+                .current_jobs()
+                .all(|j| j.stop_reason.as_deref() == Some("early_stopping"));
+            let succeeded = t.current_jobs().all(|j| j.status == JobStatus::Succeeded);
+            t.converged = converged;
+            t.stopped_early = rung < top && succeeded && !converged;
         }
         Ok(SweepView {
             sweep: s,
@@ -530,8 +753,14 @@ impl Service {
                 .and_then(|b| b.get("model_id"))
                 .and_then(Value::as_str)
                 .and_then(|m| Uuid::parse_str(m).ok());
+            let folds = stored_spec(&s).map_or(1, |spec| spec.fold_count());
+            let mut ids = vec![];
             for r in self.store.sweep_trials(s.id).await? {
-                if let Some(j) = self.store.get_job(r.job_id).await? {
+                ids.push(r.job_id);
+                ids.extend((1..folds).map(|f| trial_job_id(s.id, r.trial, r.rung, f)));
+            }
+            for id in ids {
+                if let Some(j) = self.store.get_job(id).await? {
                     if let Some(m) = j.model_id.filter(|m| Some(*m) != best_model) {
                         self.models.evict(m);
                         self.store.delete_model(m).await?;
@@ -539,6 +768,14 @@ impl Service {
                     self.models.evict(j.id);
                     self.store.delete_job(j.id).await?;
                 }
+            }
+            if let Some(j) = self.store.get_job(refit_job_id(s.id)).await? {
+                if let Some(m) = j.model_id.filter(|m| Some(*m) != best_model) {
+                    self.models.evict(m);
+                    self.store.delete_model(m).await?;
+                }
+                self.models.evict(j.id);
+                self.store.delete_job(j.id).await?;
             }
         }
         self.store.delete_sweep(s.id).await?;
@@ -551,14 +788,26 @@ impl Service {
         if j.status != JobStatus::Succeeded {
             return Ok(None);
         }
+        // The evaluation's scores of the held model on the validation split.
+        let evaluated = match metric {
+            "val_log_loss" => Some("log_loss"),
+            "val_rmse" => Some("rmse"),
+            _ => None,
+        };
         let held = match j.model_id {
             Some(m) => self
                 .store
                 .get_model(m)
                 .await?
-                .and_then(|m| m.metrics.get("final").and_then(|f| f.get(metric)).cloned()),
+                .and_then(|m| match evaluated {
+                    Some(e) => m.metrics.get("evaluation").and_then(|v| v.get(e)).cloned(),
+                    None => m.metrics.get("final").and_then(|f| f.get(metric)).cloned(),
+                }),
             None => None,
         };
+        if evaluated.is_some() {
+            return Ok(held.and_then(|v| v.as_f64()).filter(|v| v.is_finite()));
+        }
         Ok(held
             .or_else(|| j.latest.as_ref().and_then(|l| l.get(metric)).cloned())
             .and_then(|v| v.as_f64())
@@ -579,8 +828,7 @@ impl Service {
             .is_some_and(|m| (now_ms() - s.created_at) as f64 > m * 1000.0);
         if s.cancel_requested || past_deadline {
             let mut open = false;
-            for t in &view.trials {
-                let Some(j) = t.jobs.last() else { continue };
+            for j in view.trials.iter().flat_map(TrialView::current_jobs) {
                 if j.status.is_terminal() {
                     continue;
                 }
@@ -601,6 +849,16 @@ impl Service {
                     tracing::debug!(error = ?e, "ending a trial");
                 }
             }
+            if let Some(j) = self.store.get_job(refit_job_id(s.id)).await?
+                && !j.status.is_terminal()
+            {
+                open = true;
+                if !j.cancel_requested
+                    && let Err(e) = self.cancel_job(j).await
+                {
+                    tracing::debug!(error = ?e, "ending a refit");
+                }
+            }
             if !open {
                 let best = best_of(&view, &spec, true);
                 let status = if s.cancel_requested {
@@ -616,7 +874,7 @@ impl Service {
         }
         if view.trials.is_empty() {
             for t in 0..spec.max_trials {
-                self.create_trial(s, &spec, t as i64, 0, None).await?;
+                self.create_trial(s, &spec, t as i64, 0).await?;
             }
             return Ok(());
         }
@@ -634,18 +892,23 @@ impl Service {
         let started = view
             .trials
             .iter()
-            .flat_map(|t| &t.jobs)
+            .flat_map(|t| t.jobs.iter().chain(&t.fold_jobs))
             .any(|j| j.status != JobStatus::Queued);
         let best = best_of(&view, &spec, false);
+        let folds = spec.fold_count();
         let pending = view.trials.len() < spec.max_trials
-            || at_top
-                .iter()
-                .any(|t| t.jobs.last().is_some_and(|j| !j.status.is_terminal()));
+            || at_top.iter().any(|t| !t.jobs.is_empty() && !t.ended(folds));
         if pending {
             if view.trials.len() < spec.max_trials && top == 0 {
                 // A node stopped while creating the first rung: create the rest.
                 for t in 0..spec.max_trials {
-                    self.create_trial(s, &spec, t as i64, 0, None).await?;
+                    self.create_trial(s, &spec, t as i64, 0).await?;
+                }
+            }
+            for t in &at_top {
+                if !t.jobs.is_empty() && t.fold_jobs.len() + 1 < folds as usize {
+                    // … or a trial's folds after its first.
+                    self.create_trial(s, &spec, t.trial, top).await?;
                 }
             }
             let status = if started {
@@ -662,12 +925,8 @@ impl Service {
         let next = top as usize + 1;
         let mut ranked: Vec<(&TrialView, f64)> = at_top
             .iter()
-            .filter_map(|t| {
-                let j = t.jobs.last()?;
-                (j.stop_reason.as_deref() != Some("early_stopping"))
-                    .then_some(())
-                    .and(t.metric.map(|m| (*t, m)))
-            })
+            .filter(|t| !t.converged)
+            .filter_map(|t| t.metric.map(|m| (*t, m)))
             .collect();
         if next < rungs.len() {
             ranked.sort_by(|a, b| {
@@ -678,9 +937,7 @@ impl Service {
             let keep = at_top.len().div_ceil(eta).min(ranked.len());
             if keep > 0 {
                 for (t, _) in ranked.into_iter().take(keep) {
-                    let from = t.jobs.last().cloned();
-                    self.create_trial(s, &spec, t.trial, next as i64, from)
-                        .await?;
+                    self.create_trial(s, &spec, t.trial, next as i64).await?;
                 }
                 self.store
                     .update_sweep(s.id, JobStatus::Running, best.as_ref())
@@ -688,7 +945,22 @@ impl Service {
                 return Ok(());
             }
         }
-        let best = best_of(&view, &spec, false);
+        let mut best = best_of(&view, &spec, false);
+        if spec.refit
+            && let Some(b) = &best
+        {
+            match self.refit_best(s, &spec, &view, b).await? {
+                Some(refitted) => best = Some(refitted),
+                None => {
+                    if s.status != JobStatus::Running || s.best.as_ref() != Some(b) {
+                        self.store
+                            .update_sweep(s.id, JobStatus::Running, Some(b))
+                            .await?;
+                    }
+                    return Ok(());
+                }
+            }
+        }
         let status = if best.is_some() {
             JobStatus::Succeeded
         } else {
@@ -698,89 +970,160 @@ impl Service {
         Ok(())
     }
 
-    /// Queues trial `t`'s job at `rung`: a fresh job for rung 0, else the continuation of
-    /// its job `from` up to the rung's epochs. Created once, whichever node gets there first.
+    /// The refit of the chosen trial `best`: queues it the first time (its epochs are the
+    /// ones the trial's validation found best), `None` while it runs, and once it has ended
+    /// `best` with the refit's job and model (the trial's own as `trial_job_id` and
+    /// `trial_model_id`; the metric stays the trial's validation score). A refit that failed
+    /// leaves the trial's model the sweep's.
+    async fn refit_best(
+        &self,
+        s: &SweepRecord,
+        spec: &SweepSpec,
+        view: &SweepView,
+        best: &Value,
+    ) -> Result<Option<Value>> {
+        let id = refit_job_id(s.id);
+        let Some(job) = self.store.get_job(id).await? else {
+            let t = best["trial"].as_i64().unwrap_or(0);
+            let Some(chosen) = view.trials.iter().find(|v| v.trial == t) else {
+                return Ok(Some(best.clone()));
+            };
+            // The epochs the folds' validation found best (restored), on average.
+            let (mut sum, mut n) = (0u64, 0u64);
+            for j in chosen.current_jobs() {
+                let best_epoch = match j.model_id {
+                    Some(m) => self
+                        .store
+                        .get_model(m)
+                        .await?
+                        .and_then(|m| m.metrics.get("best_epoch").and_then(Value::as_u64)),
+                    None => None,
+                };
+                sum += best_epoch.unwrap_or(j.epoch.max(1) as u64);
+                n += 1;
+            }
+            let epochs = (sum as f64 / n.max(1) as f64).round().max(1.0) as u32;
+            let body = spec.refit_body(t as usize, epochs)?;
+            let job = self.fresh_job(s, spec, id, &body)?;
+            match self.store.insert_job_from(&job, None, None).await {
+                Ok(()) | Err(StoreError::Duplicate(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+            self.jobs.notify();
+            return Ok(None);
+        };
+        if !job.status.is_terminal() {
+            return Ok(None);
+        }
+        let mut b = best.clone();
+        b["refit_job_id"] = json!(job.id);
+        if job.status == JobStatus::Succeeded && job.model_id.is_some() {
+            b["trial_job_id"] = b["job_id"].clone();
+            b["trial_model_id"] = b["model_id"].clone();
+            b["job_id"] = json!(job.id);
+            b["model_id"] = json!(job.model_id);
+        }
+        Ok(Some(b))
+    }
+
+    /// A queued job `id` of the sweep's tenant and dataset for the submission `body`, with
+    /// the sweep's seed unless the body gives one.
+    fn fresh_job(
+        &self,
+        s: &SweepRecord,
+        spec: &SweepSpec,
+        id: Uuid,
+        body: &Value,
+    ) -> Result<JobRecord> {
+        let bytes = serde_json::to_vec(body).map_err(|e| Error::Internal(e.to_string()))?;
+        let req = read_request(&bytes, &self.limits.data)?;
+        let seed = if req.seed_given {
+            req.spec.seed
+        } else {
+            spec.seed
+        };
+        let mut train = req.spec;
+        train.seed = seed;
+        Ok(JobRecord {
+            id,
+            tenant: s.tenant.clone(),
+            seq: 0,
+            status: JobStatus::Queued,
+            priority: req.priority,
+            dataset_id: Some(spec.dataset_id),
+            epochs: i64::from(train.epochs),
+            spec: JobSpec {
+                train,
+                dataset_id: Some(spec.dataset_id),
+                priority: req.priority,
+                name: req.name,
+                validation_dataset_id: req.validation_dataset,
+                init_model_id: None,
+                continues: None,
+                auto_learning_rate: req.auto_learning_rate,
+            },
+            epoch: 0,
+            latest: None,
+            created_at: now_ms(),
+            started_at: None,
+            finished_at: None,
+            model_id: None,
+            error: None,
+            stop_reason: None,
+            attempt: 0,
+            cancel_requested: false,
+            stop_requested: false,
+        })
+    }
+
+    /// Queues trial `t`'s jobs at `rung`, one per validation fold: fresh jobs for rung 0,
+    /// else continuations of the fold's job at the rung below up to the rung's epochs.
+    /// Created once, whichever node gets there first; fold 0's carries the trial's row.
     async fn create_trial(
         &self,
         s: &SweepRecord,
         spec: &SweepSpec,
         t: i64,
         rung: i64,
-        from: Option<JobRecord>,
     ) -> Result<()> {
-        let id = trial_job_id(s.id, t, rung);
-        if self.store.get_job(id).await?.is_some() {
-            return Ok(());
-        }
-        let (body, params) = spec.trial_body(t as usize)?;
-        let params = json!(params);
-        let (job, cont) = match from {
-            None => {
-                let bytes =
-                    serde_json::to_vec(&body).map_err(|e| Error::Internal(e.to_string()))?;
-                let req = read_request(&bytes, &self.limits.data)?;
-                let seed = if req.seed_given {
-                    req.spec.seed
-                } else {
-                    spec.seed
-                };
-                let mut train = req.spec;
-                train.seed = seed;
-                let job = JobRecord {
-                    id,
-                    tenant: s.tenant.clone(),
-                    seq: 0,
-                    status: JobStatus::Queued,
-                    priority: req.priority,
-                    dataset_id: Some(spec.dataset_id),
-                    epochs: i64::from(train.epochs),
-                    spec: JobSpec {
-                        train,
-                        dataset_id: Some(spec.dataset_id),
-                        priority: req.priority,
-                        name: req.name,
-                        validation_dataset_id: req.validation_dataset,
-                        init_model_id: None,
-                        continues: None,
-                        auto_learning_rate: req.auto_learning_rate,
-                    },
-                    epoch: 0,
-                    latest: None,
-                    created_at: now_ms(),
-                    started_at: None,
-                    finished_at: None,
-                    model_id: None,
-                    error: None,
-                    stop_reason: None,
-                    attempt: 0,
-                    cancel_requested: false,
-                    stop_requested: false,
-                };
-                (job, None)
+        for fold in 0..spec.fold_count() {
+            let id = trial_job_id(s.id, t, rung, fold);
+            if self.store.get_job(id).await?.is_some() {
+                continue;
             }
-            Some(prev) => {
-                let rungs = spec.rungs();
-                let more = rungs[rung as usize]
+            let (body, params) = spec.fold_body(t as usize, fold)?;
+            let (job, cont) = if rung == 0 {
+                (self.fresh_job(s, spec, id, &body)?, None)
+            } else {
+                let Some(prev) = self
+                    .store
+                    .get_job(trial_job_id(s.id, t, rung - 1, fold))
+                    .await?
+                else {
+                    // Deleted under the sweep: nothing to continue.
+                    continue;
+                };
+                let more = spec.rungs()[rung as usize]
                     .saturating_sub(prev.epoch as u32)
                     .max(1);
                 let (job, c) = self.continuation(&prev, more, id).await?;
                 (job, Some(c))
+            };
+            let trial = (fold == 0).then(|| TrialRecord {
+                sweep_id: s.id,
+                trial: t,
+                rung,
+                job_id: id,
+                params: json!(params),
+            });
+            match self
+                .store
+                .insert_job_from(&job, cont.as_ref(), trial.as_ref())
+                .await
+            {
+                Ok(()) | Err(StoreError::Duplicate(_)) => {}
+                Err(e) => return Err(e.into()),
             }
-        };
-        let trial = TrialRecord {
-            sweep_id: s.id,
-            trial: t,
-            rung,
-            job_id: id,
-            params,
-        };
-        match self
-            .store
-            .insert_job_from(&job, cont.as_ref(), Some(&trial))
-            .await
-        {
-            Ok(()) | Err(StoreError::Duplicate(_)) => {}
-            Err(e) => return Err(e.into()),
         }
         self.jobs.notify();
         Ok(())

@@ -362,6 +362,37 @@ async function run(browser, base, csvPath) {
   await shot('evaluation');
   log('15. a sweep: trials sorted both ways, the best model\'s evaluation shown');
 
+  // 16. A job with "learning_rate": "auto": its page draws the range test's curve with the
+  // chosen rate marked, and says which rate it trains at.
+  const autoJob = await call('POST', '/v1/jobs', {
+    dataset_id: datasets.items.find((d) => d.name === 'circle').id, name: 'auto rate',
+    layers: [{ units: 8, activation: 'tanh' }, {}], loss: 'binary_crossentropy', epochs: 5, seed: 4,
+    optimizer: { type: 'adam', learning_rate: 'auto' },
+  });
+  const tested = await waitFor('the range test', async () => {
+    const j = await call('GET', `/v1/jobs/${autoJob.id}`);
+    return j.lr_range_test?.learning_rate ? j : null;
+  }, 60000);
+  await page.goto(`${base}/#/jobs/${autoJob.id}`);
+  await waitFor('the range-test curve', async () => Number(await page.locator('#lr-range-chart').getAttribute('data-points') || 0) > 10);
+  assert.equal(Number(await page.locator('#lr-range-chart').getAttribute('data-points')),
+    tested.lr_range_test.points.length);
+  const markX = Number(await page.locator('#lr-range-chart').getAttribute('data-marked-x'));
+  const box = await page.locator('#lr-range-chart').boundingBox();
+  assert.ok(markX > 48 && markX < box.width - 12, `the chosen rate is marked inside the plot: x = ${markX} of ${box.width}`);
+  const rate = tested.lr_range_test.learning_rate;
+  const lrs = tested.lr_range_test.points.map((p) => p.learning_rate);
+  // The marker sits where the rate falls on the log axis (the plot spans 48 px … width − 12 px).
+  const expectX = 48 + ((Math.log10(rate) - Math.log10(Math.min(...lrs))) / (Math.log10(Math.max(...lrs)) - Math.log10(Math.min(...lrs)))) * (box.width - 60);
+  assert.ok(Math.abs(markX - expectX) <= 1.5, `marker at ${markX}, the rate ${rate} is at ${expectX}`);
+  const caption = await page.textContent('#lr-range-caption');
+  const steepest = tested.lr_range_test.steepest;
+  assert.match(caption, steepest != null && Math.abs(rate - steepest) <= 1e-6 * steepest
+    ? /^Trains at \S+: the steepest descent/ : /^Trains at \S+: the (minimum ÷ 10|optimizer's default)/, caption);
+  await page.locator('#lr-range-chart').scrollIntoViewIfNeeded();
+  await shot('lr-range-test');
+  log(`16. the range test's curve drawn (${lrs.length} batches), the chosen rate ${rate} marked`);
+
   const unexpected = consoleErrors.filter((e) => !/^Failed to load resource: the server responded with a status of (401|409|422)/.test(e));
   const failedRequests = expected.filter((r) => !/^POST \/v1\/jobs 422$|^POST \/v1\/jobs\/[0-9a-f-]+\/predict (409|422)$|^POST \/v1\/models\/[0-9a-f-]+\/predict 422$|^GET \/v1\/jobs 401$/.test(r));
   assert.deepEqual(unexpected, [], `console errors:\n${unexpected.join('\n')}`);

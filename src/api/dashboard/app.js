@@ -2,7 +2,7 @@
 // public /v1 API (api.js); charts are drawn on canvases (charts.js).
 
 import { api, ApiError, followEvents, getKey, onOpenServer, onUnauthorized, setKey } from './api.js';
-import { LineChart, drawBoundary, drawFit, fmt, bounds, CLASS_COLORS } from './charts.js';
+import { LineChart, drawBoundary, drawFit, drawRangeTest, fmt, bounds, CLASS_COLORS } from './charts.js';
 
 const STATUSES = ['queued', 'running', 'succeeded', 'failed', 'cancelled'];
 const ACTIVATIONS = ['relu', 'tanh', 'sigmoid', 'leaky_relu', 'elu', 'gelu', 'softplus', 'linear', 'softmax'];
@@ -255,9 +255,10 @@ async function viewJob(root, id) {
     metricCard,
     section('Learning rate', h('div', { class: 'chart small' }, lrCanvas)));
   const boundarySlot = h('div');
+  const rangeSlot = h('div');
   const details = h('div', { class: 'grid two' });
   const liveDot = h('span', { class: 'live', title: 'live' });
-  root.append(head, errorSlot, summary, charts, boundarySlot, details);
+  root.append(head, errorSlot, summary, charts, rangeSlot, boundarySlot, details);
   paintLegends(root);
 
   const records = [...history];
@@ -324,7 +325,31 @@ async function viewJob(root, id) {
         h('h1', {}, jobName(job), ' ', jobBadge(job), job.status === 'running' ? liveDot : null)),
       actions);
   };
+  // The learning-rate range test a job with "learning_rate": "auto" ran first: its curve
+  // and the rate it chose. Drawn once it exists (the job records it before epoch 1).
+  let rangeDrawn = false;
+  const renderRange = () => {
+    const t = job.lr_range_test;
+    if (rangeDrawn || !t || !Array.isArray(t.points)) return;
+    rangeDrawn = true;
+    const chosen = t.learning_rate ?? t.suggested;
+    const canvas = h('canvas', { id: 'lr-range-chart', role: 'img', 'aria-label': 'loss against learning rate in the range test, the chosen rate marked' });
+    // (single-precision rates: equal to 6 significant digits is the same rate)
+    const same = (a) => a != null && Math.abs(chosen - a) <= 1e-6 * Math.abs(a);
+    const how = same(t.steepest) ? 'the steepest descent of the smoothed loss'
+      : same(t.minimum_over_10) ? 'the minimum ÷ 10' : 'the optimizer\'s default';
+    rangeSlot.replaceChildren(section('Learning-rate range test',
+      h('p', { class: 'muted', id: 'lr-range-caption' },
+        `Trains at ${fmt(chosen, 3)}: ${how}. Steepest ${fmt(t.steepest, 3)} · minimum ${fmt(t.minimum, 3)} · minimum ÷ 10 ${fmt(t.minimum_over_10, 3)} · ${t.points.length} batches, ended ${t.end}.`),
+      h('div', { class: 'chart' }, canvas)));
+    const draw = () => drawRangeTest(canvas, { points: t.points, marked: chosen });
+    requestAnimationFrame(draw);
+    const observer = new ResizeObserver(() => requestAnimationFrame(draw));
+    observer.observe(canvas);
+    onLeave(() => observer.disconnect());
+  };
   const renderBody = () => {
+    renderRange();
     const m = records.at(-1) || job.metrics || {};
     const ms = metricSeries(records);
     const tiles = [

@@ -274,3 +274,70 @@ export function bounds(values) {
   const p = (hi - lo) * 0.08;
   return [lo - p, hi + p];
 }
+
+/**
+ * The learning-rate range test: the batch losses (faint) and the smoothed loss against the
+ * learning rate on a log axis, with the rate the job chose (`marked`) as a vertical line.
+ * The canvas's `data-points` counts the smoothed points and `data-marked-x` is the marker's
+ * x in CSS pixels (tests read them).
+ */
+export function drawRangeTest(canvas, { points, marked }) {
+  const { ctx, w, h } = fit(canvas);
+  ctx.clearRect(0, 0, w, h);
+  const pts = points.filter((p) => p.learning_rate > 0 && Number.isFinite(p.smoothed_loss));
+  canvas.dataset.points = String(pts.length);
+  if (!pts.length) return;
+  const m = { l: 48, r: 12, t: 10, b: 26 };
+  const pw = w - m.l - m.r;
+  const ph = h - m.t - m.b;
+  const lx = pts.map((p) => Math.log10(p.learning_rate));
+  const x0 = Math.min(...lx);
+  const x1 = Math.max(x0 + 1e-9, ...lx);
+  // The smoothed curve sets the scale; batch losses past 4× its minimum are clipped.
+  const s = pts.map((p) => p.smoothed_loss);
+  const lo = Math.min(...s);
+  const [y0, y1] = bounds([lo, Math.min(Math.max(...s), Math.max(lo * 4, lo + 1e-6))]);
+  const X = (lr) => m.l + ((Math.log10(lr) - x0) / (x1 - x0)) * pw;
+  const Y = (v) => m.t + (1 - (Math.min(y1, Math.max(y0, v)) - y0) / (y1 - y0)) * ph;
+  ctx.font = '11px system-ui, sans-serif';
+  ctx.fillStyle = css('--muted') || '#667';
+  ctx.strokeStyle = css('--grid') || '#ddd';
+  ctx.lineWidth = 1;
+  ctx.textAlign = 'center';
+  ctx.textBaseline = 'top';
+  for (let e = Math.ceil(x0); e <= Math.floor(x1); e++) {
+    const x = Math.round(m.l + ((e - x0) / (x1 - x0)) * pw) + 0.5;
+    ctx.beginPath(); ctx.moveTo(x, m.t); ctx.lineTo(x, h - m.b); ctx.stroke();
+    ctx.fillText(`1e${e}`, x, h - m.b + 5);
+  }
+  ctx.textAlign = 'right';
+  ctx.textBaseline = 'middle';
+  for (const v of ticks(y0, y1, 4)) ctx.fillText(fmt(v, 3), m.l - 5, Y(v));
+  ctx.strokeRect(m.l + 0.5, m.t + 0.5, pw - 1, ph - 1);
+  ctx.globalAlpha = 0.3;
+  ctx.strokeStyle = CLASS_COLORS[0];
+  ctx.beginPath();
+  pts.forEach((p, i) => (i ? ctx.lineTo(X(p.learning_rate), Y(p.loss)) : ctx.moveTo(X(p.learning_rate), Y(p.loss))));
+  ctx.stroke();
+  ctx.globalAlpha = 1;
+  ctx.lineWidth = 2;
+  ctx.beginPath();
+  pts.forEach((p, i) => (i ? ctx.lineTo(X(p.learning_rate), Y(p.smoothed_loss)) : ctx.moveTo(X(p.learning_rate), Y(p.smoothed_loss))));
+  ctx.stroke();
+  if (marked > 0) {
+    const x = X(marked);
+    ctx.strokeStyle = CLASS_COLORS[1];
+    ctx.setLineDash([5, 4]);
+    ctx.beginPath(); ctx.moveTo(x, m.t); ctx.lineTo(x, h - m.b); ctx.stroke();
+    ctx.setLineDash([]);
+    ctx.fillStyle = CLASS_COLORS[1];
+    ctx.textAlign = x > w / 2 ? 'right' : 'left';
+    ctx.textBaseline = 'top';
+    ctx.fillText(`${fmt(marked, 2)}`, x + (x > w / 2 ? -4 : 4), m.t + 2);
+    canvas.dataset.markedX = String(Math.round(x));
+  }
+  ctx.textAlign = 'right';
+  ctx.textBaseline = 'bottom';
+  ctx.fillStyle = css('--muted') || '#667';
+  ctx.fillText('learning rate', w - m.r, h - 1);
+}
