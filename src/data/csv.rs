@@ -268,8 +268,13 @@ impl CsvStream {
             && self.buf.len() >= PIECE
             && let Some(last) = self.buf.iter().rposition(|&b| b == b'\n')
         {
-            let piece: Vec<u8> = self.buf.drain(..=last).collect();
-            self.parse_piece(&piece);
+            // Parsed where it lies; only the partial line after it moves to the front.
+            let buf = std::mem::take(&mut self.buf);
+            self.parse_piece(&buf[..=last]);
+            if !self.settled {
+                self.buf = buf;
+                self.buf.drain(..=last);
+            }
         }
         Ok(())
     }
@@ -692,6 +697,7 @@ fn read_plain_records(
     parts: &mut [Part],
 ) -> (Vec<usize>, Option<ChunkError>) {
     let mut rel = Vec::new();
+    let mut commas = Vec::with_capacity(ctx.columns);
     let mut start = 0;
     for (line, end) in memchr::memchr_iter(b'\n', chunk)
         .chain(std::iter::once(chunk.len()))
@@ -702,7 +708,9 @@ fn read_plain_records(
         if record.is_empty() {
             continue;
         }
-        let found = memchr::memchr_iter(b',', record).count() + 1;
+        commas.clear();
+        commas.extend(memchr::memchr_iter(b',', record));
+        let found = commas.len() + 1;
         if found != ctx.columns {
             let error = ChunkError {
                 line,
@@ -710,7 +718,12 @@ fn read_plain_records(
             };
             return (rel, Some(error));
         }
-        if let Err(e) = push_record(record.split(|&b| b == b','), line, ctx, parts) {
+        let cells = (0..found).map(|k| {
+            let from = if k == 0 { 0 } else { commas[k - 1] + 1 };
+            let to = commas.get(k).copied().unwrap_or(record.len());
+            &record[from..to]
+        });
+        if let Err(e) = push_record(cells, line, ctx, parts) {
             return (rel, Some(e));
         }
         rel.push(line);

@@ -118,9 +118,7 @@ impl Iterator for StoredParts {
         out.append(&mut self.head);
         let room = (self.part_bytes.saturating_sub(out.len()) / 4).max(1);
         let end = self.written.saturating_add(room).min(self.x.len());
-        for v in &self.x[self.written..end] {
-            out.extend_from_slice(&v.to_le_bytes());
-        }
+        push_le(&mut out, &self.x[self.written..end]);
         self.written = end;
         if self.written == self.x.len() {
             out.append(&mut self.tail);
@@ -128,6 +126,21 @@ impl Iterator for StoredParts {
             self.done = true;
         }
         Some(out)
+    }
+}
+
+/// f32s as postcard writes them: 4 little-endian bytes each.
+fn push_le(out: &mut Vec<u8>, x: &[f32]) {
+    #[cfg(target_endian = "little")]
+    {
+        // SAFETY: an f32 is 4 bytes with no padding and any byte is a valid u8; on a
+        // little-endian machine its bytes in memory are its little-endian bytes.
+        let bytes = unsafe { std::slice::from_raw_parts(x.as_ptr().cast::<u8>(), 4 * x.len()) };
+        out.extend_from_slice(bytes);
+    }
+    #[cfg(not(target_endian = "little"))]
+    for v in x {
+        out.extend_from_slice(&v.to_le_bytes());
     }
 }
 
@@ -140,6 +153,52 @@ fn push_varint(out: &mut Vec<u8>, mut n: u64) {
     out.push(n as u8);
 }
 
+/// [`StoredTargets`] as written, borrowing the dataset's targets (the same bytes: postcard
+/// writes a variant's index, then its fields; a borrowed slice or string as an owned one).
+#[derive(Serialize)]
+enum StoredTargetsRef<'a> {
+    Labels(LabelsRef<'a>),
+    Values { width: u64, data: &'a [f32] },
+}
+
+/// Labels written as [`StoredLabel`]s one by one, without a copy of them all first.
+struct LabelsRef<'a>(&'a [ClassLabel]);
+
+#[derive(Serialize)]
+enum StoredLabelRef<'a> {
+    Integer(i64),
+    Text(&'a str),
+}
+
+impl Serialize for LabelsRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|c| match c {
+            ClassLabel::Integer(i) => StoredLabelRef::Integer(*i),
+            ClassLabel::Text(t) => StoredLabelRef::Text(t),
+        }))
+    }
+}
+
+/// The targets as stored, right after the features (the columns follow them).
+fn write_tail(d: &Dataset) -> Vec<u8> {
+    let copied;
+    let targets = match &d.targets {
+        Targets::Labels(l) => StoredTargetsRef::Labels(LabelsRef(l)),
+        Targets::Values(v) => StoredTargetsRef::Values {
+            width: v.ncols() as u64,
+            data: match v.as_slice() {
+                Some(data) => data,
+                None => {
+                    copied = v.iter().copied().collect::<Vec<f32>>();
+                    &copied
+                }
+            },
+        },
+    };
+    postcard::to_stdvec(&targets).unwrap_or_default()
+}
+
+#[cfg(test)]
 fn stored_targets(t: &Targets) -> StoredTargets {
     match t {
         Targets::Labels(l) => StoredTargets::Labels(
@@ -172,7 +231,7 @@ pub(super) fn into_parts(d: Dataset, part_bytes: usize) -> StoredParts {
     .unwrap_or_default();
     let cells = d.x.len();
     push_varint(&mut head, cells as u64);
-    let mut tail = postcard::to_stdvec(&stored_targets(&d.targets)).unwrap_or_default();
+    let mut tail = write_tail(&d);
     let table = StoredTable {
         columns: d
             .columns

@@ -125,33 +125,50 @@ const EXACT_POW10: [f64; 23] = [
 /// the same f64 `str::parse` gives (Clinger's fast path). `None` for anything else, which
 /// `str::parse` then reads. Most cells of a numeric file are such decimals, read here without
 /// the general parser's work.
+#[inline]
 pub(crate) fn simple_decimal(b: &[u8]) -> Option<f64> {
-    let (negative, digits) = match b.first()? {
-        b'-' => (true, &b[1..]),
-        b'+' => (false, &b[1..]),
-        _ => (false, b),
+    let (negative, mut i) = match b.first()? {
+        b'-' => (true, 1),
+        b'+' => (false, 1),
+        _ => (false, 0),
     };
-    if digits.is_empty() || digits.len() > 19 {
+    let n = b.len();
+    if n == i || n - i > 19 {
         return None;
     }
+    let start = i;
     let mut mantissa: u64 = 0;
-    let mut fraction = None;
-    let mut seen_digit = false;
-    for (i, &c) in digits.iter().enumerate() {
-        match c {
-            b'0'..=b'9' => {
-                mantissa = mantissa * 10 + u64::from(c - b'0');
-                seen_digit = true;
-            }
-            b'.' if fraction.is_none() => fraction = Some(digits.len() - i - 1),
-            _ => return None,
+    while i < n {
+        let d = b[i].wrapping_sub(b'0');
+        if d > 9 {
+            break;
         }
+        mantissa = mantissa * 10 + u64::from(d);
+        i += 1;
+    }
+    let whole = i - start;
+    let mut fraction = 0;
+    if i < n {
+        if b[i] != b'.' {
+            return None;
+        }
+        i += 1;
+        let first = i;
+        while i < n {
+            let d = b[i].wrapping_sub(b'0');
+            if d > 9 {
+                return None;
+            }
+            mantissa = mantissa * 10 + u64::from(d);
+            i += 1;
+        }
+        fraction = i - first;
     }
     // 19 digits fit in a u64; the quotient is exact-rounded only below 2^53.
-    if !seen_digit || mantissa >= 1 << 53 {
+    if whole + fraction == 0 || mantissa >= 1 << 53 {
         return None;
     }
-    let value = mantissa as f64 / EXACT_POW10[fraction.unwrap_or(0)];
+    let value = mantissa as f64 / EXACT_POW10[fraction];
     Some(if negative { -value } else { value })
 }
 
@@ -438,7 +455,9 @@ fn infer(
             for &v in values.iter().filter(|v| !v.is_nan()) {
                 lo = lo.min(v);
                 hi = hi.max(v);
-                integers &= v.fract() == 0.0;
+                // Every f32 from 2^23 up is an integer; below, the truncating conversion
+                // tells (without a call to libm's truncf per cell).
+                integers &= v.abs() >= 8_388_608.0 || (v as i32) as f32 == v;
                 if (seen.len() as u64) <= DISTINCT_CAP {
                     seen.insert((v + 0.0).to_bits());
                 }
