@@ -105,7 +105,19 @@ impl Db {
                         .await
                         .unwrap()
                     {
-                        blobs.insert(id.clone(), r.get::<Vec<u8>, _>("data"));
+                        // The record's own blob (earlier releases), then its parts in order.
+                        let mut bytes = r.get::<Vec<u8>, _>("data");
+                        let parts = sqlx::query(
+                            "SELECT data FROM dataset_parts WHERE dataset_id = ? ORDER BY part",
+                        )
+                        .bind(id)
+                        .fetch_all(&mut c)
+                        .await
+                        .unwrap();
+                        for p in parts {
+                            bytes.extend(p.get::<Vec<u8>, _>("data"));
+                        }
+                        blobs.insert(id.clone(), bytes);
                     }
                 }
                 let stale: i64 = sqlx::query(STALE).fetch_one(&mut c).await.unwrap().get("n");
@@ -121,7 +133,18 @@ impl Db {
                         .await
                         .unwrap()
                     {
-                        blobs.insert(id.clone(), r.get::<Vec<u8>, _>("data"));
+                        let mut bytes = r.get::<Vec<u8>, _>("data");
+                        let parts = sqlx::query(
+                            "SELECT data FROM dataset_parts WHERE dataset_id = $1 ORDER BY part",
+                        )
+                        .bind(uuid)
+                        .fetch_all(&mut c)
+                        .await
+                        .unwrap();
+                        for p in parts {
+                            bytes.extend(p.get::<Vec<u8>, _>("data"));
+                        }
+                        blobs.insert(id.clone(), bytes);
                     }
                 }
                 let stale: i64 = sqlx::query(STALE).fetch_one(&mut c).await.unwrap().get("n");
