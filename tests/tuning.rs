@@ -576,14 +576,43 @@ async fn a_grid_sweep_halves_its_trials_and_picks_the_same_best_every_time() {
     assert_eq!(again["best"]["metric"], best["metric"]);
     assert_eq!(again["best"]["trial"], best["trial"]);
 
+    // Another trial's model deployed by name: deleting the sweep keeps it (a deletion never
+    // breaks a name other services call; it answered 500 before).
+    let other = full
+        .iter()
+        .find(|t| t["job_id"] != best["job_id"])
+        .expect("a second trial");
+    let other_job = srv
+        .ok(
+            "GET",
+            &format!("/v1/jobs/{}", other["job_id"].as_str().unwrap()),
+            ACME,
+            None,
+        )
+        .await;
+    let deployed = other_job["model_id"].as_str().expect("a model").to_string();
+    srv.ok(
+        "PUT",
+        "/v1/deployments/kept-trial",
+        ACME,
+        Some(&json!({"model_id": deployed})),
+    )
+    .await;
+
     // Listed, then deleted with its trials (the best model stays).
     let list = srv.ok("GET", "/v1/sweeps", ACME, None).await;
     assert_eq!(list["total"], 2);
     let id = done["id"].as_str().unwrap();
-    let (st, _) = srv
+    let (st, p) = srv
         .call("DELETE", &format!("/v1/sweeps/{id}"), ACME, None)
         .await;
-    assert_eq!(st, 204);
+    assert_eq!(st, 204, "{p}");
+    srv.ok("GET", &format!("/v1/models/{deployed}"), ACME, None)
+        .await;
+    let d = srv
+        .ok("GET", "/v1/deployments/kept-trial", ACME, None)
+        .await;
+    assert_eq!(d["model_id"], json!(deployed));
     let (st, _) = srv
         .call(
             "GET",

@@ -762,8 +762,7 @@ impl Service {
             for id in ids {
                 if let Some(j) = self.store.get_job(id).await? {
                     if let Some(m) = j.model_id.filter(|m| Some(*m) != best_model) {
-                        self.models.evict(m);
-                        self.store.delete_model(m).await?;
+                        self.delete_trial_model(m).await?;
                     }
                     self.models.evict(j.id);
                     self.store.delete_job(j.id).await?;
@@ -771,8 +770,7 @@ impl Service {
             }
             if let Some(j) = self.store.get_job(refit_job_id(s.id)).await? {
                 if let Some(m) = j.model_id.filter(|m| Some(*m) != best_model) {
-                    self.models.evict(m);
-                    self.store.delete_model(m).await?;
+                    self.delete_trial_model(m).await?;
                 }
                 self.models.evict(j.id);
                 self.store.delete_job(j.id).await?;
@@ -780,6 +778,24 @@ impl Service {
         }
         self.store.delete_sweep(s.id).await?;
         Ok(())
+    }
+
+    /// Deletes a trial's model with its sweep, unless a deployment points at it: then it
+    /// stays, as the best model does (deleting a sweep never breaks a name that other
+    /// services call). A model a queued or running job starts from is kept by the store.
+    async fn delete_trial_model(&self, m: Uuid) -> Result<()> {
+        if !self.deployments_of_model(m).await?.is_empty() {
+            return Ok(());
+        }
+        match self.store.delete_model(m).await {
+            Ok(_) => {
+                self.models.evict(m);
+                Ok(())
+            }
+            // Deployed since the check: the deployment's foreign key refused the delete.
+            Err(_) if !self.deployments_of_model(m).await?.is_empty() => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The validation metric a trial's job scored: the epoch its model holds (the best one
