@@ -5,7 +5,6 @@
 
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -27,56 +26,43 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqli
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
-    /// Stops the background checkpoints when the last clone of the store goes.
-    _checkpoints: Arc<Checkpoints>,
 }
 
-/// How often the write-ahead log is folded into the database.
-const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
-
-/// Checkpoints off the request path. With SQLite's automatic checkpoint, the commit that
-/// crosses its threshold copies the whole log into the database and syncs both before it
-/// returns: a 94 MB dataset upload waited about 40% longer for it. Here the pool's
-/// connections never checkpoint by themselves (`wal_autocheckpoint = 0`); a task folds the
-/// log in every [`CHECKPOINT_EVERY`] instead (PASSIVE: it never blocks a reader or a writer),
-/// and after a complete checkpoint the next write restarts the log, cut back to
-/// `journal_size_limit`. Commits are as durable as before: the log is synced either way.
-struct Checkpoints(tokio::task::JoinHandle<()>);
-
-impl Checkpoints {
-    fn start(pool: SqlitePool) -> Self {
-        Checkpoints(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut failing = false;
-            loop {
-                tick.tick().await;
-                match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-                    .execute(&pool)
-                    .await
-                {
-                    Ok(_) if failing => {
-                        failing = false;
-                        tracing::info!("WAL checkpoints work again");
-                    }
-                    Ok(_) => {}
-                    // Said once, not every second while the disk stays full: the log keeps
-                    // every commit meanwhile, and the next checkpoint that works folds it in.
-                    Err(e) if !failing => {
-                        failing = true;
-                        tracing::warn!(error = %e, "WAL checkpoint failed; retrying every second");
-                    }
-                    Err(_) => {}
-                }
-            }
-        }))
+/// A dataset's record, then its parts in order, in one transaction on `conn`.
+async fn insert_dataset_parts(
+    conn: &mut sqlx::SqliteConnection,
+    d: &DatasetRecord,
+    parts: Parts,
+) -> Result<()> {
+    let mut tx = sqlx::Connection::begin(conn).await?;
+    // The record first: a duplicate id fails before any part is written. Its own `data`
+    // stays empty; the bytes are in `dataset_parts`.
+    sqlx::query(
+        "INSERT INTO datasets (id, name, created_at, rows, inputs, outputs, meta, size_bytes, data, tenant)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, x'', ?)",
+    )
+    .bind(d.id.to_string())
+    .bind(&d.name)
+    .bind(d.created_at)
+    .bind(d.rows)
+    .bind(d.inputs)
+    .bind(d.outputs)
+    .bind(d.meta.to_string())
+    .bind(d.size_bytes)
+    .bind(&d.tenant)
+    .execute(&mut *tx)
+    .await?;
+    for (i, part) in parts.enumerate() {
+        sqlx::query("INSERT INTO dataset_parts (dataset_id, part, data) VALUES (?, ?, ?)")
+            .bind(d.id.to_string())
+            .bind(i as i64)
+            .bind(part)
+            .execute(&mut *tx)
+            .await?;
     }
-}
-
-impl Drop for Checkpoints {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
+    crate::crash::point("dataset_insert");
+    tx.commit().await?;
+    Ok(())
 }
 
 impl SqliteStore {
@@ -91,9 +77,7 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10))
             // After a checkpoint the WAL file shrinks back to this: one large upload must
             // not leave a WAL of its size on disk for good.
-            .pragma("journal_size_limit", (64 * 1024 * 1024).to_string())
-            // Checkpoints run in the background (see `Checkpoints`), not in a commit.
-            .pragma("wal_autocheckpoint", "0");
+            .pragma("journal_size_limit", (64 * 1024 * 1024).to_string());
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(10))
@@ -117,10 +101,7 @@ impl SqliteStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Database(format!("migrations: {e}")))?;
-        Ok(SqliteStore {
-            _checkpoints: Arc::new(Checkpoints::start(pool.clone())),
-            pool,
-        })
+        Ok(SqliteStore { pool })
     }
 
     /// The URL of the database file in `dir`.
@@ -207,35 +188,38 @@ impl Store for SqliteStore {
     }
 
     async fn insert_dataset_parts(&self, d: &DatasetRecord, parts: Parts) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        // The record first: a duplicate id fails before any part is written. Its own `data`
-        // stays empty; the bytes are in `dataset_parts`.
-        sqlx::query(
-            "INSERT INTO datasets (id, name, created_at, rows, inputs, outputs, meta, size_bytes, data, tenant)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, x'', ?)",
-        )
-        .bind(d.id.to_string())
-        .bind(&d.name)
-        .bind(d.created_at)
-        .bind(d.rows)
-        .bind(d.inputs)
-        .bind(d.outputs)
-        .bind(d.meta.to_string())
-        .bind(d.size_bytes)
-        .bind(&d.tenant)
-        .execute(&mut *tx)
-        .await?;
-        for (i, part) in parts.enumerate() {
-            sqlx::query("INSERT INTO dataset_parts (dataset_id, part, data) VALUES (?, ?, ?)")
-                .bind(d.id.to_string())
-                .bind(i as i64)
-                .bind(part)
-                .execute(&mut *tx)
-                .await?;
+        // SQLite's automatic checkpoint runs inside the commit that takes the log past its
+        // threshold: after a large dataset, that commit would copy the whole log into the
+        // database and sync both before the upload could answer. Off for this commit (on this
+        // connection only), and the checkpoint follows in the background; every other commit
+        // keeps the automatic one, so the log stays small.
+        let mut conn = self.pool.acquire().await?;
+        sqlx::query("PRAGMA wal_autocheckpoint = 0")
+            .execute(&mut *conn)
+            .await?;
+        let inserted = insert_dataset_parts(&mut conn, d, parts).await;
+        // Back to SQLite's default (a commit that takes the log past 1000 pages folds it in).
+        let restored = sqlx::query("PRAGMA wal_autocheckpoint = 1000")
+            .execute(&mut *conn)
+            .await;
+        if restored.is_err() {
+            // Not reused without its checkpoints.
+            let _ = conn.close().await;
+        } else {
+            drop(conn);
         }
-        crate::crash::point("dataset_insert");
-        tx.commit().await?;
-        Ok(())
+        if inserted.is_ok() {
+            let pool = self.pool.clone();
+            tokio::spawn(async move {
+                if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                    .execute(&pool)
+                    .await
+                {
+                    tracing::warn!(error = %e, "WAL checkpoint after a dataset failed; the next commits retry it");
+                }
+            });
+        }
+        inserted
     }
 
     async fn get_dataset(&self, id: Uuid) -> Result<Option<DatasetRecord>> {
