@@ -54,12 +54,16 @@ fn dir_with_keys() -> (tempfile::TempDir, String) {
 
 const PERCEPTRON: &str = r#"{"input_dim": 2, "layers": [{"units": 1, "activation": "sigmoid", "weights": [[3], [-2]], "bias": [1]}]}"#;
 
+/// Long enough to be still training when the backup or dump is taken right after its first
+/// checkpoint (60 epochs sometimes ended first on a fast CPU).
+const LONG_EPOCHS: i64 = 300;
+
 fn long_spec(dataset: &str) -> Value {
     json!({
         "dataset_id": dataset, "name": "long",
         "layers": [{"units": 128, "activation": "relu"}, {"units": 128, "activation": "tanh"}, {"units": 3}],
         "loss": "sparse_categorical_crossentropy", "optimizer": {"type": "adam", "learning_rate": 0.001},
-        "epochs": 60, "batch_size": 2, "validation_split": 0.1, "seed": 4
+        "epochs": LONG_EPOCHS, "batch_size": 2, "validation_split": 0.1, "seed": 4
     })
 }
 
@@ -196,7 +200,11 @@ async fn outcome(srv: &Server, id: &str) -> (Vec<Value>, Value, i64) {
         .iter()
         .map(|e| e["epoch"].as_i64().unwrap())
         .collect();
-    assert_eq!(numbers, (1..=60).collect::<Vec<_>>(), "each epoch once");
+    assert_eq!(
+        numbers,
+        (1..=LONG_EPOCHS).collect::<Vec<_>>(),
+        "each epoch once"
+    );
     let model = j["model_id"].as_str().unwrap();
     let p = srv
         .ok(
