@@ -216,6 +216,26 @@ fn stored_targets(t: &Targets) -> StoredTargets {
     }
 }
 
+/// Format 2's columns (types, counts, vocabularies) and dropped rows, as stored.
+fn stored_table(d: &Dataset) -> StoredTable {
+    StoredTable {
+        columns: d
+            .columns
+            .iter()
+            .map(|c| StoredColumn {
+                kind: c.schema.kind,
+                storage: c.schema.storage,
+                missing: c.schema.missing,
+                distinct: c.schema.distinct,
+                numeric_text: c.schema.numeric_text,
+                boolean_like: c.schema.boolean_like,
+                vocab: c.vocab.clone(),
+            })
+            .collect(),
+        dropped_rows: d.dropped_rows,
+    }
+}
+
 /// The stored form in parts of about `part_bytes`; the dataset's features move into the
 /// parts (no copy), the rest is written out at once.
 pub(super) fn into_parts(d: Dataset, part_bytes: usize) -> StoredParts {
@@ -232,23 +252,7 @@ pub(super) fn into_parts(d: Dataset, part_bytes: usize) -> StoredParts {
     let cells = d.x.len();
     push_varint(&mut head, cells as u64);
     let mut tail = write_tail(&d);
-    let table = StoredTable {
-        columns: d
-            .columns
-            .iter()
-            .map(|c| StoredColumn {
-                kind: c.schema.kind,
-                storage: c.schema.storage,
-                missing: c.schema.missing,
-                distinct: c.schema.distinct,
-                numeric_text: c.schema.numeric_text,
-                boolean_like: c.schema.boolean_like,
-                vocab: c.vocab.clone(),
-            })
-            .collect(),
-        dropped_rows: d.dropped_rows,
-    };
-    tail.extend(postcard::to_stdvec(&table).unwrap_or_default());
+    tail.extend(postcard::to_stdvec(&stored_table(&d)).unwrap_or_default());
     let x = if d.x.is_standard_layout() {
         let (mut v, offset) = d.x.into_raw_vec_and_offset();
         let offset = offset.unwrap_or(0);
@@ -421,23 +425,7 @@ mod tests {
                 targets: stored_targets(&d.targets),
             })
             .unwrap();
-            let table = StoredTable {
-                columns: d
-                    .columns
-                    .iter()
-                    .map(|c| StoredColumn {
-                        kind: c.schema.kind,
-                        storage: c.schema.storage,
-                        missing: c.schema.missing,
-                        distinct: c.schema.distinct,
-                        numeric_text: c.schema.numeric_text,
-                        boolean_like: c.schema.boolean_like,
-                        vocab: c.vocab.clone(),
-                    })
-                    .collect(),
-                dropped_rows: d.dropped_rows,
-            };
-            want.extend(postcard::to_stdvec(&table).unwrap());
+            want.extend(postcard::to_stdvec(&stored_table(&d)).unwrap());
             assert_eq!(d.to_bytes(), want);
             for part_bytes in [4, 7, 64, 1000, 1 << 20] {
                 let parts = into_parts(d.clone(), part_bytes);
