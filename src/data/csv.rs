@@ -524,17 +524,29 @@ impl ParsedFile {
             ));
         }
         let target_parts = std::mem::take(&mut per_column[target_index]);
-        let built: Vec<Result<Option<super::table::BuiltColumn>, DataError>> = per_column
-            .into_par_iter()
-            .enumerate()
-            .map(|(j, parts)| {
+        // Columns are finished a round at a time (in parallel within a round), and the parts
+        // a round freed are given back before the next: each joined column is a new
+        // allocation, while the parts it was joined from were freed into malloc's arenas, so
+        // finishing them all at once held the data twice.
+        const ROUNDS: usize = 8;
+        let per_round = per_column.len().div_ceil(ROUNDS).max(1);
+        let mut pending = per_column.into_iter().enumerate();
+        let mut built: Vec<Result<Option<super::table::BuiltColumn>, DataError>> =
+            Vec::with_capacity(columns);
+        loop {
+            let round: Vec<(usize, Vec<Part>)> = pending.by_ref().take(per_round).collect();
+            if round.is_empty() {
+                break;
+            }
+            built.par_extend(round.into_par_iter().map(|(j, parts)| {
                 if j == target_index {
                     Ok(None)
                 } else {
                     finish_column(&names[j], parts, opts).map(Some)
                 }
-            })
-            .collect();
+            }));
+            super::release_memory();
+        }
         let mut features = Vec::with_capacity(columns - 1);
         for b in built {
             if let Some(c) = b? {
