@@ -763,23 +763,22 @@ async fn a_sweep_cancels_keeps_to_its_tenant_and_refuses_bad_spaces() {
     );
 }
 
+/// Uploads a CSV whose target column is `target` (no key); answers its id.
+async fn upload_csv(srv: &Server, csv: &'static str) -> String {
+    let r = srv
+        .post_raw("/v1/datasets?target=target", "text/csv", csv)
+        .await;
+    let (st, v) = common::split(r).await;
+    assert_eq!(st, 201, "{v}");
+    v["id"].as_str().unwrap().to_string()
+}
+
 /// The automatic mode on iris: no spec at all, a classifier comes out.
 #[tokio::test]
 async fn the_automatic_mode_trains_a_good_classifier_by_itself() {
     let srv = Server::start(&["--max-concurrent-jobs", "2"]).await;
-    let upload = |csv: &'static str| {
-        let srv = &srv;
-        async move {
-            let r = srv
-                .post_raw("/v1/datasets?target=target", "text/csv", csv)
-                .await;
-            let (st, v) = common::split(r).await;
-            assert_eq!(st, 201, "{v}");
-            v["id"].as_str().unwrap().to_string()
-        }
-    };
-    let train = upload(include_str!("data/iris.train.csv")).await;
-    let test = upload(include_str!("data/iris.test.csv")).await;
+    let train = upload_csv(&srv, include_str!("data/iris.train.csv")).await;
+    let test = upload_csv(&srv, include_str!("data/iris.test.csv")).await;
     let (st, s) = srv
         .post(
             "/v1/sweeps",
@@ -811,19 +810,8 @@ async fn the_automatic_mode_trains_a_good_classifier_by_itself() {
 #[tokio::test]
 async fn the_automatic_mode_refits_its_choice_and_picks_the_same_with_the_same_seed() {
     let srv = Server::start(&["--max-concurrent-jobs", "2"]).await;
-    let upload = |csv: &'static str| {
-        let srv = &srv;
-        async move {
-            let r = srv
-                .post_raw("/v1/datasets?target=target", "text/csv", csv)
-                .await;
-            let (st, v) = common::split(r).await;
-            assert_eq!(st, 201, "{v}");
-            v["id"].as_str().unwrap().to_string()
-        }
-    };
-    let train = upload(include_str!("data/diabetes.train.csv")).await;
-    let test = upload(include_str!("data/diabetes.test.csv")).await;
+    let train = upload_csv(&srv, include_str!("data/diabetes.train.csv")).await;
+    let test = upload_csv(&srv, include_str!("data/diabetes.test.csv")).await;
     let body = json!({"dataset_id": train, "max_trials": 3, "seed": 7});
     let (st, s) = srv.post("/v1/sweeps", &body).await;
     assert_eq!(st, 202, "{s}");

@@ -645,13 +645,14 @@ fn split_chunks(data: &[u8]) -> Vec<&[u8]> {
 fn parse_chunk(chunk: &[u8], ctx: &ChunkContext) -> Chunk {
     // Each column's part sized for the chunk's lines up front: grown by doubling, the parts
     // held up to twice the cells they had read.
-    let lines_here = memchr::memchr_iter(b'\n', chunk).count() + 1;
+    let lf = memchr::memchr_iter(b'\n', chunk).count();
+    let cr = memchr::memchr(b'\r', chunk).is_some();
     let mut parts: Vec<Part> = ctx
         .forced
         .iter()
-        .map(|f| Part::with_capacity(*f, lines_here))
+        .map(|f| Part::with_capacity(*f, lf + 1))
         .collect();
-    let (rel, error) = if chunk.contains(&b'"') || chunk.contains(&b'\r') {
+    let (rel, error) = if cr || memchr::memchr(b'"', chunk).is_some() {
         read_records(chunk, ctx, &mut parts)
     } else {
         read_plain_records(chunk, ctx, &mut parts)
@@ -660,7 +661,7 @@ fn parse_chunk(chunk: &[u8], ctx: &ChunkContext) -> Chunk {
     Chunk {
         parts,
         lines: rel,
-        line_ends: count_line_ends(chunk),
+        line_ends: if cr { count_line_ends(chunk) } else { lf },
         error,
     }
 }

@@ -18,15 +18,17 @@ const FORMAT_PLAIN: u32 = 1;
 /// Tabular datasets (columns with types, text, missing cells).
 const FORMAT_TABLE: u32 = 2;
 
-/// Format 1's fields before the features, as written (postcard writes a struct's fields one
-/// after another, so these bytes, the features' length and values, then the targets are
-/// exactly what serialising [`Stored`] gives).
+/// Format 1's fields before the features' values, as written. postcard writes a struct's
+/// fields one after another, and a sequence's length as a varint, as it writes a u64: these
+/// bytes, then the values, then the targets are exactly what serialising [`Stored`] gives.
 #[derive(Serialize)]
 struct StoredHead<'a> {
     format: u32,
     feature_names: &'a [String],
     target_names: &'a [String],
     rows: u64,
+    /// The length of `Stored::x`.
+    cells: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -144,15 +146,6 @@ fn push_le(out: &mut Vec<u8>, x: &[f32]) {
     }
 }
 
-/// postcard's length prefix: LEB128, seven bits a byte, low bits first.
-fn push_varint(out: &mut Vec<u8>, mut n: u64) {
-    while n >= 0x80 {
-        out.push((n as u8) | 0x80);
-        n >>= 7;
-    }
-    out.push(n as u8);
-}
-
 /// [`StoredTargets`] as written, borrowing the dataset's targets (the same bytes: postcard
 /// writes a variant's index, then its fields; a borrowed slice or string as an owned one).
 #[derive(Serialize)]
@@ -180,7 +173,7 @@ impl Serialize for LabelsRef<'_> {
 }
 
 /// The targets as stored, right after the features (the columns follow them).
-fn write_tail(d: &Dataset) -> Vec<u8> {
+fn targets_bytes(d: &Dataset) -> Vec<u8> {
     let copied;
     let targets = match &d.targets {
         Targets::Labels(l) => StoredTargetsRef::Labels(LabelsRef(l)),
@@ -242,16 +235,16 @@ pub(super) fn into_parts(d: Dataset, part_bytes: usize) -> StoredParts {
     // Always format 2 now: its columns keep what the upload inferred (types, counts). Format 1,
     // which every dataset stored before tabular uploads has, is read as before.
     // Serialising plain strings, integers and floats into a Vec cannot fail.
-    let mut head = postcard::to_stdvec(&StoredHead {
+    let cells = d.x.len();
+    let head = postcard::to_stdvec(&StoredHead {
         format: FORMAT_TABLE,
         feature_names: &d.feature_names,
         target_names: &d.target_names,
         rows: d.rows() as u64,
+        cells: cells as u64,
     })
     .unwrap_or_default();
-    let cells = d.x.len();
-    push_varint(&mut head, cells as u64);
-    let mut tail = write_tail(&d);
+    let mut tail = targets_bytes(&d);
     tail.extend(postcard::to_stdvec(&stored_table(&d)).unwrap_or_default());
     let x = if d.x.is_standard_layout() {
         let (mut v, offset) = d.x.into_raw_vec_and_offset();

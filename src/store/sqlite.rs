@@ -205,8 +205,6 @@ impl Store for SqliteStore {
         if restored.is_err() {
             // Not reused without its checkpoints.
             let _ = conn.close().await;
-        } else {
-            drop(conn);
         }
         if inserted.is_ok() {
             let pool = self.pool.clone();
