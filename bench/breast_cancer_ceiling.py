@@ -31,6 +31,7 @@ import tempfile
 import time
 import urllib.request
 
+sys.dont_write_bytecode = True  # importing the sibling script leaves no __pycache__ in bench/
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from automatic_vs_hgb import DATA, ROOT, call, free_port  # noqa: E402
 
