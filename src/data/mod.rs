@@ -318,11 +318,11 @@ fn assemble(
     rows: usize,
     target_names: Vec<String>,
 ) -> Result<Dataset, DataError> {
-    let kept: Vec<usize> = match &keep {
-        Some(k) => (0..rows).filter(|&i| k[i]).collect(),
-        None => vec![],
+    use rayon::prelude::*;
+    let n = match &keep {
+        Some(k) => k.iter().filter(|&&k| k).count(),
+        None => rows,
     };
-    let n = if keep.is_some() { kept.len() } else { rows };
     if n == 0 {
         return Err(DataError::new(format!(
             "every row's target ({}) is missing; there is nothing to learn from",
@@ -331,44 +331,106 @@ fn assemble(
     }
     let width = features.len();
     let mut features = features;
+    // Every column is cut into segments at the same rows (the parts of the file it was read
+    // in); a column cut otherwise would be a reader's bug.
+    let lens: Vec<usize> = features
+        .first()
+        .map(|c| c.segments.iter().map(Vec::len).collect())
+        .unwrap_or_default();
+    if features
+        .iter()
+        .any(|c| !c.segments.iter().map(Vec::len).eq(lens.iter().copied()))
+        || lens.iter().sum::<usize>() != rows
+    {
+        return Err(DataError::new("internal: the columns' segments disagree"));
+    }
+    // The work in units of at most BLOCK rows of one segment: (segment, first row in it,
+    // end, rows of x it fills).
+    const BLOCK: usize = 4096;
+    let mut units: Vec<(usize, usize, usize, usize)> = Vec::new();
+    let mut seg_start = 0;
+    for (k, &len) in lens.iter().enumerate() {
+        let mut from = 0;
+        while from < len {
+            let to = (from + BLOCK).min(len);
+            let fills = match &keep {
+                Some(kp) => kp[seg_start + from..seg_start + to]
+                    .iter()
+                    .filter(|&&b| b)
+                    .count(),
+                None => to - from,
+            };
+            units.push((k, from, to, fills));
+            from = to;
+        }
+        seg_start += len;
+    }
+    let starts: Vec<usize> = lens
+        .iter()
+        .scan(0, |s, &l| {
+            let at = *s;
+            *s += l;
+            Some(at)
+        })
+        .collect();
     let mut x = Array2::<f32>::zeros((n, width));
-    // Filled from the last rows back, a round at a time: after each round the columns give
-    // back the rows it copied (truncated and shrunk, the allocator trimmed), so the features
-    // are held about once, not as columns and as rows together. Within a round, row blocks
-    // are written in parallel, each row by row from the columns.
-    const BLOCK: usize = 256;
-    const ROUNDS: usize = 8;
-    let round = n.div_ceil(ROUNDS).next_multiple_of(BLOCK).max(BLOCK);
-    let mut end = n;
-    while end > 0 {
-        let start = end.saturating_sub(round);
-        {
-            use ndarray::parallel::prelude::*;
-            let kept = &kept;
-            let filtered = keep.is_some();
-            let features = &features;
-            x.slice_mut(ndarray::s![start..end, ..])
-                .axis_chunks_iter_mut(ndarray::Axis(0), BLOCK)
-                .into_par_iter()
-                .enumerate()
-                .for_each(|(b, mut block)| {
-                    for (k, mut row) in block.rows_mut().into_iter().enumerate() {
-                        let r = start + b * BLOCK + k;
-                        let src = if filtered { kept[r] } else { r };
-                        for (o, c) in row.iter_mut().zip(features) {
-                            *o = c.values[src];
+    {
+        let mut outs: Vec<&mut [f32]> = Vec::with_capacity(units.len());
+        let mut rest = x.as_slice_mut().expect("a new array is in standard layout");
+        for u in &units {
+            let (a, b) = std::mem::take(&mut rest).split_at_mut(u.3 * width);
+            outs.push(a);
+            rest = b;
+        }
+        // Filled from the last units back, a round at a time: after each round the columns
+        // give back the segments (or the part of one) it copied, so the features are held
+        // about once, not as columns and as rows together. Within a round, units are written
+        // in parallel, row by row from the columns.
+        const ROUNDS: usize = 8;
+        let per_round = units.len().div_ceil(ROUNDS).max(1);
+        let mut end = units.len();
+        while end > 0 {
+            let start = end.saturating_sub(per_round);
+            {
+                let features = &features;
+                let keep = &keep;
+                let units = &units;
+                let starts = &starts;
+                outs[start..end]
+                    .par_iter_mut()
+                    .enumerate()
+                    .for_each(|(i, out)| {
+                        let (k, from, to, _) = units[start + i];
+                        let cols: Vec<&[f32]> =
+                            features.iter().map(|c| &c.segments[k][..]).collect();
+                        let mut rows = out.chunks_exact_mut(width.max(1));
+                        for r in from..to {
+                            if let Some(kp) = keep
+                                && !kp[starts[k] + r]
+                            {
+                                continue;
+                            }
+                            if let Some(row) = rows.next() {
+                                for (o, c) in row.iter_mut().zip(&cols) {
+                                    *o = c[r];
+                                }
+                            }
                         }
-                    }
-                });
+                    });
+            }
+            // Units from `start` on are copied: their segments go, and the one `start`
+            // begins inside keeps only the rows before it.
+            let (k0, from0, _, _) = units[start];
+            for c in &mut features {
+                for s in &mut c.segments[k0 + 1..] {
+                    *s = Vec::new();
+                }
+                c.segments[k0].truncate(from0);
+                c.segments[k0].shrink_to_fit();
+            }
+            release_memory();
+            end = start;
         }
-        // Rows before `start` read only source rows before this one.
-        let first_src = if keep.is_some() { kept[start] } else { start };
-        for c in &mut features {
-            c.values.truncate(first_src);
-            c.values.shrink_to_fit();
-        }
-        release_memory();
-        end = start;
     }
     let mut columns = Vec::with_capacity(width);
     for (j, mut c) in features.into_iter().enumerate() {

@@ -4,7 +4,6 @@
 //! raw table a [`Dataset`](super::Dataset) holds.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::hash::BuildHasherDefault;
 
 use rayon::prelude::*;
 
@@ -120,56 +119,73 @@ const EXACT_POW10: [f64; 23] = [
 
 /// The value of a plain decimal (`-12.375`, `0.1234`, `42`: an optional `-` or `+`, digits,
 /// at most one `.` with digits on at least one side, no exponent) whose digits, read as an
-/// integer, are below 2^53 (19 characters at most): that integer and the power of ten are
+/// integer, are below 2^53 (19 digits at most): that integer and the power of ten are
 /// then exact in an f64, and their quotient is the correctly rounded value,
 /// the same f64 `str::parse` gives (Clinger's fast path). `None` for anything else, which
 /// `str::parse` then reads. Most cells of a numeric file are such decimals, read here without
 /// the general parser's work.
 #[inline]
 pub(crate) fn simple_decimal(b: &[u8]) -> Option<f64> {
-    let (negative, mut i) = match b.first()? {
-        b'-' => (true, 1),
-        b'+' => (false, 1),
-        _ => (false, 0),
-    };
+    match decimal_prefix(b, 0) {
+        Some((v, end)) if end == b.len() => Some(v),
+        _ => None,
+    }
+}
+
+/// [`simple_decimal`] of the cell that starts at `start` and ends at the next `,` or `\n`
+/// (or the end of `b`), and where it ends: the CSV reader reads a numeric cell as it finds
+/// its end, each byte looked at once.
+#[inline]
+pub(crate) fn decimal_cell(b: &[u8], start: usize) -> Option<(f64, usize)> {
+    match decimal_prefix(b, start) {
+        Some((v, end)) if end == b.len() || b[end] == b',' || b[end] == b'\n' => Some((v, end)),
+        _ => None,
+    }
+}
+
+/// The plain decimal at the start of `b[start..]` (see [`simple_decimal`]) and the index of
+/// the first byte after it.
+#[inline(always)]
+fn decimal_prefix(b: &[u8], start: usize) -> Option<(f64, usize)> {
     let n = b.len();
-    if n == i || n - i > 19 {
-        return None;
-    }
-    let start = i;
-    let mut mantissa: u64 = 0;
-    while i < n {
-        let d = b[i].wrapping_sub(b'0');
-        if d > 9 {
-            break;
-        }
-        mantissa = mantissa * 10 + u64::from(d);
-        i += 1;
-    }
-    let whole = i - start;
-    let mut fraction = 0;
-    if i < n {
-        if b[i] != b'.' {
-            return None;
-        }
-        i += 1;
-        let first = i;
-        while i < n {
-            let d = b[i].wrapping_sub(b'0');
-            if d > 9 {
-                return None;
-            }
-            mantissa = mantissa * 10 + u64::from(d);
+    let mut i = start;
+    let negative = match b.get(i) {
+        Some(b'-') => {
             i += 1;
+            true
         }
-        fraction = i - first;
+        Some(b'+') => {
+            i += 1;
+            false
+        }
+        _ => false,
+    };
+    // Wrapping: a run of more than 19 digits is refused below, whatever it wrapped to.
+    let mut mantissa: u64 = 0;
+    let digits = |i: &mut usize, mantissa: &mut u64| {
+        let first = *i;
+        while *i < n {
+            let d = b[*i].wrapping_sub(b'0');
+            if d > 9 {
+                break;
+            }
+            *mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(d));
+            *i += 1;
+        }
+        *i - first
+    };
+    let whole = digits(&mut i, &mut mantissa);
+    let mut fraction = 0;
+    if i < n && b[i] == b'.' {
+        i += 1;
+        fraction = digits(&mut i, &mut mantissa);
     }
     // 19 digits fit in a u64; the quotient is exact-rounded only below 2^53.
-    if whole + fraction == 0 || mantissa >= 1 << 53 {
+    if whole + fraction == 0 || whole + fraction > 19 || mantissa >= 1 << 53 {
         return None;
     }
     let value = mantissa as f64 / EXACT_POW10[fraction];
-    Some(if negative { -value } else { value })
+    Some((if negative { -value } else { value }, i))
 }
 
 impl Part {
@@ -322,10 +338,19 @@ impl Part {
     }
 }
 
-/// A finished column: values or vocabulary indexes, `NaN` for missing.
+/// A finished column: values or vocabulary indexes, `NaN` for missing, in segments: one per
+/// part it was read in, so every column of a file is cut at the same rows and no column is
+/// copied into one allocation only to be copied again into the rows.
 pub struct BuiltColumn {
     pub raw: RawColumn,
-    pub values: Vec<f32>,
+    pub segments: Vec<Vec<f32>>,
+}
+
+impl BuiltColumn {
+    /// The values in row order.
+    pub fn values(&self) -> impl Iterator<Item = f32> + '_ {
+        self.segments.iter().flatten().copied()
+    }
 }
 
 /// Joins the parts of one column (in row order) and infers its type.
@@ -336,21 +361,16 @@ pub fn finish_column(
 ) -> Result<BuiltColumn, DataError> {
     let any_text = parts.iter().any(|p| matches!(p, Part::Text { .. }));
     let rows: usize = parts.iter().map(Part::len).sum();
-    let (storage, values, vocab) = if !any_text {
-        // One allocation of the final size; each part is freed as soon as it is copied, so a
-        // large column is never held twice over.
-        let mut values = Vec::new();
-        for p in parts {
-            if let Part::Numbers(v) = p {
-                if v.len() == rows {
-                    values = v; // the whole column in one part: kept as it is
-                } else {
-                    values.reserve_exact(rows - values.len());
-                    values.extend_from_slice(&v);
-                }
-            }
-        }
-        (Storage::Number, values, vec![])
+    let (storage, segments, vocab): (Storage, Vec<Vec<f32>>, Vec<String>) = if !any_text {
+        // The parts' numbers are the column's segments as they are.
+        let segments = parts
+            .into_iter()
+            .map(|p| match p {
+                Part::Numbers(v) => v,
+                Part::Text { .. } => Vec::new(),
+            })
+            .collect();
+        (Storage::Number, segments, vec![])
     } else {
         // One vocabulary for all parts, sorted; numbers from parts that stayed numeric are
         // taken in their shortest form.
@@ -372,33 +392,38 @@ pub fn finish_column(
             .enumerate()
             .map(|(i, s)| (s.as_str(), i as u32))
             .collect();
-        let mut values = Vec::with_capacity(rows);
-        for p in &parts {
-            match p {
+        let segments = parts
+            .iter()
+            .map(|p| match p {
                 Part::Text { codes, vocab, .. } => {
                     let remap: Vec<f32> = vocab.iter().map(|s| index[s.as_str()] as f32).collect();
-                    values.extend(codes.iter().map(|&c| {
-                        if c == MISSING {
+                    codes
+                        .iter()
+                        .map(|&c| {
+                            if c == MISSING {
+                                f32::NAN
+                            } else {
+                                remap[c as usize]
+                            }
+                        })
+                        .collect()
+                }
+                Part::Numbers(v) => v
+                    .iter()
+                    .map(|&x| {
+                        if x.is_nan() {
                             f32::NAN
                         } else {
-                            remap[c as usize]
+                            index[number_key(x as f64).as_str()] as f32
                         }
-                    }));
-                }
-                Part::Numbers(v) => values.extend(v.iter().map(|&x| {
-                    if x.is_nan() {
-                        f32::NAN
-                    } else {
-                        index[number_key(x as f64).as_str()] as f32
-                    }
-                })),
-            }
-        }
+                    })
+                    .collect(),
+            })
+            .collect();
         drop(index);
-        // Drop vocabulary entries no row uses (none, unless a part was filled exactly).
-        (Storage::Text, values, all)
+        (Storage::Text, segments, all)
     };
-    let mut raw = infer(name, storage, &values, vocab, rows);
+    let mut raw = infer(name, storage, &segments, vocab, rows);
     if let Some(kind) = opts.forced(name) {
         check_type(&raw.schema, kind).map_err(|e| {
             DataError::new(format!("column {}: {}", quoted(name), e.message)).column(name)
@@ -413,62 +438,102 @@ pub fn finish_column(
         ))
         .column(name));
     }
-    Ok(BuiltColumn { raw, values })
-}
-
-/// Hashes the bits of an f32 by one multiplication: distinct counting touches every cell of a
-/// numeric column, and SipHash's protection against chosen keys is not needed there.
-#[derive(Default)]
-struct BitsHasher(u64);
-
-impl std::hash::Hasher for BitsHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8 | u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        }
-    }
-    fn write_u32(&mut self, v: u32) {
-        self.0 = u64::from(v).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
+    Ok(BuiltColumn { raw, segments })
 }
 
 /// Distinct values counted exactly up to this many; beyond, the count says "more".
 pub const DISTINCT_CAP: u64 = 1000;
 
+/// The distinct f32 bit patterns of a column, up to one past [`DISTINCT_CAP`]: open addressing
+/// in a table of twice that, hashed by one multiplication. Distinct counting touches every
+/// cell of a numeric column; a general hash set spent a tenth of a large upload's time here.
+struct Distinct {
+    slots: Vec<u32>,
+    len: usize,
+    last: u32,
+}
+
+impl Distinct {
+    /// A NaN's bits: never a key (missing cells are not counted, and `v + 0.0` of a number
+    /// is a number).
+    const EMPTY: u32 = u32::MAX;
+    const BITS: u32 = 11;
+
+    fn new() -> Self {
+        Distinct {
+            slots: vec![Self::EMPTY; 1 << Self::BITS],
+            len: 0,
+            last: Self::EMPTY,
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.len as u64 > DISTINCT_CAP
+    }
+
+    /// Adds a number (not NaN) unless the set is full.
+    #[inline]
+    fn insert(&mut self, v: f32) {
+        // -0 and 0 are one value.
+        let bits = (v + 0.0).to_bits();
+        if bits == self.last || self.full() {
+            return;
+        }
+        self.last = bits;
+        let mask = (1usize << Self::BITS) - 1;
+        let mut h = (bits.wrapping_mul(0x9E37_79B1) >> (32 - Self::BITS)) as usize;
+        loop {
+            let s = self.slots[h];
+            if s == bits {
+                return;
+            }
+            if s == Self::EMPTY {
+                self.slots[h] = bits;
+                self.len += 1;
+                return;
+            }
+            h = (h + 1) & mask;
+        }
+    }
+
+    fn values(&self) -> impl Iterator<Item = f32> + '_ {
+        self.slots
+            .iter()
+            .filter(|&&s| s != Self::EMPTY)
+            .map(|&s| f32::from_bits(s))
+    }
+}
+
 /// The type a careful reader would give a column, and its schema.
 fn infer(
     name: &str,
     storage: Storage,
-    values: &[f32],
+    segments: &[Vec<f32>],
     vocab: Vec<String>,
     rows: usize,
 ) -> RawColumn {
-    let missing = values.iter().filter(|v| v.is_nan()).count() as u64;
-    let present = rows as u64 - missing;
+    let mut missing = 0u64;
     let (kind, distinct, numeric_text, boolean_like) = match storage {
         Storage::Number => {
-            let mut seen: HashSet<u32, BuildHasherDefault<BitsHasher>> = HashSet::default();
+            let mut seen = Distinct::new();
             let (mut lo, mut hi, mut integers) = (f32::INFINITY, f32::NEG_INFINITY, true);
-            for &v in values.iter().filter(|v| !v.is_nan()) {
+            for &v in segments.iter().flatten() {
+                if v.is_nan() {
+                    missing += 1;
+                    continue;
+                }
                 lo = lo.min(v);
                 hi = hi.max(v);
                 // Every f32 from 2^23 up is an integer; below, the truncating conversion
                 // tells (without a call to libm's truncf per cell).
                 integers &= v.abs() >= 8_388_608.0 || (v as i32) as f32 == v;
-                if (seen.len() as u64) <= DISTINCT_CAP {
-                    seen.insert((v + 0.0).to_bits());
-                }
+                seen.insert(v);
             }
-            let distinct = seen.len() as u64;
-            let boolean_like = distinct <= 2
-                && seen.iter().all(|&b| {
-                    let v = f32::from_bits(b);
-                    v == 0.0 || v == 1.0
-                });
-            let kind = if integers && present >= 2 && looks_like_id(name, values, lo, hi, present) {
+            let present = rows as u64 - missing;
+            let distinct = seen.len as u64;
+            let boolean_like = distinct <= 2 && seen.values().all(|v| v == 0.0 || v == 1.0);
+            let kind = if integers && present >= 2 && looks_like_id(name, segments, lo, hi, present)
+            {
                 ColumnType::Ignore
             } else {
                 ColumnType::Numeric
@@ -476,6 +541,8 @@ fn infer(
             (kind, distinct, false, boolean_like)
         }
         Storage::Text => {
+            missing = segments.iter().flatten().filter(|v| v.is_nan()).count() as u64;
+            let present = rows as u64 - missing;
             let distinct = vocab.len() as u64;
             let numeric_text = vocab
                 .iter()
@@ -512,7 +579,7 @@ fn infer(
 }
 
 /// A whole-number column, unique per row, that is named like an id or counts up without gaps.
-fn looks_like_id(name: &str, values: &[f32], lo: f32, hi: f32, present: u64) -> bool {
+fn looks_like_id(name: &str, segments: &[Vec<f32>], lo: f32, hi: f32, present: u64) -> bool {
     let lname = name.to_ascii_lowercase();
     let named = lname == "id"
         || lname.ends_with("_id")
@@ -524,7 +591,12 @@ fn looks_like_id(name: &str, values: &[f32], lo: f32, hi: f32, present: u64) -> 
     if !(named || consecutive) {
         return false;
     }
-    let mut v: Vec<f32> = values.iter().copied().filter(|v| !v.is_nan()).collect();
+    let mut v: Vec<f32> = segments
+        .iter()
+        .flatten()
+        .copied()
+        .filter(|v| !v.is_nan())
+        .collect();
     v.par_sort_unstable_by(f32::total_cmp);
     v.windows(2).all(|w| w[0] != w[1])
 }
@@ -630,7 +702,7 @@ mod tests {
         let c = column("code", &["1.50", "007", "x", "007", "NA", "b"]);
         assert_eq!(c.raw.schema.storage, Storage::Text);
         assert_eq!(c.raw.vocab, ["007", "1.50", "b", "x"]);
-        let codes: Vec<String> = c.values.iter().map(|v| format!("{v}")).collect();
+        let codes: Vec<String> = c.values().map(|v| format!("{v}")).collect();
         assert_eq!(codes, ["1", "0", "3", "0", "NaN", "2"]);
         assert_eq!(c.raw.schema.kind, ColumnType::Categorical);
         assert!(!c.raw.schema.numeric_text);
@@ -717,8 +789,10 @@ mod tests {
         b.push_cell("x", false, false).ok();
         let c = finish_column("c", vec![a, b], &ReadOptions::default()).unwrap();
         assert_eq!(c.raw.vocab, ["1.5", "x"]);
-        assert_eq!(c.values[0], 0.0);
-        assert!(c.values[1].is_nan());
-        assert_eq!(c.values[2], 1.0);
+        let values: Vec<f32> = c.values().collect();
+        assert_eq!(values[0], 0.0);
+        assert!(values[1].is_nan());
+        assert_eq!(values[2], 1.0);
+        assert_eq!(c.segments.iter().map(Vec::len).collect::<Vec<_>>(), [2, 1]);
     }
 }
