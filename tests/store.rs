@@ -317,7 +317,7 @@ async fn a_dataset_in_parts_reads_back_joined_and_goes_with_its_record(store: Ar
     let mut d = dataset("parts");
     d.size_bytes = joined.len() as i64;
     store
-        .insert_dataset_parts(&d, Box::new(parts.clone().into_iter()))
+        .insert_dataset_parts(&d, Box::pin(futures::stream::iter(parts.clone())))
         .await
         .unwrap();
     assert_eq!(
@@ -328,7 +328,7 @@ async fn a_dataset_in_parts_reads_back_joined_and_goes_with_its_record(store: Ar
 
     // The same id again: refused as a duplicate before any part is written; the first is kept.
     let err = store
-        .insert_dataset_parts(&d, Box::new(std::iter::once(vec![9, 9, 9])))
+        .insert_dataset_parts(&d, Box::pin(futures::stream::iter([vec![9, 9, 9]])))
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Duplicate(_)), "{err:?}");

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::auth::{Principal, Role};
 use super::extract::{Body, Idempotency, PageQuery, parse_id, parse_query};
 use super::{ApiError, AppState, view};
-use crate::data::{self, Dataset, ReadOptions};
+use crate::data::{self, Columns, ReadOptions};
 use crate::service::datasets::{Upload, UploadBody, csv_options, is_csv};
 
 pub fn router() -> axum::Router<AppState> {
@@ -146,7 +146,7 @@ async fn stream_csv(
     req: axum::extract::Request,
     target: Option<String>,
     opts: ReadOptions,
-) -> Result<([u8; 32], Result<Dataset, data::DataError>), ApiError> {
+) -> Result<([u8; 32], Result<Columns, data::DataError>), ApiError> {
     use futures::StreamExt;
     use sha2::Digest;
     let limit = s.limits.max_body_bytes;
@@ -178,7 +178,7 @@ async fn stream_csv(
         }
         match failed {
             Some(e) => Err(e),
-            None => csv.finish(),
+            None => csv.finish_columns(),
         }
     });
     // The body's hash is only a fingerprint for Idempotency-Key; without one it is not needed.

@@ -12,7 +12,7 @@ use ndarray::Array2;
 use rayon::prelude::*;
 
 use super::table::{CellError, Part, ReadOptions, decimal_cell, finish_column};
-use super::{DataError, Dataset, Limits, name_list, quoted};
+use super::{Columns, DataError, Dataset, Limits, name_list, quoted};
 use crate::nn::tabular::{ColumnType, RawColumn};
 use crate::nn::{ClassLabel, Targets};
 
@@ -41,7 +41,9 @@ pub fn from_csv_with(
     limits: &Limits,
     opts: &ReadOptions,
 ) -> Result<Dataset, DataError> {
-    parse_file(bytes, target, limits, opts)?.join(limits, opts)
+    parse_file(bytes, target, limits, opts)?
+        .join(limits, opts)?
+        .assemble()
 }
 
 /// As [`from_csv_with`], letting go of the file's bytes once they are parsed, before the table
@@ -54,7 +56,7 @@ pub fn from_csv_owned(
 ) -> Result<Dataset, DataError> {
     let parsed = parse_file(&bytes, target, limits, opts)?;
     drop(bytes);
-    parsed.join(limits, opts)
+    parsed.join(limits, opts)?.assemble()
 }
 
 fn parse_file(
@@ -325,11 +327,17 @@ impl CsvStream {
     }
 
     /// The file ended: parses what is left and joins everything into the dataset.
-    pub fn finish(mut self) -> Result<Dataset, DataError> {
+    pub fn finish(self) -> Result<Dataset, DataError> {
+        self.finish_columns()?.assemble()
+    }
+
+    /// As [`finish`](Self::finish), the dataset left in its columns (what an upload stores).
+    pub fn finish_columns(mut self) -> Result<Columns, DataError> {
         if self.head.is_none() {
             if self.seen == 0 || self.buf.iter().all(|b| b.is_ascii_whitespace()) {
                 // As from_csv_with says of an empty file.
-                return from_csv_with(&self.buf, self.target.as_deref(), &self.limits, &self.opts);
+                return from_csv_with(&self.buf, self.target.as_deref(), &self.limits, &self.opts)
+                    .map(Columns::from);
             }
             self.try_head(true)?;
         }
@@ -453,7 +461,7 @@ fn unclosed_quote(line: usize) -> DataError {
 impl ParsedFile {
     /// Joins the chunks in file order: limits are checked before each row, as a front-to-back
     /// reader would, then each column is finished and its type inferred.
-    fn join(self, limits: &Limits, opts: &ReadOptions) -> Result<Dataset, DataError> {
+    fn join(self, limits: &Limits, opts: &ReadOptions) -> Result<Columns, DataError> {
         if let Some(line) = self.unclosed {
             return Err(unclosed_quote(line));
         }
@@ -545,9 +553,7 @@ impl ParsedFile {
         }
         let target_name = &names[target_index];
         let (targets, keep) = read_targets(target_parts, target_name)?;
-        let d = super::assemble(features, targets, keep, rows, vec![target_name.clone()]);
-        super::release_memory();
-        d
+        Columns::new(features, targets, keep, rows, vec![target_name.clone()])
     }
 }
 

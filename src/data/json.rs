@@ -9,7 +9,7 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
 use super::table::{CellError, Part, ReadOptions, finish_column};
-use super::{DataError, Dataset, Limits, finite_f32, quoted};
+use super::{Columns, DataError, Dataset, Limits, finite_f32, quoted};
 use crate::nn::tabular::{ColumnType, pointer_token};
 use crate::nn::{ClassLabel, Targets};
 
@@ -385,6 +385,15 @@ pub fn from_json(body: &JsonDataset, limits: &Limits) -> Result<Dataset, DataErr
     from_json_with(body, limits, &opts)
 }
 
+/// As [`from_json`], the dataset left in its columns (what an upload stores).
+pub fn json_columns(body: &JsonDataset, limits: &Limits) -> Result<Columns, DataError> {
+    let opts = ReadOptions::new(
+        body.na_values.as_deref(),
+        body.columns.clone().unwrap_or_default(),
+    );
+    json_columns_with(body, limits, &opts)
+}
+
 /// Checks a JSON dataset and converts it. Feature cells are numbers, strings (text; a string
 /// in `opts`' missing markers is missing), booleans (yes/no) or `null` (missing); each
 /// column's type is inferred as for CSV. Targets, one per row, are one of:
@@ -403,6 +412,14 @@ pub fn from_json_with(
     limits: &Limits,
     opts: &ReadOptions,
 ) -> Result<Dataset, DataError> {
+    json_columns_with(body, limits, opts)?.assemble()
+}
+
+fn json_columns_with(
+    body: &JsonDataset,
+    limits: &Limits,
+    opts: &ReadOptions,
+) -> Result<Columns, DataError> {
     let f = &body.features;
     let rows = f.len();
     if rows == 0 {
@@ -645,7 +662,7 @@ pub fn from_json_with(
     };
     check_size(rows, width, target_names.len(), limits)?;
     let all = keep.iter().all(|&k| k);
-    super::assemble(
+    Columns::new(
         features,
         targets,
         (!all).then_some(keep),

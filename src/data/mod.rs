@@ -8,6 +8,7 @@
 //! finite features (`NaN` only for a missing cell), finite numeric targets and exactly one
 //! target per row.
 
+mod columns;
 mod csv;
 pub mod json;
 pub mod profile;
@@ -21,8 +22,9 @@ use serde_json::Value;
 
 use crate::nn::{ClassLabel, Samples, Targets};
 
+pub use self::columns::Columns;
 pub use self::csv::{CsvStream, from_csv, from_csv_owned, from_csv_with};
-pub use self::json::{JsonDataset, from_json, from_json_with};
+pub use self::json::{JsonDataset, from_json, from_json_with, json_columns};
 pub use self::storage::StoredParts;
 pub use self::table::ReadOptions;
 
@@ -140,11 +142,15 @@ pub struct Summary {
 
 impl Summary {
     pub fn of(d: &Dataset) -> Summary {
+        Summary::new(d.rows(), d.schema(), &d.targets, d.dropped_rows)
+    }
+
+    fn new(rows: usize, columns: Vec<ColumnSchema>, targets: &Targets, dropped_rows: u64) -> Self {
         Summary {
-            rows: d.rows(),
-            columns: d.schema(),
-            target: crate::nn::train::target_shape(&d.targets),
-            dropped_rows: d.dropped_rows,
+            rows,
+            columns,
+            target: crate::nn::train::target_shape(targets),
+            dropped_rows,
         }
     }
 }
@@ -200,33 +206,12 @@ impl Dataset {
 
     /// Target columns: 1 for labels.
     pub fn outputs(&self) -> usize {
-        match &self.targets {
-            Targets::Labels(_) => 1,
-            Targets::Values(v) => v.ncols(),
-        }
+        outputs_of(&self.targets)
     }
 
-    /// The classes the targets can stand for: the sorted distinct labels; for a single column
-    /// of whole numbers with at most 20 distinct values, those values; otherwise `None`.
+    /// The classes the targets can stand for (see `classes_of`).
     pub fn classes(&self) -> Option<Vec<ClassLabel>> {
-        match &self.targets {
-            Targets::Labels(_) => self.targets.classes(),
-            Targets::Values(v) if v.ncols() == 1 => {
-                let mut distinct = BTreeSet::new();
-                for &t in v {
-                    // Beyond 1e9 an f32 no longer tells neighbouring integers apart reliably.
-                    if t.fract() != 0.0 || t.abs() >= 1e9 {
-                        return None;
-                    }
-                    distinct.insert(t as i64);
-                    if distinct.len() > MAX_INTEGER_CLASSES {
-                        return None;
-                    }
-                }
-                Some(distinct.into_iter().map(ClassLabel::Integer).collect())
-            }
-            Targets::Values(_) => None,
-        }
+        classes_of(&self.targets)
     }
 
     pub fn samples(&self) -> Samples {
@@ -298,6 +283,37 @@ impl Dataset {
     }
 }
 
+/// Target columns: 1 for labels.
+fn outputs_of(targets: &Targets) -> usize {
+    match targets {
+        Targets::Labels(_) => 1,
+        Targets::Values(v) => v.ncols(),
+    }
+}
+
+/// The classes the targets can stand for: the sorted distinct labels; for a single column
+/// of whole numbers with at most 20 distinct values, those values; otherwise `None`.
+fn classes_of(targets: &Targets) -> Option<Vec<ClassLabel>> {
+    match targets {
+        Targets::Labels(_) => targets.classes(),
+        Targets::Values(v) if v.ncols() == 1 => {
+            let mut distinct = BTreeSet::new();
+            for &t in v {
+                // Beyond 1e9 an f32 no longer tells neighbouring integers apart reliably.
+                if t.fract() != 0.0 || t.abs() >= 1e9 {
+                    return None;
+                }
+                distinct.insert(t as i64);
+                if distinct.len() > MAX_INTEGER_CLASSES {
+                    return None;
+                }
+            }
+            Some(distinct.into_iter().map(ClassLabel::Integer).collect())
+        }
+        Targets::Values(_) => None,
+    }
+}
+
 /// Returns freed heap memory to the system. A large upload is parsed into many small buffers
 /// that are freed in turn; without this the process keeps their pages, and each stage of an
 /// upload adds to its resident memory instead of reusing it.
@@ -307,146 +323,6 @@ pub fn release_memory() {
     unsafe {
         libc::malloc_trim(0);
     }
-}
-
-/// The dataset from finished feature columns and the targets of the rows `keep` marks (all
-/// rows when `None`).
-fn assemble(
-    features: Vec<table::BuiltColumn>,
-    targets: Targets,
-    keep: Option<Vec<bool>>,
-    rows: usize,
-    target_names: Vec<String>,
-) -> Result<Dataset, DataError> {
-    use rayon::prelude::*;
-    let n = match &keep {
-        Some(k) => k.iter().filter(|&&k| k).count(),
-        None => rows,
-    };
-    if n == 0 {
-        return Err(DataError::new(format!(
-            "every row's target ({}) is missing; there is nothing to learn from",
-            target_names.join(", ")
-        )));
-    }
-    let width = features.len();
-    let mut features = features;
-    // Every column is cut into segments at the same rows (the parts of the file it was read
-    // in); a column cut otherwise would be a reader's bug.
-    let lens: Vec<usize> = features
-        .first()
-        .map(|c| c.segments.iter().map(Vec::len).collect())
-        .unwrap_or_default();
-    if features
-        .iter()
-        .any(|c| !c.segments.iter().map(Vec::len).eq(lens.iter().copied()))
-        || lens.iter().sum::<usize>() != rows
-    {
-        return Err(DataError::new("internal: the columns' segments disagree"));
-    }
-    // The work in units of at most BLOCK rows of one segment: (segment, first row in it,
-    // end, rows of x it fills).
-    const BLOCK: usize = 4096;
-    let mut units: Vec<(usize, usize, usize, usize)> = Vec::new();
-    let mut seg_start = 0;
-    for (k, &len) in lens.iter().enumerate() {
-        let mut from = 0;
-        while from < len {
-            let to = (from + BLOCK).min(len);
-            let fills = match &keep {
-                Some(kp) => kp[seg_start + from..seg_start + to]
-                    .iter()
-                    .filter(|&&b| b)
-                    .count(),
-                None => to - from,
-            };
-            units.push((k, from, to, fills));
-            from = to;
-        }
-        seg_start += len;
-    }
-    let starts: Vec<usize> = lens
-        .iter()
-        .scan(0, |s, &l| {
-            let at = *s;
-            *s += l;
-            Some(at)
-        })
-        .collect();
-    let mut x = Array2::<f32>::zeros((n, width));
-    {
-        let mut outs: Vec<&mut [f32]> = Vec::with_capacity(units.len());
-        let mut rest = x.as_slice_mut().expect("a new array is in standard layout");
-        for u in &units {
-            let (a, b) = std::mem::take(&mut rest).split_at_mut(u.3 * width);
-            outs.push(a);
-            rest = b;
-        }
-        // Filled from the last units back, a round at a time: after each round the columns
-        // give back the segments (or the part of one) it copied, so the features are held
-        // about once, not as columns and as rows together. Within a round, units are written
-        // in parallel, row by row from the columns.
-        const ROUNDS: usize = 8;
-        let per_round = units.len().div_ceil(ROUNDS).max(1);
-        let mut end = units.len();
-        while end > 0 {
-            let start = end.saturating_sub(per_round);
-            {
-                let features = &features;
-                let keep = &keep;
-                let units = &units;
-                let starts = &starts;
-                outs[start..end]
-                    .par_iter_mut()
-                    .enumerate()
-                    .for_each(|(i, out)| {
-                        let (k, from, to, _) = units[start + i];
-                        let cols: Vec<&[f32]> =
-                            features.iter().map(|c| &c.segments[k][..]).collect();
-                        let mut rows = out.chunks_exact_mut(width.max(1));
-                        for r in from..to {
-                            if let Some(kp) = keep
-                                && !kp[starts[k] + r]
-                            {
-                                continue;
-                            }
-                            if let Some(row) = rows.next() {
-                                for (o, c) in row.iter_mut().zip(&cols) {
-                                    *o = c[r];
-                                }
-                            }
-                        }
-                    });
-            }
-            // Units from `start` on are copied: their segments go, and the one `start`
-            // begins inside keeps only the rows before it.
-            let (k0, from0, _, _) = units[start];
-            for c in &mut features {
-                for s in &mut c.segments[k0 + 1..] {
-                    *s = Vec::new();
-                }
-                c.segments[k0].truncate(from0);
-                c.segments[k0].shrink_to_fit();
-            }
-            release_memory();
-            end = start;
-        }
-    }
-    let mut columns = Vec::with_capacity(width);
-    for (j, mut c) in features.into_iter().enumerate() {
-        if keep.is_some() {
-            c.raw.schema.missing = x.column(j).iter().filter(|v| v.is_nan()).count() as u64;
-        }
-        columns.push(c.raw);
-    }
-    Ok(Dataset {
-        feature_names: columns.iter().map(|c| c.name().to_owned()).collect(),
-        target_names,
-        x,
-        targets,
-        columns,
-        dropped_rows: (rows - n) as u64,
-    })
 }
 
 /// An f32 as the shortest decimal that reads back to it (1.4, not 1.399999976158142).

@@ -3,15 +3,15 @@
 //! target's class balance (or its numbers' summary). Computed once at upload and kept with
 //! the dataset's metadata.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
-use ndarray::parallel::prelude::*;
+use rayon::prelude::*;
 use serde::Serialize;
 
-use super::Dataset;
+use super::Columns;
 use super::table::DISTINCT_CAP;
-use crate::nn::Targets;
 use crate::nn::tabular::{ColumnType, Storage};
+use crate::nn::{ClassLabel, Targets};
 
 /// Categories listed per column.
 const TOP: usize = 10;
@@ -69,80 +69,24 @@ pub struct TargetProfile {
     pub stats: Option<Stats>,
 }
 
-/// Per-column sums over a run of rows.
-struct Acc {
-    n: Vec<u64>,
-    missing: Vec<u64>,
-    sum: Vec<f64>,
-    sq: Vec<f64>,
-    lo: Vec<f64>,
-    hi: Vec<f64>,
-}
-
-impl Acc {
-    fn new(width: usize) -> Self {
-        Acc {
-            n: vec![0; width],
-            missing: vec![0; width],
-            sum: vec![0.0; width],
-            sq: vec![0.0; width],
-            lo: vec![f64::INFINITY; width],
-            hi: vec![f64::NEG_INFINITY; width],
+/// The missing (NaN) values counted, and min / max / mean / std of the others, of the values
+/// `each` hands over.
+fn stats(each: impl FnOnce(&mut dyn FnMut(f32))) -> (u64, Option<Stats>) {
+    let (mut n, mut missing, mut sum, mut sq) = (0u64, 0u64, 0f64, 0f64);
+    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    each(&mut |v| {
+        if v.is_nan() {
+            missing += 1;
+            return;
         }
-    }
-
-    fn add(&mut self, row: impl Iterator<Item = f32>) {
-        for (j, v) in row.enumerate() {
-            if v.is_nan() {
-                self.missing[j] += 1;
-                continue;
-            }
-            let v = v as f64;
-            self.n[j] += 1;
-            self.sum[j] += v;
-            self.sq[j] += v * v;
-            self.lo[j] = self.lo[j].min(v);
-            self.hi[j] = self.hi[j].max(v);
-        }
-    }
-
-    fn merge(&mut self, o: &Acc) {
-        for j in 0..self.n.len() {
-            self.n[j] += o.n[j];
-            self.missing[j] += o.missing[j];
-            self.sum[j] += o.sum[j];
-            self.sq[j] += o.sq[j];
-            self.lo[j] = self.lo[j].min(o.lo[j]);
-            self.hi[j] = self.hi[j].max(o.hi[j]);
-        }
-    }
-
-    fn stats(&self, j: usize) -> Option<Stats> {
-        let n = self.n[j];
-        (n > 0).then(|| {
-            let mean = self.sum[j] / n as f64;
-            Stats {
-                min: self.lo[j],
-                max: self.hi[j],
-                mean,
-                std: (self.sq[j] / n as f64 - mean * mean).max(0.0).sqrt(),
-            }
-        })
-    }
-}
-
-fn stats(values: impl Iterator<Item = f32>) -> Option<Stats> {
-    let (mut n, mut sum, mut lo, mut hi) = (0u64, 0f64, f64::INFINITY, f64::NEG_INFINITY);
-    let mut sq = 0f64;
-    for v in values {
         let v = v as f64;
         n += 1;
         sum += v;
         sq += v * v;
-        lo = lo.min(v);
-        hi = hi.max(v);
-    }
-    (n > 0).then(|| {
+        lo = if v < lo { v } else { lo };
+        hi = if v > hi { v } else { hi };
+    });
+    let stats = (n > 0).then(|| {
         let mean = sum / n as f64;
         Stats {
             min: lo,
@@ -150,7 +94,8 @@ fn stats(values: impl Iterator<Item = f32>) -> Option<Stats> {
             mean,
             std: (sq / n as f64 - mean * mean).max(0.0).sqrt(),
         }
-    })
+    });
+    (missing, stats)
 }
 
 fn ranked(counts: impl Iterator<Item = (String, u64)>) -> Vec<Count> {
@@ -163,33 +108,17 @@ fn ranked(counts: impl Iterator<Item = (String, u64)>) -> Vec<Count> {
 }
 
 impl Profile {
-    pub fn of(d: &Dataset) -> Profile {
-        // Numbers in one pass over the rows (row blocks in parallel, summed in order), so a
-        // wide dataset is read along its memory rather than across it.
-        let width = d.columns.len();
-        let blocks: Vec<Acc> =
-            d.x.axis_chunks_iter(ndarray::Axis(0), 1024)
-                .into_par_iter()
-                .map(|block| {
-                    let mut acc = Acc::new(width);
-                    for row in block.rows() {
-                        acc.add(row.iter().copied());
-                    }
-                    acc
-                })
-                .collect();
-        let mut acc = Acc::new(width);
-        for b in &blocks {
-            acc.merge(b);
-        }
+    /// The profile of an upload, column by column (in parallel).
+    pub fn of(d: &Columns) -> Profile {
         let columns = d
-            .columns
-            .par_iter()
+            .raw_columns()
+            .collect::<Vec<_>>()
+            .into_par_iter()
             .enumerate()
-            .map(|(j, c)| {
-                let missing = acc.missing[j];
-                match c.schema.storage {
-                    Storage::Number => ColumnProfile {
+            .map(|(j, c)| match c.schema.storage {
+                Storage::Number => {
+                    let (missing, stats) = stats(|f| d.for_each_kept(j, f));
+                    ColumnProfile {
                         name: c.name().to_owned(),
                         kind: c.schema.kind,
                         storage: Storage::Number,
@@ -197,37 +126,46 @@ impl Profile {
                         distinct: c.schema.distinct.min(DISTINCT_CAP),
                         distinct_more: c.schema.distinct > DISTINCT_CAP,
                         top: vec![],
-                        stats: acc.stats(j),
-                    },
-                    Storage::Text => {
-                        let mut counts = vec![0u64; c.vocab.len()];
-                        for &v in d.x.column(j).iter().filter(|v| !v.is_nan()) {
-                            if let Some(k) = counts.get_mut(v as usize) {
-                                *k += 1;
-                            }
+                        stats,
+                    }
+                }
+                Storage::Text => {
+                    let mut counts = vec![0u64; c.vocab.len()];
+                    let mut missing = 0;
+                    d.for_each_kept(j, |v| {
+                        if v.is_nan() {
+                            missing += 1;
+                        } else if let Some(k) = counts.get_mut(v as usize) {
+                            *k += 1;
                         }
-                        let distinct = counts.iter().filter(|&&k| k > 0).count() as u64;
-                        let mut top = ranked(c.vocab.iter().cloned().zip(counts));
-                        top.truncate(TOP);
-                        ColumnProfile {
-                            name: c.name().to_owned(),
-                            kind: c.schema.kind,
-                            storage: Storage::Text,
-                            missing,
-                            distinct,
-                            distinct_more: false,
-                            top,
-                            stats: None,
-                        }
+                    });
+                    let distinct = counts.iter().filter(|&&k| k > 0).count() as u64;
+                    let mut top = ranked(c.vocab.iter().cloned().zip(counts));
+                    top.truncate(TOP);
+                    ColumnProfile {
+                        name: c.name().to_owned(),
+                        kind: c.schema.kind,
+                        storage: Storage::Text,
+                        missing,
+                        distinct,
+                        distinct_more: false,
+                        top,
+                        stats: None,
                     }
                 }
             })
             .collect();
         let target = match &d.targets {
             Targets::Labels(l) => {
-                let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+                // Counted per label, then per label as shown (a label made a string per
+                // class, not per row).
+                let mut by_label: HashMap<&ClassLabel, u64> = HashMap::new();
                 for label in l {
-                    *counts.entry(label.to_string()).or_default() += 1;
+                    *by_label.entry(label).or_default() += 1;
+                }
+                let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+                for (label, n) in by_label {
+                    *counts.entry(label.to_string()).or_default() += n;
                 }
                 TargetProfile {
                     names: d.target_names.clone(),
@@ -237,7 +175,7 @@ impl Profile {
             }
             Targets::Values(v) => {
                 let classes = d.classes().map(|cs| {
-                    let mut counts: BTreeMap<i64, u64> = BTreeMap::new();
+                    let mut counts: HashMap<i64, u64> = HashMap::new();
                     for &t in v.iter() {
                         *counts.entry(t as i64).or_default() += 1;
                     }
@@ -247,7 +185,7 @@ impl Profile {
                 TargetProfile {
                     names: d.target_names.clone(),
                     stats: if classes.is_none() && v.ncols() == 1 {
-                        stats(v.iter().copied())
+                        stats(|f| v.iter().for_each(|&t| f(t))).1
                     } else {
                         None
                     },
@@ -274,7 +212,7 @@ mod tests {
         let csv = "island,mass,sex,species\nBiscoe,3000,male,a\nDream,NA,female,b\nBiscoe,5000,NA,a\nBiscoe,4000,male,a\n,,,\n";
         let d = from_csv(csv.as_bytes(), None, &Limits::default()).expect("reads");
         assert_eq!(d.dropped_rows, 1);
-        let p = Profile::of(&d);
+        let p = Profile::of(&Columns::from(d));
         assert_eq!(p.rows, 4);
         let island = &p.columns[0];
         assert_eq!(

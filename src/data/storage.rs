@@ -9,7 +9,7 @@
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
-use super::Dataset;
+use super::{Columns, Dataset};
 use crate::nn::tabular::{ColumnSchema, ColumnType, RawColumn, Storage};
 use crate::nn::{ClassLabel, Targets};
 
@@ -173,9 +173,9 @@ impl Serialize for LabelsRef<'_> {
 }
 
 /// The targets as stored, right after the features (the columns follow them).
-fn targets_bytes(d: &Dataset) -> Vec<u8> {
+fn targets_bytes(t: &Targets) -> Vec<u8> {
     let copied;
-    let targets = match &d.targets {
+    let targets = match t {
         Targets::Labels(l) => StoredTargetsRef::Labels(LabelsRef(l)),
         Targets::Values(v) => StoredTargetsRef::Values {
             width: v.ncols() as u64,
@@ -210,11 +210,12 @@ fn stored_targets(t: &Targets) -> StoredTargets {
 }
 
 /// Format 2's columns (types, counts, vocabularies) and dropped rows, as stored.
-fn stored_table(d: &Dataset) -> StoredTable {
+fn stored_table<'a>(
+    columns: impl Iterator<Item = &'a RawColumn>,
+    dropped_rows: u64,
+) -> StoredTable {
     StoredTable {
-        columns: d
-            .columns
-            .iter()
+        columns: columns
             .map(|c| StoredColumn {
                 kind: c.schema.kind,
                 storage: c.schema.storage,
@@ -225,7 +226,7 @@ fn stored_table(d: &Dataset) -> StoredTable {
                 vocab: c.vocab.clone(),
             })
             .collect(),
-        dropped_rows: d.dropped_rows,
+        dropped_rows,
     }
 }
 
@@ -236,16 +237,8 @@ pub(super) fn into_parts(d: Dataset, part_bytes: usize) -> StoredParts {
     // which every dataset stored before tabular uploads has, is read as before.
     // Serialising plain strings, integers and floats into a Vec cannot fail.
     let cells = d.x.len();
-    let head = postcard::to_stdvec(&StoredHead {
-        format: FORMAT_TABLE,
-        feature_names: &d.feature_names,
-        target_names: &d.target_names,
-        rows: d.rows() as u64,
-        cells: cells as u64,
-    })
-    .unwrap_or_default();
-    let mut tail = targets_bytes(&d);
-    tail.extend(postcard::to_stdvec(&stored_table(&d)).unwrap_or_default());
+    let head = head_bytes(&d.feature_names, &d.target_names, d.rows(), cells);
+    let tail = tail_bytes(&d.targets, d.columns.iter(), d.dropped_rows);
     let x = if d.x.is_standard_layout() {
         let (mut v, offset) = d.x.into_raw_vec_and_offset();
         let offset = offset.unwrap_or(0);
@@ -265,6 +258,165 @@ pub(super) fn into_parts(d: Dataset, part_bytes: usize) -> StoredParts {
         tail,
         part_bytes: part_bytes.max(4),
         done: false,
+    }
+}
+
+/// The fields before the features' values, and their count (see [`StoredHead`]).
+fn head_bytes(
+    feature_names: &[String],
+    target_names: &[String],
+    rows: usize,
+    cells: usize,
+) -> Vec<u8> {
+    postcard::to_stdvec(&StoredHead {
+        format: FORMAT_TABLE,
+        feature_names,
+        target_names,
+        rows: rows as u64,
+        cells: cells as u64,
+    })
+    .unwrap_or_default()
+}
+
+/// The fields after the features' values: the targets, then format 2's table.
+fn tail_bytes<'a>(
+    targets: &Targets,
+    columns: impl Iterator<Item = &'a RawColumn>,
+    dropped_rows: u64,
+) -> Vec<u8> {
+    let mut tail = targets_bytes(targets);
+    tail.extend(postcard::to_stdvec(&stored_table(columns, dropped_rows)).unwrap_or_default());
+    tail
+}
+
+/// [`StoredParts`] of a dataset still in its columns (an upload): each part's rows are
+/// assembled from the columns' segments when it is asked for, and the segments it has passed
+/// are let go, so the rows are never held whole. The parts joined are the bytes [`to_bytes`]
+/// gives for [`Columns::assemble`]'s dataset.
+pub struct ColumnParts {
+    head: Vec<u8>,
+    columns: Columns,
+    /// The next row to read: its segment, its place in it, and its place in the file.
+    segment: usize,
+    at: usize,
+    read: usize,
+    /// Rows not written yet.
+    left: usize,
+    tail: Vec<u8>,
+    part_bytes: usize,
+    len: usize,
+    /// Parts made so far.
+    made: usize,
+    done: bool,
+}
+
+impl ColumnParts {
+    /// The bytes of every part together.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+pub(super) fn column_parts(columns: Columns, part_bytes: usize) -> ColumnParts {
+    let (rows, width) = (columns.rows(), columns.inputs());
+    let head = head_bytes(
+        &columns.feature_names(),
+        &columns.target_names,
+        rows,
+        rows * width,
+    );
+    let tail = tail_bytes(
+        &columns.targets,
+        columns.raw_columns(),
+        columns.dropped_rows,
+    );
+    ColumnParts {
+        len: head.len() + 4 * rows * width + tail.len(),
+        head,
+        columns,
+        segment: 0,
+        at: 0,
+        read: 0,
+        left: rows,
+        tail,
+        part_bytes: part_bytes.max(4),
+        made: 0,
+        done: false,
+    }
+}
+
+impl Iterator for ColumnParts {
+    type Item = Vec<u8>;
+
+    fn next(&mut self) -> Option<Vec<u8>> {
+        if self.done {
+            return None;
+        }
+        let width = self.columns.inputs();
+        let row_bytes = 4 * width;
+        // Whole rows (at least one) per part.
+        let take = (self.part_bytes.saturating_sub(self.head.len()) / row_bytes.max(1))
+            .max(1)
+            .min(self.left);
+        let last = take == self.left;
+        let mut out = Vec::with_capacity(
+            self.head.len() + take * row_bytes + if last { self.tail.len() } else { 0 },
+        );
+        out.append(&mut self.head);
+        let start = out.len();
+        out.resize(start + take * row_bytes, 0);
+        let mut rows = out[start..].chunks_exact_mut(row_bytes.max(1));
+        let mut written = 0;
+        let keep = self.columns.keep.as_deref();
+        let features = &mut self.columns.features;
+        let (mut at, mut read) = (self.at, self.read);
+        while written < take {
+            let Some(len) = features.first().map(|c| c.segments[self.segment].len()) else {
+                break;
+            };
+            if at == len {
+                // This segment is written: it goes.
+                for c in features.iter_mut() {
+                    c.segments[self.segment] = Vec::new();
+                }
+                self.segment += 1;
+                at = 0;
+                continue;
+            }
+            let segment: Vec<&[f32]> = features
+                .iter()
+                .map(|c| &c.segments[self.segment][..len])
+                .collect();
+            while at < len && written < take {
+                if keep.is_none_or(|k| k[read]) {
+                    if let Some(row) = rows.next() {
+                        for (cell, column) in row.chunks_exact_mut(4).zip(&segment) {
+                            cell.copy_from_slice(&column[at].to_le_bytes());
+                        }
+                    }
+                    written += 1;
+                }
+                at += 1;
+                read += 1;
+            }
+        }
+        (self.at, self.read) = (at, read);
+        self.left -= take;
+        self.made += 1;
+        if self.made % 8 == 0 {
+            // The segments let go of since are given back to the system.
+            super::release_memory();
+        }
+        if last {
+            out.append(&mut self.tail);
+            self.columns.features = Vec::new();
+            self.done = true;
+        }
+        Some(out)
     }
 }
 
@@ -418,7 +570,9 @@ mod tests {
                 targets: stored_targets(&d.targets),
             })
             .unwrap();
-            want.extend(postcard::to_stdvec(&stored_table(&d)).unwrap());
+            want.extend(
+                postcard::to_stdvec(&stored_table(d.columns.iter(), d.dropped_rows)).unwrap(),
+            );
             assert_eq!(d.to_bytes(), want);
             for part_bytes in [4, 7, 64, 1000, 1 << 20] {
                 let parts = into_parts(d.clone(), part_bytes);
@@ -431,6 +585,48 @@ mod tests {
                 let back = Dataset::from_bytes(&joined).unwrap();
                 assert_eq!(back.x.shape(), d.x.shape());
             }
+        }
+    }
+
+    /// An upload stored from its columns gives the bytes its assembled dataset gives, however
+    /// the parts are cut: a file read in several pieces (so its columns have several
+    /// segments), with text, missing cells and rows left out for a missing target.
+    #[test]
+    fn parts_from_columns_join_into_the_datasets_bytes() {
+        use crate::data::{CsvStream, Limits, ReadOptions};
+        let mut csv = String::from("n,colour,size,y\n");
+        for i in 0..200_000 {
+            let colour = ["red", "green", "NA", "blue"][i % 4];
+            let size = if i % 7 == 0 {
+                String::new()
+            } else {
+                format!("{}.25", i % 100)
+            };
+            let y = if i % 11 == 0 { "" } else { ["a", "b"][i % 2] };
+            csv.push_str(&format!("{i},{colour},{size},{y}\n"));
+        }
+        let read = || {
+            let mut s = CsvStream::new(Some("y"), Limits::default(), ReadOptions::default());
+            for piece in csv.as_bytes().chunks(256 << 10) {
+                s.push(piece).unwrap();
+            }
+            s.finish_columns().unwrap()
+        };
+        let columns = read();
+        assert!(
+            columns.features[0].segments.len() > 2,
+            "read in several pieces"
+        );
+        assert!(columns.dropped_rows > 0);
+        let want = read().assemble().unwrap().to_bytes();
+        for part_bytes in [4, 1000, 64 << 10, 1 << 30] {
+            let parts = column_parts(read(), part_bytes);
+            let len = parts.len();
+            let got: Vec<Vec<u8>> = parts.collect();
+            assert!(got.iter().all(|p| !p.is_empty()));
+            let joined = got.concat();
+            assert_eq!(joined.len(), len);
+            assert!(joined == want, "parts of {part_bytes} bytes");
         }
     }
 

@@ -471,12 +471,12 @@ impl Distinct {
         self.len as u64 > DISTINCT_CAP
     }
 
-    /// Adds a number (not NaN) unless the set is full.
+    /// Adds a number (not NaN); only while the set is not [`full`](Self::full).
     #[inline]
     fn insert(&mut self, v: f32) {
         // -0 and 0 are one value.
         let bits = (v + 0.0).to_bits();
-        if bits == self.last || self.full() {
+        if bits == self.last {
             return;
         }
         self.last = bits;
@@ -515,19 +515,32 @@ fn infer(
     let mut missing = 0u64;
     let (kind, distinct, numeric_text, boolean_like) = match storage {
         Storage::Number => {
-            let mut seen = Distinct::new();
+            // Two passes: one without branches (which the compiler can vectorise) for the
+            // counts and bounds, then the distinct values, which stops once there are more
+            // than it counts.
             let (mut lo, mut hi, mut integers) = (f32::INFINITY, f32::NEG_INFINITY, true);
-            for &v in segments.iter().flatten() {
-                if v.is_nan() {
-                    missing += 1;
-                    continue;
+            for segment in segments {
+                for &v in segment {
+                    let nan = v.is_nan();
+                    missing += u64::from(nan);
+                    // A NaN compares false: the bounds keep what they had.
+                    lo = if v < lo { v } else { lo };
+                    hi = if v > hi { v } else { hi };
+                    // Every f32 from 2^23 up is an integer; below, the truncating conversion
+                    // tells (without a call to libm's truncf per cell).
+                    integers &= nan | (v.abs() >= 8_388_608.0) | ((v as i32) as f32 == v);
                 }
-                lo = lo.min(v);
-                hi = hi.max(v);
-                // Every f32 from 2^23 up is an integer; below, the truncating conversion
-                // tells (without a call to libm's truncf per cell).
-                integers &= v.abs() >= 8_388_608.0 || (v as i32) as f32 == v;
-                seen.insert(v);
+            }
+            let mut seen = Distinct::new();
+            'cells: for segment in segments {
+                for &v in segment {
+                    if seen.full() {
+                        break 'cells;
+                    }
+                    if !v.is_nan() {
+                        seen.insert(v);
+                    }
+                }
             }
             let present = rows as u64 - missing;
             let distinct = seen.len as u64;

@@ -49,9 +49,17 @@ impl Targets {
     pub fn classes(&self) -> Option<Vec<ClassLabel>> {
         match self {
             Targets::Labels(l) => {
-                let mut c: Vec<ClassLabel> = l.to_vec();
+                // Distinct first (a label cloned per class, not per row), then sorted.
+                let mut seen: std::collections::HashSet<&ClassLabel> = Default::default();
+                let mut last = None;
+                for label in l {
+                    if last != Some(label) {
+                        seen.insert(label);
+                        last = Some(label);
+                    }
+                }
+                let mut c: Vec<ClassLabel> = seen.into_iter().cloned().collect();
                 c.sort();
-                c.dedup();
                 Some(c)
             }
             Targets::Values(_) => None,

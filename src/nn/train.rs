@@ -149,16 +149,28 @@ pub fn target_shape(t: &Targets) -> TargetShape {
         },
         Targets::Values(v) => {
             let unit_interval = v.iter().all(|&x| (0.0..=1.0).contains(&x));
-            let integer_classes =
-                if v.ncols() == 1 && v.iter().all(|&x| x.fract() == 0.0 && x.abs() < 1e9) {
-                    let mut c: Vec<i64> = v.iter().map(|&x| x as i64).collect();
+            // A column of many distinct whole numbers is a regression target, not classes:
+            // distinct values are gathered up to one past that many (not every row sorted).
+            let integer_classes = if v.ncols() == 1 {
+                let mut seen: std::collections::HashSet<i64> = Default::default();
+                let mut whole = true;
+                for &x in v.iter() {
+                    if x.fract() != 0.0 || x.abs() >= 1e9 {
+                        whole = false;
+                        break;
+                    }
+                    if seen.len() <= 1000 {
+                        seen.insert(x as i64);
+                    }
+                }
+                (whole && seen.len() <= 1000).then(|| {
+                    let mut c: Vec<i64> = seen.into_iter().collect();
                     c.sort();
-                    c.dedup();
-                    // A column of many distinct whole numbers is a regression target, not classes.
-                    (c.len() <= 1000).then_some(c)
-                } else {
-                    None
-                };
+                    c
+                })
+            } else {
+                None
+            };
             TargetShape::Values {
                 width: v.ncols(),
                 integer_classes,

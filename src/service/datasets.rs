@@ -10,7 +10,7 @@ use super::read::parse_json;
 use super::{Error, IdempotencyKey, Result, Service};
 use crate::clock::now_ms;
 use crate::data::profile::Profile;
-use crate::data::{self, Dataset, JsonDataset, ReadOptions, Summary};
+use crate::data::{self, Columns, Dataset, JsonDataset, ReadOptions, Summary};
 use crate::nn::tabular::ColumnType;
 use crate::store::{Cursor, DatasetRecord, Page, StoreError};
 
@@ -31,7 +31,7 @@ pub struct Upload {
 /// An upload's body: a CSV already parsed as it streamed in (its text is never held whole),
 /// or any other body's bytes.
 pub enum UploadBody {
-    Csv(Box<std::result::Result<Dataset, data::DataError>>),
+    Csv(Box<std::result::Result<Columns, data::DataError>>),
     Bytes(Bytes),
 }
 
@@ -96,18 +96,17 @@ pub const MIN_ROWS: usize = 2;
 
 /// Refuses a dataset with fewer than [`MIN_ROWS`] usable rows (rows whose target is missing
 /// are dropped before this), at `pointer` (`/rows`, or the target column's).
-pub fn check_min_rows(ds: &Dataset, pointer: &str) -> Result<()> {
-    if ds.rows() < MIN_ROWS {
-        let dropped = if ds.dropped_rows > 0 {
-            format!(" ({} rows without a target were dropped)", ds.dropped_rows)
+pub fn check_min_rows(rows: usize, dropped_rows: u64, pointer: &str) -> Result<()> {
+    if rows < MIN_ROWS {
+        let dropped = if dropped_rows > 0 {
+            format!(" ({dropped_rows} rows without a target were dropped)")
         } else {
             String::new()
         };
         return Err(Error::invalid(
             pointer,
             format!(
-                "a dataset needs at least {MIN_ROWS} rows with a target to train on; this one has {}{dropped}",
-                ds.rows()
+                "a dataset needs at least {MIN_ROWS} rows with a target to train on; this one has {rows}{dropped}"
             ),
         ));
     }
@@ -160,7 +159,7 @@ impl Service {
                         e.into()
                     }
                 })?;
-                check_min_rows(&ds, "/rows")?;
+                check_min_rows(ds.rows(), ds.dropped_rows, "/rows")?;
                 (name.unwrap_or_else(|| "dataset".into()), ds)
             }
             UploadBody::Bytes(body) if matches!(media_type.as_str(), "application/json" | "") => {
@@ -182,11 +181,11 @@ impl Service {
                 // Reading a large body is CPU work: off the async threads, like CSV.
                 let (given, ds) = tokio::task::spawn_blocking(move || -> Result<_> {
                     let body: JsonDataset = parse_json(&body)?;
-                    Ok((body.name.clone(), data::from_json(&body, &limits)?))
+                    Ok((body.name.clone(), data::json_columns(&body, &limits)?))
                 })
                 .await??;
                 let name = name.or(given).unwrap_or_else(|| "dataset".into());
-                check_min_rows(&ds, "/rows")?;
+                check_min_rows(ds.rows(), ds.dropped_rows, "/rows")?;
                 (name, ds)
             }
             UploadBody::Bytes(_) => {
@@ -227,16 +226,15 @@ impl Service {
         tenant: &str,
         id: Uuid,
         name: String,
-        ds: Dataset,
+        ds: Columns,
     ) -> Result<DatasetRecord> {
         // The profile and the schema are made on a blocking thread. The stored form is made a
         // part at a time as the store writes it, from the features the parts take over: a
         // large upload is never held twice (features and a copy) while it is written.
         let started = std::time::Instant::now();
-        let (ds, profile, summary) = tokio::task::spawn_blocking(move || {
-            let profile = Profile::of(&ds);
-            let summary = Summary::of(&ds);
-            (ds, profile, summary)
+        let (ds, profile, (summary, classes)) = tokio::task::spawn_blocking(move || {
+            let (profile, rest) = rayon::join(|| Profile::of(&ds), || (ds.summary(), ds.classes()));
+            (ds, profile, rest)
         })
         .await?;
         let target_kind = match ds.targets {
@@ -252,10 +250,10 @@ impl Service {
             inputs: ds.inputs() as i64,
             outputs: ds.outputs() as i64,
             meta: serde_json::json!({
-                "feature_names": ds.feature_names,
+                "feature_names": ds.feature_names(),
                 "target_names": ds.target_names,
                 "target_kind": target_kind,
-                "classes": ds.classes(),
+                "classes": classes,
                 "dropped_rows": ds.dropped_rows,
                 "schema": summary,
                 "profile": profile,
@@ -266,7 +264,25 @@ impl Service {
         rec.size_bytes = parts.len() as i64;
         self.check_bytes_quota(tenant, parts.len()).await?;
         let prepared = started.elapsed();
-        let inserted = self.store.insert_dataset_parts(&rec, Box::new(parts)).await;
+        // The parts' rows are assembled on a blocking thread a few parts ahead of the store,
+        // which writes the ones before meanwhile. Should the store stop (a duplicate, an
+        // outage), the channel closes and the assembling stops with it.
+        let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(2);
+        let assembling = tokio::task::spawn_blocking(move || {
+            for part in parts {
+                if tx.blocking_send(part).is_err() {
+                    break;
+                }
+            }
+        });
+        let stream = futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|part| (part, rx))
+        });
+        let inserted = self
+            .store
+            .insert_dataset_parts(&rec, Box::pin(stream))
+            .await;
+        assembling.await?;
         // The upload's buffers are free again: give the memory back rather than keep it.
         crate::data::release_memory();
         match inserted {

@@ -176,7 +176,7 @@ pub fn read_request(body: &[u8], limits: &DataLimits) -> Result<JobRequest> {
                 e.pointer = Some(format!("/dataset{}", e.pointer.unwrap_or_default()));
                 e
             })?;
-            super::datasets::check_min_rows(&ds, "/dataset/rows")?;
+            super::datasets::check_min_rows(ds.rows(), ds.dropped_rows, "/dataset/rows")?;
             // Only the name is needed from here on; the rows live on in `ds`.
             jd.features = Default::default();
             jd.targets = crate::data::json::JsonTargets::Numbers(Vec::new());
@@ -516,7 +516,8 @@ impl Service {
                         } else {
                             id
                         };
-                        self.store_dataset(tenant, id, name, dataset).await?.id
+                        let columns = crate::data::Columns::from(dataset);
+                        self.store_dataset(tenant, id, name, columns).await?.id
                     }
                 }
             }

@@ -591,8 +591,9 @@ pub struct TrialRecord {
     pub params: serde_json::Value,
 }
 
-/// A dataset's stored bytes in the order they join, made as they are taken.
-pub type Parts = Box<dyn Iterator<Item = Vec<u8>> + Send>;
+/// A dataset's stored bytes in the order they join, made as they are taken (or made ahead,
+/// elsewhere, while the ones before them are written).
+pub type Parts = futures::stream::BoxStream<'static, Vec<u8>>;
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -607,7 +608,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// [`Store::insert_dataset_parts`] with the bytes in one part.
     async fn insert_dataset(&self, d: &DatasetRecord, data: Vec<u8>) -> Result<()> {
-        self.insert_dataset_parts(d, Box::new(std::iter::once(data)))
+        self.insert_dataset_parts(d, Box::pin(futures::stream::iter([data])))
             .await
     }
 

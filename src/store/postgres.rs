@@ -186,7 +186,8 @@ impl Store for PostgresStore {
         .bind(&d.tenant)
         .execute(&mut *tx)
         .await?;
-        for (i, part) in parts.enumerate() {
+        let mut parts = futures::StreamExt::enumerate(parts);
+        while let Some((i, part)) = futures::StreamExt::next(&mut parts).await {
             sqlx::query("INSERT INTO dataset_parts (dataset_id, part, data) VALUES ($1, $2, $3)")
                 .bind(d.id)
                 .bind(i as i32)

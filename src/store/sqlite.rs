@@ -52,7 +52,8 @@ async fn insert_dataset_parts(
     .bind(&d.tenant)
     .execute(&mut *tx)
     .await?;
-    for (i, part) in parts.enumerate() {
+    let mut parts = futures::StreamExt::enumerate(parts);
+    while let Some((i, part)) = futures::StreamExt::next(&mut parts).await {
         sqlx::query("INSERT INTO dataset_parts (dataset_id, part, data) VALUES (?, ?, ?)")
             .bind(d.id.to_string())
             .bind(i as i64)
