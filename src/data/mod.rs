@@ -25,7 +25,7 @@ use crate::nn::{ClassLabel, Samples, Targets};
 pub use self::columns::Columns;
 pub use self::csv::{CsvStream, from_csv, from_csv_owned, from_csv_with};
 pub use self::json::{JsonDataset, from_json, from_json_with, json_columns};
-pub use self::storage::StoredParts;
+pub use self::storage::ColumnParts;
 pub use self::table::ReadOptions;
 
 use crate::nn::tabular::{ColumnSchema, ColumnType, RawColumn, Storage};
@@ -225,12 +225,6 @@ impl Dataset {
     /// [`Dataset::from_bytes`].
     pub fn to_bytes(&self) -> Vec<u8> {
         storage::to_bytes(self)
-    }
-
-    /// The stored form a part at a time (see [`StoredParts`]): what [`Dataset::to_bytes`]
-    /// gives, cut into pieces of about [`storage::PART_BYTES`], made as they are asked for.
-    pub fn into_stored_parts(self) -> StoredParts {
-        storage::into_parts(self, storage::PART_BYTES)
     }
 
     /// Reads [`Dataset::to_bytes`] output, checking that the shapes agree; the error is for

@@ -84,7 +84,7 @@ pub const PART_BYTES: usize = 4 << 20;
 /// [`to_bytes`] gives, so how they are cut is not part of the format. Each part is made when it
 /// is asked for, from the features the parts own: storing a large dataset holds the features
 /// and one part, never the features and a whole copy of them.
-pub struct StoredParts {
+pub(super) struct StoredParts {
     /// The fields before the features and the features' length; written with the first part.
     head: Vec<u8>,
     /// The features, row-major.
@@ -100,12 +100,8 @@ pub struct StoredParts {
 
 impl StoredParts {
     /// The bytes of every part together.
-    pub fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
     }
 }
 

@@ -602,7 +602,7 @@ pub trait Store: Send + Sync + 'static {
     fn pool_use(&self) -> (u32, u32);
 
     /// Stores a dataset's record and its bytes, part by part, in one transaction: each part is
-    /// made (see `data::StoredParts`) only when the one before it is written, so a large
+    /// made (see `data::ColumnParts`) only shortly before it is written, so a large
     /// dataset is never held in memory twice on its way into the database.
     async fn insert_dataset_parts(&self, d: &DatasetRecord, parts: Parts) -> Result<()>;
 
