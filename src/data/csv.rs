@@ -1660,11 +1660,9 @@ mod tests {
 
     /// What a reader made of a chunk, comparable: the records' lines, the error (line, kind),
     /// and each column's cells (numbers by their bits, text by code and vocabulary).
-    fn outcome(
-        read: fn(&[u8], &ChunkContext, &mut [Part]) -> (Vec<usize>, Option<ChunkError>),
-        chunk: &[u8],
-        ctx: &ChunkContext,
-    ) -> String {
+    type Reader = fn(&[u8], &ChunkContext, &mut [Part]) -> (Vec<usize>, Option<ChunkError>);
+
+    fn outcome(read: Reader, chunk: &[u8], ctx: &ChunkContext) -> String {
         let mut parts: Vec<Part> = ctx.forced.iter().map(|f| Part::new(*f)).collect();
         let (lines, error) = read(chunk, ctx, &mut parts);
         let error = error.map(|e| {

@@ -403,7 +403,7 @@ impl Iterator for ColumnParts {
         (self.at, self.read) = (at, read);
         self.left -= take;
         self.made += 1;
-        if self.made % 8 == 0 {
+        if self.made.is_multiple_of(8) {
             // The segments let go of since are given back to the system.
             super::release_memory();
         }
