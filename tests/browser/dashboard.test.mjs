@@ -330,7 +330,9 @@ async function run(browser, base, csvPath) {
   log('13. readable at 390px');
 
   // 15. A sweep (issue 14): its trials table sorts by a column, the best trial is marked,
-  // and its model shows its evaluation on the validation rows (confusion matrix, importance).
+  // the summary says it cross-validates and refits (with a link to the refit job), and the
+  // chosen trial's model shows its evaluation on the validation rows (confusion matrix,
+  // importance).
   await page.setViewportSize({ width: 1280, height: 860 });
   const call = async (method, path, body) => {
     const r = await fetch(`${base}${path}`, { method, headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' }, body: body && JSON.stringify(body) });
@@ -342,7 +344,7 @@ async function run(browser, base, csvPath) {
   const sweep = await call('POST', '/v1/sweeps', {
     dataset_id: datasets.items.find((d) => d.name === 'circle').id, method: 'grid', seed: 1, name: 'widths',
     base: { layers: [{ units: 4, activation: 'tanh' }, {}], loss: 'binary_crossentropy', epochs: 4, validation_split: 0.25, seed: 2 },
-    space: { '/layers/0/units': { choice: [2, 4, 8] } },
+    space: { '/layers/0/units': { choice: [2, 4, 8] } }, folds: 2, refit: true,
   });
   await waitFor('the sweep', async () => (await call('GET', `/v1/sweeps/${sweep.id}`)).status === 'succeeded', 60000);
   await page.click('a[data-nav="sweeps"]');
@@ -355,12 +357,17 @@ async function run(browser, base, csvPath) {
   const desc = await metrics();
   assert.deepEqual(desc, [...asc].reverse(), `sorted the other way: ${desc}`);
   assert.equal(await page.locator('#trials tr.best').count(), 1);
+  assert.match(await page.locator('#sweep-folds').textContent(), /2-fold cross-validation/);
+  assert.equal(await page.locator('#sweep-refit a[href^="#/jobs/"]').count(), 1);
+  assert.deepEqual(await page.locator('#trials tbody tr td:nth-child(7)').allTextContents(), ['2 of 2', '2 of 2', '2 of 2']);
   await shot('sweep');
-  await page.click('#best-model');
+  // The sweep's model is the refit (no validation rows left to score it on); the chosen
+  // trial's own model carries the evaluation.
+  await page.click('#trial-model');
   await page.locator('#evaluation table.confusion tbody tr').nth(1).waitFor();
   assert.equal(await page.locator('#evaluation table.importance tbody tr').count(), 2);
   await shot('evaluation');
-  log('15. a sweep: trials sorted both ways, the best model\'s evaluation shown');
+  log('15. a sweep: trials sorted both ways, folds and refit shown, the chosen trial\'s evaluation shown');
 
   // 16. A job with "learning_rate": "auto": its page draws the range test's curve with the
   // chosen rate marked, and says which rate it trains at.

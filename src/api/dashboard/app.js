@@ -881,11 +881,13 @@ async function viewSweep(root, id) {
   document.title = `Sweep ${shortId(s.id)} · Backprop`;
   const keys = [...new Set(s.trials.flatMap((t) => Object.keys(t.params || {})))].sort();
   const show = (v) => (typeof v === 'number' ? fmt(v, 4) : JSON.stringify(v));
+  const folds = s.spec?.folds > 1 ? s.spec.folds : 0;
   const columns = [
     ['Trial', (t) => t.trial], ...keys.map((k) => [k, (t) => t.params?.[k]]),
     ['Status', (t) => t.status], ['Epochs', (t) => t.epochs], [s.metric, (t) => t.metric], ['Stopped early', (t) => t.stopped_early],
+    ...(folds ? [['Folds', (t) => 1 + (t.fold_jobs || []).length]] : []),
   ];
-  let order = { col: columns.length - 2, dir: s.metric === 'val_accuracy' ? -1 : 1 };
+  let order = { col: 3 + keys.length, dir: s.metric === 'val_accuracy' ? -1 : 1 };
   const body = h('tbody');
   const paint = () => {
     const get = columns[order.col][1];
@@ -899,7 +901,8 @@ async function viewSweep(root, id) {
       h('td', { class: 'num' }, t.job_id ? h('a', { href: `#/jobs/${t.job_id}` }, String(t.trial)) : String(t.trial)),
       keys.map((k) => h('td', { class: 'num' }, t.params?.[k] === undefined ? '–' : show(t.params[k]))),
       h('td', {}, badge(t.status)), h('td', { class: 'num' }, t.epochs ?? '–'),
-      h('td', { class: 'num' }, t.metric == null ? '–' : fmt(t.metric)), h('td', {}, t.stopped_early ? 'yes' : ''))));
+      h('td', { class: 'num' }, t.metric == null ? '–' : fmt(t.metric)), h('td', {}, t.stopped_early ? 'yes' : ''),
+      folds ? h('td', { class: 'num', title: 'validation folds trained at its last rung' }, `${1 + (t.fold_jobs || []).length} of ${folds}`) : null)));
   };
   const head = h('tr', {}, columns.map(([name], i) => h('th', { scope: 'col' }, h('button', { type: 'button', class: 'ghost sort', 'data-col': i, onclick: () => {
     order = { col: i, dir: order.col === i ? -order.dir : 1 };
@@ -913,7 +916,13 @@ async function viewSweep(root, id) {
     section('Summary', kv([
       ['Metric', s.metric], ['Rungs (epochs)', s.rungs.join(' → ')], ['Trials', String(s.trials.length)],
       ['Best', s.best ? h('span', {}, fmt(s.best.metric), ' · trial ', String(s.best.trial), s.best.model_id ? [' · ', h('a', { href: `#/models/${s.best.model_id}`, id: 'best-model' }, 'model')] : null) : '–'],
-      ['Mode', s.spec?.automatic ? 'automatic' : `${s.spec?.method || 'random'} search`]])),
+      ['Mode', s.spec?.automatic ? 'automatic' : `${s.spec?.method || 'random'} search`],
+      ['Validation', folds ? h('span', { id: 'sweep-folds' }, `${folds}-fold cross-validation: each trial's metric is the mean over its folds`) : 'one validation split per trial'],
+      ['Refit', s.spec?.refit
+        ? h('span', { id: 'sweep-refit' }, 'the best trial retrained on every training row',
+          s.best?.refit_job_id ? [' · ', h('a', { href: `#/jobs/${s.best.refit_job_id}` }, 'refit job')] : null,
+          s.best?.trial_model_id ? [' · ', h('a', { href: `#/models/${s.best.trial_model_id}`, id: 'trial-model' }, 'the trial\'s own model (evaluated on its validation rows)')] : null)
+        : 'no (the best trial\'s model is the sweep\'s)']])),
     section('Trials', h('div', { class: 'table-wrap' }, h('table', { class: 'trials', id: 'trials' }, h('thead', {}, head), body))));
   if (!['succeeded', 'failed', 'cancelled'].includes(s.status)) every(2000, () => route());
 }
