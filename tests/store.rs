@@ -1264,12 +1264,20 @@ async fn a_succeeded_job_keeps_its_final_state_and_a_continuation_copies_it(stor
         );
     }
     assert!(store.save_checkpoint(a.id, 1, 3, b"state-3").await.unwrap());
-    let m = model(Some(a.id));
-    let ok = Finish::Succeeded {
-        model: m,
+    // A final state counts towards the tenant's stored bytes: a job ending with the same
+    // model but without a state adds 7 bytes (the state's size) less.
+    let c = running(&store, 60_000).await;
+    let stored = || async { store.usage("default").await.unwrap().stored_bytes };
+    let done = |job: Uuid| Finish::Succeeded {
+        model: model(Some(job)),
         stop_reason: "completed".into(),
     };
-    assert!(store.finish_job(a.id, 1, ok).await.unwrap());
+    let u0 = stored().await;
+    assert!(store.finish_job(c.id, 1, done(c.id)).await.unwrap());
+    let u1 = stored().await;
+    assert!(store.finish_job(a.id, 1, done(a.id)).await.unwrap());
+    let u2 = stored().await;
+    assert_eq!((u2 - u1) - (u1 - u0), 7, "{u0} {u1} {u2}");
     assert_eq!(store.load_checkpoint(a.id).await.unwrap(), None);
     assert_eq!(
         store.final_state(a.id).await.unwrap(),

@@ -96,7 +96,7 @@ impl Service {
             if used + extra as i64 > quota {
                 return Err(Error::OverQuota {
                     detail: format!(
-                        "tenant {tenant} stores {used} bytes; {extra} more would pass its quota of {quota} (delete datasets or models)"
+                        "tenant {tenant} stores {used} bytes; {extra} more would pass its quota of {quota} (delete datasets, models, or finished jobs whose saved state can continue them)"
                     ),
                     retry_after: 3600,
                 });

@@ -380,7 +380,9 @@ impl Store for PostgresStore {
             "SELECT (SELECT COUNT(*) FROM jobs WHERE tenant = $1 AND status = 'queued') AS queued,
                     (SELECT COUNT(*) FROM jobs WHERE tenant = $1 AND status = 'running') AS running,
                     ((SELECT COALESCE(SUM(size_bytes), 0) FROM datasets WHERE tenant = $1)
-                   + (SELECT COALESCE(SUM(octet_length(document::text)), 0) FROM models WHERE tenant = $1))::bigint AS bytes",
+                   + (SELECT COALESCE(SUM(octet_length(document::text)), 0) FROM models WHERE tenant = $1)
+                   + (SELECT COALESCE(SUM(octet_length(f.state)), 0) FROM final_states f
+                        JOIN jobs j ON j.id = f.job_id WHERE j.tenant = $1))::bigint AS bytes",
         )
         .bind(tenant)
         .fetch_one(&self.pool)

@@ -403,7 +403,9 @@ impl Store for SqliteStore {
             "SELECT (SELECT COUNT(*) FROM jobs WHERE tenant = ?1 AND status = 'queued') AS queued,
                     (SELECT COUNT(*) FROM jobs WHERE tenant = ?1 AND status = 'running') AS running,
                     (SELECT COALESCE(SUM(size_bytes), 0) FROM datasets WHERE tenant = ?1)
-                  + (SELECT COALESCE(SUM(LENGTH(document)), 0) FROM models WHERE tenant = ?1) AS bytes",
+                  + (SELECT COALESCE(SUM(LENGTH(document)), 0) FROM models WHERE tenant = ?1)
+                  + (SELECT COALESCE(SUM(LENGTH(f.state)), 0) FROM final_states f
+                       JOIN jobs j ON j.id = f.job_id WHERE j.tenant = ?1) AS bytes",
         )
         .bind(tenant)
         .fetch_one(&self.pool)
