@@ -77,55 +77,9 @@ enum StoredLabel {
     Text(String),
 }
 
-/// Bytes of one stored part (the last may be shorter, or longer by the targets and columns).
+/// Bytes of about one stored part (whole rows; the first also holds the fields before the
+/// features, the last the targets and columns).
 pub const PART_BYTES: usize = 4 << 20;
-
-/// A dataset's stored form, produced a part at a time: the parts joined are the bytes
-/// [`to_bytes`] gives, so how they are cut is not part of the format. Each part is made when it
-/// is asked for, from the features the parts own: storing a large dataset holds the features
-/// and one part, never the features and a whole copy of them.
-pub(super) struct StoredParts {
-    /// The fields before the features and the features' length; written with the first part.
-    head: Vec<u8>,
-    /// The features, row-major.
-    x: Vec<f32>,
-    /// Cells of `x` written so far.
-    written: usize,
-    /// The targets and the columns, after the features.
-    tail: Vec<u8>,
-    part_bytes: usize,
-    len: usize,
-    done: bool,
-}
-
-impl StoredParts {
-    /// The bytes of every part together.
-    fn len(&self) -> usize {
-        self.len
-    }
-}
-
-impl Iterator for StoredParts {
-    type Item = Vec<u8>;
-
-    fn next(&mut self) -> Option<Vec<u8>> {
-        if self.done {
-            return None;
-        }
-        let mut out = Vec::with_capacity(self.part_bytes.min(self.len) + self.tail.len());
-        out.append(&mut self.head);
-        let room = (self.part_bytes.saturating_sub(out.len()) / 4).max(1);
-        let end = self.written.saturating_add(room).min(self.x.len());
-        push_le(&mut out, &self.x[self.written..end]);
-        self.written = end;
-        if self.written == self.x.len() {
-            out.append(&mut self.tail);
-            self.x = Vec::new();
-            self.done = true;
-        }
-        Some(out)
-    }
-}
 
 /// f32s as postcard writes them: 4 little-endian bytes each.
 fn push_le(out: &mut Vec<u8>, x: &[f32]) {
@@ -226,37 +180,6 @@ fn stored_table<'a>(
     }
 }
 
-/// The stored form in parts of about `part_bytes`; the dataset's features move into the
-/// parts (no copy), the rest is written out at once.
-pub(super) fn into_parts(d: Dataset, part_bytes: usize) -> StoredParts {
-    // Always format 2 now: its columns keep what the upload inferred (types, counts). Format 1,
-    // which every dataset stored before tabular uploads has, is read as before.
-    // Serialising plain strings, integers and floats into a Vec cannot fail.
-    let cells = d.x.len();
-    let head = head_bytes(&d.feature_names, &d.target_names, d.rows(), cells);
-    let tail = tail_bytes(&d.targets, d.columns.iter(), d.dropped_rows);
-    let x = if d.x.is_standard_layout() {
-        let (mut v, offset) = d.x.into_raw_vec_and_offset();
-        let offset = offset.unwrap_or(0);
-        if offset > 0 || v.len() > cells {
-            v.drain(..offset);
-            v.truncate(cells);
-        }
-        v
-    } else {
-        d.x.iter().copied().collect()
-    };
-    StoredParts {
-        len: head.len() + 4 * cells + tail.len(),
-        head,
-        x,
-        written: 0,
-        tail,
-        part_bytes: part_bytes.max(4),
-        done: false,
-    }
-}
-
 /// The fields before the features' values, and their count (see [`StoredHead`]).
 fn head_bytes(
     feature_names: &[String],
@@ -285,10 +208,11 @@ fn tail_bytes<'a>(
     tail
 }
 
-/// [`StoredParts`] of a dataset still in its columns (an upload): each part's rows are
-/// assembled from the columns' segments when it is asked for, and the segments it has passed
-/// are let go, so the rows are never held whole. The parts joined are the bytes [`to_bytes`]
-/// gives for [`Columns::assemble`]'s dataset.
+/// The stored form of a dataset still in its columns (an upload), a part at a time: each
+/// part's rows are assembled from the columns' segments when it is asked for, and the
+/// segments it has passed are let go, so the rows are never held whole. The parts joined are
+/// the bytes [`to_bytes`] gives for [`Columns::assemble`]'s dataset, however they are cut:
+/// how they are cut is not part of the format.
 pub struct ColumnParts {
     head: Vec<u8>,
     columns: Columns,
@@ -416,13 +340,20 @@ impl Iterator for ColumnParts {
     }
 }
 
-/// The stored form in one piece (the parts of [`into_parts`] joined).
+/// The stored form in one piece: the fields before the features, the features row-major, the
+/// targets and the columns. Always format 2 now: its columns keep what the upload inferred
+/// (types, counts); format 1, which every dataset stored before tabular uploads has, is read
+/// as before.
 pub(super) fn to_bytes(d: &Dataset) -> Vec<u8> {
-    let parts = into_parts(d.clone(), usize::MAX / 2);
-    let mut out = Vec::with_capacity(parts.len());
-    for p in parts {
-        out.extend(p);
+    let cells = d.x.len();
+    let mut out = head_bytes(&d.feature_names, &d.target_names, d.rows(), cells);
+    let tail = tail_bytes(&d.targets, d.columns.iter(), d.dropped_rows);
+    out.reserve_exact(4 * cells + tail.len());
+    match d.x.as_slice() {
+        Some(x) => push_le(&mut out, x),
+        None => push_le(&mut out, &d.x.iter().copied().collect::<Vec<f32>>()),
     }
+    out.extend(tail);
     out
 }
 
@@ -539,8 +470,8 @@ mod tests {
         )
     }
 
-    /// The parts, however they are cut, join into exactly what serialising the format's
-    /// structs gives (the reader's view of format 2).
+    /// The stored form, in one piece or in parts however they are cut, is exactly what
+    /// serialising the format's structs gives (the reader's view of format 2).
     #[test]
     fn parts_join_into_the_serialised_form() {
         let mut wide = labelled();
@@ -570,8 +501,9 @@ mod tests {
                 postcard::to_stdvec(&stored_table(d.columns.iter(), d.dropped_rows)).unwrap(),
             );
             assert_eq!(d.to_bytes(), want);
+            // The same dataset stored from its columns, however the parts are cut.
             for part_bytes in [4, 7, 64, 1000, 1 << 20] {
-                let parts = into_parts(d.clone(), part_bytes);
+                let parts = column_parts(Columns::from(d.clone()), part_bytes);
                 let len = parts.len();
                 let got: Vec<Vec<u8>> = parts.collect();
                 assert!(got.iter().all(|p| !p.is_empty()));
