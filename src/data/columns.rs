@@ -45,10 +45,7 @@ impl Columns {
             )));
         }
         // A column cut otherwise, or targets of another length, would be a reader's bug.
-        let lens: Vec<usize> = features
-            .first()
-            .map(|c| c.segments.iter().map(Vec::len).collect())
-            .unwrap_or_default();
+        let lens = segment_lens(&features);
         if features
             .iter()
             .any(|c| !c.segments.iter().map(Vec::len).eq(lens.iter().copied()))
@@ -158,10 +155,7 @@ impl Columns {
             ..
         } = self;
         let width = features.len();
-        let lens: Vec<usize> = features
-            .first()
-            .map(|c| c.segments.iter().map(Vec::len).collect())
-            .unwrap_or_default();
+        let lens = segment_lens(&features);
         // The work in units of at most BLOCK rows of one segment: (segment, first row in it,
         // end, rows of x it fills).
         const BLOCK: usize = 4096;
@@ -260,6 +254,14 @@ impl Columns {
             dropped_rows,
         })
     }
+}
+
+/// The rows of each segment (the first column's: every column is cut alike).
+fn segment_lens(features: &[BuiltColumn]) -> Vec<usize> {
+    features
+        .first()
+        .map(|c| c.segments.iter().map(Vec::len).collect())
+        .unwrap_or_default()
 }
 
 /// One segment per column, from the rows of a dataset in memory.
