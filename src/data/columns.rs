@@ -21,6 +21,9 @@ pub struct Columns {
     rows: usize,
     pub target_names: Vec<String>,
     pub dropped_rows: u64,
+    /// Every kept row's stored bytes were handed out as the file was read
+    /// (`CsvStream::stream_rows`).
+    streamed: bool,
 }
 
 impl Columns {
@@ -71,6 +74,7 @@ impl Columns {
             rows,
             target_names,
             dropped_rows: (read_rows - rows) as u64,
+            streamed: false,
         })
     }
 
@@ -134,6 +138,25 @@ impl Columns {
                 }
             }
         }
+    }
+
+    /// Marks the columns as read by a stream that handed out the stored bytes of all `rows`
+    /// rows kept, in order (a count that differs leaves them unmarked).
+    pub(super) fn set_streamed(&mut self, rows: usize) {
+        self.streamed = rows == self.rows;
+    }
+
+    /// Whether the stored bytes of every row were handed out as the file was read (see
+    /// `CsvStream::stream_rows`): the stored form is then [`stored_ends`](Self::stored_ends)'
+    /// head, those bytes in the order handed out, and its tail.
+    pub fn streamed(&self) -> bool {
+        self.streamed
+    }
+
+    /// The stored form's bytes before and after the rows' (for a [`streamed`](Self::streamed)
+    /// upload).
+    pub fn stored_ends(&self) -> (Vec<u8>, Vec<u8>) {
+        storage::streamed_ends(self)
     }
 
     /// The stored form a part at a time: what [`Dataset::to_bytes`] gives for
@@ -284,6 +307,7 @@ impl From<Dataset> for Columns {
             rows,
             target_names: d.target_names,
             dropped_rows: d.dropped_rows,
+            streamed: false,
         }
     }
 }

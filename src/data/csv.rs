@@ -228,6 +228,23 @@ pub struct CsvStream {
     /// A row limit is passed or a row is wrong: the first problem is known, the rest of the
     /// file is not kept.
     settled: bool,
+    /// Whether each piece's stored rows are made as it is parsed (see
+    /// [`stream_rows`](Self::stream_rows)).
+    stream: Stream,
+    /// Stored rows made and not taken yet, and the rows they hold (all made so far).
+    ready: Vec<Vec<u8>>,
+    streamed_rows: usize,
+    /// The rest of the file is parsed.
+    ended: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Stream {
+    Off,
+    On,
+    /// A piece could not be streamed (text in a feature column, an error) or the taker
+    /// stopped: the stored rows handed out are not the dataset's.
+    Stopped,
 }
 
 impl CsvStream {
@@ -245,7 +262,41 @@ impl CsvStream {
             rows: 0,
             settled: false,
             scan: QuoteScan::new(),
+            stream: Stream::Off,
+            ready: Vec::new(),
+            streamed_rows: 0,
+            ended: false,
         }
+    }
+
+    /// Makes each piece's stored rows as it is parsed (while every feature cell so far read as
+    /// a number), for [`take_rows`](Self::take_rows): an upload can be written while it is
+    /// still arriving. Once a piece cannot be, streaming stops for good, and so it does when
+    /// [`stop_streaming`](Self::stop_streaming) is called.
+    pub fn stream_rows(&mut self) {
+        if self.stream == Stream::Off && self.rows == 0 {
+            self.stream = Stream::On;
+        }
+    }
+
+    pub fn stop_streaming(&mut self) {
+        if self.stream == Stream::On {
+            self.stream = Stream::Stopped;
+        }
+        self.ready = Vec::new();
+    }
+
+    /// Whether the stored rows handed out so far are still the dataset's first rows.
+    pub fn streaming(&self) -> bool {
+        self.stream == Stream::On
+    }
+
+    /// The stored rows (`storage::fill_stored_rows`) of the pieces parsed since the last call,
+    /// in file order. When the stream is still on at the end, the rows handed out, then
+    /// joined in order between `Columns::stored_ends`' head and tail, are the dataset's stored
+    /// form ([`Columns::streamed`] says so).
+    pub fn take_rows(&mut self) -> Vec<Vec<u8>> {
+        std::mem::take(&mut self.ready)
     }
 
     /// Takes the next bytes of the file.
@@ -319,6 +370,20 @@ impl CsvStream {
             self.settled = chunks.iter().any(|c| c.error.is_some())
                 || self.rows > self.limits.max_rows
                 || self.rows.saturating_mul(columns) > self.limits.max_cells;
+            if self.stream == Stream::On {
+                match (!self.settled)
+                    .then(|| stored_piece(&chunks, head.target_index))
+                    .flatten()
+                {
+                    Some((bytes, rows)) => {
+                        self.streamed_rows += rows;
+                        if !bytes.is_empty() {
+                            self.ready.push(bytes);
+                        }
+                    }
+                    None => self.stop_streaming(),
+                }
+            }
             self.chunks.append(&mut chunks);
             if self.settled {
                 self.buf = Vec::new();
@@ -331,32 +396,52 @@ impl CsvStream {
         self.finish_columns()?.assemble()
     }
 
-    /// As [`finish`](Self::finish), the dataset left in its columns (what an upload stores).
-    pub fn finish_columns(mut self) -> Result<Columns, DataError> {
+    /// Whether what was pushed has no header row yet and nothing else but blanks.
+    fn blank(&self) -> bool {
+        self.head.is_none() && (self.seen == 0 || self.buf.iter().all(|b| b.is_ascii_whitespace()))
+    }
+
+    /// The file ended: parses what is left (its stored rows, when streaming, are then ready
+    /// for [`take_rows`](Self::take_rows) too). [`finish_columns`](Self::finish_columns)
+    /// does this first, and gives the same error.
+    pub fn end(&mut self) -> Result<(), DataError> {
+        if self.ended || self.blank() {
+            return Ok(());
+        }
         if self.head.is_none() {
-            if self.seen == 0 || self.buf.iter().all(|b| b.is_ascii_whitespace()) {
-                // As from_csv_with says of an empty file.
-                return from_csv_with(&self.buf, self.target.as_deref(), &self.limits, &self.opts)
-                    .map(Columns::from);
-            }
             self.try_head(true)?;
         }
         let rest = std::mem::take(&mut self.buf);
         if !rest.is_empty() && !self.settled {
             self.parse_piece(&rest);
         }
-        drop(rest);
+        self.ended = true;
+        Ok(())
+    }
+
+    /// As [`finish`](Self::finish), the dataset left in its columns (what an upload stores).
+    pub fn finish_columns(mut self) -> Result<Columns, DataError> {
+        if self.blank() {
+            // As from_csv_with says of an empty file.
+            return from_csv_with(&self.buf, self.target.as_deref(), &self.limits, &self.opts)
+                .map(Columns::from);
+        }
+        self.end()?;
         let Some(head) = self.head else {
             return Err(DataError::new(
                 "the file is empty; expected a header row naming the columns, then data rows",
             ));
         };
-        ParsedFile {
+        let mut columns = ParsedFile {
             head,
             chunks: self.chunks,
             unclosed: self.scan.unclosed(),
         }
-        .join(&self.limits, &self.opts)
+        .join(&self.limits, &self.opts)?;
+        if self.stream == Stream::On {
+            columns.set_streamed(self.streamed_rows);
+        }
+        Ok(columns)
     }
 }
 
@@ -555,6 +640,52 @@ impl ParsedFile {
         let (targets, keep) = read_targets(target_parts, target_name)?;
         Columns::new(features, targets, keep, rows, vec![target_name.clone()])
     }
+}
+
+/// A parsed piece's stored rows, its chunks' in order, and how many rows they are; `None`
+/// when a feature column of a chunk holds text (or a chunk has an error). The rows whose
+/// target is missing are left out, as the dataset leaves them out.
+fn stored_piece(chunks: &[Chunk], target: usize) -> Option<(Vec<u8>, usize)> {
+    if chunks.iter().any(|c| c.error.is_some()) {
+        return None;
+    }
+    let mut features = Vec::with_capacity(chunks.len());
+    for c in chunks {
+        let numbers: Option<Vec<&[f32]>> = c
+            .parts
+            .iter()
+            .enumerate()
+            .filter(|&(j, _)| j != target)
+            .map(|(_, p)| p.numbers())
+            .collect();
+        features.push(numbers?);
+    }
+    let width = features.first().map_or(0, Vec::len);
+    let kept: Vec<usize> = chunks
+        .iter()
+        .map(|c| {
+            (0..c.lines.len())
+                .filter(|&r| !c.parts[target].is_missing(r))
+                .count()
+        })
+        .collect();
+    let rows: usize = kept.iter().sum();
+    let mut out = vec![0u8; 4 * width * rows];
+    let mut slices = Vec::with_capacity(chunks.len());
+    let mut rest = out.as_mut_slice();
+    for &k in &kept {
+        let (a, b) = std::mem::take(&mut rest).split_at_mut(4 * width * k);
+        slices.push(a);
+        rest = b;
+    }
+    slices
+        .into_par_iter()
+        .zip(chunks.par_iter().zip(features.par_iter()))
+        .for_each(|(out, (c, features))| {
+            let t = &c.parts[target];
+            super::storage::fill_stored_rows(out, features, c.lines.len(), |r| !t.is_missing(r));
+        });
+    Some((out, rows))
 }
 
 /// What chunks share.

@@ -208,6 +208,45 @@ fn tail_bytes<'a>(
     tail
 }
 
+/// The stored form's rows of `rows` rows read as numbers, `columns` the features' values in
+/// column order: each row kept (`kept(r)`) as its features' f32s, little-endian, one after
+/// another, into `out` (4 bytes per feature of each row kept). What an upload streamed as it
+/// was read stores between [`streamed_ends`]' head and tail.
+pub(super) fn fill_stored_rows(
+    out: &mut [u8],
+    columns: &[&[f32]],
+    rows: usize,
+    kept: impl Fn(usize) -> bool,
+) {
+    let mut out_rows = out.chunks_exact_mut((4 * columns.len()).max(1));
+    for r in (0..rows).filter(|&r| kept(r)) {
+        if let Some(row) = out_rows.next() {
+            for (cell, column) in row.chunks_exact_mut(4).zip(columns) {
+                cell.copy_from_slice(&column[r].to_le_bytes());
+            }
+        }
+    }
+}
+
+/// The stored form's bytes before and after the features' values, for a dataset whose rows
+/// were handed out as its file was read (see [`stored_rows`]): the head, those rows in file
+/// order, then the tail are the bytes [`to_bytes`] gives for [`Columns::assemble`]'s dataset.
+pub(super) fn streamed_ends(columns: &Columns) -> (Vec<u8>, Vec<u8>) {
+    let (rows, width) = (columns.rows(), columns.inputs());
+    let head = head_bytes(
+        &columns.feature_names(),
+        &columns.target_names,
+        rows,
+        rows * width,
+    );
+    let tail = tail_bytes(
+        &columns.targets,
+        columns.raw_columns(),
+        columns.dropped_rows,
+    );
+    (head, tail)
+}
+
 /// The stored form of a dataset still in its columns (an upload), a part at a time: each
 /// part's rows are assembled from the columns' segments when it is asked for, and the
 /// segments it has passed are let go, so the rows are never held whole. The parts joined are
@@ -243,17 +282,7 @@ impl ColumnParts {
 
 pub(super) fn column_parts(columns: Columns, part_bytes: usize) -> ColumnParts {
     let (rows, width) = (columns.rows(), columns.inputs());
-    let head = head_bytes(
-        &columns.feature_names(),
-        &columns.target_names,
-        rows,
-        rows * width,
-    );
-    let tail = tail_bytes(
-        &columns.targets,
-        columns.raw_columns(),
-        columns.dropped_rows,
-    );
+    let (head, tail) = streamed_ends(&columns);
     ColumnParts {
         len: head.len() + 4 * rows * width + tail.len(),
         head,
@@ -556,6 +585,69 @@ mod tests {
             assert_eq!(joined.len(), len);
             assert!(joined == want, "parts of {part_bytes} bytes");
         }
+    }
+
+    /// An upload whose feature cells are numbers (missing ones among them) is stored as it is
+    /// read: the rows handed out piece by piece, between the head and the tail, are exactly
+    /// the assembled dataset's bytes, with text targets and numeric ones, rows without a target
+    /// left out. A file whose column turns to text in a later piece, or a stream stopped by
+    /// its taker, is not marked streamed.
+    #[test]
+    fn rows_streamed_as_read_join_into_the_datasets_bytes() {
+        use crate::data::{CsvStream, Limits, ReadOptions};
+        let file = |text_at: Option<usize>, numeric_target: bool| {
+            let mut csv = String::from("n,size,y,w\n");
+            for i in 0..150_000 {
+                let size = match text_at {
+                    Some(at) if i == at => "large".to_owned(),
+                    _ if i % 7 == 0 => String::new(),
+                    _ => format!("{}.25", i % 100),
+                };
+                let y = match (i % 11 == 0, numeric_target) {
+                    (true, _) => String::new(),
+                    (false, true) => format!("{}", i % 5),
+                    (false, false) => ["a", "b"][i % 2].to_owned(),
+                };
+                csv.push_str(&format!("{i},{size},{y},-{}.5\n", i % 3));
+            }
+            csv
+        };
+        // The rows handed out (taken after every push and at the end) and the columns.
+        let read = |csv: &str, stop_after: Option<usize>| {
+            let mut s = CsvStream::new(Some("y"), Limits::default(), ReadOptions::default());
+            s.stream_rows();
+            let mut rows = Vec::new();
+            for (k, piece) in csv.as_bytes().chunks(256 << 10).enumerate() {
+                s.push(piece).unwrap();
+                rows.extend(s.take_rows());
+                if stop_after == Some(k) {
+                    s.stop_streaming();
+                }
+            }
+            s.end().unwrap();
+            rows.extend(s.take_rows());
+            let pieces = rows.len();
+            (rows.concat(), pieces, s.finish_columns().unwrap())
+        };
+        for numeric_target in [false, true] {
+            let csv = file(None, numeric_target);
+            let (rows, pieces, columns) = read(&csv, None);
+            assert!(columns.streamed());
+            assert!(pieces > 2, "streamed in {pieces} pieces");
+            assert!(columns.dropped_rows > 0);
+            let (head, tail) = columns.stored_ends();
+            let want = columns.assemble().unwrap().to_bytes();
+            assert!(
+                [head, rows, tail].concat() == want,
+                "target numeric: {numeric_target}"
+            );
+        }
+        // Text in the last rows: the pieces before were handed out, but the dataset is not
+        // streamed; nor is one whose taker stopped.
+        let (_, pieces, columns) = read(&file(Some(140_000), false), None);
+        assert!(pieces >= 2 && !columns.streamed(), "{pieces} pieces");
+        let (_, _, columns) = read(&file(None, false), Some(3));
+        assert!(!columns.streamed());
     }
 
     #[test]

@@ -220,6 +220,24 @@ impl Part {
         }
     }
 
+    /// The numbers, while every cell so far read as one.
+    pub fn numbers(&self) -> Option<&[f32]> {
+        match self {
+            Part::Numbers(v) => Some(v),
+            Part::Text { .. } => None,
+        }
+    }
+
+    /// Whether row `r`'s cell is missing (once [`fill_pending`](Self::fill_pending) is done).
+    pub fn is_missing(&self, r: usize) -> bool {
+        match self {
+            Part::Numbers(v) => v.get(r).is_some_and(|x| x.is_nan()),
+            Part::Text { pending, codes, .. } => {
+                r >= *pending && codes.get(r - pending) == Some(&MISSING)
+            }
+        }
+    }
+
     pub fn push_missing(&mut self) {
         match self {
             Part::Numbers(v) => v.push(f32::NAN),
