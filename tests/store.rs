@@ -122,6 +122,7 @@ conformance!(
     sweeps_their_trials_and_the_dataset_they_use,
     // issue 12
     a_dataset_in_parts_reads_back_joined_and_goes_with_its_record,
+    a_dataset_written_as_it_arrives_is_seen_only_once_committed,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -340,6 +341,63 @@ async fn a_dataset_in_parts_reads_back_joined_and_goes_with_its_record(store: Ar
     assert_eq!(store.dataset_data(d.id).await.unwrap(), None);
     store.insert_dataset(&d, vec![7, 8]).await.unwrap();
     assert_eq!(store.dataset_data(d.id).await.unwrap(), Some(vec![7, 8]));
+}
+
+/// A dataset written before its record is known: its parts (in any order of numbers) are
+/// seen by no reader until the record commits them; then they read back joined in number
+/// order. Writes that end without a commit leave nothing behind, and a taken id is refused
+/// before any part is written.
+async fn a_dataset_written_as_it_arrives_is_seen_only_once_committed(store: Arc<dyn Store>) {
+    use backprop::store::DatasetWrite;
+    let start = |id: Uuid| {
+        let (tx, rx) = tokio::sync::mpsc::channel::<DatasetWrite>(4);
+        let writes =
+            futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|w| (w, rx)) });
+        let store = store.clone();
+        let task =
+            tokio::spawn(async move { store.write_dataset(id, "default", Box::pin(writes)).await });
+        (tx, task)
+    };
+    let mut d = dataset("streamed");
+    let (tx, task) = start(d.id);
+    tx.send(DatasetWrite::Part(2, vec![5, 6])).await.unwrap();
+    tx.send(DatasetWrite::Part(1, vec![3, 4])).await.unwrap();
+    // Written, not committed: no reader sees the record or its bytes.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(store.get_dataset(d.id).await.unwrap(), None);
+    assert_eq!(store.dataset_data(d.id).await.unwrap(), None);
+    let listed = store.list_datasets("default", None, 100).await.unwrap();
+    assert!(listed.items.iter().all(|x| x.id != d.id));
+    tx.send(DatasetWrite::Part(0, vec![1, 2])).await.unwrap();
+    d.size_bytes = 6;
+    tx.send(DatasetWrite::Commit(d.clone())).await.unwrap();
+    assert!(task.await.unwrap().unwrap());
+    assert_eq!(store.get_dataset(d.id).await.unwrap(), Some(d.clone()));
+    assert_eq!(
+        store.dataset_data(d.id).await.unwrap(),
+        Some(vec![1, 2, 3, 4, 5, 6])
+    );
+
+    // The id is taken: refused at once.
+    let (tx, task) = start(d.id);
+    let _ = tx.send(DatasetWrite::Part(0, vec![9])).await;
+    drop(tx);
+    let err = task.await.unwrap().unwrap_err();
+    assert!(matches!(err, StoreError::Duplicate(_)), "{err:?}");
+    assert_eq!(
+        store.dataset_data(d.id).await.unwrap(),
+        Some(vec![1, 2, 3, 4, 5, 6])
+    );
+
+    // No commit: nothing is left, and the id is free for a later dataset.
+    let other = dataset("abandoned");
+    let (tx, task) = start(other.id);
+    tx.send(DatasetWrite::Part(0, vec![7; 100])).await.unwrap();
+    drop(tx);
+    assert!(!task.await.unwrap().unwrap());
+    assert_eq!(store.get_dataset(other.id).await.unwrap(), None);
+    store.insert_dataset(&other, vec![8]).await.unwrap();
+    assert_eq!(store.dataset_data(other.id).await.unwrap(), Some(vec![8]));
 }
 
 async fn models_crud_and_paging(store: Arc<dyn Store>) {

@@ -595,6 +595,18 @@ pub struct TrialRecord {
 /// elsewhere, while the ones before them are written).
 pub type Parts = futures::stream::BoxStream<'static, Vec<u8>>;
 
+/// One step of a dataset stored as it arrives ([`Store::write_dataset`]).
+#[derive(Debug)]
+pub enum DatasetWrite {
+    /// A part of the stored bytes, numbered by its place in their order.
+    Part(i64, Vec<u8>),
+    /// The dataset's record: it is written and everything committed.
+    Commit(DatasetRecord),
+}
+
+/// The steps of [`Store::write_dataset`].
+pub type DatasetWrites = futures::stream::BoxStream<'static, DatasetWrite>;
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<()>;
@@ -605,6 +617,14 @@ pub trait Store: Send + Sync + 'static {
     /// made (see `data::ColumnParts`) only shortly before it is written, so a large
     /// dataset is never held in memory twice on its way into the database.
     async fn insert_dataset_parts(&self, d: &DatasetRecord, parts: Parts) -> Result<()>;
+
+    /// Stores a dataset whose bytes come before its record is known (an upload written while
+    /// it arrives), in one transaction: the id `id` of `tenant` is taken at once (a duplicate
+    /// fails before any part is written), each part is written as `writes` yields it (in any
+    /// order of part numbers; they join in number order), and a `Commit` writes the record
+    /// (with this id and tenant) and commits: `Ok(true)`. `writes` ending without a commit
+    /// rolls everything back: `Ok(false)`. No reader sees any of it before the commit.
+    async fn write_dataset(&self, id: Uuid, tenant: &str, writes: DatasetWrites) -> Result<bool>;
 
     /// [`Store::insert_dataset_parts`] with the bytes in one part.
     async fn insert_dataset(&self, d: &DatasetRecord, data: Vec<u8>) -> Result<()> {

@@ -200,6 +200,67 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    async fn write_dataset(
+        &self,
+        id: Uuid,
+        tenant: &str,
+        mut writes: DatasetWrites,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        // The id is taken first, by a record the commit completes.
+        sqlx::query(
+            "INSERT INTO datasets (id, name, created_at, rows, inputs, outputs, meta, size_bytes, data, tenant)
+             VALUES ($1, '', 0, 0, 0, 0, '{}'::jsonb, 0, ''::bytea, $2)",
+        )
+        .bind(id)
+        .bind(tenant)
+        .execute(&mut *tx)
+        .await?;
+        while let Some(write) = futures::StreamExt::next(&mut writes).await {
+            match write {
+                DatasetWrite::Part(i, part) => {
+                    let i = i32::try_from(i).map_err(|_| {
+                        StoreError::Database(format!("part number {i} out of range"))
+                    })?;
+                    sqlx::query(
+                        "INSERT INTO dataset_parts (dataset_id, part, data) VALUES ($1, $2, $3)",
+                    )
+                    .bind(id)
+                    .bind(i)
+                    .bind(part)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                DatasetWrite::Commit(d) => {
+                    if d.id != id || d.tenant != tenant {
+                        return Err(StoreError::Database(format!(
+                            "the record of dataset {} (tenant {}) commits dataset {id} (tenant {tenant})",
+                            d.id, d.tenant
+                        )));
+                    }
+                    sqlx::query(
+                        "UPDATE datasets SET name = $1, created_at = $2, rows = $3, inputs = $4,
+                         outputs = $5, meta = $6, size_bytes = $7 WHERE id = $8",
+                    )
+                    .bind(&d.name)
+                    .bind(d.created_at)
+                    .bind(d.rows)
+                    .bind(d.inputs)
+                    .bind(d.outputs)
+                    .bind(&d.meta)
+                    .bind(d.size_bytes)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                    crate::crash::point("dataset_insert");
+                    tx.commit().await?;
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
+
     async fn get_dataset(&self, id: Uuid) -> Result<Option<DatasetRecord>> {
         let q = format!("SELECT {DATASET_COLS} FROM datasets WHERE id = $1");
         sqlx::query(sqlx::AssertSqlSafe(q))

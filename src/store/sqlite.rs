@@ -66,7 +66,102 @@ async fn insert_dataset_parts(
     Ok(())
 }
 
+/// [`Store::write_dataset`] on one connection.
+async fn write_dataset(
+    conn: &mut sqlx::SqliteConnection,
+    id: Uuid,
+    tenant: &str,
+    mut writes: DatasetWrites,
+) -> Result<bool> {
+    let mut tx = sqlx::Connection::begin(conn).await?;
+    // The id is taken first, by a record the commit completes.
+    sqlx::query(
+        "INSERT INTO datasets (id, name, created_at, rows, inputs, outputs, meta, size_bytes, data, tenant)
+         VALUES (?, '', 0, 0, 0, 0, '{}', 0, x'', ?)",
+    )
+    .bind(id.to_string())
+    .bind(tenant)
+    .execute(&mut *tx)
+    .await?;
+    while let Some(write) = futures::StreamExt::next(&mut writes).await {
+        match write {
+            DatasetWrite::Part(i, part) => {
+                sqlx::query("INSERT INTO dataset_parts (dataset_id, part, data) VALUES (?, ?, ?)")
+                    .bind(id.to_string())
+                    .bind(i)
+                    .bind(part)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            DatasetWrite::Commit(d) => {
+                if d.id != id || d.tenant != tenant {
+                    return Err(StoreError::Database(format!(
+                        "the record of dataset {} (tenant {}) commits dataset {id} (tenant {tenant})",
+                        d.id, d.tenant
+                    )));
+                }
+                sqlx::query(
+                    "UPDATE datasets SET name = ?, created_at = ?, rows = ?, inputs = ?, outputs = ?,
+                     meta = ?, size_bytes = ? WHERE id = ?",
+                )
+                .bind(&d.name)
+                .bind(d.created_at)
+                .bind(d.rows)
+                .bind(d.inputs)
+                .bind(d.outputs)
+                .bind(d.meta.to_string())
+                .bind(d.size_bytes)
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?;
+                crate::crash::point("dataset_insert");
+                tx.commit().await?;
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
+}
+
 impl SqliteStore {
+    /// Runs `write` (a large dataset's transaction) on a connection without SQLite's automatic
+    /// checkpoint, which would otherwise run inside its commit: the commit that takes the log
+    /// past its threshold would copy the whole log into the database and sync both before the
+    /// upload could answer. Every other commit keeps the automatic one, so the log stays
+    /// small; after a write that succeeded, a checkpoint follows in the background.
+    async fn without_autocheckpoint<T, F>(&self, write: F) -> Result<T>
+    where
+        F: for<'c> FnOnce(
+            &'c mut sqlx::SqliteConnection,
+        ) -> futures::future::BoxFuture<'c, Result<T>>,
+    {
+        let mut conn = self.pool.acquire().await?;
+        sqlx::query("PRAGMA wal_autocheckpoint = 0")
+            .execute(&mut *conn)
+            .await?;
+        let written = write(&mut conn).await;
+        // Back to SQLite's default (a commit that takes the log past 1000 pages folds it in).
+        let restored = sqlx::query("PRAGMA wal_autocheckpoint = 1000")
+            .execute(&mut *conn)
+            .await;
+        if restored.is_err() {
+            // Not reused without its checkpoints.
+            let _ = conn.close().await;
+        }
+        if written.is_ok() {
+            let pool = self.pool.clone();
+            tokio::spawn(async move {
+                if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                    .execute(&pool)
+                    .await
+                {
+                    tracing::warn!(error = %e, "WAL checkpoint after a dataset failed; the next commits retry it");
+                }
+            });
+        }
+        written
+    }
+
     /// Opens (creating if needed) the database at `url` (`sqlite://path`) and migrates it.
     pub async fn open(url: &str) -> Result<Self> {
         let opts = SqliteConnectOptions::from_str(url)
@@ -189,36 +284,19 @@ impl Store for SqliteStore {
     }
 
     async fn insert_dataset_parts(&self, d: &DatasetRecord, parts: Parts) -> Result<()> {
-        // SQLite's automatic checkpoint runs inside the commit that takes the log past its
-        // threshold: after a large dataset, that commit would copy the whole log into the
-        // database and sync both before the upload could answer. Off for this commit (on this
-        // connection only), and the checkpoint follows in the background; every other commit
-        // keeps the automatic one, so the log stays small.
-        let mut conn = self.pool.acquire().await?;
-        sqlx::query("PRAGMA wal_autocheckpoint = 0")
-            .execute(&mut *conn)
-            .await?;
-        let inserted = insert_dataset_parts(&mut conn, d, parts).await;
-        // Back to SQLite's default (a commit that takes the log past 1000 pages folds it in).
-        let restored = sqlx::query("PRAGMA wal_autocheckpoint = 1000")
-            .execute(&mut *conn)
-            .await;
-        if restored.is_err() {
-            // Not reused without its checkpoints.
-            let _ = conn.close().await;
-        }
-        if inserted.is_ok() {
-            let pool = self.pool.clone();
-            tokio::spawn(async move {
-                if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-                    .execute(&pool)
-                    .await
-                {
-                    tracing::warn!(error = %e, "WAL checkpoint after a dataset failed; the next commits retry it");
-                }
-            });
-        }
-        inserted
+        let d = d.clone();
+        self.without_autocheckpoint(move |conn| {
+            Box::pin(async move { insert_dataset_parts(conn, &d, parts).await })
+        })
+        .await
+    }
+
+    async fn write_dataset(&self, id: Uuid, tenant: &str, writes: DatasetWrites) -> Result<bool> {
+        let tenant = tenant.to_owned();
+        self.without_autocheckpoint(move |conn| {
+            Box::pin(async move { write_dataset(conn, id, &tenant, writes).await })
+        })
+        .await
     }
 
     async fn get_dataset(&self, id: Uuid) -> Result<Option<DatasetRecord>> {
