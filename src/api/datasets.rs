@@ -12,7 +12,7 @@ use super::auth::{Principal, Role};
 use super::extract::{Body, Idempotency, PageQuery, parse_id, parse_query};
 use super::{ApiError, AppState, view};
 use crate::data::{self, Columns, ReadOptions};
-use crate::service::datasets::{Upload, UploadBody, csv_options, is_csv};
+use crate::service::datasets::{RowSink, Upload, UploadBody, csv_options, is_csv};
 
 pub fn router() -> axum::Router<AppState> {
     Router::new()
@@ -106,9 +106,17 @@ async fn create(
     // A CSV is parsed as it arrives (its text is never held whole); other bodies are read.
     let (idem, body) = if is_csv(&media_type) {
         let opts = csv_options(query.columns.as_deref(), query.na_values.as_deref())?;
-        let (hash, parsed) = stream_csv(&s, req, query.target.clone(), opts).await?;
+        // Without an Idempotency-Key the record's id is free to choose now, so the rows are
+        // written while the file still arrives (see `DatasetStream`).
+        let (sink, stream) = if headers.contains_key("idempotency-key") {
+            (None, None)
+        } else {
+            let (sink, stream) = s.service.stream_dataset(&p.tenant);
+            (Some(sink), Some(stream))
+        };
+        let (hash, parsed) = stream_csv(&s, req, query.target.clone(), opts, sink).await?;
         let idem = Idempotency::with_body_hash(&headers, "POST /v1/datasets", q.as_deref(), hash)?;
-        (idem, UploadBody::Csv(Box::new(parsed)))
+        (idem, UploadBody::Csv(Box::new(parsed), stream))
     } else {
         use axum::extract::FromRequest;
         let Body(body) = Body::from_request(req, &s).await?;
@@ -140,12 +148,13 @@ async fn create(
 /// Reads a CSV body as it arrives, parsing it on a blocking thread a piece at a time: the SHA-256
 /// of its bytes (for `Idempotency-Key`) and the dataset or the file's first problem. The body
 /// limit is checked as for any other body (413, before a byte is read when `Content-Length`
-/// says so).
+/// says so). With a `sink`, each piece's stored rows go to it as the piece is read.
 async fn stream_csv(
     s: &AppState,
     req: axum::extract::Request,
     target: Option<String>,
     opts: ReadOptions,
+    sink: Option<RowSink>,
 ) -> Result<([u8; 32], Result<Columns, data::DataError>), ApiError> {
     use futures::StreamExt;
     use sha2::Digest;
@@ -168,18 +177,39 @@ async fn stream_csv(
     let (tx, mut rx) = tokio::sync::mpsc::channel::<axum::body::Bytes>(16);
     let parser = tokio::task::spawn_blocking(move || {
         let mut csv = data::CsvStream::new(target.as_deref(), limits, opts);
+        let mut sink = sink;
+        if sink.is_some() {
+            csv.stream_rows();
+        }
+        // The rows read so far to the sink; once it refuses them (or the file stops
+        // streaming), it is let go.
+        let forward = |csv: &mut data::CsvStream, sink: &mut Option<RowSink>| {
+            for rows in csv.take_rows() {
+                if !sink.as_ref().is_some_and(|s| s.send(rows)) {
+                    csv.stop_streaming();
+                }
+            }
+            if !csv.streaming() {
+                *sink = None;
+            }
+        };
         let mut failed = None;
         while let Some(piece) = rx.blocking_recv() {
-            if failed.is_none()
-                && let Err(e) = csv.push(&piece)
-            {
-                failed = Some(e);
+            if failed.is_none() {
+                match csv.push(&piece) {
+                    Ok(()) => forward(&mut csv, &mut sink),
+                    Err(e) => failed = Some(e),
+                }
             }
         }
-        match failed {
-            Some(e) => Err(e),
-            None => csv.finish_columns(),
+        if let Some(e) = failed {
+            return Err(e);
         }
+        if csv.end().is_ok() {
+            forward(&mut csv, &mut sink);
+        }
+        drop(sink);
+        csv.finish_columns()
     });
     // The body's hash is only a fingerprint for Idempotency-Key; without one it is not needed.
     let keyed = req.headers().contains_key("idempotency-key");

@@ -3,6 +3,9 @@
 
 use std::collections::BTreeMap;
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use bytes::Bytes;
 use uuid::Uuid;
 
@@ -12,7 +15,7 @@ use crate::clock::now_ms;
 use crate::data::profile::Profile;
 use crate::data::{self, Columns, Dataset, JsonDataset, ReadOptions, Summary};
 use crate::nn::tabular::ColumnType;
-use crate::store::{Cursor, DatasetRecord, Page, StoreError};
+use crate::store::{Cursor, DatasetRecord, Page, Store, StoreError};
 
 /// An upload as the client sent it.
 pub struct Upload {
@@ -29,10 +32,151 @@ pub struct Upload {
 }
 
 /// An upload's body: a CSV already parsed as it streamed in (its text is never held whole),
-/// or any other body's bytes.
+/// with the stored rows written meanwhile (when they were), or any other body's bytes.
 pub enum UploadBody {
-    Csv(Box<std::result::Result<Columns, data::DataError>>),
+    Csv(
+        Box<std::result::Result<Columns, data::DataError>>,
+        Option<DatasetStream>,
+    ),
     Bytes(Bytes),
+}
+
+/// How long an upload written as it arrives may keep its transaction open (SQLite has one
+/// writer: every other write waits meanwhile), and how long the rows may pause before the
+/// next arrive (a client slower than a piece every pause is not worth the wait; its upload
+/// is written once read, as any other).
+const STREAM_OPEN: Duration = Duration::from_secs(5);
+const STREAM_PAUSE: Duration = Duration::from_millis(500);
+
+/// Takes a CSV upload's stored rows on the reader's thread as each piece is read (see
+/// `data::CsvStream::stream_rows`) for its [`DatasetStream`].
+pub struct RowSink(tokio::sync::mpsc::Sender<Vec<u8>>);
+
+impl RowSink {
+    /// Hands over the next stored rows (waiting while the database is behind); `false` once
+    /// the stream was given up: the rows are no longer wanted.
+    pub fn send(&self, rows: Vec<u8>) -> bool {
+        self.0.blocking_send(rows).is_ok()
+    }
+}
+
+/// A CSV upload whose stored rows are written while it still arrives, in a transaction the
+/// dataset's record commits ([`Store::write_dataset`]): part 0 will be the stored form's
+/// head, the rows are parts 1, 2, …, and the tail follows them. The transaction opens with
+/// the first rows (a file of one piece opens it at its end). It is given up, and rolled back,
+/// when the rows pause longer than [`STREAM_PAUSE`], when it would stay open past
+/// [`STREAM_OPEN`], when the file turns out not to stream (a text cell, an error), or when
+/// this is dropped: the upload is then written once read, as any other.
+pub struct DatasetStream {
+    id: Uuid,
+    end: tokio::sync::oneshot::Sender<StreamEnd>,
+    task: tokio::task::JoinHandle<Result<bool>>,
+}
+
+/// What commits a [`DatasetStream`]: the record and the stored form's head and tail.
+struct StreamEnd {
+    record: DatasetRecord,
+    head: Vec<u8>,
+    tail: Vec<u8>,
+}
+
+impl DatasetStream {
+    /// Rolls back whatever was written, and waits until it is (on SQLite the transaction holds
+    /// the only write lock).
+    async fn give_up(self) {
+        drop(self.end);
+        let _ = self.task.await;
+    }
+}
+
+/// The record of a parsed upload (its size not yet known): the profile and the schema are
+/// made on a blocking thread.
+async fn new_record(
+    tenant: &str,
+    id: Uuid,
+    name: String,
+    ds: Columns,
+) -> Result<(Columns, DatasetRecord)> {
+    let (ds, profile, (summary, classes)) = tokio::task::spawn_blocking(move || {
+        let (profile, rest) = rayon::join(|| Profile::of(&ds), || (ds.summary(), ds.classes()));
+        (ds, profile, rest)
+    })
+    .await?;
+    let target_kind = match ds.targets {
+        crate::nn::Targets::Labels(_) => "labels",
+        crate::nn::Targets::Values(_) => "values",
+    };
+    let rec = DatasetRecord {
+        id,
+        tenant: tenant.to_string(),
+        name,
+        created_at: now_ms(),
+        rows: ds.rows() as i64,
+        inputs: ds.inputs() as i64,
+        outputs: ds.outputs() as i64,
+        meta: serde_json::json!({
+            "feature_names": ds.feature_names(),
+            "target_names": ds.target_names,
+            "target_kind": target_kind,
+            "classes": classes,
+            "dropped_rows": ds.dropped_rows,
+            "schema": summary,
+            "profile": profile,
+        }),
+        size_bytes: 0,
+    };
+    Ok((ds, rec))
+}
+
+/// The writing of a [`DatasetStream`]: rows to parts until the reader is done, then the end.
+/// `Ok(true)` when committed, `Ok(false)` when given up (nothing stays written).
+async fn write_streamed(
+    store: Arc<dyn Store>,
+    id: Uuid,
+    tenant: String,
+    mut rows: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    end: tokio::sync::oneshot::Receiver<StreamEnd>,
+) -> Result<bool> {
+    use crate::store::DatasetWrite;
+    let Some(first) = rows.recv().await else {
+        return Ok(false);
+    };
+    let deadline = tokio::time::Instant::now() + STREAM_OPEN;
+    let (writes, writes_rx) = tokio::sync::mpsc::channel::<DatasetWrite>(2);
+    let writing = tokio::spawn(async move {
+        let writes = futures::stream::unfold(writes_rx, |mut rx| async move {
+            rx.recv().await.map(|w| (w, rx))
+        });
+        store.write_dataset(id, &tenant, Box::pin(writes)).await
+    });
+    let mut part = 1i64;
+    let mut next = Some(first);
+    let mut committing = false;
+    while let Some(r) = next.take() {
+        if writes.send(DatasetWrite::Part(part, r)).await.is_err() {
+            // The store failed: its error is the answer.
+            break;
+        }
+        part += 1;
+        let pause = (tokio::time::Instant::now() + STREAM_PAUSE).min(deadline);
+        match tokio::time::timeout_at(pause, rows.recv()).await {
+            Ok(Some(r)) => next = Some(r),
+            // The reader is done: the end follows once the dataset is checked.
+            Ok(None) => committing = true,
+            Err(_) => {}
+        }
+    }
+    // Given up (or done): the reader's next rows are refused, so it stops making them.
+    drop(rows);
+    if committing && let Ok(Ok(e)) = tokio::time::timeout_at(deadline, end).await {
+        let mut record = e.record;
+        record.size_bytes += (e.head.len() + e.tail.len()) as i64;
+        let _ = writes.send(DatasetWrite::Part(0, e.head)).await;
+        let _ = writes.send(DatasetWrite::Part(part, e.tail)).await;
+        let _ = writes.send(DatasetWrite::Commit(record)).await;
+    }
+    drop(writes);
+    Ok(writing.await??)
 }
 
 /// Whether a media type's essence is read as CSV.
@@ -114,6 +258,23 @@ pub fn check_min_rows(rows: usize, dropped_rows: u64, pointer: &str) -> Result<(
 }
 
 impl Service {
+    /// A stream for a CSV upload of `tenant` to be written as it arrives: the sink for the
+    /// reader's thread, and the stream that [`upload_dataset`](Self::upload_dataset) commits
+    /// (or gives up). For uploads without an `Idempotency-Key` (whose record id is chosen now).
+    pub fn stream_dataset(&self, tenant: &str) -> (RowSink, DatasetStream) {
+        let id = Uuid::new_v4();
+        let (rows, rows_rx) = tokio::sync::mpsc::channel(2);
+        let (end, end_rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(write_streamed(
+            self.store.clone(),
+            id,
+            tenant.to_owned(),
+            rows_rx,
+            end_rx,
+        ));
+        (RowSink(rows), DatasetStream { id, end, task })
+    }
+
     /// Reads and stores an upload for `tenant`. A keyed request whose first attempt stored the
     /// dataset but died before answering gets that dataset back.
     pub async fn upload_dataset(
@@ -141,8 +302,10 @@ impl Service {
             body,
         } = upload;
         let limits = self.limits.data;
+        let mut stream = None;
         let (name, ds) = match body {
-            UploadBody::Csv(parsed) => {
+            UploadBody::Csv(parsed, streamed) => {
+                stream = streamed;
                 let ds = (*parsed).map_err(|e| {
                     // A `?target=` that names no column is the query's fault, not the file's:
                     // invalid at the parameter, as for JSON uploads.
@@ -197,7 +360,17 @@ impl Service {
         if name.trim().is_empty() || name.len() > 200 {
             return Err(Error::invalid("/name", "must be 1 to 200 characters"));
         }
-        let rec = self.store_dataset(tenant, id, name, ds).await?;
+        let rec = match stream {
+            Some(stream) if !key.is_keyed() => {
+                self.store_streamed(tenant, name, ds, stream).await?
+            }
+            other => {
+                if let Some(stream) = other {
+                    stream.give_up().await;
+                }
+                self.store_dataset(tenant, id, name, ds).await?
+            }
+        };
         crate::crash::point("dataset_ack");
         Ok(rec)
     }
@@ -228,38 +401,75 @@ impl Service {
         name: String,
         ds: Columns,
     ) -> Result<DatasetRecord> {
-        // The profile and the schema are made on a blocking thread. The stored form is made a
-        // part at a time as the store writes it, from the features the parts take over: a
-        // large upload is never held twice (features and a copy) while it is written.
         let started = std::time::Instant::now();
-        let (ds, profile, (summary, classes)) = tokio::task::spawn_blocking(move || {
-            let (profile, rest) = rayon::join(|| Profile::of(&ds), || (ds.summary(), ds.classes()));
-            (ds, profile, rest)
+        let (ds, rec) = new_record(tenant, id, name, ds).await?;
+        self.store_parts(ds, rec, started).await
+    }
+
+    /// Stores a CSV upload whose rows `stream` wrote as it arrived, under the stream's id: the
+    /// record commits them. When they were not all written (the file did not stream, or the
+    /// stream was given up), the upload is written whole, as any other.
+    async fn store_streamed(
+        &self,
+        tenant: &str,
+        name: String,
+        ds: Columns,
+        stream: DatasetStream,
+    ) -> Result<DatasetRecord> {
+        let started = std::time::Instant::now();
+        let (ds, mut rec) = new_record(tenant, stream.id, name, ds).await?;
+        if !ds.streamed() {
+            stream.give_up().await;
+            return self.store_parts(ds, rec, started).await;
+        }
+        let (ds, head, tail) = tokio::task::spawn_blocking(move || {
+            let (head, tail) = ds.stored_ends();
+            (ds, head, tail)
         })
         .await?;
-        let target_kind = match ds.targets {
-            crate::nn::Targets::Labels(_) => "labels",
-            crate::nn::Targets::Values(_) => "values",
+        let rows_bytes = 4 * ds.rows() * ds.inputs();
+        let len = head.len() + rows_bytes + tail.len();
+        if let Err(e) = self.check_bytes_quota(tenant, len).await {
+            stream.give_up().await;
+            return Err(e);
+        }
+        // The stream adds the head's and the tail's bytes.
+        rec.size_bytes = rows_bytes as i64;
+        let end = StreamEnd {
+            record: rec.clone(),
+            head,
+            tail,
         };
-        let mut rec = DatasetRecord {
-            id,
-            tenant: tenant.to_string(),
-            name,
-            created_at: now_ms(),
-            rows: ds.rows() as i64,
-            inputs: ds.inputs() as i64,
-            outputs: ds.outputs() as i64,
-            meta: serde_json::json!({
-                "feature_names": ds.feature_names(),
-                "target_names": ds.target_names,
-                "target_kind": target_kind,
-                "classes": classes,
-                "dropped_rows": ds.dropped_rows,
-                "schema": summary,
-                "profile": profile,
-            }),
-            size_bytes: 0,
+        let prepared = started.elapsed();
+        let committed = match stream.end.send(end) {
+            Ok(()) => stream.task.await??,
+            // Given up already: nothing of it stays.
+            Err(_) => stream.task.await?.map(|_| false)?,
         };
+        if !committed {
+            return self.store_parts(ds, rec, started).await;
+        }
+        rec.size_bytes = len as i64;
+        tracing::info!(
+            dataset_id = %rec.id,
+            bytes = rec.size_bytes,
+            prepared_ms = prepared.as_millis() as u64,
+            stored_ms = started.elapsed().as_millis() as u64,
+            streamed = true,
+            "dataset stored"
+        );
+        Ok(rec)
+    }
+
+    /// Writes a dataset's stored form, made from its columns a part at a time, with its record.
+    async fn store_parts(
+        &self,
+        ds: Columns,
+        mut rec: DatasetRecord,
+        started: std::time::Instant,
+    ) -> Result<DatasetRecord> {
+        let tenant = rec.tenant.clone();
+        let tenant = tenant.as_str();
         let parts = ds.into_stored_parts();
         rec.size_bytes = parts.len() as i64;
         self.check_bytes_quota(tenant, parts.len()).await?;
@@ -298,7 +508,7 @@ impl Service {
             }
             // The same request under the same Idempotency-Key (`IdempotencyKey::begin` saw to
             // that) stored it a moment earlier: its dataset is this request's answer too.
-            Err(StoreError::Duplicate(_)) => match self.store.get_dataset(id).await? {
+            Err(StoreError::Duplicate(_)) => match self.store.get_dataset(rec.id).await? {
                 Some(d) if d.tenant == tenant => Ok(d),
                 _ => Err(StoreError::Duplicate(String::new()).into()),
             },

@@ -21,6 +21,11 @@ pub struct IdempotencyKey {
 }
 
 impl IdempotencyKey {
+    /// Whether the client sent a key.
+    pub fn is_keyed(&self) -> bool {
+        self.key.is_some()
+    }
+
     /// `key` as the client sent it (already checked to be 1 to 255 visible characters);
     /// `query` and `body` make the fingerprint a repeated key must match.
     pub fn new(key: Option<String>, route: &'static str, query: Option<&str>, body: &[u8]) -> Self {
