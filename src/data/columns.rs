@@ -7,7 +7,7 @@ use ndarray::Array2;
 use rayon::prelude::*;
 
 use super::storage::{self, ColumnParts};
-use super::table::BuiltColumn;
+use super::table::{BuiltColumn, NumberStats};
 use super::{DataError, Dataset, Summary, classes_of, outputs_of, release_memory};
 use crate::nn::tabular::{ColumnSchema, RawColumn};
 use crate::nn::{ClassLabel, Targets};
@@ -113,6 +113,15 @@ impl Columns {
 
     pub fn summary(&self) -> Summary {
         Summary::new(self.rows, self.schema(), &self.targets, self.dropped_rows)
+    }
+
+    /// Feature `j`'s stats taken as it was read, when they cover exactly the rows kept (no
+    /// row was left out for a missing target).
+    pub fn stats(&self, j: usize) -> Option<&NumberStats> {
+        match self.keep {
+            None => self.features[j].stats.as_ref(),
+            Some(_) => None,
+        }
     }
 
     /// Calls `f` with feature `j`'s values in the rows kept, in order (a loop over each
@@ -298,6 +307,7 @@ impl From<Dataset> for Columns {
             .map(|(raw, values)| BuiltColumn {
                 raw,
                 segments: vec![values.to_vec()],
+                stats: None,
             })
             .collect();
         Columns {

@@ -11,7 +11,9 @@ use std::collections::HashMap;
 use ndarray::Array2;
 use rayon::prelude::*;
 
-use super::table::{CellError, Part, ReadOptions, decimal_cell, finish_column};
+use super::table::{
+    CellError, NumberStats, Part, ReadOptions, decimal_cell, finish_column, finish_column_with,
+};
 use super::{Columns, DataError, Dataset, Limits, name_list, quoted};
 use crate::nn::tabular::{ColumnType, RawColumn};
 use crate::nn::{ClassLabel, Targets};
@@ -71,6 +73,7 @@ fn parse_file(
     let mut scan = QuoteScan::new();
     scan.feed(bytes);
     Ok(ParsedFile {
+        stats: new_stats(head.names.len()),
         head,
         chunks,
         unclosed: scan.unclosed(),
@@ -236,6 +239,8 @@ pub struct CsvStream {
     streamed_rows: usize,
     /// The rest of the file is parsed.
     ended: bool,
+    /// The columns' stats over the pieces parsed (see [`ParsedFile`]).
+    stats: Vec<Option<NumberStats>>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -266,6 +271,7 @@ impl CsvStream {
             ready: Vec::new(),
             streamed_rows: 0,
             ended: false,
+            stats: Vec::new(),
         }
     }
 
@@ -384,6 +390,10 @@ impl CsvStream {
                     None => self.stop_streaming(),
                 }
             }
+            if self.stats.is_empty() {
+                self.stats = new_stats(columns);
+            }
+            merge_stats(&mut self.stats, &mut chunks);
             self.chunks.append(&mut chunks);
             if self.settled {
                 self.buf = Vec::new();
@@ -432,7 +442,13 @@ impl CsvStream {
                 "the file is empty; expected a header row naming the columns, then data rows",
             ));
         };
+        let columns_read = head.names.len();
         let mut columns = ParsedFile {
+            stats: if self.stats.is_empty() {
+                new_stats(columns_read)
+            } else {
+                self.stats
+            },
             head,
             chunks: self.chunks,
             unclosed: self.scan.unclosed(),
@@ -448,6 +464,9 @@ impl CsvStream {
 /// A file read into columns, chunk by chunk, not yet joined.
 struct ParsedFile {
     head: Head,
+    /// The columns' stats merged from the chunks whose stats were taken (see
+    /// [`merge_stats`]); `None` for a column once a chunk of it holds text.
+    stats: Vec<Option<NumberStats>>,
     chunks: Vec<Chunk>,
     /// The file line of a quoted field that never closes, if one opens.
     unclosed: Option<usize>,
@@ -558,9 +577,11 @@ impl ParsedFile {
                     first_line,
                     ..
                 },
-            chunks: parsed,
+            chunks: mut parsed,
+            mut stats,
             ..
         } = self;
+        merge_stats(&mut stats, &mut parsed);
         let columns = names.len();
 
         let mut rows = 0usize;
@@ -621,12 +642,13 @@ impl ParsedFile {
         // are finished all at once, in parallel.
         let built: Vec<Result<Option<super::table::BuiltColumn>, DataError>> = per_column
             .into_par_iter()
+            .zip(stats)
             .enumerate()
-            .map(|(j, parts)| {
+            .map(|(j, (parts, stats))| {
                 if j == target_index {
                     Ok(None)
                 } else {
-                    finish_column(&names[j], parts, opts).map(Some)
+                    finish_column_with(&names[j], parts, opts, stats).map(Some)
                 }
             })
             .collect();
@@ -639,6 +661,27 @@ impl ParsedFile {
         let target_name = &names[target_index];
         let (targets, keep) = read_targets(target_parts, target_name)?;
         Columns::new(features, targets, keep, rows, vec![target_name.clone()])
+    }
+}
+
+/// The stats of columns not read yet.
+fn new_stats(columns: usize) -> Vec<Option<NumberStats>> {
+    vec![Some(NumberStats::of(&[])); columns]
+}
+
+/// Merges the stats of `chunks` (which follow the rows `stats` has seen) into `stats`, and
+/// lets the chunks' own go.
+fn merge_stats(stats: &mut [Option<NumberStats>], chunks: &mut [Chunk]) {
+    for c in chunks {
+        if c.stats.is_empty() {
+            continue;
+        }
+        for (all, part) in stats.iter_mut().zip(std::mem::take(&mut c.stats)) {
+            match (all.as_mut(), part) {
+                (Some(a), Some(p)) => a.merge(&p),
+                _ => *all = None,
+            }
+        }
     }
 }
 
@@ -699,6 +742,9 @@ struct ChunkContext<'a> {
 /// line ends it holds, and the first error in it.
 struct Chunk {
     parts: Vec<Part>,
+    /// Each column's stats while its part holds numbers (taken while the chunk is in cache);
+    /// emptied once merged into the file's.
+    stats: Vec<Option<NumberStats>>,
     lines: Vec<usize>,
     line_ends: usize,
     error: Option<ChunkError>,
@@ -784,8 +830,17 @@ fn parse_chunk(chunk: &[u8], ctx: &ChunkContext) -> Chunk {
         read_plain_records(chunk, ctx, &mut parts)
     };
     fill_pending(chunk, ctx, &mut parts);
+    let stats = if error.is_none() {
+        parts
+            .iter()
+            .map(|p| p.numbers().map(NumberStats::of))
+            .collect()
+    } else {
+        Vec::new()
+    };
     Chunk {
         parts,
+        stats,
         lines: rel,
         line_ends: if cr { count_line_ends(chunk) } else { lf },
         error,

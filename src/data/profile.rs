@@ -9,7 +9,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::Columns;
-use super::table::DISTINCT_CAP;
+use super::table::{DISTINCT_CAP, NumberStats};
 use crate::nn::tabular::{ColumnType, Storage};
 use crate::nn::{ClassLabel, Targets};
 
@@ -98,6 +98,21 @@ fn stats(each: impl FnOnce(&mut dyn FnMut(f32))) -> (u64, Option<Stats>) {
     (missing, stats)
 }
 
+/// min / max / mean / std from a column's stats taken as it was read (the same sums as
+/// [`stats`] makes).
+fn summary_of(st: &NumberStats) -> Option<Stats> {
+    let n = st.rows - st.missing;
+    (n > 0).then(|| {
+        let mean = st.sum / n as f64;
+        Stats {
+            min: st.lo as f64,
+            max: st.hi as f64,
+            mean,
+            std: (st.sq / n as f64 - mean * mean).max(0.0).sqrt(),
+        }
+    })
+}
+
 fn ranked(counts: impl Iterator<Item = (String, u64)>) -> Vec<Count> {
     let mut v: Vec<Count> = counts
         .filter(|(_, c)| *c > 0)
@@ -117,7 +132,11 @@ impl Profile {
             .enumerate()
             .map(|(j, c)| match c.schema.storage {
                 Storage::Number => {
-                    let (missing, stats) = stats(|f| d.for_each_kept(j, f));
+                    let (missing, stats) = match d.stats(j) {
+                        // Taken as the column was read, over every row: all are kept.
+                        Some(st) => (st.missing, summary_of(st)),
+                        None => stats(|f| d.for_each_kept(j, f)),
+                    };
                     ColumnProfile {
                         name: c.name().to_owned(),
                         kind: c.schema.kind,
@@ -206,6 +225,54 @@ impl Profile {
 mod tests {
     use super::*;
     use crate::data::{Limits, from_csv};
+
+    /// The stats taken chunk by chunk as a file is read give the profile the one pass over
+    /// the whole columns gives: the same counts, bounds and distinct counts (below and past
+    /// the cap), the mean and spread to rounding; with no row dropped, and with some.
+    #[test]
+    fn stats_taken_while_reading_profile_as_the_whole_columns_do() {
+        use crate::data::{CsvStream, ReadOptions};
+        for drop_some in [false, true] {
+            let mut csv = String::from("few,many,whole,y\n");
+            for i in 0..200_000u64 {
+                let few = if i % 9 == 0 {
+                    "NA".to_owned()
+                } else {
+                    format!("{}.5", i % 40)
+                };
+                let many = format!("{}.{}", (i * 7919) % 100_003, i % 10);
+                let y = if drop_some && i % 23 == 0 {
+                    "".to_owned()
+                } else {
+                    (i % 3).to_string()
+                };
+                csv.push_str(&format!("{few},-{many},{},{y}\n", i % 5000));
+            }
+            let mut s = CsvStream::new(Some("y"), Limits::default(), ReadOptions::default());
+            for piece in csv.as_bytes().chunks(300 << 10) {
+                s.push(piece).unwrap();
+            }
+            let read = s.finish_columns().unwrap();
+            let n = read.features[0].segments.len();
+            assert!(n > 2, "read in {n} pieces of {} bytes", csv.len());
+            assert_eq!(read.stats(0).is_some(), !drop_some);
+            let taken = Profile::of(&read);
+            let whole = Profile::of(&Columns::from(read.assemble().unwrap()));
+            assert_eq!(taken.columns.len(), whole.columns.len());
+            for (t, w) in taken.columns.iter().zip(&whole.columns) {
+                let (ts, ws) = (t.stats.clone().unwrap(), w.stats.clone().unwrap());
+                assert_eq!((ts.min, ts.max), (ws.min, ws.max), "{}", t.name);
+                assert!((ts.mean - ws.mean).abs() <= 1e-9 * ws.mean.abs().max(1.0));
+                assert!((ts.std - ws.std).abs() <= 1e-6 * ws.std.max(1.0));
+                let (mut t, mut w) = (t.clone(), w.clone());
+                (t.stats, w.stats) = (None, None);
+                assert_eq!(t, w);
+            }
+            let few = &taken.columns[0];
+            assert_eq!((few.distinct, few.distinct_more), (40, false));
+            assert!(taken.columns[1].distinct_more);
+        }
+    }
 
     #[test]
     fn profile_of_a_small_table() {

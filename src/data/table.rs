@@ -362,6 +362,8 @@ impl Part {
 pub struct BuiltColumn {
     pub raw: RawColumn,
     pub segments: Vec<Vec<f32>>,
+    /// A numeric column's stats over all its rows.
+    pub stats: Option<NumberStats>,
 }
 
 impl BuiltColumn {
@@ -376,6 +378,17 @@ pub fn finish_column(
     name: &str,
     parts: Vec<Part>,
     opts: &ReadOptions,
+) -> Result<BuiltColumn, DataError> {
+    finish_column_with(name, parts, opts, None)
+}
+
+/// As [`finish_column`], with the stats of the parts' numbers when they were taken as the
+/// parts were read (used when every part read as numbers).
+pub fn finish_column_with(
+    name: &str,
+    parts: Vec<Part>,
+    opts: &ReadOptions,
+    stats: Option<NumberStats>,
 ) -> Result<BuiltColumn, DataError> {
     let any_text = parts.iter().any(|p| matches!(p, Part::Text { .. }));
     let rows: usize = parts.iter().map(Part::len).sum();
@@ -441,7 +454,16 @@ pub fn finish_column(
         drop(index);
         (Storage::Text, segments, all)
     };
-    let mut raw = infer(name, storage, &segments, vocab, rows);
+    let stats = (storage == Storage::Number).then(|| {
+        stats.unwrap_or_else(|| {
+            let mut all = NumberStats::of(&[]);
+            for segment in &segments {
+                all.merge(&NumberStats::of(segment));
+            }
+            all
+        })
+    });
+    let mut raw = infer(name, storage, &segments, vocab, rows, stats.as_ref());
     if let Some(kind) = opts.forced(name) {
         check_type(&raw.schema, kind).map_err(|e| {
             DataError::new(format!("column {}: {}", quoted(name), e.message)).column(name)
@@ -456,15 +478,21 @@ pub fn finish_column(
         ))
         .column(name));
     }
-    Ok(BuiltColumn { raw, segments })
+    Ok(BuiltColumn {
+        raw,
+        segments,
+        stats,
+    })
 }
 
 /// Distinct values counted exactly up to this many; beyond, the count says "more".
 pub const DISTINCT_CAP: u64 = 1000;
 
 /// The distinct f32 bit patterns of a column, up to one past [`DISTINCT_CAP`]: open addressing
-/// in a table of twice that, hashed by one multiplication. Distinct counting touches every
-/// cell of a numeric column; a general hash set spent a tenth of a large upload's time here.
+/// in a table of at most twice that (it starts small and doubles), hashed by one
+/// multiplication. Distinct counting touches every cell of a numeric column; a general hash
+/// set spent a tenth of a large upload's time here.
+#[derive(Clone, Debug)]
 struct Distinct {
     slots: Vec<u32>,
     len: usize,
@@ -475,11 +503,11 @@ impl Distinct {
     /// A NaN's bits: never a key (missing cells are not counted, and `v + 0.0` of a number
     /// is a number).
     const EMPTY: u32 = u32::MAX;
-    const BITS: u32 = 11;
+    const MAX_BITS: u32 = 11;
 
     fn new() -> Self {
         Distinct {
-            slots: vec![Self::EMPTY; 1 << Self::BITS],
+            slots: vec![Self::EMPTY; 16],
             len: 0,
             last: Self::EMPTY,
         }
@@ -498,8 +526,17 @@ impl Distinct {
             return;
         }
         self.last = bits;
-        let mask = (1usize << Self::BITS) - 1;
-        let mut h = (bits.wrapping_mul(0x9E37_79B1) >> (32 - Self::BITS)) as usize;
+        if 2 * (self.len + 1) > self.slots.len() && self.slots.len() < 1 << Self::MAX_BITS {
+            self.grow();
+        }
+        self.put(bits);
+    }
+
+    #[inline]
+    fn put(&mut self, bits: u32) {
+        let size = self.slots.len();
+        let mask = size - 1;
+        let mut h = (bits.wrapping_mul(0x9E37_79B1) >> (32 - size.trailing_zeros())) as usize;
         loop {
             let s = self.slots[h];
             if s == bits {
@@ -514,11 +551,101 @@ impl Distinct {
         }
     }
 
+    fn grow(&mut self) {
+        let size = 2 * self.slots.len();
+        let old = std::mem::replace(&mut self.slots, vec![Self::EMPTY; size]);
+        self.len = 0;
+        for s in old.into_iter().filter(|&s| s != Self::EMPTY) {
+            self.put(s);
+        }
+    }
+
     fn values(&self) -> impl Iterator<Item = f32> + '_ {
         self.slots
             .iter()
             .filter(|&&s| s != Self::EMPTY)
             .map(|&s| f32::from_bits(s))
+    }
+}
+
+/// What a numeric column's type and profile take of its numbers, over a run of its rows (a
+/// chunk of a file as it is read): missing cells, bounds, whether every number is whole, the
+/// sums for mean and spread, and the distinct values up to one past [`DISTINCT_CAP`]. Runs
+/// merged in row order are the whole column's.
+#[derive(Clone, Debug)]
+pub struct NumberStats {
+    pub rows: u64,
+    pub missing: u64,
+    pub lo: f32,
+    pub hi: f32,
+    pub integers: bool,
+    pub sum: f64,
+    pub sq: f64,
+    distinct: Distinct,
+}
+
+impl NumberStats {
+    pub fn of(values: &[f32]) -> Self {
+        // Two passes: one without branches (which the compiler can vectorise) for the counts,
+        // bounds and sums, then the distinct values, which stops once there are more than it
+        // counts.
+        let (mut lo, mut hi, mut integers) = (f32::INFINITY, f32::NEG_INFINITY, true);
+        let (mut missing, mut sum, mut sq) = (0u64, 0f64, 0f64);
+        for &v in values {
+            let nan = v.is_nan();
+            missing += u64::from(nan);
+            // A NaN compares false: the bounds keep what they had.
+            lo = if v < lo { v } else { lo };
+            hi = if v > hi { v } else { hi };
+            // Every f32 from 2^23 up is an integer; below, the truncating conversion tells
+            // (without a call to libm's truncf per cell).
+            integers &= nan | (v.abs() >= 8_388_608.0) | ((v as i32) as f32 == v);
+            let x = if nan { 0.0 } else { v as f64 };
+            sum += x;
+            sq += x * x;
+        }
+        let mut distinct = Distinct::new();
+        for &v in values {
+            if distinct.full() {
+                break;
+            }
+            if !v.is_nan() {
+                distinct.insert(v);
+            }
+        }
+        NumberStats {
+            rows: values.len() as u64,
+            missing,
+            lo,
+            hi,
+            integers,
+            sum,
+            sq,
+            distinct,
+        }
+    }
+
+    /// The stats of this run followed by `next`.
+    pub fn merge(&mut self, next: &NumberStats) {
+        self.rows += next.rows;
+        self.missing += next.missing;
+        // As the one pass over both runs would compare (the first of equal bounds stays).
+        self.lo = if next.lo < self.lo { next.lo } else { self.lo };
+        self.hi = if next.hi > self.hi { next.hi } else { self.hi };
+        self.integers &= next.integers;
+        self.sum += next.sum;
+        self.sq += next.sq;
+        if self.distinct.full() {
+        } else if next.distinct.full() {
+            self.distinct = next.distinct.clone();
+        } else {
+            for v in next.distinct.values() {
+                if self.distinct.full() {
+                    break;
+                }
+                self.distinct.insert(v);
+            }
+        }
     }
 }
 
@@ -529,37 +656,21 @@ fn infer(
     segments: &[Vec<f32>],
     vocab: Vec<String>,
     rows: usize,
+    stats: Option<&NumberStats>,
 ) -> RawColumn {
-    let mut missing = 0u64;
+    let missing;
     let (kind, distinct, numeric_text, boolean_like) = match storage {
         Storage::Number => {
-            // Two passes: one without branches (which the compiler can vectorise) for the
-            // counts and bounds, then the distinct values, which stops once there are more
-            // than it counts.
-            let (mut lo, mut hi, mut integers) = (f32::INFINITY, f32::NEG_INFINITY, true);
-            for segment in segments {
-                for &v in segment {
-                    let nan = v.is_nan();
-                    missing += u64::from(nan);
-                    // A NaN compares false: the bounds keep what they had.
-                    lo = if v < lo { v } else { lo };
-                    hi = if v > hi { v } else { hi };
-                    // Every f32 from 2^23 up is an integer; below, the truncating conversion
-                    // tells (without a call to libm's truncf per cell).
-                    integers &= nan | (v.abs() >= 8_388_608.0) | ((v as i32) as f32 == v);
+            let merged;
+            let st = match stats {
+                Some(st) => st,
+                None => {
+                    merged = NumberStats::of(&segments.concat());
+                    &merged
                 }
-            }
-            let mut seen = Distinct::new();
-            'cells: for segment in segments {
-                for &v in segment {
-                    if seen.full() {
-                        break 'cells;
-                    }
-                    if !v.is_nan() {
-                        seen.insert(v);
-                    }
-                }
-            }
+            };
+            let (lo, hi, integers, seen) = (st.lo, st.hi, st.integers, &st.distinct);
+            missing = st.missing;
             let present = rows as u64 - missing;
             let distinct = seen.len as u64;
             let boolean_like = distinct <= 2 && seen.values().all(|v| v == 0.0 || v == 1.0);
