@@ -174,7 +174,7 @@ async fn stream_csv(
     }
     let limits = s.service.limits.data;
     let started = std::time::Instant::now();
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<axum::body::Bytes>(16);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<axum::body::Bytes>(8);
     let parser = tokio::task::spawn_blocking(move || {
         let mut csv = data::CsvStream::new(target.as_deref(), limits, opts);
         let mut sink = sink;

@@ -15,8 +15,6 @@ pub mod profile;
 mod storage;
 pub(crate) mod table;
 
-use std::collections::BTreeSet;
-
 use ndarray::Array2;
 use serde_json::Value;
 
@@ -290,22 +288,49 @@ fn outputs_of(targets: &Targets) -> usize {
 fn classes_of(targets: &Targets) -> Option<Vec<ClassLabel>> {
     match targets {
         Targets::Labels(_) => targets.classes(),
-        Targets::Values(v) if v.ncols() == 1 => {
-            let mut distinct = BTreeSet::new();
-            for &t in v {
-                // Beyond 1e9 an f32 no longer tells neighbouring integers apart reliably.
-                if t.fract() != 0.0 || t.abs() >= 1e9 {
-                    return None;
-                }
-                distinct.insert(t as i64);
-                if distinct.len() > MAX_INTEGER_CLASSES {
-                    return None;
-                }
-            }
-            Some(distinct.into_iter().map(ClassLabel::Integer).collect())
-        }
+        Targets::Values(v) if v.ncols() == 1 => Some(
+            integer_classes(v.iter().copied())?
+                .into_iter()
+                .map(|(k, _)| ClassLabel::Integer(k))
+                .collect(),
+        ),
         Targets::Values(_) => None,
     }
+}
+
+/// The whole numbers a numeric target holds and the rows of each, by value: `None` when one is
+/// not whole (or too large to tell from its neighbours in an f32, past 1e9), or when there are
+/// more than [`MAX_INTEGER_CLASSES`]. One pass over a few counters (a target has many rows and
+/// few classes).
+pub(crate) fn integer_classes(values: impl Iterator<Item = f32>) -> Option<Vec<(i64, u64)>> {
+    let mut counts: Vec<(i64, u64)> = Vec::new();
+    let mut last = 0;
+    for t in values {
+        // Whole, and small enough (a NaN is neither).
+        if !(t.abs() < 1e9 && (t as i64) as f32 == t) {
+            return None;
+        }
+        let k = t as i64;
+        if let Some(c) = counts.get_mut(last)
+            && c.0 == k
+        {
+            c.1 += 1;
+            continue;
+        }
+        match counts.iter().position(|c| c.0 == k) {
+            Some(i) => {
+                counts[i].1 += 1;
+                last = i;
+            }
+            None if counts.len() == MAX_INTEGER_CLASSES => return None,
+            None => {
+                counts.push((k, 1));
+                last = counts.len() - 1;
+            }
+        }
+    }
+    counts.sort_unstable();
+    Some(counts)
 }
 
 /// Returns freed heap memory to the system. A large upload is parsed into many small buffers

@@ -193,14 +193,10 @@ impl Profile {
                 }
             }
             Targets::Values(v) => {
-                let classes = d.classes().map(|cs| {
-                    let mut counts: HashMap<i64, u64> = HashMap::new();
-                    for &t in v.iter() {
-                        *counts.entry(t as i64).or_default() += 1;
-                    }
-                    let _ = cs;
-                    ranked(counts.into_iter().map(|(k, c)| (k.to_string(), c)))
-                });
+                let classes = (v.ncols() == 1)
+                    .then(|| super::integer_classes(v.iter().copied()))
+                    .flatten()
+                    .map(|counts| ranked(counts.into_iter().map(|(k, c)| (k.to_string(), c))));
                 TargetProfile {
                     names: d.target_names.clone(),
                     stats: if classes.is_none() && v.ncols() == 1 {
