@@ -173,12 +173,7 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10))
             // After a checkpoint the WAL file shrinks back to this: one large upload must
             // not leave a WAL of its size on disk for good.
-            .pragma("journal_size_limit", (64 * 1024 * 1024).to_string())
-            // Most bytes stored are datasets' parts and models' states, megabytes each: in
-            // 64 KiB pages a large upload's write takes half the time of 4 KiB ones (fewer
-            // frames, checksums and write calls). Only a new database takes it; one created
-            // with another page size keeps its own.
-            .page_size(65536);
+            .pragma("journal_size_limit", (64 * 1024 * 1024).to_string());
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(10))
