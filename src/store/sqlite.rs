@@ -66,6 +66,32 @@ async fn insert_dataset_parts(
     Ok(())
 }
 
+/// The WAL size past which a commit folds the log into the database (SQLite's automatic
+/// checkpoint): SQLite's default of 1000 pages is 4 MiB in its default 4 KiB pages.
+const AUTOCHECKPOINT_BYTES: i64 = 4 << 20;
+
+/// Sets the connection's automatic checkpoint to [`AUTOCHECKPOINT_BYTES`] in the database's
+/// own pages (see [`PAGE_SIZE`]; a database created by an earlier release keeps 4 KiB ones).
+async fn set_autocheckpoint(conn: &mut sqlx::SqliteConnection) -> sqlx::Result<()> {
+    let page: i64 = sqlx::query_scalar("PRAGMA page_size")
+        .fetch_one(&mut *conn)
+        .await?;
+    let pages = (AUTOCHECKPOINT_BYTES / page.max(512)).max(16);
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "PRAGMA wal_autocheckpoint = {pages}"
+    )))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// The page size of a database this release creates. Most bytes stored are datasets' parts
+/// and models' states, megabytes each: in 16 KiB pages a large upload's write takes about 60%
+/// of the time it takes in SQLite's default 4 KiB (fewer frames, checksums and write calls),
+/// while a small commit (a job's epoch) writes a few 16 KiB pages to the log. A database
+/// created with another page size keeps its own.
+const PAGE_SIZE: u32 = 16 << 10;
+
 /// [`Store::write_dataset`] on one connection.
 async fn write_dataset(
     conn: &mut sqlx::SqliteConnection,
@@ -140,10 +166,8 @@ impl SqliteStore {
             .execute(&mut *conn)
             .await?;
         let written = write(&mut conn).await;
-        // Back to SQLite's default (a commit that takes the log past 1000 pages folds it in).
-        let restored = sqlx::query("PRAGMA wal_autocheckpoint = 1000")
-            .execute(&mut *conn)
-            .await;
+        // Back to the automatic checkpoint every other commit has.
+        let restored = set_autocheckpoint(&mut conn).await;
         if restored.is_err() {
             // Not reused without its checkpoints.
             let _ = conn.close().await;
@@ -173,7 +197,8 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10))
             // After a checkpoint the WAL file shrinks back to this: one large upload must
             // not leave a WAL of its size on disk for good.
-            .pragma("journal_size_limit", (64 * 1024 * 1024).to_string());
+            .pragma("journal_size_limit", (64 * 1024 * 1024).to_string())
+            .page_size(PAGE_SIZE);
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(10))
@@ -191,6 +216,7 @@ impl SqliteStore {
                     Ok(!conn.is_in_transaction())
                 })
             })
+            .after_connect(|conn, _| Box::pin(async move { set_autocheckpoint(conn).await }))
             .connect_with(opts)
             .await?;
         MIGRATOR
