@@ -459,6 +459,7 @@ pub fn finish_column_with(
             let mut all = NumberStats::of(&[]);
             for segment in &segments {
                 all.merge(&NumberStats::of(segment));
+                all.count_distinct(segment);
             }
             all
         })
@@ -604,15 +605,6 @@ impl NumberStats {
             sum += x;
             sq += x * x;
         }
-        let mut distinct = Distinct::new();
-        for &v in values {
-            if distinct.full() {
-                break;
-            }
-            if !v.is_nan() {
-                distinct.insert(v);
-            }
-        }
         NumberStats {
             rows: values.len() as u64,
             missing,
@@ -621,11 +613,12 @@ impl NumberStats {
             integers,
             sum,
             sq,
-            distinct,
+            distinct: Distinct::new(),
         }
     }
 
-    /// The stats of this run followed by `next`.
+    /// The stats of this run followed by `next`, but for the distinct values (see
+    /// [`count_distinct`](Self::count_distinct)).
     pub fn merge(&mut self, next: &NumberStats) {
         self.rows += next.rows;
         self.missing += next.missing;
@@ -635,14 +628,18 @@ impl NumberStats {
         self.integers &= next.integers;
         self.sum += next.sum;
         self.sq += next.sq;
-        if self.distinct.full() {
-        } else if next.distinct.full() {
-            self.distinct = next.distinct.clone();
-        } else {
-            for v in next.distinct.values() {
-                if self.distinct.full() {
-                    break;
-                }
+    }
+
+    /// Counts the distinct numbers of `values` (the rows that follow those counted so far),
+    /// until there are more than [`DISTINCT_CAP`]. Kept apart from [`of`](Self::of) and
+    /// [`merge`](Self::merge): one set per column, fed run after run, stops early and never
+    /// grows twice.
+    pub fn count_distinct(&mut self, values: &[f32]) {
+        for &v in values {
+            if self.distinct.full() {
+                return;
+            }
+            if !v.is_nan() {
                 self.distinct.insert(v);
             }
         }
@@ -665,7 +662,10 @@ fn infer(
             let st = match stats {
                 Some(st) => st,
                 None => {
-                    merged = NumberStats::of(&segments.concat());
+                    let all = segments.concat();
+                    let mut st = NumberStats::of(&all);
+                    st.count_distinct(&all);
+                    merged = st;
                     &merged
                 }
             };
