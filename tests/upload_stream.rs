@@ -171,7 +171,7 @@ async fn a_paused_upload_is_stored_whole_and_blocks_no_other_write() {
             tx.send(Ok(piece.to_vec())).await.unwrap();
         }
         // Longer than the server waits between pieces.
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        tokio::time::sleep(Duration::from_millis(3000)).await;
         for piece in rest.chunks(1 << 20) {
             tx.send(Ok(piece.to_vec())).await.unwrap();
         }
@@ -179,7 +179,7 @@ async fn a_paused_upload_is_stored_whole_and_blocks_no_other_write() {
     let answer = tokio::spawn(request);
     // While the client pauses, another upload is written at once (no lock is held for the
     // paused one).
-    tokio::time::sleep(Duration::from_millis(900)).await;
+    tokio::time::sleep(Duration::from_millis(2000)).await;
     let t = Instant::now();
     let (status, small) = srv.post("/v1/datasets", &common::circle(20)).await;
     assert_eq!(status, 201, "{small}");
