@@ -464,7 +464,7 @@ pub fn finish_column_with(
             all
         })
     });
-    let mut raw = infer(name, storage, &segments, vocab, rows, stats.as_ref());
+    let mut raw = infer(name, &segments, vocab, rows, stats.as_ref());
     if let Some(kind) = opts.forced(name) {
         check_type(&raw.schema, kind).map_err(|e| {
             DataError::new(format!("column {}: {}", quoted(name), e.message)).column(name)
@@ -646,29 +646,23 @@ impl NumberStats {
     }
 }
 
-/// The type a careful reader would give a column, and its schema.
+/// The type a careful reader would give a column, and its schema: a column of numbers comes
+/// with its stats (`stats`), a column of text without.
 fn infer(
     name: &str,
-    storage: Storage,
     segments: &[Vec<f32>],
     vocab: Vec<String>,
     rows: usize,
     stats: Option<&NumberStats>,
 ) -> RawColumn {
     let missing;
-    let (kind, distinct, numeric_text, boolean_like) = match storage {
-        Storage::Number => {
-            let merged;
-            let st = match stats {
-                Some(st) => st,
-                None => {
-                    let all = segments.concat();
-                    let mut st = NumberStats::of(&all);
-                    st.count_distinct(&all);
-                    merged = st;
-                    &merged
-                }
-            };
+    let storage = if stats.is_some() {
+        Storage::Number
+    } else {
+        Storage::Text
+    };
+    let (kind, distinct, numeric_text, boolean_like) = match stats {
+        Some(st) => {
             let (lo, hi, integers, seen) = (st.lo, st.hi, st.integers, &st.distinct);
             missing = st.missing;
             let present = rows as u64 - missing;
@@ -682,7 +676,7 @@ fn infer(
             };
             (kind, distinct, false, boolean_like)
         }
-        Storage::Text => {
+        None => {
             missing = segments.iter().flatten().filter(|v| v.is_nan()).count() as u64;
             let present = rows as u64 - missing;
             let distinct = vocab.len() as u64;

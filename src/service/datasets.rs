@@ -169,8 +169,7 @@ async fn write_streamed(
     // Given up (or done): the reader's next rows are refused, so it stops making them.
     drop(rows);
     if committing && let Ok(Ok(e)) = tokio::time::timeout_at(deadline, end).await {
-        let mut record = e.record;
-        record.size_bytes += (e.head.len() + e.tail.len()) as i64;
+        let record = e.record;
         let _ = writes.send(DatasetWrite::Part(0, e.head)).await;
         let _ = writes.send(DatasetWrite::Part(part, e.tail)).await;
         let _ = writes.send(DatasetWrite::Commit(record)).await;
@@ -433,8 +432,7 @@ impl Service {
             stream.give_up().await;
             return Err(e);
         }
-        // The stream adds the head's and the tail's bytes.
-        rec.size_bytes = rows_bytes as i64;
+        rec.size_bytes = len as i64;
         let end = StreamEnd {
             record: rec.clone(),
             head,
@@ -449,7 +447,6 @@ impl Service {
         if !committed {
             return self.store_parts(ds, rec, started).await;
         }
-        rec.size_bytes = len as i64;
         tracing::info!(
             dataset_id = %rec.id,
             bytes = rec.size_bytes,
