@@ -307,7 +307,7 @@ impl CsvStream {
 
     /// Takes the next bytes of the file.
     pub fn push(&mut self, bytes: &[u8]) -> Result<(), DataError> {
-        self.scan.feed(bytes);
+        let quote = self.scan.feed(bytes);
         if self.settled {
             return Ok(());
         }
@@ -322,7 +322,7 @@ impl CsvStream {
                 return Ok(());
             }
         }
-        self.quoted |= bytes.contains(&b'"');
+        self.quoted |= quote;
         if !self.quoted
             && self.buf.len() >= PIECE
             && let Some(last) = self.buf.iter().rposition(|&b| b == b'\n')
@@ -363,7 +363,7 @@ impl CsvStream {
         let (head, data_start) =
             read_head(bytes, self.target.as_deref(), &self.limits, &self.opts)?;
         self.buf.drain(..start + data_start);
-        self.quoted = self.buf.contains(&b'"');
+        self.quoted = memchr::memchr(b'"', &self.buf).is_some();
         self.head = Some(head);
         Ok(true)
     }
@@ -500,18 +500,20 @@ impl QuoteScan {
         }
     }
 
-    fn feed(&mut self, bytes: &[u8]) {
+    /// Takes the next bytes; whether they hold a quote character.
+    fn feed(&mut self, bytes: &[u8]) -> bool {
+        let quote = memchr::memchr(b'"', bytes).is_some();
         // Outside a quoted field, bytes without a quote only move the position and the line,
         // and leave a field start after a comma or a line end: no need to look at each one.
         if !self.in_quote
             && self.pos >= 3
             && let Some(&last) = bytes.last()
-            && memchr::memchr(b'"', bytes).is_none()
+            && !quote
         {
             self.pos += bytes.len();
             self.line += memchr::memchr_iter(b'\n', bytes).count();
             self.at_field_start = matches!(last, b',' | b'\n');
-            return;
+            return false;
         }
         for &b in bytes {
             self.pos += 1;
@@ -548,6 +550,7 @@ impl QuoteScan {
                 _ => self.at_field_start = false,
             }
         }
+        quote
     }
 
     /// The line where a quoted field opened that the file never closes.
@@ -800,7 +803,7 @@ impl ChunkError {
 /// (whose fields may span lines) stays in one piece.
 fn split_chunks(data: &[u8]) -> Vec<&[u8]> {
     let threads = rayon::current_num_threads().max(1);
-    if data.len() < 2 * MIN_CHUNK || threads == 1 || data.contains(&b'"') {
+    if data.len() < 2 * MIN_CHUNK || threads == 1 || memchr::memchr(b'"', data).is_some() {
         return vec![data];
     }
     let target = (data.len() / (threads * 4)).max(MIN_CHUNK);
@@ -1051,7 +1054,7 @@ fn fill_pending(chunk: &[u8], ctx: &ChunkContext, parts: &mut [Part]) {
 /// Line ends in `b`: `\n`, `\r\n` and a lone `\r` each end a line.
 fn count_line_ends(b: &[u8]) -> usize {
     let lf = memchr::memchr_iter(b'\n', b).count();
-    if !b.contains(&b'\r') {
+    if memchr::memchr(b'\r', b).is_none() {
         return lf;
     }
     lf + b

@@ -303,34 +303,7 @@ fn classes_of(targets: &Targets) -> Option<Vec<ClassLabel>> {
 /// more than [`MAX_INTEGER_CLASSES`]. One pass over a few counters (a target has many rows and
 /// few classes).
 pub(crate) fn integer_classes(values: impl Iterator<Item = f32>) -> Option<Vec<(i64, u64)>> {
-    let mut counts: Vec<(i64, u64)> = Vec::new();
-    let mut last = 0;
-    for t in values {
-        // Whole, and small enough (a NaN is neither).
-        if !(t.abs() < 1e9 && (t as i64) as f32 == t) {
-            return None;
-        }
-        let k = t as i64;
-        if let Some(c) = counts.get_mut(last)
-            && c.0 == k
-        {
-            c.1 += 1;
-            continue;
-        }
-        match counts.iter().position(|c| c.0 == k) {
-            Some(i) => {
-                counts[i].1 += 1;
-                last = i;
-            }
-            None if counts.len() == MAX_INTEGER_CLASSES => return None,
-            None => {
-                counts.push((k, 1));
-                last = counts.len() - 1;
-            }
-        }
-    }
-    counts.sort_unstable();
-    Some(counts)
+    crate::nn::train::whole_number_counts(values, MAX_INTEGER_CLASSES)
 }
 
 /// Returns freed heap memory to the system. A large upload is parsed into many small buffers

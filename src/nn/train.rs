@@ -152,22 +152,8 @@ pub fn target_shape(t: &Targets) -> TargetShape {
             // A column of many distinct whole numbers is a regression target, not classes:
             // distinct values are gathered up to one past that many (not every row sorted).
             let integer_classes = if v.ncols() == 1 {
-                let mut seen: std::collections::HashSet<i64> = Default::default();
-                let mut whole = true;
-                for &x in v.iter() {
-                    if x.fract() != 0.0 || x.abs() >= 1e9 {
-                        whole = false;
-                        break;
-                    }
-                    if seen.len() <= 1000 {
-                        seen.insert(x as i64);
-                    }
-                }
-                (whole && seen.len() <= 1000).then(|| {
-                    let mut c: Vec<i64> = seen.into_iter().collect();
-                    c.sort();
-                    c
-                })
+                whole_number_counts(v.iter().copied(), 1000)
+                    .map(|counts| counts.into_iter().map(|(k, _)| k).collect())
             } else {
                 None
             };
@@ -177,6 +163,81 @@ pub fn target_shape(t: &Targets) -> TargetShape {
                 unit_interval,
             }
         }
+    }
+}
+
+/// The whole numbers `values` holds and the rows of each, by value: `None` when one is not
+/// whole (or too large to tell from its neighbours in an f32, past 1e9; a NaN is neither), or
+/// when there are more than `most` distinct. One pass: a target has many rows and few values,
+/// so the value seen last is tried first, then a short list, then (past 16 values) an index.
+pub fn whole_number_counts(
+    values: impl Iterator<Item = f32>,
+    most: usize,
+) -> Option<Vec<(i64, u64)>> {
+    const LISTED: usize = 16;
+    let mut counts: Vec<(i64, u64)> = Vec::new();
+    let mut index: std::collections::HashMap<i64, usize, BuildMul> = Default::default();
+    let mut last = 0;
+    for t in values {
+        if !(t.abs() < 1e9 && (t as i64) as f32 == t) {
+            return None;
+        }
+        let k = t as i64;
+        if let Some(c) = counts.get_mut(last)
+            && c.0 == k
+        {
+            c.1 += 1;
+            continue;
+        }
+        let found = if counts.len() <= LISTED {
+            counts.iter().position(|c| c.0 == k)
+        } else {
+            index.get(&k).copied()
+        };
+        match found {
+            Some(i) => {
+                counts[i].1 += 1;
+                last = i;
+            }
+            None if counts.len() >= most => return None,
+            None => {
+                counts.push((k, 1));
+                last = counts.len() - 1;
+                if counts.len() > LISTED {
+                    if index.is_empty() {
+                        index.extend(counts.iter().enumerate().map(|(i, c)| (c.0, i)));
+                    } else {
+                        index.insert(k, last);
+                    }
+                }
+            }
+        }
+    }
+    counts.sort_unstable();
+    Some(counts)
+}
+
+/// A multiplicative hash for [`whole_number_counts`]' index of whole numbers (SipHash, the
+/// default, cost more than the rest of a million-row pass).
+type BuildMul = std::hash::BuildHasherDefault<MulHasher>;
+
+#[derive(Default)]
+struct MulHasher(u64);
+
+impl std::hash::Hasher for MulHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b) ^ self.0.rotate_left(8));
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+    fn write_i64(&mut self, n: i64) {
+        self.write_u64(n as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0 ^ (self.0 >> 32)
     }
 }
 
@@ -1065,6 +1126,41 @@ pub fn evaluate(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Counted as a sorted map of every value would count them, below and past the short
+    /// list, at the limit and one past it; a fraction, a NaN or a huge value is no class.
+    #[test]
+    fn whole_number_counts_as_a_map_counts_them() {
+        let by_map = |values: &[f32]| {
+            let mut m = std::collections::BTreeMap::<i64, u64>::new();
+            for &v in values {
+                *m.entry(v as i64).or_default() += 1;
+            }
+            m.into_iter().collect::<Vec<_>>()
+        };
+        for distinct in [1usize, 2, 16, 17, 40, 999, 1000] {
+            // Runs, repeats far apart, negatives.
+            let values: Vec<f32> = (0..5000)
+                .map(|i| ((i * 7919 + i / 13) % distinct) as f32 - 3.0)
+                .collect();
+            assert_eq!(
+                whole_number_counts(values.iter().copied(), 1000),
+                Some(by_map(&values)),
+                "{distinct} values"
+            );
+            let n = by_map(&values).len();
+            assert!(n + 2 >= distinct, "{n} of {distinct} values made");
+            assert_eq!(
+                whole_number_counts(values.iter().copied(), n - 1),
+                None,
+                "{n} values, one past the limit"
+            );
+        }
+        for bad in [0.5f32, f32::NAN, 2e9, -1e9] {
+            assert_eq!(whole_number_counts([1.0, bad, 2.0].into_iter(), 20), None);
+        }
+        assert_eq!(whole_number_counts(std::iter::empty(), 20), Some(vec![]));
+    }
 
     #[test]
     fn stratified_split_keeps_class_proportions() {

@@ -28,15 +28,8 @@ pub struct SqliteStore {
     pool: SqlitePool,
 }
 
-/// A dataset's record, then its parts in order, in one transaction on `conn`.
-async fn insert_dataset_parts(
-    conn: &mut sqlx::SqliteConnection,
-    d: &DatasetRecord,
-    parts: Parts,
-) -> Result<()> {
-    let mut tx = sqlx::Connection::begin(conn).await?;
-    // The record first: a duplicate id fails before any part is written. Its own `data`
-    // stays empty; the bytes are in `dataset_parts`.
+/// A dataset's record, in `tx`. Its own `data` stays empty; the bytes are in `dataset_parts`.
+async fn insert_record(conn: &mut sqlx::SqliteConnection, d: &DatasetRecord) -> Result<()> {
     sqlx::query(
         "INSERT INTO datasets (id, name, created_at, rows, inputs, outputs, meta, size_bytes, data, tenant)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, x'', ?)",
@@ -50,8 +43,20 @@ async fn insert_dataset_parts(
     .bind(d.meta.to_string())
     .bind(d.size_bytes)
     .bind(&d.tenant)
-    .execute(&mut *tx)
+    .execute(conn)
     .await?;
+    Ok(())
+}
+
+/// A dataset's record, then its parts in order, in one transaction on `conn`.
+async fn insert_dataset_parts(
+    conn: &mut sqlx::SqliteConnection,
+    d: &DatasetRecord,
+    parts: Parts,
+) -> Result<()> {
+    let mut tx = sqlx::Connection::begin(conn).await?;
+    // The record first: a duplicate id fails before any part is written.
+    insert_record(&mut tx, d).await?;
     let mut parts = futures::StreamExt::enumerate(parts);
     while let Some((i, part)) = futures::StreamExt::next(&mut parts).await {
         sqlx::query("INSERT INTO dataset_parts (dataset_id, part, data) VALUES (?, ?, ?)")
@@ -92,23 +97,29 @@ async fn set_autocheckpoint(conn: &mut sqlx::SqliteConnection) -> sqlx::Result<(
 /// created with another page size keeps its own.
 const PAGE_SIZE: u32 = 16 << 10;
 
-/// [`Store::write_dataset`] on one connection.
+/// [`Store::write_dataset`] on one connection. The record is written last, at the commit:
+/// written first and completed at the end, its page went to the log early (when the cache
+/// spilled) and again at the commit, and SQLite then re-read and re-summed every frame logged
+/// after the first copy (a fifth of a large upload's write). The parts' reference to it is
+/// checked at the commit (`defer_foreign_keys`), and the id is checked once the write lock
+/// is held (`BEGIN IMMEDIATE`): no other writer can take it before the commit.
 async fn write_dataset(
     conn: &mut sqlx::SqliteConnection,
     id: Uuid,
     tenant: &str,
     mut writes: DatasetWrites,
 ) -> Result<bool> {
-    let mut tx = sqlx::Connection::begin(conn).await?;
-    // The id is taken first, by a record the commit completes.
-    sqlx::query(
-        "INSERT INTO datasets (id, name, created_at, rows, inputs, outputs, meta, size_bytes, data, tenant)
-         VALUES (?, '', 0, 0, 0, 0, '{}', 0, x'', ?)",
-    )
-    .bind(id.to_string())
-    .bind(tenant)
-    .execute(&mut *tx)
-    .await?;
+    let mut tx = sqlx::Connection::begin_with(conn, "BEGIN IMMEDIATE").await?;
+    sqlx::query("PRAGMA defer_foreign_keys = ON")
+        .execute(&mut *tx)
+        .await?;
+    let taken: Option<i64> = sqlx::query_scalar("SELECT 1 FROM datasets WHERE id = ?")
+        .bind(id.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+    if taken.is_some() {
+        return Err(StoreError::Duplicate(format!("dataset {id} exists")));
+    }
     while let Some(write) = futures::StreamExt::next(&mut writes).await {
         match write {
             DatasetWrite::Part(i, part) => {
@@ -126,20 +137,7 @@ async fn write_dataset(
                         d.id, d.tenant
                     )));
                 }
-                sqlx::query(
-                    "UPDATE datasets SET name = ?, created_at = ?, rows = ?, inputs = ?, outputs = ?,
-                     meta = ?, size_bytes = ? WHERE id = ?",
-                )
-                .bind(&d.name)
-                .bind(d.created_at)
-                .bind(d.rows)
-                .bind(d.inputs)
-                .bind(d.outputs)
-                .bind(d.meta.to_string())
-                .bind(d.size_bytes)
-                .bind(id.to_string())
-                .execute(&mut *tx)
-                .await?;
+                insert_record(&mut tx, &d).await?;
                 crate::crash::point("dataset_insert");
                 tx.commit().await?;
                 return Ok(true);
