@@ -174,7 +174,11 @@ async fn stream_csv(
     }
     let limits = s.service.limits.data;
     let started = std::time::Instant::now();
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<axum::body::Bytes>(8);
+    // Pieces of whole lines (`data::csv::PIECE` bytes or so), each parsed where it lies; the
+    // parser hands the spent ones back to be filled again (fresh memory costs a page fault
+    // per 4 KiB).
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(1);
+    let (spent, spent_rx) = std::sync::mpsc::channel::<Vec<u8>>();
     let parser = tokio::task::spawn_blocking(move || {
         let mut csv = data::CsvStream::new(target.as_deref(), limits, opts);
         let mut sink = sink;
@@ -201,6 +205,7 @@ async fn stream_csv(
                     Err(e) => failed = Some(e),
                 }
             }
+            let _ = spent.send(piece);
         }
         if let Some(e) = failed {
             return Err(e);
@@ -215,7 +220,9 @@ async fn stream_csv(
     let keyed = req.headers().contains_key("idempotency-key");
     let mut hash = sha2::Sha256::new();
     let mut total = 0usize;
-    let mut pending = bytes::BytesMut::new();
+    let piece = data::CSV_PIECE;
+    let fresh = || Vec::with_capacity(piece + (1 << 20));
+    let mut pending = fresh();
     let mut stream = req.into_body().into_data_stream();
     while let Some(frame) = stream.next().await {
         let frame = frame.map_err(|e| ApiError::bad(format!("unreadable request body: {e}")))?;
@@ -227,13 +234,24 @@ async fn stream_csv(
             hash.update(&frame);
         }
         pending.extend_from_slice(&frame);
-        // Hand over in pieces of about a megabyte: fewer wake-ups of the parser.
-        if pending.len() >= 1 << 20 && tx.send(pending.split().freeze()).await.is_err() {
-            break;
+        if pending.len() >= piece {
+            // The lines end at the last line end; the partial line after it starts the next
+            // piece (a piece without a line end goes whole: the parser keeps what it needs).
+            let cut = memchr::memrchr(b'\n', &pending).map_or(pending.len(), |i| i + 1);
+            let partial = pending[cut..].to_vec();
+            pending.truncate(cut);
+            if tx.send(std::mem::take(&mut pending)).await.is_err() {
+                break;
+            }
+            // Sent once the parser took the piece before it, so it has handed back the one
+            // it parsed before that.
+            pending = spent_rx.try_recv().unwrap_or_else(|_| fresh());
+            pending.clear();
+            pending.extend_from_slice(&partial);
         }
     }
     if !pending.is_empty() {
-        let _ = tx.send(pending.freeze()).await;
+        let _ = tx.send(pending).await;
     }
     drop(tx);
     let received = started.elapsed();

@@ -69,7 +69,7 @@ fn parse_file(
 ) -> Result<ParsedFile, DataError> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let (head, data_start) = read_head(bytes, target, limits, opts)?;
-    let chunks = parse_data(&bytes[data_start..], &head, opts);
+    let chunks = parse_data(&bytes[data_start..], &head, opts, false);
     let mut scan = QuoteScan::new();
     scan.feed(bytes);
     Ok(ParsedFile {
@@ -190,9 +190,11 @@ fn read_head(
 }
 
 /// Parses data rows (cut into chunks parsed in parallel when the text allows).
-fn parse_data(data: &[u8], head: &Head, opts: &ReadOptions) -> Vec<Chunk> {
-    let chunks = split_chunks(data);
+/// `unquoted`: the data is known to hold no quote character (not looked for again).
+fn parse_data(data: &[u8], head: &Head, opts: &ReadOptions, unquoted: bool) -> Vec<Chunk> {
+    let chunks = split_chunks(data, unquoted);
     let ctx = ChunkContext {
+        unquoted,
         columns: head.names.len(),
         forced: &head.forced,
         opts,
@@ -204,8 +206,10 @@ fn parse_data(data: &[u8], head: &Head, opts: &ReadOptions) -> Vec<Chunk> {
     }
 }
 
-/// Bytes of whole lines gathered before a streamed piece is parsed.
-const PIECE: usize = if cfg!(test) { 1 << 20 } else { 8 << 20 };
+/// The size of the pieces an upload hands to [`CsvStream::push`]: whole lines in pieces of at
+/// least half this are parsed where they lie; bytes pushed otherwise are gathered until half
+/// this is buffered, then its whole lines are parsed.
+pub const PIECE: usize = if cfg!(test) { 1 << 20 } else { 8 << 20 };
 
 /// Reads a CSV upload as its bytes arrive: whole lines are parsed a piece at a time (each
 /// piece in parallel chunks) and only the parsed columns are kept, so the file's text is never
@@ -312,6 +316,18 @@ impl CsvStream {
             return Ok(());
         }
         self.seen += bytes.len();
+        if self.head.is_some() {
+            self.quoted |= quote;
+            if !self.quoted
+                && self.buf.is_empty()
+                && bytes.len() >= PIECE / 2
+                && bytes.last() == Some(&b'\n')
+            {
+                // Whole lines, nothing before them: parsed where they lie, not copied.
+                self.parse_piece(bytes);
+                return Ok(());
+            }
+        }
         self.buf.extend_from_slice(bytes);
         if self.head.is_none() {
             if self.buf.len() < self.next_head_try {
@@ -324,7 +340,7 @@ impl CsvStream {
         }
         self.quoted |= quote;
         if !self.quoted
-            && self.buf.len() >= PIECE
+            && self.buf.len() >= PIECE / 2
             && let Some(last) = self.buf.iter().rposition(|&b| b == b'\n')
         {
             // Parsed where it lies; only the partial line after it moves to the front.
@@ -370,7 +386,7 @@ impl CsvStream {
 
     fn parse_piece(&mut self, piece: &[u8]) {
         if let Some(head) = &self.head {
-            let mut chunks = parse_data(piece, head, &self.opts);
+            let mut chunks = parse_data(piece, head, &self.opts, !self.quoted);
             self.rows += chunks.iter().map(|c| c.lines.len()).sum::<usize>();
             let columns = head.names.len();
             self.settled = chunks.iter().any(|c| c.error.is_some())
@@ -749,6 +765,8 @@ fn stored_piece(chunks: &[Chunk], target: usize) -> Option<(Vec<u8>, usize)> {
 
 /// What chunks share.
 struct ChunkContext<'a> {
+    /// The chunk is known to hold no quote character.
+    unquoted: bool,
     columns: usize,
     forced: &'a [Option<ColumnType>],
     opts: &'a ReadOptions,
@@ -801,9 +819,12 @@ impl ChunkError {
 
 /// Cuts `data` at line ends into pieces for parallel parsing; a file with quote characters
 /// (whose fields may span lines) stays in one piece.
-fn split_chunks(data: &[u8]) -> Vec<&[u8]> {
+fn split_chunks(data: &[u8], unquoted: bool) -> Vec<&[u8]> {
     let threads = rayon::current_num_threads().max(1);
-    if data.len() < 2 * MIN_CHUNK || threads == 1 || memchr::memchr(b'"', data).is_some() {
+    if data.len() < 2 * MIN_CHUNK
+        || threads == 1
+        || (!unquoted && memchr::memchr(b'"', data).is_some())
+    {
         return vec![data];
     }
     let target = (data.len() / (threads * 4)).max(MIN_CHUNK);
@@ -840,7 +861,7 @@ fn parse_chunk(chunk: &[u8], ctx: &ChunkContext) -> Chunk {
         .iter()
         .map(|f| Part::with_capacity(*f, lf + 1))
         .collect();
-    let (rel, error) = if cr || memchr::memchr(b'"', chunk).is_some() {
+    let (rel, error) = if cr || (!ctx.unquoted && memchr::memchr(b'"', chunk).is_some()) {
         read_records(chunk, ctx, &mut parts)
     } else {
         read_plain_records(chunk, ctx, &mut parts)
@@ -1547,9 +1568,15 @@ mod tests {
                 i % 3
             ));
         }
+        let lf = big.replace("\r\n", "\n");
         let files: Vec<String> = vec![
             big.clone(),
             format!("{big}1,inf,a,1\r\n"),
+            // Pieces of whole lines parsed where they lie, then a quote late in the file, or
+            // a row of the wrong width.
+            lf.clone(),
+            format!("{lf}1,\"2\",a,1\n3,4,b,0\n"),
+            format!("{lf}1,2\n"),
             "a,\"q\nr\",y\n1,2,3\n".into(),
             "\n\na,y\nx,5\n".into(),
             String::new(),
@@ -1566,13 +1593,30 @@ mod tests {
         ];
         for file in files {
             let whole = read(&file);
-            for piece in [1usize, 7, 4096, 1 << 20] {
-                if piece < 4096 && file.len() > 100_000 {
+            // 0: pieces of whole lines of at least PIECE bytes, as an upload hands them over.
+            for piece in [0usize, 1, 7, 4096, 1 << 20] {
+                if (1..4096).contains(&piece) && file.len() > 100_000 {
                     continue;
                 }
+                let parts: Vec<&[u8]> = if piece == 0 {
+                    let (mut parts, mut rest) = (vec![], file.as_bytes());
+                    while !rest.is_empty() {
+                        let end = rest
+                            .iter()
+                            .skip(PIECE.min(rest.len() - 1))
+                            .position(|&b| b == b'\n')
+                            .map_or(rest.len(), |i| PIECE.min(rest.len() - 1) + i + 1);
+                        let (a, b) = rest.split_at(end);
+                        parts.push(a);
+                        rest = b;
+                    }
+                    parts
+                } else {
+                    file.as_bytes().chunks(piece).collect()
+                };
                 let mut s = CsvStream::new(None, Limits::default(), ReadOptions::default());
                 let mut result = Ok(());
-                for part in file.as_bytes().chunks(piece) {
+                for part in parts {
                     result = result.and_then(|_| s.push(part));
                 }
                 let streamed = result.and_then(|_| s.finish());
@@ -1945,6 +1989,7 @@ mod tests {
         ] {
             let opts = ReadOptions::new(markers.as_deref(), BTreeMap::new());
             let ctx = ChunkContext {
+                unquoted: false,
                 columns: forced.len(),
                 forced: &forced,
                 opts: &opts,

@@ -168,21 +168,35 @@ pub fn target_shape(t: &Targets) -> TargetShape {
 
 /// The whole numbers `values` holds and the rows of each, by value: `None` when one is not
 /// whole (or too large to tell from its neighbours in an f32, past 1e9; a NaN is neither), or
-/// when there are more than `most` distinct. One pass: a target has many rows and few values,
-/// so the value seen last is tried first, then a short list, then (past 16 values) an index.
+/// when there are more than `most` distinct. One pass: class labels are mostly small and few,
+/// so 0 to 63 are counted in place; any other value is tried against the last one seen, then a
+/// short list, then (past 16 of them) an index.
 pub fn whole_number_counts(
     values: impl Iterator<Item = f32>,
     most: usize,
 ) -> Option<Vec<(i64, u64)>> {
+    const SMALL: usize = 64;
     const LISTED: usize = 16;
+    let mut small = [0u64; SMALL];
     let mut counts: Vec<(i64, u64)> = Vec::new();
     let mut index: std::collections::HashMap<i64, usize, BuildMul> = Default::default();
+    let mut distinct = 0;
     let mut last = 0;
     for t in values {
         if !(t.abs() < 1e9 && (t as i64) as f32 == t) {
             return None;
         }
         let k = t as i64;
+        if let Some(c) = usize::try_from(k).ok().and_then(|k| small.get_mut(k)) {
+            if *c == 0 {
+                if distinct >= most {
+                    return None;
+                }
+                distinct += 1;
+            }
+            *c += 1;
+            continue;
+        }
         if let Some(c) = counts.get_mut(last)
             && c.0 == k
         {
@@ -199,8 +213,9 @@ pub fn whole_number_counts(
                 counts[i].1 += 1;
                 last = i;
             }
-            None if counts.len() >= most => return None,
+            None if distinct >= most => return None,
             None => {
+                distinct += 1;
                 counts.push((k, 1));
                 last = counts.len() - 1;
                 if counts.len() > LISTED {
@@ -213,6 +228,7 @@ pub fn whole_number_counts(
             }
         }
     }
+    counts.extend((0..SMALL as i64).zip(small).filter(|&(_, n)| n > 0));
     counts.sort_unstable();
     Some(counts)
 }
@@ -1138,23 +1154,29 @@ mod tests {
             }
             m.into_iter().collect::<Vec<_>>()
         };
-        for distinct in [1usize, 2, 16, 17, 40, 999, 1000] {
-            // Runs, repeats far apart, negatives.
-            let values: Vec<f32> = (0..5000)
-                .map(|i| ((i * 7919 + i / 13) % distinct) as f32 - 3.0)
-                .collect();
-            assert_eq!(
-                whole_number_counts(values.iter().copied(), 1000),
-                Some(by_map(&values)),
-                "{distinct} values"
-            );
-            let n = by_map(&values).len();
-            assert!(n + 2 >= distinct, "{n} of {distinct} values made");
-            assert_eq!(
-                whole_number_counts(values.iter().copied(), n - 1),
-                None,
-                "{n} values, one past the limit"
-            );
+        for distinct in [1usize, 2, 16, 17, 40, 63, 64, 65, 200, 999] {
+            // Runs, repeats far apart, negatives, small values (counted in place) and larger
+            // ones (in the list and the index).
+            for spread in [0, 1, 40, 1000] {
+                let values: Vec<f32> = (0..5000)
+                    .map(|i| {
+                        let v = ((i * 7919 + i / 13) % distinct) as f32 - 3.0;
+                        v + (i % 3 * spread) as f32
+                    })
+                    .collect();
+                let want = by_map(&values);
+                let n = want.len();
+                assert_eq!(
+                    whole_number_counts(values.iter().copied(), n),
+                    Some(want),
+                    "{distinct} values, spread {spread}"
+                );
+                assert_eq!(
+                    whole_number_counts(values.iter().copied(), n - 1),
+                    None,
+                    "{n} values, one past the limit"
+                );
+            }
         }
         for bad in [0.5f32, f32::NAN, 2e9, -1e9] {
             assert_eq!(whole_number_counts([1.0, bad, 2.0].into_iter(), 20), None);
