@@ -69,7 +69,7 @@ fn parse_file(
 ) -> Result<ParsedFile, DataError> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let (head, data_start) = read_head(bytes, target, limits, opts)?;
-    let chunks = parse_data(&bytes[data_start..], &head, opts, false);
+    let chunks = parse_data(&bytes[data_start..], &head, opts, false, false);
     let mut scan = QuoteScan::new();
     scan.feed(bytes);
     Ok(ParsedFile {
@@ -191,7 +191,15 @@ fn read_head(
 
 /// Parses data rows (cut into chunks parsed in parallel when the text allows).
 /// `unquoted`: the data is known to hold no quote character (not looked for again).
-fn parse_data(data: &[u8], head: &Head, opts: &ReadOptions, unquoted: bool) -> Vec<Chunk> {
+/// `stored`: each chunk's stored rows are made too (see [`Chunk::stored`]), while its columns
+/// are still in cache.
+fn parse_data(
+    data: &[u8],
+    head: &Head,
+    opts: &ReadOptions,
+    unquoted: bool,
+    stored: bool,
+) -> Vec<Chunk> {
     let chunks = split_chunks(data, unquoted);
     let ctx = ChunkContext {
         unquoted,
@@ -199,10 +207,17 @@ fn parse_data(data: &[u8], head: &Head, opts: &ReadOptions, unquoted: bool) -> V
         forced: &head.forced,
         opts,
     };
+    let parse = |c: &[u8]| {
+        let mut chunk = parse_chunk(c, &ctx);
+        if stored {
+            chunk.stored = stored_chunk(&chunk, head.target_index);
+        }
+        chunk
+    };
     if chunks.len() == 1 {
-        vec![parse_chunk(chunks[0], &ctx)]
+        vec![parse(chunks[0])]
     } else {
-        chunks.par_iter().map(|c| parse_chunk(c, &ctx)).collect()
+        chunks.par_iter().map(|c| parse(c)).collect()
     }
 }
 
@@ -386,21 +401,26 @@ impl CsvStream {
 
     fn parse_piece(&mut self, piece: &[u8]) {
         if let Some(head) = &self.head {
-            let mut chunks = parse_data(piece, head, &self.opts, !self.quoted);
+            let stream = self.stream == Stream::On;
+            let mut chunks = parse_data(piece, head, &self.opts, !self.quoted, stream);
             self.rows += chunks.iter().map(|c| c.lines.len()).sum::<usize>();
             let columns = head.names.len();
             self.settled = chunks.iter().any(|c| c.error.is_some())
                 || self.rows > self.limits.max_rows
                 || self.rows.saturating_mul(columns) > self.limits.max_cells;
-            if self.stream == Stream::On {
-                match (!self.settled)
-                    .then(|| stored_piece(&chunks, head.target_index))
-                    .flatten()
-                {
-                    Some((bytes, rows)) => {
-                        self.streamed_rows += rows;
-                        if !bytes.is_empty() {
-                            self.ready.push(bytes);
+            if stream {
+                let stored: Option<Vec<(Vec<u8>, usize)>> = chunks
+                    .iter_mut()
+                    .map(|c| c.stored.take())
+                    .collect::<Option<_>>()
+                    .filter(|_| !self.settled);
+                match stored {
+                    Some(stored) => {
+                        for (bytes, rows) in stored {
+                            self.streamed_rows += rows;
+                            if !bytes.is_empty() {
+                                self.ready.push(bytes);
+                            }
                         }
                     }
                     None => self.stop_streaming(),
@@ -717,49 +737,25 @@ fn merge_stats(stats: &mut [Option<NumberStats>], chunks: &mut [Chunk]) {
     });
 }
 
-/// A parsed piece's stored rows, its chunks' in order, and how many rows they are; `None`
-/// when a feature column of a chunk holds text (or a chunk has an error). The rows whose
-/// target is missing are left out, as the dataset leaves them out.
-fn stored_piece(chunks: &[Chunk], target: usize) -> Option<(Vec<u8>, usize)> {
-    if chunks.iter().any(|c| c.error.is_some()) {
+/// A parsed chunk's stored rows and how many rows they are; `None` when a feature column of
+/// it holds text (or it has an error). The rows whose target is missing are left out, as the
+/// dataset leaves them out. Made as soon as the chunk is parsed (its columns still in cache),
+/// in a buffer of its own: a part of a few hundred KiB, which SQLite copies in cache.
+fn stored_chunk(c: &Chunk, target: usize) -> Option<(Vec<u8>, usize)> {
+    if c.error.is_some() {
         return None;
     }
-    let mut features = Vec::with_capacity(chunks.len());
-    for c in chunks {
-        let numbers: Option<Vec<&[f32]>> = c
-            .parts
-            .iter()
-            .enumerate()
-            .filter(|&(j, _)| j != target)
-            .map(|(_, p)| p.numbers())
-            .collect();
-        features.push(numbers?);
-    }
-    let width = features.first().map_or(0, Vec::len);
-    let kept: Vec<usize> = chunks
+    let features: Vec<&[f32]> = c
+        .parts
         .iter()
-        .map(|c| {
-            (0..c.lines.len())
-                .filter(|&r| !c.parts[target].is_missing(r))
-                .count()
-        })
-        .collect();
-    let rows: usize = kept.iter().sum();
-    let mut out = vec![0u8; 4 * width * rows];
-    let mut slices = Vec::with_capacity(chunks.len());
-    let mut rest = out.as_mut_slice();
-    for &k in &kept {
-        let (a, b) = std::mem::take(&mut rest).split_at_mut(4 * width * k);
-        slices.push(a);
-        rest = b;
-    }
-    slices
-        .into_par_iter()
-        .zip(chunks.par_iter().zip(features.par_iter()))
-        .for_each(|(out, (c, features))| {
-            let t = &c.parts[target];
-            super::storage::fill_stored_rows(out, features, c.lines.len(), |r| !t.is_missing(r));
-        });
+        .enumerate()
+        .filter(|&(j, _)| j != target)
+        .map(|(_, p)| p.numbers())
+        .collect::<Option<_>>()?;
+    let t = &c.parts[target];
+    let rows = (0..c.lines.len()).filter(|&r| !t.is_missing(r)).count();
+    let mut out = vec![0u8; 4 * features.len() * rows];
+    super::storage::fill_stored_rows(&mut out, &features, c.lines.len(), |r| !t.is_missing(r));
     Some((out, rows))
 }
 
@@ -776,6 +772,9 @@ struct ChunkContext<'a> {
 /// line ends it holds, and the first error in it.
 struct Chunk {
     parts: Vec<Part>,
+    /// Its stored rows and their count, when asked for and it has them (see
+    /// [`stored_chunk`]); taken once handed out.
+    stored: Option<(Vec<u8>, usize)>,
     /// Each column's stats while its part holds numbers (taken while the chunk is in cache);
     /// emptied once merged into the file's.
     stats: Vec<Option<NumberStats>>,
@@ -877,6 +876,7 @@ fn parse_chunk(chunk: &[u8], ctx: &ChunkContext) -> Chunk {
     };
     Chunk {
         parts,
+        stored: None,
         stats,
         lines: rel,
         line_ends: if cr { count_line_ends(chunk) } else { lf },

@@ -262,7 +262,9 @@ impl Service {
     /// (or gives up). For uploads without an `Idempotency-Key` (whose record id is chosen now).
     pub fn stream_dataset(&self, tenant: &str) -> (RowSink, DatasetStream) {
         let id = Uuid::new_v4();
-        let (rows, rows_rx) = tokio::sync::mpsc::channel(2);
+        // A piece's rows come as one part per chunk of it (see `data::CsvStream::take_rows`):
+        // room for about two pieces.
+        let (rows, rows_rx) = tokio::sync::mpsc::channel(16);
         let (end, end_rx) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(write_streamed(
             self.store.clone(),
