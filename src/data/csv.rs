@@ -11,11 +11,9 @@ use std::collections::HashMap;
 use ndarray::Array2;
 use rayon::prelude::*;
 
-use super::table::{
-    CellError, NumberStats, Part, ReadOptions, decimal_cell, finish_column, finish_column_with,
-};
+use super::table::{CellError, NumberStats, Part, ReadOptions, decimal_cell, finish_column_with};
 use super::{Columns, DataError, Dataset, Limits, name_list, quoted};
-use crate::nn::tabular::{ColumnType, RawColumn};
+use crate::nn::tabular::ColumnType;
 use crate::nn::{ClassLabel, Targets};
 
 /// Below this many bytes a file is parsed in one piece.
@@ -69,7 +67,7 @@ fn parse_file(
 ) -> Result<ParsedFile, DataError> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let (head, data_start) = read_head(bytes, target, limits, opts)?;
-    let chunks = parse_data(&bytes[data_start..], &head, opts, false, false);
+    let chunks = parse_data(&bytes[data_start..], &head, opts, Known::default(), false);
     let mut scan = QuoteScan::new();
     scan.feed(bytes);
     Ok(ParsedFile {
@@ -190,19 +188,18 @@ fn read_head(
 }
 
 /// Parses data rows (cut into chunks parsed in parallel when the text allows).
-/// `unquoted`: the data is known to hold no quote character (not looked for again).
-/// `stored`: each chunk's stored rows are made too (see [`Chunk::stored`]), while its columns
+/// `known`: what the data is known not to hold (not looked for again). `stored`: each chunk's stored rows are made too (see [`Chunk::stored`]), while its columns
 /// are still in cache.
 fn parse_data(
     data: &[u8],
     head: &Head,
     opts: &ReadOptions,
-    unquoted: bool,
+    known: Known,
     stored: bool,
 ) -> Vec<Chunk> {
-    let chunks = split_chunks(data, unquoted);
+    let chunks = split_chunks(data, known.unquoted);
     let ctx = ChunkContext {
-        unquoted,
+        known,
         columns: head.names.len(),
         forced: &head.forced,
         opts,
@@ -326,23 +323,37 @@ impl CsvStream {
 
     /// Takes the next bytes of the file.
     pub fn push(&mut self, bytes: &[u8]) -> Result<(), DataError> {
+        if self.head.is_some()
+            && !self.settled
+            && !self.quoted
+            && self.buf.is_empty()
+            && bytes.len() >= PIECE / 2
+            && bytes.last() == Some(&b'\n')
+        {
+            // Whole lines, nothing before them: parsed where they lie, not copied. Without
+            // quotes or carriage returns (most files), their line ends are counted once, by
+            // the parser.
+            match memchr::memchr2(b'"', b'\r', bytes) {
+                None if self.scan.outside_fields() => {
+                    self.seen += bytes.len();
+                    let lines = self.parse_piece(bytes, true);
+                    self.scan.skip_lines(bytes.len(), lines);
+                    return Ok(());
+                }
+                Some(i) if bytes[i] == b'\r' && memchr::memchr(b'"', &bytes[i..]).is_none() => {
+                    self.scan.feed(bytes);
+                    self.seen += bytes.len();
+                    self.parse_piece(bytes, false);
+                    return Ok(());
+                }
+                _ => {}
+            }
+        }
         let quote = self.scan.feed(bytes);
         if self.settled {
             return Ok(());
         }
         self.seen += bytes.len();
-        if self.head.is_some() {
-            self.quoted |= quote;
-            if !self.quoted
-                && self.buf.is_empty()
-                && bytes.len() >= PIECE / 2
-                && bytes.last() == Some(&b'\n')
-            {
-                // Whole lines, nothing before them: parsed where they lie, not copied.
-                self.parse_piece(bytes);
-                return Ok(());
-            }
-        }
         self.buf.extend_from_slice(bytes);
         if self.head.is_none() {
             if self.buf.len() < self.next_head_try {
@@ -360,7 +371,7 @@ impl CsvStream {
         {
             // Parsed where it lies; only the partial line after it moves to the front.
             let buf = std::mem::take(&mut self.buf);
-            self.parse_piece(&buf[..=last]);
+            self.parse_piece(&buf[..=last], false);
             if !self.settled {
                 self.buf = buf;
                 self.buf.drain(..=last);
@@ -399,10 +410,18 @@ impl CsvStream {
         Ok(true)
     }
 
-    fn parse_piece(&mut self, piece: &[u8]) {
+    /// Parses whole lines; `no_cr`: they are known to hold no carriage return. Returns the
+    /// line ends they held.
+    fn parse_piece(&mut self, piece: &[u8], no_cr: bool) -> usize {
+        let mut line_ends = 0;
         if let Some(head) = &self.head {
             let stream = self.stream == Stream::On;
-            let mut chunks = parse_data(piece, head, &self.opts, !self.quoted, stream);
+            let known = Known {
+                unquoted: !self.quoted,
+                no_cr,
+            };
+            let mut chunks = parse_data(piece, head, &self.opts, known, stream);
+            line_ends = chunks.iter().map(|c| c.line_ends).sum();
             self.rows += chunks.iter().map(|c| c.lines.len()).sum::<usize>();
             let columns = head.names.len();
             self.settled = chunks.iter().any(|c| c.error.is_some())
@@ -435,6 +454,7 @@ impl CsvStream {
                 self.buf = Vec::new();
             }
         }
+        line_ends
     }
 
     /// The file ended: parses what is left and joins everything into the dataset.
@@ -459,7 +479,7 @@ impl CsvStream {
         }
         let rest = std::mem::take(&mut self.buf);
         if !rest.is_empty() && !self.settled {
-            self.parse_piece(&rest);
+            self.parse_piece(&rest, false);
         }
         self.ended = true;
         Ok(())
@@ -534,6 +554,20 @@ impl QuoteScan {
             quote_pending: false,
             opened_at: 0,
         }
+    }
+
+    /// Whether the bytes so far end outside any field's quotes and past a BOM, so that bytes
+    /// without quotes only move the position and the line.
+    fn outside_fields(&self) -> bool {
+        !self.in_quote && self.pos >= 3
+    }
+
+    /// Takes `len` bytes without quote characters that end a line and hold `lines` line ends
+    /// (`\n`), when [`outside_fields`](Self::outside_fields).
+    fn skip_lines(&mut self, len: usize, lines: usize) {
+        self.pos += len;
+        self.line += lines;
+        self.at_field_start = true;
     }
 
     /// Takes the next bytes; whether they hold a quote character.
@@ -677,6 +711,7 @@ impl ParsedFile {
             ));
         }
         let target_parts = std::mem::take(&mut per_column[target_index]);
+        let target_stats = stats[target_index].take();
         // Each column keeps its parts as segments (no copy into one allocation), so columns
         // are finished all at once, in parallel.
         let built: Vec<Result<Option<super::table::BuiltColumn>, DataError>> = per_column
@@ -698,7 +733,7 @@ impl ParsedFile {
             }
         }
         let target_name = &names[target_index];
-        let (targets, keep) = read_targets(target_parts, target_name)?;
+        let (targets, keep) = read_targets(target_parts, target_name, target_stats)?;
         Columns::new(features, targets, keep, rows, vec![target_name.clone()])
     }
 }
@@ -759,10 +794,18 @@ fn stored_chunk(c: &Chunk, target: usize) -> Option<(Vec<u8>, usize)> {
     Some((out, rows))
 }
 
+/// What bytes to parse are known not to hold.
+#[derive(Clone, Copy, Debug, Default)]
+struct Known {
+    /// No quote character.
+    unquoted: bool,
+    /// No carriage return.
+    no_cr: bool,
+}
+
 /// What chunks share.
 struct ChunkContext<'a> {
-    /// The chunk is known to hold no quote character.
-    unquoted: bool,
+    known: Known,
     columns: usize,
     forced: &'a [Option<ColumnType>],
     opts: &'a ReadOptions,
@@ -854,13 +897,13 @@ fn parse_chunk(chunk: &[u8], ctx: &ChunkContext) -> Chunk {
     // Each column's part sized for the chunk's lines up front: grown by doubling, the parts
     // held up to twice the cells they had read.
     let lf = memchr::memchr_iter(b'\n', chunk).count();
-    let cr = memchr::memchr(b'\r', chunk).is_some();
+    let cr = !ctx.known.no_cr && memchr::memchr(b'\r', chunk).is_some();
     let mut parts: Vec<Part> = ctx
         .forced
         .iter()
         .map(|f| Part::with_capacity(*f, lf + 1))
         .collect();
-    let (rel, error) = if cr || (!ctx.unquoted && memchr::memchr(b'"', chunk).is_some()) {
+    let (rel, error) = if cr || (!ctx.known.unquoted && memchr::memchr(b'"', chunk).is_some()) {
         read_records(chunk, ctx, &mut parts)
     } else {
         read_plain_records(chunk, ctx, &mut parts)
@@ -1194,8 +1237,14 @@ fn unreadable(e: &csv::Error) -> DataError {
 
 /// Numbers when every cell is one, otherwise text labels; rows whose target is missing are
 /// left out (`keep` says which rows stay, `None` when all do).
-fn read_targets(parts: Vec<Part>, name: &str) -> Result<(Targets, Option<Vec<bool>>), DataError> {
-    let col = finish_column(name, parts, &ReadOptions::default()).map_err(|e| {
+/// The target column's parts as targets, and which rows are kept (`None`: all, none of them
+/// missing); `stats`, when its numbers' stats were taken as it was read.
+fn read_targets(
+    parts: Vec<Part>,
+    name: &str,
+    stats: Option<NumberStats>,
+) -> Result<(Targets, Option<Vec<bool>>), DataError> {
+    let col = finish_column_with(name, parts, &ReadOptions::default(), stats).map_err(|e| {
         if e.message.contains("entirely empty") {
             DataError::new(format!(
                 "every row's target (column {}) is missing; there is nothing to learn from",
@@ -1206,25 +1255,34 @@ fn read_targets(parts: Vec<Part>, name: &str) -> Result<(Targets, Option<Vec<boo
             e
         }
     })?;
-    let keep: Vec<bool> = col.values().map(|v| !v.is_nan()).collect();
-    let all = keep.iter().all(|&k| k);
-    let present = col.values().filter(|v| !v.is_nan());
+    // A loop per segment (an iterator chain over them all was several times slower).
+    let rows: usize = col.segments.iter().map(Vec::len).sum();
+    let mut keep = Vec::with_capacity(rows);
+    let mut present = Vec::with_capacity(rows);
+    for segment in &col.segments {
+        for &v in segment {
+            keep.push(!v.is_nan());
+            if !v.is_nan() {
+                present.push(v);
+            }
+        }
+    }
+    let all = present.len() == rows;
     let targets = match col.raw.schema.storage {
         crate::nn::tabular::Storage::Number => {
-            let y: Vec<f32> = present.collect();
-            let n = y.len();
+            let n = present.len();
             Targets::Values(
-                Array2::from_shape_vec((n, 1), y)
+                Array2::from_shape_vec((n, 1), present)
                     .map_err(|e| DataError::new(format!("internal: target shape: {e}")))?,
             )
         }
         crate::nn::tabular::Storage::Text => Targets::Labels(
             present
+                .into_iter()
                 .map(|c| ClassLabel::Text(col.raw.vocab[c as usize].clone()))
                 .collect(),
         ),
     };
-    let _: &RawColumn = &col.raw;
     Ok((targets, (!all).then_some(keep)))
 }
 
@@ -1577,6 +1635,9 @@ mod tests {
             lf.clone(),
             format!("{lf}1,\"2\",a,1\n3,4,b,0\n"),
             format!("{lf}1,2\n"),
+            // A quote left open after such pieces: the error names its line.
+            format!("{lf}1,2,a,1\n1,\"2,a,1\n"),
+            format!("{big}1,2,a,1\r\n1,\"2,a,1\r\n"),
             "a,\"q\nr\",y\n1,2,3\n".into(),
             "\n\na,y\nx,5\n".into(),
             String::new(),
@@ -1989,7 +2050,7 @@ mod tests {
         ] {
             let opts = ReadOptions::new(markers.as_deref(), BTreeMap::new());
             let ctx = ChunkContext {
-                unquoted: false,
+                known: Known::default(),
                 columns: forced.len(),
                 forced: &forced,
                 opts: &opts,
