@@ -234,7 +234,8 @@ async fn stream_csv(
             hash.update(&frame);
         }
         pending.extend_from_slice(&frame);
-        if pending.len() >= piece {
+        // The first piece goes at a quarter of the size: the parser starts sooner.
+        if pending.len() >= piece || (pending.len() >= piece / 4 && total == pending.len()) {
             // The lines end at the last line end; the partial line after it starts the next
             // piece (a piece without a line end goes whole: the parser keeps what it needs).
             let cut = memchr::memrchr(b'\n', &pending).map_or(pending.len(), |i| i + 1);

@@ -349,6 +349,24 @@ impl CsvStream {
                 _ => {}
             }
         }
+        if self.seen == 0 && bytes.len() >= PIECE / 4 && bytes.last() == Some(&b'\n') {
+            // A first piece of whole lines: its header is read where it lies, and the lines
+            // after it are parsed as any piece's (quoted ones are kept to be parsed at the
+            // end in one piece, as the header's reading below would keep them).
+            if let Some((head, data)) = self.head_in(bytes, false)? {
+                self.scan.feed(bytes);
+                self.seen += bytes.len();
+                self.head = Some(head);
+                let rest = &bytes[data..];
+                self.quoted = memchr::memchr(b'"', rest).is_some();
+                if self.quoted {
+                    self.buf.extend_from_slice(rest);
+                } else {
+                    self.parse_piece(rest, false);
+                }
+                return Ok(());
+            }
+        }
         let quote = self.scan.feed(bytes);
         if self.settled {
             return Ok(());
@@ -383,12 +401,25 @@ impl CsvStream {
     /// The header, once the buffer holds all of it (or the file ended): `false` while more
     /// bytes are needed.
     fn try_head(&mut self, at_end: bool) -> Result<bool, DataError> {
-        let start = if self.buf.starts_with(b"\xEF\xBB\xBF") {
+        let Some((head, data)) = self.head_in(&self.buf, at_end)? else {
+            return Ok(false);
+        };
+        self.buf.drain(..data);
+        self.quoted = memchr::memchr(b'"', &self.buf).is_some();
+        self.head = Some(head);
+        Ok(true)
+    }
+
+    /// The header at the start of `bytes` (after a BOM) and where the data after it starts,
+    /// once the header row ends inside them (or the file ended): `None` while more bytes are
+    /// needed.
+    fn head_in(&self, bytes: &[u8], at_end: bool) -> Result<Option<(Head, usize)>, DataError> {
+        let start = if bytes.starts_with(b"\xEF\xBB\xBF") {
             3
         } else {
             0
         };
-        let bytes = &self.buf[start..];
+        let bytes = &bytes[start..];
         if !at_end {
             // Only a header row that ends inside the buffer is judged (a partial one would
             // count the wrong number of columns).
@@ -399,15 +430,12 @@ impl CsvStream {
             let ended = reader.byte_headers().is_ok()
                 && usize::try_from(reader.position().byte()).is_ok_and(|p| p < bytes.len());
             if !ended {
-                return Ok(false);
+                return Ok(None);
             }
         }
         let (head, data_start) =
             read_head(bytes, self.target.as_deref(), &self.limits, &self.opts)?;
-        self.buf.drain(..start + data_start);
-        self.quoted = memchr::memchr(b'"', &self.buf).is_some();
-        self.head = Some(head);
-        Ok(true)
+        Ok(Some((head, start + data_start)))
     }
 
     /// Parses whole lines; `no_cr`: they are known to hold no carriage return. Returns the
@@ -1635,6 +1663,12 @@ mod tests {
             lf.clone(),
             format!("{lf}1,\"2\",a,1\n3,4,b,0\n"),
             format!("{lf}1,2\n"),
+            // The first piece's header read where it lies: quoted, or followed by quotes.
+            format!("\"i\"\"d\",v,c,y\n{}", &lf[lf.find('\n').unwrap() + 1..]),
+            format!(
+                "id,v,c,y\n1,\"2\",a,1\n{}",
+                &lf[lf.find('\n').unwrap() + 1..]
+            ),
             // A quote left open after such pieces: the error names its line.
             format!("{lf}1,2,a,1\n1,\"2,a,1\n"),
             format!("{big}1,2,a,1\r\n1,\"2,a,1\r\n"),
