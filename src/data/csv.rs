@@ -349,7 +349,8 @@ impl CsvStream {
                 _ => {}
             }
         }
-        if self.seen == 0 && bytes.len() >= PIECE / 4 && bytes.last() == Some(&b'\n') {
+        // (An upload's first piece is a quarter of PIECE, less its partial last line.)
+        if self.seen == 0 && bytes.len() >= PIECE / 8 && bytes.last() == Some(&b'\n') {
             // A first piece of whole lines: its header is read where it lies, and the lines
             // after it are parsed as any piece's (quoted ones are kept to be parsed at the
             // end in one piece, as the header's reading below would keep them).
