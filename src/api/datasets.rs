@@ -174,7 +174,7 @@ async fn stream_csv(
     }
     let limits = s.service.limits.data;
     let started = std::time::Instant::now();
-    // Pieces of whole lines (`data::csv::PIECE` bytes or so), each parsed where it lies; the
+    // Pieces of whole lines (`data::CSV_PIECE` bytes or so), each parsed where it lies; the
     // parser hands the spent ones back to be filled again (fresh memory costs a page fault
     // per 4 KiB).
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(1);

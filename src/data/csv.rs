@@ -187,9 +187,9 @@ fn read_head(
     ))
 }
 
-/// Parses data rows (cut into chunks parsed in parallel when the text allows).
-/// `known`: what the data is known not to hold (not looked for again). `stored`: each chunk's stored rows are made too (see [`Chunk::stored`]), while its columns
-/// are still in cache.
+/// Parses data rows (cut into chunks parsed in parallel when the text allows). `known`: what
+/// the data is known not to hold (not looked for again). `stored`: each chunk's stored rows
+/// are made too (see [`Chunk::stored`]), while its columns are still in cache.
 fn parse_data(
     data: &[u8],
     head: &Head,
@@ -1264,10 +1264,9 @@ fn unreadable(e: &csv::Error) -> DataError {
     err
 }
 
-/// Numbers when every cell is one, otherwise text labels; rows whose target is missing are
-/// left out (`keep` says which rows stay, `None` when all do).
-/// The target column's parts as targets, and which rows are kept (`None`: all, none of them
-/// missing); `stats`, when its numbers' stats were taken as it was read.
+/// The target column's parts as targets: numbers when every cell is one, otherwise text
+/// labels; rows whose target is missing are left out (`keep` says which rows stay, `None`
+/// when all do). `stats`: its numbers' stats, when they were taken as it was read.
 fn read_targets(
     parts: Vec<Part>,
     name: &str,
@@ -1689,7 +1688,8 @@ mod tests {
         ];
         for file in files {
             let whole = read(&file);
-            // 0: pieces of whole lines of at least PIECE bytes, as an upload hands them over.
+            // 0: pieces of whole lines, as an upload hands them over: the first cut at the
+            // last line end in a quarter of PIECE, the others at the first after PIECE.
             for piece in [0usize, 1, 7, 4096, 1 << 20] {
                 if (1..4096).contains(&piece) && file.len() > 100_000 {
                     continue;
@@ -1697,11 +1697,15 @@ mod tests {
                 let parts: Vec<&[u8]> = if piece == 0 {
                     let (mut parts, mut rest) = (vec![], file.as_bytes());
                     while !rest.is_empty() {
-                        let end = rest
-                            .iter()
-                            .skip(PIECE.min(rest.len() - 1))
-                            .position(|&b| b == b'\n')
-                            .map_or(rest.len(), |i| PIECE.min(rest.len() - 1) + i + 1);
+                        let quarter = &rest[..rest.len().min(PIECE / 4)];
+                        let end = match quarter.iter().rposition(|&b| b == b'\n') {
+                            Some(i) if parts.is_empty() && quarter.len() < rest.len() => i + 1,
+                            _ => rest
+                                .iter()
+                                .skip(PIECE.min(rest.len() - 1))
+                                .position(|&b| b == b'\n')
+                                .map_or(rest.len(), |i| PIECE.min(rest.len() - 1) + i + 1),
+                        };
                         let (a, b) = rest.split_at(end);
                         parts.push(a);
                         rest = b;

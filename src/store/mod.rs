@@ -607,6 +607,18 @@ pub enum DatasetWrite {
 /// The steps of [`Store::write_dataset`].
 pub type DatasetWrites = futures::stream::BoxStream<'static, DatasetWrite>;
 
+/// Refuses a `Commit` whose record is not the dataset `write_dataset` was writing (`id` of
+/// `tenant`): a caller's mistake, which commits nothing.
+fn check_commit(d: &DatasetRecord, id: Uuid, tenant: &str) -> Result<()> {
+    if d.id != id || d.tenant != tenant {
+        return Err(StoreError::Database(format!(
+            "the record of dataset {} (tenant {}) commits dataset {id} (tenant {tenant})",
+            d.id, d.tenant
+        )));
+    }
+    Ok(())
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<()>;

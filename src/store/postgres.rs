@@ -232,12 +232,7 @@ impl Store for PostgresStore {
                     .await?;
                 }
                 DatasetWrite::Commit(d) => {
-                    if d.id != id || d.tenant != tenant {
-                        return Err(StoreError::Database(format!(
-                            "the record of dataset {} (tenant {}) commits dataset {id} (tenant {tenant})",
-                            d.id, d.tenant
-                        )));
-                    }
+                    check_commit(&d, id, tenant)?;
                     sqlx::query(
                         "UPDATE datasets SET name = $1, created_at = $2, rows = $3, inputs = $4,
                          outputs = $5, meta = $6, size_bytes = $7 WHERE id = $8",

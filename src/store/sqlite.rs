@@ -131,12 +131,7 @@ async fn write_dataset(
                     .await?;
             }
             DatasetWrite::Commit(d) => {
-                if d.id != id || d.tenant != tenant {
-                    return Err(StoreError::Database(format!(
-                        "the record of dataset {} (tenant {}) commits dataset {id} (tenant {tenant})",
-                        d.id, d.tenant
-                    )));
-                }
+                check_commit(&d, id, tenant)?;
                 insert_record(&mut tx, &d).await?;
                 crate::crash::point("dataset_insert");
                 tx.commit().await?;
