@@ -239,6 +239,37 @@ pub struct QueueArgs {
     /// Jobs one tenant may train at once (0 = no limit); the rest wait in the queue.
     #[arg(long, env = "BACKPROP_QUOTA_RUNNING_JOBS", default_value_t = 0)]
     pub quota_running_jobs: i64,
+    /// Memory one training job may hold (`8G`, `512M`, bytes; 0 = no limit): a job whose
+    /// estimate is larger is refused at submission and again when a worker claims it. `auto`:
+    /// three quarters of the memory the process may use (its cgroup limit, else the
+    /// machine's), shared by `--max-concurrent-jobs`.
+    #[arg(long, env = "BACKPROP_MAX_JOB_MEMORY", default_value = "auto", value_parser = parse_job_memory)]
+    pub max_job_memory: JobMemoryLimit,
+}
+
+/// `--max-job-memory`: a number of bytes, or `auto`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum JobMemoryLimit {
+    Auto,
+    Bytes(u64),
+}
+
+impl QueueArgs {
+    /// The bytes one job may hold on this node (0 = no limit).
+    pub fn job_memory_limit(&self) -> u64 {
+        match self.max_job_memory {
+            JobMemoryLimit::Auto => crate::memory::default_job_limit(self.max_concurrent_jobs),
+            JobMemoryLimit::Bytes(b) => b,
+        }
+    }
+}
+
+fn parse_job_memory(s: &str) -> Result<JobMemoryLimit, String> {
+    if s.eq_ignore_ascii_case("auto") {
+        Ok(JobMemoryLimit::Auto)
+    } else {
+        crate::memory::parse_bytes(s).map(JobMemoryLimit::Bytes)
+    }
 }
 
 #[derive(Args, Debug, Clone)]

@@ -70,3 +70,24 @@ pub fn point(name: &str) {
         std::thread::park();
     }
 }
+
+/// A job that kills its node, for tests/containment.rs: with `BACKPROP_CRASH_JOB_NAME=name`
+/// the process SIGKILLs itself every time a worker starts a job of that name (as a job whose
+/// memory the machine cannot hold would), so the queue's crash containment can be tested
+/// without exhausting the test machine's memory. Production never sets it.
+pub fn poisoned_job(job_name: Option<&str>) {
+    static POISON: OnceLock<Option<String>> = OnceLock::new();
+    let poison = POISON.get_or_init(|| std::env::var("BACKPROP_CRASH_JOB_NAME").ok());
+    if let (Some(p), Some(n)) = (poison, job_name)
+        && p == n
+    {
+        eprintln!("BACKPROP_CRASH_JOB_NAME: SIGKILL starting job {n:?}");
+        // SAFETY: kill(2) on our own pid, as in `point`.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+        }
+        loop {
+            std::thread::park();
+        }
+    }
+}

@@ -14,6 +14,7 @@ pub mod data;
 pub mod digest;
 pub mod fuzzing;
 pub mod jobs;
+pub mod memory;
 pub mod nn;
 pub mod probe;
 pub mod run;

@@ -245,6 +245,7 @@ fn start_queue(
             lease: Duration::from_secs_f64(q.lease_secs),
             worker: format!("{}-{}", hostname(), std::process::id()),
             max_running_per_tenant: q.quota_running_jobs,
+            max_job_memory: q.job_memory_limit(),
         },
     );
     if !start {
@@ -377,6 +378,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), BoxError> {
                 max_layers: args.max_layers,
                 quota_queued_jobs: args.quota_queued_jobs,
                 quota_stored_bytes: args.quota_stored_bytes,
+                max_job_memory: args.queue.job_memory_limit(),
             }),
         },
         limits: Arc::new(Limits {

@@ -110,7 +110,8 @@ conformance!(
     delete_job_only_when_not_running,
     lease_expiry_requeues_only_expired_jobs,
     release_puts_the_job_back,
-    attempt_cap_fails_instead_of_looping,
+    crash_cap_fails_instead_of_looping,
+    a_suspect_waits_for_an_idle_node,
     an_idempotency_reservation_is_replaced_only_by_its_own_answer,
     deployments_version_roll_and_guard_their_models,
     concurrent_deploys_of_one_name_each_get_a_version,
@@ -173,6 +174,7 @@ fn job(priority: i32) -> JobRecord {
         attempt: 0,
         cancel_requested: false,
         stop_requested: false,
+        crashes: 0,
     }
 }
 
@@ -216,7 +218,7 @@ async fn running(store: &Arc<dyn Store>, lease_ms: i64) -> JobRecord {
     let j = job(0);
     store.insert_job(&j).await.unwrap();
     let claimed = store
-        .claim_next_job("node-a", lease_ms, 0)
+        .claim_next_job("node-a", lease_ms, 0, true)
         .await
         .unwrap()
         .unwrap();
@@ -454,8 +456,16 @@ async fn jobs_insert_get_list_filter_and_paging(store: Arc<dyn Store>) {
     assert_eq!(store.get_job(Uuid::new_v4()).await.unwrap(), None);
 
     // Two of them run: the filter sees them apart from the queued ones.
-    let a = store.claim_next_job("w", 60_000, 0).await.unwrap().unwrap();
-    let b = store.claim_next_job("w", 60_000, 0).await.unwrap().unwrap();
+    let a = store
+        .claim_next_job("w", 60_000, 0, true)
+        .await
+        .unwrap()
+        .unwrap();
+    let b = store
+        .claim_next_job("w", 60_000, 0, true)
+        .await
+        .unwrap()
+        .unwrap();
     let running = store
         .list_jobs("default", Some(JobStatus::Running), None, 10)
         .await
@@ -509,7 +519,11 @@ async fn queue_position_and_counts(store: Arc<dyn Store>) {
     assert_eq!(store.queue_position(Uuid::new_v4()).await.unwrap(), None);
     assert_eq!(store.count_jobs(JobStatus::Queued).await.unwrap(), 4);
 
-    let claimed = store.claim_next_job("w", 60_000, 0).await.unwrap().unwrap();
+    let claimed = store
+        .claim_next_job("w", 60_000, 0, true)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(claimed.id, b.id);
     assert_eq!(store.queue_position(b.id).await.unwrap(), None, "running");
     assert_eq!(store.queue_position(d.id).await.unwrap(), Some(0));
@@ -527,7 +541,11 @@ async fn claim_takes_priority_then_age(store: Arc<dyn Store>) {
     }
     let before = now_ms();
     let mut order = Vec::new();
-    while let Some(j) = store.claim_next_job("node-a", 60_000, 0).await.unwrap() {
+    while let Some(j) = store
+        .claim_next_job("node-a", 60_000, 0, true)
+        .await
+        .unwrap()
+    {
         assert_eq!(j.status, JobStatus::Running);
         assert_eq!(j.attempt, 1);
         assert!(j.started_at.is_some_and(|t| t >= before));
@@ -539,7 +557,7 @@ async fn claim_takes_priority_then_age(store: Arc<dyn Store>) {
     let started = get(&store, a.id).await.started_at;
     assert_eq!(store.requeue_running(false).await.unwrap(), 5);
     let again = store
-        .claim_next_job("node-b", 60_000, 0)
+        .claim_next_job("node-b", 60_000, 0, true)
         .await
         .unwrap()
         .unwrap();
@@ -547,7 +565,7 @@ async fn claim_takes_priority_then_age(store: Arc<dyn Store>) {
     assert_eq!(again.attempt, 2);
     let a2 = loop {
         let j = store
-            .claim_next_job("node-b", 60_000, 0)
+            .claim_next_job("node-b", 60_000, 0, true)
             .await
             .unwrap()
             .unwrap();
@@ -572,7 +590,11 @@ async fn claim_serves_the_tenant_with_fewer_running_jobs_first(store: Arc<dyn St
         store.insert_job(j).await.unwrap();
     }
     let mut order = Vec::new();
-    while let Some(j) = store.claim_next_job("node-a", 60_000, 0).await.unwrap() {
+    while let Some(j) = store
+        .claim_next_job("node-a", 60_000, 0, true)
+        .await
+        .unwrap()
+    {
         order.push(j.id);
     }
     // Nobody runs: priority decides (a's urgent job). Then b has fewer running jobs than a,
@@ -591,7 +613,7 @@ async fn concurrent_claimers_never_share_a_job(store: Arc<dyn Store>) {
         tasks.push(tokio::spawn(async move {
             let mut mine = Vec::new();
             while let Some(j) = store
-                .claim_next_job(&format!("worker-{w}"), 60_000, 0)
+                .claim_next_job(&format!("worker-{w}"), 60_000, 0, true)
                 .await
                 .unwrap()
             {
@@ -625,7 +647,7 @@ async fn fenced_writes_of_an_old_attempt_change_nothing(store: Arc<dyn Store>) {
     // The node is presumed dead; another takes the job over.
     assert_eq!(store.requeue_running(false).await.unwrap(), 1);
     let new = store
-        .claim_next_job("node-b", 60_000, 0)
+        .claim_next_job("node-b", 60_000, 0, true)
         .await
         .unwrap()
         .unwrap();
@@ -831,7 +853,10 @@ async fn cancel_queued_vs_running(store: Arc<dyn Store>) {
     );
     assert!(c.cancel_requested);
     assert!(c.finished_at.is_some());
-    assert_eq!(store.claim_next_job("w", 60_000, 0).await.unwrap(), None);
+    assert_eq!(
+        store.claim_next_job("w", 60_000, 0, true).await.unwrap(),
+        None
+    );
 
     let r = running(&store, 60_000).await;
     let c = store.request_cancel(r.id).await.unwrap().unwrap();
@@ -919,17 +944,17 @@ async fn delete_job_only_when_not_running(store: Arc<dyn Store>) {
 async fn lease_expiry_requeues_only_expired_jobs(store: Arc<dyn Store>) {
     let ids = queued(&store, 3).await;
     let dead = store
-        .claim_next_job("dead-node", -1_000, 0)
+        .claim_next_job("dead-node", -1_000, 0, true)
         .await
         .unwrap()
         .unwrap();
     let alive = store
-        .claim_next_job("live-node", 60_000, 0)
+        .claim_next_job("live-node", 60_000, 0, true)
         .await
         .unwrap()
         .unwrap();
     let renewed = store
-        .claim_next_job("slow-node", -1_000, 0)
+        .claim_next_job("slow-node", -1_000, 0, true)
         .await
         .unwrap()
         .unwrap();
@@ -948,7 +973,7 @@ async fn lease_expiry_requeues_only_expired_jobs(store: Arc<dyn Store>) {
     );
 
     let retaken = store
-        .claim_next_job("live-node", 60_000, 0)
+        .claim_next_job("live-node", 60_000, 0, true)
         .await
         .unwrap()
         .unwrap();
@@ -974,45 +999,92 @@ async fn release_puts_the_job_back(store: Arc<dyn Store>) {
     assert!(!store.release_job(r.id, 1).await.unwrap());
 }
 
-async fn attempt_cap_fails_instead_of_looping(store: Arc<dyn Store>) {
+/// A job whose node stops while it runs gets a crash; a checkpoint clears them; at
+/// `MAX_CRASHES` in a row (no checkpoint in between) it fails instead of looping.
+async fn crash_cap_fails_instead_of_looping(store: Arc<dyn Store>) {
     let id = queued(&store, 1).await[0];
-    for attempt in 1..=4 {
-        let j = store
-            .claim_next_job("doomed", -1, 0)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(j.attempt, attempt);
+    let claim = |suspects: bool| {
+        let store = store.clone();
+        async move {
+            store
+                .claim_next_job("doomed", -1, 0, suspects)
+                .await
+                .unwrap()
+        }
+    };
+    // Crashes with progress in between never add up: a job that checkpoints between kills
+    // was not what killed its node.
+    for attempt in 1..=5 {
+        let j = claim(true).await.unwrap();
+        assert_eq!((j.attempt, j.crashes), (attempt, i64::from(attempt > 1)));
+        assert!(
+            store
+                .save_checkpoint(id, attempt, attempt, b"s")
+                .await
+                .unwrap()
+        );
+        assert_eq!(get(&store, id).await.crashes, 0);
         assert_eq!(store.requeue_running(true).await.unwrap(), 1);
         let j = get(&store, id).await;
-        assert_eq!((j.status, j.error.as_ref()), (JobStatus::Queued, None));
+        assert_eq!(
+            (j.status, j.error.as_ref(), j.crashes),
+            (JobStatus::Queued, None, 1)
+        );
     }
-    let fifth = store
-        .claim_next_job("doomed", -1, 0)
+    // A suspect is claimed only by a node that runs nothing else.
+    assert_eq!(claim(false).await, None);
+    let j = claim(true).await.unwrap();
+    assert_eq!(j.crashes, 1);
+    assert_eq!(store.requeue_running(true).await.unwrap(), 1);
+    assert_eq!(get(&store, id).await.crashes, 2);
+    // The third crash in a row fails it.
+    let j = claim(true).await.unwrap();
+    let t0 = now_ms();
+    assert_eq!(store.requeue_running(true).await.unwrap(), 1);
+    let failed = get(&store, id).await;
+    assert_eq!(failed.status, JobStatus::Failed);
+    let error = failed.error.unwrap();
+    assert_eq!(error.kind, FailureKind::TooManyAttempts);
+    assert!(error.detail.contains("stopped 3 times"), "{}", error.detail);
+    assert!(failed.finished_at.is_some_and(|t| t >= t0));
+    assert_eq!(store.load_checkpoint(id).await.unwrap(), None);
+    assert_eq!(claim(true).await, None);
+    assert!(
+        !store
+            .finish_job(id, j.attempt, Finish::Cancelled)
+            .await
+            .unwrap()
+    );
+}
+
+/// Among queued jobs, those without crashes go first, and a node that runs something never
+/// takes a suspect.
+async fn a_suspect_waits_for_an_idle_node(store: Arc<dyn Store>) {
+    let ids = queued(&store, 2).await;
+    let first = store
+        .claim_next_job("n", -1, 0, true)
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(fifth.attempt, 5);
-    assert!(store.save_checkpoint(id, 5, 7, b"s").await.unwrap());
-
-    let t0 = now_ms();
+    assert_eq!(first.id, ids[0]);
     assert_eq!(store.requeue_running(true).await.unwrap(), 1);
-    let j = get(&store, id).await;
-    assert_eq!(j.status, JobStatus::Failed);
+    // ids[0] has a crash now: ids[1] goes first even for an idle node.
+    let next = store
+        .claim_next_job("n", 60_000, 0, true)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(next.id, ids[1]);
     assert_eq!(
-        j.error,
-        Some(Failure::new(
-            FailureKind::TooManyAttempts,
-            "the job was interrupted 5 times (its workers died); it will not be retried",
-        ))
-    );
-    assert!(j.finished_at.is_some_and(|t| t >= t0));
-    assert_eq!(store.load_checkpoint(id).await.unwrap(), None);
-    assert_eq!(
-        store.claim_next_job("doomed", 60_000, 0).await.unwrap(),
+        store.claim_next_job("n", 60_000, 0, false).await.unwrap(),
         None
     );
-    assert!(!store.finish_job(id, 5, Finish::Cancelled).await.unwrap());
+    let alone = store
+        .claim_next_job("m", 60_000, 0, true)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((alone.id, alone.crashes), (ids[0], 1));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -76,7 +76,9 @@ async fn result(
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
             (header::CONTENT_DISPOSITION, disposition),
         ],
-        axum::body::Body::from_stream(chunks),
+        // Fused: a compressing layer polls the body once more after its end, which a bare
+        // `unfold` answers with a panic (and the client with a truncated file).
+        axum::body::Body::from_stream(futures::StreamExt::fuse(chunks)),
     )
         .into_response())
 }

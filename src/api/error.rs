@@ -143,6 +143,7 @@ pub fn failure_problem(f: &Failure) -> serde_json::Value {
         K::TrainingCrashed => ("Training crashed", StatusCode::INTERNAL_SERVER_ERROR),
         K::DatabaseError => ("Database error", StatusCode::INTERNAL_SERVER_ERROR),
         K::TooManyAttempts => ("Too many attempts", StatusCode::INTERNAL_SERVER_ERROR),
+        K::TooLarge => ("Too large", StatusCode::UNPROCESSABLE_ENTITY),
     };
     let slug = title.to_lowercase().replace(' ', "-");
     json!({

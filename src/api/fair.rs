@@ -116,11 +116,12 @@ impl Drop for StreamPlace {
     }
 }
 
-/// Middleware: `/v1` requests with a valid key (or any, on an open server) draw from that
-/// key's bucket. A missing or wrong key passes on to its 401, and the health, metrics and
-/// dashboard routes are not limited.
+/// Middleware: `/v1` and `/v2` requests (every API and inference protocol: TF Serving's
+/// `:predict` is under `/v1`, the Open Inference Protocol under `/v2`) with a valid key (or
+/// any, on an open server) draw from that key's bucket. A missing or wrong key passes on to
+/// its 401, and the health, metrics and dashboard routes are not limited.
 pub async fn limit(State(s): State<AppState>, req: Request, next: Next) -> Response {
-    if s.fair.limiter.is_some() && req.uri().path().starts_with("/v1/") {
+    if s.fair.limiter.is_some() && is_limited(req.uri().path()) {
         let bucket = if s.keys.is_open() {
             Some(crate::digest::hash(crate::auth::OPEN_TENANT))
         } else {
@@ -137,9 +138,36 @@ pub async fn limit(State(s): State<AppState>, req: Request, next: Next) -> Respo
     next.run(req).await
 }
 
+/// The routes `--rate-limit` applies to: the API and both inference protocols, not the
+/// probes.
+fn is_limited(path: &str) -> bool {
+    path.starts_with("/v1/") || (path.starts_with("/v2") && !path.starts_with("/v2/health/"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_inference_protocol_is_limited_and_probes_are_not() {
+        for limited in [
+            "/v1/jobs",
+            "/v2/models/m/infer",
+            "/v2",
+            "/v1/models/m:predict",
+        ] {
+            assert!(is_limited(limited), "{limited}");
+        }
+        for free in [
+            "/healthz",
+            "/v2/health/live",
+            "/v2/health/ready",
+            "/metrics",
+            "/",
+        ] {
+            assert!(!is_limited(free), "{free}");
+        }
+    }
 
     #[test]
     fn a_bucket_allows_its_burst_then_refuses_with_the_wait() {

@@ -138,7 +138,6 @@ pub fn app(state: AppState) -> Router {
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
-        .layer(tower_http::compression::CompressionLayer::new())
         .route_layer(from_fn(observe::label_route))
         .layer(from_fn_with_state(state.clone(), fair::limit))
         .with_state(state);
@@ -161,6 +160,8 @@ pub fn app(state: AppState) -> Router {
         .layer(from_fn(observe::media_type))
         .layer(from_fn(observe::problems))
         .layer(from_fn(inference::protocol_errors))
+        // Outside the layers that rewrite error bodies, so they read them uncompressed.
+        .layer(tower_http::compression::CompressionLayer::new())
         .layer(from_fn(observe::track))
 }
 

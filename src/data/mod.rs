@@ -143,6 +143,50 @@ impl Summary {
         Summary::new(d.rows(), d.schema(), &d.targets, d.dropped_rows)
     }
 
+    /// What training `spec` on this dataset (and on `validation`, a separate validation
+    /// dataset) holds in memory at its peak, and the input columns that cost the most.
+    pub fn job_memory(
+        &self,
+        spec: &crate::nn::TrainSpec,
+        validation: Option<&Summary>,
+    ) -> Result<JobMemory, Vec<crate::nn::spec::SpecError>> {
+        let (cols, _) = spec.resolve_columns(&self.columns)?;
+        let widths =
+            crate::nn::tabular::max_widths(&cols, self.rows as u64, &spec.encoder_options())
+                .map_err(|e| vec![e.to_spec_error()])?;
+        let width = widths.iter().sum();
+        let plan = match validation {
+            Some(_) => spec.plan_with_validation_set(width, self.rows, &self.target),
+            None => spec.plan(width, self.rows, &self.target),
+        }?;
+        let val_rows = validation.map_or(0, |v| v.rows);
+        let (rows, train_rows) = match validation {
+            Some(_) => (self.rows + val_rows, self.rows),
+            None => (
+                self.rows,
+                self.rows - ((self.rows as f64) * spec.validation_split as f64).round() as usize,
+            ),
+        };
+        let batch = spec.batch_size.min(train_rows.max(1));
+        let bytes =
+            crate::nn::cost::training_memory(&plan, self.columns.len(), rows, train_rows, batch);
+        let mut widest: Vec<(String, usize)> = cols
+            .iter()
+            .zip(widths)
+            .filter(|(_, w)| *w > 1)
+            .map(|(c, w)| (c.name.clone(), w))
+            .collect();
+        widest.sort_by_key(|c| std::cmp::Reverse(c.1));
+        widest.truncate(3);
+        Ok(JobMemory {
+            bytes,
+            rows,
+            inputs: width,
+            parameters: plan.parameter_count,
+            widest,
+        })
+    }
+
     fn new(rows: usize, columns: Vec<ColumnSchema>, targets: &Targets, dropped_rows: u64) -> Self {
         Summary {
             rows,
@@ -150,6 +194,46 @@ impl Summary {
             target: crate::nn::train::target_shape(targets),
             dropped_rows,
         }
+    }
+}
+
+/// What a job on a dataset holds in memory at its peak ([`Summary::job_memory`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobMemory {
+    pub bytes: usize,
+    /// Rows it holds (training and validation).
+    pub rows: usize,
+    /// Inputs after encoding (one-hot columns count one per category).
+    pub inputs: usize,
+    pub parameters: usize,
+    /// Up to three input columns that encode widest, widest first, with their widths.
+    pub widest: Vec<(String, usize)>,
+}
+
+impl JobMemory {
+    /// Why a job over `limit` bytes is refused, and what to change.
+    pub fn refusal(&self, limit: u64) -> String {
+        use crate::memory::human;
+        let mut why = format!(
+            "training this job needs about {} of memory, more than the {} one job may use on this server (--max-job-memory): {} rows × {} inputs",
+            human(self.bytes as u64),
+            human(limit),
+            self.rows,
+            self.inputs
+        );
+        if !self.widest.is_empty() {
+            let cols: Vec<String> = self
+                .widest
+                .iter()
+                .map(|(n, w)| format!("{n:?} ({w} inputs)"))
+                .collect();
+            why.push_str(&format!(
+                "; the widest columns are {}: set \"max_categories\" (say 100) to keep only the most frequent categories, or type such columns \"ignore\" in \"columns\"",
+                cols.join(", ")
+            ));
+        }
+        why.push_str("; or train on fewer rows, with fewer units or a smaller batch_size");
+        why
     }
 }
 

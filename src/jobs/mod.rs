@@ -94,6 +94,8 @@ pub struct Settings {
     pub worker: String,
     /// Jobs one tenant may train at once (0 = no limit); the rest wait in the queue.
     pub max_running_per_tenant: i64,
+    /// Bytes one job may hold (0 = no limit), checked again when a job is claimed.
+    pub max_job_memory: u64,
 }
 
 struct Inner {
@@ -109,6 +111,9 @@ struct Inner {
     cost: tokio::sync::OnceCell<nn::cost::CostModel>,
     /// Told whenever a job ends here (sweeps advance on it).
     ended: Notify,
+    /// A job with a crash to its name that runs here alone: nothing else is claimed until it
+    /// saves a checkpoint or ends, so a job that stops the node stops nothing else.
+    alone: Mutex<Option<Uuid>>,
 }
 
 /// Handle to the queue and its workers; cheap to clone.
@@ -139,6 +144,7 @@ impl Jobs {
                 idle: Notify::new(),
                 cost: tokio::sync::OnceCell::new(),
                 ended: Notify::new(),
+                alone: Mutex::new(None),
             }),
         }
     }
@@ -277,8 +283,11 @@ impl Jobs {
                     Err(e) => tracing::warn!(error = %e, "requeueing expired leases failed"),
                 }
             }
-            while self.running_count() < self.inner.settings.max_concurrent {
+            while self.running_count() < self.inner.settings.max_concurrent
+                && self.inner.alone.lock().expect("alone lock").is_none()
+            {
                 let lease = self.inner.settings.lease.as_millis() as i64;
+                let idle = self.running_count() == 0;
                 match self
                     .inner
                     .store
@@ -286,10 +295,16 @@ impl Jobs {
                         &self.inner.settings.worker,
                         lease,
                         self.inner.settings.max_running_per_tenant,
+                        idle,
                     )
                     .await
                 {
                     Ok(Some(job)) => {
+                        if job.crashes > 0 {
+                            tracing::warn!(job_id = %job.id, crashes = job.crashes,
+                                "running a job alone: its node stopped while it ran before");
+                            *self.inner.alone.lock().expect("alone lock") = Some(job.id);
+                        }
                         let control = Arc::new(Control::default());
                         self.inner
                             .running
@@ -336,6 +351,7 @@ impl Jobs {
             control.stop.store(true, Ordering::Relaxed);
         }
         crate::crash::point("job_claimed");
+        crate::crash::poisoned_job(job.spec.name.as_deref());
         let finish = self.train(&job, control.clone()).await;
         let store = &self.inner.store;
         let outcome = match &finish {
@@ -355,10 +371,58 @@ impl Jobs {
         }
         tracing::info!("training ended");
         self.inner.running.lock().expect("running lock").remove(&id);
+        self.not_alone(id);
         self.close_channel(id);
         self.inner.idle.notify_waiters();
         self.inner.ended.notify_waiters();
         self.inner.wake.notify_one();
+    }
+
+    /// Why `job` must not train on this node: its estimate, from its datasets' stored
+    /// schemas, is over `max_job_memory` (submission checked the same, but the limit may have
+    /// changed since, or this node may have less memory). `None` when it fits, or when a
+    /// dataset stored by an earlier release has no schema to estimate from.
+    async fn memory_refusal(
+        &self,
+        job: &JobRecord,
+        dataset_id: Uuid,
+    ) -> Result<Option<String>, crate::store::StoreError> {
+        let limit = self.inner.settings.max_job_memory;
+        if limit == 0 {
+            return Ok(None);
+        }
+        let store = &self.inner.store;
+        let summary = |d: Option<crate::store::DatasetRecord>| {
+            d.and_then(|d| d.meta.get("schema").cloned())
+                .and_then(|s| serde_json::from_value::<crate::data::Summary>(s).ok())
+        };
+        let Some(data) = summary(store.get_dataset(dataset_id).await?) else {
+            return Ok(None);
+        };
+        let validation = match job.spec.validation_dataset_id {
+            Some(v) => match summary(store.get_dataset(v).await?) {
+                Some(s) => Some(s),
+                None => return Ok(None),
+            },
+            None => None,
+        };
+        Ok(
+            match data.job_memory(&job.spec.train, validation.as_ref()) {
+                Ok(m) if m.bytes as u64 > limit => Some(m.refusal(limit)),
+                _ => None,
+            },
+        )
+    }
+
+    /// Job `id` no longer needs the node to itself (it saved a checkpoint, or ended): claim
+    /// again.
+    fn not_alone(&self, id: Uuid) {
+        let mut alone = self.inner.alone.lock().expect("alone lock");
+        if *alone == Some(id) {
+            *alone = None;
+            drop(alone);
+            self.inner.wake.notify_one();
+        }
     }
 
     /// Resolves when the next job ends on this node.
@@ -375,6 +439,11 @@ impl Jobs {
         let Some(dataset_id) = job.dataset_id else {
             return Some(failed(FailureKind::NoDataset, "the job names no dataset"));
         };
+        match self.memory_refusal(job, dataset_id).await {
+            Ok(None) => {}
+            Ok(Some(why)) => return Some(failed(FailureKind::TooLarge, why)),
+            Err(e) => return lost(&e),
+        }
         let blob = match store.dataset_data(dataset_id).await {
             Ok(Some(b)) => b,
             Ok(None) => {
@@ -592,7 +661,10 @@ impl Jobs {
                         && !lost_job.load(Ordering::SeqCst)
                     {
                         match store.save_checkpoint(id, attempt, epoch, &bytes).await {
-                            Ok(_) => crate::crash::point("checkpoint_saved"),
+                            Ok(_) => {
+                                crate::crash::point("checkpoint_saved");
+                                self.not_alone(id);
+                            }
                             Err(e) => tracing::warn!(error = %e, "could not save a checkpoint"),
                         }
                     }
@@ -675,6 +747,7 @@ impl Jobs {
             }
             Some(Err(e @ TrainError::Spec(_))) => failed(FailureKind::InvalidSpec, e.to_string()),
             Some(Err(TrainError::Checkpoint(m))) => failed(FailureKind::CheckpointUnreadable, m),
+            Some(Err(e @ TrainError::Memory(_))) => failed(FailureKind::TooLarge, e.to_string()),
         })
     }
 }

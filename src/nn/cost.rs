@@ -11,8 +11,53 @@ use super::loss::Loss;
 use super::optim::OptimizerSpec;
 use super::preprocess::{ClassLabel, Samples, Targets};
 use super::schedule::Schedule;
-use super::spec::{LayerSpec, TrainSpec};
+use super::spec::{LayerSpec, Plan, PlannedLayer, TrainSpec};
 use super::train::{Control, Session};
+
+/// The bytes a training run holds at its peak (the dry run's `estimated_memory_bytes`, and
+/// what `--max-job-memory` is checked against), from the shapes alone. `Session::with_columns`
+/// holds, in f32: the stored and the decoded raw table (rows × raw columns each), the training
+/// split's raw rows while they are encoded, the encoded table (rows × inputs: one-hot columns
+/// are what make it large), the validation split's raw rows (kept for evaluation), the targets
+/// (all, and split), the weights with their gradients and two optimizer moments, and each
+/// mini-batch's activations forward and backward. Summed, not overlapped: an estimate that
+/// errs large.
+pub fn training_memory(
+    plan: &Plan,
+    raw_columns: usize,
+    rows: usize,
+    train_rows: usize,
+    batch: usize,
+) -> usize {
+    let outputs = plan
+        .layers
+        .iter()
+        .rev()
+        .find_map(|l| match l {
+            PlannedLayer::Dense { units, .. } => Some(*units),
+            PlannedLayer::Dropout(_) => None,
+        })
+        .unwrap_or(1);
+    let widths: usize = plan
+        .layers
+        .iter()
+        .map(|l| match l {
+            PlannedLayer::Dense { units, .. } => *units,
+            PlannedLayer::Dropout(_) => 0,
+        })
+        .sum();
+    let cells = rows
+        .saturating_mul(2 * raw_columns + plan.input_dim + 2 * outputs)
+        .saturating_add(train_rows.saturating_mul(raw_columns))
+        .saturating_add(rows.saturating_sub(train_rows).saturating_mul(raw_columns))
+        .saturating_add(4 * plan.parameter_count)
+        .saturating_add(
+            3usize
+                .saturating_mul(batch)
+                .saturating_mul(widths + plan.input_dim),
+        );
+    cells.saturating_mul(4)
+}
 
 /// Seconds per epoch, per dense layer per mini-batch, and per flop, as measured by
 /// [`CostModel::measure`].

@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::model::Model;
 use super::preprocess::{ClassLabel, OutputEncoding, Targets};
 use super::rng::{Rng, Stream};
-use super::tabular::RawColumn;
+use super::tabular::{RawColumn, TransformError};
 
 /// Times each column is shuffled for permutation importance (scikit-learn's default is 5).
 pub const IMPORTANCE_REPEATS: usize = 5;
@@ -158,9 +158,10 @@ pub fn evaluate_model(
 /// Raw rows → the network's inputs (before standardisation, which `Model::predict` applies).
 fn encode(model: &Model, x: ArrayView2<f32>, columns: &[RawColumn]) -> Result<Array2<f32>, String> {
     match &model.encoder {
-        Some(e) => e
-            .transform_table(x, columns)
-            .map_err(|e| format!("column {:?}: {}", e.column, e.message)),
+        Some(e) => e.transform_table(x, columns).map_err(|e| match e {
+            TransformError::Column(e) => format!("column {:?}: {}", e.column, e.message),
+            TransformError::Memory(e) => e.to_string(),
+        }),
         None => {
             if let Some((i, j)) = x.indexed_iter().find(|(_, v)| v.is_nan()).map(|(ij, _)| ij) {
                 return Err(format!(

@@ -3,6 +3,7 @@
 //! about HTTP, databases or the async runtime.
 
 pub mod activation;
+pub mod alloc;
 pub mod batch;
 pub mod cost;
 pub mod evaluate;

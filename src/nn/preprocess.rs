@@ -171,14 +171,19 @@ impl Standardizer {
     }
 
     pub fn transform(&self, x: ArrayView2<f32>) -> Array2<f32> {
+        let mut out = x.to_owned();
+        self.transform_in_place(&mut out);
+        out
+    }
+
+    /// [`transform`](Self::transform) on `x` itself: x' = (x - mean) / std.
+    pub fn transform_in_place(&self, x: &mut Array2<f32>) {
         let mean = Array1::from(self.mean.clone());
         let inv = Array1::from(self.std.iter().map(|s| 1.0 / s).collect::<Vec<_>>());
-        let mut out = x.to_owned();
-        for mut row in out.rows_mut() {
+        for mut row in x.rows_mut() {
             row -= &mean;
             row *= &inv;
         }
-        out
     }
 
     pub fn inverse(&self, x: ArrayView2<f32>) -> Array2<f32> {

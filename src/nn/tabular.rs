@@ -256,6 +256,15 @@ pub struct Encoder {
     pub columns: Vec<EncodedColumn>,
 }
 
+/// Why a table cannot be encoded: a cell its column cannot read, or no memory for the result.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum TransformError {
+    #[error(transparent)]
+    Column(#[from] ColumnError),
+    #[error(transparent)]
+    Memory(#[from] super::alloc::AllocError),
+}
+
 /// Why an encoder cannot be fitted or a column setting cannot apply.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 #[error("column \"{column}\": {message}")]
@@ -311,7 +320,16 @@ pub fn max_width(
     rows: u64,
     opts: &EncoderOptions,
 ) -> Result<usize, ColumnError> {
-    let mut width = 0usize;
+    Ok(max_widths(columns, rows, opts)?.iter().sum())
+}
+
+/// [`max_width`] column by column: the most inputs each column can encode to.
+pub fn max_widths(
+    columns: &[ColumnSchema],
+    rows: u64,
+    opts: &EncoderOptions,
+) -> Result<Vec<usize>, ColumnError> {
+    let mut widths = Vec::with_capacity(columns.len());
     for c in columns {
         if c.kind != ColumnType::Ignore && c.missing >= rows {
             return Err(ColumnError::new(
@@ -321,16 +339,16 @@ pub fn max_width(
         }
         check_type(c, c.kind)?;
         let has_missing = usize::from(c.missing > 0);
-        width += match c.kind {
+        widths.push(match c.kind {
             ColumnType::Numeric | ColumnType::Boolean => 1 + has_missing,
             ColumnType::Ignore => 0,
             ColumnType::Categorical => {
                 let kept = category_count(&c.name, c.distinct, opts)?;
                 kept as usize + has_missing
             }
-        };
+        });
     }
-    Ok(width)
+    Ok(widths)
 }
 
 /// One-hot inputs (kept categories plus a possible "other") for `distinct` categories.
@@ -528,8 +546,8 @@ impl Encoder {
         &self,
         x: ArrayView2<f32>,
         columns: &[RawColumn],
-    ) -> Result<Array2<f32>, ColumnError> {
-        let mut out = Array2::zeros((x.nrows(), self.width()));
+    ) -> Result<Array2<f32>, TransformError> {
+        let mut out = super::alloc::zeros(x.nrows(), self.width(), "the encoded table")?;
         let mut at = 0;
         for (j, (enc, col)) in self.columns.iter().zip(columns).enumerate() {
             let w = enc.width();

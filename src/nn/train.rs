@@ -11,6 +11,7 @@ use ndarray::{Array1, Array2, ArrayView2, Axis};
 use serde::{Deserialize, Serialize};
 
 use super::activation::argmax_rows;
+use super::alloc;
 use super::batch::BatchStep;
 use super::loss::Loss;
 use super::metric::score;
@@ -21,7 +22,7 @@ use super::preprocess::{OutputEncoding, Samples, Standardizer, Targets};
 use super::rng::{Rng, Stream};
 use super::schedule::{Schedule, ScheduleState};
 use super::spec::{Plan, PlannedLayer, SpecError, TargetShape, TrainSpec};
-use super::tabular::{self, ClassWeight, Encoder, RawColumn};
+use super::tabular::{self, ClassWeight, Encoder, RawColumn, TransformError};
 
 pub use super::batch::CHUNK_ROWS;
 
@@ -139,6 +140,9 @@ pub enum TrainError {
     },
     #[error("{0}")]
     Checkpoint(String),
+    /// A buffer the data asks for could not be reserved.
+    #[error(transparent)]
+    Memory(#[from] super::alloc::AllocError),
 }
 
 /// What the data looks like to validation.
@@ -377,7 +381,7 @@ impl Session {
             spec.seed,
             class_of_row.as_deref(),
         );
-        let raw_train = data.x.select(Axis(0), &train_idx);
+        let raw_train = alloc::select_rows(data.x.view(), &train_idx, "the training rows")?;
         let encoder = Encoder::fit(raw_train.view(), &cols, &spec.encoder_options())
             .map_err(|e| TrainError::Spec(vec![e.to_spec_error()]))?;
         // Complete numeric columns encode to themselves: skip the copy, and keep such models
@@ -387,18 +391,22 @@ impl Session {
             if plain && x.iter().all(|v| !v.is_nan()) {
                 Ok(x)
             } else {
-                encoder
-                    .transform_table(x.view(), c)
-                    .map_err(|e| TrainError::Spec(vec![e.to_spec_error()]))
+                encoder.transform_table(x.view(), c).map_err(|e| match e {
+                    TransformError::Column(e) => TrainError::Spec(vec![e.to_spec_error()]),
+                    TransformError::Memory(e) => TrainError::Memory(e),
+                })
             }
         };
         let x_train = tf_raw(raw_train, &cols)?;
         let y_train = y_all.select(Axis(0), &train_idx);
-        let mut val_raw = (!val_idx.is_empty()).then(|| RawTable {
-            x: data.x.select(Axis(0), &val_idx),
-            columns: cols.clone(),
-            targets: data.targets.select(&val_idx),
-        });
+        let mut val_raw = match val_idx.is_empty() {
+            true => None,
+            false => Some(RawTable {
+                x: alloc::select_rows(data.x.view(), &val_idx, "the validation rows")?,
+                columns: cols.clone(),
+                targets: data.targets.select(&val_idx),
+            }),
+        };
         let (mut x_val, mut y_val) = match &val_raw {
             None => (None, None),
             Some(v) => (
@@ -448,9 +456,12 @@ impl Session {
                 }
             }
         }
-        let tf = |x: Array2<f32>| match &standardizer {
-            Some(s) => s.transform(x.view()),
-            None => x,
+        // In place: a copy would hold the table twice at the peak.
+        let tf = |mut x: Array2<f32>| {
+            if let Some(s) = &standardizer {
+                s.transform_in_place(&mut x);
+            }
+            x
         };
         // Regression targets on the standardised scale: y' = (y - mean) / std.
         let target_scaler = (spec.standardize_target

@@ -301,7 +301,34 @@ pub fn plan_job_on(
             ),
         ));
     }
+    check_job_memory(spec, dataset, validation, limits.max_job_memory)?;
     Ok(plan)
+}
+
+/// Refuses a job whose training would need more memory than one job may use (`limit` bytes;
+/// 0 = no limit), naming the columns that cost the most. The worker checks again when it
+/// claims the job (the limit may have changed, or a node with less memory claims it).
+pub fn check_job_memory(
+    spec: &TrainSpec,
+    dataset: &Summary,
+    validation: Option<&Summary>,
+    limit: u64,
+) -> Result<()> {
+    if limit == 0 {
+        return Ok(());
+    }
+    let need = dataset
+        .job_memory(spec, validation)
+        .map_err(Error::Invalid)?;
+    if need.bytes as u64 > limit {
+        let pointer = if need.widest.is_empty() {
+            "/dataset_id"
+        } else {
+            "/columns"
+        };
+        return Err(Error::invalid(pointer, need.refusal(limit)));
+    }
+    Ok(())
 }
 
 /// What a dry run answers: the job would be accepted, and roughly what it would cost.
@@ -325,11 +352,6 @@ fn estimate(
     cost: &CostModel,
 ) -> Estimate {
     let rows = dataset.rows;
-    let inputs = dataset.columns.len();
-    let outputs = match &dataset.target {
-        TargetShape::Values { width, .. } => *width,
-        TargetShape::Labels { .. } => 1,
-    };
     let train_rows = match validation {
         Some(_) => rows,
         None => rows - ((rows as f64) * spec.validation_split as f64).round() as usize,
@@ -343,18 +365,7 @@ fn estimate(
         .iter()
         .filter(|l| matches!(l, PlannedLayer::Dense { .. }))
         .count();
-    let widths: usize = plan
-        .layers
-        .iter()
-        .map(|l| match l {
-            PlannedLayer::Dense { units, .. } => *units,
-            PlannedLayer::Dropout(_) => 0,
-        })
-        .sum();
-    let memory = 4
-        * (rows * (inputs + outputs + plan.input_dim)
-            + 4 * plan.parameter_count
-            + 3 * batch * (widths + plan.input_dim));
+    let memory = dataset.job_memory(&spec, validation).map_or(0, |m| m.bytes);
     Estimate {
         parameter_count: plan.parameter_count,
         train_rows,
@@ -553,6 +564,7 @@ impl Service {
             attempt: 0,
             cancel_requested: false,
             stop_requested: false,
+            crashes: 0,
         };
         match self.store.insert_job(&job).await {
             Ok(()) => {}

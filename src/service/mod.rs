@@ -53,6 +53,8 @@ pub struct Limits {
     /// Per-tenant quotas (0 = none).
     pub quota_queued_jobs: i64,
     pub quota_stored_bytes: i64,
+    /// Bytes one training job may hold (0 = no limit): a job that would need more is refused.
+    pub max_job_memory: u64,
 }
 
 impl Limits {
@@ -66,6 +68,7 @@ impl Limits {
         max_layers: 1000,
         quota_queued_jobs: 0,
         quota_stored_bytes: 0,
+        max_job_memory: 0,
     };
 }
 

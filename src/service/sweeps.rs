@@ -33,6 +33,9 @@ pub const MAX_TRIALS: usize = 200;
 /// Trials of a random search (and of the automatic mode) unless `max_trials` says otherwise.
 pub const DEFAULT_TRIALS: usize = 10;
 pub const AUTOMATIC_TRIALS: usize = 20;
+/// Jobs of one sweep that wait in the queue at once (at least one trial's folds): its other
+/// trials are queued as these are claimed.
+pub const SWEEP_QUEUED_JOBS: i64 = 4;
 
 /// Successive halving: every trial trains `min_epochs`, the best 1/`eta` go on to
 /// `eta`·`min_epochs`, and so on up to the base spec's epochs.
@@ -627,6 +630,8 @@ impl Service {
             plan_job_on(&req.spec, &summary, validation.as_ref(), &self.limits)
                 .map_err(|e| in_base(e, t))?;
         }
+        // Its trials are jobs: a tenant whose queue is full, or a full queue, refuses it.
+        self.check_queue(tenant).await?;
         let rec = SweepRecord {
             id,
             tenant: tenant.to_string(),
@@ -889,10 +894,7 @@ impl Service {
             return Ok(());
         }
         if view.trials.is_empty() {
-            for t in 0..spec.max_trials {
-                self.create_trial(s, &spec, t as i64, 0).await?;
-            }
-            return Ok(());
+            return self.queue_more_trials(s, &spec, &view).await;
         }
         let top = view
             .trials
@@ -916,10 +918,8 @@ impl Service {
             || at_top.iter().any(|t| !t.jobs.is_empty() && !t.ended(folds));
         if pending {
             if view.trials.len() < spec.max_trials && top == 0 {
-                // A node stopped while creating the first rung: create the rest.
-                for t in 0..spec.max_trials {
-                    self.create_trial(s, &spec, t as i64, 0).await?;
-                }
+                // The first rung's trials are queued a few at a time, as room opens.
+                self.queue_more_trials(s, &spec, &view).await?;
             }
             for t in &at_top {
                 if !t.jobs.is_empty() && t.fold_jobs.len() + 1 < folds as usize {
@@ -1089,7 +1089,42 @@ impl Service {
             attempt: 0,
             cancel_requested: false,
             stop_requested: false,
+            crashes: 0,
         })
+    }
+
+    /// Queues the first rung's next trials, as many as there is room for: a sweep keeps at
+    /// most [`SWEEP_QUEUED_JOBS`] (or one trial's folds) of its jobs queued, and its trials
+    /// count against the tenant's `--quota-queued-jobs` and the queue's `--max-queued-jobs`
+    /// like any job, so a sweep of 200 trials neither walks around a quota nor fills the
+    /// queue that other tenants share. The rest are queued as these are claimed.
+    async fn queue_more_trials(
+        &self,
+        s: &SweepRecord,
+        spec: &SweepSpec,
+        view: &SweepView,
+    ) -> Result<()> {
+        let folds = spec.fold_count() as i64;
+        let queued_here = view
+            .trials
+            .iter()
+            .flat_map(|t| t.jobs.iter().chain(&t.fold_jobs))
+            .filter(|j| j.status == JobStatus::Queued)
+            .count() as i64;
+        let mut room = SWEEP_QUEUED_JOBS.max(folds) - queued_here;
+        let quota = self.limits.quota_queued_jobs;
+        if quota > 0 {
+            room = room.min(quota - self.store.usage(&s.tenant).await?.queued);
+        }
+        room =
+            room.min(self.limits.max_queued_jobs - self.store.count_jobs(JobStatus::Queued).await?);
+        let mut t = view.trials.len();
+        while room >= folds && t < spec.max_trials {
+            self.create_trial(s, spec, t as i64, 0).await?;
+            room -= folds;
+            t += 1;
+        }
+        Ok(())
     }
 
     /// Queues trial `t`'s jobs at `rung`, one per validation fold: fresh jobs for rung 0,

@@ -170,6 +170,7 @@ impl Service {
             attempt: 0,
             cancel_requested: false,
             stop_requested: false,
+            crashes: 0,
         };
         let from = Continuation {
             job_id: j.id,

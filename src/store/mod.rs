@@ -16,9 +16,18 @@ pub mod sqlite;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
-/// Claims after which a job whose worker died is failed instead of queued again: a job that
-/// kills its node (out of memory, say) must not take the whole cluster down one node at a time.
-pub const MAX_ATTEMPTS: i64 = 5;
+/// Crashes (its node stopped while it ran, with no checkpoint saved in between) after which a
+/// job fails instead of being queued again: a job that kills its node (out of memory, say)
+/// must not take the whole cluster down one node at a time. A job that checkpoints between
+/// crashes never reaches it: it was making progress, and someone else's job may have
+/// stopped the node.
+pub const MAX_CRASHES: i64 = 3;
+
+/// The error of a job failed for its crashes.
+const CRASHED_DETAIL: &str = "its node stopped 3 times while it ran, with no checkpoint saved in \
+between: it is taken to be what stops the node (most often by needing more memory than the \
+node has), and it will not be retried; give it fewer inputs (max_categories, columns typed \
+\"ignore\"), fewer units or a smaller batch_size";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -301,12 +310,14 @@ pub enum FailureKind {
     TrainingCrashed,
     /// The store failed while the job started, for another reason than being away.
     DatabaseError,
-    /// Its workers died `MAX_ATTEMPTS` times.
+    /// Its node stopped `MAX_CRASHES` times while it ran, with no checkpoint in between.
     TooManyAttempts,
+    /// It needs more memory than one job may use here (or than could be reserved).
+    TooLarge,
 }
 
 impl FailureKind {
-    pub const ALL: [FailureKind; 10] = [
+    pub const ALL: [FailureKind; 11] = [
         FailureKind::TrainingDiverged,
         FailureKind::InvalidSpec,
         FailureKind::NoDataset,
@@ -317,6 +328,7 @@ impl FailureKind {
         FailureKind::TrainingCrashed,
         FailureKind::DatabaseError,
         FailureKind::TooManyAttempts,
+        FailureKind::TooLarge,
     ];
 
     /// The stored name (`training_diverged`).
@@ -332,6 +344,7 @@ impl FailureKind {
             FailureKind::TrainingCrashed => "training_crashed",
             FailureKind::DatabaseError => "database_error",
             FailureKind::TooManyAttempts => "too_many_attempts",
+            FailureKind::TooLarge => "too_large",
         }
     }
 
@@ -414,6 +427,10 @@ pub struct JobRecord {
     pub error: Option<Failure>,
     pub stop_reason: Option<String>,
     pub attempt: i64,
+    /// Times its node stopped while it ran with no checkpoint saved since it was claimed (a
+    /// checkpoint sets it back to 0): a job with one runs alone on its node, and at
+    /// [`MAX_CRASHES`] it fails.
+    pub crashes: i64,
     pub cancel_requested: bool,
     pub stop_requested: bool,
 }
@@ -712,18 +729,22 @@ pub trait Store: Send + Sync + 'static {
     /// for `worker`, and returns it. The next job is the tenant's with the fewest running jobs
     /// (fair shares of the training slots: one tenant's burst waits behind another's first
     /// job), then the highest priority, then the oldest. With
-    /// `max_running_per_tenant` > 0, jobs of tenants that already run that many wait.
+    /// `max_running_per_tenant` > 0, jobs of tenants that already run that many wait. Jobs
+    /// with a crash to their name are taken only when `suspects` (the node runs nothing, so
+    /// that a job that stops it stops nothing else), fewest crashes first.
     async fn claim_next_job(
         &self,
         worker: &str,
         lease_ms: i64,
         max_running_per_tenant: i64,
+        suspects: bool,
     ) -> Result<Option<JobRecord>>;
     /// Extends the lease; false when this worker's attempt no longer owns the job.
     async fn renew_lease(&self, id: Uuid, attempt: i64, lease_ms: i64) -> Result<bool>;
     /// Puts jobs whose lease expired (or all running jobs, at a single node's start) back in
-    /// the queue, except those already claimed `MAX_ATTEMPTS` times: they fail as
-    /// [`FailureKind::TooManyAttempts`]. Returns how many jobs stopped running (both kinds).
+    /// the queue, each with one more crash to its name (a crash after a checkpoint counts
+    /// from 0 again); a job at [`MAX_CRASHES`] fails as [`FailureKind::TooManyAttempts`].
+    /// Returns how many jobs stopped running (both kinds).
     async fn requeue_running(&self, only_expired: bool) -> Result<u64>;
     /// Puts one job this worker holds back in the queue (graceful shutdown).
     async fn release_job(&self, id: Uuid, attempt: i64) -> Result<bool>;

@@ -533,6 +533,7 @@ impl Store for PostgresStore {
         worker: &str,
         lease_ms: i64,
         max_running_per_tenant: i64,
+        suspects: bool,
     ) -> Result<Option<JobRecord>> {
         // One statement: the inner SELECT locks the row it picks and skips rows other
         // claimers hold, so concurrent nodes take different jobs without waiting on each other.
@@ -544,8 +545,9 @@ impl Store for PostgresStore {
              WHERE id = (SELECT id FROM jobs WHERE status = 'queued'
                            AND ($4 <= 0 OR tenant NOT IN (SELECT tenant FROM jobs WHERE status = 'running'
                                                          GROUP BY tenant HAVING COUNT(*) >= $4))
+                           AND ($5 OR crashes = 0)
                          ORDER BY (SELECT COUNT(*) FROM jobs r WHERE r.status = 'running' AND r.tenant = jobs.tenant),
-                                  priority DESC, seq LIMIT 1 FOR UPDATE SKIP LOCKED)
+                                  crashes, priority DESC, seq LIMIT 1 FOR UPDATE SKIP LOCKED)
                AND status = 'queued'
              RETURNING *"
         ))
@@ -553,6 +555,7 @@ impl Store for PostgresStore {
         .bind(lease_ms)
         .bind(now_ms())
         .bind(max_running_per_tenant)
+        .bind(suspects)
         .fetch_optional(&self.pool)
         .await?
         .map(|r| job(&r))
@@ -577,13 +580,12 @@ impl Store for PostgresStore {
         let mut tx = self.pool.begin().await?;
         let rows = sqlx::query(concat!(
             "UPDATE jobs SET
-                status = CASE WHEN attempt >= $2 THEN 'failed' ELSE 'queued' END,
-                finished_at = CASE WHEN attempt >= $2 THEN $3 ELSE finished_at END,
-                error = CASE WHEN attempt >= $2 THEN jsonb_build_object(
-                    'kind', $4::text,
-                    'detail', 'the job was interrupted ' || attempt
-                        || ' times (its workers died); it will not be retried')
+                status = CASE WHEN crashes + 1 >= $2 THEN 'failed' ELSE 'queued' END,
+                finished_at = CASE WHEN crashes + 1 >= $2 THEN $3 ELSE finished_at END,
+                error = CASE WHEN crashes + 1 >= $2 THEN jsonb_build_object(
+                    'kind', $4::text, 'detail', $5::text)
                     ELSE error END,
+                crashes = crashes + 1,
                 worker = NULL, lease_expires_at = NULL
              WHERE status = 'running' AND (NOT $1 OR lease_expires_at < ",
             db_now_ms!(),
@@ -591,9 +593,10 @@ impl Store for PostgresStore {
              RETURNING id, status"
         ))
         .bind(only_expired)
-        .bind(MAX_ATTEMPTS)
+        .bind(MAX_CRASHES)
         .bind(now_ms())
         .bind(FailureKind::TooManyAttempts.as_str())
+        .bind(CRASHED_DETAIL)
         .fetch_all(&mut *tx)
         .await?;
         let mut failed = Vec::new();
@@ -695,6 +698,11 @@ impl Store for PostgresStore {
         .bind(now_ms())
         .execute(&mut *tx)
         .await?;
+        // Progress since the claim: whatever stopped the node before, it was not this job.
+        sqlx::query("UPDATE jobs SET crashes = 0 WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         crate::crash::point("checkpoint_write");
         tx.commit().await?;
         Ok(true)

@@ -68,6 +68,7 @@ pub(super) fn job<R: Columns>(r: &R) -> Result<JobRecord> {
             .transpose()?,
         stop_reason: r.opt_text("stop_reason")?,
         attempt: r.int("attempt")?,
+        crashes: r.int("crashes")?,
         cancel_requested: r.flag("cancel_requested")?,
         stop_requested: r.flag("stop_requested")?,
     })

@@ -597,6 +597,7 @@ impl Store for SqliteStore {
         worker: &str,
         lease_ms: i64,
         max_running_per_tenant: i64,
+        suspects: bool,
     ) -> Result<Option<JobRecord>> {
         let now = now_ms();
         // One statement: SQLite serialises writers, so two claimers cannot take the same row.
@@ -606,8 +607,9 @@ impl Store for SqliteStore {
              WHERE id = (SELECT id FROM jobs WHERE status = 'queued'
                            AND (? <= 0 OR tenant NOT IN (SELECT tenant FROM jobs WHERE status = 'running'
                                                         GROUP BY tenant HAVING COUNT(*) >= ?))
+                           AND (? OR crashes = 0)
                          ORDER BY (SELECT COUNT(*) FROM jobs r WHERE r.status = 'running' AND r.tenant = jobs.tenant),
-                                  priority DESC, seq LIMIT 1)
+                                  crashes, priority DESC, seq LIMIT 1)
                AND status = 'queued'
              RETURNING *",
         )
@@ -616,6 +618,7 @@ impl Store for SqliteStore {
         .bind(now)
         .bind(max_running_per_tenant)
         .bind(max_running_per_tenant)
+        .bind(suspects)
         .fetch_optional(&self.pool)
         .await?
         .map(|r| job(&r))
@@ -636,21 +639,20 @@ impl Store for SqliteStore {
         let mut tx = self.pool.begin().await?;
         let rows = sqlx::query(
             "UPDATE jobs SET
-                status = CASE WHEN attempt >= ?2 THEN 'failed' ELSE 'queued' END,
-                finished_at = CASE WHEN attempt >= ?2 THEN ?3 ELSE finished_at END,
-                error = CASE WHEN attempt >= ?2 THEN json_object(
-                    'kind', ?4,
-                    'detail', 'the job was interrupted ' || attempt
-                        || ' times (its workers died); it will not be retried')
+                status = CASE WHEN crashes + 1 >= ?2 THEN 'failed' ELSE 'queued' END,
+                finished_at = CASE WHEN crashes + 1 >= ?2 THEN ?3 ELSE finished_at END,
+                error = CASE WHEN crashes + 1 >= ?2 THEN json_object('kind', ?4, 'detail', ?5)
                     ELSE error END,
+                crashes = crashes + 1,
                 worker = NULL, lease_expires_at = NULL
              WHERE status = 'running' AND (?1 = 0 OR lease_expires_at < ?3)
              RETURNING id, status",
         )
         .bind(only_expired as i64)
-        .bind(MAX_ATTEMPTS)
+        .bind(MAX_CRASHES)
         .bind(now_ms())
         .bind(FailureKind::TooManyAttempts.as_str())
+        .bind(CRASHED_DETAIL)
         .fetch_all(&mut *tx)
         .await?;
         for r in &rows {
@@ -742,6 +744,11 @@ impl Store for SqliteStore {
         if r.rows_affected() == 0 {
             return Ok(false);
         }
+        // Progress since the claim: whatever stopped the node before, it was not this job.
+        sqlx::query("UPDATE jobs SET crashes = 0 WHERE id = ?")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
         crate::crash::point("checkpoint_write");
         tx.commit().await?;
         Ok(true)

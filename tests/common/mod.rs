@@ -120,7 +120,12 @@ impl Server {
                 return;
             }
             let exited = self.child.as_mut().unwrap().try_wait().unwrap().is_some();
-            if exited && self.env.iter().any(|(k, _)| k == "BACKPROP_CRASH_AT") {
+            if exited
+                && self
+                    .env
+                    .iter()
+                    .any(|(k, _)| k == "BACKPROP_CRASH_AT" || k == "BACKPROP_CRASH_JOB_NAME")
+            {
                 return; // an armed crash point fired while starting: `wait_exit` sees it
             }
             if exited || t0.elapsed() > Duration::from_secs(20) {
