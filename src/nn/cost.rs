@@ -15,13 +15,14 @@ use super::spec::{LayerSpec, Plan, PlannedLayer, TrainSpec};
 use super::train::{Control, Session};
 
 /// The bytes a training run holds at its peak (the dry run's `estimated_memory_bytes`, and
-/// what `--max-job-memory` is checked against), from the shapes alone. `Session::with_columns`
-/// holds, in f32: the stored and the decoded raw table (rows × raw columns each), the training
-/// split's raw rows while they are encoded, the encoded table (rows × inputs: one-hot columns
-/// are what make it large), the validation split's raw rows (kept for evaluation), the targets
-/// (all, and split), the weights with their gradients and two optimizer moments, and each
-/// mini-batch's activations forward and backward. Summed, not overlapped: an estimate that
-/// errs large.
+/// what `--max-job-memory` is checked against), from the shapes alone. A worker holds, in f32:
+/// the stored table (read in parts and joined: twice) and the decoded raw table (rows × raw
+/// columns each), the training split's raw rows while they are encoded, the encoded table
+/// (rows × inputs: one-hot columns are what make it large), the validation split's raw rows
+/// (kept for evaluation), the targets (all, and split), the weights with their gradients and
+/// two optimizer moments, and each mini-batch's activations forward and backward. Summed, not
+/// overlapped: an estimate that errs large (`bench/job_memory.py` measures it against the
+/// peak).
 pub fn training_memory(
     plan: &Plan,
     raw_columns: usize,
@@ -47,7 +48,7 @@ pub fn training_memory(
         })
         .sum();
     let cells = rows
-        .saturating_mul(2 * raw_columns + plan.input_dim + 2 * outputs)
+        .saturating_mul(3 * raw_columns + plan.input_dim + 2 * outputs)
         .saturating_add(train_rows.saturating_mul(raw_columns))
         .saturating_add(rows.saturating_sub(train_rows).saturating_mul(raw_columns))
         .saturating_add(4 * plan.parameter_count)
@@ -56,8 +57,12 @@ pub fn training_memory(
                 .saturating_mul(batch)
                 .saturating_mul(widths + plan.input_dim),
         );
-    cells.saturating_mul(4)
+    cells.saturating_mul(4).saturating_add(RUN_OVERHEAD)
 }
+
+/// What any run holds besides its tables: the training thread's stack, the checkpoint and
+/// model documents, the allocator's slack.
+const RUN_OVERHEAD: usize = 8 << 20;
 
 /// Seconds per epoch, per dense layer per mini-batch, and per flop, as measured by
 /// [`CostModel::measure`].

@@ -131,6 +131,35 @@ impl<'de> Deserialize<'de> for Flat {
     }
 }
 
+thread_local! {
+    /// Elements the tensors of the request being read may still hold (see [`with_budget`]):
+    /// the limit is checked as each element is read, so a body of 100 million zeros (a few
+    /// hundred kilobytes gzip-compressed) is refused at the first element past it, never
+    /// decoded whole.
+    static ELEMENTS_LEFT: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+}
+
+/// Runs `read` with a budget of `elements` tensor elements for every [`Flat`] it reads (on
+/// this thread); past it the reader stops with an error that says so.
+fn with_budget<T>(elements: usize, read: impl FnOnce() -> T) -> T {
+    ELEMENTS_LEFT.with(|b| b.set(elements));
+    let out = read();
+    ELEMENTS_LEFT.with(|b| b.set(usize::MAX));
+    out
+}
+
+/// The elements a request to `m` may hold: `max_rows` rows of its raw inputs.
+fn element_budget(m: &Model, max_rows: usize) -> usize {
+    let width = m
+        .raw_names()
+        .map_or(m.input_dim(), |n| n.len())
+        .max(m.input_dim());
+    max_rows.saturating_mul(width.max(1))
+}
+
+/// The error of a request past its element budget.
+const OVER_BUDGET: &str = "more elements than --max-predict-rows rows of the model's inputs";
+
 /// Appends the elements it reads to its vector.
 struct Append<'a>(&'a mut Vec<Scalar>);
 
@@ -138,6 +167,18 @@ impl<'de> DeserializeSeed<'de> for Append<'_> {
     type Value = ();
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_any(self)
+    }
+}
+
+impl Append<'_> {
+    fn push<E: de::Error>(self, v: Scalar) -> Result<(), E> {
+        let left = ELEMENTS_LEFT.with(|b| b.get());
+        if left == 0 {
+            return Err(E::custom(OVER_BUDGET));
+        }
+        ELEMENTS_LEFT.with(|b| b.set(left - 1));
+        self.0.push(v);
+        Ok(())
     }
 }
 
@@ -151,32 +192,25 @@ impl<'de> Visitor<'de> for Append<'_> {
         Ok(())
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
-        self.0.push(Scalar::Number(v));
-        Ok(())
+        self.push(Scalar::Number(v))
     }
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
-        self.0.push(Scalar::Number(v as f64));
-        Ok(())
+        self.push(Scalar::Number(v as f64))
     }
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
-        self.0.push(Scalar::Number(v as f64));
-        Ok(())
+        self.push(Scalar::Number(v as f64))
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
-        self.0.push(Scalar::Text(v.to_owned()));
-        Ok(())
+        self.push(Scalar::Text(v.to_owned()))
     }
     fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
-        self.0.push(Scalar::Bool(v));
-        Ok(())
+        self.push(Scalar::Bool(v))
     }
     fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        self.0.push(Scalar::Null);
-        Ok(())
+        self.push(Scalar::Null)
     }
     fn visit_none<E: de::Error>(self) -> Result<(), E> {
-        self.0.push(Scalar::Null);
-        Ok(())
+        self.push(Scalar::Null)
     }
 }
 
@@ -229,7 +263,8 @@ const NUMERIC: [&str; 10] = [
 /// Reads a v2 `infer` body for model `m` (see the module's description of the inputs);
 /// at most `max_rows` rows.
 pub fn read_infer(body: &[u8], m: &Model, max_rows: usize) -> Result<Infer, Error> {
-    let req: InferBody = parse_json(body)?;
+    let req: InferBody =
+        with_budget(element_budget(m, max_rows), || parse_json(body)).map_err(over_budget)?;
     let known = output_names(m);
     let outputs = match &req.outputs {
         None => known.clone(),
@@ -511,7 +546,8 @@ pub fn read_tf_predict(
                 signature_name: Option<String>,
                 inputs: std::collections::BTreeMap<String, Flat>,
             }
-            let c: Columns = parse_json(body)?;
+            let c: Columns = with_budget(element_budget(m, max_rows), || parse_json(body))
+                .map_err(over_budget)?;
             let rows = c.inputs.values().next().map_or(0, |d| d.0.len());
             if rows == 0 {
                 return Err(Error::invalid("/inputs", "needs at least one row"));
@@ -551,6 +587,19 @@ pub fn read_tf_predict(
             TfForm::Rows,
             super::predict::read_rows(body, m, max_rows, "instances", &["signature_name"])?,
         )),
+    }
+}
+
+/// A reader's error past its element budget as the 413 it is (others as they are).
+fn over_budget(e: Error) -> Error {
+    match e {
+        Error::Invalid(errs) if errs.iter().any(|e| e.message.contains(OVER_BUDGET)) => {
+            Error::TooLarge {
+                detail: format!("the tensors hold {OVER_BUDGET}; send the rows in smaller batches"),
+                pointer: errs.first().map(|e| e.pointer.clone()),
+            }
+        }
+        other => other,
     }
 }
 
@@ -633,6 +682,32 @@ mod tests {
             assert_eq!(r.id.as_deref(), Some("r1"));
             assert_eq!(r.outputs, vec![VALUES]);
         }
+    }
+
+    /// Issue 23: a tensor of far more elements than the request may hold is refused as it is
+    /// read (the reader stops at the budget), as a 413; the budget is gone afterwards.
+    #[test]
+    fn a_tensor_past_the_element_budget_is_refused_while_it_is_read() {
+        let m = plain();
+        let data: Vec<f64> = vec![0.0; 1000];
+        let body = serde_json::json!({"inputs": [{"name": "input", "shape": [500, 2],
+                                                  "datatype": "FP32", "data": data}]});
+        match read_infer(body.to_string().as_bytes(), &m, 10) {
+            Err(Error::TooLarge { detail, .. }) => {
+                assert!(detail.contains("--max-predict-rows"), "{detail}")
+            }
+            other => panic!("{:?}", other.map(|i| i.x.dim())),
+        }
+        assert_eq!(ELEMENTS_LEFT.with(|b| b.get()), usize::MAX);
+        let tf = serde_json::json!({"inputs": {"x": vec![0.0; 50], "y": vec![0.0; 50]}});
+        let named = model(
+            serde_json::json!({"input_dim": 2, "feature_names": ["x", "y"],
+            "layers": [{"units": 1, "activation": "linear", "weights": [[1.0], [1.0]], "bias": [0.0]}]}),
+        );
+        assert!(matches!(
+            read_tf_predict(tf.to_string().as_bytes(), &named, 10),
+            Err(Error::TooLarge { .. })
+        ));
     }
 
     #[test]
