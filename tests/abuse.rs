@@ -222,7 +222,8 @@ async fn a_million_column_header_is_refused_by_the_column_limit() {
         .post("/v1/datasets", &json!({"features": [row], "targets": [0]}))
         .await;
     assert_eq!(st, 413, "{body}");
-    assert_eq!(body["pointer"], "/features/0");
+    // Refused at the first cell past the limit, as it is read (issue 23).
+    assert_eq!(body["pointer"], "/features/0/10000");
     assert!(body["detail"].as_str().unwrap().contains("limit of 10000"));
     let (_, list) = srv.get("/v1/datasets").await;
     assert_eq!(list["items"].as_array().unwrap().len(), 0);

@@ -35,13 +35,27 @@ async fn range_test(
     Ok(Json(to_json(&t)))
 }
 
+/// `POST /v1/sweeps` takes no query parameters: a `?dry_run=true` read as nothing created a
+/// real sweep.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateQuery {}
+
 async fn create(
     State(s): State<AppState>,
     p: Principal,
     headers: axum::http::HeaderMap,
+    axum::extract::RawQuery(q): axum::extract::RawQuery,
     Body(body): Body,
 ) -> Result<impl IntoResponse, ApiError> {
     p.require(Role::Trainer)?;
+    if q.as_deref().is_some_and(|q| q.contains("dry_run")) {
+        return Err(ApiError::from(crate::service::Error::invalid(
+            "/dry_run",
+            "a sweep has no dry run: POST /v1/jobs?dry_run=true checks one trial's spec and what it costs",
+        )));
+    }
+    let _: CreateQuery = super::extract::parse_query(q.as_deref())?;
     let idem = Idempotency::new(&headers, "POST /v1/sweeps", None, &body)?;
     if let Some(r) = idem.replay(&s, &p.tenant).await? {
         return Ok(r);

@@ -74,7 +74,14 @@ impl<'de> serde::Deserialize<'de> for JsonTargets {
                 // Whole numbers beyond 2^53 lose nothing as values (they may be class labels).
                 const EXACT: f64 = 9_007_199_254_740_992.0;
                 let mut numbers = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+                let max = read_limits().max_rows;
+                let over = || {
+                    de::Error::custom(format!("targets has {OVER_LIMIT} {max} rows (--max-rows)"))
+                };
                 while let Some(v) = seq.next_element::<Value>()? {
+                    if numbers.len() >= max {
+                        return Err(over());
+                    }
                     let n = match &v {
                         Value::Null => Some(f64::NAN),
                         Value::Number(n) => n.as_f64().filter(|f| f.abs() < EXACT || n.is_f64()),
@@ -89,6 +96,9 @@ impl<'de> serde::Deserialize<'de> for JsonTargets {
                                 .collect();
                             values.push(v);
                             while let Some(v) = seq.next_element::<Value>()? {
+                                if values.len() >= max {
+                                    return Err(over());
+                                }
                                 values.push(v);
                             }
                             return Ok(JsonTargets::Values(values));
@@ -270,12 +280,42 @@ impl<'de> serde::Deserialize<'de> for JsonFeatures {
     }
 }
 
+thread_local! {
+    /// The limits of the body being read on this thread (see [`read_within`]): rows, columns
+    /// and cells are counted as they are read, so a body past a limit — a few hundred
+    /// kilobytes of gzip can hold a hundred million cells — is refused at the first cell past
+    /// it, never read whole first.
+    static READ_LIMITS: std::cell::Cell<Limits> = const { std::cell::Cell::new(Limits::NONE) };
+}
+
+/// The words every limit a reader hits while reading says (how a caller knows a 413).
+pub const OVER_LIMIT: &str = "more than the limit of";
+
+/// Runs `read` (which parses a JSON body holding a dataset) with `limits` checked while the
+/// features and targets are read.
+pub fn read_within<T>(limits: &Limits, read: impl FnOnce() -> T) -> T {
+    READ_LIMITS.with(|l| l.set(*limits));
+    let out = read();
+    READ_LIMITS.with(|l| l.set(Limits::NONE));
+    out
+}
+
+fn read_limits() -> Limits {
+    READ_LIMITS.with(|l| l.get())
+}
+
 /// Reads one row into the packed features.
 struct RowSeed<'a>(&'a mut JsonFeatures);
 
 impl<'de> de::DeserializeSeed<'de> for RowSeed<'_> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        let max = read_limits().max_rows;
+        if self.0.ends.len() >= max {
+            return Err(de::Error::custom(format!(
+                "features has {OVER_LIMIT} {max} rows (--max-rows)"
+            )));
+        }
         d.deserialize_any(self)
     }
 }
@@ -336,6 +376,21 @@ struct CellSeed<'a>(&'a mut JsonFeatures);
 impl<'de> de::DeserializeSeed<'de> for CellSeed<'_> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        let limits = read_limits();
+        let cells = self.0.cells.len();
+        let in_row = cells - self.0.ends.last().copied().unwrap_or(0);
+        if in_row >= limits.max_columns {
+            return Err(de::Error::custom(format!(
+                "a row has {OVER_LIMIT} {} columns (--max-columns)",
+                limits.max_columns
+            )));
+        }
+        if cells >= limits.max_cells {
+            return Err(de::Error::custom(format!(
+                "features has {OVER_LIMIT} {} cells (--max-cells)",
+                limits.max_cells
+            )));
+        }
         d.deserialize_any(self)
     }
 }

@@ -48,6 +48,13 @@ impl Limits {
         max_columns: 10_000,
         max_cells: 100_000_000,
     };
+
+    /// No bound at all (what a reader checks outside [`json::read_within`]).
+    pub const NONE: Limits = Limits {
+        max_rows: usize::MAX,
+        max_columns: usize::MAX,
+        max_cells: usize::MAX,
+    };
 }
 
 impl Default for Limits {

@@ -344,7 +344,8 @@ impl Service {
                 }
                 // Reading a large body is CPU work: off the async threads, like CSV.
                 let (given, ds) = tokio::task::spawn_blocking(move || -> Result<_> {
-                    let body: JsonDataset = parse_json(&body)?;
+                    let body: JsonDataset = data::json::read_within(&limits, || parse_json(&body))
+                        .map_err(super::read::over_limit_as_too_large)?;
                     Ok((body.name.clone(), data::json_columns(&body, &limits)?))
                 })
                 .await??;

@@ -148,13 +148,18 @@ fn with_budget<T>(elements: usize, read: impl FnOnce() -> T) -> T {
     out
 }
 
-/// The elements a request to `m` may hold: `max_rows` rows of its raw inputs.
+/// The elements a request to `m` may hold while it is read: twice `max_rows` rows of its
+/// inputs (and a little), so a body a little over the limit is still read far enough to be
+/// told exactly which field is over it, and one far over it stops at the budget.
 fn element_budget(m: &Model, max_rows: usize) -> usize {
     let width = m
         .raw_names()
         .map_or(m.input_dim(), |n| n.len())
         .max(m.input_dim());
-    max_rows.saturating_mul(width.max(1))
+    max_rows
+        .saturating_mul(width.max(1))
+        .saturating_mul(2)
+        .saturating_add(1024)
 }
 
 /// The error of a request past its element budget.
@@ -386,6 +391,21 @@ pub fn read_infer(body: &[u8], m: &Model, max_rows: usize) -> Result<Infer, Erro
     })
 }
 
+/// The values an integer datatype holds (INT64 and UINT64 as far as f64 counts exactly
+/// enough for a range check).
+fn int_range(dt: &str) -> (f64, f64) {
+    match dt {
+        "INT8" => (i8::MIN as f64, i8::MAX as f64),
+        "INT16" => (i16::MIN as f64, i16::MAX as f64),
+        "INT32" => (i32::MIN as f64, i32::MAX as f64),
+        "INT64" => (i64::MIN as f64, i64::MAX as f64),
+        "UINT8" => (0.0, u8::MAX as f64),
+        "UINT16" => (0.0, u16::MAX as f64),
+        "UINT32" => (0.0, u32::MAX as f64),
+        _ => (0.0, u64::MAX as f64),
+    }
+}
+
 /// Whether element `v` fits datatype `dt`.
 fn check_element(dt: &str, v: &Scalar) -> Result<(), String> {
     match (dt, v) {
@@ -399,10 +419,13 @@ fn check_element(dt: &str, v: &Scalar) -> Result<(), String> {
             }
         }
         (int, Scalar::Number(n)) if NUMERIC.contains(&int) => {
-            if n.fract() == 0.0 && (!int.starts_with('U') || *n >= 0.0) {
+            let (lo, hi) = int_range(int);
+            if n.fract() == 0.0 && (lo..=hi).contains(n) {
                 Ok(())
             } else {
-                Err(format!("{n} is not a value of datatype {int}"))
+                Err(format!(
+                    "{n} is not a value of datatype {int} (whole numbers from {lo} to {hi})"
+                ))
             }
         }
         (dt, v) => Err(format!("{v:?} is not a value of datatype {dt}")),
@@ -422,6 +445,15 @@ fn plain_inputs(m: &Model, inputs: &[InferInput], rows: usize) -> Result<Array2<
         ));
     }
     let t = &inputs[0];
+    if t.name != INPUT {
+        return Err(Error::invalid(
+            "/inputs/0/name",
+            format!(
+                "this model has no input {:?}; its one input is {INPUT:?} (GET /v2/models/{{name}} lists it)",
+                t.name
+            ),
+        ));
+    }
     if t.shape.len() != 2 || t.shape[1] as usize != width {
         return Err(Error::invalid(
             "/inputs/0/shape",
@@ -689,8 +721,8 @@ mod tests {
     #[test]
     fn a_tensor_past_the_element_budget_is_refused_while_it_is_read() {
         let m = plain();
-        let data: Vec<f64> = vec![0.0; 1000];
-        let body = serde_json::json!({"inputs": [{"name": "input", "shape": [500, 2],
+        let data: Vec<f64> = vec![0.0; 5000];
+        let body = serde_json::json!({"inputs": [{"name": "input", "shape": [2500, 2],
                                                   "datatype": "FP32", "data": data}]});
         match read_infer(body.to_string().as_bytes(), &m, 10) {
             Err(Error::TooLarge { detail, .. }) => {
@@ -699,7 +731,7 @@ mod tests {
             other => panic!("{:?}", other.map(|i| i.x.dim())),
         }
         assert_eq!(ELEMENTS_LEFT.with(|b| b.get()), usize::MAX);
-        let tf = serde_json::json!({"inputs": {"x": vec![0.0; 50], "y": vec![0.0; 50]}});
+        let tf = serde_json::json!({"inputs": {"x": vec![0.0; 2000], "y": vec![0.0; 2000]}});
         let named = model(
             serde_json::json!({"input_dim": 2, "feature_names": ["x", "y"],
             "layers": [{"units": 1, "activation": "linear", "weights": [[1.0], [1.0]], "bias": [0.0]}]}),

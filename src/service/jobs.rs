@@ -90,9 +90,27 @@ impl<'de> serde::de::Visitor<'de> for JobBody {
 /// Reads a job submission: the spec, the service fields, and an inline dataset if there is
 /// one. Pure (no store), so the fuzz target `job_spec` exercises exactly what the handler does.
 pub fn read_request(body: &[u8], limits: &DataLimits) -> Result<JobRequest> {
+    Ok(read_request_with(body, limits, &[])?.0)
+}
+
+/// [`read_request`] for a body that also takes the fields `extra` (a range test's
+/// `range_test`): they are taken out before the submission is read, and returned.
+pub fn read_request_with(
+    body: &[u8],
+    limits: &DataLimits,
+    extra: &[&str],
+) -> Result<(JobRequest, serde_json::Map<String, Value>)> {
     // The inline dataset is read straight into its packed form, never as a JSON value tree
     // (which took about fifty times the body's size, and was then copied twice).
-    let (obj, inline) = parse_json_seed(body, JobBody)?;
+    let (mut obj, inline) =
+        crate::data::json::read_within(limits, || parse_json_seed(body, JobBody))
+            .map_err(super::read::over_limit_as_too_large)?;
+    let mut taken = serde_json::Map::new();
+    for f in extra {
+        if let Some(v) = obj.remove(*f) {
+            taken.insert((*f).to_string(), v);
+        }
+    }
     let mut engine = obj.clone();
     for f in JobSpec::SERVICE_FIELDS {
         engine.remove(f);
@@ -207,16 +225,19 @@ pub fn read_request(body: &[u8], limits: &DataLimits) -> Result<JobRequest> {
             "give validation_split or validation_dataset_id, not both",
         ));
     }
-    Ok(JobRequest {
-        spec,
-        seed_given,
-        priority,
-        name,
-        dataset,
-        validation_dataset,
-        init_model,
-        auto_learning_rate,
-    })
+    Ok((
+        JobRequest {
+            spec,
+            seed_given,
+            priority,
+            name,
+            dataset,
+            validation_dataset,
+            init_model,
+            auto_learning_rate,
+        },
+        taken,
+    ))
 }
 
 /// Validates `spec` against `dataset` and the server's limits (layers, epochs, parameters):

@@ -4,8 +4,8 @@
 
 use serde_json::Value;
 
-use super::jobs::{DatasetSource, plan_job_on, read_request};
-use super::read::{UniqueValue, from_value, parse_json_seed};
+use super::jobs::{DatasetSource, plan_job_on, read_request_with};
+use super::read::from_value;
 use super::{Error, Result, Service};
 use crate::data::Summary;
 use crate::nn::Control;
@@ -20,16 +20,17 @@ pub fn read_range_request(
     body: &[u8],
     limits: &crate::data::Limits,
 ) -> Result<(super::jobs::JobRequest, RangeSettings)> {
-    let mut raw: Value = parse_json_seed(body, UniqueValue)?;
-    let settings = match raw.as_object_mut().and_then(|o| o.remove("range_test")) {
+    // Read as a submission is (its inline dataset packed as it is read, never a JSON value
+    // tree: that, and its copy, took 32 times the body).
+    let (req, mut extra) = read_request_with(body, limits, &["range_test"])?;
+    let settings = match extra.remove("range_test") {
         None | Some(Value::Null) => RangeSettings::default(),
         Some(v) => from_value(v, "/range_test")?,
     };
     if let Err((f, m)) = settings.check() {
         return Err(Error::invalid(format!("/range_test/{f}"), m));
     }
-    let rest = serde_json::to_vec(&raw).map_err(|e| Error::Internal(e.to_string()))?;
-    Ok((read_request(&rest, limits)?, settings))
+    Ok((req, settings))
 }
 
 impl Service {
@@ -51,6 +52,12 @@ impl Service {
             },
             DatasetSource::Inline(inline) => inline.1,
         };
+        if req.init_model.is_some() {
+            return Err(Error::invalid(
+                "/init_model_id",
+                "the range test starts from fresh weights; it takes no init_model_id",
+            ));
+        }
         if req.validation_dataset.is_some() {
             return Err(Error::invalid(
                 "/validation_dataset_id",

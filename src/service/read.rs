@@ -26,6 +26,24 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Err
     Ok(value)
 }
 
+/// A limit a dataset reader hit while reading (`data::json::read_within`) as the 413 it is;
+/// other errors as they are.
+pub fn over_limit_as_too_large(e: Error) -> Error {
+    match e {
+        Error::Invalid(errs) => match errs
+            .iter()
+            .find(|e| e.message.contains(crate::data::json::OVER_LIMIT))
+        {
+            Some(hit) => Error::TooLarge {
+                detail: hit.message.clone(),
+                pointer: Some(hit.pointer.clone()),
+            },
+            None => Error::Invalid(errs),
+        },
+        other => other,
+    }
+}
+
 /// Parses a JSON body with a `DeserializeSeed` (for readers that check limits as they go),
 /// pointing at the field that failed like [`parse_json`].
 pub fn parse_json_seed<'de, S: serde::de::DeserializeSeed<'de>>(

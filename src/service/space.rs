@@ -18,6 +18,16 @@ pub enum Dimension {
     Choice(Vec<Value>),
 }
 
+/// Fields of a submission a sweep sets for all its trials, which a space may not search.
+const NOT_SEARCHABLE: [&str; 6] = [
+    "dataset_id",
+    "dataset",
+    "validation_dataset_id",
+    "init_model_id",
+    "name",
+    "priority",
+];
+
 /// The space: pointer → dimension, in pointer order (so draws do not depend on the order a
 /// client wrote the keys in).
 pub type Space = BTreeMap<String, Dimension>;
@@ -50,6 +60,17 @@ pub fn read_space(v: &Value) -> Result<Space, Error> {
             return Err(Error::invalid(
                 at,
                 "the key must be a JSON Pointer into the spec, such as /optimizer/learning_rate",
+            ));
+        }
+        // The sweep's own fields: its dataset and a trial's name, priority and data are
+        // the sweep's, set on every trial; a space over them would be silently overridden.
+        let top = pointer.split('/').nth(1).unwrap_or("");
+        if NOT_SEARCHABLE.contains(&top) {
+            return Err(Error::invalid(
+                at,
+                format!(
+                    "/{top} is not searchable: a sweep's trials share its dataset, name and priority; search the model's fields (layers, optimizer, learning rate, batch_size, l2, dropout, …)"
+                ),
             ));
         }
         let pair = |v: &Value, name: &str| -> Result<(f64, f64), Error> {
@@ -249,6 +270,19 @@ mod tests {
         seen.dedup();
         assert_eq!(seen.len(), 6);
         assert!(grid_size(&space()).is_err());
+    }
+
+    #[test]
+    fn a_space_over_the_sweeps_own_fields_is_refused() {
+        for p in ["/dataset_id", "/name", "/priority", "/dataset/features"] {
+            match read_space(&json!({p: {"choice": [1, 2]}})) {
+                Err(Error::Invalid(errs)) => {
+                    assert!(errs[0].message.contains("not searchable"), "{p}: {errs:?}")
+                }
+                other => panic!("{p}: {:?}", other.map(|s| s.len())),
+            }
+        }
+        assert!(read_space(&json!({"/l2": {"choice": [0, 1e-4]}})).is_ok());
     }
 
     #[test]

@@ -36,6 +36,8 @@ pub const AUTOMATIC_TRIALS: usize = 20;
 /// Jobs of one sweep that wait in the queue at once (at least one trial's folds): its other
 /// trials are queued as these are claimed.
 pub const SWEEP_QUEUED_JOBS: i64 = 4;
+/// The largest sweep request body.
+pub const MAX_SWEEP_BODY: usize = 1 << 20;
 
 /// Successive halving: every trial trains `min_epochs`, the best 1/`eta` go on to
 /// `eta`·`min_epochs`, and so on up to the base spec's epochs.
@@ -242,6 +244,16 @@ fn some<'de, D: serde::Deserializer<'de>>(
 
 /// Reads `POST /v1/sweeps`'s body. Pure.
 pub fn read_sweep_request(body: &[u8]) -> Result<SweepRequest> {
+    // A sweep is a spec, never data (its dataset is stored): a body larger than any spec
+    // would be is refused before it is read as a JSON tree (about fifty times its size).
+    if body.len() > MAX_SWEEP_BODY {
+        return Err(Error::TooLarge {
+            detail: format!(
+                "a sweep request is a spec of at most {MAX_SWEEP_BODY} bytes; its data is a stored dataset (dataset_id)"
+            ),
+            pointer: None,
+        });
+    }
     let raw: Value = parse_json_seed(body, UniqueValue)?;
     let r: RawRequest = from_value(raw, "")?;
     if let Some(n) = &r.name
