@@ -194,8 +194,9 @@ pub struct ServeArgs {
     /// Queued jobs one tenant may have (0 = no limit); beyond it submissions get 429.
     #[arg(long, env = "BACKPROP_QUOTA_QUEUED_JOBS", default_value_t = crate::service::Limits::DEFAULT.quota_queued_jobs)]
     pub quota_queued_jobs: i64,
-    /// Bytes of datasets, models and finished jobs' saved final states one tenant may store
-    /// (0 = no limit); beyond it 429.
+    /// Bytes one tenant may store (0 = no limit): datasets, models, batch-prediction
+    /// results, checkpoints, finished jobs' saved final states and histories; beyond it new
+    /// datasets, models and batch predictions get 429.
     #[arg(long, env = "BACKPROP_QUOTA_STORED_BYTES", default_value_t = crate::service::Limits::DEFAULT.quota_stored_bytes)]
     pub quota_stored_bytes: i64,
     /// Requests per second one API key may make on average (a token bucket; 0 = no limit);

@@ -485,3 +485,66 @@ async fn import_and_deploy_open(srv: &Server, name: &str) {
         .unwrap();
     assert!(r.status().is_success());
 }
+
+/// Item 4: nine batch predictions stored 13.4 MB over a 2 MB quota. Everything a tenant makes
+/// the service store counts: batch results (refused at the start when the dataset alone
+/// would pass the quota, and cut short, failed, when a chunk would), checkpoints, histories.
+#[tokio::test]
+async fn batch_results_count_against_the_storage_quota() {
+    let quota = 2_000_000u64;
+    let srv = Server::start(&["--quota-stored-bytes", &quota.to_string()]).await;
+    let m = srv.post("/v1/models", &model()).await.1;
+    let mut csv = String::from("x,y,label\n");
+    for i in 0..20_000 {
+        csv.push_str(&format!("{}.25,{}.5,{}\n", i % 97, i % 13, i % 2));
+    }
+    let (st, ds) = split(
+        srv.post_raw("/v1/datasets?target=label", "text/csv", csv)
+            .await,
+    )
+    .await;
+    assert_eq!(st, 201, "{ds}");
+    let path = format!("/v1/models/{}/predictions", m["id"].as_str().unwrap());
+    let mut results = 0u64;
+    let mut refused = false;
+    for _ in 0..9 {
+        let (st, b) = srv.post(&path, &json!({"dataset_id": ds["id"]})).await;
+        if st == 429 {
+            assert!(b["detail"].as_str().unwrap().contains("quota"), "{b}");
+            refused = true;
+            break;
+        }
+        assert_eq!(st, 202, "{b}");
+        let status = format!("{path}/{}", b["id"].as_str().unwrap());
+        let t0 = Instant::now();
+        let done = loop {
+            let (_, b) = srv.get(&status).await;
+            if b["status"] != "running" {
+                break b;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(60), "{b}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        if done["status"] == "succeeded" {
+            let r = srv
+                .client
+                .get(srv.url(done["result"].as_str().unwrap()))
+                .send()
+                .await
+                .unwrap();
+            results += r.bytes().await.unwrap().len() as u64;
+            println!("a result of {results} bytes in all");
+        } else {
+            assert!(done["error"].to_string().contains("quota"), "{done}");
+        }
+    }
+    assert!(
+        refused,
+        "nine batches of this dataset cannot fit in {quota} bytes"
+    );
+    assert!(
+        results <= quota,
+        "{results} bytes of results stored over a {quota} byte quota"
+    );
+    assert!(results > 0, "some batches fit");
+}

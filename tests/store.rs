@@ -1393,11 +1393,16 @@ async fn a_succeeded_job_keeps_its_final_state_and_a_continuation_copies_it(stor
                 .unwrap()
         );
     }
-    assert!(store.save_checkpoint(a.id, 1, 3, b"state-3").await.unwrap());
-    // A final state counts towards the tenant's stored bytes: a job ending with the same
-    // model but without a state adds 7 bytes (the state's size) less.
-    let c = running(&store, 60_000).await;
     let stored = || async { store.usage("default").await.unwrap().stored_bytes };
+    // Histories and checkpoints count towards the tenant's stored bytes (issue 23) …
+    let before = stored().await;
+    assert!(before > 0, "three epochs' history");
+    assert!(store.save_checkpoint(a.id, 1, 3, b"state-3").await.unwrap());
+    assert_eq!(stored().await - before, 7, "the checkpoint's bytes");
+    // … and so does a final state: a job's checkpoint becomes its final state when it ends,
+    // so a job ending with a state adds as much as one ending without (whose checkpoint-less
+    // run stored none).
+    let c = running(&store, 60_000).await;
     let done = |job: Uuid| Finish::Succeeded {
         model: model(Some(job)),
         stop_reason: "completed".into(),
@@ -1407,7 +1412,11 @@ async fn a_succeeded_job_keeps_its_final_state_and_a_continuation_copies_it(stor
     let u1 = stored().await;
     assert!(store.finish_job(a.id, 1, done(a.id)).await.unwrap());
     let u2 = stored().await;
-    assert_eq!((u2 - u1) - (u1 - u0), 7, "{u0} {u1} {u2}");
+    assert_eq!((u2 - u1) - (u1 - u0), 0, "{u0} {u1} {u2}");
+    assert_eq!(
+        store.final_state(a.id).await.unwrap().map(|s| s.1.len()),
+        Some(7)
+    );
     assert_eq!(store.load_checkpoint(a.id).await.unwrap(), None);
     assert_eq!(
         store.final_state(a.id).await.unwrap(),

@@ -45,7 +45,7 @@ impl Service {
     ) -> Result<BatchRecord> {
         let req: BatchRequest = parse_json(body)?;
         let model = self.model(tenant, model_id).await?;
-        let (_, ds) = match self.dataset(tenant, req.dataset_id).await {
+        let (dataset, ds) = match self.dataset(tenant, req.dataset_id).await {
             Err(Error::NotFound(_)) => {
                 return Err(Error::invalid(
                     "/dataset_id",
@@ -55,6 +55,10 @@ impl Service {
             other => other?,
         };
         let slots = column_slots(&model, &ds)?;
+        // Its result is stored: it counts against the tenant's storage quota like a dataset
+        // (its CSV holds the dataset's cells and the outputs; the dataset's size is a floor).
+        self.check_bytes_quota(tenant, dataset.size_bytes.max(0) as usize)
+            .await?;
         let now = now_ms();
         let rec = BatchRecord {
             id: Uuid::new_v4(),
@@ -70,10 +74,10 @@ impl Service {
             finished_at: None,
         };
         self.store.insert_batch(&rec).await?;
-        let (svc, id) = (self.clone(), rec.id);
+        let (svc, id, tenant) = (self.clone(), rec.id, tenant.to_owned());
         tokio::spawn(async move {
             let outcome = svc
-                .run_batch(id, model, Arc::new(ds), Arc::new(slots))
+                .run_batch(&tenant, id, model, Arc::new(ds), Arc::new(slots))
                 .await;
             let (status, error) = match &outcome {
                 Ok(()) => ("succeeded", None),
@@ -93,6 +97,7 @@ impl Service {
     /// Computes and stores the chunks: the header (chunk 0), then the rows.
     async fn run_batch(
         &self,
+        tenant: &str,
         id: Uuid,
         model: Arc<Model>,
         ds: Arc<Dataset>,
@@ -128,6 +133,9 @@ impl Service {
             let (m, d, s) = (model.clone(), ds.clone(), slots.clone());
             let csv =
                 tokio::task::spawn_blocking(move || chunk_csv(&m, &d, &s, start, end)).await??;
+            // The estimate at the start may be short: a chunk that would pass the quota ends
+            // the batch (failed, its error says why) instead of being stored.
+            self.check_bytes_quota(tenant, csv.len()).await?;
             if !self
                 .store
                 .append_batch_chunk(id, seq, &csv, end as i64, now_ms())
@@ -202,6 +210,7 @@ fn describe(e: &Error) -> String {
             tracing::error!(cause = %cause, "a batch prediction failed");
             "the server failed to finish it; the cause is in its log".into()
         }
+        Error::OverQuota { detail, .. } | Error::TooLarge { detail, .. } => detail.clone(),
         other => format!("{other:?}"),
     }
 }

@@ -438,7 +438,13 @@ impl Store for PostgresStore {
                     ((SELECT COALESCE(SUM(size_bytes), 0) FROM datasets WHERE tenant = $1)
                    + (SELECT COALESCE(SUM(octet_length(document::text)), 0) FROM models WHERE tenant = $1)
                    + (SELECT COALESCE(SUM(octet_length(f.state)), 0) FROM final_states f
-                        JOIN jobs j ON j.id = f.job_id WHERE j.tenant = $1))::bigint AS bytes",
+                        JOIN jobs j ON j.id = f.job_id WHERE j.tenant = $1)
+                   + (SELECT COALESCE(SUM(octet_length(c.state)), 0) FROM checkpoints c
+                        JOIN jobs j ON j.id = c.job_id WHERE j.tenant = $1)
+                   + (SELECT COALESCE(SUM(octet_length(e.record::text)), 0) FROM epochs e
+                        JOIN jobs j ON j.id = e.job_id WHERE j.tenant = $1)
+                   + (SELECT COALESCE(SUM(octet_length(c.csv)), 0) FROM batch_prediction_chunks c
+                        JOIN batch_predictions b ON b.id = c.batch_id WHERE b.tenant = $1))::bigint AS bytes",
         )
         .bind(tenant)
         .fetch_one(&self.pool)

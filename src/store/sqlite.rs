@@ -502,7 +502,13 @@ impl Store for SqliteStore {
                     (SELECT COALESCE(SUM(size_bytes), 0) FROM datasets WHERE tenant = ?1)
                   + (SELECT COALESCE(SUM(LENGTH(document)), 0) FROM models WHERE tenant = ?1)
                   + (SELECT COALESCE(SUM(LENGTH(f.state)), 0) FROM final_states f
-                       JOIN jobs j ON j.id = f.job_id WHERE j.tenant = ?1) AS bytes",
+                       JOIN jobs j ON j.id = f.job_id WHERE j.tenant = ?1)
+                  + (SELECT COALESCE(SUM(LENGTH(c.state)), 0) FROM checkpoints c
+                       JOIN jobs j ON j.id = c.job_id WHERE j.tenant = ?1)
+                  + (SELECT COALESCE(SUM(LENGTH(e.record)), 0) FROM epochs e
+                       JOIN jobs j ON j.id = e.job_id WHERE j.tenant = ?1)
+                  + (SELECT COALESCE(SUM(LENGTH(c.csv)), 0) FROM batch_prediction_chunks c
+                       JOIN batch_predictions b ON b.id = c.batch_id WHERE b.tenant = ?1) AS bytes",
         )
         .bind(tenant)
         .fetch_one(&self.pool)
