@@ -294,9 +294,10 @@ impl Service {
             None => current.version - 1,
         };
         let Some(to) = self.store.deployment_version(tenant, name, target).await? else {
-            return Err(Error::Internal(format!(
-                "deployment {name:?} is at version {} but has no version {target}",
-                current.version
+            // Deleted (and perhaps made again) since it was read: its history went with it.
+            self.deployment_record(tenant, name).await?;
+            return Err(Error::Conflict(format!(
+                "deployment {name:?} changed while it was being rolled back (it was deleted and made again, without version {target}); read it and retry"
             )));
         };
         if self.model(tenant, to.model_id).await.is_err() {

@@ -61,6 +61,13 @@ impl From<StoreError> for Error {
                         .into(),
                 )
             }
+            StoreError::InUse(m) => {
+                tracing::debug!(cause = %m, "a foreign key refused a write");
+                Error::Conflict(
+                    "a record this request uses or removes changed at the same moment (a model deployed or deleted meanwhile); read it again and retry"
+                        .into(),
+                )
+            }
             other => Error::Internal(other.to_string()),
         }
     }

@@ -157,10 +157,11 @@ impl Service {
             Ok(d) => d,
             Err(e) => {
                 let names = self.deployments_of_model(id).await?;
-                return Err(if names.is_empty() {
-                    e.into()
-                } else {
+                return Err(if !names.is_empty() {
                     deployed(names)
+                } else {
+                    // Deployed and moved away again meanwhile: a conflict, not our fault.
+                    e.into()
                 });
             }
         };

@@ -40,6 +40,10 @@ pub enum StoreError {
     /// A record with this id exists already (two requests with one idempotency key at once).
     #[error("duplicate record: {0}")]
     Duplicate(String),
+    /// A foreign key refused the write: a record it names was deleted meanwhile, or one it
+    /// deletes is still referred to (a model a deployment was just pointed at).
+    #[error("record in use: {0}")]
+    InUse(String),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -58,6 +62,9 @@ impl From<sqlx::Error> for StoreError {
             }
             sqlx::Error::Database(ref db) if db.is_unique_violation() => {
                 StoreError::Duplicate(e.to_string())
+            }
+            sqlx::Error::Database(ref db) if db.is_foreign_key_violation() => {
+                StoreError::InUse(e.to_string())
             }
             other => StoreError::Database(other.to_string()),
         }
