@@ -395,6 +395,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), BoxError> {
             args.rate_limit,
             args.rate_limit_burst,
             args.max_sse_clients_per_tenant,
+            args.max_sse_clients,
         )?),
         event_streams: Arc::new(tokio::sync::Semaphore::new(
             args.max_sse_clients

@@ -206,3 +206,145 @@ async fn a_tenants_event_streams_stop_at_its_share() {
     srv.ok("POST", &format!("/v1/jobs/{a}/cancel"), "key-of-a", None)
         .await;
 }
+
+/// Issue 23, item 7: with the default settings tenant b's two long jobs held both training
+/// slots, and tenant a's job waited at queue position 0 until b's were cancelled. Now a
+/// tenant beyond its share of the slots yields one when another tenant waits: its job
+/// checkpoints at its next epoch's end, goes back to the queue, and resumes from that
+/// checkpoint later with its history whole.
+#[tokio::test]
+async fn a_tenant_holding_every_slot_yields_one_to_a_waiting_tenant() {
+    let srv = Server::start(&["--api-keys", KEYS, "--checkpoint-secs", "0.5"]).await;
+    let long = |name: &str| {
+        let mut s = spec(name);
+        s["epochs"] = json!(100_000);
+        s
+    };
+    let mut b = vec![];
+    for i in 0..2 {
+        let j = srv
+            .ok(
+                "POST",
+                "/v1/jobs",
+                "key-of-b",
+                Some(&long(&format!("b{i}"))),
+            )
+            .await;
+        b.push(j["id"].as_str().unwrap().to_string());
+    }
+    for id in &b {
+        let t0 = Instant::now();
+        loop {
+            let j = srv
+                .ok("GET", &format!("/v1/jobs/{id}"), "key-of-b", None)
+                .await;
+            if j["epoch"].as_i64().unwrap_or(0) >= 2 {
+                break;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(30), "{j}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let mut short = spec("a");
+    short["epochs"] = json!(20);
+    let submitted = Instant::now();
+    let a = srv.ok("POST", "/v1/jobs", "key-of-a", Some(&short)).await;
+    let a = a["id"].as_str().unwrap().to_string();
+    let started = loop {
+        let j = srv
+            .ok("GET", &format!("/v1/jobs/{a}"), "key-of-a", None)
+            .await;
+        if j["status"] != "queued" {
+            break submitted.elapsed();
+        }
+        assert!(
+            submitted.elapsed() < Duration::from_secs(20),
+            "a's job still waits behind b's: {j}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    println!("tenant a's job waited {started:?} for a slot");
+    wait_done(&srv, "key-of-a", &a).await;
+    // One of b's jobs went back to the queue and takes its slot again; both keep a whole
+    // history (each epoch once, in order) and train on.
+    for id in &b {
+        let j = srv
+            .ok("GET", &format!("/v1/jobs/{id}"), "key-of-b", None)
+            .await;
+        assert!(
+            ["running", "queued"].contains(&j["status"].as_str().unwrap()),
+            "{j}"
+        );
+    }
+    let t0 = Instant::now();
+    let yielded = loop {
+        let mut attempts = vec![];
+        for id in &b {
+            let j = srv
+                .ok("GET", &format!("/v1/jobs/{id}"), "key-of-b", None)
+                .await;
+            attempts.push((
+                id.clone(),
+                j["attempt"].as_i64().unwrap(),
+                j["status"].clone(),
+            ));
+        }
+        if let Some((id, _, _)) = attempts.iter().find(|(_, n, s)| *n >= 2 && s == "running") {
+            break id.clone();
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "{attempts:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let at = srv
+        .ok("GET", &format!("/v1/jobs/{yielded}"), "key-of-b", None)
+        .await["epoch"]
+        .as_i64()
+        .unwrap();
+    let (st, h) = srv
+        .call(
+            "GET",
+            &format!("/v1/jobs/{yielded}/history"),
+            "key-of-b",
+            None,
+        )
+        .await;
+    assert_eq!(st, 200);
+    let epochs: Vec<i64> = h["epochs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["epoch"].as_i64().unwrap())
+        .collect();
+    assert!(epochs.len() as i64 >= at.min(epochs.len() as i64));
+    assert_eq!(
+        epochs,
+        (1..=epochs.len() as i64).collect::<Vec<_>>(),
+        "a whole history"
+    );
+    // b's two jobs are the same spec and seed: the one that yielded and resumed from its
+    // checkpoint has the very losses of the one that never stopped, bit for bit.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut losses = vec![];
+    for id in &b {
+        let (_, h) = srv
+            .call("GET", &format!("/v1/jobs/{id}/history"), "key-of-b", None)
+            .await;
+        let l: Vec<Value> = h["epochs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["loss"].clone())
+            .collect();
+        losses.push(l);
+    }
+    let n = losses[0].len().min(losses[1].len());
+    assert!(
+        n > at as usize,
+        "epochs after the resume compared ({n} vs {at})"
+    );
+    assert_eq!(losses[0][..n], losses[1][..n]);
+    for id in &b {
+        srv.call("POST", &format!("/v1/jobs/{id}/cancel"), "key-of-b", None)
+            .await;
+    }
+}

@@ -1,8 +1,9 @@
 //! Fair sharing of one node between keys and tenants: a token bucket per API key for
 //! `/v1` requests (`--rate-limit` per second on average, `--rate-limit-burst` at once; off by
 //! default), answered 429 with `Retry-After` when empty; and a cap on the event streams one
-//! tenant holds open (`--max-sse-clients-per-tenant`), so one tenant cannot take every stream
-//! of `--max-sse-clients`. (Shares of the training slots are the queue's: `Store::claim_next_job`
+//! tenant holds open (`--max-sse-clients-per-tenant`, or by default a fair share once the
+//! node's `--max-sse-clients` are three quarters taken), so one tenant cannot take every
+//! stream. (Shares of the training slots are the queue's: `Store::claim_next_job`
 //! takes the job of the tenant with the fewest running jobs first.) No SQL here.
 
 use std::collections::HashMap;
@@ -27,13 +28,20 @@ pub struct Fairness {
     rate: f64,
     burst: u32,
     max_streams_per_tenant: usize,
+    /// The node's event streams (`--max-sse-clients`), for the default shares.
+    node_streams: usize,
     streams: Mutex<HashMap<String, usize>>,
 }
 
 impl Fairness {
     /// `rate` requests per second per key on average (0 = no limit) with `burst` at once;
     /// `max_streams_per_tenant` event streams per tenant (0 = no limit beyond the node's).
-    pub fn new(rate: f64, burst: u32, max_streams_per_tenant: usize) -> Result<Fairness, String> {
+    pub fn new(
+        rate: f64,
+        burst: u32,
+        max_streams_per_tenant: usize,
+        node_streams: usize,
+    ) -> Result<Fairness, String> {
         if !(rate.is_finite() && rate >= 0.0) {
             return Err(format!(
                 "--rate-limit must be a number of requests per second, 0 or more; got {rate}"
@@ -57,6 +65,7 @@ impl Fairness {
             rate,
             burst,
             max_streams_per_tenant,
+            node_streams,
             streams: Mutex::new(HashMap::new()),
         })
     }
@@ -85,7 +94,26 @@ impl Fairness {
     /// Holds one of `tenant`'s event-stream places until the returned guard drops.
     pub fn open_stream(self: &Arc<Self>, tenant: &str) -> Result<StreamPlace, ApiError> {
         let mut open = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+        let total: usize = open.values().sum();
+        let holders = open.len() + usize::from(!open.contains_key(tenant));
         let n = open.entry(tenant.to_string()).or_insert(0);
+        // Without a set share, one tenant may hold at most three quarters of the node's
+        // places, and once three quarters are taken only tenants below their fair share (the
+        // places over the tenants holding streams) get more: no tenant can take them all.
+        let most = self.node_streams - self.node_streams / 4;
+        let over_default_share = self.max_streams_per_tenant == 0
+            && self.node_streams > 0
+            && (*n >= most.max(1) || (total >= most && *n >= (self.node_streams / holders).max(1)));
+        if over_default_share {
+            metrics::counter!("backprop_event_streams_refused_total").increment(1);
+            return Err(ApiError::TooMany {
+                detail: format!(
+                    "tenant {tenant} has {n} event streams open, its share of this node's {} while other tenants need places (--max-sse-clients-per-tenant sets a fixed share); close one, poll GET /v1/jobs/{{id}}, or retry later",
+                    self.node_streams
+                ),
+                retry_after: 5,
+            });
+        }
         if self.max_streams_per_tenant > 0 && *n >= self.max_streams_per_tenant {
             metrics::counter!("backprop_event_streams_refused_total").increment(1);
             return Err(ApiError::TooMany {
@@ -171,7 +199,7 @@ mod tests {
 
     #[test]
     fn a_bucket_allows_its_burst_then_refuses_with_the_wait() {
-        let f = Fairness::new(2.0, 3, 0).unwrap();
+        let f = Fairness::new(2.0, 3, 0, 512).unwrap();
         let k = [1u8; 32];
         for _ in 0..3 {
             assert!(f.take(&k).is_ok());
@@ -193,18 +221,18 @@ mod tests {
 
     #[test]
     fn no_rate_means_no_limit_and_bad_settings_are_refused() {
-        let f = Fairness::new(0.0, 0, 0).unwrap();
+        let f = Fairness::new(0.0, 0, 0, 512).unwrap();
         for _ in 0..1000 {
             assert!(f.take(&[0u8; 32]).is_ok());
         }
-        assert!(Fairness::new(-1.0, 5, 0).is_err());
-        assert!(Fairness::new(f64::NAN, 5, 0).is_err());
-        assert!(Fairness::new(1.0, 0, 0).is_err());
+        assert!(Fairness::new(-1.0, 5, 0, 512).is_err());
+        assert!(Fairness::new(f64::NAN, 5, 0, 512).is_err());
+        assert!(Fairness::new(1.0, 0, 0, 512).is_err());
     }
 
     #[test]
     fn a_tenant_holds_at_most_its_streams_and_gets_them_back() {
-        let f = Arc::new(Fairness::new(0.0, 0, 2).unwrap());
+        let f = Arc::new(Fairness::new(0.0, 0, 2, 512).unwrap());
         let a1 = f.open_stream("a").unwrap();
         let _a2 = f.open_stream("a").unwrap();
         assert!(matches!(f.open_stream("a"), Err(ApiError::TooMany { .. })));
@@ -213,5 +241,19 @@ mod tests {
             .expect("another tenant has its own share");
         drop(a1);
         assert!(f.open_stream("a").is_ok());
+    }
+
+    /// Issue 23: by default one tenant held all 512 streams and another's got 503. It may
+    /// take three quarters of the node alone; the rest go to tenants below their share.
+    #[test]
+    fn by_default_the_last_quarter_of_the_streams_is_kept_for_other_tenants() {
+        let f = Arc::new(Fairness::new(0.0, 0, 0, 8).unwrap());
+        let b: Vec<_> = (0..6).map(|_| f.open_stream("b").unwrap()).collect();
+        assert!(matches!(f.open_stream("b"), Err(ApiError::TooMany { .. })));
+        let a: Vec<_> = (0..2).map(|_| f.open_stream("a").unwrap()).collect();
+        // Two tenants hold streams: b's share is 4, it holds 6; a's is 4, it holds 2.
+        drop(b);
+        let _b2: Vec<_> = (0..4).map(|_| f.open_stream("b").unwrap()).collect();
+        assert_eq!(a.len(), 2);
     }
 }

@@ -114,6 +114,10 @@ struct Inner {
     /// A job with a crash to its name that runs here alone: nothing else is claimed until it
     /// saves a checkpoint or ends, so a job that stops the node stops nothing else.
     alone: Mutex<Option<Uuid>>,
+    /// The tenant of each job running here, for shares of the slots.
+    tenants: Mutex<HashMap<Uuid, String>>,
+    /// The job asked to give its slot up to another tenant's (one at a time).
+    yielding: Mutex<Option<Uuid>>,
 }
 
 /// Handle to the queue and its workers; cheap to clone.
@@ -145,6 +149,8 @@ impl Jobs {
                 cost: tokio::sync::OnceCell::new(),
                 ended: Notify::new(),
                 alone: Mutex::new(None),
+                tenants: Mutex::new(HashMap::new()),
+                yielding: Mutex::new(None),
             }),
         }
     }
@@ -283,6 +289,9 @@ impl Jobs {
                     Err(e) => tracing::warn!(error = %e, "requeueing expired leases failed"),
                 }
             }
+            if self.running_count() >= self.inner.settings.max_concurrent {
+                self.share_slots().await;
+            }
             while self.running_count() < self.inner.settings.max_concurrent
                 && self.inner.alone.lock().expect("alone lock").is_none()
             {
@@ -300,6 +309,11 @@ impl Jobs {
                     .await
                 {
                     Ok(Some(job)) => {
+                        self.inner
+                            .tenants
+                            .lock()
+                            .expect("tenants lock")
+                            .insert(job.id, job.tenant.clone());
                         if job.crashes > 0 {
                             tracing::warn!(job_id = %job.id, crashes = job.crashes,
                                 "running a job alone: its node stopped while it ran before");
@@ -371,6 +385,13 @@ impl Jobs {
         }
         tracing::info!("training ended");
         self.inner.running.lock().expect("running lock").remove(&id);
+        self.inner.tenants.lock().expect("tenants lock").remove(&id);
+        {
+            let mut y = self.inner.yielding.lock().expect("yielding lock");
+            if *y == Some(id) {
+                *y = None;
+            }
+        }
         self.not_alone(id);
         self.close_channel(id);
         self.inner.idle.notify_waiters();
@@ -412,6 +433,62 @@ impl Jobs {
                 _ => None,
             },
         )
+    }
+
+    /// Fair shares of this node's slots when they are all taken: if a tenant waits (has
+    /// queued jobs) while running fewer jobs here than its share (the slots over the tenants
+    /// running or waiting), the tenant running the most here beyond its share gives one
+    /// slot up — one of its jobs checkpoints at its next epoch's end and goes
+    /// back to the queue, where it resumes from that checkpoint, bit for bit, when a slot
+    /// frees. The queue then gives the slot to the tenant with fewer running jobs.
+    async fn share_slots(&self) {
+        if self.inner.yielding.lock().expect("yielding lock").is_some() {
+            return;
+        }
+        let waiting = match self.inner.store.waiting_tenants().await {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::debug!(error = %e, "reading the waiting tenants failed");
+                return;
+            }
+        };
+        let running: Vec<(Uuid, String)> = self
+            .inner
+            .tenants
+            .lock()
+            .expect("tenants lock")
+            .iter()
+            .map(|(id, t)| (*id, t.clone()))
+            .collect();
+        let mut count: HashMap<&str, usize> = HashMap::new();
+        for (_, t) in &running {
+            *count.entry(t.as_str()).or_default() += 1;
+        }
+        let mut tenants: Vec<&str> = count.keys().copied().collect();
+        for w in &waiting {
+            if !tenants.contains(&w.as_str()) {
+                tenants.push(w);
+            }
+        }
+        let share = (self.inner.settings.max_concurrent / tenants.len().max(1)).max(1);
+        let starved = waiting
+            .iter()
+            .any(|w| count.get(w.as_str()).copied().unwrap_or(0) < share);
+        let Some((&top, &n)) = count.iter().max_by_key(|(_, n)| **n) else {
+            return;
+        };
+        if !starved || n <= share {
+            return;
+        }
+        let Some(id) = running.iter().find(|(_, t)| t == top).map(|(id, _)| *id) else {
+            return;
+        };
+        if let Some(c) = self.inner.running.lock().expect("running lock").get(&id) {
+            tracing::info!(job_id = %id, tenant = top, share,
+                "a tenant beyond its share of the slots yields one at its next epoch");
+            c.yield_slot.store(true, Ordering::Relaxed);
+            *self.inner.yielding.lock().expect("yielding lock") = Some(id);
+        }
     }
 
     /// Job `id` no longer needs the node to itself (it saved a checkpoint, or ended): claim
@@ -548,13 +625,21 @@ impl Jobs {
                     let _ = tx.send(Msg::Resumed(resume.as_ref().map_or(0, |s| s.epoch as i64)));
                     let mut last = Instant::now();
                     let mut on_epoch = |rec: &EpochRecord, state: &TrainState| {
-                        let due =
-                            last.elapsed() >= every || state.finished || state.epoch >= epochs;
+                        let yielding = ctl.yield_slot.load(Ordering::Relaxed);
+                        let due = yielding
+                            || last.elapsed() >= every
+                            || state.finished
+                            || state.epoch >= epochs;
                         let ckpt = due.then(|| {
                             last = Instant::now();
                             (state.epoch as i64, state.to_bytes())
                         });
                         let _ = tx.send(Msg::Epoch(rec.clone(), ckpt));
+                        if yielding && !state.finished && state.epoch < epochs {
+                            // Checkpointed at this epoch's end: stop here and go back to
+                            // the queue.
+                            ctl.cancel.store(true, Ordering::Relaxed);
+                        }
                     };
                     let mut out =
                         pool.install(|| session.run(&pool, resume, &ctl, &mut on_epoch))?;
@@ -737,7 +822,8 @@ impl Jobs {
                 }
             }
             Some(Err(TrainError::Cancelled))
-                if shutting_down && !control_cancelled_by_user(job, &store).await =>
+                if (shutting_down || control.yield_slot.load(Ordering::Relaxed))
+                    && !control_cancelled_by_user(job, &store).await =>
             {
                 return None;
             }

@@ -101,6 +101,9 @@ impl TrainState {
 pub struct Control {
     pub cancel: AtomicBool,
     pub stop: AtomicBool,
+    /// Asked to give its place up: the caller checkpoints at the next epoch's end and
+    /// cancels (the engine itself only reads `cancel` and `stop`).
+    pub yield_slot: AtomicBool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

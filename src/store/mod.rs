@@ -701,6 +701,8 @@ pub trait Store: Send + Sync + 'static {
     /// jobs are not counted, so the number tells nothing of their activity).
     async fn queue_position(&self, id: Uuid) -> Result<Option<i64>>;
     async fn count_jobs(&self, status: JobStatus) -> Result<i64>;
+    /// The tenants with queued jobs (who wait for a training slot).
+    async fn waiting_tenants(&self) -> Result<Vec<String>>;
     /// What a tenant holds now, for quotas.
     async fn usage(&self, tenant: &str) -> Result<Usage>;
     /// The stored answer to an earlier request with this idempotency key, if any

@@ -423,6 +423,15 @@ impl Store for PostgresStore {
         Ok(r.map(|r| r.try_get("pos")).transpose()?)
     }
 
+    async fn waiting_tenants(&self) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT DISTINCT tenant FROM jobs WHERE status = 'queued'")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| r.try_get::<String, _>("tenant").map_err(Into::into))
+            .collect()
+    }
+
     async fn count_jobs(&self, status: JobStatus) -> Result<i64> {
         let r = sqlx::query("SELECT COUNT(*) AS n FROM jobs WHERE status = $1")
             .bind(status.as_str())
