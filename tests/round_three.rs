@@ -669,3 +669,75 @@ async fn postgres_deployment_races_answer_404_or_409() {
     };
     deployment_races_answer_404_or_409(&["--database-url", &db.url]).await;
 }
+
+/// Item 15: what the spec says and the server takes agree: a version written `1.0` is the
+/// whole number JSON Schema says it is; a model's `?name=` of length 0 is refused as the
+/// spec's `minLength` says.
+#[tokio::test]
+async fn the_server_takes_what_the_spec_says() {
+    let srv = Server::start(&[]).await;
+    import_and_deploy_open(&srv, "r").await;
+    import_and_deploy_open(&srv, "r").await;
+    let (st, d) = srv
+        .post("/v1/deployments/r/rollback", &json!({"version": 1.0}))
+        .await;
+    assert_eq!(st, 200, "{d}");
+    assert_eq!(d["version"], 3);
+    let (st, e) = srv
+        .post("/v1/deployments/r/rollback", &json!({"version": 1.5}))
+        .await;
+    assert_eq!(st, 422, "{e}");
+    let (st, e) = srv.post("/v1/models?name=", &model()).await;
+    assert_eq!(st, 422, "{e}");
+}
+
+/// Item 7: with the default settings tenant b held all 512 event streams and a's got 503.
+/// One tenant now holds at most three quarters of the node's streams; another still gets in.
+#[tokio::test]
+async fn one_tenant_cannot_hold_every_event_stream_by_default() {
+    let srv = Server::start(&["--api-keys", KEYS, "--no-workers", "--max-sse-clients", "8"]).await;
+    let mut ids = vec![];
+    for key in [A, B] {
+        let (st, j) = srv
+            .call(
+                "POST",
+                "/v1/jobs",
+                key,
+                Some(
+                    &json!({"dataset": {"features": [[0], [1]], "targets": [0, 1]},
+                             "layers": [{"units": 1}], "loss": "mse"}),
+                ),
+            )
+            .await;
+        assert_eq!(st, 202, "{j}");
+        ids.push(j["id"].as_str().unwrap().to_string());
+    }
+    let stream = |key: &'static str, id: String| {
+        let r = srv
+            .client
+            .get(srv.url(&format!("/v1/jobs/{id}/events")))
+            .bearer_auth(key)
+            .header("accept", "text/event-stream")
+            .send();
+        async move { r.await.unwrap() }
+    };
+    let mut held = vec![];
+    let mut statuses = vec![];
+    for _ in 0..8 {
+        let r = stream(B, ids[1].clone()).await;
+        statuses.push(r.status().as_u16());
+        held.push(r);
+    }
+    assert_eq!(
+        statuses,
+        [200, 200, 200, 200, 200, 200, 429, 429],
+        "b's streams"
+    );
+    let refusal: Value = held.pop().unwrap().json().await.unwrap();
+    assert!(
+        refusal["detail"].as_str().unwrap().contains("share"),
+        "{refusal}"
+    );
+    let r = stream(A, ids[0].clone()).await;
+    assert_eq!(r.status(), 200, "a still gets a stream");
+}

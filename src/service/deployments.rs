@@ -157,7 +157,20 @@ struct DeployRequest {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RollbackRequest {
+    /// A whole number, also when written `6172.0` (JSON Schema's integers include it).
+    #[serde(default, deserialize_with = "whole_number")]
     version: Option<i64>,
+}
+
+fn whole_number<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<i64>, D::Error> {
+    use serde::de::Error as _;
+    match Option::<f64>::deserialize(d)? {
+        None => Ok(None),
+        Some(v) if v.fract() == 0.0 && v.abs() < 9.0e15 => Ok(Some(v as i64)),
+        Some(v) => Err(D::Error::custom(format!("{v} is not a whole number"))),
+    }
 }
 
 impl Service {
