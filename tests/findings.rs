@@ -831,18 +831,6 @@ async fn an_unclosed_quote_is_refused_at_the_line_it_opened() {
     assert_eq!(dataset_count(&srv).await, 0);
 }
 
-/// The server's peak resident memory so far (Linux's `VmHWM`), in bytes.
-fn peak_memory(srv: &Server) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", srv.pid().unwrap())).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-    line.split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse::<u64>()
-        .unwrap()
-        * 1024
-}
-
 /// Item 4: JSON bodies were decoded whole into JSON value trees before any limit applied: a
 /// 4 MB inline dataset in a dry run raised peak memory by ≈190 MB (≈48×), a 4 MB `targets`
 /// array by ≈65 MB. Rows are now packed as they are read (8 bytes a cell), targets kept as
@@ -878,11 +866,11 @@ async fn a_json_body_takes_memory_in_proportion_to_its_size() {
     for (path, body, status) in cases {
         let body = serde_json::to_vec(&body).unwrap();
         let srv = Server::start(&[]).await;
-        let before = peak_memory(&srv);
+        let before = common::peak_memory(&srv);
         let r = srv.post_raw(path, "application/json", body.clone()).await;
         let (st, answer) = common::split(r).await;
         assert_eq!(st, status, "{path}: {answer}");
-        let rise = peak_memory(&srv).saturating_sub(before);
+        let rise = common::peak_memory(&srv).saturating_sub(before);
         let ratio = rise as f64 / body.len() as f64;
         assert!(
             ratio < 10.0,

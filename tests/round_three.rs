@@ -299,18 +299,6 @@ async fn sweeps_stay_within_the_queue_quotas() {
     assert_eq!(queued(A).await, 1);
 }
 
-/// The server's peak resident memory so far (`VmHWM`), in bytes.
-fn peak_memory(srv: &Server) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", srv.pid().unwrap())).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-    line.split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse::<u64>()
-        .unwrap()
-        * 1024
-}
-
 fn gzip(bytes: &[u8]) -> Vec<u8> {
     use std::io::Write;
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -381,7 +369,7 @@ async fn small_compressed_bodies_are_refused_as_they_are_read() {
             compressed.len() < body.len() / 100,
             "{path}: a small request"
         );
-        let before = peak_memory(&srv);
+        let before = common::peak_memory(&srv);
         let r = srv
             .client
             .post(srv.url(path))
@@ -393,7 +381,7 @@ async fn small_compressed_bodies_are_refused_as_they_are_read() {
             .unwrap();
         let (st, answer) = split(r).await;
         assert_eq!(st, 413, "{path}: {answer}");
-        let rise = peak_memory(&srv).saturating_sub(before);
+        let rise = common::peak_memory(&srv).saturating_sub(before);
         let ratio = rise as f64 / body.len() as f64;
         assert!(
             ratio < 8.0,
@@ -571,11 +559,22 @@ async fn deployment_races_answer_404_or_409(args: &[&str]) {
                 .as_u16()
         }
     };
+    let rollbacks = || async {
+        let mut out = vec![];
+        for _ in 0..60 {
+            let r = srv
+                .client
+                .post(srv.url("/v1/deployments/r2/rollback"))
+                .send();
+            out.push(("rollback", r.await.unwrap().status().as_u16()));
+        }
+        out
+    };
     let mut statuses: Vec<(&str, u16)> = vec![];
     put("r2", models[0].clone()).await;
     put("r2", models[1].clone()).await;
     let t0 = Instant::now();
-    let (changes, rollbacks, rollbacks2, deletes) = tokio::join!(
+    let (changes, rollbacks_a, rollbacks_b, deletes) = tokio::join!(
         async {
             let mut out = vec![];
             for _ in 0..40 {
@@ -586,28 +585,8 @@ async fn deployment_races_answer_404_or_409(args: &[&str]) {
             }
             out
         },
-        async {
-            let mut out = vec![];
-            for _ in 0..60 {
-                let r = srv
-                    .client
-                    .post(srv.url("/v1/deployments/r2/rollback"))
-                    .send();
-                out.push(("rollback", r.await.unwrap().status().as_u16()));
-            }
-            out
-        },
-        async {
-            let mut out = vec![];
-            for _ in 0..60 {
-                let r = srv
-                    .client
-                    .post(srv.url("/v1/deployments/r2/rollback"))
-                    .send();
-                out.push(("rollback", r.await.unwrap().status().as_u16()));
-            }
-            out
-        },
+        rollbacks(),
+        rollbacks(),
         async {
             // A model deleted while a deployment keeps moving to it and away.
             let mut out = vec![];
@@ -633,7 +612,7 @@ async fn deployment_races_answer_404_or_409(args: &[&str]) {
             out
         },
     );
-    for part in [changes, rollbacks, rollbacks2, deletes] {
+    for part in [changes, rollbacks_a, rollbacks_b, deletes] {
         statuses.extend(part);
     }
     let bad: Vec<_> = statuses.iter().filter(|(_, s)| *s >= 500).collect();

@@ -16,8 +16,8 @@ use super::train::{Control, Session};
 
 /// The bytes a training run holds at its peak (the dry run's `estimated_memory_bytes`, and
 /// what `--max-job-memory` is checked against), from the shapes alone. A worker holds, in f32:
-/// the stored table (read in parts and joined: twice) and the decoded raw table (rows × raw
-/// columns each), the training split's raw rows while they are encoded, the encoded table
+/// the stored table (read in parts and joined: twice), the decoded raw table and the samples
+/// the session reads (rows × raw columns each), the training split's raw rows while they are encoded, the encoded table
 /// (rows × inputs: one-hot columns are what make it large), the validation split's raw rows
 /// (kept for evaluation), the targets (all, and split), the weights with their gradients and
 /// two optimizer moments, and each mini-batch's activations forward and backward. Summed, not
@@ -48,7 +48,7 @@ pub fn training_memory(
         })
         .sum();
     let cells = rows
-        .saturating_mul(3 * raw_columns + plan.input_dim + 2 * outputs)
+        .saturating_mul(4 * raw_columns + plan.input_dim + 2 * outputs)
         .saturating_add(train_rows.saturating_mul(raw_columns))
         .saturating_add(rows.saturating_sub(train_rows).saturating_mul(raw_columns))
         .saturating_add(4 * plan.parameter_count)

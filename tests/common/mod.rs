@@ -541,3 +541,15 @@ pub async fn losses(srv: &Server, id: &str, n: i64) -> Vec<Value> {
         .map(|e| e["loss"].clone())
         .collect()
 }
+
+/// The server's peak resident memory so far (Linux's `VmHWM`), in bytes.
+pub fn peak_memory(srv: &Server) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", srv.pid().unwrap())).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<u64>()
+        .unwrap()
+        * 1024
+}
