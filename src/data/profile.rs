@@ -88,14 +88,31 @@ fn stats(each: impl FnOnce(&mut dyn FnMut(f32))) -> (u64, Option<Stats>) {
     });
     let stats = (n > 0).then(|| {
         let mean = sum / n as f64;
-        Stats {
-            min: lo,
-            max: hi,
-            mean,
-            std: (sq / n as f64 - mean * mean).max(0.0).sqrt(),
-        }
+        Stats::shortest(lo, hi, mean, (sq / n as f64 - mean * mean).max(0.0).sqrt())
     });
     (missing, stats)
+}
+
+/// `v`, read as the f32 the data is stored in, in the shortest decimal that reads back as
+/// that f32: 59.6, not 59.599998474121094.
+fn shortest(v: f64) -> f64 {
+    let f = v as f32;
+    if f.is_finite() {
+        f.to_string().parse().unwrap_or(v)
+    } else {
+        v
+    }
+}
+
+impl Stats {
+    fn shortest(min: f64, max: f64, mean: f64, std: f64) -> Stats {
+        Stats {
+            min: shortest(min),
+            max: shortest(max),
+            mean: shortest(mean),
+            std: shortest(std),
+        }
+    }
 }
 
 /// min / max / mean / std from a column's stats taken as it was read (the same sums as
@@ -104,12 +121,12 @@ fn summary_of(st: &NumberStats) -> Option<Stats> {
     let n = st.rows - st.missing;
     (n > 0).then(|| {
         let mean = st.sum / n as f64;
-        Stats {
-            min: st.lo as f64,
-            max: st.hi as f64,
+        Stats::shortest(
+            st.lo as f64,
+            st.hi as f64,
             mean,
-            std: (st.sq / n as f64 - mean * mean).max(0.0).sqrt(),
-        }
+            (st.sq / n as f64 - mean * mean).max(0.0).sqrt(),
+        )
     })
 }
 
@@ -222,6 +239,17 @@ mod tests {
     use super::*;
     use crate::data::{Limits, from_csv};
 
+    /// Issue 23, item 14: a profile printed f32 noise (59.599998474121094 for 59.6).
+    #[test]
+    fn profile_numbers_are_the_shortest_that_read_back() {
+        let s = Stats::shortest(59.6f32 as f64, 1e-3f32 as f64, 0.1f32 as f64, 2.0);
+        assert_eq!((s.min, s.max, s.mean, s.std), (59.6, 0.001, 0.1, 2.0));
+        assert_eq!(
+            serde_json::to_string(&s).unwrap(),
+            r#"{"min":59.6,"max":0.001,"mean":0.1,"std":2.0}"#
+        );
+    }
+
     /// The stats taken chunk by chunk as a file is read give the profile the one pass over
     /// the whole columns gives: the same counts, bounds and distinct counts (below and past
     /// the cap), the mean and spread to rounding; with no row dropped, and with some.
@@ -299,7 +327,8 @@ mod tests {
         assert_eq!((mass.kind, mass.missing), (ColumnType::Numeric, 1));
         let s = mass.stats.clone().expect("numbers have stats");
         assert_eq!((s.min, s.max, s.mean), (3000.0, 5000.0, 4000.0));
-        assert!((s.std - (2e6f64 / 3.0).sqrt()).abs() < 1e-6);
+        // To the f32 the data is kept in (issue 23: no float32 noise in the digits shown).
+        assert!((s.std - (2e6f64 / 3.0).sqrt()).abs() < 1e-3);
         assert_eq!(p.columns[2].missing, 1);
         assert_eq!(
             p.target.classes,

@@ -361,16 +361,18 @@ impl<'de> Visitor<'de> for Row<'_> {
             }
             return Ok(());
         }
+        // Counted whole, kept only up to the width (a row of a million cells holds no more).
         let mut cells = Vec::with_capacity(width);
+        let mut n = 0usize;
         while let Some(c) = seq.next_element::<RawCell>()? {
-            if cells.len() <= width {
+            n += 1;
+            if cells.len() < width {
                 cells.push(c);
             }
         }
-        if cells.len() != width {
+        if n != width {
             return Err(de::Error::custom(format!(
-                "has {} values, the model takes {width} columns",
-                cells.len()
+                "has {n} values, the model takes {width} columns"
             )));
         }
         self.push(&cells)
@@ -512,6 +514,37 @@ mod tests {
         match read_inputs(br#"{"inputs": [[1, 2], [3]]}"#, &m, 10) {
             Err(Error::Invalid(errs)) => assert_eq!(errs[0].pointer, "/inputs/1"),
             other => panic!("{other:?}"),
+        }
+    }
+
+    /// Issue 23, item 14: a tabular row of 9, 15 or 30 cells for a 2-column model said "has
+    /// 3 values" (the count stopped one past the width).
+    #[test]
+    fn a_row_of_the_wrong_width_is_told_its_own_width() {
+        let doc: ModelDocument = serde_json::from_value(serde_json::json!({
+            "input_dim": 3,
+            "encoder": {"columns": [
+                {"type": "numeric", "name": "size", "fill": 2.0},
+                {"type": "categorical", "name": "color", "categories": ["blue", "red"]}
+            ]},
+            "layers": [{"units": 1, "activation": "linear",
+                        "weights": [[1.0], [0.5], [0.2]], "bias": [0.0]}],
+        }))
+        .expect("a model document");
+        let m = Model::from_document(&doc).expect("a model");
+        for n in [1usize, 9, 15, 30] {
+            let row: Vec<serde_json::Value> = (0..n).map(|_| serde_json::json!(1)).collect();
+            let body = serde_json::json!({"inputs": [row]}).to_string();
+            match read_inputs(body.as_bytes(), &m, 10) {
+                Err(Error::Invalid(errs)) => assert!(
+                    errs[0]
+                        .message
+                        .contains(&format!("has {n} values, the model takes 2 columns")),
+                    "{n}: {}",
+                    errs[0].message
+                ),
+                other => panic!("{n}: {other:?}"),
+            }
         }
     }
 }
