@@ -162,8 +162,9 @@ fn element_budget(m: &Model, max_rows: usize) -> usize {
         .saturating_add(1024)
 }
 
-/// The error of a request past its element budget.
-const OVER_BUDGET: &str = "more elements than --max-predict-rows rows of the model's inputs";
+/// The error of a request past its element budget (its words include
+/// `data::json::OVER_LIMIT`, so `read::over_limit_as_too_large` makes it the 413 it is).
+const OVER_BUDGET: &str = "the tensors hold more than the limit of elements one request may hold (twice --max-predict-rows rows of the model's inputs); send the rows in smaller batches";
 
 /// Appends the elements it reads to its vector.
 struct Append<'a>(&'a mut Vec<Scalar>);
@@ -268,8 +269,8 @@ const NUMERIC: [&str; 10] = [
 /// Reads a v2 `infer` body for model `m` (see the module's description of the inputs);
 /// at most `max_rows` rows.
 pub fn read_infer(body: &[u8], m: &Model, max_rows: usize) -> Result<Infer, Error> {
-    let req: InferBody =
-        with_budget(element_budget(m, max_rows), || parse_json(body)).map_err(over_budget)?;
+    let req: InferBody = with_budget(element_budget(m, max_rows), || parse_json(body))
+        .map_err(super::read::over_limit_as_too_large)?;
     let known = output_names(m);
     let outputs = match &req.outputs {
         None => known.clone(),
@@ -579,7 +580,7 @@ pub fn read_tf_predict(
                 inputs: std::collections::BTreeMap<String, Flat>,
             }
             let c: Columns = with_budget(element_budget(m, max_rows), || parse_json(body))
-                .map_err(over_budget)?;
+                .map_err(super::read::over_limit_as_too_large)?;
             let rows = c.inputs.values().next().map_or(0, |d| d.0.len());
             if rows == 0 {
                 return Err(Error::invalid("/inputs", "needs at least one row"));
@@ -619,19 +620,6 @@ pub fn read_tf_predict(
             TfForm::Rows,
             super::predict::read_rows(body, m, max_rows, "instances", &["signature_name"])?,
         )),
-    }
-}
-
-/// A reader's error past its element budget as the 413 it is (others as they are).
-fn over_budget(e: Error) -> Error {
-    match e {
-        Error::Invalid(errs) if errs.iter().any(|e| e.message.contains(OVER_BUDGET)) => {
-            Error::TooLarge {
-                detail: format!("the tensors hold {OVER_BUDGET}; send the rows in smaller batches"),
-                pointer: errs.first().map(|e| e.pointer.clone()),
-            }
-        }
-        other => other,
     }
 }
 
