@@ -81,6 +81,16 @@ async fn a_csv_body_answers_json_or_csv_with_the_outputs_appended() {
             (&v["outputs"], &v["labels"]),
             (&want["outputs"], &want["labels"])
         );
+        // The NA markers an upload reads as missing are missing here too (the penguins file
+        // as published has `NA` cells; the README predicts it).
+        let na = "color,size\nred,1.5\nblue,NA\nnull,3\n";
+        let (st, _, body) = send(&srv, &path, "text/csv", None, na).await;
+        assert_eq!(st, 200, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            (&v["outputs"], &v["labels"]),
+            (&want["outputs"], &want["labels"])
+        );
 
         let (st, ct, body) = send(
             &srv,

@@ -720,3 +720,165 @@ async fn one_tenant_cannot_hold_every_event_stream_by_default() {
     let r = stream(A, ids[0].clone()).await;
     assert_eq!(r.status(), 200, "a still gets a stream");
 }
+
+/// Item 10: a long history is paged (`?limit=`, `next_since`), so no answer holds it whole,
+/// and a limit outside 1..=10 000 is refused at its field.
+#[tokio::test]
+async fn history_comes_in_pages() {
+    let srv = Server::start(&[]).await;
+    let (st, job) = srv
+        .post(
+            "/v1/jobs",
+            &json!({"dataset": circle(40), "layers": [{"units": 4, "activation": "tanh"}, {}],
+                "loss": "binary_crossentropy", "epochs": 7, "seed": 1}),
+        )
+        .await;
+    assert_eq!(st, 202, "{job}");
+    let id = job["id"].as_str().unwrap();
+    srv.wait_job(id, Duration::from_secs(60)).await;
+    let mut seen = vec![];
+    let mut since = json!(0);
+    let mut pages = 0;
+    while !since.is_null() {
+        let (st, page) = srv
+            .get(&format!("/v1/jobs/{id}/history?since={since}&limit=3"))
+            .await;
+        assert_eq!(st, 200, "{page}");
+        let epochs = page["epochs"].as_array().unwrap();
+        assert!(epochs.len() <= 3);
+        seen.extend(epochs.iter().map(|e| e["epoch"].as_i64().unwrap()));
+        since = page["next_since"].clone();
+        pages += 1;
+    }
+    assert_eq!(seen, (1..=7).collect::<Vec<_>>());
+    assert_eq!(pages, 3, "3 + 3 + 1");
+    let (_, all) = srv.get(&format!("/v1/jobs/{id}/history")).await;
+    assert_eq!(all["epochs"].as_array().unwrap().len(), 7);
+    assert!(all["next_since"].is_null());
+    for bad in ["0", "10001", "-1"] {
+        let (st, e) = srv.get(&format!("/v1/jobs/{id}/history?limit={bad}")).await;
+        assert_eq!(st, 422, "{e}");
+        assert_eq!(e["errors"][0]["pointer"], "/limit", "{e}");
+    }
+}
+
+/// Item 10: concurrent ONNX exports take turns (one builds at a time on a node) and each still
+/// answers the whole model.
+#[tokio::test]
+async fn concurrent_onnx_exports_take_turns_and_all_answer() {
+    let srv = Server::start(&[]).await;
+    let (st, m) = srv.post("/v1/models", &model()).await;
+    assert_eq!(st, 201, "{m}");
+    let url = srv.url(&format!(
+        "/v1/models/{}/export?format=onnx",
+        m["id"].as_str().unwrap()
+    ));
+    let client = reqwest::Client::new();
+    let answers = futures::future::join_all((0..4).map(|_| client.get(&url).send())).await;
+    let mut bodies = vec![];
+    for r in answers {
+        let r = r.unwrap();
+        assert_eq!(r.status(), 200);
+        bodies.push(r.bytes().await.unwrap());
+    }
+    assert!(bodies.iter().all(|b| b == &bodies[0] && !b.is_empty()));
+}
+
+/// Item 14: the 202 for a new job describes it as submitted (no `started_at`, even when a
+/// worker claimed it at once); an upload counts as inputs only the columns a model reads, and
+/// its distinct counts say where they stopped counting, as the profile does.
+#[tokio::test]
+async fn answers_say_what_they_mean() {
+    let srv = Server::start(&[]).await;
+    for _ in 0..3 {
+        let (st, job) = srv
+            .post(
+                "/v1/jobs",
+                &json!({"dataset": circle(20), "layers": [{"units": 2, "activation": "tanh"}, {}],
+                    "loss": "binary_crossentropy", "epochs": 1}),
+            )
+            .await;
+        assert_eq!(st, 202, "{job}");
+        assert_eq!(job["status"], "queued");
+        assert!(job["started_at"].is_null(), "{job}");
+        assert_eq!(job["epoch"], 0);
+    }
+    // 1,200 rows: an id column (ignored), a numeric column of 1,200 distinct values, a text
+    // column, and the target.
+    let mut csv = String::from("id,x,colour,y\n");
+    for i in 0..1200 {
+        csv += &format!("r{i},{}.5,{},{}\n", i, ["red", "blue"][i % 2], i % 2);
+    }
+    let r = srv
+        .post_raw(
+            "/v1/datasets?name=wide&target=y&columns=id:ignore",
+            "text/csv",
+            csv,
+        )
+        .await;
+    let (st, d) = split(r).await;
+    assert_eq!(st, 201, "{d}");
+    assert_eq!(d["inputs"], 2, "x and colour, not the ignored id: {d}");
+    let x = &d["columns"][1];
+    assert_eq!(
+        (x["name"].as_str(), x["distinct"].as_u64()),
+        (Some("x"), Some(1000)),
+        "{d}"
+    );
+    assert_eq!(x["distinct_more"], true, "{d}");
+    let (_, full) = srv
+        .get(&format!("/v1/datasets/{}", d["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(full["inputs"], 2);
+    assert_eq!(full["profile"]["columns"][1]["distinct"], 1000);
+}
+
+/// Item 12: a tabular model names its columns with the categories it was trained on, what the
+/// dashboard's predict form offers as choices.
+#[tokio::test]
+async fn a_tabular_model_lists_its_columns_and_categories() {
+    let srv = Server::start(&[]).await;
+    let mut csv = String::from("colour,size,label\n");
+    for i in 0..60 {
+        csv += &format!(
+            "{},{},{}\n",
+            ["red", "blue", "green"][i % 3],
+            i as f32 / 10.0,
+            ["a", "b"][i % 2]
+        );
+    }
+    let (st, d) = split(
+        srv.post_raw("/v1/datasets?name=t&target=label", "text/csv", csv)
+            .await,
+    )
+    .await;
+    assert_eq!(st, 201, "{d}");
+    let (st, job) = srv
+        .post(
+            "/v1/jobs",
+            &json!({"dataset_id": d["id"], "layers": [{"units": 4, "activation": "relu"}, {}],
+                "loss": "binary_crossentropy", "epochs": 2, "seed": 1}),
+        )
+        .await;
+    assert_eq!(st, 202, "{job}");
+    let done = srv
+        .wait_job(job["id"].as_str().unwrap(), Duration::from_secs(60))
+        .await;
+    let (_, m) = srv
+        .get(&format!(
+            "/v1/models/{}",
+            done["model_id"].as_str().unwrap()
+        ))
+        .await;
+    let colour = &m["columns"][0];
+    assert_eq!(colour["name"], "colour");
+    let mut cats: Vec<&str> = colour["categories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    cats.sort();
+    assert_eq!(cats, ["blue", "green", "red"]);
+    assert!(m["columns"][1].get("categories").is_none(), "{m}");
+}

@@ -672,7 +672,10 @@ async fn fenced_writes_of_an_old_attempt_change_nothing(store: Arc<dyn Store>) {
     assert!(!store.finish_job(id, 1, finish).await.unwrap());
 
     assert_eq!(get(&store, id).await, before, "the job record is untouched");
-    assert_eq!(store.history(id, 0).await.unwrap(), [epoch_record(1, 0.9)]);
+    assert_eq!(
+        store.history(id, 0, i64::MAX).await.unwrap(),
+        [epoch_record(1, 0.9)]
+    );
     assert_eq!(
         store.load_checkpoint(id).await.unwrap(),
         Some((1, b"state-1".to_vec()))
@@ -704,7 +707,7 @@ async fn fenced_writes_of_an_old_attempt_change_nothing(store: Arc<dyn Store>) {
     );
     assert!(!store.save_checkpoint(id, 2, 3, b"late").await.unwrap());
     assert!(!store.finish_job(id, 2, Finish::Cancelled).await.unwrap());
-    assert_eq!(store.history(id, 0).await.unwrap().len(), 2);
+    assert_eq!(store.history(id, 0, i64::MAX).await.unwrap().len(), 2);
 }
 
 async fn history_replace_and_truncate(store: Arc<dyn Store>) {
@@ -718,7 +721,7 @@ async fn history_replace_and_truncate(store: Arc<dyn Store>) {
                 .unwrap()
         );
     }
-    let all = store.history(id, 0).await.unwrap();
+    let all = store.history(id, 0, i64::MAX).await.unwrap();
     assert_eq!(
         all,
         [
@@ -728,7 +731,7 @@ async fn history_replace_and_truncate(store: Arc<dyn Store>) {
         ]
     );
     assert_eq!(
-        store.history(id, 2).await.unwrap(),
+        store.history(id, 2, i64::MAX).await.unwrap(),
         [epoch_record(3, 1.0 / 3.0)]
     );
     let after = get(&store, id).await;
@@ -739,7 +742,10 @@ async fn history_replace_and_truncate(store: Arc<dyn Store>) {
 
     // Resumed from a checkpoint at epoch 1: later records go and will be recomputed.
     assert!(store.truncate_history(id, at, 1).await.unwrap());
-    assert_eq!(store.history(id, 0).await.unwrap(), [epoch_record(1, 1.0)]);
+    assert_eq!(
+        store.history(id, 0, i64::MAX).await.unwrap(),
+        [epoch_record(1, 1.0)]
+    );
     let after = get(&store, id).await;
     assert_eq!((after.epoch, after.latest), (1, Some(epoch_record(1, 1.0))));
 
@@ -750,13 +756,22 @@ async fn history_replace_and_truncate(store: Arc<dyn Store>) {
             .await
             .unwrap()
     );
-    assert_eq!(store.history(id, 0).await.unwrap(), [epoch_record(1, 0.75)]);
+    assert_eq!(
+        store.history(id, 0, i64::MAX).await.unwrap(),
+        [epoch_record(1, 0.75)]
+    );
 
     assert!(store.truncate_history(id, at, 0).await.unwrap());
-    assert!(store.history(id, 0).await.unwrap().is_empty());
+    assert!(store.history(id, 0, i64::MAX).await.unwrap().is_empty());
     let after = get(&store, id).await;
     assert_eq!((after.epoch, after.latest), (0, None));
-    assert!(store.history(Uuid::new_v4(), 0).await.unwrap().is_empty());
+    assert!(
+        store
+            .history(Uuid::new_v4(), 0, i64::MAX)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn checkpoint_replace_and_load(store: Arc<dyn Store>) {
@@ -931,7 +946,7 @@ async fn delete_job_only_when_not_running(store: Arc<dyn Store>) {
     assert!(!store.delete_job(r.id).await.unwrap());
     assert_eq!(store.get_job(r.id).await.unwrap(), None);
     assert!(
-        store.history(r.id, 0).await.unwrap().is_empty(),
+        store.history(r.id, 0, i64::MAX).await.unwrap().is_empty(),
         "history goes too"
     );
     assert_eq!(
@@ -1434,7 +1449,7 @@ async fn a_succeeded_job_keeps_its_final_state_and_a_continuation_copies_it(stor
     assert_eq!((got.status, got.epoch), (JobStatus::Queued, 2));
     assert_eq!(got.latest, Some(epoch_record(2, 2.0)));
     assert_eq!(
-        store.history(b.id, 0).await.unwrap(),
+        store.history(b.id, 0, i64::MAX).await.unwrap(),
         vec![epoch_record(1, 1.0), epoch_record(2, 2.0)]
     );
     assert_eq!(
@@ -1442,7 +1457,7 @@ async fn a_succeeded_job_keeps_its_final_state_and_a_continuation_copies_it(stor
         Some((2, b"reopened".to_vec()))
     );
     assert_eq!(
-        store.history(a.id, 0).await.unwrap().len(),
+        store.history(a.id, 0, i64::MAX).await.unwrap().len(),
         3,
         "the source keeps its own"
     );

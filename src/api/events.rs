@@ -21,6 +21,9 @@ use super::extract::{parse_id, parse_query};
 use super::{ApiError, AppState};
 use crate::jobs::JobEvent;
 
+/// Epochs read from the store at a time when a stream replays a job's history.
+const HISTORY_PAGE: i64 = 1000;
+
 pub fn router() -> axum::Router<AppState> {
     Router::new().route("/v1/jobs/{id}/events", get(events))
 }
@@ -84,16 +87,29 @@ async fn events(
             let tx = tx.clone();
             async move {
                 let mut last = last;
-                for rec in s.service.store.history(id, last).await.unwrap_or_default() {
-                    let epoch = rec
-                        .get("epoch")
-                        .and_then(|e| e.as_i64())
-                        .unwrap_or(last + 1);
-                    if epoch > last {
-                        last = epoch;
-                        if tx.send(epoch_event(epoch, &rec)).await.is_err() {
-                            return None;
+                // In pages, so a long history is never held whole for a slow reader.
+                loop {
+                    let page = s
+                        .service
+                        .store
+                        .history(id, last, HISTORY_PAGE)
+                        .await
+                        .unwrap_or_default();
+                    let full = page.len() as i64 == HISTORY_PAGE;
+                    for rec in page {
+                        let epoch = rec
+                            .get("epoch")
+                            .and_then(|e| e.as_i64())
+                            .unwrap_or(last + 1);
+                        if epoch > last {
+                            last = epoch;
+                            if tx.send(epoch_event(epoch, &rec)).await.is_err() {
+                                return None;
+                            }
                         }
+                    }
+                    if !full {
+                        break;
                     }
                 }
                 Some(last)

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use super::auth::{Principal, Role};
 use super::extract::{Body, Idempotency, PageQuery, parse_id, parse_query};
 use super::{ApiError, AppState, view};
-use crate::service::jobs::Submitted;
+use crate::service::jobs::{MAX_HISTORY_PAGE, Submitted};
 use crate::service::read::parse_json;
 use crate::store::{JobRecord, JobStatus, to_json};
 
@@ -78,6 +78,10 @@ async fn create(
     let mut body = view::job(&s, &j).await?;
     // The answer describes the job as submitted, even if a worker has claimed it already.
     body["status"] = json!("queued");
+    for claimed in ["started_at", "eta_seconds", "metrics"] {
+        body[claimed] = Value::Null;
+    }
+    body["epoch"] = json!(0);
     if body["queue_position"].is_null() {
         // Claimed already: it was at the front of the queue.
         body["queue_position"] = json!(0);
@@ -138,6 +142,7 @@ async fn list(
 #[serde(deny_unknown_fields)]
 struct HistoryQuery {
     since: Option<i64>,
+    limit: Option<i64>,
 }
 
 async fn history(
@@ -152,9 +157,20 @@ async fn history(
     if since < 0 {
         return Err(ApiError::invalid("/since", "must be 0 or more"));
     }
-    let epochs = s.service.history(&j, since).await?;
+    let limit = q.limit.unwrap_or(MAX_HISTORY_PAGE);
+    if !(1..=MAX_HISTORY_PAGE).contains(&limit) {
+        return Err(ApiError::invalid(
+            "/limit",
+            format!("must be 1 to {MAX_HISTORY_PAGE}"),
+        ));
+    }
+    let epochs = s.service.history(&j, since, limit).await?;
+    // A full page may have more after it: `next_since` is its last epoch.
+    let next_since = (epochs.len() as i64 == limit)
+        .then(|| epochs.last().and_then(|r| r.get("epoch")).cloned())
+        .flatten();
     Ok(Json(
-        json!({"job_id": j.id, "status": j.status, "epochs": epochs}),
+        json!({"job_id": j.id, "status": j.status, "epochs": epochs, "next_since": next_since}),
     ))
 }
 
@@ -239,6 +255,10 @@ async fn continue_job(
     let queued = idem.settle(&s, &p.tenant, queued).await?;
     let mut body = view::job(&s, &queued).await?;
     body["status"] = json!("queued");
+    for claimed in ["started_at", "eta_seconds", "metrics"] {
+        body[claimed] = Value::Null;
+    }
+    body["epoch"] = json!(0);
     if body["queue_position"].is_null() {
         body["queue_position"] = json!(0);
     }

@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use super::{ApiError, AppState};
 use crate::clock::rfc3339;
+use crate::data::DISTINCT_CAP;
 use crate::nn::Prediction;
 use crate::store::{DatasetRecord, JobRecord, JobStatus, ModelRecord};
 
@@ -75,8 +76,14 @@ pub fn dataset_full(d: &DatasetRecord) -> Value {
         for (k, val) in m {
             if k == "schema" {
                 // What validation reads; users see its columns.
-                if let Some(c) = val.get("columns") {
-                    o.insert("columns".into(), c.clone());
+                if let Some(c) = val.get("columns").and_then(Value::as_array) {
+                    o.insert("columns".into(), columns_view(c));
+                    // The inputs a model gets: the feature columns not typed `ignore`.
+                    let used = c
+                        .iter()
+                        .filter(|c| c.get("type").and_then(Value::as_str) != Some("ignore"))
+                        .count();
+                    o.insert("inputs".into(), json!(used));
                 }
                 continue;
             }
@@ -84,6 +91,28 @@ pub fn dataset_full(d: &DatasetRecord) -> Value {
         }
     }
     v
+}
+
+/// A stored schema's columns as answers show them: numbers' distinct counts stop at
+/// [`DISTINCT_CAP`] with `distinct_more`, as the profile says (the schema counts one past it).
+fn columns_view(columns: &[Value]) -> Value {
+    let cap = DISTINCT_CAP;
+    Value::Array(
+        columns
+            .iter()
+            .map(|c| {
+                let mut c = c.clone();
+                if c.get("distinct")
+                    .and_then(Value::as_u64)
+                    .is_some_and(|d| d > cap)
+                {
+                    c["distinct"] = json!(cap);
+                    c["distinct_more"] = json!(true);
+                }
+                c
+            })
+            .collect(),
+    )
 }
 
 pub fn model(m: &ModelRecord) -> Value {
@@ -108,7 +137,14 @@ pub fn model(m: &ModelRecord) -> Value {
         .and_then(|c| c.as_array())
         .map(|cols| {
             cols.iter()
-                .map(|c| json!({"name": c.get("name"), "type": c.get("type")}))
+                .map(|c| {
+                    let mut v = json!({"name": c.get("name"), "type": c.get("type")});
+                    // The choices a form offers (a value outside them reads as "other").
+                    if let Some(cats) = c.get("categories") {
+                        v["categories"] = cats.clone();
+                    }
+                    v
+                })
                 .collect()
         });
     json!({

@@ -24,7 +24,7 @@ pub use self::columns::Columns;
 pub use self::csv::{CsvStream, PIECE as CSV_PIECE, from_csv, from_csv_owned, from_csv_with};
 pub use self::json::{JsonDataset, from_json, from_json_with, json_columns};
 pub use self::storage::ColumnParts;
-pub use self::table::ReadOptions;
+pub use self::table::{DISTINCT_CAP, ReadOptions};
 
 use crate::nn::tabular::{ColumnSchema, ColumnType, RawColumn, Storage};
 

@@ -782,7 +782,7 @@ impl Jobs {
                 // metrics are that epoch's, not the last epoch's (kept as `last`).
                 let held = match out.best_epoch {
                     Some(best) => store
-                        .history(id, i64::from(best) - 1)
+                        .history(id, i64::from(best) - 1, 1)
                         .await
                         .ok()
                         .and_then(|h| {

@@ -18,6 +18,10 @@ use crate::nn::spec::{Plan, PlannedLayer, TargetShape};
 use crate::nn::{Model, TrainSpec};
 use crate::store::{Cursor, JobRecord, JobSpec, JobStatus, Page, StoreError};
 
+/// The most epochs one `GET /v1/jobs/{id}/history` answers (about 1.5 MB of JSON); the
+/// answer's `next_since` pages on.
+pub const MAX_HISTORY_PAGE: i64 = 10_000;
+
 /// Where a job's data comes from.
 pub enum DatasetSource {
     /// A stored dataset, by id; the use case checks it exists and belongs to the caller.
@@ -636,8 +640,12 @@ impl Service {
     }
 
     /// The job's epoch records after epoch `since`.
-    pub async fn history(&self, j: &JobRecord, since: i64) -> Result<Vec<Value>> {
-        Ok(self.store.history(j.id, since).await?)
+    /// At most `limit` (up to [`MAX_HISTORY_PAGE`]) epochs of `j` after epoch `since`.
+    pub async fn history(&self, j: &JobRecord, since: i64, limit: i64) -> Result<Vec<Value>> {
+        Ok(self
+            .store
+            .history(j.id, since, limit.clamp(1, MAX_HISTORY_PAGE))
+            .await?)
     }
 
     /// Cancels a queued job at once, flags a running one (here and through the store, for

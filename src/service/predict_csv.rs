@@ -8,6 +8,7 @@
 //! The header's names are the model's columns, in any order; a tabular model's column left
 //! out is missing in every row. A model with no column names reads the columns in order.
 
+use crate::data::table::DEFAULT_NA_VALUES;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -102,7 +103,13 @@ pub fn read_csv(
         let mut cells = vec![Cell::Missing; width];
         for (v, &j) in record.iter().zip(&slots) {
             let v = v.trim();
-            cells[j] = if v.is_empty() {
+            // Missing as an upload reads it: empty, or one of the default NA markers (a file
+            // exported with `NA` cells, as the penguins file is, predicts as it trains).
+            cells[j] = if v.is_empty()
+                || DEFAULT_NA_VALUES
+                    .iter()
+                    .any(|na| na.eq_ignore_ascii_case(v))
+            {
                 Cell::Missing
             } else {
                 match v.parse::<f64>() {

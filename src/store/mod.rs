@@ -767,7 +767,8 @@ pub trait Store: Send + Sync + 'static {
         record: &serde_json::Value,
         epoch: i64,
     ) -> Result<bool>;
-    async fn history(&self, id: Uuid, since: i64) -> Result<Vec<serde_json::Value>>;
+    /// At most `limit` epoch records after epoch `since`, in order.
+    async fn history(&self, id: Uuid, since: i64, limit: i64) -> Result<Vec<serde_json::Value>>;
     /// Saves the state after `epoch`, replacing the previous checkpoint; fenced by attempt.
     async fn save_checkpoint(
         &self,

@@ -677,12 +677,13 @@ impl Store for PostgresStore {
         Ok(true)
     }
 
-    async fn history(&self, id: Uuid, since: i64) -> Result<Vec<serde_json::Value>> {
+    async fn history(&self, id: Uuid, since: i64, limit: i64) -> Result<Vec<serde_json::Value>> {
         let rows = sqlx::query(
-            "SELECT record FROM epochs WHERE job_id = $1 AND epoch > $2 ORDER BY epoch",
+            "SELECT record FROM epochs WHERE job_id = $1 AND epoch > $2 ORDER BY epoch LIMIT $3",
         )
         .bind(id)
         .bind(since)
+        .bind(limit)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows

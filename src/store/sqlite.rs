@@ -727,13 +727,15 @@ impl Store for SqliteStore {
         Ok(true)
     }
 
-    async fn history(&self, id: Uuid, since: i64) -> Result<Vec<serde_json::Value>> {
-        let rows =
-            sqlx::query("SELECT record FROM epochs WHERE job_id = ? AND epoch > ? ORDER BY epoch")
-                .bind(id.to_string())
-                .bind(since)
-                .fetch_all(&self.pool)
-                .await?;
+    async fn history(&self, id: Uuid, since: i64, limit: i64) -> Result<Vec<serde_json::Value>> {
+        let rows = sqlx::query(
+            "SELECT record FROM epochs WHERE job_id = ? AND epoch > ? ORDER BY epoch LIMIT ?",
+        )
+        .bind(id.to_string())
+        .bind(since)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(|r| r.json("record")).collect()
     }
 

@@ -386,11 +386,14 @@ async function run(browser, base, csvPath) {
     tested.lr_range_test.points.length);
   const markX = Number(await page.locator('#lr-range-chart').getAttribute('data-marked-x'));
   const box = await page.locator('#lr-range-chart').boundingBox();
-  assert.ok(markX > 48 && markX < box.width - 12, `the chosen rate is marked inside the plot: x = ${markX} of ${box.width}`);
+  // The plot's left edge fits the widest loss label (at least 48 px).
+  const left = Number(await page.locator('#lr-range-chart').getAttribute('data-left-margin'));
+  assert.ok(left >= 48, `left margin ${left}`);
+  assert.ok(markX > left && markX < box.width - 12, `the chosen rate is marked inside the plot: x = ${markX} of ${box.width}`);
   const rate = tested.lr_range_test.learning_rate;
   const lrs = tested.lr_range_test.points.map((p) => p.learning_rate);
-  // The marker sits where the rate falls on the log axis (the plot spans 48 px … width − 12 px).
-  const expectX = 48 + ((Math.log10(rate) - Math.log10(Math.min(...lrs))) / (Math.log10(Math.max(...lrs)) - Math.log10(Math.min(...lrs)))) * (box.width - 60);
+  // The marker sits where the rate falls on the log axis (the plot spans left … width − 12 px).
+  const expectX = left + ((Math.log10(rate) - Math.log10(Math.min(...lrs))) / (Math.log10(Math.max(...lrs)) - Math.log10(Math.min(...lrs)))) * (box.width - left - 12);
   assert.ok(Math.abs(markX - expectX) <= 1.5, `marker at ${markX}, the rate ${rate} is at ${expectX}`);
   const caption = await page.textContent('#lr-range-caption');
   const steepest = tested.lr_range_test.steepest;
@@ -399,6 +402,56 @@ async function run(browser, base, csvPath) {
   await page.locator('#lr-range-chart').scrollIntoViewIfNeeded();
   await shot('lr-range-test');
   log(`16. the range test's curve drawn (${lrs.length} batches), the chosen rate ${rate} marked`);
+
+  // 17. A tabular model's predict form takes its raw columns: one field per column, the
+  // categories offered as choices, and pasted rows keep their text cells.
+  const penguinsUpload = await fetch(`${base}/v1/datasets?name=penguins&target=species`, {
+    method: 'POST', headers: { authorization: `Bearer ${KEY}`, 'content-type': 'text/csv' },
+    body: readFileSync(join(repo, 'tests/data/penguins.csv')),
+  });
+  assert.equal(penguinsUpload.status, 201, await penguinsUpload.clone().text());
+  const penguins = await penguinsUpload.json();
+  const penguinJob = await call('POST', '/v1/jobs', {
+    dataset_id: penguins.id, name: 'penguins', layers: [{ units: 16, activation: 'relu' }, {}],
+    loss: 'categorical_crossentropy', optimizer: { type: 'adam', learning_rate: 0.01 },
+    epochs: 60, batch_size: 16, validation_split: 0.25, seed: 3,
+  });
+  const trained = await waitFor('the penguins model', async () => {
+    const j = await call('GET', `/v1/jobs/${penguinJob.id}`);
+    assert.ok(!['failed', 'cancelled'].includes(j.status), JSON.stringify(j.error));
+    return j.status === 'succeeded' ? j : null;
+  }, 120000, 250);
+  await page.goto(`${base}/#/models/${trained.model_id}`);
+  await page.locator('#predict-form select[data-column="island"]').waitFor();
+  // The choices are the training categories; no "15 values each".
+  const islands = await page.locator('#predict-form select[data-column="island"] option').allTextContents();
+  assert.deepEqual(islands.slice(1).sort(), ['Biscoe', 'Dream', 'Torgersen']);
+  assert.doesNotMatch(await page.textContent('#predict-form'), /15 values/);
+  // Nothing between the cards reads "null" (this model has no evaluation).
+  assert.doesNotMatch(await page.locator('#main').innerText(), /\bnull\b/);
+  await page.selectOption('select[data-column="island"]', 'Biscoe');
+  await page.fill('input[data-column="bill_length_mm"]', '48.6');
+  await page.fill('input[data-column="bill_depth_mm"]', '16.0');
+  await page.fill('input[data-column="flipper_length_mm"]', '230');
+  await page.fill('input[data-column="body_mass_g"]', '5800');
+  await page.selectOption('select[data-column="sex"]', 'male');
+  await page.fill('input[data-column="year"]', '2009');
+  await page.click('#predict-submit');
+  await page.locator('table.predictions tbody tr').first().waitFor();
+  assert.deepEqual(await page.locator('table.predictions td.label-cell').allTextContents(), ['Gentoo']);
+  assert.deepEqual((await page.locator('table.predictions thead th').allTextContents()).slice(1, 3), ['island', 'bill_length_mm']);
+  // The row the attacker pasted: its text cells are kept and land under their columns.
+  await page.fill('#predict-input', 'Biscoe,48.6,16.0,230,5800,male,2009\nDream,39.5,18.8,,3650,female,2008');
+  await page.click('#predict-submit');
+  await page.locator('table.predictions tbody tr').nth(1).waitFor();
+  assert.deepEqual(await page.locator('table.predictions td.label-cell').allTextContents(), ['Gentoo', 'Adelie']);
+  assert.equal(await page.locator('table.predictions tbody tr').first().locator('td').nth(1).textContent(), 'Biscoe');
+  // A header line of column names may reorder them; a left-out column is missing.
+  await page.fill('#predict-input', 'sex,island,bill_length_mm,bill_depth_mm,flipper_length_mm,body_mass_g\nfemale,Dream,39.5,18.8,,3650');
+  await page.click('#predict-submit');
+  await waitFor('the reordered row', async () => (await page.locator('table.predictions td.label-cell').allTextContents()).join() === 'Adelie');
+  await shot('model-tabular');
+  log('17. a penguin predicted through the tabular form, by fields and by pasted rows');
 
   const unexpected = consoleErrors.filter((e) => !/^Failed to load resource: the server responded with a status of (401|409|422)/.test(e));
   const failedRequests = expected.filter((r) => !/^POST \/v1\/jobs 422$|^POST \/v1\/jobs\/[0-9a-f-]+\/predict (409|422)$|^POST \/v1\/models\/[0-9a-f-]+\/predict 422$|^GET \/v1\/jobs 401$/.test(r));

@@ -55,10 +55,19 @@ function duration(ms) {
   if (ms === null || ms === undefined || !Number.isFinite(ms)) return '–';
   if (ms < 10) return `${ms.toFixed(2)} ms`;
   if (ms < 1000) return `${Math.round(ms)} ms`;
-  const s = ms / 1000;
-  if (s < 60) return `${s.toFixed(1)} s`;
-  if (s < 3600) return `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
-  return `${Math.floor(s / 3600)} h ${Math.round((s % 3600) / 60)} min`;
+  if (ms < 59950) return `${(ms / 1000).toFixed(1)} s`;
+  // Rounded once, then split: never "29 min 60 s".
+  const s = Math.round(ms / 1000);
+  if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s`;
+  const m = Math.round(s / 60);
+  return `${Math.floor(m / 60)} h ${m % 60} min`;
+}
+
+/** A running job's time left, in ms: its epochs to go at its last epoch's time. The job list
+ * and the job page both use this, from the same record, so they agree. */
+function timeLeft(j) {
+  const per = j.metrics?.elapsed_ms;
+  return j.status === 'running' && Number.isFinite(per) ? Math.max(0, j.epochs - j.epoch) * per : null;
 }
 
 const badge = (status) => h('span', { class: `badge ${status}` }, status);
@@ -218,7 +227,7 @@ async function viewJobs(root, params) {
       return h('tr', { dataset: { job: j.id, status: j.status } },
         h('td', { 'data-label': 'Job' }, h('a', { href: `#/jobs/${j.id}` }, jobName(j)), h('div', { class: 'sub mono' }, shortId(j.id))),
         h('td', { 'data-label': 'Status' }, jobBadge(j)),
-        h('td', { 'data-label': 'Progress', class: 'progress-cell' }, progress(j.epoch, j.epochs, j.status), h('span', { class: 'sub' }, `${j.epoch}/${j.epochs}`, j.eta_seconds != null ? ` · ${duration(j.eta_seconds * 1000)} left` : '')),
+        h('td', { 'data-label': 'Progress', class: 'progress-cell' }, progress(j.epoch, j.epochs, j.status), h('span', { class: 'sub' }, `${j.epoch}/${j.epochs}`, timeLeft(j) != null ? ` · ${duration(timeLeft(j))} left` : '')),
         h('td', { 'data-label': 'Loss', class: 'num' }, fmt(m.loss)),
         h('td', { 'data-label': 'Validation', class: 'num' }, m.val_loss != null ? fmt(m.val_loss) : '–'),
         h('td', { 'data-label': 'Created', title: j.created_at }, ago(j.created_at)));
@@ -238,7 +247,13 @@ function metricSeries(records) {
 async function viewJob(root, id) {
   const signal = aborter();
   let job = await api('GET', `/v1/jobs/${id}`, { signal });
-  const history = (await api('GET', `/v1/jobs/${id}/history`, { signal })).epochs;
+  // The history comes in pages (`next_since`).
+  const history = [];
+  for (let since = 0; since != null;) {
+    const page = await api('GET', `/v1/jobs/${id}/history?since=${since}`, { signal });
+    history.push(...page.epochs);
+    since = page.next_since;
+  }
   document.title = `${jobName(job)} · Backprop`;
 
   const head = h('div', { class: 'page-head' });
@@ -277,6 +292,14 @@ async function viewJob(root, id) {
     }
     metricChart.set(records);
     lrChart.set(records);
+  };
+  // A job that ended before its first epoch (a diverged loss, a refusal) says so on its
+  // charts, and shows no metric chart it never had.
+  const endedEmpty = () => {
+    if (!terminal() || records.length) return;
+    const why = job.status === 'succeeded' ? 'no epoch recorded' : `no epoch finished: the job ${job.status}`;
+    for (const c of [lossChart, metricChart, lrChart]) { c.emptyText = why; c.schedule(); }
+    metricCard.hidden = true;
   };
 
   const terminal = (j = job) => ['succeeded', 'failed', 'cancelled'].includes(j.status);
@@ -361,7 +384,7 @@ async function viewJob(root, id) {
       ms && m[ms.keys[0]] != null ? [ms.keys[0] === 'accuracy' ? 'Accuracy' : 'MAE', fmt(m[ms.keys[0]])] : null,
       ms && m[ms.keys[1]] != null ? [ms.keys[1] === 'val_accuracy' ? 'Validation accuracy' : 'Validation MAE', fmt(m[ms.keys[1]])] : null,
       ['Time per epoch', duration(m.elapsed_ms)],
-      [job.status === 'running' ? 'Time left' : 'Queue', job.status === 'running' ? duration((job.eta_seconds ?? NaN) * 1000) : (job.queue_position != null ? `#${job.queue_position}` : '–')],
+      [job.status === 'running' ? 'Time left' : 'Queue', job.status === 'running' ? duration(timeLeft(job) ?? NaN) : (job.queue_position != null ? `#${job.queue_position}` : '–')],
     ].filter(Boolean);
     summary.replaceChildren(...tiles.map(([k, v, extra]) => h('div', { class: 'tile' }, h('div', { class: 'k' }, k), h('div', { class: 'v', dataset: { tile: k } }, v), extra)));
     errorSlot.replaceChildren();
@@ -387,6 +410,7 @@ async function viewJob(root, id) {
 
   renderHead();
   drawCharts();
+  endedEmpty();
   const boundary = await setupBoundary(boundarySlot, job, signal).catch((e) => {
     if (e.status === 404) { datasetGone = true; renderHead(); }
     return null;
@@ -403,7 +427,7 @@ async function viewJob(root, id) {
     const at = changed;
     try {
       const j = await api('GET', `/v1/jobs/${id}`, { signal });
-      if (at === changed) { setJob(j); refreshHead(); }
+      if (at === changed) { setJob(j); refreshHead(); endedEmpty(); }
     } catch { /* the stream will tell */ }
   });
   if (!terminal()) {
@@ -424,6 +448,7 @@ async function viewJob(root, id) {
         } else if (name === 'status') {
           setJob(data);
           renderHead();
+          endedEmpty();
           boundary?.update(job, true);
         }
       },
@@ -436,6 +461,8 @@ async function setupBoundary(slot, job, signal) {
   if (!job.dataset_id) return null;
   const ds = await api('GET', `/v1/datasets/${job.dataset_id}`, { signal });
   const classes = ds.classes && ds.target_kind === 'labels' ? ds.classes : (ds.classes && ['binary_crossentropy', 'categorical_crossentropy', 'sparse_categorical_crossentropy'].includes(job.spec.loss) ? ds.classes : null);
+  // Drawn over the raw rows, so only for columns that are all numbers the model reads.
+  if ((ds.columns || []).some((c) => c.type !== 'numeric')) return null;
   const mode = ds.inputs === 2 && classes ? 'boundary' : (ds.inputs === 1 && ds.outputs === 1 && !classes ? 'fit' : null);
   if (!mode) return null;
   const sample = await api('GET', `/v1/datasets/${job.dataset_id}/rows?limit=2000`, { signal });
@@ -768,6 +795,64 @@ export function parseRows(text) {
     .map((cells) => cells.map(Number));
 }
 
+const MISSING_CELLS = new Set(['', 'NA', 'N/A', 'NaN', 'null', '?']);
+
+/**
+ * Rows of a tabular model (its raw `columns`) from pasted text: a JSON array of records or
+ * rows, or CSV lines (comma, semicolon or tab) whose first line may be a header of column
+ * names; without one, cells are in the training column order. Returns records keyed by column
+ * (an empty or NA cell left out: a missing value), or, for a row whose width is not the
+ * model's, the raw cells, so the server's answer says what is wrong with it.
+ */
+export function parseRecords(text, columns) {
+  const t = text.trim();
+  if (!t) return [];
+  if (t.startsWith('[') || t.startsWith('{')) {
+    const v = JSON.parse(t);
+    return Array.isArray(v) ? (Array.isArray(v[0]) || (v[0] && typeof v[0] === 'object') ? v : [v]) : [v];
+  }
+  const byName = new Map(columns.map((c) => [c.name.toLowerCase(), c]));
+  const used = columns.filter((c) => c.type !== 'ignore');
+  const lines = t.split(/\r?\n/).filter((l) => l.trim()).map((l) => l.split(/[,;\t]/).map((c) => c.trim().replace(/^"(.*)"$/, '$1')));
+  let order = null;
+  if (lines[0].every((c) => byName.has(c.toLowerCase()))) order = lines.shift().map((c) => byName.get(c.toLowerCase()));
+  return lines.map((cells) => {
+    const cols = order || (cells.length === columns.length ? columns : cells.length === used.length ? used : null);
+    if (!cols || cols.length !== cells.length) return cells.map((c) => (MISSING_CELLS.has(c) ? null : (c !== '' && Number.isFinite(Number(c)) ? Number(c) : c)));
+    const record = {};
+    cols.forEach((col, i) => {
+      const c = cells[i];
+      if (col.type === 'ignore' || MISSING_CELLS.has(c)) return;
+      record[col.name] = col.type !== 'categorical' && Number.isFinite(Number(c)) ? Number(c) : c;
+    });
+    return record;
+  });
+}
+
+/** One field per raw column of a tabular model: its categories offered as choices. */
+function recordFields(columns) {
+  const inputs = [];
+  const fields = columns.filter((c) => c.type !== 'ignore').map((c) => {
+    const attrs = { name: c.name, dataset: { column: c.name } };
+    let input;
+    if (c.type === 'categorical') input = select([['', '(missing)'], ...(c.categories || []).map((v) => [v, v])], '', attrs);
+    else if (c.type === 'boolean') input = select([['', '(missing)'], ['yes', 'yes'], ['no', 'no']], '', attrs);
+    else input = h('input', { ...attrs, type: 'text', inputmode: 'decimal', autocomplete: 'off', placeholder: 'missing' });
+    inputs.push([c, input]);
+    return field(c.name, input);
+  });
+  const record = () => {
+    const r = {};
+    for (const [c, input] of inputs) {
+      const v = input.value.trim();
+      if (v === '') continue;
+      r[c.name] = c.type === 'numeric' ? (Number.isFinite(Number(v)) ? Number(v) : v) : v;
+    }
+    return r;
+  };
+  return { box: h('div', { class: 'record-fields' }, fields), record, used: inputs.map(([c]) => c) };
+}
+
 async function viewModel(root, id) {
   const signal = aborter();
   const m = await api('GET', `/v1/models/${id}`, { signal });
@@ -785,21 +870,30 @@ async function viewModel(root, id) {
       setTimeout(() => URL.revokeObjectURL(url), 1000);
     } catch (e) { if (e.name !== 'AbortError') toast(e.message, 'error'); }
   } }, 'Export JSON');
-  const input = h('textarea', { id: 'predict-input', rows: 6, spellcheck: 'false', placeholder: `${features.join(',')}\n${features.map(() => '0').join(',')}` });
+  // A tabular model takes its raw columns (text cells included); a model on plain numbers
+  // takes rows of `input_dim` numbers.
+  const tabular = Array.isArray(m.columns) && m.columns.length > 0;
+  const form = tabular ? recordFields(m.columns) : null;
+  const shown = tabular ? form.used.map((c) => c.name) : features;
+  const input = h('textarea', { id: 'predict-input', rows: tabular ? 3 : 6, spellcheck: 'false', placeholder: `${shown.join(',')}\n${tabular ? form.used.map((c) => (c.type === 'categorical' ? (c.categories || ['…'])[0] : '0')).join(',') : features.map(() => '0').join(',')}` });
   const out = h('div', { id: 'predict-output', 'aria-live': 'polite' });
+  const cell = (v) => (typeof v === 'number' ? h('td', { class: 'num' }, fmt(v)) : h('td', {}, v == null ? '–' : String(v)));
   const predict = async (e) => {
     e.preventDefault();
     out.replaceChildren();
     let rows;
-    try { rows = parseRows(input.value); } catch (err) { out.append(errorBox(new Error(`not JSON: ${err.message}`))); return; }
+    try {
+      rows = tabular ? (input.value.trim() ? parseRecords(input.value, m.columns) : [form.record()]) : parseRows(input.value);
+    } catch (err) { out.append(errorBox(new Error(`not JSON: ${err.message}`))); return; }
     if (!rows.length) { out.append(errorBox(new Error('paste at least one row'))); return; }
     try {
       const r = await api('POST', `/v1/models/${id}/predict`, { json: { inputs: rows }, signal });
       const width = r.outputs[0]?.length || 0;
-      const heads = width === 1 ? ['output'] : (m.classes && m.classes.length === width ? m.classes.map((c) => `p(${c})`) : Array.from({ length: width }, (_, i) => `y${i + 1}`));
-      out.append(table(['#', ...features, ...heads, ...(r.labels ? ['label'] : [])], rows.map((row, i) => h('tr', {},
+      const heads = width === 1 ? [m.classes && m.classes.length === 1 ? `p(${m.classes[0]})` : 'output'] : (m.classes && m.classes.length === width ? m.classes.map((c) => `p(${c})`) : Array.from({ length: width }, (_, i) => `y${i + 1}`));
+      const values = (row) => (Array.isArray(row) ? row : shown.map((n) => row[n]));
+      out.append(table(['#', ...shown, ...heads, ...(r.labels ? ['label'] : [])], rows.map((row, i) => h('tr', {},
         h('td', { class: 'num' }, String(i + 1)),
-        row.map((v) => h('td', { class: 'num' }, fmt(v))),
+        values(row).map(cell),
         r.outputs[i].map((v) => h('td', { class: 'num' }, fmt(v))),
         r.labels ? h('td', { class: 'label-cell' }, String(r.labels[i])) : null)), 'predictions'));
     } catch (err) {
@@ -822,9 +916,12 @@ async function viewModel(root, id) {
         f.mae != null ? ['MAE', fmt(f.mae)] : null, f.val_mae != null ? ['Validation MAE', fmt(f.val_mae)] : null,
         ['Epochs run', m.metrics?.epochs_run ?? '–'], ['Best epoch', m.metrics?.best_epoch ?? '–'], ['Stopped because', (m.metrics?.stop_reason || '–').replaceAll('_', ' ')],
         ['Created', new Date(m.created_at).toLocaleString()]]))),
-    m.metrics?.evaluation ? evaluationSection(m.metrics.evaluation, 'Evaluation on the validation rows') : null,
+    ...(m.metrics?.evaluation ? [evaluationSection(m.metrics.evaluation, 'Evaluation on the validation rows')] : []),
     section('Predict', h('form', { id: 'predict-form', onsubmit: predict },
-      field('Rows', input, `One row per line, ${m.input_dim} value${m.input_dim > 1 ? 's' : ''} each (comma or space separated; a header line is skipped), or a JSON array of rows.`),
+      tabular ? form.box : null,
+      tabular
+        ? field('Or paste rows', input, `One row per line with the ${shown.length} columns above (comma, semicolon or tab separated; a header line of column names may give another order; an empty cell is missing), or a JSON array of records. Left empty, the fields above are the row.`)
+        : field('Rows', input, `One row per line, ${m.input_dim} value${m.input_dim > 1 ? 's' : ''} each (comma or space separated; a header line is skipped), or a JSON array of rows.`),
       h('div', { class: 'actions left' }, h('button', { type: 'submit', class: 'primary', id: 'predict-submit' }, 'Predict'),
         csvFile, h('label', { for: 'predict-file', class: 'button ghost', tabindex: 0, onkeydown: (e) => { if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); csvFile.click(); } } }, 'Load a CSV'))), out));
 }

@@ -51,6 +51,8 @@ export class LineChart {
     this.yLabel = yLabel;
     this.logY = logY;
     this.records = [];
+    /** What an empty chart says (a job page sets it once the job ends without an epoch). */
+    this.emptyText = 'waiting for the first epoch…';
     this.pending = false;
     this.observer = new ResizeObserver(() => this.schedule());
     this.observer.observe(canvas);
@@ -91,7 +93,7 @@ export class LineChart {
     if (!all.length) {
       ctx.fillStyle = text;
       ctx.textAlign = 'center';
-      ctx.fillText('waiting for the first epoch…', w / 2, h / 2);
+      ctx.fillText(this.emptyText, w / 2, h / 2);
       return;
     }
     const tf = this.logY ? Math.log10 : (v) => v;
@@ -109,7 +111,14 @@ export class LineChart {
     const pad = (y1 - y0) * 0.06;
     y0 -= pad; y1 += pad;
     if (!this.logY && y0 < 0 && Math.min(...all.map((p) => p[1])) >= 0) y0 = 0;
-    const m = { l: 48, r: 20, t: 10, b: 24 };
+    const yt = this.logY
+      ? ticks(Math.floor(y0), Math.ceil(y1), Math.min(5, Math.ceil(y1) - Math.floor(y0))).filter((v) => v >= y0 && v <= y1)
+      : ticks(y0, y1, 4);
+    const labels = yt.map((v) => fmt(this.logY ? 10 ** v : v, 3));
+    // The left margin fits the widest tick label (7.00e+13 needs more room than 0.5).
+    const widest = Math.max(0, ...labels.map((l) => ctx.measureText(l).width));
+    const m = { l: Math.max(48, Math.ceil(widest) + 12), r: 20, t: 10, b: 24 };
+    this.canvas.dataset.leftMargin = String(m.l);
     const X = (x) => m.l + ((x - x0) / (x1 - x0)) * (w - m.l - m.r);
     const Y = (y) => h - m.b - ((y - y0) / (y1 - y0)) * (h - m.t - m.b);
 
@@ -118,14 +127,11 @@ export class LineChart {
     ctx.fillStyle = text;
     ctx.textAlign = 'right';
     ctx.textBaseline = 'middle';
-    const yt = this.logY
-      ? ticks(Math.floor(y0), Math.ceil(y1), Math.min(5, Math.ceil(y1) - Math.floor(y0))).filter((v) => v >= y0 && v <= y1)
-      : ticks(y0, y1, 4);
-    for (const v of yt) {
+    yt.forEach((v, i) => {
       const y = Math.round(Y(v)) + 0.5;
       ctx.beginPath(); ctx.moveTo(m.l, y); ctx.lineTo(w - m.r, y); ctx.stroke();
-      ctx.fillText(fmt(this.logY ? 10 ** v : v, 3), m.l - 6, y);
-    }
+      ctx.fillText(labels[i], m.l - 6, y);
+    });
     ctx.textAlign = 'center';
     ctx.textBaseline = 'top';
     for (const v of ticks(x0, x1, Math.max(2, Math.floor((w - 60) / 70))).filter((v) => Number.isInteger(v))) {
@@ -186,7 +192,7 @@ export function drawBoundary(canvas, { n, cells, domain, points, names }) {
   });
   const off = new OffscreenCanvas(n, n);
   off.getContext('2d').putImageData(img, 0, 0);
-  const m = { l: 34, r: 8, t: 8, b: 26 };
+  const m = { l: yMargin(ctx, domain.y0, domain.y1, 2, 34), r: 8, t: 8, b: 26 };
   const pw = w - m.l - m.r;
   const ph = h - m.t - m.b;
   ctx.imageSmoothingEnabled = true;
@@ -211,7 +217,8 @@ export function drawBoundary(canvas, { n, cells, domain, points, names }) {
 export function drawFit(canvas, { points, curve, domain, names }) {
   const { ctx, w, h } = fit(canvas);
   ctx.clearRect(0, 0, w, h);
-  const m = { l: 40, r: 8, t: 8, b: 26 };
+  const m = { l: yMargin(ctx, domain.y0, domain.y1, 2, 40), r: 8, t: 8, b: 26 };
+  canvas.dataset.leftMargin = String(m.l);
   const pw = w - m.l - m.r;
   const ph = h - m.t - m.b;
   const X = (x) => m.l + ((x - domain.x0) / (domain.x1 - domain.x0)) * pw;
@@ -229,6 +236,13 @@ export function drawFit(canvas, { points, curve, domain, names }) {
   ctx.stroke();
   axes(ctx, m, w, h, domain, names);
   canvas.dataset.drawn = String(Number(canvas.dataset.drawn || 0) + 1);
+}
+
+/** A left margin that fits the widest y tick label `axes` will write (never under `min`). */
+function yMargin(ctx, y0, y1, digits, min) {
+  ctx.font = '11px system-ui, sans-serif';
+  const widest = Math.max(0, ...ticks(y0, y1, 4).map((v) => ctx.measureText(fmt(v, digits)).width));
+  return Math.max(min, Math.ceil(widest) + 10);
 }
 
 function axes(ctx, m, w, h, d, names) {
@@ -287,9 +301,6 @@ export function drawRangeTest(canvas, { points, marked }) {
   const pts = points.filter((p) => p.learning_rate > 0 && Number.isFinite(p.smoothed_loss));
   canvas.dataset.points = String(pts.length);
   if (!pts.length) return;
-  const m = { l: 48, r: 12, t: 10, b: 26 };
-  const pw = w - m.l - m.r;
-  const ph = h - m.t - m.b;
   const lx = pts.map((p) => Math.log10(p.learning_rate));
   const x0 = Math.min(...lx);
   const x1 = Math.max(x0 + 1e-9, ...lx);
@@ -297,6 +308,10 @@ export function drawRangeTest(canvas, { points, marked }) {
   const s = pts.map((p) => p.smoothed_loss);
   const lo = Math.min(...s);
   const [y0, y1] = bounds([lo, Math.min(Math.max(...s), Math.max(lo * 4, lo + 1e-6))]);
+  const m = { l: yMargin(ctx, y0, y1, 3, 48), r: 12, t: 10, b: 26 };
+  canvas.dataset.leftMargin = String(m.l);
+  const pw = w - m.l - m.r;
+  const ph = h - m.t - m.b;
   const X = (lr) => m.l + ((Math.log10(lr) - x0) / (x1 - x0)) * pw;
   const Y = (v) => m.t + (1 - (Math.min(y1, Math.max(y0, v)) - y0) / (y1 - y0)) * ph;
   ctx.font = '11px system-ui, sans-serif';
