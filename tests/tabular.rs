@@ -127,7 +127,7 @@ async fn penguins_upload_as_they_are_and_predict_by_record() {
     }
     assert_eq!(
         m["columns"][0],
-        json!({"name": "island", "type": "categorical"})
+        json!({"name": "island", "type": "categorical", "categories": ["Biscoe", "Dream", "Torgersen"]})
     );
 
     // Predict by record: a key left out is missing, an island never seen goes to "other".

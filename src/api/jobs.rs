@@ -81,7 +81,6 @@ async fn create(
     for claimed in ["started_at", "eta_seconds", "metrics"] {
         body[claimed] = Value::Null;
     }
-    body["epoch"] = json!(0);
     if body["queue_position"].is_null() {
         // Claimed already: it was at the front of the queue.
         body["queue_position"] = json!(0);
@@ -255,10 +254,10 @@ async fn continue_job(
     let queued = idem.settle(&s, &p.tenant, queued).await?;
     let mut body = view::job(&s, &queued).await?;
     body["status"] = json!("queued");
-    for claimed in ["started_at", "eta_seconds", "metrics"] {
+    // (A continuation keeps the metrics of the epochs it copied.)
+    for claimed in ["started_at", "eta_seconds"] {
         body[claimed] = Value::Null;
     }
-    body["epoch"] = json!(0);
     if body["queue_position"].is_null() {
         body["queue_position"] = json!(0);
     }
