@@ -95,7 +95,11 @@ def cases(elements):
     targets = zeros(rows)
     dataset = b'{"features": ' + features + b', "targets": ' + targets + b"}"
     job = (b'{"layers": [{}], "loss": "mse", "epochs": 1, "dataset": ' + dataset + b"}")
+    # The attacker's CSV: three columns of a million distinct strings each (29 MB).
+    n = min(elements // 20, 1_000_000)
+    csv = b"a,b,c,y\n" + b"".join(b"a%07d,b%07d,c%07d,%d\n" % (i, i, i, i % 2) for i in range(n))
     return [
+        ("CSV distinct strings", "POST", "/v1/datasets?target=y", csv),
         ("v2 infer", "POST", "/v2/models/m/infer", v2),
         ("TF :predict columns", "POST", "/v1/models/m:predict", tf_columns),
         ("POST /v1/datasets", "POST", "/v1/datasets", dataset),
@@ -124,7 +128,8 @@ def main():
         before = status(node.proc.pid, "VmHWM")
         rss_before = status(node.proc.pid, "VmRSS")
         sent = len(gzip.compress(body, 6)) if not a.plain else len(body)
-        st, answer = request(node.base, method, path, body, gz=not a.plain)
+        ctype = "text/csv" if path.startswith("/v1/datasets?") else "application/json"
+        st, answer = request(node.base, method, path, body, gz=not a.plain, ctype=ctype)
         time.sleep(0.5)
         rise = status(node.proc.pid, "VmHWM") - before
         held = status(node.proc.pid, "VmRSS") - rss_before

@@ -14,8 +14,8 @@ use crate::api::ApiError;
 use crate::api::view::prediction_body;
 use crate::data::json::JsonCell;
 use crate::data::{self, DataError, Dataset, JsonDataset, Limits as DataLimits};
-use crate::nn::model::Model;
-use crate::nn::tabular::Storage;
+use crate::nn::portable::model::Model;
+use crate::nn::portable::tabular::Storage;
 use crate::nn::{ClassLabel, Control, Loss, Targets, TrainError, TrainSpec};
 use crate::service::Limits;
 use crate::service::jobs::{DatasetSource, plan_job, read_request};
@@ -47,13 +47,13 @@ pub fn csv_dataset(input: &[u8]) {
     };
     let target = param(b"?target=");
     let na: Option<Vec<String>> = param(b"?na=").map(|v| v.split(',').map(str::to_owned).collect());
-    let columns: std::collections::BTreeMap<String, crate::nn::tabular::ColumnType> =
+    let columns: std::collections::BTreeMap<String, crate::nn::portable::tabular::ColumnType> =
         param(b"?columns=")
             .map(|v| {
                 v.split(',')
                     .filter_map(|p| p.rsplit_once(':'))
                     .filter_map(|(n, t)| {
-                        crate::nn::tabular::ColumnType::parse(t.trim())
+                        crate::nn::portable::tabular::ColumnType::parse(t.trim())
                             .map(|t| (n.trim().to_owned(), t))
                     })
                     .collect()
@@ -307,7 +307,7 @@ pub fn model_import(input: &[u8]) {
 
 /// The network inputs of a dataset's rows, sent to `model` as raw cells, as predict reads them.
 fn encoded_inputs(model: &Model, ds: &Dataset) -> Array2<f32> {
-    let rows: Vec<Vec<crate::nn::tabular::Cell>> =
+    let rows: Vec<Vec<crate::nn::portable::tabular::Cell>> =
         ds.x.rows()
             .into_iter()
             .map(|r| ds.columns.iter().zip(r).map(|(c, &v)| c.cell(v)).collect())
@@ -368,7 +368,7 @@ pub fn serving_bodies(input: &[u8]) {
 }
 
 fn predict_models() -> &'static [Model; 2] {
-    use crate::nn::tabular::{EncodedColumn, Encoder};
+    use crate::nn::portable::tabular::{EncodedColumn, Encoder};
     static MODELS: OnceLock<[Model; 2]> = OnceLock::new();
     MODELS.get_or_init(|| {
         let doc = |input_dim: usize| -> crate::nn::ModelDocument {

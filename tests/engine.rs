@@ -7,8 +7,8 @@
 
 use std::sync::atomic::Ordering;
 
-use backprop::nn::network::Workspace;
-use backprop::nn::train::evaluate;
+use backprop::nn::math::network::Workspace;
+use backprop::nn::run::train::evaluate;
 use backprop::nn::{
     ClassLabel, Control, EpochRecord, Outcome, Samples, Session, StopReason, Targets, TrainError,
     TrainSpec, TrainState,

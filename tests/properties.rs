@@ -10,9 +10,9 @@
 //!   validation, then what the worker does).
 
 use backprop::nn::Activation;
-use backprop::nn::model::Model;
-use backprop::nn::network::{Dense, Layer, Network};
-use backprop::nn::preprocess::{OutputEncoding, Standardizer};
+use backprop::nn::math::network::{Dense, Layer, Network};
+use backprop::nn::portable::model::Model;
+use backprop::nn::portable::preprocess::{OutputEncoding, Standardizer};
 use backprop::nn::{ClassLabel, Loss, ModelDocument};
 use ndarray::{Array1, Array2, Axis};
 use proptest::prelude::*;
@@ -356,7 +356,7 @@ fn optimizer() -> impl Strategy<Value = Value> {
 }
 
 fn monitor() -> impl Strategy<Value = Value> {
-    optional(pick(&backprop::nn::train::MONITORS).prop_map(|m| json!(m)))
+    optional(pick(&backprop::nn::run::train::MONITORS).prop_map(|m| json!(m)))
 }
 
 fn schedule() -> impl Strategy<Value = Value> {

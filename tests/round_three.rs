@@ -801,6 +801,7 @@ async fn answers_say_what_they_mean() {
         assert_eq!(st, 202, "{job}");
         assert_eq!(job["status"], "queued");
         assert!(job["started_at"].is_null(), "{job}");
+        assert_eq!(job["attempt"], 0, "{job}");
     }
     // 1,200 rows: an id column (ignored), a numeric column of 1,200 distinct values, a text
     // column, and the target.

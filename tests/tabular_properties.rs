@@ -9,8 +9,8 @@
 //! - the raw-row predict reader never panics and answers a client error or finite inputs.
 
 use backprop::data::{Limits, from_csv};
-use backprop::nn::model::Model;
-use backprop::nn::tabular::Cell;
+use backprop::nn::portable::model::Model;
+use backprop::nn::portable::tabular::Cell;
 use backprop::nn::{Control, ModelDocument, TrainSpec};
 use proptest::prelude::*;
 use serde_json::json;

@@ -81,6 +81,7 @@ async fn create(
     for claimed in ["started_at", "eta_seconds", "metrics"] {
         body[claimed] = Value::Null;
     }
+    body["attempt"] = json!(0);
     if body["queue_position"].is_null() {
         // Claimed already: it was at the front of the queue.
         body["queue_position"] = json!(0);
@@ -258,6 +259,7 @@ async fn continue_job(
     for claimed in ["started_at", "eta_seconds"] {
         body[claimed] = Value::Null;
     }
+    body["attempt"] = json!(0);
     if body["queue_position"].is_null() {
         body["queue_position"] = json!(0);
     }

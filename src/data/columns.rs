@@ -9,7 +9,7 @@ use rayon::prelude::*;
 use super::storage::{self, ColumnParts};
 use super::table::{BuiltColumn, NumberStats};
 use super::{DataError, Dataset, Summary, classes_of, outputs_of, release_memory};
-use crate::nn::tabular::{ColumnSchema, RawColumn};
+use crate::nn::portable::tabular::{ColumnSchema, RawColumn};
 use crate::nn::{ClassLabel, Targets};
 
 pub struct Columns {

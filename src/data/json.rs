@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::table::{CellError, Part, ReadOptions, finish_column};
 use super::{Columns, DataError, Dataset, Limits, finite_f32, quoted};
-use crate::nn::tabular::{ColumnType, pointer_token};
+use crate::nn::portable::tabular::{ColumnType, pointer_token};
 use crate::nn::{ClassLabel, Targets};
 
 /// A dataset as a JSON request body. serde's own errors (wrong types, unknown fields) are the

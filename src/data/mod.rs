@@ -26,7 +26,7 @@ pub use self::json::{JsonDataset, from_json, from_json_with, json_columns};
 pub use self::storage::ColumnParts;
 pub use self::table::{DISTINCT_CAP, ReadOptions};
 
-use crate::nn::tabular::{ColumnSchema, ColumnType, RawColumn, Storage};
+use crate::nn::portable::tabular::{ColumnSchema, ColumnType, RawColumn, Storage};
 
 /// Size bounds for an uploaded dataset; exceeding one is a [`DataError`] with `too_large` set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -140,7 +140,7 @@ pub struct Dataset {
 pub struct Summary {
     pub rows: usize,
     pub columns: Vec<ColumnSchema>,
-    pub target: crate::nn::spec::TargetShape,
+    pub target: crate::nn::run::spec::TargetShape,
     #[serde(default)]
     pub dropped_rows: u64,
 }
@@ -156,11 +156,14 @@ impl Summary {
         &self,
         spec: &crate::nn::TrainSpec,
         validation: Option<&Summary>,
-    ) -> Result<JobMemory, Vec<crate::nn::spec::SpecError>> {
+    ) -> Result<JobMemory, Vec<crate::nn::SpecError>> {
         let (cols, _) = spec.resolve_columns(&self.columns)?;
-        let widths =
-            crate::nn::tabular::max_widths(&cols, self.rows as u64, &spec.encoder_options())
-                .map_err(|e| vec![e.to_spec_error()])?;
+        let widths = crate::nn::portable::tabular::max_widths(
+            &cols,
+            self.rows as u64,
+            &spec.encoder_options(),
+        )
+        .map_err(|e| vec![e.to_spec_error()])?;
         let width = widths.iter().sum();
         let plan = match validation {
             Some(_) => spec.plan_with_validation_set(width, self.rows, &self.target),
@@ -175,8 +178,13 @@ impl Summary {
             ),
         };
         let batch = spec.batch_size.min(train_rows.max(1));
-        let bytes =
-            crate::nn::cost::training_memory(&plan, self.columns.len(), rows, train_rows, batch);
+        let bytes = crate::nn::run::cost::training_memory(
+            &plan,
+            self.columns.len(),
+            rows,
+            train_rows,
+            batch,
+        );
         let mut widest: Vec<(String, usize)> = cols
             .iter()
             .zip(widths)
@@ -198,7 +206,7 @@ impl Summary {
         Summary {
             rows,
             columns,
-            target: crate::nn::train::target_shape(targets),
+            target: crate::nn::run::train::target_shape(targets),
             dropped_rows,
         }
     }
@@ -343,8 +351,8 @@ impl Dataset {
                     .iter()
                     .enumerate()
                     .map(|(j, &v)| match self.columns.get(j).map(|c| c.cell(v)) {
-                        Some(crate::nn::tabular::Cell::Text(t)) => Value::from(t),
-                        Some(crate::nn::tabular::Cell::Missing) => Value::Null,
+                        Some(crate::nn::portable::tabular::Cell::Text(t)) => Value::from(t),
+                        Some(crate::nn::portable::tabular::Cell::Missing) => Value::Null,
                         _ => json_number(v),
                     })
                     .collect();
@@ -394,7 +402,7 @@ fn classes_of(targets: &Targets) -> Option<Vec<ClassLabel>> {
 /// more than [`MAX_INTEGER_CLASSES`]. One pass over a few counters (a target has many rows and
 /// few classes).
 pub(crate) fn integer_classes(values: impl Iterator<Item = f32>) -> Option<Vec<(i64, u64)>> {
-    crate::nn::train::whole_number_counts(values, MAX_INTEGER_CLASSES)
+    crate::nn::run::train::whole_number_counts(values, MAX_INTEGER_CLASSES)
 }
 
 /// Returns freed heap memory to the system. A large upload is parsed into many small buffers

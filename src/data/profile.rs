@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::Columns;
 use super::table::{DISTINCT_CAP, NumberStats};
-use crate::nn::tabular::{ColumnType, Storage};
+use crate::nn::portable::tabular::{ColumnType, Storage};
 use crate::nn::{ClassLabel, Targets};
 
 /// Categories listed per column.

@@ -10,7 +10,7 @@ use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
 use super::{Columns, Dataset};
-use crate::nn::tabular::{ColumnSchema, ColumnType, RawColumn, Storage};
+use crate::nn::portable::tabular::{ColumnSchema, ColumnType, RawColumn, Storage};
 use crate::nn::{ClassLabel, Targets};
 
 /// Plain numeric datasets.

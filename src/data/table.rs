@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use rayon::prelude::*;
 
 use super::{BadNumber, DataError, finite_f32, quoted};
-use crate::nn::tabular::{
+use crate::nn::portable::tabular::{
     CATEGORY_LIMIT, ColumnSchema, ColumnType, RawColumn, Storage, boolean_value, check_type,
     number_key,
 };
@@ -105,8 +105,35 @@ pub enum Part {
         pending: usize,
         codes: Vec<u32>,
         vocab: Vec<String>,
-        index: HashMap<String, u32>,
+        /// `vocab`'s codes by the hash of their text: each text is held once (in `vocab`),
+        /// not again as a map key, so a column of distinct strings costs one copy of each.
+        index: Interner,
     },
+}
+
+/// Finds a text's code in a vocabulary without a second copy of the text: a hash table of
+/// codes whose keys are the vocabulary's own strings.
+#[derive(Debug, Default)]
+pub struct Interner {
+    table: hashbrown::HashTable<u32>,
+    hasher: std::hash::RandomState,
+}
+
+impl Interner {
+    /// The code of `s` in `vocab`, adding it first if it is new.
+    fn code(&mut self, vocab: &mut Vec<String>, s: &str) -> u32 {
+        use std::hash::BuildHasher;
+        let hash = self.hasher.hash_one(s);
+        if let Some(&c) = self.table.find(hash, |&c| vocab[c as usize] == s) {
+            return c;
+        }
+        let c = vocab.len() as u32;
+        vocab.push(s.to_owned());
+        let hasher = &self.hasher;
+        self.table
+            .insert_unique(hash, c, |&c| hasher.hash_one(vocab[c as usize].as_str()));
+        c
+    }
 }
 
 const MISSING: u32 = u32::MAX;
@@ -209,7 +236,7 @@ impl Part {
             pending,
             codes: Vec::new(),
             vocab: Vec::new(),
-            index: HashMap::new(),
+            index: Interner::default(),
         }
     }
 
@@ -303,16 +330,7 @@ impl Part {
             ..
         } = self
         {
-            let code = match index.get(cell) {
-                Some(&c) => c,
-                None => {
-                    let c = vocab.len() as u32;
-                    vocab.push(cell.to_owned());
-                    index.insert(cell.to_owned(), c);
-                    c
-                }
-            };
-            codes.push(code);
+            codes.push(index.code(vocab, cell));
         }
     }
 
@@ -339,15 +357,7 @@ impl Part {
         for cell in cells.take(*pending) {
             head.push(match cell {
                 None => MISSING,
-                Some(s) => match index.get(s) {
-                    Some(&c) => c,
-                    None => {
-                        let c = vocab.len() as u32;
-                        vocab.push(s.to_owned());
-                        index.insert(s.to_owned(), c);
-                        c
-                    }
-                },
+                Some(s) => index.code(vocab, s),
             });
         }
         head.append(codes);
@@ -404,54 +414,88 @@ pub fn finish_column_with(
         (Storage::Number, segments, vec![])
     } else {
         // One vocabulary for all parts, sorted; numbers from parts that stayed numeric are
-        // taken in their shortest form.
-        let mut all: Vec<String> = Vec::new();
-        for p in &parts {
-            match p {
-                Part::Text { vocab, .. } => all.extend(vocab.iter().cloned()),
-                Part::Numbers(v) => all.extend(
-                    v.iter()
-                        .filter(|x| !x.is_nan())
-                        .map(|&x| number_key(x as f64)),
-                ),
-            }
-        }
-        all.sort();
-        all.dedup();
-        let index: HashMap<&str, u32> = all
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.as_str(), i as u32))
-            .collect();
-        let segments = parts
+        // taken in their shortest form. The parts' texts are moved, not copied: each is
+        // tagged with where it came from (part, code), sorted, and numbered once.
+        let mut parts = parts;
+        // Sized once (no doubling: a column of a million distinct strings is most of it).
+        let total: usize = parts
             .iter()
             .map(|p| match p {
-                Part::Text { codes, vocab, .. } => {
-                    let remap: Vec<f32> = vocab.iter().map(|s| index[s.as_str()] as f32).collect();
-                    codes
-                        .iter()
-                        .map(|&c| {
-                            if c == MISSING {
-                                f32::NAN
-                            } else {
-                                remap[c as usize]
-                            }
-                        })
-                        .collect()
+                Part::Text { vocab, .. } => vocab.len(),
+                Part::Numbers(v) => v.iter().filter(|x| !x.is_nan()).count(),
+            })
+            .sum();
+        let mut tagged: Vec<(String, u32, u32)> = Vec::with_capacity(total);
+        let mut numbers: Vec<Vec<f32>> = vec![Vec::new(); parts.len()];
+        // A text part's codes are 0..n: a dense table each.
+        let mut dense: Vec<Vec<u32>> = vec![Vec::new(); parts.len()];
+        for (k, p) in parts.iter_mut().enumerate() {
+            match p {
+                Part::Text { vocab, index, .. } => {
+                    *index = Interner::default();
+                    dense[k] = vec![0; vocab.len()];
+                    tagged.extend(
+                        std::mem::take(vocab)
+                            .into_iter()
+                            .enumerate()
+                            .map(|(c, s)| (s, k as u32, c as u32)),
+                    );
                 }
-                Part::Numbers(v) => v
+                Part::Numbers(v) => {
+                    tagged.extend(
+                        v.iter()
+                            .filter(|x| !x.is_nan())
+                            .map(|&x| (number_key(x as f64), k as u32, x.to_bits())),
+                    );
+                    numbers[k] = std::mem::take(v);
+                }
+            }
+        }
+        tagged.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        // Each text part's codes, and each numeric part's bit patterns, → the code in the
+        // joined, sorted vocabulary.
+        let mut remap: Vec<HashMap<u32, u32>> = vec![HashMap::new(); parts.len()];
+        let mut all: Vec<String> = Vec::with_capacity(tagged.len());
+        for (s, k, c) in tagged {
+            if all.last() != Some(&s) {
+                all.push(s);
+            }
+            let code = all.len() as u32 - 1;
+            match &parts[k as usize] {
+                Part::Text { .. } => dense[k as usize][c as usize] = code,
+                Part::Numbers(_) => {
+                    remap[k as usize].insert(c, code);
+                }
+            }
+        }
+        let segments = parts
+            .iter()
+            .zip(&numbers)
+            .zip(dense.iter().zip(&remap))
+            .map(|((p, nums), (dense, remap))| match p {
+                Part::Text { codes, .. } => codes
+                    .iter()
+                    .map(|&c| {
+                        if c == MISSING {
+                            f32::NAN
+                        } else {
+                            dense[c as usize] as f32
+                        }
+                    })
+                    .collect(),
+                Part::Numbers(_) => nums
                     .iter()
                     .map(|&x| {
                         if x.is_nan() {
                             f32::NAN
                         } else {
-                            index[number_key(x as f64).as_str()] as f32
+                            remap[&x.to_bits()] as f32
                         }
                     })
                     .collect(),
             })
             .collect();
-        drop(index);
+        all.shrink_to_fit();
         (Storage::Text, segments, all)
     };
     let stats = (storage == Storage::Number).then(|| {
@@ -790,8 +834,16 @@ fn infer(
                 .iter()
                 .all(|s| s.parse::<f64>().is_ok_and(|f| finite_f32(f).is_ok()));
             let boolean_like = vocab.iter().all(|s| boolean_value(s).is_some());
-            let lower: HashSet<String> = vocab.iter().map(|s| s.to_lowercase()).collect();
-            let kind = if boolean_like && lower.len() <= 2 && distinct >= 1 {
+            // (Lower-cased only when every text is yes/no-like: a handful.)
+            let kind = if boolean_like
+                && vocab
+                    .iter()
+                    .map(|s| s.to_lowercase())
+                    .collect::<HashSet<_>>()
+                    .len()
+                    <= 2
+                && distinct >= 1
+            {
                 ColumnType::Boolean
             } else if present >= 2
                 && (distinct == present || (distinct > 20 && distinct * 2 > present))

@@ -108,7 +108,7 @@ struct Inner {
     shutting_down: AtomicBool,
     idle: Notify,
     /// This machine's measured training speed, for dry-run estimates (measured once, lazily).
-    cost: tokio::sync::OnceCell<nn::cost::CostModel>,
+    cost: tokio::sync::OnceCell<nn::run::cost::CostModel>,
     /// Told whenever a job ends here (sweeps advance on it).
     ended: Notify,
     /// A job with a crash to its name that runs here alone: nothing else is claimed until it
@@ -157,17 +157,17 @@ impl Jobs {
 
     /// What an epoch costs on this node's training pool: measured on the pool the first time
     /// it is asked for (a fraction of a second, on a blocking thread), then remembered.
-    pub async fn cost_model(&self) -> nn::cost::CostModel {
+    pub async fn cost_model(&self) -> nn::run::cost::CostModel {
         *self
             .inner
             .cost
             .get_or_init(|| async {
                 let pool = self.inner.pool.clone();
                 tokio::task::spawn_blocking(move || {
-                    pool.install(|| nn::cost::CostModel::measure(&pool))
+                    pool.install(|| nn::run::cost::CostModel::measure(&pool))
                 })
                 .await
-                .unwrap_or(nn::cost::CostModel {
+                .unwrap_or(nn::run::cost::CostModel {
                     // Only if measuring panicked: a slow machine's figures.
                     per_epoch: 1e-4,
                     per_layer_batch: 2e-5,
@@ -603,7 +603,7 @@ impl Jobs {
                             None => {
                                 let test = session.lr_range_test(
                                     &pool,
-                                    &nn::lr_find::RangeSettings::default(),
+                                    &nn::run::lr_find::RangeSettings::default(),
                                     &ctl,
                                     RANGE_TEST_SECONDS,
                                 )?;

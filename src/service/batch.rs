@@ -19,7 +19,7 @@ use super::{Error, Result, Service};
 use crate::clock::now_ms;
 use crate::data::Dataset;
 use crate::nn::Model;
-use crate::nn::tabular::Cell;
+use crate::nn::portable::tabular::Cell;
 use crate::store::BatchRecord;
 
 /// Rows per chunk: one blocking task and one stored piece of the result each.

@@ -14,7 +14,7 @@ use super::{Error, IdempotencyKey, Result, Service};
 use crate::clock::now_ms;
 use crate::data::profile::Profile;
 use crate::data::{self, Columns, Dataset, JsonDataset, ReadOptions, Summary};
-use crate::nn::tabular::ColumnType;
+use crate::nn::portable::tabular::ColumnType;
 use crate::store::{Cursor, DatasetRecord, Page, Store, StoreError};
 
 /// An upload as the client sent it.
@@ -224,7 +224,10 @@ fn parse_column_types(q: &str) -> Result<BTreeMap<String, ColumnType>> {
 fn column_type(name: &str, kind: &str) -> Result<ColumnType> {
     ColumnType::parse(kind).ok_or_else(|| {
         Error::invalid(
-            format!("/columns/{}", crate::nn::tabular::pointer_token(name)),
+            format!(
+                "/columns/{}",
+                crate::nn::portable::tabular::pointer_token(name)
+            ),
             format!(
                 "unknown column type {kind:?} for {name:?}; expected one of {}",
                 ColumnType::ALL.join(", ")
@@ -316,7 +319,10 @@ impl Service {
                         // About a whole column (empty, a type that cannot apply): at it.
                         let column = e.column.clone().unwrap_or_default();
                         Error::invalid(
-                            format!("/columns/{}", crate::nn::tabular::pointer_token(&column)),
+                            format!(
+                                "/columns/{}",
+                                crate::nn::portable::tabular::pointer_token(&column)
+                            ),
                             e.message,
                         )
                     } else {

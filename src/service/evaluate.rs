@@ -1,6 +1,6 @@
 //! Evaluating a model on a stored dataset: reading the request, lining the dataset's columns
 //! up with the model's raw columns by name, and scoring on the training pool
-//! (`nn::evaluate`), never on the async runtime.
+//! (`nn::portable::evaluate`), never on the async runtime.
 
 use ndarray::{Array2, Axis};
 use serde::Deserialize;
@@ -10,8 +10,8 @@ use super::read::parse_json;
 use super::{Error, Result, Service};
 use crate::data::Dataset;
 use crate::nn::Model;
-use crate::nn::evaluate::{Evaluation, evaluate_model};
-use crate::nn::tabular::RawColumn;
+use crate::nn::portable::evaluate::{Evaluation, evaluate_model};
+use crate::nn::portable::tabular::RawColumn;
 
 /// `POST /v1/models/{id}/evaluate`'s body.
 #[derive(Deserialize)]

@@ -1,4 +1,4 @@
-//! Exporting a model in a format other runtimes read: ONNX (`nn::onnx`), with the class labels
+//! Exporting a model in a format other runtimes read: ONNX (`nn::portable::onnx`), with the class labels
 //! and feature names in its metadata properties as JSON lists.
 //!
 //! An export builds the whole document in memory (a few times the model's weights at its
@@ -36,7 +36,7 @@ impl Service {
             .acquire()
             .await
             .map_err(|e| Error::Internal(e.to_string()))?;
-        tokio::task::spawn_blocking(move || crate::nn::onnx::to_onnx(&m, &meta))
+        tokio::task::spawn_blocking(move || crate::nn::portable::onnx::to_onnx(&m, &meta))
             .await
             .map_err(|e| Error::Internal(e.to_string()))?
             .map_err(|e| Error::invalid("/format", e))

@@ -20,8 +20,8 @@ use serde::de::{self, DeserializeSeed, SeqAccess, Visitor};
 use super::Error;
 use super::read::parse_json;
 use crate::nn::Model;
-use crate::nn::preprocess::OutputEncoding;
-use crate::nn::tabular::{Cell, EncodedColumn};
+use crate::nn::portable::preprocess::OutputEncoding;
+use crate::nn::portable::tabular::{Cell, EncodedColumn};
 
 /// One tensor of a signature: its name, v2 datatype and shape (`-1`: any number of rows).
 #[derive(Clone, Debug, PartialEq)]
@@ -601,7 +601,7 @@ pub fn read_tf_predict(
                     (
                         n.as_str(),
                         &d.0[..],
-                        format!("/inputs/{}", crate::nn::tabular::pointer_token(n)),
+                        format!("/inputs/{}", crate::nn::portable::tabular::pointer_token(n)),
                     )
                 })
                 .collect();

@@ -13,8 +13,8 @@ use super::read::{UniqueValue, from_value, parse_json_seed};
 use super::{Error, IdempotencyKey, Limits, Result, Service};
 use crate::clock::now_ms;
 use crate::data::{Dataset, JsonDataset, Limits as DataLimits, Summary};
-use crate::nn::cost::CostModel;
-use crate::nn::spec::{Plan, PlannedLayer, TargetShape};
+use crate::nn::run::cost::CostModel;
+use crate::nn::run::spec::{Plan, PlannedLayer, TargetShape};
 use crate::nn::{Model, TrainSpec};
 use crate::store::{Cursor, JobRecord, JobSpec, JobStatus, Page, StoreError};
 
@@ -270,7 +270,7 @@ pub fn plan_job_on(
         .input_width(&dataset.columns, dataset.rows)
         .map_err(Error::Invalid)?;
     if let Some(v) = validation {
-        let names = |c: &[crate::nn::tabular::ColumnSchema]| {
+        let names = |c: &[crate::nn::portable::tabular::ColumnSchema]| {
             c.iter().map(|c| c.name.clone()).collect::<Vec<_>>()
         };
         if names(&v.columns) != names(&dataset.columns) {

@@ -1,5 +1,5 @@
 //! The learning-rate range test as a request: a job submission's spec and dataset (stored or
-//! inline), checked as a submission is, then the test (`nn::lr_find`) on the training pool
+//! inline), checked as a submission is, then the test (`nn::run::lr_find`) on the training pool
 //! for at most [`RANGE_TEST_SECONDS`]. Nothing is stored.
 
 use serde_json::Value;
@@ -9,7 +9,7 @@ use super::read::from_value;
 use super::{Error, Result, Service};
 use crate::data::Summary;
 use crate::nn::Control;
-use crate::nn::lr_find::{RangeSettings, RangeTest};
+use crate::nn::run::lr_find::{RangeSettings, RangeTest};
 
 /// How long one range test request may compute.
 pub const RANGE_TEST_SECONDS: f64 = 10.0;

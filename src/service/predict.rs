@@ -15,7 +15,7 @@ use super::read::parse_json_seed;
 use super::{Error, Service};
 
 type Result<T, E = Error> = std::result::Result<T, E>;
-use crate::nn::tabular::Cell;
+use crate::nn::portable::tabular::Cell;
 use crate::nn::{Model, ModelDocument, Prediction};
 
 /// A job's checkpoint as a model: (tenant, epoch, model).

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use csv::StringRecord;
 
 use super::{Error, Result, Service};
-use crate::nn::tabular::Cell;
+use crate::nn::portable::tabular::Cell;
 use crate::nn::{Model, Prediction};
 
 /// A CSV prediction: the header and rows as sent, and the outputs.
@@ -135,7 +135,7 @@ pub fn read_csv(
 /// output unit (`probability_<class>`; a binary classifier's one unit is the second class's)
 /// and `label`; any other model's `output_<k>`.
 pub fn output_columns(m: &Model) -> Vec<String> {
-    use crate::nn::preprocess::OutputEncoding;
+    use crate::nn::portable::preprocess::OutputEncoding;
     match &m.encoding {
         OutputEncoding::Categorical { classes } => classes
             .iter()

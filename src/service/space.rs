@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::Error;
-use crate::nn::rng::{Rng, Stream};
+use crate::nn::math::rng::{Rng, Stream};
 
 /// One searched field's values.
 #[derive(Clone, Debug, PartialEq)]
@@ -49,7 +49,10 @@ pub fn read_space(v: &Value) -> Result<Space, Error> {
     };
     let mut space = Space::new();
     for (pointer, dist) in obj {
-        let at = format!("/space/{}", crate::nn::tabular::pointer_token(pointer));
+        let at = format!(
+            "/space/{}",
+            crate::nn::portable::tabular::pointer_token(pointer)
+        );
         if pointer == "/epochs" {
             return Err(Error::invalid(
                 at,

@@ -25,7 +25,7 @@ use super::read::{UniqueValue, from_value, parse_json_seed};
 use super::space::{Method, draw, grid_size, read_space, set_pointer};
 use super::{Error, IdempotencyKey, Result, Service};
 use crate::clock::now_ms;
-use crate::nn::spec::TargetShape;
+use crate::nn::run::spec::TargetShape;
 use crate::store::{JobRecord, JobSpec, JobStatus, Page, StoreError, SweepRecord, TrialRecord};
 
 /// The most trials one sweep may have.
@@ -161,7 +161,7 @@ impl SweepSpec {
         for (p, v) in &params {
             set_pointer(&mut body, p, v.clone()).map_err(|m| {
                 Error::invalid(
-                    format!("/space/{}", crate::nn::tabular::pointer_token(p)),
+                    format!("/space/{}", crate::nn::portable::tabular::pointer_token(p)),
                     m,
                 )
             })?;
@@ -615,7 +615,7 @@ impl Service {
             }
             if spec.fold_count() > 1
                 && (validation.is_some()
-                    || crate::nn::spec::folds(req.spec.validation_split) < spec.fold_count())
+                    || crate::nn::run::spec::folds(req.spec.validation_split) < spec.fold_count())
             {
                 return Err(Error::invalid(
                     "/folds",

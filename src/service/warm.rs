@@ -11,8 +11,8 @@ use crate::clock::now_ms;
 use crate::data::Summary;
 use crate::nn::Model;
 use crate::nn::TrainState;
-use crate::nn::spec::Plan;
-use crate::nn::warm::{check_architecture, reopen};
+use crate::nn::run::spec::Plan;
+use crate::nn::run::warm::{check_architecture, reopen};
 use crate::store::{Continuation, JobRecord, JobStatus, StoreError};
 
 /// Whether `model` can start a job planned as `plan` on a dataset summarised as `dataset`:

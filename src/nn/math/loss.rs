@@ -8,7 +8,7 @@ use ndarray::{ArrayView2, ArrayViewMut2, Zip};
 use serde::{Deserialize, Serialize};
 
 use super::activation::{Activation, softplus};
-use super::{Real, cst};
+use crate::nn::{Real, cst};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -14,10 +14,10 @@
 //! the graph imputes and one-hot encodes them first (see [`encode_columns`]), with ONNX-ML's
 //! `LabelEncoder` for the categories.
 
-use super::activation::Activation;
 use super::model::Model;
-use super::network::Layer;
 use super::preprocess::OutputEncoding;
+use crate::nn::math::activation::Activation;
+use crate::nn::math::network::Layer;
 
 /// The default domain's operator set the graph uses.
 pub const OPSET: i64 = 17;

@@ -10,23 +10,24 @@ use std::time::Instant;
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 use serde::{Deserialize, Serialize};
 
-use super::activation::argmax_rows;
-use super::alloc;
-use super::batch::BatchStep;
-use super::loss::Loss;
-use super::metric::score;
-use super::model::Model;
-use super::network::{Dense, Layer, Network, Params, Workspace};
-use super::optim::Optimizer;
-use super::preprocess::{OutputEncoding, Samples, Standardizer, Targets};
-use super::rng::{Rng, Stream};
-use super::schedule::{Schedule, ScheduleState};
-use super::spec::{Plan, PlannedLayer, SpecError, TargetShape, TrainSpec};
-use super::tabular::{self, ClassWeight, Encoder, RawColumn, TransformError};
+use super::spec::{Plan, PlannedLayer, TargetShape, TrainSpec};
+use crate::nn::SpecError;
+use crate::nn::math::activation::argmax_rows;
+use crate::nn::math::alloc;
+use crate::nn::math::batch::BatchStep;
+use crate::nn::math::loss::Loss;
+use crate::nn::math::metric::score;
+use crate::nn::math::network::{Dense, Layer, Network, Params, Workspace};
+use crate::nn::math::optim::Optimizer;
+use crate::nn::math::rng::{Rng, Stream};
+use crate::nn::math::schedule::{Schedule, ScheduleState};
+use crate::nn::portable::model::Model;
+use crate::nn::portable::preprocess::{OutputEncoding, Samples, Standardizer, Targets};
+use crate::nn::portable::tabular::{self, ClassWeight, Encoder, RawColumn, TransformError};
 
-pub use super::batch::CHUNK_ROWS;
+pub use crate::nn::math::batch::CHUNK_ROWS;
 
-pub use super::metric::{MONITORS, check_monitor};
+pub use crate::nn::math::metric::{MONITORS, check_monitor};
 
 /// One finished epoch.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -118,7 +119,7 @@ pub struct Outcome {
     pub model: Model,
     /// The model evaluated on the validation rows (none without validation data, or when
     /// they cannot be scored).
-    pub evaluation: Option<super::evaluate::Evaluation>,
+    pub evaluation: Option<crate::nn::portable::evaluate::Evaluation>,
     pub epochs_run: u32,
     pub reason: StopReason,
     /// The epoch whose weights the model holds when best weights were restored.
@@ -145,7 +146,7 @@ pub enum TrainError {
     Checkpoint(String),
     /// A buffer the data asks for could not be reserved.
     #[error(transparent)]
-    Memory(#[from] super::alloc::AllocError),
+    Memory(#[from] crate::nn::math::alloc::AllocError),
 }
 
 /// What the data looks like to validation.
@@ -289,7 +290,7 @@ pub struct Session {
 pub struct RawTable {
     pub x: Array2<f32>,
     pub columns: Vec<RawColumn>,
-    pub targets: super::preprocess::Targets,
+    pub targets: crate::nn::portable::preprocess::Targets,
 }
 
 /// A separate validation set for [`Session::with_columns`]: its samples and raw columns.
@@ -774,8 +775,14 @@ impl Session {
         }
         let model = self.model(network);
         let evaluation = self.val_raw.as_ref().and_then(|v| {
-            super::evaluate::evaluate_model(&model, v.x.view(), &v.columns, &v.targets, spec.seed)
-                .ok()
+            crate::nn::portable::evaluate::evaluate_model(
+                &model,
+                v.x.view(),
+                &v.columns,
+                &v.targets,
+                spec.seed,
+            )
+            .ok()
         });
         Ok(Outcome {
             model,
@@ -966,7 +973,7 @@ fn encode(enc: &OutputEncoding, t: &Targets, pointer: &str) -> Result<Array2<f32
         (_, Targets::Values(v)) => {
             labels = v
                 .iter()
-                .map(|&x| super::preprocess::ClassLabel::Integer(x as i64))
+                .map(|&x| crate::nn::portable::preprocess::ClassLabel::Integer(x as i64))
                 .collect::<Vec<_>>();
             &labels
         }
@@ -1233,7 +1240,7 @@ mod tests {
     /// that 30 epochs fit; the model folds the scaling back and predicts in the targets' units.
     #[test]
     fn standardised_targets_train_on_the_unit_scale_and_predict_in_their_own() {
-        use crate::nn::preprocess::{Samples, Targets};
+        use crate::nn::portable::preprocess::{Samples, Targets};
         let x = Array2::from_shape_fn((64, 1), |(i, _)| i as f32 / 31.5 - 1.0);
         let y = x.mapv(|v| 1000.0 + 50.0 * v);
         let data = Samples {

@@ -23,7 +23,7 @@ use super::loss::Loss;
 use super::metric::score;
 use super::network::{Layer, Network, Params, Workspace};
 use super::rng::Rng;
-use super::{Real, cst};
+use crate::nn::{Real, cst};
 
 /// Rows per chunk of element-wise work, per dropout stream and per partial loss sum. Fixed
 /// (never derived from the thread count) so results do not depend on how many threads run.
@@ -367,8 +367,8 @@ pub fn par_gemm<F: Real>(a: ArrayView2<F>, b: ArrayView2<F>, beta: F, mut c: Arr
 mod tests {
     use super::*;
     use crate::nn::Activation;
-    use crate::nn::network::{Dense, Init};
-    use crate::nn::rng::Stream;
+    use crate::nn::math::network::{Dense, Init};
+    use crate::nn::math::rng::Stream;
     use ndarray::array;
 
     fn random(rows: usize, cols: usize, seed: u64) -> Array2<f32> {

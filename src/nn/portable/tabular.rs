@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use ndarray::{Array2, ArrayView1, ArrayView2};
 use serde::{Deserialize, Serialize};
 
-use super::spec::SpecError;
+use crate::nn::SpecError;
 
 /// What a column means to training: inferred at upload, overridable at upload and per job.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -262,7 +262,7 @@ pub enum TransformError {
     #[error(transparent)]
     Column(#[from] ColumnError),
     #[error(transparent)]
-    Memory(#[from] super::alloc::AllocError),
+    Memory(#[from] crate::nn::math::alloc::AllocError),
 }
 
 /// Why an encoder cannot be fitted or a column setting cannot apply.
@@ -547,7 +547,7 @@ impl Encoder {
         x: ArrayView2<f32>,
         columns: &[RawColumn],
     ) -> Result<Array2<f32>, TransformError> {
-        let mut out = super::alloc::zeros(x.nrows(), self.width(), "the encoded table")?;
+        let mut out = crate::nn::math::alloc::zeros(x.nrows(), self.width(), "the encoded table")?;
         let mut at = 0;
         for (j, (enc, col)) in self.columns.iter().zip(columns).enumerate() {
             let w = enc.width();

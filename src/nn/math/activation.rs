@@ -3,7 +3,7 @@
 use ndarray::{ArrayView2, ArrayViewMut2, Axis, Zip};
 use serde::{Deserialize, Serialize};
 
-use super::{Real, cst};
+use crate::nn::{Real, cst};
 
 /// The non-linearity of a dense layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]

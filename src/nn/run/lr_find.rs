@@ -9,10 +9,10 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::batch::BatchStep;
-use super::network::Params;
-use super::rng::{Rng, Stream};
 use super::train::{Control, Session, TrainError};
+use crate::nn::math::batch::BatchStep;
+use crate::nn::math::network::Params;
+use crate::nn::math::rng::{Rng, Stream};
 
 /// The sweep's range and length (fastai's defaults: 1e-7 to 10 over 100 batches).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

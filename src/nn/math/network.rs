@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::activation::Activation;
 use super::rng::Rng;
-use super::{Real, cst};
+use crate::nn::{Real, cst};
 
 /// How a weight tensor starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

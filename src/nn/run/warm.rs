@@ -4,11 +4,12 @@
 //! finished run for more epochs needs nothing here: its saved `TrainState` resumes like any
 //! checkpoint.
 
-use super::network::{Layer, Network};
-use super::optim::Optimizer;
-use super::schedule::ScheduleState;
-use super::spec::{Plan, PlannedLayer, SpecError};
+use super::spec::{Plan, PlannedLayer};
 use super::train::{EarlyState, Session, TrainError, TrainState};
+use crate::nn::SpecError;
+use crate::nn::math::network::{Layer, Network};
+use crate::nn::math::optim::Optimizer;
+use crate::nn::math::schedule::ScheduleState;
 
 /// `Ok` when `net` has exactly the layers `plan` builds (input width included); else what
 /// differs, as a sentence.
@@ -91,8 +92,8 @@ pub fn reopen(mut state: TrainState) -> TrainState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nn::preprocess::{Samples, Targets};
-    use crate::nn::spec::TrainSpec;
+    use crate::nn::portable::preprocess::{Samples, Targets};
+    use crate::nn::run::spec::TrainSpec;
     use ndarray::Array2;
 
     fn session(units: usize) -> Session {

@@ -5,9 +5,9 @@
 
 use ndarray::ArrayView2;
 
-use super::Real;
 use super::activation::argmax_rows;
 use super::loss::Loss;
+use crate::nn::Real;
 
 /// The metrics an epoch record carries, and so the names a monitor may use.
 pub const MONITORS: [&str; 6] = [
@@ -33,7 +33,7 @@ pub fn check_monitor(m: &str) -> Result<(), String> {
 
 /// (correct predictions, summed absolute error) of outputs `p` against targets `y`.
 pub fn score<F: Real>(p: ArrayView2<F>, y: ArrayView2<F>, loss: Loss) -> (f64, f64) {
-    let half = super::cst::<F>(0.5);
+    let half = crate::nn::cst::<F>(0.5);
     if loss.is_categorical() {
         let a = argmax_rows(p);
         let b = argmax_rows(y);

@@ -9,8 +9,8 @@ use serde::Serialize;
 
 use super::model::Model;
 use super::preprocess::{ClassLabel, OutputEncoding, Targets};
-use super::rng::{Rng, Stream};
 use super::tabular::{RawColumn, TransformError};
+use crate::nn::math::rng::{Rng, Stream};
 
 /// Times each column is shuffled for permutation importance (scikit-learn's default is 5).
 pub const IMPORTANCE_REPEATS: usize = 5;
@@ -194,9 +194,9 @@ fn truth(encoding: &OutputEncoding, targets: &Targets, width: usize) -> Result<T
             })
             .collect::<Result<_, _>>()
             .map(Truth::Classes),
-        (Some(classes), Targets::Values(v)) if v.ncols() == classes.len() => {
-            Ok(Truth::Classes(super::activation::argmax_rows(v.view())))
-        }
+        (Some(classes), Targets::Values(v)) if v.ncols() == classes.len() => Ok(Truth::Classes(
+            crate::nn::math::activation::argmax_rows(v.view()),
+        )),
         (Some(classes), Targets::Values(v)) => Err(format!(
             "the targets have {} columns; this classifier has {} classes",
             v.ncols(),
@@ -404,8 +404,8 @@ mod tests {
     use ndarray::array;
 
     use super::*;
-    use crate::nn::activation::Activation;
-    use crate::nn::network::{Dense, Layer, Network};
+    use crate::nn::math::activation::Activation;
+    use crate::nn::math::network::{Dense, Layer, Network};
 
     fn labels(v: &[&str]) -> Vec<ClassLabel> {
         v.iter().map(|s| ClassLabel::Text(s.to_string())).collect()

@@ -5,13 +5,17 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::activation::Activation;
-use super::loss::Loss;
-use super::network::Init;
-use super::optim::OptimizerSpec;
-use super::preprocess::{ClassLabel, OutputEncoding};
-use super::schedule::{EarlyStopping, Schedule};
-use super::tabular::{ClassWeight, ColumnSchema, ColumnType, EncoderOptions, Imputation, Storage};
+use crate::nn::SpecError;
+
+use crate::nn::math::activation::Activation;
+use crate::nn::math::loss::Loss;
+use crate::nn::math::network::Init;
+use crate::nn::math::optim::OptimizerSpec;
+use crate::nn::math::schedule::{EarlyStopping, Schedule};
+use crate::nn::portable::preprocess::{ClassLabel, OutputEncoding};
+use crate::nn::portable::tabular::{
+    ClassWeight, ColumnSchema, ColumnType, EncoderOptions, Imputation, Storage,
+};
 
 /// One layer as written: `{"units": 64, "activation": "relu"}` or `{"dropout": 0.2}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
@@ -147,29 +151,6 @@ pub struct TrainSpec {
     pub sample_weight: Option<String>,
 }
 
-/// A field that is wrong, and why.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct SpecError {
-    /// JSON pointer into the spec, e.g. `/layers/2/units`.
-    pub pointer: String,
-    pub message: String,
-}
-
-impl SpecError {
-    pub fn new(pointer: impl Into<String>, message: impl Into<String>) -> Self {
-        SpecError {
-            pointer: pointer.into(),
-            message: message.into(),
-        }
-    }
-}
-
-impl std::fmt::Display for SpecError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.pointer, self.message)
-    }
-}
-
 /// What the targets of a dataset look like, for validation (kept in a dataset's metadata).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -231,7 +212,10 @@ impl TrainSpec {
         let mut errs = vec![];
         if let Some(types) = &self.columns {
             for (name, &kind) in types {
-                let p = format!("/columns/{}", super::tabular::pointer_token(name));
+                let p = format!(
+                    "/columns/{}",
+                    crate::nn::portable::tabular::pointer_token(name)
+                );
                 match cols.iter_mut().find(|c| &c.name == name) {
                     None => errs.push(SpecError::new(
                         p,
@@ -245,7 +229,7 @@ impl TrainSpec {
                                 .join(", ")
                         ),
                     )),
-                    Some(c) => match super::tabular::check_type(c, kind) {
+                    Some(c) => match crate::nn::portable::tabular::check_type(c, kind) {
                         Ok(()) => c.kind = kind,
                         Err(e) => errs.push(SpecError::new(p, e.to_string())),
                     },
@@ -291,8 +275,9 @@ impl TrainSpec {
         rows: usize,
     ) -> Result<(usize, Vec<ColumnSchema>), Vec<SpecError>> {
         let (cols, _) = self.resolve_columns(columns)?;
-        let width = super::tabular::max_width(&cols, rows as u64, &self.encoder_options())
-            .map_err(|e| vec![e.to_spec_error()])?;
+        let width =
+            crate::nn::portable::tabular::max_width(&cols, rows as u64, &self.encoder_options())
+                .map_err(|e| vec![e.to_spec_error()])?;
         Ok((width, cols))
     }
 
@@ -611,7 +596,10 @@ impl TrainSpec {
                         .map(|c| c.to_string())
                         .collect();
                     for (label, w) in m {
-                        let p = format!("/class_weight/{}", super::tabular::pointer_token(label));
+                        let p = format!(
+                            "/class_weight/{}",
+                            crate::nn::portable::tabular::pointer_token(label)
+                        );
                         if !classes.contains(label) {
                             errs.push(SpecError::new(
                                 p,
@@ -637,7 +625,7 @@ impl TrainSpec {
         let has_val = vs > 0.0 || validation_set;
         if let Some(es) = &self.early_stopping {
             if let Some(m) = &es.monitor {
-                if let Err(e) = super::metric::check_monitor(m) {
+                if let Err(e) = crate::nn::math::metric::check_monitor(m) {
                     errs.push(SpecError::new("/early_stopping/monitor", e));
                 } else if m.starts_with("val_") && !has_val {
                     errs.push(SpecError::new(

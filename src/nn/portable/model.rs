@@ -4,12 +4,12 @@
 use ndarray::{Array1, Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
 
-use super::activation::Activation;
-use super::loss::Loss;
-use super::network::{Dense, Layer, Network};
 use super::preprocess::{ClassLabel, OutputEncoding, Standardizer};
-use super::spec::SpecError;
 use super::tabular::{Cell, ColumnError, Encoder};
+use crate::nn::SpecError;
+use crate::nn::math::activation::Activation;
+use crate::nn::math::loss::Loss;
+use crate::nn::math::network::{Dense, Layer, Network};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Model {

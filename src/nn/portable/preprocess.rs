@@ -108,7 +108,7 @@ impl OutputEncoding {
     pub fn labels(&self, outputs: ArrayView2<f32>) -> Option<Vec<ClassLabel>> {
         match self {
             OutputEncoding::Categorical { classes } => Some(
-                super::activation::argmax_rows(outputs)
+                crate::nn::math::activation::argmax_rows(outputs)
                     .into_iter()
                     .map(|i| classes[i].clone())
                     .collect(),

@@ -6,13 +6,13 @@
 
 use ndarray::Array2;
 
-use super::activation::Activation;
-use super::loss::Loss;
-use super::optim::OptimizerSpec;
-use super::preprocess::{ClassLabel, Samples, Targets};
-use super::schedule::Schedule;
 use super::spec::{LayerSpec, Plan, PlannedLayer, TrainSpec};
 use super::train::{Control, Session};
+use crate::nn::math::activation::Activation;
+use crate::nn::math::loss::Loss;
+use crate::nn::math::optim::OptimizerSpec;
+use crate::nn::math::schedule::Schedule;
+use crate::nn::portable::preprocess::{ClassLabel, Samples, Targets};
 
 /// The bytes a training run holds at its peak (the dry run's `estimated_memory_bytes`, and
 /// what `--max-job-memory` is checked against), from the shapes alone. A worker holds, in f32:

@@ -466,8 +466,8 @@ impl AdamStep {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nn::activation::Activation;
-    use crate::nn::network::{Dense, Layer};
+    use crate::nn::math::activation::Activation;
+    use crate::nn::math::network::{Dense, Layer};
     use ndarray::{Array1, array};
 
     fn one_weight(w: f32) -> Network<f32> {
