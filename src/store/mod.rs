@@ -11,6 +11,7 @@ use crate::nn::TrainSpec;
 pub mod backup;
 pub mod postgres;
 mod rows;
+mod sql;
 pub mod sqlite;
 
 pub use postgres::PostgresStore;

@@ -13,10 +13,8 @@ use sqlx::postgres::{PgConnectOptions, PgDatabaseError, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Postgres, Row};
 use uuid::Uuid;
 
-use super::rows::{
-    BATCH_COLS, Columns, DATASET_COLS, DEPLOYMENT_COLS, MODEL_COLS, batch, dataset, deployment,
-    deployment_version, job, model, page, page_keyed, page_start, parts_capacity, sweep, trial,
-};
+use super::rows::{Columns, DEPLOYMENT_COLS, deployment, job, parts_capacity};
+use super::sql::{Arg, Backend, Dialect};
 use super::*;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -113,6 +111,52 @@ impl Columns for PgRow {
     fn flag(&self, c: &str) -> Result<bool> {
         Ok(self.try_get(c)?)
     }
+    fn bytes(&self, c: &str) -> Result<Vec<u8>> {
+        Ok(self.try_get(c)?)
+    }
+}
+
+type Query =
+    sqlx::query::Query<'static, sqlx::Postgres, <sqlx::Postgres as sqlx::Database>::Arguments>;
+
+/// A shared statement (see `sql`) with its arguments bound as this database holds them.
+fn statement(sql: &str, args: Vec<Arg>) -> Query {
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()));
+    for a in args {
+        q = match a {
+            Arg::Text(s) => q.bind(s),
+            Arg::OptText(s) => q.bind(s),
+            Arg::Int(i) => q.bind(i),
+            Arg::OptInt(i) => q.bind(i),
+            Arg::Int32(i) => q.bind(i),
+            Arg::Json(v) => q.bind(v),
+            Arg::OptJson(v) => q.bind(v),
+            Arg::Flag(f) => q.bind(f),
+            Arg::Uuid(u) => q.bind(u),
+            Arg::OptUuid(u) => q.bind(u),
+        };
+    }
+    q
+}
+
+#[async_trait]
+impl Backend for PostgresStore {
+    type Row = PgRow;
+    async fn all(&self, sql: &str, args: Vec<Arg>) -> Result<Vec<PgRow>> {
+        Ok(statement(sql, args).fetch_all(&self.pool).await?)
+    }
+    async fn opt(&self, sql: &str, args: Vec<Arg>) -> Result<Option<PgRow>> {
+        Ok(statement(sql, args).fetch_optional(&self.pool).await?)
+    }
+    async fn one(&self, sql: &str, args: Vec<Arg>) -> Result<PgRow> {
+        Ok(statement(sql, args).fetch_one(&self.pool).await?)
+    }
+    async fn run(&self, sql: &str, args: Vec<Arg>) -> Result<u64> {
+        Ok(statement(sql, args)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
 }
 
 /// Locks the job row while `attempt` still owns it (running under that attempt), so a
@@ -157,7 +201,7 @@ async fn insert_model_tx<'e, E: sqlx::Executor<'e, Database = Postgres>>(
 }
 
 #[async_trait]
-impl Store for PostgresStore {
+impl Dialect for PostgresStore {
     fn pool_use(&self) -> (u32, u32) {
         (self.pool.size(), self.pool.num_idle() as u32)
     }
@@ -256,16 +300,6 @@ impl Store for PostgresStore {
         Ok(false)
     }
 
-    async fn get_dataset(&self, id: Uuid) -> Result<Option<DatasetRecord>> {
-        let q = format!("SELECT {DATASET_COLS} FROM datasets WHERE id = $1");
-        sqlx::query(sqlx::AssertSqlSafe(q))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .map(|r| dataset(&r))
-            .transpose()
-    }
-
     async fn dataset_data(&self, id: Uuid) -> Result<Option<Vec<u8>>> {
         // One transaction: the record and its parts as of one moment.
         let mut tx = self.pool.begin().await?;
@@ -293,153 +327,6 @@ impl Store for PostgresStore {
         Ok(Some(out))
     }
 
-    async fn list_datasets(
-        &self,
-        tenant: &str,
-        after: Option<Cursor>,
-        limit: i64,
-    ) -> Result<Page<DatasetRecord>> {
-        let q = format!(
-            "SELECT {DATASET_COLS} FROM datasets WHERE tenant = $1 AND seq < {} ORDER BY seq DESC LIMIT $4",
-            page_start("datasets", "id", "$1", "$2", "$3")
-        );
-        let after = after.unwrap_or_else(Cursor::start);
-        let rows = sqlx::query(sqlx::AssertSqlSafe(q))
-            .bind(tenant)
-            .bind(Uuid::parse_str(&after.key).ok())
-            .bind(after.created_at)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM datasets WHERE tenant = $1")
-            .bind(tenant)
-            .fetch_one(&self.pool)
-            .await?;
-        page(&rows, dataset, limit, total)
-    }
-
-    async fn delete_dataset(&self, id: Uuid) -> Result<bool> {
-        let r = sqlx::query(
-            "DELETE FROM datasets WHERE id = $1 AND NOT EXISTS (
-                SELECT 1 FROM jobs WHERE status IN ('queued', 'running')
-                AND (dataset_id = $1 OR spec->>'validation_dataset_id' = $1::text))
-             AND NOT EXISTS (
-                SELECT 1 FROM sweeps WHERE status IN ('queued', 'running') AND dataset_id = $1)",
-        )
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected() > 0)
-    }
-
-    async fn jobs_using_dataset(&self, id: Uuid, limit: i64) -> Result<Vec<Uuid>> {
-        let rows: Vec<(Uuid,)> = sqlx::query_as(
-            "SELECT id FROM jobs WHERE status IN ('queued', 'running')
-             AND (dataset_id = $1 OR spec->>'validation_dataset_id' = $1::text)
-             ORDER BY created_at, id LIMIT $2",
-        )
-        .bind(id)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(|(id,)| id).collect())
-    }
-
-    async fn insert_job(&self, j: &JobRecord) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO jobs (id, status, priority, dataset_id, spec, epochs, created_at, tenant)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(j.id)
-        .bind(j.status.as_str())
-        .bind(j.priority)
-        .bind(j.dataset_id)
-        .bind(j.spec.to_value())
-        .bind(j.epochs)
-        .bind(j.created_at)
-        .bind(&j.tenant)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn get_job(&self, id: Uuid) -> Result<Option<JobRecord>> {
-        sqlx::query("SELECT * FROM jobs WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .map(|r| job(&r))
-            .transpose()
-    }
-
-    async fn list_jobs(
-        &self,
-        tenant: &str,
-        status: Option<JobStatus>,
-        after: Option<Cursor>,
-        limit: i64,
-    ) -> Result<Page<JobRecord>> {
-        let q = format!(
-            "SELECT * FROM jobs WHERE tenant = $1 AND seq < {} AND ($4::text IS NULL OR status = $4)
-             ORDER BY seq DESC LIMIT $5",
-            page_start("jobs", "id", "$1", "$2", "$3")
-        );
-        let after = after.unwrap_or_else(Cursor::start);
-        let rows = sqlx::query(sqlx::AssertSqlSafe(q))
-            .bind(tenant)
-            .bind(Uuid::parse_str(&after.key).ok())
-            .bind(after.created_at)
-            .bind(status.map(|s| s.as_str()))
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        let total: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM jobs WHERE tenant = $1 AND ($2::text IS NULL OR status = $2)",
-        )
-        .bind(tenant)
-        .bind(status.map(|s| s.as_str()))
-        .fetch_one(&self.pool)
-        .await?;
-        page(&rows, job, limit, total)
-    }
-
-    async fn delete_job(&self, id: Uuid) -> Result<bool> {
-        let r = sqlx::query("DELETE FROM jobs WHERE id = $1 AND status <> 'running'")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(r.rows_affected() > 0)
-    }
-
-    async fn queue_position(&self, id: Uuid) -> Result<Option<i64>> {
-        let r = sqlx::query(
-            "SELECT (SELECT COUNT(*) FROM jobs o WHERE o.status = 'queued' AND o.tenant = j.tenant
-                       AND (o.priority > j.priority OR (o.priority = j.priority AND o.seq < j.seq))) AS pos
-             FROM jobs j WHERE j.id = $1 AND j.status = 'queued'",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(r.map(|r| r.try_get("pos")).transpose()?)
-    }
-
-    async fn waiting_tenants(&self) -> Result<Vec<String>> {
-        let rows = sqlx::query("SELECT DISTINCT tenant FROM jobs WHERE status = 'queued'")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| r.try_get::<String, _>("tenant").map_err(Into::into))
-            .collect()
-    }
-
-    async fn count_jobs(&self, status: JobStatus) -> Result<i64> {
-        let r = sqlx::query("SELECT COUNT(*) AS n FROM jobs WHERE status = $1")
-            .bind(status.as_str())
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(r.try_get("n")?)
-    }
-
     async fn usage(&self, tenant: &str) -> Result<Usage> {
         let r = sqlx::query(
             "SELECT (SELECT COUNT(*) FROM jobs WHERE tenant = $1 AND status = 'queued') AS queued,
@@ -463,33 +350,6 @@ impl Store for PostgresStore {
             running: r.try_get("running")?,
             stored_bytes: r.try_get("bytes")?,
         })
-    }
-
-    async fn idempotent_answer(
-        &self,
-        tenant: &str,
-        route: &str,
-        key: &str,
-    ) -> Result<Option<IdempotentAnswer>> {
-        let r = sqlx::query(
-            "SELECT fingerprint, status, location, body FROM idempotency
-             WHERE tenant = $1 AND route = $2 AND key = $3 AND created_at > $4",
-        )
-        .bind(tenant)
-        .bind(route)
-        .bind(key)
-        .bind(now_ms() - IDEMPOTENCY_TTL_MS)
-        .fetch_optional(&self.pool)
-        .await?;
-        r.map(|r| {
-            Ok(IdempotentAnswer {
-                fingerprint: r.try_get("fingerprint")?,
-                status: r.try_get::<i32, _>("status")? as u16,
-                location: r.try_get("location")?,
-                body: r.try_get("body")?,
-            })
-        })
-        .transpose()
     }
 
     async fn remember_answer(
@@ -518,26 +378,6 @@ impl Store for PostgresStore {
         .bind(&a.location)
         .bind(&a.body)
         .bind(now_ms())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn forget_reservation(
-        &self,
-        tenant: &str,
-        route: &str,
-        key: &str,
-        fingerprint: &str,
-    ) -> Result<()> {
-        sqlx::query(
-            "DELETE FROM idempotency
-             WHERE tenant = $1 AND route = $2 AND key = $3 AND fingerprint = $4 AND status = 0",
-        )
-        .bind(tenant)
-        .bind(route)
-        .bind(key)
-        .bind(fingerprint)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -629,18 +469,6 @@ impl Store for PostgresStore {
         Ok(rows.len() as u64)
     }
 
-    async fn release_job(&self, id: Uuid, attempt: i64) -> Result<bool> {
-        let r = sqlx::query(
-            "UPDATE jobs SET status = 'queued', worker = NULL, lease_expires_at = NULL
-             WHERE id = $1 AND attempt = $2 AND status = 'running'",
-        )
-        .bind(id)
-        .bind(attempt)
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected() > 0)
-    }
-
     async fn record_epoch(
         &self,
         id: Uuid,
@@ -677,21 +505,6 @@ impl Store for PostgresStore {
         Ok(true)
     }
 
-    async fn history(&self, id: Uuid, since: i64, limit: i64) -> Result<Vec<serde_json::Value>> {
-        let rows = sqlx::query(
-            "SELECT record FROM epochs WHERE job_id = $1 AND epoch > $2 ORDER BY epoch LIMIT $3",
-        )
-        .bind(id)
-        .bind(since)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|r| r.try_get("record"))
-            .collect::<std::result::Result<_, _>>()?)
-    }
-
     async fn save_checkpoint(
         &self,
         id: Uuid,
@@ -722,17 +535,6 @@ impl Store for PostgresStore {
         crate::crash::point("checkpoint_write");
         tx.commit().await?;
         Ok(true)
-    }
-
-    async fn load_checkpoint(&self, id: Uuid) -> Result<Option<(i64, Vec<u8>)>> {
-        let r = sqlx::query("SELECT epoch, state FROM checkpoints WHERE job_id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(
-            r.map(|r| Ok::<_, sqlx::Error>((r.try_get("epoch")?, r.try_get("state")?)))
-                .transpose()?,
-        )
     }
 
     async fn truncate_history(&self, id: Uuid, attempt: i64, epoch: i64) -> Result<bool> {
@@ -851,54 +653,6 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn get_model(&self, id: Uuid) -> Result<Option<ModelRecord>> {
-        let q = format!("SELECT {MODEL_COLS} FROM models WHERE id = $1");
-        sqlx::query(sqlx::AssertSqlSafe(q))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .map(|r| model(&r))
-            .transpose()
-    }
-
-    async fn list_models(
-        &self,
-        tenant: &str,
-        after: Option<Cursor>,
-        limit: i64,
-    ) -> Result<Page<ModelRecord>> {
-        let q = format!(
-            "SELECT {MODEL_COLS} FROM models WHERE tenant = $1 AND seq < {} ORDER BY seq DESC LIMIT $4",
-            page_start("models", "id", "$1", "$2", "$3")
-        );
-        let after = after.unwrap_or_else(Cursor::start);
-        let rows = sqlx::query(sqlx::AssertSqlSafe(q))
-            .bind(tenant)
-            .bind(Uuid::parse_str(&after.key).ok())
-            .bind(after.created_at)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM models WHERE tenant = $1")
-            .bind(tenant)
-            .fetch_one(&self.pool)
-            .await?;
-        page(&rows, model, limit, total)
-    }
-
-    async fn delete_model(&self, id: Uuid) -> Result<bool> {
-        let r = sqlx::query(
-            "DELETE FROM models WHERE id = $1 AND NOT EXISTS (
-                SELECT 1 FROM jobs WHERE status IN ('queued', 'running')
-                AND spec->>'init_model_id' = $1::text)",
-        )
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected() > 0)
-    }
-
-    // ---- issue 14: continued jobs, learning-rate range tests, sweeps ----
     async fn insert_job_from(
         &self,
         j: &JobRecord,
@@ -965,17 +719,6 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn final_state(&self, id: Uuid) -> Result<Option<(i64, Vec<u8>)>> {
-        let r = sqlx::query("SELECT epoch, state FROM final_states WHERE job_id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(
-            r.map(|r| Ok::<_, sqlx::Error>((r.try_get("epoch")?, r.try_get("state")?)))
-                .transpose()?,
-        )
-    }
-
     async fn record_lr_range_test(
         &self,
         id: Uuid,
@@ -996,135 +739,6 @@ impl Store for PostgresStore {
         .await?;
         tx.commit().await?;
         Ok(true)
-    }
-
-    async fn lr_range_test(&self, id: Uuid) -> Result<Option<serde_json::Value>> {
-        sqlx::query("SELECT result FROM lr_range_tests WHERE job_id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .map(|r| r.json("result"))
-            .transpose()
-    }
-
-    async fn jobs_using_model(&self, id: Uuid, limit: i64) -> Result<Vec<Uuid>> {
-        let rows: Vec<(Uuid,)> = sqlx::query_as(
-            "SELECT id FROM jobs WHERE status IN ('queued', 'running')
-             AND spec->>'init_model_id' = $1::text
-             ORDER BY created_at, id LIMIT $2",
-        )
-        .bind(id)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(|(id,)| id).collect())
-    }
-
-    async fn insert_sweep(&self, s: &SweepRecord) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO sweeps (id, tenant, dataset_id, status, spec, best, created_at, finished_at, cancel_requested)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(s.id)
-        .bind(&s.tenant)
-        .bind(s.dataset_id)
-        .bind(s.status.as_str())
-        .bind(&s.spec)
-        .bind(&s.best)
-        .bind(s.created_at)
-        .bind(s.finished_at)
-        .bind(s.cancel_requested)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn get_sweep(&self, id: Uuid) -> Result<Option<SweepRecord>> {
-        sqlx::query("SELECT * FROM sweeps WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .map(|r| sweep(&r))
-            .transpose()
-    }
-
-    async fn list_sweeps(
-        &self,
-        tenant: &str,
-        after: Option<Cursor>,
-        limit: i64,
-    ) -> Result<Page<SweepRecord>> {
-        let after = after.unwrap_or_else(Cursor::start);
-        let q = format!(
-            "SELECT * FROM sweeps WHERE tenant = $1 AND seq < {} ORDER BY seq DESC LIMIT $4",
-            page_start("sweeps", "id", "$1", "$2", "$3")
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(q))
-            .bind(tenant)
-            .bind(Uuid::parse_str(&after.key).ok())
-            .bind(after.created_at)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sweeps WHERE tenant = $1")
-            .bind(tenant)
-            .fetch_one(&self.pool)
-            .await?;
-        page(&rows, sweep, limit, total)
-    }
-
-    async fn unfinished_sweeps(&self) -> Result<Vec<SweepRecord>> {
-        let rows =
-            sqlx::query("SELECT * FROM sweeps WHERE status IN ('queued', 'running') ORDER BY seq")
-                .fetch_all(&self.pool)
-                .await?;
-        rows.iter().map(sweep).collect()
-    }
-
-    async fn update_sweep(
-        &self,
-        id: Uuid,
-        status: JobStatus,
-        best: Option<&serde_json::Value>,
-    ) -> Result<bool> {
-        let r = sqlx::query(
-            "UPDATE sweeps SET status = $1, best = $2, finished_at = $3
-             WHERE id = $4 AND status IN ('queued', 'running')",
-        )
-        .bind(status.as_str())
-        .bind(best)
-        .bind(status.is_terminal().then(now_ms))
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected() > 0)
-    }
-
-    async fn request_sweep_cancel(&self, id: Uuid) -> Result<bool> {
-        let r = sqlx::query(
-            "UPDATE sweeps SET cancel_requested = true WHERE id = $1 AND status IN ('queued', 'running')",
-        )
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected() > 0)
-    }
-
-    async fn sweep_trials(&self, id: Uuid) -> Result<Vec<TrialRecord>> {
-        let rows =
-            sqlx::query("SELECT * FROM sweep_trials WHERE sweep_id = $1 ORDER BY trial, rung")
-                .bind(id)
-                .fetch_all(&self.pool)
-                .await?;
-        rows.iter().map(trial).collect()
-    }
-
-    async fn delete_sweep(&self, id: Uuid) -> Result<bool> {
-        let r = sqlx::query("DELETE FROM sweeps WHERE id = $1")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(r.rows_affected() > 0)
     }
 
     async fn deploy(
@@ -1191,80 +805,6 @@ impl Store for PostgresStore {
         Ok(Some(d))
     }
 
-    async fn get_deployment(&self, tenant: &str, name: &str) -> Result<Option<DeploymentRecord>> {
-        let q =
-            format!("SELECT {DEPLOYMENT_COLS} FROM deployments WHERE tenant = $1 AND name = $2");
-        sqlx::query(sqlx::AssertSqlSafe(q))
-            .bind(tenant)
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?
-            .map(|r| deployment(&r))
-            .transpose()
-    }
-
-    async fn list_deployments(
-        &self,
-        tenant: &str,
-        after: Option<Cursor>,
-        limit: i64,
-    ) -> Result<Page<DeploymentRecord>> {
-        let after = after.unwrap_or_else(Cursor::start);
-        let q = format!(
-            "SELECT {DEPLOYMENT_COLS} FROM deployments WHERE tenant = $1 AND seq < {} ORDER BY seq DESC LIMIT $4",
-            page_start("deployments", "name", "$1", "$2", "$3")
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(q))
-            .bind(tenant)
-            .bind(after.key.as_str())
-            .bind(after.created_at)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM deployments WHERE tenant = $1")
-            .bind(tenant)
-            .fetch_one(&self.pool)
-            .await?;
-        page_keyed(&rows, deployment, limit, total, |r| r.text("name"))
-    }
-
-    async fn deployment_versions(
-        &self,
-        tenant: &str,
-        name: &str,
-        limit: i64,
-    ) -> Result<Vec<DeploymentVersion>> {
-        let rows = sqlx::query(
-            "SELECT version, model_id, created_at FROM deployment_versions
-             WHERE tenant = $1 AND name = $2 ORDER BY version DESC LIMIT $3",
-        )
-        .bind(tenant)
-        .bind(name)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(deployment_version).collect()
-    }
-
-    async fn deployment_version(
-        &self,
-        tenant: &str,
-        name: &str,
-        version: i64,
-    ) -> Result<Option<DeploymentVersion>> {
-        sqlx::query(
-            "SELECT version, model_id, created_at FROM deployment_versions
-             WHERE tenant = $1 AND name = $2 AND version = $3",
-        )
-        .bind(tenant)
-        .bind(name)
-        .bind(version)
-        .fetch_optional(&self.pool)
-        .await?
-        .map(|r| deployment_version(&r))
-        .transpose()
-    }
-
     async fn delete_deployment(&self, tenant: &str, name: &str) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
         let r = sqlx::query("DELETE FROM deployments WHERE tenant = $1 AND name = $2")
@@ -1279,46 +819,6 @@ impl Store for PostgresStore {
             .await?;
         tx.commit().await?;
         Ok(r.rows_affected() > 0)
-    }
-
-    async fn deployments_of_model(&self, model_id: Uuid) -> Result<Vec<String>> {
-        Ok(sqlx::query_scalar(
-            "SELECT name FROM deployments WHERE model_id = $1 ORDER BY name LIMIT 10",
-        )
-        .bind(model_id)
-        .fetch_all(&self.pool)
-        .await?)
-    }
-
-    async fn insert_batch(&self, b: &BatchRecord) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO batch_predictions (id, tenant, model_id, dataset_id, status, rows_total, rows_done, error, created_at, updated_at, finished_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .bind(b.id)
-        .bind(&b.tenant)
-        .bind(b.model_id)
-        .bind(b.dataset_id)
-        .bind(&b.status)
-        .bind(b.rows_total)
-        .bind(b.rows_done)
-        .bind(&b.error)
-        .bind(b.created_at)
-        .bind(b.updated_at)
-        .bind(b.finished_at)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn get_batch(&self, id: Uuid) -> Result<Option<BatchRecord>> {
-        let q = format!("SELECT {BATCH_COLS} FROM batch_predictions WHERE id = $1");
-        sqlx::query(sqlx::AssertSqlSafe(q))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .map(|r| batch(&r))
-            .transpose()
     }
 
     async fn append_batch_chunk(
@@ -1350,47 +850,5 @@ impl Store for PostgresStore {
             .await?;
         tx.commit().await?;
         Ok(true)
-    }
-
-    async fn finish_batch(
-        &self,
-        id: Uuid,
-        status: &str,
-        error: Option<&str>,
-        now: i64,
-    ) -> Result<bool> {
-        let r = sqlx::query(
-            "UPDATE batch_predictions SET status = $1, error = $2, finished_at = $3, updated_at = $3
-             WHERE id = $4 AND status = 'running'",
-        )
-        .bind(status)
-        .bind(error)
-        .bind(now)
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected() > 0)
-    }
-
-    async fn batch_chunk(&self, id: Uuid, seq: i64) -> Result<Option<String>> {
-        Ok(sqlx::query_scalar(
-            "SELECT csv FROM batch_prediction_chunks WHERE batch_id = $1 AND seq = $2",
-        )
-        .bind(id)
-        .bind(seq)
-        .fetch_optional(&self.pool)
-        .await?)
-    }
-
-    async fn sweeps_using_dataset(&self, id: Uuid, limit: i64) -> Result<Vec<Uuid>> {
-        let rows: Vec<(Uuid,)> = sqlx::query_as(
-            "SELECT id FROM sweeps WHERE status IN ('queued', 'running') AND dataset_id = $1
-             ORDER BY seq LIMIT $2",
-        )
-        .bind(id)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(|(id,)| id).collect())
     }
 }

@@ -28,6 +28,7 @@ pub(super) trait Columns {
     fn json(&self, c: &str) -> Result<serde_json::Value>;
     fn opt_json(&self, c: &str) -> Result<Option<serde_json::Value>>;
     fn flag(&self, c: &str) -> Result<bool>;
+    fn bytes(&self, c: &str) -> Result<Vec<u8>>;
 }
 
 pub(super) fn dataset<R: Columns>(r: &R) -> Result<DatasetRecord> {

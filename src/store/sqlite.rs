@@ -15,10 +15,8 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqlitePool};
 use uuid::Uuid;
 
-use super::rows::{
-    BATCH_COLS, Columns, DATASET_COLS, DEPLOYMENT_COLS, MODEL_COLS, batch, dataset, deployment,
-    deployment_version, job, model, page, page_keyed, page_start, parts_capacity, sweep, trial,
-};
+use super::rows::{Columns, DEPLOYMENT_COLS, deployment, job, parts_capacity};
+use super::sql::{Arg, Backend, Dialect, for_sqlite};
 use super::*;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -265,6 +263,51 @@ impl Columns for SqliteRow {
     fn flag(&self, c: &str) -> Result<bool> {
         Ok(self.try_get::<i64, _>(c)? != 0)
     }
+    fn bytes(&self, c: &str) -> Result<Vec<u8>> {
+        Ok(self.try_get(c)?)
+    }
+}
+
+type Query = sqlx::query::Query<'static, sqlx::Sqlite, <sqlx::Sqlite as sqlx::Database>::Arguments>;
+
+/// A shared statement (see `sql`) with its arguments bound as this database holds them.
+fn statement(sql: &str, args: Vec<Arg>) -> Query {
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(for_sqlite(sql)));
+    for a in args {
+        q = match a {
+            Arg::Text(s) => q.bind(s),
+            Arg::OptText(s) => q.bind(s),
+            Arg::Int(i) => q.bind(i),
+            Arg::OptInt(i) => q.bind(i),
+            Arg::Int32(i) => q.bind(i),
+            Arg::Json(v) => q.bind(v.to_string()),
+            Arg::OptJson(v) => q.bind(v.map(|v| v.to_string())),
+            Arg::Flag(f) => q.bind(i64::from(f)),
+            Arg::Uuid(u) => q.bind(u.to_string()),
+            Arg::OptUuid(u) => q.bind(u.map(|u| u.to_string())),
+        };
+    }
+    q
+}
+
+#[async_trait]
+impl Backend for SqliteStore {
+    type Row = SqliteRow;
+    async fn all(&self, sql: &str, args: Vec<Arg>) -> Result<Vec<SqliteRow>> {
+        Ok(statement(sql, args).fetch_all(&self.pool).await?)
+    }
+    async fn opt(&self, sql: &str, args: Vec<Arg>) -> Result<Option<SqliteRow>> {
+        Ok(statement(sql, args).fetch_optional(&self.pool).await?)
+    }
+    async fn one(&self, sql: &str, args: Vec<Arg>) -> Result<SqliteRow> {
+        Ok(statement(sql, args).fetch_one(&self.pool).await?)
+    }
+    async fn run(&self, sql: &str, args: Vec<Arg>) -> Result<u64> {
+        Ok(statement(sql, args)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
 }
 
 async fn insert_model_tx<'e, E: sqlx::Executor<'e, Database = sqlx::Sqlite>>(
@@ -292,7 +335,7 @@ async fn insert_model_tx<'e, E: sqlx::Executor<'e, Database = sqlx::Sqlite>>(
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl Dialect for SqliteStore {
     fn pool_use(&self) -> (u32, u32) {
         (self.pool.size(), self.pool.num_idle() as u32)
     }
@@ -316,16 +359,6 @@ impl Store for SqliteStore {
             Box::pin(async move { write_dataset(conn, id, &tenant, writes).await })
         })
         .await
-    }
-
-    async fn get_dataset(&self, id: Uuid) -> Result<Option<DatasetRecord>> {
-        let q = format!("SELECT {DATASET_COLS} FROM datasets WHERE id = ?");
-        sqlx::query(sqlx::AssertSqlSafe(q))
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await?
-            .map(|r| dataset(&r))
-            .transpose()
     }
 
     async fn dataset_data(&self, id: Uuid) -> Result<Option<Vec<u8>>> {
@@ -355,155 +388,6 @@ impl Store for SqliteStore {
         Ok(Some(out))
     }
 
-    async fn list_datasets(
-        &self,
-        tenant: &str,
-        after: Option<Cursor>,
-        limit: i64,
-    ) -> Result<Page<DatasetRecord>> {
-        let after = after.unwrap_or_else(Cursor::start);
-        let q = format!(
-            "SELECT {DATASET_COLS} FROM datasets WHERE tenant = ?1 AND seq < {} ORDER BY seq DESC LIMIT ?4",
-            page_start("datasets", "id", "?1", "?2", "?3")
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(q))
-            .bind(tenant)
-            .bind(after.key.as_str())
-            .bind(after.created_at)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM datasets WHERE tenant = ?")
-            .bind(tenant)
-            .fetch_one(&self.pool)
-            .await?;
-        page(&rows, dataset, limit, total)
-    }
-
-    async fn delete_dataset(&self, id: Uuid) -> Result<bool> {
-        let r = sqlx::query(
-            "DELETE FROM datasets WHERE id = ?1 AND NOT EXISTS (
-                SELECT 1 FROM jobs WHERE status IN ('queued', 'running')
-                AND (dataset_id = ?1 OR json_extract(spec, '$.validation_dataset_id') = ?1))
-             AND NOT EXISTS (
-                SELECT 1 FROM sweeps WHERE status IN ('queued', 'running') AND dataset_id = ?1)",
-        )
-        .bind(id.to_string())
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected() > 0)
-    }
-
-    async fn jobs_using_dataset(&self, id: Uuid, limit: i64) -> Result<Vec<Uuid>> {
-        let rows: Vec<(String,)> = sqlx::query_as(
-            "SELECT id FROM jobs WHERE status IN ('queued', 'running')
-             AND (dataset_id = ?1 OR json_extract(spec, '$.validation_dataset_id') = ?1)
-             ORDER BY created_at, id LIMIT ?2",
-        )
-        .bind(id.to_string())
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter()
-            .map(|(s,)| Uuid::parse_str(&s).map_err(|e| StoreError::Corrupt(e.to_string())))
-            .collect()
-    }
-
-    async fn insert_job(&self, j: &JobRecord) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO jobs (id, status, priority, dataset_id, spec, epochs, created_at, tenant)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(j.id.to_string())
-        .bind(j.status.as_str())
-        .bind(j.priority)
-        .bind(j.dataset_id.map(|u| u.to_string()))
-        .bind(j.spec.to_value().to_string())
-        .bind(j.epochs)
-        .bind(j.created_at)
-        .bind(&j.tenant)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn get_job(&self, id: Uuid) -> Result<Option<JobRecord>> {
-        sqlx::query("SELECT * FROM jobs WHERE id = ?")
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await?
-            .map(|r| job(&r))
-            .transpose()
-    }
-
-    async fn list_jobs(
-        &self,
-        tenant: &str,
-        status: Option<JobStatus>,
-        after: Option<Cursor>,
-        limit: i64,
-    ) -> Result<Page<JobRecord>> {
-        let after = after.unwrap_or_else(Cursor::start);
-        let q = format!(
-            "SELECT * FROM jobs WHERE tenant = ?1 AND seq < {} AND (?4 IS NULL OR status = ?4) ORDER BY seq DESC LIMIT ?5",
-            page_start("jobs", "id", "?1", "?2", "?3")
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(q))
-            .bind(tenant)
-            .bind(after.key.as_str())
-            .bind(after.created_at)
-            .bind(status.map(|s| s.as_str()))
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        let total: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM jobs WHERE tenant = ? AND (? IS NULL OR status = ?)",
-        )
-        .bind(tenant)
-        .bind(status.map(|s| s.as_str()))
-        .bind(status.map(|s| s.as_str()))
-        .fetch_one(&self.pool)
-        .await?;
-        page(&rows, job, limit, total)
-    }
-
-    async fn delete_job(&self, id: Uuid) -> Result<bool> {
-        let r = sqlx::query("DELETE FROM jobs WHERE id = ? AND status <> 'running'")
-            .bind(id.to_string())
-            .execute(&self.pool)
-            .await?;
-        Ok(r.rows_affected() > 0)
-    }
-
-    async fn queue_position(&self, id: Uuid) -> Result<Option<i64>> {
-        let r = sqlx::query(
-            "SELECT (SELECT COUNT(*) FROM jobs o WHERE o.status = 'queued' AND o.tenant = j.tenant
-                       AND (o.priority > j.priority OR (o.priority = j.priority AND o.seq < j.seq))) AS pos
-             FROM jobs j WHERE j.id = ? AND j.status = 'queued'",
-        )
-        .bind(id.to_string())
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(r.map(|r| r.try_get("pos")).transpose()?)
-    }
-
-    async fn waiting_tenants(&self) -> Result<Vec<String>> {
-        let rows = sqlx::query("SELECT DISTINCT tenant FROM jobs WHERE status = 'queued'")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| r.try_get::<String, _>("tenant").map_err(Into::into))
-            .collect()
-    }
-
-    async fn count_jobs(&self, status: JobStatus) -> Result<i64> {
-        let r = sqlx::query("SELECT COUNT(*) AS n FROM jobs WHERE status = ?")
-            .bind(status.as_str())
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(r.try_get("n")?)
-    }
-
     async fn usage(&self, tenant: &str) -> Result<Usage> {
         let r = sqlx::query(
             "SELECT (SELECT COUNT(*) FROM jobs WHERE tenant = ?1 AND status = 'queued') AS queued,
@@ -527,33 +411,6 @@ impl Store for SqliteStore {
             running: r.try_get("running")?,
             stored_bytes: r.try_get("bytes")?,
         })
-    }
-
-    async fn idempotent_answer(
-        &self,
-        tenant: &str,
-        route: &str,
-        key: &str,
-    ) -> Result<Option<IdempotentAnswer>> {
-        let r = sqlx::query(
-            "SELECT fingerprint, status, location, body FROM idempotency
-             WHERE tenant = ? AND route = ? AND key = ? AND created_at > ?",
-        )
-        .bind(tenant)
-        .bind(route)
-        .bind(key)
-        .bind(now_ms() - IDEMPOTENCY_TTL_MS)
-        .fetch_optional(&self.pool)
-        .await?;
-        r.map(|r| {
-            Ok(IdempotentAnswer {
-                fingerprint: r.try_get("fingerprint")?,
-                status: r.try_get::<i64, _>("status")? as u16,
-                location: r.try_get("location")?,
-                body: r.json("body")?,
-            })
-        })
-        .transpose()
     }
 
     async fn remember_answer(
@@ -582,26 +439,6 @@ impl Store for SqliteStore {
         .bind(&a.location)
         .bind(a.body.to_string())
         .bind(now_ms())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn forget_reservation(
-        &self,
-        tenant: &str,
-        route: &str,
-        key: &str,
-        fingerprint: &str,
-    ) -> Result<()> {
-        sqlx::query(
-            "DELETE FROM idempotency
-             WHERE tenant = ? AND route = ? AND key = ? AND fingerprint = ? AND status = 0",
-        )
-        .bind(tenant)
-        .bind(route)
-        .bind(key)
-        .bind(fingerprint)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -683,18 +520,6 @@ impl Store for SqliteStore {
         Ok(rows.len() as u64)
     }
 
-    async fn release_job(&self, id: Uuid, attempt: i64) -> Result<bool> {
-        let r = sqlx::query(
-            "UPDATE jobs SET status = 'queued', worker = NULL, lease_expires_at = NULL
-             WHERE id = ? AND attempt = ? AND status = 'running'",
-        )
-        .bind(id.to_string())
-        .bind(attempt)
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected() > 0)
-    }
-
     async fn record_epoch(
         &self,
         id: Uuid,
@@ -727,18 +552,6 @@ impl Store for SqliteStore {
         Ok(true)
     }
 
-    async fn history(&self, id: Uuid, since: i64, limit: i64) -> Result<Vec<serde_json::Value>> {
-        let rows = sqlx::query(
-            "SELECT record FROM epochs WHERE job_id = ? AND epoch > ? ORDER BY epoch LIMIT ?",
-        )
-        .bind(id.to_string())
-        .bind(since)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(|r| r.json("record")).collect()
-    }
-
     async fn save_checkpoint(
         &self,
         id: Uuid,
@@ -769,17 +582,6 @@ impl Store for SqliteStore {
         crate::crash::point("checkpoint_write");
         tx.commit().await?;
         Ok(true)
-    }
-
-    async fn load_checkpoint(&self, id: Uuid) -> Result<Option<(i64, Vec<u8>)>> {
-        let r = sqlx::query("SELECT epoch, state FROM checkpoints WHERE job_id = ?")
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(
-            r.map(|r| Ok::<_, sqlx::Error>((r.try_get("epoch")?, r.try_get("state")?)))
-                .transpose()?,
-        )
     }
 
     async fn truncate_history(&self, id: Uuid, attempt: i64, epoch: i64) -> Result<bool> {
@@ -910,54 +712,6 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn get_model(&self, id: Uuid) -> Result<Option<ModelRecord>> {
-        let q = format!("SELECT {MODEL_COLS} FROM models WHERE id = ?");
-        sqlx::query(sqlx::AssertSqlSafe(q))
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await?
-            .map(|r| model(&r))
-            .transpose()
-    }
-
-    async fn list_models(
-        &self,
-        tenant: &str,
-        after: Option<Cursor>,
-        limit: i64,
-    ) -> Result<Page<ModelRecord>> {
-        let q = format!(
-            "SELECT {MODEL_COLS} FROM models WHERE tenant = ?1 AND seq < {} ORDER BY seq DESC LIMIT ?4",
-            page_start("models", "id", "?1", "?2", "?3")
-        );
-        let after = after.unwrap_or_else(Cursor::start);
-        let rows = sqlx::query(sqlx::AssertSqlSafe(q))
-            .bind(tenant)
-            .bind(after.key.as_str())
-            .bind(after.created_at)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM models WHERE tenant = ?")
-            .bind(tenant)
-            .fetch_one(&self.pool)
-            .await?;
-        page(&rows, model, limit, total)
-    }
-
-    async fn delete_model(&self, id: Uuid) -> Result<bool> {
-        let r = sqlx::query(
-            "DELETE FROM models WHERE id = ?1 AND NOT EXISTS (
-                SELECT 1 FROM jobs WHERE status IN ('queued', 'running')
-                AND json_extract(spec, '$.init_model_id') = ?1)",
-        )
-        .bind(id.to_string())
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected() > 0)
-    }
-
-    // ---- issue 14: continued jobs, learning-rate range tests, sweeps ----
     async fn insert_job_from(
         &self,
         j: &JobRecord,
@@ -1025,17 +779,6 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn final_state(&self, id: Uuid) -> Result<Option<(i64, Vec<u8>)>> {
-        let r = sqlx::query("SELECT epoch, state FROM final_states WHERE job_id = ?")
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(
-            r.map(|r| Ok::<_, sqlx::Error>((r.try_get("epoch")?, r.try_get("state")?)))
-                .transpose()?,
-        )
-    }
-
     async fn record_lr_range_test(
         &self,
         id: Uuid,
@@ -1051,137 +794,6 @@ impl Store for SqliteStore {
         .bind(attempt)
         .execute(&self.pool)
         .await?;
-        Ok(r.rows_affected() > 0)
-    }
-
-    async fn lr_range_test(&self, id: Uuid) -> Result<Option<serde_json::Value>> {
-        sqlx::query("SELECT result FROM lr_range_tests WHERE job_id = ?")
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await?
-            .map(|r| r.json("result"))
-            .transpose()
-    }
-
-    async fn jobs_using_model(&self, id: Uuid, limit: i64) -> Result<Vec<Uuid>> {
-        let rows: Vec<(String,)> = sqlx::query_as(
-            "SELECT id FROM jobs WHERE status IN ('queued', 'running')
-             AND json_extract(spec, '$.init_model_id') = ?1
-             ORDER BY created_at, id LIMIT ?2",
-        )
-        .bind(id.to_string())
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter()
-            .map(|(s,)| Uuid::parse_str(&s).map_err(|e| StoreError::Corrupt(e.to_string())))
-            .collect()
-    }
-
-    async fn insert_sweep(&self, s: &SweepRecord) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO sweeps (id, tenant, dataset_id, status, spec, best, created_at, finished_at, cancel_requested)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(s.id.to_string())
-        .bind(&s.tenant)
-        .bind(s.dataset_id.to_string())
-        .bind(s.status.as_str())
-        .bind(s.spec.to_string())
-        .bind(s.best.as_ref().map(|b| b.to_string()))
-        .bind(s.created_at)
-        .bind(s.finished_at)
-        .bind(i64::from(s.cancel_requested))
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn get_sweep(&self, id: Uuid) -> Result<Option<SweepRecord>> {
-        sqlx::query("SELECT * FROM sweeps WHERE id = ?")
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await?
-            .map(|r| sweep(&r))
-            .transpose()
-    }
-
-    async fn list_sweeps(
-        &self,
-        tenant: &str,
-        after: Option<Cursor>,
-        limit: i64,
-    ) -> Result<Page<SweepRecord>> {
-        let after = after.unwrap_or_else(Cursor::start);
-        let q = format!(
-            "SELECT * FROM sweeps WHERE tenant = ?1 AND seq < {} ORDER BY seq DESC LIMIT ?4",
-            page_start("sweeps", "id", "?1", "?2", "?3")
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(q))
-            .bind(tenant)
-            .bind(after.key.as_str())
-            .bind(after.created_at)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sweeps WHERE tenant = ?")
-            .bind(tenant)
-            .fetch_one(&self.pool)
-            .await?;
-        page(&rows, sweep, limit, total)
-    }
-
-    async fn unfinished_sweeps(&self) -> Result<Vec<SweepRecord>> {
-        let rows =
-            sqlx::query("SELECT * FROM sweeps WHERE status IN ('queued', 'running') ORDER BY seq")
-                .fetch_all(&self.pool)
-                .await?;
-        rows.iter().map(sweep).collect()
-    }
-
-    async fn update_sweep(
-        &self,
-        id: Uuid,
-        status: JobStatus,
-        best: Option<&serde_json::Value>,
-    ) -> Result<bool> {
-        let r = sqlx::query(
-            "UPDATE sweeps SET status = ?, best = ?, finished_at = ?
-             WHERE id = ? AND status IN ('queued', 'running')",
-        )
-        .bind(status.as_str())
-        .bind(best.map(|b| b.to_string()))
-        .bind(status.is_terminal().then(now_ms))
-        .bind(id.to_string())
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected() > 0)
-    }
-
-    async fn request_sweep_cancel(&self, id: Uuid) -> Result<bool> {
-        let r = sqlx::query(
-            "UPDATE sweeps SET cancel_requested = 1 WHERE id = ? AND status IN ('queued', 'running')",
-        )
-        .bind(id.to_string())
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected() > 0)
-    }
-
-    async fn sweep_trials(&self, id: Uuid) -> Result<Vec<TrialRecord>> {
-        let rows =
-            sqlx::query("SELECT * FROM sweep_trials WHERE sweep_id = ? ORDER BY trial, rung")
-                .bind(id.to_string())
-                .fetch_all(&self.pool)
-                .await?;
-        rows.iter().map(trial).collect()
-    }
-
-    async fn delete_sweep(&self, id: Uuid) -> Result<bool> {
-        let r = sqlx::query("DELETE FROM sweeps WHERE id = ?")
-            .bind(id.to_string())
-            .execute(&self.pool)
-            .await?;
         Ok(r.rows_affected() > 0)
     }
 
@@ -1249,79 +861,6 @@ impl Store for SqliteStore {
         Ok(Some(d))
     }
 
-    async fn get_deployment(&self, tenant: &str, name: &str) -> Result<Option<DeploymentRecord>> {
-        let q = format!("SELECT {DEPLOYMENT_COLS} FROM deployments WHERE tenant = ? AND name = ?");
-        sqlx::query(sqlx::AssertSqlSafe(q))
-            .bind(tenant)
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?
-            .map(|r| deployment(&r))
-            .transpose()
-    }
-
-    async fn list_deployments(
-        &self,
-        tenant: &str,
-        after: Option<Cursor>,
-        limit: i64,
-    ) -> Result<Page<DeploymentRecord>> {
-        let after = after.unwrap_or_else(Cursor::start);
-        let q = format!(
-            "SELECT {DEPLOYMENT_COLS} FROM deployments WHERE tenant = ?1 AND seq < {} ORDER BY seq DESC LIMIT ?4",
-            page_start("deployments", "name", "?1", "?2", "?3")
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(q))
-            .bind(tenant)
-            .bind(after.key.as_str())
-            .bind(after.created_at)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM deployments WHERE tenant = ?")
-            .bind(tenant)
-            .fetch_one(&self.pool)
-            .await?;
-        page_keyed(&rows, deployment, limit, total, |r| r.text("name"))
-    }
-
-    async fn deployment_versions(
-        &self,
-        tenant: &str,
-        name: &str,
-        limit: i64,
-    ) -> Result<Vec<DeploymentVersion>> {
-        let rows = sqlx::query(
-            "SELECT version, model_id, created_at FROM deployment_versions
-             WHERE tenant = ? AND name = ? ORDER BY version DESC LIMIT ?",
-        )
-        .bind(tenant)
-        .bind(name)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(deployment_version).collect()
-    }
-
-    async fn deployment_version(
-        &self,
-        tenant: &str,
-        name: &str,
-        version: i64,
-    ) -> Result<Option<DeploymentVersion>> {
-        sqlx::query(
-            "SELECT version, model_id, created_at FROM deployment_versions
-             WHERE tenant = ? AND name = ? AND version = ?",
-        )
-        .bind(tenant)
-        .bind(name)
-        .bind(version)
-        .fetch_optional(&self.pool)
-        .await?
-        .map(|r| deployment_version(&r))
-        .transpose()
-    }
-
     async fn delete_deployment(&self, tenant: &str, name: &str) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
         let r = sqlx::query("DELETE FROM deployments WHERE tenant = ? AND name = ?")
@@ -1336,46 +875,6 @@ impl Store for SqliteStore {
             .await?;
         tx.commit().await?;
         Ok(r.rows_affected() > 0)
-    }
-
-    async fn deployments_of_model(&self, model_id: Uuid) -> Result<Vec<String>> {
-        Ok(sqlx::query_scalar(
-            "SELECT name FROM deployments WHERE model_id = ? ORDER BY name LIMIT 10",
-        )
-        .bind(model_id.to_string())
-        .fetch_all(&self.pool)
-        .await?)
-    }
-
-    async fn insert_batch(&self, b: &BatchRecord) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO batch_predictions (id, tenant, model_id, dataset_id, status, rows_total, rows_done, error, created_at, updated_at, finished_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(b.id.to_string())
-        .bind(&b.tenant)
-        .bind(b.model_id.to_string())
-        .bind(b.dataset_id.to_string())
-        .bind(&b.status)
-        .bind(b.rows_total)
-        .bind(b.rows_done)
-        .bind(&b.error)
-        .bind(b.created_at)
-        .bind(b.updated_at)
-        .bind(b.finished_at)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn get_batch(&self, id: Uuid) -> Result<Option<BatchRecord>> {
-        let q = format!("SELECT {BATCH_COLS} FROM batch_predictions WHERE id = ?");
-        sqlx::query(sqlx::AssertSqlSafe(q))
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await?
-            .map(|r| batch(&r))
-            .transpose()
     }
 
     async fn append_batch_chunk(
@@ -1407,49 +906,5 @@ impl Store for SqliteStore {
             .await?;
         tx.commit().await?;
         Ok(true)
-    }
-
-    async fn finish_batch(
-        &self,
-        id: Uuid,
-        status: &str,
-        error: Option<&str>,
-        now: i64,
-    ) -> Result<bool> {
-        let r = sqlx::query(
-            "UPDATE batch_predictions SET status = ?1, error = ?2, finished_at = ?3, updated_at = ?3
-             WHERE id = ?4 AND status = 'running'",
-        )
-        .bind(status)
-        .bind(error)
-        .bind(now)
-        .bind(id.to_string())
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected() > 0)
-    }
-
-    async fn batch_chunk(&self, id: Uuid, seq: i64) -> Result<Option<String>> {
-        Ok(sqlx::query_scalar(
-            "SELECT csv FROM batch_prediction_chunks WHERE batch_id = ? AND seq = ?",
-        )
-        .bind(id.to_string())
-        .bind(seq)
-        .fetch_optional(&self.pool)
-        .await?)
-    }
-
-    async fn sweeps_using_dataset(&self, id: Uuid, limit: i64) -> Result<Vec<Uuid>> {
-        let rows: Vec<(String,)> = sqlx::query_as(
-            "SELECT id FROM sweeps WHERE status IN ('queued', 'running') AND dataset_id = ?
-             ORDER BY seq LIMIT ?",
-        )
-        .bind(id.to_string())
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter()
-            .map(|(s,)| Uuid::parse_str(&s).map_err(|e| StoreError::Corrupt(e.to_string())))
-            .collect()
     }
 }
