@@ -14,7 +14,7 @@ use sqlx::{PgPool, Postgres, Row};
 use uuid::Uuid;
 
 use super::rows::{Columns, DEPLOYMENT_COLS, deployment, job, parts_capacity};
-use super::sql::{Arg, Backend, Dialect};
+use super::sql::{self, Arg, Backend, Dialect};
 use super::*;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -139,25 +139,7 @@ fn statement(sql: &str, args: Vec<Arg>) -> Query {
     q
 }
 
-#[async_trait]
-impl Backend for PostgresStore {
-    type Row = PgRow;
-    async fn all(&self, sql: &str, args: Vec<Arg>) -> Result<Vec<PgRow>> {
-        Ok(statement(sql, args).fetch_all(&self.pool).await?)
-    }
-    async fn opt(&self, sql: &str, args: Vec<Arg>) -> Result<Option<PgRow>> {
-        Ok(statement(sql, args).fetch_optional(&self.pool).await?)
-    }
-    async fn one(&self, sql: &str, args: Vec<Arg>) -> Result<PgRow> {
-        Ok(statement(sql, args).fetch_one(&self.pool).await?)
-    }
-    async fn run(&self, sql: &str, args: Vec<Arg>) -> Result<u64> {
-        Ok(statement(sql, args)
-            .execute(&self.pool)
-            .await?
-            .rows_affected())
-    }
-}
+sql::backend!(PostgresStore, PgRow);
 
 /// Locks the job row while `attempt` still owns it (running under that attempt), so a
 /// concurrent requeue or claim waits for this transaction; false when it does not own it.
@@ -613,38 +595,6 @@ impl Dialect for PostgresStore {
         Ok(true)
     }
 
-    async fn request_cancel(&self, id: Uuid) -> Result<Option<JobRecord>> {
-        // Matches any job with this id, so RETURNING gives the job after in one statement.
-        sqlx::query(
-            "UPDATE jobs SET status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END,
-                    stop_reason = CASE WHEN status = 'queued' THEN 'cancelled' ELSE stop_reason END,
-                    finished_at = CASE WHEN status = 'queued' THEN $1 ELSE finished_at END,
-                    cancel_requested = CASE WHEN status IN ('queued', 'running') THEN true
-                                            ELSE cancel_requested END
-             WHERE id = $2
-             RETURNING *",
-        )
-        .bind(now_ms())
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?
-        .map(|r| job(&r))
-        .transpose()
-    }
-
-    async fn request_stop(&self, id: Uuid) -> Result<Option<JobRecord>> {
-        sqlx::query(
-            "UPDATE jobs SET stop_requested = (stop_requested OR status IN ('queued', 'running'))
-             WHERE id = $1
-             RETURNING *",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?
-        .map(|r| job(&r))
-        .transpose()
-    }
-
     async fn insert_model(&self, m: &ModelRecord) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         insert_model_tx(&mut *tx, m).await?;
@@ -803,52 +753,5 @@ impl Dialect for PostgresStore {
         .await?;
         tx.commit().await?;
         Ok(Some(d))
-    }
-
-    async fn delete_deployment(&self, tenant: &str, name: &str) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
-        let r = sqlx::query("DELETE FROM deployments WHERE tenant = $1 AND name = $2")
-            .bind(tenant)
-            .bind(name)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM deployment_versions WHERE tenant = $1 AND name = $2")
-            .bind(tenant)
-            .bind(name)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(r.rows_affected() > 0)
-    }
-
-    async fn append_batch_chunk(
-        &self,
-        id: Uuid,
-        seq: i64,
-        csv: &str,
-        rows_done: i64,
-        now: i64,
-    ) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
-        let r = sqlx::query(
-            "UPDATE batch_predictions SET rows_done = $1, updated_at = $2
-             WHERE id = $3 AND status = 'running'",
-        )
-        .bind(rows_done)
-        .bind(now)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        if r.rows_affected() == 0 {
-            return Ok(false);
-        }
-        sqlx::query("INSERT INTO batch_prediction_chunks (batch_id, seq, csv) VALUES ($1, $2, $3)")
-            .bind(id)
-            .bind(seq)
-            .bind(csv)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(true)
     }
 }

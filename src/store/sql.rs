@@ -50,7 +50,63 @@ pub(super) trait Backend: Send + Sync {
     async fn one(&self, sql: &str, args: Vec<Arg>) -> Result<Self::Row>;
     /// The rows the statement changed.
     async fn run(&self, sql: &str, args: Vec<Arg>) -> Result<u64>;
+    /// Runs `statements` in one transaction, in order, and commits; with `all_or_none`, the
+    /// first that changes no row rolls the transaction back. The rows each one changed (as
+    /// far as it got).
+    async fn run_all(
+        &self,
+        statements: Vec<(&'static str, Vec<Arg>)>,
+        all_or_none: bool,
+    ) -> Result<Vec<u64>>;
 }
+
+/// The `Backend` impl of a store whose pool runs `statement`'s queries (each backend file
+/// defines `statement`, binding `Arg`s its way): the same code for both, but for the types.
+macro_rules! backend {
+    ($store:ty, $row:ty) => {
+        #[async_trait]
+        impl Backend for $store {
+            type Row = $row;
+            async fn all(&self, sql: &str, args: Vec<Arg>) -> Result<Vec<$row>> {
+                Ok(statement(sql, args).fetch_all(&self.pool).await?)
+            }
+            async fn opt(&self, sql: &str, args: Vec<Arg>) -> Result<Option<$row>> {
+                Ok(statement(sql, args).fetch_optional(&self.pool).await?)
+            }
+            async fn one(&self, sql: &str, args: Vec<Arg>) -> Result<$row> {
+                Ok(statement(sql, args).fetch_one(&self.pool).await?)
+            }
+            async fn run(&self, sql: &str, args: Vec<Arg>) -> Result<u64> {
+                Ok(statement(sql, args)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected())
+            }
+            async fn run_all(
+                &self,
+                statements: Vec<(&'static str, Vec<Arg>)>,
+                all_or_none: bool,
+            ) -> Result<Vec<u64>> {
+                let mut tx = self.pool.begin().await?;
+                let mut changed = Vec::with_capacity(statements.len());
+                for (sql, args) in statements {
+                    let n = statement(sql, args)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    changed.push(n);
+                    if all_or_none && n == 0 {
+                        // Dropped without a commit: rolled back.
+                        return Ok(changed);
+                    }
+                }
+                tx.commit().await?;
+                Ok(changed)
+            }
+        }
+    };
+}
+pub(super) use backend;
 
 /// A statement as SQLite takes it: `?N` for `$N`, casts on parameters dropped.
 pub(super) fn for_sqlite(sql: &str) -> String {
@@ -697,6 +753,82 @@ pub(super) async fn finish_batch<B: Backend>(
     Ok(n > 0)
 }
 
+pub(super) async fn request_cancel<B: Backend>(b: &B, id: Uuid) -> Result<Option<JobRecord>> {
+    // Matches any job with this id, so RETURNING gives the job after in one statement.
+    b.opt(
+        "UPDATE jobs SET status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END,
+                stop_reason = CASE WHEN status = 'queued' THEN 'cancelled' ELSE stop_reason END,
+                finished_at = CASE WHEN status = 'queued' THEN $1 ELSE finished_at END,
+                cancel_requested = CASE WHEN status IN ('queued', 'running') THEN $3
+                                        ELSE cancel_requested END
+         WHERE id = $2
+         RETURNING *",
+        vec![Arg::Int(now_ms()), Arg::Uuid(id), Arg::Flag(true)],
+    )
+    .await?
+    .map(|r| job(&r))
+    .transpose()
+}
+
+pub(super) async fn request_stop<B: Backend>(b: &B, id: Uuid) -> Result<Option<JobRecord>> {
+    b.opt(
+        "UPDATE jobs SET stop_requested = (stop_requested OR status IN ('queued', 'running'))
+         WHERE id = $1
+         RETURNING *",
+        vec![Arg::Uuid(id)],
+    )
+    .await?
+    .map(|r| job(&r))
+    .transpose()
+}
+
+pub(super) async fn delete_deployment<B: Backend>(b: &B, tenant: &str, name: &str) -> Result<bool> {
+    let args = || vec![Arg::Text(tenant.to_owned()), Arg::Text(name.to_owned())];
+    let n = b
+        .run_all(
+            vec![
+                (
+                    "DELETE FROM deployments WHERE tenant = $1 AND name = $2",
+                    args(),
+                ),
+                (
+                    "DELETE FROM deployment_versions WHERE tenant = $1 AND name = $2",
+                    args(),
+                ),
+            ],
+            false,
+        )
+        .await?;
+    Ok(n[0] > 0)
+}
+
+pub(super) async fn append_batch_chunk<B: Backend>(
+    b: &B,
+    id: Uuid,
+    seq: i64,
+    csv: &str,
+    rows_done: i64,
+    now: i64,
+) -> Result<bool> {
+    let n = b
+        .run_all(
+            vec![
+                (
+                    "UPDATE batch_predictions SET rows_done = $1, updated_at = $2
+                     WHERE id = $3 AND status = 'running'",
+                    vec![Arg::Int(rows_done), Arg::Int(now), Arg::Uuid(id)],
+                ),
+                (
+                    "INSERT INTO batch_prediction_chunks (batch_id, seq, csv) VALUES ($1, $2, $3)",
+                    vec![Arg::Uuid(id), Arg::Int(seq), Arg::Text(csv.to_owned())],
+                ),
+            ],
+            true,
+        )
+        .await?;
+    Ok(n.len() == 2)
+}
+
 /// What each database does its own way: connection details, claiming and fencing, blobs
 /// written as they arrive, the storage accounting. Everything else is the `Store` below,
 /// written once over [`Backend`].
@@ -739,8 +871,6 @@ pub(super) trait Dialect: Backend + 'static {
     ) -> Result<bool>;
     async fn truncate_history(&self, id: Uuid, attempt: i64, epoch: i64) -> Result<bool>;
     async fn finish_job(&self, id: Uuid, attempt: i64, finish: Finish) -> Result<bool>;
-    async fn request_cancel(&self, id: Uuid) -> Result<Option<JobRecord>>;
-    async fn request_stop(&self, id: Uuid) -> Result<Option<JobRecord>>;
     async fn insert_model(&self, m: &ModelRecord) -> Result<()>;
     async fn deploy(
         &self,
@@ -750,15 +880,6 @@ pub(super) trait Dialect: Backend + 'static {
         expected: Option<i64>,
         now: i64,
     ) -> Result<Option<DeploymentRecord>>;
-    async fn delete_deployment(&self, tenant: &str, name: &str) -> Result<bool>;
-    async fn append_batch_chunk(
-        &self,
-        id: Uuid,
-        seq: i64,
-        csv: &str,
-        rows_done: i64,
-        now: i64,
-    ) -> Result<bool>;
     async fn insert_job_from(
         &self,
         j: &JobRecord,
@@ -939,11 +1060,11 @@ impl<T: Dialect> Store for T {
     }
 
     async fn request_cancel(&self, id: Uuid) -> Result<Option<JobRecord>> {
-        Dialect::request_cancel(self, id).await
+        request_cancel(self, id).await
     }
 
     async fn request_stop(&self, id: Uuid) -> Result<Option<JobRecord>> {
-        Dialect::request_stop(self, id).await
+        request_stop(self, id).await
     }
 
     async fn insert_model(&self, m: &ModelRecord) -> Result<()> {
@@ -1010,7 +1131,7 @@ impl<T: Dialect> Store for T {
     }
 
     async fn delete_deployment(&self, tenant: &str, name: &str) -> Result<bool> {
-        Dialect::delete_deployment(self, tenant, name).await
+        delete_deployment(self, tenant, name).await
     }
 
     async fn deployments_of_model(&self, model_id: Uuid) -> Result<Vec<String>> {
@@ -1033,7 +1154,7 @@ impl<T: Dialect> Store for T {
         rows_done: i64,
         now: i64,
     ) -> Result<bool> {
-        Dialect::append_batch_chunk(self, id, seq, csv, rows_done, now).await
+        append_batch_chunk(self, id, seq, csv, rows_done, now).await
     }
 
     async fn finish_batch(

@@ -16,7 +16,7 @@ use sqlx::{Row, SqlitePool};
 use uuid::Uuid;
 
 use super::rows::{Columns, DEPLOYMENT_COLS, deployment, job, parts_capacity};
-use super::sql::{Arg, Backend, Dialect, for_sqlite};
+use super::sql::{self, Arg, Backend, Dialect, for_sqlite};
 use super::*;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -290,25 +290,7 @@ fn statement(sql: &str, args: Vec<Arg>) -> Query {
     q
 }
 
-#[async_trait]
-impl Backend for SqliteStore {
-    type Row = SqliteRow;
-    async fn all(&self, sql: &str, args: Vec<Arg>) -> Result<Vec<SqliteRow>> {
-        Ok(statement(sql, args).fetch_all(&self.pool).await?)
-    }
-    async fn opt(&self, sql: &str, args: Vec<Arg>) -> Result<Option<SqliteRow>> {
-        Ok(statement(sql, args).fetch_optional(&self.pool).await?)
-    }
-    async fn one(&self, sql: &str, args: Vec<Arg>) -> Result<SqliteRow> {
-        Ok(statement(sql, args).fetch_one(&self.pool).await?)
-    }
-    async fn run(&self, sql: &str, args: Vec<Arg>) -> Result<u64> {
-        Ok(statement(sql, args)
-            .execute(&self.pool)
-            .await?
-            .rows_affected())
-    }
-}
+sql::backend!(SqliteStore, SqliteRow);
 
 async fn insert_model_tx<'e, E: sqlx::Executor<'e, Database = sqlx::Sqlite>>(
     e: E,
@@ -667,43 +649,6 @@ impl Dialect for SqliteStore {
         Ok(true)
     }
 
-    async fn request_cancel(&self, id: Uuid) -> Result<Option<JobRecord>> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "UPDATE jobs SET status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END,
-                    stop_reason = CASE WHEN status = 'queued' THEN 'cancelled' ELSE stop_reason END,
-                    finished_at = CASE WHEN status = 'queued' THEN ? ELSE finished_at END,
-                    cancel_requested = CASE WHEN status IN ('queued', 'running') THEN 1 ELSE cancel_requested END
-             WHERE id = ?",
-        )
-        .bind(now_ms())
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await?;
-        let j = sqlx::query("SELECT * FROM jobs WHERE id = ?")
-            .bind(id.to_string())
-            .fetch_optional(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        j.map(|r| job(&r)).transpose()
-    }
-
-    async fn request_stop(&self, id: Uuid) -> Result<Option<JobRecord>> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "UPDATE jobs SET stop_requested = 1 WHERE id = ? AND status IN ('queued', 'running')",
-        )
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await?;
-        let j = sqlx::query("SELECT * FROM jobs WHERE id = ?")
-            .bind(id.to_string())
-            .fetch_optional(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        j.map(|r| job(&r)).transpose()
-    }
-
     async fn insert_model(&self, m: &ModelRecord) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         insert_model_tx(&mut *tx, m).await?;
@@ -859,52 +804,5 @@ impl Dialect for SqliteStore {
         .await?;
         tx.commit().await?;
         Ok(Some(d))
-    }
-
-    async fn delete_deployment(&self, tenant: &str, name: &str) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
-        let r = sqlx::query("DELETE FROM deployments WHERE tenant = ? AND name = ?")
-            .bind(tenant)
-            .bind(name)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM deployment_versions WHERE tenant = ? AND name = ?")
-            .bind(tenant)
-            .bind(name)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(r.rows_affected() > 0)
-    }
-
-    async fn append_batch_chunk(
-        &self,
-        id: Uuid,
-        seq: i64,
-        csv: &str,
-        rows_done: i64,
-        now: i64,
-    ) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
-        let r = sqlx::query(
-            "UPDATE batch_predictions SET rows_done = ?, updated_at = ?
-             WHERE id = ? AND status = 'running'",
-        )
-        .bind(rows_done)
-        .bind(now)
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await?;
-        if r.rows_affected() == 0 {
-            return Ok(false);
-        }
-        sqlx::query("INSERT INTO batch_prediction_chunks (batch_id, seq, csv) VALUES (?, ?, ?)")
-            .bind(id.to_string())
-            .bind(seq)
-            .bind(csv)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(true)
     }
 }
