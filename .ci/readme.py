@@ -180,10 +180,14 @@ class Runner:
             time.sleep(0.3)
         raise Failure(f"job {job_id} did not finish in 10 minutes")
 
-    def model_of(self, name):
+    def settle_job(self):
+        """Waits for the last job a command made; its model becomes MODEL_ID."""
         if self.pending_job:
             self.ids["MODEL_ID"] = self.wait_job(self.pending_job)
             self.pending_job = None
+
+    def model_of(self, name):
+        self.settle_job()
         return self.models_by_dataset[name]
 
     def deploy(self, name, dataset, times=1):
@@ -216,9 +220,8 @@ class Runner:
                 print(f"  skipped ({why}): {stripped.splitlines()[0]}")
                 return
         needs = [p for p in PLACEHOLDERS if re.search(rf"\b{p}\b", stripped)]
-        if "MODEL_ID" in needs and self.pending_job:
-            self.ids["MODEL_ID"] = self.wait_job(self.pending_job)
-            self.pending_job = None
+        if "MODEL_ID" in needs:
+            self.settle_job()
         if "BATCH_ID" in needs and "/result" in stripped:
             self.wait_batch()
         for p in needs:
@@ -317,8 +320,7 @@ def new_penguins(r):
 
 
 def test_dataset(r):
-    r.model_of("iris")
-    r.ids["MODEL_ID"] = r.models_by_dataset["iris"]
+    r.ids["MODEL_ID"] = r.model_of("iris")
     r.ids["TEST_DATASET_ID"] = r.upload("iris-test", "tests/data/iris.test.csv", "target")
 
 

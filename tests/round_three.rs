@@ -762,10 +762,11 @@ async fn history_comes_in_pages() {
     }
 }
 
-/// Item 10: concurrent ONNX exports take turns (one builds at a time on a node) and each still
-/// answers the whole model.
+/// Item 10: concurrent ONNX exports, which now take turns on a node (one builds at a time, off
+/// the async threads), each still answer the whole model. That they take turns, which is what
+/// bounds their memory, is not observable over HTTP; this checks that queuing them loses none.
 #[tokio::test]
-async fn concurrent_onnx_exports_take_turns_and_all_answer() {
+async fn concurrent_onnx_exports_all_answer_the_whole_model() {
     let srv = Server::start(&[]).await;
     let (st, m) = srv.post("/v1/models", &model()).await;
     assert_eq!(st, 201, "{m}");
@@ -801,7 +802,12 @@ async fn answers_say_what_they_mean() {
         assert_eq!(st, 202, "{job}");
         assert_eq!(job["status"], "queued");
         assert!(job["started_at"].is_null(), "{job}");
-        assert_eq!(job["attempt"], 0, "{job}");
+        assert_eq!(
+            (&job["attempt"], &job["epoch"]),
+            (&json!(0), &json!(0)),
+            "{job}"
+        );
+        assert!(job["metrics"].is_null(), "{job}");
     }
     // 1,200 rows: an id column (ignored), a numeric column of 1,200 distinct values, a text
     // column, and the target.

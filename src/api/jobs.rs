@@ -76,18 +76,26 @@ async fn create(
         Submitted::Queued(j) => *j,
     };
     let mut body = view::job(&s, &j).await?;
-    // The answer describes the job as submitted, even if a worker has claimed it already.
-    body["status"] = json!("queued");
-    for claimed in ["started_at", "eta_seconds", "metrics"] {
-        body[claimed] = Value::Null;
-    }
-    body["attempt"] = json!(0);
-    if body["queue_position"].is_null() {
-        // Claimed already: it was at the front of the queue.
-        body["queue_position"] = json!(0);
-    }
+    as_submitted(&mut body, true);
     let location = format!("/v1/jobs/{}", j.id);
     idem.answer(&s, &p.tenant, 202, Some(location), body).await
+}
+
+/// The 202 describes a job as submitted, even if a worker has claimed it (and run some of
+/// it) before the answer was built: queued, not started, attempt 0, at the front of the queue
+/// if it has left it; a `fresh` job also at epoch 0 with no metrics.
+fn as_submitted(body: &mut Value, fresh: bool) {
+    body["status"] = json!("queued");
+    body["started_at"] = Value::Null;
+    body["eta_seconds"] = Value::Null;
+    body["attempt"] = json!(0);
+    if fresh {
+        body["epoch"] = json!(0);
+        body["metrics"] = Value::Null;
+    }
+    if body["queue_position"].is_null() {
+        body["queue_position"] = json!(0);
+    }
 }
 
 /// The caller's job `id` (a trainer's); another tenant's is "not found" too.
@@ -254,15 +262,8 @@ async fn continue_job(
         .map_err(ApiError::from);
     let queued = idem.settle(&s, &p.tenant, queued).await?;
     let mut body = view::job(&s, &queued).await?;
-    body["status"] = json!("queued");
-    // (A continuation keeps the metrics of the epochs it copied.)
-    for claimed in ["started_at", "eta_seconds"] {
-        body[claimed] = Value::Null;
-    }
-    body["attempt"] = json!(0);
-    if body["queue_position"].is_null() {
-        body["queue_position"] = json!(0);
-    }
+    // A continuation keeps the epoch and metrics of the epochs it copied.
+    as_submitted(&mut body, false);
     let location = format!("/v1/jobs/{}", queued.id);
     idem.answer(&s, &p.tenant, 202, Some(location), body).await
 }

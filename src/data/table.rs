@@ -426,7 +426,6 @@ pub fn finish_column_with(
             })
             .sum();
         let mut tagged: Vec<(String, u32, u32)> = Vec::with_capacity(total);
-        let mut numbers: Vec<Vec<f32>> = vec![Vec::new(); parts.len()];
         // A text part's codes are 0..n: a dense table each.
         let mut dense: Vec<Vec<u32>> = vec![Vec::new(); parts.len()];
         for (k, p) in parts.iter_mut().enumerate() {
@@ -447,7 +446,6 @@ pub fn finish_column_with(
                             .filter(|x| !x.is_nan())
                             .map(|&x| (number_key(x as f64), k as u32, x.to_bits())),
                     );
-                    numbers[k] = std::mem::take(v);
                 }
             }
         }
@@ -470,9 +468,8 @@ pub fn finish_column_with(
         }
         let segments = parts
             .iter()
-            .zip(&numbers)
             .zip(dense.iter().zip(&remap))
-            .map(|((p, nums), (dense, remap))| match p {
+            .map(|(p, (dense, remap))| match p {
                 Part::Text { codes, .. } => codes
                     .iter()
                     .map(|&c| {
@@ -483,7 +480,7 @@ pub fn finish_column_with(
                         }
                     })
                     .collect(),
-                Part::Numbers(_) => nums
+                Part::Numbers(v) => v
                     .iter()
                     .map(|&x| {
                         if x.is_nan() {
