@@ -10,6 +10,7 @@ use crate::nn::TrainSpec;
 
 pub mod backup;
 pub mod postgres;
+mod queries;
 mod rows;
 mod sql;
 pub mod sqlite;

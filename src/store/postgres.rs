@@ -8,12 +8,11 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::TryStreamExt;
 use sqlx::postgres::{PgConnectOptions, PgDatabaseError, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Postgres, Row};
 use uuid::Uuid;
 
-use super::rows::{Columns, DEPLOYMENT_COLS, deployment, job, parts_capacity};
+use super::rows::{self, Columns, job};
 use super::sql::{self, Arg, Backend, Dialect};
 use super::*;
 
@@ -78,21 +77,7 @@ macro_rules! db_now_ms {
 }
 
 impl Columns for PgRow {
-    fn text(&self, c: &str) -> Result<String> {
-        Ok(self.try_get(c)?)
-    }
-    fn opt_text(&self, c: &str) -> Result<Option<String>> {
-        Ok(self.try_get(c)?)
-    }
-    fn int(&self, c: &str) -> Result<i64> {
-        Ok(self.try_get(c)?)
-    }
-    fn opt_int(&self, c: &str) -> Result<Option<i64>> {
-        Ok(self.try_get(c)?)
-    }
-    fn int32(&self, c: &str) -> Result<i32> {
-        Ok(self.try_get(c)?)
-    }
+    rows::read_directly!();
     /// UUIDs are UUID.
     fn uuid(&self, c: &str) -> Result<Uuid> {
         Ok(self.try_get(c)?)
@@ -111,16 +96,13 @@ impl Columns for PgRow {
     fn flag(&self, c: &str) -> Result<bool> {
         Ok(self.try_get(c)?)
     }
-    fn bytes(&self, c: &str) -> Result<Vec<u8>> {
-        Ok(self.try_get(c)?)
-    }
 }
 
-type Query =
-    sqlx::query::Query<'static, sqlx::Postgres, <sqlx::Postgres as sqlx::Database>::Arguments>;
+type Query<'a> =
+    sqlx::query::Query<'a, sqlx::Postgres, <sqlx::Postgres as sqlx::Database>::Arguments>;
 
 /// A shared statement (see `sql`) with its arguments bound as this database holds them.
-fn statement(sql: &str, args: Vec<Arg>) -> Query {
+fn statement<'a>(sql: &str, args: Vec<Arg<'a>>) -> Query<'a> {
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()));
     for a in args {
         q = match a {
@@ -131,66 +113,22 @@ fn statement(sql: &str, args: Vec<Arg>) -> Query {
             Arg::Int32(i) => q.bind(i),
             Arg::Json(v) => q.bind(v),
             Arg::OptJson(v) => q.bind(v),
+            Arg::JsonRef(v) => q.bind(v),
             Arg::Flag(f) => q.bind(f),
             Arg::Uuid(u) => q.bind(u),
             Arg::OptUuid(u) => q.bind(u),
+            Arg::Bytes(b) => q.bind(b),
         };
     }
     q
 }
 
-sql::backend!(PostgresStore, PgRow);
-
-/// Locks the job row while `attempt` still owns it (running under that attempt), so a
-/// concurrent requeue or claim waits for this transaction; false when it does not own it.
-async fn lock_owned(
-    tx: &mut sqlx::Transaction<'_, Postgres>,
-    id: Uuid,
-    attempt: i64,
-) -> Result<bool> {
-    let r = sqlx::query(
-        "SELECT 1 FROM jobs WHERE id = $1 AND attempt = $2 AND status = 'running' FOR UPDATE",
-    )
-    .bind(id)
-    .bind(attempt)
-    .fetch_optional(&mut **tx)
-    .await?;
-    Ok(r.is_some())
-}
-
-async fn insert_model_tx<'e, E: sqlx::Executor<'e, Database = Postgres>>(
-    e: E,
-    m: &ModelRecord,
-) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO models (id, name, created_at, job_id, dataset_id, input_dim, output_dim, parameter_count, metrics, document, tenant)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-    )
-    .bind(m.id)
-    .bind(&m.name)
-    .bind(m.created_at)
-    .bind(m.job_id)
-    .bind(m.dataset_id)
-    .bind(m.input_dim)
-    .bind(m.output_dim)
-    .bind(m.parameter_count)
-    .bind(&m.metrics)
-    .bind(&m.document)
-    .bind(&m.tenant)
-    .execute(e)
-    .await?;
-    Ok(())
-}
+sql::backend!(PostgresStore, Postgres, PgRow, PgTx);
 
 #[async_trait]
 impl Dialect for PostgresStore {
     fn pool_use(&self) -> (u32, u32) {
         (self.pool.size(), self.pool.num_idle() as u32)
-    }
-
-    async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
     }
 
     async fn insert_dataset_parts(&self, d: &DatasetRecord, parts: Parts) -> Result<()> {
@@ -282,33 +220,6 @@ impl Dialect for PostgresStore {
         Ok(false)
     }
 
-    async fn dataset_data(&self, id: Uuid) -> Result<Option<Vec<u8>>> {
-        // One transaction: the record and its parts as of one moment.
-        let mut tx = self.pool.begin().await?;
-        let Some(r) = sqlx::query("SELECT data, size_bytes FROM datasets WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?
-        else {
-            return Ok(None);
-        };
-        let data: Vec<u8> = r.try_get("data")?;
-        if !data.is_empty() {
-            return Ok(Some(data));
-        }
-        let mut out = Vec::with_capacity(parts_capacity(r.try_get("size_bytes")?));
-        let mut rows =
-            sqlx::query("SELECT data FROM dataset_parts WHERE dataset_id = $1 ORDER BY part")
-                .bind(id)
-                .fetch(&mut *tx);
-        while let Some(row) = rows.try_next().await? {
-            out.extend_from_slice(row.try_get::<&[u8], _>("data")?);
-        }
-        drop(rows);
-        tx.commit().await?;
-        Ok(Some(out))
-    }
-
     async fn usage(&self, tenant: &str) -> Result<Usage> {
         let r = sqlx::query(
             "SELECT (SELECT COUNT(*) FROM jobs WHERE tenant = $1 AND status = 'queued') AS queued,
@@ -332,37 +243,6 @@ impl Dialect for PostgresStore {
             running: r.try_get("running")?,
             stored_bytes: r.try_get("bytes")?,
         })
-    }
-
-    async fn remember_answer(
-        &self,
-        tenant: &str,
-        route: &str,
-        key: &str,
-        a: &IdempotentAnswer,
-    ) -> Result<()> {
-        sqlx::query("DELETE FROM idempotency WHERE created_at <= $1")
-            .bind(now_ms() - IDEMPOTENCY_TTL_MS)
-            .execute(&self.pool)
-            .await?;
-        sqlx::query(
-            "INSERT INTO idempotency (tenant, route, key, fingerprint, status, location, body, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-             ON CONFLICT (tenant, route, key) DO UPDATE
-                SET status = excluded.status, location = excluded.location, body = excluded.body
-                WHERE idempotency.status = 0 AND idempotency.fingerprint = excluded.fingerprint",
-        )
-        .bind(tenant)
-        .bind(route)
-        .bind(key)
-        .bind(&a.fingerprint)
-        .bind(a.status as i32)
-        .bind(&a.location)
-        .bind(&a.body)
-        .bind(now_ms())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
     }
 
     async fn claim_next_job(
@@ -449,309 +329,5 @@ impl Dialect for PostgresStore {
             .await?;
         tx.commit().await?;
         Ok(rows.len() as u64)
-    }
-
-    async fn record_epoch(
-        &self,
-        id: Uuid,
-        attempt: i64,
-        record: &serde_json::Value,
-        epoch: i64,
-    ) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
-        // The UPDATE is the fence and holds the row lock until commit.
-        let owned = sqlx::query(
-            "UPDATE jobs SET epoch = $1, latest = $2 WHERE id = $3 AND attempt = $4 AND status = 'running'",
-        )
-        .bind(epoch)
-        .bind(record)
-        .bind(id)
-        .bind(attempt)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            > 0;
-        if !owned {
-            return Ok(false);
-        }
-        sqlx::query(
-            "INSERT INTO epochs (job_id, epoch, record) VALUES ($1, $2, $3)
-             ON CONFLICT (job_id, epoch) DO UPDATE SET record = EXCLUDED.record",
-        )
-        .bind(id)
-        .bind(epoch)
-        .bind(record)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(true)
-    }
-
-    async fn save_checkpoint(
-        &self,
-        id: Uuid,
-        attempt: i64,
-        epoch: i64,
-        state: &[u8],
-    ) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
-        if !lock_owned(&mut tx, id, attempt).await? {
-            return Ok(false);
-        }
-        sqlx::query(
-            "INSERT INTO checkpoints (job_id, epoch, state, saved_at) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (job_id) DO UPDATE
-                SET epoch = EXCLUDED.epoch, state = EXCLUDED.state, saved_at = EXCLUDED.saved_at",
-        )
-        .bind(id)
-        .bind(epoch)
-        .bind(state)
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await?;
-        // Progress since the claim: whatever stopped the node before, it was not this job.
-        sqlx::query("UPDATE jobs SET crashes = 0 WHERE id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        crate::crash::point("checkpoint_write");
-        tx.commit().await?;
-        Ok(true)
-    }
-
-    async fn truncate_history(&self, id: Uuid, attempt: i64, epoch: i64) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
-        if !lock_owned(&mut tx, id, attempt).await? {
-            return Ok(false);
-        }
-        sqlx::query("DELETE FROM epochs WHERE job_id = $1 AND epoch > $2")
-            .bind(id)
-            .bind(epoch)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "UPDATE jobs SET epoch = $2,
-                    latest = (SELECT record FROM epochs WHERE job_id = $1 ORDER BY epoch DESC LIMIT 1)
-             WHERE id = $1",
-        )
-        .bind(id)
-        .bind(epoch)
-        .execute(&mut *tx)
-        .await?;
-        crate::crash::point("history_truncate");
-        tx.commit().await?;
-        Ok(true)
-    }
-
-    async fn finish_job(&self, id: Uuid, attempt: i64, finish: Finish) -> Result<bool> {
-        let (status, model_id, error, reason) = match &finish {
-            Finish::Succeeded { model, stop_reason } => (
-                "succeeded",
-                Some(model.id),
-                None,
-                Some(stop_reason.as_str()),
-            ),
-            Finish::Failed(f) => ("failed", None, Some(f.to_value()), None),
-            Finish::Cancelled => ("cancelled", None, None, Some("cancelled")),
-        };
-        let mut tx = self.pool.begin().await?;
-        let owned = sqlx::query(
-            "UPDATE jobs SET status = $1, model_id = $2, error = $3, stop_reason = $4, finished_at = $5,
-                    worker = NULL, lease_expires_at = NULL
-             WHERE id = $6 AND attempt = $7 AND status = 'running'",
-        )
-        .bind(status)
-        .bind(model_id)
-        .bind(error)
-        .bind(reason)
-        .bind(now_ms())
-        .bind(id)
-        .bind(attempt)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            > 0;
-        if !owned {
-            return Ok(false);
-        }
-        if let Finish::Succeeded { model, .. } = &finish {
-            insert_model_tx(&mut *tx, model).await?;
-            // Kept so the job can be continued for more epochs (POST /v1/jobs/{id}/continue).
-            sqlx::query(
-                "INSERT INTO final_states (job_id, epoch, state)
-                 SELECT job_id, epoch, state FROM checkpoints WHERE job_id = $1
-                 ON CONFLICT (job_id) DO UPDATE SET epoch = EXCLUDED.epoch, state = EXCLUDED.state",
-            )
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        }
-        sqlx::query("DELETE FROM checkpoints WHERE job_id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        crate::crash::point("model_save");
-        tx.commit().await?;
-        Ok(true)
-    }
-
-    async fn insert_model(&self, m: &ModelRecord) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        insert_model_tx(&mut *tx, m).await?;
-        crate::crash::point("model_insert");
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn insert_job_from(
-        &self,
-        j: &JobRecord,
-        from: Option<&Continuation>,
-        trial: Option<&TrialRecord>,
-    ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO jobs (id, status, priority, dataset_id, spec, epochs, created_at, tenant)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(j.id)
-        .bind(j.status.as_str())
-        .bind(j.priority)
-        .bind(j.dataset_id)
-        .bind(j.spec.to_value())
-        .bind(j.epochs)
-        .bind(j.created_at)
-        .bind(&j.tenant)
-        .execute(&mut *tx)
-        .await?;
-        if let Some(c) = from {
-            sqlx::query(
-                "INSERT INTO epochs (job_id, epoch, record)
-                 SELECT $1, epoch, record FROM epochs WHERE job_id = $2 AND epoch <= $3",
-            )
-            .bind(j.id)
-            .bind(c.job_id)
-            .bind(c.epoch)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "UPDATE jobs SET epoch = $1,
-                        latest = (SELECT record FROM epochs WHERE job_id = $2 AND epoch = $1)
-                 WHERE id = $2",
-            )
-            .bind(c.epoch)
-            .bind(j.id)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "INSERT INTO checkpoints (job_id, epoch, state, saved_at) VALUES ($1, $2, $3, $4)",
-            )
-            .bind(j.id)
-            .bind(c.epoch)
-            .bind(&c.state)
-            .bind(now_ms())
-            .execute(&mut *tx)
-            .await?;
-        }
-        if let Some(t) = trial {
-            sqlx::query(
-                "INSERT INTO sweep_trials (sweep_id, trial, rung, job_id, params) VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(t.sweep_id)
-            .bind(t.trial)
-            .bind(t.rung)
-            .bind(t.job_id)
-            .bind(&t.params)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn record_lr_range_test(
-        &self,
-        id: Uuid,
-        attempt: i64,
-        result: &serde_json::Value,
-    ) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
-        if !lock_owned(&mut tx, id, attempt).await? {
-            return Ok(false);
-        }
-        sqlx::query(
-            "INSERT INTO lr_range_tests (job_id, result) VALUES ($1, $2)
-             ON CONFLICT (job_id) DO UPDATE SET result = EXCLUDED.result",
-        )
-        .bind(id)
-        .bind(result)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(true)
-    }
-
-    async fn deploy(
-        &self,
-        tenant: &str,
-        name: &str,
-        model_id: Uuid,
-        expected: Option<i64>,
-        now: i64,
-    ) -> Result<Option<DeploymentRecord>> {
-        let mut tx = self.pool.begin().await?;
-        // The upsert locks the deployment's row until COMMIT: two switches of one name queue
-        // up, and each gets its own version.
-        let row = match expected {
-            None => {
-                let q = format!(
-                    "INSERT INTO deployments (tenant, name, version, model_id, created_at, updated_at)
-                     VALUES ($1, $2, 1, $3, $4, $4)
-                     ON CONFLICT (tenant, name) DO UPDATE
-                        SET version = deployments.version + 1, model_id = excluded.model_id,
-                            updated_at = excluded.updated_at
-                     RETURNING {DEPLOYMENT_COLS}"
-                );
-                sqlx::query(sqlx::AssertSqlSafe(q))
-                    .bind(tenant)
-                    .bind(name)
-                    .bind(model_id)
-                    .bind(now)
-                    .fetch_optional(&mut *tx)
-                    .await?
-            }
-            Some(v) => {
-                let q = format!(
-                    "UPDATE deployments SET version = version + 1, model_id = $3, updated_at = $4
-                     WHERE tenant = $1 AND name = $2 AND version = $5
-                     RETURNING {DEPLOYMENT_COLS}"
-                );
-                sqlx::query(sqlx::AssertSqlSafe(q))
-                    .bind(tenant)
-                    .bind(name)
-                    .bind(model_id)
-                    .bind(now)
-                    .bind(v)
-                    .fetch_optional(&mut *tx)
-                    .await?
-            }
-        };
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let d = deployment(&row)?;
-        sqlx::query(
-            "INSERT INTO deployment_versions (tenant, name, version, model_id, created_at)
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(tenant)
-        .bind(name)
-        .bind(d.version)
-        .bind(model_id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(Some(d))
     }
 }

@@ -29,7 +29,38 @@ pub(super) trait Columns {
     fn opt_json(&self, c: &str) -> Result<Option<serde_json::Value>>;
     fn flag(&self, c: &str) -> Result<bool>;
     fn bytes(&self, c: &str) -> Result<Vec<u8>>;
+    /// A BLOB where it lies in the row.
+    fn byte_slice(&self, c: &str) -> Result<&[u8]>;
 }
+
+/// The [`Columns`] methods both databases read as they are (within an impl for a row type
+/// with sqlx's `Row::try_get`).
+macro_rules! read_directly {
+    () => {
+        fn text(&self, c: &str) -> Result<String> {
+            Ok(self.try_get(c)?)
+        }
+        fn opt_text(&self, c: &str) -> Result<Option<String>> {
+            Ok(self.try_get(c)?)
+        }
+        fn int(&self, c: &str) -> Result<i64> {
+            Ok(self.try_get(c)?)
+        }
+        fn opt_int(&self, c: &str) -> Result<Option<i64>> {
+            Ok(self.try_get(c)?)
+        }
+        fn int32(&self, c: &str) -> Result<i32> {
+            Ok(self.try_get(c)?)
+        }
+        fn bytes(&self, c: &str) -> Result<Vec<u8>> {
+            Ok(self.try_get(c)?)
+        }
+        fn byte_slice(&self, c: &str) -> Result<&[u8]> {
+            Ok(self.try_get(c)?)
+        }
+    };
+}
+pub(super) use read_directly;
 
 pub(super) fn dataset<R: Columns>(r: &R) -> Result<DatasetRecord> {
     Ok(DatasetRecord {

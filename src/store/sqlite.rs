@@ -8,14 +8,13 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::TryStreamExt;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
 use sqlx::{Row, SqlitePool};
 use uuid::Uuid;
 
-use super::rows::{Columns, DEPLOYMENT_COLS, deployment, job, parts_capacity};
+use super::rows::{self, Columns, job};
 use super::sql::{self, Arg, Backend, Dialect, for_sqlite};
 use super::*;
 
@@ -224,21 +223,7 @@ impl SqliteStore {
 }
 
 impl Columns for SqliteRow {
-    fn text(&self, c: &str) -> Result<String> {
-        Ok(self.try_get(c)?)
-    }
-    fn opt_text(&self, c: &str) -> Result<Option<String>> {
-        Ok(self.try_get(c)?)
-    }
-    fn int(&self, c: &str) -> Result<i64> {
-        Ok(self.try_get(c)?)
-    }
-    fn opt_int(&self, c: &str) -> Result<Option<i64>> {
-        Ok(self.try_get(c)?)
-    }
-    fn int32(&self, c: &str) -> Result<i32> {
-        Ok(self.try_get(c)?)
-    }
+    rows::read_directly!();
     /// UUIDs are TEXT.
     fn uuid(&self, c: &str) -> Result<Uuid> {
         let s: String = self.try_get(c)?;
@@ -263,15 +248,12 @@ impl Columns for SqliteRow {
     fn flag(&self, c: &str) -> Result<bool> {
         Ok(self.try_get::<i64, _>(c)? != 0)
     }
-    fn bytes(&self, c: &str) -> Result<Vec<u8>> {
-        Ok(self.try_get(c)?)
-    }
 }
 
-type Query = sqlx::query::Query<'static, sqlx::Sqlite, <sqlx::Sqlite as sqlx::Database>::Arguments>;
+type Query<'a> = sqlx::query::Query<'a, sqlx::Sqlite, <sqlx::Sqlite as sqlx::Database>::Arguments>;
 
 /// A shared statement (see `sql`) with its arguments bound as this database holds them.
-fn statement(sql: &str, args: Vec<Arg>) -> Query {
+fn statement<'a>(sql: &str, args: Vec<Arg<'a>>) -> Query<'a> {
     let mut q = sqlx::query(sqlx::AssertSqlSafe(for_sqlite(sql)));
     for a in args {
         q = match a {
@@ -282,49 +264,22 @@ fn statement(sql: &str, args: Vec<Arg>) -> Query {
             Arg::Int32(i) => q.bind(i),
             Arg::Json(v) => q.bind(v.to_string()),
             Arg::OptJson(v) => q.bind(v.map(|v| v.to_string())),
+            Arg::JsonRef(v) => q.bind(v.to_string()),
             Arg::Flag(f) => q.bind(i64::from(f)),
             Arg::Uuid(u) => q.bind(u.to_string()),
             Arg::OptUuid(u) => q.bind(u.map(|u| u.to_string())),
+            Arg::Bytes(b) => q.bind(b),
         };
     }
     q
 }
 
-sql::backend!(SqliteStore, SqliteRow);
-
-async fn insert_model_tx<'e, E: sqlx::Executor<'e, Database = sqlx::Sqlite>>(
-    e: E,
-    m: &ModelRecord,
-) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO models (id, name, created_at, job_id, dataset_id, input_dim, output_dim, parameter_count, metrics, document, tenant)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(m.id.to_string())
-    .bind(&m.name)
-    .bind(m.created_at)
-    .bind(m.job_id.map(|u| u.to_string()))
-    .bind(m.dataset_id.map(|u| u.to_string()))
-    .bind(m.input_dim)
-    .bind(m.output_dim)
-    .bind(m.parameter_count)
-    .bind(m.metrics.to_string())
-    .bind(m.document.to_string())
-    .bind(&m.tenant)
-    .execute(e)
-    .await?;
-    Ok(())
-}
+sql::backend!(SqliteStore, sqlx::Sqlite, SqliteRow, SqliteTx);
 
 #[async_trait]
 impl Dialect for SqliteStore {
     fn pool_use(&self) -> (u32, u32) {
         (self.pool.size(), self.pool.num_idle() as u32)
-    }
-
-    async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
     }
 
     async fn insert_dataset_parts(&self, d: &DatasetRecord, parts: Parts) -> Result<()> {
@@ -341,33 +296,6 @@ impl Dialect for SqliteStore {
             Box::pin(async move { write_dataset(conn, id, &tenant, writes).await })
         })
         .await
-    }
-
-    async fn dataset_data(&self, id: Uuid) -> Result<Option<Vec<u8>>> {
-        // One read transaction: the record and its parts as of one moment.
-        let mut tx = self.pool.begin().await?;
-        let Some(r) = sqlx::query("SELECT data, size_bytes FROM datasets WHERE id = ?")
-            .bind(id.to_string())
-            .fetch_optional(&mut *tx)
-            .await?
-        else {
-            return Ok(None);
-        };
-        let data: Vec<u8> = r.try_get("data")?;
-        if !data.is_empty() {
-            return Ok(Some(data));
-        }
-        let mut out = Vec::with_capacity(parts_capacity(r.try_get("size_bytes")?));
-        let mut rows =
-            sqlx::query("SELECT data FROM dataset_parts WHERE dataset_id = ? ORDER BY part")
-                .bind(id.to_string())
-                .fetch(&mut *tx);
-        while let Some(row) = rows.try_next().await? {
-            out.extend_from_slice(row.try_get::<&[u8], _>("data")?);
-        }
-        drop(rows);
-        tx.commit().await?;
-        Ok(Some(out))
     }
 
     async fn usage(&self, tenant: &str) -> Result<Usage> {
@@ -393,37 +321,6 @@ impl Dialect for SqliteStore {
             running: r.try_get("running")?,
             stored_bytes: r.try_get("bytes")?,
         })
-    }
-
-    async fn remember_answer(
-        &self,
-        tenant: &str,
-        route: &str,
-        key: &str,
-        a: &IdempotentAnswer,
-    ) -> Result<()> {
-        sqlx::query("DELETE FROM idempotency WHERE created_at <= ?")
-            .bind(now_ms() - IDEMPOTENCY_TTL_MS)
-            .execute(&self.pool)
-            .await?;
-        sqlx::query(
-            "INSERT INTO idempotency (tenant, route, key, fingerprint, status, location, body, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT (tenant, route, key) DO UPDATE
-                SET status = excluded.status, location = excluded.location, body = excluded.body
-                WHERE idempotency.status = 0 AND idempotency.fingerprint = excluded.fingerprint",
-        )
-        .bind(tenant)
-        .bind(route)
-        .bind(key)
-        .bind(&a.fingerprint)
-        .bind(a.status as i64)
-        .bind(&a.location)
-        .bind(a.body.to_string())
-        .bind(now_ms())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
     }
 
     async fn claim_next_job(
@@ -500,309 +397,5 @@ impl Dialect for SqliteStore {
         }
         tx.commit().await?;
         Ok(rows.len() as u64)
-    }
-
-    async fn record_epoch(
-        &self,
-        id: Uuid,
-        attempt: i64,
-        record: &serde_json::Value,
-        epoch: i64,
-    ) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
-        let owned = sqlx::query(
-            "UPDATE jobs SET epoch = ?, latest = ? WHERE id = ? AND attempt = ? AND status = 'running'",
-        )
-        .bind(epoch)
-        .bind(record.to_string())
-        .bind(id.to_string())
-        .bind(attempt)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            > 0;
-        if !owned {
-            return Ok(false);
-        }
-        sqlx::query("INSERT OR REPLACE INTO epochs (job_id, epoch, record) VALUES (?, ?, ?)")
-            .bind(id.to_string())
-            .bind(epoch)
-            .bind(record.to_string())
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(true)
-    }
-
-    async fn save_checkpoint(
-        &self,
-        id: Uuid,
-        attempt: i64,
-        epoch: i64,
-        state: &[u8],
-    ) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
-        let r = sqlx::query(
-            "INSERT OR REPLACE INTO checkpoints (job_id, epoch, state, saved_at)
-             SELECT id, ?, ?, ? FROM jobs WHERE id = ? AND attempt = ? AND status = 'running'",
-        )
-        .bind(epoch)
-        .bind(state)
-        .bind(now_ms())
-        .bind(id.to_string())
-        .bind(attempt)
-        .execute(&mut *tx)
-        .await?;
-        if r.rows_affected() == 0 {
-            return Ok(false);
-        }
-        // Progress since the claim: whatever stopped the node before, it was not this job.
-        sqlx::query("UPDATE jobs SET crashes = 0 WHERE id = ?")
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await?;
-        crate::crash::point("checkpoint_write");
-        tx.commit().await?;
-        Ok(true)
-    }
-
-    async fn truncate_history(&self, id: Uuid, attempt: i64, epoch: i64) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
-        let owned = sqlx::query(
-            "UPDATE jobs SET epoch = ? WHERE id = ? AND attempt = ? AND status = 'running'",
-        )
-        .bind(epoch)
-        .bind(id.to_string())
-        .bind(attempt)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            > 0;
-        if !owned {
-            return Ok(false);
-        }
-        sqlx::query("DELETE FROM epochs WHERE job_id = ? AND epoch > ?")
-            .bind(id.to_string())
-            .bind(epoch)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "UPDATE jobs SET latest = (SELECT record FROM epochs WHERE job_id = ? ORDER BY epoch DESC LIMIT 1) WHERE id = ?",
-        )
-        .bind(id.to_string())
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await?;
-        crate::crash::point("history_truncate");
-        tx.commit().await?;
-        Ok(true)
-    }
-
-    async fn finish_job(&self, id: Uuid, attempt: i64, finish: Finish) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
-        let (status, model_id, error, reason) = match &finish {
-            Finish::Succeeded { model, stop_reason } => (
-                "succeeded",
-                Some(model.id.to_string()),
-                None,
-                Some(stop_reason.clone()),
-            ),
-            Finish::Failed(f) => ("failed", None, Some(f.to_value().to_string()), None),
-            Finish::Cancelled => ("cancelled", None, None, Some("cancelled".to_string())),
-        };
-        let owned = sqlx::query(
-            "UPDATE jobs SET status = ?, model_id = ?, error = ?, stop_reason = ?, finished_at = ?,
-                    worker = NULL, lease_expires_at = NULL
-             WHERE id = ? AND attempt = ? AND status = 'running'",
-        )
-        .bind(status)
-        .bind(model_id)
-        .bind(error)
-        .bind(reason)
-        .bind(now_ms())
-        .bind(id.to_string())
-        .bind(attempt)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            > 0;
-        if !owned {
-            return Ok(false);
-        }
-        if let Finish::Succeeded { model, .. } = &finish {
-            insert_model_tx(&mut *tx, model).await?;
-            // Kept so the job can be continued for more epochs (POST /v1/jobs/{id}/continue).
-            sqlx::query(
-                "INSERT OR REPLACE INTO final_states (job_id, epoch, state)
-                 SELECT job_id, epoch, state FROM checkpoints WHERE job_id = ?",
-            )
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await?;
-        }
-        sqlx::query("DELETE FROM checkpoints WHERE job_id = ?")
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await?;
-        crate::crash::point("model_save");
-        tx.commit().await?;
-        Ok(true)
-    }
-
-    async fn insert_model(&self, m: &ModelRecord) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        insert_model_tx(&mut *tx, m).await?;
-        crate::crash::point("model_insert");
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn insert_job_from(
-        &self,
-        j: &JobRecord,
-        from: Option<&Continuation>,
-        trial: Option<&TrialRecord>,
-    ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO jobs (id, status, priority, dataset_id, spec, epochs, created_at, tenant)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(j.id.to_string())
-        .bind(j.status.as_str())
-        .bind(j.priority)
-        .bind(j.dataset_id.map(|u| u.to_string()))
-        .bind(j.spec.to_value().to_string())
-        .bind(j.epochs)
-        .bind(j.created_at)
-        .bind(&j.tenant)
-        .execute(&mut *tx)
-        .await?;
-        if let Some(c) = from {
-            sqlx::query(
-                "INSERT INTO epochs (job_id, epoch, record)
-                 SELECT ?, epoch, record FROM epochs WHERE job_id = ? AND epoch <= ?",
-            )
-            .bind(j.id.to_string())
-            .bind(c.job_id.to_string())
-            .bind(c.epoch)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "UPDATE jobs SET epoch = ?, latest = (SELECT record FROM epochs WHERE job_id = ? AND epoch = ?)
-                 WHERE id = ?",
-            )
-            .bind(c.epoch)
-            .bind(j.id.to_string())
-            .bind(c.epoch)
-            .bind(j.id.to_string())
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "INSERT INTO checkpoints (job_id, epoch, state, saved_at) VALUES (?, ?, ?, ?)",
-            )
-            .bind(j.id.to_string())
-            .bind(c.epoch)
-            .bind(&c.state)
-            .bind(now_ms())
-            .execute(&mut *tx)
-            .await?;
-        }
-        if let Some(t) = trial {
-            sqlx::query(
-                "INSERT INTO sweep_trials (sweep_id, trial, rung, job_id, params) VALUES (?, ?, ?, ?, ?)",
-            )
-            .bind(t.sweep_id.to_string())
-            .bind(t.trial)
-            .bind(t.rung)
-            .bind(t.job_id.to_string())
-            .bind(t.params.to_string())
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn record_lr_range_test(
-        &self,
-        id: Uuid,
-        attempt: i64,
-        result: &serde_json::Value,
-    ) -> Result<bool> {
-        let r = sqlx::query(
-            "INSERT OR REPLACE INTO lr_range_tests (job_id, result)
-             SELECT id, ? FROM jobs WHERE id = ? AND attempt = ? AND status = 'running'",
-        )
-        .bind(result.to_string())
-        .bind(id.to_string())
-        .bind(attempt)
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected() > 0)
-    }
-
-    async fn deploy(
-        &self,
-        tenant: &str,
-        name: &str,
-        model_id: Uuid,
-        expected: Option<i64>,
-        now: i64,
-    ) -> Result<Option<DeploymentRecord>> {
-        let mut tx = self.pool.begin().await?;
-        // The write comes first, so the transaction holds the write lock from its first
-        // statement (a read first would have to upgrade, and two such could not).
-        let row = match expected {
-            None => {
-                let q = format!(
-                    "INSERT INTO deployments (tenant, name, version, model_id, created_at, updated_at)
-                     VALUES (?1, ?2, 1, ?3, ?4, ?4)
-                     ON CONFLICT (tenant, name) DO UPDATE
-                        SET version = deployments.version + 1, model_id = excluded.model_id,
-                            updated_at = excluded.updated_at
-                     RETURNING {DEPLOYMENT_COLS}"
-                );
-                sqlx::query(sqlx::AssertSqlSafe(q))
-                    .bind(tenant)
-                    .bind(name)
-                    .bind(model_id.to_string())
-                    .bind(now)
-                    .fetch_optional(&mut *tx)
-                    .await?
-            }
-            Some(v) => {
-                let q = format!(
-                    "UPDATE deployments SET version = version + 1, model_id = ?3, updated_at = ?4
-                     WHERE tenant = ?1 AND name = ?2 AND version = ?5
-                     RETURNING {DEPLOYMENT_COLS}"
-                );
-                sqlx::query(sqlx::AssertSqlSafe(q))
-                    .bind(tenant)
-                    .bind(name)
-                    .bind(model_id.to_string())
-                    .bind(now)
-                    .bind(v)
-                    .fetch_optional(&mut *tx)
-                    .await?
-            }
-        };
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let d = deployment(&row)?;
-        sqlx::query(
-            "INSERT INTO deployment_versions (tenant, name, version, model_id, created_at)
-             VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(tenant)
-        .bind(name)
-        .bind(d.version)
-        .bind(model_id.to_string())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(Some(d))
     }
 }

@@ -1,0 +1,493 @@
+//! A training job's statements, from its insert through claims (each backend's own),
+//! epochs, checkpoints and the range test to its finish. Progress writes are fenced (see
+//! `Tx`): they happen only while the attempt that writes them still owns the job.
+
+use uuid::Uuid;
+
+use super::super::rows::{Columns, job, page, page_start};
+use super::super::sql::{Arg, Backend, Tx};
+use super::super::{Continuation, Cursor, Finish, JobRecord, JobStatus, Page, Result, TrialRecord};
+use super::{ids, insert_model_in};
+use crate::clock::now_ms;
+
+const INSERT_JOB: &str =
+    "INSERT INTO jobs (id, status, priority, dataset_id, spec, epochs, created_at, tenant)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+
+fn job_args(j: &JobRecord) -> Vec<Arg<'static>> {
+    vec![
+        Arg::Uuid(j.id),
+        Arg::Text(j.status.as_str().to_owned()),
+        Arg::Int32(j.priority),
+        Arg::OptUuid(j.dataset_id),
+        Arg::Json(j.spec.to_value()),
+        Arg::Int(j.epochs),
+        Arg::Int(j.created_at),
+        Arg::Text(j.tenant.clone()),
+    ]
+}
+
+pub(in crate::store) async fn insert_job<B: Backend>(b: &B, j: &JobRecord) -> Result<()> {
+    b.run(INSERT_JOB, job_args(j)).await?;
+    Ok(())
+}
+
+pub(in crate::store) async fn insert_job_from<B: Backend>(
+    b: &B,
+    j: &JobRecord,
+    from: Option<&Continuation>,
+    trial: Option<&TrialRecord>,
+) -> Result<()> {
+    let mut tx = b.begin().await?;
+    tx.run(INSERT_JOB, job_args(j)).await?;
+    if let Some(c) = from {
+        tx.run(
+            "INSERT INTO epochs (job_id, epoch, record)
+             SELECT $1, epoch, record FROM epochs WHERE job_id = $2 AND epoch <= $3",
+            vec![Arg::Uuid(j.id), Arg::Uuid(c.job_id), Arg::Int(c.epoch)],
+        )
+        .await?;
+        tx.run(
+            "UPDATE jobs SET epoch = $1,
+                    latest = (SELECT record FROM epochs WHERE job_id = $2 AND epoch = $1)
+             WHERE id = $2",
+            vec![Arg::Int(c.epoch), Arg::Uuid(j.id)],
+        )
+        .await?;
+        tx.run(
+            "INSERT INTO checkpoints (job_id, epoch, state, saved_at) VALUES ($1, $2, $3, $4)",
+            vec![
+                Arg::Uuid(j.id),
+                Arg::Int(c.epoch),
+                Arg::Bytes(&c.state),
+                Arg::Int(now_ms()),
+            ],
+        )
+        .await?;
+    }
+    if let Some(t) = trial {
+        tx.run(
+            "INSERT INTO sweep_trials (sweep_id, trial, rung, job_id, params) VALUES ($1, $2, $3, $4, $5)",
+            vec![
+                Arg::Uuid(t.sweep_id),
+                Arg::Int(t.trial),
+                Arg::Int(t.rung),
+                Arg::Uuid(t.job_id),
+                Arg::JsonRef(&t.params),
+            ],
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(in crate::store) async fn get_job<B: Backend>(b: &B, id: Uuid) -> Result<Option<JobRecord>> {
+    b.opt("SELECT * FROM jobs WHERE id = $1", vec![Arg::Uuid(id)])
+        .await?
+        .map(|r| job(&r))
+        .transpose()
+}
+
+pub(in crate::store) async fn list_jobs<B: Backend>(
+    b: &B,
+    tenant: &str,
+    status: Option<JobStatus>,
+    after: Option<Cursor>,
+    limit: i64,
+) -> Result<Page<JobRecord>> {
+    let after = after.unwrap_or_else(Cursor::start);
+    let status = status.map(|s| s.as_str().to_owned());
+    let q = format!(
+        "SELECT * FROM jobs WHERE tenant = $1 AND seq < {} AND ($4::text IS NULL OR status = $4)
+         ORDER BY seq DESC LIMIT $5",
+        page_start("jobs", "id", "$1", "$2", "$3")
+    );
+    let rows = b
+        .all(
+            &q,
+            vec![
+                Arg::Text(tenant.to_owned()),
+                Arg::OptUuid(Uuid::parse_str(&after.key).ok()),
+                Arg::Int(after.created_at),
+                Arg::OptText(status.clone()),
+                Arg::Int(limit),
+            ],
+        )
+        .await?;
+    let total = b
+        .one(
+            "SELECT COUNT(*) AS n FROM jobs WHERE tenant = $1 AND ($2::text IS NULL OR status = $2)",
+            vec![Arg::Text(tenant.to_owned()), Arg::OptText(status)],
+        )
+        .await?
+        .int("n")?;
+    page(&rows, job, limit, total)
+}
+
+pub(in crate::store) async fn delete_job<B: Backend>(b: &B, id: Uuid) -> Result<bool> {
+    let n = b
+        .run(
+            "DELETE FROM jobs WHERE id = $1 AND status <> 'running'",
+            vec![Arg::Uuid(id)],
+        )
+        .await?;
+    Ok(n > 0)
+}
+
+pub(in crate::store) async fn queue_position<B: Backend>(b: &B, id: Uuid) -> Result<Option<i64>> {
+    b.opt(
+        "SELECT (SELECT COUNT(*) FROM jobs o WHERE o.status = 'queued' AND o.tenant = j.tenant
+                   AND (o.priority > j.priority OR (o.priority = j.priority AND o.seq < j.seq))) AS pos
+         FROM jobs j WHERE j.id = $1 AND j.status = 'queued'",
+        vec![Arg::Uuid(id)],
+    )
+    .await?
+    .map(|r| r.int("pos"))
+    .transpose()
+}
+
+pub(in crate::store) async fn waiting_tenants<B: Backend>(b: &B) -> Result<Vec<String>> {
+    let rows = b
+        .all(
+            "SELECT DISTINCT tenant FROM jobs WHERE status = 'queued'",
+            vec![],
+        )
+        .await?;
+    rows.iter().map(|r| r.text("tenant")).collect()
+}
+
+pub(in crate::store) async fn count_jobs<B: Backend>(b: &B, status: JobStatus) -> Result<i64> {
+    b.one(
+        "SELECT COUNT(*) AS n FROM jobs WHERE status = $1",
+        vec![Arg::Text(status.as_str().to_owned())],
+    )
+    .await?
+    .int("n")
+}
+
+pub(in crate::store) async fn jobs_using_dataset<B: Backend>(
+    b: &B,
+    id: Uuid,
+    limit: i64,
+) -> Result<Vec<Uuid>> {
+    let rows = b
+        .all(
+            "SELECT id FROM jobs WHERE status IN ('queued', 'running')
+             AND (dataset_id = $1 OR spec->>'validation_dataset_id' = $1::text)
+             ORDER BY created_at, id LIMIT $2",
+            vec![Arg::Uuid(id), Arg::Int(limit)],
+        )
+        .await?;
+    ids(&rows)
+}
+
+pub(in crate::store) async fn jobs_using_model<B: Backend>(
+    b: &B,
+    id: Uuid,
+    limit: i64,
+) -> Result<Vec<Uuid>> {
+    let rows = b
+        .all(
+            "SELECT id FROM jobs WHERE status IN ('queued', 'running')
+             AND spec->>'init_model_id' = $1::text
+             ORDER BY created_at, id LIMIT $2",
+            vec![Arg::Uuid(id), Arg::Int(limit)],
+        )
+        .await?;
+    ids(&rows)
+}
+
+pub(in crate::store) async fn release_job<B: Backend>(
+    b: &B,
+    id: Uuid,
+    attempt: i64,
+) -> Result<bool> {
+    let n = b
+        .run(
+            "UPDATE jobs SET status = 'queued', worker = NULL, lease_expires_at = NULL
+             WHERE id = $1 AND attempt = $2 AND status = 'running'",
+            vec![Arg::Uuid(id), Arg::Int(attempt)],
+        )
+        .await?;
+    Ok(n > 0)
+}
+
+pub(in crate::store) async fn request_cancel<B: Backend>(
+    b: &B,
+    id: Uuid,
+) -> Result<Option<JobRecord>> {
+    // Matches any job with this id, so RETURNING gives the job after in one statement.
+    b.opt(
+        "UPDATE jobs SET status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END,
+                stop_reason = CASE WHEN status = 'queued' THEN 'cancelled' ELSE stop_reason END,
+                finished_at = CASE WHEN status = 'queued' THEN $1 ELSE finished_at END,
+                cancel_requested = CASE WHEN status IN ('queued', 'running') THEN $3
+                                        ELSE cancel_requested END
+         WHERE id = $2
+         RETURNING *",
+        vec![Arg::Int(now_ms()), Arg::Uuid(id), Arg::Flag(true)],
+    )
+    .await?
+    .map(|r| job(&r))
+    .transpose()
+}
+
+pub(in crate::store) async fn request_stop<B: Backend>(
+    b: &B,
+    id: Uuid,
+) -> Result<Option<JobRecord>> {
+    b.opt(
+        "UPDATE jobs SET stop_requested = (stop_requested OR status IN ('queued', 'running'))
+         WHERE id = $1
+         RETURNING *",
+        vec![Arg::Uuid(id)],
+    )
+    .await?
+    .map(|r| job(&r))
+    .transpose()
+}
+
+pub(in crate::store) async fn record_epoch<B: Backend>(
+    b: &B,
+    id: Uuid,
+    attempt: i64,
+    record: &serde_json::Value,
+    epoch: i64,
+) -> Result<bool> {
+    let mut tx = b.begin().await?;
+    // The fence (see `Tx`).
+    let owned = tx
+        .run(
+            "UPDATE jobs SET epoch = $3, latest = $4
+             WHERE id = $1 AND attempt = $2 AND status = 'running'",
+            vec![
+                Arg::Uuid(id),
+                Arg::Int(attempt),
+                Arg::Int(epoch),
+                Arg::JsonRef(record),
+            ],
+        )
+        .await?;
+    if owned == 0 {
+        return Ok(false);
+    }
+    tx.run(
+        "INSERT INTO epochs (job_id, epoch, record) VALUES ($1, $2, $3)
+         ON CONFLICT (job_id, epoch) DO UPDATE SET record = excluded.record",
+        vec![Arg::Uuid(id), Arg::Int(epoch), Arg::JsonRef(record)],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+pub(in crate::store) async fn history<B: Backend>(
+    b: &B,
+    id: Uuid,
+    since: i64,
+    limit: i64,
+) -> Result<Vec<serde_json::Value>> {
+    let rows = b
+        .all(
+            "SELECT record FROM epochs WHERE job_id = $1 AND epoch > $2 ORDER BY epoch LIMIT $3",
+            vec![Arg::Uuid(id), Arg::Int(since), Arg::Int(limit)],
+        )
+        .await?;
+    rows.iter().map(|r| r.json("record")).collect()
+}
+
+pub(in crate::store) async fn truncate_history<B: Backend>(
+    b: &B,
+    id: Uuid,
+    attempt: i64,
+    epoch: i64,
+) -> Result<bool> {
+    let mut tx = b.begin().await?;
+    // The fence (see `Tx`).
+    let owned = tx
+        .run(
+            "UPDATE jobs SET epoch = $3 WHERE id = $1 AND attempt = $2 AND status = 'running'",
+            vec![Arg::Uuid(id), Arg::Int(attempt), Arg::Int(epoch)],
+        )
+        .await?;
+    if owned == 0 {
+        return Ok(false);
+    }
+    tx.run(
+        "DELETE FROM epochs WHERE job_id = $1 AND epoch > $2",
+        vec![Arg::Uuid(id), Arg::Int(epoch)],
+    )
+    .await?;
+    tx.run(
+        "UPDATE jobs SET latest = (SELECT record FROM epochs WHERE job_id = $1 ORDER BY epoch DESC LIMIT 1)
+         WHERE id = $1",
+        vec![Arg::Uuid(id)],
+    )
+    .await?;
+    crate::crash::point("history_truncate");
+    tx.commit().await?;
+    Ok(true)
+}
+
+fn epoch_and_state<R: Columns>(r: Option<R>) -> Result<Option<(i64, Vec<u8>)>> {
+    r.map(|r| Ok((r.int("epoch")?, r.bytes("state")?)))
+        .transpose()
+}
+
+pub(in crate::store) async fn save_checkpoint<B: Backend>(
+    b: &B,
+    id: Uuid,
+    attempt: i64,
+    epoch: i64,
+    state: &[u8],
+) -> Result<bool> {
+    let mut tx = b.begin().await?;
+    // The fence (see `Tx`), and progress since the claim: whatever stopped the node before,
+    // it was not this job.
+    let owned = tx
+        .run(
+            "UPDATE jobs SET crashes = 0 WHERE id = $1 AND attempt = $2 AND status = 'running'",
+            vec![Arg::Uuid(id), Arg::Int(attempt)],
+        )
+        .await?;
+    if owned == 0 {
+        return Ok(false);
+    }
+    tx.run(
+        "INSERT INTO checkpoints (job_id, epoch, state, saved_at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (job_id) DO UPDATE
+            SET epoch = excluded.epoch, state = excluded.state, saved_at = excluded.saved_at",
+        vec![
+            Arg::Uuid(id),
+            Arg::Int(epoch),
+            Arg::Bytes(state),
+            Arg::Int(now_ms()),
+        ],
+    )
+    .await?;
+    crate::crash::point("checkpoint_write");
+    tx.commit().await?;
+    Ok(true)
+}
+
+pub(in crate::store) async fn load_checkpoint<B: Backend>(
+    b: &B,
+    id: Uuid,
+) -> Result<Option<(i64, Vec<u8>)>> {
+    let r = b
+        .opt(
+            "SELECT epoch, state FROM checkpoints WHERE job_id = $1",
+            vec![Arg::Uuid(id)],
+        )
+        .await?;
+    epoch_and_state(r)
+}
+
+pub(in crate::store) async fn final_state<B: Backend>(
+    b: &B,
+    id: Uuid,
+) -> Result<Option<(i64, Vec<u8>)>> {
+    let r = b
+        .opt(
+            "SELECT epoch, state FROM final_states WHERE job_id = $1",
+            vec![Arg::Uuid(id)],
+        )
+        .await?;
+    epoch_and_state(r)
+}
+
+pub(in crate::store) async fn finish_job<B: Backend>(
+    b: &B,
+    id: Uuid,
+    attempt: i64,
+    finish: Finish,
+) -> Result<bool> {
+    let (status, model_id, error, reason) = match &finish {
+        Finish::Succeeded { model, stop_reason } => {
+            ("succeeded", Some(model.id), None, Some(stop_reason.clone()))
+        }
+        Finish::Failed(f) => ("failed", None, Some(f.to_value()), None),
+        Finish::Cancelled => ("cancelled", None, None, Some("cancelled".to_owned())),
+    };
+    let mut tx = b.begin().await?;
+    // The fence (see `Tx`).
+    let owned = tx
+        .run(
+            "UPDATE jobs SET status = $3, model_id = $4, error = $5, stop_reason = $6, finished_at = $7,
+                    worker = NULL, lease_expires_at = NULL
+             WHERE id = $1 AND attempt = $2 AND status = 'running'",
+            vec![
+                Arg::Uuid(id),
+                Arg::Int(attempt),
+                Arg::Text(status.to_owned()),
+                Arg::OptUuid(model_id),
+                Arg::OptJson(error),
+                Arg::OptText(reason),
+                Arg::Int(now_ms()),
+            ],
+        )
+        .await?;
+    if owned == 0 {
+        return Ok(false);
+    }
+    if let Finish::Succeeded { model, .. } = &finish {
+        insert_model_in(&mut tx, model).await?;
+        // Kept so the job can be continued for more epochs (POST /v1/jobs/{id}/continue).
+        tx.run(
+            "INSERT INTO final_states (job_id, epoch, state)
+             SELECT job_id, epoch, state FROM checkpoints WHERE job_id = $1
+             ON CONFLICT (job_id) DO UPDATE SET epoch = excluded.epoch, state = excluded.state",
+            vec![Arg::Uuid(id)],
+        )
+        .await?;
+    }
+    tx.run(
+        "DELETE FROM checkpoints WHERE job_id = $1",
+        vec![Arg::Uuid(id)],
+    )
+    .await?;
+    crate::crash::point("model_save");
+    tx.commit().await?;
+    Ok(true)
+}
+
+pub(in crate::store) async fn record_lr_range_test<B: Backend>(
+    b: &B,
+    id: Uuid,
+    attempt: i64,
+    result: &serde_json::Value,
+) -> Result<bool> {
+    let mut tx = b.begin().await?;
+    // The fence (see `Tx`): an UPDATE that changes nothing but holds the job.
+    let owned = tx
+        .run(
+            "UPDATE jobs SET attempt = attempt WHERE id = $1 AND attempt = $2 AND status = 'running'",
+            vec![Arg::Uuid(id), Arg::Int(attempt)],
+        )
+        .await?;
+    if owned == 0 {
+        return Ok(false);
+    }
+    tx.run(
+        "INSERT INTO lr_range_tests (job_id, result) VALUES ($1, $2)
+         ON CONFLICT (job_id) DO UPDATE SET result = excluded.result",
+        vec![Arg::Uuid(id), Arg::JsonRef(result)],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+pub(in crate::store) async fn lr_range_test<B: Backend>(
+    b: &B,
+    id: Uuid,
+) -> Result<Option<serde_json::Value>> {
+    b.opt(
+        "SELECT result FROM lr_range_tests WHERE job_id = $1",
+        vec![Arg::Uuid(id)],
+    )
+    .await?
+    .map(|r| r.json("result"))
+    .transpose()
+}
