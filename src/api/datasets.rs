@@ -12,7 +12,7 @@ use super::auth::{Principal, Role};
 use super::extract::{Body, Idempotency, PageQuery, parse_id, parse_query};
 use super::{ApiError, AppState, view};
 use crate::data::{self, Columns, ReadOptions};
-use crate::service::datasets::{RowSink, Upload, UploadBody, csv_options, is_csv};
+use crate::service::datasets::{RowSink, Upload, UploadBody, csv_options, dialect_options, is_csv};
 
 pub fn router() -> axum::Router<AppState> {
     Router::new()
@@ -82,6 +82,11 @@ struct UploadQuery {
     columns: Option<String>,
     /// CSV only: the cells read as missing, comma-separated (replaces the default list).
     na_values: Option<String>,
+    /// CSV only: the file's dialect (each sniffed when not given).
+    delimiter: Option<String>,
+    decimal: Option<String>,
+    quote: Option<String>,
+    encoding: Option<String>,
 }
 
 async fn create(
@@ -106,6 +111,13 @@ async fn create(
     // A CSV is parsed as it arrives (its text is never held whole); other bodies are read.
     let (idem, body) = if is_csv(&media_type) {
         let opts = csv_options(query.columns.as_deref(), query.na_values.as_deref())?;
+        let dialect = dialect_options(
+            &media_type,
+            query.delimiter.as_deref(),
+            query.decimal.as_deref(),
+            query.quote.as_deref(),
+            query.encoding.as_deref(),
+        )?;
         // Without an Idempotency-Key the record's id is free to choose now, so the rows are
         // written while the file still arrives (see `DatasetStream`).
         let (sink, stream) = if headers.contains_key("idempotency-key") {
@@ -114,7 +126,7 @@ async fn create(
             let (sink, stream) = s.service.stream_dataset(&p.tenant);
             (Some(sink), Some(stream))
         };
-        let (hash, parsed) = stream_csv(&s, req, query.target.clone(), opts, sink).await?;
+        let (hash, parsed) = stream_csv(&s, req, query.target.clone(), opts, dialect, sink).await?;
         let idem = Idempotency::with_body_hash(&headers, "POST /v1/datasets", q.as_deref(), hash)?;
         (idem, UploadBody::Csv(Box::new(parsed), stream))
     } else {
@@ -154,6 +166,7 @@ async fn stream_csv(
     req: axum::extract::Request,
     target: Option<String>,
     opts: ReadOptions,
+    dialect: data::DialectOptions,
     sink: Option<RowSink>,
 ) -> Result<([u8; 32], Result<Columns, data::DataError>), ApiError> {
     use futures::StreamExt;
@@ -180,7 +193,7 @@ async fn stream_csv(
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(1);
     let (spent, spent_rx) = std::sync::mpsc::channel::<Vec<u8>>();
     let parser = tokio::task::spawn_blocking(move || {
-        let mut csv = data::CsvStream::new(target.as_deref(), limits, opts);
+        let mut csv = data::CsvStream::new(target.as_deref(), limits, opts).with_dialect(dialect);
         let mut sink = sink;
         if sink.is_some() {
             csv.stream_rows();

@@ -176,6 +176,8 @@ pub fn check_media_type(method: &Method, path: &str, headers: &HeaderMap) -> Res
     if CSV_ROUTES.contains(&path) || is_predict(path) {
         return match essence.as_str() {
             "application/json" | "text/csv" | "application/csv" | "text/plain" => Ok(()),
+            // Uploads read any delimiter (`data::csv::dialect`); predict rows are comma-separated.
+            "text/tab-separated-values" if CSV_ROUTES.contains(&path) => Ok(()),
             // `curl -d '{"inputs": …}'`: a predict body of JSON loses nothing to the form
             // type (its rows are in brackets, not lines), so it is read as JSON as everywhere.
             _ if form && is_predict(path) => Ok(()),
@@ -186,7 +188,12 @@ pub fn check_media_type(method: &Method, path: &str, headers: &HeaderMap) -> Res
                     .into(),
             )),
             other => Err(ApiError::UnsupportedMediaType(format!(
-                "this route takes application/json or text/csv, not \"{other}\""
+                "this route takes application/json or text/csv{}, not \"{other}\"",
+                if CSV_ROUTES.contains(&path) {
+                    " (or text/tab-separated-values)"
+                } else {
+                    ""
+                }
             ))),
         };
     }

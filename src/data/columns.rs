@@ -24,6 +24,8 @@ pub struct Columns {
     /// Every kept row's stored bytes were handed out as the file was read
     /// (`CsvStream::stream_rows`).
     streamed: bool,
+    /// A CSV's dialect, as it was read.
+    pub dialect: Option<super::csv::Dialect>,
 }
 
 impl Columns {
@@ -75,6 +77,7 @@ impl Columns {
             target_names,
             dropped_rows: (read_rows - rows) as u64,
             streamed: false,
+            dialect: None,
         })
     }
 
@@ -318,6 +321,7 @@ impl From<Dataset> for Columns {
             target_names: d.target_names,
             dropped_rows: d.dropped_rows,
             streamed: false,
+            dialect: None,
         }
     }
 }

@@ -21,7 +21,10 @@ use serde_json::Value;
 use crate::nn::{ClassLabel, Samples, Targets};
 
 pub use self::columns::Columns;
-pub use self::csv::{CsvStream, PIECE as CSV_PIECE, from_csv, from_csv_owned, from_csv_with};
+pub use self::csv::{
+    CsvStream, Dialect, DialectOptions, Encoding, PIECE as CSV_PIECE, from_csv, from_csv_owned,
+    from_csv_with,
+};
 pub use self::json::{JsonDataset, from_json, from_json_with, json_columns};
 pub use self::storage::ColumnParts;
 pub use self::table::{DISTINCT_CAP, ReadOptions};

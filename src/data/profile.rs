@@ -11,6 +11,7 @@ use serde::Serialize;
 use super::Columns;
 use super::table::{DISTINCT_CAP, NumberStats};
 use crate::nn::portable::tabular::{ColumnType, Storage};
+use crate::nn::portable::vocab::Vocab;
 use crate::nn::{ClassLabel, Targets};
 
 /// Categories listed per column.
@@ -139,6 +140,30 @@ fn ranked(counts: impl Iterator<Item = (String, u64)>) -> Vec<Count> {
     v
 }
 
+/// The [`TOP`] most frequent texts of a vocabulary by their counts, as [`ranked`] orders
+/// them: only those few become strings, whatever the column's size.
+fn top_texts(vocab: &Vocab, counts: &[u64]) -> Vec<Count> {
+    let mut codes: Vec<u32> = (0..counts.len() as u32)
+        .filter(|&c| counts[c as usize] > 0)
+        .collect();
+    let order = |a: &u32, b: &u32| {
+        (counts[*b as usize].cmp(&counts[*a as usize]))
+            .then_with(|| vocab[*a as usize].cmp(&vocab[*b as usize]))
+    };
+    if codes.len() > TOP {
+        codes.select_nth_unstable_by(TOP - 1, order);
+        codes.truncate(TOP);
+    }
+    codes.sort_unstable_by(order);
+    codes
+        .into_iter()
+        .map(|c| Count {
+            value: vocab[c as usize].to_owned(),
+            count: counts[c as usize],
+        })
+        .collect()
+}
+
 impl Profile {
     /// The profile of an upload, column by column (in parallel).
     pub fn of(d: &Columns) -> Profile {
@@ -176,8 +201,7 @@ impl Profile {
                         }
                     });
                     let distinct = counts.iter().filter(|&&k| k > 0).count() as u64;
-                    let mut top = ranked(c.vocab.iter().cloned().zip(counts));
-                    top.truncate(TOP);
+                    let top = top_texts(&c.vocab, &counts);
                     ColumnProfile {
                         name: c.name().to_owned(),
                         kind: c.schema.kind,

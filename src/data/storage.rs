@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Columns, Dataset};
 use crate::nn::portable::tabular::{ColumnSchema, ColumnType, RawColumn, Storage};
+use crate::nn::portable::vocab::Vocab;
 use crate::nn::{ClassLabel, Targets};
 
 /// Plain numeric datasets.
@@ -44,21 +45,22 @@ struct Stored {
 
 /// Format 2 appends this after format 1's fields.
 #[derive(Serialize, Deserialize)]
-struct StoredTable {
-    columns: Vec<StoredColumn>,
+struct StoredTable<'a> {
+    columns: Vec<StoredColumn<'a>>,
     dropped_rows: u64,
 }
 
 /// A column's schema and vocabulary, field by field (postcard cannot skip fields).
 #[derive(Serialize, Deserialize)]
-struct StoredColumn {
+struct StoredColumn<'a> {
     kind: ColumnType,
     storage: Storage,
     missing: u64,
     distinct: u64,
     numeric_text: bool,
     boolean_like: bool,
-    vocab: Vec<String>,
+    /// Written from the column's own (a sequence of strings, as a `Vec<String>` is).
+    vocab: std::borrow::Cow<'a, Vocab>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -163,7 +165,7 @@ fn stored_targets(t: &Targets) -> StoredTargets {
 fn stored_table<'a>(
     columns: impl Iterator<Item = &'a RawColumn>,
     dropped_rows: u64,
-) -> StoredTable {
+) -> StoredTable<'a> {
     StoredTable {
         columns: columns
             .map(|c| StoredColumn {
@@ -173,7 +175,7 @@ fn stored_table<'a>(
                 distinct: c.schema.distinct,
                 numeric_text: c.schema.numeric_text,
                 boolean_like: c.schema.boolean_like,
-                vocab: c.vocab.clone(),
+                vocab: std::borrow::Cow::Borrowed(&c.vocab),
             })
             .collect(),
         dropped_rows,
@@ -473,7 +475,7 @@ pub(super) fn from_bytes(b: &[u8]) -> Result<Dataset, String> {
                     numeric_text: stored.numeric_text,
                     boolean_like: stored.boolean_like,
                 },
-                vocab: stored.vocab,
+                vocab: stored.vocab.into_owned(),
             };
         }
     } else if d.x.iter().any(|v| !v.is_finite()) {

@@ -12,6 +12,7 @@ use crate::nn::portable::tabular::{
     CATEGORY_LIMIT, ColumnSchema, ColumnType, RawColumn, Storage, boolean_value, check_type,
     number_key,
 };
+use crate::nn::portable::vocab::Vocab;
 
 /// The cells read as missing when no `na_values` is given (compared ignoring case; an empty
 /// cell is always missing).
@@ -104,15 +105,16 @@ pub enum Part {
     Text {
         pending: usize,
         codes: Vec<u32>,
-        vocab: Vec<String>,
-        /// `vocab`'s codes by the hash of their text: each text is held once (in `vocab`),
-        /// not again as a map key, so a column of distinct strings costs one copy of each.
+        vocab: Vocab,
+        /// `vocab`'s codes by the hash of their text: each text is held once (in `vocab`'s
+        /// one buffer), not again as a map key, so a column of distinct strings costs about
+        /// its bytes and a few more each.
         index: Interner,
     },
 }
 
 /// Finds a text's code in a vocabulary without a second copy of the text: a hash table of
-/// codes whose keys are the vocabulary's own strings.
+/// codes whose keys are the vocabulary's own texts.
 #[derive(Debug, Default)]
 pub struct Interner {
     table: hashbrown::HashTable<u32>,
@@ -121,17 +123,17 @@ pub struct Interner {
 
 impl Interner {
     /// The code of `s` in `vocab`, adding it first if it is new.
-    fn code(&mut self, vocab: &mut Vec<String>, s: &str) -> u32 {
+    fn code(&mut self, vocab: &mut Vocab, s: &str) -> u32 {
         use std::hash::BuildHasher;
         let hash = self.hasher.hash_one(s);
-        if let Some(&c) = self.table.find(hash, |&c| vocab[c as usize] == s) {
+        if let Some(&c) = self.table.find(hash, |&c| &vocab[c as usize] == s) {
             return c;
         }
         let c = vocab.len() as u32;
-        vocab.push(s.to_owned());
+        vocab.push(s);
         let hasher = &self.hasher;
         self.table
-            .insert_unique(hash, c, |&c| hasher.hash_one(vocab[c as usize].as_str()));
+            .insert_unique(hash, c, |&c| hasher.hash_one(&vocab[c as usize]));
         c
     }
 }
@@ -235,7 +237,7 @@ impl Part {
         Part::Text {
             pending,
             codes: Vec::new(),
-            vocab: Vec::new(),
+            vocab: Vocab::new(),
             index: Interner::default(),
         }
     }
@@ -402,7 +404,7 @@ pub fn finish_column_with(
 ) -> Result<BuiltColumn, DataError> {
     let any_text = parts.iter().any(|p| matches!(p, Part::Text { .. }));
     let rows: usize = parts.iter().map(Part::len).sum();
-    let (storage, segments, vocab): (Storage, Vec<Vec<f32>>, Vec<String>) = if !any_text {
+    let (storage, segments, vocab): (Storage, Vec<Vec<f32>>, Vocab) = if !any_text {
         // The parts' numbers are the column's segments as they are.
         let segments = parts
             .into_iter()
@@ -411,61 +413,69 @@ pub fn finish_column_with(
                 Part::Text { .. } => Vec::new(),
             })
             .collect();
-        (Storage::Number, segments, vec![])
+        (Storage::Number, segments, Vocab::new())
     } else {
         // One vocabulary for all parts, sorted; numbers from parts that stayed numeric are
-        // taken in their shortest form. The parts' texts are moved, not copied: each is
-        // tagged with where it came from (part, code), sorted, and numbered once.
+        // taken in their shortest form. Every text stays where its part holds it: the join
+        // sorts (part, code) pairs by their texts and copies each distinct text once.
         let mut parts = parts;
-        // Sized once (no doubling: a column of a million distinct strings is most of it).
-        let total: usize = parts
-            .iter()
-            .map(|p| match p {
-                Part::Text { vocab, .. } => vocab.len(),
-                Part::Numbers(v) => v.iter().filter(|x| !x.is_nan()).count(),
-            })
-            .sum();
-        let mut tagged: Vec<(String, u32, u32)> = Vec::with_capacity(total);
-        // A text part's codes are 0..n: a dense table each.
-        let mut dense: Vec<Vec<u32>> = vec![Vec::new(); parts.len()];
+        // A numeric part's texts: its numbers' shortest forms, and their bit patterns.
+        let mut shown: Vec<(Vocab, Vec<u32>)> = Vec::with_capacity(parts.len());
+        let mut pairs: Vec<(u32, u32)> = Vec::new();
+        let mut bytes = 0;
         for (k, p) in parts.iter_mut().enumerate() {
+            let mut numbers = (Vocab::new(), Vec::new());
             match p {
                 Part::Text { vocab, index, .. } => {
                     *index = Interner::default();
-                    dense[k] = vec![0; vocab.len()];
-                    tagged.extend(
-                        std::mem::take(vocab)
-                            .into_iter()
-                            .enumerate()
-                            .map(|(c, s)| (s, k as u32, c as u32)),
-                    );
+                    pairs.extend((0..vocab.len() as u32).map(|c| (k as u32, c)));
+                    bytes += vocab.text_bytes();
                 }
                 Part::Numbers(v) => {
-                    tagged.extend(
-                        v.iter()
-                            .filter(|x| !x.is_nan())
-                            .map(|&x| (number_key(x as f64), k as u32, x.to_bits())),
-                    );
+                    for &x in v.iter().filter(|x| !x.is_nan()) {
+                        numbers.0.push(&number_key(x as f64));
+                        numbers.1.push(x.to_bits());
+                    }
+                    pairs.extend((0..numbers.1.len() as u32).map(|c| (k as u32, c)));
+                    bytes += numbers.0.text_bytes();
                 }
             }
+            shown.push(numbers);
         }
-        tagged.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        // Each text part's codes, and each numeric part's bit patterns, → the code in the
-        // joined, sorted vocabulary.
+        let text = |&(k, c): &(u32, u32)| -> &str {
+            match &parts[k as usize] {
+                Part::Text { vocab, .. } => &vocab[c as usize],
+                Part::Numbers(_) => &shown[k as usize].0[c as usize],
+            }
+        };
+        pairs.sort_unstable_by(|a, b| text(a).cmp(text(b)));
+        // Each text part's codes (0..n: a dense table each), and each numeric part's bit
+        // patterns, → the code in the joined, sorted vocabulary.
+        let mut dense: Vec<Vec<u32>> = parts
+            .iter()
+            .map(|p| match p {
+                Part::Text { vocab, .. } => vec![0; vocab.len()],
+                Part::Numbers(_) => Vec::new(),
+            })
+            .collect();
         let mut remap: Vec<HashMap<u32, u32>> = vec![HashMap::new(); parts.len()];
-        let mut all: Vec<String> = Vec::with_capacity(tagged.len());
-        for (s, k, c) in tagged {
-            if all.last() != Some(&s) {
+        let mut all = Vocab::with_capacity(pairs.len(), bytes);
+        for pair in &pairs {
+            let s = text(pair);
+            if all.last() != Some(s) {
                 all.push(s);
             }
             let code = all.len() as u32 - 1;
-            match &parts[k as usize] {
-                Part::Text { .. } => dense[k as usize][c as usize] = code,
+            let (k, c) = (pair.0 as usize, pair.1 as usize);
+            match &parts[k] {
+                Part::Text { .. } => dense[k][c] = code,
                 Part::Numbers(_) => {
-                    remap[k as usize].insert(c, code);
+                    remap[k].insert(shown[k].1[c], code);
                 }
             }
         }
+        drop(pairs);
+        drop(shown);
         let segments = parts
             .iter()
             .zip(dense.iter().zip(&remap))
@@ -798,7 +808,7 @@ impl NumberStats {
 fn infer(
     name: &str,
     segments: &[Vec<f32>],
-    vocab: Vec<String>,
+    vocab: Vocab,
     rows: usize,
     stats: Option<&NumberStats>,
 ) -> RawColumn {

@@ -13,7 +13,9 @@ use super::read::parse_json;
 use super::{Error, IdempotencyKey, Result, Service};
 use crate::clock::now_ms;
 use crate::data::profile::Profile;
-use crate::data::{self, Columns, Dataset, JsonDataset, ReadOptions, Summary};
+use crate::data::{
+    self, Columns, Dataset, DialectOptions, Encoding, JsonDataset, ReadOptions, Summary,
+};
 use crate::nn::portable::tabular::ColumnType;
 use crate::store::{Cursor, DatasetRecord, Page, Store, StoreError};
 
@@ -106,6 +108,18 @@ async fn new_record(
         crate::nn::Targets::Labels(_) => "labels",
         crate::nn::Targets::Values(_) => "values",
     };
+    let mut meta = serde_json::json!({
+        "feature_names": ds.feature_names(),
+        "target_names": ds.target_names,
+        "target_kind": target_kind,
+        "classes": classes,
+        "dropped_rows": ds.dropped_rows,
+        "schema": summary,
+        "profile": profile,
+    });
+    if let (Some(d), Some(m)) = (ds.dialect, meta.as_object_mut()) {
+        m.insert("dialect".into(), serde_json::json!(d));
+    }
     let rec = DatasetRecord {
         id,
         tenant: tenant.to_string(),
@@ -114,15 +128,7 @@ async fn new_record(
         rows: ds.rows() as i64,
         inputs: ds.inputs() as i64,
         outputs: ds.outputs() as i64,
-        meta: serde_json::json!({
-            "feature_names": ds.feature_names(),
-            "target_names": ds.target_names,
-            "target_kind": target_kind,
-            "classes": classes,
-            "dropped_rows": ds.dropped_rows,
-            "schema": summary,
-            "profile": profile,
-        }),
+        meta,
         size_bytes: 0,
     };
     Ok((ds, rec))
@@ -180,7 +186,79 @@ async fn write_streamed(
 
 /// Whether a media type's essence is read as CSV.
 pub fn is_csv(media_type: &str) -> bool {
-    matches!(media_type, "text/csv" | "application/csv" | "text/plain")
+    matches!(
+        media_type,
+        "text/csv" | "application/csv" | "text/plain" | "text/tab-separated-values"
+    )
+}
+
+/// What an upload says of its file's dialect (`?delimiter=`, `?decimal=`, `?quote=`,
+/// `?encoding=`; a tab-separated media type says the delimiter): the rest is sniffed.
+pub fn dialect_options(
+    media_type: &str,
+    delimiter: Option<&str>,
+    decimal: Option<&str>,
+    quote: Option<&str>,
+    encoding: Option<&str>,
+) -> Result<DialectOptions> {
+    // One ASCII character that can separate fields (`tab` or `\t` for a tab).
+    let one = |field: &str, v: &str| -> Result<u8> {
+        let b = match v {
+            "tab" | "\\t" | "\t" => b'\t',
+            v if v.len() == 1 && v.is_ascii() => v.as_bytes()[0],
+            _ => {
+                return Err(Error::invalid(
+                    format!("/{field}"),
+                    format!("must be one ASCII character (or \"tab\"), got {v:?}"),
+                ));
+            }
+        };
+        if b.is_ascii_alphanumeric() || matches!(b, b'\n' | b'\r' | b' ') {
+            return Err(Error::invalid(
+                format!("/{field}"),
+                format!("{v:?} cannot separate or quote fields"),
+            ));
+        }
+        Ok(b)
+    };
+    let mut d = DialectOptions {
+        delimiter: delimiter.map(|v| one("delimiter", v)).transpose()?,
+        quote: quote.map(|v| one("quote", v)).transpose()?,
+        decimal: match decimal {
+            None => None,
+            Some(".") => Some(b'.'),
+            Some(",") => Some(b','),
+            Some(v) => {
+                return Err(Error::invalid(
+                    "/decimal",
+                    format!("must be \".\" or \",\", got {v:?}"),
+                ));
+            }
+        },
+        encoding: encoding
+            .map(|v| {
+                Encoding::parse(v).ok_or_else(|| {
+                    Error::invalid(
+                        "/encoding",
+                        format!("must be utf-8, latin-1 or windows-1252, got {v:?}"),
+                    )
+                })
+            })
+            .transpose()?,
+    };
+    if media_type == "text/tab-separated-values" && d.delimiter.is_none() {
+        d.delimiter = Some(b'\t');
+    }
+    if d.delimiter.is_some() && d.delimiter == d.quote {
+        return Err(Error::invalid("/quote", "must differ from the delimiter"));
+    }
+    if d.delimiter == Some(b',') && d.decimal == Some(b',') {
+        return Err(Error::invalid(
+            "/decimal",
+            "a decimal comma needs another delimiter (say ?delimiter=%3B)",
+        ));
+    }
+    Ok(d)
 }
 
 /// The CSV reading options of `?columns=` (`name:type,…` or a JSON object) and `?na_values=`

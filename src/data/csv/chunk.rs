@@ -57,7 +57,12 @@ impl ChunkError {
         };
         match self.kind {
             ChunkErrorKind::Ragged(found) => ragged(line, names.len(), found, names),
-            ChunkErrorKind::NotUtf8(j) => at(j, "the cell is not valid UTF-8 text".into()),
+            ChunkErrorKind::NotUtf8(j) => at(
+                j,
+                "the cell is not valid UTF-8 text; if the file is in Latin-1 or Windows-1252, \
+                 say ?encoding=windows-1252"
+                    .into(),
+            ),
             ChunkErrorKind::Cell(j, e @ CellError::TextInNumeric(_)) => {
                 // The user's column type is what the file contradicts: 422 at the setting.
                 let pointer = format!(

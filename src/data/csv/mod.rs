@@ -7,16 +7,20 @@
 //! first error reported) is the same as reading it front to back.
 
 //!
-//! Four jobs, a file each: the piece splitter that reads an upload as it arrives
-//! ([`stream`]: `CsvStream`, quoting followed across pieces, each piece's stored rows), the
+//! Five jobs, a file each: the dialect (delimiter, quote, decimal mark, encoding; given or
+//! sniffed) and the transcoder to the reader's own ([`dialect`]), the piece splitter that
+//! reads an upload as it arrives ([`stream`]: `CsvStream`, quoting followed across pieces,
+//! each piece's stored rows), the
 //! one-pass reader of a chunk ([`chunk`]), the column statistics merged over chunks
 //! ([`stats`]), and here the file as a whole: the header, the join of the chunks in file
 //! order, the column names and the target.
 
 mod chunk;
+mod dialect;
 mod stats;
 mod stream;
 
+pub use self::dialect::{Dialect, DialectOptions, Encoding, delimiter_name};
 pub use self::stream::{CsvStream, PIECE};
 
 use self::chunk::*;
@@ -82,8 +86,16 @@ fn parse_file(
     limits: &Limits,
     opts: &ReadOptions,
 ) -> Result<ParsedFile, DataError> {
+    let d = Dialect::sniff(bytes, true, DialectOptions::default());
+    let transcoded;
+    let bytes = if d.is_plain() {
+        bytes
+    } else {
+        transcoded = dialect::transcode(bytes, d);
+        &transcoded
+    };
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    let (head, data_start) = read_head(bytes, target, limits, opts)?;
+    let (head, data_start) = read_head(bytes, target, limits, opts, Some(&d))?;
     let chunks = parse_data(&bytes[data_start..], &head, opts, Known::default(), false);
     let mut scan = QuoteScan::new();
     scan.feed(bytes);
@@ -93,6 +105,37 @@ fn parse_file(
         chunks,
         unclosed: scan.unclosed(),
     })
+}
+
+/// How the file was split, for an error about its columns: the delimiter used and, when the
+/// header's names hold another one, that one as the likely delimiter.
+fn read_as(dialect: Option<&Dialect>, names: &[String]) -> String {
+    let used = dialect.map_or(b',', |d| d.delimiter);
+    let mut out = format!(" (read with delimiter {}", delimiter_name(used));
+    let suspect = [b',', b'\t', b';', b'|']
+        .into_iter()
+        .filter(|&b| b != used)
+        .max_by_key(|&b| {
+            names
+                .iter()
+                .map(|n| n.bytes().filter(|&c| c == b).count())
+                .sum::<usize>()
+        })
+        .filter(|&b| names.iter().any(|n| n.as_bytes().contains(&b)));
+    if let Some(b) = suspect {
+        let q = match b {
+            b'\t' => "%09".to_owned(),
+            b';' => "%3B".to_owned(),
+            b'|' => "%7C".to_owned(),
+            b => (b as char).to_string(),
+        };
+        out.push_str(&format!(
+            "; the names hold {}: if that is the delimiter, say ?delimiter={q}",
+            delimiter_name(b)
+        ));
+    }
+    out.push(')');
+    out
 }
 
 /// What the header row says: the columns, the target, the user's types, and the file line
@@ -111,6 +154,7 @@ fn read_head(
     target: Option<&str>,
     limits: &Limits,
     opts: &ReadOptions,
+    dialect: Option<&Dialect>,
 ) -> Result<(Head, usize), DataError> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
@@ -135,9 +179,10 @@ fn read_head(
         None => columns - 1,
         Some(t) => names.iter().position(|n| n == t.trim()).ok_or_else(|| {
             DataError::new(format!(
-                "there is no column named {}; the columns are {}",
+                "there is no column named {}; the columns are {}{}",
                 quoted(t),
-                name_list(names.iter().map(String::as_str))
+                name_list(names.iter().map(String::as_str)),
+                read_as(dialect, &names)
             ))
             .column(t)
         })?,
@@ -472,7 +517,7 @@ fn read_targets(
         crate::nn::portable::tabular::Storage::Text => Targets::Labels(
             present
                 .into_iter()
-                .map(|c| ClassLabel::Text(col.raw.vocab[c as usize].clone()))
+                .map(|c| ClassLabel::Text(col.raw.vocab[c as usize].to_owned()))
                 .collect(),
         ),
     };

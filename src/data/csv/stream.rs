@@ -43,6 +43,14 @@ pub struct CsvStream {
     pub(super) ended: bool,
     /// The columns' stats over the pieces parsed (see [`ParsedFile`]).
     pub(super) stats: Vec<Option<NumberStats>>,
+    /// What the user said of the dialect; the dialect once the file's start decided it.
+    pub(super) given: DialectOptions,
+    pub(super) dialect: Option<Dialect>,
+    /// The file's first bytes, until they decide the dialect.
+    pub(super) undecided: Vec<u8>,
+    /// For a file not in the reader's own dialect, its transcoder and the buffer it fills.
+    pub(super) transcoder: Option<dialect::Transcoder>,
+    pub(super) transcoded: Vec<u8>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -74,7 +82,78 @@ impl CsvStream {
             streamed_rows: 0,
             ended: false,
             stats: Vec::new(),
+            given: DialectOptions::default(),
+            dialect: None,
+            undecided: Vec::new(),
+            transcoder: None,
+            transcoded: Vec::new(),
         }
+    }
+
+    /// Reads the file in the dialect `given` says (what it leaves out is sniffed).
+    pub fn with_dialect(mut self, given: DialectOptions) -> Self {
+        self.given = given;
+        self
+    }
+
+    /// The dialect the file is read with, once its start decided it.
+    pub fn dialect(&self) -> Option<Dialect> {
+        self.dialect
+    }
+
+    /// Takes the next bytes of the file: its first [`dialect::SNIFF_BYTES`] are gathered to
+    /// decide its dialect, then everything is read in the reader's own.
+    pub fn push(&mut self, bytes: &[u8]) -> Result<(), DataError> {
+        if self.dialect.is_none() {
+            self.undecided.extend_from_slice(bytes);
+            if self.undecided.len() < dialect::SNIFF_BYTES {
+                return Ok(());
+            }
+            let head = std::mem::take(&mut self.undecided);
+            self.decide(&head, false);
+            return self.push_decided(&head);
+        }
+        self.push_decided(bytes)
+    }
+
+    fn decide(&mut self, head: &[u8], whole: bool) {
+        let d = Dialect::sniff(head, whole, self.given);
+        self.transcoder = (!d.is_plain()).then(|| dialect::Transcoder::new(d));
+        self.dialect = Some(d);
+    }
+
+    fn push_decided(&mut self, bytes: &[u8]) -> Result<(), DataError> {
+        let Some(mut t) = self.transcoder.take() else {
+            return self.push_read(bytes);
+        };
+        let mut out = std::mem::take(&mut self.transcoded);
+        out.clear();
+        t.feed(bytes, &mut out);
+        self.transcoder = Some(t);
+        let read = self.push_read(&out);
+        self.transcoded = out;
+        read
+    }
+
+    /// The file ended: what was gathered to decide the dialect, and a last field the
+    /// transcoder holds, are read (once).
+    fn flush_dialect(&mut self) -> Result<(), DataError> {
+        if self.dialect.is_none() {
+            let head = std::mem::take(&mut self.undecided);
+            self.decide(&head, true);
+            if !head.is_empty() {
+                self.push_decided(&head)?;
+            }
+        }
+        if let Some(mut t) = self.transcoder.take() {
+            let mut out = Vec::new();
+            t.finish(&mut out);
+            self.transcoded = Vec::new();
+            if !out.is_empty() {
+                self.push_read(&out)?;
+            }
+        }
+        Ok(())
     }
 
     /// Makes each piece's stored rows as it is parsed (while every feature cell so far read as
@@ -107,8 +186,8 @@ impl CsvStream {
         std::mem::take(&mut self.ready)
     }
 
-    /// Takes the next bytes of the file.
-    pub fn push(&mut self, bytes: &[u8]) -> Result<(), DataError> {
+    /// Takes the next bytes of the file in the reader's dialect.
+    fn push_read(&mut self, bytes: &[u8]) -> Result<(), DataError> {
         if self.head.is_some()
             && !self.settled
             && !self.quoted
@@ -224,8 +303,13 @@ impl CsvStream {
                 return Ok(None);
             }
         }
-        let (head, data_start) =
-            read_head(bytes, self.target.as_deref(), &self.limits, &self.opts)?;
+        let (head, data_start) = read_head(
+            bytes,
+            self.target.as_deref(),
+            &self.limits,
+            &self.opts,
+            self.dialect.as_ref(),
+        )?;
         Ok(Some((head, start + data_start)))
     }
 
@@ -290,6 +374,7 @@ impl CsvStream {
     /// for [`take_rows`](Self::take_rows) too). [`finish_columns`](Self::finish_columns)
     /// does this first, and gives the same error.
     pub fn end(&mut self) -> Result<(), DataError> {
+        self.flush_dialect()?;
         if self.ended || self.blank() {
             return Ok(());
         }
@@ -306,6 +391,7 @@ impl CsvStream {
 
     /// As [`finish`](Self::finish), the dataset left in its columns (what an upload stores).
     pub fn finish_columns(mut self) -> Result<Columns, DataError> {
+        self.flush_dialect()?;
         if self.blank() {
             // As from_csv_with says of an empty file.
             return from_csv_with(&self.buf, self.target.as_deref(), &self.limits, &self.opts)
@@ -332,6 +418,7 @@ impl CsvStream {
         if self.stream == Stream::On {
             columns.set_streamed(self.streamed_rows);
         }
+        columns.dialect = self.dialect;
         Ok(columns)
     }
 }

@@ -104,7 +104,9 @@ fn unknown_target_lists_the_columns() {
     assert_eq!(
         parts(e),
         (
-            "there is no column named \"label\"; the columns are \"a\", \"b\", \"c\"".into(),
+            "there is no column named \"label\"; the columns are \"a\", \"b\", \"c\" (read with \
+             delimiter \",\")"
+                .into(),
             None,
             Some("label".into()),
             false
@@ -504,22 +506,33 @@ fn cell_limit() {
 
 #[test]
 fn invalid_utf8() {
-    let e = from_csv(b"a,y\n1,\xff\xfe\n", None, &Limits::default()).expect_err("fails");
+    // In the head: the file is read as Windows-1252.
+    let d = from_csv(b"a,y\n1,\xff\xfe\n", None, &Limits::default()).expect("reads");
+    assert_eq!(
+        d.targets,
+        Targets::Labels(vec![ClassLabel::Text("ÿþ".into())])
+    );
+    // Said to be UTF-8 (or past the head the sniffer reads), it is an error that says what
+    // to say instead.
+    let mut s = CsvStream::new(None, Limits::default(), ReadOptions::default()).with_dialect(
+        DialectOptions {
+            encoding: Some(Encoding::Utf8),
+            ..DialectOptions::default()
+        },
+    );
+    let e = s
+        .push(b"a,y\n1,\xff\xfe\n")
+        .and_then(|()| s.finish().map(|_| ()))
+        .expect_err("fails");
     assert_eq!(
         parts(e),
         (
-            "row 2, column \"y\": the cell is not valid UTF-8 text".into(),
+            "row 2, column \"y\": the cell is not valid UTF-8 text; if the file is in Latin-1 or \
+             Windows-1252, say ?encoding=windows-1252"
+                .into(),
             Some(2),
             Some("y".into()),
             false
-        )
-    );
-    let e = from_csv(b"a,\xc3(\n1,2\n", None, &Limits::default()).expect_err("fails");
-    assert_eq!(
-        (e.message.as_str(), e.row),
-        (
-            "row 1: the name of column 2 is not valid UTF-8 text",
-            Some(1)
         )
     );
 }

@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use ndarray::{Array2, ArrayView1, ArrayView2};
 use serde::{Deserialize, Serialize};
 
+use super::vocab::Vocab;
 use crate::nn::SpecError;
 
 /// What a column means to training: inferred at upload, overridable at upload and per job.
@@ -82,7 +83,7 @@ pub struct ColumnSchema {
 #[derive(Clone, Debug, PartialEq)]
 pub struct RawColumn {
     pub schema: ColumnSchema,
-    pub vocab: Vec<String>,
+    pub vocab: Vocab,
 }
 
 impl RawColumn {
@@ -98,7 +99,7 @@ impl RawColumn {
                 numeric_text: false,
                 boolean_like: false,
             },
-            vocab: vec![],
+            vocab: Vocab::new(),
         }
     }
 
@@ -772,7 +773,7 @@ fn fit_categories(
         }
         for (k, &c) in col.vocab.iter().zip(&by_code) {
             if c > 0 {
-                counts.insert(k.clone(), c);
+                counts.insert(k.to_owned(), c);
             }
         }
     } else {
