@@ -1049,3 +1049,67 @@ async fn a_sweep_on_two_nodes_picks_what_one_node_picks() {
     assert_eq!(summary(&shared), summary(&alone));
     assert_eq!(shared["rungs"], json!([2, 4, 8]));
 }
+
+/// Classes written as whole numbers (wine's 0, 1, 2) train a classifier in the automatic
+/// mode; `task` overrides the guess, and a task the target cannot be is refused at `/task`.
+#[tokio::test]
+async fn whole_number_classes_are_a_classification_and_task_overrides_it() {
+    let srv = Server::start(&["--max-concurrent-jobs", "1"]).await;
+    let mut wine = String::from("a,b,cultivar\n");
+    let mut price = String::from("a,b,price\n");
+    for i in 0..150 {
+        let (a, b) = ((i % 13) as f64 / 3.0, (i % 7) as f64);
+        wine.push_str(&format!("{a},{b},{}\n", i % 3));
+        price.push_str(&format!("{a},{b},{}.5\n", 100 + i * 7));
+    }
+    let post = |body: String| {
+        let srv = &srv;
+        async move {
+            common::split(
+                srv.post_raw("/v1/datasets?target=cultivar", "text/csv", body)
+                    .await,
+            )
+            .await
+            .1["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let wine = post(wine).await;
+    let (st, p) = common::split(
+        srv.post_raw("/v1/datasets?target=price", "text/csv", price)
+            .await,
+    )
+    .await;
+    assert_eq!(st, 201, "{p}");
+    let price = p["id"].as_str().unwrap().to_owned();
+    let sweep = |body: Value| {
+        let srv = &srv;
+        async move { srv.post("/v1/sweeps", &body).await }
+    };
+    let (st, s) = sweep(json!({"dataset_id": wine, "max_trials": 2})).await;
+    assert_eq!(st, 202, "{s}");
+    assert_eq!(s["spec"]["base"]["loss"], "categorical_crossentropy");
+    let (st, r) = sweep(json!({"dataset_id": wine, "max_trials": 2, "task": "regression"})).await;
+    assert_eq!(st, 202, "{r}");
+    assert_eq!(r["spec"]["base"]["loss"], "mse");
+    for (body, what) in [
+        (json!({"dataset_id": price, "task": "classification"}), "numbers"),
+        (json!({"dataset_id": wine, "task": "clustering"}), "unknown task"),
+        (
+            json!({"dataset_id": wine, "task": "regression",
+                   "base": {"layers": [{}], "loss": "mse"}, "space": {}}),
+            "with a base",
+        ),
+    ] {
+        let (st, e) = sweep(body).await;
+        assert!((400..500).contains(&st), "{what}: {st} {e}");
+        assert!(e.to_string().contains("/task"), "{what}: {e}");
+    }
+    for s in [&s, &r] {
+        let id = s["id"].as_str().unwrap();
+        let (st, _) = srv.post(&format!("/v1/sweeps/{id}/cancel"), &json!({})).await;
+        assert!(st < 300, "{st}");
+    }
+}

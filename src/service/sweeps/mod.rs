@@ -12,6 +12,9 @@
 //! (`drive_sweeps` does, every half second and whenever a job ends): the jobs it creates
 //! have ids derived from (sweep, trial, rung), so two nodes creating the same trial create
 //! it once.
+//!
+//! Here the spec and the running of sweeps; `request` reads a request, `automatic` is the
+//! automatic mode's choices for a dataset.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -27,6 +30,14 @@ use super::{Error, IdempotencyKey, Result, Service};
 use crate::clock::now_ms;
 use crate::nn::run::spec::TargetShape;
 use crate::store::{JobRecord, JobSpec, JobStatus, Page, StoreError, SweepRecord, TrialRecord};
+
+
+mod automatic;
+mod request;
+
+pub use automatic::{Automatic, Task, automatic_spec, task_of};
+pub use request::read_sweep_request;
+use request::{in_base, normalize_base, stored_spec};
 
 /// The most trials one sweep may have.
 pub const MAX_TRIALS: usize = 200;
@@ -192,6 +203,8 @@ pub struct SweepRequest {
     pub halving: Option<Option<Halving>>,
     pub refit: Option<bool>,
     pub folds: Option<u32>,
+    /// The automatic mode's task; `None` is taken from the target ([`task_of`]).
+    pub task: Option<Task>,
 }
 
 /// The most validation folds a trial may be cross-validated on.
@@ -206,248 +219,6 @@ pub const METRICS: [&str; 5] = [
     "val_log_loss",
     "val_rmse",
 ];
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRequest {
-    #[serde(default)]
-    name: Option<String>,
-    dataset_id: Uuid,
-    #[serde(default)]
-    base: Option<Value>,
-    #[serde(default)]
-    space: Option<Value>,
-    #[serde(default)]
-    method: Option<Method>,
-    #[serde(default)]
-    seed: Option<u64>,
-    #[serde(default)]
-    max_trials: Option<usize>,
-    #[serde(default)]
-    max_seconds: Option<f64>,
-    #[serde(default)]
-    metric: Option<String>,
-    /// `null` turns successive halving off; absent leaves the mode's default.
-    #[serde(default, deserialize_with = "some")]
-    halving: Option<Option<Halving>>,
-    #[serde(default)]
-    refit: Option<bool>,
-    #[serde(default)]
-    folds: Option<u32>,
-}
-
-fn some<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> std::result::Result<Option<Option<Halving>>, D::Error> {
-    Option::<Halving>::deserialize(d).map(Some)
-}
-
-/// Reads `POST /v1/sweeps`'s body. Pure.
-pub fn read_sweep_request(body: &[u8]) -> Result<SweepRequest> {
-    // A sweep is a spec, never data (its dataset is stored): a body larger than any spec
-    // would be is refused before it is read as a JSON tree (about fifty times its size).
-    if body.len() > MAX_SWEEP_BODY {
-        return Err(Error::TooLarge {
-            detail: format!(
-                "a sweep request is a spec of at most {MAX_SWEEP_BODY} bytes; its data is a stored dataset (dataset_id)"
-            ),
-            pointer: None,
-        });
-    }
-    let raw: Value = parse_json_seed(body, UniqueValue)?;
-    let r: RawRequest = from_value(raw, "")?;
-    if let Some(n) = &r.name
-        && (n.is_empty() || n.len() > 200)
-    {
-        return Err(Error::invalid(
-            "/name",
-            "must be a string of 1 to 200 characters",
-        ));
-    }
-    if let Some(t) = r.max_trials
-        && !(1..=MAX_TRIALS).contains(&t)
-    {
-        return Err(Error::invalid(
-            "/max_trials",
-            format!("must be from 1 to {MAX_TRIALS}"),
-        ));
-    }
-    if let Some(s) = r.max_seconds
-        && !(s.is_finite() && s > 0.0)
-    {
-        return Err(Error::invalid("/max_seconds", "must be a positive number"));
-    }
-    if let Some(m) = &r.metric
-        && !METRICS.contains(&m.as_str())
-    {
-        return Err(Error::invalid(
-            "/metric",
-            format!(
-                "unknown metric {m:?}; expected one of {}",
-                METRICS.join(", ")
-            ),
-        ));
-    }
-    if let Some(f) = r.folds
-        && !(1..=MAX_FOLDS).contains(&f)
-    {
-        return Err(Error::invalid(
-            "/folds",
-            format!("must be from 1 to {MAX_FOLDS}"),
-        ));
-    }
-    if let Some(Some(h)) = r.halving {
-        if h.min_epochs == 0 {
-            return Err(Error::invalid("/halving/min_epochs", "must be at least 1"));
-        }
-        if h.eta < 2 {
-            return Err(Error::invalid("/halving/eta", "must be at least 2"));
-        }
-    }
-    match (&r.base, &r.space) {
-        (Some(b), _) if !b.is_object() => {
-            return Err(Error::invalid("/base", "must be a job spec (an object)"));
-        }
-        (Some(b), _) if b.get("dataset_id").is_some() || b.get("dataset").is_some() => {
-            return Err(Error::invalid(
-                "/base/dataset_id",
-                "the sweep's dataset_id names the data; the base spec names none",
-            ));
-        }
-        (Some(_), None) => {
-            return Err(Error::invalid("/space", "is required with a base spec"));
-        }
-        (None, Some(_)) => {
-            return Err(Error::invalid(
-                "/base",
-                "is required with a space (leave both out for the automatic mode)",
-            ));
-        }
-        _ => {}
-    }
-    if let Some(s) = &r.space {
-        read_space(s)?;
-    }
-    Ok(SweepRequest {
-        name: r.name,
-        dataset_id: r.dataset_id,
-        base: r.base,
-        space: r.space,
-        method: r.method.unwrap_or(Method::Random),
-        seed: r.seed.unwrap_or(0),
-        max_trials: r.max_trials,
-        max_seconds: r.max_seconds,
-        metric: r.metric,
-        halving: r.halving,
-        refit: r.refit,
-        folds: r.folds,
-    })
-}
-
-/// What the automatic mode chooses for a dataset: the base spec, the space, successive
-/// halving's first rung, and the metric trials are compared on.
-pub struct Automatic {
-    pub base: Value,
-    pub space: Value,
-    pub halving: Halving,
-    pub metric: &'static str,
-    pub folds: u32,
-}
-
-/// The automatic mode for a dataset of `rows` rows whose targets look like `target`: the
-/// loss from the target (regression targets standardised), a search over 0 to 2 hidden
-/// layers of 16 to 256 units (some with dropout), the learning rate, the batch size and L2,
-/// with early stopping on the validation loss and the best weights restored.
-///
-/// On small data one validation split of a few dozen rows ranks trials mostly by chance,
-/// so trials are cross-validated there (5 folds up to 2,000 training rows, 3 up to 10,000)
-/// and the chosen one refitted on every row.
-///
-/// Sized to the data: small sets get many epochs (their epochs are cheap and their
-/// gradients few), large ones fewer; batch sizes leave at least 8 steps an epoch. Trials are
-/// compared on the validation split's unpenalised log loss (RMSE for regression): the
-/// epoch history's `val_loss` includes the L2 penalty, which would favour the unregularised.
-pub fn automatic_spec(target: &TargetShape, rows: usize, seed: u64) -> Automatic {
-    let loss = match target {
-        TargetShape::Labels { classes } if classes.len() == 2 => "binary_crossentropy",
-        TargetShape::Labels { .. } => "categorical_crossentropy",
-        TargetShape::Values {
-            width: 1,
-            integer_classes: Some(c),
-            ..
-        } if c.iter().all(|v| *v == 0 || *v == 1) => "binary_crossentropy",
-        TargetShape::Values { .. } => "mse",
-    };
-    let regression = loss == "mse";
-    // The 80 % the trials train on.
-    let train_rows = rows * 4 / 5;
-    let epochs: u32 = match train_rows {
-        0..=1_000 => 180,
-        1_001..=10_000 => 90,
-        _ => 45,
-    };
-    let batch_sizes: Vec<usize> = {
-        let fits: Vec<usize> = [16, 32, 64, 128, 256]
-            .into_iter()
-            .filter(|&b| b <= (train_rows / 8).max(32))
-            .collect();
-        fits[fits.len().saturating_sub(4)..].to_vec()
-    };
-    let dense = |units: usize| json!({"units": units, "activation": "relu"});
-    let dropout = |rate: f64| json!({"dropout": rate});
-    let mut base = json!({
-        "layers": [dense(64), {}],
-        "loss": loss,
-        "optimizer": {"type": "adam", "learning_rate": 0.001},
-        "epochs": epochs,
-        "batch_size": batch_sizes[0],
-        "validation_split": 0.2,
-        "early_stopping": {"monitor": "val_loss", "patience": epochs / 9,
-                           "restore_best_weights": true},
-        "seed": seed,
-    });
-    if regression {
-        base["standardize_target"] = json!(true);
-    }
-    let space = json!({
-        "/layers": {"choice": [
-            [{}],
-            [dense(32), {}],
-            [dense(64), {}],
-            [dense(128), {}],
-            [dense(256), {}],
-            [dense(256), dropout(0.3), {}],
-            [dense(32), dense(16), {}],
-            [dense(64), dense(32), {}],
-            [dense(128), dense(64), {}],
-            [dense(256), dropout(0.2), dense(128), dropout(0.2), {}],
-        ]},
-        "/optimizer/learning_rate": {"log_uniform": [3e-4, 3e-2]},
-        "/batch_size": {"choice": batch_sizes},
-        // Up to strong: on small data a wide network with a heavy penalty trained long
-        // generalises better than a light one stopped early.
-        "/l2": {"choice": [0, 1e-4, 1e-3, 3e-3, 1e-2, 3e-2]},
-    });
-    Automatic {
-        base,
-        space,
-        // Rungs at 1/9, 1/3 and all of the epochs.
-        halving: Halving {
-            min_epochs: epochs / 9,
-            eta: 3,
-        },
-        metric: if regression {
-            "val_rmse"
-        } else {
-            "val_log_loss"
-        },
-        folds: match train_rows {
-            0..=2_000 => 5,
-            2_001..=10_000 => 3,
-            _ => 1,
-        },
-    }
-}
 
 /// One trial as `GET /v1/sweeps/{id}` shows it.
 pub struct TrialView {
@@ -534,8 +305,18 @@ impl Service {
         };
         let summary = self.dataset_summary(&dataset).await?;
         let automatic = req.base.is_none();
+        if !automatic && req.task.is_some() {
+            return Err(Error::invalid(
+                "/task",
+                "goes with the automatic mode (no base): a base spec's loss says its task",
+            ));
+        }
         let auto = automatic
-            .then(|| automatic_spec(&summary.target, dataset.rows.max(0) as usize, req.seed));
+            .then(|| {
+                let rows = dataset.rows.max(0) as usize;
+                automatic_spec(&summary.target, rows, req.seed, req.task)
+            })
+            .transpose()?;
         let (base, space) = match (req.base, req.space, &auto) {
             (Some(b), Some(s), _) => (b, s),
             (_, _, Some(a)) => (a.base.clone(), a.space.clone()),
@@ -1232,66 +1013,4 @@ fn best_of(view: &SweepView, spec: &SweepSpec, any: bool) -> Option<Value> {
             json!({"trial": t.trial, "job_id": j.id, "model_id": j.model_id,
                    "params": t.params, "metric": m})
         })
-}
-
-/// The base spec as a job stores it: every default written out (so that a pointer such as
-/// `/optimizer/learning_rate` finds its object) and the seed fixed (the sweep's, unless the
-/// base gives one), without `dataset_id`. Problems point into `/base`.
-fn normalize_base(
-    base: Value,
-    dataset_id: Uuid,
-    seed: u64,
-    limits: &crate::data::Limits,
-) -> Result<Value> {
-    let mut b = base;
-    b["dataset_id"] = json!(dataset_id);
-    if b.get("seed").is_none_or(Value::is_null) {
-        b["seed"] = json!(seed);
-    }
-    let bytes = serde_json::to_vec(&b).map_err(|e| Error::Internal(e.to_string()))?;
-    let req = read_request(&bytes, limits).map_err(|e| match e {
-        Error::Invalid(errs) => Error::Invalid(
-            errs.into_iter()
-                .map(|mut e| {
-                    e.pointer = format!("/base{}", e.pointer);
-                    e
-                })
-                .collect(),
-        ),
-        other => other,
-    })?;
-    let spec = JobSpec {
-        train: req.spec,
-        dataset_id: None,
-        priority: req.priority,
-        name: req.name,
-        validation_dataset_id: req.validation_dataset,
-        init_model_id: req.init_model,
-        continues: None,
-        auto_learning_rate: req.auto_learning_rate,
-    };
-    Ok(spec.to_value())
-}
-
-fn stored_spec(s: &SweepRecord) -> Result<SweepSpec> {
-    serde_json::from_value(s.spec.clone())
-        .map_err(|e| Error::Internal(format!("sweep {}: stored spec: {e}", s.id)))
-}
-
-/// A trial spec's problem, pointed into the base spec (and naming the trial).
-fn in_base(e: Error, t: usize) -> Error {
-    match e {
-        Error::Invalid(errs) => Error::Invalid(
-            errs.into_iter()
-                .map(|mut e| {
-                    if !e.pointer.starts_with("/space") {
-                        e.pointer = format!("/base{}", e.pointer);
-                    }
-                    e.message = format!("trial {t}: {}", e.message);
-                    e
-                })
-                .collect(),
-        ),
-        other => other,
-    }
 }
