@@ -1095,8 +1095,14 @@ async fn whole_number_classes_are_a_classification_and_task_overrides_it() {
     assert_eq!(st, 202, "{r}");
     assert_eq!(r["spec"]["base"]["loss"], "mse");
     for (body, what) in [
-        (json!({"dataset_id": price, "task": "classification"}), "numbers"),
-        (json!({"dataset_id": wine, "task": "clustering"}), "unknown task"),
+        (
+            json!({"dataset_id": price, "task": "classification"}),
+            "numbers",
+        ),
+        (
+            json!({"dataset_id": wine, "task": "clustering"}),
+            "unknown task",
+        ),
         (
             json!({"dataset_id": wine, "task": "regression",
                    "base": {"layers": [{}], "loss": "mse"}, "space": {}}),
@@ -1109,7 +1115,9 @@ async fn whole_number_classes_are_a_classification_and_task_overrides_it() {
     }
     for s in [&s, &r] {
         let id = s["id"].as_str().unwrap();
-        let (st, _) = srv.post(&format!("/v1/sweeps/{id}/cancel"), &json!({})).await;
+        let (st, _) = srv
+            .post(&format!("/v1/sweeps/{id}/cancel"), &json!({}))
+            .await;
         assert!(st < 300, "{st}");
     }
 }

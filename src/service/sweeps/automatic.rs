@@ -192,11 +192,23 @@ mod tests {
     fn few_whole_numbers_are_classes_and_many_are_numbers() {
         let digits = numbers(Some((0..10).collect()));
         assert_eq!(task_of(&digits, 1797), Task::Classification);
-        assert_eq!(task_of(&numbers(Some(vec![0, 1, 2])), 178), Task::Classification);
-        assert_eq!(task_of(&numbers(Some(vec![1, 2])), 10), Task::Classification);
+        assert_eq!(
+            task_of(&numbers(Some(vec![0, 1, 2])), 178),
+            Task::Classification
+        );
+        assert_eq!(
+            task_of(&numbers(Some(vec![1, 2])), 10),
+            Task::Classification
+        );
         // An age in years: 70 values over 300 rows.
-        assert_eq!(task_of(&numbers(Some((18..88).collect())), 300), Task::Regression);
-        assert_eq!(task_of(&numbers(Some((0..150).collect())), 100_000), Task::Regression);
+        assert_eq!(
+            task_of(&numbers(Some((18..88).collect())), 300),
+            Task::Regression
+        );
+        assert_eq!(
+            task_of(&numbers(Some((0..150).collect())), 100_000),
+            Task::Regression
+        );
         assert_eq!(task_of(&numbers(None), 20_000), Task::Regression);
         assert_eq!(task_of(&digits, 60), Task::Regression);
     }

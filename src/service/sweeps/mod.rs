@@ -31,7 +31,6 @@ use crate::clock::now_ms;
 use crate::nn::run::spec::TargetShape;
 use crate::store::{JobRecord, JobSpec, JobStatus, Page, StoreError, SweepRecord, TrialRecord};
 
-
 mod automatic;
 mod request;
 
