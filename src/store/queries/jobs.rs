@@ -248,6 +248,13 @@ pub(in crate::store) async fn request_stop<B: Backend>(
     .transpose()
 }
 
+/// A transaction that holds job `id` while the attempt writing still owns it: `fence` is an
+/// UPDATE of the job's row under the fence (see `Tx`); `None` when it changed no row.
+async fn fenced<B: Backend>(b: &B, fence: &str, args: Vec<Arg<'_>>) -> Result<Option<B::Tx>> {
+    let mut tx = b.begin().await?;
+    Ok((tx.run(fence, args).await? > 0).then_some(tx))
+}
+
 pub(in crate::store) async fn record_epoch<B: Backend>(
     b: &B,
     id: Uuid,
@@ -255,23 +262,21 @@ pub(in crate::store) async fn record_epoch<B: Backend>(
     record: &serde_json::Value,
     epoch: i64,
 ) -> Result<bool> {
-    let mut tx = b.begin().await?;
-    // The fence (see `Tx`).
-    let owned = tx
-        .run(
-            "UPDATE jobs SET epoch = $3, latest = $4
-             WHERE id = $1 AND attempt = $2 AND status = 'running'",
-            vec![
-                Arg::Uuid(id),
-                Arg::Int(attempt),
-                Arg::Int(epoch),
-                Arg::JsonRef(record),
-            ],
-        )
-        .await?;
-    if owned == 0 {
+    let Some(mut tx) = fenced(
+        b,
+        "UPDATE jobs SET epoch = $3, latest = $4
+         WHERE id = $1 AND attempt = $2 AND status = 'running'",
+        vec![
+            Arg::Uuid(id),
+            Arg::Int(attempt),
+            Arg::Int(epoch),
+            Arg::JsonRef(record),
+        ],
+    )
+    .await?
+    else {
         return Ok(false);
-    }
+    };
     tx.run(
         "INSERT INTO epochs (job_id, epoch, record) VALUES ($1, $2, $3)
          ON CONFLICT (job_id, epoch) DO UPDATE SET record = excluded.record",
@@ -303,17 +308,15 @@ pub(in crate::store) async fn truncate_history<B: Backend>(
     attempt: i64,
     epoch: i64,
 ) -> Result<bool> {
-    let mut tx = b.begin().await?;
-    // The fence (see `Tx`).
-    let owned = tx
-        .run(
-            "UPDATE jobs SET epoch = $3 WHERE id = $1 AND attempt = $2 AND status = 'running'",
-            vec![Arg::Uuid(id), Arg::Int(attempt), Arg::Int(epoch)],
-        )
-        .await?;
-    if owned == 0 {
+    let Some(mut tx) = fenced(
+        b,
+        "UPDATE jobs SET epoch = $3 WHERE id = $1 AND attempt = $2 AND status = 'running'",
+        vec![Arg::Uuid(id), Arg::Int(attempt), Arg::Int(epoch)],
+    )
+    .await?
+    else {
         return Ok(false);
-    }
+    };
     tx.run(
         "DELETE FROM epochs WHERE job_id = $1 AND epoch > $2",
         vec![Arg::Uuid(id), Arg::Int(epoch)],
@@ -342,18 +345,16 @@ pub(in crate::store) async fn save_checkpoint<B: Backend>(
     epoch: i64,
     state: &[u8],
 ) -> Result<bool> {
-    let mut tx = b.begin().await?;
-    // The fence (see `Tx`), and progress since the claim: whatever stopped the node before,
-    // it was not this job.
-    let owned = tx
-        .run(
-            "UPDATE jobs SET crashes = 0 WHERE id = $1 AND attempt = $2 AND status = 'running'",
-            vec![Arg::Uuid(id), Arg::Int(attempt)],
-        )
-        .await?;
-    if owned == 0 {
+    // Progress since the claim: whatever stopped the node before, it was not this job.
+    let Some(mut tx) = fenced(
+        b,
+        "UPDATE jobs SET crashes = 0 WHERE id = $1 AND attempt = $2 AND status = 'running'",
+        vec![Arg::Uuid(id), Arg::Int(attempt)],
+    )
+    .await?
+    else {
         return Ok(false);
-    }
+    };
     tx.run(
         "INSERT INTO checkpoints (job_id, epoch, state, saved_at) VALUES ($1, $2, $3, $4)
          ON CONFLICT (job_id) DO UPDATE
@@ -410,27 +411,25 @@ pub(in crate::store) async fn finish_job<B: Backend>(
         Finish::Failed(f) => ("failed", None, Some(f.to_value()), None),
         Finish::Cancelled => ("cancelled", None, None, Some("cancelled".to_owned())),
     };
-    let mut tx = b.begin().await?;
-    // The fence (see `Tx`).
-    let owned = tx
-        .run(
-            "UPDATE jobs SET status = $3, model_id = $4, error = $5, stop_reason = $6, finished_at = $7,
-                    worker = NULL, lease_expires_at = NULL
-             WHERE id = $1 AND attempt = $2 AND status = 'running'",
-            vec![
-                Arg::Uuid(id),
-                Arg::Int(attempt),
-                Arg::Text(status.to_owned()),
-                Arg::OptUuid(model_id),
-                Arg::OptJson(error),
-                Arg::OptText(reason),
-                Arg::Int(now_ms()),
-            ],
-        )
-        .await?;
-    if owned == 0 {
+    let Some(mut tx) = fenced(
+        b,
+        "UPDATE jobs SET status = $3, model_id = $4, error = $5, stop_reason = $6, finished_at = $7,
+                worker = NULL, lease_expires_at = NULL
+         WHERE id = $1 AND attempt = $2 AND status = 'running'",
+        vec![
+            Arg::Uuid(id),
+            Arg::Int(attempt),
+            Arg::Text(status.to_owned()),
+            Arg::OptUuid(model_id),
+            Arg::OptJson(error),
+            Arg::OptText(reason),
+            Arg::Int(now_ms()),
+        ],
+    )
+    .await?
+    else {
         return Ok(false);
-    }
+    };
     if let Finish::Succeeded { model, .. } = &finish {
         insert_model_in(&mut tx, model).await?;
         // Kept so the job can be continued for more epochs (POST /v1/jobs/{id}/continue).
@@ -458,17 +457,16 @@ pub(in crate::store) async fn record_lr_range_test<B: Backend>(
     attempt: i64,
     result: &serde_json::Value,
 ) -> Result<bool> {
-    let mut tx = b.begin().await?;
-    // The fence (see `Tx`): an UPDATE that changes nothing but holds the job.
-    let owned = tx
-        .run(
-            "UPDATE jobs SET attempt = attempt WHERE id = $1 AND attempt = $2 AND status = 'running'",
-            vec![Arg::Uuid(id), Arg::Int(attempt)],
-        )
-        .await?;
-    if owned == 0 {
+    // An UPDATE that changes nothing but holds the job.
+    let Some(mut tx) = fenced(
+        b,
+        "UPDATE jobs SET attempt = attempt WHERE id = $1 AND attempt = $2 AND status = 'running'",
+        vec![Arg::Uuid(id), Arg::Int(attempt)],
+    )
+    .await?
+    else {
         return Ok(false);
-    }
+    };
     tx.run(
         "INSERT INTO lr_range_tests (job_id, result) VALUES ($1, $2)
          ON CONFLICT (job_id) DO UPDATE SET result = excluded.result",
