@@ -31,16 +31,20 @@ import urllib.request
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def make_csv(path, rows, cols, seed=0):
+def make_csv(path, rows, cols, seed=0, european=False):
+    """With `european`, a semicolon file with decimal commas (as a German spreadsheet writes
+    it): the server sniffs and transcodes it, pandas is told `sep=";", decimal=","`."""
     rnd = random.Random(seed)
+    sep = ";" if european else ","
     # A pool of rows keeps generation fast; the parser sees 4-decimal numbers either way.
     pool = []
     for _ in range(64):
-        pool.append(",".join(f"{rnd.random():.4f}" for _ in range(cols)))
+        cells = (f"{rnd.random():.4f}" for _ in range(cols))
+        pool.append(sep.join(c.replace(".", ",") if european else c for c in cells))
     with open(path, "w") as f:
-        f.write(",".join(f"x{j}" for j in range(cols)) + ",label\n")
+        f.write(sep.join(f"x{j}" for j in range(cols)) + f"{sep}label\n")
         for i in range(rows):
-            f.write(pool[(i * 7 + i // 64) % 64] + f",{i % 10}\n")
+            f.write(pool[(i * 7 + i // 64) % 64] + f"{sep}{i % 10}\n")
 
 
 def free_port():
@@ -65,6 +69,8 @@ def main():
     ap.add_argument("--cols", type=int, default=784)
     ap.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "backprop"))
     ap.add_argument("--csv", help="use this file instead of making one")
+    ap.add_argument("--european", action="store_true",
+                    help="semicolons and decimal commas (pandas is given sep and decimal)")
     ap.add_argument("--repeat", type=int, default=3, help="runs of each; the medians are printed")
     args = ap.parse_args()
     import pandas
@@ -72,7 +78,7 @@ def main():
     tmp = tempfile.mkdtemp()
     path = args.csv or os.path.join(tmp, "data.csv")
     if not args.csv:
-        make_csv(path, args.rows, args.cols)
+        make_csv(path, args.rows, args.cols, european=args.european)
     size = os.path.getsize(path)
     with open(path, "rb") as f:
         body = f.read()
@@ -82,7 +88,8 @@ def main():
     rows = cols = 0
     for _ in range(args.repeat):
         t0 = time.perf_counter()
-        frame = pandas.read_csv(path)
+        frame = (pandas.read_csv(path, sep=";", decimal=",") if args.european
+                 else pandas.read_csv(path))
         pandas_runs.append(time.perf_counter() - t0)
         rows, cols = frame.shape
         del frame

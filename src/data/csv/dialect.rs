@@ -272,36 +272,74 @@ fn is_digits(s: &[u8]) -> bool {
 
 /// A whole number, signed or not, plain or grouped in threes by `sep` (`1.234.567`).
 fn is_grouped(s: &[u8], sep: u8) -> bool {
-    let s = signless(s);
-    let mut groups = s.split(|&b| b == sep);
-    let Some(first) = groups.next() else {
-        return false;
-    };
+    let mut groups = signless(s).split(|&b| b == sep);
+    let first = groups.next().unwrap_or_default();
     if !is_digits(first) {
         return false;
     }
-    let rest: Vec<&[u8]> = groups.collect();
-    rest.is_empty() || (first.len() <= 3 && rest.iter().all(|g| g.len() == 3 && is_digits(g)))
+    let mut grouped = false;
+    for g in groups {
+        if g.len() != 3 || !is_digits(g) {
+            return false;
+        }
+        grouped = true;
+    }
+    !grouped || first.len() <= 3
 }
 
 /// A number written with a decimal comma (points grouping thousands) in the reader's form;
 /// `None` for any other cell.
-pub fn decimal_comma_number(cell: &[u8]) -> Option<Vec<u8>> {
+#[cfg(test)]
+fn decimal_comma_number(cell: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    write_decimal_comma(cell, &mut out).then_some(out)
+}
+
+/// Writes [`decimal_comma_number`]'s form of `cell` to `out`; false (nothing written) when
+/// it is not such a number.
+fn write_decimal_comma(cell: &[u8], out: &mut Vec<u8>) -> bool {
+    // One pass, writing as it reads; undone when the cell turns out not to be one.
     let t = cell.trim_ascii();
-    let (int, frac) = match split_once(t, b',') {
-        Some((int, frac)) if is_digits(frac) => (int, Some(frac)),
-        Some(_) => return None,
-        None => (t, None),
+    let start = out.len();
+    let mut i = 0;
+    if let Some(&sign @ (b'-' | b'+')) = t.first() {
+        out.push(sign);
+        i = 1;
+    }
+    // Digits in the current run, thousands points seen, and whether the comma was.
+    let (mut run, mut groups, mut comma) = (0usize, 0usize, false);
+    let mut ok = true;
+    for &b in &t[i..] {
+        match b {
+            b'0'..=b'9' => {
+                out.push(b);
+                run += 1;
+            }
+            b'.' if !comma && run > 0 && (if groups == 0 { run <= 3 } else { run == 3 }) => {
+                groups += 1;
+                run = 0;
+            }
+            b',' if !comma && run > 0 && (groups == 0 || run == 3) => {
+                out.push(b'.');
+                comma = true;
+                run = 0;
+            }
+            _ => {
+                ok = false;
+                break;
+            }
+        }
+    }
+    // A comma with digits after it, or thousands points closed by a group of three.
+    ok &= if comma {
+        run > 0
+    } else {
+        groups > 0 && run == 3
     };
-    if !is_grouped(int, b'.') || (frac.is_none() && !int.contains(&b'.')) {
-        return None;
+    if !ok {
+        out.truncate(start);
     }
-    let mut out: Vec<u8> = int.iter().copied().filter(|&b| b != b'.').collect();
-    if let Some(frac) = frac {
-        out.push(b'.');
-        out.extend_from_slice(frac);
-    }
-    Some(out)
+    ok
 }
 
 /// Windows-1252's characters for bytes 0x80–0x9F (the rest of the upper half is Latin-1's);
@@ -370,45 +408,115 @@ impl Transcoder {
     /// the next piece (or [`finish`](Self::finish)).
     pub fn feed(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
         let text = decode(bytes, self.d.encoding);
+        let text: &[u8] = &text;
         out.reserve(text.len() + text.len() / 16);
         let (delim, quote) = (self.d.delimiter, self.d.quote);
-        for &b in text.iter() {
-            loop {
-                match self.state {
-                    State::Start | State::Unquoted => {
-                        if b == quote && self.state == State::Start {
-                            self.state = State::Quoted;
-                        } else if b == delim {
-                            self.emit(out);
-                            out.push(b',');
-                        } else if b == b'\n' || b == b'\r' {
-                            self.emit(out);
-                            out.push(b);
-                        } else {
-                            self.take(b);
-                            self.state = State::Unquoted;
-                        }
+        let mut i = 0;
+        while i < text.len() {
+            if self.state == State::Start && text[i] != quote {
+                // An unquoted field, up to the next delimiter or line end: written from where
+                // it lies (most fields of most files).
+                let Some(k) = memchr::memchr3(delim, b'\n', b'\r', &text[i..]) else {
+                    // It goes on in the next piece.
+                    for &b in &text[i..] {
+                        self.take(b);
                     }
-                    State::Quoted => {
-                        if b == quote {
-                            self.state = State::QuoteSeen;
-                        } else {
-                            self.take(b);
-                        }
-                    }
-                    State::QuoteSeen => {
-                        if b == quote {
-                            self.take(b);
-                            self.state = State::Quoted;
-                        } else {
-                            // The field's closing quote; what follows is read unquoted.
-                            self.state = State::Unquoted;
-                            continue;
-                        }
+                    self.state = State::Unquoted;
+                    break;
+                };
+                let end = i + k;
+                let field = &text[i..end];
+                let special = memchr::memchr2(b',', b'"', field).is_some();
+                write_field(self.d.decimal, field, special, out);
+                out.push(if text[end] == delim { b',' } else { text[end] });
+                i = end + 1;
+                continue;
+            }
+            let b = text[i];
+            i += 1;
+            match self.state {
+                State::Start => self.state = State::Quoted,
+                State::Unquoted => {
+                    if b == delim {
+                        self.emit(out);
+                        out.push(b',');
+                    } else if b == b'\n' || b == b'\r' {
+                        self.emit(out);
+                        out.push(b);
+                    } else {
+                        self.take(b);
                     }
                 }
-                break;
+                State::Quoted => {
+                    if b == quote {
+                        self.state = State::QuoteSeen;
+                    } else {
+                        self.take(b);
+                    }
+                }
+                State::QuoteSeen => {
+                    if b == quote {
+                        self.take(b);
+                        self.state = State::Quoted;
+                    } else {
+                        // The field's closing quote; what follows is read unquoted.
+                        self.state = State::Unquoted;
+                        i -= 1;
+                    }
+                }
             }
+        }
+    }
+
+    /// As [`feed`](Self::feed), on the rayon pool when `bytes` are many and hold no quote
+    /// character: cut at line ends into runs, each transcoded from a field's start (as the
+    /// reader parses chunks), joined in order; the last run's state goes on.
+    pub fn feed_par(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
+        use rayon::prelude::*;
+        const MIN_RUN: usize = 1 << 20;
+        let runs = rayon::current_num_threads() * 2;
+        if runs < 4
+            || bytes.len() < 2 * MIN_RUN
+            || self.state != State::Start
+            || memchr::memchr(self.d.quote, bytes).is_some()
+        {
+            return self.feed(bytes, out);
+        }
+        let step = (bytes.len() / runs).max(MIN_RUN);
+        let mut cuts = vec![0];
+        let mut at = 0;
+        while at + step < bytes.len() {
+            match memchr::memchr(b'\n', &bytes[at + step..]) {
+                Some(i) => {
+                    at += step + i + 1;
+                    cuts.push(at);
+                }
+                None => break,
+            }
+        }
+        if cuts.last() != Some(&bytes.len()) {
+            cuts.push(bytes.len());
+        }
+        let d = self.d;
+        let mut done: Vec<(Vec<u8>, Transcoder)> = cuts
+            .windows(2)
+            .collect::<Vec<_>>()
+            .into_par_iter()
+            .map(|w| {
+                let mut t = Transcoder::new(d);
+                let mut o = Vec::new();
+                t.feed(&bytes[w[0]..w[1]], &mut o);
+                (o, t)
+            })
+            .collect();
+        out.reserve(done.iter().map(|(o, _)| o.len()).sum());
+        for (o, _) in &done {
+            out.extend_from_slice(o);
+        }
+        if let Some((_, last)) = done.pop() {
+            self.state = last.state;
+            self.field = last.field;
+            self.special = last.special;
         }
     }
 
@@ -426,26 +534,30 @@ impl Transcoder {
 
     /// The field read, in the reader's form.
     fn emit(&mut self, out: &mut Vec<u8>) {
-        let converted = (self.d.decimal == b',')
-            .then(|| decimal_comma_number(&self.field))
-            .flatten();
-        if let Some(n) = converted {
-            out.extend_from_slice(&n);
-        } else if self.special {
-            out.push(b'"');
-            for &b in &self.field {
-                if b == b'"' {
-                    out.push(b'"');
-                }
-                out.push(b);
-            }
-            out.push(b'"');
-        } else {
-            out.extend_from_slice(&self.field);
-        }
+        write_field(self.d.decimal, &self.field, self.special, out);
         self.field.clear();
         self.special = false;
         self.state = State::Start;
+    }
+}
+
+/// A field in the reader's form: a number with a decimal comma (when that is the mark) with
+/// a point, a field holding a comma or quote (`special`) quoted.
+fn write_field(decimal: u8, field: &[u8], special: bool, out: &mut Vec<u8>) {
+    if decimal == b',' && write_decimal_comma(field, out) {
+        return;
+    }
+    if special {
+        out.push(b'"');
+        for &b in field {
+            if b == b'"' {
+                out.push(b'"');
+            }
+            out.push(b);
+        }
+        out.push(b'"');
+    } else {
+        out.extend_from_slice(field);
     }
 }
 
@@ -546,6 +658,28 @@ mod tests {
             t.finish(&mut out);
             assert_eq!(out, whole, "cut at {cut}");
         }
+    }
+
+    #[test]
+    fn transcodes_in_parallel_runs_as_in_one() {
+        let mut file = String::from("a;b;c\n");
+        let mut i = 0;
+        while file.len() < 5 << 20 {
+            file.push_str(&format!("{i},5;Paris, FR;{}\r\n", i % 7));
+            i += 1;
+        }
+        file.push_str("7;8"); // a last line without its end
+        let d = Dialect::sniff(file.as_bytes(), true, DialectOptions::default());
+        let whole = transcode(file.as_bytes(), d);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(4)
+            .build()
+            .unwrap();
+        let mut t = Transcoder::new(d);
+        let mut out = Vec::new();
+        pool.install(|| t.feed_par(file.as_bytes(), &mut out));
+        t.finish(&mut out);
+        assert!(out == whole, "parallel runs differ");
     }
 
     #[test]

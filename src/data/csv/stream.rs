@@ -128,7 +128,7 @@ impl CsvStream {
         };
         let mut out = std::mem::take(&mut self.transcoded);
         out.clear();
-        t.feed(bytes, &mut out);
+        t.feed_par(bytes, &mut out);
         self.transcoder = Some(t);
         let read = self.push_read(&out);
         self.transcoded = out;
