@@ -105,7 +105,11 @@ async fn exports_in_other_dialects_read_as_their_comma_separated_form() {
     assert_eq!(given["dialect"]["sniffed"], json!([]));
     assert_eq!(contents(&srv, &given).await, want);
 
-    // Tabs, by media type; pipes, sniffed; both with a quoted field holding the delimiter.
+    // Tabs, by media type, with a quoted field holding a tab: read as the comma file with
+    // that field; pipes, sniffed.
+    let quoted = plain_csv.replace("Torgersen", "\"Torg\tersen\"");
+    let (st, plain_tab) = upload(&srv, "target=species", "text/csv", quoted.into_bytes()).await;
+    assert_eq!(st, 201, "{plain_tab}");
     let tsv = plain_csv
         .replace(',', "\t")
         .replace("Torgersen", "\"Torg\tersen\"");
@@ -119,6 +123,7 @@ async fn exports_in_other_dialects_read_as_their_comma_separated_form() {
     assert_eq!(st, 201, "{tab}");
     assert_eq!(tab["dialect"]["delimiter"], "\t");
     assert_eq!(tab["dialect"]["sniffed"], json!(["decimal", "encoding"]));
+    assert_eq!(contents(&srv, &tab).await, contents(&srv, &plain_tab).await);
     let piped = plain_csv.replace(',', "|");
     let (st, pipe) = upload(&srv, "target=species", "text/csv", piped.into_bytes()).await;
     assert_eq!(st, 201, "{pipe}");

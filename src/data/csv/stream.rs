@@ -105,6 +105,11 @@ impl CsvStream {
     /// decide its dialect, then everything is read in the reader's own.
     pub fn push(&mut self, bytes: &[u8]) -> Result<(), DataError> {
         if self.dialect.is_none() {
+            if self.undecided.is_empty() && bytes.len() >= dialect::SNIFF_BYTES {
+                // Enough to decide on where it lies (an upload's first piece is).
+                self.decide(bytes, false);
+                return self.push_decided(bytes);
+            }
             self.undecided.extend_from_slice(bytes);
             if self.undecided.len() < dialect::SNIFF_BYTES {
                 return Ok(());

@@ -150,12 +150,6 @@ impl<const N: usize> PartialEq<[&str; N]> for Vocab {
     }
 }
 
-impl PartialEq<[String]> for Vocab {
-    fn eq(&self, other: &[String]) -> bool {
-        self.iter().eq(other.iter().map(String::as_str))
-    }
-}
-
 impl Serialize for Vocab {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut seq = s.serialize_seq(Some(self.len()))?;
