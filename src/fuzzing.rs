@@ -387,6 +387,7 @@ fn predict_models() -> &'static [Model; 2] {
                     name: "a".into(),
                     fill: 1.5,
                     missing_indicator: true,
+                    format: None,
                 },
                 EncodedColumn::Categorical {
                     name: "c".into(),

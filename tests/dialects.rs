@@ -50,10 +50,30 @@ async fn contents(srv: &Server, ds: &Value) -> Value {
     assert_eq!(st, 200, "{rows}");
     let (st, full) = srv.get(&format!("/v1/datasets/{id}")).await;
     assert_eq!(st, 200, "{full}");
+    // A decimal-comma file's numeric columns carry that format (and say so in their reason),
+    // so a model reads their text in that locale: the rest is the same.
+    let mut columns = full["columns"].clone();
+    let mut profile = full["profile"].clone();
+    for c in columns
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .chain(profile["columns"].as_array_mut().unwrap().iter_mut())
+    {
+        let o = c.as_object_mut().unwrap();
+        if o.get("format")
+            .is_some_and(|f| f["number"]["decimal"] == ",")
+        {
+            o.remove("format");
+            o.remove("reason");
+        } else if o.get("type").is_some_and(|t| t == "numeric") && o.get("format").is_none() {
+            o.remove("reason");
+        }
+    }
     json!({
         "rows": rows["rows"],
-        "columns": full["columns"],
-        "profile": full["profile"],
+        "columns": columns,
+        "profile": profile,
         "classes": full["classes"],
     })
 }

@@ -74,10 +74,11 @@ async fn bad_inputs_get_problem_bodies_that_name_the_field() {
         },
         csv_case("", 400, "empty"),
         csv_case("a,b,target\n", 400, "no data rows"),
-        // NaN is a missing cell; a column of nothing else says what to do.
+        // NaN is a missing cell; a column of nothing else, typed numeric, says what to do.
         Case {
+            path: "/v1/datasets?name=bad&target=target&columns=b:numeric".into(),
             pointer: Some("/columns/b"),
-            ..csv_case("a,b,target\n1,NaN,0\n", 422, "entirely empty")
+            ..csv_case("a,b,target\n1,NaN,0\n2,,1\n", 422, "entirely empty")
         },
         csv_case("a,b,target\n1,inf,0\n", 400, "finite"),
         Case {

@@ -136,6 +136,7 @@ fn model() -> impl Strategy<Value = Model> {
                 encoding,
                 loss: Some(Loss::Mse),
                 encoder: None,
+                target_names: Some(vec!["y".into()]),
             }
         })
     })

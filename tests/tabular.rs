@@ -289,12 +289,18 @@ async fn upload_overrides_missing_markers_and_errors_name_the_column() {
     let srv = Server::start(&[]).await;
     let csv = "customer_id,area_code,plan,minutes,notes,churn\n\
                c1,415,yes,100.5,,no\nc2,408,no,-,,yes\nc3,415,yes,120,,no\nc4,510,no,80,,no\n";
-    // An entirely empty column is a 422 that says what to do …
-    let (st, e) = upload_csv(&srv, "", csv).await;
+    // An entirely empty column is ignored, and the dataset warns of it …
+    let (st, ds) = upload_csv(&srv, "", csv).await;
+    assert_eq!(st, 201, "{ds}");
+    assert_eq!(column(&ds, "notes")["type"], "ignore");
+    assert_eq!(ds["warnings"][0]["code"], "empty_column", "{ds}");
+    assert_eq!(ds["warnings"][0]["column"], "notes", "{ds}");
+    // … and typed anything else by the user, it is a 422 that says what to do.
+    let (st, e) = upload_csv(&srv, "columns=notes:categorical", csv).await;
     assert_eq!(st, 422, "{e}");
     assert_eq!(e["pointer"], "/columns/notes");
     assert!(e["detail"].as_str().unwrap().contains("ignore"), "{e}");
-    // … which the user does, with a code column typed categorical and "-" as missing.
+    // The user types a code column categorical and says "-" is missing.
     let (st, ds) = upload_csv(
         &srv,
         "columns=notes:ignore,area_code:categorical&na_values=-",
@@ -314,7 +320,7 @@ async fn upload_overrides_missing_markers_and_errors_name_the_column() {
     let (st, e) = upload_csv(&srv, "columns=plan:numeric", csv).await;
     assert_eq!(st, 422, "{e}");
     assert_eq!(e["pointer"], "/columns/plan", "{e}");
-    let (st, e) = upload_csv(&srv, "columns=plan:date", csv).await;
+    let (st, e) = upload_csv(&srv, "columns=plan:datetime", csv).await;
     assert_eq!(st, 422, "{e}");
     assert_eq!(e["pointer"], "/columns/plan");
     // A target with one class cannot train a classifier.

@@ -87,6 +87,8 @@ struct UploadQuery {
     decimal: Option<String>,
     quote: Option<String>,
     encoding: Option<String>,
+    /// `classification` or `regression`: what the target is for, over the inferred task.
+    task: Option<crate::service::sweeps::Task>,
 }
 
 async fn create(
@@ -144,6 +146,7 @@ async fn create(
         target: query.target,
         columns_given: query.columns.is_some(),
         na_values_given: query.na_values.is_some(),
+        task: query.task,
         body,
     };
     let rec = s

@@ -102,10 +102,12 @@ async fn predict(
     State(s): State<AppState>,
     p: Principal,
     Path(name): Path<String>,
+    axum::extract::RawQuery(q): axum::extract::RawQuery,
     headers: axum::http::HeaderMap,
     Body(body): Body,
 ) -> Result<axum::response::Response, ApiError> {
+    let query = super::predict::PredictQuery::read(q.as_deref())?;
     let r = s.service.resolve(&p.tenant, &name, None).await?;
     let extra = [("deployment", json!(name)), ("version", json!(r.version))];
-    super::predict::answer(&s, &headers, &r.model, r.model_id, &body, &extra).await
+    super::predict::answer(&s, &headers, &query, &r.model, r.model_id, &body, &extra).await
 }

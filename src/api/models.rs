@@ -153,12 +153,14 @@ async fn predict(
     State(s): State<AppState>,
     p: Principal,
     Path(id): Path<String>,
+    axum::extract::RawQuery(q): axum::extract::RawQuery,
     headers: axum::http::HeaderMap,
     Body(body): Body,
 ) -> Result<axum::response::Response, ApiError> {
+    let query = super::predict::PredictQuery::read(q.as_deref())?;
     let id = parse_id(&id, "model")?;
     let m = s.service.model(&p.tenant, id).await?;
-    super::predict::answer(&s, &headers, &m, id, &body, &[]).await
+    super::predict::answer(&s, &headers, &query, &m, id, &body, &[]).await
 }
 
 /// Scores the model on a stored dataset that has the target column. A trainer's: it reads

@@ -44,11 +44,74 @@ fn wants_csv(headers: &HeaderMap) -> bool {
         .is_some_and(|e| e == "text/csv")
 }
 
+/// What a predict route's query may say.
+#[derive(serde::Deserialize, Default)]
+pub struct PredictQuery {
+    /// `by_class`: a classifier's answer adds each row's probabilities keyed by class.
+    probabilities: Option<String>,
+}
+
+impl PredictQuery {
+    pub fn read(q: Option<&str>) -> Result<PredictQuery, ApiError> {
+        let q: PredictQuery = super::extract::parse_query(q)?;
+        match q.probabilities.as_deref() {
+            None | Some("by_class") => Ok(q),
+            Some(other) => Err(crate::service::Error::invalid(
+                "/probabilities",
+                format!("unknown value {other:?}; the one value is by_class"),
+            )
+            .into()),
+        }
+    }
+}
+
+/// Each row's probabilities keyed by class, for a classifier (a binary model's one output is
+/// the probability of its second class, `positive_class`).
+fn by_class(m: &Model, pred: &Prediction) -> Option<Value> {
+    use crate::nn::portable::preprocess::OutputEncoding;
+    let rows = pred.outputs.rows().into_iter();
+    let keyed = |pairs: Vec<(String, f32)>| {
+        Value::Object(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k, serde_json::json!(v)))
+                .collect(),
+        )
+    };
+    match &m.encoding {
+        OutputEncoding::Categorical { classes } => Some(Value::Array(
+            rows.map(|r| {
+                keyed(
+                    classes
+                        .iter()
+                        .map(ToString::to_string)
+                        .zip(r.iter().copied())
+                        .collect(),
+                )
+            })
+            .collect(),
+        )),
+        OutputEncoding::Binary { classes } if classes.len() == 2 => Some(Value::Array(
+            rows.map(|r| {
+                let p = r[0];
+                keyed(vec![
+                    (classes[0].to_string(), 1.0 - p),
+                    (classes[1].to_string(), p),
+                ])
+            })
+            .collect(),
+        )),
+        _ => None,
+    }
+}
+
 /// Predicts with `m` (model `id`) on `body` and answers in the format asked for; `extra`
-/// fields go into a JSON answer (a deployment's name and version).
+/// fields go into a JSON answer (a deployment's name and version). A binary classifier's
+/// answer says which class its one output is the probability of (`positive_class`).
 pub async fn answer(
     s: &AppState,
     headers: &HeaderMap,
+    query: &PredictQuery,
     m: &Arc<Model>,
     id: Uuid,
     body: &[u8],
@@ -63,7 +126,20 @@ pub async fn answer(
     if wants_csv(headers) {
         return csv_answer(m, rows, &pred);
     }
+    let keyed = if query.probabilities.is_some() {
+        by_class(m, &pred)
+    } else {
+        None
+    };
     let mut v = view::prediction_body(id, pred)?;
+    if let crate::nn::portable::preprocess::OutputEncoding::Binary { classes } = &m.encoding
+        && let Some(c) = classes.get(1)
+    {
+        v["positive_class"] = serde_json::json!(c);
+    }
+    if let Some(k) = keyed {
+        v["probabilities"] = k;
+    }
     for (k, x) in extra {
         v[*k] = x.clone();
     }

@@ -26,6 +26,8 @@ pub struct Columns {
     streamed: bool,
     /// A CSV's dialect, as it was read.
     pub dialect: Option<super::csv::Dialect>,
+    /// The task the upload says its target is for (`?task=`); inferred when `None`.
+    pub task: Option<crate::nn::run::spec::Task>,
 }
 
 impl Columns {
@@ -78,6 +80,7 @@ impl Columns {
             dropped_rows: (read_rows - rows) as u64,
             streamed: false,
             dialect: None,
+            task: None,
         })
     }
 
@@ -322,6 +325,7 @@ impl From<Dataset> for Columns {
             dropped_rows: d.dropped_rows,
             streamed: false,
             dialect: None,
+            task: None,
         }
     }
 }

@@ -11,9 +11,11 @@
 mod columns;
 mod csv;
 pub mod json;
+mod kinds;
 pub mod profile;
 mod storage;
 pub(crate) mod table;
+pub mod warnings;
 
 use ndarray::Array2;
 use serde_json::Value;
@@ -353,10 +355,21 @@ impl Dataset {
                     .row(i)
                     .iter()
                     .enumerate()
-                    .map(|(j, &v)| match self.columns.get(j).map(|c| c.cell(v)) {
-                        Some(crate::nn::portable::tabular::Cell::Text(t)) => Value::from(t),
-                        Some(crate::nn::portable::tabular::Cell::Missing) => Value::Null,
-                        _ => json_number(v),
+                    .map(|(j, &v)| {
+                        let col = self.columns.get(j);
+                        match col.map(|c| c.cell(v)) {
+                            Some(crate::nn::portable::tabular::Cell::Text(t)) => Value::from(t),
+                            Some(crate::nn::portable::tabular::Cell::Missing) => Value::Null,
+                            // A date as ISO 8601 text, which predict reads back.
+                            _ => match col.and_then(|c| c.schema.format.as_ref()) {
+                                Some(crate::nn::portable::values::ValueFormat::Date(f)) => {
+                                    Value::from(crate::nn::portable::values::format_days(
+                                        v as f64, f,
+                                    ))
+                                }
+                                _ => json_number(v),
+                            },
+                        }
                     })
                     .collect();
                 let target = match &self.targets {

@@ -11,6 +11,7 @@ use serde::Serialize;
 use super::Columns;
 use super::table::{DISTINCT_CAP, NumberStats};
 use crate::nn::portable::tabular::{ColumnType, Storage};
+use crate::nn::portable::values::{self, ValueFormat};
 use crate::nn::portable::vocab::Vocab;
 use crate::nn::{ClassLabel, Targets};
 
@@ -43,6 +44,15 @@ pub struct ColumnProfile {
     pub top: Vec<Count>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stats: Option<Stats>,
+    /// How the column's text was read, when not as plain numbers (currency, dates…).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub format: Option<ValueFormat>,
+    /// A date column's first and last dates (ISO 8601).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dates: Option<[String; 2]>,
+    /// Why the column has its type.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub reason: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -187,7 +197,16 @@ impl Profile {
                         distinct: c.schema.distinct.min(DISTINCT_CAP),
                         distinct_more: c.schema.distinct > DISTINCT_CAP,
                         top: vec![],
+                        dates: match (&c.schema.format, &stats) {
+                            (Some(ValueFormat::Date(f)), Some(st)) => Some([
+                                values::format_days(st.min, f),
+                                values::format_days(st.max, f),
+                            ]),
+                            _ => None,
+                        },
                         stats,
+                        format: c.schema.format.clone(),
+                        reason: c.schema.reason.clone(),
                     }
                 }
                 Storage::Text => {
@@ -211,6 +230,9 @@ impl Profile {
                         distinct_more: false,
                         top,
                         stats: None,
+                        format: None,
+                        dates: None,
+                        reason: c.schema.reason.clone(),
                     }
                 }
             })

@@ -3,14 +3,17 @@
 //! self-describing) cannot read back, so labels get their own tagged mirror here.
 //!
 //! Format 1 holds complete numeric features (every dataset stored before tabular uploads);
-//! format 2, written now, appends the columns (type, storage, vocabulary, counts) and the rows
-//! left out for a missing target. Both are read.
+//! format 2 appends the columns (type, storage, vocabulary, counts) and the rows left out for
+//! a missing target; format 3, written now, appends to format 2 each column's value format
+//! (currency, percentages, dates) and the reason for its type, as one JSON text (postcard
+//! cannot hold the formats' optional fields). All three are read.
 
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
 use super::{Columns, Dataset};
 use crate::nn::portable::tabular::{ColumnSchema, ColumnType, RawColumn, Storage};
+use crate::nn::portable::values::ValueFormat;
 use crate::nn::portable::vocab::Vocab;
 use crate::nn::{ClassLabel, Targets};
 
@@ -18,6 +21,17 @@ use crate::nn::{ClassLabel, Targets};
 const FORMAT_PLAIN: u32 = 1;
 /// Tabular datasets (columns with types, text, missing cells).
 const FORMAT_TABLE: u32 = 2;
+/// Tabular datasets with value formats and reasons.
+const FORMAT_KINDS: u32 = 3;
+
+/// What format 3 adds per column (kept in JSON, see the module's documentation).
+#[derive(Serialize, Deserialize)]
+struct ColumnKind {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    format: Option<ValueFormat>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    reason: String,
+}
 
 /// Format 1's fields before the features' values, as written. postcard writes a struct's
 /// fields one after another, and a sequence's length as a varint, as it writes a u64: these
@@ -182,6 +196,18 @@ fn stored_table<'a>(
     }
 }
 
+/// Format 3's addition: each column's format and reason, as JSON.
+fn kinds_json(columns: &[&RawColumn]) -> String {
+    let kinds: Vec<ColumnKind> = columns
+        .iter()
+        .map(|c| ColumnKind {
+            format: c.schema.format.clone(),
+            reason: c.schema.reason.clone(),
+        })
+        .collect();
+    serde_json::to_string(&kinds).unwrap_or_default()
+}
+
 /// The fields before the features' values, and their count (see [`StoredHead`]).
 fn head_bytes(
     feature_names: &[String],
@@ -190,7 +216,7 @@ fn head_bytes(
     cells: usize,
 ) -> Vec<u8> {
     postcard::to_stdvec(&StoredHead {
-        format: FORMAT_TABLE,
+        format: FORMAT_KINDS,
         feature_names,
         target_names,
         rows: rows as u64,
@@ -199,14 +225,19 @@ fn head_bytes(
     .unwrap_or_default()
 }
 
-/// The fields after the features' values: the targets, then format 2's table.
+/// The fields after the features' values: the targets, format 2's table, format 3's kinds.
 fn tail_bytes<'a>(
     targets: &Targets,
     columns: impl Iterator<Item = &'a RawColumn>,
     dropped_rows: u64,
 ) -> Vec<u8> {
     let mut tail = targets_bytes(targets);
-    tail.extend(postcard::to_stdvec(&stored_table(columns, dropped_rows)).unwrap_or_default());
+    let columns: Vec<&RawColumn> = columns.collect();
+    tail.extend(
+        postcard::to_stdvec(&stored_table(columns.iter().copied(), dropped_rows))
+            .unwrap_or_default(),
+    );
+    tail.extend(postcard::to_stdvec(&kinds_json(&columns)).unwrap_or_default());
     tail
 }
 
@@ -372,7 +403,7 @@ impl Iterator for ColumnParts {
 }
 
 /// The stored form in one piece: the fields before the features, the features row-major, the
-/// targets and the columns. Always format 2 now: its columns keep what the upload inferred
+/// targets and the columns. Always format 3 now: its columns keep what the upload inferred
 /// (types, counts); format 1, which every dataset stored before tabular uploads has, is read
 /// as before.
 pub(super) fn to_bytes(d: &Dataset) -> Vec<u8> {
@@ -391,21 +422,35 @@ pub(super) fn to_bytes(d: &Dataset) -> Vec<u8> {
 pub(super) fn from_bytes(b: &[u8]) -> Result<Dataset, String> {
     let (s, rest): (Stored, &[u8]) =
         postcard::take_from_bytes(b).map_err(|e| format!("unreadable dataset: {e}"))?;
-    if s.format != FORMAT_PLAIN && s.format != FORMAT_TABLE {
+    if !(FORMAT_PLAIN..=FORMAT_KINDS).contains(&s.format) {
         return Err(format!(
-            "dataset stored in format {}, this build reads formats {FORMAT_PLAIN} and {FORMAT_TABLE}",
+            "dataset stored in format {}, this build reads formats {FORMAT_PLAIN} to {FORMAT_KINDS}",
             s.format
         ));
     }
-    let table = if s.format == FORMAT_TABLE {
-        let t: StoredTable =
-            postcard::from_bytes(rest).map_err(|e| format!("unreadable dataset columns: {e}"))?;
+    let mut kinds: Vec<ColumnKind> = vec![];
+    let table = if s.format >= FORMAT_TABLE {
+        let (t, rest): (StoredTable, &[u8]) = postcard::take_from_bytes(rest)
+            .map_err(|e| format!("unreadable dataset columns: {e}"))?;
         if t.columns.len() != s.feature_names.len() {
             return Err(format!(
                 "{} columns for {} feature names",
                 t.columns.len(),
                 s.feature_names.len()
             ));
+        }
+        if s.format == FORMAT_KINDS {
+            let json: String = postcard::from_bytes(rest)
+                .map_err(|e| format!("unreadable dataset column kinds: {e}"))?;
+            kinds = serde_json::from_str(&json)
+                .map_err(|e| format!("unreadable dataset column kinds: {e}"))?;
+            if kinds.len() != t.columns.len() {
+                return Err(format!(
+                    "{} column kinds for {} columns",
+                    kinds.len(),
+                    t.columns.len()
+                ));
+            }
         }
         Some(t)
     } else {
@@ -453,7 +498,12 @@ pub(super) fn from_bytes(b: &[u8]) -> Result<Dataset, String> {
             feature_names,
             ..
         } = &mut d;
+        let mut kinds = kinds.into_iter();
         for (j, (c, stored)) in columns.iter_mut().zip(t.columns).enumerate() {
+            let kind = kinds.next().unwrap_or(ColumnKind {
+                format: None,
+                reason: String::new(),
+            });
             let name = &feature_names[j];
             if stored.storage == Storage::Text
                 && let Some(bad) = x
@@ -474,6 +524,8 @@ pub(super) fn from_bytes(b: &[u8]) -> Result<Dataset, String> {
                     distinct: stored.distinct,
                     numeric_text: stored.numeric_text,
                     boolean_like: stored.boolean_like,
+                    format: kind.format,
+                    reason: kind.reason,
                 },
                 vocab: stored.vocab.into_owned(),
             };
@@ -501,8 +553,28 @@ mod tests {
         )
     }
 
+    /// A dataset stored in format 2 (before value formats and reasons) reads as it was: its
+    /// columns without a format or a reason.
+    #[test]
+    fn format_2_reads_without_kinds() {
+        let d = labelled();
+        let mut b = postcard::to_stdvec(&Stored {
+            format: FORMAT_TABLE,
+            feature_names: d.feature_names.clone(),
+            target_names: d.target_names.clone(),
+            rows: d.rows() as u64,
+            x: d.x.iter().copied().collect(),
+            targets: stored_targets(&d.targets),
+        })
+        .unwrap();
+        b.extend(postcard::to_stdvec(&stored_table(d.columns.iter(), d.dropped_rows)).unwrap());
+        let back = Dataset::from_bytes(&b).unwrap();
+        assert_eq!(back, d);
+        assert!(back.columns.iter().all(|c| c.schema.reason.is_empty()));
+    }
+
     /// The stored form, in one piece or in parts however they are cut, is exactly what
-    /// serialising the format's structs gives (the reader's view of format 2).
+    /// serialising the format's structs gives (the reader's view of format 3).
     #[test]
     fn parts_join_into_the_serialised_form() {
         let mut wide = labelled();
@@ -520,7 +592,7 @@ mod tests {
         for d in [labelled(), wide, regression, transposed] {
             let cells: Vec<f32> = d.x.iter().copied().collect();
             let mut want = postcard::to_stdvec(&Stored {
-                format: FORMAT_TABLE,
+                format: FORMAT_KINDS,
                 feature_names: d.feature_names.clone(),
                 target_names: d.target_names.clone(),
                 rows: d.rows() as u64,
@@ -531,6 +603,8 @@ mod tests {
             want.extend(
                 postcard::to_stdvec(&stored_table(d.columns.iter(), d.dropped_rows)).unwrap(),
             );
+            let columns: Vec<&RawColumn> = d.columns.iter().collect();
+            want.extend(postcard::to_stdvec(&kinds_json(&columns)).unwrap());
             assert_eq!(d.to_bytes(), want);
             // The same dataset stored from its columns, however the parts are cut.
             for part_bytes in [4, 7, 64, 1000, 1 << 20] {
@@ -708,7 +782,7 @@ mod tests {
         b[0] = 9; // varint format number
         assert_eq!(
             Dataset::from_bytes(&b),
-            Err("dataset stored in format 9, this build reads formats 1 and 2".into())
+            Err("dataset stored in format 9, this build reads formats 1 to 3".into())
         );
         let b = labelled().to_bytes();
         for cut in 0..b.len() {

@@ -3,15 +3,11 @@
 //! (numeric, categorical, boolean-like, ignored ids), the user's upload-time overrides, and the
 //! raw table a [`Dataset`](super::Dataset) holds.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-
-use rayon::prelude::*;
+use std::collections::{BTreeMap, HashMap};
 
 use super::{BadNumber, DataError, finite_f32, quoted};
-use crate::nn::portable::tabular::{
-    CATEGORY_LIMIT, ColumnSchema, ColumnType, RawColumn, Storage, boolean_value, check_type,
-    number_key,
-};
+use crate::nn::portable::tabular::{ColumnType, RawColumn, Storage, number_key};
+use crate::nn::portable::values::DateOrder;
 use crate::nn::portable::vocab::Vocab;
 
 /// The cells read as missing when no `na_values` is given (compared ignoring case; an empty
@@ -27,6 +23,10 @@ pub struct ReadOptions {
     na_numeric: bool,
     /// Column name → type, applied at upload.
     pub columns: BTreeMap<String, ColumnType>,
+    /// Column name → the day/month order of its dates, when the user says it.
+    pub date_orders: BTreeMap<String, DateOrder>,
+    /// The file's decimal mark when its dialect says one (a hint for formatted numbers).
+    pub decimal: Option<char>,
 }
 
 impl Default for ReadOptions {
@@ -49,6 +49,8 @@ impl ReadOptions {
             na_values,
             na_numeric,
             columns,
+            date_orders: BTreeMap::new(),
+            decimal: None,
         }
     }
 
@@ -70,8 +72,12 @@ impl ReadOptions {
         self.na_values.iter().any(|n| n.eq_ignore_ascii_case(cell))
     }
 
-    fn forced(&self, name: &str) -> Option<ColumnType> {
+    pub(super) fn forced(&self, name: &str) -> Option<ColumnType> {
         self.columns.get(name).copied()
+    }
+
+    pub(super) fn date_order(&self, name: &str) -> Option<DateOrder> {
+        self.date_orders.get(name).copied()
     }
 }
 
@@ -289,7 +295,8 @@ impl Part {
                 v.push(f);
                 return Ok(());
             }
-            if forced_numeric {
+            // A number as exports write it ("$1,200", "12%") is read when the column is done.
+            if forced_numeric && !crate::nn::portable::values::looks_numeric(cell) {
                 return Err(CellError::TextInNumeric(cell.to_owned()));
             }
             *self = Part::text(v.len());
@@ -515,21 +522,8 @@ pub fn finish_column_with(
             all
         })
     });
-    let mut raw = infer(name, &segments, vocab, rows, stats.as_ref());
-    if let Some(kind) = opts.forced(name) {
-        check_type(&raw.schema, kind).map_err(|e| {
-            DataError::new(format!("column {}: {}", quoted(name), e.message)).column(name)
-        })?;
-        raw.schema.kind = kind;
-    }
-    if raw.schema.kind != ColumnType::Ignore && raw.schema.missing as usize == rows {
-        return Err(DataError::new(format!(
-            "column {} is entirely empty; remove it from the file or type it \"ignore\" (columns={}:ignore)",
-            quoted(name),
-            name
-        ))
-        .column(name));
-    }
+    let mut segments = segments;
+    let (raw, stats) = super::kinds::decide(name, &mut segments, vocab, rows, stats, opts)?;
     Ok(BuiltColumn {
         raw,
         segments,
@@ -546,11 +540,11 @@ pub const DISTINCT_CAP: u64 = 1000;
 /// nearly always found at its first slot. Distinct counting touches every cell of a numeric
 /// column; a general hash set spent a tenth of a large upload's time here.
 #[derive(Clone, Debug)]
-struct Distinct {
+pub(super) struct Distinct {
     slots: Vec<u32>,
     /// 32 − log2 of the table's size: the hash's top bits index it.
     shift: u32,
-    len: usize,
+    pub(super) len: usize,
     last: u32,
 }
 
@@ -629,7 +623,7 @@ impl Distinct {
         false
     }
 
-    fn values(&self) -> impl Iterator<Item = f32> + '_ {
+    pub(super) fn values(&self) -> impl Iterator<Item = f32> + '_ {
         self.slots
             .iter()
             .filter(|&&s| s != Self::EMPTY)
@@ -754,7 +748,7 @@ pub struct NumberStats {
     pub integers: bool,
     pub sum: f64,
     pub sq: f64,
-    distinct: Distinct,
+    pub(super) distinct: Distinct,
 }
 
 impl NumberStats {
@@ -801,105 +795,6 @@ impl NumberStats {
     pub fn count_distinct(&mut self, values: &[f32]) {
         self.distinct.count(values);
     }
-}
-
-/// The type a careful reader would give a column, and its schema: a column of numbers comes
-/// with its stats (`stats`), a column of text without.
-fn infer(
-    name: &str,
-    segments: &[Vec<f32>],
-    vocab: Vocab,
-    rows: usize,
-    stats: Option<&NumberStats>,
-) -> RawColumn {
-    let missing;
-    let storage = if stats.is_some() {
-        Storage::Number
-    } else {
-        Storage::Text
-    };
-    let (kind, distinct, numeric_text, boolean_like) = match stats {
-        Some(st) => {
-            let (lo, hi, integers, seen) = (st.lo, st.hi, st.integers, &st.distinct);
-            missing = st.missing;
-            let present = rows as u64 - missing;
-            let distinct = seen.len as u64;
-            let boolean_like = distinct <= 2 && seen.values().all(|v| v == 0.0 || v == 1.0);
-            let kind = if integers && present >= 2 && looks_like_id(name, segments, lo, hi, present)
-            {
-                ColumnType::Ignore
-            } else {
-                ColumnType::Numeric
-            };
-            (kind, distinct, false, boolean_like)
-        }
-        None => {
-            missing = segments.iter().flatten().filter(|v| v.is_nan()).count() as u64;
-            let present = rows as u64 - missing;
-            let distinct = vocab.len() as u64;
-            let numeric_text = vocab
-                .iter()
-                .all(|s| s.parse::<f64>().is_ok_and(|f| finite_f32(f).is_ok()));
-            let boolean_like = vocab.iter().all(|s| boolean_value(s).is_some());
-            // (Lower-cased only when every text is yes/no-like: a handful.)
-            let kind = if boolean_like
-                && vocab
-                    .iter()
-                    .map(|s| s.to_lowercase())
-                    .collect::<HashSet<_>>()
-                    .len()
-                    <= 2
-                && distinct >= 1
-            {
-                ColumnType::Boolean
-            } else if present >= 2
-                && (distinct == present || (distinct > 20 && distinct * 2 > present))
-                || distinct > CATEGORY_LIMIT
-            {
-                // Unique per row (an id, a name), mostly unique (free text), or more
-                // categories than one-hot encoding takes without folding.
-                ColumnType::Ignore
-            } else {
-                ColumnType::Categorical
-            };
-            (kind, distinct, numeric_text, boolean_like)
-        }
-    };
-    RawColumn {
-        schema: ColumnSchema {
-            name: name.to_owned(),
-            kind,
-            storage,
-            missing,
-            distinct,
-            numeric_text,
-            boolean_like,
-        },
-        vocab,
-    }
-}
-
-/// A whole-number column, unique per row, that is named like an id or counts up without gaps.
-fn looks_like_id(name: &str, segments: &[Vec<f32>], lo: f32, hi: f32, present: u64) -> bool {
-    let lname = name.to_ascii_lowercase();
-    let named = lname == "id"
-        || lname.ends_with("_id")
-        || lname.ends_with(" id")
-        || lname.starts_with("id_")
-        || name.ends_with("Id")
-        || name.ends_with("ID");
-    let consecutive = (hi as f64 - lo as f64 + 1.0) == present as f64 && present >= 20;
-    if !(named || consecutive) {
-        return false;
-    }
-    let mut v: Vec<f32> = segments
-        .iter()
-        .flatten()
-        .copied()
-        .filter(|v| !v.is_nan())
-        .collect();
-    v.par_sort_unstable_by(f32::total_cmp);
-    v.windows(2).all(|w| w[0] != w[1])
 }
 
 #[cfg(test)]
@@ -1124,15 +1019,21 @@ mod tests {
     }
 
     #[test]
-    fn an_entirely_empty_column_is_an_error_unless_ignored() {
-        let e = column_with("notes", &["", "NA"], &ReadOptions::default())
+    fn an_entirely_empty_column_is_ignored_unless_typed() {
+        let c = column_with("notes", &["", "NA"], &ReadOptions::default()).unwrap();
+        assert_eq!(c.raw.schema.kind, ColumnType::Ignore);
+        assert!(c.raw.schema.reason.contains("empty"));
+        let mut types = BTreeMap::new();
+        types.insert("notes".to_string(), ColumnType::Ignore);
+        assert!(column_with("notes", &["", ""], &ReadOptions::new(None, types)).is_ok());
+        // Typed anything else by the user, it is an error naming the column.
+        let mut types = BTreeMap::new();
+        types.insert("notes".to_string(), ColumnType::Categorical);
+        let e = column_with("notes", &["", "NA"], &ReadOptions::new(None, types))
             .err()
             .expect("refused");
         assert_eq!(e.column.as_deref(), Some("notes"));
         assert!(e.message.contains("entirely empty"), "{}", e.message);
-        let mut types = BTreeMap::new();
-        types.insert("notes".to_string(), ColumnType::Ignore);
-        assert!(column_with("notes", &["", ""], &ReadOptions::new(None, types)).is_ok());
     }
 
     #[test]

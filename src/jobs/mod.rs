@@ -78,12 +78,14 @@ pub fn session(
 ) -> Result<Session, TrainError> {
     let samples = dataset.samples();
     let val = validation.map(|v| (v.samples(), v.columns.as_slice()));
-    Session::with_columns(
+    let mut session = Session::with_columns(
         spec,
         &samples,
         &dataset.columns,
         val.as_ref().map(|(s, c)| (s, *c)),
-    )
+    )?;
+    session.target_names = dataset.target_names.clone();
+    Ok(session)
 }
 
 #[derive(Clone, Debug)]

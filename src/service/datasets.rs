@@ -17,6 +17,7 @@ use crate::data::{
     self, Columns, Dataset, DialectOptions, Encoding, JsonDataset, ReadOptions, Summary,
 };
 use crate::nn::portable::tabular::ColumnType;
+use crate::nn::portable::values::DateOrder;
 use crate::store::{Cursor, DatasetRecord, Page, Store, StoreError};
 
 /// An upload as the client sent it.
@@ -30,6 +31,8 @@ pub struct Upload {
     /// `?columns=` and `?na_values=` were given (they are for CSV uploads only).
     pub columns_given: bool,
     pub na_values_given: bool,
+    /// `?task=`: what the target is for, over the inferred task.
+    pub task: Option<crate::nn::run::spec::Task>,
     pub body: UploadBody,
 }
 
@@ -99,8 +102,11 @@ async fn new_record(
     name: String,
     ds: Columns,
 ) -> Result<(Columns, DatasetRecord)> {
-    let (ds, profile, (summary, classes)) = tokio::task::spawn_blocking(move || {
-        let (profile, rest) = rayon::join(|| Profile::of(&ds), || (ds.summary(), ds.classes()));
+    let (ds, (profile, warnings), (summary, classes)) = tokio::task::spawn_blocking(move || {
+        let (profile, rest) = rayon::join(
+            || rayon::join(|| Profile::of(&ds), || crate::data::warnings::of(&ds)),
+            || (ds.summary(), ds.classes()),
+        );
         (ds, profile, rest)
     })
     .await?;
@@ -116,9 +122,13 @@ async fn new_record(
         "dropped_rows": ds.dropped_rows,
         "schema": summary,
         "profile": profile,
+        "warnings": warnings,
     });
     if let (Some(d), Some(m)) = (ds.dialect, meta.as_object_mut()) {
         m.insert("dialect".into(), serde_json::json!(d));
+    }
+    if let (Some(t), Some(m)) = (ds.task, meta.as_object_mut()) {
+        m.insert("task".into(), serde_json::json!(t));
     }
     let rec = DatasetRecord {
         id,
@@ -264,39 +274,90 @@ pub fn dialect_options(
 /// The CSV reading options of `?columns=` (`name:type,…` or a JSON object) and `?na_values=`
 /// (the cells read as missing, comma-separated; replaces the default list).
 pub fn csv_options(columns: Option<&str>, na_values: Option<&str>) -> Result<ReadOptions> {
-    let types = match columns {
+    let (types, orders) = match columns {
         Some(c) => parse_column_types(c)?,
-        None => BTreeMap::new(),
+        None => Default::default(),
     };
     let na: Option<Vec<String>> = na_values.map(|v| v.split(',').map(str::to_owned).collect());
-    Ok(ReadOptions::new(na.as_deref(), types))
+    let mut opts = ReadOptions::new(na.as_deref(), types);
+    opts.date_orders = orders;
+    Ok(opts)
 }
 
-/// Reads `?columns=name:type,name:type` (or a JSON object) into column types.
-fn parse_column_types(q: &str) -> Result<BTreeMap<String, ColumnType>> {
+/// A column's setting in the JSON form of `?columns=`: a type, or a type with its options.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum ColumnSetting {
+    Type(String),
+    Options(ColumnOptions),
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ColumnOptions {
+    #[serde(rename = "type")]
+    kind: String,
+    /// A date column's day/month order: `ymd`, `mdy` or `dmy`.
+    #[serde(default)]
+    order: Option<String>,
+}
+
+type ColumnTypes = (BTreeMap<String, ColumnType>, BTreeMap<String, DateOrder>);
+
+/// Reads `?columns=name:type,name:type` (or a JSON object of types, or of
+/// `{"type": "date", "order": "dmy"}`) into column types and date orders.
+fn parse_column_types(q: &str) -> Result<ColumnTypes> {
     let bad = |m: String| Error::invalid("/columns", m);
     let q = q.trim();
+    let mut types = BTreeMap::new();
+    let mut orders = BTreeMap::new();
     if q.starts_with('{') {
-        let raw: BTreeMap<String, String> = serde_json::from_str(q)
-            .map_err(|e| bad(format!("must be name:type pairs or a JSON object: {e}")))?;
-        return raw
-            .into_iter()
-            .map(|(n, t)| column_type(&n, &t).map(|t| (n, t)))
-            .collect();
+        let raw: BTreeMap<String, ColumnSetting> = serde_json::from_str(q).map_err(|e| {
+            bad(format!(
+                "must be name:type pairs or a JSON object of types (or of {{\"type\": \"date\", \"order\": \"dmy\"}}): {e}"
+            ))
+        })?;
+        for (n, setting) in raw {
+            let (kind, order) = match setting {
+                ColumnSetting::Type(t) => (t, None),
+                ColumnSetting::Options(o) => (o.kind, o.order),
+            };
+            let kind = column_type(&n, &kind)?;
+            if let Some(o) = order {
+                let at = format!(
+                    "/columns/{}/order",
+                    crate::nn::portable::tabular::pointer_token(&n)
+                );
+                if kind != ColumnType::Date {
+                    return Err(Error::invalid(
+                        at,
+                        "an order is for a column typed \"date\"",
+                    ));
+                }
+                let o = DateOrder::parse(&o).ok_or_else(|| {
+                    Error::invalid(
+                        at,
+                        format!("unknown date order {o:?}; expected ymd, mdy or dmy"),
+                    )
+                })?;
+                orders.insert(n.clone(), o);
+            }
+            types.insert(n, kind);
+        }
+        return Ok((types, orders));
     }
-    let mut out = BTreeMap::new();
     for pair in q.split(',').filter(|p| !p.trim().is_empty()) {
         let Some((name, kind)) = pair.rsplit_once(':') else {
             return Err(bad(format!(
                 "{pair:?} is not name:type; for example area_code:categorical,customer_id:ignore"
             )));
         };
-        out.insert(
+        types.insert(
             name.trim().to_owned(),
             column_type(name.trim(), kind.trim())?,
         );
     }
-    Ok(out)
+    Ok((types, orders))
 }
 
 fn column_type(name: &str, kind: &str) -> Result<ColumnType> {
@@ -312,6 +373,41 @@ fn column_type(name: &str, kind: &str) -> Result<ColumnType> {
             ),
         )
     })
+}
+
+/// Refuses a task the target cannot serve: classes need labels or whole numbers, a
+/// regression needs numbers.
+pub fn check_task(
+    task: crate::nn::run::spec::Task,
+    target: &crate::nn::run::spec::TargetShape,
+) -> Result<()> {
+    use crate::nn::run::spec::{TargetShape, Task};
+    match (task, target) {
+        (
+            Task::Classification,
+            TargetShape::Values {
+                width: 1,
+                integer_classes: None,
+                ..
+            },
+        ) => Err(Error::invalid(
+            "/task",
+            "the target holds numbers that are not all whole (or too many distinct ones to be classes), so it cannot be a classification",
+        )),
+        (Task::Classification, TargetShape::Values { width, .. }) if *width > 1 => {
+            Err(Error::invalid(
+                "/task",
+                format!(
+                    "the target has {width} columns; a classification takes one column of labels"
+                ),
+            ))
+        }
+        (Task::Regression, TargetShape::Labels { .. }) => Err(Error::invalid(
+            "/task",
+            "the target holds text labels, so it cannot be a regression",
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// The fewest rows with a target a dataset may have: one row cannot be split, scaled or
@@ -381,6 +477,7 @@ impl Service {
             target,
             columns_given,
             na_values_given,
+            task,
             body,
         } = upload;
         let limits = self.limits.data;
@@ -445,6 +542,11 @@ impl Service {
         };
         if name.trim().is_empty() || name.len() > 200 {
             return Err(Error::invalid("/name", "must be 1 to 200 characters"));
+        }
+        let mut ds = ds;
+        if let Some(t) = task {
+            check_task(t, &ds.summary().target)?;
+            ds.task = Some(t);
         }
         let rec = match stream {
             Some(stream) if !key.is_keyed() => {

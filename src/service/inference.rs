@@ -55,7 +55,9 @@ pub fn signature(m: &Model) -> (Vec<TensorSpec>, Vec<TensorSpec>) {
                 datatype: match c {
                     EncodedColumn::Numeric { .. } => "FP64",
                     EncodedColumn::Boolean { .. } => "BOOL",
-                    EncodedColumn::Categorical { .. } | EncodedColumn::Ignore { .. } => "BYTES",
+                    EncodedColumn::Categorical { .. }
+                    | EncodedColumn::Date { .. }
+                    | EncodedColumn::Ignore { .. } => "BYTES",
                 },
                 shape: vec![-1, 1],
             })

@@ -44,6 +44,8 @@ pub struct JobRequest {
     pub init_model: Option<Uuid>,
     /// `"learning_rate": "auto"`: find the rate with the range test first.
     pub auto_learning_rate: bool,
+    /// Whether the body said `standardize_target` (otherwise a regression standardises).
+    pub standardize_target_given: bool,
 }
 
 /// A job body's fields: every one but `dataset` as a JSON value (no key twice), and `dataset`
@@ -130,6 +132,7 @@ pub fn read_request_with(
     }
     let auto_learning_rate = JobSpec::take_auto_learning_rate(&mut engine);
     let seed_given = engine.contains_key("seed");
+    let standardize_target_given = engine.contains_key("standardize_target");
     let spec: TrainSpec = from_value(Value::Object(engine), "").map_err(|e| match e {
         // The engine's reader knows only its own fields; the submission also takes the
         // service's, and the list a user reads must say so.
@@ -239,6 +242,7 @@ pub fn read_request_with(
             validation_dataset,
             init_model,
             auto_learning_rate,
+            standardize_target_given,
         },
         taken,
     ))
@@ -475,6 +479,7 @@ impl Service {
             validation_dataset,
             init_model,
             auto_learning_rate,
+            standardize_target_given,
         } = if body.len() > 64 * 1024 {
             // An inline dataset: reading it is CPU work, off the async threads.
             let (body, limits) = (body.to_vec(), self.limits.data);
@@ -516,6 +521,23 @@ impl Service {
             },
             None => None,
         };
+        // A regression learns its targets standardised unless the body says otherwise (the
+        // model answers in the targets' units either way): a target in the millions trained
+        // as it is diverges or crawls. Written into the stored spec, so a job keeps what it
+        // was submitted with (not where the output layer is not linear: the scale cannot be
+        // folded into it).
+        if !standardize_target_given
+            && !spec.loss.is_classification()
+            && matches!(
+                summary.target,
+                crate::nn::run::spec::TargetShape::Values { .. }
+            )
+        {
+            spec.standardize_target = true;
+            if plan_job_on(&spec, &summary, validation.as_ref(), &self.limits).is_err() {
+                spec.standardize_target = false;
+            }
+        }
         let plan = plan_job_on(&spec, &summary, validation.as_ref(), &self.limits)?;
         if let Some(id) = init_model {
             let model = match self.model(tenant, id).await {

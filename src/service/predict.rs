@@ -388,6 +388,17 @@ impl<'de> Visitor<'de> for Row<'_> {
         let mut seen = vec![false; width];
         let tabular = self.model.encoder.is_some();
         while let Some(key) = map.next_key::<String>()? {
+            // The target, when the record is a row of the training file: not an input.
+            if !names.contains_key(&key)
+                && self
+                    .model
+                    .target_names
+                    .as_ref()
+                    .is_some_and(|t| t.contains(&key))
+            {
+                map.next_value::<de::IgnoredAny>()?;
+                continue;
+            }
             let Some(&j) = names.get(&key) else {
                 let mut known: Vec<&String> = names.keys().collect();
                 known.sort_by_key(|k| names[*k]);

@@ -51,6 +51,15 @@ pub fn read_csv(
             let mut seen = vec![false; width];
             let mut slots = Vec::with_capacity(header.len());
             for name in header.iter() {
+                let target = m
+                    .target_names
+                    .as_ref()
+                    .is_some_and(|t| t.iter().any(|t| t == name.trim()));
+                if target && !index.contains_key(name.trim()) {
+                    // The training file's target column: not an input.
+                    slots.push(usize::MAX);
+                    continue;
+                }
                 let Some(&j) = index.get(name.trim()) else {
                     let listed: Vec<String> =
                         names.iter().take(20).map(|n| format!("{n:?}")).collect();
@@ -102,6 +111,9 @@ pub fn read_csv(
     for record in &rows {
         let mut cells = vec![Cell::Missing; width];
         for (v, &j) in record.iter().zip(&slots) {
+            if j == usize::MAX {
+                continue;
+            }
             let v = v.trim();
             // Missing as an upload reads it: empty, or one of the default NA markers (a file
             // exported with `NA` cells, as the penguins file is, predicts as it trains).

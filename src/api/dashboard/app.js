@@ -558,24 +558,29 @@ const select = (options, value, attrs = {}) => h('select', attrs, options.map((o
 
 /** A drop zone that uploads a CSV as a dataset; calls `done(dataset)`. */
 function uploader(done) {
-  const file = h('input', { type: 'file', accept: '.csv,text/csv', id: 'csv-file', class: 'visually-hidden' });
+  const file = h('input', { type: 'file', accept: '.csv,.tsv,.txt,text/csv,text/tab-separated-values', id: 'csv-file', class: 'visually-hidden' });
   const status = h('div', { class: 'muted small', role: 'status' });
   const targetSel = h('select', { id: 'csv-target' });
   const nameIn = h('input', { id: 'csv-name', type: 'text', placeholder: 'dataset name' });
   const go = h('button', { type: 'button', class: 'primary', id: 'csv-upload', disabled: true }, 'Upload');
   const opts = h('div', { class: 'upload-options', hidden: true }, field('Target column', targetSel), field('Name', nameIn), go);
   let text = null;
+  let blob = null;
   const zone = h('label', { class: 'drop', for: 'csv-file', tabindex: 0 },
     h('strong', {}, 'Drop a CSV here'), h('span', { class: 'muted' }, ' or press to choose a file'),
-    h('div', { class: 'hint' }, 'A header row, numeric features; the target column holds labels or numbers.'));
+    h('div', { class: 'hint' }, 'A header row; commas, semicolons, tabs or pipes; numbers, text, money, percentages and dates; the target column holds labels or numbers.'));
   zone.addEventListener('keydown', (e) => { if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); file.click(); } });
   const read = async (f) => {
     if (!f) return;
+    blob = f;
     text = await f.text();
-    const header = (text.split(/\r?\n/)[0] || '').split(',').map((c) => c.trim().replace(/^"|"$/g, ''));
+    const first = text.split(/\r?\n/)[0] || '';
+    // The delimiter the header uses most (the server sniffs the file's own).
+    const delim = ['\t', ';', '|', ','].map((d) => [d, first.split(d).length]).sort((a, b) => b[1] - a[1])[0][0];
+    const header = first.split(delim).map((c) => c.trim().replace(/^"|"$/g, ''));
     targetSel.replaceChildren(...header.map((c) => h('option', { value: c }, c)));
     targetSel.value = header.at(-1);
-    nameIn.value = f.name.replace(/\.csv$/i, '');
+    nameIn.value = f.name.replace(/\.(csv|tsv|txt)$/i, '');
     opts.hidden = false;
     go.disabled = false;
     status.textContent = `${f.name}: ${text.split(/\r?\n/).filter(Boolean).length - 1} rows, ${header.length} columns`;
@@ -589,8 +594,10 @@ function uploader(done) {
     status.textContent = 'Uploading…';
     try {
       const q = new URLSearchParams({ name: nameIn.value || 'dataset', target: targetSel.value });
-      const d = await api('POST', `/v1/datasets?${q}`, { body: text, type: 'text/csv' });
-      status.textContent = `Uploaded ${d.name}: ${d.rows} rows × ${d.inputs} features.`;
+      // The file's bytes as they are (a Windows-1252 export stays readable).
+      const d = await api('POST', `/v1/datasets?${q}`, { body: blob || text, type: 'text/csv' });
+      const warned = (d.warnings || []).length ? ` ${d.warnings.length} warning(s): see the dataset's page.` : '';
+      status.textContent = `Uploaded ${d.name}: ${d.rows} rows × ${d.inputs} features, read as ${dialectText(d.dialect) || 'CSV'}.${warned}`;
       opts.hidden = true;
       done(d);
     } catch (e) {
@@ -1052,9 +1059,11 @@ function shareBar(share, label, cls = '') {
 /** What a user looks at before training: each column's type, gaps, spread or categories. */
 function profileTable(profile) {
   const rows = profile.rows || 1;
-  return table(['Column', 'Type', 'Missing', 'Distinct', 'Values'], profile.columns.map((c) => {
+  return table(['Column', 'Type', 'Why', 'Missing', 'Distinct', 'Values'], profile.columns.map((c) => {
     let values;
-    if (c.top && c.top.length) {
+    if (c.dates) {
+      values = h('span', { class: 'mono small' }, `${c.dates[0]} … ${c.dates[1]}`);
+    } else if (c.top && c.top.length) {
       values = h('div', { class: 'counts' }, c.top.slice(0, 5).map((t) => h('div', { class: 'count' },
         h('span', { class: 'count-label' }, t.value), shareBar(t.count / rows, `${t.value}: ${t.count} rows`), h('span', { class: 'num small' }, String(t.count)))),
       c.distinct > 5 ? h('div', { class: 'muted small' }, `and ${c.distinct - 5} more`) : null);
@@ -1064,10 +1073,25 @@ function profileTable(profile) {
     return h('tr', { 'data-column': c.name },
       h('td', { 'data-label': 'Column' }, c.name),
       h('td', { 'data-label': 'Type' }, h('span', { class: `chip type-${c.type}` }, c.type)),
+      h('td', { 'data-label': 'Why', class: 'small reason' }, c.reason || '–'),
       h('td', { 'data-label': 'Missing', class: 'num' }, String(c.missing), c.missing ? shareBar(c.missing / rows, `${c.missing} of ${rows} missing`, 'missing') : null),
       h('td', { 'data-label': 'Distinct', class: 'num' }, `${c.distinct}${c.distinct_more ? '+' : ''}`),
       h('td', { 'data-label': 'Values' }, values));
   }), 'profile');
+}
+
+/** What deserves a look before training: the dataset's warnings, each naming its column. */
+function warningList(warnings) {
+  return h('ul', { class: 'warnings', id: 'dataset-warnings' }, warnings.map((w) => h('li', { 'data-code': w.code, 'data-column': w.column || '' },
+    h('span', { class: 'chip warn' }, w.code.replaceAll('_', ' ')), ' ', w.message)));
+}
+
+/** How a CSV was read: "semicolons, decimal comma, windows-1252 (sniffed: …)". */
+function dialectText(d) {
+  if (!d) return null;
+  const names = { ',': 'commas', ';': 'semicolons', '\t': 'tabs', '|': 'pipes' };
+  const sniffed = (d.sniffed || []).length ? ` (sniffed: ${d.sniffed.join(', ')})` : '';
+  return `${names[d.delimiter] || JSON.stringify(d.delimiter)}, decimal ${d.decimal === ',' ? 'comma' : 'point'}, ${d.encoding}${sniffed}`;
 }
 
 /** The target's class balance (or spread, for numbers). */
@@ -1093,8 +1117,11 @@ async function viewDataset(root, id) {
       h('div', { class: 'actions' }, h('a', { class: 'button primary', href: `#/new?dataset=${d.id}` }, 'Train on it'))),
     section('Shape', kv([['Rows', String(d.rows)], ['Features', `${d.inputs}: ${(d.feature_names || []).join(', ')}`],
       ['Target', `${(d.target_names || []).join(', ')} (${d.target_kind})`], d.classes ? ['Classes', d.classes.join(', ')] : null,
+      d.task ? ['Task', `${d.task} (said at upload)`] : null,
+      d.dialect ? ['Read as', dialectText(d.dialect)] : null,
       ['Stored', `${fmt(d.size_bytes / 1024, 3)} KiB`], ['Created', new Date(d.created_at).toLocaleString()],
       d.dropped_rows ? ['Left out', `${d.dropped_rows} rows without a target`] : null])),
+    d.warnings && d.warnings.length ? section(`Warnings (${d.warnings.length})`, warningList(d.warnings)) : null,
     d.profile ? section('Columns', profileTable(d.profile)) : null,
     d.profile ? section(`Target: ${(d.target_names || []).join(', ')}`, targetBalance(d.profile)) : null,
     section(`First ${rows.rows.length} of ${rows.total} rows`, table(['#', ...rows.feature_names, ...rows.target_names],

@@ -409,6 +409,9 @@ impl CsvStream {
             ));
         };
         let columns_read = head.names.len();
+        if let Some(d) = &self.dialect {
+            self.opts.decimal = Some(d.decimal as char);
+        }
         let mut columns = ParsedFile {
             stats: if self.stats.is_empty() {
                 new_stats(columns_read)

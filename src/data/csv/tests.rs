@@ -233,17 +233,10 @@ fn non_finite_numeric_target() {
 
 #[test]
 fn empty_cells() {
-    // an empty cell is missing; a column of nothing else is an error naming it
-    let e = read_err("a,b,y\n1,,3\n");
-    assert_eq!(
-        parts(e),
-        (
-            "column \"b\" is entirely empty; remove it from the file or type it \"ignore\" (columns=b:ignore)".into(),
-            None,
-            Some("b".into()),
-            false
-        )
-    );
+    // an empty cell is missing; a column of nothing else is ignored, and says so
+    let d = read("a,b,y\n1,,3\n").expect("reads");
+    assert_eq!(d.columns[1].schema.kind, ColumnType::Ignore);
+    assert_eq!(d.columns[1].schema.reason, "ignored: every cell is empty");
     let d = read("a,b,y\n1,,3\n2,5,4\n").expect("reads");
     assert!(d.x[[0, 1]].is_nan());
     // a row with an empty target is left out and counted

@@ -498,6 +498,7 @@ mod tests {
             feature_names: None,
             loss: None,
             encoder: None,
+            target_names: None,
         };
         let x = Array2::from_shape_fn((40, 2), |(i, j)| (i * (j + 1) % 17) as f32);
         let y = Targets::Values(x.column(0).mapv(|v| 2.0 * v).insert_axis(Axis(1)));

@@ -21,6 +21,9 @@ pub struct Model {
     /// Raw rows → inputs, for models trained on tabular data; predictions then take raw rows
     /// (numbers, text, missing cells) and `standardizer` applies to the encoded inputs.
     pub encoder: Option<Encoder>,
+    /// The dataset's target columns, when known: a predict record or CSV that carries them
+    /// (the training file itself) has them skipped.
+    pub target_names: Option<Vec<String>>,
 }
 
 /// Outputs for a batch of raw rows, with labels when the model is a classifier.
@@ -138,6 +141,7 @@ impl Model {
             feature_names: self.feature_names.clone(),
             loss: self.loss,
             encoder: self.encoder.clone(),
+            target_names: self.target_names.clone(),
         }
     }
 
@@ -319,6 +323,7 @@ impl Model {
             feature_names: doc.feature_names.clone(),
             loss: doc.loss,
             encoder: doc.encoder.clone(),
+            target_names: doc.target_names.clone(),
         })
     }
 }
@@ -354,6 +359,9 @@ pub struct ModelDocument {
     /// How raw rows become inputs (tabular models); absent for models on plain numbers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encoder: Option<Encoder>,
+    /// The target columns of the data it was trained on (skipped when a record carries them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_names: Option<Vec<String>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
@@ -426,6 +434,7 @@ mod tests {
             feature_names: Some(vec!["x".into(), "y".into()]),
             loss: Some(Loss::CategoricalCrossentropy),
             encoder: None,
+            target_names: None,
         };
         let json = serde_json::to_string(&m.to_document()).unwrap();
         let back = Model::from_document(&serde_json::from_str(&json).unwrap()).unwrap();

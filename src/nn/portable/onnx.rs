@@ -73,6 +73,7 @@ impl Pb {
 // onnx.proto's TensorProto.DataType values.
 const FLOAT: i64 = 1;
 const STRING: i64 = 8;
+const DOUBLE: i64 = 11;
 const INT64: i64 = 7;
 
 /// The ONNX-ML domain (`LabelEncoder`) and the version of it the graph uses.
@@ -86,6 +87,19 @@ fn tensor(name: &str, dims: &[i64], values: &[f32]) -> Pb {
         t.int(1, d);
     }
     t.int(2, FLOAT);
+    t.str(8, name);
+    let raw: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    t.bytes(9, &raw);
+    t
+}
+
+/// TensorProto: an initializer of f64 values.
+fn tensor_f64(name: &str, dims: &[i64], values: &[f64]) -> Pb {
+    let mut t = Pb::default();
+    for &d in dims {
+        t.int(1, d);
+    }
+    t.int(2, DOUBLE);
     t.str(8, name);
     let raw: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
     t.bytes(9, &raw);
@@ -217,13 +231,103 @@ impl Graph {
         self.initializers.push(tensor(&name, dims, values));
         name
     }
+
+    /// A scalar f64 initializer.
+    fn double(&mut self, v: f64) -> String {
+        let name = self.fresh("c");
+        self.initializers.push(tensor_f64(&name, &[], &[v]));
+        name
+    }
+
+    /// `op(a, constant b)` on f64 tensors.
+    fn with(&mut self, op: &str, a: &str, b: f64) -> String {
+        let c = self.double(b);
+        self.node(op, &[a, &c], &[], None)
+    }
+
+    /// `Floor(a / b)` on f64 tensors.
+    fn floor_div(&mut self, a: &str, b: f64) -> String {
+        let q = self.with("Div", a, b);
+        self.node("Floor", &[&q], &[], None)
+    }
+}
+
+/// A date column's inputs (the day number, `N×1` doubles, `NaN` missing) as
+/// [`values::date_features`](super::values::date_features) computes them: the civil date by
+/// Howard Hinnant's algorithm in f64 arithmetic (exact on whole days), the cycles as sine and
+/// cosine of the day number's multiples. Returns the blocks to concatenate.
+fn encode_date(
+    g: &mut Graph,
+    name: &str,
+    format: &super::values::DateFormat,
+    fill: f64,
+    missing_indicator: bool,
+) -> Vec<String> {
+    use std::f64::consts::TAU;
+    let nan = g.node("IsNaN", &[name], &[], None);
+    let fill = g.double(fill);
+    let d = g.node("Where", &[&nan, &fill, name], &[], None);
+    let whole = g.node("Floor", &[&d], &[], None);
+    // days → (year, month) in the proleptic Gregorian calendar.
+    let z = g.with("Add", &whole, 719_468.0);
+    let era = g.floor_div(&z, 146_097.0);
+    let era_days = g.with("Mul", &era, 146_097.0);
+    let doe = g.node("Sub", &[&z, &era_days], &[], None);
+    let a = g.floor_div(&doe, 1460.0);
+    let b = g.floor_div(&doe, 36_524.0);
+    let c = g.floor_div(&doe, 146_096.0);
+    let t = g.node("Sub", &[&doe, &a], &[], None);
+    let t = g.node("Add", &[&t, &b], &[], None);
+    let t = g.node("Sub", &[&t, &c], &[], None);
+    let yoe = g.floor_div(&t, 365.0);
+    let era_years = g.with("Mul", &era, 400.0);
+    let y = g.node("Add", &[&yoe, &era_years], &[], None);
+    let y365 = g.with("Mul", &yoe, 365.0);
+    let y4 = g.floor_div(&yoe, 4.0);
+    let y100 = g.floor_div(&yoe, 100.0);
+    let start = g.node("Add", &[&y365, &y4], &[], None);
+    let start = g.node("Sub", &[&start, &y100], &[], None);
+    let doy = g.node("Sub", &[&doe, &start], &[], None);
+    let doy5 = g.with("Mul", &doy, 5.0);
+    let doy5 = g.with("Add", &doy5, 2.0);
+    let mp = g.floor_div(&doy5, 153.0);
+    let ten = g.double(10.0);
+    let late = g.node("GreaterOrEqual", &[&mp, &ten], &[], None);
+    let late = g.node("Cast", &[&late], &[Attr::Int("to", DOUBLE)], None);
+    let year = g.node("Add", &[&y, &late], &[], None);
+    let late12 = g.with("Mul", &late, 12.0);
+    let month0 = g.with("Add", &mp, 2.0);
+    let month0 = g.node("Sub", &[&month0, &late12], &[], None);
+    let float = |g: &mut Graph, x: &str| g.node("Cast", &[x], &[Attr::Int("to", FLOAT)], None);
+    let mut blocks = vec![float(g, &d), float(g, &year)];
+    let mut cycle = |g: &mut Graph, x: &str, period: f64| {
+        let a = g.with("Mul", x, TAU);
+        let a = g.with("Div", &a, period);
+        for op in ["Sin", "Cos"] {
+            let v = g.node(op, &[&a], &[], None);
+            blocks.push(float(g, &v));
+        }
+    };
+    cycle(g, &month0, 12.0);
+    let shifted = g.with("Add", &whole, 3.0);
+    cycle(g, &shifted, 7.0);
+    cycle(g, &whole, super::values::YEAR_DAYS);
+    if format.time {
+        let frac = g.node("Sub", &[&d, &whole], &[], None);
+        cycle(g, &frac, 1.0);
+    }
+    if missing_indicator {
+        blocks.push(float(g, &nan));
+    }
+    blocks
 }
 
 /// A tabular model's inputs, encoded as `Encoder::transform_row` encodes a row: one
 /// `[N, 1]` input per raw column that is not ignored, named by the column. Numeric and yes/no
 /// columns are float (NaN: missing; a yes/no column's 0 is no, anything else yes), imputed
-/// with `Where(IsNaN)` and followed by the missing indicator where the model has one;
-/// categorical columns are strings ("" is missing), one-hot through ONNX-ML's `LabelEncoder`
+/// with `Where(IsNaN)` and followed by the missing indicator where the model has one (a
+/// number written with currency or `%` is sent as the number it reads as); date columns are
+/// doubles, days since 1970-01-01 (see [`encode_date`]); categorical columns are strings ("" is missing), one-hot through ONNX-ML's `LabelEncoder`
 /// and `OneHot` (an unseen category goes to "other", or to no slot at all). Text is matched
 /// as sent: the runtime does not trim spaces as `predict` does. Returns the concatenation.
 fn encode_columns(
@@ -240,6 +344,7 @@ fn encode_columns(
                 name,
                 fill,
                 missing_indicator,
+                ..
             }
             | C::Boolean {
                 name,
@@ -261,6 +366,15 @@ fn encode_columns(
                 if *missing_indicator {
                     blocks.push(g.node("Cast", &[&nan], &[Attr::Int("to", FLOAT)], None));
                 }
+            }
+            C::Date {
+                name,
+                format,
+                fill,
+                missing_indicator,
+            } => {
+                inputs.push(value_info(name, DOUBLE, &[None, Some(1)]));
+                blocks.extend(encode_date(g, name, format, *fill, *missing_indicator));
             }
             C::Categorical {
                 name,

@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use ndarray::{Array2, ArrayView1, ArrayView2};
 use serde::{Deserialize, Serialize};
 
+use super::values::{self, DateFormat, NumberFormat, ValueFormat};
 use super::vocab::Vocab;
 use crate::nn::SpecError;
 
@@ -28,10 +29,13 @@ pub enum ColumnType {
     Boolean,
     /// Not an input (an id, free text, or a column the user leaves out).
     Ignore,
+    /// A date or timestamp: days since 1970 and the year (standardised), and the month, day
+    /// of week, day of year and (with times) hour as cycles ([`super::values::date_features`]).
+    Date,
 }
 
 impl ColumnType {
-    pub const ALL: [&'static str; 4] = ["numeric", "categorical", "boolean", "ignore"];
+    pub const ALL: [&'static str; 5] = ["numeric", "categorical", "boolean", "ignore", "date"];
 
     pub fn name(self) -> &'static str {
         Self::ALL[self as usize]
@@ -43,6 +47,7 @@ impl ColumnType {
             "categorical" => Some(ColumnType::Categorical),
             "boolean" => Some(ColumnType::Boolean),
             "ignore" => Some(ColumnType::Ignore),
+            "date" => Some(ColumnType::Date),
             _ => None,
         }
     }
@@ -77,6 +82,13 @@ pub struct ColumnSchema {
     /// A column whose every value reads as yes/no (it may be typed boolean).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub boolean_like: bool,
+    /// How the column's text was read when it was not plain numbers (currency, percentages,
+    /// dates…): its stored values are then the numbers (days since 1970 for dates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<ValueFormat>,
+    /// Why the column has its type, in words ("numeric: currency, `$` and `,` removed").
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
 }
 
 /// One column of a raw table: its schema and, for text storage, its vocabulary (sorted).
@@ -98,6 +110,8 @@ impl RawColumn {
                 distinct,
                 numeric_text: false,
                 boolean_like: false,
+                format: None,
+                reason: String::new(),
             },
             vocab: Vocab::new(),
         }
@@ -198,6 +212,19 @@ pub enum EncodedColumn {
         fill: f32,
         #[serde(default)]
         missing_indicator: bool,
+        /// How a text cell is read (currency, thousands, percent); plain numbers when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        format: Option<NumberFormat>,
+    },
+    /// A date: its inputs ([`values::date_width`]) from the day number (`fill`, the training
+    /// split's median, when missing), then 1 when missing if the training split had missing
+    /// cells. Text cells are read in `format`; numbers are taken as days since 1970-01-01.
+    Date {
+        name: String,
+        format: DateFormat,
+        fill: f64,
+        #[serde(default)]
+        missing_indicator: bool,
     },
     /// As numeric, from yes/no text (see [`boolean_value`]) or numbers (0 is no).
     Boolean {
@@ -225,6 +252,7 @@ impl EncodedColumn {
     pub fn name(&self) -> &str {
         match self {
             EncodedColumn::Numeric { name, .. }
+            | EncodedColumn::Date { name, .. }
             | EncodedColumn::Boolean { name, .. }
             | EncodedColumn::Categorical { name, .. }
             | EncodedColumn::Ignore { name } => name,
@@ -239,6 +267,11 @@ impl EncodedColumn {
             | EncodedColumn::Boolean {
                 missing_indicator, ..
             } => 1 + usize::from(*missing_indicator),
+            EncodedColumn::Date {
+                format,
+                missing_indicator,
+                ..
+            } => values::date_width(format) + usize::from(*missing_indicator),
             EncodedColumn::Categorical {
                 categories,
                 missing,
@@ -309,6 +342,20 @@ pub fn check_type(schema: &ColumnSchema, kind: ColumnType) -> Result<(), ColumnE
             name,
             "holds values other than yes/no, true/false or 0/1, so it cannot be boolean; type it \"categorical\"",
         )),
+        (ColumnType::Date, _) if !matches!(schema.format, Some(ValueFormat::Date(_))) => {
+            Err(ColumnError::new(
+                name,
+                "was not read as dates, so it cannot be a date; type it \"date\" when uploading the file (columns) to have its cells read as dates",
+            ))
+        }
+        (ColumnType::Numeric | ColumnType::Boolean | ColumnType::Categorical, _)
+            if matches!(schema.format, Some(ValueFormat::Date(_))) =>
+        {
+            Err(ColumnError::new(
+                name,
+                "holds dates; type it \"date\" or \"ignore\"",
+            ))
+        }
         _ => Ok(()),
     }
 }
@@ -342,6 +389,10 @@ pub fn max_widths(
         let has_missing = usize::from(c.missing > 0);
         widths.push(match c.kind {
             ColumnType::Numeric | ColumnType::Boolean => 1 + has_missing,
+            ColumnType::Date => {
+                let time = matches!(&c.format, Some(ValueFormat::Date(f)) if f.time);
+                8 + 2 * usize::from(time) + has_missing
+            }
             ColumnType::Ignore => 0,
             ColumnType::Categorical => {
                 let kept = category_count(&c.name, c.distinct, opts)?;
@@ -442,6 +493,10 @@ impl Encoder {
                             name,
                             fill,
                             missing_indicator,
+                            format: match &col.schema.format {
+                                Some(ValueFormat::Number(f)) => Some(f.clone()),
+                                _ => None,
+                            },
                         }
                     } else {
                         EncodedColumn::Boolean {
@@ -452,6 +507,20 @@ impl Encoder {
                     }
                 }
                 ColumnType::Categorical => fit_categories(col, values, missing > 0, opts)?,
+                ColumnType::Date => {
+                    let Some(ValueFormat::Date(format)) = &col.schema.format else {
+                        unreachable!("check_type refuses a date column without a date format")
+                    };
+                    let mut present: Vec<f32> =
+                        values.iter().copied().filter(|v| !v.is_nan()).collect();
+                    let fill = impute(&mut present, Imputation::Median) as f64;
+                    EncodedColumn::Date {
+                        name,
+                        format: format.clone(),
+                        fill,
+                        missing_indicator: missing > 0,
+                    }
+                }
                 ColumnType::Ignore => unreachable!("handled above"),
             });
         }
@@ -470,6 +539,7 @@ impl Encoder {
                 c,
                 EncodedColumn::Numeric {
                     missing_indicator: false,
+                    format: None,
                     ..
                 }
             )
@@ -498,6 +568,17 @@ impl Encoder {
                     ..
                 } => {
                     names.push(name.clone());
+                    if *missing_indicator {
+                        names.push(format!("{name} (missing)"));
+                    }
+                }
+                EncodedColumn::Date {
+                    name,
+                    format,
+                    missing_indicator,
+                    ..
+                } => {
+                    names.extend(values::date_feature_names(name, format));
                     if *missing_indicator {
                         names.push(format!("{name} (missing)"));
                     }
@@ -536,6 +617,16 @@ impl Encoder {
                         c.push(false);
                     }
                 }
+                EncodedColumn::Date {
+                    format,
+                    missing_indicator,
+                    ..
+                } => {
+                    c.extend(values::date_continuous(format));
+                    if *missing_indicator {
+                        c.push(false);
+                    }
+                }
                 other => c.extend(std::iter::repeat_n(false, other.width())),
             }
         }
@@ -564,6 +655,12 @@ impl Encoder {
                     for (i, &v) in values.iter().enumerate() {
                         let n = numeric_of(col, kind, v)?;
                         write_numeric(enc, n, out.row_mut(i).as_slice_mut().unwrap_or(&mut []), at);
+                    }
+                }
+                EncodedColumn::Date { .. } => {
+                    for (i, &v) in values.iter().enumerate() {
+                        let d = (!v.is_nan()).then_some(v as f64);
+                        write_date(enc, d, out.row_mut(i).as_slice_mut().unwrap_or(&mut []), at);
                     }
                 }
                 EncodedColumn::Categorical { .. } => {
@@ -598,16 +695,30 @@ impl Encoder {
             let w = enc.width();
             match enc {
                 EncodedColumn::Ignore { .. } => {}
-                EncodedColumn::Numeric { name, .. } => {
+                EncodedColumn::Numeric { name, format, .. } => {
                     let n = match cell {
                         Cell::Missing => None,
                         Cell::Number(n) => Some(*n as f32),
-                        Cell::Text(s) => match s.trim().parse::<f64>() {
-                            Ok(n) => Some(n as f32),
-                            Err(_) => {
+                        // Text in a decimal-comma column reads in its locale only ("1.250" is
+                        // 1250 there); otherwise as a plain number first.
+                        Cell::Text(s) => match match format {
+                            Some(f) if f.decimal == ',' => values::parse_number(s, f),
+                            _ => s.trim().parse::<f64>().ok().or_else(|| {
+                                format.as_ref().and_then(|f| values::parse_number(s, f))
+                            }),
+                        } {
+                            Some(n) => Some(n as f32),
+                            None => {
+                                let how = match format {
+                                    Some(f) => format!(
+                                        "; this column is numeric, written as {}",
+                                        values::describe_number(f)
+                                    ),
+                                    None => "; this column is numeric".into(),
+                                };
                                 return Err(ColumnError::new(
                                     name,
-                                    format!("{s:?} is not a number; this column is numeric"),
+                                    format!("{s:?} is not a number{how}"),
                                 ));
                             }
                         },
@@ -619,6 +730,28 @@ impl Encoder {
                         ));
                     }
                     write_numeric(enc, n, out, at);
+                }
+                EncodedColumn::Date { name, format, .. } => {
+                    let d = match cell {
+                        Cell::Missing => None,
+                        Cell::Number(n) if n.is_finite() => Some(*n),
+                        Cell::Number(_) => {
+                            return Err(ColumnError::new(
+                                name,
+                                "the value must be a finite number",
+                            ));
+                        }
+                        Cell::Text(s) => Some(values::parse_date(s, format).ok_or_else(|| {
+                            ColumnError::new(
+                                name,
+                                format!(
+                                    "{s:?} is not a date; this column holds {}",
+                                    values::describe_date(format)
+                                ),
+                            )
+                        })?),
+                    };
+                    write_date(enc, d, out, at);
                 }
                 EncodedColumn::Boolean { name, .. } => {
                     let n = match cell {
@@ -673,6 +806,12 @@ impl Encoder {
                 ));
             }
             match c {
+                EncodedColumn::Date { fill, .. } if !fill.is_finite() => {
+                    errs.push(SpecError::new(
+                        format!("/encoder/columns/{i}/fill"),
+                        "must be a finite number",
+                    ));
+                }
                 EncodedColumn::Numeric { fill, .. } | EncodedColumn::Boolean { fill, .. }
                     if !fill.is_finite() =>
                 {
@@ -729,6 +868,27 @@ fn write_numeric(enc: &EncodedColumn, n: Option<f32>, out: &mut [f32], at: usize
     out[at] = n.unwrap_or(*fill);
     if *missing_indicator {
         out[at + 1] = if n.is_none() { 1.0 } else { 0.0 };
+    }
+}
+
+/// Writes a date column's inputs for one day number (`None`: missing) at `out[at..]`.
+fn write_date(enc: &EncodedColumn, d: Option<f64>, out: &mut [f32], at: usize) {
+    let EncodedColumn::Date {
+        format,
+        fill,
+        missing_indicator,
+        ..
+    } = enc
+    else {
+        return;
+    };
+    let w = values::date_width(format);
+    if out.len() < at + w + usize::from(*missing_indicator) {
+        return;
+    }
+    values::date_features(d.unwrap_or(*fill), format, &mut out[at..at + w]);
+    if *missing_indicator {
+        out[at + w] = if d.is_none() { 1.0 } else { 0.0 };
     }
 }
 
@@ -866,6 +1026,8 @@ mod tests {
                 distinct: vocab.len() as u64,
                 numeric_text: vocab.iter().all(|v| v.parse::<f64>().is_ok()),
                 boolean_like: vocab.iter().all(|v| boolean_value(v).is_some()),
+                format: None,
+                reason: String::new(),
             },
             vocab: vocab.iter().map(|s| s.to_string()).collect(),
         }
@@ -892,7 +1054,8 @@ mod tests {
             EncodedColumn::Numeric {
                 name: "a".into(),
                 fill: 3.0, // median of 1, 3, 10
-                missing_indicator: true
+                missing_indicator: true,
+                format: None,
             }
         );
         assert_eq!(enc.width(), 3);
@@ -932,7 +1095,8 @@ mod tests {
             EncodedColumn::Numeric {
                 name: "a".into(),
                 fill: 3.0,
-                missing_indicator: false
+                missing_indicator: false,
+                format: None,
             }
         );
         assert!(enc.is_identity());

@@ -167,6 +167,44 @@ pub enum TargetShape {
     },
 }
 
+/// What a model of a target learns: its classes, or its numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Task {
+    Classification,
+    Regression,
+}
+
+/// The most classes whole numbers are taken for (more is a regression target).
+const MAX_NUMBER_CLASSES: usize = 100;
+
+/// The task a target of `rows` rows is taken for when the request does not say. Text labels
+/// are classes. Whole numbers are classes when there are two of them, or when they are few
+/// for the rows: at most [`MAX_NUMBER_CLASSES`] distinct values, and at most 10 % as many as
+/// rows (5 % past 1,000 rows) — AutoGluon's rule for integer targets, where scikit-learn's
+/// `type_of_target` takes any whole numbers for classes (a price in whole dollars too).
+/// Digits (10 values over 1,797 rows) and wine (3 over 178) are classes; an age in years
+/// over 300 rows, or house prices, are numbers.
+pub fn task_of(target: &TargetShape, rows: usize) -> Task {
+    match target {
+        TargetShape::Labels { .. } => Task::Classification,
+        TargetShape::Values {
+            width: 1,
+            integer_classes: Some(c),
+            ..
+        } => {
+            let share = if rows > 1000 { 0.05 } else { 0.1 };
+            let few = c.len() <= MAX_NUMBER_CLASSES && c.len() as f64 <= share * rows as f64;
+            if c.len() <= 2 || few {
+                Task::Classification
+            } else {
+                Task::Regression
+            }
+        }
+        TargetShape::Values { .. } => Task::Regression,
+    }
+}
+
 /// A validated layer, ready to build.
 #[derive(Clone, Debug, PartialEq)]
 pub enum PlannedLayer {

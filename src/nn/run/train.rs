@@ -284,6 +284,8 @@ pub struct Session {
     y_val: Option<Array2<f32>>,
     /// The validation rows as raw table rows, for the evaluation at the end of a run.
     val_raw: Option<RawTable>,
+    /// The dataset's target columns, for the model (predict skips them in a record).
+    pub target_names: Vec<String>,
 }
 
 /// Rows of a raw table with their columns and targets: what a model is evaluated on.
@@ -501,6 +503,7 @@ impl Session {
             target_scaler,
             encoder: keep_encoder.then_some(encoder),
             val_raw,
+            target_names: vec![],
         })
     }
 
@@ -561,6 +564,7 @@ impl Session {
             feature_names: self.encoder.as_ref().map(Encoder::feature_names),
             loss: Some(self.spec.loss),
             encoder: self.encoder.clone(),
+            target_names: (!self.target_names.is_empty()).then(|| self.target_names.clone()),
         }
     }
 

@@ -313,7 +313,14 @@ impl Service {
         let auto = automatic
             .then(|| {
                 let rows = dataset.rows.max(0) as usize;
-                automatic_spec(&summary.target, rows, req.seed, req.task)
+                // The request's task, else the one the upload said.
+                let task = req.task.or_else(|| {
+                    dataset
+                        .meta
+                        .get("task")
+                        .and_then(|t| serde_json::from_value::<Task>(t.clone()).ok())
+                });
+                automatic_spec(&summary.target, rows, req.seed, task)
             })
             .transpose()?;
         let (base, space) = match (req.base, req.space, &auto) {

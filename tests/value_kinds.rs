@@ -1,0 +1,313 @@
+//! Values as exports write them: currency with thousands separators, accounting negatives,
+//! percentages, dates and timestamps in several formats, identifiers, free text, an empty
+//! column. Each column's type comes with its format and a reason; the dataset carries
+//! warnings; a model trained on the file reads raw cells at predict as the upload read them;
+//! a column typed by the user that does not read names its first bad cell.
+
+mod common;
+
+use common::{Server, split};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+async fn upload(srv: &Server, query: &str, body: String) -> (u16, Value) {
+    split(
+        srv.post_raw(
+            &format!("/v1/datasets?{query}"),
+            "text/csv",
+            body.into_bytes(),
+        )
+        .await,
+    )
+    .await
+}
+
+/// A customer export as a US spreadsheet writes it: 300 rows.
+fn customers() -> String {
+    let mut s = String::from(
+        "customer_id,signup_date,last_seen,revenue,discount,balance,plan,active,notes,churn\n",
+    );
+    let mut seed = 11u64;
+    let mut next = move |n: u64| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) % n
+    };
+    for i in 0..300u64 {
+        let revenue = 100 + next(4000) * 3;
+        let cents = next(100);
+        let discount = next(40);
+        let balance = next(3000) as i64 - 1500;
+        let plan = ["Basic", "Pro", "Enterprise"][next(3) as usize];
+        let (m, d, y) = (1 + next(12), 1 + next(28), 2019 + next(5));
+        let churn = u64::from(revenue < 2000 && discount < 20 || plan == "Basic" && m > 9);
+        let balance = if balance < 0 {
+            format!("\"({},{:03}.00)\"", -balance / 1000, -balance % 1000)
+        } else {
+            format!("\"{},{:03}.00\"", balance / 1000, balance % 1000)
+        };
+        s.push_str(&format!(
+            "C{i:05},{m:02}/{d:02}/{y},2024-{:02}-{:02}T{:02}:{:02}:00Z,\"${},{:03}.{cents:02}\",{discount}%,{balance},{plan},{},,{churn}\n",
+            1 + next(12),
+            1 + next(28),
+            next(24),
+            next(60),
+            revenue / 1000,
+            revenue % 1000,
+            if next(2) == 0 { "Yes" } else { "No" },
+        ));
+    }
+    s
+}
+
+fn column<'a>(ds: &'a Value, name: &str) -> &'a Value {
+    ds["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no column {name} in {ds}"))
+}
+
+#[tokio::test]
+async fn an_export_reads_with_kinds_reasons_and_warnings_and_predicts_raw_cells() {
+    let srv = Server::start(&[]).await;
+    let (st, ds) = upload(&srv, "target=churn&name=customers", customers()).await;
+    assert_eq!(st, 201, "{ds}");
+    let kind = |n: &str| column(&ds, n)["type"].as_str().unwrap().to_owned();
+    let reason = |n: &str| column(&ds, n)["reason"].as_str().unwrap().to_owned();
+    assert_eq!(kind("customer_id"), "ignore");
+    assert!(reason("customer_id").contains("identifier"), "{ds}");
+    assert_eq!(kind("revenue"), "numeric");
+    assert!(
+        reason("revenue").contains("currency, `$` and `,` removed"),
+        "{}",
+        reason("revenue")
+    );
+    assert_eq!(column(&ds, "revenue")["format"]["number"]["thousands"], ",");
+    assert_eq!(kind("discount"), "numeric");
+    assert_eq!(column(&ds, "discount")["format"]["number"]["percent"], true);
+    assert_eq!(kind("balance"), "numeric");
+    assert!(reason("balance").contains("accounting negatives"), "{ds}");
+    assert_eq!(kind("signup_date"), "date");
+    assert!(reason("signup_date").contains("month/day/year"), "{ds}");
+    assert_eq!(column(&ds, "signup_date")["format"]["date"]["order"], "mdy");
+    assert_eq!(kind("last_seen"), "date");
+    assert_eq!(column(&ds, "last_seen")["format"]["date"]["time"], true);
+    assert_eq!(kind("plan"), "categorical");
+    assert_eq!(kind("active"), "boolean");
+    // An empty column is ignored with a warning, not refused.
+    assert_eq!(kind("notes"), "ignore");
+    assert!(reason("notes").contains("empty"), "{ds}");
+    let warnings = ds["warnings"].as_array().unwrap();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w["code"] == "empty_column" && w["column"] == "notes"),
+        "{ds}"
+    );
+    // The profile says the same, with the dates' range.
+    let id = ds["id"].as_str().unwrap();
+    let (_, full) = srv.get(&format!("/v1/datasets/{id}")).await;
+    let p = full["profile"]["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "signup_date")
+        .unwrap()
+        .clone();
+    assert_eq!(p["reason"], column(&ds, "signup_date")["reason"]);
+    assert!(p["dates"][0].as_str().unwrap().starts_with("2019-"), "{p}");
+    // Rows show the numbers read, and dates as ISO 8601.
+    let (_, rows) = srv.get(&format!("/v1/datasets/{id}/rows?limit=1")).await;
+    let first = &rows["rows"][0]["features"];
+    assert!(first[1].as_str().unwrap().len() == 10, "{rows}");
+    assert!(
+        first[3].is_number() && first[4].as_f64().unwrap() < 1.0,
+        "{rows}"
+    );
+
+    // Train, then predict by record with the cells as the file writes them.
+    let (st, job) = srv
+        .post(
+            "/v1/jobs",
+            &json!({
+                "dataset_id": id,
+                "layers": [{"units": 16, "activation": "relu"}, {}],
+                "loss": "binary_crossentropy",
+                "optimizer": {"type": "adam", "learning_rate": 0.01},
+                "epochs": 40, "batch_size": 32, "seed": 1, "validation_split": 0.2
+            }),
+        )
+        .await;
+    assert_eq!(st, 202, "{job}");
+    let done = srv
+        .wait_job(job["id"].as_str().unwrap(), Duration::from_secs(120))
+        .await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let model_id = done["model_id"].as_str().unwrap();
+    let (_, m) = srv.get(&format!("/v1/models/{model_id}")).await;
+    let names: Vec<&str> = m["feature_names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    for n in [
+        "revenue",
+        "discount",
+        "signup_date (days)",
+        "signup_date (month sin)",
+        "last_seen (hour cos)",
+    ] {
+        assert!(names.contains(&n), "{n} not in {names:?}");
+    }
+    let record = json!({"customer_id": "C99999", "signup_date": "03/05/2024",
+        "last_seen": "2024-06-01T10:00:00Z", "revenue": "$1,250.00", "discount": "15%",
+        "balance": "(1,200.00)", "plan": "Pro", "active": "Yes", "notes": null});
+    let (st, a) = srv
+        .post(
+            &format!("/v1/models/{model_id}/predict"),
+            &json!({"inputs": [record]}),
+        )
+        .await;
+    assert_eq!(st, 200, "{a}");
+    // The same row as numbers (days since 1970 for dates) answers the same.
+    let numbers = json!({"customer_id": "C99999", "signup_date": 19787.0,
+        "last_seen": 19875.0 + 10.0 / 24.0, "revenue": 1250.0, "discount": 0.15,
+        "balance": -1200.0, "plan": "Pro", "active": "Yes", "notes": null});
+    let (st, b) = srv
+        .post(
+            &format!("/v1/models/{model_id}/predict"),
+            &json!({"inputs": [numbers]}),
+        )
+        .await;
+    assert_eq!(st, 200, "{b}");
+    let (x, y) = (
+        a["outputs"][0][0].as_f64().unwrap(),
+        b["outputs"][0][0].as_f64().unwrap(),
+    );
+    assert!((x - y).abs() < 1e-5, "{a} {b}");
+    // A cell that does not read is refused, naming the column and its format.
+    let mut bad = record.clone();
+    bad["revenue"] = json!("lots");
+    let (st, e) = srv
+        .post(
+            &format!("/v1/models/{model_id}/predict"),
+            &json!({"inputs": [bad]}),
+        )
+        .await;
+    assert_eq!(st, 422, "{e}");
+    let detail = e["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("revenue") && detail.contains("currency"),
+        "{e}"
+    );
+    let mut bad = record.clone();
+    bad["signup_date"] = json!("someday");
+    let (st, e) = srv
+        .post(
+            &format!("/v1/models/{model_id}/predict"),
+            &json!({"inputs": [bad]}),
+        )
+        .await;
+    assert_eq!(st, 422, "{e}");
+    assert!(e["detail"].as_str().unwrap().contains("signup_date"), "{e}");
+}
+
+#[tokio::test]
+async fn the_user_types_columns_and_a_type_that_does_not_read_names_its_cell() {
+    let srv = Server::start(&[]).await;
+    let csv = "when,amount,y\n05/03/2024,\"1,200\",a\n06/03/2024,\"3,400\",b\n07/03/2024,12,a\n08/03/2024,7,b\n";
+    // Read alone, the order is ambiguous (month first); the user says day first.
+    let (st, ds) = upload(&srv, "target=y", csv.into()).await;
+    assert_eq!(st, 201, "{ds}");
+    assert_eq!(column(&ds, "when")["format"]["date"]["order"], "mdy");
+    assert_eq!(column(&ds, "when")["format"]["date"]["ambiguous"], true);
+    let q = urlencode(r#"{"when":{"type":"date","order":"dmy"},"amount":"numeric"}"#);
+    let (st, ds) = upload(&srv, &format!("target=y&columns={q}"), csv.into()).await;
+    assert_eq!(st, 201, "{ds}");
+    assert_eq!(column(&ds, "when")["format"]["date"]["order"], "dmy");
+    let id = ds["id"].as_str().unwrap();
+    let (_, rows) = srv.get(&format!("/v1/datasets/{id}/rows")).await;
+    assert_eq!(rows["rows"][0]["features"][0], "2024-03-05", "{rows}");
+    assert_eq!(rows["rows"][0]["features"][1], 1200.0, "{rows}");
+
+    // A column typed numeric whose third row is not a number: that cell is named.
+    let csv = "amount,y\n\"$1,200\",a\n$5,b\nabout ten,a\n$7,b\n";
+    let (st, e) = upload(&srv, "target=y&columns=amount:numeric", csv.into()).await;
+    assert_eq!(st, 422, "{e}");
+    assert!(e["detail"].as_str().unwrap().contains("about ten"), "{e}");
+    assert_eq!(e["pointer"], "/columns/amount", "{e}");
+    // A date override on a column that is not dates.
+    let csv = "when,y\n2024-01-05,a\nsoon,b\n";
+    let q = urlencode(r#"{"when":"date"}"#);
+    let (st, e) = upload(&srv, &format!("target=y&columns={q}"), csv.into()).await;
+    assert_eq!(st, 422, "{e}");
+    assert!(e["detail"].as_str().unwrap().contains("\"soon\""), "{e}");
+    // An order for a column not typed date, and an unknown order.
+    for (q, at) in [
+        (
+            r#"{"when":{"type":"numeric","order":"dmy"}}"#,
+            "/columns/when/order",
+        ),
+        (
+            r#"{"when":{"type":"date","order":"ydm"}}"#,
+            "/columns/when/order",
+        ),
+    ] {
+        let (st, e) = upload(
+            &srv,
+            &format!("target=y&columns={}", urlencode(q)),
+            "when,y\n1,a\n2,b\n".into(),
+        )
+        .await;
+        assert_eq!(st, 422, "{e}");
+        assert_eq!(e["pointer"], at, "{e}");
+    }
+}
+
+#[tokio::test]
+async fn european_money_in_a_semicolon_file() {
+    let srv = Server::start(&[]).await;
+    let mut csv = String::from("Stadt;Preis;Datum;Klasse\n");
+    for i in 0..40 {
+        csv.push_str(&format!(
+            "Berlin;{}.{:03},{:02} €;{:02}.{:02}.2023;{}\n",
+            1 + i % 9,
+            (i * 37) % 1000,
+            i % 100,
+            1 + i % 28,
+            1 + i % 12,
+            i % 2
+        ));
+    }
+    let (st, ds) = upload(&srv, "target=Klasse", csv).await;
+    assert_eq!(st, 201, "{ds}");
+    assert_eq!(ds["dialect"]["delimiter"], ";", "{ds}");
+    assert_eq!(column(&ds, "Preis")["type"], "numeric", "{ds}");
+    assert_eq!(column(&ds, "Preis")["format"]["number"]["decimal"], ",");
+    assert_eq!(column(&ds, "Datum")["format"]["date"]["order"], "dmy");
+    let id = ds["id"].as_str().unwrap();
+    let (_, rows) = srv.get(&format!("/v1/datasets/{id}/rows?limit=2")).await;
+    assert_eq!(rows["rows"][1]["features"][1], 2037.01, "{rows}");
+    // One city in every row: a constant column, said.
+    assert!(
+        ds["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w["code"] == "constant_column" && w["column"] == "Stadt"),
+        "{ds}"
+    );
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
