@@ -158,7 +158,7 @@ def weather():
     from vega_datasets import data
     w = data.seattle_weather()
     d = pd.to_datetime(w["date"])
-    clean = pd.DataFrame({"year": d.dt.year, "month": d.dt.month, "day_of_year": d.dt.dayofyear,
+    clean = pd.DataFrame({"year": d.dt.year, "month": d.dt.month, "day_of_year": d.dt.day_of_year,
                           "precipitation": w["precipitation"], "temp_max": w["temp_max"],
                           "temp_min": w["temp_min"], "wind": w["wind"], "weather": w["weather"]})
     clean.attrs["dates"] = d.dt.strftime("%m/%d/%Y").tolist()

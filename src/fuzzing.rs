@@ -60,6 +60,13 @@ pub fn csv_dataset(input: &[u8]) {
             })
             .unwrap_or_default();
     let opts = data::ReadOptions::new(na.as_deref(), columns);
+    // The same bytes as JSON Lines (rewritten as CSV, then read as one): any error is clean.
+    if body.first() == Some(&b'{') {
+        match data::jsonl_columns(body, target.as_deref(), &SMALL, opts.clone()) {
+            Ok(c) => assert!(c.rows() >= 1),
+            Err(e) => check_data_error(&e),
+        }
+    }
     let small = data::from_csv_with(body, target.as_deref(), &SMALL, &opts);
     let default = data::from_csv_with(body, target.as_deref(), &DataLimits::default(), &opts);
     match &small {
@@ -380,7 +387,9 @@ fn predict_models() -> &'static [Model; 2] {
             }))
             .expect("a model document")
         };
-        let mut tabular = Model::from_document(&doc(7)).expect("a model");
+        // 7 inputs for a, c, b; 1 for the money column m; 11 for the date column d.
+        let mut tabular = Model::from_document(&doc(19)).expect("a model");
+        tabular.target_names = Some(vec!["y".into()]);
         tabular.encoder = Some(Encoder {
             columns: vec![
                 EncodedColumn::Numeric {
@@ -401,6 +410,29 @@ fn predict_models() -> &'static [Model; 2] {
                     missing_indicator: false,
                 },
                 EncodedColumn::Ignore { name: "id".into() },
+                EncodedColumn::Numeric {
+                    name: "m".into(),
+                    fill: 0.0,
+                    missing_indicator: false,
+                    format: Some(crate::nn::portable::values::NumberFormat {
+                        decimal: '.',
+                        thousands: Some(','),
+                        currency: vec!["$".into()],
+                        percent: false,
+                        parentheses: true,
+                    }),
+                },
+                EncodedColumn::Date {
+                    name: "d".into(),
+                    format: crate::nn::portable::values::DateFormat {
+                        order: crate::nn::portable::values::DateOrder::Dmy,
+                        ambiguous: false,
+                        time: true,
+                        zone: true,
+                    },
+                    fill: 19_000.0,
+                    missing_indicator: true,
+                },
             ],
         });
         let mut plain = Model::from_document(&doc(2)).expect("a model");

@@ -311,3 +311,50 @@ fn urlencode(s: &str) -> String {
         })
         .collect()
 }
+
+#[tokio::test]
+async fn json_lines_upload_as_a_csv_reads() {
+    let srv = Server::start(&[]).await;
+    let mut body = String::new();
+    for i in 0..30 {
+        body.push_str(&format!(
+            "{{\"id\": \"r{i}\", \"price\": \"${},{:03}.00\", \"when\": \"2024-{:02}-{:02}\", \"ok\": {}, \"y\": \"{}\"}}\n",
+            1 + i % 5,
+            i * 7,
+            1 + i % 12,
+            1 + i % 28,
+            i % 2 == 0,
+            ["a", "b"][i % 2]
+        ));
+    }
+    body.push_str("{\"price\": null, \"y\": \"a\", \"extra\": 3}\n");
+    let (st, ds) = split(
+        srv.post_raw(
+            "/v1/datasets?target=y&name=lines",
+            "application/x-ndjson",
+            body.into_bytes(),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(st, 201, "{ds}");
+    assert_eq!(ds["rows"], 31);
+    assert_eq!(column(&ds, "price")["type"], "numeric", "{ds}");
+    assert_eq!(column(&ds, "when")["type"], "date", "{ds}");
+    assert_eq!(column(&ds, "ok")["type"], "boolean", "{ds}");
+    assert_eq!(column(&ds, "id")["type"], "ignore", "{ds}");
+    assert_eq!(column(&ds, "extra")["missing"], 30, "{ds}");
+    assert!(ds.get("dialect").is_none(), "{ds}");
+    // A line that is no object is named.
+    let (st, e) = split(
+        srv.post_raw(
+            "/v1/datasets?target=y",
+            "application/x-ndjson",
+            b"{\"a\": 1, \"y\": 2}\n[3]\n".to_vec(),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(st, 400, "{e}");
+    assert!(e["detail"].as_str().unwrap().contains("line 2"), "{e}");
+}

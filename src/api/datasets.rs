@@ -12,7 +12,9 @@ use super::auth::{Principal, Role};
 use super::extract::{Body, Idempotency, PageQuery, parse_id, parse_query};
 use super::{ApiError, AppState, view};
 use crate::data::{self, Columns, ReadOptions};
-use crate::service::datasets::{RowSink, Upload, UploadBody, csv_options, dialect_options, is_csv};
+use crate::service::datasets::{
+    RowSink, Upload, UploadBody, csv_options, dialect_options, is_csv, is_jsonl,
+};
 
 pub fn router() -> axum::Router<AppState> {
     Router::new()
@@ -131,6 +133,19 @@ async fn create(
         let (hash, parsed) = stream_csv(&s, req, query.target.clone(), opts, dialect, sink).await?;
         let idem = Idempotency::with_body_hash(&headers, "POST /v1/datasets", q.as_deref(), hash)?;
         (idem, UploadBody::Csv(Box::new(parsed), stream))
+    } else if is_jsonl(&media_type) {
+        // JSON Lines: read whole (its keys' union is the header), then as a CSV is read.
+        use axum::extract::FromRequest;
+        let opts = csv_options(query.columns.as_deref(), query.na_values.as_deref())?;
+        let Body(body) = Body::from_request(req, &s).await?;
+        let idem = Idempotency::new(&headers, "POST /v1/datasets", q.as_deref(), &body)?;
+        let (target, limits) = (query.target.clone(), s.service.limits.data);
+        let parsed = tokio::task::spawn_blocking(move || {
+            data::jsonl_columns(&body, target.as_deref(), &limits, opts)
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("reading JSON Lines: {e}")))?;
+        (idem, UploadBody::Csv(Box::new(parsed), None))
     } else {
         use axum::extract::FromRequest;
         let Body(body) = Body::from_request(req, &s).await?;

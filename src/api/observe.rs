@@ -178,6 +178,9 @@ pub fn check_media_type(method: &Method, path: &str, headers: &HeaderMap) -> Res
             "application/json" | "text/csv" | "application/csv" | "text/plain" => Ok(()),
             // Uploads read any delimiter (`data::csv::dialect`); predict rows are comma-separated.
             "text/tab-separated-values" if CSV_ROUTES.contains(&path) => Ok(()),
+            _ if CSV_ROUTES.contains(&path) && crate::service::datasets::is_jsonl(&essence) => {
+                Ok(())
+            }
             // `curl -d '{"inputs": …}'`: a predict body of JSON loses nothing to the form
             // type (its rows are in brackets, not lines), so it is read as JSON as everywhere.
             _ if form && is_predict(path) => Ok(()),
@@ -190,7 +193,7 @@ pub fn check_media_type(method: &Method, path: &str, headers: &HeaderMap) -> Res
             other => Err(ApiError::UnsupportedMediaType(format!(
                 "this route takes application/json or text/csv{}, not \"{other}\"",
                 if CSV_ROUTES.contains(&path) {
-                    " (or text/tab-separated-values)"
+                    " (or text/tab-separated-values, or application/x-ndjson for JSON Lines)"
                 } else {
                     ""
                 }

@@ -11,6 +11,7 @@
 mod columns;
 mod csv;
 pub mod json;
+mod jsonl;
 mod kinds;
 pub mod profile;
 mod storage;
@@ -28,6 +29,7 @@ pub use self::csv::{
     from_csv_with,
 };
 pub use self::json::{JsonDataset, from_json, from_json_with, json_columns};
+pub use self::jsonl::jsonl_columns;
 pub use self::storage::ColumnParts;
 pub use self::table::{DISTINCT_CAP, ReadOptions};
 

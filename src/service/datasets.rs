@@ -194,6 +194,18 @@ async fn write_streamed(
     Ok(writing.await??)
 }
 
+/// Whether a media type's essence is JSON Lines (one object per line).
+pub fn is_jsonl(media_type: &str) -> bool {
+    matches!(
+        media_type,
+        "application/x-ndjson"
+            | "application/ndjson"
+            | "application/jsonl"
+            | "application/x-jsonlines"
+            | "application/jsonlines"
+    )
+}
+
 /// Whether a media type's essence is read as CSV.
 pub fn is_csv(media_type: &str) -> bool {
     matches!(

@@ -734,11 +734,12 @@ impl Encoder {
                 EncodedColumn::Date { name, format, .. } => {
                     let d = match cell {
                         Cell::Missing => None,
-                        Cell::Number(n) if n.is_finite() => Some(*n),
+                        // Days since 1970-01-01, within the years 1 to 9999.
+                        Cell::Number(n) if (-719_162.0..=2_932_896.0).contains(n) => Some(*n),
                         Cell::Number(_) => {
                             return Err(ColumnError::new(
                                 name,
-                                "the value must be a finite number",
+                                "a date as a number is days since 1970-01-01, within the years 1 to 9999",
                             ));
                         }
                         Cell::Text(s) => Some(values::parse_date(s, format).ok_or_else(|| {
