@@ -429,6 +429,7 @@ fn predict_models() -> &'static [Model; 2] {
                         ambiguous: false,
                         time: true,
                         zone: true,
+                        weekday: true,
                     },
                     fill: 19_000.0,
                     missing_indicator: true,

@@ -214,6 +214,37 @@ async fn onnxruntime_runs_every_activation_and_a_tabular_model_as_predict_does()
         {"size": 0.5, "color": null, "shiny": 2}
     ]);
     cases.push(json!({"model_id": id, "rows": records, "label": "tabular"}));
+    // Money and a timestamp: the date's civil calendar, cycles and missing indicator.
+    let w: Vec<Vec<f64>> = (0..12)
+        .map(|i| {
+            vec![
+                ((i * 7) % 5) as f64 * 0.3 - 0.6,
+                ((i * 3) % 4) as f64 * 0.25 - 0.4,
+            ]
+        })
+        .collect();
+    let dated = json!({
+        "input_dim": 12,
+        "encoder": {"columns": [
+            {"type": "numeric", "name": "price", "fill": 10.0,
+             "format": {"decimal": ".", "thousands": ",", "currency": ["$"]}},
+            {"type": "date", "name": "when", "fill": 19000.25, "missing_indicator": true,
+             "format": {"order": "ymd", "time": true, "zone": true, "weekday": true}}
+        ]},
+        "standardization": {"mean": [50.0, 19500.0, 2023.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.1],
+                            "std": [30.0, 400.0, 1.5, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.3]},
+        "layers": [{"units": 2, "activation": "softmax", "weights": w}],
+        "classes": ["early", "late"],
+        "class_encoding": "categorical"
+    });
+    let id = srv.ok("POST", "/v1/models", ADMIN, Some(&dated)).await["id"].clone();
+    let records = json!([
+        {"price": 12.5, "when": 19787.25},
+        {"price": null, "when": null},
+        {"price": 99.0, "when": -365.75},
+        {"price": 1200.5, "when": 20454.999}
+    ]);
+    cases.push(json!({"model_id": id, "rows": records, "label": "dated"}));
     let out = run_script(
         &python,
         "onnx_check.py",
@@ -222,8 +253,9 @@ async fn onnxruntime_runs_every_activation_and_a_tabular_model_as_predict_does()
     println!("{out}");
     assert_eq!(
         out.matches("\nok ").count() + usize::from(out.starts_with("ok ")),
-        28,
+        29,
         "{out}"
     );
     assert!(out.contains("ok tabular"), "{out}");
+    assert!(out.contains("ok dated"), "{out}");
 }

@@ -160,9 +160,12 @@ async fn an_export_reads_with_kinds_reasons_and_warnings_and_predicts_raw_cells(
         "signup_date (days)",
         "signup_date (month sin)",
         "last_seen (hour cos)",
+        "last_seen (weekday sin)",
     ] {
         assert!(names.contains(&n), "{n} not in {names:?}");
     }
+    // A plain date's day of the week is no input unless the user asks for it.
+    assert!(!names.contains(&"signup_date (weekday sin)"), "{names:?}");
     let record = json!({"customer_id": "C99999", "signup_date": "03/05/2024",
         "last_seen": "2024-06-01T10:00:00Z", "revenue": "$1,250.00", "discount": "15%",
         "balance": "(1,200.00)", "plan": "Pro", "active": "Yes", "notes": null});
@@ -225,10 +228,12 @@ async fn the_user_types_columns_and_a_type_that_does_not_read_names_its_cell() {
     assert_eq!(st, 201, "{ds}");
     assert_eq!(column(&ds, "when")["format"]["date"]["order"], "mdy");
     assert_eq!(column(&ds, "when")["format"]["date"]["ambiguous"], true);
-    let q = urlencode(r#"{"when":{"type":"date","order":"dmy"},"amount":"numeric"}"#);
+    let q =
+        urlencode(r#"{"when":{"type":"date","order":"dmy","weekday":true},"amount":"numeric"}"#);
     let (st, ds) = upload(&srv, &format!("target=y&columns={q}"), csv.into()).await;
     assert_eq!(st, 201, "{ds}");
     assert_eq!(column(&ds, "when")["format"]["date"]["order"], "dmy");
+    assert_eq!(column(&ds, "when")["format"]["date"]["weekday"], true);
     let id = ds["id"].as_str().unwrap();
     let (_, rows) = srv.get(&format!("/v1/datasets/{id}/rows")).await;
     assert_eq!(rows["rows"][0]["features"][0], "2024-03-05", "{rows}");

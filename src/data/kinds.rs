@@ -56,6 +56,12 @@ pub(super) fn decide(
         } else {
             None
         };
+        let date = date.map(|mut f| {
+            if let Some(&w) = opts.date_weekdays.get(name) {
+                f.weekday = w;
+            }
+            f
+        });
         let number = if date.is_none() && wants(ColumnType::Numeric) {
             values::infer_number(vocab.iter(), hint)
         } else {

@@ -25,6 +25,8 @@ pub struct ReadOptions {
     pub columns: BTreeMap<String, ColumnType>,
     /// Column name → the day/month order of its dates, when the user says it.
     pub date_orders: BTreeMap<String, DateOrder>,
+    /// Column name → whether its day of the week is an input, when the user says it.
+    pub date_weekdays: BTreeMap<String, bool>,
     /// The file's decimal mark when its dialect says one (a hint for formatted numbers).
     pub decimal: Option<char>,
 }
@@ -50,6 +52,7 @@ impl ReadOptions {
             na_numeric,
             columns,
             date_orders: BTreeMap::new(),
+            date_weekdays: BTreeMap::new(),
             decimal: None,
         }
     }

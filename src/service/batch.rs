@@ -271,7 +271,13 @@ fn chunk_csv(m: &Model, ds: &Dataset, slots: &[usize], start: usize, end: usize)
         let mut record: Vec<String> = (0..ds.columns.len())
             .map(|j| match ds.columns[j].cell(ds.x[[i, j]]) {
                 Cell::Missing => String::new(),
-                Cell::Number(n) => (n as f32).to_string(),
+                // A date as ISO 8601, as the dataset's rows show it (and predict reads it).
+                Cell::Number(n) => match &ds.columns[j].schema.format {
+                    Some(crate::nn::portable::values::ValueFormat::Date(f)) => {
+                        crate::nn::portable::values::format_days(n, f)
+                    }
+                    _ => (n as f32).to_string(),
+                },
                 Cell::Text(t) => t.to_owned(),
             })
             .collect();

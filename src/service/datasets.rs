@@ -286,13 +286,14 @@ pub fn dialect_options(
 /// The CSV reading options of `?columns=` (`name:type,…` or a JSON object) and `?na_values=`
 /// (the cells read as missing, comma-separated; replaces the default list).
 pub fn csv_options(columns: Option<&str>, na_values: Option<&str>) -> Result<ReadOptions> {
-    let (types, orders) = match columns {
+    let (types, orders, weekdays) = match columns {
         Some(c) => parse_column_types(c)?,
         None => Default::default(),
     };
     let na: Option<Vec<String>> = na_values.map(|v| v.split(',').map(str::to_owned).collect());
     let mut opts = ReadOptions::new(na.as_deref(), types);
     opts.date_orders = orders;
+    opts.date_weekdays = weekdays;
     Ok(opts)
 }
 
@@ -312,9 +313,17 @@ struct ColumnOptions {
     /// A date column's day/month order: `ymd`, `mdy` or `dmy`.
     #[serde(default)]
     order: Option<String>,
+    /// Whether a date column's day of the week is an input (default: for timestamps).
+    #[serde(default)]
+    weekday: Option<bool>,
 }
 
-type ColumnTypes = (BTreeMap<String, ColumnType>, BTreeMap<String, DateOrder>);
+/// Column types, date orders, and date columns' weekday inputs.
+type ColumnTypes = (
+    BTreeMap<String, ColumnType>,
+    BTreeMap<String, DateOrder>,
+    BTreeMap<String, bool>,
+);
 
 /// Reads `?columns=name:type,name:type` (or a JSON object of types, or of
 /// `{"type": "date", "order": "dmy"}`) into column types and date orders.
@@ -323,6 +332,7 @@ fn parse_column_types(q: &str) -> Result<ColumnTypes> {
     let q = q.trim();
     let mut types = BTreeMap::new();
     let mut orders = BTreeMap::new();
+    let mut weekdays = BTreeMap::new();
     if q.starts_with('{') {
         let raw: BTreeMap<String, ColumnSetting> = serde_json::from_str(q).map_err(|e| {
             bad(format!(
@@ -330,11 +340,23 @@ fn parse_column_types(q: &str) -> Result<ColumnTypes> {
             ))
         })?;
         for (n, setting) in raw {
-            let (kind, order) = match setting {
-                ColumnSetting::Type(t) => (t, None),
-                ColumnSetting::Options(o) => (o.kind, o.order),
+            let (kind, order, weekday) = match setting {
+                ColumnSetting::Type(t) => (t, None, None),
+                ColumnSetting::Options(o) => (o.kind, o.order, o.weekday),
             };
             let kind = column_type(&n, &kind)?;
+            if let Some(w) = weekday {
+                if kind != ColumnType::Date {
+                    return Err(Error::invalid(
+                        format!(
+                            "/columns/{}/weekday",
+                            crate::nn::portable::tabular::pointer_token(&n)
+                        ),
+                        "weekday is for a column typed \"date\"",
+                    ));
+                }
+                weekdays.insert(n.clone(), w);
+            }
             if let Some(o) = order {
                 let at = format!(
                     "/columns/{}/order",
@@ -356,7 +378,7 @@ fn parse_column_types(q: &str) -> Result<ColumnTypes> {
             }
             types.insert(n, kind);
         }
-        return Ok((types, orders));
+        return Ok((types, orders, weekdays));
     }
     for pair in q.split(',').filter(|p| !p.trim().is_empty()) {
         let Some((name, kind)) = pair.rsplit_once(':') else {
@@ -369,7 +391,7 @@ fn parse_column_types(q: &str) -> Result<ColumnTypes> {
             column_type(name.trim(), kind.trim())?,
         );
     }
-    Ok((types, orders))
+    Ok((types, orders, weekdays))
 }
 
 fn column_type(name: &str, kind: &str) -> Result<ColumnType> {

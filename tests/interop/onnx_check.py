@@ -45,9 +45,11 @@ def main():
                 # A tabular model's categorical column: text, "" for missing.
                 feeds[i.name] = np.array([[r.get(i.name) or ""] for r in rows], dtype=np.object_)
             else:
-                # A numeric or yes/no column: NaN for missing.
+                # A numeric or yes/no column: NaN for missing; a date column: days since
+                # 1970 as doubles.
                 vals = [r.get(i.name) for r in rows]
-                feeds[i.name] = np.array([[np.nan if v is None else v] for v in vals], dtype=np.float32)
+                dtype = np.float64 if i.type == "tensor(double)" else np.float32
+                feeds[i.name] = np.array([[np.nan if v is None else v] for v in vals], dtype=dtype)
         names = [o.name for o in sess.get_outputs()]
         got = dict(zip(names, sess.run(None, feeds)))
         main_out = "probabilities" if "probabilities" in got else "values"

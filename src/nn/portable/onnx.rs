@@ -300,18 +300,24 @@ fn encode_date(
     let month0 = g.node("Sub", &[&month0, &late12], &[], None);
     let float = |g: &mut Graph, x: &str| g.node("Cast", &[x], &[Attr::Int("to", FLOAT)], None);
     let mut blocks = vec![float(g, &d), float(g, &year)];
+    // The remainder in f64, the angle then as a float (runtimes take the sine of floats).
     let mut cycle = |g: &mut Graph, x: &str, period: f64| {
-        let a = g.with("Mul", x, TAU);
+        let q = g.floor_div(x, period);
+        let q = g.with("Mul", &q, period);
+        let r = g.node("Sub", &[x, &q], &[], None);
+        let a = g.with("Mul", &r, TAU);
         let a = g.with("Div", &a, period);
+        let a = float(g, &a);
         for op in ["Sin", "Cos"] {
-            let v = g.node(op, &[&a], &[], None);
-            blocks.push(float(g, &v));
+            blocks.push(g.node(op, &[&a], &[], None));
         }
     };
     cycle(g, &month0, 12.0);
-    let shifted = g.with("Add", &whole, 3.0);
-    cycle(g, &shifted, 7.0);
     cycle(g, &whole, super::values::YEAR_DAYS);
+    if format.weekday {
+        let shifted = g.with("Add", &whole, 3.0);
+        cycle(g, &shifted, 7.0);
+    }
     if format.time {
         let frac = g.node("Sub", &[&d, &whole], &[], None);
         cycle(g, &frac, 1.0);

@@ -390,8 +390,11 @@ pub fn max_widths(
         widths.push(match c.kind {
             ColumnType::Numeric | ColumnType::Boolean => 1 + has_missing,
             ColumnType::Date => {
-                let time = matches!(&c.format, Some(ValueFormat::Date(f)) if f.time);
-                8 + 2 * usize::from(time) + has_missing
+                let w = match &c.format {
+                    Some(ValueFormat::Date(f)) => values::date_width(f),
+                    _ => 10,
+                };
+                w + has_missing
             }
             ColumnType::Ignore => 0,
             ColumnType::Categorical => {
