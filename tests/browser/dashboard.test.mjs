@@ -304,6 +304,29 @@ async function run(browser, base, csvPath) {
   assert.deepEqual(tabJob.spec.columns, { year: 'categorical' });
   log('14. tabular dataset profiled; a column type changed for one job');
 
+  // 15. An export as a German spreadsheet writes it, through the upload form: semicolons,
+  // decimal commas, money, dates, an empty column. The page says how the file was read, why
+  // each column has its type, and what deserves a look.
+  const kunden = ['Kunde;Umsatz;Seit;Notiz;Klasse'];
+  for (let i = 0; i < 40; i++) {
+    kunden.push(`K${100 + i};${1 + (i % 9)}.${String((i * 37) % 1000).padStart(3, '0')},${String(i % 100).padStart(2, '0')} €;${String(1 + (i % 28)).padStart(2, '0')}.${String(1 + (i % 12)).padStart(2, '0')}.2023;;${i % 2 ? 'ja' : 'nein'}`);
+  }
+  await page.goto(`${base}/#/datasets`);
+  await page.locator('#csv-file').setInputFiles({ name: 'kunden.csv', mimeType: 'text/csv', buffer: Buffer.from(kunden.join('\n') + '\n') });
+  await page.selectOption('#csv-target', 'Klasse');
+  await page.click('#csv-upload');
+  await page.waitForURL(/#\/datasets\/[0-9a-f-]{36}$/);
+  await page.locator('table.profile tbody tr').first().waitFor();
+  assert.match(await page.textContent('main'), /Read as\s*semicolons/);
+  assert.equal(await page.textContent('tr[data-column="Umsatz"] .chip'), 'numeric');
+  assert.match(await page.textContent('tr[data-column="Umsatz"] td.reason'), /currency, `€`/);
+  assert.equal(await page.textContent('tr[data-column="Seit"] .chip'), 'date');
+  assert.match(await page.textContent('tr[data-column="Seit"] td.reason'), /day\/month\/year/);
+  assert.match(await page.textContent('tr[data-column="Kunde"] td.reason'), /identifier/);
+  assert.equal(await page.locator('#dataset-warnings li[data-code="empty_column"][data-column="Notiz"]').count(), 1);
+  await shot('dataset-reasons-and-warnings');
+  log('15. an export read with its dialect, each column with its reason, the warnings listed');
+
   // 12. Keyboard: the first Tab reaches the skip link, Enter on a nav link navigates.
   await page.goto(`${base}/#/jobs`);
   await page.reload();
