@@ -155,6 +155,23 @@ impl Columns {
         }
     }
 
+    /// Feature `j`'s values in the first `n` rows kept (fewer when there are fewer).
+    pub fn first_kept(&self, j: usize, n: usize) -> Vec<f32> {
+        let mut out = Vec::with_capacity(n.min(self.rows));
+        let mut keep = self.keep.as_deref().map(|k| k.iter());
+        'segments: for segment in &self.features[j].segments {
+            for &v in segment {
+                if out.len() == n {
+                    break 'segments;
+                }
+                if keep.as_mut().is_none_or(|k| k.next() == Some(&true)) {
+                    out.push(v);
+                }
+            }
+        }
+        out
+    }
+
     /// Marks the columns as read by a stream that handed out the stored bytes of all `rows`
     /// rows kept, in order (a count that differs leaves them unmarked).
     pub(super) fn set_streamed(&mut self, rows: usize) {
