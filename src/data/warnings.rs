@@ -181,32 +181,28 @@ fn class_index(d: &Columns) -> Option<(Vec<u32>, Vec<String>)> {
     if task != Task::Classification {
         return None;
     }
-    let mut ids: HashMap<String, u32> = HashMap::new();
+    // Keyed by the label itself (no text made per row).
     let mut names = vec![];
     let mut index = Vec::with_capacity(d.rows());
-    let mut push = |key: String| {
-        let n = ids.len() as u32;
-        let id = *ids.entry(key.clone()).or_insert_with(|| {
-            names.push(key);
-            n
-        });
-        index.push(id);
-    };
     match &d.targets {
         Targets::Labels(l) => {
-            let mut last: Option<(&ClassLabel, String)> = None;
+            let mut ids: HashMap<&ClassLabel, u32> = HashMap::new();
             for label in l {
-                let key = match &last {
-                    Some((prev, k)) if *prev == label => k.clone(),
-                    _ => label.to_string(),
-                };
-                last = Some((label, key.clone()));
-                push(key);
+                let n = ids.len() as u32;
+                index.push(*ids.entry(label).or_insert_with(|| {
+                    names.push(label.to_string());
+                    n
+                }));
             }
         }
         Targets::Values(v) if v.ncols() == 1 => {
+            let mut ids: HashMap<i64, u32> = HashMap::new();
             for &t in v.iter() {
-                push((t as i64).to_string());
+                let n = ids.len() as u32;
+                index.push(*ids.entry(t as i64).or_insert_with(|| {
+                    names.push((t as i64).to_string());
+                    n
+                }));
             }
         }
         Targets::Values(_) => return None,
