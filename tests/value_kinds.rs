@@ -239,6 +239,15 @@ async fn the_user_types_columns_and_a_type_that_does_not_read_names_its_cell() {
     assert_eq!(rows["rows"][0]["features"][0], "2024-03-05", "{rows}");
     assert_eq!(rows["rows"][0]["features"][1], 1200.0, "{rows}");
 
+    // The user says the thousands separator: "1'200" and "3'400" read as thousands (alone,
+    // a quote between digits is no number); a bad one is refused at its parameter.
+    let csv = "amount,y\n1'200,a\n3'400,b\n12,a\n7,b\n";
+    let (st, ds) = upload(&srv, "target=y&thousands=%27", csv.into()).await;
+    assert_eq!(st, 201, "{ds}");
+    assert_eq!(column(&ds, "amount")["type"], "numeric", "{ds}");
+    let (st, e) = upload(&srv, "target=y&thousands=x", csv.into()).await;
+    assert_eq!(st, 422, "{e}");
+    assert_eq!(e["pointer"], "/thousands", "{e}");
     // A column typed numeric whose third row is not a number: that cell is named.
     let csv = "amount,y\n\"$1,200\",a\n$5,b\nabout ten,a\n$7,b\n";
     let (st, e) = upload(&srv, "target=y&columns=amount:numeric", csv.into()).await;

@@ -89,8 +89,40 @@ struct UploadQuery {
     decimal: Option<String>,
     quote: Option<String>,
     encoding: Option<String>,
+    /// CSV only: the thousands separator of formatted numbers (`,` `.` `'` or `space`).
+    thousands: Option<String>,
     /// `classification` or `regression`: what the target is for, over the inferred task.
     task: Option<crate::service::sweeps::Task>,
+}
+
+/// `?thousands=`: one of `,` `.` `'` or a space (`space`), not the decimal mark.
+fn thousands_option(
+    thousands: Option<&str>,
+    decimal: Option<&str>,
+) -> Result<Option<char>, ApiError> {
+    let Some(t) = thousands else {
+        return Ok(None);
+    };
+    let c = match t {
+        "," | "." | "'" => t.chars().next(),
+        " " | "space" => Some(' '),
+        _ => None,
+    };
+    let Some(c) = c else {
+        return Err(crate::service::Error::invalid(
+            "/thousands",
+            format!("unknown thousands separator {t:?}; give , . ' or space"),
+        )
+        .into());
+    };
+    if decimal.is_some_and(|d| d.starts_with(c)) {
+        return Err(crate::service::Error::invalid(
+            "/thousands",
+            "the thousands separator cannot be the decimal mark",
+        )
+        .into());
+    }
+    Ok(Some(c))
 }
 
 async fn create(
@@ -114,7 +146,8 @@ async fn create(
         .to_ascii_lowercase();
     // A CSV is parsed as it arrives (its text is never held whole); other bodies are read.
     let (idem, body) = if is_csv(&media_type) {
-        let opts = csv_options(query.columns.as_deref(), query.na_values.as_deref())?;
+        let mut opts = csv_options(query.columns.as_deref(), query.na_values.as_deref())?;
+        opts.thousands = thousands_option(query.thousands.as_deref(), query.decimal.as_deref())?;
         let dialect = dialect_options(
             &media_type,
             query.delimiter.as_deref(),

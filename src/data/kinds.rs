@@ -63,7 +63,7 @@ pub(super) fn decide(
             f
         });
         let number = if date.is_none() && wants(ColumnType::Numeric) {
-            values::infer_number(vocab.iter(), hint)
+            values::infer_number(vocab.iter(), hint, opts.thousands)
         } else {
             None
         };
@@ -167,7 +167,7 @@ fn unreadable(
             }
         } else {
             t.parse::<f64>().is_ok()
-                || values::infer_number(std::iter::once(t), opts.decimal).is_some()
+                || values::infer_number(std::iter::once(t), opts.decimal, opts.thousands).is_some()
         }
     };
     let bad: Vec<bool> = vocab.iter().map(|t| !reads(t)).collect();

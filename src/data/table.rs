@@ -29,6 +29,8 @@ pub struct ReadOptions {
     pub date_weekdays: BTreeMap<String, bool>,
     /// The file's decimal mark when its dialect says one (a hint for formatted numbers).
     pub decimal: Option<char>,
+    /// The thousands separator the user says (`?thousands=`); inferred per column otherwise.
+    pub thousands: Option<char>,
 }
 
 impl Default for ReadOptions {
@@ -54,6 +56,7 @@ impl ReadOptions {
             date_orders: BTreeMap::new(),
             date_weekdays: BTreeMap::new(),
             decimal: None,
+            thousands: None,
         }
     }
 

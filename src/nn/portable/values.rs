@@ -348,13 +348,15 @@ fn evidence(core: &str) -> Option<Evidence> {
 
 /// The format that reads every one of `texts` (a column's distinct present cells) as a
 /// number, when one does and at least one cell needs it (plain numbers need none).
-/// `decimal_hint` is the file's decimal mark when its dialect says one.
+/// `decimal_hint` is the file's decimal mark when its dialect says one; `thousands_given`
+/// the thousands separator the user says (a cell that groups otherwise does not read).
 pub fn infer_number<'a>(
     texts: impl Iterator<Item = &'a str> + Clone,
     decimal_hint: Option<char>,
+    thousands_given: Option<char>,
 ) -> Option<NumberFormat> {
     let mut decimal: Option<char> = None;
-    let mut thousands: Option<char> = None;
+    let mut thousands: Option<char> = thousands_given;
     let mut ambiguous: Option<char> = None;
     let mut currency: Vec<String> = vec![];
     let (mut percent, mut plain_seen, mut parentheses, mut special) =
@@ -413,6 +415,9 @@ pub fn infer_number<'a>(
         }
     }
     if n == 0 || (percent > 0 && plain_seen > 0) {
+        return None;
+    }
+    if thousands_given.is_some() && decimal == thousands_given {
         return None;
     }
     // The decimal mark: what a cell proved, else the opposite of a proven thousands
@@ -954,7 +959,7 @@ mod tests {
     use super::*;
 
     fn num(texts: &[&str]) -> Option<NumberFormat> {
-        infer_number(texts.iter().copied(), None)
+        infer_number(texts.iter().copied(), None, None)
     }
 
     #[test]
@@ -994,8 +999,14 @@ mod tests {
             parse_number("1,200", &num(&["1,200", "3,400"]).unwrap()),
             Some(1200.0)
         );
-        let f = infer_number(["1,200", "3,400"].into_iter(), Some(',')).unwrap();
+        let f = infer_number(["1,200", "3,400"].into_iter(), Some(','), None).unwrap();
         assert_eq!(parse_number("1,200", &f), Some(1.2));
+        // The user says the thousands separator: "1.200" is 1200, and a cell that groups
+        // with another does not read.
+        let f = infer_number(["1.200", "3.400", "$5"].into_iter(), None, Some('.')).unwrap();
+        assert_eq!((f.decimal, f.thousands), (',', Some('.')));
+        assert_eq!(parse_number("1.200", &f), Some(1200.0));
+        assert_eq!(infer_number(["1,200.5"].into_iter(), None, Some('.')), None);
     }
 
     #[test]
