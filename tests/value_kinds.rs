@@ -372,3 +372,60 @@ async fn json_lines_upload_as_a_csv_reads() {
     assert_eq!(st, 400, "{e}");
     assert!(e["detail"].as_str().unwrap().contains("line 2"), "{e}");
 }
+
+#[tokio::test]
+async fn a_regression_standardises_its_targets_unless_its_spec_says_otherwise() {
+    let srv = Server::start(&[]).await;
+    // House prices in the millions: a line in the number of rooms.
+    let mut csv = String::from("rooms,price\n");
+    for i in 0..200 {
+        csv.push_str(&format!(
+            "{},{}\n",
+            1 + i % 8,
+            1_000_000 + 150_000 * (1 + i % 8)
+        ));
+    }
+    let (st, ds) = upload(&srv, "target=price", csv).await;
+    assert_eq!(st, 201, "{ds}");
+    let submit = |extra: Value| {
+        let mut spec = json!({"dataset_id": ds["id"], "layers": [{"units": 8, "activation": "relu"}, {"units": 1}],
+            "loss": "mse", "optimizer": {"type": "adam", "learning_rate": 0.05}, "epochs": 60,
+            "batch_size": 20, "seed": 2});
+        for (k, v) in extra.as_object().unwrap() {
+            spec[k] = v.clone();
+        }
+        spec
+    };
+    let (st, job) = srv.post("/v1/jobs", &submit(json!({}))).await;
+    assert_eq!(st, 202, "{job}");
+    assert_eq!(job["spec"]["standardize_target"], true, "{job}");
+    let done = srv
+        .wait_job(job["id"].as_str().unwrap(), Duration::from_secs(120))
+        .await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    // The model answers in the target's units: 4 rooms cost 1.6M.
+    let (st, p) = srv
+        .post(
+            &format!("/v1/models/{}/predict", done["model_id"].as_str().unwrap()),
+            &json!({"inputs": [{"rooms": 4}]}),
+        )
+        .await;
+    assert_eq!(st, 200, "{p}");
+    let got = p["outputs"][0][0].as_f64().unwrap();
+    assert!((got - 1_600_000.0).abs() < 80_000.0, "{p}");
+    // Said false, it stays false; a sigmoid output layer cannot fold the scale, so it is not
+    // defaulted there.
+    let (st, job) = srv
+        .post("/v1/jobs", &submit(json!({"standardize_target": false})))
+        .await;
+    assert_eq!(st, 202, "{job}");
+    assert!(job["spec"].get("standardize_target").is_none(), "{job}");
+    let (st, job) = srv
+        .post(
+            "/v1/jobs",
+            &submit(json!({"layers": [{"units": 1, "activation": "sigmoid"}]})),
+        )
+        .await;
+    assert_eq!(st, 202, "{job}");
+    assert!(job["spec"].get("standardize_target").is_none(), "{job}");
+}

@@ -90,12 +90,7 @@ pub(super) fn decide(
                     }
                 }
             });
-            let mut all = NumberStats::of(&[]);
-            for segment in segments.iter() {
-                all.merge(&NumberStats::of(segment));
-                all.count_distinct(segment);
-            }
-            stats = Some(all);
+            stats = Some(NumberStats::of_segments(segments));
             vocab = Vocab::new();
             format = date
                 .map(ValueFormat::Date)

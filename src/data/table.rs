@@ -518,16 +518,8 @@ pub fn finish_column_with(
         all.shrink_to_fit();
         (Storage::Text, segments, all)
     };
-    let stats = (storage == Storage::Number).then(|| {
-        stats.unwrap_or_else(|| {
-            let mut all = NumberStats::of(&[]);
-            for segment in &segments {
-                all.merge(&NumberStats::of(segment));
-                all.count_distinct(segment);
-            }
-            all
-        })
-    });
+    let stats = (storage == Storage::Number)
+        .then(|| stats.unwrap_or_else(|| NumberStats::of_segments(&segments)));
     let mut segments = segments;
     let (raw, stats) = super::kinds::decide(name, &mut segments, vocab, rows, stats, opts)?;
     Ok(BuiltColumn {
@@ -758,6 +750,16 @@ pub struct NumberStats {
 }
 
 impl NumberStats {
+    /// The stats of a column's segments, its distinct numbers counted.
+    pub fn of_segments(segments: &[Vec<f32>]) -> Self {
+        let mut all = NumberStats::of(&[]);
+        for segment in segments {
+            all.merge(&NumberStats::of(segment));
+            all.count_distinct(segment);
+        }
+        all
+    }
+
     pub fn of(values: &[f32]) -> Self {
         // Without the distinct values, which stop once there are more than are counted (see
         // `count_distinct`).

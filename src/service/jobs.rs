@@ -526,19 +526,21 @@ impl Service {
         // as it is diverges or crawls. Written into the stored spec, so a job keeps what it
         // was submitted with (not where the output layer is not linear: the scale cannot be
         // folded into it).
-        if !standardize_target_given
+        let defaulted = !standardize_target_given
             && !spec.loss.is_classification()
             && matches!(
                 summary.target,
                 crate::nn::run::spec::TargetShape::Values { .. }
-            )
-        {
-            spec.standardize_target = true;
-            if plan_job_on(&spec, &summary, validation.as_ref(), &self.limits).is_err() {
+            );
+        spec.standardize_target |= defaulted;
+        let plan = match plan_job_on(&spec, &summary, validation.as_ref(), &self.limits) {
+            Ok(plan) => plan,
+            Err(_) if defaulted => {
                 spec.standardize_target = false;
+                plan_job_on(&spec, &summary, validation.as_ref(), &self.limits)?
             }
-        }
-        let plan = plan_job_on(&spec, &summary, validation.as_ref(), &self.limits)?;
+            Err(e) => return Err(e),
+        };
         if let Some(id) = init_model {
             let model = match self.model(tenant, id).await {
                 Err(Error::NotFound(_)) => {

@@ -392,6 +392,7 @@ pub fn max_widths(
             ColumnType::Date => {
                 let w = match &c.format {
                     Some(ValueFormat::Date(f)) => values::date_width(f),
+                    // (check_type refuses a date column without one: the widest date.)
                     _ => 10,
                 };
                 w + has_missing
