@@ -12,8 +12,10 @@ JSON line with both ratios (medians of `--repeat` runs, pandas and the upload al
 
     cargo build --release && python3 bench/tabular_upload.py
     python3 bench/tabular_upload.py --rows 1000000 --cols 20      # a million-row file
+    python3 bench/tabular_upload.py --parquet     # the same file as Parquet (pandas writes it,
+                                                  # snappy) against pandas.read_parquet
 
-Needs pandas (pip install pandas). The load average is printed: run it on a quiet machine.
+Needs pandas (and pyarrow for --parquet). The load average is printed: run it on a quiet machine.
 """
 import argparse
 import json
@@ -71,6 +73,9 @@ def main():
     ap.add_argument("--csv", help="use this file instead of making one")
     ap.add_argument("--european", action="store_true",
                     help="semicolons and decimal commas (pandas is given sep and decimal)")
+    ap.add_argument("--parquet", action="store_true",
+                    help="upload the file as Parquet (written by pandas, snappy); the peer is "
+                         "pandas.read_parquet")
     ap.add_argument("--repeat", type=int, default=3, help="runs of each; the medians are printed")
     args = ap.parse_args()
     import pandas
@@ -79,21 +84,35 @@ def main():
     path = args.csv or os.path.join(tmp, "data.csv")
     if not args.csv:
         make_csv(path, args.rows, args.cols, european=args.european)
+    ctype = "text/csv"
+    if args.parquet:
+        frame = (pandas.read_csv(path, sep=";", decimal=",") if args.european
+                 else pandas.read_csv(path))
+        path = os.path.join(tmp, "data.parquet")
+        frame.to_parquet(path, index=False)
+        del frame
+        ctype = "application/vnd.apache.parquet"
     size = os.path.getsize(path)
     with open(path, "rb") as f:
         body = f.read()
+
+    def read_pandas():
+        if args.parquet:
+            return pandas.read_parquet(path)
+        if args.european:
+            return pandas.read_csv(path, sep=";", decimal=",")
+        return pandas.read_csv(path)
 
     # Alternating, `--repeat` times each: pandas, then a fresh server's upload; medians.
     pandas_runs, uploads = [], []
     rows = cols = 0
     for _ in range(args.repeat):
         t0 = time.perf_counter()
-        frame = (pandas.read_csv(path, sep=";", decimal=",") if args.european
-                 else pandas.read_csv(path))
+        frame = read_pandas()
         pandas_runs.append(time.perf_counter() - t0)
         rows, cols = frame.shape
         del frame
-        uploads.append(upload(args, tmp, body))
+        uploads.append(upload(args, tmp, body, ctype))
     f32 = rows * cols * 4
     pandas_s = statistics.median(pandas_runs)
     upload_s = statistics.median(u["seconds"] for u in uploads)
@@ -102,7 +121,8 @@ def main():
     print(json.dumps({
         "rows": rows, "columns": cols, "file_mb": round(size / 1e6, 1),
         "float32_mb": round(f32 / 1e6, 1), "repeat": args.repeat,
-        "pandas_read_csv_s": round(pandas_s, 3), "upload_s": round(upload_s, 3),
+        "format": "parquet" if args.parquet else "csv",
+        "pandas_read_s": round(pandas_s, 3), "upload_s": round(upload_s, 3),
         "time_ratio": round(upload_s / pandas_s, 2),
         "pandas_runs_s": [round(t, 3) for t in pandas_runs],
         "upload_runs_s": [round(u["seconds"], 3) for u in uploads],
@@ -114,7 +134,7 @@ def main():
     }))
 
 
-def upload(args, tmp, body):
+def upload(args, tmp, body, ctype):
     """One upload to a fresh server: seconds, RSS before and peak (kB), rows stored."""
     port = free_port()
     data_dir = tempfile.mkdtemp(dir=tmp)
@@ -132,7 +152,7 @@ def upload(args, tmp, body):
                 time.sleep(0.05)
         before = rss_kb(server.pid, "VmRSS")
         req = urllib.request.Request(base + "/v1/datasets?name=bench&target=label", data=body,
-                                     headers={"content-type": "text/csv"}, method="POST")
+                                     headers={"content-type": ctype}, method="POST")
         t0 = time.perf_counter()
         with urllib.request.urlopen(req, timeout=600) as r:
             answer = json.loads(r.read())

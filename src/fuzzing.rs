@@ -67,6 +67,15 @@ pub fn csv_dataset(input: &[u8]) {
             Err(e) => check_data_error(&e),
         }
     }
+    // Parquet (its magic first): any error is clean, whatever the bytes.
+    if body.starts_with(b"PAR1") {
+        let bytes = bytes::Bytes::copy_from_slice(body);
+        match data::parquet_columns(bytes, target.as_deref(), &SMALL, &opts, 1 << 20) {
+            Ok(c) => assert!(c.rows() >= 1),
+            Err(e) => check_data_error(&e),
+        }
+        return;
+    }
     let small = data::from_csv_with(body, target.as_deref(), &SMALL, &opts);
     let default = data::from_csv_with(body, target.as_deref(), &DataLimits::default(), &opts);
     match &small {

@@ -220,3 +220,198 @@ async fn a_dataset_is_predicted_in_the_background_and_downloads_as_csv() {
     assert_eq!(st, 422, "{e}");
     assert!(e["detail"].as_str().unwrap().contains("no column"), "{e}");
 }
+
+/// Issue 24: a file without labels (`?labels=none`) is stored for scoring: every column a
+/// feature, every row kept; its batch result keeps the identifier column; training,
+/// evaluating and sweeping on it are refused at the dataset; the parameter's misuses are 422s.
+#[tokio::test]
+async fn a_file_without_labels_is_stored_for_scoring() {
+    let srv = Server::start(&["--api-keys", KEYS]).await;
+    let model = srv.ok("POST", "/v1/models", ADMIN, Some(&tabular())).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let data = rows(60);
+    let mut csv = String::from("customer_id,color,size\n");
+    for (i, (c, s)) in data.iter().enumerate() {
+        csv.push_str(&format!("C{i:04},{c},{s}\n"));
+    }
+    let upload = |query: &str, ctype: &str, body: Vec<u8>| {
+        srv.client
+            .post(srv.url(&format!("/v1/datasets?{query}")))
+            .bearer_auth(ADMIN)
+            .header("content-type", ctype.to_owned())
+            .body(body)
+            .send()
+    };
+    let (st, ds) = split(
+        upload(
+            "name=to-score&labels=none",
+            "text/csv",
+            csv.clone().into_bytes(),
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(st, 201, "{ds}");
+    assert_eq!(
+        (
+            ds["rows"].as_i64(),
+            ds["outputs"].as_i64(),
+            &ds["target_kind"]
+        ),
+        (Some(60), Some(0), &json!("none")),
+        "{ds}"
+    );
+    assert_eq!(ds["target_names"], json!([]));
+    assert_eq!(ds["feature_names"], json!(["customer_id", "color", "size"]));
+    let dataset = ds["id"].as_str().unwrap().to_string();
+    let (_, page) = split(
+        srv.client
+            .get(srv.url(&format!("/v1/datasets/{dataset}/rows?limit=2")))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(page["rows"][0]["target"], Value::Null, "{page}");
+    assert_eq!(page["rows"][1]["features"][0], "C0001", "{page}");
+
+    // Scored in the background: every row, the identifier kept beside the outputs.
+    let r = srv
+        .client
+        .post(srv.url(&format!("/v1/models/{model}/predictions")))
+        .bearer_auth(PREDICTOR)
+        .json(&json!({"dataset_id": dataset}))
+        .send()
+        .await
+        .unwrap();
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    assert_eq!(r.status(), 202);
+    let t0 = Instant::now();
+    let done = loop {
+        let b = srv.ok("GET", &location, PREDICTOR, None).await;
+        if b["status"] != "running" {
+            break b;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "{b}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let text = srv
+        .client
+        .get(srv.url(done["result"].as_str().unwrap()))
+        .bearer_auth(PREDICTOR)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 61);
+    assert_eq!(
+        lines[0],
+        "customer_id,color,size,probability_a,probability_b,label"
+    );
+    assert!(lines[8].starts_with("C0007,"), "{}", lines[8]);
+
+    // Nothing to learn from or to score against: 422 at the dataset, for each use.
+    let spec = json!({"dataset_id": dataset, "layers": [{}], "loss": "categorical_crossentropy",
+        "epochs": 1});
+    for (path, body, pointer) in [
+        ("/v1/jobs".to_string(), spec.clone(), "/dataset_id"),
+        (
+            "/v1/jobs".to_string(),
+            json!({"dataset": {"features": [[1.0], [2.0], [3.0], [4.0]], "targets": [0, 1, 0, 1]},
+                "validation_dataset_id": dataset, "layers": [{}], "loss": "mse", "epochs": 1}),
+            "/validation_dataset_id",
+        ),
+        (
+            format!("/v1/models/{model}/evaluate"),
+            json!({"dataset_id": dataset}),
+            "/dataset_id",
+        ),
+        (
+            "/v1/sweeps".to_string(),
+            json!({"dataset_id": dataset}),
+            "/dataset_id",
+        ),
+        (
+            "/v1/lr-range-tests".to_string(),
+            spec.clone(),
+            "/dataset_id",
+        ),
+    ] {
+        let (st, b) = split(
+            srv.client
+                .post(srv.url(&path))
+                .bearer_auth(ADMIN)
+                .json(&body)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(st, 422, "{path}: {b}");
+        let text = b.to_string();
+        assert!(
+            text.contains(pointer) && text.contains("labels=none"),
+            "{path}: {b}"
+        );
+    }
+
+    // JSON bodies: without targets under labels=none; each half alone is refused.
+    let (st, j) = split(
+        upload(
+            "labels=none",
+            "application/json",
+            serde_json::to_vec(
+                &json!({"features": [{"color": "red", "size": 1.0}, {"color": "blue"}]}),
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!((st, &j["target_kind"]), (201, &json!("none")), "{j}");
+    for (query, body, pointer) in [
+        (
+            "labels=none",
+            json!({"features": [[1.0], [2.0]], "targets": [1, 2]}),
+            "/targets",
+        ),
+        ("", json!({"features": [[1.0], [2.0]]}), "/targets"),
+    ] {
+        let (st, b) = split(
+            upload(
+                query,
+                "application/json",
+                serde_json::to_vec(&body).unwrap(),
+            )
+            .await
+            .unwrap(),
+        )
+        .await;
+        assert_eq!(st, 422, "{query} {body}: {b}");
+        assert!(b.to_string().contains(pointer), "{b}");
+    }
+    // CSV: a target and labels=none contradict; labels takes only none; no task.
+    for (query, pointer) in [
+        ("labels=none&target=size", "/labels"),
+        ("labels=some", "/labels"),
+        ("labels=none&task=regression", "/task"),
+    ] {
+        let (st, b) = split(
+            upload(query, "text/csv", csv.clone().into_bytes())
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(st, 422, "{query}: {b}");
+        assert!(b.to_string().contains(pointer), "{query}: {b}");
+    }
+}

@@ -93,6 +93,42 @@ struct UploadQuery {
     thousands: Option<String>,
     /// `classification` or `regression`: what the target is for, over the inferred task.
     task: Option<crate::service::sweeps::Task>,
+    /// `none`: the file has no target column (a dataset to score, not to train on).
+    labels: Option<String>,
+}
+
+/// A CSV's dialect parameters on a body that has none (JSON Lines, Parquet): 422 at the
+/// first one given.
+fn csv_only_dialect(q: &UploadQuery) -> Result<(), ApiError> {
+    for (pointer, given) in [
+        ("/delimiter", q.delimiter.is_some()),
+        ("/decimal", q.decimal.is_some()),
+        ("/quote", q.quote.is_some()),
+        ("/encoding", q.encoding.is_some()),
+        ("/thousands", q.thousands.is_some()),
+    ] {
+        if given {
+            return Err(ApiError::invalid(
+                pointer,
+                "this query parameter is for CSV uploads; this body's format has no dialect",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `?labels=`: only `none` (a dataset without a target) is a value.
+fn no_target(labels: Option<&str>) -> Result<bool, ApiError> {
+    match labels {
+        None => Ok(false),
+        Some("none") => Ok(true),
+        Some(other) => Err(ApiError::invalid(
+            "/labels",
+            format!(
+                "unknown value {other:?}; labels=none uploads a dataset without a target (for scoring); leave it out otherwise"
+            ),
+        )),
+    }
 }
 
 /// `?thousands=`: one of `,` `.` `'` or a space (`space`), not the decimal mark.
@@ -134,6 +170,7 @@ async fn create(
 ) -> Result<impl IntoResponse, ApiError> {
     p.require(Role::Trainer)?;
     let query: UploadQuery = parse_query(q.as_deref())?;
+    let no_target = no_target(query.labels.as_deref())?;
     let ctype = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -147,6 +184,7 @@ async fn create(
     // A CSV is parsed as it arrives (its text is never held whole); other bodies are read.
     let (idem, body) = if is_csv(&media_type) {
         let mut opts = csv_options(query.columns.as_deref(), query.na_values.as_deref())?;
+        opts.no_target = no_target;
         opts.thousands = thousands_option(query.thousands.as_deref(), query.decimal.as_deref())?;
         let dialect = dialect_options(
             &media_type,
@@ -169,7 +207,9 @@ async fn create(
     } else if is_jsonl(&media_type) {
         // JSON Lines: read whole (its keys' union is the header), then as a CSV is read.
         use axum::extract::FromRequest;
-        let opts = csv_options(query.columns.as_deref(), query.na_values.as_deref())?;
+        csv_only_dialect(&query)?;
+        let mut opts = csv_options(query.columns.as_deref(), query.na_values.as_deref())?;
+        opts.no_target = no_target;
         let Body(body) = Body::from_request(req, &s).await?;
         let idem = Idempotency::new(&headers, "POST /v1/datasets", q.as_deref(), &body)?;
         let (target, limits) = (query.target.clone(), s.service.limits.data);
@@ -178,6 +218,22 @@ async fn create(
         })
         .await
         .map_err(|e| ApiError::Internal(format!("reading JSON Lines: {e}")))?;
+        (idem, UploadBody::Csv(Box::new(parsed), None))
+    } else if data::is_parquet(&media_type) {
+        // Parquet: read whole (its index is at its end), then column by column.
+        use axum::extract::FromRequest;
+        csv_only_dialect(&query)?;
+        let mut opts = csv_options(query.columns.as_deref(), query.na_values.as_deref())?;
+        opts.no_target = no_target;
+        let Body(body) = Body::from_request(req, &s).await?;
+        let idem = Idempotency::new(&headers, "POST /v1/datasets", q.as_deref(), &body)?;
+        let (target, limits) = (query.target.clone(), s.service.limits.data);
+        let max_bytes = s.limits.max_body_bytes;
+        let parsed = tokio::task::spawn_blocking(move || {
+            data::parquet_columns(body, target.as_deref(), &limits, &opts, max_bytes)
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("reading Parquet: {e}")))?;
         (idem, UploadBody::Csv(Box::new(parsed), None))
     } else {
         use axum::extract::FromRequest;
@@ -195,6 +251,7 @@ async fn create(
         columns_given: query.columns.is_some(),
         na_values_given: query.na_values.is_some(),
         task: query.task,
+        no_target,
         body,
     };
     let rec = s

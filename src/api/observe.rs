@@ -178,7 +178,10 @@ pub fn check_media_type(method: &Method, path: &str, headers: &HeaderMap) -> Res
             "application/json" | "text/csv" | "application/csv" | "text/plain" => Ok(()),
             // Uploads read any delimiter (`data::csv::dialect`); predict rows are comma-separated.
             "text/tab-separated-values" if CSV_ROUTES.contains(&path) => Ok(()),
-            _ if CSV_ROUTES.contains(&path) && crate::service::datasets::is_jsonl(&essence) => {
+            _ if CSV_ROUTES.contains(&path)
+                && (crate::service::datasets::is_jsonl(&essence)
+                    || crate::data::is_parquet(&essence)) =>
+            {
                 Ok(())
             }
             // `curl -d '{"inputs": …}'`: a predict body of JSON loses nothing to the form
@@ -193,7 +196,7 @@ pub fn check_media_type(method: &Method, path: &str, headers: &HeaderMap) -> Res
             other => Err(ApiError::UnsupportedMediaType(format!(
                 "this route takes application/json or text/csv{}, not \"{other}\"",
                 if CSV_ROUTES.contains(&path) {
-                    " (or text/tab-separated-values, or application/x-ndjson for JSON Lines)"
+                    " (or text/tab-separated-values, application/x-ndjson for JSON Lines, or application/vnd.apache.parquet)"
                 } else {
                     ""
                 }

@@ -22,8 +22,10 @@ pub struct JsonDataset {
     /// One row per sample: an array of cells, all the same width, or an object keyed by
     /// column name (a key left out is a missing cell).
     pub features: JsonFeatures,
-    /// One entry per row; see [`from_json`] for the shapes accepted.
-    pub targets: JsonTargets,
+    /// One entry per row; see [`from_json`] for the shapes accepted. Absent only for a
+    /// dataset without a target (`?labels=none`).
+    #[serde(default)]
+    pub targets: Option<JsonTargets>,
     /// Defaults to `x0, x1, …` for array rows, the keys (sorted) for object rows.
     pub feature_names: Option<Vec<String>>,
     /// Column types, overriding the inferred ones: `{"zip": "categorical"}`.
@@ -440,12 +442,18 @@ pub fn from_json(body: &JsonDataset, limits: &Limits) -> Result<Dataset, DataErr
     from_json_with(body, limits, &opts)
 }
 
-/// As [`from_json`], the dataset left in its columns (what an upload stores).
-pub fn json_columns(body: &JsonDataset, limits: &Limits) -> Result<Columns, DataError> {
-    let opts = ReadOptions::new(
+/// As [`from_json`], the dataset left in its columns (what an upload stores); `no_target`:
+/// the body has no targets (`?labels=none`).
+pub fn json_columns(
+    body: &JsonDataset,
+    limits: &Limits,
+    no_target: bool,
+) -> Result<Columns, DataError> {
+    let mut opts = ReadOptions::new(
         body.na_values.as_deref(),
         body.columns.clone().unwrap_or_default(),
     );
+    opts.no_target = no_target;
     json_columns_with(body, limits, &opts)
 }
 
@@ -540,10 +548,28 @@ fn json_columns_with(
             .pointer(format!("/features/{i}"))
             .row(i + 1));
     }
-    if body.targets.len() != rows {
+    let body_targets = match (&body.targets, opts.no_target) {
+        (Some(_), true) => {
+            return Err(DataError::new(
+                "labels=none says the dataset has no target, but the body gives targets; leave one out",
+            )
+            .pointer("/targets"));
+        }
+        (None, false) => {
+            return Err(DataError::new(
+                "targets is missing: give one target per row (or upload with ?labels=none for a dataset to score, without a target)",
+            )
+            .pointer("/targets"));
+        }
+        (None, true) => None,
+        (Some(t), false) => Some(t),
+    };
+    if let Some(t) = body_targets
+        && t.len() != rows
+    {
         return Err(DataError::new(format!(
             "targets has {} entries for {rows} rows of features; give one target per row",
-            body.targets.len()
+            t.len()
         ))
         .pointer("/targets"));
     }
@@ -673,7 +699,12 @@ fn json_columns_with(
         );
     }
 
-    let (keep, targets, arrays) = match &body.targets {
+    let Some(body_targets) = body_targets else {
+        // No target: every row is kept, with no target columns.
+        let none = Targets::Values(Array2::zeros((rows, 0)));
+        return Columns::new(features, none, None, rows, vec![]);
+    };
+    let (keep, targets, arrays) = match body_targets {
         JsonTargets::Numbers(v) => {
             let keep: Vec<bool> = v.iter().map(|t| !t.is_nan()).collect();
             let mut y = Vec::with_capacity(v.len());
@@ -1319,7 +1350,7 @@ mod tests {
         let b = JsonDataset {
             name: None,
             features: vec![vec![1.0], vec![f64::NAN]].into(),
-            targets: vec![json!(1), json!(2)].into(),
+            targets: Some(vec![json!(1), json!(2)].into()),
             feature_names: None,
             columns: None,
             na_values: None,

@@ -13,6 +13,7 @@ mod csv;
 pub mod json;
 mod jsonl;
 mod kinds;
+mod parquet;
 pub mod profile;
 mod storage;
 pub(crate) mod table;
@@ -30,6 +31,7 @@ pub use self::csv::{
 };
 pub use self::json::{JsonDataset, from_json, from_json_with, json_columns};
 pub use self::jsonl::jsonl_columns;
+pub use self::parquet::{is_parquet, parquet_columns};
 pub use self::storage::ColumnParts;
 pub use self::table::{DISTINCT_CAP, ReadOptions};
 
@@ -381,6 +383,8 @@ impl Dataset {
                         None => Value::Null,
                     },
                     Targets::Values(v) if v.ncols() == 1 => json_number(v.row(i)[0]),
+                    // A dataset without a target (`?labels=none`).
+                    Targets::Values(v) if v.ncols() == 0 => Value::Null,
                     Targets::Values(v) => {
                         Value::Array(v.row(i).iter().map(|&t| json_number(t)).collect())
                     }

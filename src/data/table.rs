@@ -31,6 +31,8 @@ pub struct ReadOptions {
     pub decimal: Option<char>,
     /// The thousands separator the user says (`?thousands=`); inferred per column otherwise.
     pub thousands: Option<char>,
+    /// The file has no target (`?labels=none`): every column is a feature, every row kept.
+    pub no_target: bool,
 }
 
 impl Default for ReadOptions {
@@ -57,6 +59,7 @@ impl ReadOptions {
             date_weekdays: BTreeMap::new(),
             decimal: None,
             thousands: None,
+            no_target: false,
         }
     }
 

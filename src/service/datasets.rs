@@ -33,6 +33,8 @@ pub struct Upload {
     pub na_values_given: bool,
     /// `?task=`: what the target is for, over the inferred task.
     pub task: Option<crate::nn::run::spec::Task>,
+    /// `?labels=none`: the dataset has no target (it is for scoring, not training).
+    pub no_target: bool,
     pub body: UploadBody,
 }
 
@@ -110,8 +112,9 @@ async fn new_record(
         (ds, profile, rest)
     })
     .await?;
-    let target_kind = match ds.targets {
+    let target_kind = match &ds.targets {
         crate::nn::Targets::Labels(_) => "labels",
+        crate::nn::Targets::Values(v) if v.ncols() == 0 => "none",
         crate::nn::Targets::Values(_) => "values",
     };
     let mut meta = serde_json::json!({
@@ -448,6 +451,18 @@ pub fn check_task(
 /// learned from.
 pub const MIN_ROWS: usize = 2;
 
+/// Refuses a dataset without a target (uploaded with `?labels=none`) where one is needed
+/// (training, evaluating), at `pointer`.
+pub fn require_target(target: &crate::nn::run::spec::TargetShape, pointer: &str) -> Result<()> {
+    if let crate::nn::run::spec::TargetShape::Values { width: 0, .. } = target {
+        return Err(Error::invalid(
+            pointer,
+            "the dataset has no target (it was uploaded with labels=none): it can be scored with POST /v1/models/{id}/batch, not trained or evaluated on",
+        ));
+    }
+    Ok(())
+}
+
 /// Refuses a dataset with fewer than [`MIN_ROWS`] usable rows (rows whose target is missing
 /// are dropped before this), at `pointer` (`/rows`, or the target column's).
 pub fn check_min_rows(rows: usize, dropped_rows: u64, pointer: &str) -> Result<()> {
@@ -512,6 +527,7 @@ impl Service {
             columns_given,
             na_values_given,
             task,
+            no_target,
             body,
         } = upload;
         let limits = self.limits.data;
@@ -561,7 +577,10 @@ impl Service {
                 let (given, ds) = tokio::task::spawn_blocking(move || -> Result<_> {
                     let body: JsonDataset = data::json::read_within(&limits, || parse_json(&body))
                         .map_err(super::read::over_limit_as_too_large)?;
-                    Ok((body.name.clone(), data::json_columns(&body, &limits)?))
+                    Ok((
+                        body.name.clone(),
+                        data::json_columns(&body, &limits, no_target)?,
+                    ))
                 })
                 .await??;
                 let name = name.or(given).unwrap_or_else(|| "dataset".into());
@@ -570,7 +589,7 @@ impl Service {
             }
             UploadBody::Bytes(_) => {
                 return Err(Error::unreadable(format!(
-                    "unsupported content type \"{media_type}\"; send application/json or text/csv"
+                    "unsupported content type \"{media_type}\"; send text/csv (or text/tab-separated-values), application/json, application/x-ndjson or application/vnd.apache.parquet"
                 )));
             }
         };
@@ -578,6 +597,12 @@ impl Service {
             return Err(Error::invalid("/name", "must be 1 to 200 characters"));
         }
         let mut ds = ds;
+        if let (Some(_), true) = (task, no_target) {
+            return Err(Error::invalid(
+                "/task",
+                "labels=none says the dataset has no target, so it has no task",
+            ));
+        }
         if let Some(t) = task {
             check_task(t, &ds.summary().target)?;
             ds.task = Some(t);

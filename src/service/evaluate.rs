@@ -75,6 +75,7 @@ impl Service {
             }
             other => other?,
         };
+        super::datasets::require_target(&crate::data::Summary::of(&ds).target, "/dataset_id")?;
         let started = std::time::Instant::now();
         let answer = self
             .jobs

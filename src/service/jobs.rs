@@ -204,7 +204,7 @@ pub fn read_request_with(
             super::datasets::check_min_rows(ds.rows(), ds.dropped_rows, "/dataset/rows")?;
             // Only the name is needed from here on; the rows live on in `ds`.
             jd.features = Default::default();
-            jd.targets = crate::data::json::JsonTargets::Numbers(Vec::new());
+            jd.targets = None;
             DatasetSource::Inline(Box::new((jd, ds)))
         }
     };
@@ -509,9 +509,14 @@ impl Service {
                 (Summary::of(&ds), Ok((jd, ds)))
             }
         };
+        super::datasets::require_target(&summary.target, "/dataset_id")?;
         let validation = match validation_dataset {
             Some(id) => match self.store.get_dataset(id).await? {
-                Some(d) if d.tenant == tenant => Some(self.dataset_summary(&d).await?),
+                Some(d) if d.tenant == tenant => {
+                    let v = self.dataset_summary(&d).await?;
+                    super::datasets::require_target(&v.target, "/validation_dataset_id")?;
+                    Some(v)
+                }
                 _ => {
                     return Err(Error::invalid(
                         "/validation_dataset_id",

@@ -70,7 +70,9 @@ impl Service {
         spec.validation_fold = 0;
         spec.early_stopping = None;
         spec.lr_schedule = Default::default();
-        plan_job_on(&spec, &Summary::of(&dataset), None, &self.limits)?;
+        let summary = Summary::of(&dataset);
+        super::datasets::require_target(&summary.target, "/dataset_id")?;
+        plan_job_on(&spec, &summary, None, &self.limits)?;
         self.jobs
             .on_pool(move |pool| {
                 let session = crate::jobs::session(&spec, &dataset, None)?;

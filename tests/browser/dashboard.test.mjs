@@ -327,6 +327,23 @@ async function run(browser, base, csvPath) {
   await shot('dataset-reasons-and-warnings');
   log('15. an export read with its dialect, each column with its reason, the warnings listed');
 
+  // 16. Change a kind and re-check: a kind whose cells do not read names the first one; one
+  // that reads replaces the dataset with the file read again.
+  const replaced = page.url().split("/").pop();
+  await page.selectOption('select.kind[data-column="Umsatz"]', 'date');
+  await page.click('#recheck');
+  await waitFor('the refusal', async () => /Umsatz/.test(await page.textContent('#recheck-status')));
+  assert.match(await page.textContent('#recheck-status'), /data row 1's cell "1\.000,00 €" does not read as a date/);
+  await page.selectOption('select.kind[data-column="Umsatz"]', 'categorical');
+  await page.click('#recheck');
+  await waitFor('the new dataset', async () => !page.url().endsWith(replaced));
+  await page.locator('tr[data-column="Umsatz"] .chip').waitFor();
+  assert.equal(await page.textContent('tr[data-column="Umsatz"] .chip'), 'categorical');
+  assert.match(await page.textContent('main'), /Read as\s*semicolons/);
+  const gone = await fetch(`${base}/v1/datasets/${replaced}`, { headers: { authorization: `Bearer ${KEY}` } });
+  assert.equal(gone.status, 404);
+  log('16. a kind changed and re-checked: a bad one names its cell, a good one replaces the dataset');
+
   // 12. Keyboard: the first Tab reaches the skip link, Enter on a nav link navigates.
   await page.goto(`${base}/#/jobs`);
   await page.reload();
@@ -477,7 +494,7 @@ async function run(browser, base, csvPath) {
   log('17. a penguin predicted through the tabular form, by fields and by pasted rows');
 
   const unexpected = consoleErrors.filter((e) => !/^Failed to load resource: the server responded with a status of (401|409|422)/.test(e));
-  const failedRequests = expected.filter((r) => !/^POST \/v1\/jobs 422$|^POST \/v1\/jobs\/[0-9a-f-]+\/predict (409|422)$|^POST \/v1\/models\/[0-9a-f-]+\/predict 422$|^GET \/v1\/jobs 401$/.test(r));
+  const failedRequests = expected.filter((r) => !/^POST \/v1\/jobs 422$|^POST \/v1\/datasets 422$|^POST \/v1\/jobs\/[0-9a-f-]+\/predict (409|422)$|^POST \/v1\/models\/[0-9a-f-]+\/predict 422$|^GET \/v1\/jobs 401$/.test(r));
   assert.deepEqual(unexpected, [], `console errors:\n${unexpected.join('\n')}`);
   assert.deepEqual(failedRequests, [], `unexpected failed requests:\n${failedRequests.join('\n')}`);
   log(`no console errors (${consoleErrors.length} expected failed-request lines)`);

@@ -556,34 +556,62 @@ const select = (options, value, attrs = {}) => h('select', attrs, options.map((o
   return h('option', { value: v, selected: v === value ? true : null }, label);
 }));
 
-/** A drop zone that uploads a CSV as a dataset; calls `done(dataset)`. */
+/** The file behind the dataset uploaded last in this tab: its bytes, media type and query, so
+ * the dataset's page can send it again with other column kinds ("re-check"). */
+let lastUpload = null;
+
+/** A file's media type, by its name: Parquet, JSON Lines, tab-separated, else CSV. */
+function uploadType(name) {
+  if (/\.parquet$/i.test(name)) return 'application/vnd.apache.parquet';
+  if (/\.(jsonl|ndjson)$/i.test(name)) return 'application/x-ndjson';
+  if (/\.tsv$/i.test(name)) return 'text/tab-separated-values';
+  return 'text/csv';
+}
+
+/** A drop zone that uploads a file (CSV, TSV, JSON Lines or Parquet) as a dataset; calls
+ * `done(dataset)`. */
 function uploader(done) {
-  const file = h('input', { type: 'file', accept: '.csv,.tsv,.txt,text/csv,text/tab-separated-values', id: 'csv-file', class: 'visually-hidden' });
+  const file = h('input', { type: 'file', accept: '.csv,.tsv,.txt,.jsonl,.ndjson,.parquet,text/csv,text/tab-separated-values', id: 'csv-file', class: 'visually-hidden' });
   const status = h('div', { class: 'muted small', role: 'status' });
   const targetSel = h('select', { id: 'csv-target' });
   const nameIn = h('input', { id: 'csv-name', type: 'text', placeholder: 'dataset name' });
+  const noTarget = h('input', { id: 'csv-no-target', type: 'checkbox' });
+  noTarget.addEventListener('change', () => { targetSel.disabled = noTarget.checked; });
   const go = h('button', { type: 'button', class: 'primary', id: 'csv-upload', disabled: true }, 'Upload');
-  const opts = h('div', { class: 'upload-options', hidden: true }, field('Target column', targetSel), field('Name', nameIn), go);
-  let text = null;
+  const opts = h('div', { class: 'upload-options', hidden: true }, field('Target column', targetSel),
+    h('div', { class: 'field check' }, h('label', {}, noTarget, ' No target: a file to score')), field('Name', nameIn), go);
   let blob = null;
+  let type = 'text/csv';
   const zone = h('label', { class: 'drop', for: 'csv-file', tabindex: 0 },
-    h('strong', {}, 'Drop a CSV here'), h('span', { class: 'muted' }, ' or press to choose a file'),
-    h('div', { class: 'hint' }, 'A header row; commas, semicolons, tabs or pipes; numbers, text, money, percentages and dates; the target column holds labels or numbers.'));
+    h('strong', {}, 'Drop a file here'), h('span', { class: 'muted' }, ' or press to choose one'),
+    h('div', { class: 'hint' }, 'CSV or TSV with a header row (commas, semicolons, tabs or pipes), JSON Lines, or Parquet; numbers, text, money, percentages and dates; the target column holds labels or numbers.'));
   zone.addEventListener('keydown', (e) => { if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); file.click(); } });
   const read = async (f) => {
     if (!f) return;
     blob = f;
-    text = await f.text();
-    const first = text.split(/\r?\n/)[0] || '';
-    // The delimiter the header uses most (the server sniffs the file's own).
-    const delim = ['\t', ';', '|', ','].map((d) => [d, first.split(d).length]).sort((a, b) => b[1] - a[1])[0][0];
-    const header = first.split(delim).map((c) => c.trim().replace(/^"|"$/g, ''));
-    targetSel.replaceChildren(...header.map((c) => h('option', { value: c }, c)));
-    targetSel.value = header.at(-1);
-    nameIn.value = f.name.replace(/\.(csv|tsv|txt)$/i, '');
+    type = uploadType(f.name);
+    let header = [];
+    let rows = null;
+    if (type === 'application/x-ndjson') {
+      const text = await f.text();
+      const lines = text.split(/\r?\n/).filter((l) => l.trim());
+      try { header = Object.keys(JSON.parse(lines[0] || '{}')); } catch { header = []; }
+      rows = lines.length;
+    } else if (type !== 'application/vnd.apache.parquet') {
+      const text = await f.text();
+      const first = text.split(/\r?\n/)[0] || '';
+      // The delimiter the header uses most (the server sniffs the file's own).
+      const delim = ['\t', ';', '|', ','].map((d) => [d, first.split(d).length]).sort((a, b) => b[1] - a[1])[0][0];
+      header = first.split(delim).map((c) => c.trim().replace(/^"|"$/g, ''));
+      rows = text.split(/\r?\n/).filter(Boolean).length - 1;
+    }
+    // A Parquet file's columns are read by the server: the target is its last unless named.
+    targetSel.replaceChildren(h('option', { value: '' }, 'the last column'), ...header.map((c) => h('option', { value: c }, c)));
+    targetSel.value = header.length ? header.at(-1) : '';
+    nameIn.value = f.name.replace(/\.(csv|tsv|txt|jsonl|ndjson|parquet)$/i, '');
     opts.hidden = false;
     go.disabled = false;
-    status.textContent = `${f.name}: ${text.split(/\r?\n/).filter(Boolean).length - 1} rows, ${header.length} columns`;
+    status.textContent = rows === null ? `${f.name}: Parquet, ${fmt(f.size / 1024, 3)} KiB` : `${f.name}: ${rows} rows, ${header.length} columns`;
   };
   file.addEventListener('change', () => read(file.files[0]));
   zone.addEventListener('dragover', (e) => { e.preventDefault(); zone.classList.add('over'); });
@@ -593,11 +621,15 @@ function uploader(done) {
     go.disabled = true;
     status.textContent = 'Uploading…';
     try {
-      const q = new URLSearchParams({ name: nameIn.value || 'dataset', target: targetSel.value });
+      const query = { name: nameIn.value || 'dataset' };
+      if (noTarget.checked) query.labels = 'none';
+      else if (targetSel.value) query.target = targetSel.value;
       // The file's bytes as they are (a Windows-1252 export stays readable).
-      const d = await api('POST', `/v1/datasets?${q}`, { body: blob || text, type: 'text/csv' });
+      const d = await api('POST', `/v1/datasets?${new URLSearchParams(query)}`, { body: blob, type });
+      lastUpload = { id: d.id, blob, type, query };
       const warned = (d.warnings || []).length ? ` ${d.warnings.length} warning(s): see the dataset's page.` : '';
-      status.textContent = `Uploaded ${d.name}: ${d.rows} rows × ${d.inputs} features, read as ${dialectText(d.dialect) || 'CSV'}.${warned}`;
+      const how = d.dialect ? `, read as ${dialectText(d.dialect)}` : '';
+      status.textContent = `Uploaded ${d.name}: ${d.rows} rows × ${d.inputs} features${how}.${warned}`;
       opts.hidden = true;
       done(d);
     } catch (e) {
@@ -1056,8 +1088,11 @@ function shareBar(share, label, cls = '') {
   return bar;
 }
 
-/** What a user looks at before training: each column's type, gaps, spread or categories. */
-function profileTable(profile) {
+const KINDS = ['numeric', 'categorical', 'boolean', 'date', 'ignore'];
+
+/** What a user looks at before training: each column's type, gaps, spread or categories.
+ * With `kinds` (a column → kind map, when the file is at hand), each type is a choice. */
+function profileTable(profile, kinds = null) {
   const rows = profile.rows || 1;
   return table(['Column', 'Type', 'Why', 'Missing', 'Distinct', 'Values'], profile.columns.map((c) => {
     let values;
@@ -1072,7 +1107,10 @@ function profileTable(profile) {
     } else values = '–';
     return h('tr', { 'data-column': c.name },
       h('td', { 'data-label': 'Column' }, c.name),
-      h('td', { 'data-label': 'Type' }, h('span', { class: `chip type-${c.type}` }, c.type)),
+      h('td', { 'data-label': 'Type' }, h('span', { class: `chip type-${c.type}` }, c.type), kinds
+        ? select([['', 'keep'], ...KINDS.filter((k) => k !== c.type).map((k) => [k, `→ ${k}`])], '', { class: 'kind', 'data-column': c.name, 'aria-label': `read ${c.name} as`,
+          onchange: (e) => { if (e.target.value) kinds[c.name] = e.target.value; else delete kinds[c.name]; } })
+        : null),
       h('td', { 'data-label': 'Why', class: 'small reason' }, c.reason || '–'),
       h('td', { 'data-label': 'Missing', class: 'num' }, String(c.missing), c.missing ? shareBar(c.missing / rows, `${c.missing} of ${rows} missing`, 'missing') : null),
       h('td', { 'data-label': 'Distinct', class: 'num' }, `${c.distinct}${c.distinct_more ? '+' : ''}`),
@@ -1106,6 +1144,36 @@ function targetBalance(profile) {
   return h('p', { class: 'muted' }, '–');
 }
 
+/** The dataset's columns; when its file was uploaded in this tab, each kind can be changed
+ * and the file read again with them (the new dataset replaces this one). */
+function columnsSection(d) {
+  if (!lastUpload || lastUpload.id !== d.id) {
+    return h('div', {}, profileTable(d.profile),
+      h('p', { class: 'muted small' }, 'To read a column as another kind, upload the file again here and change it on this page, or set it for one job under "Column types" when you train.'));
+  }
+  const kinds = {};
+  const out = h('div', { id: 'recheck-status', role: 'status' });
+  const go = h('button', { type: 'button', class: 'primary', id: 'recheck' }, 'Re-check with these kinds');
+  go.addEventListener('click', async () => {
+    if (!Object.keys(kinds).length) { out.textContent = 'Change a kind first.'; return; }
+    go.disabled = true;
+    out.textContent = 'Reading the file again…';
+    const prior = lastUpload.query.columns ? JSON.parse(lastUpload.query.columns) : {};
+    const query = { ...lastUpload.query, columns: JSON.stringify({ ...prior, ...kinds }) };
+    try {
+      const fresh = await api('POST', `/v1/datasets?${new URLSearchParams(query)}`, { body: lastUpload.blob, type: lastUpload.type });
+      await api('DELETE', `/v1/datasets/${d.id}`).catch(() => null);
+      lastUpload = { ...lastUpload, id: fresh.id, query };
+      location.hash = `#/datasets/${fresh.id}`;
+    } catch (e) {
+      out.replaceChildren(errorBox(e));
+      go.disabled = false;
+    }
+  });
+  return h('div', {}, h('p', { class: 'muted small' }, 'Change a kind and re-check: the file is read again with it, and the new reading replaces this one (or says the first cell that does not read).'),
+    profileTable(d.profile, kinds), h('div', { class: 'actions' }, go), out);
+}
+
 async function viewDataset(root, id) {
   const signal = aborter();
   const d = await api('GET', `/v1/datasets/${id}`, { signal });
@@ -1122,7 +1190,7 @@ async function viewDataset(root, id) {
       ['Stored', `${fmt(d.size_bytes / 1024, 3)} KiB`], ['Created', new Date(d.created_at).toLocaleString()],
       d.dropped_rows ? ['Left out', `${d.dropped_rows} rows without a target`] : null])),
     d.warnings && d.warnings.length ? section(`Warnings (${d.warnings.length})`, warningList(d.warnings)) : null,
-    d.profile ? section('Columns', profileTable(d.profile)) : null,
+    d.profile ? section('Columns', columnsSection(d)) : null,
     d.profile ? section(`Target: ${(d.target_names || []).join(', ')}`, targetBalance(d.profile)) : null,
     section(`First ${rows.rows.length} of ${rows.total} rows`, table(['#', ...rows.feature_names, ...rows.target_names],
       rows.rows.map((r, i) => h('tr', {}, h('td', { class: 'num' }, String(i + 1)), r.features.map((v) => h('td', { class: 'num' }, String(v))),

@@ -142,7 +142,8 @@ fn read_as(dialect: Option<&Dialect>, names: &[String]) -> String {
 /// the data starts on.
 struct Head {
     names: Vec<String>,
-    target_index: usize,
+    /// `None` for a file without a target (`ReadOptions::no_target`).
+    target_index: Option<usize>,
     forced: Vec<Option<ColumnType>>,
     first_line: usize,
 }
@@ -174,26 +175,66 @@ fn read_head(
         .min(bytes.len());
     let header_line = header.position().map_or(1, |p| lines.at(p.byte()));
     let names = column_names(&header, header_line, limits)?;
+    let (target_index, forced) = choose_target(&names, target, opts, Some(header_line), || {
+        read_as(dialect, &names)
+    })?;
+
+    // A `\r` just before the data is the first half of a `\r\n` the first chunk ends.
+    let mut first_line = 1 + count_line_ends(&bytes[..data_start]);
+    if data_start > 0 && bytes[data_start - 1] == b'\r' && bytes.get(data_start) == Some(&b'\n') {
+        first_line -= 1;
+    }
+    Ok((
+        Head {
+            names,
+            target_index,
+            forced,
+            first_line,
+        },
+        data_start,
+    ))
+}
+
+/// The target column's index among `names` (the last unless `target` names one; `None` for a
+/// file without a target, `ReadOptions::no_target`) and each column's type as the user gives
+/// it, or what is wrong with them. `header_line`: the file line of the names, when there is
+/// one; `how_read`: what to add to an error about a missing column (how the file was split).
+pub(crate) fn choose_target(
+    names: &[String],
+    target: Option<&str>,
+    opts: &ReadOptions,
+    header_line: Option<usize>,
+    how_read: impl Fn() -> String,
+) -> Result<(Option<usize>, Vec<Option<ColumnType>>), DataError> {
     let columns = names.len();
     let target_index = match target {
-        None => columns - 1,
-        Some(t) => names.iter().position(|n| n == t.trim()).ok_or_else(|| {
+        None if opts.no_target => None,
+        None => Some(columns - 1),
+        Some(_) if opts.no_target => {
+            return Err(DataError::new(
+                "labels=none says the file has no target, but target names one; give one or the other",
+            )
+            .pointer("/labels"));
+        }
+        Some(t) => Some(names.iter().position(|n| n == t.trim()).ok_or_else(|| {
             DataError::new(format!(
                 "there is no column named {}; the columns are {}{}",
                 quoted(t),
                 name_list(names.iter().map(String::as_str)),
-                read_as(dialect, &names)
+                how_read()
             ))
             .column(t)
-        })?,
+        })?),
     };
-    if columns < 2 {
-        return Err(DataError::new(format!(
-            "row {header_line}: the only column, {}, is the target; at least one feature column is required",
-            quoted(&names[target_index])
+    if let (1, Some(t)) = (columns, target_index) {
+        let at = header_line.map_or(String::new(), |l| format!("row {l}: "));
+        let mut e = DataError::new(format!(
+            "{at}the only column, {}, is the target; at least one feature column is required",
+            quoted(&names[t])
         ))
-        .row(header_line)
-        .column(&names[target_index]));
+        .column(&names[t]);
+        e.row = header_line;
+        return Err(e);
     }
     for name in opts.columns.keys() {
         match names.iter().position(|n| n == name) {
@@ -209,7 +250,7 @@ fn read_head(
                     crate::nn::portable::tabular::pointer_token(name)
                 )));
             }
-            Some(j) if j == target_index => {
+            Some(j) if Some(j) == target_index => {
                 return Err(DataError::new(format!(
                     "columns gives a type to {}, the target; types are for feature columns",
                     quoted(name)
@@ -227,26 +268,12 @@ fn read_head(
         .iter()
         .enumerate()
         .map(|(j, n)| {
-            (j != target_index)
+            (Some(j) != target_index)
                 .then(|| opts.columns.get(n).copied())
                 .flatten()
         })
         .collect();
-
-    // A `\r` just before the data is the first half of a `\r\n` the first chunk ends.
-    let mut first_line = 1 + count_line_ends(&bytes[..data_start]);
-    if data_start > 0 && bytes[data_start - 1] == b'\r' && bytes.get(data_start) == Some(&b'\n') {
-        first_line -= 1;
-    }
-    Ok((
-        Head {
-            names,
-            target_index,
-            forced,
-            first_line,
-        },
-        data_start,
-    ))
+    Ok((target_index, forced))
 }
 
 /// Parses data rows (cut into chunks parsed in parallel when the text allows). `known`: what
@@ -366,8 +393,8 @@ impl ParsedFile {
                 "the file has a header row but no data rows; at least one row is required",
             ));
         }
-        let target_parts = std::mem::take(&mut per_column[target_index]);
-        let target_stats = stats[target_index].take();
+        let target_parts = target_index.map(|t| std::mem::take(&mut per_column[t]));
+        let target_stats = target_index.and_then(|t| stats[t].take());
         // Each column keeps its parts as segments (no copy into one allocation), so columns
         // are finished all at once, in parallel.
         let built: Vec<Result<Option<super::table::BuiltColumn>, DataError>> = per_column
@@ -375,7 +402,7 @@ impl ParsedFile {
             .zip(stats)
             .enumerate()
             .map(|(j, (parts, stats))| {
-                if j == target_index {
+                if Some(j) == target_index {
                     Ok(None)
                 } else {
                     finish_column_with(&names[j], parts, opts, stats).map(Some)
@@ -388,8 +415,13 @@ impl ParsedFile {
                 features.push(c);
             }
         }
-        let target_name = &names[target_index];
-        let (targets, keep) = read_targets(target_parts, target_name, target_stats)?;
+        let Some((t, parts)) = target_index.zip(target_parts) else {
+            // No target: every row is kept, with no target columns.
+            let none = Targets::Values(Array2::zeros((rows, 0)));
+            return Columns::new(features, none, None, rows, vec![]);
+        };
+        let target_name = &names[t];
+        let (targets, keep) = read_targets(parts, target_name, target_stats)?;
         Columns::new(features, targets, keep, rows, vec![target_name.clone()])
     }
 }
@@ -477,7 +509,7 @@ fn unreadable(e: &csv::Error) -> DataError {
 /// The target column's parts as targets: numbers when every cell is one, otherwise text
 /// labels; rows whose target is missing are left out (`keep` says which rows stay, `None`
 /// when all do). `stats`: its numbers' stats, when they were taken as it was read.
-fn read_targets(
+pub(crate) fn read_targets(
     parts: Vec<Part>,
     name: &str,
     stats: Option<NumberStats>,

@@ -542,7 +542,7 @@ pub(super) fn unclosed_quote(line: usize) -> DataError {
 /// it holds text (or it has an error). The rows whose target is missing are left out, as the
 /// dataset leaves them out. Made as soon as the chunk is parsed (its columns still in cache),
 /// in a buffer of its own: a part of a few hundred KiB, which SQLite copies in cache.
-pub(super) fn stored_chunk(c: &Chunk, target: usize) -> Option<(Vec<u8>, usize)> {
+pub(super) fn stored_chunk(c: &Chunk, target: Option<usize>) -> Option<(Vec<u8>, usize)> {
     if c.error.is_some() {
         return None;
     }
@@ -550,14 +550,13 @@ pub(super) fn stored_chunk(c: &Chunk, target: usize) -> Option<(Vec<u8>, usize)>
         .parts
         .iter()
         .enumerate()
-        .filter(|&(j, _)| j != target)
+        .filter(|&(j, _)| Some(j) != target)
         .map(|(_, p)| p.numbers())
         .collect::<Option<_>>()?;
-    let t = &c.parts[target];
-    let rows = (0..c.lines.len()).filter(|&r| !t.is_missing(r)).count();
+    let t = target.map(|t| &c.parts[t]);
+    let kept = |r: usize| t.is_none_or(|t| !t.is_missing(r));
+    let rows = (0..c.lines.len()).filter(|&r| kept(r)).count();
     let mut out = vec![0u8; 4 * features.len() * rows];
-    crate::data::storage::fill_stored_rows(&mut out, &features, c.lines.len(), |r| {
-        !t.is_missing(r)
-    });
+    crate::data::storage::fill_stored_rows(&mut out, &features, c.lines.len(), kept);
     Some((out, rows))
 }

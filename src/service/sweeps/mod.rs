@@ -303,6 +303,7 @@ impl Service {
             }
         };
         let summary = self.dataset_summary(&dataset).await?;
+        super::datasets::require_target(&summary.target, "/dataset_id")?;
         let automatic = req.base.is_none();
         if !automatic && req.task.is_some() {
             return Err(Error::invalid(
@@ -384,7 +385,11 @@ impl Service {
             }
             let validation = match req.validation_dataset {
                 Some(v) => match self.store.get_dataset(v).await? {
-                    Some(d) if d.tenant == tenant => Some(self.dataset_summary(&d).await?),
+                    Some(d) if d.tenant == tenant => {
+                        let v = self.dataset_summary(&d).await?;
+                        super::datasets::require_target(&v.target, "/base/validation_dataset_id")?;
+                        Some(v)
+                    }
                     _ => {
                         return Err(Error::invalid(
                             "/base/validation_dataset_id",
