@@ -229,11 +229,18 @@ async fn create(
         let idem = Idempotency::new(&headers, "POST /v1/datasets", q.as_deref(), &body)?;
         let (target, limits) = (query.target.clone(), s.service.limits.data);
         let max_bytes = s.limits.max_body_bytes;
+        let bytes = body.len();
+        let started = std::time::Instant::now();
         let parsed = tokio::task::spawn_blocking(move || {
             data::parquet_columns(body, target.as_deref(), &limits, &opts, max_bytes)
         })
         .await
         .map_err(|e| ApiError::Internal(format!("reading Parquet: {e}")))?;
+        tracing::info!(
+            bytes,
+            parsed_ms = started.elapsed().as_millis() as u64,
+            "Parquet upload read"
+        );
         (idem, UploadBody::Csv(Box::new(parsed), None))
     } else {
         use axum::extract::FromRequest;
