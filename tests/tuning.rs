@@ -1121,3 +1121,90 @@ async fn whole_number_classes_are_a_classification_and_task_overrides_it() {
         assert!(st < 300, "{st}");
     }
 }
+
+/// Label smoothing (issue 25): a classifier trained towards soft targets is less sure of
+/// itself exactly as the smoothing says (with ε = 0.3 over 3 classes the best answer for a
+/// training row is 0.8 for its class), its validation loss is still on the true labels, and a
+/// regression or an ε outside [0, 1) is refused at the field.
+#[tokio::test]
+async fn label_smoothing_trains_towards_soft_targets() {
+    let srv = Server::start(&[]).await;
+    let data = upload_csv(&srv, include_str!("data/iris.train.csv")).await;
+    let spec = |eps: f64| {
+        json!({"dataset_id": data, "layers": [{"units": 16, "activation": "relu"}, {}],
+            "loss": "categorical_crossentropy", "optimizer": {"type": "adam", "learning_rate": 0.02},
+            "epochs": 300, "batch_size": 32, "seed": 4, "validation_split": 0.2,
+            "label_smoothing": eps})
+    };
+    let mut top = vec![];
+    for eps in [0.0, 0.3] {
+        let (st, job) = srv.post("/v1/jobs", &spec(eps)).await;
+        assert_eq!(st, 202, "{job}");
+        let done = srv
+            .wait_job(job["id"].as_str().unwrap(), Duration::from_secs(120))
+            .await;
+        assert_eq!(done["status"], "succeeded", "{done}");
+        if eps > 0.0 {
+            assert_eq!(done["spec"]["label_smoothing"], 0.3, "{done}");
+        } else {
+            assert!(done["spec"].get("label_smoothing").is_none(), "{done}");
+        }
+        let model = done["model_id"].as_str().unwrap();
+        let rows: Vec<Value> = include_str!("data/iris.train.csv")
+            .lines()
+            .skip(1)
+            .take(40)
+            .map(|l| {
+                let v: Vec<f64> = l.split(',').take(4).map(|c| c.parse().unwrap()).collect();
+                json!(v)
+            })
+            .collect();
+        let (st, p) = srv
+            .post(
+                &format!("/v1/models/{model}/predict"),
+                &json!({"inputs": rows}),
+            )
+            .await;
+        assert_eq!(st, 200, "{p}");
+        let mean_top: f64 = p["outputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                r.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_f64().unwrap())
+                    .fold(0.0, f64::max)
+            })
+            .sum::<f64>()
+            / 40.0;
+        top.push(mean_top);
+    }
+    assert!(top[0] > 0.95, "{top:?}");
+    assert!((top[1] - 0.8).abs() < 0.06, "{top:?}");
+
+    for (body, pointer) in [
+        (json!({"label_smoothing": 1.0}), "/label_smoothing"),
+        (json!({"label_smoothing": -0.1}), "/label_smoothing"),
+        (
+            json!({"loss": "mse", "label_smoothing": 0.1}),
+            "/label_smoothing",
+        ),
+    ] {
+        let mut s = spec(0.0);
+        for (k, v) in body.as_object().unwrap() {
+            s[k] = v.clone();
+        }
+        let (st, e) = srv.post("/v1/jobs", &s).await;
+        assert_eq!(st, 422, "{body}: {e}");
+        assert!(
+            e["errors"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x["pointer"] == pointer),
+            "{body}: {e}"
+        );
+    }
+}

@@ -489,57 +489,71 @@ mod tests {
                 if loss.check_output_activation(out).is_err() {
                     continue;
                 }
-                let hidden = acts[(ai + li) % acts.len()];
-                let seed = (li * 100 + ai) as u64;
-                let mut net = random_net(&[3, 5, 4, 3], hidden, out, seed);
-                let mut rng = Rng::derive(seed, Stream::Split, &[]);
-                let x = Array2::from_shape_fn((7, 3), |_| rng.normal());
-                let y = targets(loss, 7, 3, &mut rng);
-                let mut step = BatchStep::with_pass_rows(&net, rows.len(), 3, 3, 3);
-                let mut grads = Params::zeros_like(&net);
-                step.run(&net, &x, &y, None, &rows, loss, &mut grads, &no_dropout);
-                let reference = mean_loss(&net, &x, &y, loss);
-                assert!(
-                    (step.loss / rows.len() as f64 - reference).abs() < 1e-12,
-                    "{}: the step's loss {} vs {reference}",
-                    loss.name(),
-                    step.loss / rows.len() as f64
-                );
-                let analytic = grads.slices().concat();
-                let mut params = net.params();
-                let h = 1e-6;
-                let mut idx = 0;
-                let n_tensors = params.w.len() * 2;
-                for ti in 0..n_tensors {
-                    let len = params.slices()[ti].len();
-                    for j in 0..len {
-                        let orig = params.slices()[ti][j];
-                        params.slices_mut()[ti][j] = orig + h;
-                        net.set_params(&params);
-                        let lp = mean_loss(&net, &x, &y, loss);
-                        params.slices_mut()[ti][j] = orig - h;
-                        net.set_params(&params);
-                        let lm = mean_loss(&net, &x, &y, loss);
-                        params.slices_mut()[ti][j] = orig;
-                        net.set_params(&params);
-                        let numeric = (lp - lm) / (2.0 * h);
-                        let a = analytic[idx];
-                        let rel = (numeric - a).abs() / (numeric.abs() + a.abs()).max(1e-8);
-                        assert!(
-                            rel < 1e-4 || (numeric - a).abs() < 1e-9,
-                            "{} + {} (hidden {}): param {idx}: numeric {numeric} analytic {a}",
-                            loss.name(),
-                            out.name(),
-                            hidden.name()
-                        );
-                        idx += 1;
+                // Class targets also as label smoothing trains on them (soft rows).
+                let smoothing: &[f32] = if loss.is_classification() {
+                    &[0.0, 0.2]
+                } else {
+                    &[0.0]
+                };
+                for &eps in smoothing {
+                    let hidden = acts[(ai + li) % acts.len()];
+                    let seed = (li * 100 + ai) as u64;
+                    let mut net = random_net(&[3, 5, 4, 3], hidden, out, seed);
+                    let mut rng = Rng::derive(seed, Stream::Split, &[]);
+                    let x = Array2::from_shape_fn((7, 3), |_| rng.normal());
+                    let mut y = targets(loss, 7, 3, &mut rng);
+                    if eps > 0.0 {
+                        let mut y32 = y.mapv(|v| v as f32);
+                        let binary = loss == Loss::BinaryCrossentropy;
+                        super::super::loss::smooth_labels(&mut y32, eps, binary);
+                        y = y32.mapv(f64::from);
                     }
+                    let mut step = BatchStep::with_pass_rows(&net, rows.len(), 3, 3, 3);
+                    let mut grads = Params::zeros_like(&net);
+                    step.run(&net, &x, &y, None, &rows, loss, &mut grads, &no_dropout);
+                    let reference = mean_loss(&net, &x, &y, loss);
+                    assert!(
+                        (step.loss / rows.len() as f64 - reference).abs() < 1e-12,
+                        "{}: the step's loss {} vs {reference}",
+                        loss.name(),
+                        step.loss / rows.len() as f64
+                    );
+                    let analytic = grads.slices().concat();
+                    let mut params = net.params();
+                    let h = 1e-6;
+                    let mut idx = 0;
+                    let n_tensors = params.w.len() * 2;
+                    for ti in 0..n_tensors {
+                        let len = params.slices()[ti].len();
+                        for j in 0..len {
+                            let orig = params.slices()[ti][j];
+                            params.slices_mut()[ti][j] = orig + h;
+                            net.set_params(&params);
+                            let lp = mean_loss(&net, &x, &y, loss);
+                            params.slices_mut()[ti][j] = orig - h;
+                            net.set_params(&params);
+                            let lm = mean_loss(&net, &x, &y, loss);
+                            params.slices_mut()[ti][j] = orig;
+                            net.set_params(&params);
+                            let numeric = (lp - lm) / (2.0 * h);
+                            let a = analytic[idx];
+                            let rel = (numeric - a).abs() / (numeric.abs() + a.abs()).max(1e-8);
+                            assert!(
+                                rel < 1e-4 || (numeric - a).abs() < 1e-9,
+                                "{} + {} (hidden {}): param {idx}: numeric {numeric} analytic {a}",
+                                loss.name(),
+                                out.name(),
+                                hidden.name()
+                            );
+                            idx += 1;
+                        }
+                    }
+                    checked += 1;
                 }
-                checked += 1;
             }
         }
-        // bce: sigmoid; cce, sparse: softmax; mse/mae/huber: all 9 each
-        assert_eq!(checked, 1 + 1 + 1 + 27);
+        // bce: sigmoid; cce, sparse: softmax (each plain and smoothed); mse/mae/huber: all 9
+        assert_eq!(checked, 2 * (1 + 1 + 1) + 27);
     }
 
     /// With row weights, the step's loss is Σ wᵢℓᵢ / n and its gradient that loss's: checked

@@ -210,8 +210,36 @@ impl Loss {
     }
 }
 
+/// Label smoothing: class targets mixed with the uniform distribution, `eps` of it. With
+/// `binary` (sigmoid outputs: each column a yes/no) every column becomes `(1 − ε)·y + ε/2`;
+/// otherwise each row is one distribution over its `k` columns (softmax) and becomes
+/// `(1 − ε)·y + ε/k`. The fused softmax / sigmoid gradients (`p − y`) hold for such soft
+/// targets as they are.
+pub fn smooth_labels(y: &mut ndarray::Array2<f32>, eps: f32, binary: bool) {
+    if eps <= 0.0 {
+        return;
+    }
+    let k = if binary { 2.0 } else { y.ncols() as f32 };
+    y.mapv_inplace(|v| (1.0 - eps) * v + eps / k);
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn label_smoothing_mixes_in_the_uniform_distribution() {
+        let mut y = ndarray::array![[1.0f32, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]];
+        smooth_labels(&mut y, 0.2, false);
+        let near = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(a, b)| (a - b).abs() < 1e-6);
+        assert!(near(&y.row(0).to_vec(), &[0.85, 0.05, 0.05, 0.05]), "{y}");
+        assert!((y.sum() - 2.0).abs() < 1e-6);
+        let mut b = ndarray::array![[1.0f32], [0.0]];
+        smooth_labels(&mut b, 0.2, true);
+        assert!(near(&b.column(0).to_vec(), &[0.9, 0.1]), "{b}");
+        let mut same = ndarray::array![[1.0f32, 0.0]];
+        smooth_labels(&mut same, 0.0, false);
+        assert_eq!(same.row(0).to_vec(), vec![1.0, 0.0]);
+    }
+
     use super::*;
     use ndarray::{Array2, array};
 

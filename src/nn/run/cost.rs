@@ -174,6 +174,7 @@ fn time_epoch(
         shuffle: true,
         standardize: true,
         standardize_target: false,
+        label_smoothing: 0.0,
         columns: None,
         imputation: None,
         min_frequency: None,

@@ -72,6 +72,10 @@ fn yes() -> bool {
 fn is_false(b: &bool) -> bool {
     !*b
 }
+fn is_zero_f32(v: &f32) -> bool {
+    *v == 0.0
+}
+
 fn is_zero(v: &u32) -> bool {
     *v == 0
 }
@@ -130,6 +134,11 @@ pub struct TrainSpec {
     /// the epoch history are then on the standardised scale.
     #[serde(default, skip_serializing_if = "is_false")]
     pub standardize_target: bool,
+    /// Classification only: train on targets mixed with the uniform distribution, `ε` of it
+    /// (a one-hot row becomes `1 − ε + ε/K` and `ε/K`; a binary target `1 − ε/2` or `ε/2`).
+    /// The validation loss and every metric are still on the true labels. Default 0.
+    #[serde(default, skip_serializing_if = "is_zero_f32")]
+    pub label_smoothing: f32,
     /// Column types for this job, overriding the dataset's: `{"area_code": "categorical"}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub columns: Option<BTreeMap<String, ColumnType>>,
@@ -398,6 +407,20 @@ impl TrainSpec {
         };
         if self.layers.is_empty() {
             errs.push(SpecError::new("/layers", "needs at least one dense layer"));
+        }
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            errs.push(SpecError::new(
+                "/label_smoothing",
+                format!("must be in [0, 1), got {}", self.label_smoothing),
+            ));
+        } else if self.label_smoothing > 0.0 && !self.loss.is_classification() {
+            errs.push(SpecError::new(
+                "/label_smoothing",
+                format!(
+                    "smooths class labels; the loss {} is a regression's",
+                    self.loss.name()
+                ),
+            ));
         }
         if self.standardize_target && self.loss.is_classification() {
             errs.push(SpecError::new(

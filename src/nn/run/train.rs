@@ -404,7 +404,12 @@ impl Session {
             }
         };
         let x_train = tf_raw(raw_train, &cols)?;
-        let y_train = y_all.select(Axis(0), &train_idx);
+        let mut y_train = y_all.select(Axis(0), &train_idx);
+        // Training targets only: the validation loss and the metrics see the true labels.
+        if spec.loss.is_classification() {
+            let binary = spec.loss == crate::nn::Loss::BinaryCrossentropy;
+            crate::nn::math::loss::smooth_labels(&mut y_train, spec.label_smoothing, binary);
+        }
         let mut val_raw = match val_idx.is_empty() {
             true => None,
             false => Some(RawTable {
