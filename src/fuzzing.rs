@@ -406,6 +406,7 @@ fn predict_models() -> &'static [Model; 2] {
                     fill: 1.5,
                     missing_indicator: true,
                     format: None,
+                    bins: vec![],
                 },
                 EncodedColumn::Categorical {
                     name: "c".into(),
@@ -430,6 +431,7 @@ fn predict_models() -> &'static [Model; 2] {
                         percent: false,
                         parentheses: true,
                     }),
+                    bins: vec![],
                 },
                 EncodedColumn::Date {
                     name: "d".into(),

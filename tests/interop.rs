@@ -245,6 +245,28 @@ async fn onnxruntime_runs_every_activation_and_a_tabular_model_as_predict_does()
         {"price": 1200.5, "when": 20454.999}
     ]);
     cases.push(json!({"model_id": id, "rows": records, "label": "dated"}));
+    // A piecewise-linear numeric column (issue 25): 4 bins and a missing indicator.
+    let binned = json!({
+        "input_dim": 6,
+        "encoder": {"columns": [
+            {"type": "numeric", "name": "size", "fill": 2.0, "missing_indicator": true,
+             "bins": [0.0, 1.0, 2.5, 3.0, 6.0]},
+            {"type": "numeric", "name": "k", "fill": 0.0}
+        ]},
+        "layers": [{"units": 2, "activation": "softmax", "weights": [[1.0, -1.0], [0.5, 0.25],
+            [-0.75, 1.5], [2.0, -0.5], [0.3, 0.3], [0.1, -0.2]]}],
+        "classes": ["low", "high"],
+        "class_encoding": "categorical"
+    });
+    let id = srv.ok("POST", "/v1/models", ADMIN, Some(&binned)).await["id"].clone();
+    let records = json!([
+        {"size": -1.0, "k": 1.0},
+        {"size": 0.5, "k": 0.0},
+        {"size": null, "k": 2.0},
+        {"size": 2.75, "k": -1.0},
+        {"size": 9.0, "k": 0.5}
+    ]);
+    cases.push(json!({"model_id": id, "rows": records, "label": "binned"}));
     let out = run_script(
         &python,
         "onnx_check.py",
@@ -253,9 +275,10 @@ async fn onnxruntime_runs_every_activation_and_a_tabular_model_as_predict_does()
     println!("{out}");
     assert_eq!(
         out.matches("\nok ").count() + usize::from(out.starts_with("ok ")),
-        29,
+        30,
         "{out}"
     );
     assert!(out.contains("ok tabular"), "{out}");
     assert!(out.contains("ok dated"), "{out}");
+    assert!(out.contains("ok binned"), "{out}");
 }

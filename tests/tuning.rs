@@ -1208,3 +1208,60 @@ async fn label_smoothing_trains_towards_soft_targets() {
         );
     }
 }
+
+/// Piecewise-linear numeric encodings (issue 25): a job with `numeric_bins` trains on the
+/// bins of its training split, its model names them as inputs, predicts from raw values, and
+/// its document holds the edges and imports back to the same answers; a bin count outside
+/// 2..=256 is refused at the field.
+#[tokio::test]
+async fn numeric_bins_train_a_piecewise_linear_model() {
+    let srv = Server::start(&[]).await;
+    let data = upload_csv(&srv, include_str!("data/iris.train.csv")).await;
+    let spec = json!({"dataset_id": data, "layers": [{"units": 16, "activation": "relu"}, {}],
+        "loss": "categorical_crossentropy", "optimizer": {"type": "adam", "learning_rate": 0.02},
+        "epochs": 60, "batch_size": 32, "seed": 2, "validation_split": 0.2, "numeric_bins": 8});
+    let (st, job) = srv.post("/v1/jobs", &spec).await;
+    assert_eq!(st, 202, "{job}");
+    let done = srv
+        .wait_job(job["id"].as_str().unwrap(), Duration::from_secs(120))
+        .await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert!(
+        done["metrics"]["val_accuracy"].as_f64().unwrap() > 0.85,
+        "{done}"
+    );
+    let model = done["model_id"].as_str().unwrap();
+    let (_, m) = srv.get(&format!("/v1/models/{model}")).await;
+    let names: Vec<&str> = m["feature_names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"petal_length (bin 8)"), "{names:?}");
+    let rows =
+        json!({"inputs": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [9.9, 0.1, 9.9, 9.9]]});
+    let (st, a) = srv
+        .post(&format!("/v1/models/{model}/predict"), &rows)
+        .await;
+    assert_eq!(st, 200, "{a}");
+    let doc = export(&srv, &json!(model)).await;
+    let bins = doc["encoder"]["columns"][2]["bins"].as_array().unwrap();
+    assert!(bins.len() >= 3 && bins.len() <= 9, "{doc}");
+    let again = srv.ok("POST", "/v1/models", "", Some(&doc)).await["id"].clone();
+    let (_, b) = srv
+        .post(
+            &format!("/v1/models/{}/predict", again.as_str().unwrap()),
+            &rows,
+        )
+        .await;
+    assert_eq!(a["outputs"], b["outputs"]);
+    assert_eq!(export(&srv, &again).await, doc);
+    for bins in [1, 300] {
+        let mut s = spec.clone();
+        s["numeric_bins"] = json!(bins);
+        let (st, e) = srv.post("/v1/jobs", &s).await;
+        assert_eq!(st, 422, "{e}");
+        assert_eq!(e["pointer"], "/numeric_bins", "{e}");
+    }
+}

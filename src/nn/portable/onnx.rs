@@ -368,7 +368,23 @@ fn encode_columns(
                     name.clone()
                 };
                 let fill = g.constant("fill", &[], &[*fill]);
-                blocks.push(g.node("Where", &[&nan, &fill, &value], &[], None));
+                let filled = g.node("Where", &[&nan, &fill, &value], &[], None);
+                match c {
+                    // Piecewise-linear: clamp((x − b_t) / (b_{t+1} − b_t), 0, 1) for every
+                    // bin t at once, [N, 1] against [1, T].
+                    C::Numeric { bins, .. } if bins.len() >= 2 => {
+                        let t = bins.len() - 1;
+                        let lo = g.constant("bin_lo", &[1, t as i64], &bins[..t]);
+                        let widths: Vec<f32> = bins.windows(2).map(|w| w[1] - w[0]).collect();
+                        let width = g.constant("bin_width", &[1, t as i64], &widths);
+                        let shifted = g.node("Sub", &[&filled, &lo], &[], None);
+                        let scaled = g.node("Div", &[&shifted, &width], &[], None);
+                        let zero = g.constant("zero", &[], &[0.0]);
+                        let one = g.constant("one", &[], &[1.0]);
+                        blocks.push(g.node("Clip", &[&scaled, &zero, &one], &[], None));
+                    }
+                    _ => blocks.push(filled),
+                }
                 if *missing_indicator {
                     blocks.push(g.node("Cast", &[&nan], &[Attr::Int("to", FLOAT)], None));
                 }

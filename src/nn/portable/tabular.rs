@@ -181,6 +181,9 @@ pub enum Imputation {
 #[derive(Clone, Debug, PartialEq)]
 pub struct EncoderOptions {
     pub imputation: Imputation,
+    /// Numeric columns as piecewise-linear encodings over this many quantile bins of the
+    /// training split (0: the value itself). See [`EncodedColumn::Numeric`]'s `bins`.
+    pub numeric_bins: u32,
     /// Categories seen fewer times than this in the training split go to "other".
     pub min_frequency: u64,
     /// At most this many one-hot inputs per column, "other" included; the rarest fold.
@@ -191,6 +194,7 @@ impl Default for EncoderOptions {
     fn default() -> Self {
         EncoderOptions {
             imputation: Imputation::Median,
+            numeric_bins: 0,
             min_frequency: 1,
             max_categories: None,
         }
@@ -215,6 +219,13 @@ pub enum EncodedColumn {
         /// How a text cell is read (currency, thousands, percent); plain numbers when absent.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         format: Option<NumberFormat>,
+        /// Piecewise-linear encoding (Gorishniy, Rubachev & Babenko, NeurIPS 2022): with
+        /// edges `b₀ < … < b_T` (quantiles of the training split) the value becomes `T` inputs
+        /// instead of one, input `t` being `clamp((x − b_t) / (b_{t+1} − b_t), 0, 1)`: 1 for
+        /// the bins below the value, its position inside its own bin, 0 above. Empty: the
+        /// value itself.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        bins: Vec<f32>,
     },
     /// A date: its inputs ([`values::date_width`]) from the day number (`fill`, the training
     /// split's median, when missing), then 1 when missing if the training split had missing
@@ -262,9 +273,11 @@ impl EncodedColumn {
     fn width(&self) -> usize {
         match self {
             EncodedColumn::Numeric {
-                missing_indicator, ..
-            }
-            | EncodedColumn::Boolean {
+                missing_indicator,
+                bins,
+                ..
+            } => bins.len().saturating_sub(1).max(1) + usize::from(*missing_indicator),
+            EncodedColumn::Boolean {
                 missing_indicator, ..
             } => 1 + usize::from(*missing_indicator),
             EncodedColumn::Date {
@@ -388,6 +401,9 @@ pub fn max_widths(
         check_type(c, c.kind)?;
         let has_missing = usize::from(c.missing > 0);
         widths.push(match c.kind {
+            ColumnType::Numeric if opts.numeric_bins >= 2 => {
+                opts.numeric_bins as usize + has_missing
+            }
             ColumnType::Numeric | ColumnType::Boolean => 1 + has_missing,
             ColumnType::Date => {
                 let w = match &c.format {
@@ -501,6 +517,7 @@ impl Encoder {
                                 Some(ValueFormat::Number(f)) => Some(f.clone()),
                                 _ => None,
                             },
+                            bins: quantile_edges(&mut present, opts.numeric_bins),
                         }
                     } else {
                         EncodedColumn::Boolean {
@@ -544,8 +561,9 @@ impl Encoder {
                 EncodedColumn::Numeric {
                     missing_indicator: false,
                     format: None,
+                    bins,
                     ..
-                }
+                } if bins.is_empty()
             )
         })
     }
@@ -561,6 +579,17 @@ impl Encoder {
         let mut names = Vec::with_capacity(self.width());
         for c in &self.columns {
             match c {
+                EncodedColumn::Numeric {
+                    name,
+                    missing_indicator,
+                    bins,
+                    ..
+                } if bins.len() >= 2 => {
+                    names.extend((1..bins.len()).map(|t| format!("{name} (bin {t})")));
+                    if *missing_indicator {
+                        names.push(format!("{name} (missing)"));
+                    }
+                }
                 EncodedColumn::Numeric {
                     name,
                     missing_indicator,
@@ -613,6 +642,10 @@ impl Encoder {
         let mut c = Vec::with_capacity(self.width());
         for col in &self.columns {
             match col {
+                // A piecewise-linear encoding's inputs are already in [0, 1].
+                EncodedColumn::Numeric { bins, .. } if bins.len() >= 2 => {
+                    c.extend(std::iter::repeat_n(false, col.width()));
+                }
                 EncodedColumn::Numeric {
                     missing_indicator, ..
                 } => {
@@ -825,6 +858,21 @@ impl Encoder {
                         "must be a finite number",
                     ));
                 }
+                EncodedColumn::Numeric { bins, .. }
+                    if !bins.is_empty()
+                        && (bins.len() < 3
+                            || bins.len() > MAX_NUMERIC_BINS as usize + 1
+                            || bins.iter().any(|b| !b.is_finite())
+                            || bins.windows(2).any(|w| w[0] >= w[1])) =>
+                {
+                    errs.push(SpecError::new(
+                        format!("/encoder/columns/{i}/bins"),
+                        format!(
+                            "must be 3 to {} finite, strictly increasing edges (or left out)",
+                            MAX_NUMERIC_BINS + 1
+                        ),
+                    ));
+                }
                 EncodedColumn::Categorical { categories, .. } => {
                     let mut sorted = categories.clone();
                     sorted.sort();
@@ -854,6 +902,24 @@ impl Encoder {
 
 /// Writes a numeric or boolean column's inputs for one value at `out[at..]`.
 fn write_numeric(enc: &EncodedColumn, n: Option<f32>, out: &mut [f32], at: usize) {
+    if let EncodedColumn::Numeric {
+        fill,
+        missing_indicator,
+        bins,
+        ..
+    } = enc
+        && bins.len() >= 2
+    {
+        let pieces = bins.len() - 1;
+        if out.len() < at + pieces + usize::from(*missing_indicator) {
+            return;
+        }
+        piecewise_linear(n.unwrap_or(*fill), bins, &mut out[at..at + pieces]);
+        if *missing_indicator {
+            out[at + pieces] = if n.is_none() { 1.0 } else { 0.0 };
+        }
+        return;
+    }
     let (EncodedColumn::Numeric {
         fill,
         missing_indicator,
@@ -874,6 +940,41 @@ fn write_numeric(enc: &EncodedColumn, n: Option<f32>, out: &mut [f32], at: usize
     if *missing_indicator {
         out[at + 1] = if n.is_none() { 1.0 } else { 0.0 };
     }
+}
+
+/// The piecewise-linear encoding of `x` over the bin edges `bins` (at least two, increasing)
+/// into `out` (one input per bin): `clamp((x − b_t) / (b_{t+1} − b_t), 0, 1)`.
+pub fn piecewise_linear(x: f32, bins: &[f32], out: &mut [f32]) {
+    for (t, o) in out
+        .iter_mut()
+        .enumerate()
+        .take(bins.len().saturating_sub(1))
+    {
+        let (lo, hi) = (bins[t], bins[t + 1]);
+        *o = ((x - lo) / (hi - lo)).clamp(0.0, 1.0);
+    }
+}
+
+/// Most bins a piecewise-linear encoding takes (`numeric_bins`).
+pub const MAX_NUMERIC_BINS: u32 = 256;
+
+/// The edges of `bins` quantile bins of `values` (the training split's present values;
+/// sorted here), without repeats: empty when `bins` is below 2 or the values hold fewer than
+/// two distinct edges (the column then stays its value).
+fn quantile_edges(values: &mut [f32], bins: u32) -> Vec<f32> {
+    if bins < 2 || values.is_empty() {
+        return vec![];
+    }
+    values.sort_unstable_by(f32::total_cmp);
+    let n = values.len();
+    let mut edges: Vec<f32> = (0..=bins as usize)
+        .map(|q| values[(q * (n - 1)) / bins as usize])
+        .collect();
+    edges.dedup();
+    if edges.len() < 3 {
+        return vec![];
+    }
+    edges
 }
 
 /// Writes a date column's inputs for one day number (`None`: missing) at `out[at..]`.
@@ -1061,6 +1162,7 @@ mod tests {
                 fill: 3.0, // median of 1, 3, 10
                 missing_indicator: true,
                 format: None,
+                bins: vec![],
             }
         );
         assert_eq!(enc.width(), 3);
@@ -1102,9 +1204,79 @@ mod tests {
                 fill: 3.0,
                 missing_indicator: false,
                 format: None,
+                bins: vec![],
             }
         );
         assert!(enc.is_identity());
+    }
+
+    /// Piecewise-linear encoding: edges at the training split's quantiles, each value 1 for
+    /// the bins below it, its place inside its own bin, 0 above; a missing cell is the fill's
+    /// encoding and its indicator; constant columns stay values; the edges survive a document.
+    #[test]
+    fn piecewise_linear_encoding_over_quantile_bins() {
+        let cols = [numeric("a", 1), numeric("k", 0)];
+        let x = array![
+            [0.0, 5.0],
+            [1.0, 5.0],
+            [2.0, 5.0],
+            [NA, 5.0],
+            [3.0, 5.0],
+            [4.0, 5.0]
+        ];
+        let opts = EncoderOptions {
+            numeric_bins: 4,
+            ..EncoderOptions::default()
+        };
+        let enc = Encoder::fit(x.view(), &cols, &opts).unwrap();
+        let EncodedColumn::Numeric { bins, fill, .. } = &enc.columns[0] else {
+            panic!()
+        };
+        assert_eq!(
+            (bins.as_slice(), *fill),
+            (&[0.0, 1.0, 2.0, 3.0, 4.0][..], 2.0)
+        );
+        // The constant column has one edge: it stays its value.
+        assert!(matches!(&enc.columns[1], EncodedColumn::Numeric { bins, .. } if bins.is_empty()));
+        assert_eq!(enc.width(), 4 + 1 + 1);
+        assert!(!enc.is_identity());
+        assert_eq!(
+            enc.feature_names(),
+            [
+                "a (bin 1)",
+                "a (bin 2)",
+                "a (bin 3)",
+                "a (bin 4)",
+                "a (missing)",
+                "k"
+            ]
+        );
+        assert_eq!(enc.continuous(), [false, false, false, false, false, true]);
+        let t = enc.transform_table(x.view(), &cols).unwrap();
+        assert_eq!(t.row(0).to_vec(), [0.0, 0.0, 0.0, 0.0, 0.0, 5.0]);
+        assert_eq!(t.row(3).to_vec(), [1.0, 1.0, 0.0, 0.0, 1.0, 5.0]);
+        assert_eq!(t.row(5).to_vec(), [1.0, 1.0, 1.0, 1.0, 0.0, 5.0]);
+        let mut out = [0.0; 4];
+        piecewise_linear(2.5, bins, &mut out);
+        assert_eq!(out, [1.0, 1.0, 0.5, 0.0]);
+        piecewise_linear(-7.0, bins, &mut out);
+        assert_eq!(out, [0.0; 4]);
+        piecewise_linear(99.0, bins, &mut out);
+        assert_eq!(out, [1.0; 4]);
+        // A row encodes as the table does.
+        let mut row = [0.0; 6];
+        enc.transform_row(&[Cell::Number(2.5), Cell::Number(5.0)], &mut row)
+            .unwrap();
+        assert_eq!(row, [1.0, 1.0, 0.5, 0.0, 0.0, 5.0]);
+        let json = serde_json::to_string(&enc).unwrap();
+        assert!(json.contains("\"bins\":[0.0,1.0,2.0,3.0,4.0]"), "{json}");
+        assert_eq!(serde_json::from_str::<Encoder>(&json).unwrap(), enc);
+        // Edges a document may not hold.
+        let mut bad = enc.clone();
+        if let EncodedColumn::Numeric { bins, .. } = &mut bad.columns[0] {
+            *bins = vec![0.0, 2.0, 1.0];
+        }
+        assert!(bad.check(6).is_err());
     }
 
     #[test]

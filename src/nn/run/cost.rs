@@ -176,6 +176,7 @@ fn time_epoch(
         standardize_target: false,
         label_smoothing: 0.0,
         columns: None,
+        numeric_bins: None,
         imputation: None,
         min_frequency: None,
         max_categories: None,

@@ -145,6 +145,10 @@ pub struct TrainSpec {
     /// How numeric columns' missing cells are filled (default `median` of the training split).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub imputation: Option<Imputation>,
+    /// Numeric columns as piecewise-linear encodings over this many quantile bins of the
+    /// training split (2 to 256; absent: each column is its value, standardised).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub numeric_bins: Option<u32>,
     /// Categories seen fewer times than this in training fold into "other" (default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_frequency: Option<u64>,
@@ -243,6 +247,7 @@ impl TrainSpec {
     pub fn encoder_options(&self) -> EncoderOptions {
         EncoderOptions {
             imputation: self.imputation.unwrap_or_default(),
+            numeric_bins: self.numeric_bins.unwrap_or(0),
             min_frequency: self.min_frequency.unwrap_or(1),
             max_categories: self.max_categories,
         }
@@ -628,6 +633,17 @@ impl TrainSpec {
                     format!("must be a number ≥ 0, got {v}"),
                 ));
             }
+        }
+        if let Some(b) = self.numeric_bins
+            && !(2..=crate::nn::portable::tabular::MAX_NUMERIC_BINS).contains(&b)
+        {
+            errs.push(SpecError::new(
+                "/numeric_bins",
+                format!(
+                    "must be 2 to {} (or left out), got {b}",
+                    crate::nn::portable::tabular::MAX_NUMERIC_BINS
+                ),
+            ));
         }
         if self.min_frequency == Some(0) {
             errs.push(SpecError::new("/min_frequency", "must be at least 1"));
