@@ -185,6 +185,7 @@ def peer(method, name, train, test, seed):
             x[c] = x[c].astype(str).where(x[c].notna(), "NA")
             xt[c] = xt[c].astype(str).where(xt[c].notna(), "NA")
         kw = {"random_seed": seed, "verbose": False, "cat_features": text,
+              "allow_writing_files": False,
               "thread_count": os.cpu_count() or 2}
         m = catboost.CatBoostClassifier(**kw) if clf else catboost.CatBoostRegressor(**kw)
     else:
