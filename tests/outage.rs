@@ -378,8 +378,10 @@ async fn a_full_disk_gets_a_clear_error_corrupts_nothing_and_service_resumes() {
         c.close().await.unwrap();
     }
     let filler = fill(fs.path());
-    // Writes fail with a clear 503 that names the full disk, quickly.
-    let big = common::wide(2000, 20);
+    // Writes fail with a clear 503 that names the full disk, quickly. The dataset is larger
+    // than the log can have grown between emptying it and filling the disk (the job still
+    // writes its checkpoints): 2,000 rows (169 KB) once fit in such space under load.
+    let big = common::wide(20_000, 20);
     let (st, body, took) = timed(&srv, "POST", "/v1/datasets", Some(&big)).await;
     assert_eq!(st, 503, "{body}");
     assert!(
