@@ -95,7 +95,6 @@ GBDTS = ["hgb", "lightgbm", "xgboost", "catboost"]
 def load(name):
     """The table as its package ships it, without the left-out columns and the rows whose
     target is missing."""
-    import pandas as pd
     source, target, _, drop = DATASETS[name]
     pkg, item = source.split(":")
     if pkg == "pydataset":
@@ -106,9 +105,7 @@ def load(name):
         b = getattr(datasets, f"load_{item}")(as_frame=True)
         frame = b.frame
     frame = frame.drop(columns=drop)
-    frame = frame[frame[target].notna()].reset_index(drop=True)
-    # Text columns as text (pandas 3 reads them as `str`; older pandas as object).
-    return frame
+    return frame[frame[target].notna()].reset_index(drop=True)
 
 
 def split(name, frame, seed):
@@ -323,7 +320,6 @@ def report(path):
             secs = statistics.mean(r["seconds"] for r in runs)
             cells.append(f"{means[m]:.4f} ± {sd:.4f} ({len(v)}; {secs:.1f} s)")
         print(f"| {name} | {key} | " + " | ".join(cells) + " |")
-        order = sorted(means, key=lambda m: -means[m])
         for m in means:
             # Average ranks for equal means.
             better = sum(1 for o in means if means[o] > means[m])
@@ -334,7 +330,6 @@ def report(path):
                 if g in means:
                     d = means["backprop"] - means[g]
                     wtl[g][0 if d > 0.005 else 2 if d < -0.005 else 1] += 1
-        del order
     print()
     print("mean rank: " + ", ".join(
         f"{m} {statistics.mean(r):.2f} ({len(r)})" for m, r in ranks.items() if r))
@@ -366,9 +361,10 @@ def main():
                     help="run on the tuning tables (TUNING) instead of the suite's")
     a = ap.parse_args()
     if a.tuning:
+        # The tuning tables replace the suite's (the names given must be tuning tables).
         DATASETS.clear()
         DATASETS.update(TUNING)
-        if a.datasets == list(DATASETS) or not set(a.datasets) <= set(TUNING):
+        if not set(a.datasets) <= set(TUNING):
             a.datasets = list(TUNING)
     if a.report:
         report(a.report)

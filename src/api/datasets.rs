@@ -204,8 +204,10 @@ async fn create(
         let (hash, parsed) = stream_csv(&s, req, query.target.clone(), opts, dialect, sink).await?;
         let idem = Idempotency::with_body_hash(&headers, "POST /v1/datasets", q.as_deref(), hash)?;
         (idem, UploadBody::Csv(Box::new(parsed), stream))
-    } else if is_jsonl(&media_type) {
-        // JSON Lines: read whole (its keys' union is the header), then as a CSV is read.
+    } else if is_jsonl(&media_type) || data::is_parquet(&media_type) {
+        // JSON Lines (its keys' union is the header, then read as a CSV is) and Parquet (its
+        // index is at its end, then column by column): read whole, then parsed off the
+        // async threads.
         use axum::extract::FromRequest;
         csv_only_dialect(&query)?;
         let mut opts = csv_options(query.columns.as_deref(), query.na_values.as_deref())?;
@@ -213,33 +215,26 @@ async fn create(
         let Body(body) = Body::from_request(req, &s).await?;
         let idem = Idempotency::new(&headers, "POST /v1/datasets", q.as_deref(), &body)?;
         let (target, limits) = (query.target.clone(), s.service.limits.data);
-        let parsed = tokio::task::spawn_blocking(move || {
-            data::jsonl_columns(&body, target.as_deref(), &limits, opts)
-        })
-        .await
-        .map_err(|e| ApiError::Internal(format!("reading JSON Lines: {e}")))?;
-        (idem, UploadBody::Csv(Box::new(parsed), None))
-    } else if data::is_parquet(&media_type) {
-        // Parquet: read whole (its index is at its end), then column by column.
-        use axum::extract::FromRequest;
-        csv_only_dialect(&query)?;
-        let mut opts = csv_options(query.columns.as_deref(), query.na_values.as_deref())?;
-        opts.no_target = no_target;
-        let Body(body) = Body::from_request(req, &s).await?;
-        let idem = Idempotency::new(&headers, "POST /v1/datasets", q.as_deref(), &body)?;
-        let (target, limits) = (query.target.clone(), s.service.limits.data);
-        let max_bytes = s.limits.max_body_bytes;
-        let bytes = body.len();
+        let (parquet, max_bytes, bytes) = (
+            data::is_parquet(&media_type),
+            s.limits.max_body_bytes,
+            body.len(),
+        );
         let started = std::time::Instant::now();
         let parsed = tokio::task::spawn_blocking(move || {
-            data::parquet_columns(body, target.as_deref(), &limits, &opts, max_bytes)
+            if parquet {
+                data::parquet_columns(body, target.as_deref(), &limits, &opts, max_bytes)
+            } else {
+                data::jsonl_columns(&body, target.as_deref(), &limits, opts)
+            }
         })
         .await
-        .map_err(|e| ApiError::Internal(format!("reading Parquet: {e}")))?;
+        .map_err(|e| ApiError::Internal(format!("reading {media_type}: {e}")))?;
         tracing::info!(
             bytes,
             parsed_ms = started.elapsed().as_millis() as u64,
-            "Parquet upload read"
+            media_type,
+            "upload read"
         );
         (idem, UploadBody::Csv(Box::new(parsed), None))
     } else {

@@ -31,6 +31,16 @@ pub struct Columns {
 }
 
 impl Columns {
+    /// The dataset of finished feature columns and no target (`?labels=none`): every row
+    /// kept, no target columns.
+    pub(super) fn without_target(
+        features: Vec<BuiltColumn>,
+        rows: usize,
+    ) -> Result<Columns, DataError> {
+        let none = Targets::Values(Array2::zeros((rows, 0)));
+        Columns::new(features, none, None, rows, vec![])
+    }
+
     /// The dataset of finished feature columns (every one cut into segments at the same rows)
     /// and the targets of the rows `keep` marks (all rows when `None`); the columns' missing
     /// counts are then those of the rows kept.

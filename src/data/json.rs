@@ -700,9 +700,7 @@ fn json_columns_with(
     }
 
     let Some(body_targets) = body_targets else {
-        // No target: every row is kept, with no target columns.
-        let none = Targets::Values(Array2::zeros((rows, 0)));
-        return Columns::new(features, none, None, rows, vec![]);
+        return Columns::without_target(features, rows);
     };
     let (keep, targets, arrays) = match body_targets {
         JsonTargets::Numbers(v) => {

@@ -23,13 +23,11 @@ use ::parquet::data_type::DataType;
 use ::parquet::file::reader::{FileReader, SerializedFileReader};
 use ::parquet::schema::types::ColumnDescriptor;
 use bytes::Bytes;
-use ndarray::Array2;
 use rayon::prelude::*;
 
-use super::csv::{choose_target, read_targets};
-use super::table::{Part, ReadOptions, finish_column};
+use super::csv::{choose_target, columns_from_parts};
+use super::table::{Part, ReadOptions};
 use super::{Columns, DataError, Limits, quoted};
-use crate::nn::Targets;
 use crate::nn::portable::tabular::ColumnType;
 use crate::nn::portable::values::civil_from_days;
 
@@ -95,6 +93,7 @@ fn read_file(
         .too_large());
     }
     let names: Vec<String> = descrs.iter().map(|d| d.path().string()).collect();
+    let mut kinds = Vec::with_capacity(descrs.len());
     for (d, name) in descrs.iter().zip(&names) {
         if d.max_rep_level() > 0 {
             return Err(DataError::new(format!(
@@ -103,13 +102,13 @@ fn read_file(
             ))
             .column(name));
         }
-        kind_of(d).map_err(|what| {
+        kinds.push(kind_of(d).map_err(|what| {
             DataError::new(format!(
                 "column {} holds {what}; a Parquet upload takes numbers, text, booleans, dates and timestamps (type it out, or leave the column out of the file)",
                 quoted(name)
             ))
             .column(name)
-        })?;
+        })?);
     }
     let (target_index, forced) = choose_target(&names, target, opts, None, String::new)?;
     // What decoding would hold, from the pages' headers: each page is decompressed whole
@@ -168,6 +167,7 @@ fn read_file(
                 let cx = Cx {
                     name: &names[j],
                     descr: &descrs[j],
+                    kind: kinds[j],
                     forced: forced[j],
                     opts,
                     first_row,
@@ -192,30 +192,8 @@ fn read_file(
     for r in read {
         per_column.push(r?);
     }
-    let target_parts = target_index.map(|t| std::mem::take(&mut per_column[t]));
-    let built: Vec<Result<Option<super::table::BuiltColumn>, DataError>> = per_column
-        .into_par_iter()
-        .enumerate()
-        .map(|(j, parts)| {
-            if Some(j) == target_index {
-                Ok(None)
-            } else {
-                finish_column(&names[j], parts, opts).map(Some)
-            }
-        })
-        .collect();
-    let mut features = Vec::with_capacity(names.len());
-    for b in built {
-        if let Some(c) = b? {
-            features.push(c);
-        }
-    }
-    let Some((t, parts)) = target_index.zip(target_parts) else {
-        let none = Targets::Values(Array2::zeros((rows, 0)));
-        return Columns::new(features, none, None, rows, vec![]);
-    };
-    let (targets, keep) = read_targets(parts, &names[t], None)?;
-    Columns::new(features, targets, keep, rows, vec![names[t].clone()])
+    let stats = (0..names.len()).map(|_| None).collect();
+    columns_from_parts(&names, per_column, stats, target_index, rows, opts)
 }
 
 /// The decoded size the page headers of one column chunk (`len` bytes from `start`) claim,
@@ -449,6 +427,8 @@ fn kind_of(d: &ColumnDescriptor) -> Result<Kind, String> {
 struct Cx<'a> {
     name: &'a str,
     descr: &'a ColumnDescriptor,
+    /// How its values become cells ([`kind_of`] of `descr`).
+    kind: Kind,
     forced: Option<ColumnType>,
     opts: &'a ReadOptions,
     /// The file row (0-based) of the chunk's first row.
@@ -528,7 +508,7 @@ fn date_text(days: i64) -> String {
 
 /// Reads a column chunk of `n` rows into a part.
 fn read_column(column: ColumnReader, n: usize, cx: &Cx) -> Result<Part, DataError> {
-    let kind = kind_of(cx.descr).map_err(|what| DataError::new(what).column(cx.name))?;
+    let kind = cx.kind;
     let mut part = Part::with_capacity(cx.forced, n);
     let mut r = 0usize;
     match column {

@@ -454,13 +454,18 @@ pub const MIN_ROWS: usize = 2;
 /// Refuses a dataset without a target (uploaded with `?labels=none`) where one is needed
 /// (training, evaluating), at `pointer`.
 pub fn require_target(target: &crate::nn::run::spec::TargetShape, pointer: &str) -> Result<()> {
-    if let crate::nn::run::spec::TargetShape::Values { width: 0, .. } = target {
-        return Err(Error::invalid(
-            pointer,
-            "the dataset has no target (it was uploaded with labels=none): it can be scored with POST /v1/models/{id}/batch, not trained or evaluated on",
-        ));
+    match target {
+        crate::nn::run::spec::TargetShape::Values { width: 0, .. } => Err(no_target(pointer)),
+        _ => Ok(()),
     }
-    Ok(())
+}
+
+/// The refusal of a dataset without a target, at `pointer`.
+pub fn no_target(pointer: &str) -> Error {
+    Error::invalid(
+        pointer,
+        "the dataset has no target (it was uploaded with labels=none): it can be scored with POST /v1/models/{id}/predictions, not trained or evaluated on",
+    )
 }
 
 /// Refuses a dataset with fewer than [`MIN_ROWS`] usable rows (rows whose target is missing

@@ -393,37 +393,49 @@ impl ParsedFile {
                 "the file has a header row but no data rows; at least one row is required",
             ));
         }
-        let target_parts = target_index.map(|t| std::mem::take(&mut per_column[t]));
-        let target_stats = target_index.and_then(|t| stats[t].take());
-        // Each column keeps its parts as segments (no copy into one allocation), so columns
-        // are finished all at once, in parallel.
-        let built: Vec<Result<Option<super::table::BuiltColumn>, DataError>> = per_column
-            .into_par_iter()
-            .zip(stats)
-            .enumerate()
-            .map(|(j, (parts, stats))| {
-                if Some(j) == target_index {
-                    Ok(None)
-                } else {
-                    finish_column_with(&names[j], parts, opts, stats).map(Some)
-                }
-            })
-            .collect();
-        let mut features = Vec::with_capacity(columns - 1);
-        for b in built {
-            if let Some(c) = b? {
-                features.push(c);
-            }
-        }
-        let Some((t, parts)) = target_index.zip(target_parts) else {
-            // No target: every row is kept, with no target columns.
-            let none = Targets::Values(Array2::zeros((rows, 0)));
-            return Columns::new(features, none, None, rows, vec![]);
-        };
-        let target_name = &names[t];
-        let (targets, keep) = read_targets(parts, target_name, target_stats)?;
-        Columns::new(features, targets, keep, rows, vec![target_name.clone()])
+        columns_from_parts(&names, per_column, stats, target_index, rows, opts)
     }
+}
+
+/// A file's columns from their parts (one list per column, every column cut at the same
+/// rows): the features finished all at once, in parallel, each keeping its parts as
+/// segments (no copy into one allocation); the target column (`None`: the file has none)
+/// read as targets. `stats`: each column's numbers' stats when they were taken as it was
+/// read. What every reader of a file (CSV, Parquet) ends with.
+pub(crate) fn columns_from_parts(
+    names: &[String],
+    mut per_column: Vec<Vec<Part>>,
+    mut stats: Vec<Option<NumberStats>>,
+    target_index: Option<usize>,
+    rows: usize,
+    opts: &ReadOptions,
+) -> Result<Columns, DataError> {
+    let target_parts = target_index.map(|t| std::mem::take(&mut per_column[t]));
+    let target_stats = target_index.and_then(|t| stats[t].take());
+    let built: Vec<Result<Option<super::table::BuiltColumn>, DataError>> = per_column
+        .into_par_iter()
+        .zip(stats)
+        .enumerate()
+        .map(|(j, (parts, stats))| {
+            if Some(j) == target_index {
+                Ok(None)
+            } else {
+                finish_column_with(&names[j], parts, opts, stats).map(Some)
+            }
+        })
+        .collect();
+    let mut features = Vec::with_capacity(names.len());
+    for b in built {
+        if let Some(c) = b? {
+            features.push(c);
+        }
+    }
+    let Some((t, parts)) = target_index.zip(target_parts) else {
+        return Columns::without_target(features, rows);
+    };
+    let target_name = &names[t];
+    let (targets, keep) = read_targets(parts, target_name, target_stats)?;
+    Columns::new(features, targets, keep, rows, vec![target_name.clone()])
 }
 
 /// The header's column names: valid UTF-8, non-empty, unique, within the column limit.
@@ -509,7 +521,7 @@ fn unreadable(e: &csv::Error) -> DataError {
 /// The target column's parts as targets: numbers when every cell is one, otherwise text
 /// labels; rows whose target is missing are left out (`keep` says which rows stay, `None`
 /// when all do). `stats`: its numbers' stats, when they were taken as it was read.
-pub(crate) fn read_targets(
+fn read_targets(
     parts: Vec<Part>,
     name: &str,
     stats: Option<NumberStats>,
