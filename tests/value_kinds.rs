@@ -553,6 +553,13 @@ async fn parquet_kinds_train_and_predict() {
 
     for (query, body, status, pointer, needle) in [
         ("", data_file("nested.parquet"), 422, "tags", "lists"),
+        (
+            "",
+            data_file("gzip.parquet"),
+            422,
+            "snappy, zstd or lz4",
+            "compressed with gzip",
+        ),
         // A body that is not the format it says is unreadable (400), as a broken CSV is.
         (
             "",

@@ -116,6 +116,21 @@ fn read_file(
     let mut decoded = 0u64;
     for g in meta.row_groups() {
         for c in g.columns() {
+            use ::parquet::basic::Compression as C;
+            let refused = match c.compression() {
+                C::GZIP(_) => Some("gzip"),
+                C::BROTLI(_) => Some("brotli"),
+                C::LZO => Some("LZO"),
+                _ => None,
+            };
+            if let Some(codec) = refused {
+                let name = c.column_path().string();
+                return Err(DataError::new(format!(
+                    "column {} is compressed with {codec}, which uploads do not read (its decoder does not stop at the size a page declares); write the file with snappy, zstd or lz4 (pandas: to_parquet(compression=\"snappy\"), the default)",
+                    quoted(&name)
+                ))
+                .column(&name));
+            }
             let (start, len) = c.byte_range();
             decoded = decoded.saturating_add(pages_size(&file, start, len).unwrap_or(0));
         }

@@ -8,6 +8,7 @@
   identifier, a UTC timestamp, a date, a decimal, a boolean, a nullable integer, a float with
   NaN), in two row groups, zstd-compressed; the target `label` is text.
 - nested.parquet: a list column, which an upload refuses.
+- gzip.parquet: three rows written with gzip, which an upload refuses by name.
 - repetitive.parquet: 20,000 rows of one 50-character text, without a dictionary, zstd: a
   file of a few KiB whose pages hold about 1 MB decoded (refused under a smaller body limit).
 """
@@ -49,3 +50,6 @@ pq.write_table(nested, "tests/data/nested.parquet")
 
 repetitive = pa.table({"note": ["x" * 50] * 20000, "y": [0, 1] * 10000})
 pq.write_table(repetitive, "tests/data/repetitive.parquet", compression="zstd", use_dictionary=False)
+
+pq.write_table(pa.table({"x": [1.0, 2.0, 3.0], "y": [0, 1, 0]}), "tests/data/gzip.parquet",
+               compression="gzip")
