@@ -643,8 +643,11 @@ impl Jobs {
                             ctl.cancel.store(true, Ordering::Relaxed);
                         }
                     };
-                    let mut out =
-                        pool.install(|| session.run(&pool, resume, &ctl, &mut on_epoch))?;
+                    // Not `pool.install` around the whole run: a pool worker waiting in a
+                    // join may steal another job's installed closure and run it to its end
+                    // before returning, so one job would sit at its epoch until the other
+                    // finished. `run` hands the pool one epoch at a time instead.
+                    let mut out = session.run(&pool, resume, &ctl, &mut on_epoch)?;
                     out.model = named(out.model, feature_names);
                     Ok(out)
                 })();
