@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Server, circle, split, wide};
+use common::{Server, circle, parse_sse, split, wide};
 use serde_json::{Value, json};
 
 const IRIS_TRAIN: &str = include_str!("../examples/iris.csv");
@@ -271,26 +271,6 @@ async fn sse_streams_epochs_then_status_and_replays_after_last_event_id() {
         .collect();
     assert_eq!(ids, vec![26, 27, 28, 29, 30]);
     assert_eq!(events.last().unwrap().0, "status");
-}
-
-fn parse_sse(text: &str) -> Vec<(String, Option<String>, Value)> {
-    let mut out = vec![];
-    for block in text.split("\n\n") {
-        let (mut ev, mut id, mut data) = (None, None, String::new());
-        for line in block.lines() {
-            if let Some(v) = line.strip_prefix("event:") {
-                ev = Some(v.trim().to_string());
-            } else if let Some(v) = line.strip_prefix("id:") {
-                id = Some(v.trim().to_string());
-            } else if let Some(v) = line.strip_prefix("data:") {
-                data.push_str(v.trim_start());
-            }
-        }
-        if let Some(ev) = ev {
-            out.push((ev, id, serde_json::from_str(&data).unwrap_or(Value::Null)));
-        }
-    }
-    out
 }
 
 #[tokio::test]

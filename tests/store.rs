@@ -12,8 +12,9 @@ use std::sync::Arc;
 
 use backprop::store::{
     BatchRecord, Continuation, Cursor, DatasetRecord, Failure, FailureKind, Finish,
-    IdempotentAnswer, JobRecord, JobSpec, JobStatus, ModelRecord, PostgresStore, SqliteStore,
-    Store, StoreError, SweepRecord, TrialRecord, now_ms, to_json,
+    IdempotentAnswer, JobRecord, JobSpec, JobStatus, ListFilter, ModelRecord, PostgresStore,
+    SqliteStore, Store, StoreError, SweepLink, SweepRecord, SweepRole, TrialRecord, now_ms,
+    to_json,
 };
 use futures::FutureExt;
 use serde_json::{Value, json};
@@ -121,6 +122,8 @@ conformance!(
     a_model_a_job_starts_from_is_not_deleted,
     a_range_test_is_recorded_by_the_attempt_that_owns_the_job,
     sweeps_their_trials_and_the_dataset_they_use,
+    // issue 26
+    a_sweeps_trials_stay_out_of_listings_unless_asked_for,
     // issue 12
     a_dataset_in_parts_reads_back_joined_and_goes_with_its_record,
     a_dataset_written_as_it_arrives_is_seen_only_once_committed,
@@ -175,6 +178,14 @@ fn job(priority: i32) -> JobRecord {
         cancel_requested: false,
         stop_requested: false,
         crashes: 0,
+        sweep: None,
+    }
+}
+
+fn status(s: JobStatus) -> ListFilter {
+    ListFilter {
+        status: Some(s),
+        ..ListFilter::default()
     }
 }
 
@@ -191,6 +202,7 @@ fn model(job_id: Option<Uuid>) -> ModelRecord {
         parameter_count: 67,
         metrics: json!({"final": {"loss": to_json(&0.0625f32), "accuracy": 0.96}, "epochs_run": 10}),
         document: json!({"format": "backprop", "layers": [{"weights": [[0.5, -0.25], [1e-7, 3.0]]}]}),
+        sweep: None,
     }
 }
 
@@ -420,9 +432,15 @@ async fn models_crud_and_paging(store: Arc<dyn Store>) {
         store.get_model(all[1].id).await.unwrap().unwrap().name,
         None
     );
-    let p1 = store.list_models("default", None, 2).await.unwrap();
+    let p1 = store
+        .list_models("default", &ListFilter::default(), None, 2)
+        .await
+        .unwrap();
     assert_eq!(p1.items, [all[2].clone(), all[1].clone()]);
-    let p2 = store.list_models("default", p1.next, 2).await.unwrap();
+    let p2 = store
+        .list_models("default", &ListFilter::default(), p1.next, 2)
+        .await
+        .unwrap();
     assert_eq!(p2.items, [all[0].clone()]);
     assert_eq!(p2.next, None);
     assert!(store.delete_model(all[1].id).await.unwrap());
@@ -467,7 +485,7 @@ async fn jobs_insert_get_list_filter_and_paging(store: Arc<dyn Store>) {
         .unwrap()
         .unwrap();
     let running = store
-        .list_jobs("default", Some(JobStatus::Running), None, 10)
+        .list_jobs("default", &status(JobStatus::Running), None, 10)
         .await
         .unwrap();
     let mut running_ids: Vec<Uuid> = running.items.iter().map(|j| j.id).collect();
@@ -477,14 +495,14 @@ async fn jobs_insert_get_list_filter_and_paging(store: Arc<dyn Store>) {
     assert_eq!(running_ids, expected);
     assert_eq!(running.next, None);
     let queued = store
-        .list_jobs("default", Some(JobStatus::Queued), None, 10)
+        .list_jobs("default", &status(JobStatus::Queued), None, 10)
         .await
         .unwrap();
     assert_eq!(queued.items.len(), 3);
     assert!(queued.items.iter().all(|j| j.status == JobStatus::Queued));
     assert!(
         store
-            .list_jobs("default", Some(JobStatus::Failed), None, 10)
+            .list_jobs("default", &status(JobStatus::Failed), None, 10)
             .await
             .unwrap()
             .items
@@ -495,7 +513,10 @@ async fn jobs_insert_get_list_filter_and_paging(store: Arc<dyn Store>) {
     let mut seen = Vec::new();
     let mut before = None;
     loop {
-        let p = store.list_jobs("default", None, before, 2).await.unwrap();
+        let p = store
+            .list_jobs("default", &ListFilter::default(), before, 2)
+            .await
+            .unwrap();
         assert!(p.items.len() <= 2);
         seen.extend(p.items.iter().map(|j| j.id));
         match p.next {
@@ -666,7 +687,7 @@ async fn fenced_writes_of_an_old_attempt_change_nothing(store: Arc<dyn Store>) {
     assert!(!store.renew_lease(id, 1, 60_000).await.unwrap());
     assert!(!store.release_job(id, 1).await.unwrap());
     let finish = Finish::Succeeded {
-        model: m.clone(),
+        model: Box::new(m.clone()),
         stop_reason: "completed".into(),
     };
     assert!(!store.finish_job(id, 1, finish).await.unwrap());
@@ -800,10 +821,10 @@ async fn finish_stores_the_model_atomically(store: Arc<dyn Store>) {
     let taken = model(None);
     store.insert_model(&taken).await.unwrap();
     let clash = Finish::Succeeded {
-        model: ModelRecord {
+        model: Box::new(ModelRecord {
             job_id: Some(j.id),
             ..taken.clone()
-        },
+        }),
         stop_reason: "completed".into(),
     };
     assert!(store.finish_job(j.id, 1, clash).await.is_err());
@@ -815,7 +836,7 @@ async fn finish_stores_the_model_atomically(store: Arc<dyn Store>) {
 
     let m = model(Some(j.id));
     let ok = Finish::Succeeded {
-        model: m.clone(),
+        model: Box::new(m.clone()),
         stop_reason: "early_stopping".into(),
     };
     let t0 = now_ms();
@@ -1419,7 +1440,7 @@ async fn a_succeeded_job_keeps_its_final_state_and_a_continuation_copies_it(stor
     // run stored none).
     let c = running(&store, 60_000).await;
     let done = |job: Uuid| Finish::Succeeded {
-        model: model(Some(job)),
+        model: Box::new(model(Some(job))),
         stop_reason: "completed".into(),
     };
     let u0 = stored().await;
@@ -1630,4 +1651,148 @@ async fn sweeps_their_trials_and_the_dataset_they_use(store: Arc<dyn Store>) {
         store.get_job(j.id).await.unwrap().is_some(),
         "its jobs are deleted one by one"
     );
+}
+
+/// A sweep's trial jobs and models are linked to it and left out of listings while it exists
+/// (its refit is listed); `include_trials` and `sweep_id` bring them back; a trial linked
+/// twice keeps its first link.
+async fn a_sweeps_trials_stay_out_of_listings_unless_asked_for(store: Arc<dyn Store>) {
+    let d = dataset("sweep data");
+    store.insert_dataset(&d, vec![1, 2, 3]).await.unwrap();
+    let s = SweepRecord {
+        id: Uuid::new_v4(),
+        tenant: "default".into(),
+        seq: 0,
+        dataset_id: d.id,
+        status: JobStatus::Queued,
+        spec: json!({"max_trials": 1, "metric": "val_loss"}),
+        best: None,
+        created_at: now_ms(),
+        finished_at: None,
+        cancel_requested: false,
+    };
+    store.insert_sweep(&s).await.unwrap();
+    let link = |role, fold| SweepLink {
+        sweep_id: s.id,
+        role,
+        trial: 0,
+        rung: (role == SweepRole::Trial).then_some(1),
+        fold,
+    };
+    let plain = job(0);
+    let trial = JobRecord {
+        sweep: Some(link(SweepRole::Trial, Some(2))),
+        ..job(0)
+    };
+    let refit = JobRecord {
+        sweep: Some(link(SweepRole::Refit, None)),
+        ..job(0)
+    };
+    // Inserted before the link, as an earlier release did: linked afterwards.
+    let old_trial = job(0);
+    for j in [&plain, &trial, &refit, &old_trial] {
+        store.insert_job(j).await.unwrap();
+    }
+    let trial_model = ModelRecord {
+        sweep: trial.sweep.clone(),
+        ..model(Some(trial.id))
+    };
+    let plain_model = model(Some(plain.id));
+    let old_model = model(Some(old_trial.id));
+    for m in [&trial_model, &plain_model, &old_model] {
+        store.insert_model(m).await.unwrap();
+    }
+    store
+        .link_to_sweep(old_trial.id, &link(SweepRole::Trial, Some(0)))
+        .await
+        .unwrap();
+    // A second link changes nothing.
+    store
+        .link_to_sweep(trial.id, &link(SweepRole::Refit, None))
+        .await
+        .unwrap();
+    assert_eq!(get(&store, trial.id).await.sweep, trial.sweep);
+    assert_eq!(
+        store.get_model(old_model.id).await.unwrap().unwrap().sweep,
+        Some(link(SweepRole::Trial, Some(0)))
+    );
+
+    let job_ids = |filter: ListFilter| {
+        let store = store.clone();
+        async move {
+            let p = store.list_jobs("default", &filter, None, 50).await.unwrap();
+            let mut ids: Vec<Uuid> = p.items.iter().map(|j| j.id).collect();
+            assert_eq!(p.total as usize, ids.len());
+            ids.sort();
+            ids
+        }
+    };
+    let model_ids = |filter: ListFilter| {
+        let store = store.clone();
+        async move {
+            let p = store
+                .list_models("default", &filter, None, 50)
+                .await
+                .unwrap();
+            let mut ids: Vec<Uuid> = p.items.iter().map(|m| m.id).collect();
+            assert_eq!(p.total as usize, ids.len());
+            ids.sort();
+            ids
+        }
+    };
+    let sorted = |mut v: Vec<Uuid>| {
+        v.sort();
+        v
+    };
+    assert_eq!(
+        job_ids(ListFilter::default()).await,
+        sorted(vec![plain.id, refit.id])
+    );
+    let all = ListFilter {
+        include_trials: true,
+        ..ListFilter::default()
+    };
+    assert_eq!(
+        job_ids(all.clone()).await,
+        sorted(vec![plain.id, trial.id, refit.id, old_trial.id])
+    );
+    let of_sweep = ListFilter {
+        sweep_id: Some(s.id),
+        ..ListFilter::default()
+    };
+    assert_eq!(
+        job_ids(of_sweep.clone()).await,
+        sorted(vec![trial.id, refit.id, old_trial.id])
+    );
+    assert_eq!(
+        job_ids(ListFilter {
+            status: Some(JobStatus::Queued),
+            ..of_sweep.clone()
+        })
+        .await,
+        sorted(vec![trial.id, refit.id, old_trial.id])
+    );
+    assert_eq!(model_ids(ListFilter::default()).await, vec![plain_model.id]);
+    assert_eq!(
+        model_ids(of_sweep.clone()).await,
+        sorted(vec![trial_model.id, old_model.id])
+    );
+    assert_eq!(model_ids(all.clone()).await.len(), 3);
+    // Every model trained on a dataset, without documents.
+    let of_data = store
+        .models_of_dataset("default", trial_model.dataset_id.unwrap(), 10)
+        .await
+        .unwrap();
+    assert_eq!(of_data.len(), 1);
+    assert_eq!(of_data[0].document, Value::Null);
+    assert_eq!(of_data[0].sweep, trial_model.sweep);
+
+    // Once the sweep is gone, what is left of it is listed like any job or model.
+    store
+        .update_sweep(s.id, JobStatus::Cancelled, None)
+        .await
+        .unwrap();
+    store.delete_sweep(s.id).await.unwrap();
+    assert_eq!(job_ids(ListFilter::default()).await.len(), 4);
+    assert_eq!(model_ids(ListFilter::default()).await.len(), 3);
 }

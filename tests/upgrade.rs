@@ -193,19 +193,125 @@ async fn check_answers(srv: &Server, exp: &Value, exact: bool) {
             exact,
         );
     }
+    // Sweeps (fixtures from 0.1.0+1200e33 on): the record as it was, and every job and model
+    // of theirs linked to them once the upgrade task has run; their trials leave the lists.
+    let mut trials: Vec<Value> = vec![];
+    for sw in exp
+        .get("sweeps")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let k = key(&sw["key"]);
+        let old = &sw["record"];
+        let id = old["id"].as_str().unwrap();
+        let rec = srv.ok("GET", &format!("/v1/sweeps/{id}"), &k, None).await;
+        assert_same(&format!("sweep {id}"), old, &rec, true);
+        let folds = old["spec"]["folds"].as_i64().unwrap().max(1);
+        let trial_jobs: i64 = old["trials"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["jobs"].as_array().unwrap().len() as i64 * folds)
+            .sum();
+        let refit = old["best"]["refit_job_id"].as_str();
+        let t0 = std::time::Instant::now();
+        let linked = loop {
+            let l = srv
+                .ok(
+                    "GET",
+                    &format!("/v1/jobs?sweep_id={id}&limit=500"),
+                    &k,
+                    None,
+                )
+                .await;
+            if l["total"].as_i64() == Some(trial_jobs + i64::from(refit.is_some())) {
+                break l;
+            }
+            assert!(
+                t0.elapsed() < std::time::Duration::from_secs(20),
+                "sweep {id}'s jobs were not linked: {l}\n{}",
+                srv.log()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        };
+        for j in linked["items"].as_array().unwrap() {
+            let l = &j["sweep"];
+            if Some(j["id"].as_str().unwrap()) == refit {
+                assert_eq!(
+                    (&l["role"], &l["trial"]),
+                    (&json!("refit"), &old["best"]["trial"])
+                );
+                continue;
+            }
+            assert_eq!(l["role"], "trial", "{j}");
+            assert_eq!(
+                l["fold"].as_i64(),
+                Some(j["spec"]["validation_fold"].as_i64().unwrap_or(0)),
+                "{j}"
+            );
+            trials.push(j["id"].clone());
+            if let Some(m) = j["model_id"].as_str() {
+                let m = srv.ok("GET", &format!("/v1/models/{m}"), &k, None).await;
+                assert_eq!(m["sweep"], *l, "{m}");
+                trials.push(m["id"].clone());
+            }
+        }
+        for t in old["trials"].as_array().unwrap() {
+            for (rung, j) in t["jobs"].as_array().unwrap().iter().enumerate() {
+                let j = srv
+                    .ok(
+                        "GET",
+                        &format!("/v1/jobs/{}", j.as_str().unwrap()),
+                        &k,
+                        None,
+                    )
+                    .await;
+                assert_eq!(
+                    (&j["sweep"]["trial"], j["sweep"]["rung"].as_u64()),
+                    (&t["trial"], Some(rung as u64)),
+                    "{j}"
+                );
+            }
+        }
+    }
+    // The lists as they were, trials included; without `include=trials`, the same less the
+    // sweeps' trial jobs and models.
     for (name, lists) in exp["lists"].as_object().unwrap() {
         let k = exp["keys"][name].as_str().unwrap();
         for (what, ids) in lists.as_object().unwrap() {
+            let ids_of = |v: &Value| -> Vec<Value> {
+                v["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x["id"].clone())
+                    .collect()
+            };
             let now = srv
+                .ok(
+                    "GET",
+                    &format!("/v1/{what}?limit=100&include=trials"),
+                    k,
+                    None,
+                )
+                .await;
+            assert_eq!(
+                &Value::Array(ids_of(&now)),
+                ids,
+                "{name}'s {what}, newest first"
+            );
+            let shown = srv
                 .ok("GET", &format!("/v1/{what}?limit=100"), k, None)
                 .await;
-            let now_ids: Vec<Value> = now["items"]
+            let want: Vec<Value> = ids
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|x| x["id"].clone())
+                .filter(|i| !trials.contains(i))
+                .cloned()
                 .collect();
-            assert_eq!(&Value::Array(now_ids), ids, "{name}'s {what}, newest first");
+            assert_eq!(ids_of(&shown), want, "{name}'s {what} without trials");
         }
     }
     // Keys, roles and tenants from the old keys file.

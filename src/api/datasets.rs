@@ -21,6 +21,7 @@ pub fn router() -> axum::Router<AppState> {
         .route("/v1/datasets", get(list).post(create))
         .route("/v1/datasets/{id}", get(read).delete(remove))
         .route("/v1/datasets/{id}/rows", get(rows))
+        .route("/v1/datasets/{id}/leaderboard", get(leaderboard))
 }
 
 /// Most rows one `GET /v1/datasets/{id}/rows` answers.
@@ -35,6 +36,44 @@ struct RowsQuery {
 
 /// The stored rows `offset..offset + limit`, as they were uploaded (raw features; class
 /// labels as in the data): a preview, or the points a dashboard draws.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct LeaderboardQuery {
+    metric: Option<String>,
+}
+
+/// `GET /v1/datasets/{id}/leaderboard?metric=`: every model trained on the dataset, ranked.
+async fn leaderboard(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    p.require(Role::Trainer)?;
+    let q: LeaderboardQuery = parse_query(q.as_deref())?;
+    let id = parse_id(&id, "dataset")?;
+    let board = s
+        .service
+        .leaderboard(&p.tenant, id, q.metric.as_deref())
+        .await?;
+    let entries: Vec<Value> = board
+        .entries
+        .iter()
+        .map(|e| {
+            let mut v = crate::store::to_json(e);
+            v["created_at"] = json!(crate::clock::rfc3339(e.created_at));
+            v
+        })
+        .collect();
+    Ok(Json(json!({
+        "dataset_id": id,
+        "metric": board.metric,
+        "higher_is_better": board.higher_is_better,
+        "truncated": board.truncated,
+        "entries": entries,
+    })))
+}
+
 async fn rows(
     State(s): State<AppState>,
     p: Principal,

@@ -50,17 +50,7 @@ async fn events(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<i64>().ok());
     let mut last = last_event.or(q.since).unwrap_or(0).max(0);
-    // A tenant's share of the streams first (429), then the node's limit (503).
-    let place = s.fair.open_stream(&p.tenant)?;
-    // Each stream holds a task and polls the store; their number is bounded. The permit
-    // lives as long as the stream's task.
-    let permit = s.event_streams.clone().try_acquire_owned().map_err(|_| {
-        metrics::counter!("backprop_event_streams_refused_total").increment(1);
-        ApiError::Unavailable(format!(
-            "{} event streams are open, this server's limit (--max-sse-clients); poll GET /v1/jobs/{id} or retry later",
-            s.limits.max_sse_clients
-        ))
-    })?;
+    let (place, permit) = open_stream(&s, &p, &format!("GET /v1/jobs/{id}"))?;
     // Subscribe before reading the store so nothing between the two is missed.
     let rx = s.service.jobs.subscribe(id);
     let job = match s.service.store.get_job(id).await {
@@ -174,6 +164,25 @@ async fn events(
         Sse::new(futures::StreamExt::map(ReceiverStream::new(out), Ok))
             .keep_alive(KeepAlive::default()),
     )
+}
+
+/// A stream's place: a tenant's share of the streams first (429), then the node's limit
+/// (503). Each stream holds a task and polls the store; their number is bounded. Both live
+/// as long as the stream's task. `poll` names what to poll instead.
+pub fn open_stream(
+    s: &AppState,
+    p: &Principal,
+    poll: &str,
+) -> Result<(super::fair::StreamPlace, tokio::sync::OwnedSemaphorePermit), ApiError> {
+    let place = s.fair.open_stream(&p.tenant)?;
+    let permit = s.event_streams.clone().try_acquire_owned().map_err(|_| {
+        metrics::counter!("backprop_event_streams_refused_total").increment(1);
+        ApiError::Unavailable(format!(
+            "{} event streams are open, this server's limit (--max-sse-clients); poll {poll} or retry later",
+            s.limits.max_sse_clients
+        ))
+    })?;
+    Ok((place, permit))
 }
 
 fn epoch_event(epoch: i64, rec: &serde_json::Value) -> Event {

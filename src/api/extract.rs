@@ -21,9 +21,41 @@ pub struct PageQuery {
     pub limit: Option<i64>,
     pub cursor: Option<String>,
     pub status: Option<String>,
+    /// Jobs and models: only one sweep's.
+    pub sweep_id: Option<String>,
+    /// Jobs and models: `trials` lists sweeps' trial jobs and models too.
+    pub include: Option<String>,
 }
 
 impl PageQuery {
+    /// `?sweep_id=&include=trials` of the job and model listings.
+    pub fn list_filter(&self) -> Result<crate::store::ListFilter, ApiError> {
+        let sweep_id = self
+            .sweep_id
+            .as_deref()
+            .map(|s| {
+                Uuid::parse_str(s).map_err(|_| {
+                    ApiError::invalid("/sweep_id", format!("\"{s}\" is not a sweep id (a UUID)"))
+                })
+            })
+            .transpose()?;
+        let include_trials = match self.include.as_deref() {
+            None => false,
+            Some("trials") => true,
+            Some(other) => {
+                return Err(ApiError::invalid(
+                    "/include",
+                    format!("unknown value \"{other}\"; expected trials"),
+                ));
+            }
+        };
+        Ok(crate::store::ListFilter {
+            status: None,
+            sweep_id,
+            include_trials,
+        })
+    }
+
     pub fn limit(&self) -> Result<i64, ApiError> {
         match self.limit {
             None => Ok(50),

@@ -133,9 +133,13 @@ async fn list(
             )
         })?),
     };
+    let filter = crate::store::ListFilter {
+        status,
+        ..q.list_filter()?
+    };
     let page = s
         .service
-        .list_jobs(&p.tenant, status, q.cursor()?, q.limit()?)
+        .list_jobs(&p.tenant, &filter, q.cursor()?, q.limit()?)
         .await?;
     let mut items = Vec::with_capacity(page.items.len());
     for j in &page.items {

@@ -70,6 +70,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/datasets/{id}"),
     ("delete", "/v1/datasets/{id}"),
     ("get", "/v1/datasets/{id}/rows"),
+    ("get", "/v1/datasets/{id}/leaderboard"),
     ("post", "/v1/jobs"),
     ("get", "/v1/jobs"),
     ("get", "/v1/jobs/{id}"),
@@ -115,6 +116,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/sweeps/{id}"),
     ("delete", "/v1/sweeps/{id}"),
     ("post", "/v1/sweeps/{id}/cancel"),
+    ("get", "/v1/sweeps/{id}/events"),
 ];
 
 /// The application: all routes, limits and fallbacks.

@@ -128,7 +128,7 @@ async fn list(
     }
     let page = s
         .service
-        .list_models(&p.tenant, q.cursor()?, q.limit()?)
+        .list_models(&p.tenant, &q.list_filter()?, q.cursor()?, q.limit()?)
         .await?;
     Ok(Json(json!({
         "items": page.items.iter().map(view::model).collect::<Vec<_>>(),

@@ -21,6 +21,7 @@ pub fn router() -> axum::Router<AppState> {
         .route("/v1/sweeps", get(list).post(create))
         .route("/v1/sweeps/{id}", get(read).delete(remove))
         .route("/v1/sweeps/{id}/cancel", post(cancel))
+        .route("/v1/sweeps/{id}/events", get(events))
 }
 
 /// Runs the range test on a job spec and its dataset and answers the curve and the
@@ -35,11 +36,13 @@ async fn range_test(
     Ok(Json(to_json(&t)))
 }
 
-/// `POST /v1/sweeps` takes no query parameters: a `?dry_run=true` read as nothing created a
-/// real sweep.
+/// `POST /v1/sweeps?dry_run=true`: check it and say what it would run, creating nothing.
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CreateQuery {}
+struct CreateQuery {
+    #[serde(default)]
+    dry_run: bool,
+}
 
 async fn create(
     State(s): State<AppState>,
@@ -49,13 +52,29 @@ async fn create(
     Body(body): Body,
 ) -> Result<impl IntoResponse, ApiError> {
     p.require(Role::Trainer)?;
-    if q.as_deref().is_some_and(|q| q.contains("dry_run")) {
-        return Err(ApiError::from(crate::service::Error::invalid(
-            "/dry_run",
-            "a sweep has no dry run: POST /v1/jobs?dry_run=true checks one trial's spec and what it costs",
-        )));
+    let query: CreateQuery = super::extract::parse_query(q.as_deref())?;
+    if query.dry_run {
+        // Nothing is created: no Idempotency-Key is reserved or remembered.
+        let e = s.service.sweep_dry_run(&p.tenant, &body).await?;
+        return Ok((
+            axum::http::StatusCode::OK,
+            Json(json!({
+                "valid": true,
+                "trials": e.spec.max_trials,
+                "rungs": e.spec.rungs(),
+                "trials_per_rung": e.spec.trials_per_rung(),
+                "folds": e.spec.fold_count(),
+                "refit": e.spec.refit,
+                "jobs": e.jobs,
+                "epochs": e.epochs,
+                "estimated_memory_bytes_per_job": e.memory_bytes,
+                "estimated_seconds_per_epoch": e.seconds_per_epoch,
+                "estimated_seconds": (e.seconds * 10.0).round() / 10.0,
+                "spec": e.spec,
+            })),
+        )
+            .into_response());
     }
-    let _: CreateQuery = super::extract::parse_query(q.as_deref())?;
     let idem = Idempotency::new(&headers, "POST /v1/sweeps", None, &body)?;
     if let Some(r) = idem.replay(&s, &p.tenant).await? {
         return Ok(r);
@@ -142,4 +161,108 @@ async fn remove(
         .delete_sweep(rec, q.keep_trials.unwrap_or(false))
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct EventsQuery {
+    /// An event id: only the events after it (as `Last-Event-ID`).
+    since: Option<String>,
+}
+
+/// `GET /v1/sweeps/{id}/events`: Server-Sent Events of the sweep's jobs queued, promoted,
+/// started and ended, its trials' results, a `progress` event whenever its progress changes,
+/// and `end` with the sweep's record. Replays those after `Last-Event-ID` (or `?since=`)
+/// first.
+async fn events(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Result<
+    axum::response::sse::Sse<
+        impl futures::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
+    >,
+    ApiError,
+> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let q: EventsQuery = parse_query(q.as_deref())?;
+    let rec = load(&s, &p, &id).await?;
+    let mut last = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_string())
+        .or(q.since)
+        .unwrap_or_default();
+    let (place, permit) =
+        super::events::open_stream(&s, &p, &format!("GET /v1/sweeps/{}", rec.id))?;
+    let (tx, out) = tokio::sync::mpsc::channel::<Event>(64);
+    tokio::spawn(async move {
+        let (_place, _permit) = (place, permit);
+        let mut cache = crate::service::sweeps::MetricCache::new();
+        let mut progress = Value::Null;
+        let mut rec = rec;
+        loop {
+            let Ok(events) = s.service.sweep_events(&rec, &mut cache).await else {
+                return;
+            };
+            for e in events {
+                if e.id <= last {
+                    continue;
+                }
+                last = e.id.clone();
+                let ev = Event::default()
+                    .event(e.kind)
+                    .id(e.id)
+                    .json_data(e.data)
+                    .unwrap_or_default();
+                if tx.send(ev).await.is_err() {
+                    return;
+                }
+            }
+            if rec.status.is_terminal() {
+                if let Ok(v) = sweep_body(&s, rec).await {
+                    let _ = tx
+                        .send(
+                            Event::default()
+                                .event("status")
+                                .json_data(v)
+                                .unwrap_or_default(),
+                        )
+                        .await;
+                }
+                return;
+            }
+            if let Ok(view) = s.service.sweep_view(rec.clone()).await {
+                let now = to_json(&view.progress());
+                if now != progress {
+                    progress = now.clone();
+                    let ev = Event::default()
+                        .event("progress")
+                        .json_data(now)
+                        .unwrap_or_default();
+                    if tx.send(ev).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            tokio::select! {
+                () = s.service.jobs.job_ended() => {}
+                () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+            }
+            if tx.is_closed() {
+                return;
+            }
+            match s.service.store.get_sweep(rec.id).await {
+                Ok(Some(r)) => rec = r,
+                _ => return,
+            }
+        }
+    });
+    Ok(Sse::new(futures::StreamExt::map(
+        tokio_stream::wrappers::ReceiverStream::new(out),
+        Ok,
+    ))
+    .keep_alive(KeepAlive::default()))
 }

@@ -43,6 +43,7 @@ pub async fn job(s: &AppState, j: &JobRecord) -> Result<Value, ApiError> {
         "cancel_requested": j.cancel_requested,
         "stop_requested": j.stop_requested,
         "attempt": j.attempt,
+        "sweep": sweep_link(j.sweep.as_ref()),
         "spec": j.spec,
     });
     if j.spec.auto_learning_rate {
@@ -162,7 +163,16 @@ pub fn model(m: &ModelRecord) -> Value {
         "feature_names": doc.get("feature_names"),
         "loss": doc.get("loss"),
         "standardized": doc.get("standardization").is_some(),
+        "sweep": sweep_link(m.sweep.as_ref()),
+        "scored_on": crate::service::leaderboard::scored_on(m),
         "metrics": m.metrics,
+    })
+}
+
+/// What a job or model is to the sweep that made it (null: no sweep did).
+fn sweep_link(l: Option<&crate::store::SweepLink>) -> Value {
+    l.map_or(Value::Null, |l| {
+        json!({"id": l.sweep_id, "role": l.role, "trial": l.trial, "rung": l.rung, "fold": l.fold})
     })
 }
 
@@ -259,6 +269,8 @@ pub fn sweep(v: &crate::service::sweeps::SweepView) -> Value {
     let mut body = sweep_summary(&v.sweep);
     body["metric"] = json!(v.spec.metric);
     body["rungs"] = json!(v.spec.rungs());
+    body["progress"] = json!(v.progress());
+    body["refit_job_id"] = json!(v.refit.as_ref().map(|j| j.id));
     body["trials"] = json!(
         v.trials
             .iter()

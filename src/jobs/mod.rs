@@ -817,12 +817,13 @@ impl Jobs {
                         "evaluation": out.evaluation.as_ref().map(to_json),
                     }),
                     document: doc,
+                    sweep: job.sweep.clone(),
                 };
                 let reason = serde_json::to_value(out.reason)
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_owned));
                 Finish::Succeeded {
-                    model,
+                    model: Box::new(model),
                     stop_reason: reason.unwrap_or_default(),
                 }
             }

@@ -373,7 +373,7 @@ pub struct Estimate {
 
 /// The cost model of a dry run: the engine's speed measured on this node's pool
 /// ([`CostModel`]) applied to this job's batches and arithmetic.
-fn estimate(
+pub(super) fn estimate(
     spec: TrainSpec,
     dataset: &Summary,
     validation: Option<&Summary>,
@@ -619,6 +619,7 @@ impl Service {
             cancel_requested: false,
             stop_requested: false,
             crashes: 0,
+            sweep: None,
         };
         match self.store.insert_job(&job).await {
             Ok(()) => {}
@@ -658,14 +659,15 @@ impl Service {
         }
     }
 
+    /// The tenant's jobs: sweeps' trial jobs only when `filter` asks for them.
     pub async fn list_jobs(
         &self,
         tenant: &str,
-        status: Option<JobStatus>,
+        filter: &crate::store::ListFilter,
         cursor: Option<Cursor>,
         limit: i64,
     ) -> Result<Page<JobRecord>> {
-        Ok(self.store.list_jobs(tenant, status, cursor, limit).await?)
+        Ok(self.store.list_jobs(tenant, filter, cursor, limit).await?)
     }
 
     /// The job's epoch records after epoch `since`.

@@ -25,6 +25,7 @@ pub mod export;
 pub mod idempotency;
 pub mod inference;
 pub mod jobs;
+pub mod leaderboard;
 pub mod lr_find;
 pub mod models;
 pub mod predict;

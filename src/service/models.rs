@@ -98,6 +98,7 @@ impl Service {
             parameter_count: model.network.parameter_count() as i64,
             metrics: serde_json::json!({}),
             document,
+            sweep: None,
         };
         match self.store.insert_model(&rec).await {
             Ok(()) => {}
@@ -123,13 +124,18 @@ impl Service {
         }
     }
 
+    /// The tenant's models: sweeps' trial models only when `filter` asks for them.
     pub async fn list_models(
         &self,
         tenant: &str,
+        filter: &crate::store::ListFilter,
         cursor: Option<Cursor>,
         limit: i64,
     ) -> Result<Page<ModelRecord>> {
-        Ok(self.store.list_models(tenant, cursor, limit).await?)
+        Ok(self
+            .store
+            .list_models(tenant, filter, cursor, limit)
+            .await?)
     }
 
     /// Deletes the tenant's model `id` (and drops it from the cache), unless a deployment

@@ -171,6 +171,7 @@ impl Service {
             cancel_requested: false,
             stop_requested: false,
             crashes: 0,
+            sweep: None,
         };
         let from = Continuation {
             job_id: j.id,

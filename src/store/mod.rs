@@ -442,6 +442,59 @@ pub struct JobRecord {
     pub crashes: i64,
     pub cancel_requested: bool,
     pub stop_requested: bool,
+    /// The sweep that made it, and what it is to that sweep.
+    pub sweep: Option<SweepLink>,
+}
+
+/// What a job, or the model it made, is to the sweep that made it: one trial's job (at a
+/// rung, on a validation fold), or the refit of the chosen trial.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SweepLink {
+    pub sweep_id: Uuid,
+    pub role: SweepRole,
+    pub trial: i64,
+    /// A trial's rung (`None` for a refit).
+    pub rung: Option<i64>,
+    /// A trial's validation fold (`None` for a refit).
+    pub fold: Option<i64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SweepRole {
+    /// A trial's job (or its model): left out of listings while its sweep exists, unless
+    /// asked for.
+    Trial,
+    /// The chosen trial trained again on every training row: the sweep's model, listed.
+    Refit,
+}
+
+impl SweepRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SweepRole::Trial => "trial",
+            SweepRole::Refit => "refit",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "trial" => Some(SweepRole::Trial),
+            "refit" => Some(SweepRole::Refit),
+            _ => None,
+        }
+    }
+}
+
+/// Which of a tenant's jobs or models a listing shows.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ListFilter {
+    /// Jobs only.
+    pub status: Option<JobStatus>,
+    /// Only those of this sweep (its trials included).
+    pub sweep_id: Option<Uuid>,
+    /// Sweeps' trial jobs and models too (left out by default while their sweep exists).
+    pub include_trials: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -458,6 +511,8 @@ pub struct ModelRecord {
     pub metrics: serde_json::Value,
     /// The portable model document (what export returns).
     pub document: serde_json::Value,
+    /// The sweep whose job made it (as that job's).
+    pub sweep: Option<SweepLink>,
 }
 
 /// A tenant's jobs and bytes, for quotas.
@@ -485,7 +540,7 @@ pub const IDEMPOTENCY_TTL_MS: i64 = 24 * 3600 * 1000;
 #[derive(Clone, Debug)]
 pub enum Finish {
     Succeeded {
-        model: ModelRecord,
+        model: Box<ModelRecord>,
         stop_reason: String,
     },
     Failed(Failure),
@@ -693,7 +748,7 @@ pub trait Store: Send + Sync + 'static {
     async fn list_jobs(
         &self,
         tenant: &str,
-        status: Option<JobStatus>,
+        filter: &ListFilter,
         after: Option<Cursor>,
         limit: i64,
     ) -> Result<Page<JobRecord>>;
@@ -794,9 +849,32 @@ pub trait Store: Send + Sync + 'static {
     async fn list_models(
         &self,
         tenant: &str,
+        filter: &ListFilter,
         after: Option<Cursor>,
         limit: i64,
     ) -> Result<Page<ModelRecord>>;
+    /// The tenant's models trained on dataset `dataset_id` (trials included), newest first,
+    /// at most `limit`, without their documents (`document` is null): what a leaderboard
+    /// ranks.
+    async fn models_of_dataset(
+        &self,
+        tenant: &str,
+        dataset_id: Uuid,
+        limit: i64,
+    ) -> Result<Vec<ModelRecord>>;
+
+    /// Replaces a model's metrics (a sweep's refit gets its out-of-fold evaluation once it
+    /// has been scored); false when there is no such model.
+    async fn update_model_metrics(&self, id: Uuid, metrics: &serde_json::Value) -> Result<bool>;
+
+    // Upgrades a migration cannot do in SQL alone.
+    /// The tasks migrations left for the code (`sweep_links`), not done yet.
+    async fn upgrade_tasks(&self) -> Result<Vec<String>>;
+    async fn finish_upgrade_task(&self, name: &str) -> Result<()>;
+    /// Every sweep, oldest first (for upgrades).
+    async fn all_sweeps(&self) -> Result<Vec<SweepRecord>>;
+    /// Links job `job_id` and its model to a sweep, unless they are linked already.
+    async fn link_to_sweep(&self, job_id: Uuid, link: &SweepLink) -> Result<()>;
     /// Deletes a model unless a queued or running job starts from it (`init_model_id`):
     /// false when nothing was deleted, for either reason.
     async fn delete_model(&self, id: Uuid) -> Result<bool>;

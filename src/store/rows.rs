@@ -7,14 +7,17 @@ use uuid::Uuid;
 
 use super::{
     BatchRecord, Cursor, DatasetRecord, DeploymentRecord, DeploymentVersion, Failure, JobRecord,
-    JobSpec, JobStatus, ModelRecord, Page, Result, StoreError, SweepRecord, TrialRecord,
+    JobSpec, JobStatus, ModelRecord, Page, Result, StoreError, SweepLink, SweepRecord, SweepRole,
+    TrialRecord,
 };
 
 /// The columns `dataset` reads.
 pub(super) const DATASET_COLS: &str =
     "seq, id, tenant, name, created_at, rows, inputs, outputs, meta, size_bytes";
 /// The columns `model` reads.
-pub(super) const MODEL_COLS: &str = "seq, id, tenant, name, created_at, job_id, dataset_id, input_dim, output_dim, parameter_count, metrics, document";
+pub(super) const MODEL_COLS: &str = "seq, id, tenant, name, created_at, job_id, dataset_id, input_dim, output_dim, parameter_count, metrics, document, sweep_id, sweep_role, sweep_trial, sweep_rung, sweep_fold";
+/// The columns `model_summary` reads: a model without its document.
+pub(super) const MODEL_SUMMARY_COLS: &str = "seq, id, tenant, name, created_at, job_id, dataset_id, input_dim, output_dim, parameter_count, metrics, sweep_id, sweep_role, sweep_trial, sweep_rung, sweep_fold";
 
 /// Reading one column of a row, by the kind of value it holds.
 pub(super) trait Columns {
@@ -103,10 +106,34 @@ pub(super) fn job<R: Columns>(r: &R) -> Result<JobRecord> {
         crashes: r.int("crashes")?,
         cancel_requested: r.flag("cancel_requested")?,
         stop_requested: r.flag("stop_requested")?,
+        sweep: sweep_link(r)?,
     })
 }
 
+/// The `sweep_*` columns of a job or model row.
+fn sweep_link<R: Columns>(r: &R) -> Result<Option<SweepLink>> {
+    let Some(sweep_id) = r.opt_uuid("sweep_id")? else {
+        return Ok(None);
+    };
+    let role = r.opt_text("sweep_role")?.unwrap_or_default();
+    Ok(Some(SweepLink {
+        sweep_id,
+        role: SweepRole::parse(&role)
+            .ok_or_else(|| StoreError::Corrupt(format!("sweep role {role:?}")))?,
+        trial: r.opt_int("sweep_trial")?.unwrap_or(0),
+        rung: r.opt_int("sweep_rung")?,
+        fold: r.opt_int("sweep_fold")?,
+    }))
+}
+
 pub(super) fn model<R: Columns>(r: &R) -> Result<ModelRecord> {
+    let mut m = model_summary(r)?;
+    m.document = r.json("document")?;
+    Ok(m)
+}
+
+/// A model row read with [`MODEL_SUMMARY_COLS`]: `document` is null.
+pub(super) fn model_summary<R: Columns>(r: &R) -> Result<ModelRecord> {
     Ok(ModelRecord {
         id: r.uuid("id")?,
         tenant: r.text("tenant")?,
@@ -118,7 +145,8 @@ pub(super) fn model<R: Columns>(r: &R) -> Result<ModelRecord> {
         output_dim: r.int("output_dim")?,
         parameter_count: r.int("parameter_count")?,
         metrics: r.json("metrics")?,
-        document: r.json("document")?,
+        document: serde_json::Value::Null,
+        sweep: sweep_link(r)?,
     })
 }
 

@@ -15,7 +15,7 @@
 use async_trait::async_trait;
 
 use super::queries::*;
-use super::{Continuation, DatasetWrites, Finish, Parts, Store, Usage};
+use super::{Continuation, DatasetWrites, Finish, ListFilter, Parts, Store, SweepLink, Usage};
 use uuid::Uuid;
 
 use super::rows::Columns;
@@ -244,11 +244,11 @@ impl<T: Dialect> Store for T {
     async fn list_jobs(
         &self,
         tenant: &str,
-        status: Option<JobStatus>,
+        filter: &ListFilter,
         after: Option<Cursor>,
         limit: i64,
     ) -> Result<Page<JobRecord>> {
-        list_jobs(self, tenant, status, after, limit).await
+        list_jobs(self, tenant, filter, after, limit).await
     }
 
     async fn delete_job(&self, id: Uuid) -> Result<bool> {
@@ -377,10 +377,40 @@ impl<T: Dialect> Store for T {
     async fn list_models(
         &self,
         tenant: &str,
+        filter: &ListFilter,
         after: Option<Cursor>,
         limit: i64,
     ) -> Result<Page<ModelRecord>> {
-        list_models(self, tenant, after, limit).await
+        list_models(self, tenant, filter, after, limit).await
+    }
+
+    async fn models_of_dataset(
+        &self,
+        tenant: &str,
+        dataset_id: Uuid,
+        limit: i64,
+    ) -> Result<Vec<ModelRecord>> {
+        models_of_dataset(self, tenant, dataset_id, limit).await
+    }
+
+    async fn update_model_metrics(&self, id: Uuid, metrics: &serde_json::Value) -> Result<bool> {
+        update_model_metrics(self, id, metrics).await
+    }
+
+    async fn upgrade_tasks(&self) -> Result<Vec<String>> {
+        upgrade_tasks(self).await
+    }
+
+    async fn finish_upgrade_task(&self, name: &str) -> Result<()> {
+        finish_upgrade_task(self, name).await
+    }
+
+    async fn all_sweeps(&self) -> Result<Vec<SweepRecord>> {
+        all_sweeps(self).await
+    }
+
+    async fn link_to_sweep(&self, job_id: Uuid, link: &SweepLink) -> Result<()> {
+        link_to_sweep(self, job_id, link).await
     }
 
     async fn delete_model(&self, id: Uuid) -> Result<bool> {

@@ -553,3 +553,24 @@ pub fn peak_memory(srv: &Server) -> u64 {
         .unwrap()
         * 1024
 }
+
+/// The events of a Server-Sent Events body: (event, id, data as JSON).
+pub fn parse_sse(text: &str) -> Vec<(String, Option<String>, Value)> {
+    let mut out = vec![];
+    for block in text.split("\n\n") {
+        let (mut ev, mut id, mut data) = (None, None, String::new());
+        for line in block.lines() {
+            if let Some(v) = line.strip_prefix("event:") {
+                ev = Some(v.trim().to_string());
+            } else if let Some(v) = line.strip_prefix("id:") {
+                id = Some(v.trim().to_string());
+            } else if let Some(v) = line.strip_prefix("data:") {
+                data.push_str(v.trim_start());
+            }
+        }
+        if let Some(ev) = ev {
+            out.push((ev, id, serde_json::from_str(&data).unwrap_or(Value::Null)));
+        }
+    }
+    out
+}

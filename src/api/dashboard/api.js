@@ -104,7 +104,8 @@ export async function followEvents(path, { since = 0, signal, onEvent, onState =
     let finished = false;
     try {
       const h = headers({ Accept: 'text/event-stream' });
-      if (last > 0) h.set('Last-Event-ID', String(last));
+      // A job's ids are epochs (0: from the start); a sweep's are strings that sort in order.
+      if (last && last !== '0') h.set('Last-Event-ID', String(last));
       const r = await fetch(path, { headers: h, signal, cache: 'no-store' });
       if (r.status === 401) unauthorized();
       if (!r.ok) throw new ApiError(r.status, await problem(r));
@@ -122,7 +123,7 @@ export async function followEvents(path, { since = 0, signal, onEvent, onState =
           buf = buf.slice(nl + 1);
           if (line === '') {
             if (ev.data.length) {
-              if (ev.id !== null) last = Number(ev.id) || last;
+              if (ev.id !== null && ev.id !== '') last = ev.id;
               let data = ev.data.join('\n');
               try { data = JSON.parse(data); } catch { /* keep the text */ }
               onEvent(ev.name, data, ev.id);

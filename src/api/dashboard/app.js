@@ -2,7 +2,7 @@
 // public /v1 API (api.js); charts are drawn on canvases (charts.js).
 
 import { api, ApiError, followEvents, getKey, onOpenServer, onUnauthorized, setKey } from './api.js';
-import { LineChart, drawBoundary, drawFit, drawRangeTest, fmt, bounds, CLASS_COLORS } from './charts.js';
+import { LineChart, drawBoundary, drawFit, drawPlot, drawRangeTest, fmt, bounds, CLASS_COLORS } from './charts.js';
 
 const STATUSES = ['queued', 'running', 'succeeded', 'failed', 'cancelled'];
 const ACTIVATIONS = ['relu', 'tanh', 'sigmoid', 'leaky_relu', 'elu', 'gelu', 'softplus', 'linear', 'softmax'];
@@ -210,14 +210,17 @@ function route() {
 
 async function viewJobs(root, params) {
   const filter = params.get('status') || '';
+  // One sweep's jobs (its trials included), from its page.
+  const sweep = /^[\w-]+$/.test(params.get('sweep_id') || '') ? params.get('sweep_id') : '';
   document.title = 'Jobs · Backprop';
   const chips = h('div', { class: 'chips', role: 'group', 'aria-label': 'Filter by status' },
-    ['', ...STATUSES].map((s) => h('a', { class: 'chip', href: s ? `#/jobs?status=${s}` : '#/jobs', 'aria-current': s === filter ? 'true' : null }, s || 'all')));
+    ['', ...STATUSES].map((s) => h('a', { class: 'chip', href: `#/jobs?${new URLSearchParams({ ...(s ? { status: s } : {}), ...(sweep ? { sweep_id: sweep } : {}) })}`, 'aria-current': s === filter ? 'true' : null }, s || 'all')));
   const body = h('div', {}, h('p', { class: 'muted' }, 'Loading…'));
-  root.append(h('div', { class: 'page-head' }, h('h1', {}, 'Jobs'), h('a', { class: 'button primary', href: '#/new' }, 'New job')), chips, body);
+  root.append(h('div', { class: 'page-head' }, h('h1', {}, sweep ? ['Jobs of ', h('a', { href: `#/sweeps/${sweep}` }, `sweep ${shortId(sweep)}`)] : 'Jobs'), h('a', { class: 'button primary', href: '#/new' }, 'New job')),
+    sweep ? null : h('p', { class: 'muted small' }, 'Sweeps\' trial jobs are listed on their sweep\'s page.'), chips, body);
   const signal = aborter();
   const load = async () => {
-    const page = await api('GET', `/v1/jobs?limit=100${filter ? `&status=${filter}` : ''}`, { signal });
+    const page = await api('GET', `/v1/jobs?limit=100${filter ? `&status=${filter}` : ''}${sweep ? `&sweep_id=${sweep}` : ''}`, { signal });
     if (!page.items.length) {
       body.replaceChildren(h('div', { class: 'empty' }, h('p', {}, filter ? `No ${filter} jobs.` : 'No jobs yet.'), h('a', { class: 'button primary', href: '#/new' }, 'Train a model')));
       return;
@@ -225,7 +228,8 @@ async function viewJobs(root, params) {
     body.replaceChildren(table(['Job', 'Status', 'Progress', 'Loss', 'Validation', 'Created'], page.items.map((j) => {
       const m = j.metrics || {};
       return h('tr', { dataset: { job: j.id, status: j.status } },
-        h('td', { 'data-label': 'Job' }, h('a', { href: `#/jobs/${j.id}` }, jobName(j)), h('div', { class: 'sub mono' }, shortId(j.id))),
+        h('td', { 'data-label': 'Job' }, h('a', { href: `#/jobs/${j.id}` }, jobName(j)), h('div', { class: 'sub mono' }, shortId(j.id),
+          j.sweep ? [' · ', h('a', { href: `#/sweeps/${j.sweep.id}`, class: 'sweep-role' }, j.sweep.role === 'refit' ? `refit of sweep ${shortId(j.sweep.id)}` : `trial ${j.sweep.trial}, rung ${j.sweep.rung + 1}, fold ${j.sweep.fold}`)] : null)),
         h('td', { 'data-label': 'Status' }, jobBadge(j)),
         h('td', { 'data-label': 'Progress', class: 'progress-cell' }, progress(j.epoch, j.epochs, j.status), h('span', { class: 'sub' }, `${j.epoch}/${j.epochs}`, timeLeft(j) != null ? ` · ${duration(timeLeft(j))} left` : '')),
         h('td', { 'data-label': 'Loss', class: 'num' }, fmt(m.loss)),
@@ -364,6 +368,7 @@ async function viewJob(root, id) {
     rangeSlot.replaceChildren(section('Learning-rate range test',
       h('p', { class: 'muted', id: 'lr-range-caption' },
         `Trains at ${fmt(chosen, 3)}: ${how}. Steepest ${fmt(t.steepest, 3)} · minimum ${fmt(t.minimum, 3)} · minimum ÷ 10 ${fmt(t.minimum_over_10, 3)} · ${t.points.length} batches, ended ${t.end}.`),
+      t.note ? h('p', { class: 'muted', id: 'lr-range-note' }, `No steepest descent: ${t.note}.`) : null,
       h('div', { class: 'chart' }, canvas)));
     const draw = () => drawRangeTest(canvas, { points: t.points, marked: chosen });
     requestAnimationFrame(draw);
@@ -955,7 +960,11 @@ async function viewModel(root, id) {
         f.mae != null ? ['MAE', fmt(f.mae)] : null, f.val_mae != null ? ['Validation MAE', fmt(f.val_mae)] : null,
         ['Epochs run', m.metrics?.epochs_run ?? '–'], ['Best epoch', m.metrics?.best_epoch ?? '–'], ['Stopped because', (m.metrics?.stop_reason || '–').replaceAll('_', ' ')],
         ['Created', new Date(m.created_at).toLocaleString()]]))),
-    ...(m.metrics?.evaluation ? [evaluationSection(m.metrics.evaluation, 'Evaluation on the validation rows')] : []),
+    ...(m.metrics?.evaluation
+      ? [evaluationSection(m.metrics.evaluation, m.scored_on?.kind === 'out_of_fold' ? 'Evaluation on out-of-fold predictions' : m.scored_on?.kind === 'chosen_trial_validation' ? 'Evaluation of the chosen trial on its validation rows' : 'Evaluation on the validation rows')]
+      : []),
+    m.scored_on ? h('p', { class: 'muted', id: 'scored-on' }, `Scores: ${scoredOnText(m.scored_on)}${m.scored_on.detail ? ` — ${m.scored_on.detail}` : ''}.`) : null,
+    m.sweep ? h('p', { class: 'muted', id: 'model-sweep' }, m.sweep.role === 'refit' ? 'The model a ' : `Trial ${m.sweep.trial} (rung ${m.sweep.rung + 1}, fold ${m.sweep.fold}) of a `, h('a', { href: `#/sweeps/${m.sweep.id}` }, 'sweep'), m.sweep.role === 'refit' ? ' handed over: its chosen trial trained again on every row.' : '.') : null,
     section('Predict', h('form', { id: 'predict-form', onsubmit: predict },
       tabular ? form.box : null,
       tabular
@@ -1001,31 +1010,109 @@ function evaluationSection(e, title) {
 async function viewSweeps(root) {
   document.title = 'Sweeps · Backprop';
   const signal = aborter();
-  const page = await api('GET', '/v1/sweeps?limit=100', { signal });
+  const [page, datasets] = await Promise.all([
+    api('GET', '/v1/sweeps?limit=100', { signal }),
+    api('GET', '/v1/datasets?limit=500', { signal }),
+  ]);
+  const names = new Map(datasets.items.map((d) => [d.id, d.name]));
+  // An unfinished sweep's progress is in its own record.
+  const open = page.items.filter((s) => !['succeeded', 'failed', 'cancelled'].includes(s.status));
+  const progressOf = new Map(await Promise.all(open.map(async (s) => [s.id, (await api('GET', `/v1/sweeps/${s.id}`, { signal })).progress])));
   root.append(h('div', { class: 'page-head' }, h('h1', {}, 'Sweeps')),
     page.items.length === 0
-      ? h('div', { class: 'empty' }, h('p', {}, 'No sweeps yet. POST /v1/sweeps {"dataset_id": …} runs the automatic mode.'))
-      : table(['Sweep', 'Status', 'Metric', 'Best', 'Created'], page.items.map((s) => h('tr', { 'data-status': s.status },
-        h('td', { 'data-label': 'Sweep' }, h('a', { href: `#/sweeps/${s.id}` }, s.spec?.name || `Sweep ${shortId(s.id)}`), h('div', { class: 'sub mono' }, shortId(s.id))),
-        h('td', {}, badge(s.status)), h('td', {}, s.spec?.metric || '–'),
-        h('td', { class: 'num' }, s.best ? fmt(s.best.metric) : '–'), h('td', {}, ago(s.created_at))))));
+      ? h('div', { class: 'empty' }, h('p', {}, 'No sweeps yet. Open a ', h('a', { href: '#/datasets' }, 'dataset'), ' and press “Find the best model”.'))
+      : table(['Sweep', 'Dataset', 'Status', 'Progress', 'Metric', 'Best', 'Created'], page.items.map((s) => {
+        const p = progressOf.get(s.id);
+        return h('tr', { 'data-status': s.status, 'data-sweep': s.id },
+          h('td', { 'data-label': 'Sweep' }, h('a', { href: `#/sweeps/${s.id}` }, s.spec?.name || `Sweep ${shortId(s.id)}`), h('div', { class: 'sub mono' }, shortId(s.id))),
+          h('td', { 'data-label': 'Dataset' }, names.has(s.dataset_id) ? h('a', { href: `#/datasets/${s.dataset_id}` }, names.get(s.dataset_id)) : h('span', { class: 'mono' }, shortId(s.dataset_id))),
+          h('td', {}, badge(s.status)),
+          h('td', { 'data-label': 'Progress', class: 'sweep-progress-cell' }, p
+            ? [progress(p.epochs_done, p.epochs_planned, s.status), h('div', { class: 'sub' }, `${p.done} of ${p.trials} trials${p.eta_seconds != null ? ` · ~${duration(p.eta_seconds * 1000)} left` : ''}`)]
+            : `${s.spec?.max_trials ?? '–'} trials`),
+          h('td', {}, s.spec?.metric || '–'),
+          h('td', { class: 'num' }, s.best ? fmt(s.best.metric) : '–'), h('td', {}, ago(s.created_at)));
+      }), 'sweeps'));
 }
+
+/** Layers as people say them: "256 relu → dropout 0.2 → 128 relu → output". */
+function layersText(layers) {
+  if (!Array.isArray(layers)) return null;
+  return layers.map((l) => {
+    if (l && l.dropout != null) return `dropout ${l.dropout}`;
+    if (l && l.units != null) return `${l.units} ${l.activation || 'linear'}`;
+    return l && l.activation ? `output ${l.activation}` : 'output';
+  }).join(' → ');
+}
+
+/** A searched value as people read it: layers spelled out, numbers rounded. */
+function paramText(v) {
+  if (typeof v === 'number') return fmt(v, 4);
+  const layers = layersText(v);
+  if (layers && Array.isArray(v) && v.every((l) => l && typeof l === 'object')) return layers;
+  return JSON.stringify(v);
+}
+
+const METRIC_NAMES = { val_loss: 'validation loss', val_accuracy: 'validation accuracy', val_mae: 'validation MAE', val_log_loss: 'validation log loss', val_rmse: 'validation RMSE' };
 
 async function viewSweep(root, id) {
   const signal = aborter();
-  const s = await api('GET', `/v1/sweeps/${id}`, { signal });
+  let s = await api('GET', `/v1/sweeps/${id}`, { signal });
   document.title = `Sweep ${shortId(s.id)} · Backprop`;
+  const ended = () => ['succeeded', 'failed', 'cancelled'].includes(s.status);
+  const maximise = s.metric.endsWith('accuracy');
+  const better = (a, b) => (maximise ? a > b : a < b);
   const keys = [...new Set(s.trials.flatMap((t) => Object.keys(t.params || {})))].sort();
-  const show = (v) => (typeof v === 'number' ? fmt(v, 4) : JSON.stringify(v));
   const folds = s.spec?.folds > 1 ? s.spec.folds : 0;
+  const metricName = METRIC_NAMES[s.metric] || s.metric;
+
+  // ---- progress ----
+  const progressSlot = h('div', { id: 'sweep-progress' });
+  const paintProgress = (p) => {
+    if (!p) return;
+    const parts = [`${p.done} of ${p.trials} trials done`];
+    if (p.running) parts.push(`${p.running} running`);
+    if (p.queued) parts.push(`${p.queued} queued`);
+    if (p.waiting) parts.push(`${p.waiting} waiting`);
+    if (p.stopped_early) parts.push(`${p.stopped_early} stopped early by halving`);
+    progressSlot.dataset.phase = p.phase;
+    progressSlot.dataset.done = String(p.done);
+    progressSlot.replaceChildren(
+      progress(p.epochs_done, p.epochs_planned, s.status),
+      h('p', { class: 'muted' }, `${p.phase === 'refitting' ? 'Refitting the chosen trial on every row' : p.phase === 'done' ? 'Done' : 'Searching'} · ${parts.join(' · ')} · rung ${p.rung + 1} of ${s.rungs.length} (${p.rung_epochs} epochs) · ${p.epochs_done} of at most ${p.epochs_planned} epochs · ${duration(p.elapsed_seconds * 1000)} so far${p.eta_seconds ? ` · about ${duration(p.eta_seconds * 1000)} left` : ''}`));
+  };
+  paintProgress(s.progress);
+
+  // ---- why the best is the best ----
+  const whySlot = h('div');
+  const paintWhy = () => {
+    whySlot.replaceChildren();
+    if (!s.best || s.best.metric == null) return;
+    const top = s.rungs.length - 1;
+    const beat = s.trials.filter((t) => t.trial !== s.best.trial && t.metric != null && better(t.metric, s.best.metric));
+    const lines = beat.map((t) => {
+      const rung = (t.jobs || []).length - 1;
+      if (t.stopped_early || rung < top) {
+        return `Trial ${t.trial}'s ${fmt(t.metric)} is from rung ${rung + 1} (${t.epochs} epochs): successive halving compares trials at the same rung, and trials it did not carry to the last rung (${s.rungs[top]} epochs) are not candidates — the metric of a short run is not comparable with a long one's.`;
+      }
+      return `Trial ${t.trial}'s ${fmt(t.metric)} ${t.status === 'succeeded' ? 'did not finish every fold' : `ended ${t.status}`}.`;
+    });
+    if (s.best.refit_job_id) {
+      lines.push(`The model handed over is the refit: trial ${s.best.trial} trained again on every training row; its scores are the trial's out-of-fold predictions (each fold's model on the rows it held out).`);
+    }
+    if (lines.length) whySlot.append(h('div', { class: 'note', id: 'sweep-why' }, lines.map((l) => h('p', {}, l))));
+  };
+  paintWhy();
+
+  // ---- the trials table ----
   const columns = [
     ['Trial', (t) => t.trial], ...keys.map((k) => [k, (t) => t.params?.[k]]),
     ['Status', (t) => t.status], ['Epochs', (t) => t.epochs], [s.metric, (t) => t.metric], ['Stopped early', (t) => t.stopped_early],
     ...(folds ? [['Folds', (t) => 1 + (t.fold_jobs || []).length]] : []),
   ];
-  let order = { col: 3 + keys.length, dir: s.metric === 'val_accuracy' ? -1 : 1 };
+  let order = { col: 3 + keys.length, dir: maximise ? -1 : 1 };
   const body = h('tbody');
-  const paint = () => {
+  const paintTable = () => {
     const get = columns[order.col][1];
     const cmp = (a, b) => {
       const x = get(a), y = get(b);
@@ -1035,22 +1122,102 @@ async function viewSweep(root, id) {
     };
     body.replaceChildren(...[...s.trials].sort(cmp).map((t) => h('tr', { 'data-status': t.status, 'data-trial': t.trial, class: s.best?.trial === t.trial ? 'best' : null },
       h('td', { class: 'num' }, t.job_id ? h('a', { href: `#/jobs/${t.job_id}` }, String(t.trial)) : String(t.trial)),
-      keys.map((k) => h('td', { class: 'num' }, t.params?.[k] === undefined ? '–' : show(t.params[k]))),
+      keys.map((k) => h('td', { class: typeof t.params?.[k] === 'number' ? 'num' : 'param' }, t.params?.[k] === undefined ? '–' : paramText(t.params[k]))),
       h('td', {}, badge(t.status)), h('td', { class: 'num' }, t.epochs ?? '–'),
       h('td', { class: 'num' }, t.metric == null ? '–' : fmt(t.metric)), h('td', {}, t.stopped_early ? 'yes' : ''),
       folds ? h('td', { class: 'num', title: 'validation folds trained at its last rung' }, `${1 + (t.fold_jobs || []).length} of ${folds}`) : null)));
   };
   const head = h('tr', {}, columns.map(([name], i) => h('th', { scope: 'col' }, h('button', { type: 'button', class: 'ghost sort', 'data-col': i, onclick: () => {
     order = { col: i, dir: order.col === i ? -order.dir : 1 };
-    paint();
+    paintTable();
   } }, name))));
-  paint();
+  paintTable();
+
+  // ---- pictures ----
+  const historyCanvas = h('canvas', { id: 'sweep-history-chart', role: 'img', 'aria-label': `each trial's ${metricName} in the order the trials finished, and the best so far` });
+  const curvesCanvas = h('canvas', { id: 'sweep-curves-chart', role: 'img', 'aria-label': 'the trials\' validation loss by epoch, the promoted ones and the best highlighted' });
+  const paramSlot = h('div', { class: 'grid two', id: 'sweep-params' });
+  const results = [];
+  const drawHistory = () => {
+    const pts = results.filter((r) => r.metric != null);
+    const rungColors = [CLASS_COLORS[0], CLASS_COLORS[1], CLASS_COLORS[2], CLASS_COLORS[3]];
+    let bestSoFar = null;
+    const running = pts.map((r, i) => {
+      if (bestSoFar == null || better(r.metric, bestSoFar)) bestSoFar = r.metric;
+      return [i + 1, bestSoFar];
+    });
+    const byRung = s.rungs.map((_, k) => ({ points: pts.map((r, i) => [i + 1, r.metric, r.rung]).filter((p) => p[2] === k).map(([x, y]) => [x, y]), color: rungColors[k % rungColors.length], dots: 4 }));
+    drawPlot(historyCanvas, { series: [...byRung, { points: running, color: CLASS_COLORS[5], width: 2, dashed: true }], xLabel: 'trial results in the order they finished', yLabel: metricName });
+  };
+  const drawParams = () => {
+    paramSlot.replaceChildren();
+    const spaceOf = (k) => s.spec?.space?.[k] || {};
+    for (const k of keys) {
+      const canvas = h('canvas', { class: 'param-chart', 'data-param': k, role: 'img', 'aria-label': `${metricName} against ${k}` });
+      const trials = s.trials.filter((t) => t.metric != null && t.params?.[k] !== undefined);
+      const numeric = trials.every((t) => typeof t.params[k] === 'number');
+      const log = numeric && spaceOf(k).log_uniform != null;
+      let labels = null;
+      const xOf = (t) => {
+        if (numeric) return t.params[k];
+        labels = labels || [...new Set(s.trials.map((u) => paramText(u.params?.[k])))];
+        return labels.indexOf(paramText(t.params[k]));
+      };
+      const point = (t) => [xOf(t), t.metric];
+      const series = [
+        { points: trials.filter((t) => t.stopped_early).map(point), color: CLASS_COLORS[0], dots: 3.5, alpha: 0.5 },
+        { points: trials.filter((t) => !t.stopped_early && t.trial !== s.best?.trial).map(point), color: CLASS_COLORS[1], dots: 4.5 },
+        { points: trials.filter((t) => t.trial === s.best?.trial).map(point), color: CLASS_COLORS[5], dots: 6 },
+      ];
+      paramSlot.append(h('div', { class: 'chart-card' }, h('h3', {}, k), h('div', { class: 'chart small' }, canvas)));
+      requestAnimationFrame(() => drawPlot(canvas, { series, logX: log, xLabels: numeric ? null : labels, xLabel: k, yLabel: metricName }));
+    }
+  };
+  const curves = new Map();
+  const drawCurves = async () => {
+    // Each trial's last job holds its whole history (a promoted trial's continues the rung below's).
+    await Promise.all(s.trials.filter((t) => t.job_id && !curves.has(`${t.job_id}:${t.status}`)).map(async (t) => {
+      try {
+        const hist = await api('GET', `/v1/jobs/${t.job_id}/history`, { signal });
+        curves.set(`${t.job_id}:${t.status}`, hist.epochs || []);
+      } catch (e) { if (e.name === 'AbortError') throw e; }
+    }));
+    const series = s.trials.map((t) => {
+      const recs = curves.get(`${t.job_id}:${t.status}`) || [];
+      const best = t.trial === s.best?.trial;
+      const promoted = (t.jobs || []).length > 1;
+      return { points: recs.map((r) => [r.epoch, r.val_loss]), color: best ? CLASS_COLORS[5] : promoted ? CLASS_COLORS[1] : CLASS_COLORS[0], width: best ? 3 : promoted ? 2 : 1, alpha: best || promoted ? 1 : 0.35, best };
+    }).sort((a, b) => Number(a.best) - Number(b.best));
+    drawPlot(curvesCanvas, { series, xLabel: 'epoch', yLabel: 'validation loss (fold 0)' });
+  };
+  const legendRow = (items) => h('div', { class: 'legend' }, items.map(([label, color]) => h('span', {}, h('i', { dataset: { color } }), label)));
+  const pictures = section('How the search went',
+    h('p', { class: 'muted' }, `Each dot is a trial's ${metricName} at a rung${folds ? ` (the mean of its ${folds} folds)` : ''}, in the order they finished; the dashed line is the best so far.`),
+    legendRow([...s.rungs.map((e, k) => [`rung ${k + 1} (${e} epochs)`, [CLASS_COLORS[0], CLASS_COLORS[1], CLASS_COLORS[2], CLASS_COLORS[3]][k % 4]]), ['best so far', CLASS_COLORS[5]]]),
+    h('div', { class: 'chart' }, historyCanvas),
+    keys.length ? h('h3', {}, `${metricName} against each searched value`) : null,
+    keys.length ? legendRow([['stopped early', CLASS_COLORS[0]], ['carried to the end', CLASS_COLORS[1]], ['chosen', CLASS_COLORS[5]]]) : null,
+    paramSlot,
+    h('h3', {}, 'Validation curves'),
+    legendRow([['stopped early', CLASS_COLORS[0]], ['promoted', CLASS_COLORS[1]], ['chosen', CLASS_COLORS[5]]]),
+    h('div', { class: 'chart' }, curvesCanvas));
+
+  const actions = h('div', { class: 'actions' });
+  if (!ended()) {
+    actions.append(h('button', { type: 'button', class: 'danger', id: 'sweep-cancel', onclick: async () => {
+      try { await api('POST', `/v1/sweeps/${id}/cancel`, { json: {}, signal }); toast('Cancelling the sweep'); } catch (e) { if (e.name !== 'AbortError') toast(e.message, 'error'); }
+    } }, 'Cancel'));
+  }
+  if (s.best?.model_id) actions.append(h('a', { class: 'button primary', href: `#/models/${s.best.model_id}`, id: 'sweep-best-model' }, 'Open the best model'));
   root.append(
     h('div', { class: 'page-head' },
       h('div', {}, h('div', { class: 'crumbs' }, h('a', { href: '#/sweeps' }, 'Sweeps'), ' / ', h('span', { class: 'mono' }, shortId(s.id))),
-        h('h1', {}, s.spec?.name || `Sweep ${shortId(s.id)}`, ' ', badge(s.status)))),
+        h('h1', {}, s.spec?.name || `Sweep ${shortId(s.id)}`, ' ', badge(s.status))),
+      actions),
+    section('Progress', progressSlot),
     section('Summary', kv([
-      ['Metric', s.metric], ['Rungs (epochs)', s.rungs.join(' → ')], ['Trials', String(s.trials.length)],
+      ['Dataset', h('a', { href: `#/datasets/${s.dataset_id}` }, shortId(s.dataset_id))],
+      ['Metric', `${s.metric} (${maximise ? 'higher' : 'lower'} is better)`], ['Rungs (epochs)', s.rungs.join(' → ')], ['Trials', String(s.spec?.max_trials ?? s.trials.length)],
       ['Best', s.best ? h('span', {}, fmt(s.best.metric), ' · trial ', String(s.best.trial), s.best.model_id ? [' · ', h('a', { href: `#/models/${s.best.model_id}`, id: 'best-model' }, 'model')] : null) : '–'],
       ['Mode', s.spec?.automatic ? 'automatic' : `${s.spec?.method || 'random'} search`],
       ['Validation', folds ? h('span', { id: 'sweep-folds' }, `${folds}-fold cross-validation: each trial's metric is the mean over its folds`) : 'one validation split per trial'],
@@ -1058,9 +1225,36 @@ async function viewSweep(root, id) {
         ? h('span', { id: 'sweep-refit' }, 'the best trial retrained on every training row',
           s.best?.refit_job_id ? [' · ', h('a', { href: `#/jobs/${s.best.refit_job_id}` }, 'refit job')] : null,
           s.best?.trial_model_id ? [' · ', h('a', { href: `#/models/${s.best.trial_model_id}`, id: 'trial-model' }, 'the trial\'s own model (evaluated on its validation rows)')] : null)
-        : 'no (the best trial\'s model is the sweep\'s)']])),
-    section('Trials', h('div', { class: 'table-wrap' }, h('table', { class: 'trials', id: 'trials' }, h('thead', {}, head), body))));
-  if (!['succeeded', 'failed', 'cancelled'].includes(s.status)) every(2000, () => route());
+        : 'no (the best trial\'s model is the sweep\'s)']]), whySlot),
+    pictures,
+    section('Trials', h('div', { class: 'table-wrap' }, h('table', { class: 'trials', id: 'trials' }, h('thead', {}, head), body)),
+      h('p', { class: 'muted' }, 'The trials\' jobs and models are left out of the Jobs and Models lists; ', h('a', { href: `#/jobs?sweep_id=${s.id}`, id: 'sweep-jobs' }, 'list this sweep\'s jobs'), '.')));
+  const redraw = () => { drawHistory(); drawParams(); drawCurves().catch(() => {}); };
+  requestAnimationFrame(redraw);
+  const observer = new ResizeObserver(() => requestAnimationFrame(() => { drawHistory(); drawCurves().catch(() => {}); }));
+  observer.observe(historyCanvas);
+  onLeave(() => observer.disconnect());
+
+  // The event stream: results as trials finish, progress as it moves; the record again when
+  // a job ends, and the whole page once the sweep has.
+  let refreshing = null;
+  const refresh = () => {
+    if (refreshing) return;
+    refreshing = setTimeout(async () => {
+      refreshing = null;
+      try {
+        s = await api('GET', `/v1/sweeps/${id}`, { signal });
+        paintProgress(s.progress); paintTable(); paintWhy(); drawParams(); drawCurves().catch(() => {});
+      } catch (e) { if (e.name !== 'AbortError') toast(e.message, 'error'); }
+    }, 1000);
+  };
+  const wasEnded = ended();
+  followEvents(`/v1/sweeps/${id}/events`, { signal, onEvent: (name, data) => {
+    if (name === 'trial_result') { results.push(data); drawHistory(); historyCanvas.dataset.results = String(results.length); }
+    else if (name === 'progress') paintProgress(data);
+    else if (name === 'ended' || name === 'promoted') { if (!wasEnded) refresh(); }
+    else if (name === 'status' && !wasEnded) route();
+  } }).catch((e) => { if (e.name !== 'AbortError') toast(e.message, 'error'); });
 }
 
 // ---------- datasets ----------
@@ -1192,9 +1386,90 @@ async function viewDataset(root, id) {
     d.warnings && d.warnings.length ? section(`Warnings (${d.warnings.length})`, warningList(d.warnings)) : null,
     d.profile ? section('Columns', columnsSection(d)) : null,
     d.profile ? section(`Target: ${(d.target_names || []).join(', ')}`, targetBalance(d.profile)) : null,
+    d.target_kind !== 'none' ? findBestSection(d, signal) : null,
+    d.target_kind !== 'none' ? await leaderboardSection(d, signal) : null,
     section(`First ${rows.rows.length} of ${rows.total} rows`, table(['#', ...rows.feature_names, ...rows.target_names],
-      rows.rows.map((r, i) => h('tr', {}, h('td', { class: 'num' }, String(i + 1)), r.features.map((v) => h('td', { class: 'num' }, String(v))),
-        (Array.isArray(r.target) ? r.target : [r.target]).map((v) => h('td', { class: 'num' }, String(v))))), 'preview')));
+      rows.rows.map((r, i) => h('tr', {}, h('td', { class: 'num' }, String(i + 1)), r.features.map((v) => h('td', { class: 'num' }, v == null ? '' : String(v))),
+        (r.target == null ? [] : Array.isArray(r.target) ? r.target : [r.target]).map((v) => h('td', { class: 'num' }, String(v))))), 'preview')));
+}
+
+/** "Find the best model": the automatic mode on this dataset, with a time budget and the
+ * metric to compare on; "Estimate" asks for a dry run first. */
+function findBestSection(d, signal) {
+  const seconds = h('input', { type: 'number', id: 'find-seconds', min: 5, step: 5, value: 120, inputmode: 'numeric' });
+  const trials = h('input', { type: 'number', id: 'find-trials', min: 1, max: 200, value: 20, inputmode: 'numeric' });
+  const classifier = d.target_kind === 'labels' || (d.classes && d.classes.length > 0);
+  const metrics = classifier ? [['', 'automatic (validation log loss)'], ['val_accuracy', 'validation accuracy'], ['val_log_loss', 'validation log loss'], ['val_loss', 'validation loss']]
+    : [['', 'automatic (validation RMSE)'], ['val_rmse', 'validation RMSE'], ['val_mae', 'validation MAE'], ['val_loss', 'validation loss']];
+  const metric = h('select', { id: 'find-metric' }, metrics.map(([v, label]) => h('option', { value: v }, label)));
+  const out = h('div', { id: 'find-estimate', 'aria-live': 'polite', class: 'muted' });
+  const body = () => {
+    const b = { dataset_id: d.id, name: `best model for ${d.name}`, max_trials: Number(trials.value) || 20 };
+    if (Number(seconds.value) > 0) b.max_seconds = Number(seconds.value);
+    if (metric.value) b.metric = metric.value;
+    return b;
+  };
+  const estimate = async () => {
+    out.replaceChildren('Estimating…');
+    try {
+      const e = await api('POST', '/v1/sweeps?dry_run=true', { json: body(), signal });
+      out.replaceChildren(`Up to ${e.trials} trials (${e.trials_per_rung.join(' → ')} over rungs of ${e.rungs.join(' → ')} epochs${e.folds > 1 ? `, each on ${e.folds} folds` : ''}${e.refit ? ', then the chosen one refitted' : ''}): at most ${e.jobs} jobs and ${e.epochs} epochs, about ${duration(e.estimated_seconds * 1000)} on this node one job at a time (early stopping shortens it; the time budget ends it sooner).`);
+    } catch (err) { if (err.name !== 'AbortError') out.replaceChildren(errorBox(err)); }
+  };
+  const start = async (e) => {
+    e.preventDefault();
+    try {
+      const s = await api('POST', '/v1/sweeps', { json: body(), signal });
+      location.hash = `#/sweeps/${s.id}`;
+    } catch (err) { if (err.name !== 'AbortError') out.replaceChildren(errorBox(err)); }
+  };
+  return section('Find the best model', h('p', { class: 'muted' }, 'The automatic mode: Backprop picks the loss from the target, searches the architecture, learning rate, batch size and L2 with cross-validation and successive halving, and refits the best on every row.'),
+    h('form', { id: 'find-best-form', onsubmit: start },
+      h('div', { class: 'grid three' }, field('Time budget (seconds)', seconds, 'Ends the search then; the best trial so far wins.'), field('Trials', trials, 'At most this many.'), field('Compare on', metric, 'What “best” means.')),
+      h('div', { class: 'actions left' }, h('button', { type: 'submit', class: 'primary', id: 'find-best' }, 'Find the best model'),
+        h('button', { type: 'button', class: 'ghost', id: 'find-estimate-button', onclick: estimate }, 'Estimate'))),
+    out);
+}
+
+const LEADERBOARD_METRICS = { log_loss: 'log loss', accuracy: 'accuracy', roc_auc: 'ROC AUC', rmse: 'RMSE', mae: 'MAE', r2: 'R²' };
+
+/** Every model trained on the dataset, ranked (GET /v1/datasets/{id}/leaderboard). */
+async function leaderboardSection(d, signal, metric = '') {
+  const slot = h('div', { id: 'leaderboard' });
+  const load = async (m) => {
+    const b = await api('GET', `/v1/datasets/${d.id}/leaderboard${m ? `?metric=${m}` : ''}`, { signal });
+    if (!b.entries.length) { slot.replaceChildren(h('p', { class: 'muted' }, 'No model has been trained on it yet.')); return; }
+    const shown = Object.keys(LEADERBOARD_METRICS).filter((k) => b.entries.some((e) => e.scores[k] != null));
+    const pick = h('select', { id: 'leaderboard-metric', 'aria-label': 'rank by', onchange: (e) => load(e.target.value).catch((err) => slot.replaceChildren(errorBox(err))) },
+      shown.map((k) => h('option', { value: k, selected: k === b.metric ? '' : null }, LEADERBOARD_METRICS[k])));
+    const what = (e) => {
+      if (!e.sweep) return 'job';
+      if (e.sweep.role === 'refit') return h('a', { href: `#/sweeps/${e.sweep.id}` }, 'sweep\'s refit');
+      return h('a', { href: `#/sweeps/${e.sweep.id}` }, `trial ${e.sweep.trial}, rung ${e.sweep.rung + 1}`);
+    };
+    slot.replaceChildren(h('div', { class: 'actions left' }, h('span', { class: 'muted' }, `Ranked by ${LEADERBOARD_METRICS[b.metric]} (${b.higher_is_better ? 'higher' : 'lower'} is better):`), pick),
+      table(['#', 'Model', 'From', ...shown.map((k) => LEADERBOARD_METRICS[k]), 'Scored on'], b.entries.map((e) => h('tr', { 'data-rank': e.rank ?? '', 'data-model': e.model_id },
+        h('td', { class: 'num' }, e.rank == null ? '–' : String(e.rank)),
+        h('td', {}, h('a', { href: `#/models/${e.model_id}` }, e.name || shortId(e.model_id))),
+        h('td', {}, what(e)),
+        shown.map((k) => h('td', { class: `num${k === b.metric ? ' strong' : ''}` }, fmt(e.scores[k], 4))),
+        h('td', { class: 'small', title: e.scored_on.detail || '' }, scoredOnText(e.scored_on)))), 'leaderboard'));
+  };
+  await load(metric).catch((err) => slot.replaceChildren(errorBox(err)));
+  return section('Leaderboard', slot);
+}
+
+/** Where a model's scores come from, in a few words. */
+function scoredOnText(s) {
+  if (!s) return '–';
+  const rows = s.rows != null ? ` (${s.rows} rows)` : '';
+  switch (s.kind) {
+    case 'validation': return `held-out rows${rows}`;
+    case 'cross_validation': return `${s.folds}-fold cross-validation${rows}`;
+    case 'out_of_fold': return `out-of-fold predictions of ${s.folds} folds${rows}`;
+    case 'chosen_trial_validation': return `the chosen trial's held-out rows${rows}`;
+    default: return 'not scored';
+  }
 }
 
 // ---------- start ----------

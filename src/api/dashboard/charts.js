@@ -356,3 +356,92 @@ export function drawRangeTest(canvas, { points, marked }) {
   ctx.fillStyle = css('--muted') || '#667';
   ctx.fillText('learning rate', w - m.r, h - 1);
 }
+
+/**
+ * A scatter and line plot: `series` are {points: [[x, y]], color, width (0: no line), dots,
+ * dashed, alpha, label}. `logX` puts x on a log axis; `xLabels` (index → text) makes x
+ * categorical. The canvas's `data-points` counts the points drawn and `data-series` the
+ * series (tests read them).
+ */
+export function drawPlot(canvas, { series, logX = false, xLabels = null, xLabel = '', yLabel = '' }) {
+  const { ctx, w, h } = fit(canvas);
+  ctx.clearRect(0, 0, w, h);
+  const tx = (x) => (logX ? Math.log10(x) : x);
+  const ok = ([x, y]) => Number.isFinite(x) && Number.isFinite(y) && (!logX || x > 0);
+  const data = series.map((s) => ({ ...s, points: s.points.filter(ok) }));
+  const all = data.flatMap((s) => s.points);
+  canvas.dataset.points = String(all.length);
+  canvas.dataset.series = String(data.filter((s) => s.points.length).length);
+  ctx.font = '11px system-ui, sans-serif';
+  const muted = css('--muted') || '#667';
+  if (!all.length) {
+    ctx.fillStyle = muted;
+    ctx.textAlign = 'center';
+    ctx.fillText('nothing to draw yet', w / 2, h / 2);
+    return;
+  }
+  let [x0, x1] = xLabels ? [-0.5, xLabels.length - 0.5] : bounds(all.map((p) => tx(p[0])));
+  const [y0, y1] = bounds(all.map((p) => p[1]));
+  const m = { l: yMargin(ctx, y0, y1, 3, 48), r: 12, t: 10, b: xLabel ? 34 : 24 };
+  canvas.dataset.leftMargin = String(m.l);
+  const pw = w - m.l - m.r;
+  const ph = h - m.t - m.b;
+  const X = (x) => m.l + ((tx(x) - x0) / (x1 - x0)) * pw;
+  const Y = (v) => m.t + (1 - (v - y0) / (y1 - y0)) * ph;
+  ctx.fillStyle = muted;
+  ctx.strokeStyle = css('--grid') || '#ddd';
+  ctx.lineWidth = 1;
+  ctx.textAlign = 'right';
+  ctx.textBaseline = 'middle';
+  for (const v of ticks(y0, y1, 4)) {
+    const y = Math.round(Y(v)) + 0.5;
+    ctx.beginPath(); ctx.moveTo(m.l, y); ctx.lineTo(w - m.r, y); ctx.stroke();
+    ctx.fillText(fmt(v, 3), m.l - 5, y);
+  }
+  ctx.textAlign = 'center';
+  ctx.textBaseline = 'top';
+  if (xLabels) {
+    const every = Math.max(1, Math.ceil(xLabels.length / Math.max(1, Math.floor(pw / 90))));
+    xLabels.forEach((l, i) => {
+      if (i % every) return;
+      const text = String(l);
+      ctx.fillText(text.length > 18 ? `${text.slice(0, 17)}…` : text, m.l + ((i - x0) / (x1 - x0)) * pw, h - m.b + 5);
+    });
+  } else {
+    const xt = logX
+      ? Array.from({ length: Math.floor(x1) - Math.ceil(x0) + 1 }, (_, i) => Math.ceil(x0) + i)
+      : ticks(x0, x1, Math.max(2, Math.floor(pw / 70)));
+    for (const v of xt) {
+      const x = m.l + ((v - x0) / (x1 - x0)) * pw;
+      ctx.fillText(logX ? `1e${v}` : fmt(v, 3), x, h - m.b + 5);
+    }
+  }
+  ctx.strokeRect(m.l + 0.5, m.t + 0.5, pw - 1, ph - 1);
+  for (const s of data) {
+    if (!s.points.length) continue;
+    ctx.globalAlpha = s.alpha ?? 1;
+    ctx.strokeStyle = s.color;
+    ctx.fillStyle = s.color;
+    if (s.width) {
+      ctx.lineWidth = s.width;
+      ctx.setLineDash(s.dashed ? [5, 4] : []);
+      ctx.beginPath();
+      s.points.forEach(([x, y], i) => (i ? ctx.lineTo(X(x), Y(y)) : ctx.moveTo(X(x), Y(y))));
+      ctx.stroke();
+      ctx.setLineDash([]);
+    }
+    if (s.dots) for (const [x, y] of s.points) { ctx.beginPath(); ctx.arc(X(x), Y(y), s.dots, 0, 7); ctx.fill(); }
+  }
+  ctx.globalAlpha = 1;
+  ctx.fillStyle = muted;
+  if (xLabel) {
+    ctx.textAlign = 'right';
+    ctx.textBaseline = 'bottom';
+    ctx.fillText(xLabel, w - m.r, h - 1);
+  }
+  if (yLabel) {
+    ctx.textAlign = 'left';
+    ctx.textBaseline = 'top';
+    ctx.fillText(yLabel, m.l + 4, m.t + 2);
+  }
+}

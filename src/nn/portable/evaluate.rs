@@ -97,49 +97,132 @@ pub fn evaluate_model(
     targets: &Targets,
     seed: u64,
 ) -> Result<Evaluation, String> {
-    let truth = truth(&model.encoding, targets, model.network.output_dim())?;
-    let inputs = encode(model, x, columns)?;
-    let outputs = model.predict(inputs.view()).outputs;
-    let report = score_report(&model.encoding, outputs.view(), &truth);
-    let (x_all, truth_all) = (x, &truth);
-    let sample;
-    let (x, truth, base) = if x_all.nrows() > IMPORTANCE_MAX_ROWS {
-        let mut rows: Vec<usize> = (0..x_all.nrows()).collect();
-        Rng::derive(seed, Stream::Importance, &[u64::MAX]).shuffle(&mut rows);
-        rows.truncate(IMPORTANCE_MAX_ROWS);
-        rows.sort_unstable();
-        let t = match truth_all {
-            Truth::Classes(c) => Truth::Classes(rows.iter().map(|&i| c[i]).collect()),
-            Truth::Values(v) => Truth::Values(v.select(Axis(0), &rows)),
-        };
-        sample = x_all.select(Axis(0), &rows);
-        let out = model
-            .predict(encode(model, sample.view(), columns)?.view())
-            .outputs;
-        let base = headline(&score_report(&model.encoding, out.view(), &t));
-        (sample.view(), t, base)
-    } else {
-        let base = headline(&report);
-        (x_all, truth_all.clone(), base)
+    evaluate_parts(
+        &[Part {
+            model,
+            x,
+            columns,
+            targets,
+        }],
+        seed,
+    )
+}
+
+/// One model and rows it did not train on, for [`evaluate_parts`].
+pub struct Part<'a> {
+    pub model: &'a Model,
+    pub x: ArrayView2<'a, f32>,
+    pub columns: &'a [RawColumn],
+    pub targets: &'a Targets,
+}
+
+/// Scores several models, each on its own rows, as one: the out-of-fold evaluation of a
+/// cross-validated model (each fold's model on the fold it held out). The report is over
+/// every part's rows together; permutation importance shuffles a column within each part
+/// (each part's model predicts its own rows) and scores them together. The parts' models
+/// must encode their outputs alike (the same classes in the same order). One part is
+/// [`evaluate_model`].
+pub fn evaluate_parts(parts: &[Part<'_>], seed: u64) -> Result<Evaluation, String> {
+    let Some(first) = parts.first() else {
+        return Err("nothing to score".into());
     };
+    let encoding = &first.model.encoding;
+    let width = first.model.network.output_dim();
+    if parts
+        .iter()
+        .any(|p| &p.model.encoding != encoding || p.model.network.output_dim() != width)
+    {
+        return Err("the folds' models encode their outputs differently (a class missing from one fold's training rows)".into());
+    }
+    let truths: Vec<Truth> = parts
+        .iter()
+        .map(|p| truth(encoding, p.targets, width))
+        .collect::<Result<_, _>>()?;
+    let outputs = |xs: &[ArrayView2<f32>]| -> Result<Array2<f32>, String> {
+        let mut outs = Vec::with_capacity(parts.len());
+        for (p, x) in parts.iter().zip(xs) {
+            outs.push(
+                p.model
+                    .predict(encode(p.model, *x, p.columns)?.view())
+                    .outputs,
+            );
+        }
+        let views: Vec<_> = outs.iter().map(|o| o.view()).collect();
+        ndarray::concatenate(Axis(0), &views).map_err(|e| e.to_string())
+    };
+    let all_x: Vec<ArrayView2<f32>> = parts.iter().map(|p| p.x).collect();
+    let all_truth = join_truths(&truths);
+    let report = score_report(encoding, outputs(&all_x)?.view(), &all_truth);
+    let total: usize = parts.iter().map(|p| p.x.nrows()).sum();
+    // Importance on at most IMPORTANCE_MAX_ROWS rows, each part's share of them.
+    let samples: Vec<Option<(Array2<f32>, Truth)>> = parts
+        .iter()
+        .zip(&truths)
+        .enumerate()
+        .map(|(i, (p, t))| {
+            let cap = if parts.len() == 1 {
+                IMPORTANCE_MAX_ROWS
+            } else {
+                (IMPORTANCE_MAX_ROWS * p.x.nrows()).div_ceil(total.max(1))
+            };
+            (p.x.nrows() > cap).then(|| {
+                let mut rows: Vec<usize> = (0..p.x.nrows()).collect();
+                let key: &[u64] = if i == 0 {
+                    &[u64::MAX]
+                } else {
+                    &[u64::MAX, i as u64]
+                };
+                Rng::derive(seed, Stream::Importance, key).shuffle(&mut rows);
+                rows.truncate(cap);
+                rows.sort_unstable();
+                let t = match t {
+                    Truth::Classes(c) => Truth::Classes(rows.iter().map(|&i| c[i]).collect()),
+                    Truth::Values(v) => Truth::Values(v.select(Axis(0), &rows)),
+                };
+                (p.x.select(Axis(0), &rows), t)
+            })
+        })
+        .collect();
+    let xs: Vec<ArrayView2<f32>> = parts
+        .iter()
+        .zip(&samples)
+        .map(|(p, s)| s.as_ref().map_or(p.x, |(x, _)| x.view()))
+        .collect();
+    let ts: Vec<Truth> = truths
+        .iter()
+        .zip(&samples)
+        .map(|(t, s)| s.as_ref().map_or_else(|| t.clone(), |(_, t)| t.clone()))
+        .collect();
+    let truth = join_truths(&ts);
+    let base = if samples.iter().all(Option::is_none) {
+        headline(&report)
+    } else {
+        headline(&score_report(encoding, outputs(&xs)?.view(), &truth))
+    };
+    let columns = first.columns;
     let mut permutation_importance = Vec::with_capacity(columns.len());
-    let mut shuffled = x.to_owned();
-    let mut order: Vec<usize> = (0..x.nrows()).collect();
+    let mut shuffled: Vec<Array2<f32>> = xs.iter().map(|x| x.to_owned()).collect();
     for (j, col) in columns.iter().enumerate() {
         let mut drops = Vec::with_capacity(IMPORTANCE_REPEATS);
         for r in 0..IMPORTANCE_REPEATS {
-            for (i, o) in order.iter_mut().enumerate() {
-                *o = i;
+            for (i, (sh, x)) in shuffled.iter_mut().zip(&xs).enumerate() {
+                let mut order: Vec<usize> = (0..x.nrows()).collect();
+                let key: &[u64] = if i == 0 {
+                    &[j as u64, r as u64]
+                } else {
+                    &[j as u64, r as u64, i as u64]
+                };
+                Rng::derive(seed, Stream::Importance, key).shuffle(&mut order);
+                for (k, &from) in order.iter().enumerate() {
+                    sh[[k, j]] = x[[from, j]];
+                }
             }
-            Rng::derive(seed, Stream::Importance, &[j as u64, r as u64]).shuffle(&mut order);
-            for (i, &from) in order.iter().enumerate() {
-                shuffled[[i, j]] = x[[from, j]];
-            }
-            let inputs = encode(model, shuffled.view(), columns)?;
-            let out = model.predict(inputs.view()).outputs;
-            drops.push(base - headline(&score_report(&model.encoding, out.view(), &truth)));
+            let views: Vec<ArrayView2<f32>> = shuffled.iter().map(|s| s.view()).collect();
+            drops.push(base - headline(&score_report(encoding, outputs(&views)?.view(), &truth)));
         }
-        shuffled.column_mut(j).assign(&x.column(j));
+        for (sh, x) in shuffled.iter_mut().zip(&xs) {
+            sh.column_mut(j).assign(&x.column(j));
+        }
         let mean = drops.iter().sum::<f64>() / drops.len() as f64;
         let var = drops.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / drops.len() as f64;
         permutation_importance.push(Importance {
@@ -149,10 +232,35 @@ pub fn evaluate_model(
         });
     }
     Ok(Evaluation {
-        rows: x_all.nrows(),
+        rows: total,
         report,
         permutation_importance,
     })
+}
+
+/// The parts' truths one after another.
+fn join_truths(truths: &[Truth]) -> Truth {
+    match truths.first() {
+        Some(Truth::Values(_)) => {
+            let views: Vec<_> = truths
+                .iter()
+                .filter_map(|t| match t {
+                    Truth::Values(v) => Some(v.view()),
+                    Truth::Classes(_) => None,
+                })
+                .collect();
+            Truth::Values(ndarray::concatenate(Axis(0), &views).expect("same widths"))
+        }
+        _ => Truth::Classes(
+            truths
+                .iter()
+                .flat_map(|t| match t {
+                    Truth::Classes(c) => c.clone(),
+                    Truth::Values(_) => vec![],
+                })
+                .collect(),
+        ),
+    }
 }
 
 /// Raw rows → the network's inputs (before standardisation, which `Model::predict` applies).

@@ -573,6 +573,11 @@ impl Session {
         }
     }
 
+    /// The validation rows as they are before encoding (the split's, or the separate set's).
+    pub fn into_validation_table(self) -> Option<RawTable> {
+        self.val_raw
+    }
+
     /// Runs the remaining epochs from `resume` (or from the start) on `pool`. `on_epoch` sees
     /// every finished epoch and the state after it (serialise it to checkpoint).
     pub fn run(

@@ -29,12 +29,20 @@ use super::space::{Method, draw, grid_size, read_space, set_pointer};
 use super::{Error, IdempotencyKey, Result, Service};
 use crate::clock::now_ms;
 use crate::nn::run::spec::TargetShape;
-use crate::store::{JobRecord, JobSpec, JobStatus, Page, StoreError, SweepRecord, TrialRecord};
+use crate::store::{
+    JobRecord, JobSpec, JobStatus, Page, StoreError, SweepLink, SweepRecord, SweepRole, TrialRecord,
+};
 
 mod automatic;
+mod events;
+mod judge;
+mod links;
+mod progress;
 mod request;
 
 pub use automatic::{Automatic, Task, automatic_spec, task_of};
+pub use events::{MetricCache, SweepEvent};
+pub use progress::Progress;
 pub use request::read_sweep_request;
 use request::{in_base, normalize_base, stored_spec};
 
@@ -249,11 +257,37 @@ impl TrialView {
     }
 }
 
+/// One trial of a sweep request as checked: its spec at the last rung's epochs, and its plan.
+struct PlannedTrial {
+    spec: crate::nn::run::spec::TrainSpec,
+    plan: crate::nn::run::spec::Plan,
+    validation: Option<crate::data::Summary>,
+}
+
+/// What a sweep would run: `POST /v1/sweeps?dry_run=true`.
+pub struct SweepEstimate {
+    /// The normalised request (the automatic mode's choices written out).
+    pub spec: SweepSpec,
+    /// At most this many jobs: every rung's trials on every fold, and the refit.
+    pub jobs: usize,
+    /// At most this many epochs over all of them ([`SweepSpec::epochs_planned`]).
+    pub epochs: u64,
+    /// The largest trial's training memory (each job needs its own).
+    pub memory_bytes: usize,
+    /// The trials' mean estimated seconds per epoch on this node.
+    pub seconds_per_epoch: f64,
+    /// `epochs` at that pace, one job after another on one node: early stopping shortens
+    /// it, more nodes or `--max-concurrent-jobs` divide it.
+    pub seconds: f64,
+}
+
 /// A sweep and its trials.
 pub struct SweepView {
     pub sweep: SweepRecord,
     pub spec: SweepSpec,
     pub trials: Vec<TrialView>,
+    /// The refit of the chosen trial, once queued.
+    pub refit: Option<JobRecord>,
 }
 
 /// A stable id for the refit of a sweep's best trial.
@@ -262,6 +296,17 @@ fn refit_job_id(sweep: Uuid) -> Uuid {
     let mut bytes = [0u8; 16];
     bytes.copy_from_slice(&h[..16]);
     uuid::Builder::from_random_bytes(bytes).into_uuid()
+}
+
+/// What trial `t`'s job at `rung` on validation fold `fold` is to sweep `sweep`.
+fn trial_link(sweep: Uuid, t: i64, rung: i64, fold: u32) -> SweepLink {
+    SweepLink {
+        sweep_id: sweep,
+        role: SweepRole::Trial,
+        trial: t,
+        rung: Some(rung),
+        fold: Some(i64::from(fold)),
+    }
 }
 
 /// A stable id for trial `t`'s job at `rung` on validation fold `fold`: every node derives
@@ -292,6 +337,70 @@ impl Service {
             Some(_) => Uuid::new_v4(),
             None => key.record_id(tenant, "sweep"),
         };
+        let (spec, _, _) = self.plan_sweep(tenant, body).await?;
+        // Its trials are jobs: a tenant whose queue is full, or a full queue, refuses it.
+        self.check_queue(tenant).await?;
+        let rec = SweepRecord {
+            id,
+            tenant: tenant.to_string(),
+            seq: 0,
+            dataset_id: spec.dataset_id,
+            status: JobStatus::Queued,
+            spec: crate::store::to_json(&spec),
+            best: None,
+            created_at: now_ms(),
+            finished_at: None,
+            cancel_requested: false,
+        };
+        match self.store.insert_sweep(&rec).await {
+            Ok(()) => {}
+            Err(StoreError::Duplicate(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let rec = self.store.get_sweep(id).await?.unwrap_or(rec);
+        self.advance_sweep(&rec).await?;
+        Ok(self.store.get_sweep(id).await?.unwrap_or(rec))
+    }
+
+    /// What a sweep request would run (`POST /v1/sweeps?dry_run=true`), checked as a real
+    /// one is; nothing is stored.
+    pub async fn sweep_dry_run(&self, tenant: &str, body: &[u8]) -> Result<SweepEstimate> {
+        let (spec, dataset, trials) = self.plan_sweep(tenant, body).await?;
+        let cost = self.jobs.cost_model().await;
+        let (mut per_epoch, mut memory) = (0.0, 0usize);
+        for t in &trials {
+            let e = super::jobs::estimate(
+                t.spec.clone(),
+                &dataset,
+                t.validation.as_ref(),
+                &t.plan,
+                &cost,
+            );
+            per_epoch += e.seconds_per_epoch;
+            memory = memory.max(e.memory_bytes);
+        }
+        let per_epoch = per_epoch / trials.len().max(1) as f64;
+        let epochs = spec.epochs_planned();
+        let folds = spec.fold_count() as usize;
+        let jobs = spec.trials_per_rung().iter().sum::<usize>() * folds + usize::from(spec.refit);
+        Ok(SweepEstimate {
+            jobs,
+            epochs,
+            memory_bytes: memory,
+            seconds_per_epoch: per_epoch,
+            seconds: per_epoch * epochs as f64,
+            spec,
+        })
+    }
+
+    /// Reads a sweep request and checks it against the tenant's dataset: the automatic
+    /// mode's choices written out, and every trial's spec checked (so a bad space is a 422
+    /// now, not a failed trial later). Returns the spec to store and each trial's plan.
+    async fn plan_sweep(
+        &self,
+        tenant: &str,
+        body: &[u8],
+    ) -> Result<(SweepSpec, crate::data::Summary, Vec<PlannedTrial>)> {
         let req = read_sweep_request(body)?;
         let dataset = match self.store.get_dataset(req.dataset_id).await? {
             Some(d) if d.tenant == tenant => d,
@@ -372,6 +481,7 @@ impl Service {
         };
         // Every trial must be a job this server would take, with validation data to
         // compare on.
+        let mut planned = Vec::with_capacity(max_trials);
         for t in 0..max_trials {
             let (mut body, _) = spec.trial_body(t)?;
             body["epochs"] = json!(spec.epochs);
@@ -431,31 +541,15 @@ impl Service {
                     ),
                 ));
             }
-            plan_job_on(&req.spec, &summary, validation.as_ref(), &self.limits)
+            let plan = plan_job_on(&req.spec, &summary, validation.as_ref(), &self.limits)
                 .map_err(|e| in_base(e, t))?;
+            planned.push(PlannedTrial {
+                spec: req.spec,
+                plan,
+                validation,
+            });
         }
-        // Its trials are jobs: a tenant whose queue is full, or a full queue, refuses it.
-        self.check_queue(tenant).await?;
-        let rec = SweepRecord {
-            id,
-            tenant: tenant.to_string(),
-            seq: 0,
-            dataset_id: dataset.id,
-            status: JobStatus::Queued,
-            spec: crate::store::to_json(&spec),
-            best: None,
-            created_at: now_ms(),
-            finished_at: None,
-            cancel_requested: false,
-        };
-        match self.store.insert_sweep(&rec).await {
-            Ok(()) => {}
-            Err(StoreError::Duplicate(_)) => {}
-            Err(e) => return Err(e.into()),
-        }
-        let rec = self.store.get_sweep(id).await?.unwrap_or(rec);
-        self.advance_sweep(&rec).await?;
-        Ok(self.store.get_sweep(id).await?.unwrap_or(rec))
+        Ok((spec, summary, planned))
     }
 
     /// The tenant's sweep `id`; another tenant's is "not found" too.
@@ -523,10 +617,16 @@ impl Service {
             t.converged = converged;
             t.stopped_early = rung < top && succeeded && !converged;
         }
+        let refit = if spec.refit {
+            self.store.get_job(refit_job_id(s.id)).await?
+        } else {
+            None
+        };
         Ok(SweepView {
             sweep: s,
             spec,
             trials: trials.into_values().collect(),
+            refit,
         })
     }
 
@@ -824,7 +924,14 @@ impl Service {
             }
             let epochs = (sum as f64 / n.max(1) as f64).round().max(1.0) as u32;
             let body = spec.refit_body(t as usize, epochs)?;
-            let job = self.fresh_job(s, spec, id, &body)?;
+            let link = SweepLink {
+                sweep_id: s.id,
+                role: SweepRole::Refit,
+                trial: t,
+                rung: None,
+                fold: None,
+            };
+            let job = self.fresh_job(s, spec, id, &body, link)?;
             match self.store.insert_job_from(&job, None, None).await {
                 Ok(()) | Err(StoreError::Duplicate(_)) => {}
                 Err(e) => return Err(e.into()),
@@ -834,6 +941,13 @@ impl Service {
         };
         if !job.status.is_terminal() {
             return Ok(None);
+        }
+        let t = best["trial"].as_i64().unwrap_or(0);
+        if job.status == JobStatus::Succeeded
+            && let Some(chosen) = view.trials.iter().find(|v| v.trial == t)
+            && let Err(e) = self.judge_refit(s, chosen, &job).await
+        {
+            tracing::warn!(sweep = %s.id, error = ?e, "scoring the refit failed");
         }
         let mut b = best.clone();
         b["refit_job_id"] = json!(job.id);
@@ -854,6 +968,7 @@ impl Service {
         spec: &SweepSpec,
         id: Uuid,
         body: &Value,
+        link: SweepLink,
     ) -> Result<JobRecord> {
         let bytes = serde_json::to_vec(body).map_err(|e| Error::Internal(e.to_string()))?;
         let req = read_request(&bytes, &self.limits.data)?;
@@ -894,6 +1009,7 @@ impl Service {
             cancel_requested: false,
             stop_requested: false,
             crashes: 0,
+            sweep: Some(link),
         })
     }
 
@@ -947,8 +1063,9 @@ impl Service {
                 continue;
             }
             let (body, params) = spec.fold_body(t as usize, fold)?;
+            let link = trial_link(s.id, t, rung, fold);
             let (job, cont) = if rung == 0 {
-                (self.fresh_job(s, spec, id, &body)?, None)
+                (self.fresh_job(s, spec, id, &body, link)?, None)
             } else {
                 let Some(prev) = self
                     .store
@@ -961,7 +1078,8 @@ impl Service {
                 let more = spec.rungs()[rung as usize]
                     .saturating_sub(prev.epoch as u32)
                     .max(1);
-                let (job, c) = self.continuation(&prev, more, id).await?;
+                let (mut job, c) = self.continuation(&prev, more, id).await?;
+                job.sweep = Some(link);
                 (job, Some(c))
             };
             let trial = (fold == 0).then(|| TrialRecord {
@@ -987,7 +1105,14 @@ impl Service {
     /// Advances every unfinished sweep, every half second and whenever a job ends here, for
     /// as long as the process runs. Any number of nodes may do this at once.
     pub async fn drive_sweeps(self) {
+        let mut upgraded = false;
         loop {
+            if !upgraded {
+                match self.run_upgrade_tasks().await {
+                    Ok(()) => upgraded = true,
+                    Err(e) => tracing::warn!(error = ?e, "upgrade tasks failed; retrying"),
+                }
+            }
             match self.store.unfinished_sweeps().await {
                 Ok(sweeps) => {
                     for s in sweeps {

@@ -6,16 +6,20 @@ use uuid::Uuid;
 
 use super::super::rows::{Columns, job, page, page_start};
 use super::super::sql::{Arg, Backend, Tx};
-use super::super::{Continuation, Cursor, Finish, JobRecord, JobStatus, Page, Result, TrialRecord};
+use super::super::{
+    Continuation, Cursor, Finish, JobRecord, JobStatus, ListFilter, Page, Result, SweepLink,
+    TrialRecord,
+};
 use super::{ids, insert_model_in};
 use crate::clock::now_ms;
 
 const INSERT_JOB: &str =
-    "INSERT INTO jobs (id, status, priority, dataset_id, spec, epochs, created_at, tenant)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+    "INSERT INTO jobs (id, status, priority, dataset_id, spec, epochs, created_at, tenant,
+                       sweep_id, sweep_role, sweep_trial, sweep_rung, sweep_fold)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
 
 fn job_args(j: &JobRecord) -> Vec<Arg<'static>> {
-    vec![
+    let mut args = vec![
         Arg::Uuid(j.id),
         Arg::Text(j.status.as_str().to_owned()),
         Arg::Int32(j.priority),
@@ -24,7 +28,34 @@ fn job_args(j: &JobRecord) -> Vec<Arg<'static>> {
         Arg::Int(j.epochs),
         Arg::Int(j.created_at),
         Arg::Text(j.tenant.clone()),
+    ];
+    args.extend(link_args(j.sweep.as_ref()));
+    args
+}
+
+/// The five `sweep_*` columns of a job or model.
+pub(in crate::store) fn link_args(l: Option<&SweepLink>) -> [Arg<'static>; 5] {
+    [
+        Arg::OptUuid(l.map(|l| l.sweep_id)),
+        Arg::OptText(l.map(|l| l.role.as_str().to_owned())),
+        Arg::OptInt(l.map(|l| l.trial)),
+        Arg::OptInt(l.and_then(|l| l.rung)),
+        Arg::OptInt(l.and_then(|l| l.fold)),
     ]
+}
+
+/// Leaves a sweep's trial jobs or models out of `table`'s listing while the sweep exists,
+/// unless the filter asks for them (or for one sweep's). `$n` is the filter's sweep id.
+pub(in crate::store) fn sweep_condition(table: &str, filter: &ListFilter, n: usize) -> String {
+    let one = format!("(${n}::uuid IS NULL OR {table}.sweep_id = ${n})");
+    if filter.include_trials || filter.sweep_id.is_some() {
+        one
+    } else {
+        format!(
+            "{one} AND ({table}.sweep_role IS NULL OR {table}.sweep_role <> 'trial'
+              OR NOT EXISTS (SELECT 1 FROM sweeps s WHERE s.id = {table}.sweep_id))"
+        )
+    }
 }
 
 pub(in crate::store) async fn insert_job<B: Backend>(b: &B, j: &JobRecord) -> Result<()> {
@@ -92,16 +123,17 @@ pub(in crate::store) async fn get_job<B: Backend>(b: &B, id: Uuid) -> Result<Opt
 pub(in crate::store) async fn list_jobs<B: Backend>(
     b: &B,
     tenant: &str,
-    status: Option<JobStatus>,
+    filter: &ListFilter,
     after: Option<Cursor>,
     limit: i64,
 ) -> Result<Page<JobRecord>> {
     let after = after.unwrap_or_else(Cursor::start);
-    let status = status.map(|s| s.as_str().to_owned());
+    let status = filter.status.map(|s| s.as_str().to_owned());
     let q = format!(
         "SELECT * FROM jobs WHERE tenant = $1 AND seq < {} AND ($4::text IS NULL OR status = $4)
-         ORDER BY seq DESC LIMIT $5",
-        page_start("jobs", "id", "$1", "$2", "$3")
+         AND {} ORDER BY seq DESC LIMIT $5",
+        page_start("jobs", "id", "$1", "$2", "$3"),
+        sweep_condition("jobs", filter, 6)
     );
     let rows = b
         .all(
@@ -112,17 +144,50 @@ pub(in crate::store) async fn list_jobs<B: Backend>(
                 Arg::Int(after.created_at),
                 Arg::OptText(status.clone()),
                 Arg::Int(limit),
+                Arg::OptUuid(filter.sweep_id),
             ],
         )
         .await?;
     let total = b
         .one(
-            "SELECT COUNT(*) AS n FROM jobs WHERE tenant = $1 AND ($2::text IS NULL OR status = $2)",
-            vec![Arg::Text(tenant.to_owned()), Arg::OptText(status)],
+            &format!(
+                "SELECT COUNT(*) AS n FROM jobs WHERE tenant = $1 AND ($2::text IS NULL OR status = $2)
+                 AND {}",
+                sweep_condition("jobs", filter, 3)
+            ),
+            vec![
+                Arg::Text(tenant.to_owned()),
+                Arg::OptText(status),
+                Arg::OptUuid(filter.sweep_id),
+            ],
         )
         .await?
         .int("n")?;
     page(&rows, job, limit, total)
+}
+
+/// Links a job (unless it is linked already) and its model to a sweep.
+pub(in crate::store) async fn link_to_sweep<B: Backend>(
+    b: &B,
+    job_id: Uuid,
+    link: &SweepLink,
+) -> Result<()> {
+    let mut tx = b.begin().await?;
+    for (table, key) in [("jobs", "id"), ("models", "job_id")] {
+        let mut args = vec![Arg::Uuid(job_id)];
+        args.extend(link_args(Some(link)));
+        tx.run(
+            &format!(
+                "UPDATE {table} SET sweep_id = $2, sweep_role = $3, sweep_trial = $4,
+                        sweep_rung = $5, sweep_fold = $6
+                 WHERE {key} = $1 AND sweep_id IS NULL"
+            ),
+            args,
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 pub(in crate::store) async fn delete_job<B: Backend>(b: &B, id: Uuid) -> Result<bool> {

@@ -8,14 +8,14 @@
 use uuid::Uuid;
 
 use super::rows::{
-    BATCH_COLS, Columns, DATASET_COLS, DEPLOYMENT_COLS, MODEL_COLS, batch, dataset, deployment,
-    deployment_version as version_row, model, page, page_keyed, page_start, parts_capacity, sweep,
-    trial,
+    BATCH_COLS, Columns, DATASET_COLS, DEPLOYMENT_COLS, MODEL_COLS, MODEL_SUMMARY_COLS, batch,
+    dataset, deployment, deployment_version as version_row, model, model_summary, page, page_keyed,
+    page_start, parts_capacity, sweep, trial,
 };
 use super::sql::{Arg, Backend, Tx};
 use super::{
     BatchRecord, Cursor, DatasetRecord, DeploymentRecord, DeploymentVersion, IDEMPOTENCY_TTL_MS,
-    IdempotentAnswer, JobStatus, ModelRecord, Page, Result, SweepRecord, TrialRecord,
+    IdempotentAnswer, JobStatus, ListFilter, ModelRecord, Page, Result, SweepRecord, TrialRecord,
 };
 use crate::clock::now_ms;
 
@@ -167,10 +167,98 @@ pub(super) async fn get_model<B: Backend>(b: &B, id: Uuid) -> Result<Option<Mode
 pub(super) async fn list_models<B: Backend>(
     b: &B,
     tenant: &str,
+    filter: &ListFilter,
     after: Option<Cursor>,
     limit: i64,
 ) -> Result<Page<ModelRecord>> {
-    page_of(b, MODEL_COLS, "models", tenant, after, limit, model).await
+    let after = after.unwrap_or_else(Cursor::start);
+    let q = format!(
+        "SELECT {MODEL_COLS} FROM models WHERE tenant = $1 AND seq < {} AND {}
+         ORDER BY seq DESC LIMIT $4",
+        page_start("models", "id", "$1", "$2", "$3"),
+        sweep_condition("models", filter, 5)
+    );
+    let rows = b
+        .all(
+            &q,
+            vec![
+                Arg::Text(tenant.to_owned()),
+                Arg::OptUuid(Uuid::parse_str(&after.key).ok()),
+                Arg::Int(after.created_at),
+                Arg::Int(limit),
+                Arg::OptUuid(filter.sweep_id),
+            ],
+        )
+        .await?;
+    let total = b
+        .one(
+            &format!(
+                "SELECT COUNT(*) AS n FROM models WHERE tenant = $1 AND {}",
+                sweep_condition("models", filter, 2)
+            ),
+            vec![Arg::Text(tenant.to_owned()), Arg::OptUuid(filter.sweep_id)],
+        )
+        .await?
+        .int("n")?;
+    page(&rows, model, limit, total)
+}
+
+pub(super) async fn models_of_dataset<B: Backend>(
+    b: &B,
+    tenant: &str,
+    dataset_id: Uuid,
+    limit: i64,
+) -> Result<Vec<ModelRecord>> {
+    let q = format!(
+        "SELECT {MODEL_SUMMARY_COLS} FROM models WHERE tenant = $1 AND dataset_id = $2
+         ORDER BY seq DESC LIMIT $3"
+    );
+    let rows = b
+        .all(
+            &q,
+            vec![
+                Arg::Text(tenant.to_owned()),
+                Arg::Uuid(dataset_id),
+                Arg::Int(limit),
+            ],
+        )
+        .await?;
+    rows.iter().map(model_summary).collect()
+}
+
+pub(super) async fn update_model_metrics<B: Backend>(
+    b: &B,
+    id: Uuid,
+    metrics: &serde_json::Value,
+) -> Result<bool> {
+    let n = b
+        .run(
+            "UPDATE models SET metrics = $2 WHERE id = $1",
+            vec![Arg::Uuid(id), Arg::JsonRef(metrics)],
+        )
+        .await?;
+    Ok(n > 0)
+}
+
+pub(super) async fn upgrade_tasks<B: Backend>(b: &B) -> Result<Vec<String>> {
+    let rows = b
+        .all("SELECT name FROM upgrade_tasks ORDER BY name", vec![])
+        .await?;
+    rows.iter().map(|r| r.text("name")).collect()
+}
+
+pub(super) async fn finish_upgrade_task<B: Backend>(b: &B, name: &str) -> Result<()> {
+    b.run(
+        "DELETE FROM upgrade_tasks WHERE name = $1",
+        vec![Arg::Text(name.to_owned())],
+    )
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn all_sweeps<B: Backend>(b: &B) -> Result<Vec<SweepRecord>> {
+    let rows = b.all("SELECT * FROM sweeps ORDER BY seq", vec![]).await?;
+    rows.iter().map(sweep).collect()
 }
 
 pub(super) async fn delete_model<B: Backend>(b: &B, id: Uuid) -> Result<bool> {
@@ -187,22 +275,25 @@ pub(super) async fn delete_model<B: Backend>(b: &B, id: Uuid) -> Result<bool> {
 
 /// Inserts a model in `tx`.
 async fn insert_model_in<T: Tx>(tx: &mut T, m: &ModelRecord) -> Result<()> {
+    let mut args = vec![
+        Arg::Uuid(m.id),
+        Arg::OptText(m.name.clone()),
+        Arg::Int(m.created_at),
+        Arg::OptUuid(m.job_id),
+        Arg::OptUuid(m.dataset_id),
+        Arg::Int(m.input_dim),
+        Arg::Int(m.output_dim),
+        Arg::Int(m.parameter_count),
+        Arg::JsonRef(&m.metrics),
+        Arg::JsonRef(&m.document),
+        Arg::Text(m.tenant.clone()),
+    ];
+    args.extend(link_args(m.sweep.as_ref()));
     tx.run(
-        "INSERT INTO models (id, name, created_at, job_id, dataset_id, input_dim, output_dim, parameter_count, metrics, document, tenant)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        vec![
-            Arg::Uuid(m.id),
-            Arg::OptText(m.name.clone()),
-            Arg::Int(m.created_at),
-            Arg::OptUuid(m.job_id),
-            Arg::OptUuid(m.dataset_id),
-            Arg::Int(m.input_dim),
-            Arg::Int(m.output_dim),
-            Arg::Int(m.parameter_count),
-            Arg::JsonRef(&m.metrics),
-            Arg::JsonRef(&m.document),
-            Arg::Text(m.tenant.clone()),
-        ],
+        "INSERT INTO models (id, name, created_at, job_id, dataset_id, input_dim, output_dim, parameter_count, metrics, document, tenant,
+                             sweep_id, sweep_role, sweep_trial, sweep_rung, sweep_fold)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+        args,
     )
     .await?;
     Ok(())
