@@ -207,8 +207,10 @@ async fn events(
             let Ok(events) = s.service.sweep_events(&rec, &mut cache).await else {
                 return;
             };
+            // While it runs, only events old enough that none earlier can still appear.
+            let settled = crate::clock::now_ms() - crate::service::sweeps::SETTLE_MS;
             for e in events {
-                if e.id <= last {
+                if e.id <= last || (!rec.status.is_terminal() && e.at > settled) {
                     continue;
                 }
                 last = e.id.clone();

@@ -3,7 +3,10 @@
 //! trial's result at a rung once every fold has ended; and the end. They are read off the
 //! sweep's jobs (linked to it by `sweep_*`), so every node tells the same story with nothing
 //! more stored. Each has an id of its time and what it is about, and they are ordered by
-//! it, so a client that reconnects with `Last-Event-ID` gets those after it.
+//! it, so a client that reconnects with `Last-Event-ID` gets those after it. An event is
+//! sent once it is [`SETTLE_MS`] old (or the sweep has ended): a job's times are taken just
+//! before they are written, so a younger event may still be on its way, and one seen later
+//! with an earlier time would fall behind the ids already sent.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -23,7 +26,13 @@ pub struct SweepEvent {
     pub id: String,
     pub kind: &'static str,
     pub data: Value,
+    /// When it happened (Unix ms).
+    pub at: i64,
 }
+
+/// How old an event must be before it is sent while the sweep runs: longer than a write
+/// takes to land after its time was taken (and than the nodes' clocks differ).
+pub const SETTLE_MS: i64 = 1500;
 
 /// The jobs read from the store at a time.
 const PAGE: i64 = 500;
@@ -99,6 +108,7 @@ impl Service {
             queued["epochs"] = json!(j.epochs);
             queued["at"] = json!(rfc3339(j.created_at));
             events.push(SweepEvent {
+                at: j.created_at,
                 id: id(j.created_at, 0, &what),
                 kind: if promoted { "promoted" } else { "queued" },
                 data: queued,
@@ -107,6 +117,7 @@ impl Service {
                 let mut d = about.clone();
                 d["at"] = json!(rfc3339(t));
                 events.push(SweepEvent {
+                    at: t,
                     id: id(t, 1, &what),
                     kind: "started",
                     data: d,
@@ -120,6 +131,7 @@ impl Service {
                 d["stop_reason"] = json!(j.stop_reason);
                 d["model_id"] = json!(j.model_id);
                 events.push(SweepEvent {
+                    at: t,
                     id: id(t, 2, &what),
                     kind: "ended",
                     data: d,
@@ -146,6 +158,7 @@ impl Service {
             let at = js.iter().filter_map(|j| j.finished_at).max().unwrap_or(0);
             let succeeded = js.iter().all(|j| j.status == JobStatus::Succeeded);
             events.push(SweepEvent {
+                at,
                 id: id(at, 3, &format!("t{trial}r{rung}")),
                 kind: "trial_result",
                 data: json!({
@@ -161,6 +174,7 @@ impl Service {
         }
         if let Some(t) = s.finished_at.filter(|_| s.status.is_terminal()) {
             events.push(SweepEvent {
+                at: t,
                 id: id(t, 9, "end"),
                 kind: "end",
                 data: json!({"status": s.status, "best": s.best, "at": rfc3339(t)}),
