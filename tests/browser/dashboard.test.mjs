@@ -493,6 +493,69 @@ async function run(browser, base, csvPath) {
   await shot('model-tabular');
   log('17. a penguin predicted through the tabular form, by fields and by pasted rows');
 
+  // 18. "Find the best model" from a dataset page (issue 26): the dry run's estimate, the
+  // sweep's page following it live to the end with its pictures drawn, the leaderboard on
+  // the dataset page, and the best model's out-of-fold evaluation.
+  const circleId = datasets.items.find((d) => d.name === 'circle').id;
+  await page.goto(`${base}/#/datasets/${circleId}`);
+  await page.locator('#find-best-form').waitFor();
+  await page.fill('#find-trials', '4');
+  await page.fill('#find-seconds', '120');
+  await page.click('#find-estimate-button');
+  await waitFor('the estimate', async () => /at most \d+ jobs and \d+ epochs/.test(await page.textContent('#find-estimate')));
+  // The leaderboard already ranks what was trained on the circle by hand.
+  await page.locator('#leaderboard table tbody tr').first().waitFor();
+  const boardBefore = await page.locator('#leaderboard table tbody tr').count();
+  await page.click('#find-best');
+  await page.waitForURL(/#\/sweeps\/[0-9a-f-]+$/);
+  const sweepId = page.url().split('/').pop();
+  await page.locator('#sweep-progress').waitFor();
+  await shot('sweep-running');
+  await waitFor('the sweep to end', async () => (await page.locator('#sweep-progress').getAttribute('data-phase')) === 'done', 180000, 250);
+  const finished = await call('GET', `/v1/sweeps/${sweepId}`);
+  assert.equal(finished.status, 'succeeded', JSON.stringify(finished));
+  assert.equal(finished.spec.automatic, true);
+  assert.equal(finished.progress.done, 4);
+  // The pictures: each trial result in finishing order, the metric against each searched
+  // value, and the validation curves of every trial.
+  const results = await waitFor('the trial results', async () => Number(await page.locator('#sweep-history-chart').getAttribute('data-results') || 0) || null, 20000);
+  assert.equal(Number(await page.locator('#sweep-history-chart').getAttribute('data-points')) >= results, true);
+  const params = Object.keys(finished.spec.space);
+  assert.equal(await page.locator('canvas.param-chart').count(), params.length);
+  for (const c of await page.locator('canvas.param-chart').all()) assert.ok(Number(await c.getAttribute('data-points')) > 0, await c.getAttribute('data-param'));
+  await waitFor('the validation curves', async () => Number(await page.locator('#sweep-curves-chart').getAttribute('data-series') || 0) === 4);
+  // Layers as people say them, not JSON.
+  const tableText = await page.locator('#trials').innerText();
+  assert.match(tableText, /output/);
+  assert.doesNotMatch(tableText, /\{"/);
+  await page.locator('#sweep-curves-chart').scrollIntoViewIfNeeded();
+  await shot('sweep-pictures');
+  // The Sweeps list names the dataset and the best metric.
+  await page.click('a[data-nav="sweeps"]');
+  const row = page.locator(`tr[data-sweep="${sweepId}"]`);
+  await row.waitFor();
+  assert.match(await row.innerText(), /circle/);
+  // The dataset page's leaderboard now has the sweep's trials and its refit.
+  await page.goto(`${base}/#/datasets/${circleId}`);
+  await page.locator('#leaderboard table tbody tr').first().waitFor();
+  assert.ok(await page.locator('#leaderboard table tbody tr').count() > boardBefore);
+  assert.match(await page.locator('#leaderboard').innerText(), /sweep's refit/);
+  assert.match(await page.locator('#leaderboard').innerText(), /out-of-fold/);
+  await page.locator('#leaderboard').scrollIntoViewIfNeeded();
+  await shot('leaderboard');
+  // The best model's evaluation, and where it comes from.
+  await page.goto(`${base}/#/models/${finished.best.model_id}`);
+  await page.locator('#evaluation table.confusion tbody tr').nth(1).waitFor();
+  assert.match(await page.textContent('#scored-on'), /out-of-fold/);
+  assert.match(await page.textContent('#model-sweep'), /handed over/);
+  await shot('best-model');
+  // The Jobs list leaves the trials out: the refit is there, no trial of this sweep is.
+  await page.goto(`${base}/#/jobs`);
+  await page.locator('tr[data-job]').first().waitFor();
+  assert.equal(await page.locator(`tr[data-job="${finished.best.job_id}"]`).count(), 1);
+  assert.equal(await page.locator(`tr[data-job="${finished.trials[0].job_id}"]`).count(), 0);
+  log(`18. the best model found from a dataset page: ${results} trial results drawn, the leaderboard and the out-of-fold evaluation shown`);
+
   const unexpected = consoleErrors.filter((e) => !/^Failed to load resource: the server responded with a status of (401|409|422)/.test(e));
   const failedRequests = expected.filter((r) => !/^POST \/v1\/jobs 422$|^POST \/v1\/datasets 422$|^POST \/v1\/jobs\/[0-9a-f-]+\/predict (409|422)$|^POST \/v1\/models\/[0-9a-f-]+\/predict 422$|^GET \/v1\/jobs 401$/.test(r));
   assert.deepEqual(unexpected, [], `console errors:\n${unexpected.join('\n')}`);

@@ -217,7 +217,7 @@ async function viewJobs(root, params) {
     ['', ...STATUSES].map((s) => h('a', { class: 'chip', href: `#/jobs?${new URLSearchParams({ ...(s ? { status: s } : {}), ...(sweep ? { sweep_id: sweep } : {}) })}`, 'aria-current': s === filter ? 'true' : null }, s || 'all')));
   const body = h('div', {}, h('p', { class: 'muted' }, 'Loading…'));
   root.append(h('div', { class: 'page-head' }, h('h1', {}, sweep ? ['Jobs of ', h('a', { href: `#/sweeps/${sweep}` }, `sweep ${shortId(sweep)}`)] : 'Jobs'), h('a', { class: 'button primary', href: '#/new' }, 'New job')),
-    sweep ? null : h('p', { class: 'muted small' }, 'Sweeps\' trial jobs are listed on their sweep\'s page.'), chips, body);
+    ...(sweep ? [] : [h('p', { class: 'muted small' }, 'Sweeps\' trial jobs are listed on their sweep\'s page.')]), chips, body);
   const signal = aborter();
   const load = async () => {
     const page = await api('GET', `/v1/jobs?limit=100${filter ? `&status=${filter}` : ''}${sweep ? `&sweep_id=${sweep}` : ''}`, { signal });
@@ -963,8 +963,8 @@ async function viewModel(root, id) {
     ...(m.metrics?.evaluation
       ? [evaluationSection(m.metrics.evaluation, m.scored_on?.kind === 'out_of_fold' ? 'Evaluation on out-of-fold predictions' : m.scored_on?.kind === 'chosen_trial_validation' ? 'Evaluation of the chosen trial on its validation rows' : 'Evaluation on the validation rows')]
       : []),
-    m.scored_on ? h('p', { class: 'muted', id: 'scored-on' }, `Scores: ${scoredOnText(m.scored_on)}${m.scored_on.detail ? ` — ${m.scored_on.detail}` : ''}.`) : null,
-    m.sweep ? h('p', { class: 'muted', id: 'model-sweep' }, m.sweep.role === 'refit' ? 'The model a ' : `Trial ${m.sweep.trial} (rung ${m.sweep.rung + 1}, fold ${m.sweep.fold}) of a `, h('a', { href: `#/sweeps/${m.sweep.id}` }, 'sweep'), m.sweep.role === 'refit' ? ' handed over: its chosen trial trained again on every row.' : '.') : null,
+    ...(m.scored_on ? [h('p', { class: 'muted', id: 'scored-on' }, `Scores: ${scoredOnText(m.scored_on)}${m.scored_on.detail ? ` — ${m.scored_on.detail}` : ''}.`)] : []),
+    ...(m.sweep ? [h('p', { class: 'muted', id: 'model-sweep' }, m.sweep.role === 'refit' ? 'The model a ' : `Trial ${m.sweep.trial} (rung ${m.sweep.rung + 1}, fold ${m.sweep.fold}) of a `, h('a', { href: `#/sweeps/${m.sweep.id}` }, 'sweep'), m.sweep.role === 'refit' ? ' handed over: its chosen trial trained again on every row.' : '.')] : []),
     section('Predict', h('form', { id: 'predict-form', onsubmit: predict },
       tabular ? form.box : null,
       tabular
@@ -1059,6 +1059,10 @@ async function viewSweep(root, id) {
   const signal = aborter();
   let s = await api('GET', `/v1/sweeps/${id}`, { signal });
   document.title = `Sweep ${shortId(s.id)} · Backprop`;
+  const dataset = await api('GET', `/v1/datasets/${s.dataset_id}`, { signal }).catch((e) => {
+    if (e.name === 'AbortError') throw e;
+    return null;
+  });
   const ended = () => ['succeeded', 'failed', 'cancelled'].includes(s.status);
   const maximise = s.metric.endsWith('accuracy');
   const better = (a, b) => (maximise ? a > b : a < b);
@@ -1216,7 +1220,7 @@ async function viewSweep(root, id) {
       actions),
     section('Progress', progressSlot),
     section('Summary', kv([
-      ['Dataset', h('a', { href: `#/datasets/${s.dataset_id}` }, shortId(s.dataset_id))],
+      ['Dataset', dataset ? h('a', { href: `#/datasets/${s.dataset_id}`, id: 'sweep-dataset' }, dataset.name) : h('span', { class: 'mono' }, `${shortId(s.dataset_id)} (deleted)`)],
       ['Metric', `${s.metric} (${maximise ? 'higher' : 'lower'} is better)`], ['Rungs (epochs)', s.rungs.join(' → ')], ['Trials', String(s.spec?.max_trials ?? s.trials.length)],
       ['Best', s.best ? h('span', {}, fmt(s.best.metric), ' · trial ', String(s.best.trial), s.best.model_id ? [' · ', h('a', { href: `#/models/${s.best.model_id}`, id: 'best-model' }, 'model')] : null) : '–'],
       ['Mode', s.spec?.automatic ? 'automatic' : `${s.spec?.method || 'random'} search`],
@@ -1229,6 +1233,7 @@ async function viewSweep(root, id) {
     pictures,
     section('Trials', h('div', { class: 'table-wrap' }, h('table', { class: 'trials', id: 'trials' }, h('thead', {}, head), body)),
       h('p', { class: 'muted' }, 'The trials\' jobs and models are left out of the Jobs and Models lists; ', h('a', { href: `#/jobs?sweep_id=${s.id}`, id: 'sweep-jobs' }, 'list this sweep\'s jobs'), '.')));
+  paintLegends(root);
   const redraw = () => { drawHistory(); drawParams(); drawCurves().catch(() => {}); };
   requestAnimationFrame(redraw);
   const observer = new ResizeObserver(() => requestAnimationFrame(() => { drawHistory(); drawCurves().catch(() => {}); }));
@@ -1373,7 +1378,9 @@ async function viewDataset(root, id) {
   const d = await api('GET', `/v1/datasets/${id}`, { signal });
   const rows = await api('GET', `/v1/datasets/${id}/rows?limit=20`, { signal });
   document.title = `${d.name} · Backprop`;
-  root.append(
+  // DOM append writes null as text: what a dataset does not have is left out.
+  const append = (...parts) => root.append(...parts.filter((x) => x != null));
+  append(
     h('div', { class: 'page-head' },
       h('div', {}, h('div', { class: 'crumbs' }, h('a', { href: '#/datasets' }, 'Datasets'), ' / ', h('span', { class: 'mono' }, shortId(d.id))), h('h1', {}, d.name)),
       h('div', { class: 'actions' }, h('a', { class: 'button primary', href: `#/new?dataset=${d.id}` }, 'Train on it'))),
