@@ -260,8 +260,13 @@ async fn sweeps_stay_within_the_queue_quotas() {
     let queued = |key: &'static str| {
         let srv = &srv;
         async move {
-            srv.ok("GET", "/v1/jobs?status=queued&limit=100", key, None)
-                .await["items"]
+            srv.ok(
+                "GET",
+                "/v1/jobs?status=queued&limit=100&include=trials",
+                key,
+                None,
+            )
+            .await["items"]
                 .as_array()
                 .unwrap()
                 .len()
@@ -424,7 +429,8 @@ async fn what_a_route_would_ignore_is_refused_at_its_field() {
     }
     let ds = srv.post("/v1/datasets", &circle(40)).await.1;
     let base = json!({"layers": [{}], "loss": "binary_crossentropy", "epochs": 2});
-    // A sweep's space over its own dataset, and a dry run that created a real sweep.
+    // A sweep's space over its own dataset; a dry run answers what it would run and creates
+    // nothing (it once created a real sweep).
     let (st, e) = srv
         .post(
             "/v1/sweeps",
@@ -437,14 +443,28 @@ async fn what_a_route_would_ignore_is_refused_at_its_field() {
         (422, Some("/space/~1dataset_id")),
         "{e}"
     );
+    let mut split = base.clone();
+    split["validation_split"] = json!(0.25);
     let (st, e) = srv
         .post(
             "/v1/sweeps?dry_run=true",
-            &json!({"dataset_id": ds["id"], "base": base,
+            &json!({"dataset_id": ds["id"], "base": split,
                     "space": {"/l2": {"choice": [0, 0.001]}}}),
         )
         .await;
-    assert_eq!((st, e["pointer"].as_str()), (422, Some("/dry_run")), "{e}");
+    assert_eq!(
+        (st, &e["valid"], &e["trials"]),
+        (200, &json!(true), &json!(10)),
+        "{e}"
+    );
+    let (st, e) = srv
+        .post(
+            "/v1/sweeps?dry_run=yes",
+            &json!({"dataset_id": ds["id"], "base": split,
+                    "space": {"/l2": {"choice": [0, 0.001]}}}),
+        )
+        .await;
+    assert_eq!(st, 400, "{e}");
     assert_eq!(srv.get("/v1/sweeps").await.1["items"], json!([]));
     // The range test's init_model_id was ignored.
     let m = srv.get("/v1/models").await.1["items"][0]["id"].clone();

@@ -154,6 +154,15 @@ async fn a_sweep_keeps_its_trials_to_itself_and_hands_over_a_judged_model() {
     }
     assert_eq!(roles.get("trial"), Some(&8));
     assert_eq!(roles.get("refit"), Some(&1));
+    // Every job has a name of its own (a promoted trial's says its rung).
+    let names: std::collections::BTreeSet<&str> = all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["spec"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 9, "{names:?}");
+    assert!(names.contains("iris search trial 0 fold 1"), "{names:?}");
     let listed = srv.ok("GET", "/v1/jobs", ACME, None).await;
     assert_eq!(
         ids(&listed),

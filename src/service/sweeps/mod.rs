@@ -829,6 +829,10 @@ impl Service {
                     .max(1);
                 let (mut job, c) = self.continuation(&prev, more, id).await?;
                 job.sweep = Some(link);
+                // Named apart from the rung below's job it continues.
+                if let Some(n) = body["name"].as_str() {
+                    job.spec.name = Some(format!("{n}, rung {}", rung + 1));
+                }
                 (job, Some(c))
             };
             let trial = (fold == 0).then(|| TrialRecord {
