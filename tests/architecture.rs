@@ -110,47 +110,61 @@ fn the_engine_rooms_and_their_files_import_only_what_comes_before() {
     let mut files = 0;
     for (ri, room) in rooms.iter().enumerate() {
         for (fi, file) in orders[ri].iter().enumerate() {
-            let path = src().join("nn").join(room).join(format!("{file}.rs"));
-            let text = fs::read_to_string(&path).unwrap();
-            files += 1;
-            for (n, line) in text.lines().enumerate() {
-                let at = |what: String| format!("{}:{}: {what}", path.display(), n + 1);
-                // `crate::nn::<room>::<file>`: a room after this one, or a later file of this one.
-                for (i, _) in line.match_indices("crate::nn::") {
-                    let rest = &line[i + "crate::nn::".len()..];
-                    let mut parts = rest.split("::");
-                    let (Some(r), Some(f)) = (parts.next(), parts.next()) else {
-                        continue;
-                    };
-                    let f: String = f
-                        .chars()
-                        .take_while(|c| c.is_alphanumeric() || *c == '_')
-                        .collect();
-                    if let Some(rj) = rooms.iter().position(|x| *x == r) {
-                        if rj > ri {
-                            wrong.push(at(format!("{room}/{file} imports the later room {r}")));
-                        } else if rj == ri
-                            && orders[ri]
-                                .iter()
-                                .position(|x| *x == f)
-                                .is_some_and(|fj| fj > fi)
+            // A file, or a folder of them (`tabular/mod.rs` and its parts).
+            let single = src().join("nn").join(room).join(format!("{file}.rs"));
+            let paths: Vec<std::path::PathBuf> = if single.exists() {
+                vec![single]
+            } else {
+                let mut p: Vec<_> = fs::read_dir(src().join("nn").join(room).join(file))
+                    .unwrap_or_else(|e| panic!("nn/{room}/{file}: {e}"))
+                    .map(|e| e.unwrap().path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "rs"))
+                    .collect();
+                p.sort();
+                p
+            };
+            for path in paths {
+                let text = fs::read_to_string(&path).unwrap();
+                files += 1;
+                for (n, line) in text.lines().enumerate() {
+                    let at = |what: String| format!("{}:{}: {what}", path.display(), n + 1);
+                    // `crate::nn::<room>::<file>`: a room after this one, or a later file of this one.
+                    for (i, _) in line.match_indices("crate::nn::") {
+                        let rest = &line[i + "crate::nn::".len()..];
+                        let mut parts = rest.split("::");
+                        let (Some(r), Some(f)) = (parts.next(), parts.next()) else {
+                            continue;
+                        };
+                        let f: String = f
+                            .chars()
+                            .take_while(|c| c.is_alphanumeric() || *c == '_')
+                            .collect();
+                        if let Some(rj) = rooms.iter().position(|x| *x == r) {
+                            if rj > ri {
+                                wrong.push(at(format!("{room}/{file} imports the later room {r}")));
+                            } else if rj == ri
+                                && orders[ri]
+                                    .iter()
+                                    .position(|x| *x == f)
+                                    .is_some_and(|fj| fj > fi)
+                            {
+                                wrong.push(at(format!("{room}/{file} imports the later file {f}")));
+                            }
+                        }
+                    }
+                    // `super::<file>`: a later file of this room.
+                    for (i, _) in line.match_indices("super::") {
+                        let f: String = line[i + "super::".len()..]
+                            .chars()
+                            .take_while(|c| c.is_alphanumeric() || *c == '_')
+                            .collect();
+                        if orders[ri]
+                            .iter()
+                            .position(|x| *x == f)
+                            .is_some_and(|fj| fj > fi)
                         {
                             wrong.push(at(format!("{room}/{file} imports the later file {f}")));
                         }
-                    }
-                }
-                // `super::<file>`: a later file of this room.
-                for (i, _) in line.match_indices("super::") {
-                    let f: String = line[i + "super::".len()..]
-                        .chars()
-                        .take_while(|c| c.is_alphanumeric() || *c == '_')
-                        .collect();
-                    if orders[ri]
-                        .iter()
-                        .position(|x| *x == f)
-                        .is_some_and(|fj| fj > fi)
-                    {
-                        wrong.push(at(format!("{room}/{file} imports the later file {f}")));
                     }
                 }
             }
