@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Server, parse_sse};
+use common::{Server, parse_sse, wait_sweep};
 use serde_json::{Value, json};
 
 const KEYS: &str = "acme:trainer:acme-train,beta:trainer:beta-train";
@@ -39,22 +39,6 @@ fn sweep_request(dataset: &str) -> Value {
         "space": {"/optimizer/learning_rate": {"log_uniform": [0.003, 0.1]}},
         "halving": {"min_epochs": 2, "eta": 3},
     })
-}
-
-async fn wait_sweep(srv: &Server, id: &str) -> Value {
-    let t0 = std::time::Instant::now();
-    loop {
-        let s = srv.ok("GET", &format!("/v1/sweeps/{id}"), ACME, None).await;
-        if ["succeeded", "failed", "cancelled"].contains(&s["status"].as_str().unwrap_or("")) {
-            return s;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(300),
-            "sweep {id} did not end: {s}\n{}",
-            srv.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 fn ids(page: &Value) -> Vec<String> {
@@ -105,7 +89,7 @@ async fn a_sweep_keeps_its_trials_to_itself_and_hands_over_a_judged_model() {
         .await
         .expect("the stream ends with the sweep")
         .unwrap();
-    let done = wait_sweep(&srv, &id).await;
+    let done = wait_sweep(&srv, ACME, &id).await;
     assert_eq!(done["status"], "succeeded", "{done}");
     let best = &done["best"];
 

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Schema, Server, circle};
+use common::{Schema, Server, circle, wait_sweep};
 use serde_json::{Value, json};
 
 const KEYS: &str = "acme:trainer:acme-train,acme:predictor:acme-predict,beta:trainer:beta-train";
@@ -478,27 +478,6 @@ async fn the_range_test_finds_the_usable_rates_of_a_known_problem() {
         .call("POST", "/v1/lr-range-tests", "acme-predict", Some(&body))
         .await;
     assert_eq!(st, 403);
-}
-
-/// Polls a sweep until it has ended.
-async fn wait_sweep(srv: &Server, key: &str, id: &str) -> Value {
-    let t0 = std::time::Instant::now();
-    loop {
-        let s = if key.is_empty() {
-            srv.get(&format!("/v1/sweeps/{id}")).await.1
-        } else {
-            srv.ok("GET", &format!("/v1/sweeps/{id}"), key, None).await
-        };
-        if ["succeeded", "failed", "cancelled"].contains(&s["status"].as_str().unwrap_or("")) {
-            return s;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(300),
-            "sweep {id} did not end: {s}\n{}",
-            srv.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// A grid of 3 learning rates × 2 widths with successive halving (3 epochs, then the best

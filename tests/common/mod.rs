@@ -574,3 +574,24 @@ pub fn parse_sse(text: &str) -> Vec<(String, Option<String>, Value)> {
     }
     out
 }
+
+/// Polls a sweep (with `key`, or none when empty) until it has ended.
+pub async fn wait_sweep(srv: &Server, key: &str, id: &str) -> Value {
+    let t0 = Instant::now();
+    loop {
+        let s = if key.is_empty() {
+            srv.get(&format!("/v1/sweeps/{id}")).await.1
+        } else {
+            srv.ok("GET", &format!("/v1/sweeps/{id}"), key, None).await
+        };
+        if ["succeeded", "failed", "cancelled"].contains(&s["status"].as_str().unwrap_or("")) {
+            return s;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(300),
+            "sweep {id} did not end: {s}\n{}",
+            srv.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
