@@ -206,6 +206,22 @@ fn model(job_id: Option<Uuid>) -> ModelRecord {
     }
 }
 
+/// A queued sweep of `max_trials` on dataset `dataset_id`, as the store keeps it.
+fn sweep(dataset_id: Uuid, max_trials: u32) -> SweepRecord {
+    SweepRecord {
+        id: Uuid::new_v4(),
+        tenant: "default".into(),
+        seq: 0,
+        dataset_id,
+        status: JobStatus::Queued,
+        spec: json!({"max_trials": max_trials, "metric": "val_loss"}),
+        best: None,
+        created_at: now_ms(),
+        finished_at: None,
+        cancel_requested: false,
+    }
+}
+
 fn epoch_record(epoch: i64, loss: f32) -> Value {
     json!({"epoch": epoch, "loss": to_json(&loss), "accuracy": 0.5})
 }
@@ -1523,18 +1539,7 @@ async fn a_range_test_is_recorded_by_the_attempt_that_owns_the_job(store: Arc<dy
 async fn sweeps_their_trials_and_the_dataset_they_use(store: Arc<dyn Store>) {
     let d = dataset("sweep data");
     store.insert_dataset(&d, vec![1, 2, 3]).await.unwrap();
-    let s = SweepRecord {
-        id: Uuid::new_v4(),
-        tenant: "default".into(),
-        seq: 0,
-        dataset_id: d.id,
-        status: JobStatus::Queued,
-        spec: json!({"max_trials": 2, "metric": "val_loss"}),
-        best: None,
-        created_at: now_ms(),
-        finished_at: None,
-        cancel_requested: false,
-    };
+    let s = sweep(d.id, 2);
     store.insert_sweep(&s).await.unwrap();
     let got = store.get_sweep(s.id).await.unwrap().unwrap();
     assert_eq!(
@@ -1659,18 +1664,7 @@ async fn sweeps_their_trials_and_the_dataset_they_use(store: Arc<dyn Store>) {
 async fn a_sweeps_trials_stay_out_of_listings_unless_asked_for(store: Arc<dyn Store>) {
     let d = dataset("sweep data");
     store.insert_dataset(&d, vec![1, 2, 3]).await.unwrap();
-    let s = SweepRecord {
-        id: Uuid::new_v4(),
-        tenant: "default".into(),
-        seq: 0,
-        dataset_id: d.id,
-        status: JobStatus::Queued,
-        spec: json!({"max_trials": 1, "metric": "val_loss"}),
-        best: None,
-        created_at: now_ms(),
-        finished_at: None,
-        cancel_requested: false,
-    };
+    let s = sweep(d.id, 1);
     store.insert_sweep(&s).await.unwrap();
     let link = |role, fold| SweepLink {
         sweep_id: s.id,

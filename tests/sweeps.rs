@@ -438,7 +438,12 @@ async fn a_sweep_dry_run_says_what_it_would_run_and_creates_nothing() {
     );
     let per_epoch = d["estimated_seconds_per_epoch"].as_f64().unwrap();
     assert!(per_epoch > 0.0 && per_epoch < 1.0, "{d}");
-    assert!(d["estimated_seconds"].as_f64().unwrap() >= 0.0);
+    // The epochs at that pace, and 30 ms for each job (rounded to a tenth of a second).
+    let want = per_epoch * 26.0 + 9.0 * 0.03;
+    assert!(
+        (d["estimated_seconds"].as_f64().unwrap() - want).abs() <= 0.05 + 1e-9,
+        "{want}: {d}"
+    );
     assert_eq!(d["spec"]["max_trials"], 3);
 
     // The automatic mode's choices, written out.

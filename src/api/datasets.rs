@@ -34,8 +34,6 @@ struct RowsQuery {
     limit: Option<i64>,
 }
 
-/// The stored rows `offset..offset + limit`, as they were uploaded (raw features; class
-/// labels as in the data): a preview, or the points a dashboard draws.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct LeaderboardQuery {
@@ -74,6 +72,8 @@ async fn leaderboard(
     })))
 }
 
+/// The stored rows `offset..offset + limit`, as they were uploaded (raw features; class
+/// labels as in the data): a preview, or the points a dashboard draws.
 async fn rows(
     State(s): State<AppState>,
     p: Principal,

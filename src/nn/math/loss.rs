@@ -225,6 +225,9 @@ pub fn smooth_labels(y: &mut ndarray::Array2<f32>, eps: f32, binary: bool) {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use ndarray::{Array2, array};
+
     #[test]
     fn label_smoothing_mixes_in_the_uniform_distribution() {
         let mut y = ndarray::array![[1.0f32, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]];
@@ -239,9 +242,6 @@ mod tests {
         smooth_labels(&mut same, 0.0, false);
         assert_eq!(same.row(0).to_vec(), vec![1.0, 0.0]);
     }
-
-    use super::*;
-    use ndarray::{Array2, array};
 
     fn forward(act: Activation, z: &Array2<f64>) -> Array2<f64> {
         let mut a = Array2::zeros(z.raw_dim());

@@ -115,7 +115,7 @@ impl SweepSpec {
             let mut e = h.min_epochs.max(1);
             while e < self.epochs {
                 r.push(e);
-                e = e.saturating_mul(h.eta.max(2));
+                e = e.saturating_mul(self.eta());
             }
         }
         r.push(self.epochs);
@@ -124,6 +124,11 @@ impl SweepSpec {
 
     fn maximise(&self) -> bool {
         self.metric.ends_with("accuracy")
+    }
+
+    /// Successive halving's η: each rung continues the best 1/η of the one below.
+    fn eta(&self) -> u32 {
+        self.halving.map_or(3, |h| h.eta.max(2))
     }
 
     /// The jobs each trial trains at each rung: one per fold.
@@ -602,7 +607,7 @@ impl Service {
                 let ord = a.1.total_cmp(&b.1);
                 (if spec.maximise() { ord.reverse() } else { ord }).then(a.0.trial.cmp(&b.0.trial))
             });
-            let eta = spec.halving.map_or(3, |h| h.eta.max(2)) as usize;
+            let eta = spec.eta() as usize;
             let keep = at_top.len().div_ceil(eta).min(ranked.len());
             if keep > 0 {
                 for (t, _) in ranked.into_iter().take(keep) {

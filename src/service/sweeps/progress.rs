@@ -41,7 +41,7 @@ pub struct Progress {
 impl SweepSpec {
     /// Trials that train at each rung: all of them, then 1/η of the rung below.
     pub fn trials_per_rung(&self) -> Vec<usize> {
-        let eta = self.halving.map_or(3, |h| h.eta.max(2)) as usize;
+        let eta = self.eta() as usize;
         let mut n = self.max_trials;
         let mut out = vec![];
         for r in 0..self.rungs().len() {

@@ -4,13 +4,13 @@
 
 use uuid::Uuid;
 
-use super::super::rows::{Columns, job, page, page_start};
+use super::super::rows::{Columns, job};
 use super::super::sql::{Arg, Backend, Tx};
 use super::super::{
     Continuation, Cursor, Finish, JobRecord, JobStatus, ListFilter, Page, Result, SweepLink,
     TrialRecord,
 };
-use super::{ids, insert_model_in};
+use super::{Filter, ids, insert_model_in, page_of};
 use crate::clock::now_ms;
 
 const INSERT_JOB: &str =
@@ -127,43 +127,20 @@ pub(in crate::store) async fn list_jobs<B: Backend>(
     after: Option<Cursor>,
     limit: i64,
 ) -> Result<Page<JobRecord>> {
-    let after = after.unwrap_or_else(Cursor::start);
-    let status = filter.status.map(|s| s.as_str().to_owned());
-    let q = format!(
-        "SELECT * FROM jobs WHERE tenant = $1 AND seq < {} AND ($4::text IS NULL OR status = $4)
-         AND {} ORDER BY seq DESC LIMIT $5",
-        page_start("jobs", "id", "$1", "$2", "$3"),
-        sweep_condition("jobs", filter, 6)
-    );
-    let rows = b
-        .all(
-            &q,
-            vec![
-                Arg::Text(tenant.to_owned()),
-                Arg::OptUuid(Uuid::parse_str(&after.key).ok()),
-                Arg::Int(after.created_at),
-                Arg::OptText(status.clone()),
-                Arg::Int(limit),
-                Arg::OptUuid(filter.sweep_id),
-            ],
+    let sql = |n: usize| {
+        format!(
+            "(${n}::text IS NULL OR status = ${n}) AND {}",
+            sweep_condition("jobs", filter, n + 1)
         )
-        .await?;
-    let total = b
-        .one(
-            &format!(
-                "SELECT COUNT(*) AS n FROM jobs WHERE tenant = $1 AND ($2::text IS NULL OR status = $2)
-                 AND {}",
-                sweep_condition("jobs", filter, 3)
-            ),
-            vec![
-                Arg::Text(tenant.to_owned()),
-                Arg::OptText(status),
-                Arg::OptUuid(filter.sweep_id),
-            ],
-        )
-        .await?
-        .int("n")?;
-    page(&rows, job, limit, total)
+    };
+    let keep = Filter {
+        sql: &sql,
+        args: vec![
+            Arg::OptText(filter.status.map(|s| s.as_str().to_owned())),
+            Arg::OptUuid(filter.sweep_id),
+        ],
+    };
+    page_of(b, "*", "jobs", tenant, keep, after, limit, job).await
 }
 
 /// Links a job (unless it is linked already) and its model to a sweep.

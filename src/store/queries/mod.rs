@@ -53,38 +53,60 @@ fn ids<R: Columns>(rows: &[R]) -> Result<Vec<Uuid>> {
     rows.iter().map(|r| r.uuid("id")).collect()
 }
 
-/// A tenant's page of `table` (newest first) and the count of all its rows there.
-async fn page_of<B: Backend, T>(
+/// Which of a tenant's rows a listing keeps: a condition whose parameters are numbered from
+/// the one it is given, and their values. [`Filter::ALL`] keeps every row.
+pub(in crate::store) struct Filter<'a> {
+    pub sql: &'a (dyn Fn(usize) -> String + Sync),
+    pub args: Vec<Arg<'static>>,
+}
+
+impl Filter<'_> {
+    const ALL: Filter<'static> = Filter {
+        sql: &|_| "1 = 1".to_owned(),
+        args: vec![],
+    };
+}
+
+/// A tenant's page of `table` (newest first) among the rows `filter` keeps, and the count of
+/// all those rows.
+#[allow(clippy::too_many_arguments)]
+pub(in crate::store) async fn page_of<B: Backend, T>(
     b: &B,
     select: &str,
     table: &str,
     tenant: &str,
+    filter: Filter<'_>,
     after: Option<Cursor>,
     limit: i64,
     item: fn(&B::Row) -> Result<T>,
 ) -> Result<Page<T>> {
     let after = after.unwrap_or_else(Cursor::start);
     let q = format!(
-        "SELECT {select} FROM {table} WHERE tenant = $1 AND seq < {} ORDER BY seq DESC LIMIT $4",
-        page_start(table, "id", "$1", "$2", "$3")
+        "SELECT {select} FROM {table} WHERE tenant = $1 AND seq < {} AND {}
+         ORDER BY seq DESC LIMIT $4",
+        page_start(table, "id", "$1", "$2", "$3"),
+        (filter.sql)(5)
     );
-    let rows = b
-        .all(
-            &q,
-            vec![
-                Arg::Text(tenant.to_owned()),
-                Arg::OptUuid(Uuid::parse_str(&after.key).ok()),
-                Arg::Int(after.created_at),
-                Arg::Int(limit),
-            ],
+    let mut args = vec![
+        Arg::Text(tenant.to_owned()),
+        Arg::OptUuid(Uuid::parse_str(&after.key).ok()),
+        Arg::Int(after.created_at),
+        Arg::Int(limit),
+    ];
+    args.extend(filter.args.iter().cloned());
+    let rows = b.all(&q, args).await?;
+    let mut args = vec![Arg::Text(tenant.to_owned())];
+    args.extend(filter.args);
+    let total = b
+        .one(
+            &format!(
+                "SELECT COUNT(*) AS n FROM {table} WHERE tenant = $1 AND {}",
+                (filter.sql)(2)
+            ),
+            args,
         )
-        .await?;
-    let total = count(
-        b,
-        &format!("SELECT COUNT(*) AS n FROM {table} WHERE tenant = $1"),
-        tenant,
-    )
-    .await?;
+        .await?
+        .int("n")?;
     page(&rows, item, limit, total)
 }
 
@@ -108,7 +130,17 @@ pub(super) async fn list_datasets<B: Backend>(
     after: Option<Cursor>,
     limit: i64,
 ) -> Result<Page<DatasetRecord>> {
-    page_of(b, DATASET_COLS, "datasets", tenant, after, limit, dataset).await
+    page_of(
+        b,
+        DATASET_COLS,
+        "datasets",
+        tenant,
+        Filter::ALL,
+        after,
+        limit,
+        dataset,
+    )
+    .await
 }
 
 pub(super) async fn delete_dataset<B: Backend>(b: &B, id: Uuid) -> Result<bool> {
@@ -171,36 +203,12 @@ pub(super) async fn list_models<B: Backend>(
     after: Option<Cursor>,
     limit: i64,
 ) -> Result<Page<ModelRecord>> {
-    let after = after.unwrap_or_else(Cursor::start);
-    let q = format!(
-        "SELECT {MODEL_COLS} FROM models WHERE tenant = $1 AND seq < {} AND {}
-         ORDER BY seq DESC LIMIT $4",
-        page_start("models", "id", "$1", "$2", "$3"),
-        sweep_condition("models", filter, 5)
-    );
-    let rows = b
-        .all(
-            &q,
-            vec![
-                Arg::Text(tenant.to_owned()),
-                Arg::OptUuid(Uuid::parse_str(&after.key).ok()),
-                Arg::Int(after.created_at),
-                Arg::Int(limit),
-                Arg::OptUuid(filter.sweep_id),
-            ],
-        )
-        .await?;
-    let total = b
-        .one(
-            &format!(
-                "SELECT COUNT(*) AS n FROM models WHERE tenant = $1 AND {}",
-                sweep_condition("models", filter, 2)
-            ),
-            vec![Arg::Text(tenant.to_owned()), Arg::OptUuid(filter.sweep_id)],
-        )
-        .await?
-        .int("n")?;
-    page(&rows, model, limit, total)
+    let sql = |n: usize| sweep_condition("models", filter, n);
+    let keep = Filter {
+        sql: &sql,
+        args: vec![Arg::OptUuid(filter.sweep_id)],
+    };
+    page_of(b, MODEL_COLS, "models", tenant, keep, after, limit, model).await
 }
 
 pub(super) async fn models_of_dataset<B: Backend>(
@@ -519,7 +527,7 @@ pub(super) async fn list_sweeps<B: Backend>(
     after: Option<Cursor>,
     limit: i64,
 ) -> Result<Page<SweepRecord>> {
-    page_of(b, "*", "sweeps", tenant, after, limit, sweep).await
+    page_of(b, "*", "sweeps", tenant, Filter::ALL, after, limit, sweep).await
 }
 
 pub(super) async fn unfinished_sweeps<B: Backend>(b: &B) -> Result<Vec<SweepRecord>> {
