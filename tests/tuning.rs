@@ -1245,6 +1245,188 @@ async fn numeric_bins_train_a_piecewise_linear_model() {
     }
 }
 
+/// Robust scaling (issue 25): a job with `numeric_scaling: robust` centres its numeric
+/// inputs on the training median and smooth-clips them (the model document says which), so a
+/// value far outside training stays inside the clipping's bound and still predicts; its
+/// document imports back to the same answers; without `standardize` it is refused at the
+/// field.
+#[tokio::test]
+async fn robust_scaling_clips_numeric_inputs_and_round_trips() {
+    let srv = Server::start(&[]).await;
+    // Penguins: numeric columns, text ones and missing cells.
+    let r = srv
+        .post_raw(
+            "/v1/datasets?target=species",
+            "text/csv",
+            include_str!("data/penguins.csv"),
+        )
+        .await;
+    let (st, v) = common::split(r).await;
+    assert_eq!(st, 201, "{v}");
+    let data = v["id"].as_str().unwrap().to_string();
+    let spec = json!({"dataset_id": data, "layers": [{"units": 16, "activation": "relu"}, {}],
+        "loss": "categorical_crossentropy", "optimizer": {"type": "adam", "learning_rate": 0.01},
+        "epochs": 40, "batch_size": 32, "seed": 3, "validation_split": 0.2,
+        "numeric_scaling": "robust"});
+    let (st, job) = srv.post("/v1/jobs", &spec).await;
+    assert_eq!(st, 202, "{job}");
+    assert_eq!(job["spec"]["numeric_scaling"], "robust", "{job}");
+    let done = srv
+        .wait_job(job["id"].as_str().unwrap(), Duration::from_secs(120))
+        .await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert!(
+        done["metrics"]["val_accuracy"].as_f64().unwrap() > 0.9,
+        "{done}"
+    );
+    let model = done["model_id"].as_str().unwrap();
+    let doc = export(&srv, &json!(model)).await;
+    let names: Vec<String> = doc["feature_names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap().to_owned())
+        .collect();
+    let s = &doc["standardization"];
+    let clip = s["clip"].as_array().unwrap();
+    assert_eq!(clip.len(), names.len(), "{doc}");
+    for (j, name) in names.iter().enumerate() {
+        // Measurements are clipped; one-hot categories and missing indicators are not.
+        let numeric = name.ends_with("_mm") || name.ends_with("_g") || name == "year";
+        assert_eq!(clip[j], json!(numeric), "{name}: {s}");
+    }
+    let rows = json!({"inputs": [
+        {"island": "Biscoe", "bill_length_mm": 46.1, "bill_depth_mm": 13.2,
+         "flipper_length_mm": 211, "body_mass_g": 4500, "sex": "female", "year": 2008},
+        {"island": "Dream", "bill_length_mm": 1e9, "bill_depth_mm": -1e9,
+         "flipper_length_mm": 195, "body_mass_g": null, "sex": null, "year": 2009}]});
+    let (st, a) = srv
+        .post(&format!("/v1/models/{model}/predict"), &rows)
+        .await;
+    assert_eq!(st, 200, "{a}");
+    assert_eq!(a["labels"][0], "Gentoo", "{a}");
+    assert!(
+        a["outputs"][1]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p.as_f64().unwrap().is_finite()),
+        "{a}"
+    );
+    let again = srv.ok("POST", "/v1/models", "", Some(&doc)).await["id"].clone();
+    let (_, b) = srv
+        .post(
+            &format!("/v1/models/{}/predict", again.as_str().unwrap()),
+            &rows,
+        )
+        .await;
+    assert_eq!(a["outputs"], b["outputs"]);
+    assert_eq!(export(&srv, &again).await, doc);
+    let mut s = spec.clone();
+    s["standardize"] = json!(false);
+    let (st, e) = srv.post("/v1/jobs", &s).await;
+    assert_eq!(st, 422, "{e}");
+    assert_eq!(e["pointer"], "/numeric_scaling", "{e}");
+    let mut s = spec;
+    s["numeric_scaling"] = json!("minmax");
+    let (st, e) = srv.post("/v1/jobs", &s).await;
+    assert_eq!(st, 422, "{e}");
+}
+
+/// TabM ensembles (issue 25): a job with `ensemble: 4` trains one model whose document holds
+/// the members' adapters first and their heads side by side in the last layer, predicts
+/// their mean (probabilities that still sum to one), imports back to the same answers, and
+/// warm-starts only a spec of the same members; a member count outside 2..=64 is refused at
+/// the field.
+#[tokio::test]
+async fn an_ensemble_job_trains_a_tabm_model_that_round_trips() {
+    let srv = Server::start(&[]).await;
+    let data = upload_csv(&srv, include_str!("data/iris.train.csv")).await;
+    let spec = json!({"dataset_id": data, "layers": [{"units": 16, "activation": "relu"}, {}],
+        "loss": "categorical_crossentropy", "optimizer": {"type": "adam", "learning_rate": 0.02},
+        "epochs": 60, "batch_size": 32, "seed": 2, "validation_split": 0.2, "ensemble": 4});
+    let (st, job) = srv.post("/v1/jobs", &spec).await;
+    assert_eq!(st, 202, "{job}");
+    let done = srv
+        .wait_job(job["id"].as_str().unwrap(), Duration::from_secs(120))
+        .await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert!(
+        done["metrics"]["val_accuracy"].as_f64().unwrap() > 0.85,
+        "{done}"
+    );
+    let model = done["model_id"].as_str().unwrap();
+    let (_, m) = srv.get(&format!("/v1/models/{model}")).await;
+    assert_eq!(m["architecture"][0], json!({"ensemble": 4}), "{m}");
+    assert_eq!(m["output_dim"], 3, "{m}");
+    // 4 adapters of 4 inputs, one shared hidden layer, 4 heads of 16 → 3.
+    assert_eq!(
+        m["parameter_count"],
+        4 * 4 + (4 * 16 + 16) + 4 * (16 * 3 + 3),
+        "{m}"
+    );
+    let doc = export(&srv, &json!(model)).await;
+    assert_eq!(doc["layers"][0]["ensemble"].as_array().unwrap().len(), 4);
+    assert_eq!(doc["layers"][2]["units"], 12, "{doc}");
+    let rows =
+        json!({"inputs": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]]});
+    let (st, a) = srv
+        .post(&format!("/v1/models/{model}/predict"), &rows)
+        .await;
+    assert_eq!(st, 200, "{a}");
+    for p in a["outputs"].as_array().unwrap() {
+        let sum: f64 = p
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .sum();
+        assert!((sum - 1.0).abs() < 1e-5, "{a}");
+    }
+    assert_eq!(a["labels"][0], "setosa", "{a}");
+    let again = srv.ok("POST", "/v1/models", "", Some(&doc)).await["id"].clone();
+    let (_, b) = srv
+        .post(
+            &format!("/v1/models/{}/predict", again.as_str().unwrap()),
+            &rows,
+        )
+        .await;
+    assert_eq!(a["outputs"], b["outputs"]);
+    assert_eq!(export(&srv, &again).await, doc);
+    // A warm start needs the same members.
+    let mut warm = spec.clone();
+    warm["init_model_id"] = json!(model);
+    warm["epochs"] = json!(2);
+    let (st, j) = srv.post("/v1/jobs", &warm).await;
+    assert_eq!(st, 202, "{j}");
+    let w = srv
+        .wait_job(j["id"].as_str().unwrap(), Duration::from_secs(60))
+        .await;
+    assert_eq!(w["status"], "succeeded", "{w}");
+    warm["ensemble"] = json!(2);
+    let (st, e) = srv.post("/v1/jobs", &warm).await;
+    assert_eq!(st, 422, "{e}");
+    assert_eq!(e["pointer"], "/init_model_id", "{e}");
+    for k in [1, 65] {
+        let mut s = spec.clone();
+        s["ensemble"] = json!(k);
+        let (st, e) = srv.post("/v1/jobs", &s).await;
+        assert_eq!(st, 422, "{e}");
+        assert_eq!(e["pointer"], "/ensemble", "{e}");
+    }
+    // A document whose heads do not divide among its members is refused at the layer.
+    let mut bad = doc.clone();
+    bad["layers"][0]["ensemble"] = json!([
+        [1, 1, 1, 1],
+        [1, 1, 1, 1],
+        [1, 1, 1, 1],
+        [1, 1, 1, 1],
+        [1, 1, 1, 1]
+    ]);
+    let (st, e) = srv.post("/v1/models", &bad).await;
+    assert_eq!(st, 422, "{e}");
+}
+
 /// The dashboard's example: Adam on a 300-row circle, 8 tanh units, the default 100-batch
 /// range test. fastai's smoothing (β = 0.98) lags such a short curve by half its length: it
 /// suggested 2.26, a rate past the divergence. Smoothed without lag, the suggestion sits

@@ -124,9 +124,11 @@ pub fn model(m: &ModelRecord) -> Value {
         .map(|layers| {
             layers
                 .iter()
-                .map(|l| match l.get("dropout") {
-                    Some(r) => json!({"dropout": r}),
-                    None => json!({"units": l.get("units"), "activation": l.get("activation").cloned().unwrap_or(json!("linear"))}),
+                .map(|l| match (l.get("dropout"), l.get("ensemble")) {
+                    (Some(r), _) => json!({"dropout": r}),
+                    // TabM's adapters: how many members share the layers after them.
+                    (_, Some(e)) => json!({"ensemble": e.as_array().map_or(0, Vec::len)}),
+                    _ => json!({"units": l.get("units"), "activation": l.get("activation").cloned().unwrap_or(json!("linear"))}),
                 })
                 .collect()
         })

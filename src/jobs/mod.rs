@@ -133,7 +133,7 @@ enum Msg {
     RangeTest(Value),
     Resumed(i64),
     Epoch(EpochRecord, Option<(i64, Vec<u8>)>),
-    Done(Result<nn::Outcome, TrainError>),
+    Done(Box<Result<nn::Outcome, TrainError>>),
 }
 
 impl Jobs {
@@ -651,7 +651,7 @@ impl Jobs {
                     out.model = named(out.model, feature_names);
                     Ok(out)
                 })();
-                let _ = tx.send(Msg::Done(outcome));
+                let _ = tx.send(Msg::Done(Box::new(outcome)));
             });
         if let Err(e) = spawned {
             return Some(failed(FailureKind::NoTrainingThread, e.to_string()));
@@ -760,7 +760,7 @@ impl Jobs {
                     }
                 }
                 Msg::Done(r) => {
-                    result = Some(r);
+                    result = Some(*r);
                     break;
                 }
             }

@@ -388,7 +388,7 @@ pub(super) fn estimate(
     let validation_rows = validation.map_or(rows - train_rows, |v| v.rows);
     let batch = spec.batch_size.min(train_rows.max(1));
     let batches = train_rows.div_ceil(batch.max(1));
-    let flops = CostModel::epoch_flops(plan.parameter_count, train_rows, validation_rows);
+    let flops = CostModel::epoch_flops(plan.compute_weights(), train_rows, validation_rows);
     let dense_layers = plan
         .layers
         .iter()

@@ -21,7 +21,9 @@ use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2, Axis, Zip, s};
 
 use super::loss::Loss;
 use super::metric::score;
-use super::network::{Layer, Network, Params, Workspace};
+use super::network::{
+    Layer, Network, Params, Workspace, as_rows, as_rows_mut, heads_forward, spread,
+};
 use super::rng::Rng;
 use crate::nn::{Real, cst};
 
@@ -154,6 +156,8 @@ impl<F: Real> BatchStep<F> {
 
     fn forward(&mut self, net: &Network<F>, n: usize) {
         let ws = &mut self.ws;
+        let k = net.members();
+        let last = net.layers.len() - 1;
         for (l, layer) in net.layers.iter().enumerate() {
             let (before, after) = ws.a.split_at_mut(l);
             let input = if l == 0 {
@@ -164,8 +168,31 @@ impl<F: Real> BatchStep<F> {
             let mut a = after[0].slice_mut(s![..n, ..]);
             let mut z = ws.z[l].slice_mut(s![..n, ..]);
             match layer {
+                Layer::Ensemble(r) => {
+                    a.axis_chunks_iter_mut(Axis(0), CHUNK_ROWS)
+                        .into_par_iter()
+                        .zip(input.axis_chunks_iter(Axis(0), CHUNK_ROWS))
+                        .for_each(|(a, x)| spread(r.view(), x, a));
+                }
+                Layer::Dense(d) if k > 1 && l == last => {
+                    // Each member's head on its own block: z_i = x_i·W_i + b_i ; a_i = g(z_i)
+                    heads_forward(d, k, input, z.view_mut(), F::zero());
+                    z.axis_chunks_iter_mut(Axis(0), CHUNK_ROWS)
+                        .into_par_iter()
+                        .zip(a.axis_chunks_iter_mut(Axis(0), CHUNK_ROWS))
+                        .for_each(|(mut z, mut a)| {
+                            z.zip_mut_with(&d.b, |z, &b| *z = *z + b);
+                            let o = d.b.len() / k;
+                            for i in 0..k {
+                                let c = s![.., i * o..(i + 1) * o];
+                                d.activation.forward(d.alpha, z.slice(c), a.slice_mut(c));
+                            }
+                        });
+                }
                 Layer::Dense(d) => {
-                    // z = x·W + b ; a = g(z)
+                    // z = x·W + b ; a = g(z) (an ensemble's members as rows of their own)
+                    let (input, mut z, mut a) =
+                        (as_rows(input, k), as_rows_mut(z, k), as_rows_mut(a, k));
                     par_gemm(input, d.w.view(), F::zero(), z.view_mut());
                     z.axis_chunks_iter_mut(Axis(0), CHUNK_ROWS)
                         .into_par_iter()
@@ -220,6 +247,63 @@ impl<F: Real> BatchStep<F> {
         let y = self.y.slice(s![..n, ..]);
         let weights = &self.w;
         let mut delta = ws.delta[last].slice_mut(s![..n, ..]);
+        let k = net.members();
+        if k > 1 {
+            // Each member's loss against the same targets, their mean the objective; the
+            // metrics score the members' mean prediction, as the model predicts.
+            let o = out.b.len() / k;
+            delta
+                .axis_chunks_iter_mut(Axis(0), CHUNK_ROWS)
+                .into_par_iter()
+                .enumerate()
+                .map(|(c, mut d)| {
+                    let r = c * CHUNK_ROWS..c * CHUNK_ROWS + d.nrows();
+                    let (z, a, y) = (
+                        z.slice(s![r.clone(), ..]),
+                        a.slice(s![r.clone(), ..]),
+                        y.slice(s![r.clone(), ..]),
+                    );
+                    let mut l = F::zero();
+                    let mut mean = Array2::<F>::zeros((y.nrows(), o));
+                    let inv: F = cst(1.0 / k as f64);
+                    for i in 0..k {
+                        let b = s![.., i * o..(i + 1) * o];
+                        let (zi, ai, di) = (z.slice(b), a.slice(b), d.slice_mut(b));
+                        mean.zip_mut_with(&ai, |m, &v| *m = *m + v * inv);
+                        // (the gradient takes the 1/k through its row count; the summed
+                        // loss takes it here)
+                        l = l + inv
+                            * if weights.is_empty() {
+                                loss.gradient(
+                                    out.activation,
+                                    out.alpha,
+                                    zi,
+                                    ai,
+                                    y,
+                                    di,
+                                    batch_rows * k,
+                                )
+                            } else {
+                                weighted_gradient(
+                                    loss,
+                                    out,
+                                    (zi, ai, y),
+                                    di,
+                                    &weights[r.clone()],
+                                    batch_rows * k,
+                                )
+                            };
+                    }
+                    let (correct, abs_err) = score(mean.view(), y, loss);
+                    ChunkSums {
+                        loss: l.to_f64().unwrap_or(f64::NAN),
+                        correct,
+                        abs_err,
+                    }
+                })
+                .collect_into_vec(&mut self.sums);
+            return;
+        }
         delta
             .axis_chunks_iter_mut(Axis(0), CHUNK_ROWS)
             .into_par_iter()
@@ -252,14 +336,61 @@ impl<F: Real> BatchStep<F> {
         let ws = &mut self.ws;
         let last = net.layers.len() - 1;
         let mut k = grads.w.len();
+        let members = net.members();
         for l in (0..=last).rev() {
             let (dbefore, dafter) = ws.delta.split_at_mut(l);
-            let mut delta = dafter[0].slice_mut(s![..n, ..]);
+            let delta = dafter[0].slice_mut(s![..n, ..]);
             match &net.layers[l] {
+                Layer::Ensemble(_) => {
+                    // dr[i, j] = Σ_rows d(copy)[·, i·d + j] · x[·, j], rows in order.
+                    k -= 1;
+                    let x = self.x.slice(s![..n, ..]);
+                    let g = &mut grads.w[k];
+                    if beta == F::zero() {
+                        g.fill(F::zero());
+                    }
+                    let d = g.ncols();
+                    for (xr, dr) in x.rows().into_iter().zip(delta.rows()) {
+                        for (i, mut gi) in g.rows_mut().into_iter().enumerate() {
+                            Zip::from(&mut gi)
+                                .and(&xr)
+                                .and(&dr.slice(s![i * d..(i + 1) * d]))
+                                .for_each(|g, &x, &dc| *g = *g + x * dc);
+                        }
+                    }
+                }
+                Layer::Dense(d) if members > 1 && l == last => {
+                    // The heads: each member's weight gradient from its own blocks.
+                    k -= 1;
+                    let input = ws.a[l - 1].slice(s![..n, ..]);
+                    let (h, o) = (input.ncols() / members, d.w.ncols() / members);
+                    for i in 0..members {
+                        par_gemm(
+                            input.slice(s![.., i * h..(i + 1) * h]).t(),
+                            delta.slice(s![.., i * o..(i + 1) * o]),
+                            beta,
+                            grads.w[k].slice_mut(s![.., i * o..(i + 1) * o]),
+                        );
+                    }
+                    bias_sum(delta.view(), beta, &mut grads.b[k]);
+                    let mut prev = dbefore[l - 1].slice_mut(s![..n, ..]);
+                    for i in 0..members {
+                        par_gemm(
+                            delta.slice(s![.., i * o..(i + 1) * o]),
+                            d.w.slice(s![.., i * o..(i + 1) * o]).t(),
+                            F::zero(),
+                            prev.slice_mut(s![.., i * h..(i + 1) * h]),
+                        );
+                    }
+                }
                 Layer::Dense(d) => {
                     k -= 1;
+                    let mut delta = as_rows_mut(delta, members);
                     if l != last {
-                        let (z, a) = (ws.z[l].slice(s![..n, ..]), ws.a[l].slice(s![..n, ..]));
+                        let (z, a) = (
+                            as_rows(ws.z[l].slice(s![..n, ..]), members),
+                            as_rows(ws.a[l].slice(s![..n, ..]), members),
+                        );
                         delta
                             .axis_chunks_iter_mut(Axis(0), CHUNK_ROWS)
                             .into_par_iter()
@@ -273,14 +404,14 @@ impl<F: Real> BatchStep<F> {
                     let input = if l == 0 {
                         self.x.slice(s![..n, ..])
                     } else {
-                        ws.a[l - 1].slice(s![..n, ..])
+                        as_rows(ws.a[l - 1].slice(s![..n, ..]), members)
                     };
                     // dW = xᵀ·dz ; db = Σ_rows dz
                     par_gemm(input.t(), delta.view(), beta, grads.w[k].view_mut());
                     bias_sum(delta.view(), beta, &mut grads.b[k]);
                     // dx = dz·Wᵀ
                     if l > 0 {
-                        let prev = dbefore[l - 1].slice_mut(s![..n, ..]);
+                        let prev = as_rows_mut(dbefore[l - 1].slice_mut(s![..n, ..]), members);
                         par_gemm(delta.view(), d.w.t(), F::zero(), prev);
                     }
                 }
@@ -554,6 +685,113 @@ mod tests {
         }
         // bce: sigmoid; cce, sparse: softmax (each plain and smoothed); mse/mae/huber: all 9
         assert_eq!(checked, 2 * (1 + 1 + 1) + 27);
+    }
+
+    /// A TabM ensemble (adapters, shared hidden layers, one head per member): the step's loss
+    /// is the members' mean loss and its gradient, the adapters' included, that loss's —
+    /// checked against central finite differences of the members' losses from the inference
+    /// forward pass, in f64, in passes of 3 rows; and the network predicts the members' mean.
+    #[test]
+    fn ensemble_gradients_match_finite_differences() {
+        let rows = [4, 0, 6, 2, 5, 1, 3];
+        let k = 3;
+        for (seed, loss, out, width, hidden) in [
+            (
+                21,
+                Loss::CategoricalCrossentropy,
+                Activation::Softmax,
+                3,
+                Activation::Tanh,
+            ),
+            (
+                22,
+                Loss::BinaryCrossentropy,
+                Activation::Sigmoid,
+                1,
+                Activation::Gelu,
+            ),
+            (23, Loss::Mse, Activation::Linear, 2, Activation::Sigmoid),
+            (24, Loss::Huber, Activation::Tanh, 2, Activation::Elu),
+        ] {
+            let mut net = random_net(&[3, 5, 4, width], hidden, out, seed);
+            let mut rng = Rng::derive(seed, Stream::Init, &[1]);
+            // Widen the output layer to one head per member, and put the adapters first.
+            let Some(Layer::Dense(head)) = net.layers.last_mut() else {
+                unreachable!()
+            };
+            head.w = Array2::from_shape_fn((4, k * width), |_| 0.8 * rng.normal());
+            head.b = Array1::from_shape_fn(k * width, |_| 0.3 * rng.normal());
+            let r = Array2::from_shape_fn((k, 3), |_| 1.0 + 0.5 * rng.normal());
+            net.layers.insert(0, Layer::Ensemble(r));
+            assert_eq!((net.members(), net.output_dim()), (k, width));
+            let mut rng = Rng::derive(seed, Stream::Split, &[]);
+            let x = Array2::from_shape_fn((7, 3), |_| rng.normal());
+            let y = targets(loss, 7, width, &mut rng);
+            // The reference objective: each member's mean loss from its own head, averaged.
+            let members_loss = |net: &Network<f64>| -> f64 {
+                let mut ws = Workspace::new(net, 7);
+                net.forward(&mut ws, x.view(), None);
+                let last = net.layers.len() - 1;
+                (0..k)
+                    .map(|i| {
+                        let b = s![.., i * width..(i + 1) * width];
+                        loss.value(ws.z[last].slice(b), ws.a[last].slice(b), y.view())
+                    })
+                    .sum::<f64>()
+                    / (7 * k) as f64
+            };
+            // The prediction is the members' mean.
+            let mut ws = Workspace::new(&net, 7);
+            net.forward(&mut ws, x.view(), None);
+            let last = net.layers.len() - 1;
+            let p = net.predict(x.view());
+            for c in 0..width {
+                for r in 0..7 {
+                    let mean =
+                        (0..k).map(|i| ws.a[last][[r, i * width + c]]).sum::<f64>() / k as f64;
+                    assert!((p[[r, c]] - mean).abs() < 1e-12, "{}", loss.name());
+                }
+            }
+            let mut step = BatchStep::with_pass_rows(&net, rows.len(), 3, width, 3);
+            let mut grads = Params::zeros_like(&net);
+            step.run(&net, &x, &y, None, &rows, loss, &mut grads, &no_dropout);
+            let reference = members_loss(&net);
+            assert!(
+                (step.loss / rows.len() as f64 - reference).abs() < 1e-12,
+                "{}: the step's loss {} vs {reference}",
+                loss.name(),
+                step.loss / rows.len() as f64
+            );
+            let analytic = grads.slices().concat();
+            let mut params = net.params();
+            assert_eq!(params.w[0].dim(), (k, 3), "the adapters come first");
+            let h = 1e-6;
+            let mut idx = 0;
+            for ti in 0..params.w.len() * 2 {
+                for j in 0..params.slices()[ti].len() {
+                    let orig = params.slices()[ti][j];
+                    params.slices_mut()[ti][j] = orig + h;
+                    net.set_params(&params);
+                    let lp = members_loss(&net);
+                    params.slices_mut()[ti][j] = orig - h;
+                    net.set_params(&params);
+                    let lm = members_loss(&net);
+                    params.slices_mut()[ti][j] = orig;
+                    net.set_params(&params);
+                    let numeric = (lp - lm) / (2.0 * h);
+                    let a = analytic[idx];
+                    let rel = (numeric - a).abs() / (numeric.abs() + a.abs()).max(1e-8);
+                    assert!(
+                        rel < 1e-4 || (numeric - a).abs() < 1e-9,
+                        "{} + {}: tensor {ti} param {j}: numeric {numeric} analytic {a}",
+                        loss.name(),
+                        out.name(),
+                    );
+                    idx += 1;
+                }
+            }
+            assert_eq!(idx, net.parameter_count());
+        }
     }
 
     /// With row weights, the step's loss is Σ wᵢℓᵢ / n and its gradient that loss's: checked

@@ -7,7 +7,7 @@
 //! allocated once per run and reused, so the hot loop does not allocate.
 
 use ndarray::linalg::general_mat_mul;
-use ndarray::{Array1, Array2, ArrayView2, Axis, Zip, s};
+use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2, Axis, Zip, s};
 use serde::{Deserialize, Serialize};
 
 use super::activation::Activation;
@@ -65,6 +65,13 @@ pub enum Layer<F> {
     Dense(Dense<F>),
     /// Inverted dropout with this drop rate; identity at inference.
     Dropout(f32),
+    /// TabM's ensemble in its "mini" form (Gorishniy et al., ICLR 2025), always the first
+    /// layer: `k × input_dim`, member i's multiplicative adapter. It turns each row into `k`
+    /// copies side by side (member i's copy: the row times row i), the layers after it are
+    /// shared by the members (each works on every copy alike), the last dense layer holds
+    /// one head per member (`k · outputs` units, member i's in block i), and the network's
+    /// prediction is the members' mean. Training minimises the members' mean loss.
+    Ensemble(Array2<F>),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -86,9 +93,9 @@ impl<F: Real> Params<F> {
             w: vec![],
             b: vec![],
         };
-        for d in net.dense() {
-            p.w.push(Array2::zeros(d.w.raw_dim()));
-            p.b.push(Array1::zeros(d.b.raw_dim()));
+        for (w, b) in net.tensors() {
+            p.w.push(Array2::zeros(w.raw_dim()));
+            p.b.push(Array1::zeros(b.map_or(0, |b| b.len())));
         }
         p
     }
@@ -129,23 +136,69 @@ impl<F: Real> Params<F> {
 }
 
 impl<F: Real> Network<F> {
+    /// The ensemble's member count (1: one network); see [`Layer::Ensemble`].
+    pub fn members(&self) -> usize {
+        match self.layers.first() {
+            Some(Layer::Ensemble(r)) => r.nrows().max(1),
+            _ => 1,
+        }
+    }
+
+    /// Where the dense layers' tensors start in [`Params`]: after the ensemble's adapter.
+    pub fn dense_offset(&self) -> usize {
+        usize::from(matches!(self.layers.first(), Some(Layer::Ensemble(_))))
+    }
+
+    /// The trained tensors, in [`Params`]' order: each weight matrix with its bias (an
+    /// ensemble's adapter has none).
+    pub fn tensors(&self) -> impl Iterator<Item = (&Array2<F>, Option<&Array1<F>>)> {
+        self.layers.iter().filter_map(|l| match l {
+            Layer::Dense(d) => Some((&d.w, Some(&d.b))),
+            Layer::Ensemble(r) => Some((r, None)),
+            Layer::Dropout(_) => None,
+        })
+    }
+
+    /// [`tensors`](Self::tensors) as flat mutable slices, weights and biases interleaved
+    /// (an adapter's bias an empty slice), the order of [`Params::slices`].
+    pub fn slices_mut(&mut self) -> Vec<&mut [F]> {
+        let mut v = Vec::with_capacity(self.layers.len() * 2);
+        for l in &mut self.layers {
+            match l {
+                Layer::Dense(d) => {
+                    v.push(d.w.as_slice_mut().expect("standard layout"));
+                    v.push(d.b.as_slice_mut().expect("standard layout"));
+                }
+                Layer::Ensemble(r) => {
+                    v.push(r.as_slice_mut().expect("standard layout"));
+                    v.push(&mut []);
+                }
+                Layer::Dropout(_) => {}
+            }
+        }
+        v
+    }
+
     /// The dense layers, in order.
     pub fn dense(&self) -> impl Iterator<Item = &Dense<F>> {
         self.layers.iter().filter_map(|l| match l {
             Layer::Dense(d) => Some(d),
-            Layer::Dropout(_) => None,
+            _ => None,
         })
     }
 
     pub fn dense_mut(&mut self) -> impl Iterator<Item = &mut Dense<F>> {
         self.layers.iter_mut().filter_map(|l| match l {
             Layer::Dense(d) => Some(d),
-            Layer::Dropout(_) => None,
+            _ => None,
         })
     }
 
+    /// The prediction's width (an ensemble's heads hold `members` times as many units).
     pub fn output_dim(&self) -> usize {
-        self.dense().last().map_or(self.input_dim, |d| d.b.len())
+        self.dense()
+            .last()
+            .map_or(self.input_dim, |d| d.b.len() / self.members())
     }
 
     pub fn output_activation(&self) -> Activation {
@@ -155,28 +208,40 @@ impl<F: Real> Network<F> {
     }
 
     pub fn parameter_count(&self) -> usize {
-        self.dense().map(|d| d.w.len() + d.b.len()).sum()
+        self.tensors()
+            .map(|(w, b)| w.len() + b.map_or(0, |b| b.len()))
+            .sum()
     }
 
     /// Copies the weights out (for early stopping's best weights and checkpoints).
     pub fn params(&self) -> Params<F> {
         Params {
-            w: self.dense().map(|d| d.w.clone()).collect(),
-            b: self.dense().map(|d| d.b.clone()).collect(),
+            w: self.tensors().map(|(w, _)| w.clone()).collect(),
+            b: self
+                .tensors()
+                .map(|(_, b)| b.cloned().unwrap_or_else(|| Array1::zeros(0)))
+                .collect(),
         }
     }
 
     pub fn set_params(&mut self, p: &Params<F>) {
-        for (i, d) in self.dense_mut().enumerate() {
-            d.w.assign(&p.w[i]);
-            d.b.assign(&p.b[i]);
+        for (i, s) in self.slices_mut().into_iter().enumerate() {
+            let from = if i % 2 == 0 {
+                p.w[i / 2].as_slice()
+            } else {
+                p.b[i / 2].as_slice()
+            };
+            s.copy_from_slice(from.expect("standard layout"));
         }
     }
 
     /// All weights finite?
     pub fn is_finite(&self) -> bool {
-        self.dense()
-            .all(|d| d.w.iter().chain(d.b.iter()).all(|v| v.is_finite()))
+        self.tensors().all(|(w, b)| {
+            w.iter()
+                .chain(b.into_iter().flatten())
+                .all(|v| v.is_finite())
+        })
     }
 
     /// Inference on any number of rows (dropout off), in chunks of `chunk` rows.
@@ -194,11 +259,51 @@ impl<F: Real> Network<F> {
         out
     }
 
+    /// The members' mean output (and logits whose output it is) into the workspace, after
+    /// an ensemble's forward pass over `n` rows.
+    fn average_members(&self, ws: &mut Workspace<F>, n: usize) {
+        let k = self.members();
+        let Some(Layer::Dense(head)) = self.layers.last() else {
+            return;
+        };
+        let o = head.b.len() / k;
+        let last = self.layers.len() - 1;
+        let (a, z) = (ws.a[last].slice(s![..n, ..]), ws.z[last].slice(s![..n, ..]));
+        let mut mean = ws.mean_a.slice_mut(s![..n, ..]);
+        let mut logits = ws.mean_z.slice_mut(s![..n, ..]);
+        let inv: F = cst(1.0 / k as f64);
+        mean.fill(F::zero());
+        logits.fill(F::zero());
+        for i in 0..k {
+            mean.zip_mut_with(&a.slice(s![.., i * o..(i + 1) * o]), |m, &v| {
+                *m = *m + v * inv
+            });
+            logits.zip_mut_with(&z.slice(s![.., i * o..(i + 1) * o]), |m, &v| {
+                *m = *m + v * inv
+            });
+        }
+        // Logits of the mean, for the losses that read logits: log-probabilities for a
+        // softmax, log-odds for a sigmoid (clipped as Keras clips probabilities).
+        let eps: F = cst(1e-7);
+        match head.activation {
+            Activation::Softmax => Zip::from(&mut logits)
+                .and(&mean)
+                .for_each(|z, &p| *z = p.max(eps).ln()),
+            Activation::Sigmoid => Zip::from(&mut logits).and(&mean).for_each(|z, &p| {
+                let p = p.max(eps).min(F::one() - eps);
+                *z = p.ln() - (F::one() - p).ln();
+            }),
+            _ => {}
+        }
+    }
+
     /// Forward pass over the rows of `x` (at most the workspace's capacity). With `dropout`
     /// set the dropout layers draw their masks from it; without, they are the identity.
     pub fn forward(&self, ws: &mut Workspace<F>, x: ArrayView2<F>, mut dropout: Option<&mut Rng>) {
         let n = x.nrows();
         debug_assert!(n <= ws.rows);
+        let k = self.members();
+        let last = self.layers.len().saturating_sub(1);
         for (l, layer) in self.layers.iter().enumerate() {
             let (before, after) = ws.a.split_at_mut(l);
             let input = if l == 0 {
@@ -208,11 +313,24 @@ impl<F: Real> Network<F> {
             };
             let mut a = after[0].slice_mut(s![..n, ..]);
             match layer {
-                Layer::Dense(d) => {
+                Layer::Ensemble(r) => spread(r.view(), input, a),
+                Layer::Dense(d) if k > 1 && l == last => {
                     let mut z = ws.z[l].slice_mut(s![..n, ..]);
                     z.assign(&d.b.broadcast((n, d.b.len())).expect("bias width"));
+                    heads_forward(d, k, input, z.view_mut(), F::one());
+                    let o = d.b.len() / k;
+                    for i in 0..k {
+                        let c = s![.., i * o..(i + 1) * o];
+                        d.activation.forward(d.alpha, z.slice(c), a.slice_mut(c));
+                    }
+                }
+                Layer::Dense(d) => {
+                    let input = as_rows(input, k);
+                    let mut z = as_rows_mut(ws.z[l].slice_mut(s![..n, ..]), k);
+                    let rows = z.nrows();
+                    z.assign(&d.b.broadcast((rows, d.b.len())).expect("bias width"));
                     general_mat_mul(F::one(), &input, &d.w, F::one(), &mut z);
-                    d.activation.forward(d.alpha, z.view(), a);
+                    d.activation.forward(d.alpha, z.view(), as_rows_mut(a, k));
                 }
                 Layer::Dropout(rate) => match dropout.as_deref_mut() {
                     Some(rng) if *rate > 0.0 => {
@@ -238,6 +356,60 @@ impl<F: Real> Network<F> {
                 },
             }
         }
+        if k > 1 {
+            self.average_members(ws, n);
+        }
+    }
+}
+
+/// An ensemble's first layer: `out[b, i·d + j] = x[b, j] · r[i, j]` (member i's copy).
+pub(crate) fn spread<F: Real>(r: ArrayView2<F>, x: ArrayView2<F>, mut out: ArrayViewMut2<F>) {
+    let d = r.ncols();
+    for (xr, mut or) in x.rows().into_iter().zip(out.rows_mut()) {
+        for (i, ri) in r.rows().into_iter().enumerate() {
+            Zip::from(or.slice_mut(s![i * d..(i + 1) * d]))
+                .and(&xr)
+                .and(&ri)
+                .for_each(|o, &x, &r| *o = x * r);
+        }
+    }
+}
+
+/// Rows of `k` members' copies side by side (`n × k·w`) as `n·k` rows of one copy each
+/// (`n·k × w`): the same memory, which a shared layer multiplies in one product.
+pub(crate) fn as_rows<F>(m: ArrayView2<'_, F>, k: usize) -> ArrayView2<'_, F> {
+    if k <= 1 {
+        return m;
+    }
+    let (n, w) = (m.nrows(), m.ncols() / k);
+    m.into_shape_with_order((n * k, w))
+        .expect("a slice of whole rows is contiguous")
+}
+
+/// [`as_rows`], mutable.
+pub(crate) fn as_rows_mut<F>(m: ArrayViewMut2<'_, F>, k: usize) -> ArrayViewMut2<'_, F> {
+    if k <= 1 {
+        return m;
+    }
+    let (n, w) = (m.nrows(), m.ncols() / k);
+    m.into_shape_with_order((n * k, w))
+        .expect("a slice of whole rows is contiguous")
+}
+
+/// The heads of an ensemble's last layer: `z_i ← x_i·W_i + β·z_i` for each member's blocks.
+pub(crate) fn heads_forward<F: Real>(
+    d: &Dense<F>,
+    k: usize,
+    x: ArrayView2<F>,
+    mut z: ArrayViewMut2<F>,
+    beta: F,
+) {
+    let (h, o) = (x.ncols() / k, d.w.ncols() / k);
+    for i in 0..k {
+        let xi = x.slice(s![.., i * h..(i + 1) * h]);
+        let wi = d.w.slice(s![.., i * o..(i + 1) * o]);
+        let mut zi = z.slice_mut(s![.., i * o..(i + 1) * o]);
+        general_mat_mul(F::one(), &xi, &wi, beta, &mut zi);
     }
 }
 
@@ -250,37 +422,65 @@ pub struct Workspace<F> {
     pub(super) a: Vec<Array2<F>>,
     /// dL/d(layer output), turned into dL/dz in place for dense layers.
     pub(super) delta: Vec<Array2<F>>,
+    /// An ensemble's mean output and the logits of that mean (empty for one network).
+    mean_a: Array2<F>,
+    mean_z: Array2<F>,
 }
 
 impl<F: Real> Workspace<F> {
     pub fn new(net: &Network<F>, rows: usize) -> Self {
+        let k = net.members();
         let mut width = net.input_dim;
+        let last = net.layers.len().saturating_sub(1);
         let (mut z, mut a, mut delta) = (vec![], vec![], vec![]);
-        for layer in &net.layers {
-            if let Layer::Dense(d) = layer {
-                width = d.b.len();
+        for (l, layer) in net.layers.iter().enumerate() {
+            match layer {
+                // The heads hold every member's units already.
+                Layer::Dense(d) if l == last => width = d.b.len(),
+                Layer::Dense(d) => width = d.b.len() * k,
+                Layer::Ensemble(r) => width = r.len(),
+                Layer::Dropout(_) => {}
             }
             z.push(Array2::zeros((rows, width)));
             a.push(Array2::zeros((rows, width)));
             delta.push(Array2::zeros((rows, width)));
         }
-        Workspace { rows, z, a, delta }
+        let mean = if k > 1 {
+            (rows, net.output_dim())
+        } else {
+            (0, 0)
+        };
+        Workspace {
+            rows,
+            z,
+            a,
+            delta,
+            mean_a: Array2::zeros(mean),
+            mean_z: Array2::zeros(mean),
+        }
     }
 
     pub fn capacity(&self) -> usize {
         self.rows
     }
 
-    /// The network's output for the first `n` rows of the last forward pass.
+    /// The network's output for the first `n` rows of the last forward pass (an ensemble's:
+    /// its members' mean).
     pub fn output(&self, n: usize) -> ArrayView2<'_, F> {
+        if self.mean_a.nrows() > 0 {
+            return self.mean_a.slice(s![..n, ..]);
+        }
         self.a
             .last()
             .expect("at least one layer")
             .slice(s![..n, ..])
     }
 
-    /// The output layer's logits for the first `n` rows.
+    /// The output layer's logits for the first `n` rows (an ensemble's: logits of its mean).
     pub fn logits(&self, n: usize) -> ArrayView2<'_, F> {
+        if self.mean_z.nrows() > 0 {
+            return self.mean_z.slice(s![..n, ..]);
+        }
         self.z
             .last()
             .expect("at least one layer")

@@ -300,11 +300,7 @@ impl Optimizer {
         self.iterations += 1;
         let t = self.iterations as i32;
         let eps = c.epsilon.unwrap_or(1e-7);
-        let mut params: Vec<&mut [f32]> = Vec::new();
-        for d in net.dense_mut() {
-            params.push(d.w.as_slice_mut().expect("standard layout"));
-            params.push(d.b.as_slice_mut().expect("standard layout"));
-        }
+        let params = net.slices_mut();
         let grads = grads.slices();
         let mut slots: Vec<Vec<&mut [f32]>> =
             self.slots.iter_mut().map(|s| s.slices_mut()).collect();

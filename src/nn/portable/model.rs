@@ -124,9 +124,14 @@ impl Model {
                         weights: Some(d.w.rows().into_iter().map(|r| r.to_vec()).collect()),
                         bias: Some(d.b.to_vec()),
                         dropout: None,
+                        ensemble: None,
                     },
                     Layer::Dropout(r) => LayerDocument {
                         dropout: Some(*r),
+                        ..Default::default()
+                    },
+                    Layer::Ensemble(r) => LayerDocument {
+                        ensemble: Some(r.rows().into_iter().map(|r| r.to_vec()).collect()),
                         ..Default::default()
                     },
                 })
@@ -164,8 +169,46 @@ impl Model {
         }
         let mut width = doc.input_dim;
         let mut layers = vec![];
+        let mut members = 1;
         for (i, l) in doc.layers.iter().enumerate() {
             let p = |f: &str| format!("/layers/{i}/{f}");
+            if let Some(r) = &l.ensemble {
+                let k = r.len();
+                if i != 0 {
+                    errs.push(SpecError::new(
+                        p("ensemble"),
+                        "an ensemble's adapters are the first layer",
+                    ));
+                } else if !(2..=crate::nn::run::spec::MAX_MEMBERS as usize).contains(&k) {
+                    errs.push(SpecError::new(
+                        p("ensemble"),
+                        format!(
+                            "needs 2 to {} members (rows), got {k}",
+                            crate::nn::run::spec::MAX_MEMBERS
+                        ),
+                    ));
+                } else if let Some((m, row)) = r.iter().enumerate().find(|(_, r)| r.len() != width)
+                {
+                    errs.push(SpecError::new(
+                        format!("/layers/{i}/ensemble/{m}"),
+                        format!("has {} numbers, expected {width} (input_dim)", row.len()),
+                    ));
+                } else if r.iter().flatten().any(|v| !v.is_finite()) {
+                    errs.push(SpecError::new(p("ensemble"), "must be finite numbers"));
+                } else if l.weights.is_some() || l.units.is_some() || l.dropout.is_some() {
+                    errs.push(SpecError::new(
+                        format!("/layers/{i}"),
+                        "an ensemble layer has only its adapters",
+                    ));
+                } else {
+                    members = k;
+                    layers.push(Layer::Ensemble(
+                        Array2::from_shape_vec((k, width), r.iter().flatten().copied().collect())
+                            .expect("checked shape"),
+                    ));
+                }
+                continue;
+            }
             if let Some(r) = l.dropout {
                 if !(r.is_finite() && (0.0..1.0).contains(&r)) {
                     errs.push(SpecError::new(
@@ -257,7 +300,7 @@ impl Model {
             }));
             width = units;
         }
-        if matches!(layers.last(), Some(Layer::Dropout(_))) {
+        if matches!(layers.last(), Some(Layer::Dropout(_) | Layer::Ensemble(_))) {
             errs.push(SpecError::new(
                 format!("/layers/{}", layers.len() - 1),
                 "the last layer must be a dense layer",
@@ -268,6 +311,11 @@ impl Model {
                 errs.push(SpecError::new(
                     "/standardization",
                     format!("mean and std need {} numbers each", doc.input_dim),
+                ));
+            } else if !s.clip.is_empty() && s.clip.len() != doc.input_dim {
+                errs.push(SpecError::new(
+                    "/standardization/clip",
+                    format!("needs {} booleans (one per input) or none", doc.input_dim),
                 ));
             } else if s.std.iter().any(|&v| !(v.is_finite() && v > 0.0))
                 || s.mean.iter().any(|v| !v.is_finite())
@@ -291,7 +339,14 @@ impl Model {
         {
             errs.append(&mut e);
         }
-        let out = width;
+        // An ensemble's last layer holds one head per member, side by side.
+        if members > 1 && !width.is_multiple_of(members) {
+            errs.push(SpecError::new(
+                format!("/layers/{}/units", doc.layers.len().saturating_sub(1)),
+                format!("an ensemble of {members} members needs a multiple of {members} output units (one head each), got {width}"),
+            ));
+        }
+        let out = width / members;
         let encoding = match (&doc.classes, doc.class_encoding) {
             (None, _) => OutputEncoding::Values,
             (Some(c), Some(ClassEncoding::Binary)) | (Some(c), None)
@@ -380,6 +435,9 @@ pub struct LayerDocument {
     pub bias: Option<Vec<f32>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dropout: Option<f32>,
+    /// TabM's adapters (the first layer only): one row of `input_dim` numbers per member.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ensemble: Option<Vec<Vec<f32>>>,
 }
 
 #[cfg(test)]
@@ -423,6 +481,7 @@ mod tests {
             standardizer: Some(Standardizer {
                 mean: vec![1.5, -2.0],
                 std: vec![0.3, 7.0],
+                clip: vec![],
             }),
             encoding: OutputEncoding::Categorical {
                 classes: vec![

@@ -480,18 +480,72 @@ pub fn to_onnx(m: &Model, metadata: &[(String, String)]) -> Result<Vec<u8>, Stri
         let inv = g.constant("inv_std", &[d], &inv);
         let c = g.node("Sub", &[&x, &mean], &[], None);
         x = g.node("Mul", &[&c, &inv], &[], None);
+        if s.clip.iter().any(|&c| c) {
+            // Smooth clipping, `x / √(1 + (x·⅓)²)` as `preprocess::smooth_clip` computes it,
+            // kept where `clip` holds: `clipped · mask + x · (1 − mask)`.
+            let third = g.constant("clip_third", &[d], &vec![1.0f32 / 3.0; d as usize]);
+            let one = g.constant("clip_one", &[d], &vec![1.0f32; d as usize]);
+            let mask: Vec<f32> = s.clip.iter().map(|&c| f32::from(u8::from(c))).collect();
+            let keep: Vec<f32> = mask.iter().map(|m| 1.0 - m).collect();
+            let mask = g.constant("clip_mask", &[d], &mask);
+            let keep = g.constant("clip_keep", &[d], &keep);
+            let t = g.node("Mul", &[&x, &third], &[], None);
+            let t2 = g.node("Mul", &[&t, &t], &[], None);
+            let a = g.node("Add", &[&one, &t2], &[], None);
+            let r = g.node("Sqrt", &[&a], &[], None);
+            let clipped = g.node("Div", &[&x, &r], &[], None);
+            let on = g.node("Mul", &[&clipped, &mask], &[], None);
+            let off = g.node("Mul", &[&x, &keep], &[], None);
+            x = g.node("Add", &[&on, &off], &[], None);
+        }
     }
+    let k = m.network.members();
+    let last = m.network.layers.len().saturating_sub(1);
     for (l, layer) in m.network.layers.iter().enumerate() {
-        let Layer::Dense(d) = layer else {
-            continue; // dropout: the identity at inference
+        let d = match layer {
+            Layer::Dense(d) => d,
+            Layer::Dropout(_) => continue, // the identity at inference
+            Layer::Ensemble(r) => {
+                // The members' copies as a `k × rows × inputs` tensor: x (rows × inputs)
+                // times each member's adapter (k × 1 × inputs), broadcast.
+                let (kk, dd) = (r.nrows() as i64, r.ncols() as i64);
+                let v: Vec<f32> = r.iter().copied().collect();
+                let r = g.constant(&format!("ensemble{l}"), &[kk, 1, dd], &v);
+                x = g.node("Mul", &[&x, &r], &[], None);
+                continue;
+            }
         };
         let (rows, cols) = (d.w.nrows() as i64, d.w.ncols() as i64);
-        let w: Vec<f32> = d.w.iter().copied().collect();
-        let b: Vec<f32> = d.b.iter().copied().collect();
-        let w = g.constant(&format!("w{l}"), &[rows, cols], &w);
-        let b = g.constant(&format!("b{l}"), &[cols], &b);
-        // Gemm: Y = A·B + C with B = W (`input_dim × units`), C broadcast over the rows.
-        let z = g.node("Gemm", &[&x, &w, &b], &[], None);
+        let z = if k > 1 && l == last {
+            // The heads, as a batched product: member i's rows times its own `h × o` block.
+            let (kk, o) = (k as i64, cols / k as i64);
+            let mut w = Vec::with_capacity(d.w.len());
+            for i in 0..k {
+                for row in d.w.rows() {
+                    w.extend(row.iter().skip(i * o as usize).take(o as usize));
+                }
+            }
+            let b: Vec<f32> = d.b.iter().copied().collect();
+            let w = g.constant(&format!("w{l}"), &[kk, rows, o], &w);
+            let b = g.constant(&format!("b{l}"), &[kk, 1, o], &b);
+            let p = g.node("MatMul", &[&x, &w], &[], None);
+            g.node("Add", &[&p, &b], &[], None)
+        } else if k > 1 {
+            // A shared layer on every member's copy: `k × rows × units`.
+            let w: Vec<f32> = d.w.iter().copied().collect();
+            let b: Vec<f32> = d.b.iter().copied().collect();
+            let w = g.constant(&format!("w{l}"), &[rows, cols], &w);
+            let b = g.constant(&format!("b{l}"), &[cols], &b);
+            let p = g.node("MatMul", &[&x, &w], &[], None);
+            g.node("Add", &[&p, &b], &[], None)
+        } else {
+            let w: Vec<f32> = d.w.iter().copied().collect();
+            let b: Vec<f32> = d.b.iter().copied().collect();
+            let w = g.constant(&format!("w{l}"), &[rows, cols], &w);
+            let b = g.constant(&format!("b{l}"), &[cols], &b);
+            // Gemm: Y = A·B + C with B = W (`input_dim × units`), C broadcast over the rows.
+            g.node("Gemm", &[&x, &w, &b], &[], None)
+        };
         x = match d.activation {
             Activation::Linear => z,
             Activation::Sigmoid => g.node("Sigmoid", &[&z], &[], None),
@@ -515,6 +569,15 @@ pub fn to_onnx(m: &Model, metadata: &[(String, String)]) -> Result<Vec<u8>, Stri
                 g.node("Mul", &[&h, &p], &[], None)
             }
         };
+    }
+    if k > 1 {
+        // The prediction: the members' mean.
+        x = g.node(
+            "ReduceMean",
+            &[&x],
+            &[Attr::Ints("axes", vec![0]), Attr::Int("keepdims", 0)],
+            None,
+        );
     }
     let width = m.network.output_dim() as i64;
     let classifier = !matches!(m.encoding, OutputEncoding::Values);

@@ -148,11 +148,24 @@ impl OutputEncoding {
     }
 }
 
-/// `x' = (x − mean) / std` per feature; a constant feature gets std 1.
+/// `x' = (x − mean) / std` per feature; a constant feature gets std 1. Features marked in
+/// `clip` are then smooth-clipped: `x' ← x' / √(1 + (x'/3)²)`, close to the identity near 0
+/// and bounded by ±3 (RealMLP's robust scaling: [`Standardizer::fit_robust`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Standardizer {
     pub mean: Vec<f32>,
     pub std: Vec<f32>,
+    /// Which features are smooth-clipped after scaling (empty: none; models written before
+    /// robust scaling have none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clip: Vec<bool>,
+}
+
+/// The smooth clipping of RealMLP (Holzmüller et al., 2024): `x / √(1 + (x/3)²)`.
+#[inline]
+pub fn smooth_clip(x: f32) -> f32 {
+    let t = x * (1.0 / 3.0);
+    x / (1.0 + t * t).sqrt()
 }
 
 impl Standardizer {
@@ -167,7 +180,48 @@ impl Standardizer {
             let s = var.sqrt() as f32;
             std[j] = if s > 1e-12 && s.is_finite() { s } else { 1.0 };
         }
-        Standardizer { mean, std }
+        Standardizer {
+            mean,
+            std,
+            clip: vec![],
+        }
+    }
+
+    /// Robust scaling with smooth clipping (RealMLP, Holzmüller et al., NeurIPS 2024) of the
+    /// features marked `continuous`: centred on the training median and divided by the
+    /// interquartile range (half the range where the quartiles meet; 1 for a constant
+    /// feature), then smooth-clipped, so a few extreme values (a price, a count) no longer
+    /// squeeze every other row into a sliver around 0. Other features pass unchanged.
+    pub fn fit_robust(x: ArrayView2<f32>, continuous: &[bool]) -> Self {
+        let d = x.ncols();
+        let mut mean = vec![0f32; d];
+        let mut std = vec![1f32; d];
+        let mut clip = vec![false; d];
+        let mut sorted = Vec::with_capacity(x.nrows());
+        for (j, col) in x.axis_iter(Axis(1)).enumerate() {
+            if !continuous.get(j).copied().unwrap_or(true) || col.is_empty() {
+                continue;
+            }
+            sorted.clear();
+            sorted.extend(col.iter().copied().filter(|v| v.is_finite()));
+            if sorted.is_empty() {
+                continue;
+            }
+            sorted.sort_unstable_by(f32::total_cmp);
+            let q = |p: f64| {
+                let at = p * (sorted.len() - 1) as f64;
+                let (lo, hi) = (at.floor() as usize, at.ceil() as usize);
+                let w = (at - lo as f64) as f32;
+                sorted[lo] * (1.0 - w) + sorted[hi] * w
+            };
+            let iqr = q(0.75) - q(0.25);
+            let half_range = 0.5 * (sorted[sorted.len() - 1] - sorted[0]);
+            let s = if iqr > 0.0 { iqr } else { half_range };
+            mean[j] = q(0.5);
+            std[j] = if s > 1e-12 && s.is_finite() { s } else { 1.0 };
+            clip[j] = true;
+        }
+        Standardizer { mean, std, clip }
     }
 
     pub fn transform(&self, x: ArrayView2<f32>) -> Array2<f32> {
@@ -176,16 +230,25 @@ impl Standardizer {
         out
     }
 
-    /// [`transform`](Self::transform) on `x` itself: x' = (x - mean) / std.
+    /// [`transform`](Self::transform) on `x` itself: x' = (x - mean) / std, then the smooth
+    /// clipping of the features in `clip`.
     pub fn transform_in_place(&self, x: &mut Array2<f32>) {
         let mean = Array1::from(self.mean.clone());
         let inv = Array1::from(self.std.iter().map(|s| 1.0 / s).collect::<Vec<_>>());
+        let clipped: Vec<usize> = (0..self.clip.len()).filter(|&j| self.clip[j]).collect();
         for mut row in x.rows_mut() {
             row -= &mean;
             row *= &inv;
+            for &j in &clipped {
+                if let Some(v) = row.get_mut(j) {
+                    *v = smooth_clip(*v);
+                }
+            }
         }
     }
 
+    /// The inverse of the scaling (not of the clipping: for targets, which are never
+    /// clipped).
     pub fn inverse(&self, x: ArrayView2<f32>) -> Array2<f32> {
         let mut out = x.to_owned();
         for mut row in out.rows_mut() {
@@ -214,6 +277,42 @@ mod tests {
         assert_eq!(s.std[2], 1.0);
         let back = s.inverse(t.view());
         assert!(back.iter().zip(x.iter()).all(|(a, b)| (a - b).abs() < 1e-4));
+    }
+
+    #[test]
+    fn robust_scaling_centres_on_the_median_and_bounds_outliers() {
+        // One column with an outlier, one indicator, one constant.
+        let x = array![
+            [1.0f32, 0.0, 7.0],
+            [2.0, 1.0, 7.0],
+            [3.0, 0.0, 7.0],
+            [4.0, 1.0, 7.0],
+            [1000.0, 0.0, 7.0]
+        ];
+        let s = Standardizer::fit_robust(x.view(), &[true, false, true]);
+        assert_eq!((s.mean[0], s.std[0]), (3.0, 2.0)); // median 3, quartiles 2 and 4
+        assert_eq!((s.mean[1], s.std[1]), (0.0, 1.0));
+        assert_eq!(s.clip, vec![true, false, true]);
+        assert_eq!(s.std[2], 1.0);
+        let t = s.transform(x.view());
+        assert_eq!(t[[2, 0]], 0.0);
+        assert!((t[[3, 0]] - smooth_clip(0.5)).abs() < 1e-7);
+        assert!(t[[4, 0]] < 3.0 && t[[4, 0]] > 2.99, "{}", t[[4, 0]]);
+        assert_eq!(t.column(1), x.column(1));
+        assert!(t.column(2).iter().all(|&v| v == 0.0));
+        // Smooth clipping is odd, increasing, near the identity at 0 and bounded by 3.
+        assert_eq!(smooth_clip(0.0), 0.0);
+        assert_eq!(smooth_clip(-2.0), -smooth_clip(2.0));
+        assert!((smooth_clip(0.01) - 0.01).abs() < 1e-6);
+        assert!(smooth_clip(1e30) <= 3.0);
+        // Quartiles meeting fall back to half the range.
+        let x = array![[0.0f32], [0.0], [0.0], [0.0], [10.0]];
+        assert_eq!(Standardizer::fit_robust(x.view(), &[true]).std[0], 5.0);
+        // The document of a model without clipping has no `clip`; one with it round-trips.
+        let plain = Standardizer::fit(x.view());
+        assert!(!serde_json::to_string(&plain).unwrap().contains("clip"));
+        let back: Standardizer = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        assert_eq!(back, s);
     }
 
     #[test]

@@ -55,7 +55,7 @@ pub fn training_memory(
         .saturating_add(
             3usize
                 .saturating_mul(batch)
-                .saturating_mul(widths + plan.input_dim),
+                .saturating_mul(widths.saturating_mul(plan.members.max(1)) + plan.input_dim),
         );
     cells.saturating_mul(4).saturating_add(RUN_OVERHEAD)
 }
@@ -175,8 +175,10 @@ fn time_epoch(
         standardize: true,
         standardize_target: false,
         label_smoothing: 0.0,
+        numeric_scaling: Default::default(),
         columns: None,
         numeric_bins: None,
+        ensemble: None,
         imputation: None,
         min_frequency: None,
         max_categories: None,
@@ -191,7 +193,7 @@ fn time_epoch(
     });
     let (train, validation) = (session.train_rows(), session.validation_rows());
     let layer_batches = (train.div_ceil(batch) * (hidden.len() + 1)) as f64;
-    let flops = CostModel::epoch_flops(session.plan.parameter_count, train, validation);
+    let flops = CostModel::epoch_flops(session.plan.compute_weights(), train, validation);
     (layer_batches, flops, fastest)
 }
 

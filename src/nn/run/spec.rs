@@ -60,6 +60,24 @@ pub enum LayerKind {
     Dropout,
 }
 
+/// How numeric inputs are scaled when `standardize` is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NumericScaling {
+    /// The training split's mean and standard deviation.
+    #[default]
+    Standard,
+    /// The training split's median and interquartile range, then smooth clipping to ±3
+    /// (`x / √(1 + (x/3)²)`): RealMLP's robust scaling, for skewed columns and outliers.
+    Robust,
+}
+
+impl NumericScaling {
+    fn is_standard(&self) -> bool {
+        *self == NumericScaling::Standard
+    }
+}
+
 fn default_epochs() -> u32 {
     10
 }
@@ -134,6 +152,10 @@ pub struct TrainSpec {
     /// the epoch history are then on the standardised scale.
     #[serde(default, skip_serializing_if = "is_false")]
     pub standardize_target: bool,
+    /// How `standardize` scales numeric inputs: `standard` (default) or `robust` (median,
+    /// interquartile range and smooth clipping). Indicators and binned inputs are left alone.
+    #[serde(default, skip_serializing_if = "NumericScaling::is_standard")]
+    pub numeric_scaling: NumericScaling,
     /// Classification only: train on targets mixed with the uniform distribution, `ε` of it
     /// (a one-hot row becomes `1 − ε + ε/K` and `ε/K`; a binary target `1 − ε/2` or `ε/2`).
     /// The validation loss and every metric are still on the true labels. Default 0.
@@ -149,6 +171,12 @@ pub struct TrainSpec {
     /// training split (2 to 256; absent: each column is its value, standardised).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub numeric_bins: Option<u32>,
+    /// TabM (Gorishniy et al., ICLR 2025) in its "mini" form: this many members (2 to 64)
+    /// share the hidden layers, each with its own multiplicative adapter on the inputs and
+    /// its own output head; they train together on their mean loss and predict their mean.
+    /// Absent: one network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ensemble: Option<u32>,
     /// Categories seen fewer times than this in training fold into "other" (default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_frequency: Option<u64>,
@@ -187,6 +215,9 @@ pub enum Task {
     Classification,
     Regression,
 }
+
+/// The most members a TabM ensemble (`ensemble`) may have.
+pub const MAX_MEMBERS: u32 = 64;
 
 /// The most classes whole numbers are taken for (more is a regression target).
 const MAX_NUMBER_CLASSES: usize = 100;
@@ -240,6 +271,17 @@ pub struct Plan {
     pub layers: Vec<PlannedLayer>,
     pub encoding: OutputEncoding,
     pub parameter_count: usize,
+    /// TabM members (`ensemble`; 1: one network).
+    pub members: usize,
+}
+
+impl Plan {
+    /// The weights one training row's arithmetic goes through: every weight once per
+    /// member for an ensemble (its members share the hidden layers but each runs them), so
+    /// cost estimates scale with it. Errs large by the heads.
+    pub fn compute_weights(&self) -> usize {
+        self.parameter_count.saturating_mul(self.members.max(1))
+    }
 }
 
 impl TrainSpec {
@@ -412,6 +454,12 @@ impl TrainSpec {
         };
         if self.layers.is_empty() {
             errs.push(SpecError::new("/layers", "needs at least one dense layer"));
+        }
+        if self.numeric_scaling == NumericScaling::Robust && !self.standardize {
+            errs.push(SpecError::new(
+                "/numeric_scaling",
+                "robust scaling is a way to standardize; it needs \"standardize\": true",
+            ));
         }
         if !(0.0..1.0).contains(&self.label_smoothing) {
             errs.push(SpecError::new(
@@ -750,12 +798,42 @@ impl TrainSpec {
                 ));
             }
         }
+        let members = self.ensemble.map_or(1, |k| k as usize);
+        if let Some(k) = self.ensemble
+            && !(2..=MAX_MEMBERS).contains(&k)
+        {
+            errs.push(SpecError::new(
+                "/ensemble",
+                format!(
+                    "must be 2 to {MAX_MEMBERS} members (or left out for one network), got {k}"
+                ),
+            ));
+        }
+        if members > 1 {
+            // The adapters, and the heads past the first.
+            let out = out_width.unwrap_or(1);
+            let units: Vec<usize> = layers
+                .iter()
+                .filter_map(|l| match l {
+                    PlannedLayer::Dense { units, .. } => Some(*units),
+                    PlannedLayer::Dropout(_) => None,
+                })
+                .collect();
+            let h = match units.len() {
+                0 | 1 => inputs,
+                n => units[n - 2],
+            };
+            params = params
+                .saturating_add(members.saturating_mul(inputs))
+                .saturating_add((members - 1).saturating_mul(h.saturating_mul(out) + out));
+        }
         if errs.is_empty() {
             Ok(Plan {
                 input_dim: inputs,
                 layers,
                 encoding: encoding.expect("no error"),
                 parameter_count: params,
+                members,
             })
         } else {
             Err(errs)

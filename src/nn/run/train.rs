@@ -10,7 +10,7 @@ use std::time::Instant;
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 use serde::{Deserialize, Serialize};
 
-use super::spec::{Plan, PlannedLayer, TargetShape, TrainSpec};
+use super::spec::{NumericScaling, Plan, PlannedLayer, TargetShape, TrainSpec};
 use crate::nn::SpecError;
 use crate::nn::math::activation::argmax_rows;
 use crate::nn::math::alloc;
@@ -457,7 +457,15 @@ impl Session {
             class_of_row.as_deref(),
         )?;
         let keep_encoder = !encoder.is_identity();
-        let mut standardizer = spec.standardize.then(|| Standardizer::fit(x_train.view()));
+        let mut standardizer = spec.standardize.then(|| match spec.numeric_scaling {
+            NumericScaling::Standard => Standardizer::fit(x_train.view()),
+            NumericScaling::Robust if keep_encoder => {
+                Standardizer::fit_robust(x_train.view(), &encoder.continuous())
+            }
+            NumericScaling::Robust => {
+                Standardizer::fit_robust(x_train.view(), &vec![true; x_train.ncols()])
+            }
+        });
         if let (Some(s), true) = (&mut standardizer, keep_encoder) {
             // One-hot and missing indicators stay 0/1; only values are standardised.
             for (j, continuous) in encoder.continuous().into_iter().enumerate() {
@@ -590,7 +598,8 @@ impl Session {
         let spec = &self.spec;
         let mut state = resume.unwrap_or_else(|| self.initial_state());
         if state.network.input_dim != self.plan.input_dim
-            || state.network.layers.len() != self.plan.layers.len()
+            || state.network.members() != self.plan.members.max(1)
+            || state.network.layers.len() - state.network.dense_offset() != self.plan.layers.len()
         {
             return Err(TrainError::Checkpoint(
                 "the checkpoint does not match this spec's network".into(),
@@ -812,12 +821,14 @@ impl Session {
 /// in the targets' own units: y = std·(hW + b) + mean, i.e. W' = W·diag(std),
 /// b' = std·b + mean.
 fn fold_target_scale(network: &mut Network<f32>, t: &Standardizer) {
+    // An ensemble's heads: output j of every member.
+    let o = network.output_dim().max(1);
     if let Some(out) = network.dense_mut().last() {
         for (j, mut col) in out.w.columns_mut().into_iter().enumerate() {
-            col *= t.std[j];
+            col *= t.std[j % o];
         }
         for (j, b) in out.b.iter_mut().enumerate() {
-            *b = *b * t.std[j] + t.mean[j];
+            *b = *b * t.std[j % o] + t.mean[j % o];
         }
     }
 }
@@ -825,12 +836,13 @@ fn fold_target_scale(network: &mut Network<f32>, t: &Standardizer) {
 /// The inverse of [`fold_target_scale`]: a model's output layer on the standardised scale
 /// (a warm start of a job that standardises its targets).
 pub(super) fn unfold_target_scale(network: &mut Network<f32>, t: &Standardizer) {
+    let o = network.output_dim().max(1);
     if let Some(out) = network.dense_mut().last() {
         for (j, mut col) in out.w.columns_mut().into_iter().enumerate() {
-            col /= t.std[j];
+            col /= t.std[j % o];
         }
         for (j, b) in out.b.iter_mut().enumerate() {
-            *b = (*b - t.mean[j]) / t.std[j];
+            *b = (*b - t.mean[j % o]) / t.std[j % o];
         }
     }
 }
@@ -1065,6 +1077,14 @@ fn split(
 fn build_network(plan: &Plan, seed: u64) -> Network<f32> {
     let mut width = plan.input_dim;
     let mut layers = vec![];
+    let k = plan.members.max(1);
+    if k > 1 {
+        // TabM-mini's adapters start as random signs: members differ from the first step.
+        let mut rng = Rng::derive(seed, Stream::Init, &[u64::MAX]);
+        let r = Array2::from_shape_fn((k, width), |_| if rng.uniform() < 0.5 { -1.0 } else { 1.0 });
+        layers.push(Layer::Ensemble(r));
+    }
+    let last = plan.layers.len().saturating_sub(1);
     for (i, l) in plan.layers.iter().enumerate() {
         match *l {
             PlannedLayer::Dense {
@@ -1076,14 +1096,16 @@ fn build_network(plan: &Plan, seed: u64) -> Network<f32> {
                 ..
             } => {
                 let mut rng = Rng::derive(seed, Stream::Init, &[i as u64]);
-                let mut w = Array2::zeros((width, units));
+                // An ensemble's last layer: one head per member, each initialised as one.
+                let heads = if i == last { k } else { 1 };
+                let mut w = Array2::zeros((width, units * heads));
                 kernel.fill(
                     w.as_slice_mut().expect("standard layout"),
                     width,
                     units,
                     &mut rng,
                 );
-                let mut b = Array1::zeros(units);
+                let mut b = Array1::zeros(units * heads);
                 bias.fill(
                     b.as_slice_mut().expect("standard layout"),
                     width,
@@ -1113,12 +1135,13 @@ pub(super) fn add_penalty_gradient(
     pen: &[(f32, f32)],
     grads: &mut Params<f32>,
 ) {
+    let off = net.dense_offset();
     for (i, d) in net.dense().enumerate() {
         let (l1, l2) = pen[i];
         if l1 == 0.0 && l2 == 0.0 {
             continue;
         }
-        ndarray::Zip::from(&mut grads.w[i])
+        ndarray::Zip::from(&mut grads.w[i + off])
             .and(&d.w)
             .for_each(|g, &w| {
                 *g += l1 * w.signum() * f32::from(w != 0.0) + 2.0 * l2 * w;

@@ -24,19 +24,36 @@ pub fn check_architecture(
         } => format!("dense {units} {}", activation.name()),
         PlannedLayer::Dropout(_) => "dropout".to_string(),
     };
-    let describe_net = |l: &Layer<f32>| match l {
+    let k = net.members();
+    if k != plan.members.max(1) {
+        return Err(format!(
+            "the model has {k} ensemble member(s), this spec {}; a warm start needs the same architecture",
+            plan.members.max(1)
+        ));
+    }
+    let layers: Vec<&Layer<f32>> = net
+        .layers
+        .iter()
+        .filter(|l| !matches!(l, Layer::Ensemble(_)))
+        .collect();
+    let last = layers.len().saturating_sub(1);
+    let describe_net = |i: usize, l: &Layer<f32>| match l {
+        // An ensemble's last layer holds every member's head.
+        Layer::Dense(d) if i == last => {
+            format!("dense {} {}", d.b.len() / k, d.activation.name())
+        }
         Layer::Dense(d) => format!("dense {} {}", d.b.len(), d.activation.name()),
-        Layer::Dropout(_) => "dropout".to_string(),
+        Layer::Dropout(_) | Layer::Ensemble(_) => "dropout".to_string(),
     };
-    if net.layers.len() != plan.layers.len() {
+    if layers.len() != plan.layers.len() {
         return Err(format!(
             "the model has {} layers, this spec {}; a warm start needs the same architecture",
-            net.layers.len(),
+            layers.len(),
             plan.layers.len()
         ));
     }
-    for (i, (p, l)) in plan.layers.iter().zip(&net.layers).enumerate() {
-        let (want, have) = (describe(p), describe_net(l));
+    for (i, (p, l)) in plan.layers.iter().zip(layers).enumerate() {
+        let (want, have) = (describe(p), describe_net(i, l));
         if want != have {
             return Err(format!(
                 "layer {i} of the model is {have}, of this spec {want}; a warm start needs the same architecture"

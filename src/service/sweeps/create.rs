@@ -6,8 +6,8 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::{
-    AUTOMATIC_TRIALS, DEFAULT_TRIALS, MAX_TRIALS, SweepSpec, Task, automatic_spec, in_base,
-    normalize_base, read_sweep_request,
+    AUTOMATIC_SECONDS, AUTOMATIC_TRIALS, DEFAULT_TRIALS, MAX_TRIALS, SweepSpec, Task,
+    automatic_spec, in_base, normalize_base, read_sweep_request,
 };
 use crate::clock::now_ms;
 use crate::service::jobs::{DatasetSource, plan_job_on, read_request};
@@ -196,7 +196,7 @@ impl Service {
             method: req.method,
             seed: req.seed,
             max_trials,
-            max_seconds: req.max_seconds,
+            max_seconds: req.max_seconds.or(automatic.then_some(AUTOMATIC_SECONDS)),
             metric,
             halving,
             epochs: base_epochs,
