@@ -60,6 +60,9 @@ pub struct Dense<F> {
     pub alpha: F,
 }
 
+/// The most members a TabM ensemble ([`Layer::Ensemble`], a spec's `ensemble`) may have.
+pub const MAX_MEMBERS: u32 = 64;
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Layer<F> {
     Dense(Dense<F>),

@@ -179,12 +179,12 @@ impl Model {
                         p("ensemble"),
                         "an ensemble's adapters are the first layer",
                     ));
-                } else if !(2..=crate::nn::run::spec::MAX_MEMBERS as usize).contains(&k) {
+                } else if !(2..=crate::nn::math::network::MAX_MEMBERS as usize).contains(&k) {
                     errs.push(SpecError::new(
                         p("ensemble"),
                         format!(
                             "needs 2 to {} members (rows), got {k}",
-                            crate::nn::run::spec::MAX_MEMBERS
+                            crate::nn::math::network::MAX_MEMBERS
                         ),
                     ));
                 } else if let Some((m, row)) = r.iter().enumerate().find(|(_, r)| r.len() != width)

@@ -9,7 +9,7 @@ use crate::nn::SpecError;
 
 use crate::nn::math::activation::Activation;
 use crate::nn::math::loss::Loss;
-use crate::nn::math::network::Init;
+use crate::nn::math::network::{Init, MAX_MEMBERS};
 use crate::nn::math::optim::OptimizerSpec;
 use crate::nn::math::schedule::{EarlyStopping, Schedule};
 use crate::nn::portable::preprocess::{ClassLabel, OutputEncoding};
@@ -215,9 +215,6 @@ pub enum Task {
     Classification,
     Regression,
 }
-
-/// The most members a TabM ensemble (`ensemble`) may have.
-pub const MAX_MEMBERS: u32 = 64;
 
 /// The most classes whole numbers are taken for (more is a regression target).
 const MAX_NUMBER_CLASSES: usize = 100;
