@@ -12,9 +12,12 @@
 //! generator, so it has the same shape and sparsity but not the same numbers; throughput does
 //! not depend on them.
 
+mod common;
+
 use std::time::Instant;
 
 use backprop::nn::{ClassLabel, Control, Samples, Session, Targets, TrainSpec};
+use common::{env_or, median};
 use ndarray::Array2;
 
 const SPEC: &str = r#"{
@@ -22,15 +25,6 @@ const SPEC: &str = r#"{
                {"units": 10, "activation": "softmax"}],
     "loss": "categorical_crossentropy", "optimizer": {"type": "adam", "learning_rate": 0.001},
     "batch_size": 128, "standardize": false, "validation_split": 0.0, "seed": 0}"#;
-
-fn env_or(name: &str, default: usize) -> usize {
-    match std::env::var(name) {
-        Ok(v) => v
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v:?} is not a whole number")),
-        Err(_) => default,
-    }
-}
 
 /// SplitMix64: small, deterministic, good enough for synthetic pixels.
 struct SplitMix(u64);
@@ -124,19 +118,6 @@ fn mnist_like(rows: usize, seed: u64) -> Samples {
     Samples {
         x,
         targets: Targets::Labels(labels),
-    }
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    let m = v.len() / 2;
-    if v.len() % 2 == 1 {
-        v[m]
-    } else {
-        (v[m - 1] + v[m]) / 2.0
     }
 }
 

@@ -9,17 +9,11 @@
 //!     cargo bench --bench tabm
 //!     BENCH_ROWS=5000 BENCH_EPOCHS=2 BENCH_REPS=1 cargo bench --bench tabm
 
-use backprop::nn::{ClassLabel, Control, Samples, Session, Targets, TrainSpec};
-use ndarray::Array2;
+mod common;
 
-fn env_or(name: &str, default: usize) -> usize {
-    match std::env::var(name) {
-        Ok(v) => v
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v:?} is not a whole number")),
-        Err(_) => default,
-    }
-}
+use backprop::nn::{ClassLabel, Control, Samples, Session, Targets, TrainSpec};
+use common::{env_or, median};
+use ndarray::Array2;
 
 /// A deterministic table: 40 numbers per row from a small linear-congruential stream, the
 /// class from a fixed nonlinear rule of them.
@@ -44,11 +38,6 @@ fn table(rows: usize) -> Samples {
         x,
         targets: Targets::Labels(labels),
     }
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 fn main() {

@@ -38,6 +38,25 @@ async fn export(srv: &Server, id: &Value) -> Value {
         .await
 }
 
+/// Model `model`'s predictions for `rows` (200 required) and its exported document, after
+/// checking the document imports as a model that answers the same outputs and exports the
+/// same document again.
+async fn predict_and_round_trip(srv: &Server, model: &str, rows: &Value) -> (Value, Value) {
+    let (st, a) = srv.post(&format!("/v1/models/{model}/predict"), rows).await;
+    assert_eq!(st, 200, "{a}");
+    let doc = export(srv, &json!(model)).await;
+    let again = srv.ok("POST", "/v1/models", "", Some(&doc)).await["id"].clone();
+    let (_, b) = srv
+        .post(
+            &format!("/v1/models/{}/predict", again.as_str().unwrap()),
+            rows,
+        )
+        .await;
+    assert_eq!(a["outputs"], b["outputs"]);
+    assert_eq!(export(srv, &again).await, doc);
+    (a, doc)
+}
+
 /// A history with the timings (which differ run to run) taken out.
 async fn history(srv: &Server, key: &str, job: &str) -> Vec<Value> {
     let h = srv
@@ -1220,22 +1239,9 @@ async fn numeric_bins_train_a_piecewise_linear_model() {
     assert!(names.contains(&"petal_length (bin 8)"), "{names:?}");
     let rows =
         json!({"inputs": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [9.9, 0.1, 9.9, 9.9]]});
-    let (st, a) = srv
-        .post(&format!("/v1/models/{model}/predict"), &rows)
-        .await;
-    assert_eq!(st, 200, "{a}");
-    let doc = export(&srv, &json!(model)).await;
+    let (_, doc) = predict_and_round_trip(&srv, model, &rows).await;
     let bins = doc["encoder"]["columns"][2]["bins"].as_array().unwrap();
     assert!(bins.len() >= 3 && bins.len() <= 9, "{doc}");
-    let again = srv.ok("POST", "/v1/models", "", Some(&doc)).await["id"].clone();
-    let (_, b) = srv
-        .post(
-            &format!("/v1/models/{}/predict", again.as_str().unwrap()),
-            &rows,
-        )
-        .await;
-    assert_eq!(a["outputs"], b["outputs"]);
-    assert_eq!(export(&srv, &again).await, doc);
     for bins in [1, 300] {
         let mut s = spec.clone();
         s["numeric_bins"] = json!(bins);
@@ -1300,10 +1306,8 @@ async fn robust_scaling_clips_numeric_inputs_and_round_trips() {
          "flipper_length_mm": 211, "body_mass_g": 4500, "sex": "female", "year": 2008},
         {"island": "Dream", "bill_length_mm": 1e9, "bill_depth_mm": -1e9,
          "flipper_length_mm": 195, "body_mass_g": null, "sex": null, "year": 2009}]});
-    let (st, a) = srv
-        .post(&format!("/v1/models/{model}/predict"), &rows)
-        .await;
-    assert_eq!(st, 200, "{a}");
+    let (a, again) = predict_and_round_trip(&srv, model, &rows).await;
+    assert_eq!(again, doc);
     assert_eq!(a["labels"][0], "Gentoo", "{a}");
     assert!(
         a["outputs"][1]
@@ -1313,15 +1317,6 @@ async fn robust_scaling_clips_numeric_inputs_and_round_trips() {
             .all(|p| p.as_f64().unwrap().is_finite()),
         "{a}"
     );
-    let again = srv.ok("POST", "/v1/models", "", Some(&doc)).await["id"].clone();
-    let (_, b) = srv
-        .post(
-            &format!("/v1/models/{}/predict", again.as_str().unwrap()),
-            &rows,
-        )
-        .await;
-    assert_eq!(a["outputs"], b["outputs"]);
-    assert_eq!(export(&srv, &again).await, doc);
     let mut s = spec.clone();
     s["standardize"] = json!(false);
     let (st, e) = srv.post("/v1/jobs", &s).await;
@@ -1370,10 +1365,7 @@ async fn an_ensemble_job_trains_a_tabm_model_that_round_trips() {
     assert_eq!(doc["layers"][2]["units"], 12, "{doc}");
     let rows =
         json!({"inputs": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]]});
-    let (st, a) = srv
-        .post(&format!("/v1/models/{model}/predict"), &rows)
-        .await;
-    assert_eq!(st, 200, "{a}");
+    let (a, _) = predict_and_round_trip(&srv, model, &rows).await;
     for p in a["outputs"].as_array().unwrap() {
         let sum: f64 = p
             .as_array()
@@ -1384,15 +1376,6 @@ async fn an_ensemble_job_trains_a_tabm_model_that_round_trips() {
         assert!((sum - 1.0).abs() < 1e-5, "{a}");
     }
     assert_eq!(a["labels"][0], "setosa", "{a}");
-    let again = srv.ok("POST", "/v1/models", "", Some(&doc)).await["id"].clone();
-    let (_, b) = srv
-        .post(
-            &format!("/v1/models/{}/predict", again.as_str().unwrap()),
-            &rows,
-        )
-        .await;
-    assert_eq!(a["outputs"], b["outputs"]);
-    assert_eq!(export(&srv, &again).await, doc);
     // A warm start needs the same members.
     let mut warm = spec.clone();
     warm["init_model_id"] = json!(model);

@@ -591,6 +591,43 @@ mod tests {
         loss.value(ws.logits(x.nrows()), ws.output(x.nrows()), y.view()) / x.nrows() as f64
     }
 
+    /// Every parameter's entry of `grads` (the step's analytic gradient) against central
+    /// finite differences of `objective` (h = 1e-6): relative error below 1e-4 or absolute
+    /// below 1e-9. Returns how many parameters it checked.
+    fn assert_finite_differences(
+        net: &mut Network<f64>,
+        grads: &Params<f64>,
+        label: &str,
+        objective: impl Fn(&Network<f64>) -> f64,
+    ) -> usize {
+        let analytic = grads.slices().concat();
+        let mut params = net.params();
+        let h = 1e-6;
+        let mut idx = 0;
+        for ti in 0..params.w.len() * 2 {
+            for j in 0..params.slices()[ti].len() {
+                let orig = params.slices()[ti][j];
+                params.slices_mut()[ti][j] = orig + h;
+                net.set_params(&params);
+                let lp = objective(net);
+                params.slices_mut()[ti][j] = orig - h;
+                net.set_params(&params);
+                let lm = objective(net);
+                params.slices_mut()[ti][j] = orig;
+                net.set_params(&params);
+                let numeric = (lp - lm) / (2.0 * h);
+                let a = analytic[idx];
+                let rel = (numeric - a).abs() / (numeric.abs() + a.abs()).max(1e-8);
+                assert!(
+                    rel < 1e-4 || (numeric - a).abs() < 1e-9,
+                    "{label}: tensor {ti} param {j}: numeric {numeric} analytic {a}"
+                );
+                idx += 1;
+            }
+        }
+        idx
+    }
+
     fn no_dropout(_: usize) -> Rng {
         Rng::derive(0, Stream::Dropout, &[])
     }
@@ -649,36 +686,15 @@ mod tests {
                         loss.name(),
                         step.loss / rows.len() as f64
                     );
-                    let analytic = grads.slices().concat();
-                    let mut params = net.params();
-                    let h = 1e-6;
-                    let mut idx = 0;
-                    let n_tensors = params.w.len() * 2;
-                    for ti in 0..n_tensors {
-                        let len = params.slices()[ti].len();
-                        for j in 0..len {
-                            let orig = params.slices()[ti][j];
-                            params.slices_mut()[ti][j] = orig + h;
-                            net.set_params(&params);
-                            let lp = mean_loss(&net, &x, &y, loss);
-                            params.slices_mut()[ti][j] = orig - h;
-                            net.set_params(&params);
-                            let lm = mean_loss(&net, &x, &y, loss);
-                            params.slices_mut()[ti][j] = orig;
-                            net.set_params(&params);
-                            let numeric = (lp - lm) / (2.0 * h);
-                            let a = analytic[idx];
-                            let rel = (numeric - a).abs() / (numeric.abs() + a.abs()).max(1e-8);
-                            assert!(
-                                rel < 1e-4 || (numeric - a).abs() < 1e-9,
-                                "{} + {} (hidden {}): param {idx}: numeric {numeric} analytic {a}",
-                                loss.name(),
-                                out.name(),
-                                hidden.name()
-                            );
-                            idx += 1;
-                        }
-                    }
+                    let label = format!(
+                        "{} + {} (hidden {})",
+                        loss.name(),
+                        out.name(),
+                        hidden.name()
+                    );
+                    assert_finite_differences(&mut net, &grads, &label, |net| {
+                        mean_loss(net, &x, &y, loss)
+                    });
                     checked += 1;
                 }
             }
@@ -762,35 +778,10 @@ mod tests {
                 loss.name(),
                 step.loss / rows.len() as f64
             );
-            let analytic = grads.slices().concat();
-            let mut params = net.params();
-            assert_eq!(params.w[0].dim(), (k, 3), "the adapters come first");
-            let h = 1e-6;
-            let mut idx = 0;
-            for ti in 0..params.w.len() * 2 {
-                for j in 0..params.slices()[ti].len() {
-                    let orig = params.slices()[ti][j];
-                    params.slices_mut()[ti][j] = orig + h;
-                    net.set_params(&params);
-                    let lp = members_loss(&net);
-                    params.slices_mut()[ti][j] = orig - h;
-                    net.set_params(&params);
-                    let lm = members_loss(&net);
-                    params.slices_mut()[ti][j] = orig;
-                    net.set_params(&params);
-                    let numeric = (lp - lm) / (2.0 * h);
-                    let a = analytic[idx];
-                    let rel = (numeric - a).abs() / (numeric.abs() + a.abs()).max(1e-8);
-                    assert!(
-                        rel < 1e-4 || (numeric - a).abs() < 1e-9,
-                        "{} + {}: tensor {ti} param {j}: numeric {numeric} analytic {a}",
-                        loss.name(),
-                        out.name(),
-                    );
-                    idx += 1;
-                }
-            }
-            assert_eq!(idx, net.parameter_count());
+            assert_eq!(grads.w[0].dim(), (k, 3), "the adapters come first");
+            let label = format!("{} + {} (ensemble)", loss.name(), out.name());
+            let checked = assert_finite_differences(&mut net, &grads, &label, members_loss);
+            assert_eq!(checked, net.parameter_count());
         }
     }
 
@@ -829,32 +820,8 @@ mod tests {
                 loss.name(),
                 step.loss / 7.0
             );
-            let analytic = grads.slices().concat();
-            let mut params = net.params();
-            let h = 1e-6;
-            let mut idx = 0;
-            for ti in 0..params.w.len() * 2 {
-                for j in 0..params.slices()[ti].len() {
-                    let orig = params.slices()[ti][j];
-                    params.slices_mut()[ti][j] = orig + h;
-                    net.set_params(&params);
-                    let lp = weighted(&net);
-                    params.slices_mut()[ti][j] = orig - h;
-                    net.set_params(&params);
-                    let lm = weighted(&net);
-                    params.slices_mut()[ti][j] = orig;
-                    net.set_params(&params);
-                    let numeric = (lp - lm) / (2.0 * h);
-                    let a = analytic[idx];
-                    let rel = (numeric - a).abs() / (numeric.abs() + a.abs()).max(1e-8);
-                    assert!(
-                        rel < 1e-4 || (numeric - a).abs() < 1e-9,
-                        "{}: param {idx}: numeric {numeric} analytic {a}",
-                        loss.name()
-                    );
-                    idx += 1;
-                }
-            }
+            let checked = assert_finite_differences(&mut net, &grads, loss.name(), weighted);
+            assert_eq!(checked, net.parameter_count());
         }
     }
 
