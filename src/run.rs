@@ -365,6 +365,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), BoxError> {
             jobs: jobs.clone(),
             models: Arc::new(ModelCache::new(args.model_cache)),
             deployments: Arc::new(service::DeploymentCache::default()),
+            curves: Arc::default(),
             limits: Arc::new(service::Limits {
                 data: crate::data::Limits {
                     max_rows: args.max_rows,

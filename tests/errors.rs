@@ -212,6 +212,14 @@ async fn bad_inputs_get_problem_bodies_that_name_the_field() {
         json_case(
             "POST",
             "/v1/jobs",
+            job(json!({"lr_schedule": {"type": "one_cycle", "pct_start": 1.5}})),
+            422,
+            "(0, 1)",
+            Some("/lr_schedule/pct_start"),
+        ),
+        json_case(
+            "POST",
+            "/v1/jobs",
             job(json!({"early_stopping": {"monitor": "val_loss"}})),
             422,
             "validation_split",

@@ -7,15 +7,16 @@ mod common;
 use std::time::Duration;
 
 use common::Server;
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// Item 11: the dry run's time estimate was 4–6× too low (a fixed 20 GFLOP/s, no cost per
 /// mini-batch), and its `spec` did not fill in defaults. The estimate now comes from the
 /// engine's speed measured on the server's own pool; on the README's iris job and on a
 /// 256-256 network it is within a factor of two of the epochs' measured time, and the spec
 /// it answers, submitted as it is, trains exactly what the original trains.
-#[tokio::test]
-async fn the_dry_run_estimate_is_within_a_factor_of_two_and_its_spec_is_filled_in() {
+/// The server's dry-run estimate against the measured median epoch of the README's iris job
+/// and of a 256-256 network: the server, the iris dataset and spec, and the two ratios.
+async fn estimate_ratios() -> (Server, Value, Value, Vec<f64>) {
     let srv = Server::start(&[]).await;
     let r = srv
         .post_raw(
@@ -40,6 +41,7 @@ async fn the_dry_run_estimate_is_within_a_factor_of_two_and_its_spec_is_filled_i
         "layers": [{"units": 256, "activation": "relu"}, {"units": 256, "activation": "relu"}, {}],
         "loss": "mse", "epochs": 5, "batch_size": 64, "validation_split": 0.1, "seed": 3
     });
+    let mut ratios = vec![];
     for (spec, epochs) in [(&iris_spec, 30), (&wide_spec, 5)] {
         let (st, dry) = srv.post("/v1/jobs?dry_run=true", spec).await;
         assert_eq!(st, 200, "{dry}");
@@ -57,11 +59,36 @@ async fn the_dry_run_estimate_is_within_a_factor_of_two_and_its_spec_is_filled_i
         let measured = times[times.len() / 2];
         let ratio = estimated / measured;
         eprintln!("estimate: {estimated} s, measured {measured} s per epoch, ratio {ratio}");
-        assert!(
-            (0.5..=2.0).contains(&ratio),
-            "estimated {estimated} s per epoch, measured {measured} s (median): ratio {ratio}"
-        );
+        ratios.push(ratio);
     }
+    (srv, iris, iris_spec, ratios)
+}
+
+/// Item 11: the dry run's time estimate was 4–6× too low (a fixed 20 GFLOP/s, no cost per
+/// mini-batch), and its `spec` did not fill in defaults. The estimate now comes from the
+/// engine's speed measured on the server's own pool; on the README's iris job and on a
+/// 256-256 network it is within a factor of two of the epochs' measured time, and the spec
+/// it answers, submitted as it is, trains exactly what the original trains.
+///
+/// The server measures its speed once, at start; a machine whose load changes between that
+/// and the job (CI's two cores, shared with whatever else runs) can put a sub-millisecond
+/// epoch off by more than the factor. So a server whose estimate misses is started afresh
+/// (measuring again), up to three times: an estimate that is wrong fails all three.
+#[tokio::test]
+async fn the_dry_run_estimate_is_within_a_factor_of_two_and_its_spec_is_filled_in() {
+    let mut tries = vec![];
+    let (srv, iris, iris_spec) = loop {
+        let (srv, iris, spec, ratios) = estimate_ratios().await;
+        let within = ratios.iter().all(|r| (0.5..=2.0).contains(r));
+        tries.push(ratios);
+        if within {
+            break (srv, iris, spec);
+        }
+        assert!(
+            tries.len() < 3,
+            "estimated / measured seconds per epoch (iris, 256-256), three servers: {tries:?}"
+        );
+    };
 
     // The spec comes back with every default the run would use written out.
     let (_, dry) = srv.post("/v1/jobs?dry_run=true", &iris_spec).await;

@@ -374,6 +374,8 @@ fn schedule() -> impl Strategy<Value = Value> {
             .prop_map(|(d, a, w)| json!({"type": "cosine_decay", "decay_epochs": d, "alpha": a, "warmup_epochs": w})),
         (monitor(), 0.1f32..0.9, 0u32..3, 0u32..2)
             .prop_map(|(m, f, p, c)| json!({"type": "reduce_on_plateau", "monitor": m, "factor": f, "patience": p, "cooldown": c, "min_lr": 1e-6})),
+        (0.05f32..0.95, 1.0f32..50.0, 1.0f32..1e5)
+            .prop_map(|(p, d, f)| json!({"type": "one_cycle", "pct_start": p, "div_factor": d, "final_div_factor": f})),
     ]
 }
 

@@ -496,3 +496,163 @@ async fn a_sweep_dry_run_says_what_it_would_run_and_creates_nothing() {
     let jobs = srv.ok("GET", "/v1/jobs?include=trials", ACME, None).await;
     assert_eq!(jobs["total"], 0);
 }
+
+/// Issue 25: a cross-validated trial is scored at one epoch its folds share — the epoch whose
+/// validation log loss, averaged over the folds, is best — not each fold at its own best
+/// epoch; the refit trains that many epochs. The folds' per-epoch `val_log_loss` is the
+/// unpenalised loss (below `val_loss` under L2) and matches the model's own evaluation; a
+/// regression's per-epoch `val_rmse` is in the target's units.
+#[tokio::test]
+async fn cross_validated_trials_are_scored_at_the_epoch_their_folds_share() {
+    let srv = Server::start(&[]).await;
+    let (st, iris) = common::split(
+        srv.post_raw(
+            "/v1/datasets?target=target&name=iris",
+            "text/csv",
+            include_str!("data/iris.train.csv"),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(st, 201, "{iris}");
+    let (st, s) = srv
+        .post(
+            "/v1/sweeps",
+            &json!({
+                "dataset_id": iris["id"], "seed": 2, "max_trials": 2, "folds": 3, "refit": true,
+                "metric": "val_log_loss",
+                "base": {"layers": [{"units": 8, "activation": "relu"}, {}],
+                         "loss": "categorical_crossentropy", "epochs": 12, "batch_size": 16,
+                         "validation_split": 0.33, "l2": 0.01, "seed": 1},
+                "space": {"/optimizer/learning_rate": {"choice": [0.1, 0.3]}},
+            }),
+        )
+        .await;
+    assert_eq!(st, 202, "{s}");
+    let id = s["id"].as_str().unwrap();
+    let done = wait_sweep(&srv, "", id).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let mut flattered = vec![];
+    for t in done["trials"].as_array().unwrap() {
+        let jobs: Vec<&str> = std::iter::once(&t["job_id"])
+            .chain(t["fold_jobs"].as_array().unwrap())
+            .map(|j| j.as_str().unwrap())
+            .collect();
+        assert_eq!(jobs.len(), 3, "{t}");
+        let mut curves = vec![];
+        for j in &jobs {
+            let h = common::history(&srv, j, 12).await;
+            let curve: Vec<f64> = h
+                .iter()
+                .map(|e| {
+                    let (ll, vl) = (e["val_log_loss"].as_f64(), e["val_loss"].as_f64());
+                    let (ll, vl) = (ll.expect("val_log_loss recorded"), vl.unwrap());
+                    assert!(ll < vl, "the L2 penalty is out of val_log_loss: {e}");
+                    ll
+                })
+                .collect();
+            // The job ran its 12 epochs: its model holds the last one, whose recorded loss
+            // is the model's own evaluation on the validation fold.
+            let job = srv.get(&format!("/v1/jobs/{j}")).await.1;
+            let model = srv
+                .get(&format!("/v1/models/{}", job["model_id"].as_str().unwrap()))
+                .await
+                .1;
+            let evaluated = model["metrics"]["evaluation"]["log_loss"].as_f64().unwrap();
+            assert!(
+                (evaluated - curve[11]).abs() < 1e-4 * evaluated.max(1.0),
+                "{evaluated} against {}",
+                curve[11]
+            );
+            curves.push(curve);
+        }
+        let means: Vec<f64> = (0..12)
+            .map(|e| curves.iter().map(|c| c[e]).sum::<f64>() / 3.0)
+            .collect();
+        let (best, mean) = means
+            .iter()
+            .enumerate()
+            .min_by(|a, b| a.1.total_cmp(b.1))
+            .unwrap();
+        assert_eq!(t["metric_epoch"], best + 1, "{t} {means:?}");
+        let metric = t["metric"].as_f64().unwrap();
+        assert!((metric - mean).abs() < 1e-9, "{metric} against {mean}");
+        // Each fold at its own best would have scored lower (or the same): never above.
+        let own: f64 = curves
+            .iter()
+            .map(|c| c.iter().copied().fold(f64::INFINITY, f64::min))
+            .sum::<f64>()
+            / 3.0;
+        assert!(own <= metric + 1e-12, "{own} against {metric}");
+        flattered.push(metric - own);
+    }
+    // This sweep's curves are noisy (rates 0.1 and 0.3): the folds' own best epochs differ,
+    // so scoring each at its own would have flattered both trials.
+    assert!(flattered.iter().all(|&d| d > 1e-6), "{flattered:?}");
+    let best = &done["best"];
+    let chosen = done["trials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["trial"] == best["trial"])
+        .unwrap();
+    assert_eq!(best["metric_epoch"], chosen["metric_epoch"], "{best}");
+    assert_eq!(best["metric"], chosen["metric"], "{best}");
+    let refit = srv
+        .get(&format!("/v1/jobs/{}", best["job_id"].as_str().unwrap()))
+        .await
+        .1;
+    assert_eq!(refit["sweep"]["role"], "refit", "{refit}");
+    assert_eq!(refit["spec"]["epochs"], best["metric_epoch"], "{refit}");
+    // The event stream's results say the same.
+    let text = srv
+        .client
+        .get(srv.url(&format!("/v1/sweeps/{id}/events")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let results: Vec<Value> = parse_sse(&text)
+        .into_iter()
+        .filter(|(kind, _, _)| kind == "trial_result")
+        .map(|(_, _, d)| d)
+        .collect();
+    assert_eq!(results.len(), 2, "{text}");
+    for r in &results {
+        let t = &done["trials"][r["trial"].as_u64().unwrap() as usize];
+        assert_eq!(
+            (&r["metric"], &r["metric_epoch"]),
+            (&t["metric"], &t["metric_epoch"])
+        );
+    }
+
+    // A regression's per-epoch val_rmse is in the target's units: the model's evaluation.
+    let (st, wide) = srv.post("/v1/datasets", &common::wide(300, 4)).await;
+    assert_eq!(st, 201, "{wide}");
+    let (st, job) = srv
+        .post(
+            "/v1/jobs",
+            &json!({"dataset_id": wide["id"], "layers": [{"units": 16, "activation": "relu"}, {}],
+                    "loss": "mse", "epochs": 5, "validation_split": 0.2, "l2": 0.01,
+                    "standardize_target": true, "seed": 1}),
+        )
+        .await;
+    assert_eq!(st, 202, "{job}");
+    let job = srv
+        .wait_job(job["id"].as_str().unwrap(), Duration::from_secs(60))
+        .await;
+    let last = &common::history(&srv, job["id"].as_str().unwrap(), 5).await[4];
+    let model = srv
+        .get(&format!("/v1/models/{}", job["model_id"].as_str().unwrap()))
+        .await
+        .1;
+    let evaluated = model["metrics"]["evaluation"]["rmse"].as_f64().unwrap();
+    let recorded = last["val_rmse"].as_f64().expect("val_rmse recorded");
+    assert!(
+        (evaluated - recorded).abs() < 1e-4 * evaluated,
+        "{evaluated} against {recorded}: {last}"
+    );
+    assert!(last["val_log_loss"].is_null(), "{last}");
+}

@@ -1474,3 +1474,40 @@ async fn the_range_test_suggests_a_usable_rate_on_a_short_curve() {
         "{t}"
     );
 }
+
+/// Issue 25: the one-cycle schedule over HTTP: AdamW's rate rises from lr/25 to lr at epoch
+/// 0.3·20 − 1 (the history's epoch 6) and falls to lr/25/1e4 at the last, and the network
+/// learns iris under it.
+#[tokio::test]
+async fn a_one_cycle_schedule_rises_and_falls_as_recorded() {
+    let srv = Server::start(&[]).await;
+    let data = upload_csv(&srv, include_str!("data/iris.train.csv")).await;
+    let done = train(
+        &srv,
+        "",
+        json!({"dataset_id": data, "layers": [{"units": 16, "activation": "relu"}, {}],
+               "loss": "categorical_crossentropy",
+               "optimizer": {"type": "adamw", "learning_rate": 0.05, "weight_decay": 0.01},
+               "lr_schedule": {"type": "one_cycle"},
+               "epochs": 20, "batch_size": 16, "seed": 2, "validation_split": 0.2}),
+    )
+    .await;
+    assert_eq!(done["spec"]["lr_schedule"]["type"], "one_cycle", "{done}");
+    let h = history(&srv, "", done["id"].as_str().unwrap()).await;
+    let rates: Vec<f64> = h
+        .iter()
+        .map(|e| e["learning_rate"].as_f64().unwrap())
+        .collect();
+    let near = |a: f64, b: f64| (a - b).abs() <= 1e-6 * b.max(1e-6);
+    assert!(near(rates[0], 0.05 / 25.0), "{rates:?}");
+    assert!(near(rates[5], 0.05), "{rates:?}");
+    assert!((rates[19] - 0.05 / 25.0 / 1e4).abs() < 1e-9, "{rates:?}");
+    assert!(rates[..6].windows(2).all(|w| w[0] < w[1]), "{rates:?}");
+    assert!(rates[5..].windows(2).all(|w| w[0] > w[1]), "{rates:?}");
+    let last = &h[19];
+    assert!(last["val_accuracy"].as_f64().unwrap() >= 0.8, "{last}");
+    assert!(
+        last["loss"].as_f64().unwrap() < h[0]["loss"].as_f64().unwrap() / 2.0,
+        "{h:?}"
+    );
+}

@@ -287,6 +287,7 @@ pub fn sweep(v: &crate::service::sweeps::SweepView) -> Value {
                     "epochs": last.map(|j| j.epoch),
                     "model_id": last.and_then(|j| j.model_id),
                     "metric": t.metric,
+                    "metric_epoch": t.metric_epoch,
                     "stopped_early": t.stopped_early,
                     "fold_jobs": t.fold_jobs.iter().map(|j| j.id).collect::<Vec<_>>(),
                 })

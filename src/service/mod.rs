@@ -88,6 +88,8 @@ pub struct Service {
     pub limits: Arc<Limits>,
     /// Deployment name → model, so a prediction by name reads no row per request.
     pub deployments: Arc<DeploymentCache>,
+    /// Ended sweep jobs' validation curves, for cross-validated trials' shared epoch.
+    pub curves: Arc<sweeps::CurveCache>,
 }
 
 impl Service {

@@ -49,6 +49,17 @@ pub enum Schedule {
         #[serde(default)]
         min_lr: f32,
     },
+    /// Smith's one-cycle policy (PyTorch's `OneCycleLR`, per epoch): from `lr₀ / div_factor`
+    /// up to `lr₀` over the first `pct_start` of the epochs, then down to
+    /// `lr₀ / (div_factor · final_div_factor)` at the last, both halves by cosine.
+    OneCycle {
+        #[serde(default = "point3")]
+        pct_start: f32,
+        #[serde(default = "twenty_five")]
+        div_factor: f32,
+        #[serde(default = "ten_thousand")]
+        final_div_factor: f32,
+    },
 }
 
 fn half() -> f32 {
@@ -68,6 +79,15 @@ fn point1() -> f32 {
 }
 fn small_delta() -> f32 {
     1e-4
+}
+fn point3() -> f32 {
+    0.3
+}
+fn twenty_five() -> f32 {
+    25.0
+}
+fn ten_thousand() -> f32 {
+    1e4
 }
 
 impl Schedule {
@@ -136,6 +156,22 @@ impl Schedule {
                 }
                 Ok(())
             }
+            Schedule::OneCycle {
+                pct_start,
+                div_factor,
+                final_div_factor,
+            } => {
+                in01("pct_start", *pct_start, false)?;
+                for (f, v) in [
+                    ("div_factor", div_factor),
+                    ("final_div_factor", final_div_factor),
+                ] {
+                    if !(v.is_finite() && *v >= 1.0) {
+                        return Err((f, format!("must be at least 1, got {v}")));
+                    }
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -188,6 +224,29 @@ impl Schedule {
                 base * (alpha + (1.0 - alpha) * cos)
             }
             Schedule::ReduceOnPlateau { min_lr, .. } => (base * state.factor).max(*min_lr),
+            Schedule::OneCycle {
+                pct_start,
+                div_factor,
+                final_div_factor,
+            } => {
+                // As OneCycleLR counts: the peak at step pct_start·total − 1, the floor at the
+                // last step; a cosine between.
+                let anneal = |from: f32, to: f32, t: f32| {
+                    to + (from - to) * 0.5 * (1.0 + (std::f32::consts::PI * t).cos())
+                };
+                let start = base / div_factor;
+                let floor = start / final_div_factor;
+                let peak_at = pct_start * epochs as f32 - 1.0;
+                let last = epochs.saturating_sub(1) as f32;
+                if peak_at > 0.0 && e <= peak_at {
+                    anneal(start, base, e / peak_at)
+                } else if last > peak_at.max(0.0) {
+                    let from = peak_at.max(0.0);
+                    anneal(base, floor, ((e - from) / (last - from)).min(1.0))
+                } else {
+                    base
+                }
+            }
         }
     }
 
@@ -282,6 +341,41 @@ mod tests {
         assert!((r[2] - 0.1).abs() < 1e-7, "{r:?}");
         assert!((r[4] - 0.05).abs() < 1e-6, "{r:?}");
         assert!(r[5] < r[4]);
+    }
+
+    /// One-cycle as PyTorch's OneCycleLR steps it (one step an epoch): 0.1/25 first, the
+    /// peak 0.1 at step 0.3·20 − 1 = 5, rising before and falling after, 0.1/25/1e4 last.
+    /// (Values from OneCycleLR's formula: phase ends at steps 5 and 19, cosine annealing.)
+    #[test]
+    fn one_cycle_rises_to_the_peak_and_falls_to_the_floor() {
+        let s: Schedule = serde_json::from_str(r#"{"type":"one_cycle"}"#).unwrap();
+        let r = rates(&s, 20);
+        assert!((r[0] - 0.004).abs() < 1e-9, "{r:?}");
+        assert!((r[5] - 0.1).abs() < 1e-8, "{r:?}");
+        assert!((r[19] - 0.1 / 25.0 / 1e4).abs() < 1e-10, "{r:?}");
+        assert!(r[..6].windows(2).all(|w| w[0] < w[1]), "{r:?}");
+        assert!(r[5..].windows(2).all(|w| w[0] > w[1]), "{r:?}");
+        // Step 2 is 2/5 of the rise; step 12 half the fall (from 5 to 19).
+        let rise = 0.1 - 0.096 / 2.0 * (1.0 + (0.4 * std::f32::consts::PI).cos());
+        assert!((r[2] - rise).abs() < 1e-7, "{r:?}");
+        assert!((r[12] - (0.1 + 4e-7) / 2.0).abs() < 1e-7, "{r:?}");
+        // Too few epochs for a rise: it starts at the peak and still ends at the floor.
+        let r = rates(&s, 3);
+        assert!(
+            (r[0] - 0.1).abs() < 1e-9 && (r[2] - 4e-7).abs() < 1e-10,
+            "{r:?}"
+        );
+        for (bad, field) in [
+            (r#"{"type":"one_cycle","pct_start":1}"#, "pct_start"),
+            (r#"{"type":"one_cycle","div_factor":0.5}"#, "div_factor"),
+            (
+                r#"{"type":"one_cycle","final_div_factor":-1}"#,
+                "final_div_factor",
+            ),
+        ] {
+            let s: Schedule = serde_json::from_str(bad).unwrap();
+            assert_eq!(s.check().unwrap_err().0, field, "{bad}");
+        }
     }
 
     #[test]

@@ -45,6 +45,14 @@ pub struct EpochRecord {
     pub mae: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub val_mae: Option<f64>,
+    /// The validation split's log loss without the L1/L2 penalty (classification): what a
+    /// sweep's `val_log_loss` compares, epoch by epoch. Absent from earlier releases' records.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub val_log_loss: Option<f64>,
+    /// The validation split's RMSE in the target's own units (regression; per output, then
+    /// averaged): what a sweep's `val_rmse` compares. Absent from earlier releases' records.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub val_rmse: Option<f64>,
     pub learning_rate: f32,
     /// Wall time of this epoch, milliseconds.
     pub elapsed_ms: f64,
@@ -60,6 +68,8 @@ impl EpochRecord {
             "val_accuracy" => self.val_accuracy,
             "mae" => self.mae,
             "val_mae" => self.val_mae,
+            "val_log_loss" => self.val_log_loss,
+            "val_rmse" => self.val_rmse,
             _ => None,
         }
     }
@@ -703,6 +713,8 @@ impl Session {
                 val_accuracy: None,
                 mae: (!is_class).then(|| abs_err / (seen * k) as f64),
                 val_mae: None,
+                val_log_loss: None,
+                val_rmse: None,
                 learning_rate: lr,
                 elapsed_ms: 0.0,
                 samples_per_second: 0.0,
@@ -724,6 +736,8 @@ impl Session {
                 rec.val_loss = Some(ev.loss + penalty);
                 rec.val_accuracy = is_class.then_some(ev.accuracy);
                 rec.val_mae = (!is_class).then_some(ev.mae);
+                rec.val_log_loss = is_class.then_some(ev.loss);
+                rec.val_rmse = (!is_class).then(|| ev.rmse(self.target_scaler.as_ref()));
                 if !ev.loss.is_finite() {
                     return Err(diverged(spec, epoch + 1, "validation loss", ev.loss, lr));
                 }
@@ -1165,6 +1179,22 @@ pub struct Evaluation {
     pub loss: f64,
     pub accuracy: f64,
     pub mae: f64,
+    /// Per output, the squared errors' mean (regression; empty for classification).
+    pub mse: Vec<f64>,
+}
+
+impl Evaluation {
+    /// The RMSE in the target's own units, per output and averaged, as the model's evaluation
+    /// reports it: each output's error scaled back by `target`'s deviation.
+    pub fn rmse(&self, target: Option<&Standardizer>) -> f64 {
+        let k = self.mse.len().max(1) as f64;
+        self.mse
+            .iter()
+            .enumerate()
+            .map(|(c, m)| m.sqrt() * target.map_or(1.0, |t| f64::from(t.std[c])))
+            .sum::<f64>()
+            / k
+    }
 }
 
 /// Loss and metrics of `net` (dropout off) on `x`, `y`.
@@ -1176,6 +1206,14 @@ pub fn evaluate(
     loss: Loss,
 ) -> Evaluation {
     let (mut l, mut c, mut e) = (0f64, 0f64, 0f64);
+    let mut sq = vec![
+        0f64;
+        if loss.is_classification() {
+            0
+        } else {
+            y.ncols()
+        }
+    ];
     let cap = ws.capacity();
     for (xc, yc) in x
         .axis_chunks_iter(Axis(0), cap)
@@ -1187,6 +1225,13 @@ pub fn evaluate(
         let (ci, ei) = score(ws.output(n), yc, loss);
         c += ci;
         e += ei;
+        if !sq.is_empty() {
+            for (row, truth) in ws.output(n).rows().into_iter().zip(yc.rows()) {
+                for ((s, &p), &t) in sq.iter_mut().zip(row).zip(truth) {
+                    *s += f64::from(p - t).powi(2);
+                }
+            }
+        }
     }
     let n = x.nrows().max(1) as f64;
     let k = y.ncols().max(1);
@@ -1194,6 +1239,7 @@ pub fn evaluate(
         loss: l / n,
         accuracy: c / (n * accuracy_width(loss, k) as f64),
         mae: e / (n * k as f64),
+        mse: sq.into_iter().map(|s| s / n).collect(),
     }
 }
 

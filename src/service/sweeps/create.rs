@@ -202,6 +202,7 @@ impl Service {
             epochs: base_epochs,
             refit: req.refit.unwrap_or(automatic),
             folds: req.folds.or(auto.as_ref().map(|a| a.folds)).unwrap_or(1),
+            shared_epoch: true,
         };
         // Every trial must be a job this server would take, with validation data to
         // compare on.

@@ -13,8 +13,8 @@ use std::collections::{BTreeMap, HashMap};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::SweepRecord;
 use super::request::stored_spec;
+use super::{SweepRecord, TrialScore};
 use crate::clock::rfc3339;
 use crate::service::{Result, Service};
 use crate::store::{Cursor, JobRecord, JobStatus, ListFilter, SweepRole};
@@ -37,8 +37,9 @@ pub const SETTLE_MS: i64 = 1500;
 /// The jobs read from the store at a time.
 const PAGE: i64 = 500;
 
-/// A job's metric, once read (ended jobs do not change).
-pub type MetricCache = HashMap<Uuid, Option<f64>>;
+/// A trial's score at a rung once its folds' jobs have all ended (they do not change), by
+/// its fold-0 job.
+pub type MetricCache = HashMap<Uuid, Option<TrialScore>>;
 
 impl Service {
     /// Every job of sweep `s` (trials at every rung and fold, and the refit).
@@ -138,23 +139,21 @@ impl Service {
                 });
             }
         }
-        // A trial's result at a rung: every fold's job has ended; the mean of their metrics.
-        for ((trial, rung), js) in rungs {
+        // A trial's result at a rung: every fold's job has ended; scored as the sweep's view
+        // scores it (folds in order).
+        for ((trial, rung), mut js) in rungs {
             if js.len() != folds || js.iter().any(|j| !j.status.is_terminal()) {
                 continue;
             }
-            let mut sum = Some(0.0);
-            for j in &js {
-                let m = match cache.get(&j.id) {
-                    Some(m) => *m,
-                    None => {
-                        let m = self.trial_metric(j, &spec.metric).await?;
-                        cache.insert(j.id, m);
-                        m
-                    }
-                };
-                sum = sum.zip(m).map(|(a, b)| a + b);
-            }
+            js.sort_by_key(|j| j.sweep.as_ref().and_then(|l| l.fold).unwrap_or(0));
+            let score = match cache.get(&js[0].id) {
+                Some(m) => *m,
+                None => {
+                    let m = self.trial_score(&spec, &js).await?;
+                    cache.insert(js[0].id, m);
+                    m
+                }
+            };
             let at = js.iter().filter_map(|j| j.finished_at).max().unwrap_or(0);
             let succeeded = js.iter().all(|j| j.status == JobStatus::Succeeded);
             events.push(SweepEvent {
@@ -165,12 +164,17 @@ impl Service {
                     "trial": trial,
                     "rung": rung,
                     "metric_name": spec.metric,
-                    "metric": sum.filter(|_| succeeded).map(|a| a / folds as f64),
+                    "metric": score.map(|s| s.metric),
                     "status": if succeeded { "succeeded" } else { "failed" },
                     "epochs": js.iter().map(|j| j.epoch).max(),
                     "at": rfc3339(at),
                 }),
             });
+            if let Some(e) = score.and_then(|s| s.epoch)
+                && let Some(last) = events.last_mut()
+            {
+                last.data["metric_epoch"] = json!(e);
+            }
         }
         if let Some(t) = s.finished_at.filter(|_| s.status.is_terminal()) {
             events.push(SweepEvent {

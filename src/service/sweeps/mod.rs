@@ -40,6 +40,7 @@ mod judge;
 mod links;
 mod progress;
 mod request;
+mod score;
 
 pub use automatic::{Automatic, Task, automatic_spec, task_of};
 pub use create::SweepEstimate;
@@ -47,6 +48,7 @@ pub use events::{MetricCache, SETTLE_MS, SweepEvent};
 pub use progress::Progress;
 pub use request::read_sweep_request;
 use request::{in_base, normalize_base, stored_spec};
+pub use score::{CurveCache, TrialScore};
 
 /// The most trials one sweep may have.
 pub const MAX_TRIALS: usize = 200;
@@ -109,6 +111,11 @@ pub struct SweepSpec {
     /// metrics. 0 or 1: the one split.
     #[serde(default)]
     pub folds: u32,
+    /// Cross-validated trials are scored at one epoch shared by their folds (`score`): set
+    /// on every sweep created since; earlier sweeps scored each fold at its own best epoch
+    /// and keep the scores they were given.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shared_epoch: bool,
 }
 
 impl SweepSpec {
@@ -245,6 +252,8 @@ pub struct TrialView {
     /// Its jobs, one per rung it reached; the last is its current job.
     pub jobs: Vec<JobRecord>,
     pub metric: Option<f64>,
+    /// With cross-validation, the epoch (shared by every fold) `metric` was read at.
+    pub metric_epoch: Option<u32>,
     /// Cut by successive halving after a lower rung.
     pub stopped_early: bool,
     /// With cross-validation, the jobs of folds 1… at its current rung (fold 0's is the
@@ -341,6 +350,7 @@ impl Service {
                 params: r.params.clone(),
                 jobs: vec![],
                 metric: None,
+                metric_epoch: None,
                 stopped_early: false,
                 fold_jobs: vec![],
                 converged: false,
@@ -357,17 +367,12 @@ impl Service {
                 let id = trial_job_id(s.id, t.trial, rung, f);
                 t.fold_jobs.extend(self.store.get_job(id).await?);
             }
-            // The mean over the folds, once every fold has scored (fixed order: 0, 1, …).
-            let mut sum = Some(0.0);
-            for j in t.current_jobs() {
-                sum = match (sum, self.trial_metric(j, &spec.metric).await?) {
-                    (Some(a), Some(m)) => Some(a + m),
-                    _ => None,
-                };
+            // Over the folds, once every fold has scored (fixed order: 0, 1, …).
+            let jobs: Vec<&JobRecord> = t.current_jobs().collect();
+            if let Some(score) = self.trial_score(&spec, &jobs).await? {
+                t.metric = Some(score.metric);
+                t.metric_epoch = score.epoch;
             }
-            t.metric = sum
-                .filter(|_| t.fold_jobs.len() + 1 == folds as usize)
-                .map(|a| a / f64::from(folds));
             let converged = t
                 .current_jobs()
                 .all(|j| j.stop_reason.as_deref() == Some("early_stopping"));
@@ -463,38 +468,6 @@ impl Service {
             Err(_) if !self.deployments_of_model(m).await?.is_empty() => Ok(()),
             Err(e) => Err(e.into()),
         }
-    }
-
-    /// The validation metric a trial's job scored: the epoch its model holds (the best one
-    /// when early stopping restored it), else its last epoch.
-    async fn trial_metric(&self, j: &JobRecord, metric: &str) -> Result<Option<f64>> {
-        if j.status != JobStatus::Succeeded {
-            return Ok(None);
-        }
-        // The evaluation's scores of the held model on the validation split.
-        let evaluated = match metric {
-            "val_log_loss" => Some("log_loss"),
-            "val_rmse" => Some("rmse"),
-            _ => None,
-        };
-        let held = match j.model_id {
-            Some(m) => self
-                .store
-                .get_model(m)
-                .await?
-                .and_then(|m| match evaluated {
-                    Some(e) => m.metrics.get("evaluation").and_then(|v| v.get(e)).cloned(),
-                    None => m.metrics.get("final").and_then(|f| f.get(metric)).cloned(),
-                }),
-            None => None,
-        };
-        if evaluated.is_some() {
-            return Ok(held.and_then(|v| v.as_f64()).filter(|v| v.is_finite()));
-        }
-        Ok(held
-            .or_else(|| j.latest.as_ref().and_then(|l| l.get(metric)).cloned())
-            .and_then(|v| v.as_f64())
-            .filter(|v| v.is_finite()))
     }
 
     /// Moves a sweep on: creates its first trials, promotes the best of a finished rung,
@@ -666,21 +639,26 @@ impl Service {
             let Some(chosen) = view.trials.iter().find(|v| v.trial == t) else {
                 return Ok(Some(best.clone()));
             };
-            // The epochs the folds' validation found best (restored), on average.
-            let (mut sum, mut n) = (0u64, 0u64);
-            for j in chosen.current_jobs() {
-                let best_epoch = match j.model_id {
-                    Some(m) => self
-                        .store
-                        .get_model(m)
-                        .await?
-                        .and_then(|m| m.metrics.get("best_epoch").and_then(Value::as_u64)),
-                    None => None,
-                };
-                sum += best_epoch.unwrap_or(j.epoch.max(1) as u64);
-                n += 1;
-            }
-            let epochs = (sum as f64 / n.max(1) as f64).round().max(1.0) as u32;
+            // The epoch the folds share, else the epochs their validation found best
+            // (restored), on average.
+            let epochs = match chosen.metric_epoch {
+                Some(e) => e,
+                None => {
+                    let (mut sum, mut n) = (0u64, 0u64);
+                    for j in chosen.current_jobs() {
+                        let best_epoch =
+                            match j.model_id {
+                                Some(m) => self.store.get_model(m).await?.and_then(|m| {
+                                    m.metrics.get("best_epoch").and_then(Value::as_u64)
+                                }),
+                                None => None,
+                            };
+                        sum += best_epoch.unwrap_or(j.epoch.max(1) as u64);
+                        n += 1;
+                    }
+                    (sum as f64 / n.max(1) as f64).round().max(1.0) as u32
+                }
+            };
             let body = spec.refit_body(t as usize, epochs)?;
             let link = SweepLink {
                 sweep_id: s.id,
@@ -908,7 +886,11 @@ fn best_of(view: &SweepView, spec: &SweepSpec, any: bool) -> Option<Value> {
             (if spec.maximise() { ord.reverse() } else { ord }).then(a.0.trial.cmp(&b.0.trial))
         })
         .map(|(t, j, m)| {
-            json!({"trial": t.trial, "job_id": j.id, "model_id": j.model_id,
-                   "params": t.params, "metric": m})
+            let mut b = json!({"trial": t.trial, "job_id": j.id, "model_id": j.model_id,
+                               "params": t.params, "metric": m});
+            if let Some(e) = t.metric_epoch {
+                b["metric_epoch"] = json!(e);
+            }
+            b
         })
 }

@@ -180,6 +180,7 @@ mod tests {
             epochs: 180,
             refit,
             folds,
+            shared_epoch: true,
         }
     }
 
