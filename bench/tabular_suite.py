@@ -89,8 +89,9 @@ TUNING = {
 }
 
 # Variants of the automatic mode, for choosing its defaults on the TUNING tables: each
-# changes the automatic sweep's base spec (`base`: field → value) and search space (`space`:
-# pointer → distribution, null to drop one). `--variant NAME` runs the automatic mode's own
+# changes the automatic sweep's base spec (`base`: field → value; `early_stopping`: its
+# fields, "<metric>" for the sweep's metric) and search space (`space`: pointer →
+# distribution, null to drop one). `--variant NAME` runs the automatic mode's own
 # choices (read back from a dry run) with these changes, as an explicit sweep; its results are
 # recorded as method `backprop+NAME`.
 VARIANTS = {
@@ -103,6 +104,9 @@ VARIANTS = {
     "tabm4": {"base": {"ensemble": 4}},
     "tabm8": {"base": {"ensemble": 8}},
     "search_tabm": {"space": {"/ensemble": {"choice": [None, 8]}}},
+    # Early stopping (and the restored epoch) on the sweep's own unpenalised metric instead
+    # of the penalised val_loss.
+    "es_metric": {"early_stopping": {"monitor": "<metric>"}},
 }
 
 METHODS = ["backprop", "hgb", "lightgbm", "xgboost", "catboost", "mlp", "linear"]
@@ -287,6 +291,8 @@ def backprop(server, name, train, test, seed, max_trials, max_seconds, variant=N
         change = VARIANTS[variant]
         base, space = plan["base"], plan["space"]
         base.update(change.get("base", {}))
+        for k, v in change.get("early_stopping", {}).items():
+            base["early_stopping"][k] = plan["metric"] if v == "<metric>" else v
         for k, v in change.get("space", {}).items():
             if v is None:
                 space.pop(k, None)

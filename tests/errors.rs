@@ -220,6 +220,14 @@ async fn bad_inputs_get_problem_bodies_that_name_the_field() {
         json_case(
             "POST",
             "/v1/jobs",
+            job(json!({"validation_split": 0.2, "early_stopping": {"monitor": "val_rmse"}})),
+            422,
+            "not reported",
+            Some("/early_stopping/monitor"),
+        ),
+        json_case(
+            "POST",
+            "/v1/jobs",
             job(json!({"early_stopping": {"monitor": "val_loss"}})),
             422,
             "validation_split",

@@ -835,12 +835,15 @@ async fn the_automatic_mode_refits_its_choice_and_picks_the_same_with_the_same_s
     assert_eq!(best["trial_model_id"], chosen["model_id"], "{best}");
     assert_eq!(best["refit_job_id"], best["job_id"]);
     assert_ne!(best["model_id"], best["trial_model_id"]);
-    // 282 training rows: each trial is cross-validated on 5 folds, one job each, and its
-    // metric is their mean; the refit trains for the folds' mean best epoch.
+    // 282 training rows: each trial is cross-validated on 5 folds, one job each. Its metric
+    // is their mean at the one epoch they share (the best mean of their recorded val_rmse),
+    // never better than each fold at its own best; the refit trains that many epochs.
     assert_eq!(s["spec"]["folds"], 5);
     let fold_jobs = chosen["fold_jobs"].as_array().unwrap();
     assert_eq!(fold_jobs.len(), 4, "{chosen}");
-    let (mut epochs, mut metrics) = (0.0, 0.0);
+    let shared = chosen["metric_epoch"].as_u64().expect("metric_epoch") as usize;
+    assert_eq!(best["metric_epoch"], shared, "{best}");
+    let (mut at_shared, mut own_best) = (0.0, 0.0);
     for (f, id) in std::iter::once(&chosen["job_id"])
         .chain(fold_jobs)
         .enumerate()
@@ -853,20 +856,24 @@ async fn the_automatic_mode_refits_its_choice_and_picks_the_same_with_the_same_s
             job["spec"]["validation_fold"].as_u64().unwrap_or(0),
             f as u64
         );
-        let model = srv
-            .get(&format!("/v1/models/{}", job["model_id"].as_str().unwrap()))
+        let curve: Vec<f64> = srv
+            .get(&format!("/v1/jobs/{}/history", id.as_str().unwrap()))
             .await
-            .1;
-        epochs += model["metrics"]["best_epoch"]
-            .as_f64()
-            .unwrap_or_else(|| job["epoch"].as_f64().unwrap());
-        metrics += model["metrics"]["evaluation"]["rmse"].as_f64().unwrap();
+            .1["epochs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["val_rmse"].as_f64().expect("val_rmse recorded"))
+            .collect();
+        at_shared += curve[shared - 1];
+        own_best += curve.iter().copied().fold(f64::INFINITY, f64::min);
     }
     assert!(
-        (metrics / 5.0 - metric).abs() < 1e-9,
-        "{metrics} / 5 vs {metric}"
+        (at_shared / 5.0 - metric).abs() < 1e-9,
+        "{at_shared} / 5 vs {metric}"
     );
-    let best_epoch = (epochs / 5.0).round() as i64;
+    assert!(own_best <= at_shared + 1e-9, "{own_best} vs {at_shared}");
+    let best_epoch = shared as i64;
     let refit = srv
         .get(&format!("/v1/jobs/{}", best["job_id"].as_str().unwrap()))
         .await
@@ -1509,5 +1516,52 @@ async fn a_one_cycle_schedule_rises_and_falls_as_recorded() {
     assert!(
         last["loss"].as_f64().unwrap() < h[0]["loss"].as_f64().unwrap() / 2.0,
         "{h:?}"
+    );
+}
+
+/// Early stopping may watch the validation log loss without the L2 penalty (`val_log_loss`,
+/// recorded each epoch): the restored epoch is that curve's best, and the model's own
+/// evaluation on the validation split is that epoch's recorded value.
+#[tokio::test]
+async fn early_stopping_watches_the_unpenalised_validation_loss() {
+    let srv = Server::start(&[]).await;
+    let data = upload_csv(&srv, include_str!("data/iris.train.csv")).await;
+    let done = train(
+        &srv,
+        "",
+        json!({"dataset_id": data, "layers": [{"units": 16, "activation": "relu"}, {}],
+               "loss": "categorical_crossentropy", "l2": 0.05,
+               "optimizer": {"type": "adam", "learning_rate": 0.2},
+               "early_stopping": {"monitor": "val_log_loss", "patience": 4,
+                                  "restore_best_weights": true},
+               "epochs": 80, "batch_size": 16, "seed": 3, "validation_split": 0.25}),
+    )
+    .await;
+    let h = history(&srv, "", done["id"].as_str().unwrap()).await;
+    let curve: Vec<f64> = h
+        .iter()
+        .map(|e| e["val_log_loss"].as_f64().unwrap())
+        .collect();
+    let best = curve
+        .iter()
+        .enumerate()
+        .min_by(|a, b| a.1.total_cmp(b.1))
+        .unwrap()
+        .0;
+    let model = srv
+        .get(&format!(
+            "/v1/models/{}",
+            done["model_id"].as_str().unwrap()
+        ))
+        .await
+        .1;
+    assert_eq!(model["metrics"]["best_epoch"], best + 1, "{curve:?}");
+    // It stopped early: the penalised val_loss would have been another curve to watch.
+    assert_eq!(done["stop_reason"], "early_stopping", "{done}");
+    let evaluated = model["metrics"]["evaluation"]["log_loss"].as_f64().unwrap();
+    assert!(
+        (evaluated - curve[best]).abs() < 1e-4 * evaluated.max(1.0),
+        "{evaluated} against {}",
+        curve[best]
     );
 }

@@ -10,13 +10,15 @@ use super::loss::Loss;
 use crate::nn::Real;
 
 /// The metrics an epoch record carries, and so the names a monitor may use.
-pub const MONITORS: [&str; 6] = [
+pub const MONITORS: [&str; 8] = [
     "loss",
     "val_loss",
     "accuracy",
     "val_accuracy",
     "mae",
     "val_mae",
+    "val_log_loss",
+    "val_rmse",
 ];
 
 /// `Ok` when `m` names a metric in [`MONITORS`]; else the message a spec error carries.

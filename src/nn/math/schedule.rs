@@ -300,7 +300,7 @@ impl Schedule {
 #[serde(deny_unknown_fields)]
 pub struct EarlyStopping {
     /// `val_loss` (default when there is validation data), `loss`, `val_accuracy`, `accuracy`,
-    /// `val_mae`, `mae`.
+    /// `val_mae`, `mae`, `val_log_loss`, `val_rmse` (the last two without the weight penalty).
     #[serde(default)]
     pub monitor: Option<String>,
     /// Epochs without improvement before stopping.

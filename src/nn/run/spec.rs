@@ -784,8 +784,8 @@ impl TrainSpec {
         .into_iter()
         .flatten()
         {
-            let wants_acc = m.ends_with("accuracy");
-            let wants_mae = m.ends_with("mae");
+            let wants_acc = m.ends_with("accuracy") || m == "val_log_loss";
+            let wants_mae = m.ends_with("mae") || m == "val_rmse";
             if (wants_acc && !self.loss.is_classification())
                 || (wants_mae && self.loss.is_classification())
             {
