@@ -329,6 +329,30 @@ def done_keys(path):
     return keys
 
 
+def compare(path, base, variant):
+    """The tuning rule: per table, the variant's mean test score (R² or accuracy) against
+    the base's over the seeds both ran; then the tables it is better on and the mean change."""
+    import statistics
+    rows = [json.loads(line) for line in open(path) if "error" not in json.loads(line)]
+    key = {(r["dataset"], r["seed"], r["method"]): r.get("r2", r.get("accuracy"))
+           for r in rows}
+    tables = sorted({d for d, _, m in key if m == variant})
+    better, changes = 0, []
+    for d in tables:
+        seeds = [s for (dd, s, m) in key if dd == d and m == variant
+                 and (d, s, base) in key]
+        if not seeds:
+            continue
+        a = statistics.mean(key[(d, s, base)] for s in seeds)
+        b = statistics.mean(key[(d, s, variant)] for s in seeds)
+        better += b > a
+        changes.append(b - a)
+        print(f"{d}: {base} {a:.4f} -> {variant} {b:.4f} ({b - a:+.4f}, seeds {seeds})")
+    if changes:
+        print(f"{variant} better on {better}/{len(changes)} tables, "
+              f"mean change {statistics.mean(changes):+.4f}")
+
+
 def report(path):
     import statistics
     rows = [json.loads(line) for line in open(path)]
@@ -398,6 +422,8 @@ def main():
     ap.add_argument("--max-seconds", type=float, help="the automatic mode's time budget")
     ap.add_argument("--out", help="append results here (JSON lines); skip what it holds")
     ap.add_argument("--report", help="print the tables of a results file and stop")
+    ap.add_argument("--compare", nargs=2, metavar=("BASE", "VARIANT"),
+                    help="with --report: the tuning rule's comparison of two methods")
     ap.add_argument("--variant", choices=sorted(VARIANTS),
                     help="run the automatic mode with this change (method backprop+NAME)")
     ap.add_argument("--tuning", action="store_true",
@@ -409,6 +435,9 @@ def main():
         DATASETS.update(TUNING)
         if not set(a.datasets) <= set(TUNING):
             a.datasets = list(TUNING)
+    if a.report and a.compare:
+        compare(a.report, *a.compare)
+        return 0
     if a.report:
         report(a.report)
         return 0
