@@ -528,6 +528,12 @@ async function run(browser, base, csvPath) {
   const tableText = await page.locator('#trials').innerText();
   assert.match(tableText, /output/);
   assert.doesNotMatch(tableText, /\{"/);
+  // Cross-validated: each trial's metric says the epoch its folds share.
+  if (finished.spec.folds > 1) {
+    const best = finished.trials.find((t) => t.trial === finished.best.trial);
+    const title = await page.locator(`#trials tbody tr[data-trial="${best.trial}"] td:nth-child(${4 + params.length})`).getAttribute('title');
+    assert.equal(title, `the folds' mean at epoch ${best.metric_epoch}, the one they share`);
+  }
   await page.locator('#sweep-curves-chart').scrollIntoViewIfNeeded();
   await shot('sweep-pictures');
   // The Sweeps list names the dataset and the best metric.

@@ -1128,7 +1128,7 @@ async function viewSweep(root, id) {
       h('td', { class: 'num' }, t.job_id ? h('a', { href: `#/jobs/${t.job_id}` }, String(t.trial)) : String(t.trial)),
       keys.map((k) => h('td', { class: typeof t.params?.[k] === 'number' ? 'num' : 'param' }, t.params?.[k] === undefined ? '–' : paramText(t.params[k]))),
       h('td', {}, badge(t.status)), h('td', { class: 'num' }, t.epochs ?? '–'),
-      h('td', { class: 'num' }, t.metric == null ? '–' : fmt(t.metric)), h('td', {}, t.stopped_early ? 'yes' : ''),
+      h('td', { class: 'num', title: t.metric_epoch ? `the folds' mean at epoch ${t.metric_epoch}, the one they share` : null }, t.metric == null ? '–' : fmt(t.metric)), h('td', {}, t.stopped_early ? 'yes' : ''),
       folds ? h('td', { class: 'num', title: 'validation folds trained at its last rung' }, `${1 + (t.fold_jobs || []).length} of ${folds}`) : null)));
   };
   const head = h('tr', {}, columns.map(([name], i) => h('th', { scope: 'col' }, h('button', { type: 'button', class: 'ghost sort', 'data-col': i, onclick: () => {
