@@ -22,8 +22,10 @@ fn close(a: &Value, b: f64, tol: f64) -> bool {
     a.as_f64().is_some_and(|a| (a - b).abs() <= tol)
 }
 
+/// Submits `spec` (202), waits for the job and checks it succeeded.
 async fn train(srv: &Server, key: &str, spec: Value) -> Value {
-    let job = srv.ok("POST", "/v1/jobs", key, Some(&spec)).await;
+    let (st, job) = srv.call("POST", "/v1/jobs", key, Some(&spec)).await;
+    assert_eq!(st, 202, "{job}");
     let done = srv
         .wait_job_as(key, job["id"].as_str().unwrap(), Duration::from_secs(120))
         .await;
@@ -1143,12 +1145,7 @@ async fn label_smoothing_trains_towards_soft_targets() {
     };
     let mut top = vec![];
     for eps in [0.0, 0.3] {
-        let (st, job) = srv.post("/v1/jobs", &spec(eps)).await;
-        assert_eq!(st, 202, "{job}");
-        let done = srv
-            .wait_job(job["id"].as_str().unwrap(), Duration::from_secs(120))
-            .await;
-        assert_eq!(done["status"], "succeeded", "{done}");
+        let done = train(&srv, "", spec(eps)).await;
         if eps > 0.0 {
             assert_eq!(done["spec"]["label_smoothing"], 0.3, "{done}");
         } else {
@@ -1225,12 +1222,7 @@ async fn numeric_bins_train_a_piecewise_linear_model() {
     let spec = json!({"dataset_id": data, "layers": [{"units": 16, "activation": "relu"}, {}],
         "loss": "categorical_crossentropy", "optimizer": {"type": "adam", "learning_rate": 0.02},
         "epochs": 60, "batch_size": 32, "seed": 2, "validation_split": 0.2, "numeric_bins": 8});
-    let (st, job) = srv.post("/v1/jobs", &spec).await;
-    assert_eq!(st, 202, "{job}");
-    let done = srv
-        .wait_job(job["id"].as_str().unwrap(), Duration::from_secs(120))
-        .await;
-    assert_eq!(done["status"], "succeeded", "{done}");
+    let done = train(&srv, "", spec.clone()).await;
     assert!(
         done["metrics"]["val_accuracy"].as_f64().unwrap() > 0.85,
         "{done}"
@@ -1281,13 +1273,8 @@ async fn robust_scaling_clips_numeric_inputs_and_round_trips() {
         "loss": "categorical_crossentropy", "optimizer": {"type": "adam", "learning_rate": 0.01},
         "epochs": 40, "batch_size": 32, "seed": 3, "validation_split": 0.2,
         "numeric_scaling": "robust"});
-    let (st, job) = srv.post("/v1/jobs", &spec).await;
-    assert_eq!(st, 202, "{job}");
-    assert_eq!(job["spec"]["numeric_scaling"], "robust", "{job}");
-    let done = srv
-        .wait_job(job["id"].as_str().unwrap(), Duration::from_secs(120))
-        .await;
-    assert_eq!(done["status"], "succeeded", "{done}");
+    let done = train(&srv, "", spec.clone()).await;
+    assert_eq!(done["spec"]["numeric_scaling"], "robust", "{done}");
     assert!(
         done["metrics"]["val_accuracy"].as_f64().unwrap() > 0.9,
         "{done}"
@@ -1347,12 +1334,7 @@ async fn an_ensemble_job_trains_a_tabm_model_that_round_trips() {
     let spec = json!({"dataset_id": data, "layers": [{"units": 16, "activation": "relu"}, {}],
         "loss": "categorical_crossentropy", "optimizer": {"type": "adam", "learning_rate": 0.02},
         "epochs": 60, "batch_size": 32, "seed": 2, "validation_split": 0.2, "ensemble": 4});
-    let (st, job) = srv.post("/v1/jobs", &spec).await;
-    assert_eq!(st, 202, "{job}");
-    let done = srv
-        .wait_job(job["id"].as_str().unwrap(), Duration::from_secs(120))
-        .await;
-    assert_eq!(done["status"], "succeeded", "{done}");
+    let done = train(&srv, "", spec.clone()).await;
     assert!(
         done["metrics"]["val_accuracy"].as_f64().unwrap() > 0.85,
         "{done}"

@@ -1206,14 +1206,13 @@ pub fn evaluate(
     loss: Loss,
 ) -> Evaluation {
     let (mut l, mut c, mut e) = (0f64, 0f64, 0f64);
-    let mut sq = vec![
-        0f64;
-        if loss.is_classification() {
-            0
-        } else {
-            y.ncols()
-        }
-    ];
+    // Each output's squared errors (regression only).
+    let outputs = if loss.is_classification() {
+        0
+    } else {
+        y.ncols()
+    };
+    let mut sq = vec![0f64; outputs];
     let cap = ws.capacity();
     for (xc, yc) in x
         .axis_chunks_iter(Axis(0), cap)
