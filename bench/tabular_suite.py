@@ -107,6 +107,11 @@ VARIANTS = {
     # Early stopping (and the restored epoch) on the sweep's own unpenalised metric instead
     # of the penalised val_loss.
     "es_metric": {"early_stopping": {"monitor": "<metric>"}},
+    # Periodic embeddings (Gorishniy et al., 2022) of the numeric inputs not binned: the
+    # defaults (8 frequencies, sigma 0.1), or searched with a coarser sigma.
+    "periodic": {"base": {"periodic_embedding": {}}},
+    "search_periodic": {"space": {"/periodic_embedding": {
+        "choice": [None, {"sigma": 0.1}, {"sigma": 1.0}]}}},
 }
 
 METHODS = ["backprop", "hgb", "lightgbm", "xgboost", "catboost", "mlp", "linear"]

@@ -327,6 +327,29 @@ async fn onnxruntime_runs_every_activation_and_a_tabular_model_as_predict_does()
         .await["id"]
         .clone();
     cases.push(json!({"model_id": id, "rows": rows, "label": "tabm_values"}));
+    // A periodic embedding of inputs 0 and 2 (two frequencies each: 3 + 8 inputs after it),
+    // then 2 members' adapters, a shared layer and 2 linear heads.
+    let wide: Vec<Vec<f64>> = (0..11)
+        .map(|i| {
+            (0..4)
+                .map(|j| ((i * 5 + j * 3) % 7) as f64 * 0.3 - 0.9)
+                .collect()
+        })
+        .collect();
+    let periodic = json!({
+        "input_dim": 3,
+        "layers": [
+            {"periodic": {"columns": [0, 2], "frequencies": [[0.7, -2.3], [1.9, 5.1]]}},
+            {"ensemble": [[1.0, -1.0, 1.0, 0.5, 1.0, -1.0, 1.0, 1.0, -0.5, 1.0, 1.0],
+                          [-1.0, 1.0, 0.5, 1.0, -1.0, 1.0, 1.0, -1.0, 1.0, 2.0, -1.0]]},
+            {"units": 4, "activation": "gelu", "weights": wide, "bias": [0.1, 0.0, -0.1, 0.2]},
+            {"units": 2, "activation": "linear", "weights": [[1.0, -1.0], [0.5, 0.25],
+                [2.0, -0.5], [0.1, -0.2]], "bias": [1.0, 2.0]}
+        ],
+        "standardization": {"mean": [5.8, 3.0, 3.7], "std": [0.8, 0.4, 1.7]}
+    });
+    let id = srv.ok("POST", "/v1/models", ADMIN, Some(&periodic)).await["id"].clone();
+    cases.push(json!({"model_id": id, "rows": rows, "label": "periodic"}));
     let out = run_script(
         &python,
         "onnx_check.py",
@@ -335,10 +358,11 @@ async fn onnxruntime_runs_every_activation_and_a_tabular_model_as_predict_does()
     println!("{out}");
     assert_eq!(
         out.matches("\nok ").count() + usize::from(out.starts_with("ok ")),
-        33,
+        34,
         "{out}"
     );
     assert!(out.contains("ok robust"), "{out}");
+    assert!(out.contains("ok periodic"), "{out}");
     assert!(out.contains("ok tabm"), "{out}");
     assert!(out.contains("ok tabm_values"), "{out}");
     assert!(out.contains("ok tabular"), "{out}");

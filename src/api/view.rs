@@ -124,10 +124,15 @@ pub fn model(m: &ModelRecord) -> Value {
         .map(|layers| {
             layers
                 .iter()
-                .map(|l| match (l.get("dropout"), l.get("ensemble")) {
-                    (Some(r), _) => json!({"dropout": r}),
+                .map(|l| match (l.get("dropout"), l.get("ensemble"), l.get("periodic")) {
+                    (Some(r), _, _) => json!({"dropout": r}),
                     // TabM's adapters: how many members share the layers after them.
-                    (_, Some(e)) => json!({"ensemble": e.as_array().map_or(0, Vec::len)}),
+                    (_, Some(e), _) => json!({"ensemble": e.as_array().map_or(0, Vec::len)}),
+                    // A periodic embedding: how many inputs, how many frequencies each.
+                    (_, _, Some(p)) => json!({"periodic": {
+                        "inputs": p["columns"].as_array().map_or(0, Vec::len),
+                        "frequencies": p["frequencies"][0].as_array().map_or(0, Vec::len),
+                    }}),
                     _ => json!({"units": l.get("units"), "activation": l.get("activation").cloned().unwrap_or(json!("linear"))}),
                 })
                 .collect()

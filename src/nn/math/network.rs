@@ -63,6 +63,9 @@ pub struct Dense<F> {
 /// The most members a TabM ensemble ([`Layer::Ensemble`], a spec's `ensemble`) may have.
 pub const MAX_MEMBERS: u32 = 64;
 
+/// The most frequencies a periodic embedding ([`Layer::Periodic`]) gives each input.
+pub const MAX_FREQUENCIES: usize = 64;
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Layer<F> {
     Dense(Dense<F>),
@@ -75,6 +78,69 @@ pub enum Layer<F> {
     /// one head per member (`k · outputs` units, member i's in block i), and the network's
     /// prediction is the members' mean. Training minimises the members' mean loss.
     Ensemble(Array2<F>),
+    /// Periodic embeddings of numeric inputs (Gorishniy, Rubachev, Babenko, NeurIPS 2022),
+    /// always the first layer: see [`Periodic`].
+    Periodic(Periodic<F>),
+}
+
+/// A periodic embedding: the inputs pass through unchanged and each embedded input `x_j`
+/// (the `t`-th of `columns`) adds `sin(ω_t1·x_j) … sin(ω_tk·x_j), cos(ω_t1·x_j) … cos(ω_tk·x_j)`
+/// after them, `2k` features whose angular frequencies `ω` (row `t` of `omega`) are trained.
+/// Output width: `input_dim + 2k · columns.len()`. The layers after it see both the value
+/// and its periodic features (RealMLP's PBLD keeps the value beside its embedding too).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Periodic<F> {
+    /// The embedded inputs, ascending.
+    pub columns: Vec<usize>,
+    /// `columns.len() × k` angular frequencies.
+    pub omega: Array2<F>,
+}
+
+impl<F: Real> Periodic<F> {
+    /// The layer's output width for `input_dim` inputs.
+    pub fn width(&self, input_dim: usize) -> usize {
+        input_dim + 2 * self.omega.len()
+    }
+
+    /// `out` (rows × [`width`](Self::width)) from `x`.
+    pub(crate) fn forward(&self, x: ArrayView2<F>, mut out: ArrayViewMut2<F>) {
+        let (d, k) = (x.ncols(), self.omega.ncols());
+        out.slice_mut(s![.., ..d]).assign(&x);
+        for (xr, mut or) in x.rows().into_iter().zip(out.rows_mut()) {
+            for (t, (&j, w)) in self.columns.iter().zip(self.omega.rows()).enumerate() {
+                let base = d + 2 * k * t;
+                let v = xr[j];
+                for (l, &w) in w.iter().enumerate() {
+                    let (sin, cos) = (w * v).sin_cos();
+                    or[base + l] = sin;
+                    or[base + k + l] = cos;
+                }
+            }
+        }
+    }
+
+    /// `g += ∂L/∂ω` from the layer's input `x`, its output `a` (which holds the sines and
+    /// cosines) and `∂L/∂a`, rows in order.
+    pub(crate) fn gradient(
+        &self,
+        x: ArrayView2<F>,
+        a: ArrayView2<F>,
+        delta: ArrayView2<F>,
+        g: &mut Array2<F>,
+    ) {
+        let (d, k) = (x.ncols(), self.omega.ncols());
+        for ((xr, ar), dr) in x.rows().into_iter().zip(a.rows()).zip(delta.rows()) {
+            for (t, (&j, mut gt)) in self.columns.iter().zip(g.rows_mut()).enumerate() {
+                let base = d + 2 * k * t;
+                let v = xr[j];
+                for (l, g) in gt.iter_mut().enumerate() {
+                    // d sin(ωv)/dω = v·cos(ωv) ; d cos(ωv)/dω = −v·sin(ωv)
+                    let (sin, cos) = (ar[base + l], ar[base + k + l]);
+                    *g = *g + v * (cos * dr[base + l] - sin * dr[base + k + l]);
+                }
+            }
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -141,15 +207,31 @@ impl<F: Real> Params<F> {
 impl<F: Real> Network<F> {
     /// The ensemble's member count (1: one network); see [`Layer::Ensemble`].
     pub fn members(&self) -> usize {
-        match self.layers.first() {
-            Some(Layer::Ensemble(r)) => r.nrows().max(1),
-            _ => 1,
-        }
+        self.layers
+            .iter()
+            .take(2)
+            .find_map(|l| match l {
+                Layer::Ensemble(r) => Some(r.nrows().max(1)),
+                _ => None,
+            })
+            .unwrap_or(1)
     }
 
-    /// Where the dense layers' tensors start in [`Params`]: after the ensemble's adapter.
+    /// Where the dense layers' tensors start in [`Params`]: after the input stage's tensors
+    /// (a periodic embedding's frequencies, an ensemble's adapters).
     pub fn dense_offset(&self) -> usize {
-        usize::from(matches!(self.layers.first(), Some(Layer::Ensemble(_))))
+        self.layers
+            .iter()
+            .take_while(|l| matches!(l, Layer::Ensemble(_) | Layer::Periodic(_)))
+            .count()
+    }
+
+    /// The periodic embedding, when the network starts with one.
+    pub fn periodic(&self) -> Option<&Periodic<F>> {
+        match self.layers.first() {
+            Some(Layer::Periodic(p)) => Some(p),
+            _ => None,
+        }
     }
 
     /// The trained tensors, in [`Params`]' order: each weight matrix with its bias (an
@@ -158,6 +240,7 @@ impl<F: Real> Network<F> {
         self.layers.iter().filter_map(|l| match l {
             Layer::Dense(d) => Some((&d.w, Some(&d.b))),
             Layer::Ensemble(r) => Some((r, None)),
+            Layer::Periodic(p) => Some((&p.omega, None)),
             Layer::Dropout(_) => None,
         })
     }
@@ -174,6 +257,10 @@ impl<F: Real> Network<F> {
                 }
                 Layer::Ensemble(r) => {
                     v.push(r.as_slice_mut().expect("standard layout"));
+                    v.push(&mut []);
+                }
+                Layer::Periodic(p) => {
+                    v.push(p.omega.as_slice_mut().expect("standard layout"));
                     v.push(&mut []);
                 }
                 Layer::Dropout(_) => {}
@@ -317,6 +404,7 @@ impl<F: Real> Network<F> {
             let mut a = after[0].slice_mut(s![..n, ..]);
             match layer {
                 Layer::Ensemble(r) => spread(r.view(), input, a),
+                Layer::Periodic(p) => p.forward(input, a),
                 Layer::Dense(d) if k > 1 && l == last => {
                     let mut z = ws.z[l].slice_mut(s![..n, ..]);
                     z.assign(&d.b.broadcast((n, d.b.len())).expect("bias width"));
@@ -442,6 +530,7 @@ impl<F: Real> Workspace<F> {
                 Layer::Dense(d) if l == last => width = d.b.len(),
                 Layer::Dense(d) => width = d.b.len() * k,
                 Layer::Ensemble(r) => width = r.len(),
+                Layer::Periodic(p) => width = p.width(width),
                 Layer::Dropout(_) => {}
             }
             z.push(Array2::zeros((rows, width)));

@@ -9,7 +9,7 @@ use super::tabular::{Cell, ColumnError, Encoder};
 use crate::nn::SpecError;
 use crate::nn::math::activation::Activation;
 use crate::nn::math::loss::Loss;
-use crate::nn::math::network::{Dense, Layer, Network};
+use crate::nn::math::network::{Dense, Layer, Network, Periodic};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Model {
@@ -123,8 +123,7 @@ impl Model {
                             .then_some(d.alpha),
                         weights: Some(d.w.rows().into_iter().map(|r| r.to_vec()).collect()),
                         bias: Some(d.b.to_vec()),
-                        dropout: None,
-                        ensemble: None,
+                        ..Default::default()
                     },
                     Layer::Dropout(r) => LayerDocument {
                         dropout: Some(*r),
@@ -132,6 +131,13 @@ impl Model {
                     },
                     Layer::Ensemble(r) => LayerDocument {
                         ensemble: Some(r.rows().into_iter().map(|r| r.to_vec()).collect()),
+                        ..Default::default()
+                    },
+                    Layer::Periodic(p) => LayerDocument {
+                        periodic: Some(PeriodicDocument {
+                            columns: p.columns.clone(),
+                            frequencies: p.omega.rows().into_iter().map(|r| r.to_vec()).collect(),
+                        }),
                         ..Default::default()
                     },
                 })
@@ -172,12 +178,38 @@ impl Model {
         let mut members = 1;
         for (i, l) in doc.layers.iter().enumerate() {
             let p = |f: &str| format!("/layers/{i}/{f}");
+            if let Some(pd) = &l.periodic {
+                match periodic_layer(pd, doc.input_dim) {
+                    Err((field, m)) => errs.push(SpecError::new(p(&field), m)),
+                    Ok(_) if i != 0 => errs.push(SpecError::new(
+                        p("periodic"),
+                        "a periodic embedding is the first layer",
+                    )),
+                    Ok(_)
+                        if l.weights.is_some()
+                            || l.units.is_some()
+                            || l.dropout.is_some()
+                            || l.ensemble.is_some() =>
+                    {
+                        errs.push(SpecError::new(
+                            format!("/layers/{i}"),
+                            "a periodic layer has only its columns and frequencies",
+                        ))
+                    }
+                    Ok(layer) => {
+                        width = layer.width(width);
+                        layers.push(Layer::Periodic(layer));
+                    }
+                }
+                continue;
+            }
             if let Some(r) = &l.ensemble {
                 let k = r.len();
-                if i != 0 {
+                let first = usize::from(matches!(layers.first(), Some(Layer::Periodic(_))));
+                if i != first {
                     errs.push(SpecError::new(
                         p("ensemble"),
-                        "an ensemble's adapters are the first layer",
+                        "an ensemble's adapters are the first layer (after a periodic embedding)",
                     ));
                 } else if !(2..=crate::nn::math::network::MAX_MEMBERS as usize).contains(&k) {
                     errs.push(SpecError::new(
@@ -191,7 +223,10 @@ impl Model {
                 {
                     errs.push(SpecError::new(
                         format!("/layers/{i}/ensemble/{m}"),
-                        format!("has {} numbers, expected {width} (input_dim)", row.len()),
+                        format!(
+                            "has {} numbers, expected {width} (the layer's input width)",
+                            row.len()
+                        ),
                     ));
                 } else if r.iter().flatten().any(|v| !v.is_finite()) {
                     errs.push(SpecError::new(p("ensemble"), "must be finite numbers"));
@@ -300,7 +335,10 @@ impl Model {
             }));
             width = units;
         }
-        if matches!(layers.last(), Some(Layer::Dropout(_) | Layer::Ensemble(_))) {
+        if matches!(
+            layers.last(),
+            Some(Layer::Dropout(_) | Layer::Ensemble(_) | Layer::Periodic(_))
+        ) {
             errs.push(SpecError::new(
                 format!("/layers/{}", layers.len() - 1),
                 "the last layer must be a dense layer",
@@ -435,9 +473,86 @@ pub struct LayerDocument {
     pub bias: Option<Vec<f32>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dropout: Option<f32>,
-    /// TabM's adapters (the first layer only): one row of `input_dim` numbers per member.
+    /// TabM's adapters (the first layer only, or the second after a periodic embedding):
+    /// one row per member of as many numbers as the layer's input width.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ensemble: Option<Vec<Vec<f32>>>,
+    /// A periodic embedding of numeric inputs (the first layer only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub periodic: Option<PeriodicDocument>,
+}
+
+/// A periodic embedding in a model document: see [`Periodic`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeriodicDocument {
+    /// The embedded inputs (0-based, ascending).
+    pub columns: Vec<usize>,
+    /// One row per embedded input: its angular frequencies ω (features sin(ω·x), cos(ω·x)).
+    pub frequencies: Vec<Vec<f32>>,
+}
+
+/// The layer a periodic document describes, or the field (under `periodic`) that is wrong
+/// and why.
+fn periodic_layer(
+    pd: &PeriodicDocument,
+    input_dim: usize,
+) -> Result<Periodic<f32>, (String, String)> {
+    let bad = |f: &str, m: String| Err((format!("periodic/{f}"), m));
+    if pd.columns.is_empty() {
+        return bad("columns", "needs at least one input".into());
+    }
+    if let Some(c) = pd.columns.iter().find(|&&c| c >= input_dim) {
+        return bad(
+            "columns",
+            format!("input {c} is past the last input ({input_dim} inputs)"),
+        );
+    }
+    if pd.columns.windows(2).any(|w| w[0] >= w[1]) {
+        return bad("columns", "must be ascending, each input once".into());
+    }
+    if pd.frequencies.len() != pd.columns.len() {
+        return bad(
+            "frequencies",
+            format!(
+                "has {} rows for {} columns (one row each)",
+                pd.frequencies.len(),
+                pd.columns.len()
+            ),
+        );
+    }
+    let k = pd.frequencies[0].len();
+    if !(1..=crate::nn::math::network::MAX_FREQUENCIES).contains(&k) {
+        return bad(
+            "frequencies/0",
+            format!(
+                "needs 1 to {} frequencies, got {k}",
+                crate::nn::math::network::MAX_FREQUENCIES
+            ),
+        );
+    }
+    if let Some((t, r)) = pd
+        .frequencies
+        .iter()
+        .enumerate()
+        .find(|(_, r)| r.len() != k)
+    {
+        return bad(
+            &format!("frequencies/{t}"),
+            format!("has {} numbers, expected {k} (as row 0)", r.len()),
+        );
+    }
+    if pd.frequencies.iter().flatten().any(|v| !v.is_finite()) {
+        return bad("frequencies", "must be finite numbers".into());
+    }
+    Ok(Periodic {
+        columns: pd.columns.clone(),
+        omega: Array2::from_shape_vec(
+            (pd.columns.len(), k),
+            pd.frequencies.iter().flatten().copied().collect(),
+        )
+        .expect("checked shape"),
+    })
 }
 
 #[cfg(test)]

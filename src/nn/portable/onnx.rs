@@ -3,7 +3,8 @@
 //! (`Sub`, `Mul`), one `Gemm` per dense layer, each activation as its ONNX operator (`alpha`
 //! written out for `LeakyRelu` and `Elu`, whose ONNX defaults differ from ours; `gelu` as
 //! `x·½·(1 + erf(x/√2))`, since opset 17 has no `Gelu`), dropout left out (it is the identity
-//! at inference). Classifiers answer `probabilities` and `label_index` (an index into the
+//! at inference), a periodic embedding as `Gather`, `Mul`, `Sin`, `Cos` and `Concat`, a TabM
+//! ensemble as a broadcast `Mul`, batched `MatMul`s and a `ReduceMean`. Classifiers answer `probabilities` and `label_index` (an index into the
 //! classes, which the caller writes into the metadata); other models answer `values`.
 //!
 //! The protobuf is written by hand: the ONNX subset a dense network needs is seven message
@@ -505,6 +506,31 @@ pub fn to_onnx(m: &Model, metadata: &[(String, String)]) -> Result<Vec<u8>, Stri
         let d = match layer {
             Layer::Dense(d) => d,
             Layer::Dropout(_) => continue, // the identity at inference
+            Layer::Periodic(p) => {
+                // [x, sin(ω·x_cols), cos(ω·x_cols)]: the embedded inputs as `rows × m × 1`
+                // times ω (`m × k`), broadcast; sines beside cosines per input, flattened.
+                let (m, kk) = (p.omega.nrows() as i64, p.omega.ncols() as i64);
+                let cols = g.fresh("periodic_columns");
+                let idx: Vec<i64> = p.columns.iter().map(|&c| c as i64).collect();
+                g.initializers.push(tensor_i64(&cols, &[m], &idx));
+                let picked = g.node("Gather", &[&x, &cols], &[Attr::Int("axis", 1)], None);
+                let col_shape = g.fresh("shape");
+                g.initializers
+                    .push(tensor_i64(&col_shape, &[3], &[-1, m, 1]));
+                let v = g.node("Reshape", &[&picked, &col_shape], &[], None);
+                let w: Vec<f32> = p.omega.iter().copied().collect();
+                let w = g.constant(&format!("omega{l}"), &[m, kk], &w);
+                let angle = g.node("Mul", &[&v, &w], &[], None);
+                let sin = g.node("Sin", &[&angle], &[], None);
+                let cos = g.node("Cos", &[&angle], &[], None);
+                let both = g.node("Concat", &[&sin, &cos], &[Attr::Int("axis", 2)], None);
+                let flat_shape = g.fresh("shape");
+                g.initializers
+                    .push(tensor_i64(&flat_shape, &[2], &[-1, 2 * m * kk]));
+                let flat = g.node("Reshape", &[&both, &flat_shape], &[], None);
+                x = g.node("Concat", &[&x, &flat], &[Attr::Int("axis", 1)], None);
+                continue;
+            }
             Layer::Ensemble(r) => {
                 // The members' copies as a `k × rows × inputs` tensor: x (rows × inputs)
                 // times each member's adapter (k × 1 × inputs), broadcast.

@@ -52,12 +52,23 @@ pub fn training_memory(
         .saturating_add(train_rows.saturating_mul(raw_columns))
         .saturating_add(rows.saturating_sub(train_rows).saturating_mul(raw_columns))
         .saturating_add(4 * plan.parameter_count)
-        .saturating_add(
-            3usize
-                .saturating_mul(batch)
-                .saturating_mul(widths.saturating_mul(plan.members.max(1)) + plan.input_dim),
-        );
+        .saturating_add(3usize.saturating_mul(batch).saturating_mul(
+            widths.saturating_mul(plan.members.max(1)) + plan.input_dim + input_stage(plan),
+        ));
     cells.saturating_mul(4).saturating_add(RUN_OVERHEAD)
+}
+
+/// The widths of the layers before the first dense one: a periodic embedding's output and an
+/// ensemble's copies of it.
+fn input_stage(plan: &Plan) -> usize {
+    let embedded = plan.embedded_width();
+    let periodic = if plan.periodic.is_some() { embedded } else { 0 };
+    let copies = if plan.members > 1 {
+        embedded.saturating_mul(plan.members)
+    } else {
+        0
+    };
+    periodic.saturating_add(copies)
 }
 
 /// What any run holds besides its tables: the training thread's stack, the checkpoint and
@@ -178,6 +189,7 @@ fn time_epoch(
         numeric_scaling: Default::default(),
         columns: None,
         numeric_bins: None,
+        periodic_embedding: None,
         ensemble: None,
         imputation: None,
         min_frequency: None,

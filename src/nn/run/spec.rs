@@ -9,7 +9,7 @@ use crate::nn::SpecError;
 
 use crate::nn::math::activation::Activation;
 use crate::nn::math::loss::Loss;
-use crate::nn::math::network::{Init, MAX_MEMBERS};
+use crate::nn::math::network::{Init, MAX_FREQUENCIES, MAX_MEMBERS};
 use crate::nn::math::optim::OptimizerSpec;
 use crate::nn::math::schedule::{EarlyStopping, Schedule};
 use crate::nn::portable::preprocess::{ClassLabel, OutputEncoding};
@@ -177,6 +177,12 @@ pub struct TrainSpec {
     /// Absent: one network.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ensemble: Option<u32>,
+    /// Periodic embeddings of the numeric inputs (Gorishniy, Rubachev, Babenko, NeurIPS
+    /// 2022): each standardised numeric input `x` adds `sin(ω·x)` and `cos(ω·x)` for
+    /// `frequencies` trained angular frequencies ω, drawn at the start from N(0, (2π·σ)²).
+    /// Indicators, one-hot and binned inputs are not embedded. Absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub periodic_embedding: Option<PeriodicSpec>,
     /// Categories seen fewer times than this in training fold into "other" (default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_frequency: Option<u64>,
@@ -190,6 +196,32 @@ pub struct TrainSpec {
     /// input.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sample_weight: Option<String>,
+}
+
+/// A periodic embedding as written: `{"frequencies": 8, "sigma": 0.1}` (both optional).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PeriodicSpec {
+    /// Frequencies per numeric input, 1 to 64 (default 8).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frequencies: Option<u32>,
+    /// The initial frequencies' spread, in cycles per standard deviation of the input
+    /// (default 0.1: smooth functions at first; larger values start with finer detail).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sigma: Option<f32>,
+}
+
+impl PeriodicSpec {
+    pub const DEFAULT_FREQUENCIES: u32 = 8;
+    pub const DEFAULT_SIGMA: f32 = 0.1;
+
+    pub fn frequencies(&self) -> usize {
+        self.frequencies.unwrap_or(Self::DEFAULT_FREQUENCIES) as usize
+    }
+
+    pub fn sigma(&self) -> f32 {
+        self.sigma.unwrap_or(Self::DEFAULT_SIGMA)
+    }
 }
 
 /// What the targets of a dataset look like, for validation (kept in a dataset's metadata).
@@ -261,6 +293,14 @@ pub enum PlannedLayer {
     Dropout(f32),
 }
 
+/// A validated periodic embedding: which inputs, how many frequencies, their spread.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlannedPeriodic {
+    pub columns: Vec<usize>,
+    pub frequencies: usize,
+    pub sigma: f32,
+}
+
 /// The outcome of validation: the concrete network and how outputs map to targets.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Plan {
@@ -270,6 +310,8 @@ pub struct Plan {
     pub parameter_count: usize,
     /// TabM members (`ensemble`; 1: one network).
     pub members: usize,
+    /// The periodic embedding (`periodic_embedding`), when it has inputs to embed.
+    pub periodic: Option<PlannedPeriodic>,
 }
 
 impl Plan {
@@ -278,6 +320,15 @@ impl Plan {
     /// cost estimates scale with it. Errs large by the heads.
     pub fn compute_weights(&self) -> usize {
         self.parameter_count.saturating_mul(self.members.max(1))
+    }
+
+    /// The first dense layer's input width: the inputs, and their periodic features.
+    pub fn embedded_width(&self) -> usize {
+        self.input_dim
+            + self
+                .periodic
+                .as_ref()
+                .map_or(0, |p| 2 * p.frequencies * p.columns.len())
     }
 }
 
@@ -403,6 +454,10 @@ impl TrainSpec {
                 }
             }
         }
+        if let Some(p) = &mut spec.periodic_embedding {
+            p.frequencies = Some(p.frequencies() as u32);
+            p.sigma = Some(p.sigma());
+        }
         spec.optimizer = self.optimizer.with_defaults();
         spec
     }
@@ -420,7 +475,26 @@ impl TrainSpec {
         rows: usize,
         targets: &TargetShape,
     ) -> Result<Plan, Vec<SpecError>> {
-        self.plan_inner(inputs, rows, targets, false)
+        self.plan_inner(inputs, None, rows, targets, false)
+    }
+
+    /// As [`plan`](Self::plan) for inputs as the fitted encoder gives them: `continuous`
+    /// says which inputs carry a value (the ones a periodic embedding embeds). `plan` takes
+    /// every input for one, so its sizes err large.
+    pub fn plan_encoded(
+        &self,
+        continuous: &[bool],
+        rows: usize,
+        targets: &TargetShape,
+        validation_set: bool,
+    ) -> Result<Plan, Vec<SpecError>> {
+        self.plan_inner(
+            continuous.len(),
+            Some(continuous),
+            rows,
+            targets,
+            validation_set,
+        )
     }
 
     /// As [`plan`](Self::plan), for a run given a separate validation set: the `val_*`
@@ -431,17 +505,47 @@ impl TrainSpec {
         rows: usize,
         targets: &TargetShape,
     ) -> Result<Plan, Vec<SpecError>> {
-        self.plan_inner(inputs, rows, targets, true)
+        self.plan_inner(inputs, None, rows, targets, true)
     }
 
     fn plan_inner(
         &self,
         inputs: usize,
+        continuous: Option<&[bool]>,
         rows: usize,
         targets: &TargetShape,
         validation_set: bool,
     ) -> Result<Plan, Vec<SpecError>> {
         let mut errs = vec![];
+        let periodic = self.periodic_embedding.as_ref().and_then(|p| {
+            let k = p.frequencies();
+            if !(1..=MAX_FREQUENCIES).contains(&k) {
+                errs.push(SpecError::new(
+                    "/periodic_embedding/frequencies",
+                    format!("must be 1 to {MAX_FREQUENCIES}, got {k}"),
+                ));
+            }
+            let sigma = p.sigma();
+            if !(sigma.is_finite() && sigma > 0.0 && sigma <= 100.0) {
+                errs.push(SpecError::new(
+                    "/periodic_embedding/sigma",
+                    format!("must be a number in (0, 100], got {sigma}"),
+                ));
+            }
+            let columns: Vec<usize> = match continuous {
+                Some(c) => (0..inputs).filter(|&j| c[j]).collect(),
+                None => (0..inputs).collect(),
+            };
+            (!columns.is_empty()).then_some(PlannedPeriodic {
+                columns,
+                frequencies: k.clamp(1, MAX_FREQUENCIES),
+                sigma,
+            })
+        });
+        let embedded = inputs
+            + periodic
+                .as_ref()
+                .map_or(0, |p| 2 * p.frequencies * p.columns.len());
         let (encoding, out_width) = match self.output_encoding(targets) {
             Ok(v) => (Some(v.0), Some(v.1)),
             Err(e) => {
@@ -483,8 +587,10 @@ impl TrainSpec {
         }
         let mut layers = vec![];
         let last = self.layers.len().saturating_sub(1);
-        let mut width = inputs;
-        let mut params = 0usize;
+        let mut width = embedded;
+        let mut params = periodic
+            .as_ref()
+            .map_or(0, |p| p.frequencies * p.columns.len());
         for (i, l) in self.layers.iter().enumerate() {
             let p = |f: &str| format!("/layers/{i}/{f}");
             let rate = l.dropout.or(l.rate);
@@ -817,11 +923,11 @@ impl TrainSpec {
                 })
                 .collect();
             let h = match units.len() {
-                0 | 1 => inputs,
+                0 | 1 => embedded,
                 n => units[n - 2],
             };
             params = params
-                .saturating_add(members.saturating_mul(inputs))
+                .saturating_add(members.saturating_mul(embedded))
                 .saturating_add((members - 1).saturating_mul(h.saturating_mul(out) + out));
         }
         if errs.is_empty() {
@@ -831,6 +937,7 @@ impl TrainSpec {
                 encoding: encoding.expect("no error"),
                 parameter_count: params,
                 members,
+                periodic,
             })
         } else {
             Err(errs)

@@ -17,7 +17,7 @@ use crate::nn::math::alloc;
 use crate::nn::math::batch::BatchStep;
 use crate::nn::math::loss::Loss;
 use crate::nn::math::metric::score;
-use crate::nn::math::network::{Dense, Layer, Network, Params, Workspace};
+use crate::nn::math::network::{Dense, Layer, Network, Params, Periodic, Workspace};
 use crate::nn::math::optim::Optimizer;
 use crate::nn::math::rng::{Rng, Stream};
 use crate::nn::math::schedule::{Schedule, ScheduleState};
@@ -504,13 +504,15 @@ impl Session {
             None => (y_train, y_val),
         };
         let inputs = x_train.ncols();
+        let continuous = encoder.continuous();
+        debug_assert_eq!(continuous.len(), inputs);
         let mut plan = if validation.is_some() {
             // (the split stood in for the separate set above; it is no split to check)
             let mut as_given = spec.clone();
             as_given.validation_split = 0.0;
-            as_given.plan_with_validation_set(inputs, rows, &shape)
+            as_given.plan_encoded(&continuous, rows, &shape, true)
         } else {
-            spec.plan(inputs, rows, &shape)
+            spec.plan_encoded(&continuous, rows, &shape, false)
         }
         .map_err(TrainError::Spec)?;
         plan.input_dim = inputs;
@@ -610,6 +612,15 @@ impl Session {
         if state.network.input_dim != self.plan.input_dim
             || state.network.members() != self.plan.members.max(1)
             || state.network.layers.len() - state.network.dense_offset() != self.plan.layers.len()
+            || state
+                .network
+                .periodic()
+                .map(|p| (p.columns.as_slice(), p.omega.ncols()))
+                != self
+                    .plan
+                    .periodic
+                    .as_ref()
+                    .map(|p| (p.columns.as_slice(), p.frequencies))
         {
             return Err(TrainError::Checkpoint(
                 "the checkpoint does not match this spec's network".into(),
@@ -1091,6 +1102,20 @@ fn split(
 fn build_network(plan: &Plan, seed: u64) -> Network<f32> {
     let mut width = plan.input_dim;
     let mut layers = vec![];
+    if let Some(p) = &plan.periodic {
+        // ω ~ N(0, (2π·σ)²): σ cycles per standardised unit.
+        let mut rng = Rng::derive(seed, Stream::Init, &[u64::MAX - 1]);
+        let scale = std::f64::consts::TAU * f64::from(p.sigma);
+        let omega = Array2::from_shape_fn((p.columns.len(), p.frequencies), |_| {
+            (scale * rng.normal()) as f32
+        });
+        let layer = Periodic {
+            columns: p.columns.clone(),
+            omega,
+        };
+        width = layer.width(width);
+        layers.push(Layer::Periodic(layer));
+    }
     let k = plan.members.max(1);
     if k > 1 {
         // TabM-mini's adapters start as random signs: members differ from the first step.

@@ -31,10 +31,32 @@ pub fn check_architecture(
             plan.members.max(1)
         ));
     }
+    // (which inputs are numeric is known once the encoder is fitted: without the input
+    // check, only the frequencies per input)
+    let inputs = |m: usize| if check_input { m } else { 0 };
+    let embedded = net
+        .periodic()
+        .map(|p| (inputs(p.columns.len()), p.omega.ncols()));
+    let planned = plan
+        .periodic
+        .as_ref()
+        .map(|p| (inputs(p.columns.len()), p.frequencies));
+    if embedded != planned {
+        let say = |e: Option<(usize, usize)>| match e {
+            None => "no periodic embedding".to_string(),
+            Some((0, k)) => format!("a periodic embedding of {k} frequencies per input"),
+            Some((m, k)) => format!("a periodic embedding of {m} inputs × {k} frequencies"),
+        };
+        return Err(format!(
+            "the model has {}, this spec {}; a warm start needs the same architecture",
+            say(embedded),
+            say(planned)
+        ));
+    }
     let layers: Vec<&Layer<f32>> = net
         .layers
         .iter()
-        .filter(|l| !matches!(l, Layer::Ensemble(_)))
+        .filter(|l| !matches!(l, Layer::Ensemble(_) | Layer::Periodic(_)))
         .collect();
     let last = layers.len().saturating_sub(1);
     let describe_net = |i: usize, l: &Layer<f32>| match l {
@@ -43,7 +65,7 @@ pub fn check_architecture(
             format!("dense {} {}", d.b.len() / k, d.activation.name())
         }
         Layer::Dense(d) => format!("dense {} {}", d.b.len(), d.activation.name()),
-        Layer::Dropout(_) | Layer::Ensemble(_) => "dropout".to_string(),
+        Layer::Dropout(_) | Layer::Ensemble(_) | Layer::Periodic(_) => "dropout".to_string(),
     };
     if layers.len() != plan.layers.len() {
         return Err(format!(
