@@ -873,6 +873,21 @@ export function parseRecords(text, columns) {
   });
 }
 
+// A model's layer as the architecture table shows it: its kind and its size.
+function layerKind(l) {
+  if (l.dropout != null) return 'dropout';
+  if (l.ensemble != null) return 'ensemble';
+  if (l.periodic != null) return 'periodic';
+  return 'dense';
+}
+
+function layerSize(l) {
+  if (l.dropout != null) return `rate ${l.dropout}`;
+  if (l.ensemble != null) return `${l.ensemble} members`;
+  if (l.periodic != null) return `${l.periodic.inputs} inputs × ${l.periodic.frequencies} frequencies`;
+  return String(l.units);
+}
+
 /** One field per raw column of a tabular model: its categories offered as choices. */
 function recordFields(columns) {
   const inputs = [];
@@ -952,7 +967,7 @@ async function viewModel(root, id) {
     h('div', { class: 'grid two' },
       section('Architecture', table(['#', 'Layer', 'Units', 'Activation'], [
         h('tr', {}, h('td', {}, '0'), h('td', {}, 'input'), h('td', { class: 'num' }, String(m.input_dim)), h('td', {}, m.standardized ? 'standardised' : '–')),
-        ...m.architecture.map((l, i) => h('tr', {}, h('td', {}, String(i + 1)), h('td', {}, l.dropout != null ? 'dropout' : 'dense'), h('td', { class: 'num' }, l.dropout != null ? `rate ${l.dropout}` : String(l.units)), h('td', {}, l.activation || '–')))]),
+        ...m.architecture.map((l, i) => h('tr', {}, h('td', {}, String(i + 1)), h('td', {}, layerKind(l)), h('td', { class: 'num' }, layerSize(l)), h('td', {}, l.activation || '–')))]),
         kv([['Parameters', String(m.parameter_count)], ['Loss', m.loss || '–'], ['Features', features.join(', ')], m.classes ? ['Classes', m.classes.join(', ')] : null])),
       section('Metrics', kv([
         ['Loss', fmt(f.loss)], ['Validation loss', fmt(f.val_loss)],
