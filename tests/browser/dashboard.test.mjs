@@ -554,6 +554,10 @@ async function run(browser, base, csvPath) {
   await page.locator('#evaluation table.confusion tbody tr').nth(1).waitFor();
   assert.match(await page.textContent('#scored-on'), /out-of-fold/);
   assert.match(await page.textContent('#model-sweep'), /handed over/);
+  // Its architecture names the TabM ensemble's adapters (not a dense layer of no units).
+  const layers = await page.locator('table:has(th:text-is("Layer")) tbody').innerText();
+  assert.match(layers, /ensemble\s+4 members/);
+  assert.doesNotMatch(layers, /undefined/);
   await shot('best-model');
   // The Jobs list leaves the trials out: the refit is there, no trial of this sweep is.
   await page.goto(`${base}/#/jobs`);
