@@ -765,8 +765,13 @@ async fn a_sweep_cancels_keeps_to_its_tenant_and_refuses_bad_spaces() {
 
 /// Uploads a CSV whose target column is `target` (no key); answers its id.
 async fn upload_csv(srv: &Server, csv: &'static str) -> String {
+    upload_csv_with_target(srv, csv, "target").await
+}
+
+/// Uploads a CSV whose target column is `target` (no key); answers its id.
+async fn upload_csv_with_target(srv: &Server, csv: &'static str, target: &str) -> String {
     let r = srv
-        .post_raw("/v1/datasets?target=target", "text/csv", csv)
+        .post_raw(&format!("/v1/datasets?target={target}"), "text/csv", csv)
         .await;
     let (st, v) = common::split(r).await;
     assert_eq!(st, 201, "{v}");
@@ -1259,16 +1264,7 @@ async fn numeric_bins_train_a_piecewise_linear_model() {
 async fn robust_scaling_clips_numeric_inputs_and_round_trips() {
     let srv = Server::start(&[]).await;
     // Penguins: numeric columns, text ones and missing cells.
-    let r = srv
-        .post_raw(
-            "/v1/datasets?target=species",
-            "text/csv",
-            include_str!("data/penguins.csv"),
-        )
-        .await;
-    let (st, v) = common::split(r).await;
-    assert_eq!(st, 201, "{v}");
-    let data = v["id"].as_str().unwrap().to_string();
+    let data = upload_csv_with_target(&srv, include_str!("data/penguins.csv"), "species").await;
     let spec = json!({"dataset_id": data, "layers": [{"units": 16, "activation": "relu"}, {}],
         "loss": "categorical_crossentropy", "optimizer": {"type": "adam", "learning_rate": 0.01},
         "epochs": 40, "batch_size": 32, "seed": 3, "validation_split": 0.2,
@@ -1599,16 +1595,8 @@ async fn a_periodic_embedding_fits_an_oscillating_target_and_round_trips() {
             "seed {seed}: {a} without, {b} with"
         );
     }
-    let r = srv
-        .post_raw(
-            "/v1/datasets?target=species",
-            "text/csv",
-            include_str!("data/penguins.csv"),
-        )
-        .await;
-    let (st, v) = common::split(r).await;
-    assert_eq!(st, 201, "{v}");
-    let spec = json!({"dataset_id": v["id"], "layers": [{"units": 16, "activation": "relu"}, {}],
+    let penguins = upload_csv_with_target(&srv, include_str!("data/penguins.csv"), "species").await;
+    let spec = json!({"dataset_id": penguins, "layers": [{"units": 16, "activation": "relu"}, {}],
         "loss": "categorical_crossentropy", "optimizer": {"type": "adam", "learning_rate": 0.01},
         "epochs": 30, "batch_size": 32, "seed": 3, "validation_split": 0.2, "ensemble": 2,
         "periodic_embedding": {"frequencies": 4, "sigma": 0.5}});
@@ -1729,4 +1717,12 @@ async fn a_periodic_embedding_fits_an_oscillating_target_and_round_trips() {
     bad["layers"].as_array_mut().unwrap().insert(2, first);
     let (st, e) = srv.post("/v1/models", &bad).await;
     assert_eq!(st, 422, "{e}");
+    // A dense layer's field on the embedding or on the adapters is refused, not ignored.
+    for layer in [0, 1] {
+        let mut bad = doc.clone();
+        bad["layers"][layer]["activation"] = json!("relu");
+        let (st, e) = srv.post("/v1/models", &bad).await;
+        assert_eq!(st, 422, "{e}");
+        assert_eq!(e["pointer"], format!("/layers/{layer}"), "{e}");
+    }
 }

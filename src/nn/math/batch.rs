@@ -672,6 +672,41 @@ mod tests {
         Rng::derive(0, Stream::Dropout, &[])
     }
 
+    /// Makes `net` a TabM ensemble of `k` members: its output layer widened to one random
+    /// head per member (`width` outputs each), random adapters first.
+    fn into_ensemble(net: &mut Network<f64>, k: usize, width: usize, rng: &mut Rng) {
+        let inputs = net.dense().next().expect("a dense layer").w.nrows();
+        let Some(Layer::Dense(head)) = net.layers.last_mut() else {
+            unreachable!()
+        };
+        head.w = Array2::from_shape_fn((head.w.nrows(), k * width), |_| 0.8 * rng.normal());
+        head.b = Array1::from_shape_fn(k * width, |_| 0.3 * rng.normal());
+        let r = Array2::from_shape_fn((k, inputs), |_| 1.0 + 0.5 * rng.normal());
+        net.layers.insert(0, Layer::Ensemble(r));
+    }
+
+    /// The ensemble's objective from the inference forward pass: each of the `k` members'
+    /// mean loss from its own head (`width` outputs), averaged.
+    fn members_loss(
+        net: &Network<f64>,
+        x: &Array2<f64>,
+        y: &Array2<f64>,
+        loss: Loss,
+        k: usize,
+    ) -> f64 {
+        let (n, width) = (x.nrows(), y.ncols());
+        let mut ws = Workspace::new(net, n);
+        net.forward(&mut ws, x.view(), None);
+        let last = net.layers.len() - 1;
+        (0..k)
+            .map(|i| {
+                let b = s![.., i * width..(i + 1) * width];
+                loss.value(ws.z[last].slice(b), ws.a[last].slice(b), y.view())
+            })
+            .sum::<f64>()
+            / (n * k) as f64
+    }
+
     /// The training step's gradients against central finite differences, in f64, for every
     /// output activation × loss pairing the engine accepts and every hidden activation. The
     /// batch of 7 rows (in a shuffled order) runs in passes of 3 rows, so the summing of
@@ -771,31 +806,12 @@ mod tests {
         ] {
             let mut net = random_net(&[3, 5, 4, width], hidden, out, seed);
             let mut rng = Rng::derive(seed, Stream::Init, &[1]);
-            // Widen the output layer to one head per member, and put the adapters first.
-            let Some(Layer::Dense(head)) = net.layers.last_mut() else {
-                unreachable!()
-            };
-            head.w = Array2::from_shape_fn((4, k * width), |_| 0.8 * rng.normal());
-            head.b = Array1::from_shape_fn(k * width, |_| 0.3 * rng.normal());
-            let r = Array2::from_shape_fn((k, 3), |_| 1.0 + 0.5 * rng.normal());
-            net.layers.insert(0, Layer::Ensemble(r));
+            into_ensemble(&mut net, k, width, &mut rng);
             assert_eq!((net.members(), net.output_dim()), (k, width));
             let mut rng = Rng::derive(seed, Stream::Split, &[]);
             let x = Array2::from_shape_fn((7, 3), |_| rng.normal());
             let y = targets(loss, 7, width, &mut rng);
-            // The reference objective: each member's mean loss from its own head, averaged.
-            let members_loss = |net: &Network<f64>| -> f64 {
-                let mut ws = Workspace::new(net, 7);
-                net.forward(&mut ws, x.view(), None);
-                let last = net.layers.len() - 1;
-                (0..k)
-                    .map(|i| {
-                        let b = s![.., i * width..(i + 1) * width];
-                        loss.value(ws.z[last].slice(b), ws.a[last].slice(b), y.view())
-                    })
-                    .sum::<f64>()
-                    / (7 * k) as f64
-            };
+            let members_loss = |net: &Network<f64>| members_loss(net, &x, &y, loss, k);
             // The prediction is the members' mean.
             let mut ws = Workspace::new(&net, 7);
             net.forward(&mut ws, x.view(), None);
@@ -865,13 +881,7 @@ mod tests {
             let mut net = random_net(&[width_in, 5, 4, width], hidden, out, seed);
             let mut rng = Rng::derive(seed, Stream::Init, &[1]);
             if members > 1 {
-                let Some(Layer::Dense(head)) = net.layers.last_mut() else {
-                    unreachable!()
-                };
-                head.w = Array2::from_shape_fn((4, members * width), |_| 0.8 * rng.normal());
-                head.b = Array1::from_shape_fn(members * width, |_| 0.3 * rng.normal());
-                let r = Array2::from_shape_fn((members, width_in), |_| 1.0 + 0.5 * rng.normal());
-                net.layers.insert(0, Layer::Ensemble(r));
+                into_ensemble(&mut net, members, width, &mut rng);
             }
             let omega = Array2::from_shape_fn((cols.len(), freqs), |_| 1.5 * rng.normal());
             net.layers.insert(
@@ -896,18 +906,7 @@ mod tests {
             assert_eq!(ws.a[0][[5, 2]], v);
             assert_eq!(ws.a[0][[5, 3 + 4 + 1]], (w * v).sin());
             assert_eq!(ws.a[0][[5, 3 + 4 + 3]], (w * v).cos());
-            let objective = |net: &Network<f64>| -> f64 {
-                let mut ws = Workspace::new(net, 7);
-                net.forward(&mut ws, x.view(), None);
-                let last = net.layers.len() - 1;
-                (0..members)
-                    .map(|i| {
-                        let b = s![.., i * width..(i + 1) * width];
-                        loss.value(ws.z[last].slice(b), ws.a[last].slice(b), y.view())
-                    })
-                    .sum::<f64>()
-                    / (7 * members) as f64
-            };
+            let objective = |net: &Network<f64>| members_loss(net, &x, &y, loss, members);
             let mut step = BatchStep::with_pass_rows(&net, rows.len(), 3, width, 3);
             let mut grads = Params::zeros_like(&net);
             step.run(&net, &x, &y, None, &rows, loss, &mut grads, &no_dropout);

@@ -186,10 +186,7 @@ impl Model {
                         "a periodic embedding is the first layer",
                     )),
                     Ok(_)
-                        if l.weights.is_some()
-                            || l.units.is_some()
-                            || l.dropout.is_some()
-                            || l.ensemble.is_some() =>
+                        if l.has_dense_fields() || l.dropout.is_some() || l.ensemble.is_some() =>
                     {
                         errs.push(SpecError::new(
                             format!("/layers/{i}"),
@@ -230,7 +227,7 @@ impl Model {
                     ));
                 } else if r.iter().flatten().any(|v| !v.is_finite()) {
                     errs.push(SpecError::new(p("ensemble"), "must be finite numbers"));
-                } else if l.weights.is_some() || l.units.is_some() || l.dropout.is_some() {
+                } else if l.has_dense_fields() || l.dropout.is_some() {
                     errs.push(SpecError::new(
                         format!("/layers/{i}"),
                         "an ensemble layer has only its adapters",
@@ -480,6 +477,17 @@ pub struct LayerDocument {
     /// A periodic embedding of numeric inputs (the first layer only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub periodic: Option<PeriodicDocument>,
+}
+
+impl LayerDocument {
+    /// Whether it sets any of a dense layer's fields.
+    fn has_dense_fields(&self) -> bool {
+        self.units.is_some()
+            || self.activation.is_some()
+            || self.alpha.is_some()
+            || self.weights.is_some()
+            || self.bias.is_some()
+    }
 }
 
 /// A periodic embedding in a model document: see [`Periodic`].

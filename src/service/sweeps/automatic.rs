@@ -17,9 +17,10 @@ pub struct Automatic {
 
 /// The automatic mode for a dataset of `rows` rows whose targets look like `target`: the
 /// loss from the target (regression targets standardised), numeric inputs robustly scaled
-/// and smooth-clipped, a TabM ensemble of 4 members, a search over 0 to 2 hidden layers of 16 to 256 units (some with
-/// dropout), the learning rate, the batch size, L2 and piecewise-linear numeric bins, with
-/// early stopping on the validation loss and the best weights restored.
+/// and smooth-clipped, a TabM ensemble of 4 members, a search over 0 to 2 hidden layers of
+/// 16 to 256 units (some with dropout), the learning rate, the batch size, L2 and
+/// piecewise-linear numeric bins, with early stopping on the validation loss and the best
+/// weights restored.
 ///
 /// On small data one validation split of a few dozen rows ranks trials mostly by chance,
 /// so trials are cross-validated there (5 folds up to 2,000 training rows, 3 up to 10,000)
