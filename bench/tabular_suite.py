@@ -112,6 +112,9 @@ VARIANTS = {
     "periodic": {"base": {"periodic_embedding": {}}},
     "search_periodic": {"space": {"/periodic_embedding": {
         "choice": [None, {"sigma": 0.1}, {"sigma": 1.0}]}}},
+    # Parametric activations (RealMLP): every trial, or searched.
+    "parametric": {"base": {"parametric_activation": True}},
+    "search_parametric": {"space": {"/parametric_activation": {"choice": [False, True]}}},
 }
 
 METHODS = ["backprop", "hgb", "lightgbm", "xgboost", "catboost", "mlp", "linear"]

@@ -3,9 +3,10 @@
 //! 2 classes, 40-256-256-2 relu/relu/softmax (TabM's default backbone width), Adam 1e-3,
 //! batch 256, on the machine's threads; the backbone alone, then with 4, 8 and 32 members,
 //! then with a periodic embedding of its 40 inputs (`periodic_embedding`, 8 frequencies:
-//! 680 inputs to the first layer) alone and with 4 members. Prints each one's median training samples per second over its epochs (every member sees
-//! every row: a row counts once however many members train on it) and its ratio to the
-//! backbone's.
+//! 680 inputs to the first layer) alone and with 4 members, then with parametric
+//! activations (`parametric_activation`) alone and with 4 members. Prints each one's median
+//! training samples per second over its epochs (every member sees every row: a row counts
+//! once however many members train on it) and its ratio to the backbone's.
 //!
 //!     cargo bench --bench tabm
 //!     BENCH_ROWS=5000 BENCH_EPOCHS=2 BENCH_REPS=1 cargo bench --bench tabm
@@ -54,13 +55,15 @@ fn main() {
         pool.current_num_threads()
     );
     let mut backbone = f64::NAN;
-    for (members, periodic) in [
-        (1u32, false),
-        (4, false),
-        (8, false),
-        (32, false),
-        (1, true),
-        (4, true),
+    for (members, periodic, parametric) in [
+        (1u32, false, false),
+        (4, false, false),
+        (8, false, false),
+        (32, false, false),
+        (1, true, false),
+        (4, true, false),
+        (1, false, true),
+        (4, false, true),
     ] {
         let mut spec: TrainSpec = serde_json::from_value(serde_json::json!({
             "layers": [{"units": 256, "activation": "relu"}, {"units": 256, "activation": "relu"},
@@ -75,6 +78,7 @@ fn main() {
         if periodic {
             spec.periodic_embedding = Some(Default::default());
         }
+        spec.parametric_activation = parametric;
         let session = Session::new(&spec, &data, None).expect("the spec fits the data");
         let mut all = vec![];
         for _ in 0..reps {
@@ -85,12 +89,13 @@ fn main() {
                 .expect("training runs");
         }
         let m = median(&mut all);
-        if members == 1 && !periodic {
+        if members == 1 && !periodic && !parametric {
             backbone = m;
         }
         println!(
-            "members {members:>2}{}: median {m:.0} samples/s, {:.2} of the backbone's",
+            "members {members:>2}{}{}: median {m:.0} samples/s, {:.2} of the backbone's",
             if periodic { ", periodic 8" } else { "" },
+            if parametric { ", parametric" } else { "" },
             m / backbone
         );
     }

@@ -350,6 +350,41 @@ async fn onnxruntime_runs_every_activation_and_a_tabular_model_as_predict_does()
     });
     let id = srv.ok("POST", "/v1/models", ADMIN, Some(&periodic)).await["id"].clone();
     cases.push(json!({"model_id": id, "rows": rows, "label": "periodic"}));
+    // Parametric activations (z + w·(g(z) − z) per unit): a gelu and a leaky_relu on one
+    // network, and an elu shared by 2 members of an ensemble.
+    let parametric = json!({
+        "input_dim": 3,
+        "layers": [
+            {"units": 4, "weights": [[1.0, -1.0, 0.5, 0.25], [0.5, 0.25, -0.75, 1.5],
+                [2.0, -0.5, 0.3, 0.3]], "bias": [0.1, 0.0, -0.1, 0.2]},
+            {"activation": "gelu", "parametric": [1.0, 0.5, -0.3, 0.0]},
+            {"units": 2, "weights": [[1.0, -1.0], [0.5, 0.25], [2.0, -0.5], [0.1, -0.2]],
+                "bias": [0.3, -0.3]},
+            {"activation": "leaky_relu", "alpha": 0.1, "parametric": [0.7, 1.4]},
+            {"units": 3, "activation": "linear", "weights": [[1.0, -1.0, 0.2], [0.5, 0.25, -0.4]],
+                "bias": [0.0, 0.1, -0.1]}
+        ],
+        "standardization": {"mean": [5.8, 3.0, 3.7], "std": [0.8, 0.4, 1.7]}
+    });
+    let id = srv.ok("POST", "/v1/models", ADMIN, Some(&parametric)).await["id"].clone();
+    cases.push(json!({"model_id": id, "rows": rows, "label": "parametric"}));
+    let parametric_tabm = json!({
+        "input_dim": 3,
+        "layers": [
+            {"ensemble": [[1.0, -1.0, 0.5], [-0.5, 1.0, 2.0]]},
+            {"units": 4, "weights": [[1.0, -1.0, 0.5, 0.25], [0.5, 0.25, -0.75, 1.5],
+                [2.0, -0.5, 0.3, 0.3]], "bias": [0.1, 0.0, -0.1, 0.2]},
+            {"activation": "elu", "alpha": 0.5, "parametric": [0.2, 1.0, 1.5, -0.5]},
+            {"units": 2, "activation": "linear", "weights": [[1.0, -1.0], [0.5, 0.25],
+                [2.0, -0.5], [0.1, -0.2]], "bias": [1.0, 2.0]}
+        ],
+        "standardization": {"mean": [5.8, 3.0, 3.7], "std": [0.8, 0.4, 1.7]}
+    });
+    let id = srv
+        .ok("POST", "/v1/models", ADMIN, Some(&parametric_tabm))
+        .await["id"]
+        .clone();
+    cases.push(json!({"model_id": id, "rows": rows, "label": "parametric_tabm"}));
     let out = run_script(
         &python,
         "onnx_check.py",
@@ -358,10 +393,12 @@ async fn onnxruntime_runs_every_activation_and_a_tabular_model_as_predict_does()
     println!("{out}");
     assert_eq!(
         out.matches("\nok ").count() + usize::from(out.starts_with("ok ")),
-        34,
+        36,
         "{out}"
     );
     assert!(out.contains("ok robust"), "{out}");
+    assert!(out.contains("ok parametric"), "{out}");
+    assert!(out.contains("ok parametric_tabm"), "{out}");
     assert!(out.contains("ok periodic"), "{out}");
     assert!(out.contains("ok tabm"), "{out}");
     assert!(out.contains("ok tabm_values"), "{out}");

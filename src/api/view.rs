@@ -125,6 +125,11 @@ pub fn model(m: &ModelRecord) -> Value {
             layers
                 .iter()
                 .map(|l| match (l.get("dropout"), l.get("ensemble"), l.get("periodic")) {
+                    // A parametric activation: its units and the activation it mixes in.
+                    _ if l.get("parametric").is_some() => json!({
+                        "parametric": l["parametric"].as_array().map_or(0, Vec::len),
+                        "activation": l.get("activation").cloned().unwrap_or(json!("linear")),
+                    }),
                     (Some(r), _, _) => json!({"dropout": r}),
                     // TabM's adapters: how many members share the layers after them.
                     (_, Some(e), _) => json!({"ensemble": e.as_array().map_or(0, Vec::len)}),

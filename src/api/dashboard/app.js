@@ -878,6 +878,7 @@ function layerKind(l) {
   if (l.dropout != null) return 'dropout';
   if (l.ensemble != null) return 'ensemble';
   if (l.periodic != null) return 'periodic';
+  if (l.parametric != null) return 'parametric activation';
   return 'dense';
 }
 
@@ -885,6 +886,7 @@ function layerSize(l) {
   if (l.dropout != null) return `rate ${l.dropout}`;
   if (l.ensemble != null) return `${l.ensemble} members`;
   if (l.periodic != null) return `${l.periodic.inputs} inputs × ${l.periodic.frequencies} frequencies`;
+  if (l.parametric != null) return String(l.parametric);
   return String(l.units);
 }
 

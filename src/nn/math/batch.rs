@@ -22,7 +22,7 @@ use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2, Axis, Zip, s};
 use super::loss::Loss;
 use super::metric::score;
 use super::network::{
-    Layer, Network, Params, Workspace, as_rows, as_rows_mut, heads_forward, spread,
+    Layer, Network, Parametric, Params, Workspace, as_rows, as_rows_mut, heads_forward, spread,
 };
 use super::rng::Rng;
 use crate::nn::{Real, cst};
@@ -179,6 +179,15 @@ impl<F: Real> BatchStep<F> {
                         .into_par_iter()
                         .zip(input.axis_chunks_iter(Axis(0), CHUNK_ROWS))
                         .for_each(|(a, x)| p.forward(x, a));
+                }
+                Layer::Parametric(p) => {
+                    // g = g(z) ; a = z + w·(g − z) (an ensemble's members as rows)
+                    let (input, mut z, mut a) = (as_rows(input, k), as_rows_mut(z, k), as_rows_mut(a, k));
+                    z.axis_chunks_iter_mut(Axis(0), CHUNK_ROWS)
+                        .into_par_iter()
+                        .zip(a.axis_chunks_iter_mut(Axis(0), CHUNK_ROWS))
+                        .zip(input.axis_chunks_iter(Axis(0), CHUNK_ROWS))
+                        .for_each(|((g, a), x)| p.forward(x, g, a));
                 }
                 Layer::Dense(d) if k > 1 && l == last => {
                     // Each member's head on its own block: z_i = x_i·W_i + b_i ; a_i = g(z_i)
@@ -398,6 +407,30 @@ impl<F: Real> BatchStep<F> {
                         delta.view(),
                         g,
                     );
+                }
+                Layer::Parametric(p) => {
+                    // dw = Σ_rows δ·(g − z) ; dz = (1 − w)·δ + g'(z)·w·δ
+                    k -= 1;
+                    let z = as_rows(ws.a[l - 1].slice(s![..n, ..]), members);
+                    let g = as_rows(ws.z[l].slice(s![..n, ..]), members);
+                    let delta = as_rows(delta.view(), members);
+                    if beta == F::zero() {
+                        grads.w[k].fill(F::zero());
+                    }
+                    Parametric::gradient(z, g, delta, &mut grads.w[k]);
+                    let mut prev = as_rows_mut(dbefore[l - 1].slice_mut(s![..n, ..]), members);
+                    prev.axis_chunks_iter_mut(Axis(0), CHUNK_ROWS)
+                        .into_par_iter()
+                        .enumerate()
+                        .for_each(|(c, pc)| {
+                            let r = c * CHUNK_ROWS..c * CHUNK_ROWS + pc.nrows();
+                            p.backward(
+                                z.slice(s![r.clone(), ..]),
+                                g.slice(s![r.clone(), ..]),
+                                delta.slice(s![r, ..]),
+                                pc,
+                            );
+                        });
                 }
                 Layer::Dense(d) if members > 1 && l == last => {
                     // The heads: each member's weight gradient from its own blocks.
@@ -925,6 +958,170 @@ mod tests {
             );
             let checked = assert_finite_differences(&mut net, &grads, &label, objective);
             assert_eq!(checked, net.parameter_count());
+        }
+    }
+
+    /// Makes every hidden dense layer of `net` linear, followed by a parametric activation of
+    /// its former activation with random mixing weights (not 1, so both terms count).
+    fn into_parametric(net: &mut Network<f64>, rng: &mut Rng) {
+        use super::super::network::Parametric;
+        let mut l = 0;
+        while l + 1 < net.layers.len() {
+            if let Layer::Dense(d) = &mut net.layers[l] {
+                let (activation, alpha) = (d.activation, d.alpha);
+                d.activation = Activation::Linear;
+                let weight = Array2::from_shape_fn((1, d.b.len()), |_| 0.6 + 0.5 * rng.normal());
+                net.layers.insert(
+                    l + 1,
+                    Layer::Parametric(Parametric {
+                        activation,
+                        alpha,
+                        weight,
+                    }),
+                );
+            }
+            l += 1;
+        }
+    }
+
+    /// The parametric activations' backward pass (`z + w·(g(z) − z)` per unit) against
+    /// central differences in f64, for every parameter, the mixing weights included: the
+    /// activations that take one, alone, after a periodic embedding and in an ensemble
+    /// (whose members share the weights), in passes of 3 rows.
+    #[test]
+    fn parametric_gradients_match_finite_differences() {
+        use super::super::network::Periodic;
+        let rows = [4, 0, 6, 2, 5, 1, 3];
+        for (seed, loss, out, width, hidden, members, periodic) in [
+            (
+                41,
+                Loss::Mse,
+                Activation::Linear,
+                2,
+                Activation::Tanh,
+                1,
+                false,
+            ),
+            (
+                42,
+                Loss::CategoricalCrossentropy,
+                Activation::Softmax,
+                3,
+                Activation::Gelu,
+                1,
+                true,
+            ),
+            (
+                43,
+                Loss::BinaryCrossentropy,
+                Activation::Sigmoid,
+                1,
+                Activation::Elu,
+                3,
+                false,
+            ),
+            (
+                44,
+                Loss::Huber,
+                Activation::Linear,
+                2,
+                Activation::LeakyRelu,
+                2,
+                true,
+            ),
+            (
+                45,
+                Loss::Mse,
+                Activation::Linear,
+                1,
+                Activation::Softplus,
+                1,
+                false,
+            ),
+            (
+                46,
+                Loss::Mse,
+                Activation::Linear,
+                1,
+                Activation::Sigmoid,
+                2,
+                false,
+            ),
+            (
+                47,
+                Loss::Mse,
+                Activation::Linear,
+                1,
+                Activation::Relu,
+                1,
+                false,
+            ),
+        ] {
+            let width_in = if periodic { 3 + 2 * 2 } else { 3 };
+            let mut net = random_net(&[width_in, 5, 4, width], hidden, out, seed);
+            let mut rng = Rng::derive(seed, Stream::Init, &[1]);
+            into_parametric(&mut net, &mut rng);
+            assert_eq!(net.parametric_count(), 2);
+            if members > 1 {
+                into_ensemble(&mut net, members, width, &mut rng);
+            }
+            if periodic {
+                let omega = Array2::from_shape_fn((1, 2), |_| 1.5 * rng.normal());
+                net.layers.insert(
+                    0,
+                    Layer::Periodic(Periodic {
+                        columns: vec![1],
+                        omega,
+                    }),
+                );
+                net.input_dim = 3;
+            }
+            let mut rng = Rng::derive(seed, Stream::Split, &[]);
+            let x = Array2::from_shape_fn((7, 3), |_| rng.normal());
+            let y = targets(loss, 7, width, &mut rng);
+            let objective = |net: &Network<f64>| members_loss(net, &x, &y, loss, members);
+            let mut step = BatchStep::with_pass_rows(&net, rows.len(), 3, width, 3);
+            let mut grads = Params::zeros_like(&net);
+            step.run(&net, &x, &y, None, &rows, loss, &mut grads, &no_dropout);
+            let reference = objective(&net);
+            assert!(
+                (step.loss / rows.len() as f64 - reference).abs() < 1e-12,
+                "{}: the step's loss {} vs {reference}",
+                loss.name(),
+                step.loss / rows.len() as f64
+            );
+            let label = format!(
+                "{} + {} (parametric {}, {members} members, periodic {periodic})",
+                loss.name(),
+                out.name(),
+                hidden.name()
+            );
+            let checked = assert_finite_differences(&mut net, &grads, &label, objective);
+            assert_eq!(checked, net.parameter_count());
+        }
+    }
+
+    /// With weights 1 a parametric activation is its activation; with 0, the identity.
+    #[test]
+    fn a_parametric_activation_mixes_its_activation_and_the_identity() {
+        use super::super::network::Parametric;
+        let z = ndarray::array![[-1.5, 0.5], [2.0, -0.25]];
+        for (w, want) in [
+            (1.0, z.mapv(|v: f64| v.tanh())),
+            (0.0, z.clone()),
+            (0.5, z.mapv(|v: f64| 0.5 * v + 0.5 * v.tanh())),
+        ] {
+            let p = Parametric {
+                activation: Activation::Tanh,
+                alpha: 0.0,
+                weight: Array2::from_elem((1, 2), w),
+            };
+            let (mut g, mut a) = (Array2::zeros((2, 2)), Array2::zeros((2, 2)));
+            p.forward(z.view(), g.view_mut(), a.view_mut());
+            assert!(
+                a.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-15),
+                "w = {w}"
+            );
         }
     }
 

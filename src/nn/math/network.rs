@@ -81,6 +81,77 @@ pub enum Layer<F> {
     /// Periodic embeddings of numeric inputs (Gorishniy, Rubachev, Babenko, NeurIPS 2022),
     /// always the first layer: see [`Periodic`].
     Periodic(Periodic<F>),
+    /// A parametric activation after a hidden dense layer (whose own activation is then
+    /// linear): see [`Parametric`].
+    Parametric(Parametric<F>),
+}
+
+/// A parametric activation (RealMLP, Holzmüller et al., NeurIPS 2024): unit `j` of its input
+/// `z` becomes `z_j + w_j·(g(z_j) − z_j)`, a trained mix of the activation `g` and the identity
+/// per unit. `w` starts at 1 (`g` itself); at 0 the unit is linear. Widths unchanged; in an
+/// ensemble the members share `w`, as they share the layers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Parametric<F> {
+    pub activation: Activation,
+    /// The activation's own `alpha` (`leaky_relu`, `elu`).
+    pub alpha: F,
+    /// `1 × units`: the mixing weights.
+    pub weight: Array2<F>,
+}
+
+impl<F: Real> Parametric<F> {
+    /// `g ← g(z)` and `a ← z + w·(g − z)` over rows of one copy each.
+    pub(crate) fn forward(
+        &self,
+        z: ArrayView2<F>,
+        mut g: ArrayViewMut2<F>,
+        mut a: ArrayViewMut2<F>,
+    ) {
+        self.activation.forward(self.alpha, z, g.view_mut());
+        let w = self.weight.row(0);
+        Zip::from(&mut a)
+            .and(&z)
+            .and(&g)
+            .and_broadcast(&w)
+            .for_each(|a, &z, &g, &w| *a = z + w * (g - z));
+    }
+
+    /// From `z`, `g = g(z)` and `delta = ∂L/∂a`: `prev ← ∂L/∂z = (1 − w)·δ + g'(z)·w·δ`.
+    pub(crate) fn backward(
+        &self,
+        z: ArrayView2<F>,
+        g: ArrayView2<F>,
+        delta: ArrayView2<F>,
+        mut prev: ArrayViewMut2<F>,
+    ) {
+        let w = self.weight.row(0);
+        Zip::from(&mut prev)
+            .and(&delta)
+            .and_broadcast(&w)
+            .for_each(|p, &d, &w| *p = d * w);
+        self.activation.backward(self.alpha, z, g, prev.view_mut());
+        Zip::from(&mut prev)
+            .and(&delta)
+            .and_broadcast(&w)
+            .for_each(|p, &d, &w| *p = *p + (F::one() - w) * d);
+    }
+
+    /// `grad += ∂L/∂w`: `Σ_rows δ·(g − z)`, rows in order.
+    pub(crate) fn gradient(
+        z: ArrayView2<F>,
+        g: ArrayView2<F>,
+        delta: ArrayView2<F>,
+        grad: &mut Array2<F>,
+    ) {
+        let mut gw = grad.row_mut(0);
+        for ((zr, gr), dr) in z.rows().into_iter().zip(g.rows()).zip(delta.rows()) {
+            Zip::from(&mut gw)
+                .and(&zr)
+                .and(&gr)
+                .and(&dr)
+                .for_each(|s, &z, &g, &d| *s = *s + d * (g - z));
+        }
+    }
 }
 
 /// A periodic embedding: the inputs pass through unchanged and each embedded input `x_j`
@@ -241,6 +312,7 @@ impl<F: Real> Network<F> {
             Layer::Dense(d) => Some((&d.w, Some(&d.b))),
             Layer::Ensemble(r) => Some((r, None)),
             Layer::Periodic(p) => Some((&p.omega, None)),
+            Layer::Parametric(p) => Some((&p.weight, None)),
             Layer::Dropout(_) => None,
         })
     }
@@ -263,10 +335,35 @@ impl<F: Real> Network<F> {
                     v.push(p.omega.as_slice_mut().expect("standard layout"));
                     v.push(&mut []);
                 }
+                Layer::Parametric(p) => {
+                    v.push(p.weight.as_slice_mut().expect("standard layout"));
+                    v.push(&mut []);
+                }
                 Layer::Dropout(_) => {}
             }
         }
         v
+    }
+
+    /// The dense layers with their place in [`Params`] (parametric activations' and the
+    /// input stage's tensors lie between and before them).
+    pub fn dense_tensors(&self) -> impl Iterator<Item = (usize, &Dense<F>)> {
+        self.layers
+            .iter()
+            .filter(|l| !matches!(l, Layer::Dropout(_)))
+            .enumerate()
+            .filter_map(|(t, l)| match l {
+                Layer::Dense(d) => Some((t, d)),
+                _ => None,
+            })
+    }
+
+    /// How many parametric activations it has.
+    pub fn parametric_count(&self) -> usize {
+        self.layers
+            .iter()
+            .filter(|l| matches!(l, Layer::Parametric(_)))
+            .count()
     }
 
     /// The dense layers, in order.
@@ -405,6 +502,11 @@ impl<F: Real> Network<F> {
             match layer {
                 Layer::Ensemble(r) => spread(r.view(), input, a),
                 Layer::Periodic(p) => p.forward(input, a),
+                Layer::Parametric(p) => p.forward(
+                    as_rows(input, k),
+                    as_rows_mut(ws.z[l].slice_mut(s![..n, ..]), k),
+                    as_rows_mut(a, k),
+                ),
                 Layer::Dense(d) if k > 1 && l == last => {
                     let mut z = ws.z[l].slice_mut(s![..n, ..]);
                     z.assign(&d.b.broadcast((n, d.b.len())).expect("bias width"));
@@ -507,7 +609,8 @@ pub(crate) fn heads_forward<F: Real>(
 /// Reusable buffers for forward and backward passes over up to `rows` rows.
 pub struct Workspace<F> {
     rows: usize,
-    /// Pre-activations of dense layers; the mask of dropout layers.
+    /// Pre-activations of dense layers; the mask of dropout layers; `g(z)` of parametric
+    /// activations.
     pub(super) z: Vec<Array2<F>>,
     /// Layer outputs.
     pub(super) a: Vec<Array2<F>>,
@@ -531,7 +634,7 @@ impl<F: Real> Workspace<F> {
                 Layer::Dense(d) => width = d.b.len() * k,
                 Layer::Ensemble(r) => width = r.len(),
                 Layer::Periodic(p) => width = p.width(width),
-                Layer::Dropout(_) => {}
+                Layer::Dropout(_) | Layer::Parametric(_) => {}
             }
             z.push(Array2::zeros((rows, width)));
             a.push(Array2::zeros((rows, width)));

@@ -9,7 +9,7 @@ use super::tabular::{Cell, ColumnError, Encoder};
 use crate::nn::SpecError;
 use crate::nn::math::activation::Activation;
 use crate::nn::math::loss::Loss;
-use crate::nn::math::network::{Dense, Layer, Network, Periodic};
+use crate::nn::math::network::{Dense, Layer, Network, Parametric, Periodic};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Model {
@@ -133,6 +133,13 @@ impl Model {
                         ensemble: Some(r.rows().into_iter().map(|r| r.to_vec()).collect()),
                         ..Default::default()
                     },
+                    Layer::Parametric(p) => LayerDocument {
+                        activation: Some(p.activation),
+                        alpha: matches!(p.activation, Activation::LeakyRelu | Activation::Elu)
+                            .then_some(p.alpha),
+                        parametric: Some(p.weight.iter().copied().collect()),
+                        ..Default::default()
+                    },
                     Layer::Periodic(p) => LayerDocument {
                         periodic: Some(PeriodicDocument {
                             columns: p.columns.clone(),
@@ -186,7 +193,10 @@ impl Model {
                         "a periodic embedding is the first layer",
                     )),
                     Ok(_)
-                        if l.has_dense_fields() || l.dropout.is_some() || l.ensemble.is_some() =>
+                        if l.has_dense_fields()
+                            || l.dropout.is_some()
+                            || l.ensemble.is_some()
+                            || l.parametric.is_some() =>
                     {
                         errs.push(SpecError::new(
                             format!("/layers/{i}"),
@@ -227,7 +237,7 @@ impl Model {
                     ));
                 } else if r.iter().flatten().any(|v| !v.is_finite()) {
                     errs.push(SpecError::new(p("ensemble"), "must be finite numbers"));
-                } else if l.has_dense_fields() || l.dropout.is_some() {
+                } else if l.has_dense_fields() || l.dropout.is_some() || l.parametric.is_some() {
                     errs.push(SpecError::new(
                         format!("/layers/{i}"),
                         "an ensemble layer has only its adapters",
@@ -241,6 +251,22 @@ impl Model {
                 }
                 continue;
             }
+            if let Some(w) = &l.parametric {
+                match parametric_layer(l, w, width) {
+                    Err((field, m)) if field.is_empty() => {
+                        errs.push(SpecError::new(format!("/layers/{i}"), m))
+                    }
+                    Err((field, m)) => errs.push(SpecError::new(p(&field), m)),
+                    Ok(_) if !matches!(layers.last(), Some(Layer::Dense(_))) => {
+                        errs.push(SpecError::new(
+                            p("parametric"),
+                            "a parametric activation follows a dense layer",
+                        ))
+                    }
+                    Ok(layer) => layers.push(Layer::Parametric(layer)),
+                }
+                continue;
+            }
             if let Some(r) = l.dropout {
                 if !(r.is_finite() && (0.0..1.0).contains(&r)) {
                     errs.push(SpecError::new(
@@ -248,7 +274,7 @@ impl Model {
                         format!("must be in [0, 1), got {r}"),
                     ));
                 }
-                if l.weights.is_some() || l.units.is_some() {
+                if l.weights.is_some() || l.units.is_some() || l.parametric.is_some() {
                     errs.push(SpecError::new(
                         format!("/layers/{i}"),
                         "a dropout layer has no units or weights",
@@ -334,7 +360,9 @@ impl Model {
         }
         if matches!(
             layers.last(),
-            Some(Layer::Dropout(_) | Layer::Ensemble(_) | Layer::Periodic(_))
+            Some(
+                Layer::Dropout(_) | Layer::Ensemble(_) | Layer::Periodic(_) | Layer::Parametric(_)
+            )
         ) {
             errs.push(SpecError::new(
                 format!("/layers/{}", layers.len() - 1),
@@ -477,6 +505,10 @@ pub struct LayerDocument {
     /// A periodic embedding of numeric inputs (the first layer only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub periodic: Option<PeriodicDocument>,
+    /// A parametric activation (after a dense layer, with `activation` and `alpha`): one
+    /// mixing weight per unit, `z + w·(g(z) − z)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parametric: Option<Vec<f32>>,
 }
 
 impl LayerDocument {
@@ -498,6 +530,55 @@ pub struct PeriodicDocument {
     pub columns: Vec<usize>,
     /// One row per embedded input: its angular frequencies ω (features sin(ω·x), cos(ω·x)).
     pub frequencies: Vec<Vec<f32>>,
+}
+
+/// The parametric activation a layer document with mixing weights `w` describes after a
+/// layer of `width` units, or the field that is wrong and why.
+fn parametric_layer(
+    l: &LayerDocument,
+    w: &[f32],
+    width: usize,
+) -> Result<Parametric<f32>, (String, String)> {
+    if l.units.is_some() || l.weights.is_some() || l.bias.is_some() {
+        return Err((
+            String::new(),
+            "a parametric activation has only its activation, alpha and weights".into(),
+        ));
+    }
+    if w.len() != width {
+        return Err((
+            "parametric".into(),
+            format!(
+                "has {} numbers, expected {width} (the layer's units)",
+                w.len()
+            ),
+        ));
+    }
+    if w.iter().any(|v| !v.is_finite()) {
+        return Err(("parametric".into(), "must be finite numbers".into()));
+    }
+    let activation = l.activation.unwrap_or_default();
+    let alpha = match l.alpha {
+        Some(_) if !matches!(activation, Activation::LeakyRelu | Activation::Elu) => {
+            return Err((
+                "alpha".into(),
+                format!(
+                    "only leaky_relu and elu take alpha, this layer is {}",
+                    activation.name()
+                ),
+            ));
+        }
+        Some(a) if !(a.is_finite() && a >= 0.0) => {
+            return Err(("alpha".into(), format!("must be a number ≥ 0, got {a}")));
+        }
+        Some(a) => a,
+        None => activation.default_alpha(),
+    };
+    Ok(Parametric {
+        activation,
+        alpha,
+        weight: Array2::from_shape_vec((1, width), w.to_vec()).expect("checked length"),
+    })
 }
 
 /// The layer a periodic document describes, or the field (under `periodic`) that is wrong

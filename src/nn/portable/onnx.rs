@@ -457,6 +457,31 @@ fn encode_columns(
     Ok(g.node("Concat", &refs, &[Attr::Int("axis", 1)], None))
 }
 
+/// The nodes of activation `a` (with its `alpha`) on `z`; the result's name.
+fn activation(g: &mut Graph, a: Activation, alpha: f32, z: String) -> String {
+    match a {
+        Activation::Linear => z,
+        Activation::Sigmoid => g.node("Sigmoid", &[&z], &[], None),
+        Activation::Tanh => g.node("Tanh", &[&z], &[], None),
+        Activation::Relu => g.node("Relu", &[&z], &[], None),
+        Activation::LeakyRelu => g.node("LeakyRelu", &[&z], &[Attr::Float("alpha", alpha)], None),
+        Activation::Elu => g.node("Elu", &[&z], &[Attr::Float("alpha", alpha)], None),
+        Activation::Softplus => g.node("Softplus", &[&z], &[], None),
+        Activation::Softmax => g.node("Softmax", &[&z], &[Attr::Int("axis", -1)], None),
+        Activation::Gelu => {
+            // gelu(z) = z · ½ · (1 + erf(z / √2))
+            let inv_sqrt2 = g.constant("inv_sqrt2", &[], &[std::f32::consts::FRAC_1_SQRT_2]);
+            let one = g.constant("one", &[], &[1.0]);
+            let half = g.constant("half", &[], &[0.5]);
+            let s = g.node("Mul", &[&z, &inv_sqrt2], &[], None);
+            let e = g.node("Erf", &[&s], &[], None);
+            let p = g.node("Add", &[&e, &one], &[], None);
+            let h = g.node("Mul", &[&z, &half], &[], None);
+            g.node("Mul", &[&h, &p], &[], None)
+        }
+    }
+}
+
 /// The ONNX model of `m`, with `metadata` as its metadata properties (the caller writes
 /// `classes` there).
 pub fn to_onnx(m: &Model, metadata: &[(String, String)]) -> Result<Vec<u8>, String> {
@@ -531,6 +556,16 @@ pub fn to_onnx(m: &Model, metadata: &[(String, String)]) -> Result<Vec<u8>, Stri
                 x = g.node("Concat", &[&x, &flat], &[Attr::Int("axis", 1)], None);
                 continue;
             }
+            Layer::Parametric(p) => {
+                // z + w·(g(z) − z), w broadcast over the rows (and the members' copies).
+                let gz = activation(&mut g, p.activation, p.alpha, x.clone());
+                let w: Vec<f32> = p.weight.iter().copied().collect();
+                let w = g.constant(&format!("parametric{l}"), &[w.len() as i64], &w);
+                let diff = g.node("Sub", &[&gz, &x], &[], None);
+                let mixed = g.node("Mul", &[&diff, &w], &[], None);
+                x = g.node("Add", &[&x, &mixed], &[], None);
+                continue;
+            }
             Layer::Ensemble(r) => {
                 // The members' copies as a `k × rows × inputs` tensor: x (rows × inputs)
                 // times each member's adapter (k × 1 × inputs), broadcast.
@@ -572,29 +607,7 @@ pub fn to_onnx(m: &Model, metadata: &[(String, String)]) -> Result<Vec<u8>, Stri
             // Gemm: Y = A·B + C with B = W (`input_dim × units`), C broadcast over the rows.
             g.node("Gemm", &[&x, &w, &b], &[], None)
         };
-        x = match d.activation {
-            Activation::Linear => z,
-            Activation::Sigmoid => g.node("Sigmoid", &[&z], &[], None),
-            Activation::Tanh => g.node("Tanh", &[&z], &[], None),
-            Activation::Relu => g.node("Relu", &[&z], &[], None),
-            Activation::LeakyRelu => {
-                g.node("LeakyRelu", &[&z], &[Attr::Float("alpha", d.alpha)], None)
-            }
-            Activation::Elu => g.node("Elu", &[&z], &[Attr::Float("alpha", d.alpha)], None),
-            Activation::Softplus => g.node("Softplus", &[&z], &[], None),
-            Activation::Softmax => g.node("Softmax", &[&z], &[Attr::Int("axis", -1)], None),
-            Activation::Gelu => {
-                // gelu(z) = z · ½ · (1 + erf(z / √2))
-                let inv_sqrt2 = g.constant("inv_sqrt2", &[], &[std::f32::consts::FRAC_1_SQRT_2]);
-                let one = g.constant("one", &[], &[1.0]);
-                let half = g.constant("half", &[], &[0.5]);
-                let s = g.node("Mul", &[&z, &inv_sqrt2], &[], None);
-                let e = g.node("Erf", &[&s], &[], None);
-                let p = g.node("Add", &[&e, &one], &[], None);
-                let h = g.node("Mul", &[&z, &half], &[], None);
-                g.node("Mul", &[&h, &p], &[], None)
-            }
-        };
+        x = activation(&mut g, d.activation, d.alpha, z);
     }
     if k > 1 {
         // The prediction: the members' mean.

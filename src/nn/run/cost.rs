@@ -43,7 +43,10 @@ pub fn training_memory(
         .layers
         .iter()
         .map(|l| match l {
-            PlannedLayer::Dense { units, .. } => *units,
+            // A parametric activation holds its own buffers of the layer's width.
+            PlannedLayer::Dense {
+                units, parametric, ..
+            } => units * (1 + usize::from(*parametric)),
             PlannedLayer::Dropout(_) => 0,
         })
         .sum();
@@ -190,6 +193,7 @@ fn time_epoch(
         columns: None,
         numeric_bins: None,
         periodic_embedding: None,
+        parametric_activation: false,
         ensemble: None,
         imputation: None,
         min_frequency: None,

@@ -183,6 +183,12 @@ pub struct TrainSpec {
     /// Indicators, one-hot and binned inputs are not embedded. Absent: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub periodic_embedding: Option<PeriodicSpec>,
+    /// Parametric activations (RealMLP, Holzmüller et al., NeurIPS 2024): each hidden dense
+    /// layer's activation `g` becomes `z + w·(g(z) − z)` with one trained weight `w` per unit,
+    /// starting at 1 (`g` itself). Hidden layers with a linear activation are left as they
+    /// are. Default false.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub parametric_activation: bool,
     /// Categories seen fewer times than this in training fold into "other" (default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_frequency: Option<u64>,
@@ -289,6 +295,9 @@ pub enum PlannedLayer {
         bias: Init,
         l1: f32,
         l2: f32,
+        /// Followed by a parametric activation of `activation` (`parametric_activation`):
+        /// the dense layer itself is then linear.
+        parametric: bool,
     },
     Dropout(f32),
 }
@@ -320,6 +329,22 @@ impl Plan {
     /// cost estimates scale with it. Errs large by the heads.
     pub fn compute_weights(&self) -> usize {
         self.parameter_count.saturating_mul(self.members.max(1))
+    }
+
+    /// How many parametric activations the network has (`parametric_activation`).
+    pub fn parametric_count(&self) -> usize {
+        self.layers
+            .iter()
+            .filter(|l| {
+                matches!(
+                    l,
+                    PlannedLayer::Dense {
+                        parametric: true,
+                        ..
+                    }
+                )
+            })
+            .count()
     }
 
     /// The first dense layer's input width: the inputs, and their periodic features.
@@ -725,8 +750,11 @@ impl TrainSpec {
                             ));
                         }
                     }
-                    params =
-                        params.saturating_add(width.saturating_mul(units).saturating_add(units));
+                    let parametric =
+                        self.parametric_activation && i != last && activation != Activation::Linear;
+                    params = params
+                        .saturating_add(width.saturating_mul(units).saturating_add(units))
+                        .saturating_add(if parametric { units } else { 0 });
                     width = units;
                     layers.push(PlannedLayer::Dense {
                         units,
@@ -736,6 +764,7 @@ impl TrainSpec {
                         bias: l.bias_initializer.unwrap_or(Init::Zeros),
                         l1,
                         l2,
+                        parametric,
                     });
                 }
             }

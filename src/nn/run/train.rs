@@ -12,12 +12,12 @@ use serde::{Deserialize, Serialize};
 
 use super::spec::{NumericScaling, Plan, PlannedLayer, TargetShape, TrainSpec};
 use crate::nn::SpecError;
-use crate::nn::math::activation::argmax_rows;
+use crate::nn::math::activation::{Activation, argmax_rows};
 use crate::nn::math::alloc;
 use crate::nn::math::batch::BatchStep;
 use crate::nn::math::loss::Loss;
 use crate::nn::math::metric::score;
-use crate::nn::math::network::{Dense, Layer, Network, Params, Periodic, Workspace};
+use crate::nn::math::network::{Dense, Layer, Network, Parametric, Params, Periodic, Workspace};
 use crate::nn::math::optim::Optimizer;
 use crate::nn::math::rng::{Rng, Stream};
 use crate::nn::math::schedule::{Schedule, ScheduleState};
@@ -611,7 +611,11 @@ impl Session {
         let mut state = resume.unwrap_or_else(|| self.initial_state());
         if state.network.input_dim != self.plan.input_dim
             || state.network.members() != self.plan.members.max(1)
-            || state.network.layers.len() - state.network.dense_offset() != self.plan.layers.len()
+            || state.network.layers.len()
+                - state.network.dense_offset()
+                - state.network.parametric_count()
+                != self.plan.layers.len()
+            || state.network.parametric_count() != self.plan.parametric_count()
             || state
                 .network
                 .periodic()
@@ -1132,6 +1136,7 @@ fn build_network(plan: &Plan, seed: u64) -> Network<f32> {
                 alpha,
                 kernel,
                 bias,
+                parametric,
                 ..
             } => {
                 let mut rng = Rng::derive(seed, Stream::Init, &[i as u64]);
@@ -1151,12 +1156,28 @@ fn build_network(plan: &Plan, seed: u64) -> Network<f32> {
                     units,
                     &mut rng,
                 );
-                layers.push(Layer::Dense(Dense {
-                    w,
-                    b,
-                    activation,
-                    alpha,
-                }));
+                if parametric {
+                    // The activation moves to the parametric layer, its weights starting at
+                    // 1: the network starts as the plain one.
+                    layers.push(Layer::Dense(Dense {
+                        w,
+                        b,
+                        activation: Activation::Linear,
+                        alpha: Activation::Linear.default_alpha(),
+                    }));
+                    layers.push(Layer::Parametric(Parametric {
+                        activation,
+                        alpha,
+                        weight: Array2::ones((1, units)),
+                    }));
+                } else {
+                    layers.push(Layer::Dense(Dense {
+                        w,
+                        b,
+                        activation,
+                        alpha,
+                    }));
+                }
                 width = units;
             }
             PlannedLayer::Dropout(r) => layers.push(Layer::Dropout(r)),
@@ -1174,13 +1195,12 @@ pub(super) fn add_penalty_gradient(
     pen: &[(f32, f32)],
     grads: &mut Params<f32>,
 ) {
-    let off = net.dense_offset();
-    for (i, d) in net.dense().enumerate() {
+    for (i, (t, d)) in net.dense_tensors().enumerate() {
         let (l1, l2) = pen[i];
         if l1 == 0.0 && l2 == 0.0 {
             continue;
         }
-        ndarray::Zip::from(&mut grads.w[i + off])
+        ndarray::Zip::from(&mut grads.w[t])
             .and(&d.w)
             .for_each(|g, &w| {
                 *g += l1 * w.signum() * f32::from(w != 0.0) + 2.0 * l2 * w;

@@ -7,7 +7,7 @@
 use super::spec::{Plan, PlannedLayer};
 use super::train::{EarlyState, Session, TrainError, TrainState};
 use crate::nn::SpecError;
-use crate::nn::math::network::{Layer, Network};
+use crate::nn::math::network::{Layer, Network, Parametric};
 use crate::nn::math::optim::Optimizer;
 use crate::nn::math::schedule::ScheduleState;
 
@@ -20,8 +20,15 @@ pub fn check_architecture(
 ) -> Result<(), String> {
     let describe = |l: &PlannedLayer| match l {
         PlannedLayer::Dense {
-            units, activation, ..
-        } => format!("dense {units} {}", activation.name()),
+            units,
+            activation,
+            parametric,
+            ..
+        } => format!(
+            "dense {units} {}{}",
+            activation.name(),
+            if *parametric { " (parametric)" } else { "" }
+        ),
         PlannedLayer::Dropout(_) => "dropout".to_string(),
     };
     let k = net.members();
@@ -53,19 +60,31 @@ pub fn check_architecture(
             say(planned)
         ));
     }
-    let layers: Vec<&Layer<f32>> = net
-        .layers
-        .iter()
-        .filter(|l| !matches!(l, Layer::Ensemble(_) | Layer::Periodic(_)))
-        .collect();
-    let last = layers.len().saturating_sub(1);
-    let describe_net = |i: usize, l: &Layer<f32>| match l {
-        // An ensemble's last layer holds every member's head.
-        Layer::Dense(d) if i == last => {
-            format!("dense {} {}", d.b.len() / k, d.activation.name())
+    // Each dense layer with the parametric activation after it, if any.
+    let mut layers: Vec<(&Layer<f32>, Option<&Parametric<f32>>)> = vec![];
+    for l in &net.layers {
+        match l {
+            Layer::Ensemble(_) | Layer::Periodic(_) => {}
+            Layer::Parametric(p) => match layers.last_mut() {
+                Some((Layer::Dense(_), after @ None)) => *after = Some(p),
+                _ => return Err("the model's parametric activation follows no dense layer".into()),
+            },
+            l => layers.push((l, None)),
         }
-        Layer::Dense(d) => format!("dense {} {}", d.b.len(), d.activation.name()),
-        Layer::Dropout(_) | Layer::Ensemble(_) | Layer::Periodic(_) => "dropout".to_string(),
+    }
+    let last = layers.len().saturating_sub(1);
+    let describe_net = |i: usize, (l, parametric): (&Layer<f32>, Option<&Parametric<f32>>)| {
+        match (l, parametric) {
+            (Layer::Dense(d), Some(p)) => {
+                format!("dense {} {} (parametric)", d.b.len(), p.activation.name())
+            }
+            // An ensemble's last layer holds every member's head.
+            (Layer::Dense(d), None) if i == last => {
+                format!("dense {} {}", d.b.len() / k, d.activation.name())
+            }
+            (Layer::Dense(d), None) => format!("dense {} {}", d.b.len(), d.activation.name()),
+            _ => "dropout".to_string(),
+        }
     };
     if layers.len() != plan.layers.len() {
         return Err(format!(
