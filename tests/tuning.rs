@@ -1790,8 +1790,16 @@ async fn a_parametric_activation_learns_to_be_linear_and_round_trips() {
     let (_, m) = srv.get(&format!("/v1/models/{model}")).await;
     let arch = m["architecture"].as_array().unwrap();
     assert_eq!(arch[1], json!({"units": 16, "activation": "linear"}), "{m}");
-    assert_eq!(arch[2], json!({"parametric": 16, "activation": "gelu"}), "{m}");
-    assert_eq!(arch[4], json!({"parametric": 8, "activation": "elu"}), "{m}");
+    assert_eq!(
+        arch[2],
+        json!({"parametric": 16, "activation": "gelu"}),
+        "{m}"
+    );
+    assert_eq!(
+        arch[4],
+        json!({"parametric": 8, "activation": "elu"}),
+        "{m}"
+    );
     let rows = json!({"inputs": [
         {"island": "Biscoe", "bill_length_mm": 46.1, "bill_depth_mm": 13.2,
          "flipper_length_mm": 211, "body_mass_g": 4500, "sex": "female", "year": 2008},
@@ -1834,7 +1842,12 @@ async fn a_parametric_activation_learns_to_be_linear_and_round_trips() {
     // without one, a dense layer's field, a parametric layer first or last.
     for (pointer, layer, field, value) in [
         ("/layers/2/parametric", 2, "parametric", json!([1.0, 2.0])),
-        ("/layers/2/parametric", 2, "parametric", json!(vec![1e39; 16])),
+        (
+            "/layers/2/parametric",
+            2,
+            "parametric",
+            json!(vec![1e39; 16]),
+        ),
         ("/layers/2/alpha", 2, "alpha", json!(0.3)),
         ("/layers/2", 2, "units", json!(16)),
         ("/layers/2", 2, "bias", json!(vec![0.0; 16])),

@@ -182,7 +182,8 @@ impl<F: Real> BatchStep<F> {
                 }
                 Layer::Parametric(p) => {
                     // g = g(z) ; a = z + w·(g − z) (an ensemble's members as rows)
-                    let (input, mut z, mut a) = (as_rows(input, k), as_rows_mut(z, k), as_rows_mut(a, k));
+                    let (input, mut z, mut a) =
+                        (as_rows(input, k), as_rows_mut(z, k), as_rows_mut(a, k));
                     z.axis_chunks_iter_mut(Axis(0), CHUNK_ROWS)
                         .into_par_iter()
                         .zip(a.axis_chunks_iter_mut(Axis(0), CHUNK_ROWS))

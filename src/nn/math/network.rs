@@ -108,12 +108,15 @@ impl<F: Real> Parametric<F> {
         mut a: ArrayViewMut2<F>,
     ) {
         self.activation.forward(self.alpha, z, g.view_mut());
-        let w = self.weight.row(0);
-        Zip::from(&mut a)
-            .and(&z)
-            .and(&g)
-            .and_broadcast(&w)
-            .for_each(|a, &z, &g, &w| *a = z + w * (g - z));
+        let w = self.weight.as_slice().expect("standard layout");
+        // Row by row over contiguous slices, so the loop vectorises.
+        for ((zr, gr), mut ar) in z.rows().into_iter().zip(g.rows()).zip(a.rows_mut()) {
+            let (zr, gr) = (zr.to_slice().expect("rows"), gr.to_slice().expect("rows"));
+            let ar = ar.as_slice_mut().expect("rows");
+            for (((a, &z), &g), &w) in ar.iter_mut().zip(zr).zip(gr).zip(w) {
+                *a = z + w * (g - z);
+            }
+        }
     }
 
     /// From `z`, `g = g(z)` and `delta = ∂L/∂a`: `prev ← ∂L/∂z = (1 − w)·δ + g'(z)·w·δ`.
@@ -124,16 +127,20 @@ impl<F: Real> Parametric<F> {
         delta: ArrayView2<F>,
         mut prev: ArrayViewMut2<F>,
     ) {
-        let w = self.weight.row(0);
-        Zip::from(&mut prev)
-            .and(&delta)
-            .and_broadcast(&w)
-            .for_each(|p, &d, &w| *p = d * w);
+        let w = self.weight.as_slice().expect("standard layout");
+        for (dr, mut pr) in delta.rows().into_iter().zip(prev.rows_mut()) {
+            let pr = pr.as_slice_mut().expect("rows");
+            for ((p, &d), &w) in pr.iter_mut().zip(dr.to_slice().expect("rows")).zip(w) {
+                *p = d * w;
+            }
+        }
         self.activation.backward(self.alpha, z, g, prev.view_mut());
-        Zip::from(&mut prev)
-            .and(&delta)
-            .and_broadcast(&w)
-            .for_each(|p, &d, &w| *p = *p + (F::one() - w) * d);
+        for (dr, mut pr) in delta.rows().into_iter().zip(prev.rows_mut()) {
+            let pr = pr.as_slice_mut().expect("rows");
+            for ((p, &d), &w) in pr.iter_mut().zip(dr.to_slice().expect("rows")).zip(w) {
+                *p = *p + (F::one() - w) * d;
+            }
+        }
     }
 
     /// `grad += ∂L/∂w`: `Σ_rows δ·(g − z)`, rows in order.
@@ -143,13 +150,16 @@ impl<F: Real> Parametric<F> {
         delta: ArrayView2<F>,
         grad: &mut Array2<F>,
     ) {
-        let mut gw = grad.row_mut(0);
+        let gw = grad.as_slice_mut().expect("standard layout");
         for ((zr, gr), dr) in z.rows().into_iter().zip(g.rows()).zip(delta.rows()) {
-            Zip::from(&mut gw)
-                .and(&zr)
-                .and(&gr)
-                .and(&dr)
-                .for_each(|s, &z, &g, &d| *s = *s + d * (g - z));
+            let (zr, gr, dr) = (
+                zr.to_slice().expect("rows"),
+                gr.to_slice().expect("rows"),
+                dr.to_slice().expect("rows"),
+            );
+            for (((s, &z), &g), &d) in gw.iter_mut().zip(zr).zip(gr).zip(dr) {
+                *s = *s + d * (g - z);
+            }
         }
     }
 }
