@@ -706,6 +706,28 @@ mod tests {
         Rng::derive(0, Stream::Dropout, &[])
     }
 
+    /// The step's gradients over `rows` of `x`, `y` in passes of 3 rows, after checking its
+    /// loss against `objective` (the reference mean loss).
+    fn step_gradients(
+        net: &Network<f64>,
+        (x, y): (&Array2<f64>, &Array2<f64>),
+        rows: &[usize],
+        loss: Loss,
+        objective: &dyn Fn(&Network<f64>) -> f64,
+    ) -> Params<f64> {
+        let mut step = BatchStep::with_pass_rows(net, rows.len(), x.ncols(), y.ncols(), 3);
+        let mut grads = Params::zeros_like(net);
+        step.run(net, x, y, None, rows, loss, &mut grads, &no_dropout);
+        let reference = objective(net);
+        assert!(
+            (step.loss / rows.len() as f64 - reference).abs() < 1e-12,
+            "{}: the step's loss {} vs {reference}",
+            loss.name(),
+            step.loss / rows.len() as f64
+        );
+        grads
+    }
+
     /// Makes `net` a TabM ensemble of `k` members: its output layer widened to one random
     /// head per member (`width` outputs each), random adapters first.
     fn into_ensemble(net: &mut Network<f64>, k: usize, width: usize, rng: &mut Rng) {
@@ -941,16 +963,7 @@ mod tests {
             assert_eq!(ws.a[0][[5, 3 + 4 + 1]], (w * v).sin());
             assert_eq!(ws.a[0][[5, 3 + 4 + 3]], (w * v).cos());
             let objective = |net: &Network<f64>| members_loss(net, &x, &y, loss, members);
-            let mut step = BatchStep::with_pass_rows(&net, rows.len(), 3, width, 3);
-            let mut grads = Params::zeros_like(&net);
-            step.run(&net, &x, &y, None, &rows, loss, &mut grads, &no_dropout);
-            let reference = objective(&net);
-            assert!(
-                (step.loss / rows.len() as f64 - reference).abs() < 1e-12,
-                "{}: the step's loss {} vs {reference}",
-                loss.name(),
-                step.loss / rows.len() as f64
-            );
+            let grads = step_gradients(&net, (&x, &y), &rows, loss, &objective);
             assert_eq!(grads.w[0].dim(), (2, freqs), "the frequencies come first");
             let label = format!(
                 "{} + {} (periodic, {members} members)",
@@ -1081,16 +1094,7 @@ mod tests {
             let x = Array2::from_shape_fn((7, 3), |_| rng.normal());
             let y = targets(loss, 7, width, &mut rng);
             let objective = |net: &Network<f64>| members_loss(net, &x, &y, loss, members);
-            let mut step = BatchStep::with_pass_rows(&net, rows.len(), 3, width, 3);
-            let mut grads = Params::zeros_like(&net);
-            step.run(&net, &x, &y, None, &rows, loss, &mut grads, &no_dropout);
-            let reference = objective(&net);
-            assert!(
-                (step.loss / rows.len() as f64 - reference).abs() < 1e-12,
-                "{}: the step's loss {} vs {reference}",
-                loss.name(),
-                step.loss / rows.len() as f64
-            );
+            let grads = step_gradients(&net, (&x, &y), &rows, loss, &objective);
             let label = format!(
                 "{} + {} (parametric {}, {members} members, periodic {periodic})",
                 loss.name(),
